@@ -1,0 +1,24 @@
+"""The `logsidecar` command line. Thin by design: each subcommand lives in its own module here,
+parses its options, builds a config and calls into the library."""
+
+from __future__ import annotations
+
+import click
+
+from logsidecar import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="logsidecar")
+def main() -> None:
+    """Follow Apache httpd logs, parse them into OpenTelemetry records, forward them."""
+
+
+def _register() -> None:
+    # One import per subcommand module; each module defines `command`.
+    from logsidecar.cli import parse as parse_cmd
+
+    main.add_command(parse_cmd.command)
+
+
+_register()

@@ -1,0 +1,133 @@
+"""The record model every stage shares: parsers build `LogRecord`s, sinks encode them.
+
+Invariants:
+- `timestamp` comes from the line and is offset-aware (or None when the line has no time);
+  `observed_timestamp` is when we read the line, always offset-aware UTC.
+- `body` is the raw line as text. Bytes that are not UTF-8 are kept as `\\xhh` escapes (the same
+  notation Apache itself uses), and the record is flagged with `logsidecar.invalid_utf8`.
+- Attribute names follow OpenTelemetry semantic conventions; Apache-only fields live under `apache.`;
+  our own flags live under `logsidecar.`. An absent value (Apache's `-`) is left out, never zero.
+- `position` says where the line came from; it is set by the tailer, None for one-shot parsing.
+
+The JSON encoding (`encode_json`) is the stdout format: one object per line with the top-level keys
+`timestamp`, `observed_timestamp`, `severity_text`, `severity_number`, `body`, `attributes`, `resource`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import IntEnum
+from typing import Any
+
+import orjson
+
+AttributeValue = str | bool | int | float | list[str] | list[int] | list[float] | list[bool]
+
+# Attribute keys we set ourselves (flags about the line, not about the request).
+PARSE_ERROR = "logsidecar.parse_error"
+INVALID_UTF8 = "logsidecar.invalid_utf8"
+TRUNCATED = "logsidecar.truncated"
+FORMAT = "logsidecar.format"
+LOG_FILE_PATH = "log.file.path"
+LOG_FILE_NAME = "log.file.name"
+LOG_RECORD_UID = "log.record.uid"
+
+
+class Severity(IntEnum):
+    """OpenTelemetry SeverityNumber (logs data model)."""
+
+    UNSPECIFIED = 0
+    TRACE = 1
+    TRACE2 = 2
+    TRACE3 = 3
+    TRACE4 = 4
+    DEBUG = 5
+    DEBUG2 = 6
+    DEBUG3 = 7
+    DEBUG4 = 8
+    INFO = 9
+    INFO2 = 10
+    INFO3 = 11
+    INFO4 = 12
+    WARN = 13
+    WARN2 = 14
+    WARN3 = 15
+    WARN4 = 16
+    ERROR = 17
+    ERROR2 = 18
+    ERROR3 = 19
+    ERROR4 = 20
+    FATAL = 21
+    FATAL2 = 22
+    FATAL3 = 23
+    FATAL4 = 24
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a line came from: the file's stable identity key, its path, and the byte offset just
+    past the line's newline (so a checkpoint at this offset resumes with the next line)."""
+
+    file_key: str
+    path: str
+    offset: int
+
+
+@dataclass(slots=True)
+class LogRecord:
+    """One log line, parsed. Mutable on purpose: the pipeline stamps position and resource in place
+    rather than copying every record."""
+
+    body: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    timestamp: datetime | None = None
+    observed_timestamp: datetime | None = None
+    severity_text: str | None = None
+    severity_number: int = Severity.UNSPECIFIED
+    resource: dict[str, Any] = field(default_factory=dict)
+    position: Position | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape (times stay datetimes; `encode_json` renders them as RFC 3339)."""
+        return {
+            "timestamp": self.timestamp,
+            "observed_timestamp": self.observed_timestamp,
+            "severity_text": self.severity_text,
+            "severity_number": int(self.severity_number),
+            "body": self.body,
+            "attributes": self.attributes,
+            "resource": self.resource,
+        }
+
+
+def decode_text(raw: bytes) -> tuple[str, bool]:
+    """Decode bytes as UTF-8; return (text, was_valid). Invalid bytes become `\\xhh` escapes so
+    that nothing is lost and the text stays valid UTF-8 for every encoder downstream."""
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace"), False
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def encode_json(record: LogRecord) -> bytes:
+    """One record as one JSON object (no trailing newline). Datetimes keep their UTC offset."""
+    return orjson.dumps(record.to_dict(), option=_JSON_OPTIONS)
+
+
+def encode_json_lines(records: Iterable[LogRecord]) -> bytes:
+    """Many records as JSON lines, newline-terminated; one buffer so the sink writes once."""
+    dumps = orjson.dumps
+    parts = [dumps(r.to_dict(), option=_JSON_OPTIONS) for r in records]
+    if not parts:
+        return b""
+    parts.append(b"")
+    return b"\n".join(parts)

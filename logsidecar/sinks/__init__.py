@@ -1,0 +1,1 @@
+"""Sinks: where records go. One module per sink, one small interface (`base.Sink`)."""
