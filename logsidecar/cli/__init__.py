@@ -19,6 +19,9 @@ def _register() -> None:
     from logsidecar.cli import parse as parse_cmd
 
     main.add_command(parse_cmd.command)
+    from logsidecar.cli import docker as docker_cmd
+
+    main.add_command(docker_cmd.command)
 
 
 _register()

@@ -1,0 +1,204 @@
+"""`logsidecar docker ...`: attach to a container's log files, start a sidecar, audit volumes, check images."""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import sys
+
+import click
+
+from logsidecar.containers import audit as audit_mod
+from logsidecar.containers import image_check
+from logsidecar.containers import sidecar as sidecar_mod
+from logsidecar.containers.engine import EngineError, connect, get_container
+from logsidecar.containers.metadata import container_resource
+from logsidecar.containers.mounts import NotOnMount, resolve_log_dir, stdout_symlinks
+
+DEFAULT_CONTAINER_GLOB = "/var/log/apache2/*.log"
+
+
+@click.group("docker")
+@click.option("--host", "docker_host", envvar="DOCKER_HOST", help="Engine address (default: DOCKER_HOST or the local socket).")
+@click.pass_context
+def command(ctx: click.Context, docker_host: str | None) -> None:
+    """Docker-aware commands: attach, sidecar, audit, check-image."""
+    ctx.obj = {"docker_host": docker_host}
+
+
+def _client(ctx: click.Context):
+    try:
+        return connect(ctx.obj.get("docker_host"))
+    except EngineError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _container(client, name: str):
+    try:
+        return get_container(client, name)
+    except EngineError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@command.command("attach", context_settings={"ignore_unknown_options": True})
+@click.argument("container")
+@click.option("--path", "container_glob", default=DEFAULT_CONTAINER_GLOB, show_default=True,
+              help="Glob of the log files as the container sees them.")
+@click.option("--label", "labels", multiple=True, help="Container label to add as container.label.<key> ('*' for all).")
+@click.argument("tail_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def attach(ctx: click.Context, container: str, container_glob: str, labels: tuple[str, ...], tail_args: tuple[str, ...]) -> None:
+    """Tail CONTAINER's log files from the host, with its metadata as resource attributes.
+
+    Extra options after the container name are passed to `logsidecar tail` (e.g. --output otlp).
+    """
+    client = _client(ctx)
+    target = _container(client, container)
+    container_dir, pattern = posixpath.split(container_glob)
+    try:
+        location = resolve_log_dir(target.attrs, container_dir)
+    except NotOnMount as exc:
+        raise click.ClickException(str(exc)) from exc
+    redirected = stdout_symlinks(location.host_dir)
+    if redirected:
+        names = ", ".join(f"{n} -> {t}" for n, t in redirected)
+        click.echo(
+            f"logsidecar: in {container_dir} of {target.name}, {names}: these logs go to the container's stdout "
+            f"(read them with `docker logs {target.name}`), not to files. Point CustomLog/ErrorLog at files "
+            f"in {container_dir} (e.g. CustomLog {container_dir}/access.log combined) to tail them here.",
+            err=True,
+        )
+    host_glob = os.path.join(location.host_dir, pattern)
+    resource = container_resource(target.attrs, labels)
+    args: list[str] = []
+    for key, value in resource.items():
+        if isinstance(value, list):
+            value = ",".join(value)
+        args += ["--resource", f"{key}={value}"]
+    click.echo(
+        f"logsidecar: attaching to {target.name} ({target.short_id}): {container_glob} is {host_glob} "
+        f"on the host ({location.mount_type}{' ' + location.volume_name if location.volume_name and location.mount_type == 'volume' else ''})",
+        err=True,
+    )
+    from logsidecar.cli.tail import command as tail_command
+
+    tail_command.main(args=[*args, *tail_args, host_glob], prog_name="logsidecar tail", standalone_mode=True)
+
+
+@command.command("sidecar", context_settings={"ignore_unknown_options": True})
+@click.argument("container")
+@click.option("--image", default=sidecar_mod.DEFAULT_IMAGE, show_default=True, help="The logsidecar image to run.")
+@click.option("--rm", "auto_remove", is_flag=True, help="Remove the sidecar when it stops.")
+@click.option("--remove", is_flag=True, help="Remove CONTAINER's sidecar(s) instead of starting one.")
+@click.option("--docker-socket", is_flag=True, help="Mount the Docker socket read-only so the sidecar adds container metadata.")
+@click.option("--env", "-e", "env", multiple=True, help="KEY=VALUE environment for the sidecar (e.g. OTEL_EXPORTER_OTLP_ENDPOINT).")
+@click.option("--network", help="Network to attach the sidecar to.")
+@click.argument("tail_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def sidecar(ctx: click.Context, container: str, image: str, auto_remove: bool, remove: bool, docker_socket: bool,
+            env: tuple[str, ...], network: str | None, tail_args: tuple[str, ...]) -> None:
+    """Start a logsidecar container sharing CONTAINER's volumes read-only.
+
+    Options after the container name are passed to `logsidecar tail` inside the sidecar.
+    """
+    client = _client(ctx)
+    target = _container(client, container)
+    if remove:
+        names = sidecar_mod.remove_sidecars(client, target)
+        click.echo("removed: " + (", ".join(names) if names else "nothing (no sidecar found)"))
+        return
+    environment = {}
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--env")
+        environment[key] = value
+    try:
+        started = sidecar_mod.start_sidecar(
+            client, target, image=image, tail_args=tail_args, auto_remove=auto_remove,
+            environment=environment, mount_docker_socket=docker_socket, network=network,
+        )
+    except Exception as exc:  # noqa: BLE001 - the SDK raises many kinds; all are the user's to read
+        raise click.ClickException(f"could not start the sidecar for {target.name}: {exc}") from exc
+    click.echo(f"started {started.name} ({started.short_id}) sharing the volumes of {target.name} read-only")
+
+
+def _human_size(size: int | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def _human_age(age_s: float | None) -> str:
+    if age_s is None:
+        return "?"
+    for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
+        if age_s >= span:
+            return f"{age_s / span:.0f}{unit}"
+    return f"{age_s:.0f}s"
+
+
+@command.command("audit")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--prune", is_flag=True, help="Remove the unreferenced volumes listed (after confirmation).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.pass_context
+def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool) -> None:
+    """List volumes no container references, anonymous leftovers, and engine-created bind directories."""
+    client = _client(ctx)
+    volumes = audit_mod.unused_volumes(client)
+    dirs = audit_mod.engine_created_bind_dirs(client)
+    if as_json:
+        click.echo(json.dumps({"unused_volumes": [v.to_dict() for v in volumes],
+                               "engine_created_bind_dirs": [d.to_dict() for d in dirs]}, indent=2))
+    else:
+        click.echo(f"{len(volumes)} volume(s) referenced by no container:")
+        for v in volumes:
+            kind = "anonymous" if v.anonymous else "named"
+            click.echo(f"  {v.name:<64}  {kind:<9}  {_human_size(v.size_bytes):>9}  age {_human_age(v.age_s)}")
+        click.echo(f"{len(dirs)} bind-mount director(y/ies) probably created by the engine (empty, root-owned):")
+        for d in dirs:
+            click.echo(f"  {d.path}  (container {d.container})")
+    if not prune or not volumes:
+        return
+    names = [v.name for v in volumes]
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.ClickException("--prune needs confirmation: run it on a terminal or add --yes")
+        click.confirm(f"Remove these {len(names)} volume(s)?", abort=True)
+    removed, kept = audit_mod.prune_volumes(client, names)
+    for name in removed:
+        click.echo(f"removed {name}", err=as_json)
+    for name, why in kept:
+        click.echo(f"kept {name}: {why}", err=True)
+
+
+@command.command("check-image")
+@click.argument("image")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def check_image(ctx: click.Context, image: str, as_json: bool) -> None:
+    """Report IMAGE's VOLUMEs and build steps that wrote into them after they were declared (exit 1 if any)."""
+    client = _client(ctx)
+    try:
+        report = image_check.check_image(client, image)
+    except Exception as exc:  # noqa: BLE001
+        raise click.ClickException(f"cannot inspect image {image}: {exc}") from exc
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(f"{image}: VOLUME " + (", ".join(report.volumes) if report.volumes else "(none)"))
+        for f in report.findings:
+            why = ("its writes are discarded at build time" if f.kind == "run"
+                   else "its files are hidden whenever a volume is mounted there")
+            click.echo(f"  step {f.step} writes into {f.volume} after VOLUME declared it: {why}\n    {f.instruction}")
+        if not report.findings:
+            click.echo("  no build step writes into a declared volume after its VOLUME instruction")
+    if report.findings:
+        sys.exit(1)

@@ -1,0 +1,145 @@
+"""The directory-leak pitfall: volumes nothing references any more, and bind-mount directories the
+engine created on its own.
+
+- A volume is *unreferenced* when no container, running or stopped, mounts it.
+- It is *anonymous* when its name is a 64-hex id (or it carries `com.docker.volume.anonymous`): the
+  leftover of `docker run` with a `VOLUME` image and no `-v` name, removed without `--rm`/`-v`.
+- An *engine-created bind directory*: `-v /host/dir:/x` creates /host/dir when it is missing. We flag
+  bind sources that are directories owned by root, empty, and last modified within a few seconds of
+  the container's creation: a heuristic (the engine leaves no other trace), so it is reported, never pruned.
+Pruning re-checks right before each removal and never removes a volume in use (the engine refuses too).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from logsidecar.containers.metadata import is_anonymous_volume_name
+
+ENGINE_CREATED_WINDOW_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class UnusedVolume:
+    name: str
+    anonymous: bool
+    size_bytes: int | None
+    created_at: str | None
+    age_s: float | None
+    mountpoint: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineCreatedDir:
+    path: str
+    container: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def referenced_volume_names(client: Any) -> set[str]:
+    names = set()
+    for summary in client.api.containers(all=True):
+        for mount in summary.get("Mounts") or []:
+            if mount.get("Type") == "volume" and mount.get("Name"):
+                names.add(mount["Name"])
+    return names
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _du(path: str) -> int | None:
+    total = 0
+    try:
+        for root, _dirs, files in os.walk(path):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(root, f)).st_size
+                except OSError:
+                    pass
+    except OSError:
+        return None
+    return total if os.path.isdir(path) else None
+
+
+def unused_volumes(client: Any, now: datetime | None = None) -> list[UnusedVolume]:
+    now = now or datetime.now(UTC)
+    used = referenced_volume_names(client)
+    sizes: dict[str, int] = {}
+    try:
+        for vol in client.df().get("Volumes") or []:
+            size = (vol.get("UsageData") or {}).get("Size", -1)
+            if size is not None and size >= 0:
+                sizes[vol["Name"]] = size
+    except Exception:  # noqa: BLE001 - df is a convenience; fall back to walking the mountpoint
+        pass
+    found = []
+    for vol in client.api.volumes().get("Volumes") or []:
+        name = vol["Name"]
+        if name in used:
+            continue
+        labels = vol.get("Labels") or {}
+        created = _parse_time(vol.get("CreatedAt"))
+        mountpoint = vol.get("Mountpoint")
+        size = sizes.get(name)
+        if size is None and mountpoint:
+            size = _du(mountpoint)
+        found.append(
+            UnusedVolume(
+                name=name,
+                anonymous=is_anonymous_volume_name(name) or "com.docker.volume.anonymous" in labels,
+                size_bytes=size,
+                created_at=vol.get("CreatedAt"),
+                age_s=(now - created).total_seconds() if created else None,
+                mountpoint=mountpoint,
+            )
+        )
+    return sorted(found, key=lambda v: (not v.anonymous, v.name))
+
+
+def engine_created_bind_dirs(client: Any) -> list[EngineCreatedDir]:
+    found = []
+    for summary in client.api.containers(all=True):
+        created = summary.get("Created")
+        for mount in summary.get("Mounts") or []:
+            if mount.get("Type") != "bind":
+                continue
+            source = mount.get("Source", "")
+            try:
+                st = os.stat(source)
+                empty = os.path.isdir(source) and not os.listdir(source)
+            except OSError:
+                continue
+            if empty and st.st_uid == 0 and created and abs(st.st_mtime - created) <= ENGINE_CREATED_WINDOW_S:
+                names = summary.get("Names") or [summary["Id"][:12]]
+                found.append(EngineCreatedDir(path=source, container=names[0].lstrip("/")))
+    return found
+
+
+def prune_volumes(client: Any, names: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Remove `names`, re-checking each is still unreferenced. Returns (removed, [(name, why not)])."""
+    removed, kept = [], []
+    for name in names:
+        if name in referenced_volume_names(client):
+            kept.append((name, "now in use by a container"))
+            continue
+        try:
+            client.volumes.get(name).remove()
+            removed.append(name)
+        except Exception as exc:  # noqa: BLE001 - report and go on with the others
+            kept.append((name, str(exc)))
+    return removed, kept

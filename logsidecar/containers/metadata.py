@@ -1,0 +1,113 @@
+"""Container metadata as OpenTelemetry resource attributes (semantic conventions `container.*`).
+
+Used two ways: host side (`docker attach` knows the container) and inside the sidecar, when the
+Docker socket is mounted, to find which container(s) write the volume we read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from typing import Any
+
+_HEX_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def container_resource(attrs: dict[str, Any], labels: Iterable[str] = ()) -> dict[str, Any]:
+    """Resource attributes of one container from its inspect data. `labels` names the container
+    labels to copy (as `container.label.<key>`); "*" copies all of them."""
+    config = attrs.get("Config") or {}
+    image_ref = config.get("Image", "")
+    name, tag = split_image_ref(image_ref)
+    resource: dict[str, Any] = {
+        "container.id": attrs.get("Id", ""),
+        "container.name": attrs.get("Name", "").lstrip("/"),
+        "container.runtime": "docker",
+        "container.image.name": name,
+    }
+    if tag:
+        resource["container.image.tags"] = [tag]
+    image_id = attrs.get("Image")
+    if image_id:
+        resource["container.image.id"] = image_id
+    container_labels = config.get("Labels") or {}
+    wanted = set(labels)
+    for key, value in sorted(container_labels.items()):
+        if "*" in wanted or key in wanted:
+            resource[f"container.label.{key}"] = value
+    return resource
+
+
+def split_image_ref(ref: str) -> tuple[str, str | None]:
+    """'registry:5000/ns/img:tag' -> ('registry:5000/ns/img', 'tag'); digests are kept in the name."""
+    if "@" in ref:
+        return ref, None
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon > slash:
+        return ref[:colon], ref[colon + 1 :]
+    return ref, None
+
+
+def own_container_id() -> str | None:
+    """Our own container id when we run in a Docker container, else None (read from cgroup/mountinfo)."""
+    for source in ("/proc/self/mountinfo", "/proc/self/cgroup"):
+        try:
+            with open(source, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            continue
+        # /var/lib/docker/containers/<id>/hostname (mountinfo) or .../docker-<id>.scope (cgroup)
+        match = re.search(r"/containers/([0-9a-f]{64})/", text) or re.search(r"docker[-/]([0-9a-f]{64})", text)
+        if match:
+            return match.group(1)
+    return None
+
+
+def writers_of(client: Any, own_id: str | None, paths: Iterable[str]) -> list[dict[str, Any]]:
+    """Inspect data of the other containers that mount the volume(s) or bind source(s) under which
+    `paths` (as we see them) live. Running containers with a read-write mount come first."""
+    if own_id is None:
+        return []
+    own = client.api.inspect_container(own_id)
+    sources: set[str] = set()
+    for path in paths:
+        for mount in own.get("Mounts") or []:
+            dest = mount.get("Destination", "")
+            if path == dest or path.startswith(dest.rstrip("/") + "/"):
+                sources.add(mount.get("Name") or mount.get("Source", ""))
+    if not sources:
+        return []
+    found = []
+    for summary in client.api.containers(all=True):
+        if summary["Id"] == own_id:
+            continue
+        for mount in summary.get("Mounts") or []:
+            key = mount.get("Name") or mount.get("Source", "")
+            if key in sources:
+                found.append((summary["State"] != "running", not mount.get("RW", True), summary["Id"]))
+                break
+    found.sort()
+    return [client.api.inspect_container(cid) for _, _, cid in found]
+
+
+def container_resource_for(paths: Iterable[str], labels: Iterable[str] = ()) -> dict[str, Any]:
+    """Inside the sidecar: metadata of the container that writes the volume we read, when the Docker
+    socket is reachable; {} otherwise (the sidecar works as before without it)."""
+    if not os.path.exists("/var/run/docker.sock") and "DOCKER_HOST" not in os.environ:
+        return {}
+    try:
+        import docker
+
+        client = docker.from_env(timeout=5)
+        writers = writers_of(client, own_container_id(), list(paths))
+    except Exception:  # noqa: BLE001 - enrichment is optional; never fail the sidecar for it
+        return {}
+    if not writers:
+        return {}
+    return container_resource(writers[0], labels)
+
+
+def is_anonymous_volume_name(name: str) -> bool:
+    return bool(_HEX_ID.fullmatch(name))

@@ -1,0 +1,70 @@
+"""Start (and find, and remove) a logsidecar container beside another container.
+
+The sidecar shares the target's volumes read-only (`volumes_from: TARGET:ro`), keeps its checkpoints
+on a named volume of its own (so a restart resumes), and is named and labelled so it can be found:
+name `logsidecar-<target>`, label `io.logsidecar.sidecar-for=<target id>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+SIDECAR_LABEL = "io.logsidecar.sidecar-for"
+SIDECAR_NAME_LABEL = "io.logsidecar.sidecar-for-name"
+DEFAULT_IMAGE = "logsidecar:latest"
+DEFAULT_TAIL_ARGS = ("/var/log/apache2/*.log",)
+STATE_DIR = "/var/lib/logsidecar"
+
+
+def sidecar_name(target_name: str) -> str:
+    return f"logsidecar-{target_name}"
+
+
+def start_sidecar(
+    client: Any,
+    target: Any,
+    *,
+    image: str = DEFAULT_IMAGE,
+    tail_args: Sequence[str] = (),
+    auto_remove: bool = False,
+    environment: dict[str, str] | None = None,
+    mount_docker_socket: bool = False,
+    network: str | None = None,
+) -> Any:
+    """Run the sidecar detached and return its Container."""
+    name = sidecar_name(target.name)
+    volumes: dict[str, dict[str, str]] = {f"{name}-state": {"bind": STATE_DIR, "mode": "rw"}}
+    if mount_docker_socket:
+        volumes["/var/run/docker.sock"] = {"bind": "/var/run/docker.sock", "mode": "ro"}
+    return client.containers.run(
+        image,
+        command=["tail", *(tail_args or DEFAULT_TAIL_ARGS)],
+        name=name,
+        detach=True,
+        auto_remove=auto_remove,
+        volumes_from=[f"{target.id}:ro"],
+        volumes=volumes,
+        read_only=True,
+        labels={SIDECAR_LABEL: target.id, SIDECAR_NAME_LABEL: target.name},
+        environment=environment or {},
+        network=network,
+    )
+
+
+def find_sidecars(client: Any, target: Any) -> list[Any]:
+    return client.containers.list(all=True, filters={"label": f"{SIDECAR_LABEL}={target.id}"})
+
+
+def remove_sidecars(client: Any, target: Any, *, remove_state: bool = False) -> list[str]:
+    """Stop and remove the target's sidecars; returns their names."""
+    removed = []
+    for container in find_sidecars(client, target):
+        container.remove(force=True)
+        removed.append(container.name)
+        if remove_state:
+            try:
+                client.volumes.get(f"{container.name}-state").remove()
+            except Exception:  # noqa: BLE001 - the state volume may not exist or be shared
+                pass
+    return removed
