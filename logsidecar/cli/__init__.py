@@ -22,6 +22,9 @@ def _register() -> None:
     from logsidecar.cli import docker as docker_cmd
 
     main.add_command(docker_cmd.command)
+    from logsidecar.cli import tail as tail_cmd
+
+    main.add_command(tail_cmd.command)
 
 
 _register()

@@ -1,0 +1,400 @@
+"""The pipeline: tailer → per-file parser → every sink → acknowledgements → checkpoints.
+
+One asyncio task reads (the tailer's `run`), and each batch it emits is parsed right there, stamped,
+and handed to a delivery task that sends it to every sink at once. When every sink has settled the
+batch (delivered, or rejected for good: `BatchRejected`), the batch is acknowledged to the tailer,
+in file order (`acks.AckTracker`), and only acknowledged offsets ever reach a checkpoint.
+
+Invariants:
+- Bounded memory: at most `max_in_flight_batches` batches and (beyond the first) `max_in_flight_lines`
+  lines are parsed and not yet settled. When the budget is spent, `emit` does not return, so the
+  tailer stops reading: the log files are the buffer, nothing is dropped.
+- A batch is acknowledged only after every sink settled it, and per file in the order read; a batch
+  that failed or was abandoned at shutdown is never acknowledged (it is read again after a restart).
+- Per-record work is a handful of dict stores: no per-record awaits, queue operations or hashing.
+- Shutdown (`request_stop`, e.g. on SIGTERM): stop taking batches, let in-flight batches settle for at
+  most `shutdown_timeout_s`, then stop the tailer (which writes its checkpoints) and close the sinks.
+
+Stamped on every record:
+- `position`: `Position(file_key, path, end_offset)`.
+- `log.file.path` (the path the line was read from; a rotated file keeps its new name) and `log.file.name`.
+- `log.record.uid`: 32 hex digits = the first 8 bytes of BLAKE2b(file_key) followed by the line's end
+  offset as 16 hex digits. It is stable (the same line always gets the same uid, across restarts and
+  rotation, because file_key is the file's identity, not its path) and unique per line, so a backend
+  can drop the duplicates of a replay after a crash.
+- `logsidecar.truncated: true` for lines cut at `max_line_bytes`.
+- `resource`: one shared, read-only mapping (host.name, service.name ...) for every record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import os
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, tzinfo
+from typing import Any, Protocol
+
+from logsidecar import events
+from logsidecar.acks import AckTicket, AckTracker
+from logsidecar.events import Event
+from logsidecar.parse import build_parser
+from logsidecar.parse.base import Parser
+from logsidecar.record import (
+    INVALID_UTF8,
+    LOG_FILE_NAME,
+    LOG_FILE_PATH,
+    LOG_RECORD_UID,
+    PARSE_ERROR,
+    TRUNCATED,
+    LogRecord,
+    Position,
+    decode_text,
+    utcnow,
+)
+from logsidecar.sinks.base import BatchRejected, Sink
+from logsidecar.tail.options import ReadBatch
+
+
+class Source(Protocol):
+    """What the pipeline needs from the tailer (`logsidecar.tail.tailer.Tailer` is one)."""
+
+    async def run(self, emit: Callable[[ReadBatch], Awaitable[None]]) -> None: ...
+
+    def acknowledge(self, file_key: str, offset: int) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FormatRule:
+    """`--format GLOB=SPEC`: files whose path or name matches `pattern` are parsed with `spec`.
+    `pattern` None matches every file (a plain `--format SPEC`)."""
+
+    pattern: str | None
+    spec: str
+
+    def matches(self, path: str) -> bool:
+        if self.pattern is None:
+            return True
+        return fnmatch.fnmatchcase(path, self.pattern) or fnmatch.fnmatchcase(os.path.basename(path), self.pattern)
+
+
+def parse_format_rule(text: str) -> FormatRule:
+    """`GLOB=SPEC` or a plain `SPEC`. A spec may itself contain `=` (inside a LogFormat), so the text is
+    a rule only when what precedes the first `=` looks like a glob: no `:` and no `%`."""
+    head, sep, tail = text.partition("=")
+    if sep and head.strip() and ":" not in head and "%" not in head:
+        return FormatRule(head.strip(), tail.strip())
+    return FormatRule(None, text.strip())
+
+
+def validate_format_rules(rules: Sequence[FormatRule], *, timezone: tzinfo = UTC) -> None:
+    """Build each spec once so a bad directive fails at start-up (raises parse.FormatError)."""
+    for rule in rules:
+        build_parser(rule.spec, timezone=timezone)
+
+
+class _FileState:
+    """What the pipeline keeps per file identity: its parser (they may be stateful) and uid prefix."""
+
+    __slots__ = ("parser", "uid_prefix")
+
+    def __init__(self, parser: Parser, uid_prefix: str) -> None:
+        self.parser = parser
+        self.uid_prefix = uid_prefix
+
+
+def uid_prefix(file_key: str) -> str:
+    """The file half of `log.record.uid` (see module docstring)."""
+    return hashlib.blake2b(file_key.encode(), digest_size=8).hexdigest()
+
+
+def record_uid(file_key: str, end_offset: int) -> str:
+    """`log.record.uid` of the line of `file_key` that ends at `end_offset`."""
+    return f"{uid_prefix(file_key)}{end_offset:016x}"
+
+
+class ParserSelector:
+    """One parser per file identity, chosen by the first matching rule (default: `default_spec`).
+    Remembers at most `max_files` files, least recently used first out: rotated files come and go."""
+
+    def __init__(
+        self,
+        rules: Sequence[FormatRule] = (),
+        *,
+        default_spec: str = "auto",
+        timezone: tzinfo = UTC,
+        max_files: int = 1024,
+    ) -> None:
+        self.rules = tuple(rules)
+        self.default_spec = default_spec
+        self.timezone = timezone
+        self.max_files = max_files
+        self._files: OrderedDict[str, _FileState] = OrderedDict()
+
+    def spec_for(self, path: str) -> str:
+        for rule in self.rules:
+            if rule.matches(path):
+                return rule.spec
+        return self.default_spec
+
+    def state_for(self, file_key: str, path: str) -> _FileState:
+        state = self._files.get(file_key)
+        if state is not None:
+            self._files.move_to_end(file_key)
+            return state
+        parser = build_parser(self.spec_for(path), timezone=self.timezone, path=path)
+        state = self._files[file_key] = _FileState(parser, uid_prefix(file_key))
+        if len(self._files) > self.max_files:
+            self._files.popitem(last=False)
+        return state
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    resource: Mapping[str, Any]
+    max_in_flight_batches: int = 8
+    max_in_flight_lines: int = 16384
+    shutdown_timeout_s: float = 10.0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        source: Source,
+        sinks: Sequence[Sink],
+        parsers: ParserSelector,
+        options: PipelineOptions,
+    ) -> None:
+        if not sinks:
+            raise ValueError("a pipeline needs at least one sink")
+        self.source = source
+        self.sinks = tuple(sinks)
+        self.parsers = parsers
+        self.options = options
+        # One dict shared by every record: sinks must treat it as read-only.
+        self._resource: dict[str, Any] = dict(options.resource)
+        self._acks = AckTracker()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight_batches = 0
+        self._in_flight_lines = 0
+        self._space = asyncio.Event()  # set whenever the in-flight budget shrinks
+        self._idle = asyncio.Event()  # set while nothing is in flight
+        self._idle.set()
+        self._stop_requested = asyncio.Event()
+        self._closing = False
+        self._drained = asyncio.Event()  # set when shutdown no longer waits for in-flight batches
+        self._fatal: BaseException | None = None
+        # counters
+        self.lines_in = 0
+        self.batches_in = 0
+        self.acknowledgements = 0
+        self.sent: dict[str, int] = {sink.name: 0 for sink in self.sinks}
+        self.rejected: dict[str, int] = {sink.name: 0 for sink in self.sinks}
+        self.abandoned_batches = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until the source ends, `request_stop` is called, or a sink fails for good (re-raised)."""
+        for sink in self.sinks:
+            await sink.start()
+        events.emit(Event.STARTED, sinks=[s.name for s in self.sinks])
+        source_task = asyncio.create_task(self.source.run(self.emit), name="logsidecar-source")
+        stop_task = asyncio.create_task(self._stop_requested.wait(), name="logsidecar-stop")
+        try:
+            await asyncio.wait({source_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_task.cancel()
+            await self._shutdown(source_task)
+        if self._fatal is not None:
+            raise self._fatal
+        if source_task.done() and not source_task.cancelled() and source_task.exception() is not None:
+            raise source_task.exception()  # type: ignore[misc]
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown; safe to call from a signal handler and more than once."""
+        self._stop_requested.set()
+
+    async def _shutdown(self, source_task: asyncio.Task[None]) -> None:
+        self._closing = True
+        events.emit(
+            Event.STOPPING,
+            in_flight_batches=self._in_flight_batches,
+            shutdown_timeout_s=self.options.shutdown_timeout_s,
+        )
+        # 1. Let what was sent settle, so its acknowledgements reach the final checkpoint.
+        if self._fatal is None:
+            try:
+                await asyncio.wait_for(self._idle.wait(), self.options.shutdown_timeout_s)
+            except TimeoutError:
+                pass
+        self._drained.set()
+        # 2. Abandon what did not settle: never acknowledged, so it is read again after a restart.
+        self.abandoned_batches = len(self._tasks)
+        for task in tuple(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(tuple(self._tasks))
+        # 3. The tailer writes its checkpoints on stop; then its run() ends.
+        await self.source.stop()
+        if not source_task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(source_task), self.options.shutdown_timeout_s)
+            except TimeoutError:
+                source_task.cancel()
+        if not source_task.done():
+            await asyncio.wait({source_task})
+        for sink in self.sinks:
+            try:
+                await asyncio.wait_for(sink.close(), self.options.shutdown_timeout_s)
+            except TimeoutError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - a failing close must not hide the checkpoints
+                events.emit(Event.STOPPING, sink=sink.name, reason=f"close failed: {exc!r}")
+        events.emit(Event.STOPPED, **self.stats())
+
+    # -- reading side: called by the tailer -----------------------------------------------------------
+
+    async def emit(self, batch: ReadBatch) -> None:
+        """Accept one batch from the tailer. Returns once the batch is in flight; waits (backpressure)
+        while the in-flight budget is spent. After shutdown began, batches are not taken (they stay
+        unacknowledged and are read again after a restart)."""
+        if self._closing:
+            await self._drained.wait()
+            return
+        count = len(batch.lines)
+        if not count:
+            return
+        await self._reserve(count)
+        if self._closing:
+            self._release(count)
+            await self._drained.wait()
+            return
+        records = self._parse(batch)
+        self.lines_in += count
+        self.batches_in += 1
+        ticket = self._acks.register(batch.file_key, batch.end_offsets[-1])
+        task = asyncio.create_task(self._deliver(ticket, records, count))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _parse(self, batch: ReadBatch) -> list[LogRecord]:
+        state = self.parsers.state_for(batch.file_key, batch.path)
+        try:
+            records = state.parser.parse(batch.lines)
+            if len(records) != len(batch.lines):
+                raise RuntimeError(f"parser returned {len(records)} records for {len(batch.lines)} lines")
+        except Exception as exc:  # noqa: BLE001 - a parser bug must not lose lines: forward them raw
+            records = _raw_records(batch.lines, reason=f"parser failed: {exc!r}")
+        self._stamp(records, batch, state.uid_prefix)
+        return records
+
+    def _stamp(self, records: list[LogRecord], batch: ReadBatch, prefix: str) -> None:
+        # The hot loop: keep it to plain stores.
+        path = batch.path
+        name = os.path.basename(path)
+        file_key = batch.file_key
+        resource = self._resource
+        for record, offset in zip(records, batch.end_offsets, strict=True):
+            attributes = record.attributes
+            attributes[LOG_FILE_PATH] = path
+            attributes[LOG_FILE_NAME] = name
+            attributes[LOG_RECORD_UID] = f"{prefix}{offset:016x}"
+            record.position = Position(file_key, path, offset)
+            if record.resource:
+                record.resource = {**resource, **record.resource}
+            else:
+                record.resource = resource
+        for index in batch.truncated:
+            records[index].attributes[TRUNCATED] = True
+
+    # -- budget ---------------------------------------------------------------------------------------
+
+    async def _reserve(self, lines: int) -> None:
+        options = self.options
+        # A batch larger than the whole budget still goes through, alone.
+        while self._in_flight_batches and (
+            self._in_flight_batches >= options.max_in_flight_batches
+            or self._in_flight_lines + lines > options.max_in_flight_lines
+        ):
+            self._space.clear()
+            await self._space.wait()
+        self._in_flight_batches += 1
+        self._in_flight_lines += lines
+        self._idle.clear()
+
+    def _release(self, lines: int) -> None:
+        self._in_flight_batches -= 1
+        self._in_flight_lines -= lines
+        self._space.set()
+        if not self._in_flight_batches:
+            self._idle.set()
+
+    # -- sending side -----------------------------------------------------------------------------------
+
+    async def _deliver(self, ticket: AckTicket, records: list[LogRecord], count: int) -> None:
+        try:
+            if len(self.sinks) == 1:
+                await self._send(self.sinks[0], records)
+            else:
+                await asyncio.gather(*(self._send(sink, records) for sink in self.sinks))
+        except asyncio.CancelledError:
+            self._release(count)
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a sink that fails for good stops the pipeline
+            self._release(count)
+            if self._fatal is None:
+                self._fatal = exc
+            self.request_stop()
+            return
+        offset = self._acks.settle(ticket)
+        if offset is not None:
+            self.source.acknowledge(ticket.file_key, offset)
+            self.acknowledgements += 1
+        self._release(count)
+
+    async def _send(self, sink: Sink, records: list[LogRecord]) -> None:
+        try:
+            await sink.send(records)
+        except BatchRejected as rejected:
+            self.rejected[sink.name] += rejected.rejected
+            events.emit(
+                Event.SINK_REJECTED,
+                sink=sink.name,
+                reason=rejected.reason,
+                rejected=rejected.rejected,
+                records=len(records),
+            )
+            return
+        self.sent[sink.name] += len(records)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "lines_in": self.lines_in,
+            "batches_in": self.batches_in,
+            "acknowledgements": self.acknowledgements,
+            "in_flight_batches": self._in_flight_batches,
+            "in_flight_lines": self._in_flight_lines,
+            "abandoned_batches": self.abandoned_batches,
+            "sent": dict(self.sent),
+            "rejected": dict(self.rejected),
+        }
+
+
+def _raw_records(lines: Sequence[bytes], *, reason: str) -> list[LogRecord]:
+    observed = utcnow()
+    records = []
+    for line in lines:
+        text, valid = decode_text(line)
+        attributes: dict[str, Any] = {PARSE_ERROR: reason}
+        if not valid:
+            attributes[INVALID_UTF8] = True
+        records.append(LogRecord(body=text, attributes=attributes, observed_timestamp=observed))
+    return records

@@ -1,0 +1,252 @@
+"""The stdout sink: records as JSON lines (machines), a coloured line each (people), or raw bodies.
+
+Invariants:
+- One write per batch: the batch is encoded into one buffer and written (and flushed) by a dedicated
+  writer thread, so a slow reader of our stdout blocks that thread, never the event loop (signals,
+  reading and parsing go on; the in-flight budget then pauses reading).
+- `send` returns only after the write and flush returned: that is delivery for stdout.
+- Batches are written in the order `send` was called (an asyncio.Lock is FIFO).
+- A closed stdout (EPIPE, e.g. `| head`) raises `OutputClosed`: the pipeline stops without
+  acknowledging the batch, and the command exits quietly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, BinaryIO
+
+from logsidecar.record import LogRecord, encode_json_lines
+from logsidecar.sinks.base import Sink
+
+
+class StdoutFormat(StrEnum):
+    JSON = "json"
+    PRETTY = "pretty"
+    RAW = "raw"
+    AUTO = "auto"  # pretty on a terminal, json otherwise
+
+
+class OutputClosed(Exception):
+    """Our stdout was closed by its reader (broken pipe); nothing more can be delivered."""
+
+
+def resolve_format(fmt: StdoutFormat, stream: BinaryIO) -> StdoutFormat:
+    if fmt is not StdoutFormat.AUTO:
+        return fmt
+    try:
+        return StdoutFormat.PRETTY if os.isatty(stream.fileno()) else StdoutFormat.JSON
+    except (OSError, ValueError, AttributeError):
+        return StdoutFormat.JSON
+
+
+def encode_raw(records: Sequence[LogRecord]) -> bytes:
+    if not records:
+        return b""
+    return ("\n".join([r.body for r in records]) + "\n").encode("utf-8", "backslashreplace")
+
+
+# -- pretty -----------------------------------------------------------------------------------------
+
+_RESET = "\x1b[0m"
+_DIM = "\x1b[2m"
+_BOLD = "\x1b[1m"
+_SEVERITY_COLOURS = (  # (lowest SeverityNumber, colour)
+    (21, "\x1b[1;37;41m"),  # fatal: white on red
+    (17, "\x1b[1;31m"),  # error: bold red
+    (13, "\x1b[33m"),  # warn: yellow
+    (9, "\x1b[32m"),  # info: green
+    (5, "\x1b[36m"),  # debug: cyan
+    (1, "\x1b[2;36m"),  # trace: dim cyan
+)
+_STATUS_COLOURS = {1: "\x1b[37m", 2: "\x1b[32m", 3: "\x1b[36m", 4: "\x1b[33m", 5: "\x1b[1;31m"}
+
+# Attribute names the parsers use (OpenTelemetry semantic conventions; Apache-only under `apache.`).
+_METHOD = "http.request.method"
+_PATH = ("url.path", "apache.request.line")
+_QUERY = "url.query"
+_STATUS = "http.response.status_code"
+_CLIENT = ("client.address", "network.peer.address")
+_SIZE = "http.response.body.size"
+_DURATION_S = ("http.server.request.duration",)
+_DURATION_US = ("apache.request.duration_us", "apache.response.duration_us")
+_MODULE = ("apache.module", "apache.error.module", "code.namespace")
+_MESSAGE = ("apache.error.message", "apache.message", "message")
+_ERROR_CODE = ("apache.error.code", "apache.error_code")
+
+
+def _first(attributes: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = attributes.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def _severity_colour(number: int) -> str:
+    for lowest, colour in _SEVERITY_COLOURS:
+        if number >= lowest:
+            return colour
+    return _DIM
+
+
+def _time_text(ts: datetime | None) -> str:
+    if ts is None:
+        return "--:--:--.---"
+    return f"{ts:%H:%M:%S}.{ts.microsecond // 1000:03d}"
+
+
+def format_pretty_line(record: LogRecord, *, colour: bool = True) -> str:
+    """One readable line. Access: time, status, method, path?query, client, size, duration.
+    Error (or anything without an HTTP status): time, level, module, message."""
+    c = (lambda code: code) if colour else (lambda code: "")
+    attributes = record.attributes
+    time_text = _time_text(record.timestamp or record.observed_timestamp)
+    status = attributes.get(_STATUS)
+    if status is not None:
+        method = attributes.get(_METHOD) or "-"
+        path = _first(attributes, _PATH) or "-"
+        query = attributes.get(_QUERY)
+        target = f"{path}?{query}" if query else str(path)
+        client = _first(attributes, _CLIENT) or "-"
+        size = attributes.get(_SIZE)
+        duration = _duration_text(attributes)
+        status_colour = _STATUS_COLOURS.get(int(status) // 100, "") if isinstance(status, int) else ""
+        line = (
+            f"{c(_DIM)}{time_text}{c(_RESET)} {c(status_colour)}{status!s:>3}{c(_RESET)} "
+            f"{c(_BOLD)}{method:<7}{c(_RESET)} {target:<40} {c(_DIM)}{client:<15}{c(_RESET)} "
+            f"{'-' if size is None else size!s:>8} {duration:>9}"
+        )
+    else:
+        level = (record.severity_text or "-").lower()
+        module = _first(attributes, _MODULE)
+        message = _first(attributes, _MESSAGE) or record.body
+        code = _first(attributes, _ERROR_CODE)
+        head = f"[{module}] " if module else ""
+        code_text = f"{code}: " if code and not str(message).startswith(str(code)) else ""
+        line = (
+            f"{c(_DIM)}{time_text}{c(_RESET)} {c(_severity_colour(int(record.severity_number)))}"
+            f"{level:<7}{c(_RESET)} {head}{code_text}{message}"
+        )
+    if attributes.get("logsidecar.parse_error"):
+        line = f"{line} {c(_DIM)}(unparsed: {attributes['logsidecar.parse_error']}){c(_RESET)}"
+    return line.rstrip()
+
+
+def _duration_text(attributes: dict[str, Any]) -> str:
+    seconds = _first(attributes, _DURATION_S)
+    if seconds is None:
+        micros = _first(attributes, _DURATION_US)
+        if micros is None:
+            return ""
+        seconds = micros / 1e6
+    if seconds < 1:
+        return f"{seconds * 1000:.1f}ms"
+    return f"{seconds:.2f}s"
+
+
+def encode_pretty(records: Sequence[LogRecord], *, colour: bool = True) -> bytes:
+    if not records:
+        return b""
+    return ("\n".join([format_pretty_line(r, colour=colour) for r in records]) + "\n").encode(
+        "utf-8", "backslashreplace"
+    )
+
+
+# -- the sink ---------------------------------------------------------------------------------------
+
+
+class _WriterThread:
+    """Writes buffers to a binary stream off the event loop, in order, and reports each completion."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self._queue: queue.SimpleQueue[tuple[bytes, Callable[[BaseException | None], None]] | None] = (
+            queue.SimpleQueue()
+        )
+        # Daemon: a reader that never reads again must not keep the process alive at exit.
+        self._thread = threading.Thread(target=self._loop, name="logsidecar-stdout", daemon=True)
+        self._thread.start()
+
+    def submit(self, data: bytes, done: Callable[[BaseException | None], None]) -> None:
+        self._queue.put((data, done))
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            data, done = item
+            try:
+                self.stream.write(data)
+                self.stream.flush()
+            except BaseException as exc:  # noqa: BLE001 - reported to the waiting send()
+                done(exc)
+            else:
+                done(None)
+
+
+class StdoutSink(Sink):
+    name = "stdout"
+
+    def __init__(self, fmt: StdoutFormat = StdoutFormat.AUTO, stream: BinaryIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout.buffer
+        self.format = resolve_format(fmt, self.stream)
+        self._encode: Callable[[Sequence[LogRecord]], bytes] = {
+            StdoutFormat.JSON: encode_json_lines,
+            StdoutFormat.PRETTY: encode_pretty,
+            StdoutFormat.RAW: encode_raw,
+        }[self.format]
+        self._writer: _WriterThread | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def start(self) -> None:
+        if self._writer is None:
+            self._writer = _WriterThread(self.stream)
+
+    async def send(self, records: Sequence[LogRecord]) -> None:
+        if self._closed:
+            raise OutputClosed("stdout is closed")
+        data = self._encode(records)
+        if not data:
+            return
+        if self._writer is None:
+            await self.start()
+        assert self._writer is not None
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            written: asyncio.Future[BaseException | None] = loop.create_future()
+
+            def done(error: BaseException | None) -> None:
+                loop.call_soon_threadsafe(_settle, written, error)
+
+            self._writer.submit(data, done)
+            error = await written
+        if error is None:
+            return
+        if isinstance(error, BrokenPipeError | ConnectionResetError) or (
+            isinstance(error, OSError) and error.errno in (32, 104)
+        ):
+            self._closed = True
+            raise OutputClosed("stdout was closed by its reader") from error
+        raise error
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _settle(future: asyncio.Future[BaseException | None], error: BaseException | None) -> None:
+    if not future.done():
+        future.set_result(error)
