@@ -148,11 +148,19 @@ def _human_age(age_s: float | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--prune", is_flag=True, help="Remove the unreferenced volumes listed (after confirmation).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="Only volumes matching the engine's volume filter (name=..., label=...); repeatable.")
 @click.pass_context
-def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool) -> None:
+def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tuple[str, ...]) -> None:
     """List volumes no container references, anonymous leftovers, and engine-created bind directories."""
     client = _client(ctx)
-    volumes = audit_mod.unused_volumes(client)
+    engine_filters: dict[str, list[str]] = {}
+    for item in filters:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--filter")
+        engine_filters.setdefault(key, []).append(value)
+    volumes = audit_mod.unused_volumes(client, filters=engine_filters)
     dirs = audit_mod.engine_created_bind_dirs(client)
     if as_json:
         click.echo(json.dumps({"unused_volumes": [v.to_dict() for v in volumes],

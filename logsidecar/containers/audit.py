@@ -76,7 +76,10 @@ def _du(path: str) -> int | None:
     return total if os.path.isdir(path) else None
 
 
-def unused_volumes(client: Any, now: datetime | None = None) -> list[UnusedVolume]:
+def unused_volumes(
+    client: Any, now: datetime | None = None, filters: dict[str, list[str]] | None = None
+) -> list[UnusedVolume]:
+    """Unreferenced volumes; `filters` are the engine's volume filters (name=, label=, dangling=)."""
     now = now or datetime.now(UTC)
     used = referenced_volume_names(client)
     sizes: dict[str, int] = {}
@@ -88,7 +91,7 @@ def unused_volumes(client: Any, now: datetime | None = None) -> list[UnusedVolum
     except Exception:  # noqa: BLE001 - df is a convenience; fall back to walking the mountpoint
         pass
     found = []
-    for vol in client.api.volumes().get("Volumes") or []:
+    for vol in client.api.volumes(filters=filters or None).get("Volumes") or []:
         name = vol["Name"]
         if name in used:
             continue

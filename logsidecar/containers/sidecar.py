@@ -21,6 +21,12 @@ def sidecar_name(target_name: str) -> str:
     return f"logsidecar-{target_name}"
 
 
+def tail_command(tail_args: Sequence[str]) -> list[str]:
+    """`tail` with the user's arguments; the default log glob is added when they name no path."""
+    has_path = any(arg.startswith("/") for arg in tail_args)
+    return ["tail", *tail_args, *(() if has_path else DEFAULT_TAIL_ARGS)]
+
+
 def start_sidecar(
     client: Any,
     target: Any,
@@ -39,7 +45,7 @@ def start_sidecar(
         volumes["/var/run/docker.sock"] = {"bind": "/var/run/docker.sock", "mode": "ro"}
     return client.containers.run(
         image,
-        command=["tail", *(tail_args or DEFAULT_TAIL_ARGS)],
+        command=tail_command(tail_args),
         name=name,
         detach=True,
         auto_remove=auto_remove,

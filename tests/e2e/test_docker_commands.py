@@ -1,0 +1,279 @@
+"""`logsidecar docker ...` against a real Docker engine.
+
+Every object a test creates carries the label `io.logsidecar.test-run=<run id>` (or a name with the
+run id) and is removed at the end, so runs do not see each other's leftovers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from logsidecar.containers.image_check import check_image
+from logsidecar.containers.mounts import resolve_log_dir
+from tests.e2e.busybox import ensure_busybox_image
+
+pytestmark = pytest.mark.docker
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = uuid.uuid4().hex[:8]
+LABEL = {"io.logsidecar.test-run": RUN}
+
+
+def _engine():
+    import docker
+
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        subprocess.run(["bash", str(ROOT / "scripts/ensure-docker.sh")], check=False)
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("CI"):
+            pytest.fail(f"no Docker engine could be started: {exc}")
+        pytest.skip(f"no Docker engine: {exc}")
+
+
+@pytest.fixture(scope="module")
+def client():
+    client = _engine()
+    yield client
+    for container in client.containers.list(all=True, filters={"label": f"io.logsidecar.test-run={RUN}"}):
+        container.remove(force=True, v=True)
+    for volume in client.volumes.list(filters={"label": f"io.logsidecar.test-run={RUN}"}):
+        try:
+            volume.remove(force=True)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+@pytest.fixture(scope="module")
+def busybox(client):
+    return ensure_busybox_image(client)
+
+
+@pytest.fixture(scope="module")
+def volume_image(client, busybox):
+    """busybox + `VOLUME /var/log/apache2`: the data-only log volume pattern."""
+    tag = f"logsidecar-test-logvol:{RUN}"
+    dockerfile = f"FROM {busybox}\nVOLUME /var/log/apache2\nCMD [\"true\"]\n"
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, labels=LABEL)
+    yield tag
+    client.images.remove(tag, force=True)
+
+
+def logsidecar(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "logsidecar", *args], capture_output=True, text=True, timeout=120, **kw)
+
+
+def _run(client, image, name, **kw):
+    return client.containers.run(image, name=f"{name}-{RUN}", detach=True, labels=LABEL, **kw)
+
+
+def test_check_image_flags_a_write_into_a_volume_after_volume(client, busybox):
+    bad = f"logsidecar-test-badvol:{RUN}"
+    good = f"logsidecar-test-goodvol:{RUN}"
+    client.images.build(
+        fileobj=io.BytesIO(
+            f"FROM {busybox}\nRUN mkdir -p /var/log/apache2\nVOLUME /var/log/apache2\n"
+            "RUN echo started > /var/log/apache2/access.log\n".encode()
+        ),
+        tag=bad, rm=True, labels=LABEL,
+    )
+    client.images.build(
+        fileobj=io.BytesIO(
+            f"FROM {busybox}\nRUN mkdir -p /var/log/apache2 && echo ok > /var/log/apache2/access.log\n"
+            "VOLUME /var/log/apache2\nRUN echo elsewhere > /tmp/x\n".encode()
+        ),
+        tag=good, rm=True, labels=LABEL,
+    )
+    try:
+        report = check_image(client, bad)
+        assert report.volumes == ["/var/log/apache2"]
+        assert [(f.volume, f.kind) for f in report.findings] == [("/var/log/apache2", "run")]
+        assert "echo started > /var/log/apache2/access.log" in report.findings[0].instruction
+
+        out = logsidecar("docker", "check-image", bad)
+        print(out.stdout)
+        assert out.returncode == 1
+        assert "writes into /var/log/apache2 after VOLUME declared it" in out.stdout
+
+        out = logsidecar("docker", "check-image", good)
+        print(out.stdout)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "VOLUME /var/log/apache2" in out.stdout
+        assert check_image(client, good).findings == []
+    finally:
+        client.images.remove(bad, force=True)
+        client.images.remove(good, force=True)
+
+
+def test_resolves_a_volume_inherited_through_two_volumes_from_hops(client, busybox, volume_image):
+    data = _run(client, volume_image, "logvol", command=["true"])
+    data.wait(timeout=30)
+    writer = _run(client, busybox, "writer", command=["sleep", "600"], volumes_from=[data.id])
+    hop2 = _run(client, busybox, "hop2", command=["sleep", "600"], volumes_from=[f"{writer.id}:ro"])
+    data.reload(), writer.reload(), hop2.reload()
+    volume_name = next(m["Name"] for m in data.attrs["Mounts"] if m["Destination"] == "/var/log/apache2")
+    for container in (writer, hop2):
+        location = resolve_log_dir(container.attrs, "/var/log/apache2")
+        assert location.mount_type == "volume"
+        assert location.volume_name == volume_name
+        assert location.host_dir == client.api.inspect_volume(volume_name)["Mountpoint"]
+    assert resolve_log_dir(hop2.attrs, "/var/log/apache2").read_write is False
+
+    # what the writer writes is what the host path holds
+    writer.exec_run(["sh", "-c", "echo hello-from-writer >> /var/log/apache2/access.log"])
+    host_file = Path(resolve_log_dir(hop2.attrs, "/var/log/apache2").host_dir) / "access.log"
+    assert host_file.read_text() == "hello-from-writer\n"
+
+
+def test_attach_reports_a_log_dir_that_is_not_on_a_mount(client, busybox):
+    lonely = _run(client, busybox, "lonely", command=["sleep", "600"])
+    out = logsidecar("docker", "attach", lonely.name)
+    print(out.stderr)
+    assert out.returncode == 1
+    assert "has no volume or bind mount covering /var/log/apache2" in out.stderr
+    assert "Mount a volume at /var/log/apache2" in out.stderr
+
+
+def test_attach_says_when_logs_go_to_stdout(client, busybox, tmp_path):
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    os.symlink("/dev/stdout", logdir / "access.log")
+    (logdir / "error.log").write_text("")
+    container = _run(client, busybox, "stdoutlogs", command=["sleep", "600"],
+                     volumes={str(logdir): {"bind": "/var/log/apache2", "mode": "rw"}})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logsidecar", "docker", "attach", container.name, "--state-dir", str(tmp_path / "state")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        seen = ""
+        while time.monotonic() < deadline and "docker logs" not in seen:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen += line
+        print(seen)
+        assert "access.log -> /dev/stdout" in seen
+        assert f"docker logs {container.name}" in seen
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_attach_tails_a_bind_mounted_log_dir_with_container_metadata(client, busybox, tmp_path):
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    container = _run(client, busybox, "apache", command=["sleep", "600"],
+                     labels={**LABEL, "tier": "web"},
+                     volumes={str(logdir): {"bind": "/var/log/apache2", "mode": "rw"}})
+    container.exec_run(["sh", "-c", "echo first-line >> /var/log/apache2/access.log"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logsidecar", "docker", "attach", container.name, "--label", "tier",
+         "--format", "raw", "--stdout-format", "json", "--state-dir", str(tmp_path / "state")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        first = json.loads(proc.stdout.readline())
+        container.exec_run(["sh", "-c", "echo second-line >> /var/log/apache2/access.log"])
+        second = json.loads(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+        print(err)
+    assert [first["body"], second["body"]] == ["first-line", "second-line"]
+    resource = second["resource"]
+    assert resource["container.id"] == container.id
+    assert resource["container.name"] == container.name
+    assert resource["container.image.name"] == "logsidecar-test-busybox"
+    assert resource["container.label.tier"] == "web"
+
+
+def test_audit_finds_exactly_the_leaked_volumes_and_prunes_only_them(client, busybox, volume_image):
+    # two leaks: an anonymous volume from a removed container, and a named volume nobody mounts
+    leaker = _run(client, volume_image, "leaker", command=["true"])
+    leaker.wait(timeout=30)
+    leaker.reload()
+    anonymous = next(m["Name"] for m in leaker.attrs["Mounts"])
+    leaker.remove()  # without v=True: the classic leak
+    named_leak = client.volumes.create(name=f"leak-{RUN}", labels=LABEL).name
+    # one in use: must never be listed nor pruned
+    in_use = client.volumes.create(name=f"inuse-{RUN}", labels=LABEL).name
+    _run(client, busybox, "user", command=["sleep", "600"], volumes={in_use: {"bind": "/data", "mode": "rw"}})
+
+    filters = ["--filter", f"name={anonymous}", "--filter", f"name={named_leak}", "--filter", f"name={in_use}"]
+    out = logsidecar("docker", "audit", "--json", *filters)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    listed = {v["name"]: v for v in report["unused_volumes"]}
+    print(out.stdout)
+    assert set(listed) == {anonymous, named_leak}
+    assert listed[anonymous]["anonymous"] is True
+    assert listed[named_leak]["anonymous"] is False
+    assert listed[named_leak]["age_s"] is not None and listed[named_leak]["age_s"] < 600
+
+    text = logsidecar("docker", "audit", *filters)
+    print(text.stdout)
+    assert "2 volume(s) referenced by no container" in text.stdout
+
+    refused = logsidecar("docker", "audit", "--prune", *filters, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+
+    pruned = logsidecar("docker", "audit", "--prune", "--yes", *filters)
+    print(pruned.stdout, pruned.stderr)
+    assert pruned.returncode == 0
+    remaining = {v.name for v in client.volumes.list()}
+    assert anonymous not in remaining and named_leak not in remaining
+    assert in_use in remaining
+
+
+def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(client, busybox, volume_image):
+    data = _run(client, volume_image, "sidecar-data", command=["true"])
+    data.wait(timeout=30)
+    target = _run(client, busybox, "sidecar-target", command=["sleep", "600"], volumes_from=[data.id])
+    # The sidecar image: the real logsidecar image when the e2e build made it, else busybox as a
+    # stand-in (test double for the image only: what is checked here is how the container is wired).
+    image = "logsidecar:latest"
+    try:
+        client.images.get(image)
+    except Exception:  # noqa: BLE001
+        image = busybox
+    out = logsidecar("docker", "sidecar", target.name, "--image", image, "--format", "raw")
+    print(out.stdout, out.stderr)
+    assert out.returncode == 0, out.stderr
+    sidecar = client.containers.get(f"logsidecar-{target.name}")
+    try:
+        assert sidecar.labels["io.logsidecar.sidecar-for"] == target.id
+        assert sidecar.attrs["HostConfig"]["VolumesFrom"] == [f"{target.id}:ro"]
+        assert sidecar.attrs["HostConfig"]["ReadonlyRootfs"] is True
+        mounts = {m["Destination"]: m for m in sidecar.attrs["Mounts"]}
+        assert mounts["/var/log/apache2"]["RW"] is False
+        assert mounts["/var/lib/logsidecar"]["RW"] is True
+        assert sidecar.attrs["Config"]["Cmd"] == ["tail", "--format", "raw", "/var/log/apache2/*.log"]
+    finally:
+        removed = logsidecar("docker", "sidecar", "--remove", target.name)
+        print(removed.stdout)
+        assert f"logsidecar-{target.name}" in removed.stdout
+        try:
+            client.volumes.get(f"logsidecar-{target.name}-state").remove(force=True)
+        except Exception:  # noqa: BLE001
+            pass
+    assert client.containers.list(all=True, filters={"label": f"io.logsidecar.sidecar-for={target.id}"}) == []
+
+
+def test_engine_errors_are_explained(tmp_path):
+    out = logsidecar("docker", "--host", f"unix://{tmp_path}/nothing.sock", "audit")
+    assert out.returncode == 1
+    assert "no engine is listening" in out.stderr
