@@ -1,0 +1,268 @@
+"""Records → the protobuf bytes of one OTLP `ExportLogsServiceRequest`, written directly.
+
+Why hand-written wire format instead of building `opentelemetry.proto` messages: measured on this
+machine for a typical combined-log record (12 attributes), filling an `ExportLogsServiceRequest` through
+the upb Python API (`log_records.add()`, field assignment, `SerializeToString`) costs ~27 µs per record;
+writing the same bytes here costs ~6 µs, because most attribute key/value pairs repeat (method, status,
+protocol, file path, user agents ...) and their encoded `KeyValue` bytes are cached. At the 100,000
+lines/s target that is the difference between one core spent on encoding and a quarter of one.
+The output is byte-for-byte a valid `ExportLogsServiceRequest`; the unit tests parse it back with the
+official `opentelemetry-proto` types and compare every field with a request built through that API.
+
+Mapping (OTLP logs data model, opentelemetry/proto/logs/v1/logs.proto):
+- `time_unix_nano` ← record.timestamp (0 = unknown when the line had no time);
+  `observed_time_unix_nano` ← record.observed_timestamp (the encode time when missing). Datetimes carry
+  microseconds, converted exactly (integer arithmetic, no float rounding).
+- `severity_number`, `severity_text` (omitted when None), `body` as a string AnyValue.
+- attributes: str → string_value, bool → bool_value, int → int_value (outside int64: string_value),
+  float → double_value, bytes → bytes_value, list/tuple → array_value, dict → kvlist_value,
+  None → omitted, anything else → its str().
+- Records are grouped by identical resource (the sink's base resource overlaid by record.resource)
+  into one ResourceLogs each, with one ScopeLogs: scope name "logsidecar", version __version__.
+  Groups keep the order in which their first record appeared; records keep their order within a group.
+
+Invariants: the encoder never raises on record content (odd attribute values fall back to str()), and
+caches are bounded (cleared when full) so memory cannot grow with the variety of values.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from logsidecar import __version__
+from logsidecar.record import LogRecord
+
+SCOPE_NAME = "logsidecar"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_pack_fixed64 = struct.Struct("<Q").pack
+_pack_double = struct.Struct("<d").pack
+
+# Field tags (field_number << 3 | wire_type) of the messages we write.
+# ExportLogsServiceRequest.resource_logs = 1; ResourceLogs.resource = 1, scope_logs = 2;
+# ScopeLogs.scope = 1, log_records = 2; Resource.attributes = 1; InstrumentationScope.name = 1, version = 2.
+_TAG_LEN_1 = b"\x0a"
+_TAG_LEN_2 = b"\x12"
+# LogRecord: time_unix_nano = 1 (fixed64), severity_number = 2 (varint), severity_text = 3,
+# body = 5, attributes = 6, observed_time_unix_nano = 11 (fixed64).
+_TAG_TIME = b"\x09"
+_TAG_SEVERITY_NUMBER = b"\x10"
+_TAG_SEVERITY_TEXT = b"\x1a"
+_TAG_BODY = b"\x2a"
+_TAG_ATTRIBUTE = b"\x32"
+_TAG_OBSERVED_TIME = b"\x59"
+# AnyValue: string_value = 1, bool_value = 2, int_value = 3, double_value = 4, array_value = 5,
+# kvlist_value = 6, bytes_value = 7. ArrayValue.values = 1, KeyValueList.values = 1.
+_TAG_BOOL = b"\x10"
+_TAG_INT = b"\x18"
+_TAG_DOUBLE = b"\x21"
+_TAG_ARRAY = b"\x2a"
+_TAG_KVLIST = b"\x32"
+_TAG_BYTES = b"\x3a"
+
+_KEYVALUE_CACHE_MAX = 200_000
+_SMALL_VARINTS_MAX = 1 << 14
+
+
+def _varint_uncached(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_SMALL_VARINTS = [_varint_uncached(i) for i in range(_SMALL_VARINTS_MAX)]
+
+
+def _varint(value: int) -> bytes:
+    return _SMALL_VARINTS[value] if value < _SMALL_VARINTS_MAX else _varint_uncached(value)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: tag, length, payload."""
+    n = len(payload)
+    return tag + (_SMALL_VARINTS[n] if n < _SMALL_VARINTS_MAX else _varint_uncached(n)) + payload
+
+
+def _string_value(text: str) -> bytes:
+    return _field(_TAG_LEN_1, text.encode("utf-8", "backslashreplace"))
+
+
+def encode_any_value(value: Any) -> bytes:
+    """The bytes of an AnyValue message for a Python value (see the module docstring's mapping)."""
+    kind = type(value)
+    if kind is str:
+        return _string_value(value)
+    if kind is bool:
+        return _TAG_BOOL + (b"\x01" if value else b"\x00")
+    if kind is int:
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return _TAG_INT + _varint_uncached(value & 0xFFFFFFFFFFFFFFFF)
+        return _string_value(str(value))
+    if kind is float:
+        return _TAG_DOUBLE + _pack_double(value)
+    if isinstance(value, str):  # str subclasses (StrEnum members)
+        return _string_value(str(value))
+    if isinstance(value, bool):
+        return _TAG_BOOL + (b"\x01" if value else b"\x00")
+    if isinstance(value, int):  # IntEnum and other int subclasses
+        return encode_any_value(int(value))
+    if isinstance(value, float):
+        return _TAG_DOUBLE + _pack_double(float(value))
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _field(_TAG_BYTES, bytes(value))
+    if isinstance(value, list | tuple):
+        return _field(
+            _TAG_ARRAY, b"".join(_field(_TAG_LEN_1, encode_any_value(v)) for v in value if v is not None)
+        )
+    if isinstance(value, Mapping):
+        return _field(_TAG_KVLIST, _encode_key_values(value, _TAG_LEN_1))
+    return _string_value(str(value))
+
+
+def _encode_key_value(tag: bytes, key: str, value: Any) -> bytes:
+    # KeyValue: key = 1, value = 2 (AnyValue)
+    return _field(tag, _string_value(str(key)) + _field(_TAG_LEN_2, encode_any_value(value)))
+
+
+def _encode_key_values(attributes: Mapping[str, Any], tag: bytes) -> bytes:
+    return b"".join(_encode_key_value(tag, k, v) for k, v in attributes.items() if v is not None)
+
+
+def datetime_to_unix_nano(moment: datetime) -> int:
+    """Exact nanoseconds since the Unix epoch (naive datetimes are taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+class LogsRequestEncoder:
+    """Encodes batches of `LogRecord`s into serialized `ExportLogsServiceRequest`s.
+
+    Holds bounded caches (encoded KeyValue pairs, encoded resources), so keep one encoder per sink.
+    Not thread-safe for concurrent use of the same instance' caches beyond the GIL's guarantees: cache
+    updates are single dict operations, which is enough (a race only costs a duplicate encoding).
+    """
+
+    def __init__(self, base_resource: Mapping[str, Any], *, scope_version: str = __version__) -> None:
+        self.base_resource: dict[str, Any] = dict(base_resource)
+        self._scope = _field(
+            _TAG_LEN_1, _string_value(SCOPE_NAME) + _field(_TAG_LEN_2, scope_version.encode())
+        )
+        self._keyvalue_cache: dict[tuple[str, Any], tuple[type, bytes]] = {}
+        self._resource_cache: dict[bytes, bytes] = {}
+        self._severity_text_cache: dict[str, bytes] = {}
+
+    def encode(self, records: Sequence[LogRecord], *, now: datetime | None = None) -> bytes:
+        """One serialized ExportLogsServiceRequest holding every record of `records`."""
+        groups: dict[int, list[bytes]] = {}
+        resources: dict[int, Mapping[str, Any]] = {}
+        fallback_observed = datetime_to_unix_nano(now or datetime.now(UTC))
+        encode_record = self._encode_record
+        # Cache of the last observed timestamp: parsers stamp one datetime object per batch.
+        last_observed: datetime | None = None
+        last_observed_ns = fallback_observed
+        for record in records:
+            observed = record.observed_timestamp
+            if observed is not last_observed:
+                last_observed = observed
+                last_observed_ns = (
+                    datetime_to_unix_nano(observed) if observed is not None else fallback_observed
+                )
+            resource = record.resource
+            group = groups.get(id(resource))
+            if group is None:
+                group = groups[id(resource)] = []
+                resources[id(resource)] = resource
+            group.append(encode_record(record, last_observed_ns))
+        # Merge groups whose resources differ by identity but not by content.
+        by_content: dict[bytes, list[bytes]] = {}
+        for key, encoded_records in groups.items():
+            resource_bytes = self._encode_resource(resources[key])
+            existing = by_content.get(resource_bytes)
+            if existing is None:
+                by_content[resource_bytes] = encoded_records
+            else:
+                existing.extend(encoded_records)
+        parts = []
+        for resource_bytes, encoded_records in by_content.items():
+            scope_logs = _field(_TAG_LEN_2, self._scope + b"".join(encoded_records))
+            parts.append(_field(_TAG_LEN_1, resource_bytes + scope_logs))
+        return b"".join(parts)
+
+    def merged_resource(self, record_resource: Mapping[str, Any]) -> dict[str, Any]:
+        """The resource attributes a record is sent with: base overlaid by the record's own."""
+        if not record_resource:
+            return self.base_resource
+        return {**self.base_resource, **record_resource}
+
+    def _encode_resource(self, record_resource: Mapping[str, Any]) -> bytes:
+        merged = self.merged_resource(record_resource)
+        encoded = _field(_TAG_LEN_1, _encode_key_values(merged, _TAG_LEN_1))  # ResourceLogs.resource
+        cached = self._resource_cache.get(encoded)
+        if cached is None:
+            if len(self._resource_cache) > 1024:
+                self._resource_cache.clear()
+            self._resource_cache[encoded] = encoded
+            cached = encoded
+        return cached
+
+    def _encode_record(self, record: LogRecord, observed_ns: int) -> bytes:
+        parts: list[bytes] = []
+        append = parts.append
+        timestamp = record.timestamp
+        if timestamp is not None:
+            append(_TAG_TIME)
+            append(_pack_fixed64(datetime_to_unix_nano(timestamp) & 0xFFFFFFFFFFFFFFFF))
+        severity_number = int(record.severity_number)
+        if severity_number:
+            append(_TAG_SEVERITY_NUMBER)
+            append(_varint(severity_number))
+        severity_text = record.severity_text
+        if severity_text:
+            encoded_text = self._severity_text_cache.get(severity_text)
+            if encoded_text is None:
+                encoded_text = _field(_TAG_SEVERITY_TEXT, severity_text.encode("utf-8", "backslashreplace"))
+                self._severity_text_cache[severity_text] = encoded_text
+            append(encoded_text)
+        append(_field(_TAG_BODY, _string_value(record.body)))
+        cache = self._keyvalue_cache
+        for item in record.attributes.items():
+            # The cache entry remembers the value's type: True == 1 == 1.0 share one dict key.
+            try:
+                hit = cache.get(item)
+            except TypeError:  # unhashable value (list, dict): encode every time
+                hit = None
+                hashable = False
+            else:
+                hashable = True
+            key, value = item
+            if hit is not None and hit[0] is type(value):
+                append(hit[1])
+                continue
+            if value is None:
+                continue
+            encoded = _encode_key_value(_TAG_ATTRIBUTE, key, value)
+            if hashable:
+                if len(cache) >= _KEYVALUE_CACHE_MAX:
+                    cache.clear()
+                cache[item] = (type(value), encoded)
+            append(encoded)
+        append(_TAG_OBSERVED_TIME)
+        append(_pack_fixed64(observed_ns))
+        return _field(_TAG_LEN_2, b"".join(parts))  # ScopeLogs.log_records
+
+
+def encode_request(
+    records: Iterable[LogRecord], base_resource: Mapping[str, Any], *, now: datetime | None = None
+) -> bytes:
+    """Convenience for one-off use (tests, tools): a fresh encoder, one request."""
+    return LogsRequestEncoder(base_resource).encode(list(records), now=now)
