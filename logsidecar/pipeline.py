@@ -82,7 +82,9 @@ class FormatRule:
     def matches(self, path: str) -> bool:
         if self.pattern is None:
             return True
-        return fnmatch.fnmatchcase(path, self.pattern) or fnmatch.fnmatchcase(os.path.basename(path), self.pattern)
+        return fnmatch.fnmatchcase(path, self.pattern) or fnmatch.fnmatchcase(
+            os.path.basename(path), self.pattern
+        )
 
 
 def parse_format_rule(text: str) -> FormatRule:

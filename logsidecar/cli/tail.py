@@ -100,7 +100,9 @@ def parse_timezone(text: str) -> tzinfo:
     try:
         return ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown timezone {text!r} (use local, UTC, +02:00 or a name like Europe/Paris)") from None
+        raise ValueError(
+            f"unknown timezone {text!r} (use local, UTC, +02:00 or a name like Europe/Paris)"
+        ) from None
 
 
 class _Converted(click.ParamType):
@@ -159,7 +161,9 @@ class _CommaOrSpaceList(click.ParamType):
 class _KeyValue(click.ParamType):
     name = "KEY=VALUE"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, str]:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, str]:
         if isinstance(value, tuple):
             return value
         key, sep, val = str(value).partition("=")
@@ -184,79 +188,140 @@ def _tail_options(command: Any) -> Any:
     options = [
         click.argument("paths", nargs=-1, metavar="PATH_OR_GLOB...", envvar=_env("PATHS")),
         click.option(
-            "--format", "-f", "format_rules", type=_FormatRuleType(), multiple=True, envvar=_env("FORMAT"),
+            "--format",
+            "-f",
+            "format_rules",
+            type=_FormatRuleType(),
+            multiple=True,
+            envvar=_env("FORMAT"),
             help="Log format: auto, combined, common, error, logformat:<LogFormat>, ... Repeatable as "
             "GLOB=SPEC per file pattern (e.g. '*error*=error'); a plain SPEC applies to the other files. "
             "[default: auto]",
         ),
         click.option(
-            "--exclude", multiple=True, type=_CommaOrSpaceList(click.STRING), envvar=_env("EXCLUDE"),
+            "--exclude",
+            multiple=True,
+            type=_CommaOrSpaceList(click.STRING),
+            envvar=_env("EXCLUDE"),
             help="Glob of paths never to follow (repeatable).",
         ),
         click.option(
-            "--state-dir", envvar=_env("STATE_DIR"),
+            "--state-dir",
+            envvar=_env("STATE_DIR"),
             help="Where checkpoints are kept; 'none' keeps them in memory only. "
             "[default: $XDG_STATE_HOME/logsidecar, i.e. ~/.local/state/logsidecar]",
         ),
         click.option(
-            "--start-at", type=click.Choice([s.value for s in StartAt]), default=StartAt.BEGINNING.value,
-            show_default=True, envvar=_env("START_AT"), help="Where to start in files that have no checkpoint.",
+            "--start-at",
+            type=click.Choice([s.value for s in StartAt]),
+            default=StartAt.BEGINNING.value,
+            show_default=True,
+            envvar=_env("START_AT"),
+            help="Where to start in files that have no checkpoint.",
         ),
         click.option(
-            "--watch", type=click.Choice([w.value for w in WatchMode]), default=WatchMode.AUTO.value,
-            show_default=True, envvar=_env("WATCH"),
+            "--watch",
+            type=click.Choice([w.value for w in WatchMode]),
+            default=WatchMode.AUTO.value,
+            show_default=True,
+            envvar=_env("WATCH"),
             help="How changes are noticed: inotify (with a slow stat safety net), poll, or auto by filesystem.",
         ),
         click.option(
-            "--poll-interval", type=DURATION, default="250ms", show_default=True, envvar=_env("POLL_INTERVAL"),
+            "--poll-interval",
+            type=DURATION,
+            default="250ms",
+            show_default=True,
+            envvar=_env("POLL_INTERVAL"),
             help="Stat period in poll mode.",
         ),
         click.option(
-            "--ignore-older", type=DURATION, default=None, envvar=_env("IGNORE_OLDER"),
+            "--ignore-older",
+            type=DURATION,
+            default=None,
+            envvar=_env("IGNORE_OLDER"),
             help="Skip files not modified for this long (e.g. 24h, 30m).",
         ),
         click.option(
-            "--max-line-bytes", type=SIZE, default="1MiB", show_default=True, envvar=_env("MAX_LINE_BYTES"),
+            "--max-line-bytes",
+            type=SIZE,
+            default="1MiB",
+            show_default=True,
+            envvar=_env("MAX_LINE_BYTES"),
             help="Longer lines are cut here and flagged logsidecar.truncated.",
         ),
         click.option(
-            "--partial-line-flush", type=DURATION, default="5s", show_default=True,
+            "--partial-line-flush",
+            type=DURATION,
+            default="5s",
+            show_default=True,
             envvar=_env("PARTIAL_LINE_FLUSH"),
             help="A last line without its newline is forwarded after this long.",
         ),
         click.option(
-            "--output", "-o", "outputs", multiple=True, type=_CommaOrSpaceList(click.Choice(["stdout", "otlp"])),
-            envvar=_env("OUTPUT"), metavar="[stdout|otlp]", help="Where records go (repeatable: several at once). [default: stdout]",
+            "--output",
+            "-o",
+            "outputs",
+            multiple=True,
+            type=_CommaOrSpaceList(click.Choice(["stdout", "otlp"])),
+            envvar=_env("OUTPUT"),
+            metavar="[stdout|otlp]",
+            help="Where records go (repeatable: several at once). [default: stdout]",
         ),
         click.option(
-            "--stdout-format", type=click.Choice([f.value for f in StdoutFormat]), default=StdoutFormat.AUTO.value,
-            show_default=True, envvar=_env("STDOUT_FORMAT"),
+            "--stdout-format",
+            type=click.Choice([f.value for f in StdoutFormat]),
+            default=StdoutFormat.AUTO.value,
+            show_default=True,
+            envvar=_env("STDOUT_FORMAT"),
             help="json lines, pretty (coloured, one line per record), raw bodies; auto: pretty on a terminal.",
         ),
         click.option(
-            "--timezone", type=TIMEZONE, default="local", show_default=True, envvar=_env("TIMEZONE"),
+            "--timezone",
+            type=TIMEZONE,
+            default="local",
+            show_default=True,
+            envvar=_env("TIMEZONE"),
             help="Zone of error-log times (they carry no offset): local, UTC, +02:00, Europe/Paris ...",
         ),
         click.option(
-            "--resource", multiple=True, type=_CommaOrSpaceList(_KeyValue()), envvar=_env("RESOURCE"),
+            "--resource",
+            multiple=True,
+            type=_CommaOrSpaceList(_KeyValue()),
+            envvar=_env("RESOURCE"),
             help="Extra resource attribute KEY=VALUE on every record (repeatable).",
         ),
         click.option(
-            "--shutdown-timeout", type=DURATION, default="10s", show_default=True, envvar=_env("SHUTDOWN_TIMEOUT"),
+            "--shutdown-timeout",
+            type=DURATION,
+            default="10s",
+            show_default=True,
+            envvar=_env("SHUTDOWN_TIMEOUT"),
             help="On SIGTERM/SIGINT, how long in-flight records may take to be delivered before exiting.",
         ),
         click.option(
-            "--max-in-flight-lines", type=click.IntRange(min=1), default=16384, show_default=True,
+            "--max-in-flight-lines",
+            type=click.IntRange(min=1),
+            default=16384,
+            show_default=True,
             envvar=_env("MAX_IN_FLIGHT_LINES"),
             help="Lines read but not yet delivered, at most; beyond it reading pauses (the files are the buffer).",
         ),
         click.option(
-            "--log-format", type=click.Choice([s.value for s in selflog.LogStyle]), default="auto",
-            show_default=True, envvar=_env("LOG_FORMAT"), help="Our own logs on stderr.",
+            "--log-format",
+            type=click.Choice([s.value for s in selflog.LogStyle]),
+            default="auto",
+            show_default=True,
+            envvar=_env("LOG_FORMAT"),
+            help="Our own logs on stderr.",
         ),
         click.option(
-            "--log-level", type=click.Choice([lv.value for lv in Level]), default="info", show_default=True,
-            envvar=_env("LOG_LEVEL"), help="Our own logs: the least severe level shown.",
+            "--log-level",
+            type=click.Choice([lv.value for lv in Level]),
+            default="info",
+            show_default=True,
+            envvar=_env("LOG_LEVEL"),
+            help="Our own logs: the least severe level shown.",
         ),
     ]
     for option in reversed(options):
@@ -365,7 +430,10 @@ def _resolve_resource(otlp_kwargs: dict[str, Any]) -> dict[str, Any]:
         return dict(resolve_otlp_settings(otlp_kwargs).resource)
     import socket
 
-    return {"service.name": os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME, "host.name": socket.gethostname()}
+    return {
+        "service.name": os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME,
+        "host.name": socket.gethostname(),
+    }
 
 
 async def _run(

@@ -1,0 +1,383 @@
+"""Pipeline: stamping, acknowledgement only after every sink settled (in file order), backpressure,
+rejected batches, sink failures and graceful shutdown.
+
+Two test doubles stand in for parts whose timing cannot be produced for real on demand:
+- `ScriptedSource` for the Tailer: it emits exactly the batches the test gives and records the
+  acknowledgements (the real Tailer is exercised by tests/integration/test_tail_*.py);
+- `GatedSink` for a sink whose deliveries the test settles one by one, in any order it chooses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import pytest
+
+from logsidecar import events
+from logsidecar.events import Event
+from logsidecar.pipeline import (
+    FormatRule,
+    ParserSelector,
+    Pipeline,
+    PipelineOptions,
+    parse_format_rule,
+    record_uid,
+)
+from logsidecar.record import LogRecord, Position
+from logsidecar.sinks.base import BatchRejected, Sink
+from logsidecar.tail.options import ReadBatch
+
+RESOURCE = {"service.name": "apache-httpd", "host.name": "test-host"}
+
+
+class ScriptedSource:
+    """Test double for the Tailer: emits the given batches in order, then waits to be stopped."""
+
+    def __init__(self, batches: Sequence[ReadBatch]) -> None:
+        self.batches = list(batches)
+        self.acks: list[tuple[str, int]] = []
+        self.emitted = 0  # emit() calls that returned
+        self.acks_at_stop: list[tuple[str, int]] | None = None
+        self._stopped = asyncio.Event()
+
+    async def run(self, emit: Callable[[ReadBatch], Awaitable[None]]) -> None:
+        for batch in self.batches:
+            if self._stopped.is_set():
+                return
+            await emit(batch)
+            self.emitted += 1
+        await self._stopped.wait()
+
+    def acknowledge(self, file_key: str, offset: int) -> None:
+        self.acks.append((file_key, offset))
+
+    async def stop(self) -> None:
+        self.acks_at_stop = list(self.acks)
+        self._stopped.set()
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+
+class CollectingSink(Sink):
+    def __init__(self, name: str = "collect") -> None:
+        self.name = name
+        self.batches: list[list[LogRecord]] = []
+
+    async def send(self, records: Sequence[LogRecord]) -> None:
+        self.batches.append(list(records))
+
+
+class GatedSink(Sink):
+    """Test double: each send waits until the test settles it (`release(i)` / `reject(i)` / `fail(i)`)."""
+
+    def __init__(self, name: str = "gated") -> None:
+        self.name = name
+        self.gates: list[asyncio.Future[BaseException | None]] = []
+
+    async def send(self, records: Sequence[LogRecord]) -> None:
+        gate: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        self.gates.append(gate)
+        error = await gate
+        if error is not None:
+            raise error
+
+    def release(self, index: int, error: BaseException | None = None) -> None:
+        self.gates[index].set_result(error)
+
+
+def batch(
+    file_key: str,
+    ends: Sequence[int],
+    *,
+    path: str = "/var/log/apache2/access.log",
+    truncated: set[int] | None = None,
+) -> ReadBatch:
+    return ReadBatch(
+        file_key=file_key,
+        path=path,
+        lines=[f"line {file_key} {end}".encode() for end in ends],
+        end_offsets=list(ends),
+        truncated=truncated or set(),
+    )
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll the event loop until `predicate()` holds (the loop must run for the pipeline to move)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.001)
+
+
+def make_pipeline(source: ScriptedSource, sinks: Sequence[Sink], **options: Any) -> Pipeline:
+    return Pipeline(
+        source, sinks, ParserSelector(default_spec="raw"), PipelineOptions(resource=RESOURCE, **options)
+    )
+
+
+def test_records_are_stamped_with_position_file_attributes_uid_truncation_and_resource() -> None:
+    async def scenario() -> CollectingSink:
+        source = ScriptedSource([batch("k1", [12, 25], truncated={1})])
+        sink = CollectingSink()
+        pipeline = make_pipeline(source, [sink])
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: source.acks == [("k1", 25)])
+        pipeline.request_stop()
+        await task
+        return sink
+
+    sink = asyncio.run(scenario())
+    [records] = sink.batches
+    assert [r.body for r in records] == ["line k1 12", "line k1 25"]
+    assert [r.position for r in records] == [
+        Position("k1", "/var/log/apache2/access.log", 12),
+        Position("k1", "/var/log/apache2/access.log", 25),
+    ]
+    for record, end in zip(records, (12, 25), strict=True):
+        assert record.attributes["log.file.path"] == "/var/log/apache2/access.log"
+        assert record.attributes["log.file.name"] == "access.log"
+        assert record.attributes["log.record.uid"] == record_uid("k1", end)
+        assert re.fullmatch(r"[0-9a-f]{32}", record.attributes["log.record.uid"])
+        assert record.resource == RESOURCE
+    assert "logsidecar.truncated" not in records[0].attributes
+    assert records[1].attributes["logsidecar.truncated"] is True
+
+
+def test_record_uid_is_stable_per_file_and_offset_and_differs_otherwise() -> None:
+    assert record_uid("k1", 100) == record_uid("k1", 100)
+    assert record_uid("k1", 100) != record_uid("k1", 101)
+    assert record_uid("k1", 100) != record_uid("k2", 100)
+    assert record_uid("k1", 0x1234).endswith("0000000000001234")
+
+
+def test_batch_is_acknowledged_only_after_every_sink_settled_it() -> None:
+    async def scenario() -> None:
+        source = ScriptedSource([batch("k", [10])])
+        first, second = GatedSink("first"), GatedSink("second")
+        pipeline = make_pipeline(source, [first, second])
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: len(first.gates) == 1 and len(second.gates) == 1)
+        first.release(0)
+        await asyncio.sleep(0.01)
+        assert source.acks == []
+        second.release(0)
+        await until(lambda: source.acks == [("k", 10)])
+        pipeline.request_stop()
+        await task
+
+    asyncio.run(scenario())
+
+
+def test_batches_settling_out_of_order_are_acknowledged_in_file_order() -> None:
+    async def scenario() -> None:
+        source = ScriptedSource([batch("a", [10]), batch("a", [20]), batch("b", [5]), batch("a", [30])])
+        sink = GatedSink()
+        pipeline = make_pipeline(source, [sink])
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: len(sink.gates) == 4)
+        sink.release(3)  # a:30
+        sink.release(1)  # a:20
+        sink.release(2)  # b:5 is independent of file a
+        await until(lambda: source.acks == [("b", 5)])
+        sink.release(0)  # a:10 completes the prefix a:10..30
+        await until(lambda: source.acks == [("b", 5), ("a", 30)])
+        pipeline.request_stop()
+        await task
+
+    asyncio.run(scenario())
+
+
+def test_rejected_batch_is_settled_counted_and_reported() -> None:
+    seen: list[tuple[Event, dict[str, Any]]] = []
+    unsubscribe = events.subscribe(lambda event, fields: seen.append((event, dict(fields))))
+
+    async def scenario() -> Pipeline:
+        source = ScriptedSource([batch("k", [10, 20])])
+        sink = GatedSink("otlp")
+        pipeline = make_pipeline(source, [sink])
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: len(sink.gates) == 1)
+        sink.release(0, BatchRejected("payload too large", rejected=2))
+        await until(lambda: source.acks == [("k", 20)])
+        pipeline.request_stop()
+        await task
+        return pipeline
+
+    try:
+        pipeline = asyncio.run(scenario())
+    finally:
+        unsubscribe()
+    assert pipeline.rejected == {"otlp": 2}
+    assert pipeline.sent == {"otlp": 0}
+    rejected = [fields for event, fields in seen if event is Event.SINK_REJECTED]
+    assert rejected == [{"sink": "otlp", "reason": "payload too large", "rejected": 2, "records": 2}]
+
+
+def test_spent_in_flight_budget_pauses_reading_until_a_batch_settles() -> None:
+    async def scenario() -> None:
+        source = ScriptedSource([batch("k", [end]) for end in (1, 2, 3, 4, 5)])
+        sink = GatedSink()
+        pipeline = make_pipeline(source, [sink], max_in_flight_batches=2)
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: len(sink.gates) == 2)
+        await asyncio.sleep(0.02)
+        assert source.emitted == 2  # the third emit() is waiting: reading is paused
+        assert len(sink.gates) == 2
+        sink.release(0)
+        await until(lambda: len(sink.gates) == 3)
+        assert source.emitted == 3
+        for index in (1, 2):
+            sink.release(index)
+        await until(lambda: len(sink.gates) == 5)
+        for index in (3, 4):
+            sink.release(index)
+        await until(lambda: source.acks[-1:] == [("k", 5)])
+        pipeline.request_stop()
+        await task
+
+    asyncio.run(scenario())
+
+
+def test_line_budget_admits_one_oversized_batch_alone() -> None:
+    async def scenario() -> None:
+        source = ScriptedSource([batch("k", list(range(1, 11))), batch("k", [11])])
+        sink = GatedSink()
+        pipeline = make_pipeline(source, [sink], max_in_flight_lines=4)
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: len(sink.gates) == 1)
+        await asyncio.sleep(0.02)
+        assert len(sink.gates) == 1  # the second batch waits for the oversized first one
+        sink.release(0)
+        await until(lambda: len(sink.gates) == 2)
+        sink.release(1)
+        await until(lambda: source.acks == [("k", 10), ("k", 11)])
+        pipeline.request_stop()
+        await task
+
+    asyncio.run(scenario())
+
+
+def test_failing_sink_stops_the_pipeline_without_acknowledging_and_reraises() -> None:
+    async def scenario() -> ScriptedSource:
+        source = ScriptedSource([batch("k", [10]), batch("k", [20])])
+        sink = GatedSink()
+        pipeline = make_pipeline(source, [sink])
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: len(sink.gates) == 2)
+        sink.release(1)  # the later batch is delivered ...
+        sink.release(0, RuntimeError("disk on fire"))  # ... but the earlier one fails for good
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            await task
+        return source
+
+    source = asyncio.run(scenario())
+    assert source.acks == []  # nothing past the failed batch may ever be acknowledged
+    assert source.acks_at_stop == []
+
+
+def test_stop_lets_in_flight_batches_settle_before_stopping_the_tailer() -> None:
+    async def scenario() -> ScriptedSource:
+        source = ScriptedSource([batch("k", [10])])
+        sink = GatedSink()
+        pipeline = make_pipeline(source, [sink], shutdown_timeout_s=5.0)
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: len(sink.gates) == 1)
+        pipeline.request_stop()
+        await asyncio.sleep(0.02)
+        assert source.acks_at_stop is None  # still waiting for the in-flight batch
+        sink.release(0)
+        await task
+        return source
+
+    source = asyncio.run(scenario())
+    assert source.acks_at_stop == [("k", 10)]  # the acknowledgement reached the final checkpoint
+
+
+def test_stop_abandons_batches_that_do_not_settle_within_the_shutdown_timeout() -> None:
+    async def scenario() -> tuple[ScriptedSource, Pipeline]:
+        source = ScriptedSource([batch("k", [10]), batch("j", [7])])
+        sink = GatedSink()
+        pipeline = make_pipeline(source, [sink], shutdown_timeout_s=0.1)
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: len(sink.gates) == 2)
+        sink.release(1)
+        await until(lambda: source.acks == [("j", 7)])
+        pipeline.request_stop()
+        await asyncio.wait_for(task, 5.0)
+        return source, pipeline
+
+    source, pipeline = asyncio.run(scenario())
+    assert source.acks_at_stop == [("j", 7)]
+    assert pipeline.abandoned_batches == 1
+
+
+class _CrashingParser:
+    """Test double for a parser bug (a real parser never raises by contract)."""
+
+    format_name = "crashing"
+
+    def parse(self, lines: Sequence[bytes]) -> list[LogRecord]:
+        raise ValueError("bug")
+
+
+class _CrashingSelector(ParserSelector):
+    def state_for(self, file_key: str, path: str):  # type: ignore[override]
+        state = super().state_for(file_key, path)
+        state.parser = _CrashingParser()  # type: ignore[assignment]
+        return state
+
+
+def test_parser_failure_forwards_the_lines_raw_and_flagged() -> None:
+    async def scenario() -> CollectingSink:
+        source = ScriptedSource([ReadBatch("k", "/x/access.log", [b"ok", b"\xffbad"], [3, 8])])
+        sink = CollectingSink()
+        pipeline = Pipeline(
+            source, [sink], _CrashingSelector(default_spec="raw"), PipelineOptions(resource=RESOURCE)
+        )
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: source.acks == [("k", 8)])
+        pipeline.request_stop()
+        await task
+        return sink
+
+    [records] = asyncio.run(scenario()).batches
+    assert [r.body for r in records] == ["ok", "\\xffbad"]
+    assert all(r.attributes["logsidecar.parse_error"] == "parser failed: ValueError('bug')" for r in records)
+    assert "logsidecar.invalid_utf8" not in records[0].attributes
+    assert records[1].attributes["logsidecar.invalid_utf8"] is True
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("combined", FormatRule(None, "combined")),
+        ("*error*=error", FormatRule("*error*", "error")),
+        ("*access*=logformat:%h %{X=Y}i %>s", FormatRule("*access*", "logformat:%h %{X=Y}i %>s")),
+        ("logformat:%h %{X=Y}i", FormatRule(None, "logformat:%h %{X=Y}i")),
+    ],
+)
+def test_format_rules_separate_glob_from_spec(text: str, expected: FormatRule) -> None:
+    assert parse_format_rule(text) == expected
+
+
+def test_parser_selector_uses_the_first_matching_rule_then_the_default() -> None:
+    selector = ParserSelector(
+        [FormatRule("*error*", "error"), FormatRule("/srv/*/access.log", "common")], default_spec="combined"
+    )
+    assert selector.spec_for("/var/log/apache2/error.log") == "error"
+    assert selector.spec_for("/srv/site/access.log") == "common"
+    assert selector.spec_for("/var/log/apache2/other_vhosts_access.log") == "combined"
+
+
+def test_parser_selector_keeps_one_parser_per_file_and_forgets_the_oldest() -> None:
+    selector = ParserSelector(default_spec="raw", max_files=2)
+    first = selector.state_for("a", "/a.log")
+    assert selector.state_for("a", "/a.log.1") is first  # a rotated file keeps its parser
+    selector.state_for("b", "/b.log")
+    selector.state_for("c", "/c.log")
+    assert selector.state_for("a", "/a.log") is not first
