@@ -103,12 +103,14 @@ def validate_format_rules(rules: Sequence[FormatRule], *, timezone: tzinfo = UTC
 
 
 class _FileState:
-    """What the pipeline keeps per file identity: its parser (they may be stateful) and uid prefix."""
+    """What the pipeline keeps per file identity: its parser (they may be stateful) and uid prefix.
+    `parser` is None when it could not be built (`parser_error` says why): lines then go out raw."""
 
-    __slots__ = ("parser", "uid_prefix")
+    __slots__ = ("parser", "parser_error", "uid_prefix")
 
-    def __init__(self, parser: Parser, uid_prefix: str) -> None:
+    def __init__(self, parser: Parser | None, uid_prefix: str, parser_error: str = "") -> None:
         self.parser = parser
+        self.parser_error = parser_error
         self.uid_prefix = uid_prefix
 
 
@@ -151,8 +153,12 @@ class ParserSelector:
         if state is not None:
             self._files.move_to_end(file_key)
             return state
-        parser = build_parser(self.spec_for(path), timezone=self.timezone, path=path)
-        state = self._files[file_key] = _FileState(parser, uid_prefix(file_key))
+        spec = self.spec_for(path)
+        try:
+            state = _FileState(build_parser(spec, timezone=self.timezone, path=path), uid_prefix(file_key))
+        except Exception as exc:  # noqa: BLE001 - specs were validated at start-up; never lose lines
+            state = _FileState(None, uid_prefix(file_key), f"cannot build parser {spec!r}: {exc!r}")
+        self._files[file_key] = state
         if len(self._files) > self.max_files:
             self._files.popitem(last=False)
         return state
@@ -279,7 +285,11 @@ class Pipeline:
             self._release(count)
             await self._drained.wait()
             return
-        records = self._parse(batch)
+        try:
+            records = self._parse(batch)
+        except BaseException:
+            self._release(count)
+            raise
         self.lines_in += count
         self.batches_in += 1
         ticket = self._acks.register(batch.file_key, batch.end_offsets[-1])
@@ -290,11 +300,14 @@ class Pipeline:
     def _parse(self, batch: ReadBatch) -> list[LogRecord]:
         state = self.parsers.state_for(batch.file_key, batch.path)
         try:
+            if state.parser is None:
+                raise RuntimeError(state.parser_error)
             records = state.parser.parse(batch.lines)
             if len(records) != len(batch.lines):
                 raise RuntimeError(f"parser returned {len(records)} records for {len(batch.lines)} lines")
         except Exception as exc:  # noqa: BLE001 - a parser bug must not lose lines: forward them raw
-            records = _raw_records(batch.lines, reason=f"parser failed: {exc!r}")
+            reason = state.parser_error if state.parser is None else f"parser failed: {exc!r}"
+            records = _raw_records(batch.lines, reason=reason)
         self._stamp(records, batch, state.uid_prefix)
         return records
 

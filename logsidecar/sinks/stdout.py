@@ -69,16 +69,15 @@ _STATUS_COLOURS = {1: "\x1b[37m", 2: "\x1b[32m", 3: "\x1b[36m", 4: "\x1b[33m", 5
 
 # Attribute names the parsers use (OpenTelemetry semantic conventions; Apache-only under `apache.`).
 _METHOD = "http.request.method"
-_PATH = ("url.path", "apache.request.line")
+_PATH = ("url.path", "url.original")
 _QUERY = "url.query"
 _STATUS = "http.response.status_code"
 _CLIENT = ("client.address", "network.peer.address")
 _SIZE = "http.response.body.size"
-_DURATION_S = ("http.server.request.duration",)
-_DURATION_US = ("apache.request.duration_us", "apache.response.duration_us")
-_MODULE = ("apache.module", "apache.error.module", "code.namespace")
-_MESSAGE = ("apache.error.message", "apache.message", "message")
-_ERROR_CODE = ("apache.error.code", "apache.error_code")
+_DURATION_S = "http.server.request.duration"
+_MODULE = ("apache.module",)
+_MESSAGE = ("apache.message",)
+_ERROR_CODE = ("apache.error.code",)
 
 
 def _first(attributes: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -140,12 +139,9 @@ def format_pretty_line(record: LogRecord, *, colour: bool = True) -> str:
 
 
 def _duration_text(attributes: dict[str, Any]) -> str:
-    seconds = _first(attributes, _DURATION_S)
-    if seconds is None:
-        micros = _first(attributes, _DURATION_US)
-        if micros is None:
-            return ""
-        seconds = micros / 1e6
+    seconds = attributes.get(_DURATION_S)
+    if not isinstance(seconds, int | float):
+        return ""
     if seconds < 1:
         return f"{seconds * 1000:.1f}ms"
     return f"{seconds:.2f}s"

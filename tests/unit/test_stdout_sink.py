@@ -35,6 +35,7 @@ def access_record(status: int = 200, body: str = "GET line") -> LogRecord:
             "http.response.status_code": status,
             "client.address": "192.0.2.7",
             "http.response.body.size": 5120,
+            "http.server.request.duration": 0.0123,
             "log.file.path": "/var/log/apache2/access.log",
         },
         resource={"service.name": "apache-httpd"},
@@ -47,7 +48,7 @@ def error_record() -> LogRecord:
         timestamp=datetime(2026, 11, 28, 2, 30, 5, 100000, tzinfo=UTC),
         severity_text="error",
         severity_number=Severity.ERROR,
-        attributes={"apache.module": "core", "apache.error.message": "AH00126: Invalid URI in request"},
+        attributes={"apache.module": "core", "apache.error.code": "AH00126", "apache.message": "Invalid URI in request"},
     )
 
 
@@ -109,7 +110,7 @@ def test_raw_output_is_the_bodies(tmp_path: Path) -> None:
 
 def test_pretty_access_line_shows_time_status_method_target_client_and_size() -> None:
     line = format_pretty_line(access_record(503), colour=False)
-    assert re.fullmatch(r"02:30:05\.123 503 GET +/index\.html\?a=1 +192\.0\.2\.7 +5120", line), line
+    assert re.fullmatch(r"02:30:05\.123 503 GET +/index\.html\?a=1 +192\.0\.2\.7 +5120 +12\.3ms", line), line
 
 
 def test_pretty_colours_status_by_class() -> None:
