@@ -1,13 +1,191 @@
-"""`logsidecar parse`: one-shot parsing of files or stdin to JSON lines."""
+"""`logsidecar parse`: one-shot parsing of files or stdin to JSON lines.
+
+Reads each FILE (or `-`, stdin) in binary, frames lines on b"\\n" (a trailing b"\\r" is dropped; a
+last line without a newline is still parsed), parses them in batches with a fresh parser per file
+(so `auto` detects per file, by name and content) and writes one JSON record per line to stdout
+(`record.encode_json_lines`, one write per batch). stderr gets: a progress bar only when stderr is
+a terminal and the input is a regular file, one message per unreadable file, and a summary line
+(lines, parsed, unparsed = records flagged `logsidecar.parse_error`).
+
+Exit codes: 0 all inputs read; 1 some input could not be read (the others are still parsed);
+2 usage error, e.g. an invalid --format (the message points at the bad directive).
+"""
 
 from __future__ import annotations
 
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import BinaryIO
+
 import click
+
+from logsidecar.cli.tail import TIMEZONE
+from logsidecar.parse import FORMAT_NAMES, FormatError, Parser, build_parser
+from logsidecar.record import PARSE_ERROR, LogRecord, encode_json_lines
+
+READ_CHUNK_BYTES = 1 << 20
+DEFAULT_BATCH_LINES = 4096
+
+
+@dataclass(slots=True)
+class ParseTotals:
+    """What the summary line reports."""
+
+    files: int = 0
+    lines: int = 0
+    unparsed: int = 0
+    unreadable: int = 0
+
+    @property
+    def parsed(self) -> int:
+        return self.lines - self.unparsed
+
+
+def iter_line_batches(
+    stream: BinaryIO, batch_lines: int, on_bytes: Callable[[int], object] | None = None
+) -> Iterator[list[bytes]]:
+    """Frame `stream` into lists of at most `batch_lines` lines (no b"\\n", trailing b"\\r"
+    dropped). Uses read1 so that a pipe's lines come out as soon as they arrive."""
+    read = getattr(stream, "read1", stream.read)
+    pending = b""
+    while True:
+        chunk = read(READ_CHUNK_BYTES)
+        if not chunk:
+            break
+        if on_bytes is not None:
+            on_bytes(len(chunk))
+        lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
+        pending = lines.pop()
+        for start in range(0, len(lines), batch_lines):
+            batch = lines[start : start + batch_lines]
+            yield [line[:-1] if line.endswith(b"\r") else line for line in batch]
+    if pending:
+        yield [pending[:-1] if pending.endswith(b"\r") else pending]
+
+
+def _is_regular_file(stream: BinaryIO) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both OSError and ValueError
+        return False
+
+
+def _parse_stream(
+    stream: BinaryIO, parser: Parser, out: BinaryIO, totals: ParseTotals, batch_lines: int, label: str
+) -> None:
+    show_progress = sys.stderr.isatty() and _is_regular_file(stream)
+    if not show_progress:
+        for batch in iter_line_batches(stream, batch_lines):
+            _emit(parser.parse(batch), out, totals)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    size = os.fstat(stream.fileno()).st_size
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(file=sys.stderr),
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=size)
+        for batch in iter_line_batches(stream, batch_lines, on_bytes=lambda n: progress.advance(task, n)):
+            _emit(parser.parse(batch), out, totals)
+
+
+def _emit(records: list[LogRecord], out: BinaryIO, totals: ParseTotals) -> None:
+    totals.lines += len(records)
+    totals.unparsed += sum(1 for r in records if PARSE_ERROR in r.attributes)
+    out.write(encode_json_lines(records))
+    out.flush()
+
+
+def _build(format_spec: str, timezone: tzinfo, path: str | None) -> Parser:
+    return build_parser(format_spec, timezone=timezone, path=path)
 
 
 @click.command("parse")
-@click.option("--format", "-f", "format_spec", default="auto", show_default=True, help="Format specification.")
+@click.option(
+    "--format",
+    "-f",
+    "format_spec",
+    default="auto",
+    show_default=True,
+    help=f"Format specification: {', '.join(FORMAT_NAMES)}.",
+)
+@click.option(
+    "--timezone",
+    "timezone",
+    type=TIMEZONE,
+    default="UTC",
+    show_default=True,
+    help="Zone for times written without an offset (the error log): UTC, local, +02:00, Europe/Paris ...",
+)
+@click.option(
+    "--batch-lines",
+    type=click.IntRange(1, 1_000_000),
+    default=DEFAULT_BATCH_LINES,
+    show_default=True,
+    help="Lines parsed and written per batch.",
+)
 @click.argument("files", nargs=-1)
-def command(format_spec: str, files: tuple[str, ...]) -> None:
-    """Parse FILE... (or - for stdin) and print one JSON record per line."""
-    raise click.ClickException("not implemented yet")
+def command(format_spec: str, timezone: tzinfo, batch_lines: int, files: tuple[str, ...]) -> None:
+    """Parse FILE... (or - for stdin; no FILE means stdin) and print one JSON record per line."""
+    try:
+        _build(format_spec, timezone, None)  # validate once, before any output
+    except FormatError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--format'") from None
+
+    out = click.get_binary_stream("stdout")
+    totals = ParseTotals()
+    started = time.perf_counter()
+    try:
+        for name in files or ("-",):
+            path = None if name == "-" else name
+            parser = _build(format_spec, timezone, path)
+            if path is None:
+                totals.files += 1
+                _parse_stream(click.get_binary_stream("stdin"), parser, out, totals, batch_lines, "stdin")
+                continue
+            try:
+                stream = open(path, "rb")  # noqa: SIM115 - closed in the finally below
+            except OSError as exc:
+                totals.unreadable += 1
+                click.echo(f"logsidecar parse: cannot read {path}: {exc.strerror or exc}", err=True)
+                continue
+            totals.files += 1
+            try:
+                _parse_stream(stream, parser, out, totals, batch_lines, os.path.basename(path))
+            except OSError as exc:
+                if isinstance(exc, BrokenPipeError):
+                    raise
+                totals.unreadable += 1
+                click.echo(f"logsidecar parse: error reading {path}: {exc.strerror or exc}", err=True)
+            finally:
+                stream.close()
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly; point stdout at /dev/null so the
+        # interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        sys.exit(1)
+
+    elapsed = time.perf_counter() - started
+    rate = f", {totals.lines / elapsed:,.0f} lines/s" if elapsed > 0 and totals.lines else ""
+    click.echo(
+        f"logsidecar parse: {totals.lines} lines, {totals.parsed} parsed, {totals.unparsed} unparsed"
+        f" ({totals.files} file{'s' if totals.files != 1 else ''}, {elapsed:.2f}s{rate})",
+        err=True,
+    )
+    if totals.unreadable:
+        sys.exit(1)
