@@ -1,0 +1,879 @@
+"""The configuration file, its model, and how it combines with the environment and the flags.
+
+One file (TOML, or YAML/JSON) can say everything the `tail` flags can. Every key is the flag's name in
+snake_case (`--max-line-bytes` is `max_line_bytes`); OTLP settings live in `[[outputs]]` entries.
+
+    # logsidecar.toml
+    state_dir = "/var/lib/logsidecar"
+    start_at = "end"
+    ignore_older = "24h"
+    max_line_bytes = "1MiB"
+    http_addr = "127.0.0.1:9464"
+    formats = ["*error*=error"]            # extra [GLOB=]SPEC rules, checked before the inputs' formats
+    resource = { "deployment.environment" = "prod" }
+
+    [[inputs]]
+    paths = ["/logs/*access*log"]
+    format = "combined"
+
+    [[outputs]]
+    type = "otlp"
+    endpoint = "http://collector:4317"
+    headers = { authorization = "Bearer ${OTLP_TOKEN}" }   # ${VAR} comes from the environment
+
+Precedence, key by key: flags > environment (LOGSIDECAR_*, then the standard OTEL_*) > file > defaults.
+`resolve(file_path, env, flags)` applies it and is pure (no os.environ, no clock): the file is read,
+`env` is the mapping given, `flags` holds only the options given on the command line (click parameter
+names of `logsidecar tail`, see `flags_from_click`).
+
+Invariants:
+- A bad key or value is rejected with its path and what was expected (`inputs[1].format: unknown format
+  'combind'; expected one of: ...`), every error at once (`ConfigError.errors`). Values from the
+  environment or flags are named by their variable or flag instead of the key path.
+- Secrets (header values, and any key containing "token", "password", "secret" or "api_key") never
+  appear in an error message or in `masked()`.
+- Durations are float seconds in `Settings` ("500ms", "30s", "5m", "24h", "7d", "1h30m" or a number of
+  seconds in the file); sizes are int bytes ("1MiB", "64KiB", "1MB", "512k" or a number of bytes).
+- OTEL_EXPORTER_OTLP_* variables (the LOGS_ variant first) configure every OTLP output; they do not
+  add one. LOGSIDECAR_OUTPUT / --output choose the outputs, reusing the file's settings for each type.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from datetime import tzinfo
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from logsidecar.events import Level
+from logsidecar.selflog import LogStyle
+from logsidecar.tail.options import StartAt, TailOptions, WatchMode
+
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "InputConfig",
+    "StdoutOutput",
+    "OtlpOutput",
+    "resolve",
+    "load_file",
+    "flags_from_click",
+    "parse_duration",
+    "parse_size",
+    "parse_http_addr",
+    "parse_timezone",
+    "format_duration",
+    "unknown_env_vars",
+]
+
+ENV_PREFIX = "LOGSIDECAR_"
+MASK = "***"
+_SECRET_KEY_HINTS = ("token", "password", "secret", "api_key", "apikey")
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; `errors` holds one line per problem, each naming where it is."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+# -- values with units ----------------------------------------------------------------------------
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+    "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3,
+}  # fmt: skip
+
+
+def parse_duration(value: str | float) -> float:
+    """'500ms', '30s', '5m', '24h', '7d', '1h30m' or a number of seconds -> seconds (>= 0)."""
+    if isinstance(value, bool):
+        raise ValueError(
+            f"invalid duration {value!r}; expected a number and a unit (ms, s, m, h, d), e.g. '30s'"
+        )
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip().lower().replace(" ", "")
+        try:
+            seconds = float(text)
+        except ValueError:
+            if not text or _DURATION_PART.sub("", text):
+                raise ValueError(
+                    f"invalid duration {value!r}; expected a number and a unit (ms, s, m, h, d), "
+                    "e.g. '30s', '5m', '24h'"
+                ) from None
+            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+    if seconds < 0 or seconds != seconds:  # negative or NaN
+        raise ValueError(f"invalid duration {value!r}; must not be negative")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact spelling: 86400 -> '1d', 90 -> '1m30s', 0.25 -> '250ms'."""
+    if seconds == 0:
+        return "0s"
+    millis = round(seconds * 1000)
+    if abs(millis - seconds * 1000) > 1e-6 or millis % 1000:
+        return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+    rest, parts = millis // 1000, []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts)
+
+
+def parse_size(value: str | int) -> int:
+    """'1MiB', '64KiB', '1MB', '512k' or a number of bytes -> bytes (> 0)."""
+    if isinstance(value, bool):
+        raise ValueError(
+            f"invalid size {value!r}; expected a number and a unit (B, KB, MB, GB, KiB, MiB, GiB)"
+        )
+    if isinstance(value, int | float):
+        size = int(value)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+        if not match or match.group(2).lower() not in _SIZE_UNITS:
+            raise ValueError(
+                f"invalid size {value!r}; expected a number and a unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. '1MiB'"
+            )
+        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    if size <= 0:
+        raise ValueError(f"invalid size {value!r}; must be greater than 0")
+    return size
+
+
+def parse_http_addr(text: str) -> tuple[str, int]:
+    """'127.0.0.1:9464', '[::1]:9464', 'localhost:9464', ':9464' or '9464' (both loopback) -> (host, port)."""
+    raw = text.strip()
+    match = re.fullmatch(r"(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]\s]*))?:?(\d+)", raw)
+    if not match or (":" not in raw and not raw.isdigit()):
+        raise ValueError(f"invalid address {text!r}; expected HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464")
+    host = match.group(1) or match.group(2) or "127.0.0.1"
+    port = int(match.group(3))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"invalid address {text!r}; port must be between 0 and 65535")
+    return host, port
+
+
+def parse_timezone(text: str) -> tzinfo:
+    """'local', 'UTC', '+02:00' / '-0730', or an IANA name like 'Europe/Paris'."""
+    from datetime import UTC, datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = text.strip()
+    if name.lower() == "local":
+        return datetime.now().astimezone().tzinfo or UTC
+    if name.upper() in ("UTC", "Z", "GMT"):
+        return UTC
+    match = re.fullmatch(r"([+-])(\d\d):?(\d\d)", name)
+    if match:
+        sign = 1 if match.group(1) == "+" else -1
+        return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown timezone {text!r}; expected local, UTC, an offset like +02:00 or a name like Europe/Paris"
+        ) from None
+
+
+def _custom(validate: Any) -> Any:
+    """Run `validate`, turning its ValueError into an error whose message is shown as is."""
+
+    def run(value: Any) -> Any:
+        try:
+            return validate(value)
+        except ValueError as exc:
+            raise PydanticCustomError("logsidecar", str(exc)) from None
+
+    return run
+
+
+def _as_duration(value: Any) -> float:
+    if not isinstance(value, str | int | float):
+        raise ValueError("expected a duration such as '30s', '5m' or '24h'")
+    return parse_duration(value)
+
+
+def _as_size(value: Any) -> int:
+    if not isinstance(value, str | int | float):
+        raise ValueError("expected a size such as '1MiB'")
+    return parse_size(value)
+
+
+def _as_timezone(value: Any) -> str:
+    if isinstance(value, tzinfo):
+        return _timezone_name(value)
+    if not isinstance(value, str):
+        raise ValueError("expected a timezone name such as 'UTC' or 'Europe/Paris'")
+    parse_timezone(value)
+    return value.strip()
+
+
+def _as_http_addr(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9464")
+    host, port = parse_http_addr(value)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+Duration = Annotated[
+    float, BeforeValidator(_custom(_as_duration)), PlainSerializer(format_duration, when_used="json")
+]
+Size = Annotated[int, BeforeValidator(_custom(_as_size))]
+TimezoneName = Annotated[str, BeforeValidator(_custom(_as_timezone))]
+HttpAddr = Annotated[str, BeforeValidator(_custom(_as_http_addr))]
+
+
+def _timezone_name(tz: tzinfo) -> str:
+    key = getattr(tz, "key", None)
+    if key:
+        return str(key)
+    offset = tz.utcoffset(None)
+    if offset is None or offset.total_seconds() == 0:
+        return "UTC"
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+# -- the model --------------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    """Frozen; unknown keys are errors (reported with the keys that would be valid, see `_describe`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_format_spec(spec: str) -> str:
+    from logsidecar.parse import FormatError, build_parser
+
+    try:
+        build_parser(spec)
+    except FormatError as exc:
+        raise PydanticCustomError("logsidecar", str(exc)) from None
+    return spec
+
+
+class InputConfig(_Strict):
+    paths: list[str] = Field(min_length=1)  # paths or globs (`**` allowed)
+    exclude: list[str] = []  # globs; the tailer applies the union of every input's excludes
+    format: str = "auto"  # a format spec (see logsidecar.parse) for files matched by `paths`
+
+    @field_validator("format")
+    @classmethod
+    def _valid_format(cls, spec: str) -> str:
+        return _check_format_spec(spec)
+
+
+class StdoutFormat(StrEnum):  # mirrors logsidecar.sinks.stdout.StdoutFormat
+    JSON = "json"
+    PRETTY = "pretty"
+    RAW = "raw"
+    AUTO = "auto"
+
+
+class StdoutOutput(_Strict):
+    type: Literal["stdout"] = "stdout"
+    format: StdoutFormat = StdoutFormat.AUTO
+
+
+class OtlpOutput(_Strict):
+    type: Literal["otlp"] = "otlp"
+    endpoint: str | None = None  # None: the protocol's default (localhost:4317 / :4318/v1/logs)
+    protocol: Literal["grpc", "http/protobuf"] | None = None  # None: grpc
+    headers: dict[str, str] = {}
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    insecure: bool | None = None
+    compression: Literal["gzip", "none"] | None = None  # None: gzip
+    timeout: Duration | None = None  # None: 10s
+    batch_size: int | None = Field(None, gt=0)
+    batch_timeout: Duration | None = None
+    max_retry_time: Duration | None = None  # None: retry forever (the log file is the buffer)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _valid_endpoint(cls, endpoint: str | None) -> str | None:
+        if endpoint is None:
+            return None
+        parts = urlsplit(endpoint if "://" in endpoint else f"grpc://{endpoint}")
+        if parts.scheme not in ("http", "https", "grpc") or not parts.hostname:
+            raise PydanticCustomError(
+                "logsidecar",
+                f"invalid endpoint {_mask_url(endpoint)!r}; expected a URL like http://collector:4317",
+            )
+        return endpoint
+
+    def otlp_flags(self) -> dict[str, Any]:
+        """This output as keyword arguments of `cli.otlp_options.build_otlp_sink`."""
+        return {
+            "otlp_endpoint": self.endpoint,
+            "otlp_protocol": self.protocol,
+            "otlp_header": tuple(self.headers.items()),
+            "otlp_ca_file": self.ca_file,
+            "otlp_client_cert": self.client_cert,
+            "otlp_client_key": self.client_key,
+            "otlp_insecure": self.insecure,
+            "otlp_compression": self.compression,
+            "otlp_timeout": self.timeout,
+            "otlp_batch_size": self.batch_size,
+            "otlp_batch_timeout": self.batch_timeout,
+            "otlp_max_retry_time": self.max_retry_time,
+        }
+
+
+Output = Annotated[StdoutOutput | OtlpOutput, Field(discriminator="type")]
+
+
+class Settings(_Strict):
+    """The effective configuration. Field names are the `tail` flags' names (and the file's keys)."""
+
+    inputs: list[InputConfig] = []
+    formats: list[str] = []  # [GLOB=]SPEC rules (what --format gives), tried before the inputs' formats
+    exclude: list[str] = []
+    outputs: list[Output] = Field(default_factory=lambda: [StdoutOutput()], min_length=1)
+    state_dir: str | None = None  # None: the default ($XDG_STATE_HOME/logsidecar); "none": memory only
+    start_at: StartAt = StartAt.BEGINNING
+    watch: WatchMode = WatchMode.AUTO
+    poll_interval: Duration = 0.25
+    ignore_older: Duration | None = None
+    max_line_bytes: Size = 1024 * 1024
+    partial_line_flush: Duration = 5.0
+    timezone: TimezoneName = "local"  # of error-log times, which carry no offset
+    resource: dict[str, str] = {}
+    service_name: str | None = None
+    shutdown_timeout: Duration = 10.0
+    max_in_flight_lines: int = Field(16384, gt=0)
+    log_format: LogStyle = LogStyle.AUTO
+    log_level: Level = Level.INFO
+    http_addr: HttpAddr | None = None  # None: no HTTP endpoint
+    unhealthy_after: Duration = 60.0
+
+    @field_validator("formats")
+    @classmethod
+    def _valid_rules(cls, rules: list[str]) -> list[str]:
+        from logsidecar.pipeline import parse_format_rule
+
+        plain = [r for r in rules if parse_format_rule(r).pattern is None]
+        if len(plain) > 1:
+            raise PydanticCustomError(
+                "logsidecar",
+                f"more than one format for all files: {', '.join(repr(p) for p in plain)}; "
+                "use GLOB=SPEC to give files different formats",
+            )
+        for rule in rules:
+            _check_format_spec(parse_format_rule(rule).spec)
+        return rules
+
+    # -- what the runtime consumes -----------------------------------------------------------------
+    def tail_options(self) -> TailOptions:
+        include = tuple(p for i in self.inputs for p in i.paths)
+        exclude = tuple(dict.fromkeys([*self.exclude, *(e for i in self.inputs for e in i.exclude)]))
+        state_dir = (
+            None if self.state_dir is None or self.state_dir.lower() == "none" else Path(self.state_dir)
+        )
+        return TailOptions(
+            include=include,
+            exclude=exclude,
+            state_dir=state_dir,
+            watch=self.watch,
+            start_at=self.start_at,
+            ignore_older_s=self.ignore_older,
+            max_line_bytes=self.max_line_bytes,
+            partial_line_flush_s=self.partial_line_flush,
+            poll_interval_s=self.poll_interval,
+        )
+
+    def format_rules(self) -> tuple[list[tuple[str, str]], str]:
+        """(GLOB, SPEC) rules in match order, and the spec for files no rule matches: feed
+        `pipeline.ParserSelector([FormatRule(g, s) for g, s in rules], default_spec=default)`."""
+        from logsidecar.pipeline import parse_format_rule
+
+        rules: list[tuple[str, str]] = []
+        default = "auto"
+        for text in self.formats:
+            rule = parse_format_rule(text)
+            if rule.pattern is None:
+                default = rule.spec
+            else:
+                rules.append((rule.pattern, rule.spec))
+        for item in self.inputs:
+            rules.extend((path, item.format) for path in item.paths)
+        return rules, default
+
+    def tzinfo(self) -> tzinfo:
+        return parse_timezone(self.timezone)
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as plain data for display, secrets replaced by ***."""
+        return _mask(self.model_dump(mode="json"))
+
+
+# -- masking ---------------------------------------------------------------------------------------
+
+
+def _is_secret_key(key: str) -> bool:
+    lowered = key.lower().replace("-", "_")
+    return any(hint in lowered for hint in _SECRET_KEY_HINTS)
+
+
+def _mask(data: Any, parent: str = "") -> Any:
+    if isinstance(data, list):
+        return [_mask(v, parent) for v in data]
+    if not isinstance(data, dict):
+        return data
+    if parent == "headers":
+        return {k: MASK for k in data}
+    masked = {}
+    for key, value in data.items():
+        if _is_secret_key(key) and value is not None:
+            masked[key] = MASK
+        elif key == "endpoint" and isinstance(value, str):
+            masked[key] = _mask_url(value)
+        else:
+            masked[key] = _mask(value, key)
+    return masked
+
+
+def _mask_url(url: str) -> str:
+    """Hide a password in the URL's userinfo (http://user:secret@host -> http://user:***@host)."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", rf"\g<1>{MASK}@", url)
+
+
+# -- reading the file --------------------------------------------------------------------------------
+
+
+def load_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Parse the file by its extension (.toml; .yaml, .yml, .json) into plain data, with `${VAR}`
+    replaced from `env` (`$${` is a literal `${`). Raises ConfigError with a one-line reason."""
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(
+            [f"{file}: unsupported file type {suffix or '(none)'!r}; expected .toml, .yaml, .yml or .json"]
+        )
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([f"{file}: cannot read: {reason}"]) from None
+    if suffix == ".toml":
+        try:
+            data: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{file}: invalid TOML: {exc}"]) from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError([f"{file}: invalid YAML: {problem}{where}"]) from None
+        if data is None:
+            data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [f"{file}: expected a mapping of settings at the top level, got {type(data).__name__}"]
+        )
+    errors: list[str] = []
+    expanded = _expand(data, env or {}, (), errors)
+    if errors:
+        raise ConfigError(errors)
+    return expanded
+
+
+_VARIABLE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(data: Any, env: Mapping[str, str], loc: tuple[Any, ...], errors: list[str]) -> Any:
+    if isinstance(data, dict):
+        return {k: _expand(v, env, (*loc, k), errors) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_expand(v, env, (*loc, i), errors) for i, v in enumerate(data)]
+    if isinstance(data, str) and "$" in data:
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name is None:
+                return "${"
+            if name not in env:
+                errors.append(f"{_format_loc(loc)}: environment variable {name} is not set")
+                return ""
+            return env[name]
+
+        return _VARIABLE.sub(substitute, data)
+    return data
+
+
+# -- precedence ----------------------------------------------------------------------------------------
+
+# flag name -> (top-level key, LOGSIDECAR_ variable, how the environment value is split)
+_SCALARS = {
+    "state_dir": "STATE_DIR",
+    "start_at": "START_AT",
+    "watch": "WATCH",
+    "poll_interval": "POLL_INTERVAL",
+    "ignore_older": "IGNORE_OLDER",
+    "max_line_bytes": "MAX_LINE_BYTES",
+    "partial_line_flush": "PARTIAL_LINE_FLUSH",
+    "timezone": "TIMEZONE",
+    "shutdown_timeout": "SHUTDOWN_TIMEOUT",
+    "max_in_flight_lines": "MAX_IN_FLIGHT_LINES",
+    "log_format": "LOG_FORMAT",
+    "log_level": "LOG_LEVEL",
+    "http_addr": "HTTP_ADDR",
+    "unhealthy_after": "UNHEALTHY_AFTER",
+}
+_LISTS = {"PATHS", "FORMAT", "EXCLUDE", "OUTPUT", "RESOURCE", "STDOUT_FORMAT", "CONFIG"}
+# OtlpOutput field -> suffix of OTEL_EXPORTER_OTLP_(LOGS_)<suffix>
+_OTEL_OTLP = {
+    "endpoint": "ENDPOINT",
+    "protocol": "PROTOCOL",
+    "ca_file": "CERTIFICATE",
+    "client_cert": "CLIENT_CERTIFICATE",
+    "client_key": "CLIENT_KEY",
+    "compression": "COMPRESSION",
+    "insecure": "INSECURE",
+}
+# `tail` flag name -> OtlpOutput field
+_OTLP_FLAGS = {
+    "otlp_endpoint": "endpoint",
+    "otlp_protocol": "protocol",
+    "otlp_ca_file": "ca_file",
+    "otlp_client_cert": "client_cert",
+    "otlp_client_key": "client_key",
+    "otlp_insecure": "insecure",
+    "otlp_compression": "compression",
+    "otlp_timeout": "timeout",
+    "otlp_batch_size": "batch_size",
+    "otlp_batch_timeout": "batch_timeout",
+    "otlp_max_retry_time": "max_retry_time",
+}
+
+
+class _Layers:
+    """The raw settings being assembled, and who set each key (for error messages)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.origin: dict[tuple[Any, ...], str] = {}
+        self.errors: list[str] = []
+
+    def set(self, key: str, value: Any, origin: str) -> None:
+        self.data[key] = value
+        self.origin[(key,)] = origin
+
+    def outputs(self) -> list[dict[str, Any]]:
+        outputs = self.data.get("outputs")
+        if outputs is None:
+            outputs = self.data["outputs"] = [{"type": "stdout"}]
+        return [o for o in outputs if isinstance(o, dict)] if isinstance(outputs, list) else []
+
+    def set_output_field(self, output_type: str, key: str, value: Any, origin: str) -> None:
+        """Set `key` on every output of `output_type` (flags and env address all of them)."""
+        self.outputs()
+        for index, output in enumerate(self.data["outputs"]):
+            if isinstance(output, dict) and output.get("type", "stdout") == output_type:
+                output[key] = value
+                self.origin[("outputs", index, key)] = origin
+
+    def merge_output_mapping(
+        self, output_type: str, key: str, values: Mapping[str, str], origin: str
+    ) -> None:
+        self.outputs()
+        for index, output in enumerate(self.data["outputs"]):
+            if isinstance(output, dict) and output.get("type", "stdout") == output_type:
+                current = output.get(key)
+                output[key] = {**(current if isinstance(current, dict) else {}), **values}
+                for name in values:
+                    self.origin[("outputs", index, key, name)] = origin
+
+    def select_outputs(self, types: Sequence[str], origin: str) -> None:
+        current = self.outputs()
+        chosen = []
+        for output_type in dict.fromkeys(types):
+            existing = [o for o in current if o.get("type", "stdout") == output_type]
+            chosen.extend(existing or [{"type": output_type}])
+        self.data["outputs"] = chosen
+        for index in range(len(chosen)):
+            self.origin[("outputs", index, "type")] = origin
+
+    def merge_mapping(self, key: str, values: Mapping[str, str], origin: str) -> None:
+        current = self.data.get(key)
+        merged = dict(current) if isinstance(current, dict) else {}
+        merged.update(values)
+        self.data[key] = merged
+        for name in values:
+            self.origin[(key, name)] = origin
+
+
+def resolve(
+    file_path: str | os.PathLike[str] | None, env: Mapping[str, str], flags: Mapping[str, Any]
+) -> Settings:
+    """flags > env > file > defaults, validated. Raises ConfigError listing every problem.
+
+    `flags`: only options given on the command line, by `tail` parameter name (paths, format_rules,
+    exclude, state_dir, start_at, watch, poll_interval, ignore_older, max_line_bytes, partial_line_flush,
+    outputs, stdout_format, timezone, resource, shutdown_timeout, max_in_flight_lines, log_format,
+    log_level, http_addr, unhealthy_after, service_name, otlp_*); None or () means "not given".
+    """
+    data = load_file(file_path, env) if file_path is not None else {}
+    layers = _Layers(data)
+    flags = {k: v for k, v in flags.items() if v is not None and v != ()}
+    # Choose the outputs first: env and flags then configure the outputs that will exist.
+    if "outputs" in flags:
+        layers.select_outputs(list(flags["outputs"]), "--output")
+    elif (env.get("LOGSIDECAR_OUTPUT") or "").strip():
+        layers.select_outputs(_split_words(env["LOGSIDECAR_OUTPUT"]), "LOGSIDECAR_OUTPUT")
+    _apply_env(layers, env)
+    _apply_flags(layers, flags)
+    if layers.errors:
+        raise ConfigError(layers.errors)
+    if layers.data.get("state_dir") is None:
+        layers.data["state_dir"] = str(_default_state_dir(env))
+    try:
+        return Settings.model_validate(layers.data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(error, layers.origin) for error in exc.errors()]) from None
+
+
+def _default_state_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_STATE_HOME") or os.path.join(
+        env.get("HOME") or os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base) / "logsidecar"
+
+
+def _split_words(text: str) -> list[str]:
+    return [part for part in re.split(r"[,\s]+", text) if part]
+
+
+def _key_values(
+    text: str, origin: str, errors: list[str], *, percent_encoded: bool = False
+) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for member in text.split(","):
+        if not member.strip():
+            continue
+        key, sep, value = member.partition("=")
+        if not sep or not key.strip():
+            errors.append(f"{origin}: expected KEY=VALUE pairs separated by commas (value not shown)")
+            continue
+        key, value = key.strip(), value.strip()
+        result[unquote(key) if percent_encoded else key] = unquote(value) if percent_encoded else value
+    return result
+
+
+def _apply_env(layers: _Layers, env: Mapping[str, str]) -> None:
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return value if value is not None and value.strip() else None
+
+    # Standard OTel variables first, so that LOGSIDECAR_* ones (more specific to us) win over them.
+    attributes = get("OTEL_RESOURCE_ATTRIBUTES")
+    if attributes:
+        values = _key_values(attributes, "OTEL_RESOURCE_ATTRIBUTES", layers.errors, percent_encoded=True)
+        layers.merge_mapping("resource", values, "OTEL_RESOURCE_ATTRIBUTES")
+    if get("OTEL_SERVICE_NAME"):
+        layers.set("service_name", env["OTEL_SERVICE_NAME"].strip(), "OTEL_SERVICE_NAME")
+    for field, suffix in _OTEL_OTLP.items():
+        for name in (f"OTEL_EXPORTER_OTLP_LOGS_{suffix}", f"OTEL_EXPORTER_OTLP_{suffix}"):
+            value = get(name)
+            if value:
+                layers.set_output_field("otlp", field, value.strip(), name)
+                break
+    for name in ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
+        value = get(name)
+        if value:
+            try:
+                layers.set_output_field("otlp", "timeout", float(value) / 1000.0, name)
+            except ValueError:
+                layers.errors.append(f"{name}: expected a number of milliseconds, got {value!r}")
+            break
+    for name in ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"):
+        value = get(name)
+        if value:
+            headers = _key_values(value, name, layers.errors, percent_encoded=True)
+            layers.merge_output_mapping("otlp", "headers", headers, name)
+            break
+
+    for key, suffix in _SCALARS.items():
+        value = get(ENV_PREFIX + suffix)
+        if value is not None:
+            layers.set(key, value.strip(), ENV_PREFIX + suffix)
+    if get("LOGSIDECAR_PATHS"):
+        layers.set("inputs", [{"paths": env["LOGSIDECAR_PATHS"].split()}], "LOGSIDECAR_PATHS")
+    if get("LOGSIDECAR_FORMAT"):
+        rules = [line.strip() for line in env["LOGSIDECAR_FORMAT"].splitlines() if line.strip()]
+        layers.set("formats", rules, "LOGSIDECAR_FORMAT")
+    if get("LOGSIDECAR_EXCLUDE"):
+        layers.set("exclude", _split_words(env["LOGSIDECAR_EXCLUDE"]), "LOGSIDECAR_EXCLUDE")
+    if get("LOGSIDECAR_STDOUT_FORMAT"):
+        layers.set_output_field(
+            "stdout", "format", env["LOGSIDECAR_STDOUT_FORMAT"].strip(), "LOGSIDECAR_STDOUT_FORMAT"
+        )
+    if get("LOGSIDECAR_RESOURCE"):
+        pairs = _key_values(
+            ",".join(_split_words(env["LOGSIDECAR_RESOURCE"])), "LOGSIDECAR_RESOURCE", layers.errors
+        )
+        layers.merge_mapping("resource", pairs, "LOGSIDECAR_RESOURCE")
+
+
+def _flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _apply_flags(layers: _Layers, flags: Mapping[str, Any]) -> None:
+    for key in _SCALARS:
+        if key in flags:
+            layers.set(key, flags[key], _flag_name(key))
+    if "service_name" in flags:
+        layers.set("service_name", flags["service_name"], "--service-name")
+    if "paths" in flags:
+        layers.set("inputs", [{"paths": list(flags["paths"])}], "PATH_OR_GLOB")
+    if "format_rules" in flags:
+        layers.set("formats", [_rule_text(r) for r in flags["format_rules"]], "--format")
+    if "exclude" in flags:
+        layers.set("exclude", list(flags["exclude"]), "--exclude")
+    if "stdout_format" in flags:
+        layers.set_output_field("stdout", "format", str(flags["stdout_format"]), "--stdout-format")
+    if "resource" in flags:
+        layers.merge_mapping("resource", dict(flags["resource"]), "--resource")
+    for flag, field in _OTLP_FLAGS.items():
+        if flag in flags:
+            layers.set_output_field("otlp", field, flags[flag], _flag_name(flag))
+    if "otlp_header" in flags:
+        layers.merge_output_mapping("otlp", "headers", dict(flags["otlp_header"]), "--otlp-header")
+
+
+def _rule_text(rule: Any) -> str:
+    """A FormatRule (from the click type) or its text."""
+    if isinstance(rule, str):
+        return rule
+    return f"{rule.pattern}={rule.spec}" if rule.pattern is not None else str(rule.spec)
+
+
+def flags_from_click(ctx: Any) -> dict[str, Any]:
+    """The parameters of a click context that were given on the command line (not defaults, not
+    click's own envvar reading: `resolve` reads the environment itself, in the documented order)."""
+    from click.core import ParameterSource
+
+    return {
+        name: value
+        for name, value in ctx.params.items()
+        if ctx.get_parameter_source(name) is ParameterSource.COMMAND_LINE
+    }
+
+
+def unknown_env_vars(env: Mapping[str, str]) -> list[str]:
+    """LOGSIDECAR_* variables that nothing reads (a typo would otherwise be silently ignored)."""
+    known = {ENV_PREFIX + s for s in (*_SCALARS.values(), *_LISTS)}
+    return sorted(name for name in env if name.startswith(ENV_PREFIX) and name not in known)
+
+
+# -- error messages --------------------------------------------------------------------------------
+
+
+def _format_loc(loc: Sequence[Any]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text or "(top level)"
+
+
+def _expected_list(expected: str) -> str:
+    items = re.findall(r"'([^']*)'", expected)
+    return ", ".join(items) if items else expected
+
+
+def _describe(error: Mapping[str, Any], origin: Mapping[tuple[Any, ...], str]) -> str:
+    # Drop the union tag pydantic inserts after a list index (outputs[0].otlp.endpoint).
+    loc = [
+        p
+        for i, p in enumerate(error["loc"])
+        if not (i > 0 and isinstance(error["loc"][i - 1], int) and p in ("stdout", "otlp"))
+    ]
+    where = _format_loc(loc)
+    for end in range(len(loc), 0, -1):
+        if tuple(loc[:end]) in origin:
+            where = origin[tuple(loc[:end])]
+            break
+    secret = "headers" in loc or any(isinstance(p, str) and _is_secret_key(p) for p in loc)
+    value = error.get("input")
+    shown = "" if secret else f", got {value!r}"
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "logsidecar":
+        message = error["msg"]
+    elif kind == "extra_forbidden":
+        message = f"unknown key; expected one of: {', '.join(sorted(_model_at(error['loc']).model_fields))}"
+    elif kind == "missing":
+        message = "required"
+    elif kind in ("literal_error", "enum"):
+        message = f"unknown value {value!r}; expected one of: {_expected_list(str(ctx.get('expected', '')))}"
+        if secret:
+            message = f"unknown value; expected one of: {_expected_list(str(ctx.get('expected', '')))}"
+    elif kind == "union_tag_invalid":
+        message = f"unknown output type {ctx.get('tag')!r}; expected one of: {_expected_list(str(ctx.get('expected_tags', '')))}"
+    elif kind == "union_tag_not_found":
+        message = "missing 'type'; expected one of: otlp, stdout"
+    elif kind in ("int_parsing", "int_type", "int_from_float"):
+        message = f"expected an integer{shown}"
+    elif kind in ("float_parsing", "float_type"):
+        message = f"expected a number{shown}"
+    elif kind in ("bool_parsing", "bool_type"):
+        message = f"expected true or false{shown}"
+    elif kind == "string_type":
+        message = f"expected a string{shown}"
+    elif kind == "list_type":
+        message = f"expected a list{shown}"
+    elif kind in ("dict_type", "model_type", "model_attributes_type"):
+        message = f"expected a table of settings{shown}"
+    elif kind == "too_short":
+        message = "must not be empty"
+    elif kind == "greater_than":
+        message = f"must be greater than {ctx.get('gt')}{shown}"
+    else:
+        message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+def _model_at(loc: Sequence[Any]) -> type[BaseModel]:
+    """The model whose key is `loc[-1]` (for "expected one of" in unknown-key errors)."""
+    nested: dict[str, type[BaseModel]] = {"inputs": InputConfig, "stdout": StdoutOutput, "otlp": OtlpOutput}
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        if isinstance(part, str) and part in nested:
+            model = nested[part]
+    return model

@@ -1,0 +1,298 @@
+"""Health (liveness) and readiness, computed from lag and delivery rather than "the process is up".
+
+Two layers:
+
+1. Pure assessment: `assess_liveness(snapshot, policy)` and `assess_readiness(snapshot, policy)` turn a
+   `HealthSnapshot` (a frozen picture taken at `snapshot.now`) into a `Verdict`. No clock, no I/O:
+   tests build snapshots by hand and assert exact verdicts.
+2. `HealthMonitor`: the stateful side. It learns sink failures and recoveries from the event bus
+   (`SINK_RETRY`, `SINK_RECOVERED`, `STARTED`, `STOPPING`), deliveries from `note_delivery`, and
+   samples the lag through callables; `snapshot()` freezes all that with an injectable clock.
+
+Rules (see `HealthPolicy`):
+- unhealthy when a sink has been failing (retrying, no successful delivery since) for at least
+  `unhealthy_after_s` (the `--unhealthy-after` option, default 60 s);
+- unhealthy when the bytes behind grew over the last `stall_window_s` while not one record was
+  delivered: a pipeline that stopped moving although there is work to do;
+- ready once the service has started, is not shutting down, follows at least one file, and is healthy.
+  While the configured files do not exist yet the service is alive but not ready.
+
+Wiring (the lead's side):
+    health = HealthMonitor(policy=HealthPolicy(unhealthy_after_s=60),
+                           bytes_behind=lambda: ..., files_followed=lambda: ...)
+    unsubscribe = health.subscribe()        # listens to logsidecar.events
+    health.note_delivery("otlp", records=500)   # after each successful Sink.send (Metrics does it for you)
+    health.liveness(); health.readiness()   # -> Verdict (ok, summary, reasons, details)
+
+Invariant: a sink that delivers anything is not failing any more, whatever events said before.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from logsidecar import events
+from logsidecar.events import Event
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    unhealthy_after_s: float = 60.0  # a sink retrying this long makes the process unhealthy
+    stall_window_s: float = 60.0  # bytes behind growing this long with zero deliveries: unhealthy
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStatus:
+    failing_since: float | None = None  # clock time of the first failure since the last success
+    last_error: str | None = None
+    last_delivery_at: float | None = None
+    delivered_records: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LagSample:
+    at: float
+    bytes_behind: int
+    delivered_records: int  # over all sinks, monotonic
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    now: float
+    started: bool = True
+    stopping: bool = False
+    files_followed: int = 0
+    bytes_behind: int = 0
+    sinks: Mapping[str, SinkStatus] = field(default_factory=dict)
+    history: tuple[LagSample, ...] = ()  # oldest first; the last one is taken at `now`
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    summary: str  # one line, for `logsidecar health` and logs
+    reasons: tuple[str, ...] = ()  # why not ok (empty when ok)
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.ok else "fail",
+            "summary": self.summary,
+            "reasons": list(self.reasons),
+            **self.details,
+        }
+
+
+def assess_liveness(snapshot: HealthSnapshot, policy: HealthPolicy) -> Verdict:
+    reasons = [*_failing_sink_reasons(snapshot, policy)]
+    stall = _stall_reason(snapshot, policy)
+    if stall:
+        reasons.append(stall)
+    details = _details(snapshot)
+    if reasons:
+        return Verdict(False, "unhealthy: " + "; ".join(reasons), tuple(reasons), details)
+    return Verdict(
+        True, f"healthy: {_describe_files(snapshot)}, {snapshot.bytes_behind} bytes behind", (), details
+    )
+
+
+def assess_readiness(snapshot: HealthSnapshot, policy: HealthPolicy) -> Verdict:
+    details = _details(snapshot)
+    if not snapshot.started:
+        reasons: tuple[str, ...] = ("starting",)
+    elif snapshot.stopping:
+        reasons = ("shutting down",)
+    elif snapshot.files_followed == 0:
+        reasons = ("no file followed yet (waiting for files matching the inputs)",)
+    else:
+        reasons = assess_liveness(snapshot, policy).reasons
+    if reasons:
+        return Verdict(False, "not ready: " + "; ".join(reasons), reasons, details)
+    return Verdict(True, f"ready: {_describe_files(snapshot)}", (), details)
+
+
+def _failing_sink_reasons(snapshot: HealthSnapshot, policy: HealthPolicy) -> list[str]:
+    reasons = []
+    for name, status in sorted(snapshot.sinks.items()):
+        if status.failing_since is None:
+            continue
+        failing_for = snapshot.now - status.failing_since
+        if failing_for >= policy.unhealthy_after_s:
+            error = f" (last error: {status.last_error})" if status.last_error else ""
+            reasons.append(f"sink '{name}' failing for {failing_for:.0f}s{error}")
+    return reasons
+
+
+def _stall_reason(snapshot: HealthSnapshot, policy: HealthPolicy) -> str | None:
+    """Compare now with the newest sample at least one window old (the window's anchor)."""
+    if not snapshot.history:
+        return None
+    latest = snapshot.history[-1]
+    anchor = None
+    for sample in snapshot.history:
+        if latest.at - sample.at >= policy.stall_window_s:
+            anchor = sample
+    if anchor is None:
+        return None  # not observed for a whole window yet
+    if latest.delivered_records == anchor.delivered_records and latest.bytes_behind > anchor.bytes_behind:
+        return (
+            f"bytes behind grew from {anchor.bytes_behind} to {latest.bytes_behind} "
+            f"over {latest.at - anchor.at:.0f}s while nothing was delivered"
+        )
+    return None
+
+
+def _describe_files(snapshot: HealthSnapshot) -> str:
+    return f"following {snapshot.files_followed} file{'' if snapshot.files_followed == 1 else 's'}"
+
+
+def _details(snapshot: HealthSnapshot) -> dict[str, Any]:
+    return {
+        "files_followed": snapshot.files_followed,
+        "bytes_behind": snapshot.bytes_behind,
+        "sinks": {
+            name: {
+                "failing_for_s": None
+                if s.failing_since is None
+                else round(snapshot.now - s.failing_since, 3),
+                "last_error": s.last_error,
+                "delivered_records": s.delivered_records,
+            }
+            for name, s in sorted(snapshot.sinks.items())
+        },
+    }
+
+
+def _zero() -> int:
+    return 0
+
+
+class HealthMonitor:
+    """Accumulates what health depends on; thread-safe (the HTTP server may run elsewhere)."""
+
+    def __init__(
+        self,
+        *,
+        policy: HealthPolicy | None = None,
+        clock: Clock = time.monotonic,
+        bytes_behind: Callable[[], int] = _zero,
+        files_followed: Callable[[], int] = _zero,
+    ) -> None:
+        self.policy = policy or HealthPolicy()
+        self._clock = clock
+        self._bytes_behind = bytes_behind
+        self._files_followed = files_followed
+        self._lock = threading.Lock()
+        self._started = False
+        self._stopping = False
+        self._sinks: dict[str, SinkStatus] = {}
+        self._delivered = 0
+        self._history: deque[LagSample] = deque()
+
+    # -- inputs --------------------------------------------------------------------------------
+    def subscribe(self) -> Callable[[], None]:
+        """Listen to the event bus; returns the unsubscribe function."""
+        return events.subscribe(self.handle_event)
+
+    def handle_event(self, event: Event, fields: dict[str, Any]) -> None:
+        if event is Event.STARTED:
+            self.mark_started()
+        elif event is Event.STOPPING:
+            self.mark_stopping()
+        elif event is Event.SINK_RETRY:
+            self.note_failure(str(fields.get("sink", "sink")), _error_text(fields))
+        elif event is Event.SINK_RECOVERED:
+            self.note_recovered(str(fields.get("sink", "sink")))
+
+    def mark_started(self) -> None:
+        with self._lock:
+            self._started = True
+
+    def mark_stopping(self) -> None:
+        with self._lock:
+            self._stopping = True
+
+    def note_failure(self, sink: str, error: str | None = None) -> None:
+        now = self._clock()
+        with self._lock:
+            status = self._sinks.get(sink, SinkStatus())
+            since = status.failing_since if status.failing_since is not None else now
+            self._sinks[sink] = SinkStatus(
+                since, error or status.last_error, status.last_delivery_at, status.delivered_records
+            )
+
+    def note_recovered(self, sink: str) -> None:
+        with self._lock:
+            status = self._sinks.get(sink, SinkStatus())
+            self._sinks[sink] = SinkStatus(None, None, status.last_delivery_at, status.delivered_records)
+
+    def note_delivery(self, sink: str, records: int) -> None:
+        now = self._clock()
+        with self._lock:
+            status = self._sinks.get(sink, SinkStatus())
+            self._sinks[sink] = SinkStatus(None, None, now, status.delivered_records + records)
+            self._delivered += records
+
+    # -- outputs -------------------------------------------------------------------------------
+    def sample(self) -> LagSample:
+        """Record the current lag; called on every assessment and periodically by TelemetryServer."""
+        bytes_behind = _safe_int(self._bytes_behind)
+        now = self._clock()
+        with self._lock:
+            sample = LagSample(now, bytes_behind, self._delivered)
+            self._history.append(sample)
+            self._prune(now)
+            return sample
+
+    def _prune(self, now: float) -> None:
+        # Keep one sample older than the window (the anchor) and everything inside it.
+        window = self.policy.stall_window_s
+        while len(self._history) >= 2 and now - self._history[1].at >= window:
+            self._history.popleft()
+
+    def snapshot(self) -> HealthSnapshot:
+        sample = self.sample()
+        files = _safe_int(self._files_followed)
+        with self._lock:
+            return HealthSnapshot(
+                now=sample.at,
+                started=self._started,
+                stopping=self._stopping,
+                files_followed=files,
+                bytes_behind=sample.bytes_behind,
+                sinks=dict(self._sinks),
+                history=tuple(self._history),
+            )
+
+    def liveness(self) -> Verdict:
+        return assess_liveness(self.snapshot(), self.policy)
+
+    def readiness(self) -> Verdict:
+        return assess_readiness(self.snapshot(), self.policy)
+
+    def failing_for(self) -> dict[str, float]:
+        """Seconds each currently failing sink has been failing (for the metrics collector)."""
+        now = self._clock()
+        with self._lock:
+            return {n: now - s.failing_since for n, s in self._sinks.items() if s.failing_since is not None}
+
+
+def _error_text(fields: Mapping[str, Any]) -> str | None:
+    for key in ("reason", "error"):
+        if fields.get(key):
+            return str(fields[key])
+    return None
+
+
+def _safe_int(read: Callable[[], int]) -> int:
+    try:
+        return int(read())
+    except Exception:  # noqa: BLE001 - a broken probe must not make health crash; it reads as zero
+        return 0

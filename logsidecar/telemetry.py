@@ -1,0 +1,438 @@
+"""Self-metrics (Prometheus) and the HTTP endpoint that serves them with /healthz and /readyz.
+
+`Metrics` owns a private `CollectorRegistry` (never the global one, so tests and embedders can have
+several). It is fed three ways:
+- the event bus (`Metrics.subscribe()`): rotations, truncations, truncated lines, NUL runs,
+  checkpoint writes, sink retries and rejections are counted from `logsidecar.events`;
+- explicit observations from the pipeline: `observe_batch(...)` per parsed batch and
+  `observe_delivery(...)` per successful `Sink.send`;
+- live gauges read at scrape time from `LiveSources` callables (files watched, rotated files held,
+  bytes behind per file = size - committed offset, age of the oldest undelivered record, queue depth).
+  Scrape-time reading means no gauge can go stale and the core does no bookkeeping for them.
+
+`TelemetryServer` is an asyncio HTTP/1.1 server (stdlib only, one request per connection) that runs in
+the pipeline's event loop, so the live callables are read on the loop thread with no locking:
+  GET /metrics  Prometheus text format (OpenMetrics when the scraper asks for it)
+  GET /healthz  liveness: 200 or 503, JSON body saying why (see `logsidecar.health`)
+  GET /readyz   readiness: 200 or 503, JSON body saying why
+It is off unless --http-addr is given; `DEFAULT_HTTP_ADDR` (loopback) is the suggested bind.
+
+Wiring (the lead's side):
+    live = LiveSources(file_stats=tailer.stats, oldest_undelivered_age_s=..., queue_depth=...)
+    health = HealthMonitor(policy=HealthPolicy(unhealthy_after_s=settings.unhealthy_after_s),
+                           bytes_behind=live.total_bytes_behind, files_followed=live.files_watched)
+    metrics = Metrics(live=live, health=health)
+    unsubscribe = [metrics.subscribe(), health.subscribe()]
+    async with TelemetryServer(settings.http_addr, metrics, health):  # only if http_addr is set
+        ...   # metrics.observe_batch(...), metrics.observe_delivery(...) from the pipeline
+Retries: counted from the SINK_RETRY event. `observe_retry(sink)` does the same for code that does not
+emit the event; use one or the other for a given sink, never both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, disable_created_metrics
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from logsidecar import __version__, events
+from logsidecar.events import Event
+from logsidecar.health import HealthMonitor, Verdict
+
+DEFAULT_HTTP_ADDR = "127.0.0.1:9464"
+
+# `*_created` series double the scrape size and no dashboard of ours uses them (process-wide switch).
+disable_created_metrics()
+
+# Tailer states of a file that was rotated away or deleted and is held open until drained.
+HELD_STATES = frozenset({"rotated", "draining", "deleted", "lost"})
+# Export latency buckets: sub-millisecond stdout writes up to minute-long OTLP retries.
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def _no_files() -> Iterable[Any]:
+    return ()
+
+
+def _no_age() -> float | None:
+    return None
+
+
+def _no_queue() -> int:
+    return 0
+
+
+def _field(item: Any, name: str, default: Any = None) -> Any:
+    """Tailer stats may be dataclasses or dicts; read either."""
+    if isinstance(item, Mapping):
+        return item.get(name, default)
+    return getattr(item, name, default)
+
+
+def _file_items(stats: Any) -> list[Any]:
+    """Accept a list of per-file items, a {"files": [...]} mapping, or a {file_key: item} mapping."""
+    if isinstance(stats, Mapping):
+        files = stats.get("files")
+        if files is not None:
+            return _file_items(files)
+        return [v for v in stats.values() if isinstance(v, Mapping) or hasattr(v, "committed_offset")]
+    return list(stats)
+
+
+@dataclass(slots=True)
+class LiveSources:
+    """Callables read at scrape time. `file_stats` yields one item per tracked file with at least
+    `path`, `size`, `committed_offset` and `state` (Tailer.stats())."""
+
+    file_stats: Callable[[], Iterable[Any]] = _no_files
+    oldest_undelivered_age_s: Callable[[], float | None] = _no_age
+    queue_depth: Callable[[], int] = _no_queue
+
+    def _stats(self) -> list[Any]:
+        return _file_items(self.file_stats())
+
+    def files_watched(self) -> int:
+        return sum(1 for s in self._stats() if str(_field(s, "state", "")) not in HELD_STATES)
+
+    def rotated_files_held(self) -> int:
+        return sum(1 for s in self._stats() if str(_field(s, "state", "")) in HELD_STATES)
+
+    def bytes_behind(self) -> dict[str, int]:
+        """Per path: size - committed offset, summed over the files known under that path."""
+        behind: dict[str, int] = {}
+        for s in self._stats():
+            size, committed = _field(s, "size", 0) or 0, _field(s, "committed_offset", 0) or 0
+            path = str(_field(s, "path", ""))
+            behind[path] = behind.get(path, 0) + max(0, int(size) - int(committed))
+        return behind
+
+    def total_bytes_behind(self) -> int:
+        return sum(self.bytes_behind().values())
+
+
+class Metrics:
+    def __init__(self, live: LiveSources | None = None, health: HealthMonitor | None = None) -> None:
+        self.live = live or LiveSources()
+        self.health = health
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.lines_read = Counter(
+            "logsidecar_lines_read_total", "Lines read from files.", ["path"], registry=r
+        )
+        self.bytes_read = Counter(
+            "logsidecar_bytes_read_total", "Bytes of lines read from files.", ["path"], registry=r
+        )
+        self.records_parsed = Counter(
+            "logsidecar_records_parsed_total", "Lines parsed into typed records.", ["format"], registry=r
+        )
+        self.records_unparsed = Counter(
+            "logsidecar_records_unparsed_total",
+            "Lines that did not match their format, forwarded raw and flagged.",
+            ["format"],
+            registry=r,
+        )
+        self.records_delivered = Counter(
+            "logsidecar_records_delivered_total", "Records a sink accepted.", ["sink"], registry=r
+        )
+        self.delivery_retries = Counter(
+            "logsidecar_delivery_retries_total",
+            "Retried deliveries (backend down, timeout, throttled).",
+            ["sink"],
+            registry=r,
+        )
+        self.records_rejected = Counter(
+            "logsidecar_records_rejected_total",
+            "Records a sink's backend refused for good.",
+            ["sink"],
+            registry=r,
+        )
+        self.lines_truncated = Counter(
+            "logsidecar_lines_truncated_total", "Lines cut at --max-line-bytes.", registry=r
+        )
+        self.nul_runs_skipped = Counter(
+            "logsidecar_nul_runs_skipped_total",
+            "Runs of NUL bytes skipped (preallocated or sparse files).",
+            registry=r,
+        )
+        self.rotations = Counter("logsidecar_rotations_total", "File rotations detected.", registry=r)
+        self.truncations = Counter("logsidecar_truncations_total", "File truncations detected.", registry=r)
+        self.checkpoint_writes = Counter(
+            "logsidecar_checkpoint_writes_total", "Checkpoints written to the state directory.", registry=r
+        )
+        self.export_latency = Histogram(
+            "logsidecar_export_latency_seconds",
+            "Time from handing a batch to a sink to its acceptance, retries included.",
+            ["sink"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        r.register(_LiveCollector(self))
+        # CPU, memory and open file descriptors: a sidecar's budget (held rotated files cost fds).
+        ProcessCollector(namespace="logsidecar", registry=r)
+
+    # -- event bus -----------------------------------------------------------------------------
+    def subscribe(self) -> Callable[[], None]:
+        """Count events from logsidecar.events; returns the unsubscribe function."""
+        return events.subscribe(self.handle_event)
+
+    def handle_event(self, event: Event, fields: dict[str, Any]) -> None:
+        if event is Event.FILE_ROTATED:
+            self.rotations.inc()
+        elif event is Event.FILE_TRUNCATED:
+            self.truncations.inc()
+        elif event is Event.LINE_TRUNCATED:
+            self.lines_truncated.inc(_count(fields, "lines", default=1))
+        elif event is Event.NUL_RUN_SKIPPED:
+            self.nul_runs_skipped.inc()
+        elif event is Event.CHECKPOINT_WRITTEN:
+            self.checkpoint_writes.inc()
+        elif event is Event.SINK_RETRY:
+            self.delivery_retries.labels(sink=str(fields.get("sink", "sink"))).inc()
+        elif event in (Event.SINK_REJECTED, Event.SINK_PARTIAL_SUCCESS) and "rejected" in fields:
+            # Only events carrying `rejected` are counted: the OTLP sink also emits SINK_REJECTED
+            # (without it) for a batch the pipeline then reports again with `rejected=`.
+            self.records_rejected.labels(sink=str(fields.get("sink", "sink"))).inc(
+                _count(fields, "rejected", default=0)
+            )
+
+    # -- explicit observations -----------------------------------------------------------------
+    def observe_batch(self, path: str, fmt: str, lines: int, bytes: int, parsed: int, unparsed: int) -> None:  # noqa: A002
+        """One parsed batch from `path`: `bytes` are the line bytes read, `parsed + unparsed == lines`."""
+        self.lines_read.labels(path=path).inc(lines)
+        self.bytes_read.labels(path=path).inc(bytes)
+        self.records_parsed.labels(format=fmt).inc(parsed)
+        self.records_unparsed.labels(format=fmt).inc(unparsed)
+
+    def observe_delivery(self, sink: str, records: int, latency_s: float) -> None:
+        """A successful `Sink.send` of `records` records that took `latency_s` seconds (retries included)."""
+        self.records_delivered.labels(sink=sink).inc(records)
+        self.export_latency.labels(sink=sink).observe(latency_s)
+        if self.health is not None:
+            self.health.note_delivery(sink, records)
+
+    def observe_retry(self, sink: str, error: str | None = None) -> None:
+        """A delivery attempt failed and will be retried (same as emitting SINK_RETRY; see docstring)."""
+        self.delivery_retries.labels(sink=sink).inc()
+        if self.health is not None:
+            self.health.note_failure(sink, error)
+
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The scrape body and its content type, negotiated from the Accept header."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
+
+def _count(fields: Mapping[str, Any], key: str, *, default: int) -> int:
+    value = fields.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+
+
+class _LiveCollector(Collector):
+    """Gauges computed at scrape time from LiveSources (and the health monitor)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # unchecked collector: its series depend on the files present
+
+    def collect(self) -> Iterator[Metric]:
+        live = self._metrics.live
+        yield _gauge(
+            "logsidecar_build_info",
+            "Build information.",
+            {(("version", __version__),): 1},
+            labels=["version"],
+        )
+        stats = _safely(lambda: _file_items(live.file_stats()), [])
+        frozen = LiveSources(file_stats=lambda: stats)  # read the tailer once per scrape
+        yield _gauge(
+            "logsidecar_files_watched", "Files followed at their path.", {(): frozen.files_watched()}
+        )
+        yield _gauge(
+            "logsidecar_rotated_files_held",
+            "Rotated or deleted files kept open until read to their end.",
+            {(): frozen.rotated_files_held()},
+        )
+        yield _gauge(
+            "logsidecar_bytes_behind",
+            "Bytes written to a file but not yet delivered (size - committed offset).",
+            {(("path", p),): v for p, v in sorted(frozen.bytes_behind().items())},
+            labels=["path"],
+        )
+        age = _safely(live.oldest_undelivered_age_s, None)
+        yield _gauge(
+            "logsidecar_oldest_undelivered_age_seconds",
+            "Age of the oldest record read but not yet delivered (0 when none).",
+            {(): float(age or 0.0)},
+        )
+        yield _gauge(
+            "logsidecar_queue_depth", "Batches waiting for a sink.", {(): _safely(live.queue_depth, 0)}
+        )
+        if self._metrics.health is not None:
+            failing = self._metrics.health.failing_for()
+            yield _gauge(
+                "logsidecar_sink_failing_seconds",
+                "How long each failing sink has been failing (absent when it is healthy).",
+                {(("sink", s),): v for s, v in sorted(failing.items())},
+                labels=["sink"],
+            )
+
+
+def _gauge(
+    name: str,
+    documentation: str,
+    values: Mapping[tuple[tuple[str, str], ...] | tuple[()], float],
+    labels: list[str] | None = None,
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=labels or [])
+    for label_pairs, value in values.items():
+        family.add_metric([v for _, v in label_pairs], value)
+    return family
+
+
+def _safely(read: Callable[[], Any], default: Any) -> Any:
+    try:
+        return read()
+    except Exception:  # noqa: BLE001 - a scrape must never fail because one probe did
+        return default
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP server
+# ---------------------------------------------------------------------------------------------
+
+_MAX_REQUEST_HEAD = 16 * 1024
+_REQUEST_TIMEOUT_S = 10.0
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
+
+
+class TelemetryServer:
+    """Serves /metrics, /healthz and /readyz. Use `async with` or start()/stop().
+
+    `addr` is "host:port", "[v6]:port", ":port" (loopback) or a (host, port) tuple; port 0 picks a free
+    port, then read `.port`.
+    """
+
+    def __init__(
+        self,
+        addr: str | tuple[str, int],
+        metrics: Metrics,
+        health: HealthMonitor,
+        *,
+        sample_interval_s: float = 5.0,
+    ) -> None:
+        if isinstance(addr, str):
+            from logsidecar.config import parse_http_addr
+
+            addr = parse_http_addr(addr)
+        self.host, self.port = addr
+        self.metrics = metrics
+        self.health = health
+        self.sample_interval_s = sample_interval_s
+        self._server: asyncio.Server | None = None
+        self._sampler: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        # Health judges lag over a window: sample even when nobody probes.
+        self._sampler = asyncio.create_task(self._sample_forever(), name="telemetry-sampler")
+
+    async def stop(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> TelemetryServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _sample_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sample_interval_s)
+            self.health.sample()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _REQUEST_TIMEOUT_S)
+            if len(head) > _MAX_REQUEST_HEAD:
+                raise ValueError("request head too large")
+            status, content_type, body, method = self._respond(head)
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            TimeoutError,
+            ValueError,
+            ConnectionError,
+        ):
+            status, content_type, body, method = 400, "text/plain; charset=utf-8", b"bad request\n", "GET"
+        try:
+            writer.write(
+                f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                "Cache-Control: no-store\r\nConnection: close\r\n\r\n".encode("latin-1")
+            )
+            if method != "HEAD":
+                writer.write(body)
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    def _respond(self, head: bytes) -> tuple[int, str, bytes, str]:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3:
+            raise ValueError("malformed request line")
+        method, target, _ = parts
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
+        }
+        path = target.split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            return 405, "text/plain; charset=utf-8", b"method not allowed\n", method
+        if path == "/metrics":
+            body, content_type = self.metrics.exposition(headers.get("accept"))
+            return 200, content_type, body, method
+        if path == "/healthz":
+            return (*_verdict_response(self.health.liveness()), method)
+        if path == "/readyz":
+            return (*_verdict_response(self.health.readiness()), method)
+        if path == "/":
+            return 200, "text/plain; charset=utf-8", b"logsidecar: /metrics /healthz /readyz\n", method
+        return 404, "text/plain; charset=utf-8", b"not found; try /metrics /healthz /readyz\n", method
+
+
+def _verdict_response(verdict: Verdict) -> tuple[int, str, bytes]:
+    body = json.dumps(verdict.to_json(), indent=None, sort_keys=False).encode() + b"\n"
+    return (200 if verdict.ok else 503), "application/json", body
