@@ -12,7 +12,9 @@ Contract (see `base.Sink`): `send(records)` returns only once the collector acce
 - A request the collector finds too large (HTTP 413, gRPC RESOURCE_EXHAUSTED without RetryInfo) is split
   in halves and each half sent; only a single record too large for the collector is rejected.
 - Other rejections (INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED ..., HTTP 400, 401,
-  403, 404 ...) raise `BatchRejected` with a clear reason and emit SINK_REJECTED.
+  403, 404 ...) raise `BatchRejected` with a clear reason followed by the collector's own message, e.g.
+  "authentication rejected by collector (HTTP 401): missing token"; the pipeline counts it and emits
+  SINK_REJECTED (the sink does not, so the event is logged once).
 - `partial_success.rejected_log_records > 0` in the response is counted and emitted as
   SINK_PARTIAL_SUCCESS; the request counts as delivered (retrying would duplicate the accepted records).
 - `close()` makes pending and future sends raise `SinkClosed` promptly: "not delivered", which the
@@ -355,7 +357,7 @@ class OtlpSink(Sink):
         self.stats = OtlpSinkStats()
         self._encoder = LogsRequestEncoder(settings.resource)
         self._transport = transport
-        self._closed = asyncio.Event() if _has_running_loop() else None
+        self._closed = asyncio.Event()  # binds to a loop on first wait (Python >= 3.10)
         self._is_closed = False
         self._failing_since: float | None = None  # monotonic time of the first failure of a streak
 
@@ -368,8 +370,6 @@ class OtlpSink(Sink):
         return self.settings.batch_size
 
     async def start(self) -> None:
-        if self._closed is None:
-            self._closed = asyncio.Event()
         if self._transport is None:
             self._transport = _build_transport(self.settings)
 
@@ -384,8 +384,7 @@ class OtlpSink(Sink):
 
     async def close(self) -> None:
         self._is_closed = True
-        if self._closed is not None:
-            self._closed.set()
+        self._closed.set()
         transport = self._transport
         if transport is not None:
             # Closing the gRPC channel cancels in-flight calls, so a blocked attempt ends now.
@@ -404,15 +403,9 @@ class OtlpSink(Sink):
         if isinstance(outcome, Rejected):
             self.stats.batches_rejected += 1
             self.stats.records_rejected += len(records)
-            events.emit(
-                Event.SINK_REJECTED,
-                sink=self.name,
-                reason=outcome.reason,
-                detail=outcome.detail,
-                records=len(records),
-                endpoint=self.settings.endpoint,
-            )
-            raise BatchRejected(outcome.reason, rejected=len(records))
+            # No SINK_REJECTED here: the pipeline emits it (once) for every BatchRejected it catches.
+            reason = f"{outcome.reason}: {outcome.detail}" if outcome.detail else outcome.reason
+            raise BatchRejected(reason, rejected=len(records))
         assert isinstance(outcome, Accepted)
         rejected = min(outcome.rejected_records, len(records))
         self.stats.records_delivered += len(records) - rejected
@@ -482,7 +475,6 @@ class OtlpSink(Sink):
         return ceiling * random.uniform(0.8, 1.2)
 
     async def _sleep_unless_closed(self, delay_s: float) -> None:
-        assert self._closed is not None
         try:
             await asyncio.wait_for(self._closed.wait(), timeout=delay_s)
         except TimeoutError:
@@ -492,14 +484,6 @@ class OtlpSink(Sink):
     def _raise_if_closed(self) -> None:
         if self._is_closed:
             raise SinkClosed("OTLP sink closed before the batch was delivered")
-
-
-def _has_running_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _build_transport(settings: OtlpSettings) -> Transport:

@@ -147,9 +147,9 @@ def datetime_to_unix_nano(moment: datetime) -> int:
 class LogsRequestEncoder:
     """Encodes batches of `LogRecord`s into serialized `ExportLogsServiceRequest`s.
 
-    Holds bounded caches (encoded KeyValue pairs, encoded resources), so keep one encoder per sink.
-    Not thread-safe for concurrent use of the same instance' caches beyond the GIL's guarantees: cache
-    updates are single dict operations, which is enough (a race only costs a duplicate encoding).
+    Holds bounded caches (encoded KeyValue pairs, severity texts), so keep one encoder per sink.
+    Safe to use from several worker threads at once: every cache access is a single dict operation
+    (atomic under the GIL), and a race only costs a duplicate encoding.
     """
 
     def __init__(self, base_resource: Mapping[str, Any], *, scope_version: str = __version__) -> None:
@@ -158,18 +158,21 @@ class LogsRequestEncoder:
             _TAG_LEN_1, _string_value(SCOPE_NAME) + _field(_TAG_LEN_2, scope_version.encode())
         )
         self._keyvalue_cache: dict[tuple[str, Any], tuple[type, bytes]] = {}
-        self._resource_cache: dict[bytes, bytes] = {}
         self._severity_text_cache: dict[str, bytes] = {}
 
     def encode(self, records: Sequence[LogRecord], *, now: datetime | None = None) -> bytes:
         """One serialized ExportLogsServiceRequest holding every record of `records`."""
-        groups: dict[int, list[bytes]] = {}
-        resources: dict[int, Mapping[str, Any]] = {}
+        # Resource bytes per resource dict identity (records of one batch share one dict), then one
+        # group per distinct resource content, filled in record order.
+        resource_bytes_by_id: dict[int, bytes] = {}
+        by_content: dict[bytes, list[bytes]] = {}
         fallback_observed = datetime_to_unix_nano(now or datetime.now(UTC))
         encode_record = self._encode_record
         # Cache of the last observed timestamp: parsers stamp one datetime object per batch.
         last_observed: datetime | None = None
         last_observed_ns = fallback_observed
+        last_resource: object = None
+        group: list[bytes] = []
         for record in records:
             observed = record.observed_timestamp
             if observed is not last_observed:
@@ -178,20 +181,13 @@ class LogsRequestEncoder:
                     datetime_to_unix_nano(observed) if observed is not None else fallback_observed
                 )
             resource = record.resource
-            group = groups.get(id(resource))
-            if group is None:
-                group = groups[id(resource)] = []
-                resources[id(resource)] = resource
+            if resource is not last_resource:
+                last_resource = resource
+                resource_bytes = resource_bytes_by_id.get(id(resource))
+                if resource_bytes is None:
+                    resource_bytes = resource_bytes_by_id[id(resource)] = self._encode_resource(resource)
+                group = by_content.setdefault(resource_bytes, [])
             group.append(encode_record(record, last_observed_ns))
-        # Merge groups whose resources differ by identity but not by content.
-        by_content: dict[bytes, list[bytes]] = {}
-        for key, encoded_records in groups.items():
-            resource_bytes = self._encode_resource(resources[key])
-            existing = by_content.get(resource_bytes)
-            if existing is None:
-                by_content[resource_bytes] = encoded_records
-            else:
-                existing.extend(encoded_records)
         parts = []
         for resource_bytes, encoded_records in by_content.items():
             scope_logs = _field(_TAG_LEN_2, self._scope + b"".join(encoded_records))
@@ -206,14 +202,7 @@ class LogsRequestEncoder:
 
     def _encode_resource(self, record_resource: Mapping[str, Any]) -> bytes:
         merged = self.merged_resource(record_resource)
-        encoded = _field(_TAG_LEN_1, _encode_key_values(merged, _TAG_LEN_1))  # ResourceLogs.resource
-        cached = self._resource_cache.get(encoded)
-        if cached is None:
-            if len(self._resource_cache) > 1024:
-                self._resource_cache.clear()
-            self._resource_cache[encoded] = encoded
-            cached = encoded
-        return cached
+        return _field(_TAG_LEN_1, _encode_key_values(merged, _TAG_LEN_1))  # ResourceLogs.resource
 
     def _encode_record(self, record: LogRecord, observed_ns: int) -> bytes:
         parts: list[bytes] = []

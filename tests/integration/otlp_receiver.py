@@ -1,0 +1,419 @@
+"""Real OTLP endpoints for the OTLP tests and benchmarks: a rotel collector and witness receivers.
+
+- `RotelCollector` runs the real rotel collector binary (PyPI package `rotel`) on loopback ports; it
+  receives OTLP over gRPC and HTTP and forwards to another OTLP endpoint (a witness) or, for
+  throughput runs, to its blackhole exporter. It can be stopped and restarted on the same ports.
+- `GrpcWitness` is an OTLP/gRPC logs receiver built on grpcio + opentelemetry-proto that stores every
+  `ExportLogsServiceRequest` it receives, with its arrival time. It can demand a header (answers
+  UNAUTHENTICATED without it) and report partial success, which rotel never does.
+- `HttpWitness` is the same over OTLP/HTTP (protobuf) on the standard library's HTTP server: it can
+  demand a header (401) and answer 503 with Retry-After for a number of requests.
+
+All of them listen on 127.0.0.1 only. `wait_for(predicate, timeout)` is the polling wait the tests use.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as ProtoLogRecord
+
+LOOPBACK = "127.0.0.1"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "") -> Any:
+    """Poll `predicate` until it returns a truthy value (returned) or `timeout` seconds pass (raises)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def any_value_to_python(value: AnyValue) -> Any:
+    """An AnyValue as (python value): keeps the OTLP type distinguishable (int vs float vs bool)."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [any_value_to_python(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value_to_python(kv.value) for kv in value.kvlist_value.values}
+    return getattr(value, kind)
+
+
+def typed_attributes(key_values: Any) -> dict[str, tuple[str | None, Any]]:
+    """KeyValues as {key: (AnyValue kind, python value)}: asserts can check the wire type."""
+    return {kv.key: (kv.value.WhichOneof("value"), any_value_to_python(kv.value)) for kv in key_values}
+
+
+@dataclass(frozen=True)
+class ReceivedLog:
+    """One log record as the witness received it, with its enclosing resource and scope."""
+
+    record: ProtoLogRecord
+    resource: dict[str, tuple[str | None, Any]]
+    scope_name: str
+    scope_version: str
+    received_at: float  # time.time() at arrival
+
+    @property
+    def body(self) -> str:
+        return self.record.body.string_value
+
+    @property
+    def attributes(self) -> dict[str, tuple[str | None, Any]]:
+        return typed_attributes(self.record.attributes)
+
+
+@dataclass
+class _Store:
+    requests: list[tuple[float, logs_service_pb2.ExportLogsServiceRequest]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    record_count: int = 0
+
+    def add(self, request: logs_service_pb2.ExportLogsServiceRequest) -> int:
+        count = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+        with self.lock:
+            self.requests.append((time.time(), request))
+            self.record_count += count
+        return count
+
+    def logs(self) -> list[ReceivedLog]:
+        with self.lock:
+            requests = list(self.requests)
+        out: list[ReceivedLog] = []
+        for received_at, request in requests:
+            for resource_logs in request.resource_logs:
+                resource = typed_attributes(resource_logs.resource.attributes)
+                for scope_logs in resource_logs.scope_logs:
+                    for record in scope_logs.log_records:
+                        out.append(
+                            ReceivedLog(
+                                record, resource, scope_logs.scope.name, scope_logs.scope.version, received_at
+                            )
+                        )
+        return out
+
+    def bodies(self) -> list[str]:
+        return [log.body for log in self.logs()]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.record_count = 0
+
+
+class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
+    def __init__(self, witness: GrpcWitness) -> None:
+        self.witness = witness
+
+    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 - gRPC name
+        witness = self.witness
+        if witness.required_header is not None:
+            key, expected = witness.required_header
+            got = dict(context.invocation_metadata()).get(key)
+            if got != expected:
+                witness.rejected_requests += 1
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, f"missing or wrong {key} header")
+        count = witness.store.add(request)
+        response = logs_service_pb2.ExportLogsServiceResponse()
+        if witness.partial_rejections:
+            response.partial_success.rejected_log_records = min(witness.partial_rejections, count)
+            response.partial_success.error_message = "witness: rejected on purpose"
+        return response
+
+
+class GrpcWitness:
+    """OTLP/gRPC logs receiver that remembers everything. `stop()` + `start()` keeps the port."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        required_header: tuple[str, str] | None = None,
+        partial_rejections: int = 0,
+    ) -> None:
+        self.port = port or free_port()
+        self.required_header = required_header
+        self.partial_rejections = partial_rejections
+        self.rejected_requests = 0
+        self.store = _Store()
+        self._server: grpc.Server | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> GrpcWitness:
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=8),
+            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", 0)],
+        )
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(self), server)
+        bound = server.add_insecure_port(f"{LOOPBACK}:{self.port}")
+        if bound != self.port:
+            raise RuntimeError(f"witness could not bind {LOOPBACK}:{self.port}")
+        server.start()
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(grace=None).wait()
+            self._server = None
+
+    def __enter__(self) -> GrpcWitness:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def logs(self) -> list[ReceivedLog]:
+        return self.store.logs()
+
+    def bodies(self) -> list[str]:
+        return self.store.bodies()
+
+    @property
+    def record_count(self) -> int:
+        return self.store.record_count
+
+
+class HttpWitness:
+    """OTLP/HTTP (protobuf) logs receiver on http.server. Can require a header (→ 401) and answer
+    503 + Retry-After to the next `unavailable_responses` requests."""
+
+    def __init__(
+        self, *, required_header: tuple[str, str] | None = None, retry_after_s: float | None = None
+    ) -> None:
+        self.port = free_port()
+        self.required_header = required_header
+        self.retry_after_s = retry_after_s
+        self.unavailable_responses = 0
+        self.status_log: list[tuple[float, int]] = []  # (time, status) of every answer
+        self.store = _Store()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}/v1/logs"
+
+    def start(self) -> HttpWitness:
+        witness = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+                pass
+
+            def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                witness.status_log.append((time.monotonic(), status))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server name
+                from google.rpc.status_pb2 import Status
+
+                payload = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if witness.required_header is not None:
+                    key, expected = witness.required_header
+                    if self.headers.get(key) != expected:
+                        message = Status(code=16, message=f"missing or wrong {key} header")
+                        self._answer(401, message.SerializeToString())
+                        return
+                if witness.unavailable_responses > 0:
+                    witness.unavailable_responses -= 1
+                    headers = {}
+                    if witness.retry_after_s is not None:
+                        headers["Retry-After"] = str(int(witness.retry_after_s))
+                    self._answer(503, Status(code=14, message="busy").SerializeToString(), headers)
+                    return
+                if self.headers.get("Content-Encoding") == "gzip":
+                    import gzip
+
+                    payload = gzip.decompress(payload)
+                request = logs_service_pb2.ExportLogsServiceRequest.FromString(payload)
+                witness.store.add(request)
+                self._answer(200, logs_service_pb2.ExportLogsServiceResponse().SerializeToString())
+
+        self._server = ThreadingHTTPServer((LOOPBACK, self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> HttpWitness:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def rotel_binary() -> Path:
+    import rotel
+
+    return Path(rotel.__file__).parent / "rotel-agent"
+
+
+class RotelCollector:
+    """The real rotel collector on loopback. `forward_to`: an OTLP/gRPC endpoint URL to export to,
+    or None for rotel's blackhole exporter. `stop()` + `start()` reuse the same ports."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        forward_to: str | None,
+        batch_timeout: str = "20ms",
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.forward_to = forward_to
+        self.batch_timeout = batch_timeout
+        self.extra_args = extra_args
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.grpc_port}"
+
+    @property
+    def http_endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.http_port}"
+
+    def command(self) -> list[str]:
+        args = [
+            str(rotel_binary()),
+            "start",
+            "--otlp-grpc-endpoint",
+            f"{LOOPBACK}:{self.grpc_port}",
+            "--otlp-http-endpoint",
+            f"{LOOPBACK}:{self.http_port}",
+            "--pid-file",
+            str(self.workdir / "rotel.pid"),
+            "--log-file",
+            str(self.workdir / "rotel.log"),
+            "--logs-batch-timeout",
+            self.batch_timeout,
+        ]
+        if self.forward_to is None:
+            args += ["--exporter", "blackhole"]
+        else:
+            args += [
+                "--exporter",
+                "otlp",
+                "--otlp-exporter-endpoint",
+                self.forward_to,
+                "--otlp-exporter-protocol",
+                "grpc",
+                "--otlp-exporter-retry-initial-backoff",
+                "100ms",
+                "--otlp-exporter-retry-max-backoff",
+                "1s",
+            ]
+        return [*args, *self.extra_args]
+
+    def start(self, timeout: float = 15.0) -> RotelCollector:
+        log = open(self.workdir / f"rotel-stdout-{self.starts}.log", "wb")  # noqa: SIM115 - owned by the child
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.starts += 1
+        wait_for(
+            lambda: port_accepts(self.grpc_port) and port_accepts(self.http_port) or self._died(),
+            timeout,
+            what="rotel listening",
+        )
+        if self._died():
+            raise RuntimeError(f"rotel exited with {self.process.returncode}: {self.output()[-2000:]}")
+        return self
+
+    def _died(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def stop(self, *, kill: bool = False, timeout: float = 15.0) -> None:
+        """SIGTERM (rotel flushes what it batched) or SIGKILL; wait until the ports are closed."""
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.process = None
+        wait_for(lambda: not port_accepts(self.grpc_port), timeout, what="rotel port closed")
+
+    def output(self) -> str:
+        texts = []
+        for path in sorted(self.workdir.glob("rotel-stdout-*.log")):
+            texts.append(path.read_text(errors="replace"))
+        return "\n".join(texts)
+
+    def __enter__(self) -> RotelCollector:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def iter_records(requests: list[Any]) -> Iterator[ProtoLogRecord]:
+    for request in requests:
+        for resource_logs in request.resource_logs:
+            for scope_logs in resource_logs.scope_logs:
+                yield from scope_logs.log_records
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True

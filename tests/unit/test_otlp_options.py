@@ -1,0 +1,208 @@
+"""OTLP options: flags > OTEL_* environment > defaults, as the OpenTelemetry specification says."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from logsidecar.cli.otlp_options import (
+    OTLP_PARAMETER_NAMES,
+    build_otlp_sink,
+    otlp_options,
+    resolve_otlp_settings,
+)
+from logsidecar.sinks.otlp import Compression, OtlpProtocol, OtlpSettings, OtlpSink
+
+
+def resolve(flags: dict[str, Any] | None = None, **env: str) -> OtlpSettings:
+    return resolve_otlp_settings(flags or {}, env, hostname="web-1")
+
+
+def test_defaults_are_grpc_localhost_no_compression_ten_seconds_and_apache_service() -> None:
+    settings = resolve()
+    assert settings.protocol is OtlpProtocol.GRPC
+    assert settings.endpoint == "http://localhost:4317"
+    assert settings.compression is Compression.NONE
+    assert settings.timeout_s == 10.0
+    assert settings.max_retry_time_s is None
+    assert settings.headers == {}
+    assert settings.resource == {"service.name": "apache-httpd", "host.name": "web-1"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "expected"),
+    [
+        # HTTP default: the base endpoint plus the logs path.
+        ({"otlp_protocol": "http/protobuf"}, {}, "http://localhost:4318/v1/logs"),
+        # The generic variable is a base URL: v1/logs is appended for HTTP (one slash between) ...
+        ({}, {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+         "http://c:4318/v1/logs"),
+        ({}, {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/base/"},
+         "http://c:4318/base/v1/logs"),
+        # ... but not for gRPC.
+        ({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}, "http://c:4317"),
+        # The signal-specific variable is used as is and wins over the generic one.
+        ({}, {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://c/custom",
+              "OTEL_EXPORTER_OTLP_ENDPOINT": "http://other:4318"}, "http://c/custom"),
+        # The flag wins over both; without a path it is a base endpoint, with one it is used as is.
+        ({"otlp_protocol": "http/protobuf", "otlp_endpoint": "https://flag:4318"},
+         {"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://env/v1/logs"}, "https://flag:4318/v1/logs"),
+        ({"otlp_protocol": "http/protobuf", "otlp_endpoint": "https://flag:4318/ingest/logs"}, {},
+         "https://flag:4318/ingest/logs"),
+        ({"otlp_endpoint": "collector:4317"}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://env:4317"}, "collector:4317"),
+    ],
+)  # fmt: skip
+def test_endpoint_resolution(flags: dict[str, Any], env: dict[str, str], expected: str) -> None:
+    assert resolve(flags, **env).endpoint == expected
+
+
+def test_signal_specific_variables_win_over_generic_ones() -> None:
+    settings = resolve(
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_EXPORTER_OTLP_LOGS_PROTOCOL="http/protobuf",
+        OTEL_EXPORTER_OTLP_TIMEOUT="1000",
+        OTEL_EXPORTER_OTLP_LOGS_TIMEOUT="2500",
+        OTEL_EXPORTER_OTLP_COMPRESSION="none",
+        OTEL_EXPORTER_OTLP_LOGS_COMPRESSION="gzip",
+        OTEL_EXPORTER_OTLP_CERTIFICATE="/generic/ca.pem",
+        OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE="/logs/ca.pem",
+        OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE="/c.pem",
+        OTEL_EXPORTER_OTLP_CLIENT_KEY="/k.pem",
+        OTEL_EXPORTER_OTLP_INSECURE="true",
+    )
+    assert settings.protocol is OtlpProtocol.HTTP_PROTOBUF
+    assert settings.timeout_s == 2.5  # the variable is in milliseconds
+    assert settings.compression is Compression.GZIP
+    assert (settings.ca_file, settings.client_cert_file, settings.client_key_file) == (
+        "/logs/ca.pem",
+        "/c.pem",
+        "/k.pem",
+    )
+    assert settings.insecure is True
+
+
+def test_flags_win_over_environment() -> None:
+    settings = resolve(
+        {
+            "otlp_protocol": "grpc",
+            "otlp_timeout": 0.5,
+            "otlp_compression": "none",
+            "otlp_insecure": False,
+            "otlp_ca_file": "/flag/ca.pem",
+            "otlp_header": (("Authorization", "Bearer flag"),),
+            "service_name": "flag-svc",
+        },
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_EXPORTER_OTLP_TIMEOUT="9000",
+        OTEL_EXPORTER_OTLP_COMPRESSION="gzip",
+        OTEL_EXPORTER_OTLP_INSECURE="true",
+        OTEL_EXPORTER_OTLP_CERTIFICATE="/env/ca.pem",
+        OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20env,x-tenant=t1",
+        OTEL_SERVICE_NAME="env-svc",
+    )
+    assert settings.protocol is OtlpProtocol.GRPC
+    assert settings.timeout_s == 0.5
+    assert settings.compression is Compression.NONE
+    assert settings.insecure is False
+    assert settings.ca_file == "/flag/ca.pem"
+    # Header names are lower-cased (gRPC metadata); a flag replaces the same env header, others stay.
+    assert settings.headers == {"authorization": "Bearer flag", "x-tenant": "t1"}
+    assert settings.resource["service.name"] == "flag-svc"
+
+
+def test_headers_from_env_are_percent_decoded() -> None:
+    settings = resolve(OTEL_EXPORTER_OTLP_HEADERS="Authorization=Basic%20dXNlcjpwYXNz , api-key=a%3Db")
+    assert settings.headers == {"authorization": "Basic dXNlcjpwYXNz", "api-key": "a=b"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "expected"),
+    [
+        (
+            {},
+            {"OTEL_RESOURCE_ATTRIBUTES": "service.name=from-attrs,deployment.environment=prod"},
+            "from-attrs",
+        ),
+        (
+            {},
+            {"OTEL_RESOURCE_ATTRIBUTES": "service.name=from-attrs", "OTEL_SERVICE_NAME": "from-env"},
+            "from-env",
+        ),
+        ({"service_name": "from-flag"}, {"OTEL_SERVICE_NAME": "from-env"}, "from-flag"),
+    ],
+)
+def test_service_name_precedence(flags: dict[str, Any], env: dict[str, str], expected: str) -> None:
+    assert resolve(flags, **env).resource["service.name"] == expected
+
+
+def test_resource_attributes_are_merged_and_percent_decoded() -> None:
+    settings = resolve(
+        OTEL_RESOURCE_ATTRIBUTES="deployment.environment=prod,k8s.pod.name=web%2C1,host.name=override"
+    )
+    assert settings.resource == {
+        "service.name": "apache-httpd",
+        "host.name": "override",
+        "deployment.environment": "prod",
+        "k8s.pod.name": "web,1",
+    }
+
+
+def test_invalid_protocol_is_a_usage_error() -> None:
+    with pytest.raises(click.UsageError, match="unsupported OTLP protocol 'http/json'"):
+        resolve(OTEL_EXPORTER_OTLP_PROTOCOL="http/json")
+
+
+def test_malformed_header_env_error_never_shows_the_value() -> None:
+    with pytest.raises(click.UsageError) as caught:
+        resolve(OTEL_EXPORTER_OTLP_HEADERS="authorization")
+    assert "value not shown" in str(caught.value)
+
+
+def test_settings_repr_never_shows_header_values() -> None:
+    settings = resolve({"otlp_header": (("authorization", "Bearer s3cr3t"),)})
+    assert "s3cr3t" not in repr(settings)
+
+
+def make_command() -> click.Command:
+    @click.command()
+    @otlp_options
+    def command(**kwargs: Any) -> None:
+        sink = build_otlp_sink(**kwargs, unrelated_option="ignored")
+        assert isinstance(sink, OtlpSink)
+        click.echo(f"{sorted(kwargs)}|{sink.settings.endpoint}|{sorted(sink.settings.headers)}")
+
+    return command
+
+
+def test_click_decorator_adds_every_option_and_builds_a_sink() -> None:
+    result = CliRunner().invoke(
+        make_command(),
+        [
+            "--otlp-endpoint", "http://127.0.0.1:4318",
+            "--otlp-protocol", "http/protobuf",
+            "--otlp-header", "Authorization=Bearer s3cr3t",
+            "--otlp-header", "X-Tenant=a",
+            "--otlp-compression", "gzip",
+            "--otlp-timeout", "3",
+            "--otlp-batch-size", "100",
+            "--otlp-batch-timeout", "0.5",
+            "--otlp-max-retry-time", "60",
+            "--service-name", "svc",
+        ],
+        env={},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    names, endpoint, headers = result.output.strip().split("|")
+    assert names == str(sorted(OTLP_PARAMETER_NAMES))
+    assert endpoint == "http://127.0.0.1:4318/v1/logs"
+    assert headers == "['authorization', 'x-tenant']"
+
+
+def test_malformed_header_flag_is_rejected_without_echoing_it() -> None:
+    result = CliRunner().invoke(make_command(), ["--otlp-header", "no-equals-s3cr3t"])
+    assert result.exit_code == 2
+    assert "s3cr3t" not in result.output
+    assert "KEY=VALUE" in result.output
