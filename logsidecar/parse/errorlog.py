@@ -493,15 +493,31 @@ def _set_time(value: str, attributes: dict[str, Any], state: dict[str, Any]) -> 
 
 
 def _set_message_item(value: str, attributes: dict[str, Any], state: dict[str, Any]) -> None:
-    attributes[MESSAGE] = value
+    # httpd puts the AH code at the start of the message text (APLOGNO); split it off as the
+    # default format's parser does.
+    match = _ERROR_CODE_PREFIX.match(value)
+    if match is not None:
+        attributes[ERROR_CODE] = match[1]
+        value = value[match.end() :]
+    if value:
+        attributes[MESSAGE] = value
 
 
+_ERROR_CODE_PREFIX = re.compile(r"(AH\d{5}): ?")
 _TOKEN = r"\S+?"
 _TEXT = r".+?"
 
 
-def _directive_regex(item: _Item) -> tuple[str, _Setter]:
-    """The regex (without group) and the attribute setter for one directive."""
+def _header_attribute(name: str) -> str:
+    lowered = name.lower()
+    if lowered == "user-agent":
+        return "user_agent.original"
+    return f"http.request.header.{lowered}"
+
+
+def _directive_regex(item: _Item, has_v: bool = False) -> tuple[str, _Setter]:
+    """The regex (without group) and the attribute setter for one directive. Names match the
+    access-log parser's: %v is server.address, and %V too unless %v is also present."""
     d, arg = item.directive, item.arg
     if d == "a":
         if arg == "c":
@@ -512,11 +528,12 @@ def _directive_regex(item: _Item) -> tuple[str, _Setter]:
     if d == "e":
         return _TEXT, _str_setter(f"apache.env.{arg or ''}")
     if d == "E":
-        return _TEXT, _str_setter(STATUS)
+        # "(%d)strerror", "(OS %d)...", "(EAI %d)...", "(os 0x%08x)..." (log_apr_status)
+        return r"\((?:OS |EAI |os 0x)?-?[0-9a-fA-F]+\).*?", _str_setter(STATUS)
     if d == "F":
         return _TOKEN, _set_file_line
     if d == "i":
-        return _TEXT, _str_setter(f"http.request.header.{(arg or '').lower()}")
+        return _TEXT, _str_setter(_header_attribute(arg or ""))
     if d == "k":
         return r"\d+", _int_setter("apache.keepalives")
     if d == "l":
@@ -540,7 +557,7 @@ def _directive_regex(item: _Item) -> tuple[str, _Setter]:
     if d == "v":
         return _TOKEN, _str_setter(SERVER_ADDRESS)
     if d == "V":
-        return _TOKEN, _str_setter("apache.server_name")
+        return _TOKEN, _str_setter("apache.server_name" if has_v else SERVER_ADDRESS)
     raise AssertionError(d)  # _parse_items only lets known directives through
 
 
@@ -557,6 +574,7 @@ def _compile_items(items: list[_Item]) -> tuple[re.Pattern[str], list[tuple[str,
 
     setters: list[tuple[str, _Setter]] = []
     parts: list[str] = []
+    has_v = any(item.literal is None and item.directive == "v" for item in items)
 
     def render(run: list[_Item]) -> str:
         out = []
@@ -564,7 +582,7 @@ def _compile_items(items: list[_Item]) -> tuple[re.Pattern[str], list[tuple[str,
             if item.literal is not None:
                 out.append(re.escape(item.literal))
                 continue
-            pattern, setter = _directive_regex(item)
+            pattern, setter = _directive_regex(item, has_v)
             if item.hyphen and item.directive not in _NEVER_EMPTY:
                 pattern = f"(?:-|{pattern})"
             name = f"g{len(setters)}"
