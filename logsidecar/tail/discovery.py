@@ -1,0 +1,127 @@
+"""Which paths to follow: include globs (with `**`), excludes, and the directories to watch.
+
+`PathMatcher.scan()` lists the regular-file candidates now matching; `wants(path)` answers for one
+path (the inotify watcher uses it to pre-open files the moment they are created). Hidden files match
+only patterns that name them (glob semantics). Symlinks are followed: the identity of a matched
+symlink is its target's (the tailer stats through the link).
+
+Invariants: matching is pure (no events, no state) except the one-shot `file_waiting` bookkeeping,
+which says once per pattern that nothing matches it (never repeated: no event loop).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from pathlib import Path
+
+from logsidecar import events
+from logsidecar.events import Event
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def translate_glob(pattern: str) -> re.Pattern[str]:
+    """A compiled regex for a path glob: `*` and `?` stay inside one component, `**` spans any."""
+    out: list[str] = []
+    i = 0
+    n = len(pattern)
+    while i < n:
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[":
+            end = pattern.find("]", i + 2)
+            if end < 0:
+                out.append(re.escape(c))
+                i += 1
+            else:
+                body = pattern[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = end + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def static_base(pattern: str) -> Path:
+    """The longest leading directory of `pattern` without glob characters."""
+    parts = Path(pattern).parts
+    base: list[str] = []
+    for part in parts[:-1]:
+        if _GLOB_CHARS.search(part):
+            break
+        base.append(part)
+    return Path(*base) if base else Path(".")
+
+
+class PathMatcher:
+    def __init__(self, include: tuple[str, ...], exclude: tuple[str, ...] = ()) -> None:
+        self.include = tuple(os.path.abspath(os.path.expanduser(p)) for p in include)
+        self.exclude = tuple(os.path.abspath(os.path.expanduser(p)) for p in exclude)
+        self._include_res = [translate_glob(p) for p in self.include]
+        self._exclude_res = [translate_glob(p) for p in self.exclude]
+        self._waiting_said: set[str] = set()
+
+    def wants(self, path: str) -> bool:
+        path = os.path.abspath(path)
+        if not any(r.match(path) for r in self._include_res):
+            return False
+        if any(r.match(path) for r in self._exclude_res):
+            return False
+        if os.path.basename(path).startswith("."):
+            # glob semantics: hidden files only when the pattern names them explicitly
+            return any(r.match(path) and os.path.basename(p).startswith(".")
+                       for r, p in zip(self._include_res, self.include, strict=True))
+        return True
+
+    def excluded(self, path: str) -> bool:
+        return any(r.match(path) for r in self._exclude_res)
+
+    def scan(self) -> list[str]:
+        """Paths matching now (sorted, deduplicated, excludes removed). Not yet stat-checked."""
+        found: set[str] = set()
+        for pattern in self.include:
+            if _GLOB_CHARS.search(pattern):
+                matches = glob.glob(pattern, recursive=True)
+            else:
+                matches = [pattern] if os.path.lexists(pattern) else []
+            matches = [m for m in matches if not self.excluded(m)]
+            if not matches and pattern not in self._waiting_said:
+                # Said once per pattern: a path briefly missing during a rotation is not news, and a
+                # followed file that goes away is reported as rotated/drained by the tailer.
+                self._waiting_said.add(pattern)
+                events.emit(Event.FILE_WAITING, pattern=pattern)
+            found.update(matches)
+        return sorted(found)
+
+    def directories_to_watch(self, matched: list[str]) -> set[Path]:
+        """The directories whose events matter: each pattern's static base (when it exists), every
+        directory under it for `**` patterns, and the directory of each matched file."""
+        dirs: set[Path] = {Path(os.path.dirname(p)) for p in matched}
+        for pattern in self.include:
+            base = static_base(pattern)
+            if not base.is_dir():
+                continue
+            dirs.add(base)
+            directory_part = os.path.dirname(pattern)
+            if "**" in pattern:
+                for root, subdirs, _files in os.walk(base):
+                    dirs.update(Path(root, d) for d in subdirs)
+            elif _GLOB_CHARS.search(directory_part):
+                dirs.update(Path(d) for d in glob.glob(directory_part) if os.path.isdir(d))
+        return dirs

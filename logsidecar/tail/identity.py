@@ -1,0 +1,57 @@
+"""File identity: which file is this, independently of the path it is found at.
+
+A file is identified by device + inode *and* a fingerprint: the first bytes of its content, up to
+`fingerprint_bytes`. The fingerprint grows while the file is small (a quiet error_log may stay under
+1 KiB for days), so two fingerprints "match" when the shorter one is a prefix of the longer one.
+
+Invariants:
+- The inode alone is never trusted: a new file on a reused inode starts with other bytes (or none),
+  so its fingerprint does not extend the old one and it is read from 0.
+- An empty fingerprint (empty file) matches nothing: there is nothing to resume in an empty file.
+- `file_key` is a stable opaque string naming one *content generation* of a file: it survives renames
+  (rotation) and restarts (it is stored in the checkpoint), and a truncation starts a new generation
+  with a new key, so offsets under one key only ever grow. It is used in checkpoints and in
+  `log.record.uid`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FileId:
+    """Device, inode and the fingerprint (first bytes) of a file as last seen."""
+
+    dev: int
+    ino: int
+    fingerprint: bytes
+
+    def same_inode(self, other: FileId) -> bool:
+        return self.dev == other.dev and self.ino == other.ino
+
+    def same_content_start(self, other: FileId) -> bool:
+        """True when one fingerprint is a prefix of the other and neither is empty."""
+        return fingerprints_match(self.fingerprint, other.fingerprint)
+
+
+def fingerprints_match(a: bytes, b: bytes) -> bool:
+    """Prefix match of two non-empty fingerprints (the longer one grew from the shorter one)."""
+    if not a or not b:
+        return False
+    if len(a) <= len(b):
+        return b.startswith(a)
+    return a.startswith(b)
+
+
+def read_fingerprint(fd: int, fingerprint_bytes: int) -> bytes:
+    """The first `fingerprint_bytes` of the open file (fewer when the file is shorter)."""
+    return os.pread(fd, fingerprint_bytes, 0)
+
+
+def new_file_key(dev: int, ino: int) -> str:
+    """A fresh key for a new content generation. The random part keeps keys of files that reused an
+    inode (or of a truncated file's next generation) distinct in checkpoints and record uids."""
+    return f"{dev:x}-{ino:x}-{secrets.token_hex(4)}"

@@ -1,0 +1,805 @@
+"""The Tailer: follow files like `tail -F`, losing and duplicating nothing.
+
+The poll cycle (one iteration of `run`), with the methods that implement each step:
+
+ 1. `wait_for_hints_or_interval` - sleep until the watcher wakes us (inotify event) or the interval
+    passes (poll_interval_s when polling, safety_poll_interval_s under inotify), or the earliest
+    partial-line flush is due.
+ 2. `match_paths` - when the watcher saw a create/move/delete, or discover_interval_s passed: glob
+    the include patterns (minus excludes); stat each candidate (following symlinks).
+ 3. `open_and_fingerprint` - adopt descriptors the inotify watcher opened the moment a file was
+    created (so a short-lived file is never lost to a rename); open new candidates, check they are
+    regular files, read their fingerprint (first bytes). Errors are reported once per path and kind.
+ 4. `match_against_tracked` - a candidate whose dev+inode we already follow just updates its path;
+    a followed file no longer found at any matched path was rotated (renamed away, deleted or
+    replaced): it becomes ROTATED and is drained. A new file resumes from its checkpoint (matched by
+    dev+inode and fingerprint, or by a full fingerprint) or starts at 0 (start_at=end only for files
+    present at startup without a checkpoint). At startup, checkpointed files that were rotated while
+    we were down are found next to their old path by identity and drained from their checkpoint.
+ 5. `read_changed_files` - fstat every followed file; read those that grew, at most a per-file byte
+    budget per cycle (fairness: one busy file cannot starve 199 quiet ones), rotated files first (they
+    pin descriptors and disk space). Each batch is awaited through `emit` (backpressure: while emit is
+    blocked nothing more is read; the file is the buffer).
+ 6. `drain_rotated_files` - rotated files are read exactly like active ones, to their very end.
+ 7. `handle_truncation` - a file shorter than our read offset, or whose first bytes changed, was
+    truncated (copytruncate) or rewritten: the tail that was copied away is read from the copy
+    (a sibling whose content starts with our fingerprint and is at least as long as our offset),
+    and the file itself restarts at 0 under a new file_key.
+ 8. `retire_drained_readers` - a rotated file is released only when it is at EOF and has not grown
+    for ROTATED_IDLE_RELEASE_S (the writer may still append to it, e.g. Apache children finishing
+    requests after a graceful restart). Never on a timer while bytes remain, except when more than
+    max_rotated_files_held are held: then idle-at-EOF ones go first, and only if that is not enough
+    the oldest is let go with its unread bytes counted in `bytes_abandoned` (and said in an event).
+ 9. `flush_partial_lines` and `write_checkpoints` - a last line without newline is emitted after
+    partial_line_flush_s; acknowledged offsets are written every checkpoint_interval_s.
+
+Copytruncate loss bound (documented, unavoidable for any tailer): bytes the writer appended after
+logrotate finished copying and before it truncated are in neither file. If the copy is not visible in
+the same directory when we notice the truncation (compressed at once without `delaycompress`,
+`olddir` elsewhere, or removed), the bytes between our read offset and the truncation point are lost
+too; that is at most what was written since our previous read of that file (under inotify: usually
+nothing; when polling: at most poll_interval_s of writes). Such losses are counted in
+`bytes_possibly_lost` and said in the `file_truncated` event (`recovered=False`).
+
+Invariants: offsets under one file_key only grow; `acknowledge` is the only path to the checkpoint
+store; every state change is an event from logsidecar.events; the core never logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import stat
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from logsidecar import events
+from logsidecar.events import Event
+from logsidecar.tail.checkpoints import Checkpoint, CheckpointStore
+from logsidecar.tail.discovery import PathMatcher, static_base
+from logsidecar.tail.fstype import filesystem_type, needs_polling
+from logsidecar.tail.identity import fingerprints_match, new_file_key, read_fingerprint
+from logsidecar.tail.options import ReadBatch, StartAt, TailOptions, WatchMode
+from logsidecar.tail.reader import FileReader, Framed
+from logsidecar.tail.watcher import InotifyWatcher, PollingWatcher, Watcher
+
+ROTATED_IDLE_RELEASE_S = 5.0  # a drained rotated file is kept this long after its last growth
+READ_BUDGET_CHUNKS = 4  # per file per cycle, in read_chunk_bytes
+MIN_CYCLE_S = 0.005  # under an event flood, cycles at most this often (coalesces IN_MODIFY storms)
+GC_INTERVAL_S = 60.0
+COPY_MIN_MATCH_BYTES = 128  # shared first bytes that make a new file "a copy of a followed file"
+STOP_GRACE_S = 5.0
+
+
+class FileState(StrEnum):
+    ACTIVE = "active"  # found at a matched path
+    ROTATED = "rotated"  # no longer at any matched path: drained to EOF, then released
+
+
+@dataclass(slots=True)
+class TrackedFile:
+    reader: FileReader
+    state: FileState = FileState.ACTIVE
+    committed_offset: int = 0
+    last_growth: float = field(default_factory=time.monotonic)
+    rotated_at: float | None = None
+    deleted: bool = False
+
+
+@dataclass(slots=True)
+class TailCounters:
+    """Totals since start (per-file counters live on each reader and are listed by stats())."""
+
+    files_added: int = 0
+    rotations: int = 0
+    truncations: int = 0
+    copytruncate_recovered: int = 0
+    files_drained: int = 0
+    bytes_abandoned: int = 0
+    bytes_possibly_lost: int = 0
+    file_errors: int = 0
+    lines_read: int = 0
+    bytes_read: int = 0
+    truncated_lines: int = 0
+    nul_runs: int = 0
+    cycles: int = 0
+
+
+Emit = Callable[[ReadBatch], Awaitable[None]]
+
+
+class Tailer:
+    def __init__(self, options: TailOptions, checkpoints: CheckpointStore | None = None) -> None:
+        self.options = options
+        self.checkpoints = checkpoints if checkpoints is not None else CheckpointStore(options.state_dir)
+        self.matcher = PathMatcher(options.include, options.exclude)
+        self.counters = TailCounters()
+        self.watcher: Watcher | None = None
+        self._files: dict[str, TrackedFile] = {}  # file_key -> tracked
+        self._path_errors: dict[str, str] = {}  # path -> error kind said once
+        self._vanished_dirs: set[Path] = set()
+        self._skipped: set[tuple[int, int]] = set()
+        self._stopping = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._run_task: asyncio.Task[None] | None = None
+        self._started_up = False
+        self._last_discovery = 0.0
+        self._last_checkpoint = 0.0
+        self._last_gc = 0.0
+        self._inline_reads = True
+        self._closed = False
+
+    # ------------------------------------------------------------------------------------------
+    # public surface
+    # ------------------------------------------------------------------------------------------
+    async def run(self, emit: Emit) -> None:
+        """Follow until `stop()`; awaits `emit(batch)` for each batch of complete lines."""
+        self._run_task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        self.watcher = self._select_watcher()
+        self.watcher.start(loop)
+        try:
+            while not self._stopping.is_set():
+                self.counters.cycles += 1
+                cycle_started = time.monotonic()
+                structure_changed = self.watcher.take_structure_changed()
+                if structure_changed or not self._started_up or (
+                    cycle_started - self._last_discovery >= self.options.discover_interval_s
+                ):
+                    self.match_paths_and_track()
+                elif isinstance(self.watcher, PollingWatcher) and (
+                    self.watcher.probe() or self._active_paths_moved()
+                ):
+                    self.match_paths_and_track()
+                more = await self.read_changed_files(emit)
+                await self.flush_partial_lines(emit)
+                self.retire_drained_readers()
+                await self.write_checkpoints()
+                if more:
+                    await asyncio.sleep(0)  # let the consumer run; there is more to read at once
+                    continue
+                await self.wait_for_hints_or_interval(cycle_started)
+        finally:
+            self._finished.set()
+
+    def acknowledge(self, file_key: str, offset: int) -> None:
+        """Every record of `file_key` up to `offset` was delivered (called in order per file)."""
+        tracked = self._files.get(file_key)
+        if tracked is not None and offset > tracked.committed_offset:
+            tracked.committed_offset = offset
+        self.checkpoints.commit(file_key, offset)
+
+    async def stop(self) -> None:
+        """Stop reading, write checkpoints one last time, release files."""
+        self._stopping.set()
+        events.emit(Event.STOPPING, component="tailer")
+        if self.watcher is not None:
+            self.watcher.wake()
+        task = self._run_task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._finished.wait()), timeout=STOP_GRACE_S)
+            except TimeoutError:
+                task.cancel()  # emit() is blocked (the consumer is gone): stop waiting for it
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down anyway
+                    pass
+        self._close()
+
+    def stats(self) -> dict[str, object]:
+        """{"files": [per-file dicts], "counters": totals, "watcher": mechanism}.
+
+        Per file: path, file_key, read_offset, committed_offset, size, bytes_behind (size minus
+        committed offset), unread_bytes (size minus read offset), state, lines_read, bytes_read,
+        truncated_lines, nul_runs, partial_flushes."""
+        files = []
+        for key, tracked in self._files.items():
+            reader = tracked.reader
+            c = reader.counters
+            files.append(
+                {
+                    "path": reader.path,
+                    "file_key": key,
+                    "read_offset": reader.read_offset,
+                    "committed_offset": tracked.committed_offset,
+                    "size": reader.size,
+                    "bytes_behind": max(reader.size - tracked.committed_offset, 0),
+                    "unread_bytes": max(reader.size - reader.scan_offset, 0),
+                    "state": tracked.state.value,
+                    "lines_read": c.lines_read,
+                    "bytes_read": c.bytes_read,
+                    "truncated_lines": c.truncated_lines,
+                    "nul_runs": c.nul_runs,
+                    "partial_flushes": c.partial_flushes,
+                }
+            )
+        totals = {name: getattr(self.counters, name) for name in self.counters.__slots__}  # type: ignore[attr-defined]
+        totals["rotated_files_held"] = sum(1 for t in self._files.values() if t.state is FileState.ROTATED)
+        totals["files_followed"] = len(self._files)
+        return {
+            "files": files,
+            "counters": totals,
+            "watcher": self.watcher.mechanism if self.watcher else None,
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # 1. wait for hints or the interval
+    # ------------------------------------------------------------------------------------------
+    async def wait_for_hints_or_interval(self, cycle_started: float) -> None:
+        assert self.watcher is not None
+        now = time.monotonic()
+        timeout = self.watcher.interval_s
+        timeout = min(timeout, self._last_discovery + self.options.discover_interval_s - now)
+        timeout = min(timeout, self._last_checkpoint + self.options.checkpoint_interval_s - now)
+        for tracked in self._files.values():
+            reader = tracked.reader
+            if reader.partial_since is not None and reader.framer.has_partial:
+                timeout = min(timeout, reader.partial_since + self.options.partial_line_flush_s - now)
+            if tracked.state is FileState.ROTATED:
+                timeout = min(timeout, tracked.last_growth + ROTATED_IDLE_RELEASE_S - now)
+        woke = await self.watcher.wait(max(timeout, 0.0))
+        if woke:
+            # Coalesce a flood of events: at most one cycle per MIN_CYCLE_S.
+            spent = time.monotonic() - cycle_started
+            if spent < MIN_CYCLE_S:
+                await asyncio.sleep(MIN_CYCLE_S - spent)
+
+    # ------------------------------------------------------------------------------------------
+    # 2-4. match paths; open and fingerprint; match against tracked files
+    # ------------------------------------------------------------------------------------------
+    def match_paths_and_track(self) -> None:
+        assert self.watcher is not None
+        self._last_discovery = time.monotonic()
+        present = self.match_paths()
+        fresh = self.open_and_fingerprint(present)
+        self.match_against_tracked(present, fresh)
+        if not self._started_up:
+            self._started_up = True
+            self.drain_files_rotated_while_down()
+        dirs = self.matcher.directories_to_watch(sorted(present.values()))
+        dirs.update(Path(os.path.dirname(t.reader.path)) for t in self._files.values())
+        dirs.update(Path(os.path.dirname(os.path.realpath(p))) for p in present.values())  # symlink targets
+        self.watcher.watch_directories(dirs)
+
+    def match_paths(self) -> dict[tuple[int, int], str]:
+        """Step 2: glob, then stat each candidate. Returns {(dev, ino): path} of regular files."""
+        self._check_base_directories()
+        present: dict[tuple[int, int], str] = {}
+        for path in self.matcher.scan():
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue  # vanished since the glob (or a dangling symlink): nothing to follow yet
+            except OSError as error:
+                self._path_error(path, error)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                self._path_error(path, "not a regular file")
+                continue
+            present.setdefault((st.st_dev, st.st_ino), path)
+        return present
+
+    def open_and_fingerprint(self, present: dict[tuple[int, int], str]) -> list[FileReader]:
+        """Step 3: readers for files we do not follow yet (early-opened ones first)."""
+        assert self.watcher is not None
+        tracked_inodes = {(t.reader.dev, t.reader.ino) for t in self._files.values()}
+        fresh: list[FileReader] = []
+        for path, fd, st in self.watcher.take_early_opened():
+            inode = (st.st_dev, st.st_ino)
+            if inode in tracked_inodes or any((r.dev, r.ino) == inode for r in fresh):
+                os.close(fd)
+                continue
+            reader = self._new_reader(fd, present.get(inode, path), st)
+            if self._is_copy_of_followed(reader):
+                reader.close()
+                continue
+            fresh.append(reader)
+        known = tracked_inodes | {(r.dev, r.ino) for r in fresh}
+        now = time.time()
+        for inode, path in present.items():
+            if inode in known:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                self._path_error(path, error)
+                continue
+            try:
+                st = os.fstat(fd)
+            except OSError as error:
+                os.close(fd)
+                self._path_error(path, error)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+                self._path_error(path, "not a regular file")
+                continue
+            if (st.st_dev, st.st_ino) in known:
+                os.close(fd)  # replaced between stat and open by a file we already follow
+                continue
+            ignore_older = self.options.ignore_older_s
+            if ignore_older is not None and st.st_mtime < now - ignore_older and inode not in self._skipped:
+                os.close(fd)
+                self._skipped.add(inode)
+                events.emit(Event.FILE_SKIPPED, path=path, reason="ignore_older", mtime=st.st_mtime)
+                continue
+            if inode in self._skipped:
+                if ignore_older is not None and st.st_mtime < now - ignore_older:
+                    os.close(fd)
+                    continue
+                self._skipped.discard(inode)
+            self._path_recovered(path)
+            reader = self._new_reader(fd, path, st)
+            if self._is_copy_of_followed(reader):
+                reader.close()
+                continue
+            fresh.append(reader)
+            known.add(inode)
+        return fresh
+
+    def _is_copy_of_followed(self, reader: FileReader) -> bool:
+        """A new file in the same directory whose content starts like a followed file's is a copy of
+        it (copytruncate's access.log.1 while it is being made): adopting it would read the same lines
+        twice. handle_truncation reads it from our offset when the original is truncated."""
+        directory = os.path.dirname(reader.path)
+        for key, tracked in self._files.items():
+            other = tracked.reader
+            if (other.dev, other.ino) == (reader.dev, reader.ino) or other.scan_offset == 0:
+                continue
+            if min(len(other.fingerprint), len(reader.fingerprint)) < COPY_MIN_MATCH_BYTES:
+                continue  # too short to tell a copy from two files that merely start alike
+            if os.path.dirname(other.path) == directory and fingerprints_match(other.fingerprint, reader.fingerprint):
+                said = (reader.dev, reader.ino)
+                if said not in self._skipped:
+                    self._skipped.add(said)
+                    events.emit(Event.FILE_SKIPPED, path=reader.path, reason="copy of a followed file",
+                                file_key=key)
+                return True
+        return False
+
+    def match_against_tracked(self, present: dict[tuple[int, int], str], fresh: list[FileReader]) -> None:
+        """Step 4: update paths, mark rotated files, start new files at the right offset."""
+        for key, tracked in list(self._files.items()):
+            reader = tracked.reader
+            inode = (reader.dev, reader.ino)
+            path = present.get(inode)
+            if path is not None:
+                if path != reader.path:
+                    reader.path = path  # renamed to another followed path (e.g. access.log.1 under access.log*)
+                    self._track_checkpoint(reader)
+                if tracked.state is FileState.ROTATED and reader.fd >= 0:
+                    tracked.state = FileState.ACTIVE  # moved back under a followed path
+                    tracked.rotated_at = None
+            elif tracked.state is FileState.ACTIVE:
+                self._mark_rotated(key, tracked)
+        first = not self._started_up
+        for reader in fresh:
+            inode = (reader.dev, reader.ino)
+            state = FileState.ACTIVE if inode in present else FileState.ROTATED
+            self._start_reader(reader, state, startup=first)
+
+    def drain_files_rotated_while_down(self) -> None:
+        """Step 4 at startup: a checkpointed file no longer at its path may sit next to it under a
+        rotated name (access.log.1). Found by identity, it is drained from its checkpoint."""
+        followed = {t.reader.file_key for t in self._files.values()}
+        inodes = {(t.reader.dev, t.reader.ino) for t in self._files.values()}
+        for entry in self.checkpoints.entries():
+            if entry.file_key in followed or entry.offset <= 0 or not entry.fingerprint:
+                continue
+            found = self._find_sibling_copy(entry.path, entry.fingerprint, entry.offset, inodes,
+                                            same_inode=(entry.dev, entry.ino))
+            if found is None:
+                continue
+            fd, path, st = found
+            reader = self._make_reader(fd, path, st, entry.file_key, entry.fingerprint, entry.offset)
+            tracked = TrackedFile(reader, FileState.ROTATED, committed_offset=entry.offset,
+                                  rotated_at=time.monotonic())
+            self._files[entry.file_key] = tracked
+            inodes.add((st.st_dev, st.st_ino))
+            self._track_checkpoint(reader)
+            events.emit(Event.FILE_RESUMED, path=path, file_key=entry.file_key, offset=entry.offset,
+                        rotated_while_down=True, previous_path=entry.path)
+
+    # ------------------------------------------------------------------------------------------
+    # 5-7. read changed files; drain rotated files; handle truncation
+    # ------------------------------------------------------------------------------------------
+    async def read_changed_files(self, emit: Emit) -> bool:
+        """Step 5. Returns True when some file still has unread bytes after its budget."""
+        more = False
+        budget = self.options.read_chunk_bytes * READ_BUDGET_CHUNKS
+        # rotated files first: they pin descriptors and disk space (step 6)
+        order = sorted(self._files.items(), key=lambda item: item[1].state is not FileState.ROTATED)
+        for key, tracked in order:
+            if self._stopping.is_set():
+                return False
+            if self._files.get(key) is not tracked or tracked.reader.fd < 0:
+                continue
+            more |= await self._read_file(key, tracked, budget, emit)
+        return more
+
+    async def _read_file(self, key: str, tracked: TrackedFile, budget: int, emit: Emit) -> bool:
+        reader = tracked.reader
+        try:
+            st = os.fstat(reader.fd)
+        except OSError as error:
+            self._path_error(reader.path, error)
+            return False
+        tracked.deleted = st.st_nlink == 0
+        size = st.st_size
+        if size == reader.scan_offset and size == reader.size:
+            return False
+        if tracked.state is FileState.ACTIVE and (size < reader.scan_offset or self._content_replaced(reader)):
+            await self.handle_truncation(key, tracked, emit)
+            return True
+        if reader.scan_offset == 0 and self._is_copy_of_followed(reader):
+            # It started empty (so it looked new) and is now filling up as a copy of a followed file.
+            reader.close()
+            del self._files[key]
+            self.checkpoints.forget(key)
+            return False
+        if tracked.state is FileState.ROTATED and size < reader.scan_offset:
+            reader.size = size  # a rotated file shrank: nothing more to read from it
+            return False
+        reader.size = size
+        read = 0
+        while read < budget and reader.scan_offset < reader.size and not self._stopping.is_set():
+            framed = Framed()
+            got = await self._read_chunk(reader, framed)
+            if got == 0:
+                break
+            read += got
+            tracked.last_growth = time.monotonic()
+            await self._emit_framed(reader, framed, emit)
+            if reader.fd < 0:
+                break
+        return reader.scan_offset < reader.size
+
+    async def _read_chunk(self, reader: FileReader, framed: Framed) -> int:
+        try:
+            got = await reader.read_once(self.options.read_chunk_bytes, framed)
+        except OSError as error:
+            self._path_error(reader.path, error)
+            return 0
+        self.counters.bytes_read += got
+        if reader.framer.has_partial:
+            if reader.partial_since is None or got:
+                reader.partial_since = time.monotonic()
+        else:
+            reader.partial_since = None
+        return got
+
+    async def _emit_framed(self, reader: FileReader, framed: Framed, emit: Emit) -> None:
+        if framed.nul_runs:
+            events.emit(Event.NUL_RUN_SKIPPED, path=reader.path, file_key=reader.file_key,
+                        runs=framed.nul_runs, bytes=framed.nul_bytes)
+            self.counters.nul_runs += framed.nul_runs
+        if not framed.lines:
+            return
+        self.counters.lines_read += len(framed.lines)
+        for index in sorted(framed.truncated):
+            self.counters.truncated_lines += 1
+            events.emit(Event.LINE_TRUNCATED, path=reader.path, file_key=reader.file_key,
+                        offset=framed.end_offsets[index], max_line_bytes=self.options.max_line_bytes)
+        step = self.options.max_batch_lines
+        total = len(framed.lines)
+        for start in range(0, total, step):
+            stop = min(start + step, total)
+            if start == 0 and stop == total:
+                batch = reader.batch(framed)
+            else:
+                truncated = {i - start for i in framed.truncated if start <= i < stop}
+                batch = ReadBatch(reader.file_key, reader.path, framed.lines[start:stop],
+                                  framed.end_offsets[start:stop], truncated)
+            await emit(batch)
+
+    def _content_replaced(self, reader: FileReader) -> bool:
+        try:
+            return reader.fingerprint_changed()
+        except OSError:
+            return False
+
+    async def handle_truncation(self, key: str, tracked: TrackedFile, emit: Emit) -> None:
+        """Step 7: recover the copied-away tail from a visible copy, restart the file at 0."""
+        reader = tracked.reader
+        old_offset = reader.scan_offset
+        self.counters.truncations += 1
+        copy = self._find_sibling_copy(reader.path, reader.fingerprint, old_offset,
+                                       {(reader.dev, reader.ino)}, same_inode=None)
+        truncated_fd = reader.fd
+        # The truncated file continues as a new content generation (new key, offset 0), on the same fd.
+        try:
+            st = os.fstat(truncated_fd)
+            fingerprint = read_fingerprint(truncated_fd, self.options.fingerprint_bytes)
+        except OSError as error:
+            self._path_error(reader.path, error)
+            return
+        new_key = new_file_key(st.st_dev, st.st_ino)
+        successor = self._make_reader(truncated_fd, reader.path, st, new_key, fingerprint, 0)
+        if copy is not None:
+            copy_fd, copy_path, copy_st = copy
+            reader.fd = copy_fd
+            reader.path = copy_path
+            reader.dev, reader.ino = copy_st.st_dev, copy_st.st_ino
+            reader.size = copy_st.st_size
+            self._mark_rotated(key, tracked, emit_event=False)
+            self.counters.copytruncate_recovered += 1
+            self._track_checkpoint(reader)
+            events.emit(Event.FILE_TRUNCATED, path=successor.path, file_key=key, new_file_key=new_key,
+                        offset=old_offset, recovered=True, copy_path=copy_path)
+            events.emit(Event.COPYTRUNCATE_RECOVERED, path=successor.path, copy_path=copy_path, file_key=key,
+                        from_offset=old_offset, bytes=max(copy_st.st_size - old_offset, 0))
+        else:
+            # Nothing to recover from: what was written after our last read and before the truncation
+            # is gone. The pending partial line (if any) is emitted as it is.
+            lost = max(reader.size - old_offset, 0)
+            self.counters.bytes_possibly_lost += lost
+            framed = Framed()
+            reader.flush_partial(framed)
+            reader.fd = -1  # the descriptor now belongs to the successor
+            del self._files[key]
+            events.emit(Event.FILE_TRUNCATED, path=successor.path, file_key=key, new_file_key=new_key,
+                        offset=old_offset, recovered=False, bytes_known_lost=lost)
+            if framed.lines:
+                await self._emit_framed(reader, framed, emit)
+        self._files[new_key] = TrackedFile(successor)
+        self._track_checkpoint(successor)
+
+    # ------------------------------------------------------------------------------------------
+    # 8-9. retire drained readers; partial lines; checkpoints
+    # ------------------------------------------------------------------------------------------
+    def retire_drained_readers(self) -> None:
+        now = time.monotonic()
+        rotated = [(k, t) for k, t in self._files.items() if t.state is FileState.ROTATED]
+        for key, tracked in rotated:
+            reader = tracked.reader
+            if reader.fd >= 0 and not reader.at_eof:
+                continue
+            if reader.framer.has_partial and now - tracked.last_growth < ROTATED_IDLE_RELEASE_S:
+                continue
+            if now - tracked.last_growth >= ROTATED_IDLE_RELEASE_S or reader.fd < 0:
+                self._release(key, tracked, abandoned=0)
+        rotated = [(k, t) for k, t in self._files.items() if t.state is FileState.ROTATED]
+        excess = len(rotated) - self.options.max_rotated_files_held
+        if excess <= 0:
+            return
+        # Over the bound: idle files at EOF first, then (only if needed) the oldest with bytes left.
+        rotated.sort(key=lambda kt: (not kt[1].reader.at_eof, kt[1].rotated_at or 0.0))
+        for key, tracked in rotated[:excess]:
+            self._release(key, tracked, abandoned=max(tracked.reader.size - tracked.reader.scan_offset, 0))
+
+    async def flush_partial_lines(self, emit: Emit) -> None:
+        now = time.monotonic()
+        for tracked in list(self._files.values()):
+            reader = tracked.reader
+            if reader.partial_since is None or not reader.framer.has_partial:
+                continue
+            rotated_idle = tracked.state is FileState.ROTATED and reader.at_eof and (
+                now - tracked.last_growth >= ROTATED_IDLE_RELEASE_S
+            )
+            if now - reader.partial_since >= self.options.partial_line_flush_s or rotated_idle:
+                framed = Framed()
+                if reader.flush_partial(framed):
+                    events.emit(Event.PARTIAL_LINE_FLUSHED, path=reader.path, file_key=reader.file_key,
+                                offset=reader.scan_offset)
+                    await self._emit_framed(reader, framed, emit)
+
+    async def write_checkpoints(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_checkpoint < self.options.checkpoint_interval_s:
+            return
+        self._last_checkpoint = now
+        keys = list(self._files)
+        for tracked in self._files.values():
+            self._track_checkpoint(tracked.reader)  # fingerprints grow while files are small
+        if now - self._last_gc >= GC_INTERVAL_S:
+            self._last_gc = now
+            self.checkpoints.touch(keys)  # persist "last seen" for the GC clock now and then
+            self.checkpoints.collect_garbage(self.options.forget_after_s, keep=set(keys))
+        await asyncio.get_running_loop().run_in_executor(None, self.checkpoints.flush)
+
+    # ------------------------------------------------------------------------------------------
+    # helpers
+    # ------------------------------------------------------------------------------------------
+    def _select_watcher(self) -> Watcher:
+        mode = self.options.watch
+        fs_types: dict[str, str | None] = {}
+        if mode is WatchMode.AUTO:
+            for pattern in self.matcher.include:
+                base = static_base(pattern)
+                while not base.exists() and base != base.parent:
+                    base = base.parent
+                fs_types[str(base)] = filesystem_type(base)
+            mode = WatchMode.POLL if any(needs_polling(t) for t in fs_types.values()) else WatchMode.INOTIFY
+        watcher: Watcher
+        if mode is WatchMode.POLL:
+            watcher = PollingWatcher(self.options.poll_interval_s)
+            self._inline_reads = False  # network filesystems: never block the loop on a read
+        else:
+            watcher = InotifyWatcher(self.options.safety_poll_interval_s, self.matcher.wants)
+        events.emit(Event.WATCHER_SELECTED, mechanism=watcher.mechanism, requested=self.options.watch.value,
+                    filesystems=fs_types)
+        return watcher
+
+    def _active_paths_moved(self) -> bool:
+        """Poll mode: a cheap stat of each followed path tells whether a rotation happened."""
+        for tracked in self._files.values():
+            if tracked.state is not FileState.ACTIVE:
+                continue
+            reader = tracked.reader
+            try:
+                st = os.stat(reader.path)
+            except OSError:
+                return True
+            if (st.st_dev, st.st_ino) != (reader.dev, reader.ino):
+                return True
+        return False
+
+    def _new_reader(self, fd: int, path: str, st: os.stat_result) -> FileReader:
+        try:
+            fingerprint = read_fingerprint(fd, self.options.fingerprint_bytes)
+        except OSError:
+            fingerprint = b""
+        return self._make_reader(fd, path, st, "", fingerprint, 0)
+
+    def _make_reader(self, fd: int, path: str, st: os.stat_result, key: str, fingerprint: bytes,
+                     offset: int) -> FileReader:
+        reader = FileReader(
+            fd=fd, path=path, file_key=key, dev=st.st_dev, ino=st.st_ino, fingerprint=fingerprint,
+            offset=offset, max_line_bytes=self.options.max_line_bytes,
+            fingerprint_bytes=self.options.fingerprint_bytes, inline_reads=self._inline_reads,
+        )
+        reader.size = st.st_size
+        return reader
+
+    def _start_reader(self, reader: FileReader, state: FileState, startup: bool) -> None:
+        checkpoint = self._find_checkpoint(reader)
+        offset = 0
+        if checkpoint is not None and checkpoint.offset <= reader.size:
+            reader.file_key = checkpoint.file_key
+            offset = checkpoint.offset
+            events.emit(Event.FILE_RESUMED, path=reader.path, file_key=reader.file_key, offset=offset)
+        else:
+            reader.file_key = new_file_key(reader.dev, reader.ino)
+            if startup and self.options.start_at is StartAt.END and state is FileState.ACTIVE:
+                offset = reader.size
+        reader.scan_offset = offset
+        reader.framer.reset(offset)
+        tracked = TrackedFile(reader, state, committed_offset=offset,
+                              rotated_at=time.monotonic() if state is FileState.ROTATED else None)
+        self._files[reader.file_key] = tracked
+        self._track_checkpoint(reader)
+        if checkpoint is None or offset == 0:
+            # make a fresh file's start durable too, so a restart knows it (and its offset 0)
+            self.checkpoints.commit(reader.file_key, offset)
+        self.counters.files_added += 1
+        events.emit(Event.FILE_ADDED, path=reader.path, file_key=reader.file_key, offset=offset,
+                    size=reader.size, state=state.value)
+        if state is FileState.ROTATED:
+            self.counters.rotations += 1
+            events.emit(Event.FILE_ROTATED, path=reader.path, file_key=reader.file_key, seen_late=True)
+
+    def _find_checkpoint(self, reader: FileReader) -> Checkpoint | None:
+        """A checkpoint for this file: same dev+inode and matching fingerprint, or else an equal full
+        fingerprint (the file was copied or moved across filesystems). Followed keys are excluded."""
+        followed = set(self._files)
+        best: Checkpoint | None = None
+        for entry in self.checkpoints.entries():
+            if entry.file_key in followed or not fingerprints_match(entry.fingerprint, reader.fingerprint):
+                continue
+            if (entry.dev, entry.ino) == (reader.dev, reader.ino):
+                if best is None or (best.dev, best.ino) != (reader.dev, reader.ino) or entry.last_seen > best.last_seen:
+                    best = entry
+            elif len(entry.fingerprint) >= self.options.fingerprint_bytes and best is None:
+                best = entry
+        return best
+
+    def _find_sibling_copy(self, path: str, fingerprint: bytes, min_size: int,
+                           exclude_inodes: set[tuple[int, int]],
+                           same_inode: tuple[int, int] | None) -> tuple[int, str, os.stat_result] | None:
+        """A file next to `path` whose name starts with path's name (access.log.1, access.log-2026...),
+        whose content starts with `fingerprint` and which is at least `min_size` long; opened.
+        With `same_inode`, that inode is preferred and other inodes need a full fingerprint."""
+        if not fingerprint:
+            return None
+        directory, name = os.path.split(path)
+        try:
+            names = sorted(n for n in os.listdir(directory or ".") if n.startswith(name) and n != name)
+        except OSError:
+            return None
+        for candidate in names:
+            candidate_path = os.path.join(directory, candidate)
+            try:
+                st = os.stat(candidate_path)
+            except OSError:
+                continue
+            inode = (st.st_dev, st.st_ino)
+            if not stat.S_ISREG(st.st_mode) or inode in exclude_inodes or st.st_size < min_size:
+                continue
+            if same_inode is not None and inode != same_inode and len(fingerprint) < self.options.fingerprint_bytes:
+                continue
+            try:
+                fd = os.open(candidate_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                head = os.pread(fd, len(fingerprint), 0)
+                st = os.fstat(fd)
+            except OSError:
+                os.close(fd)
+                continue
+            if head == fingerprint:
+                return fd, candidate_path, st
+            os.close(fd)
+        return None
+
+    def _mark_rotated(self, key: str, tracked: TrackedFile, emit_event: bool = True) -> None:
+        tracked.state = FileState.ROTATED
+        tracked.rotated_at = time.monotonic()
+        tracked.last_growth = time.monotonic()
+        self.counters.rotations += 1
+        if emit_event:
+            events.emit(Event.FILE_ROTATED, path=tracked.reader.path, file_key=key,
+                        offset=tracked.reader.scan_offset)
+
+    def _release(self, key: str, tracked: TrackedFile, abandoned: int) -> None:
+        reader = tracked.reader
+        reader.close()
+        self._files.pop(key, None)
+        self.counters.files_drained += 1
+        self.counters.bytes_abandoned += abandoned
+        events.emit(Event.FILE_DRAINED, path=reader.path, file_key=key, offset=reader.scan_offset,
+                    abandoned_bytes=abandoned, deleted=tracked.deleted)
+
+    def _track_checkpoint(self, reader: FileReader) -> None:
+        self.checkpoints.track(reader.file_key, reader.dev, reader.ino, reader.fingerprint, reader.path)
+
+    def _check_base_directories(self) -> None:
+        for pattern in self.matcher.include:
+            base = static_base(pattern)
+            if base.is_dir():
+                if base in self._vanished_dirs:
+                    self._vanished_dirs.discard(base)
+                    events.emit(Event.FILE_RECOVERED, path=str(base), kind="directory")
+            elif self._started_up and base not in self._vanished_dirs and any(
+                os.path.dirname(t.reader.path) == str(base) for t in self._files.values()
+            ):
+                self._vanished_dirs.add(base)
+                self.counters.file_errors += 1
+                events.emit(Event.FILE_ERROR, path=str(base), error="directory vanished", kind="directory")
+
+    def _path_error(self, path: str, error: OSError | str) -> None:
+        if isinstance(error, OSError):
+            kind = errno.errorcode.get(error.errno or 0, "OSError")
+            message = error.strerror or str(error)
+        else:
+            kind = message = error
+        if self._path_errors.get(path) == kind:
+            return  # said once; retried silently every discovery
+        self._path_errors[path] = kind
+        self.counters.file_errors += 1
+        events.emit(Event.FILE_ERROR, path=path, error=message, kind=kind)
+
+    def _path_recovered(self, path: str) -> None:
+        if self._path_errors.pop(path, None) is not None:
+            events.emit(Event.FILE_RECOVERED, path=path)
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.checkpoints.touch(list(self._files))
+            self.checkpoints.close()
+        finally:
+            for tracked in self._files.values():
+                tracked.reader.close()
+            if self.watcher is not None:
+                self.watcher.close()
+            events.emit(Event.STOPPED, component="tailer")

@@ -1,0 +1,224 @@
+"""Watchers only WAKE the tailer; the tailer stats files to decide what changed.
+
+Two backends behind one small interface:
+- `InotifyWatcher` (watchdog's inotify observer on the directories holding the followed paths): wakes
+  the tailer on IN_CREATE / IN_MOVED_* / IN_MODIFY / IN_DELETE, and for creations and moves *into* a
+  followed path it opens the new file immediately, in the observer thread, so a file that lives at
+  its path for only a few milliseconds (fast rename rotation) is held by a descriptor before it can
+  be renamed away. The tailer adopts these early descriptors. A slow stat interval stays on as a
+  safety net (events can be lost: queue overflow, filesystems that do not deliver them).
+- `PollingWatcher`: wakes every `poll_interval_s`; nothing else.
+
+Invariants: a watcher never reads file content and never decides anything; losing a hint costs at
+most one interval, never data. Wakes are coalesced: a flood of IN_MODIFY costs one flag check each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver, ObservedWatch
+
+
+class Watcher:
+    """Base: wait for a hint or the interval."""
+
+    mechanism = "none"
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self.structure_changed = True  # a create/move/delete was seen: run discovery now
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def watch_directories(self, directories: set[Path]) -> None:
+        """Follow exactly these directories (recursive where the pattern needs it is the caller's
+        business: it passes every directory it wants)."""
+
+    def wake(self) -> None:
+        """Wake the tailer now (from the event loop's thread)."""
+        self._wake.set()
+
+    async def wait(self, timeout_s: float) -> bool:
+        """Sleep until a hint arrives or `timeout_s` passes. Returns True when woken by a hint."""
+        if not self._wake.is_set():
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(timeout_s, 0.0))
+            except TimeoutError:
+                return False
+        self._wake.clear()
+        return True
+
+    def take_early_opened(self) -> list[tuple[str, int, os.stat_result]]:
+        return []
+
+    def take_structure_changed(self) -> bool:
+        """True (once) when a create/move/delete was seen since the last call."""
+        changed, self.structure_changed = self.structure_changed, False
+        return changed
+
+    def close(self) -> None:
+        pass
+
+
+class PollingWatcher(Watcher):
+    """Wakes every interval. `probe()` tells cheaply whether a watched directory changed (its mtime
+    moves on every create, rename and delete inside it), so discovery runs at the poll interval only
+    when something appeared or went, not a glob per poll."""
+
+    mechanism = "poll"
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__(interval_s)
+        self._directories: dict[Path, tuple[int, int, int] | None] = {}
+
+    def watch_directories(self, directories: set[Path]) -> None:
+        self._directories = {d: self._directories.get(d, self._signature(d)) for d in directories}
+
+    def probe(self) -> bool:
+        changed = False
+        for directory, before in self._directories.items():
+            now = self._signature(directory)
+            if now != before:
+                self._directories[directory] = now
+                changed = True
+        return changed
+
+    @staticmethod
+    def _signature(directory: Path) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(directory)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: InotifyWatcher) -> None:
+        self.watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        self.watcher._on_event(event)
+
+
+class InotifyWatcher(Watcher):
+    """watchdog inotify observer; wakes on events and pre-opens newly created followed files."""
+
+    mechanism = "inotify"
+
+    def __init__(self, interval_s: float, wants_path: Callable[[str], bool]) -> None:
+        super().__init__(interval_s)
+        self._wants_path = wants_path
+        self._observer: BaseObserver = Observer()
+        self._observer.daemon = True
+        self._handler = _Handler(self)
+        self._watches: dict[Path, tuple[ObservedWatch, int, int]] = {}  # dir -> (watch, dev, ino)
+        self._early: list[tuple[str, int, os.stat_result]] = []
+        self._early_lock = threading.Lock()
+        self._pending_wake = threading.Event()
+        self.events_seen = 0
+        self.early_opened = 0
+        self._started = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().start(loop)
+        self._observer.start()
+        self._started = True
+
+    def watch_directories(self, directories: set[Path]) -> None:
+        for directory in list(self._watches):
+            watch, dev, ino = self._watches[directory]
+            try:
+                st = os.stat(directory)
+                same = (st.st_dev, st.st_ino) == (dev, ino)
+            except OSError:
+                same = False
+            if directory not in directories or not same:
+                try:
+                    self._observer.unschedule(watch)
+                except (KeyError, OSError, ValueError):
+                    pass
+                del self._watches[directory]
+        for directory in directories:
+            if directory in self._watches:
+                continue
+            try:
+                st = os.stat(directory)
+                if not stat.S_ISDIR(st.st_mode):
+                    continue
+                watch = self._observer.schedule(self._handler, str(directory), recursive=False)
+            except OSError:
+                continue  # vanished or unreadable: the next discovery retries
+            self._watches[directory] = (watch, st.st_dev, st.st_ino)
+
+    def take_early_opened(self) -> list[tuple[str, int, os.stat_result]]:
+        with self._early_lock:
+            early, self._early = self._early, []
+        return early
+
+    def take_structure_changed(self) -> bool:
+        with self._early_lock:
+            changed, self.structure_changed = self.structure_changed, False
+        return changed
+
+    def close(self) -> None:
+        if self._started:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+        for _path, fd, _st in self.take_early_opened():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    # -- observer thread -------------------------------------------------------------------------
+    def _on_event(self, event: FileSystemEvent) -> None:
+        self.events_seen += 1
+        kind = event.event_type
+        if kind in ("created", "moved", "deleted"):
+            path = event.dest_path if kind == "moved" else event.src_path
+            if kind != "deleted" and not event.is_directory:
+                self._open_early(os.fsdecode(path))
+            with self._early_lock:
+                self.structure_changed = True
+        elif kind in ("closed", "closed_no_write", "opened"):
+            return  # no content change
+        if not self._pending_wake.is_set() and self._loop is not None:
+            self._pending_wake.set()
+            try:
+                self._loop.call_soon_threadsafe(self._wake_from_thread)
+            except RuntimeError:
+                pass  # loop closed
+
+    def _wake_from_thread(self) -> None:
+        self._pending_wake.clear()
+        self._wake.set()
+
+    def _open_early(self, path: str) -> None:
+        if not self._wants_path(path):
+            return
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            return  # the tailer's own discovery reports errors
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            return
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            return
+        with self._early_lock:
+            self._early.append((path, fd, st))
+        self.early_opened += 1
