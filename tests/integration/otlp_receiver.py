@@ -147,6 +147,19 @@ class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
             if got != expected:
                 witness.rejected_requests += 1
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, f"missing or wrong {key} header")
+        if witness.throttle_responses > 0:
+            witness.throttle_responses -= 1
+            witness.throttle_log.append(time.monotonic())
+            from google.protobuf.duration_pb2 import Duration
+            from google.rpc.error_details_pb2 import RetryInfo
+
+            delay = Duration(
+                seconds=int(witness.throttle_delay_s), nanos=int(witness.throttle_delay_s % 1 * 1e9)
+            )
+            context.set_trailing_metadata(
+                (("google.rpc.retryinfo-bin", RetryInfo(retry_delay=delay).SerializeToString()),)
+            )
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "witness: throttling on purpose")
         count = witness.store.add(request)
         response = logs_service_pb2.ExportLogsServiceResponse()
         if witness.partial_rejections:
@@ -164,25 +177,37 @@ class GrpcWitness:
         *,
         required_header: tuple[str, str] | None = None,
         partial_rejections: int = 0,
+        tls: tuple[bytes, bytes] | None = None,
+        max_receive_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.port = port or free_port()
         self.required_header = required_header
         self.partial_rejections = partial_rejections
+        self.tls = tls  # (certificate chain PEM, private key PEM): serve TLS
+        self.max_receive_bytes = max_receive_bytes
+        self.throttle_responses = 0  # answer RESOURCE_EXHAUSTED + RetryInfo to this many requests
+        self.throttle_delay_s = 1.0
+        self.throttle_log: list[float] = []
         self.rejected_requests = 0
         self.store = _Store()
         self._server: grpc.Server | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{LOOPBACK}:{self.port}"
 
     def start(self) -> GrpcWitness:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=8),
-            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", 0)],
+            options=[("grpc.max_receive_message_length", self.max_receive_bytes), ("grpc.so_reuseport", 0)],
         )
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(self), server)
-        bound = server.add_insecure_port(f"{LOOPBACK}:{self.port}")
+        address = f"{LOOPBACK}:{self.port}"
+        if self.tls:
+            chain, key = self.tls
+            bound = server.add_secure_port(address, grpc.ssl_server_credentials([(key, chain)]))
+        else:
+            bound = server.add_insecure_port(address)
         if bound != self.port:
             raise RuntimeError(f"witness could not bind {LOOPBACK}:{self.port}")
         server.start()
@@ -417,3 +442,42 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def self_signed_certificate(directory: Path, host: str = LOOPBACK) -> tuple[Path, Path]:
+    """A self-signed certificate for `host` (as IP SAN and CN) made with `cryptography`;
+    returns (certificate PEM path, private key PEM path). The certificate is its own CA."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = Path(directory) / "cert.pem"
+    key_path = Path(directory) / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
