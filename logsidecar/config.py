@@ -511,6 +511,33 @@ def load_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
     return expanded
 
 
+def _load_file_lenient(
+    path: str | os.PathLike[str], env: Mapping[str, str]
+) -> tuple[dict[str, Any], list[str]]:
+    """Like load_file, but unset ${VAR}s are returned as errors next to the data (so that the
+    validation errors can be reported in the same run)."""
+    try:
+        return load_file(path, env), []
+    except ConfigError as exc:
+        if not all("environment variable" in e for e in exc.errors):
+            raise
+        data = load_file(path, _EveryNameSet(env))
+        return data, exc.errors
+
+
+class _EveryNameSet(dict[str, str]):
+    """An environment in which every variable exists (unset ones read as "")."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        super().__init__(env)
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __missing__(self, name: str) -> str:
+        return ""
+
+
 _VARIABLE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -646,8 +673,9 @@ def resolve(
     outputs, stdout_format, timezone, resource, shutdown_timeout, max_in_flight_lines, log_format,
     log_level, http_addr, unhealthy_after, service_name, otlp_*); None or () means "not given".
     """
-    data = load_file(file_path, env) if file_path is not None else {}
+    data, expansion_errors = _load_file_lenient(file_path, env) if file_path is not None else ({}, [])
     layers = _Layers(data)
+    layers.errors.extend(expansion_errors)
     flags = {k: v for k, v in flags.items() if v is not None and v != ()}
     # Choose the outputs first: env and flags then configure the outputs that will exist.
     if "outputs" in flags:
@@ -656,14 +684,17 @@ def resolve(
         layers.select_outputs(_split_words(env["LOGSIDECAR_OUTPUT"]), "LOGSIDECAR_OUTPUT")
     _apply_env(layers, env)
     _apply_flags(layers, flags)
-    if layers.errors:
-        raise ConfigError(layers.errors)
     if layers.data.get("state_dir") is None:
         layers.data["state_dir"] = str(_default_state_dir(env))
     try:
-        return Settings.model_validate(layers.data)
+        settings = Settings.model_validate(layers.data)
     except ValidationError as exc:
-        raise ConfigError([_describe(error, layers.origin) for error in exc.errors()]) from None
+        raise ConfigError(
+            layers.errors + [_describe(error, layers.origin) for error in exc.errors()]
+        ) from None
+    if layers.errors:
+        raise ConfigError(layers.errors)
+    return settings
 
 
 def _default_state_dir(env: Mapping[str, str]) -> Path:

@@ -164,6 +164,11 @@ class Metrics:
         )
         self.rotations = Counter("logsidecar_rotations_total", "File rotations detected.", registry=r)
         self.truncations = Counter("logsidecar_truncations_total", "File truncations detected.", registry=r)
+        self.bytes_known_lost = Counter(
+            "logsidecar_bytes_known_lost_total",
+            "Bytes written and overwritten before they could be read (copytruncate with no copy found).",
+            registry=r,
+        )
         self.checkpoint_writes = Counter(
             "logsidecar_checkpoint_writes_total", "Checkpoints written to the state directory.", registry=r
         )
@@ -188,10 +193,11 @@ class Metrics:
             self.rotations.inc()
         elif event is Event.FILE_TRUNCATED:
             self.truncations.inc()
+            self.bytes_known_lost.inc(_count(fields, "bytes_known_lost", default=0))
         elif event is Event.LINE_TRUNCATED:
             self.lines_truncated.inc(_count(fields, "lines", default=1))
         elif event is Event.NUL_RUN_SKIPPED:
-            self.nul_runs_skipped.inc()
+            self.nul_runs_skipped.inc(_count(fields, "runs", default=1))
         elif event is Event.CHECKPOINT_WRITTEN:
             self.checkpoint_writes.inc()
         elif event is Event.SINK_RETRY:

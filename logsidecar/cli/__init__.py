@@ -25,6 +25,11 @@ def _register() -> None:
     from logsidecar.cli import tail as tail_cmd
 
     main.add_command(tail_cmd.command)
+    from logsidecar.cli import check_config as check_config_cmd
+    from logsidecar.cli import health as health_cmd
+
+    main.add_command(health_cmd.command)
+    main.add_command(check_config_cmd.command)
 
 
 _register()

@@ -1,0 +1,47 @@
+"""`logsidecar check-config FILE`: validate a configuration file and print the effective settings
+(file + environment, as `tail --config FILE` would see them), secrets masked as ***.
+
+Exit 0 when valid, 2 with every error (one per line, each naming its key or variable) otherwise.
+LOGSIDECAR_* variables that nothing reads are reported as warnings on stderr (typos).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from logsidecar.config import ConfigError, resolve, unknown_env_vars
+
+
+@click.command("check-config")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--no-env", is_flag=True, help="Ignore the environment: check the file alone.")
+@click.option(
+    "--output-format",
+    type=click.Choice(["yaml", "json"]),
+    default="yaml",
+    show_default=True,
+    help="How the effective settings are printed.",
+)
+def command(file: str, no_env: bool, output_format: str) -> None:
+    """Validate FILE (TOML, YAML or JSON) and print the effective configuration."""
+    env = {} if no_env else dict(os.environ)
+    for name in unknown_env_vars(env):
+        click.echo(f"warning: {name} is not a logsidecar setting; ignored", err=True)
+    try:
+        settings = resolve(file, env, {})
+    except ConfigError as exc:
+        count = len(exc.errors)
+        click.echo(f"{file}: invalid configuration ({count} error{'' if count == 1 else 's'}):", err=True)
+        for line in exc.errors:
+            click.echo(f"  {line}", err=True)
+        raise SystemExit(2) from None
+    data = settings.masked()
+    if output_format == "json":
+        click.echo(json.dumps(data, indent=2))
+    else:
+        import yaml
+
+        click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())

@@ -1,0 +1,79 @@
+"""`logsidecar health`: ask a running logsidecar whether it is healthy, for container HEALTHCHECKs
+(the sidecar image has no curl). Exit 0 when healthy (or ready, with --ready), 1 otherwise, with a
+one-line reason on stdout. Connection problems are reasons too, never tracebacks.
+
+    HEALTHCHECK CMD ["logsidecar", "health"]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+
+import click
+
+from logsidecar.config import parse_duration, parse_http_addr
+
+DEFAULT_URL = "http://127.0.0.1:9464"
+
+
+def default_url() -> str:
+    """The URL of our own endpoint: from LOGSIDECAR_HTTP_ADDR when set (a wildcard bind is reached
+    on loopback), else the default loopback address."""
+    addr = os.environ.get("LOGSIDECAR_HTTP_ADDR", "").strip()
+    if not addr:
+        return DEFAULT_URL
+    try:
+        host, port = parse_http_addr(addr)
+    except ValueError:
+        return DEFAULT_URL
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def probe(url: str, *, ready: bool, timeout_s: float) -> tuple[bool, str]:
+    """(healthy, one-line reason) from GET /healthz (or /readyz) under `url`."""
+    target = url.rstrip("/") + ("/readyz" if ready else "/healthz")
+    try:
+        with urllib.request.urlopen(target, timeout=timeout_s) as response:  # noqa: S310 - our own URL
+            return True, _summary(response.read(), f"HTTP {response.status}")
+    except urllib.error.HTTPError as error:
+        return False, _summary(error.read(), f"HTTP {error.code} from {target}")
+    except urllib.error.URLError as error:
+        return (
+            False,
+            f"unhealthy: cannot reach {target}: {getattr(error.reason, 'strerror', None) or error.reason}",
+        )
+    except (TimeoutError, OSError) as error:
+        return False, f"unhealthy: cannot reach {target}: {error}"
+
+
+def _summary(body: bytes, fallback: str) -> str:
+    try:
+        return str(json.loads(body)["summary"])
+    except (ValueError, KeyError, TypeError):
+        return fallback
+
+
+@click.command("health")
+@click.option(
+    "--url",
+    default=None,
+    metavar="URL",
+    help=f"Base URL of logsidecar's HTTP endpoint. [default: from LOGSIDECAR_HTTP_ADDR, else {DEFAULT_URL}]",
+)
+@click.option("--ready", is_flag=True, help="Check readiness (/readyz) instead of liveness (/healthz).")
+@click.option(
+    "--timeout", default="3s", show_default=True, metavar="DURATION", help="Give up after this long."
+)
+def command(url: str | None, ready: bool, timeout: str) -> None:
+    """Exit 0 if the running logsidecar is healthy, 1 if not; print why in one line."""
+    try:
+        timeout_s = parse_duration(timeout)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--timeout") from None
+    ok, reason = probe(url or default_url(), ready=ready, timeout_s=timeout_s)
+    click.echo(reason)
+    raise SystemExit(0 if ok else 1)

@@ -1,0 +1,238 @@
+"""Health and readiness: the pure assessments over hand-built snapshots, and HealthMonitor's
+transitions driven by events and deliveries under an injected clock."""
+
+from __future__ import annotations
+
+from logsidecar import events
+from logsidecar.events import Event
+from logsidecar.health import (
+    HealthMonitor,
+    HealthPolicy,
+    HealthSnapshot,
+    LagSample,
+    SinkStatus,
+    assess_liveness,
+    assess_readiness,
+)
+
+POLICY = HealthPolicy(unhealthy_after_s=60.0, stall_window_s=60.0)
+
+
+class FakeClock:
+    """A test double for time.monotonic: time moves only when the test says so."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Lag:
+    """Mutable probe values standing in for the tailer's stats."""
+
+    def __init__(self) -> None:
+        self.bytes_behind = 0
+        self.files = 1
+
+
+def monitor(clock: FakeClock, lag: Lag, policy: HealthPolicy = POLICY) -> HealthMonitor:
+    return HealthMonitor(
+        policy=policy, clock=clock, bytes_behind=lambda: lag.bytes_behind, files_followed=lambda: lag.files
+    )
+
+
+# -- pure assessments ------------------------------------------------------------------------------
+
+
+def test_idle_service_with_no_failures_is_healthy() -> None:
+    verdict = assess_liveness(HealthSnapshot(now=10.0, files_followed=2, bytes_behind=0), POLICY)
+    assert verdict.ok
+    assert verdict.summary == "healthy: following 2 files, 0 bytes behind"
+    assert verdict.reasons == ()
+
+
+def test_sink_failing_shorter_than_threshold_is_still_healthy() -> None:
+    snapshot = HealthSnapshot(now=159.0, files_followed=1, sinks={"otlp": SinkStatus(failing_since=100.0)})
+    assert assess_liveness(snapshot, POLICY).ok
+
+
+def test_sink_failing_for_the_threshold_is_unhealthy_with_its_last_error() -> None:
+    snapshot = HealthSnapshot(
+        now=160.0,
+        files_followed=1,
+        sinks={"otlp": SinkStatus(failing_since=100.0, last_error="connection refused")},
+    )
+    verdict = assess_liveness(snapshot, POLICY)
+    assert not verdict.ok
+    assert verdict.reasons == ("sink 'otlp' failing for 60s (last error: connection refused)",)
+    assert verdict.summary == "unhealthy: sink 'otlp' failing for 60s (last error: connection refused)"
+
+
+def test_bytes_behind_growing_over_the_window_with_no_delivery_is_unhealthy() -> None:
+    history = (LagSample(0.0, 100, 5), LagSample(30.0, 200, 5), LagSample(60.0, 300, 5))
+    snapshot = HealthSnapshot(now=60.0, files_followed=1, bytes_behind=300, history=history)
+    verdict = assess_liveness(snapshot, POLICY)
+    assert verdict.reasons == ("bytes behind grew from 100 to 300 over 60s while nothing was delivered",)
+
+
+def test_growing_lag_is_fine_while_records_are_delivered() -> None:
+    history = (LagSample(0.0, 100, 5), LagSample(60.0, 300, 6))
+    assert assess_liveness(HealthSnapshot(now=60.0, bytes_behind=300, history=history), POLICY).ok
+
+
+def test_constant_lag_without_delivery_is_not_a_stall() -> None:
+    history = (LagSample(0.0, 300, 5), LagSample(60.0, 300, 5))
+    assert assess_liveness(HealthSnapshot(now=60.0, bytes_behind=300, history=history), POLICY).ok
+
+
+def test_history_shorter_than_the_window_never_counts_as_a_stall() -> None:
+    history = (LagSample(0.0, 100, 5), LagSample(59.0, 900, 5))
+    assert assess_liveness(HealthSnapshot(now=59.0, bytes_behind=900, history=history), POLICY).ok
+
+
+def test_not_ready_before_start_while_stopping_and_without_files() -> None:
+    assert assess_readiness(HealthSnapshot(now=0.0, started=False, files_followed=1), POLICY).summary == (
+        "not ready: starting"
+    )
+    assert assess_readiness(HealthSnapshot(now=0.0, stopping=True, files_followed=1), POLICY).summary == (
+        "not ready: shutting down"
+    )
+    assert assess_readiness(HealthSnapshot(now=0.0, files_followed=0), POLICY).summary == (
+        "not ready: no file followed yet (waiting for files matching the inputs)"
+    )
+
+
+def test_ready_once_started_and_following_files() -> None:
+    verdict = assess_readiness(HealthSnapshot(now=0.0, files_followed=1), POLICY)
+    assert verdict.ok
+    assert verdict.summary == "ready: following 1 file"
+
+
+def test_unhealthy_service_is_not_ready() -> None:
+    snapshot = HealthSnapshot(now=100.0, files_followed=1, sinks={"otlp": SinkStatus(failing_since=0.0)})
+    assert assess_readiness(snapshot, POLICY).summary == "not ready: sink 'otlp' failing for 100s"
+
+
+def test_verdict_json_explains_the_state() -> None:
+    snapshot = HealthSnapshot(
+        now=100.0,
+        files_followed=3,
+        bytes_behind=42,
+        sinks={"otlp": SinkStatus(failing_since=90.0, last_error="timeout", delivered_records=7)},
+    )
+    assert assess_liveness(snapshot, POLICY).to_json() == {
+        "status": "ok",
+        "summary": "healthy: following 3 files, 42 bytes behind",
+        "reasons": [],
+        "files_followed": 3,
+        "bytes_behind": 42,
+        "sinks": {"otlp": {"failing_for_s": 10.0, "last_error": "timeout", "delivered_records": 7}},
+    }
+
+
+# -- the monitor -----------------------------------------------------------------------------------
+
+
+def test_retry_events_make_a_sink_unhealthy_after_the_threshold_and_delivery_heals_it() -> None:
+    clock, lag = FakeClock(), Lag()
+    health = monitor(clock, lag)
+    health.handle_event(Event.STARTED, {})
+    health.handle_event(Event.SINK_RETRY, {"sink": "otlp", "reason": "connection refused"})
+    clock.advance(30)
+    health.handle_event(Event.SINK_RETRY, {"sink": "otlp", "reason": "deadline exceeded"})
+    clock.advance(29.5)
+    assert health.liveness().ok  # failing for 59.5 s: the first retry starts the clock, later ones do not
+    clock.advance(0.5)
+    assert health.liveness().reasons == ("sink 'otlp' failing for 60s (last error: deadline exceeded)",)
+    assert not health.readiness().ok
+    health.note_delivery("otlp", records=10)
+    assert health.liveness().ok
+    assert health.readiness().ok
+
+
+def test_sink_recovered_event_clears_the_failure() -> None:
+    clock, lag = FakeClock(), Lag()
+    health = monitor(clock, lag)
+    health.handle_event(Event.SINK_RETRY, {"sink": "otlp", "reason": "refused"})
+    clock.advance(120)
+    assert not health.liveness().ok
+    health.handle_event(Event.SINK_RECOVERED, {"sink": "otlp", "outage_s": 120.0})
+    assert health.liveness().ok
+
+
+def test_one_failing_sink_does_not_hide_behind_a_healthy_one() -> None:
+    clock, lag = FakeClock(), Lag()
+    health = monitor(clock, lag)
+    health.note_failure("otlp", "refused")
+    clock.advance(61)
+    health.note_delivery("stdout", records=5)
+    assert health.liveness().reasons == ("sink 'otlp' failing for 61s (last error: refused)",)
+
+
+def test_monitor_detects_a_stalled_pipeline_from_its_own_samples() -> None:
+    clock, lag = FakeClock(), Lag()
+    health = monitor(clock, lag)
+    for behind in (100, 150, 200):
+        lag.bytes_behind = behind
+        health.sample()
+        clock.advance(30)
+    lag.bytes_behind = 250  # now = start + 90 s; the anchor is the sample at +30 s (150 bytes)
+    assert health.liveness().reasons == (
+        "bytes behind grew from 150 to 250 over 60s while nothing was delivered",
+    )
+    health.note_delivery("otlp", records=1)
+    clock.advance(1)
+    assert health.liveness().ok  # a delivery inside the window means the pipeline moves
+
+
+def test_monitor_keeps_only_one_sample_older_than_the_window() -> None:
+    clock, lag = FakeClock(), Lag()
+    health = monitor(clock, lag)
+    for _ in range(100):
+        health.sample()
+        clock.advance(10)
+    history = health.snapshot().history
+    assert [round(s.at - history[-1].at) for s in history] == [-60, -50, -40, -30, -20, -10, 0]
+
+
+def test_readiness_follows_lifecycle_events_and_files() -> None:
+    clock, lag = FakeClock(), Lag()
+    lag.files = 0
+    health = monitor(clock, lag)
+    assert health.readiness().summary == "not ready: starting"
+    health.handle_event(Event.STARTED, {"sinks": ["stdout"]})
+    assert (
+        health.readiness().summary
+        == "not ready: no file followed yet (waiting for files matching the inputs)"
+    )
+    lag.files = 2
+    assert health.readiness().summary == "ready: following 2 files"
+    health.handle_event(Event.STOPPING, {})
+    assert health.readiness().summary == "not ready: shutting down"
+    assert health.liveness().ok
+
+
+def test_monitor_subscribes_to_the_event_bus() -> None:
+    clock, lag = FakeClock(), Lag()
+    health = monitor(clock, lag)
+    unsubscribe = health.subscribe()
+    try:
+        events.emit(Event.STARTED)
+        events.emit(Event.SINK_RETRY, sink="otlp", reason="refused")
+        clock.advance(60)
+        assert health.liveness().reasons == ("sink 'otlp' failing for 60s (last error: refused)",)
+    finally:
+        unsubscribe()
+
+
+def test_a_failing_probe_reads_as_zero_instead_of_crashing() -> None:
+    def broken() -> int:
+        raise RuntimeError("tailer gone")
+
+    health = HealthMonitor(clock=FakeClock(), bytes_behind=broken, files_followed=broken)
+    snapshot = health.snapshot()
+    assert (snapshot.bytes_behind, snapshot.files_followed) == (0, 0)
