@@ -18,10 +18,10 @@ LogFormat after a reload) keeps parsing and the lock follows it. Before any line
 nothing is locked and every candidate is tried in order: "locks onto the first format that matches".
 
 Invariants: one record per line, in order, never raises; `logsidecar.format` names the format
-that parsed the line ("error", "combined" ...). A line no candidate accepts keeps the rejection
-of the locked parser (its reason names the field that failed), or, when nothing is locked yet,
-is flagged `logsidecar.parse_error` = "no known format matched" with format "auto". One
-`observed_timestamp` per batch. A parser is stateful: build one per file.
+that parsed the line ("error", "combined" ...). A line no candidate accepts carries the
+rejection of the format the file is locked onto after its batch (its reason names the field
+that failed), or, when nothing is locked yet, `logsidecar.parse_error` = "no known format matched"
+with format "auto". One `observed_timestamp` per batch. A parser is stateful: build one per file.
 """
 
 from __future__ import annotations
@@ -134,30 +134,32 @@ class AutoParser:
 
     def _parse(self, lines: Sequence[bytes]) -> list[LogRecord]:
         results: list[LogRecord | None] = [None] * len(lines)
-        rejected: dict[int, LogRecord] = {}  # the locked parser's verdict on lines it could not parse
+        # Each candidate's verdict on the lines it could not parse: a line nobody parses gets
+        # the verdict of the format the file ends up locked onto (its reason names the field).
+        rejected: dict[str, dict[int, LogRecord]] = {}
         pending = list(range(len(lines)))
         latest_index = -1
         latest_format: str | None = None
-        order = (
-            self._names
-            if self._locked is None
-            else (self._locked, *(n for n in self._names if n != self._locked))
-        )
+        locked = self._locked
+        order = self._names if locked is None else (locked, *(n for n in self._names if n != locked))
         for name in order:
             if not pending:
                 break
             parser = self._parser(name)
             if parser is None:
                 continue
-            offered = pending if name != "json" else [i for i in pending if _could_be_json(lines[i])]
+            if name == "json" and locked != "json":  # cheap pre-check: only '{' lines can be JSON objects
+                offered = [i for i in pending if _could_be_json(lines[i])]
+            else:
+                offered = pending
             if not offered:
                 continue
             records = parser.parse([lines[i] for i in offered])
+            verdicts = rejected.setdefault(name, {})
             parsed_here = set()
             for index, record in zip(offered, records, strict=True):
                 if PARSE_ERROR in record.attributes:
-                    if name == self._locked:
-                        rejected[index] = record
+                    verdicts[index] = record
                     continue
                 results[index] = record
                 parsed_here.add(index)
@@ -165,10 +167,11 @@ class AutoParser:
                     latest_index, latest_format = index, name
             if parsed_here:
                 pending = [i for i in pending if i not in parsed_here]
-        for index in pending:
-            results[index] = rejected.get(index) or _unmatched(lines[index], NO_MATCH)
         if latest_format is not None:
             self._locked = latest_format
+        verdicts = rejected.get(self._locked, {}) if self._locked is not None else {}
+        for index in pending:
+            results[index] = verdicts.get(index) or _unmatched(lines[index], NO_MATCH)
         return results  # type: ignore[return-value] - every slot is filled above
 
 
