@@ -168,8 +168,10 @@ def parse_size(value: str | int) -> int:
 def parse_http_addr(text: str) -> tuple[str, int]:
     """'127.0.0.1:9464', '[::1]:9464', 'localhost:9464', ':9464' or '9464' (both loopback) -> (host, port)."""
     raw = text.strip()
+    if raw.isdigit():
+        raw = ":" + raw
     match = re.fullmatch(r"(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]\s]*))?:?(\d+)", raw)
-    if not match or (":" not in raw and not raw.isdigit()):
+    if not match or ":" not in raw:
         raise ValueError(f"invalid address {text!r}; expected HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464")
     host = match.group(1) or match.group(2) or "127.0.0.1"
     port = int(match.group(3))
@@ -646,13 +648,14 @@ class _Layers:
 
     def select_outputs(self, types: Sequence[str], origin: str) -> None:
         current = self.outputs()
-        chosen = []
+        chosen: list[dict[str, Any]] = []
         for output_type in dict.fromkeys(types):
             existing = [o for o in current if o.get("type", "stdout") == output_type]
+            if not existing:
+                # A new output: any error in it (an unknown type) is the selecting variable's or flag's.
+                self.origin[("outputs", len(chosen))] = origin
             chosen.extend(existing or [{"type": output_type}])
         self.data["outputs"] = chosen
-        for index in range(len(chosen)):
-            self.origin[("outputs", index, "type")] = origin
 
     def merge_mapping(self, key: str, values: Mapping[str, str], origin: str) -> None:
         current = self.data.get(key)
@@ -821,7 +824,7 @@ def flags_from_click(ctx: Any) -> dict[str, Any]:
     return {
         name: value
         for name, value in ctx.params.items()
-        if ctx.get_parameter_source(name) is ParameterSource.COMMAND_LINE
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
     }
 
 

@@ -1,0 +1,608 @@
+"""The configuration file: values with units, precedence (flags > env > file > defaults), every
+error message (exact text), secret masking, and `logsidecar check-config`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from logsidecar.cli.check_config import command as check_config
+from logsidecar.config import (
+    ConfigError,
+    OtlpOutput,
+    Settings,
+    StdoutFormat,
+    StdoutOutput,
+    flags_from_click,
+    format_duration,
+    parse_duration,
+    parse_http_addr,
+    parse_size,
+    resolve,
+    unknown_env_vars,
+)
+from logsidecar.events import Level
+from logsidecar.tail.options import StartAt, WatchMode
+
+ENV = {"HOME": "/home/app"}  # the minimum every resolve needs for the default state_dir
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def errors_of(
+    file: Path | None, env: dict[str, str] | None = None, flags: dict[str, Any] | None = None
+) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        resolve(file, {**ENV, **(env or {})}, flags or {})
+    return caught.value.errors
+
+
+# -- values with units ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30.0), ("5m", 300.0), ("24h", 86400.0), ("7d", 604800.0), ("500ms", 0.5), ("1h30m", 5400.0),
+     ("2.5", 2.5), (" 10 s ", 10.0), (0, 0.0), (90, 90.0)],
+)  # fmt: skip
+def test_durations_parse_to_seconds(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "5x",
+            "invalid duration '5x'; expected a number and a unit (ms, s, m, h, d), e.g. '30s', '5m', '24h'",
+        ),
+        ("", "invalid duration ''; expected a number and a unit (ms, s, m, h, d), e.g. '30s', '5m', '24h'"),
+        ("h", "invalid duration 'h'; expected a number and a unit (ms, s, m, h, d), e.g. '30s', '5m', '24h'"),
+        ("-5", "invalid duration '-5'; must not be negative"),
+    ],
+)
+def test_bad_durations_say_what_was_expected(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_duration(text)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(86400.0, "1d"), (5400.0, "1h30m"), (0.25, "250ms"), (10.0, "10s"), (0.0, "0s"), (1.5, "1.5s")],
+)
+def test_durations_print_in_their_shortest_exact_form(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1MiB", 1048576), ("64KiB", 65536), ("1MB", 1000000), ("512k", 512000), ("4096", 4096), ("2 GiB", 2 * 1024**3),
+     ("1mib", 1048576), (100, 100)],
+)  # fmt: skip
+def test_sizes_parse_to_bytes(text: str | int, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "1XB",
+            "invalid size '1XB'; expected a number and a unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. '1MiB'",
+        ),
+        (
+            "MiB",
+            "invalid size 'MiB'; expected a number and a unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. '1MiB'",
+        ),
+        ("0", "invalid size '0'; must be greater than 0"),
+    ],
+)
+def test_bad_sizes_say_what_was_expected(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_size(text)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [("127.0.0.1:9464", ("127.0.0.1", 9464)), ("[::1]:9464", ("::1", 9464)), (":9464", ("127.0.0.1", 9464)),
+     ("9464", ("127.0.0.1", 9464)), ("0.0.0.0:80", ("0.0.0.0", 80)), ("localhost:0", ("localhost", 0))],
+)  # fmt: skip
+def test_http_addresses_default_to_loopback(text: str, address: tuple[str, int]) -> None:
+    assert parse_http_addr(text) == address
+
+
+def test_bad_http_address_message() -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_http_addr("localhost")
+    assert (
+        str(caught.value)
+        == "invalid address 'localhost'; expected HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464"
+    )
+    with pytest.raises(ValueError) as caught:
+        parse_http_addr("127.0.0.1:70000")
+    assert str(caught.value) == "invalid address '127.0.0.1:70000'; port must be between 0 and 65535"
+
+
+# -- defaults and files ----------------------------------------------------------------------------------
+
+
+def test_defaults_without_file_env_or_flags() -> None:
+    settings = resolve(None, ENV, {})
+    assert settings.inputs == []
+    assert settings.outputs == [StdoutOutput(type="stdout", format=StdoutFormat.AUTO)]
+    assert settings.state_dir == "/home/app/.local/state/logsidecar"
+    assert (settings.start_at, settings.watch) == (StartAt.BEGINNING, WatchMode.AUTO)
+    assert (settings.max_line_bytes, settings.partial_line_flush, settings.ignore_older) == (
+        1048576,
+        5.0,
+        None,
+    )
+    assert (settings.http_addr, settings.unhealthy_after, settings.log_level) == (None, 60.0, Level.INFO)
+
+
+def test_state_dir_default_follows_xdg_state_home() -> None:
+    assert resolve(None, {"XDG_STATE_HOME": "/state"}, {}).state_dir == "/state/logsidecar"
+
+
+TOML = """
+state_dir = "/var/lib/logsidecar"
+start_at = "end"
+watch = "poll"
+ignore_older = "24h"
+max_line_bytes = "2MiB"
+partial_line_flush = "500ms"
+http_addr = "0.0.0.0:9464"
+unhealthy_after = "2m"
+timezone = "Europe/Paris"
+formats = ["*error*=error"]
+exclude = ["*.gz"]
+resource = { "deployment.environment" = "prod" }
+log_level = "debug"
+
+[[inputs]]
+paths = ["/logs/*access*log"]
+format = "combined"
+
+[[inputs]]
+paths = ["/vhosts/**/access.log"]
+exclude = ["/vhosts/old/**"]
+format = "logformat:%h %l %u %t \\"%r\\" %>s %b %D"
+
+[[outputs]]
+type = "stdout"
+format = "json"
+
+[[outputs]]
+type = "otlp"
+endpoint = "https://collector:4318/v1/logs"
+protocol = "http/protobuf"
+headers = { authorization = "Bearer ${OTLP_TOKEN}" }
+compression = "gzip"
+timeout = "5s"
+batch_size = 500
+"""
+
+YAML = """
+state_dir: /var/lib/logsidecar
+start_at: end
+watch: poll
+ignore_older: 24h
+max_line_bytes: 2MiB
+partial_line_flush: 500ms
+http_addr: 0.0.0.0:9464
+unhealthy_after: 2m
+timezone: Europe/Paris
+formats: ["*error*=error"]
+exclude: ["*.gz"]
+resource: {deployment.environment: prod}
+log_level: debug
+inputs:
+  - paths: [/logs/*access*log]
+    format: combined
+  - paths: [/vhosts/**/access.log]
+    exclude: [/vhosts/old/**]
+    format: 'logformat:%h %l %u %t "%r" %>s %b %D'
+outputs:
+  - type: stdout
+    format: json
+  - type: otlp
+    endpoint: https://collector:4318/v1/logs
+    protocol: http/protobuf
+    headers: {authorization: "Bearer ${OTLP_TOKEN}"}
+    compression: gzip
+    timeout: 5s
+    batch_size: 500
+"""
+
+
+def test_toml_and_yaml_files_say_the_same_thing(tmp_path: Path) -> None:
+    env = {**ENV, "OTLP_TOKEN": "s3cret"}
+    from_toml = resolve(write(tmp_path, "c.toml", TOML), env, {})
+    from_yaml = resolve(write(tmp_path, "c.yaml", YAML), env, {})
+    assert from_toml == from_yaml
+    assert from_toml.max_line_bytes == 2 * 1024 * 1024
+    assert from_toml.ignore_older == 86400.0
+    assert from_toml.http_addr == "0.0.0.0:9464"
+    otlp = from_toml.outputs[1]
+    assert isinstance(otlp, OtlpOutput)
+    assert otlp.headers == {"authorization": "Bearer s3cret"}
+    assert (otlp.timeout, otlp.batch_size) == (5.0, 500)
+
+
+def test_settings_feed_the_tailer_and_the_parser_selector(tmp_path: Path) -> None:
+    settings = resolve(write(tmp_path, "c.toml", TOML), {**ENV, "OTLP_TOKEN": "x"}, {})
+    options = settings.tail_options()
+    assert options.include == ("/logs/*access*log", "/vhosts/**/access.log")
+    assert options.exclude == ("*.gz", "/vhosts/old/**")
+    assert (str(options.state_dir), options.start_at, options.watch) == (
+        "/var/lib/logsidecar",
+        StartAt.END,
+        WatchMode.POLL,
+    )
+    assert (options.ignore_older_s, options.max_line_bytes, options.partial_line_flush_s) == (
+        86400.0,
+        2097152,
+        0.5,
+    )
+    rules, default = settings.format_rules()
+    assert rules == [
+        ("*error*", "error"),
+        ("/logs/*access*log", "combined"),
+        ("/vhosts/**/access.log", 'logformat:%h %l %u %t "%r" %>s %b %D'),
+    ]
+    assert default == "auto"
+    assert str(settings.tzinfo()) == "Europe/Paris"
+
+
+def test_state_dir_none_keeps_checkpoints_in_memory() -> None:
+    assert resolve(None, {**ENV, "LOGSIDECAR_STATE_DIR": "none"}, {}).tail_options().state_dir is None
+
+
+def test_otlp_output_converts_to_the_otlp_option_keywords() -> None:
+    output = OtlpOutput(endpoint="http://c:4317", headers={"a": "b"}, timeout="3s", max_retry_time="1h")
+    flags = output.otlp_flags()
+    assert flags["otlp_endpoint"] == "http://c:4317"
+    assert flags["otlp_header"] == (("a", "b"),)
+    assert (flags["otlp_timeout"], flags["otlp_max_retry_time"], flags["otlp_protocol"]) == (
+        3.0,
+        3600.0,
+        None,
+    )
+
+
+# -- precedence ----------------------------------------------------------------------------------------------
+
+
+def test_flags_beat_env_which_beats_the_file(tmp_path: Path) -> None:
+    file = write(tmp_path, "c.toml", 'max_line_bytes = "2MiB"\nwatch = "poll"\nstart_at = "end"\n')
+    env = {**ENV, "LOGSIDECAR_MAX_LINE_BYTES": "3MiB", "LOGSIDECAR_WATCH": "inotify"}
+    settings = resolve(file, env, {"max_line_bytes": 4096})
+    assert settings.max_line_bytes == 4096  # flag
+    assert settings.watch is WatchMode.INOTIFY  # env
+    assert settings.start_at is StartAt.END  # file
+    assert settings.partial_line_flush == 5.0  # default
+
+
+def test_flags_that_were_not_given_do_not_override() -> None:
+    settings = resolve(None, {**ENV, "LOGSIDECAR_WATCH": "poll"}, {"watch": None, "exclude": ()})
+    assert settings.watch is WatchMode.POLL
+
+
+def test_paths_from_flags_replace_the_files_inputs(tmp_path: Path) -> None:
+    file = write(tmp_path, "c.toml", '[[inputs]]\npaths = ["/file/*.log"]\nformat = "error"\n')
+    assert [i.paths for i in resolve(file, ENV, {}).inputs] == [["/file/*.log"]]
+    assert [i.paths for i in resolve(file, {**ENV, "LOGSIDECAR_PATHS": "/env/a /env/b"}, {}).inputs] == [
+        ["/env/a", "/env/b"]
+    ]
+    assert [
+        i.paths for i in resolve(file, {**ENV, "LOGSIDECAR_PATHS": "/env/a"}, {"paths": ("/flag",)}).inputs
+    ] == [["/flag"]]
+
+
+def test_format_rules_from_flags_and_env_replace_the_files(tmp_path: Path) -> None:
+    from logsidecar.pipeline import FormatRule
+
+    file = write(tmp_path, "c.toml", 'formats = ["*x*=json"]\n')
+    env = {**ENV, "LOGSIDECAR_FORMAT": "*error*=error\ncombined"}
+    assert resolve(file, env, {}).format_rules() == ([("*error*", "error")], "combined")
+    flags = {"format_rules": (FormatRule("*err*", "error"), FormatRule(None, "common"))}
+    assert resolve(file, env, flags).formats == ["*err*=error", "common"]
+
+
+def test_otel_environment_configures_the_otlp_output(tmp_path: Path) -> None:
+    file = write(
+        tmp_path, "c.toml", '[[outputs]]\ntype = "otlp"\nendpoint = "http://file:4317"\ntimeout = "30s"\n'
+    )
+    env = {
+        **ENV,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://generic:4317",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://logs:4317",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",
+        "OTEL_EXPORTER_OTLP_HEADERS": "api-key=abc%20def,x-tenant=t1",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "none",
+        "OTEL_SERVICE_NAME": "shop-web",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,team=web",
+    }
+    settings = resolve(file, env, {})
+    otlp = settings.outputs[0]
+    assert isinstance(otlp, OtlpOutput)
+    assert (otlp.endpoint, otlp.timeout, otlp.compression) == ("http://logs:4317", 2.5, "none")
+    assert otlp.headers == {"api-key": "abc def", "x-tenant": "t1"}
+    assert settings.service_name == "shop-web"
+    assert settings.resource == {"deployment.environment": "prod", "team": "web"}
+
+
+def test_otlp_flags_beat_otel_environment_and_headers_merge() -> None:
+    env = {
+        **ENV,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://env:4317",
+        "OTEL_EXPORTER_OTLP_HEADERS": "a=env,b=env",
+    }
+    flags = {"outputs": ("otlp",), "otlp_endpoint": "http://flag:4317", "otlp_header": (("b", "flag"),)}
+    otlp = resolve(None, env, flags).outputs[0]
+    assert isinstance(otlp, OtlpOutput)
+    assert otlp.endpoint == "http://flag:4317"
+    assert otlp.headers == {"a": "env", "b": "flag"}
+
+
+def test_choosing_outputs_reuses_the_files_settings_per_type(tmp_path: Path) -> None:
+    file = write(
+        tmp_path,
+        "c.toml",
+        '[[outputs]]\ntype = "stdout"\nformat = "raw"\n[[outputs]]\ntype = "otlp"\nendpoint = "http://c:4317"\n',
+    )
+    assert resolve(file, {**ENV, "LOGSIDECAR_OUTPUT": "otlp"}, {}).outputs == [
+        OtlpOutput(endpoint="http://c:4317")
+    ]
+    outputs = resolve(
+        file, {**ENV, "LOGSIDECAR_OUTPUT": "otlp"}, {"outputs": ("stdout",), "stdout_format": "json"}
+    ).outputs
+    assert outputs == [StdoutOutput(format=StdoutFormat.JSON)]
+
+
+def test_resource_attributes_merge_key_by_key(tmp_path: Path) -> None:
+    file = write(tmp_path, "c.toml", 'resource = { a = "file", b = "file", c = "file" }\n')
+    env = {**ENV, "OTEL_RESOURCE_ATTRIBUTES": "b=otel,c=otel", "LOGSIDECAR_RESOURCE": "c=ours"}
+    assert resolve(file, env, {"resource": (("d", "flag"),)}).resource == {
+        "a": "file",
+        "b": "otel",
+        "c": "ours",
+        "d": "flag",
+    }
+
+
+def test_timezone_objects_from_click_are_accepted() -> None:
+    from datetime import UTC, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    assert resolve(None, ENV, {"timezone": ZoneInfo("Asia/Tokyo")}).timezone == "Asia/Tokyo"
+    assert resolve(None, ENV, {"timezone": timezone(timedelta(hours=-7, minutes=-30))}).timezone == "-07:30"
+    assert resolve(None, ENV, {"timezone": UTC}).timezone == "UTC"
+
+
+def test_flags_from_click_keeps_only_what_the_command_line_gave() -> None:
+    seen: dict[str, Any] = {}
+
+    @click.command()
+    @click.option("--watch", default="auto")
+    @click.option("--start-at", default="beginning", envvar="X_START_AT")
+    @click.option("--max-line-bytes", type=int)
+    def cmd(**_: Any) -> None:
+        seen.update(flags_from_click(click.get_current_context()))
+
+    CliRunner().invoke(cmd, ["--max-line-bytes", "10"], env={"X_START_AT": "end"}, catch_exceptions=False)
+    assert seen == {"max_line_bytes": 10}
+
+
+# -- error messages (exact text) ----------------------------------------------------------------------------
+
+
+def test_every_error_in_a_file_is_reported_with_its_path(tmp_path: Path) -> None:
+    file = write(
+        tmp_path,
+        "c.toml",
+        """
+watchh = "poll"
+watch = "inotfy"
+max_line_bytes = "1XB"
+ignore_older = "5x"
+http_addr = "localhost"
+timezone = "Mars/Base"
+max_in_flight_lines = "many"
+[[inputs]]
+paths = ["/a"]
+[[inputs]]
+paths = ["/b"]
+format = "combind"
+fromat = "x"
+[[inputs]]
+exclude = []
+[[outputs]]
+type = "kafka"
+[[outputs]]
+format = "json"
+[[outputs]]
+type = "otlp"
+protocol = "grpcx"
+compression = "zstd"
+insecure = "maybe"
+batch_size = 0
+endpoint = "ftp://x"
+""",
+    )
+    formats = "auto, common, combined, vhost_combined, combinedio, referer, agent, error, json, raw, logformat:<LogFormat>, errorlogformat:<fmt>"
+    settings_keys = (
+        "exclude, formats, http_addr, ignore_older, inputs, log_format, log_level, max_in_flight_lines, "
+        "max_line_bytes, outputs, partial_line_flush, poll_interval, resource, service_name, shutdown_timeout, "
+        "start_at, state_dir, timezone, unhealthy_after, watch"
+    )
+    assert errors_of(file) == [
+        f"inputs[1].format: unknown format 'combind'; expected one of: {formats}",
+        "inputs[1].fromat: unknown key; expected one of: exclude, format, paths",
+        "inputs[2].paths: required",
+        "outputs[0]: unknown output type 'kafka'; expected one of: stdout, otlp",
+        "outputs[1]: missing 'type'; expected one of: otlp, stdout",
+        "outputs[2].endpoint: invalid endpoint 'ftp://x'; expected a URL like http://collector:4317",
+        "outputs[2].protocol: unknown value 'grpcx'; expected one of: grpc, http/protobuf",
+        "outputs[2].insecure: expected true or false, got 'maybe'",
+        "outputs[2].compression: unknown value 'zstd'; expected one of: gzip, none",
+        "outputs[2].batch_size: must be greater than 0, got 0",
+        "watch: unknown value 'inotfy'; expected one of: auto, inotify, poll",
+        "ignore_older: invalid duration '5x'; expected a number and a unit (ms, s, m, h, d), e.g. '30s', '5m', '24h'",
+        "max_line_bytes: invalid size '1XB'; expected a number and a unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. '1MiB'",
+        "timezone: unknown timezone 'Mars/Base'; expected local, UTC, an offset like +02:00 or a name like Europe/Paris",
+        "max_in_flight_lines: expected an integer, got 'many'",
+        "http_addr: invalid address 'localhost'; expected HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464",
+        f"watchh: unknown key; expected one of: {settings_keys}",
+    ]
+
+
+def test_values_from_env_and_flags_are_named_by_their_variable_or_flag() -> None:
+    env = {
+        "LOGSIDECAR_WATCH": "x",
+        "LOGSIDECAR_OUTPUT": "stdout,kafka",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "soon",
+        "OTEL_EXPORTER_OTLP_HEADERS": "secretvalue",
+        "LOGSIDECAR_FORMAT": "combined\nerror",
+        "LOGSIDECAR_IGNORE_OLDER": "forever",
+    }
+    assert errors_of(None, env, {"http_addr": "nope", "paths": ("/a",)}) == [
+        "OTEL_EXPORTER_OTLP_TIMEOUT: expected a number of milliseconds, got 'soon'",
+        "OTEL_EXPORTER_OTLP_HEADERS: expected KEY=VALUE pairs separated by commas (value not shown)",
+        "LOGSIDECAR_FORMAT: more than one format for all files: 'combined', 'error'; use GLOB=SPEC to give files different formats",
+        "LOGSIDECAR_OUTPUT: unknown output type 'kafka'; expected one of: stdout, otlp",
+        "LOGSIDECAR_WATCH: unknown value 'x'; expected one of: auto, inotify, poll",
+        "LOGSIDECAR_IGNORE_OLDER: invalid duration 'forever'; expected a number and a unit (ms, s, m, h, d), e.g. '30s', '5m', '24h'",
+        "--http-addr: invalid address 'nope'; expected HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464",
+    ]
+
+
+def test_format_rule_with_a_bad_spec_names_the_bad_part() -> None:
+    assert errors_of(None, {"LOGSIDECAR_FORMAT": "*access*=combind"}) == [
+        "LOGSIDECAR_FORMAT: unknown format 'combind'; expected one of: auto, common, combined, vhost_combined, "
+        "combinedio, referer, agent, error, json, raw, logformat:<LogFormat>, errorlogformat:<fmt>"
+    ]
+
+
+def test_secret_values_never_appear_in_errors(tmp_path: Path) -> None:
+    file = write(tmp_path, "c.toml", '[[outputs]]\ntype = "otlp"\nheaders = { authorization = 12345 }\n')
+    assert errors_of(file) == ["outputs[0].headers.authorization: expected a string"]
+
+
+def test_unset_environment_variable_in_the_file_is_an_error_next_to_the_others(tmp_path: Path) -> None:
+    file = write(
+        tmp_path,
+        "c.toml",
+        'watch = "x"\n[[outputs]]\ntype = "otlp"\nheaders = { authorization = "Bearer ${OTLP_TOKEN}", literal = "$${HOME}" }\n',
+    )
+    assert errors_of(file) == [
+        "outputs[0].headers.authorization: environment variable OTLP_TOKEN is not set",
+        "watch: unknown value 'x'; expected one of: auto, inotify, poll",
+    ]
+    otlp = resolve(file, {**ENV, "OTLP_TOKEN": "t", "LOGSIDECAR_WATCH": "poll"}, {}).outputs[0]
+    assert isinstance(otlp, OtlpOutput)
+    assert otlp.headers == {"authorization": "Bearer t", "literal": "${HOME}"}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("bad.toml", "a = [1,\n", "invalid TOML: Invalid value (at end of document)"),
+        (
+            "bad.yaml",
+            "a: [1,\n",
+            "invalid YAML: expected the node content, but found '<stream end>' (line 2, column 1)",
+        ),
+        ("list.yaml", "- 1\n", "expected a mapping of settings at the top level, got list"),
+        ("c.ini", "[x]\n", "unsupported file type '.ini'; expected .toml, .yaml, .yml or .json"),
+    ],
+)
+def test_unreadable_files_get_one_line_reasons(tmp_path: Path, name: str, text: str, message: str) -> None:
+    file = write(tmp_path, name, text)
+    assert errors_of(file) == [f"{file}: {message}"]
+
+
+def test_missing_file_reason(tmp_path: Path) -> None:
+    assert errors_of(tmp_path / "nope.toml") == [
+        f"{tmp_path / 'nope.toml'}: cannot read: No such file or directory"
+    ]
+
+
+def test_empty_yaml_file_means_all_defaults(tmp_path: Path) -> None:
+    assert resolve(write(tmp_path, "c.yaml", ""), ENV, {}) == resolve(None, ENV, {})
+
+
+def test_unknown_logsidecar_variables_are_found() -> None:
+    env = {"LOGSIDECAR_STATEDIR": "/x", "LOGSIDECAR_STATE_DIR": "/y", "LOGSIDECAR_PATHS": "/a", "OTHER": "1"}
+    assert unknown_env_vars(env) == ["LOGSIDECAR_STATEDIR"]
+
+
+# -- masking and check-config ----------------------------------------------------------------------------------
+
+
+def test_masked_settings_hide_header_values_and_url_passwords() -> None:
+    settings = Settings(
+        outputs=[
+            OtlpOutput(endpoint="https://user:pa55@collector:4318", headers={"authorization": "Bearer t"})
+        ],
+        resource={"api_key": "k", "team": "web"},
+    )
+    masked = settings.masked()
+    assert masked["outputs"][0]["headers"] == {"authorization": "***"}
+    assert masked["outputs"][0]["endpoint"] == "https://user:***@collector:4318"
+    assert masked["resource"] == {"api_key": "***", "team": "web"}
+    assert "Bearer t" not in json.dumps(masked) and "pa55" not in json.dumps(masked)
+
+
+def test_check_config_prints_the_effective_settings_masked(tmp_path: Path) -> None:
+    file = write(tmp_path, "c.toml", TOML)
+    env = {"HOME": "/home/app", "OTLP_TOKEN": "s3cret", "LOGSIDECAR_WATCH": "inotify"}
+    result = CliRunner().invoke(check_config, [str(file), "--output-format", "json"], env=env)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["watch"] == "inotify"
+    assert (data["ignore_older"], data["max_line_bytes"], data["partial_line_flush"]) == (
+        "1d",
+        2097152,
+        "500ms",
+    )
+    assert data["outputs"][1]["headers"] == {"authorization": "***"}
+    assert "s3cret" not in result.output
+
+
+def test_check_config_yaml_output_is_readable(tmp_path: Path) -> None:
+    file = write(tmp_path, "c.yaml", "start_at: end\ninputs: [{paths: [/logs/a.log]}]\n")
+    result = CliRunner().invoke(check_config, [str(file), "--no-env"])
+    assert result.exit_code == 0, result.output
+    assert "start_at: end\n" in result.output
+    assert "- paths:\n  - /logs/a.log\n" in result.output
+
+
+def test_check_config_exits_2_with_every_error(tmp_path: Path) -> None:
+    file = write(tmp_path, "c.toml", 'watch = "x"\nmax_line_bytes = "big"\n')
+    result = CliRunner().invoke(check_config, [str(file), "--no-env"])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"{file}: invalid configuration (2 errors):\n"
+        "  watch: unknown value 'x'; expected one of: auto, inotify, poll\n"
+        "  max_line_bytes: invalid size 'big'; expected a number and a unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. '1MiB'\n"
+    )
+
+
+def test_check_config_warns_about_unknown_variables(tmp_path: Path) -> None:
+    file = write(tmp_path, "c.toml", "")
+    result = CliRunner().invoke(check_config, [str(file)], env={"LOGSIDECAR_STATEDIR": "/x"})
+    assert result.exit_code == 0
+    assert "warning: LOGSIDECAR_STATEDIR is not a logsidecar setting; ignored\n" in result.output
