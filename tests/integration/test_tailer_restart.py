@@ -1,0 +1,158 @@
+"""Restarts and file identity: resume exactly at the last acknowledged offset, find files rotated
+while we were down, never trust a reused inode, recognise small files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from logsidecar.tail.checkpoints import CheckpointStore
+from logsidecar.tail.options import ReadBatch, StartAt, TailOptions, WatchMode
+from tests.integration.tailer_harness import Collector, async_test, numbered_line, running, wait_for
+
+
+def options(state_dir: Path, *include: str, **extra: object) -> TailOptions:
+    return TailOptions(include=include, state_dir=state_dir, watch=WatchMode.INOTIFY, discover_interval_s=0.1,
+                       checkpoint_interval_s=0.1, **extra)  # type: ignore[arg-type]
+
+
+def write_lines(path: Path, prefix: str, count: int, start: int = 0) -> list[bytes]:
+    lines = [numbered_line(prefix, i) for i in range(start, start + count)]
+    with open(path, "ab") as f:
+        f.write(b"".join(lines))
+    return [line.rstrip(b"\n") for line in lines]
+
+
+class PartialAcker(Collector):
+    """Acknowledges only the first `limit` lines (the rest is "not delivered" when we stop)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(acknowledge=False)
+        self.limit = limit
+
+    async def emit(self, batch: ReadBatch) -> None:
+        already = len(self.lines)
+        await super().emit(batch)
+        if already < self.limit and self.tailer is not None:
+            index = min(self.limit - already, len(batch.lines)) - 1
+            self.tailer.acknowledge(batch.file_key, batch.end_offsets[index])
+
+
+@async_test
+async def test_unacknowledged_lines_are_reread_after_restart_and_nothing_else(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    written = write_lines(log, "A", 1000)
+    state = tmp_path / "state"
+    async with running(options(state, str(log)), collector=PartialAcker(600)) as (_t, collector, _l):
+        await wait_for(lambda: len(collector.lines) == 1000)
+    async with running(options(state, str(log))) as (_t, collector, log_events):
+        await wait_for(lambda: len(collector.lines) == 400)
+        await asyncio.sleep(0.3)
+        assert collector.lines == written[600:]
+        assert len(log_events.named("file_resumed")) == 1
+
+
+@async_test
+async def test_file_rotated_while_down_is_found_by_identity_and_drained_from_checkpoint(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    state = tmp_path / "state"
+    write_lines(log, "A", 500)
+    async with running(options(state, str(log))) as (_t, collector, _l):
+        await wait_for(lambda: len(collector.lines) == 500)
+    # while we are down: more lines, rename rotation, a new file with lines of its own
+    late = write_lines(log, "A", 200, start=500)
+    os.rename(log, tmp_path / "access.log.1")
+    fresh = write_lines(log, "B", 100)
+    async with running(options(state, str(log))) as (_t, collector, log_events):
+        await wait_for(lambda: len(collector.lines) >= 300)
+        await asyncio.sleep(0.3)
+        assert sorted(collector.lines) == sorted(late + fresh)
+        assert any(e.get("rotated_while_down") for e in log_events.named("file_resumed"))
+
+
+@async_test
+async def test_start_at_end_applies_only_to_files_without_checkpoint(tmp_path: Path) -> None:
+    known = tmp_path / "known.log"
+    state = tmp_path / "state"
+    write_lines(known, "K", 100)
+    async with running(options(state, str(tmp_path / "*.log"))) as (_t, collector, _l):
+        await wait_for(lambda: len(collector.lines) == 100)
+    missed_known = write_lines(known, "K", 50, start=100)
+    unknown = tmp_path / "unknown.log"
+    write_lines(unknown, "U", 70)  # no checkpoint: start_at=end skips these
+    opts = options(state, str(tmp_path / "*.log"), start_at=StartAt.END)
+    async with running(opts) as (_t, collector, _l):
+        await wait_for(lambda: len(collector.lines) >= 50)
+        new_unknown = write_lines(unknown, "U", 5, start=70)
+        await wait_for(lambda: len(collector.lines) >= 55)
+        await asyncio.sleep(0.3)
+        assert sorted(collector.lines) == sorted(missed_known + new_unknown)
+
+
+@async_test
+async def test_small_file_is_read_and_recognised_after_restart(tmp_path: Path) -> None:
+    log = tmp_path / "error.log"
+    log.write_bytes(b"[notice] AH00094: started, 40 bytes\n")  # well under fingerprint_bytes
+    state = tmp_path / "state"
+    async with running(options(state, str(log))) as (_t, collector, _l):
+        await wait_for(lambda: len(collector.lines) == 1)
+    with open(log, "ab") as f:
+        f.write(b"[error] second line\n")
+    async with running(options(state, str(log))) as (_t, collector, _l):
+        await wait_for(lambda: len(collector.lines) >= 1)
+        await asyncio.sleep(0.3)
+        assert collector.lines == [b"[error] second line"]
+    entries = CheckpointStore(state).entries()
+    assert [e.offset for e in entries] == [log.stat().st_size]
+
+
+def create_on_reused_inode(path: Path, old_inode: int, content: bytes) -> bool:
+    """Create `path` until the filesystem hands out `old_inode` again (ext4 reuses freed inodes)."""
+    spare: list[Path] = []
+    try:
+        for attempt in range(200):
+            path.write_bytes(content)
+            if path.stat().st_ino == old_inode:
+                return True
+            holder = path.with_name(f".holder{attempt}")
+            os.rename(path, holder)
+            spare.append(holder)
+        return False
+    finally:
+        for holder in spare:
+            holder.unlink()
+
+
+@async_test
+async def test_new_file_on_reused_inode_is_read_from_zero_after_restart(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    state = tmp_path / "state"
+    write_lines(log, "OLD", 300)
+    old_inode = log.stat().st_ino
+    async with running(options(state, str(log))) as (_t, collector, _l):
+        await wait_for(lambda: len(collector.lines) == 300)
+    log.unlink()
+    new_lines = [numbered_line("NEW", i) for i in range(400)]
+    assert create_on_reused_inode(log, old_inode, b"".join(new_lines)), "inode was not reused"
+    async with running(options(state, str(log))) as (_t, collector, _l):
+        await wait_for(lambda: len(collector.lines) >= 400)
+        await asyncio.sleep(0.3)
+        assert collector.lines == [line.rstrip(b"\n") for line in new_lines]
+
+
+@async_test
+async def test_new_file_on_reused_inode_is_read_from_zero_while_running(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    write_lines(log, "OLD", 300)
+    old_inode = log.stat().st_ino
+    opts = options(tmp_path / "state", str(log))
+    async with running(opts) as (tailer, collector, _l):
+        await wait_for(lambda: len(collector.lines) == 300)
+        log.unlink()
+        await wait_for(lambda: tailer.stats()["counters"]["files_drained"] == 1 or not tailer.stats()["files"], 10)
+        new_lines = [numbered_line("NEW", i) for i in range(20)]  # shorter than the old offset
+        assert create_on_reused_inode(log, old_inode, b"".join(new_lines)), "inode was not reused"
+        await wait_for(lambda: len(collector.lines) >= 320)
+        await asyncio.sleep(0.3)
+        assert collector.lines[300:] == [line.rstrip(b"\n") for line in new_lines]
