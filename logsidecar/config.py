@@ -145,7 +145,7 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
-def parse_size(value: str | int) -> int:
+def parse_size(value: str | float) -> int:
     """'1MiB', '64KiB', '1MB', '512k' or a number of bytes -> bytes (> 0)."""
     if isinstance(value, bool):
         raise ValueError(
@@ -353,13 +353,17 @@ class OtlpOutput(_Strict):
 Output = Annotated[StdoutOutput | OtlpOutput, Field(discriminator="type")]
 
 
+def _default_outputs() -> list[StdoutOutput | OtlpOutput]:
+    return [StdoutOutput()]
+
+
 class Settings(_Strict):
     """The effective configuration. Field names are the `tail` flags' names (and the file's keys)."""
 
     inputs: list[InputConfig] = []
     formats: list[str] = []  # [GLOB=]SPEC rules (what --format gives), tried before the inputs' formats
     exclude: list[str] = []
-    outputs: list[Output] = Field(default_factory=lambda: [StdoutOutput()], min_length=1)
+    outputs: list[Output] = Field(default_factory=_default_outputs, min_length=1)
     state_dir: str | None = None  # None: the default ($XDG_STATE_HOME/logsidecar); "none": memory only
     start_at: StartAt = StartAt.BEGINNING
     watch: WatchMode = WatchMode.AUTO

@@ -210,3 +210,52 @@ def test_string_address_is_parsed_and_port_zero_picks_a_free_port() -> None:
     with Running(server):
         assert server.port != 0
         assert get(server.url + "/")[0] == 200
+
+
+def test_bytes_behind_follows_a_real_tailer_until_acknowledged(tmp_path: Any) -> None:
+    """Wired as the lead will wire it: the Tailer's stats() feed the live gauges and health."""
+    from logsidecar.tail.options import ReadBatch, TailOptions, WatchMode
+    from logsidecar.tail.tailer import Tailer
+
+    log = tmp_path / "access.log"
+    content = b"line one\nline two\nline three\n"
+    log.write_bytes(content)
+    tailer = Tailer(TailOptions(include=(str(log),), watch=WatchMode.POLL, poll_interval_s=0.05))
+    live = LiveSources(file_stats=tailer.stats)
+    health = HealthMonitor(bytes_behind=live.total_bytes_behind, files_followed=live.files_watched)
+    metrics = Metrics(live=live, health=health)
+    batches: list[ReadBatch] = []
+
+    async def emit(batch: ReadBatch) -> None:
+        batches.append(batch)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def scrape(path: str) -> str:
+            return (await loop.run_in_executor(None, get, server.url + path))[2].decode()
+
+        async def wait_until(condition: Any, what: str) -> None:
+            deadline = loop.time() + 10
+            while not condition():
+                assert loop.time() < deadline, f"timed out waiting for {what}"
+                await asyncio.sleep(0.02)
+
+        server = TelemetryServer(("127.0.0.1", 0), metrics, health)
+        async with server:
+            health.mark_started()
+            run = asyncio.create_task(tailer.run(emit))
+            await wait_until(lambda: sum(len(b.lines) for b in batches) == 3, "three lines read")
+            text = await scrape("/metrics")
+            assert f'logsidecar_bytes_behind{{path="{log}"}} {float(len(content))}' in text
+            assert "logsidecar_files_watched 1.0" in text
+            assert json.loads(await scrape("/readyz"))["summary"] == "ready: following 1 file"
+
+            tailer.acknowledge(batches[-1].file_key, batches[-1].end_offset)
+            await wait_until(lambda: live.total_bytes_behind() == 0, "acknowledged offset to be committed")
+            text = await scrape("/metrics")
+            assert f'logsidecar_bytes_behind{{path="{log}"}} 0.0' in text
+            await tailer.stop()
+            await asyncio.wait_for(run, 10)
+
+    asyncio.run(scenario())
