@@ -259,3 +259,26 @@ def test_bytes_behind_follows_a_real_tailer_until_acknowledged(tmp_path: Any) ->
             await asyncio.wait_for(run, 10)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("addr", "url"),
+    [
+        (None, "http://127.0.0.1:9464"),
+        ("0.0.0.0:9000", "http://127.0.0.1:9000"),
+        ("[::]:9000", "http://[::1]:9000"),
+        ("[::1]:9001", "http://[::1]:9001"),
+        (":9002", "http://127.0.0.1:9002"),
+        ("10.0.0.5:9003", "http://10.0.0.5:9003"),
+    ],
+)
+def test_health_command_finds_the_endpoint_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, addr: str | None, url: str
+) -> None:
+    from logsidecar.cli.health import default_url
+
+    if addr is None:
+        monkeypatch.delenv("LOGSIDECAR_HTTP_ADDR", raising=False)
+    else:
+        monkeypatch.setenv("LOGSIDECAR_HTTP_ADDR", addr)
+    assert default_url() == url
