@@ -180,6 +180,8 @@ class Metrics:
             registry=r,
         )
         r.register(_LiveCollector(self))
+        self._per_path: dict[str, tuple[Any, Any]] = {}
+        self._per_format: dict[str, tuple[Any, Any]] = {}
         # CPU, memory and open file descriptors: a sidecar's budget (held rotated files cost fds).
         ProcessCollector(namespace="logsidecar", registry=r)
 
@@ -212,10 +214,25 @@ class Metrics:
     # -- explicit observations -----------------------------------------------------------------
     def observe_batch(self, path: str, fmt: str, lines: int, bytes: int, parsed: int, unparsed: int) -> None:  # noqa: A002
         """One parsed batch from `path`: `bytes` are the line bytes read, `parsed + unparsed == lines`."""
-        self.lines_read.labels(path=path).inc(lines)
-        self.bytes_read.labels(path=path).inc(bytes)
-        self.records_parsed.labels(format=fmt).inc(parsed)
-        self.records_unparsed.labels(format=fmt).inc(unparsed)
+        # Labelled children are cached: `.labels()` costs more than the increments themselves.
+        per_path = self._per_path.get(path)
+        if per_path is None:
+            per_path = self._per_path[path] = (
+                self.lines_read.labels(path=path),
+                self.bytes_read.labels(path=path),
+            )
+        per_format = self._per_format.get(fmt)
+        if per_format is None:
+            per_format = self._per_format[fmt] = (
+                self.records_parsed.labels(format=fmt),
+                self.records_unparsed.labels(format=fmt),
+            )
+        per_path[0].inc(lines)
+        per_path[1].inc(bytes)
+        if parsed:
+            per_format[0].inc(parsed)
+        if unparsed:
+            per_format[1].inc(unparsed)
 
     def observe_delivery(self, sink: str, records: int, latency_s: float) -> None:
         """A successful `Sink.send` of `records` records that took `latency_s` seconds (retries included)."""
