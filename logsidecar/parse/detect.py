@@ -30,7 +30,7 @@ import fnmatch
 import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, tzinfo
-from typing import Any
+from typing import Any, cast
 
 from logsidecar.parse.base import FormatError, Parser
 from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, utcnow
@@ -111,11 +111,8 @@ class AutoParser:
         self._build = build
         self._parsers: dict[str, Parser | None] = {}
         self._locked: str | None = None
-
-    @property
-    def format_name(self) -> str:
-        """The format the file is currently locked onto, or "auto" before any line parsed."""
-        return self._locked or "auto"
+        #: The format the file is currently locked onto, or "auto" before any line parsed.
+        self.format_name = "auto"
 
     def parse(self, lines: Sequence[bytes]) -> list[LogRecord]:
         observed = utcnow()
@@ -168,11 +165,11 @@ class AutoParser:
             if parsed_here:
                 pending = [i for i in pending if i not in parsed_here]
         if latest_format is not None:
-            self._locked = latest_format
+            self._locked = self.format_name = latest_format
         verdicts = rejected.get(self._locked, {}) if self._locked is not None else {}
         for index in pending:
             results[index] = verdicts.get(index) or _unmatched(lines[index], NO_MATCH)
-        return results  # type: ignore[return-value] - every slot is filled above
+        return cast(list[LogRecord], results)  # every slot is filled above
 
 
 def _unmatched(line: bytes, reason: str) -> LogRecord:

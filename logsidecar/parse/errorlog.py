@@ -115,8 +115,9 @@ class ErrorTimeParser:
                     key = key + " " + year
                 if not fraction.isdigit() or len(fraction) > 6:
                     return None
-        entry = self._cache.get(key, False)
-        if entry is False:
+        try:
+            entry = self._cache[key]
+        except KeyError:
             entry = self._build(key)
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
