@@ -14,13 +14,14 @@ import os
 import re
 import signal
 import sys
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
 import click
 
 from logsidecar import selflog
+from logsidecar.config import parse_duration, parse_size, parse_timezone
 from logsidecar.events import Level
 from logsidecar.parse.base import FormatError
 from logsidecar.pipeline import (
@@ -43,66 +44,6 @@ except ImportError:  # pragma: no cover - only while the OTLP module is missing
 DEFAULT_SERVICE_NAME = "apache-httpd"
 
 # -- value types --------------------------------------------------------------------------------------
-
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-    "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3,
-}  # fmt: skip
-
-
-def parse_duration(text: str) -> float:
-    """`500ms`, `30s`, `30m`, `24h`, `7d`, `1h30m`, or a plain number of seconds → seconds."""
-    text = text.strip().lower()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", text)
-    if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", "", text).strip():
-        raise ValueError(f"not a duration: {text!r} (examples: 500ms, 30s, 30m, 24h, 7d)")
-    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
-
-
-def parse_size(text: str) -> int:
-    """`1MiB`, `64KiB`, `1MB`, `512k`, or a plain number of bytes → bytes."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    if not match or match.group(2).lower() not in _SIZE_UNITS:
-        raise ValueError(f"not a size: {text!r} (examples: 1MiB, 64KiB, 1MB, 4096)")
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
-
-
-def parse_timezone(text: str) -> tzinfo:
-    """`local` (TZ or /etc/localtime), `UTC`, `+02:00`/`-0730`, or an IANA name like `Europe/Paris`."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    text = text.strip()
-    if text.lower() == "local":
-        tz_name = os.environ.get("TZ", "").lstrip(":")
-        if tz_name:
-            try:
-                return ZoneInfo(tz_name)
-            except (ZoneInfoNotFoundError, ValueError):
-                pass
-        try:
-            with open("/etc/localtime", "rb") as handle:
-                return ZoneInfo.from_file(handle, key="localtime")
-        except (OSError, ValueError):
-            local = datetime.now().astimezone().tzinfo
-            return local if local is not None else UTC
-    if text.upper() in ("UTC", "Z", "GMT"):
-        return UTC
-    match = re.fullmatch(r"([+-])(\d\d):?(\d\d)", text)
-    if match:
-        sign = 1 if match.group(1) == "+" else -1
-        return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
-    try:
-        return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown timezone {text!r} (use local, UTC, +02:00 or a name like Europe/Paris)"
-        ) from None
 
 
 class _Converted(click.ParamType):
