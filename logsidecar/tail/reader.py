@@ -80,7 +80,7 @@ class LineFramer:
             self._in_nul_run = False
         parts = chunk.split(NEWLINE)
         last = parts.pop()
-        if parts and not has_nul and not self._buf and not self._skipping and not self._flushed and (
+        if parts and not has_nul and not self._buf and not self._buf_had_nul and not self._skipping and not self._flushed and (
             len(chunk) <= self.max_line_bytes or max(map(len, parts)) <= self.max_line_bytes
         ):
             # Fast path: plain lines, nothing pending.

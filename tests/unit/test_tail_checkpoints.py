@@ -1,0 +1,99 @@
+"""CheckpointStore: durable, keyed by file_key, monotonic commits, GC, and storage failures that are
+reported once and retried."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from logsidecar import events
+from logsidecar.tail.checkpoints import DB_FILE_NAME, CheckpointStore
+
+
+@pytest.fixture
+def seen() -> list[str]:
+    names: list[str] = []
+    unsubscribe = events.subscribe(lambda event, fields: names.append(event.value))
+    yield names
+    unsubscribe()
+
+
+def test_committed_offsets_survive_a_new_store(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    store.track("k1", 1, 10, b"GET /", "/logs/access.log")
+    store.commit("k1", 120)
+    assert store.flush()
+    reopened = CheckpointStore(tmp_path)
+    [entry] = reopened.entries()
+    assert (entry.file_key, entry.dev, entry.ino, entry.fingerprint, entry.offset, entry.path) == (
+        "k1", 1, 10, b"GET /", 120, "/logs/access.log")
+
+
+def test_database_is_in_wal_mode(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    store.track("k1", 1, 10, b"x", "/a")
+    store.flush()
+    mode = sqlite3.connect(tmp_path / DB_FILE_NAME).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_commit_never_moves_backwards_and_ignores_unknown_keys(tmp_path: Path) -> None:
+    store = CheckpointStore(None)
+    store.commit("unknown", 5)
+    store.track("k", 1, 1, b"x", "/a")
+    store.commit("k", 50)
+    store.commit("k", 20)
+    assert [e.offset for e in store.entries()] == [50]
+
+
+def test_memory_only_store_writes_nothing(tmp_path: Path) -> None:
+    store = CheckpointStore(None)
+    store.track("k", 1, 1, b"x", "/a")
+    assert store.flush()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_entries_not_seen_for_forget_after_are_collected(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    store.track("old", 1, 1, b"a", "/a")
+    store.track("followed", 1, 2, b"b", "/b")
+    store.track("fresh", 1, 3, b"c", "/c")
+    time.sleep(0.05)
+    store.touch(["fresh"])
+    assert store.collect_garbage(forget_after_s=0.02, keep={"followed"}) == ["old"]
+    store.flush()
+    assert sorted(e.file_key for e in CheckpointStore(tmp_path).entries()) == ["followed", "fresh"]
+
+
+def test_unwritable_state_dir_reports_once_keeps_offsets_and_retries(tmp_path: Path, seen: list[str]) -> None:
+    # A state path whose parent is a *file* cannot be created, even by root: a real ENOTDIR.
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    store = CheckpointStore(blocker / "state")
+    store.track("k", 1, 1, b"x", "/a")
+    store.commit("k", 10)
+    assert not store.flush()
+    assert not store.flush()
+    assert seen.count("checkpoint_error") == 1
+    blocker.unlink()  # fixed: the directory can be created now
+    assert store.flush()
+    assert [e.offset for e in CheckpointStore(blocker / "state").entries()] == [10]
+    assert seen.count("checkpoint_written") == 1
+
+
+def test_full_disk_is_reported_and_retried(tmp_path: Path, seen: list[str]) -> None:
+    # /dev/full returns ENOSPC on every write: a real full device for the database file.
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / DB_FILE_NAME).symlink_to("/dev/full")
+    store = CheckpointStore(state)
+    store.track("k", 1, 1, b"x", "/a")
+    store.commit("k", 10)
+    assert not store.flush()
+    assert "checkpoint_error" in seen
+    (state / DB_FILE_NAME).unlink()
+    assert store.flush()
+    assert [e.offset for e in CheckpointStore(state).entries()] == [10]
