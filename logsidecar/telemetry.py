@@ -89,8 +89,9 @@ def _file_items(stats: Any) -> list[Any]:
 
 @dataclass(slots=True)
 class LiveSources:
-    """Callables read at scrape time. `file_stats` yields one item per tracked file with at least
-    `path`, `size`, `committed_offset` and `state` (Tailer.stats())."""
+    """Callables read at scrape time. `file_stats` is `Tailer.stats` as is ({"files": [...]}) or any
+    iterable of per-file dicts/objects with at least `path`, `size`, `committed_offset` and `state`
+    ("active"; "rotated" counts as held). `oldest_undelivered_age_s` returns None when nothing waits."""
 
     file_stats: Callable[[], Iterable[Any]] = _no_files
     oldest_undelivered_age_s: Callable[[], float | None] = _no_age
