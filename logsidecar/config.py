@@ -180,14 +180,27 @@ def parse_http_addr(text: str) -> tuple[str, int]:
     return host, port
 
 
-def parse_timezone(text: str) -> tzinfo:
-    """'local', 'UTC', '+02:00' / '-0730', or an IANA name like 'Europe/Paris'."""
+def parse_timezone(text: str, env: Mapping[str, str] | None = None) -> tzinfo:
+    """'local', 'UTC', '+02:00' / '-0730', or an IANA name like 'Europe/Paris'.
+
+    'local' is the zone named by TZ (in `env`, default os.environ), else /etc/localtime: a real zone
+    with its DST rules, not today's fixed offset (error-log times from last winter must stay right)."""
     from datetime import UTC, datetime, timedelta, timezone
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     name = text.strip()
     if name.lower() == "local":
-        return datetime.now().astimezone().tzinfo or UTC
+        tz_name = (os.environ if env is None else env).get("TZ", "").lstrip(":")
+        if tz_name:
+            try:
+                return ZoneInfo(tz_name)
+            except (ZoneInfoNotFoundError, ValueError):
+                pass
+        try:
+            with open("/etc/localtime", "rb") as handle:
+                return ZoneInfo.from_file(handle, key="localtime")
+        except (OSError, ValueError):
+            return datetime.now().astimezone().tzinfo or UTC
     if name.upper() in ("UTC", "Z", "GMT"):
         return UTC
     match = re.fullmatch(r"([+-])(\d\d):?(\d\d)", name)

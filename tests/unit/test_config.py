@@ -606,3 +606,14 @@ def test_check_config_warns_about_unknown_variables(tmp_path: Path) -> None:
     result = CliRunner().invoke(check_config, [str(file)], env={"LOGSIDECAR_STATEDIR": "/x"})
     assert result.exit_code == 0
     assert "warning: LOGSIDECAR_STATEDIR is not a logsidecar setting; ignored\n" in result.output
+
+
+def test_local_timezone_is_a_zone_with_dst_rules_not_a_fixed_offset() -> None:
+    from datetime import datetime
+
+    from logsidecar.config import parse_timezone
+
+    paris = parse_timezone("local", {"TZ": "Europe/Paris"})
+    assert datetime(2026, 1, 15, 12, tzinfo=paris).utcoffset().total_seconds() == 3600  # type: ignore[union-attr]
+    assert datetime(2026, 7, 15, 12, tzinfo=paris).utcoffset().total_seconds() == 7200  # type: ignore[union-attr]
+    assert str(parse_timezone("local", {"TZ": ":UTC"})) == "UTC"
