@@ -49,7 +49,13 @@ from logsidecar.parse.base import FormatError
 from logsidecar.parse.severity import APACHE_LEVELS, apache_severity
 from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, utcnow
 
-__all__ = ["ErrorLogParser", "ErrorTimeParser", "compile_errorlogformat", "split_host_port"]
+__all__ = [
+    "ErrorLogParser",
+    "ErrorTimeParser",
+    "compile_errorlogformat",
+    "normalize_errorlogformat",
+    "split_host_port",
+]
 
 # Attribute names (OpenTelemetry semantic conventions where one exists, `apache.` otherwise).
 MODULE = "apache.module"
@@ -621,12 +627,34 @@ def _compile_items(items: list[_Item]) -> tuple[re.Pattern[str], list[tuple[str,
     return re.compile("".join(parts), re.DOTALL), setters
 
 
+def normalize_errorlogformat(text: str) -> str:
+    """Accept what users paste: a bare format, a quoted one (httpd.conf quoting: inside the
+    quotes `\\"` is a quote, every other backslash stays for the format itself), or a whole
+    `ErrorLogFormat "..."` line. The once-per-connection/request forms (`ErrorLogFormat
+    connection|request "..."`) describe extra lines, not the error line: rejected."""
+    text = text.strip()
+    head, _, rest = text.partition(" ")
+    if head.lower() == "errorlogformat":
+        text = rest.strip()
+        keyword = text.partition(" ")[0]
+        if keyword.lower() in ("connection", "request"):
+            raise FormatError(
+                f"ErrorLogFormat {keyword} describes the once-per-{keyword.lower()} extra lines; "
+                "give the main ErrorLogFormat (the one without a keyword)"
+            )
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        quote = text[0]
+        text = text[1:-1].replace("\\" + quote, quote)
+    return text
+
+
 class ErrorLogFormatParser:
     """A parser compiled from one `ErrorLogFormat` string (see `compile_errorlogformat`)."""
 
     format_name = "errorlogformat"
 
     def __init__(self, fmt: str, timezone: tzinfo = UTC) -> None:
+        fmt = normalize_errorlogformat(fmt)
         self.fmt = fmt
         self.timezone = timezone
         items = _parse_items(fmt)

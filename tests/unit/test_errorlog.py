@@ -625,3 +625,37 @@ def test_any_bytes_give_exactly_one_record_per_line(pieces):
             assert record.body == line.decode("utf-8", "backslashreplace")
             assert record.observed_timestamp is not None
             assert record.attributes[FORMAT] == parser.format_name
+
+
+def test_pasted_errorlogformat_line_and_config_quoting_are_accepted():
+    parser = compile_errorlogformat('ErrorLogFormat "[%t] [%l] \\"%M\\""')
+    assert parser.fmt == '[%t] [%l] "%M"'
+    [record] = parser.parse([b'[Wed Oct 11 14:32:52 2000] [warn] "quoted message"'])
+    assert record.attributes["apache.message"] == "quoted message"
+    assert record.severity_text == "warn"
+
+
+def test_once_per_connection_format_is_rejected_with_a_reason():
+    with pytest.raises(FormatError, match="once-per-connection"):
+        compile_errorlogformat('ErrorLogFormat connection "[%{uc}t] [C:%{c}L] local\\ %a remote\\ %A"')
+
+
+def test_required_item_makes_its_field_mandatory():
+    lines = [b"[Wed Oct 11 14:32:52 2000] abc hello", b"[Wed Oct 11 14:32:52 2000] hello"]
+    with_id, without_id = compile_errorlogformat("[%t] %+L %M").parse(lines)
+    assert (with_id.attributes["apache.log_id"], with_id.attributes["apache.message"]) == ("abc", "hello")
+    # httpd never writes a line whose required item is empty, so a line without it does not match
+    assert without_id.attributes[PARSE_ERROR] == "line does not match the ErrorLogFormat"
+    # without `+` the field is optional
+    optional = compile_errorlogformat("[%t] %L %M").parse(lines)
+    assert [r.attributes.get("apache.log_id") for r in optional] == ["abc", None]
+    assert [r.attributes.get("apache.message") for r in optional] == ["hello", "hello"]
+
+
+def test_min_level_field_is_absent_below_its_level():
+    parser = compile_errorlogformat("[%l] %7F: %M")
+    debug, info = parser.parse([b"[debug] mod_x.c(12): details", b"[info] plain message"])
+    assert (debug.attributes["code.file.path"], debug.attributes["code.line.number"]) == ("mod_x.c", 12)
+    assert debug.attributes["apache.message"] == "details"
+    assert "code.file.path" not in info.attributes
+    assert info.attributes["apache.message"] == "plain message"
