@@ -1,0 +1,572 @@
+"""mod_log_config LogFormat strings → tokens → one compiled line regex plus per-field semantics.
+
+Responsibility: understand a LogFormat string exactly as httpd does (`parse_log_item` and
+`parse_log_misc_string` in mod_log_config.c) and describe, for every directive, the regex that
+matches what httpd writes, how the captured text is converted and which attribute it becomes.
+`access.py` turns that description into a fast batch parser; nothing here touches log lines.
+
+Accepted input (`normalize_format_text`): a bare format (`%h %l "%r"`), a quoted one with
+httpd.conf escaping (`"%h \\"%r\\""`, optionally followed by a nickname), or a pasted directive line
+(`LogFormat "..." nickname`, `CustomLog logs/access.log "..."`).
+
+Tokenizer rules (as httpd): `%%` is a literal percent; after `%` come, in any order, `!`
+(negate), `<` / `>` (original / final request), comma-separated status codes (conditions) and
+`{argument}`, then one directive letter (`^ti` / `^to` are two letters). In literal text `\\\\`,
+`\\n`, `\\t`, `\\r` are escapes; any other backslash is kept. Invalid directives raise
+`FormatError` with the format shown and a caret under the bad directive.
+
+Regex invariants: every field pattern is confined to one line (never matches `\\n`); quoted
+free-text fields use an unrolled escape-aware pattern (`[^"\\\\]*(?:\\\\.[^"\\\\]*)*`) that cannot
+backtrack catastrophically; the lenient variant (tried only on lines the strict one rejects)
+matches quoted text lazily so that unescaped quotes written by third-party tools still parse.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from logsidecar.parse.base import FormatError
+
+__all__ = [
+    "Directive",
+    "FieldSpec",
+    "Literal",
+    "compile_fields",
+    "field_pattern",
+    "line_regex",
+    "header_attribute",
+    "normalize_format_text",
+    "strftime_regex",
+    "tokenize",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    text: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Directive:
+    """One `%...` item. `name` is the letter(s) (`h`, `s`, `i`, `^ti`)."""
+
+    name: str
+    argument: str | None
+    position: int
+    source: str  # the directive as written, e.g. '%>s' or '%400,501{User-agent}i'
+    modifier: str = ""  # '<', '>' or ''
+    conditions: tuple[int, ...] = ()
+    negated: bool = False
+
+
+Token = Literal | Directive
+
+# Directive letters httpd knows (mod_log_config, mod_logio, mod_ssl's %{..}c/%{..}x are not core).
+_LETTERS = set("aAbBCDefhHiklLmnopPqrRstTuUvVXIOS")
+_NEEDS_ARGUMENT = {"C": "cookie name", "e": "variable name", "i": "header name", "n": "note name",
+                   "o": "header name", "^ti": "trailer name", "^to": "trailer name"}  # fmt: skip
+_ARGUMENT_CHOICES = {
+    "p": ("canonical", "local", "remote"),
+    "P": ("pid", "tid", "hextid"),
+    "T": ("s", "ms", "us"),
+}
+
+
+def _caret_message(fmt: str, position: int, message: str) -> str:
+    return f"{message}\n  {fmt}\n  {' ' * position}^"
+
+
+def normalize_format_text(text: str) -> str:
+    """Strip a pasted `LogFormat`/`CustomLog` line or httpd.conf quoting down to the format."""
+    text = text.strip()
+    words = _conf_words(text)
+    if words and words[0][0].lower() in ("logformat", "customlog") and not words[0][1]:
+        directive = words[0][0].lower()
+        args = words[1:]
+        if directive == "customlog":
+            args = args[1:]  # skip the file / pipe
+        if not args:
+            raise FormatError(f"{words[0][0]} line has no format string: {text!r}")
+        return args[0][0]
+    if text.startswith('"') and words and words[0][1]:
+        return words[0][0]
+    return text
+
+
+def _conf_words(text: str) -> list[tuple[str, bool]]:
+    """Split like httpd's ap_getword_conf: (word, was_quoted). Inside quotes only `\\<quote>`
+    is an escape (the backslash is dropped); everything else is kept for the format parser."""
+    words: list[tuple[str, bool]] = []
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n:
+            break
+        quote = text[i] if text[i] in "\"'" else ""
+        if quote:
+            i += 1
+            out: list[str] = []
+            while i < n and text[i] != quote:
+                if text[i] == "\\" and i + 1 < n and text[i + 1] == quote:
+                    out.append(quote)
+                    i += 2
+                else:
+                    out.append(text[i])
+                    i += 1
+            i += 1  # closing quote (or end)
+            words.append(("".join(out), True))
+        else:
+            start = i
+            while i < n and not text[i].isspace():
+                i += 1
+            words.append((text[start:i], False))
+    return words
+
+
+def tokenize(fmt: str) -> list[Token]:
+    """Split a LogFormat string into literals and directives, validating each directive."""
+    tokens: list[Token] = []
+    literal: list[str] = []
+    literal_start = 0
+    i, n = 0, len(fmt)
+
+    def flush(at: int) -> None:
+        nonlocal literal_start
+        if literal:
+            tokens.append(Literal("".join(literal), literal_start))
+            literal.clear()
+        literal_start = at
+
+    while i < n:
+        ch = fmt[i]
+        if ch == "\\":
+            nxt = fmt[i + 1] if i + 1 < n else ""
+            mapped = {"\\": "\\", "n": "\n", "t": "\t", "r": "\r"}.get(nxt)
+            if mapped is not None:
+                literal.append(mapped)
+                i += 2
+            else:
+                literal.append("\\")
+                i += 1
+            continue
+        if ch != "%":
+            literal.append(ch)
+            i += 1
+            continue
+        if i + 1 < n and fmt[i + 1] == "%":
+            literal.append("%")
+            i += 2
+            continue
+        flush(i)
+        directive, i = _parse_directive(fmt, i)
+        tokens.append(directive)
+        literal_start = i
+    flush(i)
+    return tokens
+
+
+def _parse_directive(fmt: str, start: int) -> tuple[Directive, int]:
+    i, n = start + 1, len(fmt)
+    negated, modifier, argument = False, "", None
+    conditions: list[int] = []
+    while True:
+        if i >= n:
+            raise FormatError(
+                _caret_message(fmt, start, f"incomplete LogFormat directive {fmt[start:]!r} at end of format")
+            )
+        ch = fmt[i]
+        if ch == "!":
+            negated = True
+            i += 1
+        elif ch in "<>":
+            modifier = ch
+            i += 1
+        elif ch == ",":
+            i += 1
+        elif ch.isdigit():
+            j = i
+            while j < n and fmt[j].isdigit():
+                j += 1
+            conditions.append(int(fmt[i:j]))
+            i = j
+        elif ch == "{":
+            close = fmt.find("}", i + 1)
+            if close < 0:
+                raise FormatError(
+                    _caret_message(fmt, i, f"unclosed '{{' in LogFormat directive starting {fmt[start:]!r}")
+                )
+            argument = fmt[i + 1 : close]
+            i = close + 1
+        elif ch == "^":
+            name = fmt[i + 1 : i + 3]
+            if name not in ("ti", "to"):
+                raise FormatError(
+                    _caret_message(
+                        fmt,
+                        start,
+                        f"invalid LogFormat directive {fmt[start : i + 3]!r}: '%^' must be followed by 'ti' or 'to'",
+                    )
+                )
+            return _validated(fmt, start, "^" + name, argument, modifier, conditions, negated, i + 3), i + 3
+        else:
+            if ch not in _LETTERS:
+                raise FormatError(
+                    _caret_message(
+                        fmt,
+                        start,
+                        f"invalid LogFormat directive {fmt[start : i + 1]!r}: unknown directive letter {ch!r}",
+                    )
+                )
+            return _validated(fmt, start, ch, argument, modifier, conditions, negated, i + 1), i + 1
+
+
+def _validated(
+    fmt: str, start: int, name: str, argument: str | None, modifier: str,
+    conditions: list[int], negated: bool, end: int,
+) -> Directive:  # fmt: skip
+    source = fmt[start:end]
+    if name in _NEEDS_ARGUMENT and not argument:
+        raise FormatError(
+            _caret_message(
+                fmt,
+                start,
+                f"invalid LogFormat directive {source!r}: %{name} needs a {{{_NEEDS_ARGUMENT[name]}}}",
+            )
+        )
+    choices = _ARGUMENT_CHOICES.get(name)
+    if choices and argument is not None and argument not in choices:
+        raise FormatError(
+            _caret_message(
+                fmt,
+                start,
+                f"invalid LogFormat directive {source!r}: %{{{argument}}}{name} must be one of {', '.join(choices)}",
+            )
+        )
+    for code in conditions:
+        if not 100 <= code <= 999:
+            raise FormatError(
+                _caret_message(
+                    fmt,
+                    start,
+                    f"invalid LogFormat directive {source!r}: status condition {code} is not a 3-digit code",
+                )
+            )
+    if name == "t" and argument is not None:
+        body = argument.removeprefix("begin:").removeprefix("end:")
+        if not body:
+            raise FormatError(
+                _caret_message(fmt, start, f"invalid LogFormat directive {source!r}: empty time format")
+            )
+    return Directive(name, argument, start, source, modifier, tuple(conditions), negated)
+
+
+# --- field semantics -------------------------------------------------------------------------
+
+# Regex fragments. Quoted free text: unrolled, escape-aware, single line.
+QUOTED_TEXT = r'[^"\\\n]*(?:\\.[^"\\\n]*)*'
+CLF_TIME = r"\[([^\]\n]*)\]"
+NUMBER = r"-|\d+"
+
+_STRFTIME_PATTERNS = {
+    "a": "[A-Za-z]+", "A": "[A-Za-z]+", "b": "[A-Za-z]+", "B": "[A-Za-z]+", "h": "[A-Za-z]+",
+    "C": r"\d\d", "d": r"\d\d", "D": r"\d\d/\d\d/\d\d", "e": r"[ \d]\d", "F": r"-?\d+-\d\d-\d\d",
+    "g": r"\d\d", "G": r"-?\d+", "H": r"\d\d", "I": r"\d\d", "j": r"\d{3}", "k": r"[ \d]\d",
+    "l": r"[ \d]\d", "m": r"\d\d", "M": r"\d\d", "n": r"\n", "p": "[A-Za-z]*", "P": "[A-Za-z]*",
+    "R": r"\d\d:\d\d", "s": r"-?\d+", "S": r"\d\d", "t": r"\t", "T": r"\d\d:\d\d:\d\d",
+    "u": r"\d", "U": r"\d\d", "V": r"\d\d", "w": r"\d", "W": r"\d\d", "y": r"\d\d", "Y": r"-?\d+",
+    "z": r"[+-]\d\d:?\d\d|Z", "Z": r"[A-Za-z0-9+-]*", "%": "%",
+}  # fmt: skip
+
+
+_ANY_LAZY = r"[^\n]*?"
+
+
+def strftime_regex(fmt: str) -> str:
+    """A regex (no groups) matching what C strftime writes for `fmt`."""
+    out: list[str] = []
+    i = 0
+    while i < len(fmt):
+        ch = fmt[i]
+        if ch == "%" and i + 1 < len(fmt):
+            code = fmt[i + 1]
+            if code in "EO" and i + 2 < len(fmt):  # %Ey, %Od ...: locale alternatives
+                code = fmt[i + 2]
+                i += 1
+            out.append("(?:" + _STRFTIME_PATTERNS.get(code, _ANY_LAZY) + ")")
+            i += 2
+        else:
+            out.append(re.escape(ch))
+            i += 1
+    return "".join(out)
+
+
+def header_attribute(name: str, response: bool = False) -> str:
+    """OTel attribute for a request/response header: lowercase name, `_` kept as is."""
+    lowered = name.strip().lower()
+    if not response:
+        if lowered == "user-agent":
+            return "user_agent.original"
+        return f"http.request.header.{lowered}"
+    return f"http.response.header.{lowered}"
+
+
+# Value kinds (how access.py converts the captured text).
+STR, INT, HEXINT, STATUS, REQUEST, DURATION, PROTOCOL, QUERY, TIME = (
+    "str", "int", "hexint", "status", "request", "duration", "protocol", "query", "time",
+)  # fmt: skip
+# Pattern kinds.
+TOKEN, TEXT, NUM, STATUS_PAT, CLF, REQ, CONN, HEX, RAW = (
+    "token", "text", "number", "status", "clf", "request", "conn", "hex", "raw",
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class FieldSpec:
+    """One directive's meaning. `keys` are the attributes it fills (REQUEST/PROTOCOL fill
+    several); empty `keys` means the value is matched but not recorded (a duplicate)."""
+
+    directive: Directive
+    kind: str
+    pattern_kind: str
+    keys: tuple[str, ...]
+    fallback: str | None = None
+    priority: int = 1
+    scale: float = 1.0  # DURATION: seconds per unit
+    time_kind: str = ""  # TIME: clf | strftime | sec | msec | usec | msec_frac | usec_frac
+    time_format: str = ""  # TIME strftime format
+    time_end: bool = False
+    raw_pattern: str = ""  # RAW pattern kind: the regex
+    escapable: bool = True  # value may carry Apache \-escapes
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+_REQUEST_KEYS = ("http.request.method", "url.original", "url.path", "url.query",
+                 "network.protocol.name", "network.protocol.version")  # fmt: skip
+_PROTOCOL_KEYS = ("network.protocol.name", "network.protocol.version")
+
+
+def _spec_for(d: Directive) -> FieldSpec:  # noqa: C901 - one table, read top to bottom
+    name, arg = d.name, d.argument
+    if name == "a":
+        if arg == "c":
+            return FieldSpec(d, STR, TOKEN, ("network.peer.address",), "apache.peer_address", escapable=False)
+        return FieldSpec(d, STR, TOKEN, ("client.address",), "apache.remote_ip", priority=0, escapable=False)
+    if name == "h":
+        if arg == "c":
+            return FieldSpec(d, STR, TOKEN, ("apache.peer_host",), None, escapable=False)
+        return FieldSpec(d, STR, TOKEN, ("client.address",), "apache.remote_host", escapable=False)
+    if name == "A":
+        return FieldSpec(d, STR, TOKEN, ("network.local.address",), None, escapable=False)
+    if name in "bB":
+        return FieldSpec(d, INT, NUM, ("http.response.body.size",), None, escapable=False)
+    if name == "C":
+        return FieldSpec(d, STR, TEXT, (f"apache.cookie.{arg}",))
+    if name == "D":
+        return FieldSpec(
+            d, DURATION, NUM, ("http.server.request.duration",), None, priority=0, scale=1e-6, escapable=False
+        )
+    if name == "T":
+        unit = arg or "s"
+        scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6}[unit]
+        prio = {"us": 0, "ms": 1, "s": 2}[unit]
+        return FieldSpec(
+            d,
+            DURATION,
+            NUM,
+            ("http.server.request.duration",),
+            None,
+            priority=prio,
+            scale=scale,
+            escapable=False,
+        )
+    if name == "e":
+        return FieldSpec(d, STR, TEXT, (f"apache.env.{arg}",))
+    if name == "f":
+        return FieldSpec(d, STR, TEXT, ("apache.filename",))
+    if name == "H":
+        return FieldSpec(d, PROTOCOL, TOKEN, _PROTOCOL_KEYS, None, priority=2)
+    if name == "i":
+        assert arg is not None
+        return FieldSpec(d, STR, TEXT, (header_attribute(arg),))
+    if name == "k":
+        return FieldSpec(d, INT, NUM, ("apache.keepalive_requests",), escapable=False)
+    if name == "l":
+        return FieldSpec(d, STR, TOKEN, ("apache.remote_logname",))
+    if name == "L":
+        return FieldSpec(d, STR, TOKEN, ("apache.request_log_id",), escapable=False)
+    if name == "m":
+        return FieldSpec(d, STR, TOKEN, ("http.request.method",), None, priority=2)
+    if name == "n":
+        return FieldSpec(d, STR, TEXT, (f"apache.note.{arg}",))
+    if name == "o":
+        assert arg is not None
+        return FieldSpec(d, STR, TEXT, (header_attribute(arg, response=True),))
+    if name == "p":
+        if arg == "local":
+            return FieldSpec(d, INT, NUM, ("network.local.port",), escapable=False)
+        if arg == "remote":
+            return FieldSpec(d, INT, NUM, ("client.port",), escapable=False)
+        return FieldSpec(d, INT, NUM, ("server.port",), escapable=False)
+    if name == "P":
+        if arg == "tid":
+            return FieldSpec(d, INT, NUM, ("apache.thread_id",), escapable=False)
+        if arg == "hextid":
+            return FieldSpec(d, HEXINT, HEX, ("apache.thread_id",), escapable=False)
+        return FieldSpec(d, INT, NUM, ("apache.process_id",), escapable=False)
+    if name == "q":
+        return FieldSpec(d, QUERY, TEXT, ("url.query",), "apache.url_query", priority=2)
+    if name == "r":
+        return FieldSpec(d, REQUEST, REQ, _REQUEST_KEYS, None, priority=0)
+    if name == "R":
+        return FieldSpec(d, STR, TEXT, ("apache.handler",))
+    if name == "s":
+        if d.modifier == ">":
+            return FieldSpec(
+                d,
+                STATUS,
+                STATUS_PAT,
+                ("http.response.status_code",),
+                "apache.original_status_code",
+                priority=0,
+                escapable=False,
+            )
+        return FieldSpec(
+            d,
+            STATUS,
+            STATUS_PAT,
+            ("http.response.status_code",),
+            "apache.original_status_code",
+            escapable=False,
+        )
+    if name == "t":
+        return _time_spec(d)
+    if name == "u":
+        return FieldSpec(d, STR, TOKEN, ("user.name",))
+    if name == "U":
+        return FieldSpec(d, STR, TEXT, ("url.path",), "apache.url_path", priority=2)
+    if name == "v":
+        return FieldSpec(d, STR, TEXT, ("server.address",), "apache.canonical_server_name")
+    if name == "V":
+        return FieldSpec(d, STR, TEXT, ("server.address",), "apache.server_name", priority=2)
+    if name == "X":
+        return FieldSpec(d, STR, CONN, ("apache.connection_status",), escapable=False)
+    if name == "I":
+        return FieldSpec(d, INT, NUM, ("apache.bytes_received",), escapable=False)
+    if name == "O":
+        return FieldSpec(d, INT, NUM, ("apache.bytes_sent",), escapable=False)
+    if name == "S":
+        return FieldSpec(d, INT, NUM, ("apache.bytes_transferred",), escapable=False)
+    if name == "^ti":
+        return FieldSpec(d, STR, TEXT, (f"apache.request_trailer.{(arg or '').lower()}",))
+    if name == "^to":
+        return FieldSpec(d, STR, TEXT, (f"apache.response_trailer.{(arg or '').lower()}",))
+    raise FormatError(f"unsupported LogFormat directive {d.source!r}")  # unreachable: tokenize validated
+
+
+def _time_spec(d: Directive) -> FieldSpec:
+    arg = d.argument
+    if arg is None:
+        return FieldSpec(d, TIME, CLF, (), time_kind="clf", escapable=False)
+    end = arg.startswith("end:")
+    body = arg.removeprefix("begin:").removeprefix("end:")
+    if body in ("sec", "msec", "usec", "msec_frac", "usec_frac"):
+        return FieldSpec(d, TIME, NUM, (), time_kind=body, time_end=end, escapable=False)
+    return FieldSpec(
+        d, TIME, RAW, (), time_kind="strftime", time_format=body, time_end=end,
+        raw_pattern=strftime_regex(body), escapable=False,
+    )  # fmt: skip
+
+
+def compile_fields(tokens: list[Token]) -> list[FieldSpec]:
+    """Field specs in format order, with attribute-name collisions resolved: the directive
+    with the best priority (then the earliest) keeps the OTel key; the others take their
+    Apache fallback key or, for pure duplicates, record nothing."""
+    specs = [_spec_for(t) for t in tokens if isinstance(t, Directive)]
+    claimed: set[str] = set()
+    for spec in sorted(specs, key=lambda s: (s.priority, s.directive.position)):
+        if not spec.keys:
+            continue
+        if claimed.isdisjoint(spec.keys):
+            claimed.update(spec.keys)
+        elif spec.fallback and spec.fallback not in claimed:
+            claimed.add(spec.fallback)
+            spec.keys = (spec.fallback,)
+            if spec.kind in (PROTOCOL, QUERY):
+                spec.kind = STR
+        else:
+            spec.keys = ()
+    return specs
+
+
+def field_pattern(spec: FieldSpec, before: str, after: str | None, lenient: bool) -> str:
+    """The capture pattern for one field. `before`/`after` are the adjacent literal texts
+    (`after` None when the field ends the format, '' when another directive follows)."""
+    kind = spec.pattern_kind
+    quoted = before.endswith('"') and (after or "").startswith('"')
+    if kind == TEXT:
+        if lenient:
+            body = r"[^\n]*" if after is None else r"[^\n]*?"
+        elif quoted:
+            body = QUOTED_TEXT
+        elif after is None:
+            body = r"[^\n]*"
+        elif after:
+            body = f"[^{re.escape(after[0])}\\n]*"
+        else:
+            body = r"[^\n]*?"
+        return f"({body})"
+    if kind == REQ:
+        if lenient:
+            generic = r"[^\n]*" if after is None else r"[^\n]*?"
+        elif quoted:
+            generic = QUOTED_TEXT
+        else:
+            generic = (
+                r"[^\n]*" if after is None else (f"[^{re.escape(after[0])}\\n]*" if after else r"[^\n]*?")
+            )
+        # Captured whole: splitting it in Python (cached per distinct line) beats nested groups.
+        return f"({generic})"
+    if kind == TOKEN:
+        # Tokens stay `\S+` even when lenient: many lazy fields would backtrack polynomially.
+        # Possessive when the next literal starts with whitespace: \S cannot run into it.
+        # A plain class beats the \S category test; \n stays excluded so that matches never
+        # span lines (the batch framing relies on it).
+        if after and after[0] == " ":
+            return r"([^ \t\n]++)"
+        if after is None or (after and after[0].isspace()):
+            return r"(\S++)"
+        return r"(\S+?)" if not after else r"(\S+)"
+    if kind == NUM:
+        return f"({NUMBER})"
+    if kind == STATUS_PAT:
+        return r"(\d{3}|-)"
+    if kind == CLF:
+        return CLF_TIME
+    if kind == CONN:
+        return r"([-+X])"
+    if kind == HEX:
+        return r"(-|[0-9A-Fa-f]+)"
+    if kind == RAW:
+        return f"({spec.raw_pattern})"
+    raise AssertionError(kind)
+
+
+def line_regex(tokens: list[Token], specs: list[FieldSpec], lenient: bool) -> str:
+    """The whole-line regex body (no anchors): literals escaped, one capture per field."""
+    parts: list[str] = []
+    spec_iter = iter(specs)
+    for index, token in enumerate(tokens):
+        if isinstance(token, Literal):
+            parts.append(re.escape(token.text))
+            continue
+        before = tokens[index - 1].text if index > 0 and isinstance(tokens[index - 1], Literal) else ""
+        if index + 1 < len(tokens):
+            nxt = tokens[index + 1]
+            after: str | None = nxt.text if isinstance(nxt, Literal) else ""
+        else:
+            after = None
+        parts.append(field_pattern(next(spec_iter), before, after, lenient))  # type: ignore[arg-type]
+    return "".join(parts)
