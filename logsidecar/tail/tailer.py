@@ -176,7 +176,6 @@ class Tailer:
     async def stop(self) -> None:
         """Stop reading, write checkpoints one last time, release files."""
         self._stopping.set()
-        events.emit(Event.STOPPING, component="tailer")
         if self.watcher is not None:
             self.watcher.wake()
         task = self._run_task
@@ -802,4 +801,3 @@ class Tailer:
                 tracked.reader.close()
             if self.watcher is not None:
                 self.watcher.close()
-            events.emit(Event.STOPPED, component="tailer")

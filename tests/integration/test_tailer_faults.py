@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from logsidecar.tail.options import TailOptions, WatchMode
+from logsidecar.tail.checkpoints import CheckpointStore
+from logsidecar.tail.options import ReadBatch, TailOptions, WatchMode
+from logsidecar.tail.tailer import Tailer
 from tests.integration.tailer_harness import async_test, numbered_line, running, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +34,9 @@ PERMISSION_SCRIPT = textwrap.dedent(
     import asyncio, json, os, sys, time
     from pathlib import Path
     from logsidecar import events
-    from logsidecar.tail.options import TailOptions, WatchMode
+    from logsidecar.tail.checkpoints import CheckpointStore
+from logsidecar.tail.options import ReadBatch, TailOptions, WatchMode
+from logsidecar.tail.tailer import Tailer
     from logsidecar.tail.tailer import Tailer
 
     directory = Path(sys.argv[1])
@@ -208,3 +212,49 @@ async def test_idle_tailer_sleeps_instead_of_spinning(tmp_path: Path) -> None:
         # wakes for discovery (1 s) and checkpoints (1 s) only: a handful of cycles, not thousands
         # (idle CPU itself is measured by benchmarks/tail_throughput.py, not asserted here)
         assert cycles <= 10, cycles
+
+
+@async_test
+async def test_blocked_emit_stops_reading_and_the_file_is_the_buffer(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    lines = [numbered_line("B", i) for i in range(20000)]
+    log.write_bytes(b"".join(lines))
+    gate = asyncio.Event()
+    received: list[bytes] = []
+
+    async def slow_emit(batch: ReadBatch) -> None:
+        received.extend(batch.lines)
+        await gate.wait()
+
+    tailer = Tailer(options(str(log), read_chunk_bytes=4096, max_batch_lines=10))
+    task = asyncio.create_task(tailer.run(slow_emit))
+    await wait_for(lambda: len(received) == 10)
+    await asyncio.sleep(0.3)
+    [state] = tailer.stats()["files"]
+    assert len(received) == 10  # nothing more was taken while emit was blocked
+    assert state["read_offset"] <= 4096 < log.stat().st_size
+    gate.set()
+    await wait_for(lambda: len(received) == 20000, 20)
+    assert received == [line.rstrip(b"\n") for line in lines]
+    await tailer.stop()
+    await task
+
+
+@async_test
+async def test_stop_returns_and_writes_checkpoints_even_while_emit_is_stuck(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(b"".join(numbered_line("S", i) for i in range(100)))
+    state = tmp_path / "state"
+    never = asyncio.Event()
+    tailer = Tailer(options(str(log), state_dir=state, max_batch_lines=10))
+
+    async def stuck_emit(batch: ReadBatch) -> None:
+        tailer.acknowledge(batch.file_key, batch.end_offset)
+        await never.wait()
+
+    task = asyncio.create_task(tailer.run(stuck_emit))
+    await wait_for(lambda: tailer.stats()["files"] and tailer.stats()["files"][0]["committed_offset"] > 0)
+    await asyncio.wait_for(tailer.stop(), 15)
+    assert task.done()
+    [entry] = CheckpointStore(state).entries()
+    assert entry.offset == len(b"".join(numbered_line("S", i) for i in range(10)))
