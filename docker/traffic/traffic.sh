@@ -7,6 +7,13 @@ target="${TRAFFIC_TARGET:-http://apache}"
 total="${TRAFFIC_REQUESTS:-300}"
 interval="${TRAFFIC_INTERVAL_S:-0.5}"
 trap 'exit 0' TERM INT
+# Wait (at most 30 s) for the server to answer before counting requests.
+tries=0
+until curl -s -o /dev/null "$target/"; do
+  tries=$((tries + 1))
+  [ "$tries" -lt 60 ] || { echo "traffic: $target does not answer"; exit 1; }
+  sleep 0.5
+done
 i=0
 while [ "$i" -lt "$total" ]; do
   i=$((i + 1))
