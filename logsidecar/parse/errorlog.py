@@ -10,7 +10,8 @@
 The 2.4 prefix, in the order `server/log.c: do_errorlog_default` writes it: time, `[module:level]`
 (module may be empty: `[:error]`), `[pid P]` or `[pid P:tid T]`, at debug and more verbose the
 source `file.c(123): `, an APR status `(111)Connection refused: `, `[client ip:port] ` or
-`[remote ip:port] ` (remote = a backend connection, e.g. mod_proxy), then the message, then
+`[remote ip:port] ` (remote = a backend connection, e.g. mod_proxy; a status written after the
+client is accepted too), then the message, then
 `, referer: <Referer header>` when the request had one. httpd writes IPv6 peers without brackets
 (`[client ::1:5678]`): the port is after the last colon. `[client [::1]:5678]` is accepted too. In
 2.2 lines the client has no port, so it is never split there.
@@ -211,6 +212,8 @@ _DEFAULT_LINE = re.compile(
     r"(?:(?P<file>[^\s()\[\]]+)\((?P<line>\d+)\): )?"
     r"(?:(?P<status>\((?:OS |EAI |os 0x)?-?[0-9a-f]+\)[^:\[]*): )?"
     r"(?:\[(?P<peer>client|remote) (?P<addr>\[[^\]]*\](?::\d+)?|[^\]\s]+)\] )?"
+    # httpd writes the status before the client; accept it after the client too (hand-made lines)
+    r"(?:(?P<status2>\((?:OS |EAI |os 0x)?-?[0-9a-f]+\)[^:\[]*): )?"
     r"(?:(?P<code>AH\d{5}): ?)?"
     r"(?P<message>.*)",
     re.DOTALL,
@@ -260,7 +263,9 @@ class ErrorLogParser:
         match = _DEFAULT_LINE.match(text)
         if match is None:
             return self._parse_other(text, valid, observed)
-        time_text, module, level, pid, tid, file, line, status, peer, addr, code, message = match.groups()
+        time_text, module, level, pid, tid, file, line, status, peer, addr, status2, code, message = (
+            match.groups()
+        )
         timestamp = self._times.parse(time_text)
         if timestamp is None:
             return _unparsed(text, valid, f"bad time {time_text!r}", self.format_name, observed)
@@ -274,8 +279,8 @@ class ErrorLogParser:
         if file is not None:
             attributes[CODE_FILE] = file
             attributes[CODE_LINE] = int(line)
-        if status is not None:
-            attributes[STATUS] = status
+        if status is not None or status2 is not None:
+            attributes[STATUS] = status or status2
         if peer is not None:
             # 2.4 (`[module:level]`) always writes ip:port; 2.2 (`[level]`) writes the ip alone.
             address, port = split_host_port(addr, has_port=module is not None)

@@ -659,3 +659,13 @@ def test_min_level_field_is_absent_below_its_level():
     assert debug.attributes["apache.message"] == "details"
     assert "code.file.path" not in info.attributes
     assert info.attributes["apache.message"] == "plain message"
+
+
+def test_status_after_the_client_is_accepted_too():
+    record = parse_one(
+        b"[Sat Mar 14 09:26:53.165614 2026] [proxy_http:error] [pid 35254:tid 8160] [client 114.33.56.242:7063] "
+        b"(111)Connection refused: AH01114: HTTP: failed to make connection to backend: 127.0.0.1"
+    )
+    assert record.attributes["apache.status"] == "(111)Connection refused"
+    assert record.attributes["apache.error.code"] == "AH01114"
+    assert record.attributes["apache.message"] == "HTTP: failed to make connection to backend: 127.0.0.1"
