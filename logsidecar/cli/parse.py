@@ -52,20 +52,30 @@ def iter_line_batches(
     """Frame `stream` into lists of at most `batch_lines` lines (no b"\\n", trailing b"\\r"
     dropped). Uses read1 so that a pipe's lines come out as soon as they arrive."""
     read = getattr(stream, "read1", stream.read)
-    pending = b""
+    # The unfinished last line, as a list of pieces: a very long line is joined once, not
+    # re-copied on every read.
+    pending: list[bytes] = []
     while True:
         chunk = read(READ_CHUNK_BYTES)
         if not chunk:
             break
         if on_bytes is not None:
             on_bytes(len(chunk))
-        lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
-        pending = lines.pop()
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            continue
+        if pending:
+            pending.append(chunk)
+            chunk = b"".join(pending)
+        lines = chunk.split(b"\n")
+        last = lines.pop()
+        pending = [last] if last else []
         for start in range(0, len(lines), batch_lines):
             batch = lines[start : start + batch_lines]
             yield [line[:-1] if line.endswith(b"\r") else line for line in batch]
     if pending:
-        yield [pending[:-1] if pending.endswith(b"\r") else pending]
+        line = b"".join(pending)
+        yield [line[:-1] if line.endswith(b"\r") else line]
 
 
 def _is_regular_file(stream: BinaryIO) -> bool:
