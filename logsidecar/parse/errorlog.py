@@ -40,6 +40,7 @@ input; a line that does not match keeps its raw body and gets `logsidecar.parse_
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -192,8 +193,20 @@ def split_host_port(value: str, *, has_port: bool = True) -> tuple[str, int | No
     if has_port:
         host, colon, port = value.rpartition(":")
         if colon and host and port.isdigit():
+            # An IPv6 host must still be an address once the port is cut off: `2001:db8::5`
+            # written without a port (mod_security's own "[client ip]") is not split.
+            if ":" in host and not _is_ip_address(host):
+                return value, None
             return host, int(port)
     return value, None
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _unparsed(text: str, valid_utf8: bool, reason: str, format_name: str, observed: datetime) -> LogRecord:

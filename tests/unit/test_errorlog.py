@@ -350,6 +350,8 @@ def test_each_level_is_recognised_in_a_line(level):
         ("::1", False, ("::1", None)),
         ("1.2.3.4", True, ("1.2.3.4", None)),
         ("host:notaport", True, ("host:notaport", None)),
+        ("2001:db8::5", True, ("2001:db8::5", None)),
+        ("2001:db8::5:443", True, ("2001:db8::5", 443)),
     ],
 )
 def test_split_host_port(value, has_port, expected):
