@@ -282,7 +282,7 @@ class ErrorLogParser:
         timestamp = self._times.parse(time_text)
         if timestamp is None:
             return _unparsed(text, valid, f"bad time {time_text!r}", self.format_name, observed)
-        attributes: dict[str, Any] = {FORMAT: "error"}
+        attributes: dict[str, Any] = {FORMAT: self.format_name}
         if module:
             attributes[MODULE] = module
         if pid is not None:
