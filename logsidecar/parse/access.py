@@ -298,7 +298,11 @@ class AccessLogParser:
             if isinstance(token, Directive):
                 field_number += 1
             prefix = self._prefix_regexes[index]
-            if prefix is not None and prefix.match(body) is None:
+            last = index == len(self._tokens) - 1
+            if (
+                prefix is not None
+                and (prefix.fullmatch(body.rstrip("\r")) if last else prefix.match(body)) is None
+            ):
                 if isinstance(token, Directive):
                     return f"does not match LogFormat at field {field_number} ({token.source})"
                 following = next((t for t in self._tokens[index:] if isinstance(t, Directive)), None)
@@ -347,8 +351,11 @@ class AccessLogParser:
         tz = self._timezone
         if len(specs) == 1 and specs[0].time_kind == "clf":
             return parse_clf_time
+        single = len(specs) == 1  # the builder passes the value itself, not a 1-tuple
 
-        def parse_composite(values: tuple[str, ...]) -> datetime | None:
+        def parse_composite(values: tuple[str, ...] | str) -> datetime | None:
+            if single:
+                values = (values,)  # type: ignore[assignment]
             base: datetime | None = None
             micro: int | None = None
             formats: list[str] = []

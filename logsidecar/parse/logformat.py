@@ -6,8 +6,9 @@ matches what httpd writes, how the captured text is converted and which attribut
 `access.py` turns that description into a fast batch parser; nothing here touches log lines.
 
 Accepted input (`normalize_format_text`): a bare format (`%h %l "%r"`), a quoted one with
-httpd.conf escaping (`"%h \\"%r\\""`, optionally followed by a nickname), or a pasted directive line
-(`LogFormat "..." nickname`, `CustomLog logs/access.log "..."`).
+httpd.conf escaping (`"%h \\"%r\\""`, optionally followed by a nickname; a quoted string counts as
+httpd.conf quoting only when it holds `\\"` or is followed by a nickname, so `"%r"` keeps its
+quotes), or a pasted directive line (`LogFormat "..." nickname`, `CustomLog logs/access.log "..."`).
 
 Tokenizer rules (as httpd): `%%` is a literal percent; after `%` come, in any order, `!`
 (negate), `<` / `>` (original / final request), comma-separated status codes (conditions) and
@@ -90,7 +91,14 @@ def normalize_format_text(text: str) -> str:
         if not args:
             raise FormatError(f"{words[0][0]} line has no format string: {text!r}")
         return args[0][0]
-    if text.startswith('"') and words and words[0][1]:
+    # A quoted string is httpd.conf quoting only when it shows it: `\"` escapes inside, or a
+    # nickname after it. Otherwise (`"%r"`) the quotes are part of the format.
+    if (
+        text.startswith('"')
+        and words
+        and words[0][1]
+        and ('\\"' in text or (len(words) == 2 and "%" not in words[1][0]))
+    ):
         return words[0][0]
     return text
 
@@ -196,7 +204,9 @@ def _parse_directive(fmt: str, start: int) -> tuple[Directive, int]:
             close = fmt.find("}", i + 1)
             if close < 0:
                 raise FormatError(
-                    _caret_message(fmt, i, f"unclosed '{{' in LogFormat directive starting {fmt[start:]!r}")
+                    _caret_message(
+                        fmt, start, f"unclosed '{{' in LogFormat directive starting {fmt[start:]!r}"
+                    )
                 )
             argument = fmt[i + 1 : close]
             i = close + 1
@@ -506,6 +516,9 @@ def field_pattern(spec: FieldSpec, before: str, after: str | None, lenient: bool
     (`after` None when the field ends the format, '' when another directive follows)."""
     kind = spec.pattern_kind
     quoted = before.endswith('"') and (after or "").startswith('"')
+    if spec.directive.name == "q":
+        # httpd writes '?query' or nothing; the query itself has no raw whitespace.
+        return r'((?:\?(?:[^\s"\\]|\\.)*)?)'
     if kind == TEXT:
         if lenient:
             body = r"[^\n]*" if after is None else r"[^\n]*?"

@@ -1,0 +1,128 @@
+"""Parse-only throughput: lines per second per format on one core, against a naive baseline.
+
+    python benchmarks/parse_throughput.py                 # 1,000,000 lines per format
+    python benchmarks/parse_throughput.py --lines 200000  # quicker
+
+For each format (common, combined, vhost_combined, and `error` when logsidecar.parse.errorlog
+exists) a realistic log is generated into a temp dir (benchmarks/generate_logs.py), read into
+memory and split into batches of `--batch` lines (the tailer's default batch size) before the
+clock starts: only `parser.parse(batch)` is timed. The naive baseline is what a straightforward
+implementation does: per line `re.match` with a named-group combined regex, a dict of its
+groups, `json.dumps`. It runs on the same combined file in the same process. A second row
+"combined + encode_json_lines" shows parse plus our stdout encoding, for a like-for-like
+comparison with the baseline (which also encodes).
+
+Both wall-clock and CPU (process_time) rates are printed: on a shared machine the CPU rate is
+the steadier one. The load average is printed so numbers from a busy machine can be read as such.
+Each measurement is the best of `--repeat` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from generate_logs import write_log  # noqa: E402
+
+from logsidecar.parse import build_parser  # noqa: E402
+from logsidecar.record import encode_json_lines  # noqa: E402
+
+NAIVE_COMBINED = re.compile(
+    r'(?P<host>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<request>[^"]*)" '
+    r'(?P<status>\d{3}) (?P<size>\S+) "(?P<referer>[^"]*)" "(?P<agent>[^"]*)"'
+)
+
+
+def naive_parse(lines: Sequence[bytes]) -> list[str]:
+    """The baseline: per-line regex, dict of groups, json.dumps (no types, no escaping)."""
+    out = []
+    for line in lines:
+        text = line.decode("utf-8", "replace")
+        match = NAIVE_COMBINED.match(text)
+        record = match.groupdict() if match else {"message": text}
+        out.append(json.dumps(record))
+    return out
+
+
+def measure(
+    work: Callable[[list[bytes]], object], batches: list[list[bytes]], repeat: int
+) -> tuple[float, float]:
+    """Best (wall seconds, cpu seconds) over `repeat` runs of `work` over every batch."""
+    best_wall = best_cpu = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        wall, cpu = time.perf_counter(), time.process_time()
+        for batch in batches:
+            work(batch)
+        best_wall = min(best_wall, time.perf_counter() - wall)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    return best_wall, best_cpu
+
+
+def load_batches(path: Path, batch_lines: int) -> list[list[bytes]]:
+    lines = path.read_bytes().split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return [lines[i : i + batch_lines] for i in range(0, len(lines), batch_lines)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=int, default=1_000_000, help="lines per generated file")
+    parser.add_argument("--batch", type=int, default=4096, help="lines per parse() call")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best is kept)")
+    parser.add_argument("--formats", default="common,combined,vhost_combined,error")
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args(argv)
+
+    formats = [f for f in args.formats.split(",") if f]
+    if "error" in formats and importlib.util.find_spec("logsidecar.parse.errorlog") is None:
+        formats.remove("error")
+    rows: list[tuple[str, int, float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="logsidecar-bench-") as tmp:
+        for fmt in formats:
+            path = write_log(Path(tmp) / f"{fmt}.log", fmt, args.lines)
+            batches = load_batches(path, args.batch)
+            count = sum(len(b) for b in batches)
+            parser_ = build_parser(fmt)
+            parser_.parse(batches[0])  # warm caches and the generated builder
+            wall, cpu = measure(parser_.parse, batches, args.repeat)
+            rows.append((f"{fmt} (logsidecar)", count, wall, cpu))
+            if fmt == "combined":
+
+                def parse_and_encode(batch: list[bytes], p=parser_) -> bytes:
+                    return encode_json_lines(p.parse(batch))
+
+                wall, cpu = measure(parse_and_encode, batches, args.repeat)
+                rows.append(("combined + encode_json_lines", count, wall, cpu))
+                if not args.no_baseline:
+                    wall, cpu = measure(naive_parse, batches, args.repeat)
+                    rows.append(("combined naive re.match+json", count, wall, cpu))
+            del batches
+
+    load = os.getloadavg()
+    print(f"python {sys.version.split()[0]}, batch {args.batch} lines, best of {args.repeat}, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")  # fmt: skip
+    print(
+        f"{'format':32s} {'lines':>10s} {'lines/s (wall)':>15s} {'lines/s (cpu)':>15s} {'us/line (cpu)':>14s}"
+    )
+    for name, count, wall, cpu in rows:
+        print(
+            f"{name:32s} {count:>10,d} {count / wall:>15,.0f} {count / cpu:>15,.0f} {cpu / count * 1e6:>14.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
