@@ -66,6 +66,9 @@ _TAG_KVLIST = b"\x32"
 _TAG_BYTES = b"\x3a"
 
 _KEYVALUE_CACHE_MAX = 200_000
+_PER_KEY_CACHE_MAX = 4096
+# The per-key cache of a key whose values rarely repeat: always empty, never filled.
+_UNCACHED: dict[str, bytes] = {}
 _SMALL_VARINTS_MAX = 1 << 14
 
 
@@ -158,6 +161,11 @@ class LogsRequestEncoder:
             _TAG_LEN_1, _string_value(SCOPE_NAME) + _field(_TAG_LEN_2, scope_version.encode())
         )
         self._keyvalue_cache: dict[tuple[str, Any], tuple[type, bytes]] = {}
+        # Encoded string attributes per key (_UNCACHED: this key's values rarely repeat).
+        self._string_caches: dict[str, dict[str, bytes]] = {}
+        self._cache_reset_at: dict[str, int] = {}
+        self._key_prefixes: dict[str, bytes] = {}
+        self._records_seen = 0
         self._severity_text_cache: dict[str, bytes] = {}
 
     def encode(self, records: Sequence[LogRecord], *, now: datetime | None = None) -> bytes:
@@ -167,6 +175,7 @@ class LogsRequestEncoder:
         resource_bytes_by_id: dict[int, bytes] = {}
         by_content: dict[bytes, list[bytes]] = {}
         fallback_observed = datetime_to_unix_nano(now or datetime.now(UTC))
+        self._records_seen += len(records)
         encode_record = self._encode_record
         # Cache of the last observed timestamp: parsers stamp one datetime object per batch.
         last_observed: datetime | None = None
@@ -205,8 +214,11 @@ class LogsRequestEncoder:
         return _field(_TAG_LEN_1, _encode_key_values(merged, _TAG_LEN_1))  # ResourceLogs.resource
 
     def _encode_record(self, record: LogRecord, observed_ns: int) -> bytes:
+        # The hot loop (one call per record): pieces are appended, joined once, no nested messages
+        # are built. Sizes below 16384 come from the precomputed varint table.
         parts: list[bytes] = []
         append = parts.append
+        small = _SMALL_VARINTS
         timestamp = record.timestamp
         if timestamp is not None:
             append(_TAG_TIME)
@@ -222,32 +234,98 @@ class LogsRequestEncoder:
                 encoded_text = _field(_TAG_SEVERITY_TEXT, severity_text.encode("utf-8", "backslashreplace"))
                 self._severity_text_cache[severity_text] = encoded_text
             append(encoded_text)
-        append(_field(_TAG_BODY, _string_value(record.body)))
-        cache = self._keyvalue_cache
-        for item in record.attributes.items():
-            # The cache entry remembers the value's type: True == 1 == 1.0 share one dict key.
-            try:
-                hit = cache.get(item)
-            except TypeError:  # unhashable value (list, dict): encode every time
-                hit = None
-                hashable = False
-            else:
-                hashable = True
-            key, value = item
-            if hit is not None and hit[0] is type(value):
-                append(hit[1])
-                continue
-            if value is None:
-                continue
-            encoded = _encode_key_value(_TAG_ATTRIBUTE, key, value)
-            if hashable:
-                if len(cache) >= _KEYVALUE_CACHE_MAX:
-                    cache.clear()
-                cache[item] = (type(value), encoded)
-            append(encoded)
+        body = record.body.encode("utf-8", "backslashreplace")
+        n = len(body)
+        if n < _SMALL_VARINTS_MAX - 4:
+            inner = small[n]
+            append(_TAG_BODY)
+            append(_varint(n + 1 + len(inner)))
+            append(_TAG_LEN_1)
+            append(inner)
+            append(body)
+        else:
+            append(_field(_TAG_BODY, _field(_TAG_LEN_1, body)))
+        string_caches = self._string_caches
+        for key, value in record.attributes.items():
+            if type(value) is str:
+                cache = string_caches.get(key)
+                if cache is not None:
+                    encoded = cache.get(value)
+                    if encoded is not None:
+                        append(encoded)
+                        continue
+                prefix = self._key_prefixes.get(key)
+                if prefix is None:
+                    prefix = self._key_prefix(key)
+                data = value.encode("utf-8", "backslashreplace")
+                n = len(data)
+                if n < 120 and len(prefix) < 120:
+                    # KeyValue{key, value: AnyValue{string_value}} written flat: every length < 128.
+                    encoded = b"".join(
+                        (
+                            _TAG_ATTRIBUTE,
+                            small[len(prefix) + n + 4],
+                            prefix,
+                            _TAG_LEN_2,
+                            small[n + 2],
+                            _TAG_LEN_1,
+                            small[n],
+                            data,
+                        )
+                    )
+                else:
+                    encoded = _field(_TAG_ATTRIBUTE, prefix + _field(_TAG_LEN_2, _field(_TAG_LEN_1, data)))
+                if cache is not _UNCACHED:
+                    self._remember_string(key, value, encoded, cache)
+                append(encoded)
+            elif value is not None:
+                append(self._encode_other_attribute(key, value))
         append(_TAG_OBSERVED_TIME)
         append(_pack_fixed64(observed_ns))
-        return _field(_TAG_LEN_2, b"".join(parts))  # ScopeLogs.log_records
+        payload = b"".join(parts)
+        return _field(_TAG_LEN_2, payload)  # ScopeLogs.log_records
+
+    def _key_prefix(self, key: str) -> bytes:
+        prefix = _string_value(str(key))  # KeyValue.key
+        if len(self._key_prefixes) < _KEYVALUE_CACHE_MAX:
+            self._key_prefixes[key] = prefix
+        return prefix
+
+    def _remember_string(self, key: str, value: str, encoded: bytes, cache: Any) -> None:
+        """Per-key cache of encoded string attributes. When a key's cache fills, the key's values are
+        judged: if more than half of the records since the last reset brought a new value (a uid, a
+        URL), the key is no longer cached (that would only cost a hash and an insert per record);
+        otherwise the cache is emptied and refilled with what is current."""
+        if cache is None:
+            if len(self._string_caches) >= _KEYVALUE_CACHE_MAX:  # keys are few in practice; stay bounded
+                return
+            cache = self._string_caches[key] = {}
+            self._cache_reset_at[key] = self._records_seen
+        if len(cache) >= _PER_KEY_CACHE_MAX:
+            records_since_reset = self._records_seen - self._cache_reset_at[key]
+            if 2 * len(cache) > records_since_reset:
+                self._string_caches[key] = _UNCACHED
+                return
+            cache.clear()
+            self._cache_reset_at[key] = self._records_seen
+        cache[value] = encoded
+
+    def _encode_other_attribute(self, key: str, value: Any) -> bytes:
+        """Non-string attributes (ints, floats, bools, lists ...), cached by (key, value) with the
+        value's type remembered: True == 1 == 1.0 share one dict key."""
+        cache = self._keyvalue_cache
+        item = (key, value)
+        try:
+            hit = cache.get(item)
+        except TypeError:  # unhashable value (list, dict): encode every time
+            return _encode_key_value(_TAG_ATTRIBUTE, key, value)
+        if hit is not None and hit[0] is type(value):
+            return hit[1]
+        encoded = _encode_key_value(_TAG_ATTRIBUTE, key, value)
+        if len(cache) >= _KEYVALUE_CACHE_MAX:
+            cache.clear()
+        cache[item] = (type(value), encoded)
+        return encoded
 
 
 def encode_request(

@@ -216,3 +216,27 @@ def test_long_body_and_many_records_round_trip() -> None:
     ]
     logs = decode(encode_request(records, BASE)).resource_logs[0].scope_logs[0].log_records
     assert [log.body.string_value for log in logs] == [r.body for r in records]
+
+
+def test_attribute_caches_stay_correct_when_values_are_unique_or_repeat() -> None:
+    encoder = LogsRequestEncoder(BASE)
+    records = [
+        LogRecord(
+            body=str(i),
+            attributes={
+                "log.record.uid": f"{i:032x}",  # never repeats: the key stops being cached
+                "http.request.method": ("GET", "POST")[i % 2],  # repeats: stays cached
+                "url.path": f"/p/{i % 5000}",  # fills the cache, repeats enough to be refilled
+                "long": "v" * 300 + str(i % 3),  # beyond the flat one-byte-length path
+            },
+        )
+        for i in range(20_000)
+    ]
+    logs = []
+    for begin in range(0, len(records), 2048):
+        logs.extend(
+            decode(encoder.encode(records[begin : begin + 2048])).resource_logs[0].scope_logs[0].log_records
+        )
+    assert len(logs) == len(records)
+    for record, log in zip(records, logs, strict=True):
+        assert {kv.key: kv.value.string_value for kv in log.attributes} == record.attributes
