@@ -9,9 +9,9 @@ Invariants and why:
 - Started with `-DFOREGROUND` (the normal multi-process MPM, not the `-X` debug mode) so graceful
   restarts behave exactly as in production; the parent is our child process, in its own process
   group, so `stop()` can always reap it.
-- Ready means "the error log shows one more `AH00489 ... resuming normal operations` than before":
-  Apache writes that notice (notices are logged whatever the LogLevel) after it has bound its
-  listeners and (re)opened every log file. The same check tells that a graceful restart has
+- Ready means "`AH00489 ... resuming normal operations` was written to the error log since we
+  started (or signalled) it": Apache writes that notice (notices are logged whatever the
+  LogLevel) after it has bound its listeners and (re)opened every log file. The same check tells that a graceful restart has
   reopened the logs, so rotation tests can rely on `graceful()` returning only then. No probe
   connections are made: they would add lines to the error log at trace levels.
 - Run as root, the workers switch to `User`/`Group` (www-data); log files are opened by the root
@@ -142,11 +142,35 @@ def _run_user() -> tuple[str, str] | None:
     raise ApacheError("running as root but no unprivileged user (www-data, daemon, nobody) exists")
 
 
-def _count_marker(path: Path) -> int:
-    try:
-        return path.read_bytes().count(READY_MARKER)
-    except FileNotFoundError:
-        return 0
+@dataclass(frozen=True, slots=True)
+class LogMark:
+    """Where a file ended at one moment: (device, inode) and size; None when it did not exist."""
+
+    identity: tuple[int, int] | None
+    size: int
+
+    @classmethod
+    def of(cls, path: Path) -> LogMark:
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            return cls(None, 0)
+        return cls((status.st_dev, status.st_ino), status.st_size)
+
+    def written_since(self, path: Path, needle: bytes) -> bool:
+        """Whether `needle` was written to `path` after this mark: only the new bytes are read
+        (the error log can be large at trace levels), all of them if the file was replaced or
+        truncated since."""
+        now = LogMark.of(path)
+        if now.identity is None:
+            return False
+        start = self.size if now.identity == self.identity and now.size >= self.size else 0
+        try:
+            with open(path, "rb") as file:
+                file.seek(start)
+                return needle in file.read()
+        except FileNotFoundError:
+            return False
 
 
 class ApacheServer:
@@ -365,7 +389,7 @@ class ApacheServer:
             self.port = free_port(self.ipv6)
             self.config_text = self.render_config()
             self.config_path.write_text(self.config_text)
-            before = _count_marker(self.error_log)
+            before = LogMark.of(self.error_log)
             output = open(self.runtime_dir / "apache2.out", "ab")  # noqa: SIM115 - lives with the process
             try:
                 self.process = subprocess.Popen(
@@ -389,12 +413,12 @@ class ApacheServer:
         self._remove_runtime_dir()
         raise ApacheError(f"apache2 did not start:\n{last_error}\nconfig:\n{self.config_text}")
 
-    def _wait_until_ready(self, markers_before: int) -> str | None:
+    def _wait_until_ready(self, before: LogMark) -> str | None:
         """None once ready; otherwise what Apache said before it died or timed out."""
         assert self.process is not None
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
-            if _count_marker(self.error_log) > markers_before:
+            if before.written_since(self.error_log, READY_MARKER):
                 return None
             if self.process.poll() is not None:
                 return self._diagnostics(f"exited with status {self.process.returncode}")
@@ -424,10 +448,10 @@ class ApacheServer:
         nothing writes to the old files any more."""
         process = self._running_process()
         old_workers = self.worker_pids()
-        before = _count_marker(self.error_log)
+        before = LogMark.of(self.error_log)
         os.kill(process.pid, signal.SIGUSR1)
         wait_for(
-            lambda: _count_marker(self.error_log) > before or process.poll() is not None,
+            lambda: before.written_since(self.error_log, READY_MARKER) or process.poll() is not None,
             timeout=timeout_s,
             message="apache graceful restart to write AH00489 to the error log",
         )
@@ -460,9 +484,15 @@ class ApacheServer:
     def restart(self, timeout_s: float = 10.0) -> None:
         """Hard restart (SIGHUP): workers are killed, logs reopened."""
         process = self._running_process()
-        before = _count_marker(self.error_log)
+        before = LogMark.of(self.error_log)
         os.kill(process.pid, signal.SIGHUP)
-        wait_for(lambda: _count_marker(self.error_log) > before, timeout=timeout_s, message="apache restart")
+        wait_for(
+            lambda: before.written_since(self.error_log, READY_MARKER) or process.poll() is not None,
+            timeout=timeout_s,
+            message="apache restart to write AH00489 to the error log",
+        )
+        if process.poll() is not None:
+            raise ApacheError(self._diagnostics(f"exited during restart ({process.returncode})"))
 
     def stop(self, graceful: bool = False, timeout_s: float = 10.0) -> None:
         """Stop Apache (SIGTERM; SIGWINCH for a graceful stop that lets requests finish) and wait
