@@ -334,7 +334,6 @@ class Tailer:
                     os.close(fd)
                     continue
                 self._skipped.discard(inode)
-            self._path_recovered(path)
             reader = self._new_reader(fd, path, st)
             if self._is_copy_of_followed(reader):
                 reader.close()
@@ -383,6 +382,10 @@ class Tailer:
             inode = (reader.dev, reader.ino)
             state = FileState.ACTIVE if inode in present else FileState.ROTATED
             self._start_reader(reader, state, startup=first)
+        if self._path_errors:
+            for tracked in self._files.values():
+                if tracked.state is FileState.ACTIVE:
+                    self._path_recovered(tracked.reader.path)  # followed again: say so once
 
     def drain_files_rotated_while_down(self) -> None:
         """Step 4 at startup: a checkpointed file no longer at its path may sit next to it under a

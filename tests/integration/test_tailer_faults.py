@@ -34,9 +34,7 @@ PERMISSION_SCRIPT = textwrap.dedent(
     import asyncio, json, os, sys, time
     from pathlib import Path
     from logsidecar import events
-    from logsidecar.tail.checkpoints import CheckpointStore
-from logsidecar.tail.options import ReadBatch, TailOptions, WatchMode
-from logsidecar.tail.tailer import Tailer
+    from logsidecar.tail.options import TailOptions, WatchMode
     from logsidecar.tail.tailer import Tailer
 
     directory = Path(sys.argv[1])
