@@ -32,6 +32,7 @@ import asyncio
 import fnmatch
 import hashlib
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,7 +69,28 @@ class Source(Protocol):
 
     async def stop(self) -> None: ...
 
+    def queue_depth(self) -> int:
+        """Lines parsed and not yet settled by every sink (for the live gauges)."""
+        return self._in_flight_lines
+
+    def oldest_undelivered_age_s(self) -> float | None:
+        """Age of the oldest batch still in flight, None when nothing is (for the live gauges)."""
+        for emitted_at in self._emitted_at.values():
+            return time.monotonic() - emitted_at
+        return None
+
     def stats(self) -> dict[str, Any]: ...
+
+
+class PipelineObserver(Protocol):
+    """Optional per-batch observations (`telemetry.Metrics` is one). Called once per batch, never
+    per record; `parsed + unparsed == lines`, `bytes` are the line bytes read."""
+
+    def observe_batch(
+        self, path: str, fmt: str, lines: int, bytes: int, parsed: int, unparsed: int
+    ) -> None: ...  # noqa: A002
+
+    def observe_delivery(self, sink: str, records: int, latency_s: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +201,7 @@ class Pipeline:
         sinks: Sequence[Sink],
         parsers: ParserSelector,
         options: PipelineOptions,
+        observer: PipelineObserver | None = None,
     ) -> None:
         if not sinks:
             raise ValueError("a pipeline needs at least one sink")
@@ -186,9 +209,11 @@ class Pipeline:
         self.sinks = tuple(sinks)
         self.parsers = parsers
         self.options = options
+        self.observer = observer
         # One dict shared by every record: sinks must treat it as read-only.
         self._resource: dict[str, Any] = dict(options.resource)
         self._acks = AckTracker()
+        self._emitted_at: dict[AckTicket, float] = {}  # in-flight batches, oldest first
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight_batches = 0
         self._in_flight_lines = 0
@@ -293,6 +318,7 @@ class Pipeline:
         self.lines_in += count
         self.batches_in += 1
         ticket = self._acks.register(batch.file_key, batch.end_offsets[-1])
+        self._emitted_at[ticket] = time.monotonic()
         task = asyncio.create_task(self._deliver(ticket, records, count))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -309,6 +335,12 @@ class Pipeline:
             reason = state.parser_error if state.parser is None else f"parser failed: {exc!r}"
             records = _raw_records(batch.lines, reason=reason)
         self._stamp(records, batch, state.uid_prefix)
+        if self.observer is not None:
+            unparsed = sum(1 for record in records if PARSE_ERROR in record.attributes)
+            fmt = state.parser.format_name if state.parser is not None else "raw"
+            self.observer.observe_batch(
+                batch.path, fmt, len(records), sum(map(len, batch.lines)), len(records) - unparsed, unparsed
+            )
         return records
 
     def _stamp(self, records: list[LogRecord], batch: ReadBatch, prefix: str) -> None:
@@ -356,26 +388,30 @@ class Pipeline:
 
     async def _deliver(self, ticket: AckTicket, records: list[LogRecord], count: int) -> None:
         try:
-            if len(self.sinks) == 1:
-                await self._send(self.sinks[0], records)
-            else:
-                await asyncio.gather(*(self._send(sink, records) for sink in self.sinks))
+            await self._send_everywhere(records)
         except asyncio.CancelledError:
-            self._release(count)
             raise
         except BaseException as exc:  # noqa: BLE001 - a sink that fails for good stops the pipeline
-            self._release(count)
             if self._fatal is None:
                 self._fatal = exc
             self.request_stop()
-            return
-        offset = self._acks.settle(ticket)
-        if offset is not None:
-            self.source.acknowledge(ticket.file_key, offset)
-            self.acknowledgements += 1
-        self._release(count)
+        else:
+            offset = self._acks.settle(ticket)
+            if offset is not None:
+                self.source.acknowledge(ticket.file_key, offset)
+                self.acknowledgements += 1
+        finally:
+            self._emitted_at.pop(ticket, None)
+            self._release(count)
+
+    async def _send_everywhere(self, records: list[LogRecord]) -> None:
+        if len(self.sinks) == 1:
+            await self._send(self.sinks[0], records)
+        else:
+            await asyncio.gather(*(self._send(sink, records) for sink in self.sinks))
 
     async def _send(self, sink: Sink, records: list[LogRecord]) -> None:
+        started = time.monotonic()
         try:
             await sink.send(records)
         except BatchRejected as rejected:
@@ -389,6 +425,18 @@ class Pipeline:
             )
             return
         self.sent[sink.name] += len(records)
+        if self.observer is not None:
+            self.observer.observe_delivery(sink.name, len(records), time.monotonic() - started)
+
+    def queue_depth(self) -> int:
+        """Lines parsed and not yet settled by every sink (for the live gauges)."""
+        return self._in_flight_lines
+
+    def oldest_undelivered_age_s(self) -> float | None:
+        """Age of the oldest batch still in flight, None when nothing is (for the live gauges)."""
+        for emitted_at in self._emitted_at.values():
+            return time.monotonic() - emitted_at
+        return None
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -381,3 +381,46 @@ def test_parser_selector_keeps_one_parser_per_file_and_forgets_the_oldest() -> N
     selector.state_for("b", "/b.log")
     selector.state_for("c", "/c.log")
     assert selector.state_for("a", "/a.log") is not first
+
+
+class RecordingObserver:
+    """Records the pipeline's per-batch observations (the real one is telemetry.Metrics)."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, str, int, int, int, int]] = []
+        self.deliveries: list[tuple[str, int]] = []
+
+    def observe_batch(self, path: str, fmt: str, lines: int, bytes: int, parsed: int, unparsed: int) -> None:  # noqa: A002
+        self.batches.append((path, fmt, lines, bytes, parsed, unparsed))
+
+    def observe_delivery(self, sink: str, records: int, latency_s: float) -> None:
+        assert latency_s >= 0
+        self.deliveries.append((sink, records))
+
+
+def test_observer_sees_each_batch_and_delivery_and_gauges_show_what_is_in_flight() -> None:
+    async def scenario() -> RecordingObserver:
+        source = ScriptedSource([batch("k", [10, 20, 30])])
+        sink = GatedSink("otlp")
+        observer = RecordingObserver()
+        pipeline = Pipeline(
+            source, [sink], ParserSelector(default_spec="raw"), PipelineOptions(resource=RESOURCE), observer
+        )
+        assert pipeline.oldest_undelivered_age_s() is None
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: len(sink.gates) == 1)
+        assert pipeline.queue_depth() == 3
+        age = pipeline.oldest_undelivered_age_s()
+        assert age is not None and age >= 0
+        sink.release(0)
+        await until(lambda: source.acks == [("k", 30)])
+        assert pipeline.queue_depth() == 0
+        assert pipeline.oldest_undelivered_age_s() is None
+        pipeline.request_stop()
+        await task
+        return observer
+
+    observer = asyncio.run(scenario())
+    line_bytes = len(b"line k 10") * 3
+    assert observer.batches == [("/var/log/apache2/access.log", "raw", 3, line_bytes, 3, 0)]
+    assert observer.deliveries == [("otlp", 3)]
