@@ -206,15 +206,16 @@ class AccessLogParser:
         self._specs = compile_fields(tokens)
         self._timezone = timezone
         strict = line_regex(tokens, self._specs, lenient=False)
+        fast = line_regex(tokens, self._specs, lenient=False, fast=True)
         lenient = line_regex(tokens, self._specs, lenient=True)
         try:
-            self._batch_regex = re.compile(rf"^{strict}\r?$", re.MULTILINE)
+            # The last group catches a line the fast pattern rejects, so every line still
+            # yields exactly one row (unless a fast match ran across a newline: see parse()).
+            self._batch_regex = re.compile(rf"^(?:{fast}|([^\n]*))\r?$", re.MULTILINE)
             self._strict_line = re.compile(rf"(?:{strict})\r?")
             self._lenient_line = re.compile(rf"(?:{lenient})\r?")
         except re.error as exc:  # e.g. a strftime format our translation cannot express
             raise FormatError(f"LogFormat {text!r} cannot be compiled to a regex: {exc}") from exc
-        # findall yields plain strings, not 1-tuples, when the regex has a single group.
-        self._single_group = self._batch_regex.groups == 1
         self._prefix_regexes: list[re.Pattern[str] | None] | None = None
         self._time_cache = TimeCache(self._make_time_parser())
         self._request_cache: dict[str, dict[str, Any]] = {}
@@ -236,13 +237,20 @@ class AccessLogParser:
         bodies = text.split("\n")
         if len(bodies) != len(lines):  # a "line" held a newline: frame each one alone
             return self._parse_each(lines, observed)
-        # Field patterns never match a newline, so each match lies within one line and there is
-        # at most one per line: as many matches as lines means every line matched, in order.
+        # Every match starts at a line start and ends at a line end, so there is at most one
+        # per line; as many rows as lines means each line is exactly one row, in order. Fewer
+        # means a fast pattern ran across a newline (an unbalanced quote): redo this batch
+        # line by line with the strict regex.
         rows: list[tuple[str, ...] | None] = self._batch_regex.findall(text)
+        exact_row = self._exact_row
         if len(rows) != len(lines):
-            fullmatch = self._strict_line.fullmatch
-            row_of = self._row_of
-            rows = [None if (m := fullmatch(body)) is None else row_of(m) for body in bodies]
+            rows = [exact_row(body) for body in bodies]
+        elif '\\"' in text:
+            # The fast pattern is not escape-aware: lines holding an escaped quote get the
+            # strict regex (rare, and this scan only runs for batches that have one).
+            for index, body in enumerate(bodies):
+                if '\\"' in body:
+                    rows[index] = exact_row(body)
         # The batch allocates two GC-tracked objects per line that all survive to the end of
         # the batch, so the cyclic GC would scan them again and again (measured: ~30% of parse
         # time). Nothing here creates cycles; pause the collector for the batch only.
@@ -264,23 +272,24 @@ class AccessLogParser:
         out: list[LogRecord] = []
         for line in lines:
             body, ok = decode_text(line)
-            match = self._strict_line.fullmatch(body)
-            record = self._build([None if match is None else self._row_of(match)], [body], observed)[0]
+            record = self._build([self._exact_row(body)], [body], observed)[0]
             if not ok:
                 record.attributes[INVALID_UTF8] = True
             out.append(record)
         return out
 
-    def _row_of(self, match: re.Match[str]) -> str | tuple[str, ...]:
-        """A match as findall would have returned it (same shape for the generated builder)."""
-        return match.group(1) or "" if self._single_group else match.groups(default="")
+    def _exact_row(self, body: str) -> tuple[str, ...] | None:
+        """The strict regex's row for one line (shaped like a batch row: fields, then an empty
+        'unmatched' slot), or None if it does not match."""
+        match = self._strict_line.fullmatch(body)
+        return None if match is None else (*match.groups(default=""), "")
 
     def _unmatched(self, body: str, observed: datetime) -> LogRecord:
         """A line the strict regex rejected: try the lenient one, else report why."""
         if body and body.count('"') <= 16 and len(body) <= 16384:  # bound the lazy backtracking
             match = self._lenient_line.fullmatch(body)
             if match is not None:
-                return self._build([self._row_of(match)], [body], observed)[0]  # type: ignore[no-any-return]
+                return self._build([(*match.groups(default=""), "")], [body], observed)[0]  # type: ignore[no-any-return]
         return LogRecord(
             body,
             {FORMAT: self.format_name, PARSE_ERROR: self._mismatch_reason(body)},
@@ -466,6 +475,8 @@ class AccessLogParser:
         else:
             key = time_vars[0] if len(time_vars) == 1 else "(" + ", ".join(time_vars) + ",)"
             time_code = f"    ts = time_get({key})\n    if ts is None:\n        ts = time_parse({key})"
+        names.append("bad")
+        unpack = "    " + ", ".join(names) + " = row"
         source = "\n".join(
             [
                 "def build(rows, bodies, observed):",
@@ -475,7 +486,13 @@ class AccessLogParser:
                 "    if row is None:",
                 "        append(unmatched(body, observed))",
                 "        continue",
-                ("    v0 = row" if len(names) == 1 else "    " + ", ".join(names) + " = row"),
+                unpack,
+                "    if bad or not body:",
+                "        row = exact_row(body)",
+                "        if row is None:",
+                "            append(unmatched(body, observed))",
+                "            continue",
+                "    " + unpack,
                 "    a = {FORMAT: format_name}",
                 "    sev_text = 'INFO'",
                 "    sev_number = 9",
@@ -499,6 +516,7 @@ class AccessLogParser:
             "time_get": self._time_cache.mapping.get,
             "time_parse": self._time_cache.get,
             "unmatched": self._unmatched,
+            "exact_row": self._exact_row,
             "request_attributes": request_attributes,
             "request_get": self._request_cache.get,
             "request_cached": self._request_cached,

@@ -511,17 +511,32 @@ def compile_fields(tokens: list[Token]) -> list[FieldSpec]:
     return specs
 
 
-def field_pattern(spec: FieldSpec, before: str, after: str | None, lenient: bool) -> str:
+def field_pattern(spec: FieldSpec, before: str, after: str | None, lenient: bool, fast: bool = False) -> str:
     """The capture pattern for one field. `before`/`after` are the adjacent literal texts
-    (`after` None when the field ends the format, '' when another directive follows)."""
+    (`after` None when the field ends the format, '' when another directive follows).
+
+    Three flavours: strict (exact for what httpd writes, escape-aware, never crosses a newline),
+    lenient (quoted text matched lazily, for logs with unescaped quotes) and fast (for the batch
+    regex: single-character negations such as `[^"]*+`, which sre scans several times faster
+    than a character set; not escape-aware and may cross a newline, so callers re-check lines
+    holding `\\"` with the strict regex and detect line-spanning matches by counting)."""
     kind = spec.pattern_kind
     quoted = before.endswith('"') and (after or "").startswith('"')
     if spec.directive.name == "q":
         # httpd writes '?query' or nothing; the query itself has no raw whitespace.
         return r'((?:\?(?:[^\s"\\]|\\.)*)?)'
-    if kind == TEXT:
+    if kind in (TEXT, REQ):
         if lenient:
             body = r"[^\n]*" if after is None else r"[^\n]*?"
+        elif fast:
+            if quoted:
+                body = r'[^"]*+'
+            elif after is None:
+                body = r".*"
+            elif after:
+                body = f"[^{re.escape(after[0])}]*"
+            else:
+                body = r".*?"
         elif quoted:
             body = QUOTED_TEXT
         elif after is None:
@@ -530,25 +545,12 @@ def field_pattern(spec: FieldSpec, before: str, after: str | None, lenient: bool
             body = f"[^{re.escape(after[0])}\\n]*"
         else:
             body = r"[^\n]*?"
-        return f"({body})"
-    if kind == REQ:
-        if lenient:
-            generic = r"[^\n]*" if after is None else r"[^\n]*?"
-        elif quoted:
-            generic = QUOTED_TEXT
-        else:
-            generic = (
-                r"[^\n]*" if after is None else (f"[^{re.escape(after[0])}\\n]*" if after else r"[^\n]*?")
-            )
-        # Captured whole: splitting it in Python (cached per distinct line) beats nested groups.
-        return f"({generic})"
+        return f"({body})"  # %r is captured whole: a cached split in Python beats nested groups
     if kind == TOKEN:
         # Tokens stay `\S+` even when lenient: many lazy fields would backtrack polynomially.
-        # Possessive when the next literal starts with whitespace: \S cannot run into it.
-        # A plain class beats the \S category test; \n stays excluded so that matches never
-        # span lines (the batch framing relies on it).
+        # Possessive when the next literal starts with a space: the token cannot run into it.
         if after and after[0] == " ":
-            return r"([^ \t\n]++)"
+            return r"([^ ]++)" if fast else r"([^ \n]++)"
         if after is None or (after and after[0].isspace()):
             return r"(\S++)"
         return r"(\S+?)" if not after else r"(\S+)"
@@ -557,7 +559,7 @@ def field_pattern(spec: FieldSpec, before: str, after: str | None, lenient: bool
     if kind == STATUS_PAT:
         return r"(\d{3}|-)"
     if kind == CLF:
-        return CLF_TIME
+        return r"\[([^\]]*)\]" if fast else CLF_TIME
     if kind == CONN:
         return r"([-+X])"
     if kind == HEX:
@@ -567,7 +569,7 @@ def field_pattern(spec: FieldSpec, before: str, after: str | None, lenient: bool
     raise AssertionError(kind)
 
 
-def line_regex(tokens: list[Token], specs: list[FieldSpec], lenient: bool) -> str:
+def line_regex(tokens: list[Token], specs: list[FieldSpec], lenient: bool, fast: bool = False) -> str:
     """The whole-line regex body (no anchors): literals escaped, one capture per field."""
     parts: list[str] = []
     spec_iter = iter(specs)
@@ -581,5 +583,5 @@ def line_regex(tokens: list[Token], specs: list[FieldSpec], lenient: bool) -> st
             after: str | None = nxt.text if isinstance(nxt, Literal) else ""
         else:
             after = None
-        parts.append(field_pattern(next(spec_iter), before, after, lenient))  # type: ignore[arg-type]
+        parts.append(field_pattern(next(spec_iter), before, after, lenient, fast))  # type: ignore[arg-type]
     return "".join(parts)
