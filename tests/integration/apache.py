@@ -33,7 +33,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -598,6 +598,10 @@ class ApacheServer:
             lines.append(f"Content-Length: {len(body)}".encode())
         lines.append(b"Connection: close")
         return self.send_raw(b"\r\n".join(lines) + b"\r\n\r\n" + body, family=family, timeout_s=timeout_s)
+
+
+#: The `apache_factory` fixture's type: call it with ApacheServer's keyword options.
+ApacheFactory = Callable[..., ApacheServer]
 
 
 def status_of(response: bytes) -> int:

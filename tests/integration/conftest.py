@@ -8,15 +8,15 @@ Tests that need Apache skip (with the reason) only when the apache2 binary is no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.apache import ApacheServer, find_apache_binary
+from tests.integration.apache import ApacheFactory, ApacheServer, find_apache_binary
 
-ApacheFactory = Callable[..., ApacheServer]
+__all__ = ["ApacheFactory", "apache", "apache_factory", "require_apache"]
 
 
 def require_apache() -> None:

@@ -16,6 +16,8 @@ nothing has been logged to the error log for this request)". The ID is generated
 log entry is written for the request; at `trace8` every request gets some, so every served
 request carries an ID. The default error log format does not print the ID, so it cannot be
 matched to an error-log line here; we check it is present, well-formed and unique per request.
+A second, small test shows the rule at LogLevel warn: `-` unless the request caused an error-log
+entry, and with mod_unique_id the ID is the request's UNIQUE_ID.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import pytest
 from logsidecar.parse import build_parser
 from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, Severity
 from tests.helpers import line_count, read_lines, wait_for
-from tests.integration.apache import ApacheServer, CustomLog, find_apache_binary, status_of
+from tests.integration.apache import ApacheFactory, ApacheServer, CustomLog, find_apache_binary, status_of
 
 pytestmark = [
     pytest.mark.apache,
@@ -248,7 +250,10 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         sent = _send_all(apache)
         # Access lines are written after the response went out: wait for all of them.
         for name in ACCESS_LOGS:
-            wait_for(lambda name=name: line_count(log_dir / name) >= len(sent), timeout=10, message=name)
+            path = log_dir / name
+            wait_for(
+                lambda: line_count(path) >= len(sent), timeout=10, message=f"{len(sent)} lines in {name}"
+            )
     finally:
         apache.stop()
     yield Scenario(port, docroot, log_dir, log_dir / "error.log", sent, started_at, datetime.now(UTC))
@@ -473,3 +478,36 @@ def test_trace_lines_carry_source_file_and_line(scenario: Scenario) -> None:
     for record in build_parser("error").parse(lines):
         assert record.attributes["code.file.path"] == "protocol.c"
         assert isinstance(record.attributes["code.line.number"], int)
+
+
+# -- %L semantics, checked against real Apache at the default LogLevel ---------------------------
+
+
+@pytest.mark.parametrize("unique_id", [False, True], ids=["plain", "mod_unique_id"])
+def test_request_log_id_is_set_only_for_requests_with_an_error_log_entry(
+    apache_factory: ApacheFactory, tmp_path: Path, unique_id: bool
+) -> None:
+    """At LogLevel warn a 200 and a 404 write nothing to the error log, so `%L` is `-` (absent);
+    a 6 KB path fails with AH00127 at error level (403), so that request gets an ID. With
+    mod_unique_id loaded the ID is the request's UNIQUE_ID."""
+    fmt = "%>s %L %{UNIQUE_ID}e"
+    access_log = tmp_path / "ids.log"
+    apache = apache_factory(
+        custom_logs=[CustomLog(access_log, fmt)],
+        log_level="warn",
+        extra_modules=[("unique_id_module", "mod_unique_id.so")] if unique_id else [],
+    )
+    statuses = [status_of(apache.request("GET", target)) for target in ("/", "/" + "x" * 6000, "/nope")]
+    assert statuses == [200, 403, 404]
+    wait_for(lambda: line_count(access_log) == 3, timeout=5)
+    records = build_parser("logformat:" + fmt).parse(read_lines(access_log))
+    assert unparsed(records) == []
+    ok, too_long, not_found = (record.attributes for record in records)
+    assert "apache.request_log_id" not in ok and "apache.request_log_id" not in not_found
+    assert re.fullmatch(r"[A-Za-z0-9+/@_-]{6,}", too_long["apache.request_log_id"])
+    assert b"AH00127: Cannot map GET /xxxx" in apache.error_log.read_bytes()
+    if unique_id:
+        assert all("apache.env.UNIQUE_ID" in attributes for attributes in (ok, too_long, not_found))
+        assert too_long["apache.request_log_id"] == too_long["apache.env.UNIQUE_ID"]
+    else:
+        assert all("apache.env.UNIQUE_ID" not in attributes for attributes in (ok, too_long, not_found))
