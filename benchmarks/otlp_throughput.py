@@ -1,0 +1,313 @@
+"""OTLP output speed: `logsidecar tail` → OTLP into the real rotel collector. Prints a table.
+
+    python benchmarks/otlp_throughput.py                      # throughput + latency, defaults
+    python benchmarks/otlp_throughput.py --lines 500000 --latency-seconds 30
+    python benchmarks/otlp_throughput.py --skip-latency
+
+1. Throughput: a generated combined access log (benchmarks/generate_logs.py, fixed seed) is read from
+   the beginning by `logsidecar tail --format combined`, once per output: stdout to /dev/null (the
+   baseline without OTLP), OTLP/gRPC, OTLP/gRPC with gzip, OTLP/HTTP, each into rotel with its blackhole
+   exporter. "Done" is when the tailer's checkpoint (committed = acknowledged by the sink) reaches the
+   file's size, read from its SQLite state. Reported: lines/s over the whole run (from process start,
+   so it includes ~1 s of interpreter start-up), the steady rate between the first and last checkpoint,
+   and the tailer's CPU seconds (user+sys) per 100k lines.
+2. Latency: lines are appended at ~`--latency-rate` lines/s, each carrying its write time (ns) in its
+   URL; the tailer sends them over OTLP/gRPC through rotel (logs batch timeout 20 ms) to a witness
+   receiver, which notes the arrival time; also once straight to the witness without rotel.
+   Reported: p50/p99/max of arrival - write.
+
+Numbers depend on the machine (2 cores here, shared); the script asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.integration.otlp_receiver import GrpcWitness, RotelCollector, wait_for  # noqa: E402
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class ThroughputResult:
+    label: str
+    lines: int
+    wall_s: float
+    steady_lines_per_s: float
+    cpu_s: float
+
+    @property
+    def lines_per_s(self) -> float:
+        return self.lines / self.wall_s
+
+
+def generate_file(path: Path, lines: int) -> None:
+    generator = REPO / "benchmarks" / "generate_logs.py"
+    subprocess.run(
+        [
+            sys.executable,
+            str(generator),
+            "--format",
+            "combined",
+            "--lines",
+            str(lines),
+            "--seed",
+            "7",
+            str(path),
+        ],
+        check=True,
+    )
+
+
+def committed_offset(state_dir: Path) -> int:
+    db = state_dir / "checkpoints.sqlite"
+    if not db.exists():
+        return 0
+    try:
+        connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.5)
+        try:
+            row = connection.execute("SELECT max(offset) FROM checkpoints").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return 0
+    return int(row[0] or 0)
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def tail_command(path: Path, state_dir: Path, output_args: list[str]) -> list[str]:
+    return [
+        sys.executable, "-m", "logsidecar", "tail", "--format", "combined", "--state-dir", str(state_dir),
+        "--log-format", "json", "--log-level", "warning", *output_args, str(path),
+    ]  # fmt: skip
+
+
+def measure_throughput(
+    label: str, path: Path, lines: int, output_args: list[str], workdir: Path
+) -> ThroughputResult:
+    size = path.stat().st_size
+    state_dir = Path(tempfile.mkdtemp(dir=workdir, prefix="state-"))
+    stdout = subprocess.DEVNULL
+    stderr = open(workdir / f"tail-{re.sub(r'[^a-z0-9]+', '-', label.lower())}.log", "wb")  # noqa: SIM115
+    started = time.monotonic()
+    process = subprocess.Popen(tail_command(path, state_dir, output_args), stdout=stdout, stderr=stderr)
+    samples: list[tuple[float, int]] = []
+    cpu = 0.0
+    try:
+        while True:
+            offset = committed_offset(state_dir)
+            now = time.monotonic()
+            if not samples or samples[-1][1] != offset:
+                samples.append((now, offset))
+            cpu = cpu_seconds(process.pid) or cpu
+            if offset >= size:
+                break
+            if process.poll() is not None:
+                raise RuntimeError(f"{label}: tailer exited with {process.returncode}")
+            if now - started > 900:
+                raise TimeoutError(f"{label}: not done after 900 s ({offset}/{size} bytes)")
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        stderr.close()
+    wall = samples[-1][0] - started
+    moving = [s for s in samples if s[1] > 0]
+    steady = 0.0
+    if len(moving) >= 2 and moving[-1][0] > moving[0][0]:
+        bytes_per_line = size / lines
+        steady = (moving[-1][1] - moving[0][1]) / bytes_per_line / (moving[-1][0] - moving[0][0])
+    return ThroughputResult(label, lines, wall, steady, cpu)
+
+
+class LatencyWriter(threading.Thread):
+    """Appends `rate` lines/s in 10 ms ticks; each line carries its write time (time.time_ns())."""
+
+    def __init__(self, path: Path, rate: int, seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.rate = rate
+        self.seconds = seconds
+        self.written = 0
+
+    def run(self) -> None:
+        per_tick = max(1, self.rate // 100)
+        tick = 0.01
+        begin = time.monotonic()
+        with open(self.path, "ab", buffering=0) as handle:
+            while time.monotonic() - begin < self.seconds:
+                stamp = time.time_ns()
+                chunk = b"".join(
+                    b'192.0.2.1 - - [28/Nov/2026:03:10:00 +0000] "GET /lat/%d/%d HTTP/1.1" 200 5 "-" "bench"\n'
+                    % (self.written + i, stamp)
+                    for i in range(per_tick)
+                )
+                handle.write(chunk)
+                self.written += per_tick
+                next_at = begin + (self.written / per_tick) * tick
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+
+
+_LATENCY_PATH = re.compile(r"/lat/(\d+)/(\d+) ")
+
+
+def measure_latency(
+    label: str, endpoint_of: str, witness: GrpcWitness, rate: int, seconds: float, workdir: Path
+) -> dict[str, float]:
+    witness.store.clear()
+    log = Path(tempfile.mkdtemp(dir=workdir, prefix="lat-")) / "access.log"
+    log.touch()
+    state_dir = Path(tempfile.mkdtemp(dir=workdir, prefix="state-"))
+    stderr = open(workdir / f"tail-latency-{re.sub(r'[^a-z0-9]+', '-', label.lower())}.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        tail_command(log, state_dir, ["--output", "otlp", "--otlp-endpoint", endpoint_of]),
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )
+    try:
+        time.sleep(2.0)  # interpreter start-up: lines written before the tailer runs would skew p99
+        writer = LatencyWriter(log, rate, seconds)
+        writer.start()
+        writer.join()
+        wait_for(lambda: witness.record_count >= writer.written, 30, what="latency lines at the witness")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        stderr.close()
+    latencies = []
+    for received in witness.logs():
+        match = _LATENCY_PATH.search(received.body)
+        if match:
+            latencies.append(received.received_at - int(match.group(2)) / 1e9)
+    latencies.sort()
+    return {
+        "count": len(latencies),
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "max_ms": latencies[-1] * 1000,
+        "written": writer.written,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--lines", type=int, default=300_000)
+    parser.add_argument("--latency-rate", type=int, default=1000)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="otlp-bench-"))
+    print(f"# work directory: {workdir}; cores: {os.cpu_count()}; load average: {os.getloadavg()}")
+
+    if not args.skip_throughput:
+        access_log = workdir / "access.log"
+        generate_file(access_log, args.lines)
+        results: list[ThroughputResult] = []
+        results.append(
+            measure_throughput(
+                "stdout > /dev/null",
+                access_log,
+                args.lines,
+                ["--output", "stdout", "--stdout-format", "json"],
+                workdir,
+            )
+        )
+        with RotelCollector(workdir / "rotel-blackhole", forward_to=None) as rotel:
+            grpc = ["--output", "otlp", "--otlp-endpoint", rotel.grpc_endpoint]
+            http = [
+                "--output",
+                "otlp",
+                "--otlp-protocol",
+                "http/protobuf",
+                "--otlp-endpoint",
+                rotel.http_endpoint,
+            ]
+            results.append(measure_throughput("OTLP/gRPC → rotel", access_log, args.lines, grpc, workdir))
+            results.append(
+                measure_throughput(
+                    "OTLP/gRPC gzip → rotel",
+                    access_log,
+                    args.lines,
+                    [*grpc, "--otlp-compression", "gzip"],
+                    workdir,
+                )
+            )
+            results.append(measure_throughput("OTLP/HTTP → rotel", access_log, args.lines, http, workdir))
+        print()
+        print(
+            f"Throughput: {args.lines} combined lines ({access_log.stat().st_size / 1e6:.1f} MB), tail from the beginning"
+        )
+        print(f"{'output':<26} {'wall s':>8} {'lines/s':>10} {'steady lines/s':>15} {'CPU s/100k lines':>17}")
+        for r in results:
+            print(
+                f"{r.label:<26} {r.wall_s:>8.2f} {r.lines_per_s:>10,.0f} {r.steady_lines_per_s:>15,.0f} {r.cpu_s / r.lines * 1e5:>17.2f}"
+            )
+
+    if not args.skip_latency:
+        rows = []
+        with GrpcWitness() as witness:
+            with RotelCollector(
+                workdir / "rotel-forward", forward_to=witness.endpoint, batch_timeout="20ms"
+            ) as rotel:
+                rows.append(
+                    (
+                        "tail → OTLP/gRPC → rotel → witness",
+                        measure_latency(
+                            "via-rotel",
+                            rotel.grpc_endpoint,
+                            witness,
+                            args.latency_rate,
+                            args.latency_seconds,
+                            workdir,
+                        ),
+                    )
+                )
+            rows.append(
+                (
+                    "tail → OTLP/gRPC → witness",
+                    measure_latency(
+                        "direct", witness.endpoint, witness, args.latency_rate, args.latency_seconds, workdir
+                    ),
+                )
+            )
+        print()
+        print(
+            f"Latency at ~{args.latency_rate} lines/s for {args.latency_seconds:.0f} s (arrival at witness - write time)"
+        )
+        print(f"{'path':<38} {'lines':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+        for label, row in rows:
+            print(
+                f"{label:<38} {row['count']:>7} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} {row['max_ms']:>8.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
