@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -249,14 +250,20 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         port = apache.port
         sent = _send_all(apache)
         # Access lines are written after the response went out: wait for all of them.
+        expected = len(sent)
         for name in ACCESS_LOGS:
-            path = log_dir / name
             wait_for(
-                lambda: line_count(path) >= len(sent), timeout=10, message=f"{len(sent)} lines in {name}"
+                partial(_has_lines, log_dir / name, expected),
+                timeout=10,
+                message=f"{expected} lines in {name}",
             )
     finally:
         apache.stop()
     yield Scenario(port, docroot, log_dir, log_dir / "error.log", sent, started_at, datetime.now(UTC))
+
+
+def _has_lines(path: Path, count: int) -> bool:
+    return line_count(path) >= count
 
 
 def parse_file(path: Path, spec: str) -> list[LogRecord]:
