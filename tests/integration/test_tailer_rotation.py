@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from logsidecar.tail.options import TailOptions, WatchMode
-from tests.integration.tailer_harness import LineWriter, assert_exact, async_test, reopen, running, wait_for
+from tests.integration.tailer_harness import (
+    LineWriter,
+    assert_exact,
+    async_test,
+    numbered_line,
+    reopen,
+    running,
+    wait_for,
+)
 
 BACKENDS = [WatchMode.INOTIFY, WatchMode.POLL]
 
@@ -165,3 +173,30 @@ async def test_follows_time_named_files_like_rotatelogs(tmp_path: Path, mode: Wa
         await wait_for(lambda: len(collector.lines) >= sum(expected.values()), 15)
         await asyncio.sleep(0.3)
         assert_exact(collector, expected)
+
+
+@pytest.mark.parametrize("mode", BACKENDS)
+@async_test
+async def test_copytruncate_with_writer_without_o_append_skips_the_nul_hole(tmp_path: Path, mode: WatchMode) -> None:
+    """A writer that does not use O_APPEND keeps writing at its old offset after the truncation: the
+    file restarts with a hole of NULs as long as the old file. The hole is skipped, nothing is lost."""
+    path = tmp_path / "app.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    written: list[bytes] = []
+    async with running(options_for(mode, str(path))) as (tailer, collector, log):
+        for generation in range(4):
+            for i in range(500):
+                line = numbered_line(f"G{generation}", i)
+                os.write(fd, line)
+                written.append(line.rstrip(b"\n"))
+            await wait_for(lambda: len(collector.lines) >= len(written), 10)
+            shutil.copyfile(path, tmp_path / f"app.log.{generation}")
+            os.truncate(path, 0)
+        os.close(fd)
+        await wait_for(lambda: len(collector.lines) >= len(written), 10)
+        await asyncio.sleep(0.3)
+        assert sorted(collector.lines) == sorted(written)
+        # After the first truncation the file starts with NULs, and so does every later generation:
+        # when the new bytes land exactly at our offset the truncation is invisible and harmless.
+        assert tailer.stats()["counters"]["nul_runs"] >= 1
+        assert len(log.named("file_truncated")) >= 1
