@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -103,7 +103,6 @@ class Scenario:
     sent: list[Sent]
     started_at: datetime
     stopped_at: datetime
-    records: dict[str, list[LogRecord]] = field(default_factory=dict)
 
 
 def _send_all(apache: ApacheServer) -> list[Sent]:
@@ -278,14 +277,11 @@ def unparsed(records: list[LogRecord]) -> list[tuple[str, object]]:
 
 
 def record_for(records: list[LogRecord], sent: Sent) -> LogRecord:
-    matching = [r for r in records if sent.marker.decode("latin-1") in _raw_latin1(r)]
+    # Markers are ASCII; bodies keep non-UTF-8 bytes as \\xhh text, so a text search works.
+    marker = sent.marker.decode("ascii")
+    matching = [r for r in records if marker in r.body]
     assert len(matching) == 1, f"{sent.name}: expected one line with {sent.marker!r}, got {len(matching)}"
     return matching[0]
-
-
-def _raw_latin1(record: LogRecord) -> str:
-    # Markers are ASCII; bodies keep non-UTF-8 bytes as \\xhh text, so plain text search works.
-    return record.body
 
 
 # -- access logs -----------------------------------------------------------------------------
