@@ -277,7 +277,7 @@ def unparsed(records: list[LogRecord]) -> list[tuple[str, object]]:
 
 
 def record_for(records: list[LogRecord], sent: Sent) -> LogRecord:
-    # Markers are ASCII; bodies keep non-UTF-8 bytes as \\xhh text, so a text search works.
+    # Markers are ASCII; bodies keep non-UTF-8 bytes as \xhh text, so a text search works.
     marker = sent.marker.decode("ascii")
     matching = [r for r in records if marker in r.body]
     assert len(matching) == 1, f"{sent.name}: expected one line with {sent.marker!r}, got {len(matching)}"
