@@ -374,6 +374,44 @@ def test_bad_line_in_a_batch_does_not_disturb_its_neighbours() -> None:
     assert failed == [10, 20, 30]
 
 
+def test_unbalanced_quote_line_does_not_swallow_the_next_line() -> None:
+    parser = preset_parser("combined")
+    good = f'::1 - - {CLF} "GET /ok HTTP/1.1" 200 1 "-" "ua"'.encode()
+    broken = f'::1 - - {CLF} "GET /broken HTTP/1.1 200 1 "-" "ua'.encode()
+    records = parser.parse([good, broken, good, good])
+    assert [r.attributes.get("url.path") for r in records] == ["/ok", None, "/ok", "/ok"]
+    assert "logsidecar.parse_error" in records[1].attributes
+
+
+_MUTATIONS = [b"", b"x", b'"', b'\\"', b"\\", b" ", b"\xff", b"\x22", b"\t", b"\r"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    edits=st.lists(
+        st.tuples(st.integers(0, 29), st.integers(0, 400), st.sampled_from(_MUTATIONS)), max_size=8
+    ),
+)
+def test_a_batch_parses_exactly_like_its_lines_one_by_one(
+    seed: int, edits: list[tuple[int, int, bytes]]
+) -> None:
+    lines = list(generate_lines("combined", 30, seed=seed))
+    for index, offset, insert in edits:
+        line = lines[index]
+        lines[index] = line[:offset] + insert + line[offset:]
+    parser = preset_parser("combined")
+    batch = parser.parse(lines)
+    # The strict line-by-line path (used when a batch cannot be framed) must agree too.
+    strict = parser._parse_each(lines, batch[0].observed_timestamp)
+    for line, record, strict_record in zip(lines, batch, strict, strict=True):
+        (alone,) = parser.parse([line])
+        expected = (alone.body, alone.attributes, alone.timestamp, alone.severity_number)
+        assert (record.body, record.attributes, record.timestamp, record.severity_number) == expected
+        assert (strict_record.body, strict_record.attributes, strict_record.timestamp,
+                strict_record.severity_number) == expected  # fmt: skip
+
+
 def test_generated_logs_parse_without_errors() -> None:
     for fmt in ("common", "combined", "vhost_combined"):
         parser = preset_parser(fmt)
