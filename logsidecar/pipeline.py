@@ -1,9 +1,11 @@
 """The pipeline: tailer → per-file parser → every sink → acknowledgements → checkpoints.
 
-One asyncio task reads (the tailer's `run`), and each batch it emits is parsed right there, stamped,
-and handed to a delivery task that sends it to every sink at once. When every sink has settled the
-batch (delivered, or rejected for good: `BatchRejected`), the batch is acknowledged to the tailer,
-in file order (`acks.AckTracker`), and only acknowledged offsets ever reach a checkpoint.
+One asyncio task reads (the tailer's `run`); each batch it emits is parsed right there (one parser
+per file), stamped, and put on the lane of every sink. A lane (`_Lane`) is a queue and 1..n workers
+that send to one sink, merging consecutive batches when the sink asks for bigger ones (the OTLP sink
+does: `batch_timeout_s`, `max_batch_records`). When every sink has settled a batch (delivered, or
+rejected for good: `BatchRejected`), it is acknowledged to the tailer in file order
+(`acks.AckTracker`), and only acknowledged offsets ever reach a checkpoint.
 
 Invariants:
 - Bounded memory: at most `max_in_flight_batches` batches and (beyond the first) `max_in_flight_lines`
@@ -11,7 +13,8 @@ Invariants:
   tailer stops reading: the log files are the buffer, nothing is dropped.
 - A batch is acknowledged only after every sink settled it, and per file in the order read; a batch
   that failed or was abandoned at shutdown is never acknowledged (it is read again after a restart).
-- Per-record work is a handful of dict stores: no per-record awaits, queue operations or hashing.
+- Per-record work is a handful of dict stores: no per-record awaits, queue operations or hashing;
+  per batch: one queue put per sink, no task creation.
 - Shutdown (`request_stop`, e.g. on SIGTERM): stop taking batches, let in-flight batches settle for at
   most `shutdown_timeout_s`, then stop the tailer (which writes its checkpoints) and close the sinks.
 
@@ -186,6 +189,73 @@ class ParserSelector:
         return state
 
 
+class _InFlight:
+    """One batch between `emit` and its acknowledgement: settled once every sink settled it."""
+
+    __slots__ = ("ticket", "records", "unsettled_sinks")
+
+    def __init__(self, ticket: AckTicket, records: list[LogRecord], sinks: int) -> None:
+        self.ticket = ticket
+        self.records = records
+        self.unsettled_sinks = sinks
+
+
+class _Lane:
+    """The way to one sink: a queue of in-flight batches and `concurrency` workers sending them.
+
+    A sink may ask (attributes, all optional) to receive bigger batches than the tailer reads:
+    `batch_timeout_s` (how long a first batch may wait for more) and `max_batch_records` (stop
+    merging at this many records); and for concurrent sends: `max_concurrent_sends` (default 1,
+    which also keeps batches in order, as stdout needs). The queue needs no bound of its own: the
+    pipeline's in-flight budget bounds every lane."""
+
+    def __init__(self, pipeline: Pipeline, sink: Sink) -> None:
+        self.pipeline = pipeline
+        self.sink = sink
+        self.linger_s = float(getattr(sink, "batch_timeout_s", 0.0) or 0.0)
+        self.max_records = int(getattr(sink, "max_batch_records", 0) or 0)
+        self.concurrency = max(1, int(getattr(sink, "max_concurrent_sends", 1) or 1))
+        self.queue: asyncio.Queue[_InFlight] = asyncio.Queue()
+
+    async def work(self) -> None:
+        while True:
+            group = await self._next_group()
+            records = group[0].records if len(group) == 1 else [r for item in group for r in item.records]
+            try:
+                await self.pipeline._send(self.sink, records)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - a sink that fails for good stops the pipeline
+                self.pipeline._fail(exc)
+                return
+            for item in group:
+                self.pipeline._settle(item)
+
+    async def _next_group(self) -> list[_InFlight]:
+        first = await self.queue.get()
+        group = [first]
+        if self.linger_s <= 0:
+            return group
+        count = len(first.records)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.linger_s
+        while not self.max_records or count < self.max_records:
+            if self.queue.empty():
+                remaining = deadline - loop.time()
+                if remaining <= 0 or self.pipeline._closing:
+                    break
+                try:
+                    # Queue.get is cancellation-safe: a timed-out get leaves the item queued.
+                    item = await asyncio.wait_for(self.queue.get(), remaining)
+                except TimeoutError:
+                    break
+            else:
+                item = self.queue.get_nowait()
+            group.append(item)
+            count += len(item.records)
+        return group
+
+
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
     resource: Mapping[str, Any]
@@ -214,7 +284,8 @@ class Pipeline:
         self._resource: dict[str, Any] = dict(options.resource)
         self._acks = AckTracker()
         self._emitted_at: dict[AckTicket, float] = {}  # in-flight batches, oldest first
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._lanes = [_Lane(self, sink) for sink in self.sinks]
+        self._workers: list[asyncio.Task[None]] = []
         self._in_flight_batches = 0
         self._in_flight_lines = 0
         self._space = asyncio.Event()  # set whenever the in-flight budget shrinks
@@ -238,6 +309,11 @@ class Pipeline:
         """Run until the source ends, `request_stop` is called, or a sink fails for good (re-raised)."""
         for sink in self.sinks:
             await sink.start()
+        self._workers = [
+            asyncio.create_task(lane.work(), name=f"logsidecar-{lane.sink.name}-{index}")
+            for lane in self._lanes
+            for index in range(lane.concurrency)
+        ]
         events.emit(Event.STARTED, sinks=[s.name for s in self.sinks])
         source_task = asyncio.create_task(self.source.run(self.emit), name="logsidecar-source")
         stop_task = asyncio.create_task(self._stop_requested.wait(), name="logsidecar-stop")
@@ -270,11 +346,11 @@ class Pipeline:
                 pass
         self._drained.set()
         # 2. Abandon what did not settle: never acknowledged, so it is read again after a restart.
-        self.abandoned_batches = len(self._tasks)
-        for task in tuple(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(tuple(self._tasks))
+        self.abandoned_batches = self._in_flight_batches
+        for worker in self._workers:
+            worker.cancel()
+        if self._workers:
+            await asyncio.wait(self._workers)
         # 3. The tailer writes its checkpoints on stop; then its run() ends.
         await self.source.stop()
         if not source_task.done():
@@ -319,9 +395,9 @@ class Pipeline:
         self.batches_in += 1
         ticket = self._acks.register(batch.file_key, batch.end_offsets[-1])
         self._emitted_at[ticket] = time.monotonic()
-        task = asyncio.create_task(self._deliver(ticket, records, count))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        item = _InFlight(ticket, records, len(self._lanes))
+        for lane in self._lanes:
+            lane.queue.put_nowait(item)
 
     def _parse(self, batch: ReadBatch) -> list[LogRecord]:
         state = self.parsers.state_for(batch.file_key, batch.path)
@@ -386,29 +462,23 @@ class Pipeline:
 
     # -- sending side -----------------------------------------------------------------------------------
 
-    async def _deliver(self, ticket: AckTicket, records: list[LogRecord], count: int) -> None:
-        try:
-            await self._send_everywhere(records)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - a sink that fails for good stops the pipeline
-            if self._fatal is None:
-                self._fatal = exc
-            self.request_stop()
-        else:
-            offset = self._acks.settle(ticket)
-            if offset is not None:
-                self.source.acknowledge(ticket.file_key, offset)
-                self.acknowledgements += 1
-        finally:
-            self._emitted_at.pop(ticket, None)
-            self._release(count)
+    def _settle(self, item: _InFlight) -> None:
+        """One sink settled `item`; when it was the last one, acknowledge in file order."""
+        item.unsettled_sinks -= 1
+        if item.unsettled_sinks:
+            return
+        ticket = item.ticket
+        del self._emitted_at[ticket]
+        offset = self._acks.settle(ticket)
+        if offset is not None:
+            self.source.acknowledge(ticket.file_key, offset)
+            self.acknowledgements += 1
+        self._release(len(item.records))
 
-    async def _send_everywhere(self, records: list[LogRecord]) -> None:
-        if len(self.sinks) == 1:
-            await self._send(self.sinks[0], records)
-        else:
-            await asyncio.gather(*(self._send(sink, records) for sink in self.sinks))
+    def _fail(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+        self.request_stop()
 
     async def _send(self, sink: Sink, records: list[LogRecord]) -> None:
         started = time.monotonic()

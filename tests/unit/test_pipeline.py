@@ -74,13 +74,17 @@ class CollectingSink(Sink):
 class GatedSink(Sink):
     """Test double: each send waits until the test settles it (`release(i)` / `reject(i)` / `fail(i)`)."""
 
+    max_concurrent_sends = 16  # every batch in flight at once, so the test can settle them in any order
+
     def __init__(self, name: str = "gated") -> None:
         self.name = name
         self.gates: list[asyncio.Future[BaseException | None]] = []
+        self.sizes: list[int] = []
 
     async def send(self, records: Sequence[LogRecord]) -> None:
         gate: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
         self.gates.append(gate)
+        self.sizes.append(len(records))
         error = await gate
         if error is not None:
             raise error
@@ -424,3 +428,50 @@ def test_observer_sees_each_batch_and_delivery_and_gauges_show_what_is_in_flight
     line_bytes = len(b"line k 10") * 3
     assert observer.batches == [("/var/log/apache2/access.log", "raw", 3, line_bytes, 3, 0)]
     assert observer.deliveries == [("otlp", 3)]
+
+
+class LingeringSink(CollectingSink):
+    """A sink that asks the pipeline for bigger batches (as the OTLP sink does)."""
+
+    batch_timeout_s = 0.2
+    max_batch_records = 5
+
+
+def test_sink_asking_for_bigger_batches_gets_consecutive_batches_merged_and_all_are_acknowledged() -> None:
+    async def scenario() -> tuple[LingeringSink, ScriptedSource]:
+        source = ScriptedSource([batch("a", [1, 2]), batch("b", [3, 4]), batch("a", [5, 6]), batch("a", [7])])
+        sink = LingeringSink()
+        pipeline = make_pipeline(source, [sink])
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: ("a", 7) in source.acks)
+        pipeline.request_stop()
+        await task
+        return sink, source
+
+    sink, source = asyncio.run(scenario())
+    # 2 + 2 + 2 reaches max_batch_records (5): one send; the last batch waits alone for the timeout.
+    assert [[r.body for r in records] for records in sink.batches] == [
+        ["line a 1", "line a 2", "line b 3", "line b 4", "line a 5", "line a 6"],
+        ["line a 7"],
+    ]
+    assert source.acks == [("a", 2), ("b", 4), ("a", 6), ("a", 7)]
+
+
+def test_a_sink_without_concurrency_receives_batches_one_at_a_time_in_order() -> None:
+    async def scenario() -> GatedSink:
+        source = ScriptedSource([batch("k", [end]) for end in (1, 2, 3)])
+        sink = GatedSink()
+        sink.max_concurrent_sends = 1
+        pipeline = make_pipeline(source, [sink])
+        task = asyncio.create_task(pipeline.run())
+        for index in range(3):
+            await until(lambda expected=index + 1: len(sink.gates) == expected)
+            await asyncio.sleep(0.01)
+            assert len(sink.gates) == index + 1  # the next send waits for this one
+            sink.release(index)
+        await until(lambda: source.acks[-1:] == [("k", 3)])
+        pipeline.request_stop()
+        await task
+        return sink
+
+    assert asyncio.run(scenario()).sizes == [1, 1, 1]
