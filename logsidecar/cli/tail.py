@@ -10,6 +10,7 @@ options (a bad format spec names the bad directive), 1 when a sink or the tailer
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import signal
@@ -21,6 +22,7 @@ from typing import Any
 import click
 
 from logsidecar import selflog
+from logsidecar.cli.otlp_options import otlp_options, resolve_otlp_settings
 from logsidecar.config import parse_duration, parse_size, parse_timezone
 from logsidecar.events import Level
 from logsidecar.parse.base import FormatError
@@ -33,15 +35,9 @@ from logsidecar.pipeline import (
     validate_format_rules,
 )
 from logsidecar.sinks.base import Sink
+from logsidecar.sinks.otlp import OtlpSink
 from logsidecar.sinks.stdout import OutputClosed, StdoutFormat, StdoutSink
 from logsidecar.tail.options import StartAt, TailOptions, WatchMode
-
-try:  # the OTLP options are another module's; the command works (stdout only) without them
-    from logsidecar.cli.otlp_options import build_otlp_sink, otlp_options, resolve_otlp_settings
-except ImportError:  # pragma: no cover - only while the OTLP module is missing
-    otlp_options = None  # type: ignore[assignment]
-
-DEFAULT_SERVICE_NAME = "apache-httpd"
 
 # -- value types --------------------------------------------------------------------------------------
 
@@ -270,13 +266,9 @@ def _tail_options(command: Any) -> Any:
     return command
 
 
-def _with_otlp_options(command: Any) -> Any:
-    return otlp_options(command) if otlp_options is not None else command
-
-
 @click.command("tail")
 @_tail_options
-@_with_otlp_options
+@otlp_options
 def command(
     paths: tuple[str, ...],
     format_rules: tuple[FormatRule, ...],
@@ -339,18 +331,17 @@ def command(
         poll_interval_s=poll_interval,
     )
 
-    selected = list(dict.fromkeys(outputs or ("stdout",)))
+    # host.name, service.name (apache-httpd unless OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME or
+    # --service-name say otherwise): resolved once, the OTLP output's way, for every output.
+    otlp_settings = resolve_otlp_settings(otlp_kwargs)
+    resource_attributes = {**otlp_settings.resource, **dict(resource)}
     sinks: list[Sink] = []
-    for output in selected:
+    for output in dict.fromkeys(outputs or ("stdout",)):
         if output == "stdout":
             sinks.append(StdoutSink(StdoutFormat(stdout_format)))
-        elif otlp_options is None:
-            raise click.BadParameter("the OTLP output is not available in this build", param_hint="--output")
         else:
-            sinks.append(build_otlp_sink(**otlp_kwargs))
+            sinks.append(OtlpSink(dataclasses.replace(otlp_settings, resource=resource_attributes)))
 
-    resource_attributes = _resolve_resource(otlp_kwargs)
-    resource_attributes.update(dict(resource))
     pipeline_options = PipelineOptions(
         resource=resource_attributes,
         max_in_flight_lines=max_in_flight_lines,
@@ -362,19 +353,6 @@ def command(
         _silence_stdout()
     except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback
         raise click.ClickException(f"stopped: {exc!r}") from exc
-
-
-def _resolve_resource(otlp_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """host.name and service.name (default apache-httpd), with OTEL_RESOURCE_ATTRIBUTES,
-    OTEL_SERVICE_NAME and --service-name applied the same way the OTLP output applies them."""
-    if otlp_options is not None:
-        return dict(resolve_otlp_settings(otlp_kwargs).resource)
-    import socket
-
-    return {
-        "service.name": os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME,
-        "host.name": socket.gethostname(),
-    }
 
 
 async def _run(
