@@ -1,0 +1,209 @@
+"""Access metrics end to end: a real Apache serves a known set of requests and logs them with %D; the
+lines are parsed with the real parser, fed to the access-metrics sink, exported over OTLP (gRPC and
+HTTP/protobuf) to a real rotel collector, which forwards them to a metrics witness.
+
+`MetricsWitness` (this file's own: the shared witness in otlp_receiver.py accepts logs only) is an
+OTLP/gRPC MetricsService receiver on grpcio + opentelemetry-proto that keeps every request.
+The assertions are exact: request counts per (method, status, route) equal what was sent (statuses
+as Apache answered them), and the histogram's count and sum equal the %D values Apache wrote, read
+from the raw lines with a regex independent of the parser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections import Counter
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+
+from logsidecar.parse import build_parser
+from logsidecar.sinks.access_metrics import (
+    DURATION_BUCKETS,
+    DURATION_METRIC,
+    REQUESTS_METRIC,
+    STATUS_CLASS,
+    AccessMetricsSink,
+    resolve_metrics_settings,
+)
+from tests.helpers import wait_for
+from tests.integration.apache import ApacheServer, status_of
+from tests.integration.otlp_receiver import LOOPBACK, RotelCollector, free_port, typed_attributes
+
+LOGFORMAT = '%h %l %u %t "%r" %>s %b %D'
+# (method, target, how many times)
+REQUESTS = [("GET", "/api/x", 7), ("GET", "/missing", 3), ("POST", "/api/y", 2)]
+
+
+class MetricsWitness:
+    """OTLP/gRPC metrics receiver that remembers every ExportMetricsServiceRequest."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
+        self._lock = threading.Lock()
+        self._server: grpc.Server | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> MetricsWitness:
+        witness = self
+
+        class Service(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 - gRPC name
+                with witness._lock:
+                    witness.requests.append(request)
+                return metrics_service_pb2.ExportMetricsServiceResponse()
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Service(), server)
+        if server.add_insecure_port(f"{LOOPBACK}:{self.port}") != self.port:
+            raise RuntimeError(f"metrics witness could not bind {LOOPBACK}:{self.port}")
+        server.start()
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(grace=None).wait()
+            self._server = None
+
+    def latest_points(self, service_name: str) -> dict[tuple[str, tuple[tuple[str, Any], ...]], Any]:
+        """The newest data point per (metric name, attributes) for one service.name: exports are
+        cumulative, so the newest point holds the totals."""
+        with self._lock:
+            requests = list(self.requests)
+        latest: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
+        for request in requests:
+            for resource_metrics in request.resource_metrics:
+                resource = typed_attributes(resource_metrics.resource.attributes)
+                if resource.get("service.name", (None, None))[1] != service_name:
+                    continue
+                for scope_metrics in resource_metrics.scope_metrics:
+                    for metric in scope_metrics.metrics:
+                        kind = metric.WhichOneof("data")
+                        for point in getattr(metric, kind).data_points:
+                            attributes = tuple(
+                                sorted((k, v) for k, (_, v) in typed_attributes(point.attributes).items())
+                            )
+                            key = (metric.name, attributes)
+                            if key not in latest or point.time_unix_nano >= latest[key][1].time_unix_nano:
+                                latest[key] = (metric, point)
+        return latest
+
+
+@pytest.fixture
+def apache_with_durations(apache_factory: Any, tmp_path: Path) -> ApacheServer:
+    return apache_factory(
+        custom_logs=[(tmp_path / "access.log", LOGFORMAT)],
+        documents={"api/x": "x\n", "api/y": "y\n"},
+    )
+
+
+@pytest.fixture
+def metrics_witness() -> Any:
+    witness = MetricsWitness().start()
+    yield witness
+    witness.stop()
+
+
+@pytest.fixture
+def rotel(tmp_path: Path, metrics_witness: MetricsWitness) -> Any:
+    collector = RotelCollector(
+        tmp_path / "rotel",
+        forward_to=metrics_witness.endpoint,
+        extra_args=("--metrics-batch-timeout", "20ms"),
+    )
+    collector.start()
+    yield collector
+    collector.stop()
+
+
+def test_metrics_from_real_apache_lines_reach_the_collector_exactly(
+    apache_with_durations: ApacheServer,
+    rotel: RotelCollector,
+    metrics_witness: MetricsWitness,
+    tmp_path: Path,
+) -> None:
+    apache = apache_with_durations
+    sent: Counter[tuple[str, int, str]] = Counter()
+    for method, target, times in REQUESTS:
+        for _ in range(times):
+            status = status_of(apache.request(method, target, body=b"a=1" if method == "POST" else b""))
+            sent[(method, status, "/" + target.split("/")[1])] += 1
+    assert sent[("GET", 200, "/api")] == 7
+    assert sent[("GET", 404, "/missing")] == 3
+    total = sum(sent.values())
+
+    log = tmp_path / "access.log"
+
+    def logged_lines() -> list[bytes] | None:
+        found = log.read_bytes().splitlines()
+        return found if len(found) >= total else None
+
+    lines = wait_for(logged_lines, timeout=10, message=f"{total} lines in the access log")
+    assert len(lines) == total
+    # %D straight from the raw lines (the last field, microseconds), without the parser.
+    logged_us = [int(re.search(rb" (\d+)$", line).group(1)) for line in lines]
+    records = build_parser(f"logformat:{LOGFORMAT}").parse(lines)
+
+    sinks = {}
+    for protocol, endpoint in (("grpc", rotel.grpc_endpoint), ("http/protobuf", rotel.http_endpoint)):
+        service = f"apache-{protocol.split('/')[0]}"
+        settings = resolve_metrics_settings(
+            {"otlp_endpoint": endpoint, "otlp_protocol": protocol, "service_name": service},
+            {},
+            hostname="test",
+        )
+        sinks[service] = AccessMetricsSink(settings, export_interval_s=0.5)
+
+    async def feed() -> None:
+        for sink in sinks.values():
+            await sink.start()
+            # Two batches, so the totals are cumulative across sends.
+            await sink.send(records[:5])
+            await sink.send(records[5:])
+        for sink in sinks.values():
+            await sink.close()  # the final export
+
+    asyncio.run(feed())
+
+    for service, sink in sinks.items():
+        assert sink.stats.failed_exports == 0, service
+        assert sink.stats.exports >= 1, service
+
+        def complete(service: str = service) -> Any:
+            latest = metrics_witness.latest_points(service)
+            counted = sum(point.as_int for (name, _), (_, point) in latest.items() if name == REQUESTS_METRIC)
+            return latest if counted >= total else None
+
+        latest = wait_for(
+            complete, timeout=15, message=f"{total} requests counted at the witness for {service}"
+        )
+        counts = {}
+        durations = []
+        for (name, attributes), (metric, point) in latest.items():
+            attrs = dict(attributes)
+            key = (attrs["http.request.method"], attrs["http.response.status_code"], attrs["http.route"])
+            assert attrs[STATUS_CLASS] == f"{attrs['http.response.status_code'] // 100}xx"
+            if name == REQUESTS_METRIC:
+                assert metric.unit == "{request}"
+                assert metric.sum.is_monotonic
+                counts[key] = point.as_int
+            elif name == DURATION_METRIC:
+                assert metric.unit == "s"
+                assert list(point.explicit_bounds) == list(DURATION_BUCKETS)
+                assert sum(point.bucket_counts) == point.count
+                durations.append((key, point.count, point.sum))
+        assert counts == dict(sent), service
+        assert sum(count for _, count, _ in durations) == total
+        assert sum(s for _, _, s in durations) == pytest.approx(sum(logged_us) / 1e6, rel=1e-9, abs=1e-9)
+        assert {key: count for key, count, _ in durations} == dict(sent)
