@@ -120,6 +120,7 @@ DEFAULT_EXPORT_INTERVAL_S = 10.0
 DEFAULT_MAX_ROUTES = 100
 DEFAULT_MAX_SERVER_ADDRESSES = 50
 _ROUTE_CACHE_LIMIT = 65536
+_INF = float("inf")
 
 # (resource identity within one batch | frozen resource, method, status, path/route, server address)
 _RawKey = tuple[Any, Any, Any, Any, Any]
@@ -277,20 +278,27 @@ class AccessMetricsSink(Sink):
             method = attributes.get(METHOD)
             status = attributes.get(STATUS)
             path = attributes.get(URL_PATH)
-            if path is not None:
-                route = route_of(path)
-                if route is None:
-                    route = self._new_route(path)
-            elif method is None and status is None:
-                continue  # error-log, raw or unrelated records
-            else:
-                route = None
             resource = record.resource
             resource_id = id(resource)  # records of a batch share one dict; content frozen in _merge
+            try:
+                if path is not None:
+                    route = route_of(path)
+                    if route is None:
+                        route = self._new_route(path)
+                elif method is None and status is None:
+                    continue  # error-log, raw or unrelated records
+                else:
+                    route = None
+                key = (resource_id, method, status, route, attributes.get(SERVER_ADDRESS))
+                counts[key] = counts_get(key, 0) + 1
+            except TypeError:
+                # An unhashable value (a list from a JSON line): no try cost on the normal path.
+                key = self._sanitized_key(resource_id, attributes)
+                if key[1] is None and key[2] is None and key[3] is None:
+                    continue
+                counts[key] = counts_get(key, 0) + 1
             if resource_id not in resources:
                 resources[resource_id] = resource
-            key = (resource_id, method, status, route, attributes.get(SERVER_ADDRESS))
-            counts[key] = counts_get(key, 0) + 1
             duration = attributes.get(DURATION)
             if duration is not None:
                 values = durations_get(key)
@@ -300,6 +308,18 @@ class AccessMetricsSink(Sink):
                     values.append(duration)
         if counts:
             self._merge(counts, durations, resources)
+
+    def _sanitized_key(self, resource_id: int, attributes: Mapping[str, Any]) -> _RawKey:
+        """The raw key with every value that is not of its expected type left out."""
+        method, status, path, server = (attributes.get(k) for k in (METHOD, STATUS, URL_PATH, SERVER_ADDRESS))
+        route = self._new_route(path) if isinstance(path, str) else None
+        return (
+            resource_id,
+            method if isinstance(method, str) else None,
+            status if type(status) is int else None,
+            route,
+            server if isinstance(server, str) else None,
+        )
 
     def _new_route(self, path: Any) -> str | None:
         if not isinstance(path, str):
@@ -326,12 +346,17 @@ class AccessMetricsSink(Sink):
                 self.stats.records_counted += count
             states = self._durations
             for raw, values in durations.items():
-                total = sum(values)
-                if total != total:  # a NaN somewhere: leave it out (it would poison sum and order)
-                    values = [v for v in values if v == v]
+                try:
                     total = sum(values)
-                    if not values:
-                        continue
+                except TypeError:  # a string or list from a JSON line: keep the numbers only
+                    values = [v for v in values if type(v) is float or type(v) is int]
+                    total = sum(values)
+                if total != total or total in (_INF, -_INF):
+                    # NaN or infinities: leave them out (they would poison the sum and the order)
+                    values = [v for v in values if v == v and v not in (_INF, -_INF)]
+                    total = sum(values)
+                if not values:
+                    continue
                 values.sort()
                 n = len(values)
                 series = series_of[raw]

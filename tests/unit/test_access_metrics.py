@@ -226,6 +226,26 @@ def test_error_log_and_unparsed_records_are_ignored() -> None:
     assert request_counts(sink) == {("GET", 200, "/"): 1}
 
 
+def test_odd_values_from_json_lines_do_not_break_the_batch() -> None:
+    records = build_parser("json").parse(
+        [
+            b'{"http.request.method": ["GET"], "url.path": "/api/a", "http.server.request.duration": "slow"}',
+            b'{"http.request.method": "GET", "url.path": ["/x"], "http.response.status_code": "200"}',
+            b'{"http.request.method": ["GET"]}',
+            b'{"http.request.method": "PUT", "url.path": "/api/b", "http.server.request.duration": 0.5}',
+        ]
+    )
+    sink = AccessMetricsSink()
+    sink.record(records)
+    assert request_counts(sink) == {
+        (OTHER, None, "/api"): 1,
+        ("GET", None, None): 1,
+        ("PUT", None, "/api"): 1,
+    }
+    [(attributes, point)] = points(sink, DURATION_METRIC)
+    assert (attributes["http.request.method"], point.count, point.sum) == ("PUT", 1, 0.5)
+
+
 # --- the histogram --------------------------------------------------------------------------------
 
 
