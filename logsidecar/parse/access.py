@@ -202,7 +202,8 @@ class AccessLogParser:
     """A compiled LogFormat. Stateless apart from caches, so safe to reuse across batches."""
 
     def __init__(self, fmt: str, format_name: str = "logformat", *, timezone: tzinfo = UTC) -> None:
-        text = normalize_format_text(fmt)
+        """`fmt` is a bare LogFormat string (see `compile_logformat` for pasted/quoted ones)."""
+        text = fmt
         tokens = tokenize(text)
         if not any(isinstance(t, Directive) for t in tokens):
             raise FormatError(f"LogFormat {text!r} has no % directive: nothing to parse")
@@ -551,7 +552,10 @@ def compile_logformat(fmt: str, *, format_name: str = "logformat", timezone: tzi
     written without an offset."""
     if not fmt.strip():
         raise FormatError("empty LogFormat: expected something like '%h %l %u %t \"%r\" %>s %b'")
-    return AccessLogParser(fmt, format_name, timezone=timezone)
+    text = normalize_format_text(fmt)
+    if text.lower() in PRESETS:  # `CustomLog logs/access_log combined` names a preset nickname
+        return AccessLogParser(PRESETS[text.lower()], format_name, timezone=timezone)
+    return AccessLogParser(text, format_name, timezone=timezone)
 
 
 def preset_parser(name: str) -> AccessLogParser:

@@ -90,6 +90,16 @@ def test_pasted_directive_lines_and_quoted_strings_are_unwrapped(text: str, expe
     assert normalize_format_text(text) == expected
 
 
+def test_quoted_logformat_whose_content_looks_like_format_and_nickname_is_unwrapped_once() -> None:
+    parser = compile_logformat('LogFormat "\\"%r\\" x" nick')
+    assert parser.logformat == '"%r" x'
+
+
+def test_customlog_line_naming_a_preset_nickname_uses_that_preset() -> None:
+    parser = compile_logformat("CustomLog ${APACHE_LOG_DIR}/access.log combined")
+    assert parser.logformat == PRESETS["combined"]
+
+
 def test_pasted_logformat_line_compiles_to_the_same_parser_as_the_bare_format() -> None:
     pasted = compile_logformat(
         'LogFormat "%h %l %u %t \\"%r\\" %>s %b \\"%{Referer}i\\" \\"%{User-Agent}i\\"" combined'
