@@ -636,6 +636,13 @@ def _build_exporter(settings: OtlpSettings) -> Any:
             credentials=credentials,
             headers=dict(settings.headers),
             timeout=settings.timeout_s,
+            # As in the OTLP log sink: grpc's reconnect backoff grows to 120 s by default, so after a
+            # collector restart the next exports would fail for minutes.
+            channel_options=(
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.min_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 2000),
+            ),  # type: ignore[arg-type]  # the SDK's hint says str values; grpc takes ints here
             compression=grpc.Compression.Gzip
             if settings.compression is Compression.GZIP
             else grpc.Compression.NoCompression,

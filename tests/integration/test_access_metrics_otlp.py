@@ -207,3 +207,56 @@ def test_metrics_from_real_apache_lines_reach_the_collector_exactly(
         assert sum(count for _, count, _ in durations) == total
         assert sum(s for _, _, s in durations) == pytest.approx(sum(logged_us) / 1e6, rel=1e-9, abs=1e-9)
         assert {key: count for key, count, _ in durations} == dict(sent)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_totals_lost_during_a_collector_outage_arrive_with_the_next_export(
+    protocol: str, rotel: RotelCollector, metrics_witness: MetricsWitness
+) -> None:
+    from logsidecar import events
+    from logsidecar.events import Event
+    from logsidecar.record import LogRecord
+
+    seen: list[tuple[Event, dict[str, Any]]] = []
+    unsubscribe = events.subscribe(lambda event, fields: seen.append((event, fields)))
+    endpoint = rotel.grpc_endpoint if protocol == "grpc" else rotel.http_endpoint
+    settings = resolve_metrics_settings(
+        {"otlp_endpoint": endpoint, "otlp_protocol": protocol, "otlp_timeout": 1.0, "service_name": "outage"},
+        {},
+        hostname="test",
+    )
+    sink = AccessMetricsSink(settings, export_interval_s=0.3)
+
+    def record(n: int) -> list[LogRecord]:
+        attributes = {"http.request.method": "GET", "url.path": "/api/x", "http.response.status_code": 200}
+        return [LogRecord(body="", attributes=dict(attributes)) for _ in range(n)]
+
+    def counted() -> int:
+        latest = metrics_witness.latest_points("outage")
+        return sum(point.as_int for (name, _), (_, point) in latest.items() if name == REQUESTS_METRIC)
+
+    async def scenario() -> None:
+        await sink.start()
+        await sink.send(record(5))
+        await asyncio.to_thread(wait_for, lambda: counted() == 5, 15, message="5 requests before the outage")
+        await asyncio.to_thread(rotel.stop)
+        await sink.send(record(4))  # recorded while no collector listens
+        await asyncio.to_thread(
+            wait_for,
+            lambda: sink.stats.failed_exports >= 1,
+            15,
+            message="an export failing during the outage",
+        )
+        assert counted() == 5
+        await asyncio.to_thread(rotel.start)
+        await asyncio.to_thread(wait_for, lambda: counted() >= 9, 20, message="9 requests after the outage")
+        await sink.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        unsubscribe()
+    assert counted() == 9
+    mine = [(event, fields) for event, fields in seen if fields.get("sink") == "access_metrics"]
+    assert Event.SINK_RETRY in [event for event, _ in mine]
+    assert mine[-1][0] is Event.SINK_RECOVERED
