@@ -530,7 +530,7 @@ class Tailer:
             reader.path = copy_path
             reader.dev, reader.ino = copy_st.st_dev, copy_st.st_ino
             reader.size = copy_st.st_size
-            self._mark_rotated(key, tracked, emit_event=False)
+            self._mark_rotated(key, tracked, is_rotation=False)
             self.counters.copytruncate_recovered += 1
             self._track_checkpoint(reader)
             events.emit(Event.FILE_TRUNCATED, path=successor.path, file_key=key, new_file_key=new_key,
@@ -670,7 +670,7 @@ class Tailer:
         else:
             reader.file_key = new_file_key(reader.dev, reader.ino)
             if startup and self.options.start_at is StartAt.END and state is FileState.ACTIVE:
-                offset = reader.size
+                offset = self._end_of_last_line(reader)
         reader.scan_offset = offset
         reader.framer.reset(offset)
         tracked = TrackedFile(reader, state, committed_offset=offset,
@@ -686,6 +686,19 @@ class Tailer:
         if state is FileState.ROTATED:
             self.counters.rotations += 1
             events.emit(Event.FILE_ROTATED, path=reader.path, file_key=reader.file_key, seen_late=True)
+
+    def _end_of_last_line(self, reader: FileReader) -> int:
+        """start_at=end: start after the last complete line, so a line being written is read whole."""
+        size = reader.size
+        window = min(size, self.options.max_line_bytes, 64 * 1024)
+        try:
+            tail = os.pread(reader.fd, window, size - window)
+        except OSError:
+            return size
+        newline = tail.rfind(b"\n")
+        if newline < 0:
+            return 0 if window == size else size  # no newline at all: the whole file is the line being written
+        return size - window + newline + 1
 
     def _find_checkpoint(self, reader: FileReader) -> Checkpoint | None:
         """A checkpoint for this file: same dev+inode and matching fingerprint, or else an equal full
@@ -741,12 +754,13 @@ class Tailer:
             os.close(fd)
         return None
 
-    def _mark_rotated(self, key: str, tracked: TrackedFile, emit_event: bool = True) -> None:
+    def _mark_rotated(self, key: str, tracked: TrackedFile, is_rotation: bool = True) -> None:
+        """From now on the file is only drained (a rotation, or the copy of a copytruncate)."""
         tracked.state = FileState.ROTATED
         tracked.rotated_at = time.monotonic()
         tracked.last_growth = time.monotonic()
-        self.counters.rotations += 1
-        if emit_event:
+        if is_rotation:
+            self.counters.rotations += 1
             events.emit(Event.FILE_ROTATED, path=tracked.reader.path, file_key=key,
                         offset=tracked.reader.scan_offset)
 

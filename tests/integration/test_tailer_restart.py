@@ -156,3 +156,16 @@ async def test_new_file_on_reused_inode_is_read_from_zero_while_running(tmp_path
         await wait_for(lambda: len(collector.lines) >= 320)
         await asyncio.sleep(0.3)
         assert collector.lines[300:] == [line.rstrip(b"\n") for line in new_lines]
+
+
+@async_test
+async def test_start_at_end_begins_after_the_last_complete_line(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(b"old 1\nold 2\nbeing wri")
+    async with running(options(tmp_path / "state", str(log), start_at=StartAt.END)) as (_t, collector, _l):
+        await asyncio.sleep(0.3)
+        with open(log, "ab") as f:
+            f.write(b"tten\nnew\n")
+        await wait_for(lambda: len(collector.lines) >= 2)
+        await asyncio.sleep(0.2)
+        assert collector.lines == [b"being written", b"new"]
