@@ -116,6 +116,7 @@ from logsidecar.parse.logformat import (
     compile_fields,
     field_pattern,
     line_regex,
+    next_is_text,
     normalize_format_text,
     tokenize,
 )
@@ -354,7 +355,11 @@ class AccessLogParser:
                 )
                 nxt = tokens[index + 1] if index + 1 < len(tokens) else None
                 after = None if nxt is None else (nxt.text if isinstance(nxt, Literal) else "")
-                fragments.append(field_pattern(next(specs), before, after, lenient=False))  # type: ignore[arg-type]
+                fragments.append(
+                    field_pattern(
+                        next(specs), before, after, False, False, next_is_text(tokens, index, self._specs)
+                    )  # type: ignore[arg-type]
+                )
             try:
                 out.append(re.compile("".join(fragments)))
             except re.error:

@@ -36,6 +36,7 @@ __all__ = [
     "compile_fields",
     "field_pattern",
     "line_regex",
+    "next_is_text",
     "header_attribute",
     "normalize_format_text",
     "strftime_regex",
@@ -276,7 +277,9 @@ def _validated(
 # --- field semantics -------------------------------------------------------------------------
 
 # Regex fragments. Quoted free text: unrolled, escape-aware, single line.
-QUOTED_TEXT = r'[^"\\\n]*(?:\\.[^"\\\n]*)*'
+# Possessive: the text can only end at a quote, so giving characters back never helps, and
+# not backtracking keeps a long line of backslashes linear.
+QUOTED_TEXT = r'[^"\\\n]*+(?:\\.[^"\\\n]*+)*+'
 CLF_TIME = r"\[([^\]\n]*)\]"
 NUMBER = r"-|\d+"
 
@@ -511,7 +514,14 @@ def compile_fields(tokens: list[Token]) -> list[FieldSpec]:
     return specs
 
 
-def field_pattern(spec: FieldSpec, before: str, after: str | None, lenient: bool, fast: bool = False) -> str:
+def field_pattern(
+    spec: FieldSpec,
+    before: str,
+    after: str | None,
+    lenient: bool,
+    fast: bool = False,
+    next_is_text: bool = False,
+) -> str:
     """The capture pattern for one field. `before`/`after` are the adjacent literal texts
     (`after` None when the field ends the format, '' when another directive follows).
 
@@ -526,6 +536,10 @@ def field_pattern(spec: FieldSpec, before: str, after: str | None, lenient: bool
         # httpd writes '?query' or nothing; the query itself has no raw whitespace.
         return r'((?:\?(?:[^\s"\\]|\\.)*)?)'
     if kind in (TEXT, REQ):
+        if after == "" and next_is_text:
+            # Two free-text fields with nothing between them are ambiguous anyway; letting both
+            # float would make a non-matching line cost O(n^2). The later field takes it all.
+            return "()"
         if lenient:
             body = r"[^\n]*" if after is None else r"[^\n]*?"
         elif fast:
@@ -583,5 +597,16 @@ def line_regex(tokens: list[Token], specs: list[FieldSpec], lenient: bool, fast:
             after: str | None = nxt.text if isinstance(nxt, Literal) else ""
         else:
             after = None
-        parts.append(field_pattern(next(spec_iter), before, after, lenient, fast))  # type: ignore[arg-type]
+        parts.append(
+            field_pattern(next(spec_iter), before, after, lenient, fast, next_is_text(tokens, index, specs))  # type: ignore[arg-type]
+        )
     return "".join(parts)
+
+
+def next_is_text(tokens: list[Token], index: int, specs: list[FieldSpec]) -> bool:
+    """Whether the token after `index` is a free-text directive (TEXT or REQ pattern)."""
+    if index + 1 >= len(tokens) or not isinstance(tokens[index + 1], Directive):
+        return False
+    nxt = tokens[index + 1]
+    spec = next(s for s in specs if s.directive is nxt)
+    return spec.pattern_kind in (TEXT, REQ) and spec.directive.name != "q"

@@ -475,3 +475,24 @@ def test_values_escaped_like_httpd_round_trip(referer: str, agent: str, user: st
     assert record.attributes.get("http.request.header.referer", "-") == (referer or "")
     assert record.attributes.get("user_agent.original", "-") == (agent or "")
     assert record.attributes.get("user.name", "-") == user
+
+
+def test_adjacent_free_text_fields_give_the_later_field_the_text() -> None:
+    record = parse_one('%{X}i%{Y}i "%r"', 'ab "GET / HTTP/1.1"')
+    assert record.attributes["http.request.header.y"] == "ab"
+    assert record.attributes["url.path"] == "/"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'::1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1 "-" "' + b"\\" * 50_000,
+        b'::1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1 "' + b'a" "' * 5_000 + b"x",
+        b'" ' * 50_000,
+    ],
+    ids=["backslashes", "many-quoted-fields", "quote-space"],
+)
+def test_long_hostile_lines_are_reported_not_choked_on(line: bytes) -> None:
+    (record,) = preset_parser("combined").parse([line])
+    assert record.attributes["logsidecar.parse_error"].startswith("does not match LogFormat")
+    assert record.body == line.decode()
