@@ -485,6 +485,8 @@ def _time_spec(d: Directive) -> FieldSpec:
         return FieldSpec(d, TIME, CLF, (), time_kind="clf", escapable=False)
     end = arg.startswith("end:")
     body = arg.removeprefix("begin:").removeprefix("end:")
+    if body == "%s":  # strftime's epoch seconds: Python's strptime has no %s
+        body = "sec"
     if body in ("sec", "msec", "usec", "msec_frac", "usec_frac"):
         return FieldSpec(d, TIME, NUM, (), time_kind=body, time_end=end, escapable=False)
     return FieldSpec(

@@ -234,6 +234,7 @@ def test_directive_golden_attributes(fmt: str, line: str, expected: dict[str, An
             datetime(2024, 2, 29, 23, 59, 59, 7, tzinfo=UTC),
         ),
         ("%{end:sec}t", "1700000000", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
+        ("%{%s}t", "1700000000", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
         (
             "%{begin:sec}t %{end:sec}t",
             "1700000000 1700000009",
