@@ -62,7 +62,14 @@ for name in "${wanted[@]}"; do
   case "$name" in
     logsidecar)
       ctx="$(pip_context pyproject.toml README.md logsidecar)"
-      build logsidecar "$ctx" docker/Dockerfile "${pip_args[@]}" ;;
+      build logsidecar "$ctx" docker/Dockerfile "${pip_args[@]}"
+      # Tag the build stages (all cached: a second or two) so they stay as cache, then drop the
+      # images that earlier builds of this Dockerfile left untagged (each source change leaves some).
+      for stage in requirements wheels venv; do
+        docker build -q -t "logsidecar/logsidecar-cache:$stage" --target "$stage" -f docker/Dockerfile \
+          "${base_args[@]}" "${proxy_args[@]}" "${pip_args[@]}" "$ctx" >/dev/null 2>&1
+      done
+      docker image prune -f --filter label=io.logsidecar.build >/dev/null ;;
     apache-demo) build apache-demo docker/apache docker/apache/Dockerfile ;;
     logvolume) build logvolume docker/logvolume docker/logvolume/Dockerfile ;;
     otlp-collector)
