@@ -63,6 +63,8 @@ absent: the attribute is left out, never zero. Values carrying Apache escapes (`
     %X                 apache.connection_status ("X", "+", "-")   str
     %I %O %S           apache.bytes_received / apache.bytes_sent / apache.bytes_transferred  int
     %{Name}^ti %{Name}^to  apache.request_trailer.<name> / apache.response_trailer.<name>  str
+    %{SSL_CIPHER}x %{cipher}c  tls.cipher (mod_ssl)                str
+    %{VAR}x %{item}c   apache.ssl.VAR / apache.ssl.item (mod_ssl)  str
     (always)           logsidecar.format = the format name ("combined", "logformat" ...)
 
 Record fields: `timestamp` from `%t` (the line's UTC offset kept) or from `%{...}t` pieces

@@ -65,10 +65,12 @@ class Directive:
 
 Token = Literal | Directive
 
-# Directive letters httpd knows (mod_log_config, mod_logio, mod_ssl's %{..}c/%{..}x are not core).
-_LETTERS = set("aAbBCDefhHiklLmnopPqrRstTuUvVXIOS")
+# Directive letters httpd knows: mod_log_config's, mod_logio's (%I %O %S) and mod_ssl's
+# (%{VAR}x for SSL variables, %{name}c for its older cipher items), as Debian's ssl_request.log uses.
+_LETTERS = set("aAbBCDefhHiklLmnopPqrRstTuUvVXIOScx")
 _NEEDS_ARGUMENT = {"C": "cookie name", "e": "variable name", "i": "header name", "n": "note name",
-                   "o": "header name", "^ti": "trailer name", "^to": "trailer name"}  # fmt: skip
+                   "o": "header name", "^ti": "trailer name", "^to": "trailer name",
+                   "x": "SSL variable name", "c": "SSL item name"}  # fmt: skip
 _ARGUMENT_CHOICES = {
     "p": ("canonical", "local", "remote"),
     "P": ("pid", "tid", "hextid"),
@@ -472,6 +474,14 @@ def _spec_for(d: Directive) -> FieldSpec:  # noqa: C901 - one table, read top to
         return FieldSpec(d, INT, NUM, ("apache.bytes_sent",), escapable=False)
     if name == "S":
         return FieldSpec(d, INT, NUM, ("apache.bytes_transferred",), escapable=False)
+    if name == "x":
+        if arg == "SSL_CIPHER":
+            return FieldSpec(d, STR, TOKEN, ("tls.cipher",), f"apache.ssl.{arg}")
+        return FieldSpec(d, STR, TEXT, (f"apache.ssl.{arg}",))
+    if name == "c":
+        if arg == "cipher":
+            return FieldSpec(d, STR, TOKEN, ("tls.cipher",), f"apache.ssl.{arg}")
+        return FieldSpec(d, STR, TEXT, (f"apache.ssl.{arg}",))
     if name == "^ti":
         return FieldSpec(d, STR, TEXT, (f"apache.request_trailer.{(arg or '').lower()}",))
     if name == "^to":

@@ -195,6 +195,10 @@ DIRECTIVE_CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("%{Grpc-Status}^to", "0", {"apache.response_trailer.grpc-status": "0"}),
     ("%{X-Checksum}^ti", "abc", {"apache.request_trailer.x-checksum": "abc"}),
     ("100%% %>s", "100% 204", {"http.response.status_code": 204}),
+    ("%{SSL_PROTOCOL}x %{SSL_CIPHER}x", "TLSv1.3 TLS_AES_256_GCM_SHA384",
+     {"apache.ssl.SSL_PROTOCOL": "TLSv1.3", "tls.cipher": "TLS_AES_256_GCM_SHA384"}),
+    ("%{version}c %{cipher}c", "TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256",
+     {"apache.ssl.version": "TLSv1.2", "tls.cipher": "ECDHE-RSA-AES128-GCM-SHA256"}),
     ('"%400,501{User-agent}i"', '"-"', {}),
     ('"%400,501{User-agent}i"', '"curl/8"', {"user_agent.original": "curl/8"}),
     ('"%!200,304{Referer}i"', '"https://a.example/"', {"http.request.header.referer": "https://a.example/"}),
@@ -250,6 +254,19 @@ def test_record_timestamp_comes_from_time_directives(fmt: str, line: str, expect
     assert record.timestamp == expected
     if expected is not None:
         assert record.timestamp is not None and record.timestamp.utcoffset() == expected.utcoffset()
+
+
+def test_debian_ssl_request_log_line_parses() -> None:
+    record = parse_one(
+        'CustomLog ${APACHE_LOG_DIR}/ssl_request.log "%t %h %{SSL_PROTOCOL}x %{SSL_CIPHER}x \\"%r\\" %b"',
+        f'{CLF} 192.0.2.4 TLSv1.3 TLS_AES_128_GCM_SHA256 "GET /secure HTTP/1.1" 1043',
+    )
+    assert record.timestamp == T0
+    assert attrs(record) == {
+        "client.address": "192.0.2.4", "apache.ssl.SSL_PROTOCOL": "TLSv1.3", "tls.cipher": "TLS_AES_128_GCM_SHA256",
+        "http.request.method": "GET", "url.original": "/secure", "url.path": "/secure",
+        "network.protocol.name": "http", "network.protocol.version": "1.1", "http.response.body.size": 1043,
+    }  # fmt: skip
 
 
 def test_same_time_string_is_parsed_once_and_shared() -> None:
