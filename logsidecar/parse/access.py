@@ -118,6 +118,7 @@ from logsidecar.parse.logformat import (
     compile_fields,
     field_pattern,
     line_regex,
+    literal_text,
     next_is_text,
     normalize_format_text,
     tokenize,
@@ -352,9 +353,7 @@ class AccessLogParser:
             if isinstance(token, Literal):
                 fragments.append(re.escape(token.text))
             else:
-                before = (
-                    tokens[index - 1].text if index > 0 and isinstance(tokens[index - 1], Literal) else ""
-                )
+                before = literal_text(tokens, index - 1)
                 nxt = tokens[index + 1] if index + 1 < len(tokens) else None
                 after = None if nxt is None else (nxt.text if isinstance(nxt, Literal) else "")
                 fragments.append(
@@ -421,7 +420,9 @@ class AccessLogParser:
 
     # --- code generation -----------------------------------------------------------------------
 
-    def _generate_builder(self) -> Callable[[list[tuple[str, ...]], list[str], datetime], list[LogRecord]]:
+    def _generate_builder(
+        self,
+    ) -> Callable[[Sequence[tuple[str, ...] | None], list[str], datetime], list[LogRecord]]:
         """Write the per-batch record builder for this format as Python source and compile it.
         Keys are embedded with repr(), so any header name is safe; no user text becomes code."""
         names: list[str] = []

@@ -36,6 +36,7 @@ __all__ = [
     "compile_fields",
     "field_pattern",
     "line_regex",
+    "literal_text",
     "next_is_text",
     "header_attribute",
     "normalize_format_text",
@@ -603,7 +604,7 @@ def line_regex(tokens: list[Token], specs: list[FieldSpec], lenient: bool, fast:
         if isinstance(token, Literal):
             parts.append(re.escape(token.text))
             continue
-        before = tokens[index - 1].text if index > 0 and isinstance(tokens[index - 1], Literal) else ""
+        before = literal_text(tokens, index - 1)
         if index + 1 < len(tokens):
             nxt = tokens[index + 1]
             after: str | None = nxt.text if isinstance(nxt, Literal) else ""
@@ -622,3 +623,12 @@ def next_is_text(tokens: list[Token], index: int, specs: list[FieldSpec]) -> boo
     nxt = tokens[index + 1]
     spec = next(s for s in specs if s.directive is nxt)
     return spec.pattern_kind in (TEXT, REQ) and spec.directive.name != "q"
+
+
+def literal_text(tokens: list[Token], index: int) -> str:
+    """The text of the literal at `index` ('' when out of range or a directive)."""
+    if 0 <= index < len(tokens):
+        token = tokens[index]
+        if isinstance(token, Literal):
+            return token.text
+    return ""
