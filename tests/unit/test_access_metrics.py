@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from typing import Any
 
 import pytest
@@ -438,3 +439,38 @@ def test_metrics_specific_environment_wins_and_logs_specific_is_ignored() -> Non
     assert settings.timeout_s == 2.5
     assert settings.protocol is OtlpProtocol.HTTP_PROTOBUF
     assert settings.endpoint == "http://localhost:4318/v1/metrics"
+
+
+@pytest.mark.parametrize(
+    ("protocol", "exporter_module", "endpoint"),
+    [
+        ("grpc", "opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "http://127.0.0.1:4317"),
+        (
+            "http/protobuf",
+            "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+            "http://127.0.0.1:4318/v1/metrics",
+        ),
+    ],
+)
+def test_build_access_metrics_sink_takes_the_otlp_keywords_and_its_own(
+    protocol: str, exporter_module: str, endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from logsidecar.sinks.access_metrics import build_access_metrics_sink
+
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    base = "http://127.0.0.1:4317" if protocol == "grpc" else "http://127.0.0.1:4318"
+    sink = build_access_metrics_sink(
+        otlp_endpoint=base,
+        otlp_protocol=protocol,
+        otlp_batch_size=100,  # a logs-only option: accepted and ignored
+        route_depth=2,
+        export_interval_s=1.5,
+        max_routes=7,
+    )
+    assert sink.settings is not None
+    assert sink.settings.endpoint == endpoint
+    assert (sink.route_depth, sink.export_interval_s, sink.routes.limit) == (2, 1.5, 7)
+    assert type(sink._exporter).__module__ == exporter_module
+    asyncio.run(sink.close())  # nothing recorded: nothing exported, the exporter shuts down
+    assert sink.stats.exports == 0
