@@ -97,10 +97,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+EXTRA_TAIL_ARGS: list[str] = []
+
+
 def tail_command(path: Path, state_dir: Path, output_args: list[str]) -> list[str]:
     return [
         sys.executable, "-m", "logsidecar", "tail", "--format", "combined", "--state-dir", str(state_dir),
-        "--log-format", "json", "--log-level", "warning", *output_args, str(path),
+        "--log-format", "json", "--log-level", "warning", *EXTRA_TAIL_ARGS, *output_args, str(path),
     ]  # fmt: skip
 
 
@@ -222,10 +225,18 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--tail-arg",
+        action="append",
+        default=[],
+        help="extra `logsidecar tail` argument (repeatable), e.g. --tail-arg=--watch=poll",
+    )
     args = parser.parse_args()
+    EXTRA_TAIL_ARGS.extend(args.tail_arg)
 
     workdir = Path(tempfile.mkdtemp(prefix="otlp-bench-"))
     print(f"# work directory: {workdir}; cores: {os.cpu_count()}; load average: {os.getloadavg()}")
+    print(f"# extra tail arguments: {EXTRA_TAIL_ARGS}")
 
     if not args.skip_throughput:
         access_log = workdir / "access.log"

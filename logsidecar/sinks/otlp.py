@@ -83,6 +83,7 @@ class OtlpSettings:
     timeout_s: float = 10.0  # deadline of one export attempt
     batch_size: int = 2048  # most records per export request
     batch_timeout_s: float = 0.2  # for the pipeline: how long lines may wait to fill a batch
+    max_concurrent_sends: int = 2  # for the pipeline: export requests in flight at once
     max_retry_time_s: float | None = None  # None: retry for as long as it takes
     resource: dict[str, Any] = field(default_factory=lambda: {"service.name": DEFAULT_SERVICE_NAME})
     initial_backoff_s: float = 0.5
@@ -368,6 +369,12 @@ class OtlpSink(Sink):
     @property
     def max_batch_records(self) -> int:
         return self.settings.batch_size
+
+    @property
+    def max_concurrent_sends(self) -> int:
+        # OTLP needs no ordering between requests; two in flight let one batch be encoded while the
+        # previous one is on the wire (the pipeline reads these three attributes).
+        return self.settings.max_concurrent_sends
 
     async def start(self) -> None:
         if self._transport is None:
