@@ -18,7 +18,7 @@ import pytest
 from logsidecar.tail.checkpoints import CheckpointStore
 from logsidecar.tail.options import ReadBatch, TailOptions, WatchMode
 from logsidecar.tail.tailer import Tailer
-from tests.integration.tailer_harness import async_test, numbered_line, running, wait_for
+from tests.integration.tailer_harness import Collector, async_test, numbered_line, running, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -256,3 +256,40 @@ async def test_stop_returns_and_writes_checkpoints_even_while_emit_is_stuck(tmp_
     assert task.done()
     [entry] = CheckpointStore(state).entries()
     assert entry.offset == len(b"".join(numbered_line("S", i) for i in range(10)))
+
+
+@async_test
+async def test_ignore_older_skips_stale_files_once_and_follows_them_when_written(tmp_path: Path) -> None:
+    stale = tmp_path / "stale.log"
+    stale.write_bytes(b"ancient\n")
+    os.utime(stale, (1_000_000, 1_000_000))
+    (tmp_path / "fresh.log").write_bytes(b"fresh\n")
+    async with running(options(str(tmp_path / "*.log"), ignore_older_s=3600.0)) as (_t, collector, events_log):
+        await wait_for(lambda: collector.lines == [b"fresh"])
+        await asyncio.sleep(0.4)
+        assert [e["path"] for e in events_log.named("file_skipped")] == [str(stale)]
+        with open(stale, "ab") as f:
+            f.write(b"woke up\n")
+        await wait_for(lambda: len(collector.lines) == 3)
+        assert collector.lines[1:] == [b"ancient", b"woke up"]
+
+
+@async_test
+async def test_a_busy_file_does_not_starve_the_others(tmp_path: Path) -> None:
+    big = tmp_path / "big.log"
+    big.write_bytes(b"".join(numbered_line("BIG", i) for i in range(300_000)))  # ~14 MiB backlog
+    small = tmp_path / "small.log"
+    small.write_bytes(b"small one\n")
+    big_lines_before_small: list[int] = []
+
+    class Recorder(Collector):
+        async def emit(self, batch: ReadBatch) -> None:
+            if b"small one" in batch.lines:
+                big_lines_before_small.append(len(self.lines))
+            await super().emit(batch)
+
+    opts = options(str(tmp_path / "*.log"), read_chunk_bytes=64 * 1024)
+    async with running(opts, collector=Recorder()) as (_t, collector, _l):
+        await wait_for(lambda: len(collector.lines) == 300_001, 30)
+    # the small file was served after at most one per-file budget (4 chunks) of the big one
+    assert big_lines_before_small[0] <= 4 * 64 * 1024 // 14  # 14 bytes: the shortest line here
