@@ -15,6 +15,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 from tests.integration.tail_command import (
     TailProcess,
     WriterProcess,
@@ -149,3 +151,79 @@ def test_sigterm_when_idle_exits_0_quickly_and_a_restart_emits_nothing(tmp_path:
     assert code == 0
     assert second.bodies()[0].startswith("w 00000500 ") and second.count() == 1
     print(f"idle SIGTERM exit took {took:.2f}s")
+
+
+def _kill9_while_rotating(tmp_path: Path, kills: int, rotations_per_life: int, seed: int) -> None:
+    """kill -9 at random moments while logrotate renames the file under load (files rotated while the
+    tailer is down must be found by identity and drained from their checkpoint)."""
+    from tests.integration.tail_command import logrotate, write_logrotate_conf
+
+    rng = random.Random(seed)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "access.log"
+    writer = WriterProcess(log, lines_per_s=2000, total=10**9).start()
+    conf = tmp_path / "logrotate.conf"
+    write_logrotate_conf(conf, log, mode="create", rotate=kills * rotations_per_life + 10,
+                         postrotate=f"kill -HUP {writer.pid}")  # fmt: skip
+    killed: list[tuple[TailProcess, float]] = []
+    try:
+        for index in range(kills):
+            tail = _tail(tmp_path, log, index)
+            wait_for_count(tail, 1, timeout=30)
+            for _ in range(rotations_per_life):
+                time.sleep(rng.uniform(0.1, 0.6))  # random moments, not a synchronisation
+                logrotate(conf, tmp_path / "logrotate.state")
+            time.sleep(rng.uniform(0.0, 0.5))
+            killed.append((tail, tail.kill9()))
+            if rng.random() < 0.5:  # sometimes rotate while nothing is running
+                logrotate(conf, tmp_path / "logrotate.state")
+        written = writer.stop()
+    finally:
+        if writer.running():
+            writer.stop()
+    append_sentinel(log, written)
+    final = _tail(tmp_path, log, kills)
+    try:
+        seen_before = {body_seq(b) for tail, _ in killed for b in tail.bodies()}
+        wait_for_seqs(final, set(range(written + 1)) - seen_before | {written}, timeout=45)
+    finally:
+        code, _took = final.terminate()
+    assert code == 0
+    all_bodies = [b for tail, _ in killed for b in tail.bodies()] + final.bodies()
+    lost, duplicated = multiset_report(all_bodies, written + 1)
+    duplicates = sum(n - 1 for n in duplicated.values())
+    print(f"kill -9 x{kills} with rotation: written={written} lost={len(lost)} duplicated={duplicates}")
+    assert lost == []
+    # Every duplicate was emitted by a killed instance within the unacknowledged window before its kill.
+    later: dict[int, int] = {}
+    for index, tail in enumerate([t for t, _ in killed] + [final]):
+        for body in tail.bodies():
+            later[body_seq(body)] = index
+    for index, (tail, killed_at) in enumerate(killed):
+        for received in tail.snapshot():
+            if later[body_seq(received.body)] > index:
+                assert received.arrived >= killed_at - (CHECKPOINT_INTERVAL_S + SLACK_S), (
+                    index,
+                    received.body,
+                )
+
+
+# Known tailer bug (found by this test): a file created by a rotation and not yet in any durable
+# checkpoint when the tailer is killed (checkpoints are flushed every 1 s), then rotated again while
+# the tailer is down, is never found after the restart: its unread tail is lost (e.g. 93 lines).
+# See the report; remove the mark once the tailer persists new files' identities before reading them.
+KNOWN_LOSS = pytest.mark.xfail(
+    reason="tailer forgets a file that was never checkpointed and was rotated while down", strict=False
+)
+
+
+@KNOWN_LOSS
+def test_kill9_while_logrotate_renames_under_load_loses_nothing(tmp_path: Path) -> None:
+    _kill9_while_rotating(tmp_path, kills=3, rotations_per_life=3, seed=7)
+
+
+@KNOWN_LOSS
+@pytest.mark.soak
+def test_soak_kill9_while_logrotate_renames_under_load_loses_nothing(tmp_path: Path) -> None:
+    _kill9_while_rotating(tmp_path, kills=20, rotations_per_life=5, seed=11)
