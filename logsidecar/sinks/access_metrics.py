@@ -74,7 +74,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from logsidecar import __version__, events
@@ -82,6 +82,9 @@ from logsidecar.events import Event
 from logsidecar.record import PARSE_ERROR, LogRecord
 from logsidecar.sinks.base import Sink
 from logsidecar.sinks.otlp import Compression, OtlpProtocol, OtlpSettings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricsData
 
 __all__ = [
     "AccessMetricsSink",
@@ -122,7 +125,8 @@ DEFAULT_MAX_SERVER_ADDRESSES = 50
 _ROUTE_CACHE_LIMIT = 65536
 _INF = float("inf")
 
-# (resource identity within one batch | frozen resource, method, status, path/route, server address)
+# (id of the record's resource dict within one batch, method, status, route prefix, server address),
+# values as the record has them; normalised and capped once per distinct key in `_merge`.
 _RawKey = tuple[Any, Any, Any, Any, Any]
 SeriesKey = tuple[tuple[tuple[str, Any], ...], str, int | None, str | None, str | None]
 
@@ -163,7 +167,7 @@ class ValueCap:
 
     def admit(self, value: str) -> str:
         admitted = self.admitted
-        if value in admitted:
+        if value in admitted or value == OTHER:
             return value
         if len(admitted) < self.limit:
             admitted.add(value)
@@ -205,7 +209,7 @@ class AccessMetricsSink(Sink):
         export_interval_s: float = DEFAULT_EXPORT_INTERVAL_S,
         max_routes: int = DEFAULT_MAX_ROUTES,
         max_server_addresses: int = DEFAULT_MAX_SERVER_ADDRESSES,
-        exporter: Any | None = None,
+        exporter: MetricExporter | None = None,
         resource: Mapping[str, Any] | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -230,7 +234,7 @@ class AccessMetricsSink(Sink):
         self._durations: dict[SeriesKey, _HistogramState] = {}
         self._route_cache: dict[str, str] = {}
         self._frozen_resources: dict[tuple[tuple[str, Any], ...], tuple[tuple[str, Any], ...]] = {}
-        self._exporter = (
+        self._exporter: MetricExporter | None = (
             exporter
             if exporter is not None
             else (_build_exporter(settings) if settings is not None else None)
@@ -397,7 +401,7 @@ class AccessMetricsSink(Sink):
 
     # -- collecting and exporting -----------------------------------------------------------------
 
-    def collect(self) -> Any:
+    def collect(self) -> MetricsData | None:
         """The cumulative totals as an opentelemetry-sdk `MetricsData` (None before any record)."""
         from opentelemetry.sdk.metrics.export import (
             AggregationTemporality,
@@ -615,7 +619,7 @@ def build_access_metrics_sink(
     )
 
 
-def _build_exporter(settings: OtlpSettings) -> Any:
+def _build_exporter(settings: OtlpSettings) -> MetricExporter:
     """The SDK's OTLP metric exporter for `settings` (gRPC or HTTP/protobuf)."""
     if settings.protocol is OtlpProtocol.GRPC:
         import grpc

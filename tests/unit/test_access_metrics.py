@@ -192,6 +192,12 @@ def test_routes_beyond_the_cap_are_reported_as_other() -> None:
     assert sink.routes.admitted == {"/a", "/b"}
 
 
+def test_non_path_targets_do_not_use_up_a_route_slot() -> None:
+    sink = AccessMetricsSink(max_routes=1)
+    sink.record([access("OPTIONS", "*"), access(path="/a"), access(path="/b")])
+    assert request_counts(sink) == {("OPTIONS", 200, OTHER): 1, ("GET", 200, "/a"): 1, ("GET", 200, OTHER): 1}
+
+
 def test_server_addresses_beyond_the_cap_are_reported_as_other() -> None:
     sink = AccessMetricsSink(max_server_addresses=1)
     sink.record(
