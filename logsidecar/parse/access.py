@@ -67,6 +67,10 @@ absent: the attribute is left out, never zero. Values carrying Apache escapes (`
     %{VAR}x %{item}c   apache.ssl.VAR / apache.ssl.item (mod_ssl)  str
     (always)           logsidecar.format = the format name ("combined", "logformat" ...)
 
+Header attributes are single strings as Apache wrote them (semantic conventions allow string[];
+httpd already joins repeated headers into one value). Two free-text directives with nothing
+between them (`%{X}i%{Y}i`) are ambiguous; the later one takes the text.
+
 Record fields: `timestamp` from `%t` (the line's UTC offset kept) or from `%{...}t` pieces
 (strftime parts joined and parsed together, `msec_frac`/`usec_frac` added, `sec`/`msec`/`usec`
 as UTC; `begin:` times are preferred over `end:`; a strftime time without `%z` is taken as UTC);
