@@ -179,7 +179,13 @@ _LATENCY_PATH = re.compile(r"/lat/(\d+)/(\d+) ")
 
 
 def measure_latency(
-    label: str, endpoint_of: str, witness: GrpcWitness, rate: int, seconds: float, workdir: Path
+    label: str,
+    endpoint_of: str,
+    witness: GrpcWitness,
+    rate: int,
+    seconds: float,
+    workdir: Path,
+    extra_args: tuple[str, ...] = (),
 ) -> dict[str, float]:
     witness.store.clear()
     log = Path(tempfile.mkdtemp(dir=workdir, prefix="lat-")) / "access.log"
@@ -187,7 +193,7 @@ def measure_latency(
     state_dir = Path(tempfile.mkdtemp(dir=workdir, prefix="state-"))
     stderr = open(workdir / f"tail-latency-{re.sub(r'[^a-z0-9]+', '-', label.lower())}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        tail_command(log, state_dir, ["--output", "otlp", "--otlp-endpoint", endpoint_of]),
+        tail_command(log, state_dir, ["--output", "otlp", "--otlp-endpoint", endpoint_of, *extra_args]),
         stdout=subprocess.DEVNULL,
         stderr=stderr,
     )
@@ -284,39 +290,29 @@ def main() -> None:
 
     if not args.skip_latency:
         rows = []
+        no_linger = ("--otlp-batch-timeout", "0")
+        rate, seconds = args.latency_rate, args.latency_seconds
         with GrpcWitness() as witness:
             with RotelCollector(
                 workdir / "rotel-forward", forward_to=witness.endpoint, batch_timeout="20ms"
             ) as rotel:
-                rows.append(
-                    (
-                        "tail → OTLP/gRPC → rotel → witness",
-                        measure_latency(
-                            "via-rotel",
-                            rotel.grpc_endpoint,
-                            witness,
-                            args.latency_rate,
-                            args.latency_seconds,
-                            workdir,
-                        ),
+                for label, extra in (
+                    ("default --otlp-batch-timeout 0.2", ()),
+                    ("--otlp-batch-timeout 0", no_linger),
+                ):
+                    result = measure_latency(
+                        f"rotel {label}", rotel.grpc_endpoint, witness, rate, seconds, workdir, extra
                     )
-                )
-            rows.append(
-                (
-                    "tail → OTLP/gRPC → witness",
-                    measure_latency(
-                        "direct", witness.endpoint, witness, args.latency_rate, args.latency_seconds, workdir
-                    ),
-                )
-            )
+                    rows.append((f"via rotel, {label}", result))
+            result = measure_latency("direct", witness.endpoint, witness, rate, seconds, workdir, no_linger)
+            rows.append(("direct to witness, --otlp-batch-timeout 0", result))
         print()
-        print(
-            f"Latency at ~{args.latency_rate} lines/s for {args.latency_seconds:.0f} s (arrival at witness - write time)"
-        )
-        print(f"{'path':<38} {'lines':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+        print(f"Latency at ~{rate} lines/s for {seconds:.0f} s: arrival at the witness - write time")
+        print("(tail → OTLP/gRPC [→ rotel, logs batch timeout 20 ms] → witness)")
+        print(f"{'path':<46} {'lines':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
         for label, row in rows:
             print(
-                f"{label:<38} {row['count']:>7} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} {row['max_ms']:>8.1f}"
+                f"{label:<46} {row['count']:>7} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} {row['max_ms']:>8.1f}"
             )
 
 
