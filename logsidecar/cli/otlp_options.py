@@ -110,7 +110,8 @@ def otlp_options(command: F) -> F:
         click.option(
             "--otlp-ca-file",
             type=click.Path(exists=True, dir_okay=False),
-            help="PEM CA bundle to verify the receiver (enables TLS). [env: OTEL_EXPORTER_OTLP_(LOGS_)CERTIFICATE]",
+            help="PEM CA bundle to verify the receiver's TLS certificate (TLS is used for https:// endpoints, "
+            "and for gRPC endpoints without a scheme unless --otlp-insecure). [env: OTEL_EXPORTER_OTLP_(LOGS_)CERTIFICATE]",
         ),
         click.option(
             "--otlp-client-cert",
