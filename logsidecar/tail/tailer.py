@@ -88,6 +88,7 @@ class TrackedFile:
     last_growth: float = field(default_factory=time.monotonic)
     rotated_at: float | None = None
     deleted: bool = False
+    emitted_offset: int = 0  # end offset of the last line handed to emit
 
 
 @dataclass(slots=True)
@@ -123,6 +124,8 @@ class Tailer:
         self._path_errors: dict[str, str] = {}  # path -> error kind said once
         self._vanished_dirs: set[Path] = set()
         self._skipped: set[tuple[int, int]] = set()
+        # released deleted files: their checkpoint entry goes once everything emitted is acknowledged
+        self._forget_when_acknowledged: dict[str, int] = {}
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
@@ -172,6 +175,10 @@ class Tailer:
         if tracked is not None and offset > tracked.committed_offset:
             tracked.committed_offset = offset
         self.checkpoints.commit(file_key, offset)
+        last = self._forget_when_acknowledged.get(file_key)
+        if last is not None and offset >= last:
+            del self._forget_when_acknowledged[file_key]
+            self.checkpoints.forget(file_key)
 
     async def stop(self) -> None:
         """Stop reading, write checkpoints one last time, release files."""
@@ -484,6 +491,9 @@ class Tailer:
             self.counters.nul_runs += framed.nul_runs
         if not framed.lines:
             return
+        tracked = self._files.get(reader.file_key)
+        if tracked is not None and tracked.reader is reader:
+            tracked.emitted_offset = framed.end_offsets[-1]
         self.counters.lines_read += len(framed.lines)
         for index in sorted(framed.truncated):
             self.counters.truncated_lines += 1
@@ -772,6 +782,12 @@ class Tailer:
         self.counters.bytes_abandoned += abandoned
         events.emit(Event.FILE_DRAINED, path=reader.path, file_key=key, offset=reader.scan_offset,
                     abandoned_bytes=abandoned, deleted=tracked.deleted)
+        if tracked.deleted and not abandoned:
+            # A deleted file can never be seen again: keep the store small under fast rotation.
+            if tracked.committed_offset >= tracked.emitted_offset:
+                self.checkpoints.forget(key)
+            else:
+                self._forget_when_acknowledged[key] = tracked.emitted_offset
 
     def _track_checkpoint(self, reader: FileReader) -> None:
         self.checkpoints.track(reader.file_key, reader.dev, reader.ino, reader.fingerprint, reader.path)
