@@ -34,7 +34,13 @@ from logsidecar.sinks.access_metrics import (
 )
 from tests.helpers import wait_for
 from tests.integration.apache import ApacheServer, status_of
-from tests.integration.otlp_receiver import LOOPBACK, RotelCollector, free_port, typed_attributes
+from tests.integration.otlp_receiver import (
+    LOOPBACK,
+    RotelCollector,
+    free_port,
+    self_signed_certificate,
+    typed_attributes,
+)
 
 LOGFORMAT = '%h %l %u %t "%r" %>s %b %D'
 # (method, target, how many times)
@@ -42,30 +48,47 @@ REQUESTS = [("GET", "/api/x", 7), ("GET", "/missing", 3), ("POST", "/api/y", 2)]
 
 
 class MetricsWitness:
-    """OTLP/gRPC metrics receiver that remembers every ExportMetricsServiceRequest."""
+    """OTLP/gRPC metrics receiver that remembers every ExportMetricsServiceRequest. It can serve TLS
+    (`tls` = (certificate chain PEM, private key PEM)) and demand a header (UNAUTHENTICATED without)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, tls: tuple[bytes, bytes] | None = None, required_header: tuple[str, str] | None = None
+    ) -> None:
         self.port = free_port()
+        self.tls = tls
+        self.required_header = required_header
+        self.rejected = 0
         self.requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
         self._lock = threading.Lock()
         self._server: grpc.Server | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{LOOPBACK}:{self.port}"
 
     def start(self) -> MetricsWitness:
         witness = self
 
         class Service(metrics_service_pb2_grpc.MetricsServiceServicer):
             def Export(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 - gRPC name
+                if witness.required_header is not None:
+                    key, expected = witness.required_header
+                    if dict(context.invocation_metadata()).get(key) != expected:
+                        witness.rejected += 1
+                        context.abort(grpc.StatusCode.UNAUTHENTICATED, f"missing or wrong {key} header")
                 with witness._lock:
                     witness.requests.append(request)
                 return metrics_service_pb2.ExportMetricsServiceResponse()
 
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Service(), server)
-        if server.add_insecure_port(f"{LOOPBACK}:{self.port}") != self.port:
+        address = f"{LOOPBACK}:{self.port}"
+        if self.tls:
+            chain, key = self.tls
+            bound = server.add_secure_port(address, grpc.ssl_server_credentials([(key, chain)]))
+        else:
+            bound = server.add_insecure_port(address)
+        if bound != self.port:
             raise RuntimeError(f"metrics witness could not bind {LOOPBACK}:{self.port}")
         server.start()
         self._server = server
@@ -260,3 +283,33 @@ def test_totals_lost_during_a_collector_outage_arrive_with_the_next_export(
     mine = [(event, fields) for event, fields in seen if fields.get("sink") == "access_metrics"]
     assert Event.SINK_RETRY in [event for event, _ in mine]
     assert mine[-1][0] is Event.SINK_RECOVERED
+
+
+def test_grpc_export_uses_the_logs_tls_and_header_settings(tmp_path: Path) -> None:
+    """The user configures OTLP once: the CA file and headers given for the logs secure the metrics."""
+    cert, key = self_signed_certificate(tmp_path)
+    witness = MetricsWitness(tls=(cert.read_bytes(), key.read_bytes()), required_header=("x-token", "s3cret"))
+    witness.start()
+    try:
+        flags = {
+            "otlp_endpoint": witness.endpoint,  # https://127.0.0.1:port
+            "otlp_ca_file": str(cert),
+            "otlp_header": (("X-Token", "s3cret"),),
+            "otlp_timeout": 2.0,
+            "service_name": "tls",
+        }
+        sink = AccessMetricsSink(resolve_metrics_settings(flags, {}, hostname="test"), export_interval_s=60)
+        attributes = {"http.request.method": "GET", "url.path": "/a", "http.response.status_code": 200}
+        from logsidecar.record import LogRecord
+
+        async def scenario() -> None:
+            await sink.start()
+            await sink.send([LogRecord(body="", attributes=dict(attributes)) for _ in range(3)])
+            await sink.close()
+
+        asyncio.run(scenario())
+        assert (sink.stats.exports, sink.stats.failed_exports, witness.rejected) == (1, 0, 0)
+        latest = witness.latest_points("tls")
+        assert [point.as_int for (name, _), (_, point) in latest.items() if name == REQUESTS_METRIC] == [3]
+    finally:
+        witness.stop()
