@@ -58,8 +58,11 @@ Delivery semantics: `send` never fails and never blocks on the network, so metri
 the logs' acknowledgements. A failed export loses nothing for good: the next export carries the
 cumulative totals. Lines replayed after a restart are counted again (the same at-least-once as the
 logs), and counts restart from zero with a new start time, as cumulative counters do.
-A failed export emits SINK_RETRY (reason says the totals go with the next export); the first
-success after failures emits SINK_RECOVERED. `close()` stops the timer, exports once more and
+A failed export that held back new data emits SINK_RETRY (reason says the totals go with the next
+export); the first success after that emits SINK_RECOVERED. A failed re-send of totals the backend
+already has emits nothing: like a log sink with nothing to send, a quiet server must not turn a
+metrics backend outage into an unhealthy sidecar. (While batches flow, the pipeline's per-send
+delivery note clears this sink's failing state anyway: metrics never hold the logs back.) `close()` stops the timer, exports once more and
 shuts the exporter down (bounded by the export timeout).
 
 Metrics are recorded at processing time, not at the log line's time: a backlog read after a restart
@@ -244,6 +247,8 @@ class AccessMetricsSink(Sink):
         self._export_lock = threading.Lock()  # one export at a time (timer vs close)
         self._failing = False
         self._closed = False
+        self._recorded_batches = 0  # batches merged so far (under _lock)
+        self._exported_batches = 0  # of those, how many the last successful export included
 
     # -- Sink -------------------------------------------------------------------------------------
 
@@ -381,6 +386,7 @@ class AccessMetricsSink(Sink):
                     below = upto
                 bucket_counts[-1] += n - below
                 self.stats.durations_recorded += n
+            self._recorded_batches += 1
 
     def _series_key(self, raw: _RawKey, frozen_by_id: Mapping[int, tuple[tuple[str, Any], ...]]) -> SeriesKey:
         resource_id, method, status, route, server = raw
@@ -484,6 +490,8 @@ class AccessMetricsSink(Sink):
         if exporter is None:
             return True
         with self._export_lock:
+            with self._lock:
+                version = self._recorded_batches  # read first: the data holds at least this much
             data = self.collect()
             if data is None:
                 return True
@@ -495,18 +503,24 @@ class AccessMetricsSink(Sink):
                 detail = "" if ok else "the exporter reported failure (see its own log line)"
             except Exception as error:  # noqa: BLE001 - an export failure must not kill the timer
                 ok, detail = False, f"{type(error).__name__}: {error}"
-            self._note_outcome(ok, detail)
+            self._note_outcome(ok, detail, version)
             return ok
 
-    def _note_outcome(self, ok: bool, detail: str) -> None:
+    def _note_outcome(self, ok: bool, detail: str, version: int) -> None:
         endpoint = self.settings.endpoint if self.settings is not None else ""
         if ok:
             self.stats.exports += 1
+            self._exported_batches = version
             if self._failing:
                 self._failing = False
                 events.emit(Event.SINK_RECOVERED, sink=self.name, endpoint=endpoint)
             return
         self.stats.failed_exports += 1
+        if version == self._exported_batches:
+            # Only totals the backend already has were re-sent: nothing is held back, so, like a log
+            # sink with nothing to send, this is not reported as failing (a quiet server with the
+            # metrics backend down must not make the sidecar unhealthy).
+            return
         self._failing = True
         events.emit(
             Event.SINK_RETRY,

@@ -313,3 +313,34 @@ def test_grpc_export_uses_the_logs_tls_and_header_settings(tmp_path: Path) -> No
         assert [point.as_int for (name, _), (_, point) in latest.items() if name == REQUESTS_METRIC] == [3]
     finally:
         witness.stop()
+
+
+def test_a_quiet_server_does_not_report_the_metrics_backend_as_failing_until_data_is_held_back(
+    rotel: RotelCollector,
+) -> None:
+    from logsidecar import events
+    from logsidecar.events import Event
+    from logsidecar.record import LogRecord
+
+    retries: list[dict[str, Any]] = []
+    unsubscribe = events.subscribe(
+        lambda event, fields: retries.append(fields) if event is Event.SINK_RETRY else None
+    )
+    settings = resolve_metrics_settings(
+        {"otlp_endpoint": rotel.grpc_endpoint, "otlp_timeout": 0.5, "service_name": "quiet"}, {}, hostname="t"
+    )
+    sink = AccessMetricsSink(settings, export_interval_s=3600)  # exports driven by hand below
+    attributes = {"http.request.method": "GET", "url.path": "/", "http.response.status_code": 200}
+    try:
+        sink.record([LogRecord(body="", attributes=dict(attributes))])
+        assert sink.export_now()
+        rotel.stop()
+        assert not sink.export_now()  # the same totals again: nothing held back
+        assert (sink.stats.failed_exports, retries) == (1, [])
+        sink.record([LogRecord(body="", attributes=dict(attributes))])
+        assert not sink.export_now()  # now a request is held back
+        assert sink.stats.failed_exports == 2
+        assert [fields["sink"] for fields in retries] == ["access_metrics"]
+    finally:
+        unsubscribe()
+        asyncio.run(sink.close())
