@@ -36,12 +36,22 @@ ROTATIONS = 20
 def test_rename_rotation_by_logrotate_under_load_loses_and_duplicates_nothing(
     tmp_path: Path, watch: str
 ) -> None:
+    _rename_rotation(tmp_path, watch, rate=RATE, rotations=ROTATIONS, pace_s=0.25)
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("watch", ["inotify", "poll"])
+def test_soak_200_rename_rotations_at_10000_lines_per_second(tmp_path: Path, watch: str) -> None:
+    _rename_rotation(tmp_path, watch, rate=10_000, rotations=200, pace_s=0.2)
+
+
+def _rename_rotation(tmp_path: Path, watch: str, *, rate: int, rotations: int, pace_s: float) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     log = logs / "access.log"
-    writer = WriterProcess(log, lines_per_s=RATE, total=10**9).start()
+    writer = WriterProcess(log, lines_per_s=rate, total=10**9).start()
     conf = tmp_path / "logrotate.conf"
-    write_logrotate_conf(conf, log, mode="create", rotate=ROTATIONS + 5, postrotate=f"kill -HUP {writer.pid}")
+    write_logrotate_conf(conf, log, mode="create", rotate=rotations + 5, postrotate=f"kill -HUP {writer.pid}")
     tail = TailProcess(
         ["--watch", watch, "--poll-interval", "100ms", "--format", "raw", str(log)],
         tmp_path / "state",
@@ -49,8 +59,8 @@ def test_rename_rotation_by_logrotate_under_load_loses_and_duplicates_nothing(
     ).start()
     try:
         wait_for_count(tail, 1, timeout=20)
-        for _ in range(ROTATIONS):
-            time.sleep(0.25)  # the pace of rotations (load keeps flowing meanwhile), not a synchronisation
+        for _ in range(rotations):
+            time.sleep(pace_s)  # the pace of rotations (load keeps flowing meanwhile), not a synchronisation
             logrotate(conf, tmp_path / "logrotate.state")
         written = writer.stop()
         append_sentinel(log, written)
@@ -62,11 +72,11 @@ def test_rename_rotation_by_logrotate_under_load_loses_and_duplicates_nothing(
     bodies = tail.bodies()
     lost, duplicated = multiset_report(bodies, written + 1)
     print(
-        f"{watch}: written={written} received={len(bodies)} rotations={ROTATIONS} lost={len(lost)} duplicated={sum(duplicated.values()) - len(duplicated)}"
+        f"{watch}: written={written} received={len(bodies)} rotations={rotations} lost={len(lost)} duplicated={sum(duplicated.values()) - len(duplicated)}"
     )
     assert code == 0
-    assert written > RATE * ROTATIONS * 0.25 * 0.5  # the load really ran through the rotations
-    assert len(list(logs.glob("access.log.*"))) == ROTATIONS
+    assert written > rate * rotations * pace_s * 0.5  # the load really ran through the rotations
+    assert len(list(logs.glob("access.log.*"))) == rotations
     assert lost == []
     assert duplicated == {}
     assert len(bodies) == written + 1
