@@ -207,6 +207,7 @@ def resolve_otlp_settings(
         ) from None
 
     endpoint = _resolve_endpoint(protocol, flag("otlp_endpoint"), env)
+    _check_endpoint(protocol, endpoint)
 
     headers: dict[str, str] = {}
     env_headers = env_value("HEADERS")
@@ -284,6 +285,23 @@ def _resolve_endpoint(protocol: OtlpProtocol, flag_endpoint: str | None, env: Ma
     if protocol is OtlpProtocol.GRPC:
         return DEFAULT_GRPC_ENDPOINT
     return _signal_url(protocol, DEFAULT_HTTP_ENDPOINT, only_if_no_path=False)
+
+
+def _check_endpoint(protocol: OtlpProtocol, endpoint: str) -> None:
+    """Fail at start-up on an endpoint no attempt could ever reach (instead of retrying forever)."""
+    parts = urlsplit(endpoint) if "://" in endpoint else None
+    if protocol is OtlpProtocol.HTTP_PROTOBUF:
+        if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise click.UsageError(
+                f"the OTLP/HTTP endpoint must be an http:// or https:// URL, got {endpoint!r}"
+            )
+        return
+    if parts is not None and (parts.scheme.lower() not in ("http", "https") or not parts.netloc):
+        raise click.UsageError(
+            f"the OTLP/gRPC endpoint must be host:port or an http:// or https:// URL, got {endpoint!r}"
+        )
+    if parts is None and not endpoint.strip():
+        raise click.UsageError("the OTLP/gRPC endpoint is empty")
 
 
 def _signal_url(protocol: OtlpProtocol, base: str, *, only_if_no_path: bool) -> str:

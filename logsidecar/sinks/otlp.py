@@ -123,6 +123,11 @@ Outcome = Accepted | Retryable | Rejected
 class Transport(Protocol):
     """One blocking export attempt of serialized ExportLogsServiceRequest bytes."""
 
+    def prepare(self, request: bytes) -> bytes:
+        """The bytes to put on the wire (compressed when the transport compresses itself); done once
+        per batch, not once per attempt."""
+        ...
+
     def export(self, payload: bytes, timeout_s: float) -> Outcome: ...
 
     def close(self) -> None: ...
@@ -212,12 +217,17 @@ class GrpcTransport:
             _registered_method=True,
         )
 
+    def prepare(self, request: bytes) -> bytes:
+        return request  # grpc compresses on the channel when asked to
+
     def export(self, payload: bytes, timeout_s: float) -> Outcome:
         grpc = self._grpc
         try:
             response = self._call(payload, timeout=timeout_s, metadata=self._metadata)
         except grpc.RpcError as error:
             return self._classify(error)
+        except Exception as error:  # noqa: BLE001 - e.g. "closed channel": retried (or SinkClosed), never lost
+            return Retryable("export failed unexpectedly", repr(error))
         partial = response.partial_success
         return Accepted(rejected_records=partial.rejected_log_records, message=partial.error_message)
 
@@ -292,10 +302,13 @@ class HttpTransport:
         self._is_retryable = _is_retryable
         self._response_type = ExportLogsServiceResponse
 
-    def export(self, payload: bytes, timeout_s: float) -> Outcome:
+    def prepare(self, request: bytes) -> bytes:
         if self._gzip:
             # Level 1: log text still shrinks ~5x, at a fraction of the default level-9 CPU cost.
-            payload = gzip.compress(payload, compresslevel=1)
+            return gzip.compress(request, compresslevel=1)
+        return request
+
+    def export(self, payload: bytes, timeout_s: float) -> Outcome:
         result = self._transport.request(
             "POST", self._url, headers=self._headers, data=payload, timeout=timeout_s
         )
@@ -400,7 +413,7 @@ class OtlpSink(Sink):
     # -- internals --
 
     async def _send_chunk(self, records: Sequence[LogRecord]) -> None:
-        payload = await asyncio.to_thread(self._encoder.encode, records)
+        payload = await asyncio.to_thread(self._encode, records)
         outcome = await self._export_with_retry(payload, len(records))
         if isinstance(outcome, Rejected) and outcome.too_large and len(records) > 1:
             half = len(records) // 2
@@ -426,6 +439,10 @@ class OtlpSink(Sink):
                 records=len(records),
                 detail=outcome.message,
             )
+
+    def _encode(self, records: Sequence[LogRecord]) -> bytes:
+        assert self._transport is not None
+        return self._transport.prepare(self._encoder.encode(records))
 
     async def _export_with_retry(self, payload: bytes, record_count: int) -> Accepted | Rejected:
         """Attempt until accepted, rejected for good, out of retry time, or closed."""

@@ -65,8 +65,12 @@ _TAG_ARRAY = b"\x2a"
 _TAG_KVLIST = b"\x32"
 _TAG_BYTES = b"\x3a"
 
-_KEYVALUE_CACHE_MAX = 200_000
-_PER_KEY_CACHE_MAX = 4096
+# Cache bounds. Worst case ~64 x 2048 string entries + 20,000 others, a few tens of MiB at most;
+# typical Apache records use a dozen keys and stay far below.
+_KEYVALUE_CACHE_MAX = 20_000  # non-string (key, value) pairs
+_PER_KEY_CACHE_MAX = 2048  # string values per key
+_CACHED_KEYS_MAX = 64  # keys with a string cache
+_KEY_PREFIXES_MAX = 4096  # encoded attribute names
 # The per-key cache of a key whose values rarely repeat: always empty, never filled.
 _UNCACHED: dict[str, bytes] = {}
 _SMALL_VARINTS_MAX = 1 << 14
@@ -287,7 +291,7 @@ class LogsRequestEncoder:
 
     def _key_prefix(self, key: str) -> bytes:
         prefix = _string_value(str(key))  # KeyValue.key
-        if len(self._key_prefixes) < _KEYVALUE_CACHE_MAX:
+        if len(self._key_prefixes) < _KEY_PREFIXES_MAX:
             self._key_prefixes[key] = prefix
         return prefix
 
@@ -297,7 +301,7 @@ class LogsRequestEncoder:
         URL), the key is no longer cached (that would only cost a hash and an insert per record);
         otherwise the cache is emptied and refilled with what is current."""
         if cache is None:
-            if len(self._string_caches) >= _KEYVALUE_CACHE_MAX:  # keys are few in practice; stay bounded
+            if len(self._string_caches) >= _CACHED_KEYS_MAX:  # keys are few in practice; stay bounded
                 return
             cache = self._string_caches[key] = {}
             self._cache_reset_at[key] = self._records_seen

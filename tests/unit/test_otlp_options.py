@@ -206,3 +206,22 @@ def test_malformed_header_flag_is_rejected_without_echoing_it() -> None:
     assert result.exit_code == 2
     assert "s3cr3t" not in result.output
     assert "KEY=VALUE" in result.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            {"otlp_protocol": "http/protobuf", "otlp_endpoint": "collector:4318"},
+            "must be an http:// or https:// URL",
+        ),
+        (
+            {"otlp_protocol": "http/protobuf", "otlp_endpoint": "ftp://collector"},
+            "must be an http:// or https:// URL",
+        ),
+        ({"otlp_endpoint": "unix:///tmp/sock"}, "must be host:port or an http:// or https:// URL"),
+    ],
+)
+def test_endpoints_no_attempt_could_reach_fail_at_start(flags: dict[str, Any], message: str) -> None:
+    with pytest.raises(click.UsageError, match=message):
+        resolve(flags)
