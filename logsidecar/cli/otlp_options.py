@@ -19,6 +19,9 @@ Invariants:
   appended to it. A signal-specific endpoint (env OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) is used as is.
   `--otlp-endpoint` follows the same rule as the generic variable when it has no path (or just "/"), and
   is used as is when it names a path, which is what users mean either way.
+- Protocol default: grpc. (The specification suggests http/protobuf as an SDK default; we deviate on
+  purpose: gRPC is our fastest path, measured by benchmarks/otlp_throughput.py, and port 4317 is what a
+  collector listens on out of the box. Set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf to change it.)
 - Header values are secrets: they are never part of an exception message, repr or log line.
 - Resource: service.name is "apache-httpd" unless OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME or
   --service-name (each overriding the previous) says otherwise; host.name is this host's name.
