@@ -72,10 +72,12 @@ lands in the current interval.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -179,6 +181,46 @@ class ValueCap:
         return OTHER
 
 
+class _ExporterLogCapture(logging.Filter):
+    """Takes the SDK exporters' own log lines while this thread runs one of our exports: their words
+    become the `detail` of our SINK_RETRY event instead of a free-form line on stderr beside the
+    JSON self-log. Records logged outside our exports (any other thread, any other time) pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        lines: list[str] | None = getattr(self._local, "lines", None)
+        if lines is None:
+            return True
+        try:
+            lines.append(record.getMessage())
+        except Exception:  # noqa: BLE001 - a malformed log call must not break the export
+            lines.append(str(record.msg))
+        return False
+
+    @contextmanager
+    def capturing(self) -> Iterator[list[str]]:
+        lines: list[str] = []
+        self._local.lines = lines
+        try:
+            yield lines
+        finally:
+            self._local.lines = None
+
+    def install(self) -> None:
+        """Attach to every opentelemetry exporter logger that exists (call after the imports)."""
+        for name in list(logging.root.manager.loggerDict):
+            if name.startswith("opentelemetry.exporter"):
+                logger = logging.getLogger(name)
+                if self not in logger.filters:
+                    logger.addFilter(self)
+
+
+_EXPORTER_LOGS = _ExporterLogCapture()
+
+
 @dataclass(slots=True)
 class _HistogramState:
     count: int = 0
@@ -242,6 +284,8 @@ class AccessMetricsSink(Sink):
             if exporter is not None
             else (_build_exporter(settings) if settings is not None else None)
         )
+        if self._exporter is not None:
+            _EXPORTER_LOGS.install()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._export_lock = threading.Lock()  # one export at a time (timer vs close)
@@ -497,12 +541,13 @@ class AccessMetricsSink(Sink):
                 return True
             from opentelemetry.sdk.metrics.export import MetricExportResult
 
-            try:
-                result = exporter.export(data, timeout_millis=self.export_timeout_s * 1000)
-                ok = result is MetricExportResult.SUCCESS
-                detail = "" if ok else "the exporter reported failure (see its own log line)"
-            except Exception as error:  # noqa: BLE001 - an export failure must not kill the timer
-                ok, detail = False, f"{type(error).__name__}: {error}"
+            with _EXPORTER_LOGS.capturing() as exporter_said:
+                try:
+                    result = exporter.export(data, timeout_millis=self.export_timeout_s * 1000)
+                    ok = result is MetricExportResult.SUCCESS
+                    detail = "" if ok else " / ".join(exporter_said[-2:]) or "the exporter reported failure"
+                except Exception as error:  # noqa: BLE001 - an export failure must not kill the timer
+                    ok, detail = False, f"{type(error).__name__}: {error}"
             self._note_outcome(ok, detail, version)
             return ok
 

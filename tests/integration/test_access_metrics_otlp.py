@@ -234,7 +234,7 @@ def test_metrics_from_real_apache_lines_reach_the_collector_exactly(
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_totals_lost_during_a_collector_outage_arrive_with_the_next_export(
-    protocol: str, rotel: RotelCollector, metrics_witness: MetricsWitness
+    protocol: str, rotel: RotelCollector, metrics_witness: MetricsWitness, caplog: pytest.LogCaptureFixture
 ) -> None:
     from logsidecar import events
     from logsidecar.events import Event
@@ -281,7 +281,12 @@ def test_totals_lost_during_a_collector_outage_arrive_with_the_next_export(
         unsubscribe()
     assert counted() == 9
     mine = [(event, fields) for event, fields in seen if fields.get("sink") == "access_metrics"]
-    assert Event.SINK_RETRY in [event for event, _ in mine]
+    retries = [fields for event, fields in mine if event is Event.SINK_RETRY]
+    assert retries
+    # The exporter's own words are in the event, and not a free-form line of their own.
+    expected_words = "UNAVAILABLE" if protocol == "grpc" else "Failed to export metrics batch"
+    assert expected_words in retries[0]["detail"]
+    assert [r for r in caplog.records if r.name.startswith("opentelemetry.exporter")] == []
     assert mine[-1][0] is Event.SINK_RECOVERED
 
 
