@@ -65,7 +65,13 @@ from logsidecar.tail.fstype import filesystem_type, needs_polling
 from logsidecar.tail.identity import fingerprints_match, new_file_key, read_fingerprint
 from logsidecar.tail.options import ReadBatch, StartAt, TailOptions, WatchMode
 from logsidecar.tail.reader import FileReader, Framed
-from logsidecar.tail.watcher import InotifyWatcher, PollingWatcher, Watcher
+from logsidecar.tail.watcher import (
+    INOTIFY_FD_AVAILABLE,
+    InotifyWatcher,
+    ObserverInotifyWatcher,
+    PollingWatcher,
+    Watcher,
+)
 
 ROTATED_IDLE_RELEASE_S = 5.0  # a drained rotated file is kept this long after its last growth
 READ_BUDGET_CHUNKS = 4  # per file per cycle, in read_chunk_bytes
@@ -634,7 +640,8 @@ class Tailer:
             watcher = PollingWatcher(self.options.poll_interval_s)
             self._inline_reads = False  # network filesystems: never block the loop on a read
         else:
-            watcher = InotifyWatcher(self.options.safety_poll_interval_s, self.matcher.wants)
+            inotify = InotifyWatcher if INOTIFY_FD_AVAILABLE else ObserverInotifyWatcher
+            watcher = inotify(self.options.safety_poll_interval_s, self.matcher.wants)
         events.emit(Event.WATCHER_SELECTED, mechanism=watcher.mechanism, requested=self.options.watch.value,
                     filesystems=fs_types)
         return watcher

@@ -1,12 +1,13 @@
 """Watchers only WAKE the tailer; the tailer stats files to decide what changed.
 
 Two backends behind one small interface:
-- `InotifyWatcher` (watchdog's inotify observer on the directories holding the followed paths): wakes
-  the tailer on IN_CREATE / IN_MOVED_* / IN_MODIFY / IN_DELETE, and for creations and moves *into* a
-  followed path it opens the new file immediately, in the observer thread, so a file that lives at
-  its path for only a few milliseconds (fast rename rotation) is held by a descriptor before it can
-  be renamed away. The tailer adopts these early descriptors. A slow stat interval stays on as a
-  safety net (events can be lost: queue overflow, filesystems that do not deliver them).
+- `InotifyWatcher` (watchdog's raw `InotifyFD` reader on the directories holding the followed paths):
+  wakes the tailer on IN_CREATE / IN_MOVED_* / IN_MODIFY / IN_DELETE / IN_ATTRIB, and for creations
+  and moves *into* a followed path it opens the new file immediately, in the inotify thread, so a
+  file that lives at its path for only a few milliseconds (fast rename rotation) is held by a
+  descriptor before it can be renamed away. The tailer adopts these early descriptors. A slow stat
+  interval stays on as a safety net (events can be lost: queue overflow, filesystems that do not
+  deliver them). `ObserverInotifyWatcher` is the same through watchdog's Observer, for old watchdogs.
 - `PollingWatcher`: wakes every `poll_interval_s`; nothing else.
 
 Invariants: a watcher never reads file content and never decides anything; losing a hint costs at
@@ -25,6 +26,16 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
+
+try:  # watchdog >= 6: the raw inotify reader
+    from watchdog.observers.inotify_c import CallbackId, InotifyEvent, InotifyFD, Mask, WatchDescriptor
+    from watchdog.observers.inotify_c import InotifyConstants as IN
+
+    INOTIFY_FD_AVAILABLE = True
+except ImportError:  # pragma: no cover - older watchdog: ObserverInotifyWatcher
+    InotifyFD = None  # type: ignore[assignment,misc]
+    IN = None  # type: ignore[assignment,misc]
+    INOTIFY_FD_AVAILABLE = False
 
 
 class Watcher:
@@ -104,15 +115,164 @@ class PollingWatcher(Watcher):
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, watcher: InotifyWatcher) -> None:
+    def __init__(self, watcher: ObserverInotifyWatcher) -> None:
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        self.watcher._on_event(event)
+        self.watcher._on_observer_event(event)
 
 
 class InotifyWatcher(Watcher):
-    """watchdog inotify observer; wakes on events and pre-opens newly created followed files."""
+    """inotify on the followed directories, through watchdog's low-level `InotifyFD` (one reader
+    thread, raw events). Not watchdog's Observer: its move-event grouper holds every event queued
+    behind an unpaired IN_MOVED_FROM (a rename *out of* the directory) for 0.5 s, and a file created
+    right after such a rename could be rotated away before we hear of it."""
+
+    mechanism = "inotify"
+    MASK = (
+        IN.IN_CREATE | IN.IN_MOVED_TO | IN.IN_MOVED_FROM | IN.IN_DELETE | IN.IN_MODIFY | IN.IN_ATTRIB
+        | IN.IN_DELETE_SELF | IN.IN_MOVE_SELF
+    ) if IN is not None else 0
+    STRUCTURE = (
+        IN.IN_CREATE | IN.IN_MOVED_TO | IN.IN_MOVED_FROM | IN.IN_DELETE | IN.IN_ATTRIB | IN.IN_DELETE_SELF
+        | IN.IN_MOVE_SELF
+    ) if IN is not None else 0
+
+    def __init__(self, interval_s: float, wants_path: Callable[[str], bool]) -> None:
+        super().__init__(interval_s)
+        assert InotifyFD is not None
+        self._wants_path = wants_path
+        self._inotify = InotifyFD()
+        self._callback_id = CallbackId(id(self))
+        self._watches: dict[Path, tuple[int, int, int]] = {}  # dir -> (wd, dev, ino)
+        self._dir_by_wd: dict[int, Path] = {}
+        self._lock = threading.Lock()
+        self._early: list[tuple[str, int, os.stat_result]] = []
+        self._pending_wake = threading.Event()
+        self.events_seen = 0
+        self.early_opened = 0
+        self._started = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().start(loop)
+        self._inotify.start()
+        self._started = True
+
+    def watch_directories(self, directories: set[Path]) -> None:
+        for directory in list(self._watches):
+            wd, dev, ino = self._watches[directory]
+            try:
+                st = os.stat(directory)
+                same = (st.st_dev, st.st_ino) == (dev, ino)
+            except OSError:
+                same = False
+            if directory not in directories or not same:
+                with self._lock:
+                    del self._watches[directory]
+                    self._dir_by_wd.pop(wd, None)
+                try:
+                    self._inotify.remove_callbacks([(WatchDescriptor(wd), self._callback_id)])
+                except (KeyError, OSError, ValueError):
+                    pass
+        for directory in directories:
+            if directory in self._watches:
+                continue
+            try:
+                st = os.stat(directory)
+                if not stat.S_ISDIR(st.st_mode):
+                    continue
+                wd = self._inotify.add_callback(os.fsencode(directory), Mask(self.MASK), self, self._callback_id)
+            except OSError:
+                continue  # vanished or unreadable: the next discovery retries
+            with self._lock:
+                self._watches[directory] = (wd, st.st_dev, st.st_ino)
+                self._dir_by_wd[wd] = directory
+
+    def take_early_opened(self) -> list[tuple[str, int, os.stat_result]]:
+        with self._lock:
+            early, self._early = self._early, []
+        return early
+
+    def take_structure_changed(self) -> bool:
+        with self._lock:
+            changed, self.structure_changed = self.structure_changed, False
+        return changed
+
+    def close(self) -> None:
+        if self._started:
+            self._inotify.stop()
+            self._inotify.join(timeout=5)
+        for _path, fd, _st in self.take_early_opened():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    # -- inotify thread (watchdog's WatchCallback protocol) --------------------------------------
+    def on_event(self, event: InotifyEvent) -> None:
+        self.events_seen += 1
+        mask = event.mask
+        if mask & self.STRUCTURE:
+            if mask & (IN.IN_CREATE | IN.IN_MOVED_TO) and not mask & IN.IN_ISDIR and event.name:
+                directory = self._dir_by_wd.get(event.wd)
+                if directory is not None:
+                    self._open_early(os.path.join(directory, os.fsdecode(event.name)))
+            with self._lock:
+                self.structure_changed = True
+        self._wake_soon()
+
+    def on_watch_deleted(self, wd: WatchDescriptor) -> None:
+        with self._lock:
+            self.structure_changed = True
+        self._wake_soon()
+
+    def on_queue_overflow(self) -> None:
+        with self._lock:
+            self.structure_changed = True  # events were lost: rescan now
+        self._wake_soon()
+
+    def _wake_soon(self) -> None:
+        if not self._pending_wake.is_set() and self._loop is not None:
+            self._pending_wake.set()
+            try:
+                self._loop.call_soon_threadsafe(self._wake_from_thread)
+            except RuntimeError:
+                pass  # loop closed
+
+    def _wake_from_thread(self) -> None:
+        self._pending_wake.clear()
+        self._wake.set()
+
+    def _open_early(self, path: str) -> None:
+        fd_and_stat = open_if_wanted(path, self._wants_path)
+        if fd_and_stat is not None:
+            with self._lock:
+                self._early.append((path, *fd_and_stat))
+            self.early_opened += 1
+
+
+def open_if_wanted(path: str, wants_path: Callable[[str], bool]) -> tuple[int, os.stat_result] | None:
+    """Open a just-created followed regular file (in a watcher thread), or None."""
+    if not wants_path(path):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None  # the tailer's own discovery reports errors
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None
+    return fd, st
+
+
+class ObserverInotifyWatcher(Watcher):
+    """Fallback for watchdog versions without `InotifyFD`: the Observer API (moves out of a
+    directory delay later events by watchdog's 0.5 s move-grouping window)."""
 
     mechanism = "inotify"
 
@@ -182,7 +342,7 @@ class InotifyWatcher(Watcher):
                 pass
 
     # -- observer thread -------------------------------------------------------------------------
-    def _on_event(self, event: FileSystemEvent) -> None:
+    def _on_observer_event(self, event: FileSystemEvent) -> None:
         self.events_seen += 1
         kind = event.event_type
         if kind in ("created", "moved", "deleted"):
@@ -205,20 +365,8 @@ class InotifyWatcher(Watcher):
         self._wake.set()
 
     def _open_early(self, path: str) -> None:
-        if not self._wants_path(path):
-            return
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-        except OSError:
-            return  # the tailer's own discovery reports errors
-        try:
-            st = os.fstat(fd)
-        except OSError:
-            os.close(fd)
-            return
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            return
-        with self._early_lock:
-            self._early.append((path, fd, st))
-        self.early_opened += 1
+        fd_and_stat = open_if_wanted(path, self._wants_path)
+        if fd_and_stat is not None:
+            with self._early_lock:
+                self._early.append((path, *fd_and_stat))
+            self.early_opened += 1

@@ -203,3 +203,25 @@ async def test_copytruncate_with_writer_without_o_append_skips_the_nul_hole(tmp_
         # when the new bytes land exactly at our offset the truncation is invisible and harmless.
         assert tailer.stats()["counters"]["nul_runs"] >= 1
         assert len(log.named("file_truncated")) >= 1
+
+
+@async_test
+async def test_inotify_reads_files_renamed_out_of_the_directory_every_200ms(tmp_path: Path) -> None:
+    """logrotate `olddir`-style: each generation is renamed into another directory (an unpaired
+    IN_MOVED_FROM for the followed directory) and the new file is created right after."""
+    logs, old = tmp_path / "logs", tmp_path / "old"
+    logs.mkdir()
+    old.mkdir()
+    path = logs / "access.log"
+
+    def rename_elsewhere(path: Path, fd: int, generation: int) -> int:
+        os.rename(path, old / f"access.log.{generation}")
+        return reopen(path, fd)
+
+    writer = LineWriter(path, lines_per_s=8000, duration_s=2.5, rotate=rename_elsewhere, rotate_every_s=0.2)
+    async with running(options_for(WatchMode.INOTIFY, str(path))) as (tailer, collector, _log):
+        await run_writer(writer)
+        await wait_for(lambda: len(collector.lines) >= len(writer.written), 15)
+        await asyncio.sleep(0.3)
+        assert_exact(collector, writer.expected())
+        assert tailer.stats()["counters"]["rotations"] == writer.rotations
