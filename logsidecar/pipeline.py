@@ -223,13 +223,13 @@ class _Lane:
             records = group[0].records if len(group) == 1 else [r for item in group for r in item.records]
             try:
                 await self.pipeline._send(self.sink, records)
+                for item in group:
+                    self.pipeline._settle(item)
             except asyncio.CancelledError:
                 raise
-            except BaseException as exc:  # noqa: BLE001 - a sink that fails for good stops the pipeline
+            except BaseException as exc:  # noqa: BLE001 - a sink (or the ack path) failing for good stops the pipeline
                 self.pipeline._fail(exc)
                 return
-            for item in group:
-                self.pipeline._settle(item)
 
     async def _next_group(self) -> list[_InFlight]:
         first = await self.queue.get()
@@ -318,7 +318,11 @@ class Pipeline:
         source_task = asyncio.create_task(self.source.run(self.emit), name="logsidecar-source")
         stop_task = asyncio.create_task(self._stop_requested.wait(), name="logsidecar-stop")
         try:
-            await asyncio.wait({source_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            # A lane worker only ends by failing: that stops the pipeline as well.
+            await asyncio.wait({source_task, stop_task, *self._workers}, return_when=asyncio.FIRST_COMPLETED)
+            for worker in self._workers:
+                if worker.done() and not worker.cancelled() and worker.exception() is not None:
+                    self._fail(worker.exception())  # type: ignore[arg-type]
         finally:
             stop_task.cancel()
             await self._shutdown(source_task)

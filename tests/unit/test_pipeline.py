@@ -475,3 +475,21 @@ def test_a_sink_without_concurrency_receives_batches_one_at_a_time_in_order() ->
         return sink
 
     assert asyncio.run(scenario()).sizes == [1, 1, 1]
+
+
+class _AckFailingSource(ScriptedSource):
+    """Test double for a tailer whose acknowledge() has a bug (the real one never raises by contract)."""
+
+    def acknowledge(self, file_key: str, offset: int) -> None:
+        raise OSError("checkpoint store broke")
+
+
+def test_a_failing_acknowledgement_stops_the_pipeline_instead_of_stalling_it() -> None:
+    async def scenario() -> None:
+        source = _AckFailingSource([batch("k", [10]), batch("k", [20])])
+        pipeline = make_pipeline(source, [CollectingSink()])
+        with pytest.raises(OSError, match="checkpoint store broke"):
+            await asyncio.wait_for(pipeline.run(), 10)
+        assert source.acks_at_stop == []
+
+    asyncio.run(scenario())
