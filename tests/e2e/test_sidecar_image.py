@@ -25,7 +25,8 @@ def test_image_declares_non_root_user_state_volume_and_exec_entrypoint(demo_imag
     config = json.loads(docker("image", "inspect", "-f", "{{json .Config}}", IMAGE).stdout)
     assert config["User"] == "logsidecar"
     assert config["Entrypoint"] == ["logsidecar"]
-    assert config["Cmd"] == ["tail", "/var/log/apache2/*.log"]
+    assert config["Cmd"] == ["tail"]
+    assert "LOGSIDECAR_PATHS=/var/log/apache2/*.log" in config["Env"]
     assert config["StopSignal"] == "SIGTERM"
     assert list(config["Volumes"]) == ["/var/lib/logsidecar"]
     assert "LOGSIDECAR_STATE_DIR=/var/lib/logsidecar" in config["Env"]
