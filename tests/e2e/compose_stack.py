@@ -66,6 +66,7 @@ class ComposeStack:
         if self.host_log_dir is not None:
             self.env["HOST_LOG_DIR"] = str(self.host_log_dir)
         self._compose = [*compose_command(), "-f", str(self.file), "-p", self.project]
+        self.is_down = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -79,6 +80,7 @@ class ComposeStack:
         """`down -v`; returns the volumes the stack's containers had mounted (named and anonymous)."""
         volumes = self.mounted_volumes()
         self.compose("down", "-v", "--remove-orphans", "-t", "10")
+        self.is_down = True
         return volumes
 
     def container_id(self, service: str) -> str:
@@ -93,6 +95,11 @@ class ComposeStack:
             mounts = json.loads(_run(["docker", "inspect", "-f", "{{json .Mounts}}", container_id]))
             names.update(m["Name"] for m in mounts if m.get("Type") == "volume")
         return sorted(names)
+
+    def kill_and_start(self, service: str) -> None:
+        """SIGKILL the service's container (no chance to flush or checkpoint), then start it again."""
+        _run(["docker", "kill", self.container_id(service)])
+        self.compose("up", "-d", "--no-deps", "--no-build", service)
 
     def exec(self, service: str, *cmd: str) -> str:
         return _run(["docker", "exec", self.container_id(service), *cmd])
