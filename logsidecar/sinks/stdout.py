@@ -224,7 +224,10 @@ class StdoutSink(Sink):
             written: asyncio.Future[BaseException | None] = loop.create_future()
 
             def done(error: BaseException | None) -> None:
-                loop.call_soon_threadsafe(_settle, written, error)
+                try:
+                    loop.call_soon_threadsafe(_settle, written, error)
+                except RuntimeError:  # the loop is closed: nobody waits for this write any more
+                    pass
 
             self._writer.submit(data, done)
             error = await written
