@@ -19,7 +19,8 @@ if ((${#need[@]})); then
   echo "ensure-docker: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u) iptables >/dev/null
+  mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 if docker info >/dev/null 2>&1; then
