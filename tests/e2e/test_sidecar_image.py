@@ -12,7 +12,8 @@ import pytest
 
 from tests.helpers import wait_for
 
-pytestmark = pytest.mark.docker
+# Generous: the first test to run may pay for building the images (see test_compose_demo.py).
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1500)]
 
 IMAGE = "logsidecar/logsidecar:local"
 
