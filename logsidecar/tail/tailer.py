@@ -132,6 +132,7 @@ class Tailer:
         self._skipped: set[tuple[int, int]] = set()
         # released deleted files: their checkpoint entry goes once everything emitted is acknowledged
         self._forget_when_acknowledged: dict[str, int] = {}
+        self._identities_to_persist = False
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
@@ -164,6 +165,9 @@ class Tailer:
                     self.watcher.probe() or self._active_paths_moved()
                 ):
                     self.match_paths_and_track()
+                if self._identities_to_persist:
+                    self._identities_to_persist = False
+                    await self.write_checkpoints(force=True)
                 more = await self.read_changed_files(emit)
                 await self.flush_partial_lines(emit)
                 self.retire_drained_readers()
@@ -406,8 +410,10 @@ class Tailer:
         followed = {t.reader.file_key for t in self._files.values()}
         inodes = {(t.reader.dev, t.reader.ino) for t in self._files.values()}
         for entry in self.checkpoints.entries():
-            if entry.file_key in followed or entry.offset <= 0 or not entry.fingerprint:
+            if entry.file_key in followed:
                 continue
+            # An empty fingerprint (the file was empty when we first made it durable) is matched by
+            # dev+inode only.
             found = self._find_sibling_copy(entry.path, entry.fingerprint, entry.offset, inodes,
                                             same_inode=(entry.dev, entry.ino))
             if found is None:
@@ -459,9 +465,12 @@ class Tailer:
             del self._files[key]
             self.checkpoints.forget(key)
             return False
-        if tracked.state is FileState.ROTATED and size < reader.scan_offset:
-            reader.size = size  # a rotated file shrank: nothing more to read from it
-            return False
+        if tracked.state is FileState.ROTATED:
+            if size < reader.scan_offset:
+                reader.size = size  # a rotated file shrank: nothing more to read from it
+                return False
+            if len(reader.fingerprint) < self.options.fingerprint_bytes:
+                self._content_replaced(reader)  # only grows the fingerprint (it is what a restart matches)
         reader.size = size
         read = 0
         while read < budget and reader.scan_offset < reader.size and not self._stopping.is_set():
@@ -568,6 +577,7 @@ class Tailer:
                 await self._emit_framed(reader, framed, emit)
         self._files[new_key] = TrackedFile(successor)
         self._track_checkpoint(successor)
+        self._identities_to_persist = True
 
     # ------------------------------------------------------------------------------------------
     # 8-9. retire drained readers; partial lines; checkpoints
@@ -697,6 +707,9 @@ class Tailer:
         if checkpoint is None or offset == 0:
             # make a fresh file's start durable too, so a restart knows it (and its offset 0)
             self.checkpoints.commit(reader.file_key, offset)
+            # ...and durable *before* we read it: if we are killed before the next periodic write and
+            # the file is rotated while we are down, the restart must still find it by identity.
+            self._identities_to_persist = True
         self.counters.files_added += 1
         events.emit(Event.FILE_ADDED, path=reader.path, file_key=reader.file_key, offset=offset,
                     size=reader.size, state=state.value)
@@ -723,7 +736,12 @@ class Tailer:
         followed = set(self._files)
         best: Checkpoint | None = None
         for entry in self.checkpoints.entries():
-            if entry.file_key in followed or not fingerprints_match(entry.fingerprint, reader.fingerprint):
+            if entry.file_key in followed:
+                continue
+            if not entry.fingerprint and entry.offset == 0 and (entry.dev, entry.ino) == (reader.dev, reader.ino):
+                best = best or entry  # made durable while still empty: resuming at 0 is reading from 0
+                continue
+            if not fingerprints_match(entry.fingerprint, reader.fingerprint):
                 continue
             if (entry.dev, entry.ino) == (reader.dev, reader.ino):
                 if best is None or (best.dev, best.ino) != (reader.dev, reader.ino) or entry.last_seen > best.last_seen:
@@ -738,7 +756,7 @@ class Tailer:
         """A file next to `path` whose name starts with path's name (access.log.1, access.log-2026...),
         whose content starts with `fingerprint` and which is at least `min_size` long; opened.
         With `same_inode`, that inode is preferred and other inodes need a full fingerprint."""
-        if not fingerprint:
+        if not fingerprint and same_inode is None:
             return None
         directory, name = os.path.split(path)
         try:
@@ -754,7 +772,9 @@ class Tailer:
             inode = (st.st_dev, st.st_ino)
             if not stat.S_ISREG(st.st_mode) or inode in exclude_inodes or st.st_size < min_size:
                 continue
-            if same_inode is not None and inode != same_inode and len(fingerprint) < self.options.fingerprint_bytes:
+            if same_inode is not None and inode != same_inode and (
+                not fingerprint or len(fingerprint) < self.options.fingerprint_bytes
+            ):
                 continue
             try:
                 fd = os.open(candidate_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
