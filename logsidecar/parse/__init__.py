@@ -32,7 +32,7 @@ def build_parser(spec: str, *, timezone: tzinfo = UTC, path: str | None = None) 
     if name == "logformat" and sep:
         from logsidecar.parse.access import compile_logformat
 
-        return compile_logformat(arg)
+        return compile_logformat(arg, timezone=timezone)
     if name == "errorlogformat" and sep:
         from logsidecar.parse.errorlog import compile_errorlogformat
 

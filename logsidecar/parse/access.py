@@ -44,8 +44,8 @@ absent: the attribute is left out, never zero. Values carrying Apache escapes (`
     %p %{canonical}p   server.port                                int
     %{local}p          network.local.port                         int
     %{remote}p         client.port                                int
-    %P %{pid}P         apache.process_id                          int
-    %{tid}P %{hextid}P apache.thread_id                           int
+    %P %{pid}P         process.pid                                int
+    %{tid}P %{hextid}P thread.id                                  int
     %q                 url.query (no leading '?'; if no %r, else apache.url_query)  str
     %r                 http.request.method, url.original (the request target), url.path,
                        url.query (without '?', present when the target has a '?'),

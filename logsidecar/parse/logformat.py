@@ -428,10 +428,10 @@ def _spec_for(d: Directive) -> FieldSpec:  # noqa: C901 - one table, read top to
         return FieldSpec(d, INT, NUM, ("server.port",), escapable=False)
     if name == "P":
         if arg == "tid":
-            return FieldSpec(d, INT, NUM, ("apache.thread_id",), escapable=False)
+            return FieldSpec(d, INT, NUM, ("thread.id",), escapable=False)
         if arg == "hextid":
-            return FieldSpec(d, HEXINT, HEX, ("apache.thread_id",), escapable=False)
-        return FieldSpec(d, INT, NUM, ("apache.process_id",), escapable=False)
+            return FieldSpec(d, HEXINT, HEX, ("thread.id",), escapable=False)
+        return FieldSpec(d, INT, NUM, ("process.pid",), escapable=False)
     if name == "q":
         return FieldSpec(d, QUERY, TEXT, ("url.query",), "apache.url_query", priority=2)
     if name == "r":
