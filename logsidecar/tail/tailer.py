@@ -843,7 +843,14 @@ class Tailer:
             return  # said once; retried silently every discovery
         self._path_errors[path] = kind
         self.counters.file_errors += 1
-        events.emit(Event.FILE_ERROR, path=path, error=message, kind=kind)
+        details: dict[str, str] = {}
+        if os.path.islink(path):
+            target = os.path.realpath(path)
+            details["target"] = target
+            if target.startswith(("/dev/", "/proc/")):
+                # the official httpd image links its logs to /dev/stdout: nothing lands on the volume
+                message = f"{message}: a symlink to {target}; the writer logs to a stream, not to this file"
+        events.emit(Event.FILE_ERROR, path=path, error=message, kind=kind, **details)
 
     def _path_recovered(self, path: str) -> None:
         if self._path_errors.pop(path, None) is not None:

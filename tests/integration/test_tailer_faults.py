@@ -293,3 +293,15 @@ async def test_a_busy_file_does_not_starve_the_others(tmp_path: Path) -> None:
         await wait_for(lambda: len(collector.lines) == 300_001, 30)
     # the small file was served after at most one per-file budget (4 chunks) of the big one
     assert big_lines_before_small[0] <= 4 * 64 * 1024 // 14  # 14 bytes: the shortest line here
+
+
+@async_test
+async def test_log_symlinked_to_dev_stdout_is_diagnosed_once(tmp_path: Path) -> None:
+    link = tmp_path / "access_log"
+    link.symlink_to("/dev/null")  # what the httpd image does with /dev/stdout; /dev/null is a char device too
+    async with running(options(str(link))) as (_t, _collector, events_log):
+        await wait_for(lambda: len(events_log.named("file_error")) == 1)
+        await asyncio.sleep(0.3)
+        [error] = events_log.named("file_error")
+        assert error["target"] == "/dev/null"
+        assert "logs to a stream" in str(error["error"])
