@@ -258,9 +258,24 @@ def wait_for_count(tail: TailProcess, count: int, timeout: float, what: str = "t
         raise AssertionError(f"{error} (have {tail.count()}); stderr tail:\n{tail.stderr_text()}") from None
 
 
-def wait_for_seqs(tail: TailProcess, expected: set[int], timeout: float) -> None:
+def locate_on_disk(directory: Path, seqs: set[int]) -> dict[str, str]:
+    """Where the given sequence numbers are on disk: {file name: "ino=..., N lines from seq S"}."""
+    found: dict[str, str] = {}
+    for path in sorted(directory.iterdir()):
+        if not path.is_file():
+            continue
+        hits = [
+            body_seq(line) for line in path.read_text(errors="replace").splitlines() if line.startswith("w ")
+        ]
+        hits = [seq for seq in hits if seq in seqs]
+        if hits:
+            found[path.name] = f"ino={path.stat().st_ino:x}, {len(hits)} lines from seq {min(hits)}"
+    return found
+
+
+def wait_for_seqs(tail: TailProcess, expected: set[int], timeout: float, logs: Path | None = None) -> None:
     """Until every sequence number in `expected` was received (a duplicate cannot stand in for a
-    missing line, as it could when counting)."""
+    missing line, as it could when counting). On failure, says where the missing lines are in `logs`."""
     missing: set[int] = set(expected)
 
     def all_received() -> bool:
@@ -270,8 +285,10 @@ def wait_for_seqs(tail: TailProcess, expected: set[int], timeout: float) -> None
     try:
         wait_for(all_received, timeout=timeout, message=f"all {len(expected)} expected lines")
     except AssertionError as error:
+        where = locate_on_disk(logs, missing) if logs is not None else {}
         raise AssertionError(
-            f"{error}; {len(missing)} missing, e.g. {sorted(missing)[:5]}; stderr tail:\n{tail.stderr_text()}"
+            f"{error}; {len(missing)} missing, e.g. {sorted(missing)[:5]}; on disk: {where}; "
+            f"stderr tail:\n{tail.stderr_text()}"
         ) from None
 
 

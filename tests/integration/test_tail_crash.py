@@ -186,7 +186,7 @@ def _kill9_while_rotating(tmp_path: Path, kills: int, rotations_per_life: int, s
     final = _tail(tmp_path, log, kills)
     try:
         seen_before = {body_seq(b) for tail, _ in killed for b in tail.bodies()}
-        wait_for_seqs(final, set(range(written + 1)) - seen_before | {written}, timeout=45)
+        wait_for_seqs(final, set(range(written + 1)) - seen_before | {written}, timeout=45, logs=logs)
     finally:
         code, _took = final.terminate()
     assert code == 0

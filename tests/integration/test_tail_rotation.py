@@ -72,7 +72,7 @@ def _rename_rotation(tmp_path: Path, watch: str, *, rate: int, rotations: int, p
             logrotate(conf, tmp_path / "logrotate.state")
         written = writer.stop()
         append_sentinel(log, written)
-        wait_for_seqs(tail, set(range(written + 1)), timeout=90)
+        wait_for_seqs(tail, set(range(written + 1)), timeout=90, logs=logs)
     finally:
         if writer.running():
             writer.stop()
@@ -124,7 +124,7 @@ def test_copytruncate_by_logrotate_delivers_every_line_left_on_disk_exactly_once
         written = writer.stop()
         append_sentinel(log, written)
         on_disk = _lines_on_disk(logs)
-        wait_for_seqs(tail, on_disk, timeout=90)
+        wait_for_seqs(tail, on_disk, timeout=90, logs=logs)
     finally:
         if writer.running():
             writer.stop()
