@@ -281,6 +281,10 @@ class Tailer:
         dirs.update(Path(os.path.dirname(t.reader.path)) for t in self._files.values())
         dirs.update(Path(os.path.dirname(os.path.realpath(p))) for p in present.values())  # symlink targets
         self.watcher.watch_directories(dirs)
+        if isinstance(self.watcher, InotifyWatcher):
+            # directories inotify cannot watch are covered by stat polling at the poll interval
+            poll = self.options.poll_interval_s if self.watcher.unwatchable else self.options.safety_poll_interval_s
+            self.watcher.interval_s = poll
 
     def match_paths(self) -> dict[tuple[int, int], str]:
         """Step 2: glob, then stat each candidate. Returns {(dev, ino): path} of regular files."""

@@ -17,6 +17,7 @@ most one interval, never data. Wakes are coalesced: a flood of IN_MODIFY costs o
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import stat
 import threading
@@ -26,6 +27,9 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
+
+from logsidecar import events
+from logsidecar.events import Event
 
 try:  # watchdog >= 6: the raw inotify reader
     from watchdog.observers.inotify_c import CallbackId, InotifyEvent, InotifyFD, Mask, WatchDescriptor
@@ -146,6 +150,7 @@ class InotifyWatcher(Watcher):
         self._callback_id = CallbackId(id(self))
         self._watches: dict[Path, tuple[int, int, int]] = {}  # dir -> (wd, dev, ino)
         self._dir_by_wd: dict[int, Path] = {}
+        self.unwatchable: set[Path] = set()
         self._lock = threading.Lock()
         self._early: list[tuple[str, int, os.stat_result]] = []
         self._pending_wake = threading.Event()
@@ -182,8 +187,14 @@ class InotifyWatcher(Watcher):
                 if not stat.S_ISDIR(st.st_mode):
                     continue
                 wd = self._inotify.add_callback(os.fsencode(directory), Mask(self.MASK), self, self._callback_id)
-            except OSError:
+            except OSError as error:
+                if error.errno in (errno.ENOSPC, errno.EMFILE) and directory not in self.unwatchable:
+                    # out of inotify watches (fs.inotify.max_user_watches): the tailer polls instead
+                    self.unwatchable.add(directory)
+                    events.emit(Event.FILE_ERROR, path=str(directory), kind="inotify_watch_failed",
+                                error=error.strerror or str(error))
                 continue  # vanished or unreadable: the next discovery retries
+            self.unwatchable.discard(directory)
             with self._lock:
                 self._watches[directory] = (wd, st.st_dev, st.st_ino)
                 self._dir_by_wd[wd] = directory
