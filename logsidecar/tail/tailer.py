@@ -41,6 +41,16 @@ too; that is at most what was written since our previous read of that file (unde
 nothing; when polling: at most poll_interval_s of writes). Such losses are counted in
 `bytes_possibly_lost` and said in the `file_truncated` event (`recovered=False`).
 
+Restart guarantees: a new file's identity (dev, inode, fingerprint so far, offset 0) is written to
+the checkpoint store *before* its first bytes are read, so a kill -9 followed by a rotation while we
+are down still finds it next to its old path (by dev+inode, and by fingerprint once it has one) and
+drains it from its durable offset. Delivery is at-least-once: lines acknowledged after the last
+durable write (at most checkpoint_interval_s) are read again after a crash, never lost.
+
+Polling bound: with stat polling (network filesystems) a file must stay at a followed path for at
+least poll_interval_s to be seen; one renamed away sooner (and not matched by the glob under its new
+name) is not known to us. inotify has no such bound: files are opened from the IN_CREATE event.
+
 Invariants: offsets under one file_key only grow; `acknowledge` is the only path to the checkpoint
 store; every state change is an event from logsidecar.events; the core never logs.
 """
