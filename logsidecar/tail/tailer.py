@@ -665,7 +665,13 @@ class Tailer:
             self._inline_reads = False  # network filesystems: never block the loop on a read
         else:
             inotify = InotifyWatcher if INOTIFY_FD_AVAILABLE else ObserverInotifyWatcher
-            watcher = inotify(self.options.safety_poll_interval_s, self.matcher.wants)
+            try:
+                watcher = inotify(self.options.safety_poll_interval_s, self.matcher.wants)
+            except OSError as error:
+                # no inotify instance left (fs.inotify.max_user_instances) or no inotify at all: poll
+                events.emit(Event.FILE_ERROR, path="", kind="inotify_unavailable", error=str(error))
+                watcher = PollingWatcher(self.options.poll_interval_s)
+                self._inline_reads = True
         events.emit(Event.WATCHER_SELECTED, mechanism=watcher.mechanism, requested=self.options.watch.value,
                     filesystems=fs_types)
         return watcher
