@@ -209,21 +209,10 @@ def _kill9_while_rotating(tmp_path: Path, kills: int, rotations_per_life: int, s
                 )
 
 
-# Known tailer bug (found by this test): a file created by a rotation and not yet in any durable
-# checkpoint when the tailer is killed (checkpoints are flushed every 1 s), then rotated again while
-# the tailer is down, is never found after the restart: its unread tail is lost (e.g. 93 lines).
-# See the report; remove the mark once the tailer persists new files' identities before reading them.
-KNOWN_LOSS = pytest.mark.xfail(
-    reason="tailer forgets a file that was never checkpointed and was rotated while down", strict=False
-)
-
-
-@KNOWN_LOSS
 def test_kill9_while_logrotate_renames_under_load_loses_nothing(tmp_path: Path) -> None:
     _kill9_while_rotating(tmp_path, kills=3, rotations_per_life=3, seed=7)
 
 
-@KNOWN_LOSS
 @pytest.mark.soak
 def test_soak_kill9_while_logrotate_renames_under_load_loses_nothing(tmp_path: Path) -> None:
     _kill9_while_rotating(tmp_path, kills=20, rotations_per_life=5, seed=11)
