@@ -72,16 +72,6 @@ class Source(Protocol):
 
     async def stop(self) -> None: ...
 
-    def queue_depth(self) -> int:
-        """Lines parsed and not yet settled by every sink (for the live gauges)."""
-        return self._in_flight_lines
-
-    def oldest_undelivered_age_s(self) -> float | None:
-        """Age of the oldest batch still in flight, None when nothing is (for the live gauges)."""
-        for emitted_at in self._emitted_at.values():
-            return time.monotonic() - emitted_at
-        return None
-
     def stats(self) -> dict[str, Any]: ...
 
 

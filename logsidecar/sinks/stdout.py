@@ -197,11 +197,12 @@ class StdoutSink(Sink):
     def __init__(self, fmt: StdoutFormat = StdoutFormat.AUTO, stream: BinaryIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout.buffer
         self.format = resolve_format(fmt, self.stream)
-        self._encode: Callable[[Sequence[LogRecord]], bytes] = {
+        encoders: dict[StdoutFormat, Callable[[Sequence[LogRecord]], bytes]] = {
             StdoutFormat.JSON: encode_json_lines,
             StdoutFormat.PRETTY: encode_pretty,
             StdoutFormat.RAW: encode_raw,
-        }[self.format]
+        }
+        self._encode = encoders[self.format]
         self._writer: _WriterThread | None = None
         self._lock = asyncio.Lock()
         self._closed = False
