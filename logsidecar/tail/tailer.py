@@ -87,6 +87,8 @@ ROTATED_IDLE_RELEASE_S = 5.0  # a drained rotated file is kept this long after i
 READ_BUDGET_CHUNKS = 4  # per file per cycle, in read_chunk_bytes
 MIN_CYCLE_S = 0.005  # under an event flood, cycles at most this often (coalesces IN_MODIFY storms)
 GC_INTERVAL_S = 60.0
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip", ".lzma", ".br")
+COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18", b"PK\x03\x04")
 COPY_MIN_MATCH_BYTES = 128  # shared first bytes that make a new file "a copy of a followed file"
 STOP_GRACE_S = 5.0
 
@@ -287,6 +289,7 @@ class Tailer:
         if not self._started_up:
             self._started_up = True
             self.drain_files_rotated_while_down()
+            self.read_files_created_after_last_checkpoint()
         dirs = self.matcher.directories_to_watch(sorted(present.values()))
         dirs.update(Path(os.path.dirname(t.reader.path)) for t in self._files.values())
         dirs.update(Path(os.path.dirname(os.path.realpath(p))) for p in present.values())  # symlink targets
@@ -441,6 +444,52 @@ class Tailer:
             self._track_checkpoint(reader)
             events.emit(Event.FILE_RESUMED, path=path, file_key=entry.file_key, offset=entry.offset,
                         rotated_while_down=True, previous_path=entry.path)
+
+    def read_files_created_after_last_checkpoint(self) -> None:
+        """Step 4 at startup: a rotation can create a file and we can be killed before its identity
+        was durable; if it is rotated again while we are down, no checkpoint names it. Such a file
+        sits next to a followed path under a rotated name, is unknown to every checkpoint, and was
+        written after our last durable checkpoint: it is read from 0. Copies of known content
+        (copytruncate) and compressed files are not."""
+        entries = self.checkpoints.entries()
+        if not entries:
+            return  # first start: older rotated files are history, not ours
+        cutoff = max(e.last_seen for e in entries) - max(self.options.checkpoint_interval_s, 1.0)
+        known_inodes = {(e.dev, e.ino) for e in entries} | {(t.reader.dev, t.reader.ino) for t in self._files.values()}
+        known_fingerprints = [e.fingerprint for e in entries if e.fingerprint]
+        known_fingerprints += [t.reader.fingerprint for t in self._files.values() if t.reader.fingerprint]
+        paths = {e.path for e in entries} | {t.reader.path for t in self._files.values()}
+        for path in sorted(paths):
+            directory, name = os.path.split(path)
+            try:
+                names = sorted(n for n in os.listdir(directory or ".") if n.startswith(name) and n != name)
+            except OSError:
+                continue
+            for candidate in names:
+                candidate_path = os.path.join(directory, candidate)
+                if candidate.endswith(COMPRESSED_SUFFIXES) or self.matcher.wants(candidate_path):
+                    continue  # compressed, or followed by the glob under this name anyway
+                try:
+                    st = os.stat(candidate_path)
+                except OSError:
+                    continue
+                inode = (st.st_dev, st.st_ino)
+                if not stat.S_ISREG(st.st_mode) or inode in known_inodes or st.st_mtime < cutoff:
+                    continue
+                try:
+                    fd = os.open(candidate_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+                except OSError:
+                    continue
+                reader = self._new_reader(fd, candidate_path, os.fstat(fd))
+                if reader.fingerprint.startswith(COMPRESSED_MAGIC) or any(
+                    fingerprints_match(reader.fingerprint, known) for known in known_fingerprints
+                ):
+                    reader.close()
+                    continue
+                known_inodes.add(inode)
+                self._start_reader(reader, FileState.ROTATED, startup=False)
+                events.emit(Event.FILE_RESUMED, path=candidate_path, file_key=reader.file_key, offset=0,
+                            rotated_while_down=True, created_after_last_checkpoint=True, previous_path=path)
 
     # ------------------------------------------------------------------------------------------
     # 5-7. read changed files; drain rotated files; handle truncation

@@ -206,3 +206,30 @@ async def test_new_file_rotated_while_down_after_a_crash_is_found_from_its_durab
         await asyncio.sleep(0.3)
         # at-least-once: B is re-read from its durable offset (0); nothing is missing
         assert sorted(collector2.lines) == sorted(first + late + fresh)
+
+
+@async_test
+async def test_file_created_and_rotated_entirely_while_down_is_read(tmp_path: Path) -> None:
+    """Down through two rotations: A (checkpointed) becomes access.log.2, B was born and rotated to
+    access.log.1 while nothing ran, C is at the path. A is drained from its checkpoint, B and C are
+    read whole; old compressed generations and the already-read history are left alone."""
+    log = tmp_path / "access.log"
+    state = tmp_path / "state"
+    (tmp_path / "access.log.9.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 40)
+    history = tmp_path / "access.log.8"
+    history.write_bytes(b"".join(numbered_line("OLD", i) for i in range(10)))
+    os.utime(history, (1_000_000, 1_000_000))
+    write_lines(log, "A", 100)
+    async with running(options(state, str(log))) as (_t, collector, _l):
+        await wait_for(lambda: len(collector.lines) == 100)
+    late_a = write_lines(log, "A", 20, start=100)
+    os.rename(log, tmp_path / "access.log.1")
+    b_lines = write_lines(log, "B", 70)
+    os.rename(tmp_path / "access.log.1", tmp_path / "access.log.2")
+    os.rename(log, tmp_path / "access.log.1")
+    c_lines = write_lines(log, "C", 30)
+    async with running(options(state, str(log))) as (_t, collector, events_log):
+        await wait_for(lambda: len(collector.lines) >= 120)
+        await asyncio.sleep(0.4)
+        assert sorted(collector.lines) == sorted(late_a + b_lines + c_lines)
+        assert any(e.get("created_after_last_checkpoint") for e in events_log.named("file_resumed"))
