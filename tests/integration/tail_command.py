@@ -114,8 +114,9 @@ class TailProcess:
     def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None
         pending = b""
+        fd = self.process.stdout.fileno()
         while True:
-            chunk = self.process.stdout.read1(1 << 20)
+            chunk = os.read(fd, 1 << 20)
             if not chunk:
                 break  # an unterminated remainder was cut mid-write: never delivered
             now = time.monotonic()

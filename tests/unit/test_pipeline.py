@@ -464,8 +464,12 @@ def test_a_sink_without_concurrency_receives_batches_one_at_a_time_in_order() ->
         sink.max_concurrent_sends = 1
         pipeline = make_pipeline(source, [sink])
         task = asyncio.create_task(pipeline.run())
+
+        def sends_started(expected: int) -> Callable[[], bool]:
+            return lambda: len(sink.gates) == expected
+
         for index in range(3):
-            await until(lambda expected=index + 1: len(sink.gates) == expected)
+            await until(sends_started(index + 1))
             await asyncio.sleep(0.01)
             assert len(sink.gates) == index + 1  # the next send waits for this one
             sink.release(index)
