@@ -154,6 +154,16 @@ class ComposeStack:
                 records.append(record)
         return records
 
+    def sidecar_events(self, last: int = 40) -> str:
+        """The sidecar's own event log (stderr): where it resumed, checkpoints, rotations."""
+        result = subprocess.run(
+            ["docker", "logs", "--tail", str(last), self.container_id("logsidecar")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return result.stderr
+
 
 def ids_with_prefix(records: list[dict[str, Any]], prefix: str) -> Counter[str]:
     """Multiset of `id=` query values starting with `prefix` among access-log records."""

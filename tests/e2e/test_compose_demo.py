@@ -177,7 +177,10 @@ def test_sidecar_replaced_mid_stream_loses_and_duplicates_nothing(stack: Compose
         sum(received.values()),
         sum(received.values()) - len(received),
     )
-    check_exactly_once(received, sent)
+    try:
+        check_exactly_once(received, sent)
+    except AssertionError as exc:  # say where the new sidecar resumed
+        raise AssertionError(f"{exc}\nthe new sidecar's events:\n{stack.sidecar_events()}") from None
 
 
 def test_sidecar_killed_mid_stream_loses_nothing(stack: ComposeStack, e2e_report) -> None:
