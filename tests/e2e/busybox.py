@@ -35,6 +35,10 @@ def ensure_busybox_image(client) -> str:
             link.type = tarfile.SYMTYPE
             link.linkname = "busybox"
             tar.addfile(link)
-    client.api.import_image_from_data(buf.getvalue(), repository=BUSYBOX_IMAGE.split(":")[0], tag="latest",
-                                      changes=['ENV PATH=/bin', 'CMD ["sh"]'])
+    client.api.import_image_from_data(
+        buf.getvalue(),
+        repository=BUSYBOX_IMAGE.split(":")[0],
+        tag="latest",
+        changes=["ENV PATH=/bin", 'CMD ["sh"]'],
+    )
     return BUSYBOX_IMAGE

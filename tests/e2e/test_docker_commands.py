@@ -65,18 +65,20 @@ def busybox(client):
 def volume_image(client, busybox):
     """busybox + `VOLUME /var/log/apache2`: the data-only log volume pattern."""
     tag = f"logsidecar-test-logvol:{RUN}"
-    dockerfile = f"FROM {busybox}\nVOLUME /var/log/apache2\nCMD [\"true\"]\n"
+    dockerfile = f'FROM {busybox}\nVOLUME /var/log/apache2\nCMD ["true"]\n'
     client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, labels=LABEL)
     yield tag
     client.images.remove(tag, force=True)
 
 
 def logsidecar(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "logsidecar", *args], capture_output=True, text=True, timeout=120, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "logsidecar", *args], capture_output=True, text=True, timeout=120, **kw
+    )
 
 
-def _run(client, image, name, **kw):
-    return client.containers.run(image, name=f"{name}-{RUN}", detach=True, labels=LABEL, **kw)
+def _run(client, image, name, labels=None, **kw):
+    return client.containers.run(image, name=f"{name}-{RUN}", detach=True, labels={**LABEL, **(labels or {})}, **kw)
 
 
 def test_check_image_flags_a_write_into_a_volume_after_volume(client, busybox):
@@ -87,14 +89,18 @@ def test_check_image_flags_a_write_into_a_volume_after_volume(client, busybox):
             f"FROM {busybox}\nRUN mkdir -p /var/log/apache2\nVOLUME /var/log/apache2\n"
             "RUN echo started > /var/log/apache2/access.log\n".encode()
         ),
-        tag=bad, rm=True, labels=LABEL,
+        tag=bad,
+        rm=True,
+        labels=LABEL,
     )
     client.images.build(
         fileobj=io.BytesIO(
             f"FROM {busybox}\nRUN mkdir -p /var/log/apache2 && echo ok > /var/log/apache2/access.log\n"
             "VOLUME /var/log/apache2\nRUN echo elsewhere > /tmp/x\n".encode()
         ),
-        tag=good, rm=True, labels=LABEL,
+        tag=good,
+        rm=True,
+        labels=LABEL,
     )
     try:
         report = check_image(client, bad)
@@ -151,11 +157,27 @@ def test_attach_says_when_logs_go_to_stdout(client, busybox, tmp_path):
     logdir.mkdir()
     os.symlink("/dev/stdout", logdir / "access.log")
     (logdir / "error.log").write_text("")
-    container = _run(client, busybox, "stdoutlogs", command=["sleep", "600"],
-                     volumes={str(logdir): {"bind": "/var/log/apache2", "mode": "rw"}})
+    container = _run(
+        client,
+        busybox,
+        "stdoutlogs",
+        command=["sleep", "600"],
+        volumes={str(logdir): {"bind": "/var/log/apache2", "mode": "rw"}},
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "logsidecar", "docker", "attach", container.name, "--state-dir", str(tmp_path / "state")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "logsidecar",
+            "docker",
+            "attach",
+            container.name,
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -176,14 +198,35 @@ def test_attach_says_when_logs_go_to_stdout(client, busybox, tmp_path):
 def test_attach_tails_a_bind_mounted_log_dir_with_container_metadata(client, busybox, tmp_path):
     logdir = tmp_path / "logs"
     logdir.mkdir()
-    container = _run(client, busybox, "apache", command=["sleep", "600"],
-                     labels={**LABEL, "tier": "web"},
-                     volumes={str(logdir): {"bind": "/var/log/apache2", "mode": "rw"}})
+    container = _run(
+        client,
+        busybox,
+        "apache",
+        command=["sleep", "600"],
+        labels={**LABEL, "tier": "web"},
+        volumes={str(logdir): {"bind": "/var/log/apache2", "mode": "rw"}},
+    )
     container.exec_run(["sh", "-c", "echo first-line >> /var/log/apache2/access.log"])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "logsidecar", "docker", "attach", container.name, "--label", "tier",
-         "--format", "raw", "--stdout-format", "json", "--state-dir", str(tmp_path / "state")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "logsidecar",
+            "docker",
+            "attach",
+            container.name,
+            "--label",
+            "tier",
+            "--format",
+            "raw",
+            "--stdout-format",
+            "json",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         first = json.loads(proc.stdout.readline())
@@ -213,7 +256,14 @@ def test_audit_finds_exactly_the_leaked_volumes_and_prunes_only_them(client, bus
     in_use = client.volumes.create(name=f"inuse-{RUN}", labels=LABEL).name
     _run(client, busybox, "user", command=["sleep", "600"], volumes={in_use: {"bind": "/data", "mode": "rw"}})
 
-    filters = ["--filter", f"name={anonymous}", "--filter", f"name={named_leak}", "--filter", f"name={in_use}"]
+    filters = [
+        "--filter",
+        f"name={anonymous}",
+        "--filter",
+        f"name={named_leak}",
+        "--filter",
+        f"name={in_use}",
+    ]
     out = logsidecar("docker", "audit", "--json", *filters)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
