@@ -4,7 +4,8 @@
 # Usage: bash scripts/build-base-image.sh            # prints the base image tag to use on stdout
 #
 # Steps, each skipped when its result already exists (so reruns take well under a second):
-#   1. if the engine already has $LOGSIDECAR_BASE_IMAGE (default logsidecar-base:bookworm), print it, done;
+#   1. if the engine already has $LOGSIDECAR_BASE_IMAGE (default logsidecar-base:bookworm-r<recipe>),
+#      print it, done;
 #   2. if `docker pull python:3.11-slim-bookworm` works, print that official image, done
 #      (set LOGSIDECAR_BASE_TRY_PULL=0 to skip the attempt);
 #   3. debootstrap a Debian bookworm minbase rootfs with python3, python3-venv, python3-pip and
@@ -15,10 +16,13 @@
 # The mirror's address is read from the host's apt configuration at run time, never stored in the repo.
 set -euo pipefail
 
-image="${LOGSIDECAR_BASE_IMAGE:-logsidecar-base:bookworm}"
+# Bump `recipe` when the rootfs recipe below changes: it names both the cached tarball and the image,
+# so machines that cached an older recipe build the new one instead of reusing a stale base.
+recipe=2
+image="${LOGSIDECAR_BASE_IMAGE:-logsidecar-base:bookworm-r$recipe}"
 official="python:3.11-slim-bookworm"
 cache_dir="${LOGSIDECAR_CACHE_DIR:-/var/cache/logsidecar}"
-tarball="$cache_dir/bookworm-minbase-python3.tar"
+tarball="$cache_dir/bookworm-minbase-python3-r$recipe.tar"
 log() { echo "build-base-image: $*" >&2; }
 
 if docker image inspect "$image" >/dev/null 2>&1; then
@@ -65,10 +69,23 @@ if [ ! -s "$tarball" ]; then
       [ -n "$security" ] && echo "deb $security bookworm-security main"
     } >"$rootfs/etc/apt/sources.list"
   fi
-  # Trim what a container never needs (the official slim images do the same).
+  # Trim what a container never needs, now and for packages installed later in images built on it:
+  # documentation and translations (the official slim images exclude the same paths).
+  cat >"$rootfs/etc/dpkg/dpkg.cfg.d/docker-slim" <<'DPKG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/locale/*
+DPKG
   chroot "$rootfs" apt-get clean
-  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/usr/share/doc/* \
-    "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/var/log/*.log "$rootfs"/tmp/*
+  find "$rootfs"/usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete
+  find "$rootfs"/usr/share/doc -mindepth 1 -type d -empty -delete
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/usr/share/man/* \
+    "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/* "$rootfs"/usr/share/lintian/* \
+    "$rootfs"/var/log/*.log "$rootfs"/tmp/*
   tar --numeric-owner -C "$rootfs" -cf "$tarball.partial" .
   mv "$tarball.partial" "$tarball"
   log "rootfs cached at $tarball ($(du -h "$tarball" | cut -f1)) after $((SECONDS - started))s"
@@ -80,4 +97,7 @@ docker import \
   --change 'ENV LANG=C.UTF-8' \
   --change 'CMD ["/bin/bash"]' \
   "$tarball" "$image" >/dev/null
+# Earlier recipes' tarballs are dead weight now; their images go when nothing is built on them any more.
+find "$cache_dir" -maxdepth 1 -name 'bookworm-minbase-python3*.tar' ! -path "$tarball" -delete
+docker images --format '{{.Repository}}:{{.Tag}}' logsidecar-base | grep -vx "$image" | xargs -r docker rmi >/dev/null 2>&1 || true
 echo "$image"
