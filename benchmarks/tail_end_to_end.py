@@ -129,6 +129,7 @@ def latency(rate: int, seconds: float, fmt: str, work: Path) -> Latency:
     child = subprocess.Popen(tail_command(state, fmt, str(log)), stdout=subprocess.PIPE, cwd=REPO)
     assert child.stdout is not None
     delays: list[float] = []
+    lines_seen = [0]
     stop_reading = threading.Event()
 
     def read() -> None:
@@ -142,6 +143,7 @@ def latency(rate: int, seconds: float, fmt: str, work: Path) -> Latency:
             now = time.monotonic_ns()
             pending += chunk
             *complete, pending = pending.split(b"\n")
+            lines_seen[0] += len(complete)
             for line in complete:
                 match = _WRITE_TIME.search(line)
                 if match:
@@ -149,7 +151,12 @@ def latency(rate: int, seconds: float, fmt: str, work: Path) -> Latency:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    time.sleep(1.0)  # let the child start and find the file before measuring
+    # Start-up is not latency: measure only once a warm-up line has come through.
+    with log.open("ab") as handle:
+        handle.write(b'192.0.2.1 - - [28/Nov/2026:02:00:00 +0000] "GET /warmup HTTP/1.1" 200 5 "-" "bench"\n')
+    deadline = time.monotonic() + 60
+    while not lines_seen[0] and time.monotonic() < deadline:
+        time.sleep(0.01)
     cpu_before = cpu_seconds(child.pid)
     wall_before = time.monotonic()
     written = 0
@@ -168,7 +175,7 @@ def latency(rate: int, seconds: float, fmt: str, work: Path) -> Latency:
                 )
                 written = due
             time.sleep(0.0005)
-    written = log.read_bytes().count(b"\n")  # what is in the file is what must come out
+    written = log.read_bytes().count(b"\n") - 1  # what is in the file must come out (but the warm-up)
     deadline = time.monotonic() + 30
     while len(delays) < written and time.monotonic() < deadline:
         time.sleep(0.05)
