@@ -145,6 +145,7 @@ class Tailer:
         # released deleted files: their checkpoint entry goes once everything emitted is acknowledged
         self._forget_when_acknowledged: dict[str, int] = {}
         self._identities_to_persist = False
+        self._listdir_cache: dict[str, list[str]] | None = None
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
@@ -288,11 +289,15 @@ class Tailer:
         self.match_against_tracked(present, fresh)
         if not self._started_up:
             self._started_up = True
-            self.drain_files_rotated_while_down()
-            self.read_files_created_after_last_checkpoint()
+            self._listdir_cache = {}  # startup looks at the same directories once per checkpoint
+            try:
+                self.drain_files_rotated_while_down()
+                self.read_files_created_after_last_checkpoint()
+            finally:
+                self._listdir_cache = None
         dirs = self.matcher.directories_to_watch(sorted(present.values()))
         dirs.update(Path(os.path.dirname(t.reader.path)) for t in self._files.values())
-        dirs.update(Path(os.path.dirname(os.path.realpath(p))) for p in present.values())  # symlink targets
+        dirs.update(Path(os.path.dirname(os.path.realpath(p))) for p in present.values() if os.path.islink(p))
         self.watcher.watch_directories(dirs)
         if isinstance(self.watcher, InotifyWatcher):
             # directories inotify cannot watch are covered by stat polling at the poll interval
@@ -462,7 +467,7 @@ class Tailer:
         for path in sorted(paths):
             directory, name = os.path.split(path)
             try:
-                names = sorted(n for n in os.listdir(directory or ".") if n.startswith(name) and n != name)
+                names = self._sibling_names(directory, name)
             except OSError:
                 continue
             for candidate in names:
@@ -829,7 +834,7 @@ class Tailer:
             return None
         directory, name = os.path.split(path)
         try:
-            names = sorted(n for n in os.listdir(directory or ".") if n.startswith(name) and n != name)
+            names = self._sibling_names(directory, name)
         except OSError:
             return None
         for candidate in names:
@@ -859,6 +864,19 @@ class Tailer:
                 return fd, candidate_path, st
             os.close(fd)
         return None
+
+    def _sibling_names(self, directory: str, name: str) -> list[str]:
+        """Names in `directory` that start with `name` (rotated generations: name.1, name-2026...).
+        Raises OSError when the directory cannot be listed."""
+        directory = directory or "."
+        cache = self._listdir_cache
+        if cache is not None and directory in cache:
+            entries = cache[directory]
+        else:
+            entries = os.listdir(directory)
+            if cache is not None:
+                cache[directory] = entries
+        return sorted(n for n in entries if n.startswith(name) and n != name)
 
     def _mark_rotated(self, key: str, tracked: TrackedFile, is_rotation: bool = True) -> None:
         """From now on the file is only drained (a rotation, or the copy of a copytruncate)."""
