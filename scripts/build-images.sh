@@ -74,7 +74,10 @@ for name in "${wanted[@]}"; do
     logvolume) build logvolume docker/logvolume docker/logvolume/Dockerfile ;;
     otlp-collector)
       ctx="$(pip_context docker/collector/witness.py)"
-      build otlp-collector "$ctx" docker/collector/Dockerfile "${pip_args[@]}" ;;
+      build otlp-collector "$ctx" docker/collector/Dockerfile "${pip_args[@]}"
+      # Keep the (untagged) venv stage as cache: an image prune would otherwise drop it.
+      docker build -q -t logsidecar/otlp-collector-cache:venv --target venv -f docker/collector/Dockerfile \
+        "${base_args[@]}" "${proxy_args[@]}" "${pip_args[@]}" "$ctx" >/dev/null 2>&1 ;;
     traffic) build traffic docker/traffic docker/traffic/Dockerfile ;;
     *) echo "build-images: unknown image $name" >&2; exit 2 ;;
   esac
