@@ -48,7 +48,11 @@ def error_record() -> LogRecord:
         timestamp=datetime(2026, 11, 28, 2, 30, 5, 100000, tzinfo=UTC),
         severity_text="error",
         severity_number=Severity.ERROR,
-        attributes={"apache.module": "core", "apache.error.code": "AH00126", "apache.message": "Invalid URI in request"},
+        attributes={
+            "apache.module": "core",
+            "apache.error.code": "AH00126",
+            "apache.message": "Invalid URI in request",
+        },
     )
 
 
