@@ -293,7 +293,8 @@ class HttpTransport:
         cert: str | tuple[str, str] | None = settings.client_cert_file
         if settings.client_cert_file and settings.client_key_file:
             cert = (settings.client_cert_file, settings.client_key_file)
-        self._transport = RequestsHTTPTransport(verify=settings.ca_file or True, cert=cert)
+        session = _session_keeping_ca_file(settings.ca_file)
+        self._transport = RequestsHTTPTransport(verify=settings.ca_file or True, cert=cert, session=session)
         self._headers = {**settings.headers, "Content-Type": "application/x-protobuf"}
         self._gzip = settings.compression is Compression.GZIP
         if self._gzip:
@@ -331,6 +332,24 @@ class HttpTransport:
 
     def close(self) -> None:
         self._transport.close()
+
+
+def _session_keeping_ca_file(ca_file: str | None) -> Any:
+    """A requests Session on which an explicit CA file wins. Plain requests lets REQUESTS_CA_BUNDLE or
+    CURL_CA_BUNDLE in the environment override `Session.verify` (psf/requests#3829, #4726), which would
+    silently ignore --otlp-ca-file in many containers. Proxies and the rest of the env still apply."""
+    import requests
+
+    class SessionKeepingCaFile(requests.Session):
+        def merge_environment_settings(
+            self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+        ) -> Any:
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if ca_file and verify is None:
+                settings["verify"] = ca_file
+            return settings
+
+    return SessionKeepingCaFile()
 
 
 def _http_error_detail(result: Any) -> str:

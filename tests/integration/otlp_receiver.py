@@ -178,9 +178,11 @@ class GrpcWitness:
         required_header: tuple[str, str] | None = None,
         partial_rejections: int = 0,
         tls: tuple[bytes, bytes] | None = None,
+        client_ca: bytes | None = None,
         max_receive_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.port = port or free_port()
+        self.client_ca = client_ca  # with tls: demand a client certificate signed by this CA (mTLS)
         self.required_header = required_header
         self.partial_rejections = partial_rejections
         self.tls = tls  # (certificate chain PEM, private key PEM): serve TLS
@@ -205,7 +207,12 @@ class GrpcWitness:
         address = f"{LOOPBACK}:{self.port}"
         if self.tls:
             chain, key = self.tls
-            bound = server.add_secure_port(address, grpc.ssl_server_credentials([(key, chain)]))
+            credentials = grpc.ssl_server_credentials(
+                [(key, chain)],
+                root_certificates=self.client_ca,
+                require_client_auth=self.client_ca is not None,
+            )
+            bound = server.add_secure_port(address, credentials)
         else:
             bound = server.add_insecure_port(address)
         if bound != self.port:
@@ -241,9 +248,14 @@ class HttpWitness:
     503 + Retry-After to the next `unavailable_responses` requests."""
 
     def __init__(
-        self, *, required_header: tuple[str, str] | None = None, retry_after_s: float | None = None
+        self,
+        *,
+        required_header: tuple[str, str] | None = None,
+        retry_after_s: float | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.port = free_port()
+        self.tls = tls  # (certificate PEM path, key PEM path): serve HTTPS
         self.required_header = required_header
         self.retry_after_s = retry_after_s
         self.unavailable_responses = 0
@@ -254,7 +266,7 @@ class HttpWitness:
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}/v1/logs"
+        return f"{'https' if self.tls else 'http'}://{LOOPBACK}:{self.port}/v1/logs"
 
     def start(self) -> HttpWitness:
         witness = self
@@ -299,6 +311,12 @@ class HttpWitness:
                 self._answer(200, logs_service_pb2.ExportLogsServiceResponse().SerializeToString())
 
         self._server = ThreadingHTTPServer((LOOPBACK, self.port), Handler)
+        if self.tls:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self

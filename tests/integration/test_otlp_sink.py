@@ -307,18 +307,53 @@ def test_tls_client_against_plaintext_receiver_reports_a_tls_failure(
     }
 
 
-def test_tls_with_ca_file_delivers(tmp_path: Path) -> None:
+async def send_once(sink: OtlpSink, records: list[LogRecord]) -> None:
+    await sink.start()
+    try:
+        await sink.send(records)
+    finally:
+        await sink.close()
+
+
+def test_grpc_tls_with_ca_file_delivers(tmp_path: Path) -> None:
     cert, key = self_signed_certificate(tmp_path)
     with GrpcWitness(tls=(cert.read_bytes(), key.read_bytes())) as receiver:
-        sink = make_sink(receiver.endpoint, ca_file=str(cert))
-
-        async def scenario() -> None:
-            await sink.start()
-            await sink.send(numbered_records(5))
-            await sink.close()
-
-        asyncio.run(scenario())
+        asyncio.run(send_once(make_sink(receiver.endpoint, ca_file=str(cert)), numbered_records(5)))
         assert receiver.record_count == 5
+
+
+def test_http_tls_with_ca_file_delivers_even_when_requests_ca_bundle_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import certifi
+
+    # requests would let this environment variable override the session's CA (psf/requests#3829).
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    cert, key = self_signed_certificate(tmp_path)
+    with HttpWitness(tls=(cert, key)) as receiver:
+        sink = make_sink(receiver.url, OtlpProtocol.HTTP_PROTOBUF, ca_file=str(cert))
+        asyncio.run(send_once(sink, numbered_records(5)))
+        assert receiver.store.record_count == 5
+
+
+def test_grpc_mutual_tls_needs_the_client_certificate(
+    tmp_path: Path, captured_events: list[tuple[Event, dict[str, Any]]]
+) -> None:
+    cert, key = self_signed_certificate(tmp_path)  # self-signed: its own CA, for server and client
+    with GrpcWitness(tls=(cert.read_bytes(), key.read_bytes()), client_ca=cert.read_bytes()) as receiver:
+        without = make_sink(
+            receiver.endpoint, ca_file=str(cert), initial_backoff_s=0.05, max_retry_time_s=1.0
+        )
+        with pytest.raises(BatchRejected) as caught:
+            asyncio.run(send_once(without, numbered_records(2)))
+        assert receiver.record_count == 0
+        with_cert = make_sink(
+            receiver.endpoint, ca_file=str(cert), client_cert_file=str(cert), client_key_file=str(key)
+        )
+        asyncio.run(send_once(with_cert, numbered_records(3)))
+        assert receiver.record_count == 3
+    assert caught.value.reason.startswith("gave up after")
+    assert of(captured_events, Event.SINK_RETRY)  # retried (a transient TLS state), then gave up as told
 
 
 def test_grpc_authentication_rejection_raises_batch_rejected_and_never_logs_the_secret(
