@@ -287,6 +287,7 @@ class Tailer:
         present = self.match_paths()
         fresh = self.open_and_fingerprint(present)
         self.match_against_tracked(present, fresh)
+        self.hold_rotated_bound(may_abandon=False)  # at once, but never at the cost of bytes
         if not self._started_up:
             self._started_up = True
             self._listdir_cache = {}  # startup looks at the same directories once per checkpoint
@@ -651,24 +652,50 @@ class Tailer:
     # 8-9. retire drained readers; partial lines; checkpoints
     # ------------------------------------------------------------------------------------------
     def retire_drained_readers(self) -> None:
+        """Step 8: release rotated files read to their end (a fresh fstat says so) and idle for
+        ROTATED_IDLE_RELEASE_S, then hold the max_rotated_files_held bound."""
         now = time.monotonic()
-        rotated = [(k, t) for k, t in self._files.items() if t.state is FileState.ROTATED]
-        for key, tracked in rotated:
-            reader = tracked.reader
-            if reader.fd >= 0 and not reader.at_eof:
-                continue
-            if reader.framer.has_partial and now - tracked.last_growth < ROTATED_IDLE_RELEASE_S:
-                continue
-            if now - tracked.last_growth >= ROTATED_IDLE_RELEASE_S or reader.fd < 0:
+        for key, tracked in [(k, t) for k, t in self._files.items() if t.state is FileState.ROTATED]:
+            if tracked.reader.fd < 0:
                 self._release(key, tracked, abandoned=0)
+            elif now - tracked.last_growth >= ROTATED_IDLE_RELEASE_S and self._drained(tracked.reader):
+                self._release(key, tracked, abandoned=0)
+        self.hold_rotated_bound(may_abandon=True)
+
+    def hold_rotated_bound(self, may_abandon: bool) -> None:
+        """Over max_rotated_files_held: release drained files first (oldest rotation first); only if
+        that is not enough, and only when `may_abandon`, the oldest with bytes left (counted)."""
         rotated = [(k, t) for k, t in self._files.items() if t.state is FileState.ROTATED]
         excess = len(rotated) - self.options.max_rotated_files_held
         if excess <= 0:
             return
-        # Over the bound: idle files at EOF first, then (only if needed) the oldest with bytes left.
-        rotated.sort(key=lambda kt: (not kt[1].reader.at_eof, kt[1].rotated_at or 0.0))
+        rotated.sort(key=lambda kt: kt[1].rotated_at or 0.0)
+        for key, tracked in list(rotated):
+            if excess <= 0:
+                return
+            if self._drained(tracked.reader):
+                self._release(key, tracked, abandoned=0)
+                rotated.remove((key, tracked))
+                excess -= 1
+        if not may_abandon:
+            return
         for key, tracked in rotated[:excess]:
-            self._release(key, tracked, abandoned=max(tracked.reader.size - tracked.reader.scan_offset, 0))
+            reader = tracked.reader
+            try:
+                size = os.fstat(reader.fd).st_size
+            except OSError:
+                size = reader.size
+            self._release(key, tracked, abandoned=max(size - reader.read_offset, 0))
+
+    @staticmethod
+    def _drained(reader: FileReader) -> bool:
+        """Read to the very end (fresh fstat, not the size seen earlier this cycle), nothing pending."""
+        if reader.framer.has_partial:
+            return False
+        try:
+            return os.fstat(reader.fd).st_size <= reader.scan_offset
+        except OSError:
+            return True  # the descriptor is unusable: there is nothing more to read through it
 
     async def flush_partial_lines(self, emit: Emit) -> None:
         now = time.monotonic()

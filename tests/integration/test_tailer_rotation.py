@@ -225,3 +225,27 @@ async def test_inotify_reads_files_renamed_out_of_the_directory_every_200ms(tmp_
         await asyncio.sleep(0.3)
         assert_exact(collector, writer.expected())
         assert tailer.stats()["counters"]["rotations"] == writer.rotations
+
+
+@async_test
+async def test_rotated_files_held_stay_within_the_bound_without_abandoning_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    writer = LineWriter(path, lines_per_s=3000, duration_s=2.0, rotate=rename_over_one, rotate_every_s=0.1)
+    held: list[int] = []
+    async with running(options_for(WatchMode.INOTIFY, str(path), max_rotated_files_held=2)) as (
+        tailer, collector, _log
+    ):
+        async def sample() -> None:
+            while True:
+                held.append(int(tailer.stats()["counters"]["rotated_files_held"]))
+                await asyncio.sleep(0.01)
+
+        sampler = asyncio.create_task(sample())
+        await run_writer(writer)
+        await wait_for(lambda: len(collector.lines) >= len(writer.written), 15)
+        sampler.cancel()
+        await asyncio.sleep(0.3)
+        assert writer.rotations >= 15
+        assert_exact(collector, writer.expected())
+        assert max(held) <= 2
+        assert tailer.stats()["counters"]["bytes_abandoned"] == 0
