@@ -9,6 +9,8 @@ snake_case (`--max-line-bytes` is `max_line_bytes`); OTLP settings live in `[[ou
     ignore_older = "24h"
     max_line_bytes = "1MiB"
     http_addr = "127.0.0.1:9464"
+    derive_metrics = true                  # HTTP server metrics from access records, over OTLP
+    docker_metadata = "auto"               # container.* of the writer when the Docker socket is mounted
     formats = ["*error*=error"]            # extra [GLOB=]SPEC rules, checked before the inputs' formats
     resource = { "deployment.environment" = "prod" }
 
@@ -393,6 +395,10 @@ class Settings(_Strict):
     log_level: Level = Level.INFO
     http_addr: HttpAddr | None = None  # None: no HTTP endpoint
     unhealthy_after: Duration = 60.0
+    derive_metrics: bool = False  # also send HTTP server metrics derived from access records (OTLP)
+    metrics_route_depth: int = Field(1, gt=0)  # path segments kept in http.route
+    metrics_interval: Duration = 10.0  # export period of the derived metrics
+    docker_metadata: Literal["auto", "on", "off"] = "auto"  # container.* resource from the socket
 
     @field_validator("formats")
     @classmethod
@@ -598,6 +604,10 @@ _SCALARS = {
     "log_level": "LOG_LEVEL",
     "http_addr": "HTTP_ADDR",
     "unhealthy_after": "UNHEALTHY_AFTER",
+    "derive_metrics": "DERIVE_METRICS",
+    "metrics_route_depth": "METRICS_ROUTE_DEPTH",
+    "metrics_interval": "METRICS_INTERVAL",
+    "docker_metadata": "DOCKER_METADATA",
 }
 _LISTS = {"PATHS", "FORMAT", "EXCLUDE", "OUTPUT", "RESOURCE", "STDOUT_FORMAT", "CONFIG"}
 # OtlpOutput field -> suffix of OTEL_EXPORTER_OTLP_(LOGS_)<suffix>
@@ -691,7 +701,8 @@ def resolve(
     `flags`: only options given on the command line, by `tail` parameter name (paths, format_rules,
     exclude, state_dir, start_at, watch, poll_interval, ignore_older, max_line_bytes, partial_line_flush,
     outputs, stdout_format, timezone, resource, shutdown_timeout, max_in_flight_lines, log_format,
-    log_level, http_addr, unhealthy_after, service_name, otlp_*); None or () means "not given".
+    log_level, http_addr, unhealthy_after, derive_metrics, metrics_route_depth, metrics_interval,
+    docker_metadata, service_name, otlp_*); None or () means "not given".
     """
     data, expansion_errors = _load_file_lenient(file_path, env) if file_path is not None else ({}, [])
     layers = _Layers(data)

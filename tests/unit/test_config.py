@@ -444,8 +444,9 @@ endpoint = "ftp://x"
     )
     formats = "auto, common, combined, vhost_combined, combinedio, referer, agent, error, json, raw, logformat:<LogFormat>, errorlogformat:<fmt>"
     settings_keys = (
-        "exclude, formats, http_addr, ignore_older, inputs, log_format, log_level, max_in_flight_lines, "
-        "max_line_bytes, outputs, partial_line_flush, poll_interval, resource, service_name, shutdown_timeout, "
+        "derive_metrics, docker_metadata, exclude, formats, http_addr, ignore_older, inputs, log_format, "
+        "log_level, max_in_flight_lines, max_line_bytes, metrics_interval, metrics_route_depth, outputs, "
+        "partial_line_flush, poll_interval, resource, service_name, shutdown_timeout, "
         "start_at, state_dir, timezone, unhealthy_after, watch"
     )
     assert errors_of(file) == [
@@ -617,3 +618,40 @@ def test_local_timezone_is_a_zone_with_dst_rules_not_a_fixed_offset() -> None:
     assert datetime(2026, 1, 15, 12, tzinfo=paris).utcoffset().total_seconds() == 3600  # type: ignore[union-attr]
     assert datetime(2026, 7, 15, 12, tzinfo=paris).utcoffset().total_seconds() == 7200  # type: ignore[union-attr]
     assert str(parse_timezone("local", {"TZ": ":UTC"})) == "UTC"
+
+
+def test_operations_settings_come_from_file_env_and_flags_in_that_order(tmp_path: Path) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text(
+        'derive_metrics = true\nmetrics_route_depth = 2\nmetrics_interval = "30s"\ndocker_metadata = "off"\n'
+        '[[inputs]]\npaths = ["/a"]\n'
+    )
+    from_file = resolve(file, {}, {})
+    assert (from_file.derive_metrics, from_file.metrics_route_depth, from_file.metrics_interval) == (
+        True,
+        2,
+        30.0,
+    )
+    assert from_file.docker_metadata == "off"
+    env = {"LOGSIDECAR_DERIVE_METRICS": "false", "LOGSIDECAR_METRICS_INTERVAL": "5s"}
+    from_env = resolve(file, env, {})
+    assert (from_env.derive_metrics, from_env.metrics_interval) == (False, 5.0)
+    from_flags = resolve(
+        file, env, {"derive_metrics": True, "docker_metadata": "on", "metrics_route_depth": 3}
+    )
+    assert (from_flags.derive_metrics, from_flags.docker_metadata, from_flags.metrics_route_depth) == (
+        True,
+        "on",
+        3,
+    )
+
+
+def test_bad_operations_settings_name_their_key(tmp_path: Path) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text('docker_metadata = "maybe"\nmetrics_route_depth = 0\n[[inputs]]\npaths = ["/a"]\n')
+    with pytest.raises(ConfigError) as caught:
+        resolve(file, {}, {})
+    assert caught.value.errors == [
+        "metrics_route_depth: must be greater than 0, got 0",
+        "docker_metadata: unknown value 'maybe'; expected one of: auto, on, off",
+    ]
