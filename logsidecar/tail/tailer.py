@@ -14,8 +14,11 @@ The poll cycle (one iteration of `run`), with the methods that implement each st
     a followed file no longer found at any matched path was rotated (renamed away, deleted or
     replaced): it becomes ROTATED and is drained. A new file resumes from its checkpoint (matched by
     dev+inode and fingerprint, or by a full fingerprint) or starts at 0 (start_at=end only for files
-    present at startup without a checkpoint). At startup, checkpointed files that were rotated while
-    we were down are found next to their old path by identity and drained from their checkpoint.
+    present at startup without a checkpoint). At startup (`drain_files_rotated_while_down`),
+    checkpointed files that were rotated while we were down are found next to their old path by
+    identity and drained from their checkpoint, and (`read_files_created_after_last_checkpoint`)
+    rotated siblings no checkpoint knows that were written after our last durable checkpoint are
+    read from 0. The max_rotated_files_held bound is applied here too, releasing drained files only.
  5. `read_changed_files` - fstat every followed file; read those that grew, at most a per-file byte
     budget per cycle (fairness: one busy file cannot starve 199 quiet ones), rotated files first (they
     pin descriptors and disk space). Each batch is awaited through `emit` (backpressure: while emit is
