@@ -393,6 +393,7 @@ class OtlpSink(Sink):
         self._closed = asyncio.Event()  # binds to a loop on first wait (Python >= 3.10)
         self._is_closed = False
         self._failing_since: float | None = None  # monotonic time of the first failure of a streak
+        self._endpoint_shown = endpoint_without_credentials(settings.endpoint)
 
     @property
     def batch_timeout_s(self) -> float:
@@ -480,7 +481,7 @@ class OtlpSink(Sink):
                     events.emit(
                         Event.SINK_RECOVERED,
                         sink=self.name,
-                        endpoint=self.settings.endpoint,
+                        endpoint=self._endpoint_shown,
                         outage_s=round(time.monotonic() - self._failing_since, 3),
                     )
                     self._failing_since = None
@@ -505,7 +506,7 @@ class OtlpSink(Sink):
                 attempt=attempt,
                 retry_in_s=round(delay, 3),
                 records=record_count,
-                endpoint=self.settings.endpoint,
+                endpoint=self._endpoint_shown,
             )
             await self._sleep_unless_closed(delay)
 
@@ -527,6 +528,16 @@ class OtlpSink(Sink):
     def _raise_if_closed(self) -> None:
         if self._is_closed:
             raise SinkClosed("OTLP sink closed before the batch was delivered")
+
+
+def endpoint_without_credentials(endpoint: str) -> str:
+    """The endpoint as shown in events: any user:password@ in the URL is masked (it is a secret)."""
+    if "://" not in endpoint or "@" not in endpoint:
+        return endpoint
+    parts = urlsplit(endpoint)
+    if "@" not in parts.netloc:
+        return endpoint
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 def _build_transport(settings: OtlpSettings) -> Transport:

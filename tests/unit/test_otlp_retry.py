@@ -58,3 +58,13 @@ def test_grpc_target_and_tls_follow_the_specification(
     endpoint: str, insecure: bool, target: tuple[str, bool]
 ) -> None:
     assert _grpc_target(OtlpSettings(endpoint=endpoint, insecure=insecure)) == target
+
+
+def test_credentials_in_the_endpoint_url_are_masked_in_events() -> None:
+    from logsidecar.sinks.otlp import endpoint_without_credentials
+
+    assert endpoint_without_credentials("https://user:s3cr3t@collector:4318/v1/logs") == (
+        "https://***@collector:4318/v1/logs"
+    )
+    assert endpoint_without_credentials("http://collector:4317") == "http://collector:4317"
+    assert endpoint_without_credentials("collector:4317") == "collector:4317"
