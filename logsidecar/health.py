@@ -212,8 +212,10 @@ class HealthMonitor:
             self.note_recovered(str(fields.get("sink", "sink")))
 
     def mark_started(self) -> None:
+        # A pipeline started again after a reload (SIGHUP) is no longer shutting down.
         with self._lock:
             self._started = True
+            self._stopping = False
 
     def mark_stopping(self) -> None:
         with self._lock:

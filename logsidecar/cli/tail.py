@@ -15,16 +15,27 @@ import os
 import re
 import signal
 import sys
-from datetime import tzinfo
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from logsidecar import selflog
+from logsidecar import events, selflog
 from logsidecar.cli.otlp_options import otlp_options, resolve_otlp_settings
-from logsidecar.config import parse_duration, parse_size, parse_timezone
-from logsidecar.events import Level
+from logsidecar.config import (
+    ConfigError,
+    Settings,
+    StdoutOutput,
+    flags_from_click,
+    parse_duration,
+    parse_http_addr,
+    parse_size,
+    parse_timezone,
+    resolve,
+)
+from logsidecar.events import Event, Level
+from logsidecar.health import HealthMonitor, HealthPolicy
 from logsidecar.parse.base import FormatError
 from logsidecar.pipeline import (
     FormatRule,
@@ -38,6 +49,7 @@ from logsidecar.sinks.base import Sink
 from logsidecar.sinks.otlp import OtlpSink
 from logsidecar.sinks.stdout import OutputClosed, StdoutFormat, StdoutSink
 from logsidecar.tail.options import StartAt, TailOptions, WatchMode
+from logsidecar.telemetry import LiveSources, Metrics, TelemetryServer
 
 # -- value types --------------------------------------------------------------------------------------
 
@@ -61,6 +73,7 @@ class _Converted(click.ParamType):
 DURATION = _Converted("DURATION", parse_duration)
 SIZE = _Converted("SIZE", parse_size)
 TIMEZONE = _Converted("TIMEZONE", parse_timezone)
+HTTP_ADDR = _Converted("HOST:PORT", lambda text: parse_http_addr(text) and text)
 
 
 class _FormatRuleType(click.ParamType):
@@ -260,113 +273,374 @@ def _tail_options(command: Any) -> Any:
             envvar=_env("LOG_LEVEL"),
             help="Our own logs: the least severe level shown.",
         ),
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False),
+            envvar=_env("CONFIG"),
+            help="Configuration file (TOML, YAML or JSON; see `logsidecar check-config`). Flags win over "
+            "the environment, which wins over the file. SIGHUP reads it again.",
+        ),
+        click.option(
+            "--http-addr",
+            type=HTTP_ADDR,
+            envvar=_env("HTTP_ADDR"),
+            help="Serve /metrics, /healthz and /readyz here, e.g. 127.0.0.1:9464 or :9464 (loopback). "
+            "[default: off]",
+        ),
+        click.option(
+            "--unhealthy-after",
+            type=DURATION,
+            envvar=_env("UNHEALTHY_AFTER"),
+            help="/healthz fails once a sink has been failing this long. [default: 60s]",
+        ),
+        click.option(
+            "--derive-metrics/--no-derive-metrics",
+            default=None,
+            envvar=_env("DERIVE_METRICS"),
+            help="Also send HTTP server metrics derived from access records over OTLP (same OTLP "
+            "settings as the logs). [default: off]",
+        ),
+        click.option(
+            "--metrics-route-depth",
+            type=click.IntRange(min=1),
+            envvar=_env("METRICS_ROUTE_DEPTH"),
+            help="Path segments kept in the http.route of derived metrics. [default: 1]",
+        ),
+        click.option(
+            "--metrics-interval",
+            type=DURATION,
+            envvar=_env("METRICS_INTERVAL"),
+            help="Export period of derived metrics. [default: 10s]",
+        ),
+        click.option(
+            "--docker-metadata",
+            type=click.Choice(["auto", "on", "off"]),
+            envvar=_env("DOCKER_METADATA"),
+            help="Add container.* resource attributes of the container writing the tailed directories, "
+            "read from the Docker socket (auto: when the socket is reachable). [default: auto]",
+        ),
+        click.option(
+            "--dry-run",
+            is_flag=True,
+            help="Show which files match, the format each gets and how their last lines parse; "
+            "forward nothing, touch no checkpoint. Exit 1 when no file matches.",
+        ),
+        click.option(
+            "--dry-run-lines",
+            type=click.IntRange(min=1),
+            default=3,
+            show_default=True,
+            help="Lines parsed per file by --dry-run.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
+# Parameters of the command that are not settings (see logsidecar.config.Settings).
+_NOT_SETTINGS = ("config_file", "dry_run", "dry_run_lines")
+
+
 @click.command("tail")
 @_tail_options
 @otlp_options
-def command(
-    paths: tuple[str, ...],
-    format_rules: tuple[FormatRule, ...],
-    exclude: tuple[str, ...],
-    state_dir: str | None,
-    start_at: str,
-    watch: str,
-    poll_interval: float,
-    ignore_older: float | None,
-    max_line_bytes: int,
-    partial_line_flush: float,
-    outputs: tuple[str, ...],
-    stdout_format: str,
-    timezone: tzinfo,
-    resource: tuple[tuple[str, str], ...],
-    shutdown_timeout: float,
-    max_in_flight_lines: int,
-    log_format: str,
-    log_level: str,
-    **otlp_kwargs: Any,
-) -> None:
+@click.pass_context
+def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_lines: int, **_: Any) -> None:
     """Follow PATH_OR_GLOB... like `tail -F` (through rotation and restarts), parse every line and
-    forward the records to stdout (JSON lines) and/or OTLP. Stop with SIGTERM or Ctrl-C."""
-    if not paths:
-        raise click.UsageError("give at least one PATH_OR_GLOB (or set LOGSIDECAR_PATHS)")
-    selflog.install(style=selflog.LogStyle(log_format), level=Level(log_level))
+    forward the records to stdout (JSON lines) and/or OTLP. Stop with SIGTERM or Ctrl-C; SIGHUP
+    re-reads the --config file (inputs added or removed take effect, checkpoints kept)."""
+    flags = {k: v for k, v in flags_from_click(ctx).items() if k not in _NOT_SETTINGS}
 
-    plain = [rule for rule in format_rules if rule.pattern is None]
-    if len(plain) > 1:
-        raise click.BadParameter(
-            f"more than one format for all files: {', '.join(r.spec for r in plain)}; "
-            "use GLOB=SPEC to give files different formats",
-            param_hint="--format",
+    def load() -> Settings:
+        return resolve(config_file, dict(os.environ), flags)
+
+    try:
+        settings = load()
+    except ConfigError as exc:
+        _exit_invalid(config_file, exc.errors)
+    if not settings.inputs:
+        raise click.UsageError(
+            "give at least one PATH_OR_GLOB (or set LOGSIDECAR_PATHS, or [[inputs]] in --config)"
         )
+    _install_selflog(settings)
+    if dry_run:
+        from logsidecar.cli.dry_run import report
+
+        ctx.exit(report(settings, lines=dry_run_lines))
     try:
-        validate_format_rules(format_rules, timezone=timezone)
-    except FormatError as exc:
-        raise click.BadParameter(str(exc), param_hint="--format") from None
-    parsers = ParserSelector(
-        [rule for rule in format_rules if rule.pattern is not None],
-        default_spec=plain[0].spec if plain else "auto",
-        timezone=timezone,
-    )
-
-    if state_dir is None:
-        state_path: Path | None = default_state_dir()
-    elif state_dir.strip().lower() in ("", "none"):
-        state_path = None
-    else:
-        state_path = Path(state_dir).expanduser()
-    tail_options = TailOptions(
-        include=tuple(paths),
-        exclude=tuple(exclude),
-        state_dir=state_path,
-        watch=WatchMode(watch),
-        start_at=StartAt(start_at),
-        ignore_older_s=ignore_older,
-        max_line_bytes=max_line_bytes,
-        partial_line_flush_s=partial_line_flush,
-        poll_interval_s=poll_interval,
-    )
-
-    # host.name, service.name (apache-httpd unless OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME or
-    # --service-name say otherwise): resolved once, the OTLP output's way, for every output.
-    otlp_settings = resolve_otlp_settings(otlp_kwargs)
-    resource_attributes = {**otlp_settings.resource, **dict(resource)}
-    sinks: list[Sink] = []
-    for output in dict.fromkeys(outputs or ("stdout",)):
-        if output == "stdout":
-            sinks.append(StdoutSink(StdoutFormat(stdout_format)))
-        else:
-            sinks.append(OtlpSink(dataclasses.replace(otlp_settings, resource=resource_attributes)))
-
-    pipeline_options = PipelineOptions(
-        resource=resource_attributes,
-        max_in_flight_lines=max_in_flight_lines,
-        shutdown_timeout_s=shutdown_timeout,
-    )
+        plan = build_plan(settings, os.environ)
+    except click.ClickException:
+        raise
+    except (ConfigError, FormatError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
     try:
-        asyncio.run(_run(tail_options, sinks, parsers, pipeline_options))
+        asyncio.run(_serve(plan, load if config_file else None))
     except OutputClosed:
         _silence_stdout()
     except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback
         raise click.ClickException(f"stopped: {exc!r}") from exc
 
 
-async def _run(
-    tail_options: TailOptions, sinks: list[Sink], parsers: ParserSelector, options: PipelineOptions
-) -> None:
+_selflog_installed: list[Callable[[], None]] = []
+
+
+def _install_selflog(settings: Settings) -> None:
+    """Our own logs as configured; a reload replaces the logger (never two on the bus)."""
+    for unsubscribe in _selflog_installed:
+        unsubscribe()
+    logger = selflog.SelfLogger(style=selflog.LogStyle(settings.log_format), level=Level(settings.log_level))
+    _selflog_installed[:] = [events.subscribe(logger)]
+
+
+def _exit_invalid(config_file: str | None, errors: list[str]) -> NoReturn:
+    where = config_file or "configuration"
+    count = len(errors)
+    click.echo(f"{where}: invalid configuration ({count} error{'' if count == 1 else 's'}):", err=True)
+    for line in errors:
+        click.echo(f"  {line}", err=True)
+    raise SystemExit(2)
+
+
+# -- from settings to running parts -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything a pipeline run is built from; built (and so validated) before anything starts,
+    so that a reload with settings that cannot be built keeps the running pipeline."""
+
+    settings: Settings
+    tail_options: TailOptions
+    parsers: ParserSelector
+    sinks: tuple[Sink, ...]
+    pipeline_options: PipelineOptions
+
+
+def tailed_directories(settings: Settings) -> list[str]:
+    """The directories under which the inputs' files live (the fixed part of each glob)."""
+    from logsidecar.tail.discovery import static_base
+
+    directories = []
+    for pattern in (p for item in settings.inputs for p in item.paths):
+        base = static_base(pattern)
+        directories.append(str(base if base.is_dir() or not base.suffix else base.parent))
+    return list(dict.fromkeys(directories))
+
+
+def _docker_resource(settings: Settings) -> dict[str, Any]:
+    if settings.docker_metadata == "off":
+        return {}
+    from logsidecar.containers.metadata import container_resource_for
+
+    resource = container_resource_for(tailed_directories(settings))
+    if not resource and settings.docker_metadata == "on":
+        events.emit(
+            Event.CONFIG_ERROR,
+            key="docker_metadata",
+            reason="--docker-metadata on, but no container writing the tailed directories was found "
+            "through the Docker socket (is /var/run/docker.sock mounted?); records carry no container.*",
+        )
+    return resource
+
+
+def build_plan(settings: Settings, env: Mapping[str, str]) -> Plan:
+    """Parsers, sinks and options from `settings` (nothing started). Raises click.UsageError or
+    FormatError for settings the model accepted but that cannot be built."""
+    from logsidecar.sinks.access_metrics import AccessMetricsSink, resolve_metrics_settings
+
+    timezone = settings.tzinfo()
+    rules, default_spec = settings.format_rules()
+    format_rules = [FormatRule(glob, spec) for glob, spec in rules]
+    validate_format_rules([*format_rules, FormatRule(None, default_spec)], timezone=timezone)
+    parsers = ParserSelector(format_rules, default_spec=default_spec, timezone=timezone)
+
+    # host.name, service.name (apache-httpd unless OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME or
+    # service_name say otherwise), then the writer container's, then the configured attributes.
+    base = resolve_otlp_settings({"service_name": settings.service_name}, env).resource
+    resource = {**base, **_docker_resource(settings), **settings.resource}
+    if settings.service_name:
+        resource["service.name"] = settings.service_name
+
+    sinks: list[Sink] = []
+    first_otlp: dict[str, Any] = {}
+    for output in settings.outputs:
+        if isinstance(output, StdoutOutput):
+            sinks.append(StdoutSink(StdoutFormat(output.format.value)))
+        else:
+            otlp_flags = {**output.otlp_flags(), "service_name": settings.service_name}
+            first_otlp = first_otlp or otlp_flags
+            otlp_settings = resolve_otlp_settings(otlp_flags, env)
+            sinks.append(OtlpSink(dataclasses.replace(otlp_settings, resource=resource)))
+    if settings.derive_metrics:
+        # The logs' OTLP settings (the first OTLP output's), for the metrics signal.
+        metrics_settings = resolve_metrics_settings(
+            first_otlp or {"service_name": settings.service_name}, env
+        )
+        sinks.append(
+            AccessMetricsSink(
+                metrics_settings,
+                route_depth=settings.metrics_route_depth,
+                export_interval_s=settings.metrics_interval,
+                resource=resource,
+            )
+        )
+    return Plan(
+        settings=settings,
+        tail_options=settings.tail_options(),
+        parsers=parsers,
+        sinks=tuple(sinks),
+        pipeline_options=PipelineOptions(
+            resource=resource,
+            max_in_flight_lines=settings.max_in_flight_lines,
+            shutdown_timeout_s=settings.shutdown_timeout,
+        ),
+    )
+
+
+# -- running, reloading -----------------------------------------------------------------------------
+
+
+class _Running:
+    """The pipeline and tailer of the current run: what the live gauges read at scrape time."""
+
+    def __init__(self) -> None:
+        self.pipeline: Pipeline | None = None
+        self.tailer: Any = None
+
+    def file_stats(self) -> Any:
+        return self.tailer.stats() if self.tailer is not None else ()
+
+    def queue_depth(self) -> int:
+        return self.pipeline.queue_depth() if self.pipeline is not None else 0
+
+    def oldest_undelivered_age_s(self) -> float | None:
+        return self.pipeline.oldest_undelivered_age_s() if self.pipeline is not None else None
+
+
+class _Telemetry:
+    """Metrics, health and the HTTP server; they outlive reloads (counters keep counting)."""
+
+    def __init__(self, settings: Settings, running: _Running) -> None:
+        self.key = (settings.http_addr, settings.unhealthy_after)
+        live = LiveSources(
+            file_stats=running.file_stats,
+            oldest_undelivered_age_s=running.oldest_undelivered_age_s,
+            queue_depth=running.queue_depth,
+        )
+        self.health = HealthMonitor(
+            policy=HealthPolicy(unhealthy_after_s=settings.unhealthy_after),
+            bytes_behind=live.total_bytes_behind,
+            files_followed=live.files_watched,
+        )
+        self.metrics = Metrics(live=live, health=self.health)
+        self._unsubscribe: list[Callable[[], None]] = []
+        assert settings.http_addr is not None
+        self.server = TelemetryServer(settings.http_addr, self.metrics, self.health)
+
+    async def start(self) -> None:
+        await self.server.start()
+        events.emit(Event.STARTED, component="telemetry", url=self.server.url)
+        # Subscribed after our own STARTED: health waits for the pipeline's.
+        self._unsubscribe = [self.metrics.subscribe(), self.health.subscribe()]
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        await self.server.stop()
+
+
+async def _serve(plan: Plan, load: Callable[[], Settings] | None) -> None:
+    """Run pipelines until SIGTERM/SIGINT. On SIGHUP (with a config file): build the new plan; if it
+    is invalid, keep running (config_error); else stop the running pipeline gracefully (in-flight
+    batches settle, checkpoints written) and start one from the new plan on the same state: every
+    file resumes at its committed offset."""
     from logsidecar.tail.checkpoints import CheckpointStore
     from logsidecar.tail.tailer import Tailer
 
-    tailer = Tailer(tail_options, CheckpointStore(tail_options.state_dir))
-    pipeline = Pipeline(tailer, sinks, parsers, options)
     loop = asyncio.get_running_loop()
+    running = _Running()
+    stopping = False
+    pending: list[Plan] = []
+
+    def stop() -> None:
+        nonlocal stopping
+        stopping = True
+        if running.pipeline is not None:
+            running.pipeline.request_stop()
+
+    def reload() -> None:
+        if load is None:
+            events.emit(Event.CONFIG_ERROR, reason="SIGHUP ignored: no --config file to read again")
+            return
+        try:
+            new_plan = build_plan(load(), os.environ)
+        except ConfigError as exc:
+            events.emit(
+                Event.CONFIG_ERROR,
+                reason="reload refused; still running the previous settings",
+                errors=exc.errors,
+            )
+            return
+        except (click.ClickException, FormatError, ValueError) as exc:
+            message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+            events.emit(
+                Event.CONFIG_ERROR,
+                reason="reload refused; still running the previous settings",
+                errors=[message],
+            )
+            return
+        pending[:] = [new_plan]
+        if running.pipeline is not None:
+            running.pipeline.request_stop()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, pipeline.request_stop)
-    await pipeline.run()
+        loop.add_signal_handler(signum, stop)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+
+    telemetry: _Telemetry | None = None
+    store: CheckpointStore | None = None
+    try:
+        while True:
+            settings = plan.settings
+            _install_selflog(settings)
+            key = (settings.http_addr, settings.unhealthy_after)
+            if telemetry is not None and telemetry.key != key:
+                await telemetry.stop()
+                telemetry = None
+            if telemetry is None and settings.http_addr is not None:
+                telemetry = _Telemetry(settings, running)
+                await telemetry.start()
+            state_dir = plan.tail_options.state_dir
+            # A durable store is read again (as at a restart); an in-memory one is carried over.
+            if store is None or state_dir is not None or store.state_dir is not None:
+                store = CheckpointStore(state_dir)
+            running.tailer = Tailer(plan.tail_options, store)
+            running.pipeline = Pipeline(
+                running.tailer,
+                list(plan.sinks),
+                plan.parsers,
+                plan.pipeline_options,
+                observer=telemetry.metrics if telemetry is not None else None,
+            )
+            await running.pipeline.run()
+            if state_dir is not None:
+                store.close()
+            if stopping or not pending:
+                return
+            previous, plan = plan, pending.pop()
+            before = [p for item in previous.settings.inputs for p in item.paths]
+            after = [p for item in plan.settings.inputs for p in item.paths]
+            events.emit(
+                Event.CONFIG_RELOADED,
+                inputs_added=[p for p in after if p not in before],
+                inputs_removed=[p for p in before if p not in after],
+                outputs=[o.type for o in plan.settings.outputs],
+            )
+    finally:
+        if telemetry is not None:
+            await telemetry.stop()
 
 
 def _silence_stdout() -> None:

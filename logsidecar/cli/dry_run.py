@@ -1,0 +1,139 @@
+"""`logsidecar tail --dry-run`: what `tail` would follow and how it would parse it, without doing it.
+
+For the effective settings: each input pattern and the files it matches now, the format each file gets
+(the rule that chose it; for `auto`, the format detected on its last lines), and the last few complete
+lines of each file parsed field by field. Nothing is forwarded, no checkpoint is read or written, no
+file is watched: the files are only opened read-only and read from their end.
+
+Exit status (returned by `report`): 0 when at least one file matches, 1 when none does.
+Colour only on a terminal (click strips styles otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+from typing import Any
+
+import click
+
+from logsidecar.config import Settings, format_duration
+from logsidecar.parse import build_parser
+from logsidecar.pipeline import FormatRule, ParserSelector
+from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord
+from logsidecar.tail.discovery import PathMatcher
+
+_READ_STEP = 64 * 1024
+
+
+def last_lines(path: str, count: int, max_line_bytes: int) -> tuple[list[bytes], bool]:
+    """The last `count` complete lines of `path` (without their newline), and whether the file ends
+    with an unfinished line (which `tail` would hold back until its newline or the flush delay)."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        limit = min(size, (count + 1) * max_line_bytes)
+        data = b""
+        while len(data) < limit and data.count(b"\n") <= count:
+            step = min(_READ_STEP, limit - len(data))
+            handle.seek(size - len(data) - step)
+            data = handle.read(step) + data
+    unfinished = bool(data) and not data.endswith(b"\n")
+    lines = data.split(b"\n")
+    lines.pop()  # the unfinished line, or b"" after the last newline
+    if len(data) < size and lines:
+        lines.pop(0)  # may be the end of a line cut by the read window
+    return [line.removesuffix(b"\r") for line in lines[-count:]], unfinished
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return repr(value) if isinstance(value, str) and (not value or value != value.strip()) else str(value)
+
+
+def _fields(record: LogRecord) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    if record.timestamp is not None:
+        rows.append(("timestamp", _value(record.timestamp)))
+    if record.severity_text:
+        rows.append(("severity", f"{record.severity_text} ({int(record.severity_number)})"))
+    rows.extend(
+        (key, _value(value)) for key, value in sorted(record.attributes.items()) if key != PARSE_ERROR
+    )
+    return rows
+
+
+def report(settings: Settings, *, lines: int) -> int:
+    """Print the dry run for `settings`; returns the exit status."""
+    tail_options = settings.tail_options()
+    rules, default_spec = settings.format_rules()
+    timezone = settings.tzinfo()
+    selector = ParserSelector(
+        [FormatRule(g, s) for g, s in rules], default_spec=default_spec, timezone=timezone
+    )
+    files: list[str] = []
+    click.secho("Inputs", bold=True)
+    for pattern in tail_options.include:
+        matched = PathMatcher((pattern,), tail_options.exclude).scan()
+        note = f"{len(matched)} file{'' if len(matched) == 1 else 's'}" if matched else "no file matches"
+        click.echo(f"  {pattern}  ->  " + (note if matched else click.style(note, fg="yellow")))
+        files.extend(path for path in matched if path not in files)
+    if tail_options.exclude:
+        click.echo(f"  excluded: {', '.join(tail_options.exclude)}")
+    if not files:
+        click.secho("No file matches; nothing would be followed.", fg="red", err=True)
+        return 1
+    for path in files:
+        _report_file(path, selector, settings, lines)
+    click.echo()
+    click.echo(
+        f"{len(files)} file{'' if len(files) == 1 else 's'} would be followed. Dry run: nothing forwarded, no checkpoint touched."
+    )
+    return 0
+
+
+def _report_file(path: str, selector: ParserSelector, settings: Settings, count: int) -> None:
+    click.echo()
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        click.secho(f"{path}: cannot stat: {exc.strerror}", fg="red")
+        return
+    click.secho(path, bold=True, nl=False)
+    click.echo(f"  ({stat.st_size} bytes)")
+    if settings.ignore_older is not None and time.time() - stat.st_mtime > settings.ignore_older:
+        click.secho(
+            f"  skipped: not modified for more than {format_duration(settings.ignore_older)} (ignore_older)",
+            fg="yellow",
+        )
+        return
+    spec = selector.spec_for(path)
+    try:
+        sample, unfinished = last_lines(path, count, settings.max_line_bytes)
+    except OSError as exc:
+        click.secho(f"  format: {spec}; cannot read: {exc.strerror}", fg="red")
+        return
+    parser = build_parser(spec, timezone=selector.timezone, path=path)
+    records = parser.parse(sample) if sample else []
+    if spec == "auto":
+        detected = parser.format_name if parser.format_name != "auto" else "none detected yet"
+        click.echo(f"  format: auto -> {click.style(detected, fg='cyan')}")
+    else:
+        click.echo(f"  format: {click.style(spec, fg='cyan')}")
+    if not sample:
+        click.echo("  (no complete line yet)")
+    for number, (line, record) in enumerate(zip(sample, records, strict=True), start=1):
+        click.echo(f"  line -{len(sample) - number + 1}: {line.decode('utf-8', 'replace')}")
+        error = record.attributes.get(PARSE_ERROR)
+        if error is not None:
+            click.secho(
+                f"    not parsed ({record.attributes.get(FORMAT, spec)}): {error}; forwarded raw", fg="red"
+            )
+            continue
+        rows = _fields(record)
+        width = max((len(key) for key, _ in rows), default=0)
+        for key, value in rows:
+            click.echo(f"    {click.style(key.ljust(width), fg='green')}  {value}")
+    if unfinished:
+        click.echo("  (the file ends with an unfinished line: held until its newline)")
