@@ -1,0 +1,352 @@
+"""`logsidecar tail` operated as a service, end to end with real processes: the config file and its
+precedence, the /metrics /healthz /readyz endpoint over real loopback HTTP during a real run, health
+following a real OTLP receiver going away and coming back, SIGHUP reloading the inputs under load,
+and --dry-run. Nothing is mocked: the OTLP receiver is the gRPC witness of `otlp_receiver`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import wait_for
+from tests.integration.otlp_receiver import GrpcWitness, free_port
+from tests.integration.tail_command import REPO, TailProcess, WriterProcess, body_seq
+
+ACCESS = '127.0.0.1 - - [28/Nov/2026:03:00:{s:02d} +0000] "GET /p/{n} HTTP/1.1" 200 {n} "-" "curl/8"'
+ERROR = "[Sat Nov 28 03:00:{s:02d}.000001 2026] [core:error] [pid 7] AH00037: failure {n}"
+
+
+def access_line(n: int) -> str:
+    return ACCESS.format(s=n % 60, n=n)
+
+
+def error_line(n: int) -> str:
+    return ERROR.format(s=n % 60, n=n)
+
+
+def append(path: Path, lines: list[str]) -> None:
+    with path.open("a") as handle:
+        handle.write("".join(line + "\n" for line in lines))
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics as {(sample name, sorted labels): value}."""
+    status, text = http_get(f"http://127.0.0.1:{port}/metrics")
+    assert status == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def tail(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> TailProcess:
+    return TailProcess(
+        list(args), state_dir=tmp_path / "state", stderr_path=tmp_path / "tail.stderr", env=env
+    ).start()
+
+
+def attributes(received: Any) -> dict[str, Any]:
+    return dict(received.record["attributes"])
+
+
+# -- the config file -----------------------------------------------------------------------------
+
+
+def test_config_file_env_and_flags_combine_key_by_key_on_a_real_run(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    append(logs / "site-access.log", [access_line(n) for n in range(3)])
+    append(logs / "site-error.log", [error_line(n) for n in range(2)])
+    config = tmp_path / "logsidecar.toml"
+    config.write_text(
+        f"""
+start_at = "end"                       # overridden by LOGSIDECAR_START_AT: the old lines are read
+service_name = "from-file"             # overridden by OTEL_SERVICE_NAME
+resource = {{ a = "file", b = "file", c = "file" }}
+
+[[inputs]]
+paths = ["{logs}/*access.log"]
+format = "combined"
+
+[[inputs]]
+paths = ["{logs}/*error.log"]
+format = "error"
+"""
+    )
+    env = {
+        "LOGSIDECAR_CONFIG": str(config),
+        "LOGSIDECAR_START_AT": "beginning",
+        "LOGSIDECAR_RESOURCE": "b=env,c=env",
+        "OTEL_SERVICE_NAME": "from-env",
+    }
+    process = tail(tmp_path, "--resource", "c=flag", env=env)
+    try:
+        wait_for(lambda: process.count() >= 5, 20, message="the 5 existing lines")
+    finally:
+        code, _ = process.terminate()
+    assert code == 0
+    received = process.snapshot()
+    by_file = Counter((attributes(r)["log.file.name"], attributes(r)["logsidecar.format"]) for r in received)
+    assert by_file == {("site-access.log", "combined"): 3, ("site-error.log", "error"): 2}
+    assert not [r for r in received if "logsidecar.parse_error" in attributes(r)]
+    resources = {json.dumps(r.record["resource"], sort_keys=True) for r in received}
+    assert len(resources) == 1
+    resource = received[0].record["resource"]
+    assert (resource["a"], resource["b"], resource["c"]) == ("file", "env", "flag")
+    assert resource["service.name"] == "from-env"
+
+
+def test_a_bad_config_value_exits_2_naming_the_key_and_what_was_expected(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "inputs:\n  - paths: [/var/log/a.log]\n  - paths: [/var/log/b.log]\n    format: combind\n"
+        "max_line_bytes: lots\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "logsidecar", "tail", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{config}: invalid configuration (2 errors):"
+    assert lines[1].startswith(
+        "  inputs[1].format: unknown format 'combind'; expected one of: auto, common, combined"
+    )
+    assert lines[2].startswith("  max_line_bytes: invalid size 'lots'; expected a number and a unit")
+
+
+# -- the telemetry endpoint ------------------------------------------------------------------------
+
+
+def test_metrics_scraped_during_a_real_run_count_what_was_written(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    first = [access_line(n) if n % 10 else f"garbage line {n}" for n in range(500)]
+    append(log, first)
+    port = free_port()
+    process = tail(tmp_path, "--http-addr", f"127.0.0.1:{port}", "--format", "combined", str(log))
+    try:
+        wait_for(lambda: process.count() == 500, 30, message="the first 500 lines")
+        more = [access_line(n) if n % 10 else f"garbage line {n}" for n in range(500, 800)]
+        append(log, more)
+        wait_for(lambda: process.count() == 800, 30, message="all 800 lines")
+        behind = ("logsidecar_bytes_behind", (("path", str(log)),))
+
+        def settled() -> dict[Any, float] | None:
+            sample = scrape(port)
+            return sample if sample.get(behind) == 0.0 else None
+
+        metrics = wait_for(settled, 10, message="0 bytes behind")
+        status, health = http_get(f"http://127.0.0.1:{port}/healthz")
+        ready_status, _ = http_get(f"http://127.0.0.1:{port}/readyz")
+        print("\n/metrics after 800 lines (logsidecar_* samples):")
+        for (name, labels), value in sorted(metrics.items()):
+            if name.startswith("logsidecar_") and "_bucket" not in name and "process" not in name:
+                print(f"  {name}{dict(labels) if labels else ''} {value}")
+        print(f"/healthz {status} {health.strip()}")
+    finally:
+        code, _ = process.terminate()
+    assert code == 0
+    lines = first + more
+    path = (("path", str(log)),)
+    assert metrics[("logsidecar_lines_read_total", path)] == 800
+    assert metrics[("logsidecar_bytes_read_total", path)] == sum(len(line) for line in lines)
+    assert metrics[("logsidecar_records_parsed_total", (("format", "combined"),))] == 720
+    assert metrics[("logsidecar_records_unparsed_total", (("format", "combined"),))] == 80
+    assert metrics[("logsidecar_records_delivered_total", (("sink", "stdout"),))] == 800
+    assert metrics[("logsidecar_files_watched", ())] == 1
+    assert metrics[("logsidecar_queue_depth", ())] == 0
+    assert metrics[("logsidecar_oldest_undelivered_age_seconds", ())] == 0
+    assert (status, ready_status) == (200, 200)
+    assert json.loads(health)["bytes_behind"] == 0
+
+
+def test_health_turns_unhealthy_when_the_otlp_receiver_stays_down_and_back_when_it_returns(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    port = free_port()
+    witness = GrpcWitness().start()
+    writer = WriterProcess(log, lines_per_s=50, total=100_000, pad=20).start()
+    process = tail(
+        tmp_path,
+        "--output", "otlp", "--otlp-endpoint", witness.endpoint, "--otlp-batch-timeout", "0.05",
+        "--http-addr", f":{port}", "--unhealthy-after", "3s", "--format", "raw", str(log),
+    )  # fmt: skip
+    healthz = f"http://127.0.0.1:{port}/healthz"
+    timeline: list[str] = []
+    try:
+        wait_for(lambda: witness.record_count > 20, 20, message="records reaching the receiver")
+        assert http_get(healthz)[0] == 200
+        stopped_at = time.monotonic()
+        witness.stop()
+
+        def unhealthy() -> tuple[int, str] | None:
+            answer = http_get(healthz)
+            return answer if answer[0] == 503 else None
+
+        code, body = wait_for(unhealthy, 20, 0.1, "healthz 503")
+        unhealthy_at = time.monotonic()
+        timeline.append(f"receiver stopped -> /healthz 503 after {unhealthy_at - stopped_at:.2f} s")
+        timeline.append(f"  body: {body.strip()}")
+        witness.start()  # same port
+        restarted_at = time.monotonic()
+        wait_for(lambda: http_get(healthz)[0] == 200, 40, 0.1, "healthz 200 again")
+        healthy_at = time.monotonic()
+        timeline.append(f"receiver back -> /healthz 200 after {healthy_at - restarted_at:.2f} s")
+        written = writer.stop()
+        wait_for(
+            lambda: {body_seq(b) for b in witness.bodies()} >= set(range(written)),
+            40,
+            message="every written line at the receiver",
+        )
+    finally:
+        if writer.running():
+            writer.stop()
+        code_exit, _ = process.terminate()
+        witness.stop()
+    print("\nhealth transitions (--unhealthy-after 3s):\n  " + "\n  ".join(timeline))
+    assert code_exit == 0
+    reasons = json.loads(body)["reasons"]
+    assert len(reasons) == 1 and "otlp" in reasons[0]
+    # Not before the configured 3 s of failing (the first failure comes after the stop).
+    assert unhealthy_at - stopped_at >= 3.0
+    assert {body_seq(b) for b in witness.bodies()} == set(range(written))
+
+
+# -- SIGHUP ----------------------------------------------------------------------------------------
+
+
+def write_config(path: Path, inputs: list[Path]) -> None:
+    blocks = "".join(f'[[inputs]]\npaths = ["{p}"]\nformat = "raw"\n\n' for p in inputs)
+    path.write_text(blocks)
+
+
+def test_sighup_adds_an_input_under_load_without_losing_or_repeating_a_line(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    config = tmp_path / "logsidecar.toml"
+    write_config(config, [a])
+    total = 1200
+    writer_a = WriterProcess(a, lines_per_s=300, total=total, pad=40).start()
+    writer_b = WriterProcess(b, lines_per_s=300, total=total, pad=40).start()
+    process = tail(tmp_path, "--config", str(config), "--log-level", "info")
+
+    def seqs(name: str) -> list[int]:
+        return [body_seq(r.body) for r in process.snapshot() if attributes(r)["log.file.name"] == name]
+
+    try:
+        wait_for(lambda: len(seqs("a.log")) > 100, 20, message="a.log flowing")
+        config.write_text('[[inputs]]\npaths = ["/x"]\nformat = "combind"\n')
+        assert process.process is not None
+        process.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: process.events("config_error"), 10, message="config_error for the bad file")
+        assert process.process.poll() is None  # still running the old settings
+        count_before = len(seqs("a.log"))
+        wait_for(lambda: len(seqs("a.log")) > count_before + 50, 10, message="a.log still flowing")
+        assert seqs("b.log") == []
+
+        write_config(config, [a, b])
+        process.process.send_signal(signal.SIGHUP)
+        reloaded = wait_for(lambda: process.events("config_reloaded"), 15, message="config_reloaded")
+        written_a, written_b = writer_a.wait(60), writer_b.wait(60)
+        wait_for(
+            lambda: len(seqs("a.log")) >= written_a and len(seqs("b.log")) >= written_b,
+            30,
+            message="every line of both files",
+        )
+    finally:
+        for writer in (writer_a, writer_b):
+            if writer.running():
+                writer.stop()
+        code, _ = process.terminate()
+    assert code == 0
+    assert reloaded[0]["inputs_added"] == [str(b)]
+    assert reloaded[0]["inputs_removed"] == []
+    errors = process.events("config_error")
+    assert "inputs[0].format: unknown format 'combind'" in errors[0]["errors"][0]
+    assert Counter(seqs("a.log")) == Counter(range(written_a))  # exactly once, across the reload
+    assert Counter(seqs("b.log")) == Counter(range(written_b))
+    assert len(process.events("started")) >= 2  # two pipelines in one process
+
+
+# -- --dry-run -------------------------------------------------------------------------------------
+
+
+def test_dry_run_shows_files_formats_and_parsed_fields_without_forwarding(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    append(logs / "access.log", [access_line(n) for n in range(10)] + ["not an access line"])
+    append(logs / "error.log", [error_line(n) for n in range(5)])
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[[inputs]]\npaths = ["{logs}/access.log"]\n\n[[inputs]]\npaths = ["{logs}/error.log"]\nformat = "error"\n'
+    )
+    state = tmp_path / "state"
+    result = subprocess.run(
+        [sys.executable, "-m", "logsidecar", "tail", "--dry-run", "--dry-run-lines", "2",
+         "--config", str(config), "--state-dir", str(state)],
+        capture_output=True, text=True, timeout=30, cwd=REPO,
+    )  # fmt: skip
+    print(result.stdout)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"{logs}/access.log  ->  1 file" in out
+    assert "format: auto -> combined" in out
+    assert "format: error" in out
+    assert f"line -2: {access_line(9)}" in out
+    assert "line -1: not an access line" in out
+    assert "not parsed (combined): " in out
+    assert f"line -1: {error_line(4)}" in out
+    assert "    http.response.status_code  200" in out
+    assert "apache.message" in out and "failure 4" in out
+    assert "2 files would be followed" in out
+    assert not state.exists()  # no checkpoint touched
+
+    missing = subprocess.run(
+        [sys.executable, "-m", "logsidecar", "tail", "--dry-run", str(tmp_path / "nothing-*.log")],
+        capture_output=True, text=True, timeout=30, cwd=REPO,
+    )  # fmt: skip
+    assert missing.returncode == 1
+    assert "no file matches" in missing.stdout
+
+
+def test_no_input_at_all_is_a_usage_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSIDECAR_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "logsidecar", "tail"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert "give at least one PATH_OR_GLOB" in result.stderr
+
+
+pytestmark = pytest.mark.timeout(120)
