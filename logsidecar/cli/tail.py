@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import click
 
 from logsidecar import events, selflog
-from logsidecar.cli.otlp_options import otlp_options, resolve_otlp_settings
+from logsidecar.cli.otlp_options import OTLP_PARAMETER_NAMES, otlp_options, resolve_otlp_settings
 from logsidecar.config import (
     ConfigError,
     Settings,
@@ -369,14 +369,16 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
         from logsidecar.cli.dry_run import report
 
         ctx.exit(report(settings, lines=dry_run_lines))
+    # Derived metrics with no OTLP output still honour the --otlp-* flags given.
+    otlp_flags = {k: v for k, v in flags.items() if k in OTLP_PARAMETER_NAMES}
     try:
-        plan = build_plan(settings, os.environ)
+        plan = build_plan(settings, os.environ, otlp_flags)
     except click.ClickException:
         raise
     except (ConfigError, FormatError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        asyncio.run(_serve(plan, load if config_file else None))
+        asyncio.run(_serve(plan, load if config_file else None, otlp_flags))
     except OutputClosed:
         _silence_stdout()
     except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback
@@ -445,9 +447,15 @@ def _docker_resource(settings: Settings) -> dict[str, Any]:
     return resource
 
 
-def build_plan(settings: Settings, env: Mapping[str, str]) -> Plan:
+def build_plan(
+    settings: Settings, env: Mapping[str, str], otlp_flags: Mapping[str, Any] | None = None
+) -> Plan:
     """Parsers, sinks and options from `settings` (nothing started). Raises click.UsageError or
-    FormatError for settings the model accepted but that cannot be built."""
+    FormatError for settings the model accepted but that cannot be built.
+
+    Derived metrics use the first OTLP output's settings (the metrics signal's variant, see
+    `resolve_metrics_settings`); with no OTLP output, `otlp_flags` (the --otlp-* flags given) and the
+    OTEL_EXPORTER_OTLP_(METRICS_)* environment."""
     from logsidecar.sinks.access_metrics import AccessMetricsSink, resolve_metrics_settings
 
     timezone = settings.tzinfo()
@@ -476,7 +484,7 @@ def build_plan(settings: Settings, env: Mapping[str, str]) -> Plan:
     if settings.derive_metrics:
         # The logs' OTLP settings (the first OTLP output's), for the metrics signal.
         metrics_settings = resolve_metrics_settings(
-            first_otlp or {"service_name": settings.service_name}, env
+            first_otlp or {**(otlp_flags or {}), "service_name": settings.service_name}, env
         )
         sinks.append(
             AccessMetricsSink(
@@ -540,7 +548,10 @@ class _Telemetry:
         self.server = TelemetryServer(settings.http_addr, self.metrics, self.health)
 
     async def start(self) -> None:
-        await self.server.start()
+        try:
+            await self.server.start()
+        except OSError as exc:
+            raise RuntimeError(f"cannot serve /metrics on {self.server.url}: {exc.strerror or exc}") from None
         events.emit(Event.STARTED, component="telemetry", url=self.server.url)
         # Subscribed after our own STARTED: health waits for the pipeline's.
         self._unsubscribe = [self.metrics.subscribe(), self.health.subscribe()]
@@ -551,7 +562,9 @@ class _Telemetry:
         await self.server.stop()
 
 
-async def _serve(plan: Plan, load: Callable[[], Settings] | None) -> None:
+async def _serve(
+    plan: Plan, load: Callable[[], Settings] | None, otlp_flags: Mapping[str, Any] | None = None
+) -> None:
     """Run pipelines until SIGTERM/SIGINT. On SIGHUP (with a config file): build the new plan; if it
     is invalid, keep running (config_error); else stop the running pipeline gracefully (in-flight
     batches settle, checkpoints written) and start one from the new plan on the same state: every
@@ -575,7 +588,7 @@ async def _serve(plan: Plan, load: Callable[[], Settings] | None) -> None:
             events.emit(Event.CONFIG_ERROR, reason="SIGHUP ignored: no --config file to read again")
             return
         try:
-            new_plan = build_plan(load(), os.environ)
+            new_plan = build_plan(load(), os.environ, otlp_flags)
         except ConfigError as exc:
             events.emit(
                 Event.CONFIG_ERROR,
@@ -624,6 +637,8 @@ async def _serve(plan: Plan, load: Callable[[], Settings] | None) -> None:
                 plan.pipeline_options,
                 observer=telemetry.metrics if telemetry is not None else None,
             )
+            if stopping or pending:  # a signal came while we were switching pipelines
+                running.pipeline.request_stop()
             await running.pipeline.run()
             if state_dir is not None:
                 store.close()

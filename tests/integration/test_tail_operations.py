@@ -239,6 +239,54 @@ def test_health_turns_unhealthy_when_the_otlp_receiver_stays_down_and_back_when_
     assert {body_seq(b) for b in witness.bodies()} == set(range(written))
 
 
+def test_derive_metrics_exports_request_counts_over_otlp_next_to_stdout(tmp_path: Path) -> None:
+    from tests.integration.test_access_metrics_otlp import MetricsWitness
+
+    log = tmp_path / "access.log"
+    append(
+        log,
+        [access_line(n) for n in range(10)] + [access_line(n).replace(" 200 ", " 404 ") for n in range(3)],
+    )
+    witness = MetricsWitness().start()
+    process = tail(
+        tmp_path,
+        "--derive-metrics", "--otlp-endpoint", witness.endpoint, "--metrics-interval", "500ms",
+        "--metrics-route-depth", "1", "--service-name", "derived-test", "--format", "combined", str(log),
+    )  # fmt: skip
+
+    def requests() -> dict[tuple[Any, ...], int]:
+        return {
+            dict(attrs)["http.response.status_code"]: int(point.as_int)
+            for (name, attrs), (_, point) in witness.latest_points("derived-test").items()
+            if name == "apache.http.server.requests" and dict(attrs).get("http.route") == "/p"
+        }
+
+    try:
+        wait_for(lambda: process.count() == 13, 20, message="13 records on stdout")
+        counts = wait_for(lambda: (c := requests()) == {200: 10, 404: 3} and c, 20, message="metrics")
+    finally:
+        code, _ = process.terminate()
+        witness.stop()
+    assert code == 0
+    assert counts == {200: 10, 404: 3}
+
+
+def test_docker_metadata_on_without_a_reachable_writer_container_says_so_and_keeps_tailing(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "app.log"
+    append(log, ["one", "two"])
+    process = tail(tmp_path, "--docker-metadata", "on", "--format", "raw", str(log))
+    try:
+        wait_for(lambda: process.count() == 2, 20, message="both lines")
+    finally:
+        code, _ = process.terminate()
+    assert code == 0
+    errors = [e for e in process.events("config_error") if e.get("key") == "docker_metadata"]
+    assert len(errors) == 1
+    assert not [k for r in process.snapshot() for k in r.record["resource"] if k.startswith("container.")]
+
+
 # -- SIGHUP ----------------------------------------------------------------------------------------
 
 
