@@ -328,7 +328,7 @@ class OtlpOutput(_Strict):
     client_cert: str | None = None
     client_key: str | None = None
     insecure: bool | None = None
-    compression: Literal["gzip", "none"] | None = None  # None: gzip
+    compression: Literal["gzip", "none"] | None = None  # None: none (the OTel default)
     timeout: Duration | None = None  # None: 10s
     batch_size: int | None = Field(None, gt=0)
     batch_timeout: Duration | None = None

@@ -1,10 +1,27 @@
 """`logsidecar tail`: follow log files like `tail -F`, parse every line, forward the records.
 
-Thin: parse options (every one also from a `LOGSIDECAR_*` environment variable), build TailOptions,
-the parsers, the sinks and the Pipeline, run it until SIGTERM/SIGINT, exit 0 after a graceful stop.
+Thin: the options (every one also from a `LOGSIDECAR_*` variable, and from a `--config` file) become
+one `config.Settings` through `config.resolve` (flags > environment > file > defaults, key by key);
+`build_plan` turns the settings into parsers, sinks and options; `_serve` runs the Pipeline until
+SIGTERM/SIGINT and exits 0 after a graceful stop.
 
-Exit codes: 0 after a graceful stop (or when our stdout was closed by its reader), 2 for invalid
-options (a bad format spec names the bad directive), 1 when a sink or the tailer fails for good.
+Operations:
+- `--http-addr`: /metrics, /healthz, /readyz (`telemetry.TelemetryServer`), fed by the pipeline's
+  observer hook (batches, deliveries), the tailer's stats read at scrape time (bytes behind, files)
+  and the event bus (rotations, retries ...). Metrics and health outlive reloads.
+- `--derive-metrics`: the access-metrics sink next to the outputs, on the first OTLP output's settings.
+- `--docker-metadata`: container.* of the container writing the tailed directories, from the socket.
+- SIGHUP (with a config file): the new settings are resolved and built first; invalid -> config_error,
+  the running pipeline goes on untouched. Valid -> the running pipeline stops gracefully (in-flight
+  batches settle, checkpoints are written) and a new one starts in the same process on the same
+  state directory, so every file resumes at its committed offset: nothing lost, nothing repeated
+  (an in-memory checkpoint store, `--state-dir none`, is carried over). Then config_reloaded.
+  Flags and the environment still win over the file after a reload (they have not changed).
+- `--dry-run`: see `cli.dry_run`.
+
+Exit codes: 0 after a graceful stop (or when our stdout was closed by its reader; --dry-run with a
+file matched), 2 for invalid options or configuration (each error names its key, variable or flag),
+1 when a sink or the tailer fails for good (or --dry-run matched no file).
 """
 
 from __future__ import annotations
