@@ -216,6 +216,17 @@ def test_readiness_follows_lifecycle_events_and_files() -> None:
     assert health.liveness().ok
 
 
+def test_a_pipeline_started_again_after_a_reload_is_ready_again() -> None:
+    clock, lag = FakeClock(), Lag()
+    lag.files = 1
+    health = monitor(clock, lag)
+    health.handle_event(Event.STARTED, {"sinks": ["stdout"]})
+    health.handle_event(Event.STOPPING, {})  # the old pipeline stops on SIGHUP ...
+    assert health.readiness().summary == "not ready: shutting down"
+    health.handle_event(Event.STARTED, {"sinks": ["stdout"]})  # ... and the new one starts
+    assert health.readiness().summary == "ready: following 1 file"
+
+
 def test_monitor_subscribes_to_the_event_bus() -> None:
     clock, lag = FakeClock(), Lag()
     health = monitor(clock, lag)
