@@ -67,6 +67,8 @@ class ComposeStack:
             self.env["HOST_LOG_DIR"] = str(self.host_log_dir)
         self._compose = [*compose_command(), "-f", str(self.file), "-p", self.project]
         self.is_down = False
+        self.last_stop_exit_code: int | None = None
+        self.last_stop_events = ""
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -107,7 +109,15 @@ class ComposeStack:
     def recreate(self, service: str) -> None:
         """Stop (SIGTERM, graceful), remove and start a fresh container for `service`; its named
         volumes (the sidecar's checkpoints) stay."""
+        container_id = self.container_id(service)
         self.compose("stop", "-t", "10", service)
+        # 0 when it stopped by itself on SIGTERM; 137 when Docker had to SIGKILL it at the deadline.
+        self.last_stop_exit_code = int(_run(["docker", "inspect", "-f", "{{.State.ExitCode}}", container_id]))
+        self.last_stop_events = "\n".join(
+            subprocess.run(
+                ["docker", "logs", container_id], capture_output=True, text=True, timeout=30
+            ).stderr.splitlines()[-15:]
+        )
         self.compose("rm", "-f", service)
         self.compose("up", "-d", "--no-deps", "--no-build", service)
 
@@ -135,6 +145,10 @@ class ComposeStack:
         except OSError:
             return False
 
+    def sidecar_following(self) -> bool:
+        """The sidecar follows its files (so it is past start-up and handles SIGTERM)."""
+        return '"event":"file_added"' in self.sidecar_events(last=200)
+
     def collector_records(self) -> list[dict[str, Any]]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.witness_port}/records", timeout=10) as resp:
             return [json.loads(line) for line in resp.read().decode().splitlines() if line.strip()]
@@ -157,12 +171,9 @@ class ComposeStack:
     def sidecar_events(self, last: int = 40) -> str:
         """The sidecar's own event log (stderr): where it resumed, checkpoints, rotations."""
         result = subprocess.run(
-            ["docker", "logs", "--tail", str(last), self.container_id("logsidecar")],
-            capture_output=True,
-            text=True,
-            timeout=30,
+            ["docker", "logs", self.container_id("logsidecar")], capture_output=True, text=True, timeout=30
         )
-        return result.stderr
+        return "\n".join(result.stderr.splitlines()[-last:])
 
 
 def ids_with_prefix(records: list[dict[str, Any]], prefix: str) -> Counter[str]:

@@ -43,6 +43,12 @@ def stack(
             stack.apache_answers, timeout=60, interval=0.2, message=f"{variant}: apache answers on 127.0.0.1"
         )
         wait_for(stack.witness_answers, timeout=60, interval=0.2, message=f"{variant}: otlp-witness answers")
+        wait_for(
+            stack.sidecar_following,
+            timeout=60,
+            interval=0.2,
+            message=f"{variant}: the sidecar follows its files",
+        )
     except BaseException:
         stack.down()
         raise
@@ -180,7 +186,12 @@ def test_sidecar_replaced_mid_stream_loses_and_duplicates_nothing(stack: Compose
     try:
         check_exactly_once(received, sent)
     except AssertionError as exc:  # say where the new sidecar resumed
-        raise AssertionError(f"{exc}\nthe new sidecar's events:\n{stack.sidecar_events()}") from None
+        raise AssertionError(
+            f"{exc}\nthe old sidecar's exit code: {stack.last_stop_exit_code}"
+            f"\nthe new sidecar's events:\n{stack.sidecar_events()}"
+        ) from None
+    # It stopped on SIGTERM by itself, within the grace period (137: Docker had to SIGKILL it).
+    assert stack.last_stop_exit_code == 0, f"the old sidecar's last events:\n{stack.last_stop_events}"
 
 
 def test_sidecar_killed_mid_stream_loses_nothing(stack: ComposeStack, e2e_report) -> None:
