@@ -156,6 +156,7 @@ class Tailer:
         self._last_discovery = 0.0
         self._last_checkpoint = 0.0
         self._last_gc = 0.0
+        self._checkpoint_lock = asyncio.Lock()
         self._inline_reads = True
         self._closed = False
 
@@ -168,6 +169,9 @@ class Tailer:
         loop = asyncio.get_running_loop()
         self.watcher = self._select_watcher()
         self.watcher.start(loop)
+        # Acknowledgements keep arriving while `emit` blocks (backpressure, a sink outage): a timer
+        # writes them down too, so a crash then replays only the last interval, not the whole stall.
+        checkpoint_timer = asyncio.create_task(self._write_checkpoints_periodically())
         try:
             while not self._stopping.is_set():
                 self.counters.cycles += 1
@@ -193,6 +197,7 @@ class Tailer:
                     continue
                 await self.wait_for_hints_or_interval(cycle_started)
         finally:
+            checkpoint_timer.cancel()
             self._finished.set()
 
     def acknowledge(self, file_key: str, offset: int) -> None:
@@ -716,7 +721,19 @@ class Tailer:
                                 offset=reader.scan_offset)
                     await self._emit_framed(reader, framed, emit)
 
+    async def _write_checkpoints_periodically(self) -> None:
+        interval = self.options.checkpoint_interval_s
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
+            except TimeoutError:
+                await self.write_checkpoints()
+
     async def write_checkpoints(self, force: bool = False) -> None:
+        async with self._checkpoint_lock:
+            await self._write_checkpoints_locked(force)
+
+    async def _write_checkpoints_locked(self, force: bool) -> None:
         now = time.monotonic()
         if not force and now - self._last_checkpoint < self.options.checkpoint_interval_s:
             return
