@@ -48,6 +48,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from logsidecar.parse.base import FormatError
+from logsidecar.parse.escape import unescape_log_value
 from logsidecar.parse.severity import APACHE_LEVELS, apache_severity
 from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, utcnow
 
@@ -343,7 +344,12 @@ def _set_message(attributes: dict[str, Any], message: str) -> None:
         referer = message[cut + len(_REFERER_SUFFIX) :]
         message = message[:cut]
         if referer:
+            # httpd escapes the header value (`\\`, `\xhh`) in the error log; the attribute carries the
+            # value as the client sent it, the same as the access parser gives for this request.
+            referer, valid = unescape_log_value(referer)
             attributes[REFERER] = referer
+            if not valid:
+                attributes[INVALID_UTF8] = True
     if message:
         attributes[MESSAGE] = message
 
