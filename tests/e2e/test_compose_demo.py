@@ -13,6 +13,7 @@ the exact multiset of its ids: each once, none missing, none twice.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 from collections import Counter
@@ -55,6 +56,8 @@ def stack(
     yield stack
     if not stack.is_down:
         stack.down()
+    if stack.host_log_dir is not None:  # a host directory outlives `down -v`; this one is ours
+        shutil.rmtree(stack.host_log_dir.parent, ignore_errors=True)
 
 
 def send(stack: ComposeStack, ids: list[str]) -> None:
