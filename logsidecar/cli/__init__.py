@@ -3,9 +3,23 @@ parses its options, builds a config and calls into the library."""
 
 from __future__ import annotations
 
-import click
+import signal
+import sys
 
-from logsidecar import __version__
+
+def _exit_on_early_sigterm(signum: int, frame: object) -> None:
+    # Nothing has been read yet, so there is nothing to flush: leave at once, successfully.
+    sys.exit(0)
+
+
+# As PID 1 in a container, a signal with the default disposition is ignored by the kernel: a SIGTERM
+# that arrives while the (heavy) imports below run would be lost, and `docker stop` would wait for
+# SIGKILL. Handle it from the first moment; `tail` installs its graceful handler once it runs.
+signal.signal(signal.SIGTERM, _exit_on_early_sigterm)
+
+import click  # noqa: E402
+
+from logsidecar import __version__  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
