@@ -69,6 +69,11 @@ def static_base(pattern: str) -> Path:
     return Path(*base) if base else Path(".")
 
 
+# Rotated-and-compressed generations (`access.log.2.gz`) match globs like `access.log*` but hold no
+# text to follow: they are never followed (their content was read before logrotate compressed it).
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip", ".Z")
+
+
 class PathMatcher:
     def __init__(self, include: tuple[str, ...], exclude: tuple[str, ...] = ()) -> None:
         self.include = tuple(os.path.abspath(os.path.expanduser(p)) for p in include)
@@ -81,7 +86,7 @@ class PathMatcher:
         path = os.path.abspath(path)
         if not any(r.match(path) for r in self._include_res):
             return False
-        if any(r.match(path) for r in self._exclude_res):
+        if self.excluded(path):
             return False
         if os.path.basename(path).startswith("."):
             # glob semantics: hidden files only when the pattern names them explicitly
@@ -90,7 +95,7 @@ class PathMatcher:
         return True
 
     def excluded(self, path: str) -> bool:
-        return any(r.match(path) for r in self._exclude_res)
+        return path.endswith(COMPRESSED_SUFFIXES) or any(r.match(path) for r in self._exclude_res)
 
     def scan(self) -> list[str]:
         """Paths matching now (sorted, deduplicated, excludes removed). Not yet stat-checked."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,12 @@ def test_filesystem_type_from_mountinfo(path: str, fs_type: str, polling: bool) 
 
 def test_unknown_filesystem_polls() -> None:
     assert needs_polling(None)
+
+
+def test_compressed_generations_are_never_followed(tmp_path):
+    for name in ("access.log", "access.log.1", "access.log.2.gz", "access.log.3.bz2", "access.log.4.zst"):
+        (tmp_path / name).write_text("x\n")
+    matcher = PathMatcher((str(tmp_path / "access.log*"),))
+    assert [os.path.basename(p) for p in matcher.scan()] == ["access.log", "access.log.1"]
+    assert not matcher.wants(str(tmp_path / "access.log.2.gz"))
+    assert matcher.wants(str(tmp_path / "access.log.1"))
