@@ -449,7 +449,10 @@ class Settings(_Strict):
             else:
                 rules.append((rule.pattern, rule.spec))
         for item in self.inputs:
-            rules.extend((path, item.format) for path in item.paths)
+            # Only a format the input names: an input that says none (PATH_OR_GLOB arguments,
+            # LOGSIDECAR_PATHS) takes the plain --format like any other file.
+            if "format" in item.model_fields_set:
+                rules.extend((path, item.format) for path in item.paths)
         return rules, default
 
     def tzinfo(self) -> tzinfo:

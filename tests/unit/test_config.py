@@ -655,3 +655,10 @@ def test_bad_operations_settings_name_their_key(tmp_path: Path) -> None:
         "metrics_route_depth: must be greater than 0, got 0",
         "docker_metadata: unknown value 'maybe'; expected one of: auto, on, off",
     ]
+
+
+def test_paths_given_without_a_format_take_the_plain_format_rule() -> None:
+    settings = resolve(None, {}, {"paths": ("/logs/a.log",), "format_rules": ("raw",)})
+    assert settings.format_rules() == ([], "raw")
+    from_env = resolve(None, {"LOGSIDECAR_PATHS": "/logs/a.log", "LOGSIDECAR_FORMAT": "combined"}, {})
+    assert from_env.format_rules() == ([], "combined")
