@@ -36,6 +36,7 @@ import fnmatch
 import gc
 import hashlib
 import os
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -419,17 +420,21 @@ class Pipeline:
         return records
 
     def _stamp(self, records: list[LogRecord], batch: ReadBatch, prefix: str) -> None:
-        # The hot loop: keep it to plain stores.
+        # The hot loop: keep it to plain stores. The uids' offset halves are formatted for the
+        # whole batch at once (one pack, one hex), positions built without a Python __init__.
         path = batch.path
         name = os.path.basename(path)
         file_key = batch.file_key
         resource = self._resource
-        for record, offset in zip(records, batch.end_offsets, strict=True):
+        offsets = batch.end_offsets
+        hexes = struct.pack(f">{len(offsets)}Q", *offsets).hex()
+        new_position = tuple.__new__
+        for record, offset, at in zip(records, offsets, range(0, 16 * len(offsets), 16), strict=True):
             attributes = record.attributes
             attributes[LOG_FILE_PATH] = path
             attributes[LOG_FILE_NAME] = name
-            attributes[LOG_RECORD_UID] = f"{prefix}{offset:016x}"
-            record.position = Position(file_key, path, offset)
+            attributes[LOG_RECORD_UID] = prefix + hexes[at : at + 16]
+            record.position = new_position(Position, (file_key, path, offset))
             if record.resource:
                 record.resource = {**resource, **record.resource}
             else:

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -65,10 +65,11 @@ class Severity(IntEnum):
     FATAL4 = 24
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(NamedTuple):
     """Where a line came from: the file's stable identity key, its path, and the byte offset just
-    past the line's newline (so a checkpoint at this offset resumes with the next line)."""
+    past the line's newline (so a checkpoint at this offset resumes with the next line).
+    A named tuple (immutable) rather than a frozen dataclass: one is made per line, and
+    `tuple.__new__(Position, (...))` costs a fifth of a frozen dataclass's `__init__`."""
 
     file_key: str
     path: str
