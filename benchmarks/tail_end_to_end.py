@@ -199,14 +199,18 @@ def idle_cpu_percent(seconds: float, fmt: str, work: Path) -> float:
     log = work / "idle.log"
     log.write_bytes(b'192.0.2.1 - - [28/Nov/2026:02:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "idle"\n')
     child = subprocess.Popen(
-        tail_command(work / "state-idle", fmt, str(log)), stdout=subprocess.DEVNULL, cwd=REPO
+        tail_command(work / "state-idle", fmt, str(log)), stdout=subprocess.PIPE, cwd=REPO
     )
-    time.sleep(2.0)  # start-up is not idle time
+    assert child.stdout is not None
+    # Start-up is not idle time: wait for the file's one record, then for the first checkpoint
+    # write and the like to pass (a loaded machine can take seconds to import and start).
+    child.stdout.readline()
+    time.sleep(2.0)
     before = cpu_seconds(child.pid)
     time.sleep(seconds)
     used = cpu_seconds(child.pid) - before
     child.send_signal(signal.SIGTERM)
-    child.wait(60)
+    child.communicate(timeout=60)
     return 100.0 * used / seconds
 
 
