@@ -342,6 +342,46 @@ def test_sighup_adds_an_input_under_load_without_losing_or_repeating_a_line(tmp_
     assert len(process.events("started")) >= 2  # two pipelines in one process
 
 
+def test_an_input_removed_then_added_back_resumes_at_its_checkpoint(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+
+    def numbered(path: Path, start: int, end: int) -> list[str]:
+        # Different content per file: identical files would be taken for copies of each other.
+        return [f"w {n:08d} t=0 {path.name}" for n in range(start, end)]
+
+    append(a, numbered(a, 0, 100))
+    append(b, numbered(b, 0, 100))
+    config = tmp_path / "logsidecar.toml"
+    write_config(config, [a, b])
+    process = tail(tmp_path, "--config", str(config))
+    assert process.process is not None
+
+    def seqs(name: str) -> list[int]:
+        return [body_seq(r.body) for r in process.snapshot() if attributes(r)["log.file.name"] == name]
+
+    try:
+        wait_for(lambda: len(seqs("a.log")) == 100 and len(seqs("b.log")) == 100, 20, message="200 lines")
+        write_config(config, [a])
+        process.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(process.events("config_reloaded")) == 1, 15, message="first reload")
+        append(b, numbered(b, 100, 150))  # written while b.log is not an input
+        append(a, numbered(a, 100, 150))
+        wait_for(lambda: len(seqs("a.log")) == 150, 20, message="a.log's new lines")
+        assert len(seqs("b.log")) == 100
+        write_config(config, [a, b])
+        process.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(process.events("config_reloaded")) == 2, 15, message="second reload")
+        wait_for(lambda: len(seqs("b.log")) >= 150, 20, message="b.log's lines written while removed")
+    finally:
+        code, _ = process.terminate()
+    assert code == 0
+    first, second = process.events("config_reloaded")
+    assert (first["inputs_added"], first["inputs_removed"]) == ([], [str(b)])
+    assert (second["inputs_added"], second["inputs_removed"]) == ([str(b)], [])
+    assert Counter(seqs("a.log")) == Counter(range(150))
+    assert Counter(seqs("b.log")) == Counter(range(150))  # resumed at 100, not re-read from 0
+
+
 # -- --dry-run -------------------------------------------------------------------------------------
 
 
