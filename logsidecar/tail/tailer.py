@@ -92,7 +92,11 @@ MIN_CYCLE_S = 0.005  # under an event flood, cycles at most this often (coalesce
 GC_INTERVAL_S = 60.0
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip", ".lzma", ".br")
 COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18", b"PK\x03\x04")
-COPY_MIN_MATCH_BYTES = 128  # shared first bytes that make a new file "a copy of a followed file"
+# Shared first bytes that make a new file "a copy of a followed file" (copytruncate's .1 being made).
+# Mistaking a copy for a new file costs duplicates of its content; mistaking a distinct file for a
+# copy loses the whole file. Two logs in one directory can start with the same probe line in the same
+# second, so one line (~200 bytes) is not enough evidence: ask for several.
+COPY_MIN_MATCH_BYTES = 512
 STOP_GRACE_S = 5.0
 
 

@@ -110,16 +110,18 @@ async def test_small_file_is_read_and_recognised_after_restart(tmp_path: Path) -
 
 
 def create_on_reused_inode(path: Path, old_inode: int, content: bytes) -> bool:
-    """Create `path` until the filesystem hands out `old_inode` again (ext4 reuses freed inodes)."""
+    """Create `path` until the filesystem hands out `old_inode` again (ext4 reuses freed inodes).
+    Candidates are made under a hidden name the glob does not match and only the one on the old
+    inode is renamed into place, so the tailer sees exactly one new file at `path`."""
     spare: list[Path] = []
     try:
         for attempt in range(200):
-            path.write_bytes(content)
-            if path.stat().st_ino == old_inode:
+            candidate = path.with_name(f".candidate{attempt}")
+            candidate.write_bytes(content)
+            if candidate.stat().st_ino == old_inode:
+                os.rename(candidate, path)
                 return True
-            holder = path.with_name(f".holder{attempt}")
-            os.rename(path, holder)
-            spare.append(holder)
+            spare.append(candidate)
         return False
     finally:
         for holder in spare:
@@ -233,3 +235,23 @@ async def test_file_created_and_rotated_entirely_while_down_is_read(tmp_path: Pa
         await asyncio.sleep(0.4)
         assert sorted(collector.lines) == sorted(late_a + b_lines + c_lines)
         assert any(e.get("created_after_last_checkpoint") for e in events_log.named("file_resumed"))
+
+
+@async_test
+async def test_two_logs_that_start_with_the_same_lines_are_both_read(tmp_path: Path) -> None:
+    """Two vhost logs in one directory can open with the same probe request in the same second: that
+    shared beginning must not make the second look like a copytruncate copy of the first."""
+    shared = b'10.0.0.1 - - [28/Nov/2026:03:00:00 +0000] "GET /healthz HTTP/1.1" 200 2 "-" "kube-probe/1.31"\n' * 3
+    first, second = tmp_path / "a_access.log", tmp_path / "b_access.log"
+    first.write_bytes(shared + b"only in a\n")
+    async with running(options(tmp_path / "state", str(tmp_path / "*_access.log"))) as (_t, collector, _l):
+        await wait_for(lambda: len(collector.lines) == 4)
+        staged = tmp_path / ".b_staged"
+        staged.write_bytes(shared)  # the probe lines land first, the vhost's own traffic later
+        os.rename(staged, second)
+        await asyncio.sleep(0.5)
+        with open(second, "ab") as f:
+            f.write(b"only in b\n")
+        await wait_for(lambda: len(collector.lines) >= 8)
+        await asyncio.sleep(0.3)
+    assert sorted(collector.lines) == sorted(shared.splitlines() * 2 + [b"only in a", b"only in b"])
