@@ -612,7 +612,7 @@ _SCALARS = {
     "metrics_interval": "METRICS_INTERVAL",
     "docker_metadata": "DOCKER_METADATA",
 }
-_LISTS = {"PATHS", "FORMAT", "EXCLUDE", "OUTPUT", "RESOURCE", "STDOUT_FORMAT", "CONFIG"}
+_LISTS = {"PATHS", "FORMAT", "EXCLUDE", "OUTPUT", "RESOURCE", "STDOUT_FORMAT", "CONFIG", "DEFAULT_PATHS"}
 # OtlpOutput field -> suffix of OTEL_EXPORTER_OTLP_(LOGS_)<suffix>
 _OTEL_OTLP = {
     "endpoint": "ENDPOINT",
@@ -718,6 +718,10 @@ def resolve(
         layers.select_outputs(_split_words(env["LOGSIDECAR_OUTPUT"]), "LOGSIDECAR_OUTPUT")
     _apply_env(layers, env)
     _apply_flags(layers, flags)
+    if not layers.data.get("inputs") and (env.get("LOGSIDECAR_DEFAULT_PATHS") or "").strip():
+        # A default below the file (the container image sets it): a mounted config's [[inputs]] or
+        # LOGSIDECAR_PATHS replace it, instead of the image's paths overriding the user's file.
+        layers.set("inputs", [{"paths": env["LOGSIDECAR_DEFAULT_PATHS"].split()}], "LOGSIDECAR_DEFAULT_PATHS")
     if layers.data.get("state_dir") is None:
         layers.data["state_dir"] = str(_default_state_dir(env))
     try:

@@ -12,7 +12,7 @@ from typing import Any
 
 SIDECAR_LABEL = "io.logsidecar.sidecar-for"
 SIDECAR_NAME_LABEL = "io.logsidecar.sidecar-for-name"
-DEFAULT_IMAGE = "logsidecar:latest"
+DEFAULT_IMAGE = "logsidecar/logsidecar:local"  # what scripts/build-images.sh tags
 DEFAULT_TAIL_ARGS = ("/var/log/apache2/*.log",)
 STATE_DIR = "/var/lib/logsidecar"
 

@@ -78,7 +78,9 @@ def logsidecar(*args: str, **kw) -> subprocess.CompletedProcess:
 
 
 def _run(client, image, name, labels=None, **kw):
-    return client.containers.run(image, name=f"{name}-{RUN}", detach=True, labels={**LABEL, **(labels or {})}, **kw)
+    return client.containers.run(
+        image, name=f"{name}-{RUN}", detach=True, labels={**LABEL, **(labels or {})}, **kw
+    )
 
 
 def test_check_image_flags_a_write_into_a_volume_after_volume(client, busybox):
@@ -289,18 +291,12 @@ def test_audit_finds_exactly_the_leaked_volumes_and_prunes_only_them(client, bus
     assert in_use in remaining
 
 
-def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(client, busybox, volume_image):
+def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(client, busybox, volume_image, demo_images):
     data = _run(client, volume_image, "sidecar-data", command=["true"])
     data.wait(timeout=30)
     target = _run(client, busybox, "sidecar-target", command=["sleep", "600"], volumes_from=[data.id])
-    # The sidecar image: the real logsidecar image when the e2e build made it, else busybox as a
-    # stand-in (test double for the image only: what is checked here is how the container is wired).
-    image = "logsidecar:latest"
-    try:
-        client.images.get(image)
-    except Exception:  # noqa: BLE001
-        image = busybox
-    out = logsidecar("docker", "sidecar", target.name, "--image", image, "--format", "raw")
+    target.exec_run(["sh", "-c", "echo before-the-sidecar >> /var/log/apache2/access.log"])
+    out = logsidecar("docker", "sidecar", target.name, "--format", "raw", "--stdout-format", "json")
     print(out.stdout, out.stderr)
     assert out.returncode == 0, out.stderr
     sidecar = client.containers.get(f"logsidecar-{target.name}")
@@ -311,7 +307,19 @@ def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(client,
         mounts = {m["Destination"]: m for m in sidecar.attrs["Mounts"]}
         assert mounts["/var/log/apache2"]["RW"] is False
         assert mounts["/var/lib/logsidecar"]["RW"] is True
-        assert sidecar.attrs["Config"]["Cmd"] == ["tail", "--format", "raw", "/var/log/apache2/*.log"]
+        assert sidecar.attrs["Config"]["Cmd"] == [
+            "tail", "--format", "raw", "--stdout-format", "json", "/var/log/apache2/*.log"
+        ]
+        target.exec_run(["sh", "-c", "echo after-the-sidecar >> /var/log/apache2/access.log"])
+
+        def bodies():
+            logs = sidecar.logs(stdout=True, stderr=False).decode()
+            return [json.loads(x)["body"] for x in logs.splitlines() if x.startswith("{")]
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(bodies()) < 2:
+            time.sleep(0.5)
+        assert bodies() == ["before-the-sidecar", "after-the-sidecar"]
     finally:
         removed = logsidecar("docker", "sidecar", "--remove", target.name)
         print(removed.stdout)

@@ -27,7 +27,8 @@ def test_image_declares_non_root_user_state_volume_and_exec_entrypoint(demo_imag
     assert config["User"] == "logsidecar"
     assert config["Entrypoint"] == ["logsidecar"]
     assert config["Cmd"] == ["tail"]
-    assert "LOGSIDECAR_PATHS=/var/log/apache2/*.log" in config["Env"]
+    assert "LOGSIDECAR_DEFAULT_PATHS=/var/log/apache2/*.log" in config["Env"]
+    assert "LOGSIDECAR_HTTP_ADDR=127.0.0.1:9464" in config["Env"]
     assert config["StopSignal"] == "SIGTERM"
     assert list(config["Volumes"]) == ["/var/lib/logsidecar"]
     assert "LOGSIDECAR_STATE_DIR=/var/lib/logsidecar" in config["Env"]
@@ -67,6 +68,15 @@ def test_read_only_container_follows_a_read_only_log_volume_and_stops_cleanly_on
         )
         assert [r["attributes"]["url.path"] for r in records] == ["/image-test"]
         assert records[0]["body"] == line
+        # The HEALTHCHECK asks the sidecar's own /healthz (on by default, container loopback only).
+        health = wait_for(
+            lambda: (
+                json.loads(docker("inspect", "-f", "{{json .State.Health}}", name).stdout) or {}
+            ).get("Status") == "healthy" and json.loads(docker("inspect", "-f", "{{json .State.Health}}", name).stdout),
+            timeout=60, interval=1, message="the container's HEALTHCHECK to report healthy",
+        )
+        assert health["Log"][-1]["ExitCode"] == 0
+        assert "healthy" in health["Log"][-1]["Output"]
 
         docker("stop", "-t", "20", name)
         state = json.loads(docker("inspect", "-f", "{{json .State}}", name).stdout)

@@ -662,3 +662,15 @@ def test_paths_given_without_a_format_take_the_plain_format_rule() -> None:
     assert settings.format_rules() == ([], "raw")
     from_env = resolve(None, {"LOGSIDECAR_PATHS": "/logs/a.log", "LOGSIDECAR_FORMAT": "combined"}, {})
     assert from_env.format_rules() == ([], "combined")
+
+
+def test_default_paths_yield_to_a_config_files_inputs(tmp_path):
+    from logsidecar.config import resolve
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[inputs]]\npaths = ["/srv/logs/*.log"]\nformat = "combined"\n')
+    env = {"LOGSIDECAR_DEFAULT_PATHS": "/var/log/apache2/*.log", "HOME": str(tmp_path)}
+    assert [i.paths for i in resolve(cfg, env, {}).inputs] == [["/srv/logs/*.log"]]
+    assert [i.paths for i in resolve(None, env, {}).inputs] == [["/var/log/apache2/*.log"]]
+    env["LOGSIDECAR_PATHS"] = "/x/*.log"
+    assert [i.paths for i in resolve(None, env, {}).inputs] == [["/x/*.log"]]
