@@ -7,6 +7,7 @@ name `logsidecar-<target>`, label `io.logsidecar.sidecar-for=<target id>`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ SIDECAR_NAME_LABEL = "io.logsidecar.sidecar-for-name"
 DEFAULT_IMAGE = "logsidecar/logsidecar:local"  # what scripts/build-images.sh tags
 DEFAULT_TAIL_ARGS = ("/var/log/apache2/*.log",)
 STATE_DIR = "/var/lib/logsidecar"
+DOCKER_SOCKET = "/var/run/docker.sock"
 
 
 def sidecar_name(target_name: str) -> str:
@@ -41,8 +43,14 @@ def start_sidecar(
     """Run the sidecar detached and return its Container."""
     name = sidecar_name(target.name)
     volumes: dict[str, dict[str, str]] = {f"{name}-state": {"bind": STATE_DIR, "mode": "rw"}}
+    group_add: list[str] = []
     if mount_docker_socket:
-        volumes["/var/run/docker.sock"] = {"bind": "/var/run/docker.sock", "mode": "ro"}
+        volumes[DOCKER_SOCKET] = {"bind": DOCKER_SOCKET, "mode": "ro"}
+        # The image runs as a non-root user: let it open the socket through the socket's group.
+        try:
+            group_add.append(str(os.stat(DOCKER_SOCKET).st_gid))
+        except OSError:
+            pass
     return client.containers.run(
         image,
         command=tail_command(tail_args),
@@ -55,6 +63,7 @@ def start_sidecar(
         labels={SIDECAR_LABEL: target.id, SIDECAR_NAME_LABEL: target.name},
         environment=environment or {},
         network=network,
+        group_add=group_add or None,
     )
 
 

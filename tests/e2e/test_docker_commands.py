@@ -331,6 +331,36 @@ def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(client,
     assert client.containers.list(all=True, filters={"label": f"io.logsidecar.sidecar-for={target.id}"}) == []
 
 
+def test_sidecar_with_the_docker_socket_adds_the_writers_metadata(client, busybox, volume_image, demo_images):
+    data = _run(client, volume_image, "meta-data", command=["true"])
+    data.wait(timeout=30)
+    writer = _run(client, busybox, "meta-writer", command=["sleep", "600"], volumes_from=[data.id],
+                  labels={"tier": "web"})
+    writer.exec_run(["sh", "-c", "echo hello >> /var/log/apache2/access.log"])
+    out = logsidecar("docker", "sidecar", writer.name, "--docker-socket", "--format", "raw", "--stdout-format", "json")
+    assert out.returncode == 0, out.stderr
+    sidecar = client.containers.get(f"logsidecar-{writer.name}")
+    try:
+        record = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and record is None:
+            lines = [x for x in sidecar.logs(stdout=True, stderr=False).decode().splitlines() if x.startswith("{")]
+            record = json.loads(lines[0]) if lines else None
+            time.sleep(0.5)
+        print(sidecar.logs(stdout=False, stderr=True).decode()[-2000:])
+        assert record is not None and record["body"] == "hello"
+        resource = record["resource"]
+        assert resource["container.id"] == writer.id
+        assert resource["container.name"] == writer.name
+        assert resource["container.image.name"] == "logsidecar-test-busybox"
+    finally:
+        logsidecar("docker", "sidecar", "--remove", writer.name)
+        try:
+            client.volumes.get(f"logsidecar-{writer.name}-state").remove(force=True)
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def test_engine_errors_are_explained(tmp_path):
     out = logsidecar("docker", "--host", f"unix://{tmp_path}/nothing.sock", "audit")
     assert out.returncode == 1
