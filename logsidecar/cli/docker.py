@@ -9,14 +9,11 @@ import sys
 
 import click
 
-from logsidecar.containers import audit as audit_mod
-from logsidecar.containers import image_check
-from logsidecar.containers import sidecar as sidecar_mod
-from logsidecar.containers.engine import EngineError, connect, get_container
-from logsidecar.containers.metadata import container_resource
-from logsidecar.containers.mounts import NotOnMount, resolve_log_dir, stdout_symlinks
+# The Docker SDK (and requests under it) costs ~140 ms and several MiB to import: only the docker
+# subcommands pay for it, so the containers package is imported inside them.
 
 DEFAULT_CONTAINER_GLOB = "/var/log/apache2/*.log"
+DEFAULT_SIDECAR_IMAGE = "logsidecar/logsidecar:local"  # containers.sidecar.DEFAULT_IMAGE, kept in sync by a test
 
 
 @click.group("docker")
@@ -28,6 +25,8 @@ def command(ctx: click.Context, docker_host: str | None) -> None:
 
 
 def _client(ctx: click.Context):
+    from logsidecar.containers.engine import EngineError, connect
+
     try:
         return connect(ctx.obj.get("docker_host"))
     except EngineError as exc:
@@ -35,6 +34,8 @@ def _client(ctx: click.Context):
 
 
 def _container(client, name: str):
+    from logsidecar.containers.engine import EngineError, get_container
+
     try:
         return get_container(client, name)
     except EngineError as exc:
@@ -53,6 +54,9 @@ def attach(ctx: click.Context, container: str, container_glob: str, labels: tupl
 
     Extra options after the container name are passed to `logsidecar tail` (e.g. --output otlp).
     """
+    from logsidecar.containers.metadata import container_resource
+    from logsidecar.containers.mounts import NotOnMount, resolve_log_dir, stdout_symlinks
+
     client = _client(ctx)
     target = _container(client, container)
     container_dir, pattern = posixpath.split(container_glob)
@@ -88,7 +92,7 @@ def attach(ctx: click.Context, container: str, container_glob: str, labels: tupl
 
 @command.command("sidecar", context_settings={"ignore_unknown_options": True})
 @click.argument("container")
-@click.option("--image", default=sidecar_mod.DEFAULT_IMAGE, show_default=True, help="The logsidecar image to run.")
+@click.option("--image", default=DEFAULT_SIDECAR_IMAGE, show_default=True, help="The logsidecar image to run.")
 @click.option("--rm", "auto_remove", is_flag=True, help="Remove the sidecar when it stops.")
 @click.option("--remove", is_flag=True, help="Remove CONTAINER's sidecar(s) instead of starting one.")
 @click.option("--docker-socket", is_flag=True, help="Mount the Docker socket read-only so the sidecar adds container metadata.")
@@ -102,6 +106,8 @@ def sidecar(ctx: click.Context, container: str, image: str, auto_remove: bool, r
 
     Options after the container name are passed to `logsidecar tail` inside the sidecar.
     """
+    from logsidecar.containers import sidecar as sidecar_mod
+
     client = _client(ctx)
     target = _container(client, container)
     if remove:
@@ -153,6 +159,8 @@ def _human_age(age_s: float | None) -> str:
 @click.pass_context
 def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tuple[str, ...]) -> None:
     """List volumes no container references, anonymous leftovers, and engine-created bind directories."""
+    from logsidecar.containers import audit as audit_mod
+
     client = _client(ctx)
     engine_filters: dict[str, list[str]] = {}
     for item in filters:
@@ -193,6 +201,8 @@ def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tu
 @click.pass_context
 def check_image(ctx: click.Context, image: str, as_json: bool) -> None:
     """Report IMAGE's VOLUMEs and build steps that wrote into them after they were declared (exit 1 if any)."""
+    from logsidecar.containers import image_check
+
     client = _client(ctx)
     try:
         report = image_check.check_image(client, image)

@@ -100,3 +100,19 @@ def test_history_understands_buildkit_records():
 def test_sidecar_adds_the_default_glob_only_when_no_path_is_given():
     assert tail_command(["--format", "raw"]) == ["tail", "--format", "raw", "/var/log/apache2/*.log"]
     assert tail_command(["/logs/*.log"]) == ["tail", "/logs/*.log"]
+
+
+def test_cli_default_sidecar_image_is_the_one_the_library_uses():
+    from logsidecar.cli.docker import DEFAULT_SIDECAR_IMAGE
+    from logsidecar.containers.sidecar import DEFAULT_IMAGE
+
+    assert DEFAULT_SIDECAR_IMAGE == DEFAULT_IMAGE
+
+
+def test_the_cli_does_not_import_the_docker_sdk_until_a_docker_command_runs():
+    import subprocess
+    import sys
+
+    code = "import sys, logsidecar.cli; print('docker' in sys.modules, 'requests' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
