@@ -88,7 +88,13 @@ from logsidecar.tail.watcher import (
 
 ROTATED_IDLE_RELEASE_S = 5.0  # a drained rotated file is kept this long after its last growth
 READ_BUDGET_CHUNKS = 4  # per file per cycle, in read_chunk_bytes
-MIN_CYCLE_S = 0.005  # under an event flood, cycles at most this often (coalesces IN_MODIFY storms)
+# Wake-up coalescing: after an inotify hint, a cycle starts at most MIN_CYCLE_S after the previous
+# one started. A writer appending line by line (Apache: one write per request) sends one IN_MODIFY
+# per line; without this every line would cost a whole cycle (fstat, fingerprint check, one pipeline
+# batch). 20 ms makes a steady 1,000 lines/s ~50 cycles/s of ~20 lines each (benchmarks/
+# tail_end_to_end.py: CPU at 1k lines/s 31 % -> see git log) and adds at most 20 ms of latency; a
+# hint after a quiet spell is still read at once. Structure hints (create/move/delete) skip it.
+MIN_CYCLE_S = 0.020
 GC_INTERVAL_S = 60.0
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip", ".lzma", ".br")
 COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18", b"PK\x03\x04")
@@ -284,8 +290,8 @@ class Tailer:
             if tracked.state is FileState.ROTATED:
                 timeout = min(timeout, tracked.last_growth + ROTATED_IDLE_RELEASE_S - now)
         woke = await self.watcher.wait(max(timeout, 0.0))
-        if woke:
-            # Coalesce a flood of events: at most one cycle per MIN_CYCLE_S.
+        if woke and not self._stopping.is_set() and not self.watcher.structure_changed:
+            # Coalesce a flood of IN_MODIFY: at most one cycle per MIN_CYCLE_S (see there).
             spent = time.monotonic() - cycle_started
             if spent < MIN_CYCLE_S:
                 await asyncio.sleep(MIN_CYCLE_S - spent)
