@@ -7,7 +7,10 @@ Two backends behind one small interface:
   file that lives at its path for only a few milliseconds (fast rename rotation) is held by a
   descriptor before it can be renamed away. The tailer adopts these early descriptors. A slow stat
   interval stays on as a safety net (events can be lost: queue overflow, filesystems that do not
-  deliver them). `ObserverInotifyWatcher` is the same through watchdog's Observer, for old watchdogs.
+  deliver them). IN_MODIFY comes through a second inotify instance that is read at most every
+  MODIFY_HINT_COALESCE_S: meanwhile the kernel merges the identical IN_MODIFY events of a writer
+  appending line by line (one per write), so 1,000 lines/s cost ~200 reads instead of 1,000. The
+  structure instance (create/move/delete) is read at once, so early opening is never delayed. `ObserverInotifyWatcher` is the same through watchdog's Observer, for old watchdogs.
 - `PollingWatcher`: wakes every `poll_interval_s`; nothing else.
 
 Invariants: a watcher never reads file content and never decides anything; losing a hint costs at
@@ -40,6 +43,21 @@ except ImportError:  # pragma: no cover - older watchdog: ObserverInotifyWatcher
     InotifyFD = None  # type: ignore[assignment,misc]
     IN = None  # type: ignore[assignment,misc]
     INOTIFY_FD_AVAILABLE = False
+
+
+MODIFY_HINT_COALESCE_S = 0.005  # content hints wait this long at most (the tailer settles 20 ms anyway)
+
+if InotifyFD is not None:
+
+    class _CoalescingInotifyFD(InotifyFD):  # type: ignore[misc,valid-type]
+        """An InotifyFD that pauses after each read so the kernel merges repeated IN_MODIFY events
+        (it merges an event identical to the last unread one). Only for content hints."""
+
+        def run(self) -> None:
+            while self.should_keep_running():
+                for event in self.read_events():
+                    self.handle_event(event)
+                self.stopped_event.wait(MODIFY_HINT_COALESCE_S)
 
 
 class Watcher:
@@ -133,10 +151,6 @@ class InotifyWatcher(Watcher):
     right after such a rename could be rotated away before we hear of it."""
 
     mechanism = "inotify"
-    MASK = (
-        IN.IN_CREATE | IN.IN_MOVED_TO | IN.IN_MOVED_FROM | IN.IN_DELETE | IN.IN_MODIFY | IN.IN_ATTRIB
-        | IN.IN_DELETE_SELF | IN.IN_MOVE_SELF
-    ) if IN is not None else 0
     STRUCTURE = (
         IN.IN_CREATE | IN.IN_MOVED_TO | IN.IN_MOVED_FROM | IN.IN_DELETE | IN.IN_ATTRIB | IN.IN_DELETE_SELF
         | IN.IN_MOVE_SELF
@@ -146,9 +160,10 @@ class InotifyWatcher(Watcher):
         super().__init__(interval_s)
         assert InotifyFD is not None
         self._wants_path = wants_path
-        self._inotify = InotifyFD()
+        self._inotify = InotifyFD()  # STRUCTURE events: read at once (early opening)
+        self._modify_inotify = _CoalescingInotifyFD()  # IN_MODIFY only: read coalesced
         self._callback_id = CallbackId(id(self))
-        self._watches: dict[Path, tuple[int, int, int]] = {}  # dir -> (wd, dev, ino)
+        self._watches: dict[Path, tuple[int, int, int, int]] = {}  # dir -> (wd, modify wd, dev, ino)
         self._dir_by_wd: dict[int, Path] = {}
         self.unwatchable: set[Path] = set()
         self._lock = threading.Lock()
@@ -161,11 +176,12 @@ class InotifyWatcher(Watcher):
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         super().start(loop)
         self._inotify.start()
+        self._modify_inotify.start()
         self._started = True
 
     def watch_directories(self, directories: set[Path]) -> None:
         for directory in list(self._watches):
-            wd, dev, ino = self._watches[directory]
+            wd, modify_wd, dev, ino = self._watches[directory]
             try:
                 st = os.stat(directory)
                 same = (st.st_dev, st.st_ino) == (dev, ino)
@@ -175,10 +191,8 @@ class InotifyWatcher(Watcher):
                 with self._lock:
                     del self._watches[directory]
                     self._dir_by_wd.pop(wd, None)
-                try:
-                    self._inotify.remove_callbacks([(WatchDescriptor(wd), self._callback_id)])
-                except (KeyError, OSError, ValueError):
-                    pass
+                self._remove_watch(self._inotify, wd)
+                self._remove_watch(self._modify_inotify, modify_wd)
         for directory in directories:
             if directory in self._watches:
                 continue
@@ -186,7 +200,14 @@ class InotifyWatcher(Watcher):
                 st = os.stat(directory)
                 if not stat.S_ISDIR(st.st_mode):
                     continue
-                wd = self._inotify.add_callback(os.fsencode(directory), Mask(self.MASK), self, self._callback_id)
+                wd = self._inotify.add_callback(os.fsencode(directory), Mask(self.STRUCTURE), self,
+                                                self._callback_id)
+                try:
+                    modify_wd = self._modify_inotify.add_callback(os.fsencode(directory), Mask(IN.IN_MODIFY),
+                                                                  self, self._callback_id)
+                except OSError:
+                    self._remove_watch(self._inotify, wd)
+                    raise
             except OSError as error:
                 if error.errno in (errno.ENOSPC, errno.EMFILE) and directory not in self.unwatchable:
                     # out of inotify watches (fs.inotify.max_user_watches): the tailer polls instead
@@ -196,8 +217,14 @@ class InotifyWatcher(Watcher):
                 continue  # vanished or unreadable: the next discovery retries
             self.unwatchable.discard(directory)
             with self._lock:
-                self._watches[directory] = (wd, st.st_dev, st.st_ino)
+                self._watches[directory] = (wd, modify_wd, st.st_dev, st.st_ino)
                 self._dir_by_wd[wd] = directory
+
+    def _remove_watch(self, inotify: InotifyFD, wd: int) -> None:
+        try:
+            inotify.remove_callbacks([(WatchDescriptor(wd), self._callback_id)])
+        except (KeyError, OSError, ValueError):
+            pass
 
     def take_early_opened(self) -> list[tuple[str, int, os.stat_result]]:
         with self._lock:
@@ -212,14 +239,16 @@ class InotifyWatcher(Watcher):
     def close(self) -> None:
         if self._started:
             self._inotify.stop()
+            self._modify_inotify.stop()
             self._inotify.join(timeout=5)
+            self._modify_inotify.join(timeout=5)
         for _path, fd, _st in self.take_early_opened():
             try:
                 os.close(fd)
             except OSError:
                 pass
 
-    # -- inotify thread (watchdog's WatchCallback protocol) --------------------------------------
+    # -- inotify threads (watchdog's WatchCallback protocol) --------------------------------------
     def on_event(self, event: InotifyEvent) -> None:
         self.events_seen += 1
         mask = event.mask
