@@ -4,7 +4,9 @@ The poll cycle (one iteration of `run`), with the methods that implement each st
 
  1. `wait_for_hints_or_interval` - sleep until the watcher wakes us (inotify event) or the interval
     passes (poll_interval_s when polling, safety_poll_interval_s under inotify), or the earliest
-    partial-line flush is due.
+    partial-line flush is due. After a content hint the cycle starts no sooner than MIN_CYCLE_S
+    after the previous one started, so a writer appending line by line costs one cycle per many
+    lines, not one per line (structure hints are not delayed).
  2. `match_paths` - when the watcher saw a create/move/delete, or discover_interval_s passed: glob
     the include patterns (minus excludes); stat each candidate (following symlinks).
  3. `open_and_fingerprint` - adopt descriptors the inotify watcher opened the moment a file was
@@ -92,7 +94,7 @@ READ_BUDGET_CHUNKS = 4  # per file per cycle, in read_chunk_bytes
 # one started. A writer appending line by line (Apache: one write per request) sends one IN_MODIFY
 # per line; without this every line would cost a whole cycle (fstat, fingerprint check, one pipeline
 # batch). 20 ms makes a steady 1,000 lines/s ~50 cycles/s of ~20 lines each (benchmarks/
-# tail_end_to_end.py: CPU at 1k lines/s 31 % -> see git log) and adds at most 20 ms of latency; a
+# tail_end_to_end.py: CPU at 1k lines/s 31 % -> 19 %) and adds at most 20 ms of latency; a
 # hint after a quiet spell is still read at once. Structure hints (create/move/delete) skip it.
 MIN_CYCLE_S = 0.020
 GC_INTERVAL_S = 60.0

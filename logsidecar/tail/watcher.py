@@ -9,7 +9,7 @@ Two backends behind one small interface:
   interval stays on as a safety net (events can be lost: queue overflow, filesystems that do not
   deliver them). IN_MODIFY comes through a second inotify instance that is read at most every
   MODIFY_HINT_COALESCE_S: meanwhile the kernel merges the identical IN_MODIFY events of a writer
-  appending line by line (one per write), so 1,000 lines/s cost ~200 reads instead of 1,000. The
+  appending line by line (one per write), so 1,000 lines/s cost ~100 reads instead of 1,000. The
   structure instance (create/move/delete) is read at once, so early opening is never delayed. `ObserverInotifyWatcher` is the same through watchdog's Observer, for old watchdogs.
 - `PollingWatcher`: wakes every `poll_interval_s`; nothing else.
 
@@ -45,7 +45,7 @@ except ImportError:  # pragma: no cover - older watchdog: ObserverInotifyWatcher
     INOTIFY_FD_AVAILABLE = False
 
 
-MODIFY_HINT_COALESCE_S = 0.005  # content hints wait this long at most (the tailer settles 20 ms anyway)
+MODIFY_HINT_COALESCE_S = 0.010  # content hints wait this long at most (the tailer settles 20 ms anyway)
 
 if InotifyFD is not None:
 
