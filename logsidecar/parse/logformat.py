@@ -540,10 +540,12 @@ def field_pattern(
 
     Three flavours: strict (exact for what httpd writes, escape-aware, never crosses a newline),
     lenient (quoted text matched lazily, for logs with unescaped quotes) and fast (for the batch
-    regex: possessive negated classes such as `[^"\\n]*+`; not escape-aware, so callers re-check
-    lines holding `\\"` with the strict regex). Fast fields never cross a newline: a field that
-    could would scan the rest of the batch from every line that does not match (quadratic in the
-    batch size: 600 lines/s of garbage for vhost_combined's `%v:` before this rule)."""
+    regex: single-character negations such as `[^"]*+`, which sre scans several times faster
+    than a character set; not escape-aware and may cross a newline, so callers re-check lines
+    holding `\\"` with the strict regex and detect line-spanning matches by counting). Fast fields
+    are possessive, and a free-text field ended by a literal never crosses a newline: otherwise a
+    line that does not match scans (and backtracks over) the rest of the batch, quadratic in the
+    batch size (vhost_combined's leading `%v:` parsed garbage at ~600 lines/s that way)."""
     kind = spec.pattern_kind
     quoted = before.endswith('"') and (after or "").startswith('"')
     if spec.directive.name == "q":
@@ -558,7 +560,7 @@ def field_pattern(
             body = r"[^\n]*" if after is None else r"[^\n]*?"
         elif fast:
             if quoted:
-                body = r'[^"\n]*+'
+                body = r'[^"]*+'
             elif after is None:
                 body = r".*"
             elif after:
@@ -578,7 +580,7 @@ def field_pattern(
         # Tokens stay `\S+` even when lenient: many lazy fields would backtrack polynomially.
         # Possessive when the next literal starts with a space: the token cannot run into it.
         if after and after[0] == " ":
-            return r"([^ \n]++)"
+            return r"([^ ]++)" if fast else r"([^ \n]++)"
         if after is None or (after and after[0].isspace()):
             return r"(\S++)"
         return r"(\S+?)" if not after else r"(\S+)"
@@ -587,7 +589,7 @@ def field_pattern(
     if kind == STATUS_PAT:
         return r"(\d{3}|-)"
     if kind == CLF:
-        return r"\[([^\]\n]*+)\]" if fast else CLF_TIME
+        return r"\[([^\]]*+)\]" if fast else CLF_TIME
     if kind == CONN:
         return r"([-+X])"
     if kind == HEX:
