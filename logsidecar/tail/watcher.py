@@ -144,7 +144,51 @@ class _Handler(FileSystemEventHandler):
         self.watcher._on_observer_event(event)
 
 
-class InotifyWatcher(Watcher):
+class _EventThreadWatcher(Watcher):
+    """What both inotify watchers share: a watcher thread that opens new files at once (so a file
+    renamed away moments later is still held) and wakes the tailer's loop, at most once per wake-up."""
+
+    def __init__(self, interval_s: float, wants_path: Callable[[str], bool]) -> None:
+        super().__init__(interval_s)
+        self._wants_path = wants_path
+        self._lock = threading.Lock()
+        self._early: list[tuple[str, int, os.stat_result]] = []
+        self._pending_wake = threading.Event()
+        self.events_seen = 0
+        self.early_opened = 0
+        self._started = False
+
+    def take_early_opened(self) -> list[tuple[str, int, os.stat_result]]:
+        with self._lock:
+            early, self._early = self._early, []
+        return early
+
+    def take_structure_changed(self) -> bool:
+        with self._lock:
+            changed, self.structure_changed = self.structure_changed, False
+        return changed
+
+    def _wake_soon(self) -> None:
+        if not self._pending_wake.is_set() and self._loop is not None:
+            self._pending_wake.set()
+            try:
+                self._loop.call_soon_threadsafe(self._wake_from_thread)
+            except RuntimeError:
+                pass  # loop closed
+
+    def _wake_from_thread(self) -> None:
+        self._pending_wake.clear()
+        self._wake.set()
+
+    def _open_early(self, path: str) -> None:
+        fd_and_stat = open_if_wanted(path, self._wants_path)
+        if fd_and_stat is not None:
+            with self._lock:
+                self._early.append((path, *fd_and_stat))
+            self.early_opened += 1
+
+
+class InotifyWatcher(_EventThreadWatcher):
     """inotify on the followed directories, through watchdog's low-level `InotifyFD` (one reader
     thread, raw events). Not watchdog's Observer: its move-event grouper holds every event queued
     behind an unpaired IN_MOVED_FROM (a rename *out of* the directory) for 0.5 s, and a file created
@@ -157,21 +201,14 @@ class InotifyWatcher(Watcher):
     ) if IN is not None else 0
 
     def __init__(self, interval_s: float, wants_path: Callable[[str], bool]) -> None:
-        super().__init__(interval_s)
+        super().__init__(interval_s, wants_path)
         assert InotifyFD is not None
-        self._wants_path = wants_path
         self._inotify = InotifyFD()  # STRUCTURE events: read at once (early opening)
         self._modify_inotify = _CoalescingInotifyFD()  # IN_MODIFY only: read coalesced
         self._callback_id = CallbackId(id(self))
         self._watches: dict[Path, tuple[int, int, int, int]] = {}  # dir -> (wd, modify wd, dev, ino)
         self._dir_by_wd: dict[int, Path] = {}
         self.unwatchable: set[Path] = set()
-        self._lock = threading.Lock()
-        self._early: list[tuple[str, int, os.stat_result]] = []
-        self._pending_wake = threading.Event()
-        self.events_seen = 0
-        self.early_opened = 0
-        self._started = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         super().start(loop)
@@ -226,16 +263,6 @@ class InotifyWatcher(Watcher):
         except (KeyError, OSError, ValueError):
             pass
 
-    def take_early_opened(self) -> list[tuple[str, int, os.stat_result]]:
-        with self._lock:
-            early, self._early = self._early, []
-        return early
-
-    def take_structure_changed(self) -> bool:
-        with self._lock:
-            changed, self.structure_changed = self.structure_changed, False
-        return changed
-
     def close(self) -> None:
         if self._started:
             self._inotify.stop()
@@ -271,24 +298,6 @@ class InotifyWatcher(Watcher):
             self.structure_changed = True  # events were lost: rescan now
         self._wake_soon()
 
-    def _wake_soon(self) -> None:
-        if not self._pending_wake.is_set() and self._loop is not None:
-            self._pending_wake.set()
-            try:
-                self._loop.call_soon_threadsafe(self._wake_from_thread)
-            except RuntimeError:
-                pass  # loop closed
-
-    def _wake_from_thread(self) -> None:
-        self._pending_wake.clear()
-        self._wake.set()
-
-    def _open_early(self, path: str) -> None:
-        fd_and_stat = open_if_wanted(path, self._wants_path)
-        if fd_and_stat is not None:
-            with self._lock:
-                self._early.append((path, *fd_and_stat))
-            self.early_opened += 1
 
 
 def open_if_wanted(path: str, wants_path: Callable[[str], bool]) -> tuple[int, os.stat_result] | None:
@@ -310,25 +319,18 @@ def open_if_wanted(path: str, wants_path: Callable[[str], bool]) -> tuple[int, o
     return fd, st
 
 
-class ObserverInotifyWatcher(Watcher):
+class ObserverInotifyWatcher(_EventThreadWatcher):
     """Fallback for watchdog versions without `InotifyFD`: the Observer API (moves out of a
     directory delay later events by watchdog's 0.5 s move-grouping window)."""
 
     mechanism = "inotify"
 
     def __init__(self, interval_s: float, wants_path: Callable[[str], bool]) -> None:
-        super().__init__(interval_s)
-        self._wants_path = wants_path
+        super().__init__(interval_s, wants_path)
         self._observer: BaseObserver = Observer()
         self._observer.daemon = True
         self._handler = _Handler(self)
         self._watches: dict[Path, tuple[ObservedWatch, int, int]] = {}  # dir -> (watch, dev, ino)
-        self._early: list[tuple[str, int, os.stat_result]] = []
-        self._early_lock = threading.Lock()
-        self._pending_wake = threading.Event()
-        self.events_seen = 0
-        self.early_opened = 0
-        self._started = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         super().start(loop)
@@ -361,16 +363,6 @@ class ObserverInotifyWatcher(Watcher):
                 continue  # vanished or unreadable: the next discovery retries
             self._watches[directory] = (watch, st.st_dev, st.st_ino)
 
-    def take_early_opened(self) -> list[tuple[str, int, os.stat_result]]:
-        with self._early_lock:
-            early, self._early = self._early, []
-        return early
-
-    def take_structure_changed(self) -> bool:
-        with self._early_lock:
-            changed, self.structure_changed = self.structure_changed, False
-        return changed
-
     def close(self) -> None:
         if self._started:
             self._observer.stop()
@@ -389,24 +381,9 @@ class ObserverInotifyWatcher(Watcher):
             path = event.dest_path if kind == "moved" else event.src_path
             if kind != "deleted" and not event.is_directory:
                 self._open_early(os.fsdecode(path))
-            with self._early_lock:
+            with self._lock:
                 self.structure_changed = True
         elif kind in ("closed", "closed_no_write", "opened"):
             return  # no content change
-        if not self._pending_wake.is_set() and self._loop is not None:
-            self._pending_wake.set()
-            try:
-                self._loop.call_soon_threadsafe(self._wake_from_thread)
-            except RuntimeError:
-                pass  # loop closed
+        self._wake_soon()
 
-    def _wake_from_thread(self) -> None:
-        self._pending_wake.clear()
-        self._wake.set()
-
-    def _open_early(self, path: str) -> None:
-        fd_and_stat = open_if_wanted(path, self._wants_path)
-        if fd_and_stat is not None:
-            with self._early_lock:
-                self._early.append((path, *fd_and_stat))
-            self.early_opened += 1
