@@ -168,6 +168,14 @@ class _EventThreadWatcher(Watcher):
             changed, self.structure_changed = self.structure_changed, False
         return changed
 
+    def _close_early_opened(self) -> None:
+        """On close: files opened early that the tailer never took over are released."""
+        for _path, fd, _st in self.take_early_opened():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def _wake_soon(self) -> None:
         if not self._pending_wake.is_set() and self._loop is not None:
             self._pending_wake.set()
@@ -269,11 +277,7 @@ class InotifyWatcher(_EventThreadWatcher):
             self._modify_inotify.stop()
             self._inotify.join(timeout=5)
             self._modify_inotify.join(timeout=5)
-        for _path, fd, _st in self.take_early_opened():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._close_early_opened()
 
     # -- inotify threads (watchdog's WatchCallback protocol) --------------------------------------
     def on_event(self, event: InotifyEvent) -> None:
@@ -367,11 +371,7 @@ class ObserverInotifyWatcher(_EventThreadWatcher):
         if self._started:
             self._observer.stop()
             self._observer.join(timeout=5)
-        for _path, fd, _st in self.take_early_opened():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._close_early_opened()
 
     # -- observer thread -------------------------------------------------------------------------
     def _on_observer_event(self, event: FileSystemEvent) -> None:
