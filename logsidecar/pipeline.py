@@ -18,15 +18,13 @@ Invariants:
 - Shutdown (`request_stop`, e.g. on SIGTERM): stop taking batches, let in-flight batches settle for at
   most `shutdown_timeout_s`, then stop the tailer (which writes its checkpoints) and close the sinks.
 
-Stamped on every record:
-- `position`: `Position(file_key, path, end_offset)`.
-- `log.file.path` (the path the line was read from; a rotated file keeps its new name) and `log.file.name`.
-- `log.record.uid`: 32 hex digits = the first 8 bytes of BLAKE2b(file_key) followed by the line's end
-  offset as 16 hex digits. It is stable (the same line always gets the same uid, across restarts and
-  rotation, because file_key is the file's identity, not its path) and unique per line, so a backend
-  can drop the duplicates of a replay after a crash.
-- `logsidecar.truncated: true` for lines cut at `max_line_bytes`.
-- `resource`: one shared, read-only mapping (host.name, service.name ...) for every record.
+Stamped on every record (see `stamp.py`): `position`, `log.file.path`, `log.file.name`, `log.record.uid`
+(stable and unique per line: BLAKE2b of the file identity plus the line's end offset, so a backend can
+drop the duplicates of a replay after a crash), `logsidecar.truncated` and the shared `resource`.
+
+JSON lines without records: when the only sink takes pre-encoded JSON lines (stdout in JSON) and the
+file's parser can write them directly (access logs, `parse/access_json.py`), a batch is parsed straight
+into the JSON text, byte-for-byte what parsing, stamping and `encode_json_lines` would give.
 """
 
 from __future__ import annotations
@@ -34,9 +32,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import gc
-import hashlib
 import os
-import struct
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -49,19 +45,9 @@ from logsidecar.acks import AckTicket, AckTracker
 from logsidecar.events import Event
 from logsidecar.parse import build_parser
 from logsidecar.parse.base import Parser
-from logsidecar.record import (
-    INVALID_UTF8,
-    LOG_FILE_NAME,
-    LOG_FILE_PATH,
-    LOG_RECORD_UID,
-    PARSE_ERROR,
-    TRUNCATED,
-    LogRecord,
-    Position,
-    decode_text,
-    utcnow,
-)
-from logsidecar.sinks.base import BatchRejected, Sink
+from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, encode_json_lines, utcnow
+from logsidecar.sinks.base import BatchRejected, JsonLines, Sink
+from logsidecar.stamp import BatchStamp, record_uid, uid_prefix
 from logsidecar.tail.options import ReadBatch
 
 
@@ -131,14 +117,7 @@ class _FileState:
         self.uid_prefix = uid_prefix
 
 
-def uid_prefix(file_key: str) -> str:
-    """The file half of `log.record.uid` (see module docstring)."""
-    return hashlib.blake2b(file_key.encode(), digest_size=8).hexdigest()
-
-
-def record_uid(file_key: str, end_offset: int) -> str:
-    """`log.record.uid` of the line of `file_key` that ends at `end_offset`."""
-    return f"{uid_prefix(file_key)}{end_offset:016x}"
+__all__ = ["record_uid", "uid_prefix"]  # re-exported: they used to live here
 
 
 class ParserSelector:
@@ -182,13 +161,21 @@ class ParserSelector:
 
 
 class _InFlight:
-    """One batch between `emit` and its acknowledgement: settled once every sink settled it."""
+    """One batch between `emit` and its acknowledgement: settled once every sink settled it.
+    It holds either its records or (JSON-lines pipelines) their encoding."""
 
-    __slots__ = ("ticket", "records", "unsettled_sinks")
+    __slots__ = ("ticket", "records", "json_lines", "count", "unsettled_sinks")
 
-    def __init__(self, ticket: AckTicket, records: list[LogRecord], sinks: int) -> None:
+    def __init__(self, ticket: AckTicket, payload: list[LogRecord] | JsonLines, sinks: int) -> None:
         self.ticket = ticket
-        self.records = records
+        if isinstance(payload, JsonLines):
+            self.records: list[LogRecord] = []
+            self.json_lines: JsonLines | None = payload
+            self.count = payload.count
+        else:
+            self.records = payload
+            self.json_lines = None
+            self.count = len(payload)
         self.unsettled_sinks = sinks
 
 
@@ -212,9 +199,14 @@ class _Lane:
     async def work(self) -> None:
         while True:
             group = await self._next_group()
-            records = group[0].records if len(group) == 1 else [r for item in group for r in item.records]
             try:
-                await self.pipeline._send(self.sink, records)
+                if group[0].json_lines is not None:
+                    await self.pipeline._send(self.sink, _merged_json_lines(group))
+                else:
+                    records = (
+                        group[0].records if len(group) == 1 else [r for item in group for r in item.records]
+                    )
+                    await self.pipeline._send(self.sink, records)
                 for item in group:
                     self.pipeline._settle(item)
             except asyncio.CancelledError:
@@ -228,7 +220,7 @@ class _Lane:
         group = [first]
         if self.linger_s <= 0:
             return group
-        count = len(first.records)
+        count = first.count
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.linger_s
         while not self.max_records or count < self.max_records:
@@ -244,7 +236,7 @@ class _Lane:
             else:
                 item = self.queue.get_nowait()
             group.append(item)
-            count += len(item.records)
+            count += item.count
         return group
 
 
@@ -276,6 +268,8 @@ class Pipeline:
         self.observer = observer
         # One dict shared by every record: sinks must treat it as read-only.
         self._resource: dict[str, Any] = dict(options.resource)
+        # Batches go out as JSON lines, never as records, when the only sink takes them so.
+        self._json_lines_only = len(self.sinks) == 1 and self.sinks[0].accepts_json_lines
         self._acks = AckTracker()
         self._emitted_at: dict[AckTicket, float] = {}  # in-flight batches, oldest first
         self._lanes = [_Lane(self, sink) for sink in self.sinks]
@@ -399,8 +393,20 @@ class Pipeline:
         for lane in self._lanes:
             lane.queue.put_nowait(item)
 
-    def _parse(self, batch: ReadBatch) -> list[LogRecord]:
+    def _parse(self, batch: ReadBatch) -> list[LogRecord] | JsonLines:
         state = self.parsers.state_for(batch.file_key, batch.path)
+        stamp = BatchStamp(
+            batch.file_key, batch.path, state.uid_prefix, batch.end_offsets, batch.truncated, self._resource
+        )
+        direct = getattr(state.parser, "encode_json_lines", None) if self._json_lines_only else None
+        if direct is not None:
+            try:
+                data, unparsed = direct(batch.lines, stamp)
+            except Exception:  # noqa: BLE001 - a parser bug must not lose lines: take the record path
+                direct = None
+            else:
+                self._observe(batch, state, len(batch.lines), unparsed)
+                return JsonLines(data, len(batch.lines))
         try:
             if state.parser is None:
                 raise RuntimeError(state.parser_error)
@@ -410,37 +416,20 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - a parser bug must not lose lines: forward them raw
             reason = state.parser_error if state.parser is None else f"parser failed: {exc!r}"
             records = _raw_records(batch.lines, reason=reason)
-        self._stamp(records, batch, state.uid_prefix)
+        stamp.apply(records)
         if self.observer is not None:
-            unparsed = sum(1 for record in records if PARSE_ERROR in record.attributes)
-            fmt = state.parser.format_name if state.parser is not None else "raw"
-            self.observer.observe_batch(
-                batch.path, fmt, len(records), sum(map(len, batch.lines)), len(records) - unparsed, unparsed
-            )
+            self._observe(batch, state, len(records), sum(1 for r in records if PARSE_ERROR in r.attributes))
+        if self._json_lines_only:
+            return JsonLines(encode_json_lines(records), len(records))
         return records
 
-    def _stamp(self, records: list[LogRecord], batch: ReadBatch, prefix: str) -> None:
-        # The hot loop: keep it to plain stores. The uids' offset halves are formatted for the
-        # whole batch at once (one pack, one hex), positions built without a Python __init__.
-        path = batch.path
-        name = os.path.basename(path)
-        file_key = batch.file_key
-        resource = self._resource
-        offsets = batch.end_offsets
-        hexes = struct.pack(f">{len(offsets)}Q", *offsets).hex()
-        new_position = tuple.__new__
-        for record, offset, at in zip(records, offsets, range(0, 16 * len(offsets), 16), strict=True):
-            attributes = record.attributes
-            attributes[LOG_FILE_PATH] = path
-            attributes[LOG_FILE_NAME] = name
-            attributes[LOG_RECORD_UID] = prefix + hexes[at : at + 16]
-            record.position = new_position(Position, (file_key, path, offset))
-            if record.resource:
-                record.resource = {**resource, **record.resource}
-            else:
-                record.resource = resource
-        for index in batch.truncated:
-            records[index].attributes[TRUNCATED] = True
+    def _observe(self, batch: ReadBatch, state: _FileState, lines: int, unparsed: int) -> None:
+        if self.observer is None:
+            return
+        fmt = state.parser.format_name if state.parser is not None else "raw"
+        self.observer.observe_batch(
+            batch.path, fmt, lines, sum(map(len, batch.lines)), lines - unparsed, unparsed
+        )
 
     # -- budget ---------------------------------------------------------------------------------------
 
@@ -477,17 +466,21 @@ class Pipeline:
         if offset is not None:
             self.source.acknowledge(ticket.file_key, offset)
             self.acknowledgements += 1
-        self._release(len(item.records))
+        self._release(item.count)
 
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:
             self._fatal = exc
         self.request_stop()
 
-    async def _send(self, sink: Sink, records: list[LogRecord]) -> None:
+    async def _send(self, sink: Sink, payload: list[LogRecord] | JsonLines) -> None:
         started = time.monotonic()
+        count = payload.count if isinstance(payload, JsonLines) else len(payload)
         try:
-            await sink.send(records)
+            if isinstance(payload, JsonLines):
+                await sink.send_json_lines(payload)
+            else:
+                await sink.send(payload)
         except BatchRejected as rejected:
             self.rejected[sink.name] += rejected.rejected
             events.emit(
@@ -495,12 +488,12 @@ class Pipeline:
                 sink=sink.name,
                 reason=rejected.reason,
                 rejected=rejected.rejected,
-                records=len(records),
+                records=count,
             )
             return
-        self.sent[sink.name] += len(records)
+        self.sent[sink.name] += count
         if self.observer is not None:
-            self.observer.observe_delivery(sink.name, len(records), time.monotonic() - started)
+            self.observer.observe_delivery(sink.name, count, time.monotonic() - started)
 
     def queue_depth(self) -> int:
         """Lines parsed and not yet settled by every sink (for the live gauges)."""
@@ -539,6 +532,13 @@ def tune_gc() -> None:
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
+def _merged_json_lines(group: Sequence[_InFlight]) -> JsonLines:
+    if len(group) == 1:
+        return group[0].json_lines  # type: ignore[return-value]
+    parts = [item.json_lines for item in group if item.json_lines is not None]
+    return JsonLines(b"".join(p.data for p in parts), sum(p.count for p in parts))
 
 
 def _raw_records(lines: Sequence[bytes], *, reason: str) -> list[LogRecord]:

@@ -63,7 +63,12 @@ class SelfLogger:
         """None when this line is to be swallowed; else how many were swallowed before it."""
         if level not in (Level.WARNING, Level.ERROR):
             return 0
-        key = (str(event), str(fields.get("path", "")), str(fields.get("sink", "")), str(fields.get("reason", "")))
+        key = (
+            str(event),
+            str(fields.get("path", "")),
+            str(fields.get("sink", "")),
+            str(fields.get("reason", "")),
+        )
         now = time.monotonic()
         with self._lock:
             last = self._last.get(key)
@@ -84,7 +89,9 @@ class SelfLogger:
         return f"{ts:%H:%M:%S} {level.upper():7} {event} {details}".rstrip()
 
 
-def install(style: LogStyle = LogStyle.AUTO, level: Level = Level.INFO, stream: TextIO | None = None) -> SelfLogger:
+def install(
+    style: LogStyle = LogStyle.AUTO, level: Level = Level.INFO, stream: TextIO | None = None
+) -> SelfLogger:
     """Subscribe a SelfLogger to the event bus and return it."""
     logger = SelfLogger(stream=stream, style=style, level=level)
     events.subscribe(logger)

@@ -13,11 +13,18 @@ import click
 # subcommands pay for it, so the containers package is imported inside them.
 
 DEFAULT_CONTAINER_GLOB = "/var/log/apache2/*.log"
-DEFAULT_SIDECAR_IMAGE = "logsidecar/logsidecar:local"  # containers.sidecar.DEFAULT_IMAGE, kept in sync by a test
+DEFAULT_SIDECAR_IMAGE = (
+    "logsidecar/logsidecar:local"  # containers.sidecar.DEFAULT_IMAGE, kept in sync by a test
+)
 
 
 @click.group("docker")
-@click.option("--host", "docker_host", envvar="DOCKER_HOST", help="Engine address (default: DOCKER_HOST or the local socket).")
+@click.option(
+    "--host",
+    "docker_host",
+    envvar="DOCKER_HOST",
+    help="Engine address (default: DOCKER_HOST or the local socket).",
+)
 @click.pass_context
 def command(ctx: click.Context, docker_host: str | None) -> None:
     """Docker-aware commands: attach, sidecar, audit, check-image."""
@@ -44,12 +51,25 @@ def _container(client, name: str):
 
 @command.command("attach", context_settings={"ignore_unknown_options": True})
 @click.argument("container")
-@click.option("--path", "container_glob", default=DEFAULT_CONTAINER_GLOB, show_default=True,
-              help="Glob of the log files as the container sees them.")
-@click.option("--label", "labels", multiple=True, help="Container label to add as container.label.<key> ('*' for all).")
+@click.option(
+    "--path",
+    "container_glob",
+    default=DEFAULT_CONTAINER_GLOB,
+    show_default=True,
+    help="Glob of the log files as the container sees them.",
+)
+@click.option(
+    "--label", "labels", multiple=True, help="Container label to add as container.label.<key> ('*' for all)."
+)
 @click.argument("tail_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def attach(ctx: click.Context, container: str, container_glob: str, labels: tuple[str, ...], tail_args: tuple[str, ...]) -> None:
+def attach(
+    ctx: click.Context,
+    container: str,
+    container_glob: str,
+    labels: tuple[str, ...],
+    tail_args: tuple[str, ...],
+) -> None:
     """Tail CONTAINER's log files from the host, with its metadata as resource attributes.
 
     Extra options after the container name are passed to `logsidecar tail` (e.g. --output otlp).
@@ -92,16 +112,37 @@ def attach(ctx: click.Context, container: str, container_glob: str, labels: tupl
 
 @command.command("sidecar", context_settings={"ignore_unknown_options": True})
 @click.argument("container")
-@click.option("--image", default=DEFAULT_SIDECAR_IMAGE, show_default=True, help="The logsidecar image to run.")
+@click.option(
+    "--image", default=DEFAULT_SIDECAR_IMAGE, show_default=True, help="The logsidecar image to run."
+)
 @click.option("--rm", "auto_remove", is_flag=True, help="Remove the sidecar when it stops.")
 @click.option("--remove", is_flag=True, help="Remove CONTAINER's sidecar(s) instead of starting one.")
-@click.option("--docker-socket", is_flag=True, help="Mount the Docker socket read-only so the sidecar adds container metadata.")
-@click.option("--env", "-e", "env", multiple=True, help="KEY=VALUE environment for the sidecar (e.g. OTEL_EXPORTER_OTLP_ENDPOINT).")
+@click.option(
+    "--docker-socket",
+    is_flag=True,
+    help="Mount the Docker socket read-only so the sidecar adds container metadata.",
+)
+@click.option(
+    "--env",
+    "-e",
+    "env",
+    multiple=True,
+    help="KEY=VALUE environment for the sidecar (e.g. OTEL_EXPORTER_OTLP_ENDPOINT).",
+)
 @click.option("--network", help="Network to attach the sidecar to.")
 @click.argument("tail_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def sidecar(ctx: click.Context, container: str, image: str, auto_remove: bool, remove: bool, docker_socket: bool,
-            env: tuple[str, ...], network: str | None, tail_args: tuple[str, ...]) -> None:
+def sidecar(
+    ctx: click.Context,
+    container: str,
+    image: str,
+    auto_remove: bool,
+    remove: bool,
+    docker_socket: bool,
+    env: tuple[str, ...],
+    network: str | None,
+    tail_args: tuple[str, ...],
+) -> None:
     """Start a logsidecar container sharing CONTAINER's volumes read-only.
 
     Options after the container name are passed to `logsidecar tail` inside the sidecar.
@@ -122,8 +163,14 @@ def sidecar(ctx: click.Context, container: str, image: str, auto_remove: bool, r
         environment[key] = value
     try:
         started = sidecar_mod.start_sidecar(
-            client, target, image=image, tail_args=tail_args, auto_remove=auto_remove,
-            environment=environment, mount_docker_socket=docker_socket, network=network,
+            client,
+            target,
+            image=image,
+            tail_args=tail_args,
+            auto_remove=auto_remove,
+            environment=environment,
+            mount_docker_socket=docker_socket,
+            network=network,
         )
     except Exception as exc:  # noqa: BLE001 - the SDK raises many kinds; all are the user's to read
         raise click.ClickException(f"could not start the sidecar for {target.name}: {exc}") from exc
@@ -154,8 +201,13 @@ def _human_age(age_s: float | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--prune", is_flag=True, help="Remove the unreferenced volumes listed (after confirmation).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
-@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
-              help="Only volumes matching the engine's volume filter (name=..., label=...); repeatable.")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only volumes matching the engine's volume filter (name=..., label=...); repeatable.",
+)
 @click.pass_context
 def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tuple[str, ...]) -> None:
     """List volumes no container references, anonymous leftovers, and engine-created bind directories."""
@@ -171,14 +223,25 @@ def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tu
     volumes = audit_mod.unused_volumes(client, filters=engine_filters)
     dirs = audit_mod.engine_created_bind_dirs(client)
     if as_json:
-        click.echo(json.dumps({"unused_volumes": [v.to_dict() for v in volumes],
-                               "engine_created_bind_dirs": [d.to_dict() for d in dirs]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "unused_volumes": [v.to_dict() for v in volumes],
+                    "engine_created_bind_dirs": [d.to_dict() for d in dirs],
+                },
+                indent=2,
+            )
+        )
     else:
         click.echo(f"{len(volumes)} volume(s) referenced by no container:")
         for v in volumes:
             kind = "anonymous" if v.anonymous else "named"
-            click.echo(f"  {v.name:<64}  {kind:<9}  {_human_size(v.size_bytes):>9}  age {_human_age(v.age_s)}")
-        click.echo(f"{len(dirs)} bind-mount director(y/ies) probably created by the engine (empty, root-owned):")
+            click.echo(
+                f"  {v.name:<64}  {kind:<9}  {_human_size(v.size_bytes):>9}  age {_human_age(v.age_s)}"
+            )
+        click.echo(
+            f"{len(dirs)} bind-mount director(y/ies) probably created by the engine (empty, root-owned):"
+        )
         for d in dirs:
             click.echo(f"  {d.path}  (container {d.container})")
     if not prune or not volumes:
@@ -213,9 +276,14 @@ def check_image(ctx: click.Context, image: str, as_json: bool) -> None:
     else:
         click.echo(f"{image}: VOLUME " + (", ".join(report.volumes) if report.volumes else "(none)"))
         for f in report.findings:
-            why = ("its writes are discarded at build time" if f.kind == "run"
-                   else "its files are hidden whenever a volume is mounted there")
-            click.echo(f"  step {f.step} writes into {f.volume} after VOLUME declared it: {why}\n    {f.instruction}")
+            why = (
+                "its writes are discarded at build time"
+                if f.kind == "run"
+                else "its files are hidden whenever a volume is mounted there"
+            )
+            click.echo(
+                f"  step {f.step} writes into {f.volume} after VOLUME declared it: {why}\n    {f.instruction}"
+            )
         if not report.findings:
             click.echo("  no build step writes into a declared volume after its VOLUME instruction")
     if report.findings:

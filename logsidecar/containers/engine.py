@@ -17,8 +17,10 @@ def connect(base_url: str | None = None, timeout_s: float = 30.0) -> DockerClien
     """A client for the engine at `base_url` (default: DOCKER_HOST, else the local socket), pinged once."""
     where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
-        client = docker.DockerClient(base_url=where, timeout=int(timeout_s)) if base_url else docker.from_env(
-            timeout=int(timeout_s)
+        client = (
+            docker.DockerClient(base_url=where, timeout=int(timeout_s))
+            if base_url
+            else docker.from_env(timeout=int(timeout_s))
         )
         client.ping()
         return client

@@ -39,7 +39,11 @@ class ImageReport:
     findings: list[Finding]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"image": self.image, "volumes": self.volumes, "findings": [f.to_dict() for f in self.findings]}
+        return {
+            "image": self.image,
+            "volumes": self.volumes,
+            "findings": [f.to_dict() for f in self.findings],
+        }
 
 
 def _declared(created_by: str) -> list[str]:
@@ -56,7 +60,10 @@ def _step_kind(created_by: str) -> str | None:
         return "copy"
     if "#(nop)" in text:
         return None  # metadata-only step (ENV, LABEL, CMD ...)
-    if re.match(r"(ENV|LABEL|CMD|ENTRYPOINT|EXPOSE|USER|WORKDIR|ARG|STOPSIGNAL|HEALTHCHECK|SHELL|ONBUILD|VOLUME)\b", text):
+    if re.match(
+        r"(ENV|LABEL|CMD|ENTRYPOINT|EXPOSE|USER|WORKDIR|ARG|STOPSIGNAL|HEALTHCHECK|SHELL|ONBUILD|VOLUME)\b",
+        text,
+    ):
         return None
     return "run"
 

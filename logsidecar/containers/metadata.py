@@ -59,7 +59,9 @@ def own_container_id() -> str | None:
         except OSError:
             continue
         # /var/lib/docker/containers/<id>/hostname (mountinfo) or .../docker-<id>.scope (cgroup)
-        match = re.search(r"/containers/([0-9a-f]{64})/", text) or re.search(r"docker[-/]([0-9a-f]{64})", text)
+        match = re.search(r"/containers/([0-9a-f]{64})/", text) or re.search(
+            r"docker[-/]([0-9a-f]{64})", text
+        )
         if match:
             return match.group(1)
     return None

@@ -20,7 +20,15 @@ from logsidecar.parse.base import FormatError, Parser
 __all__ = ["FormatError", "Parser", "build_parser", "FORMAT_NAMES"]
 
 ACCESS_PRESETS = ("common", "combined", "vhost_combined", "combinedio", "referer", "agent")
-FORMAT_NAMES = ("auto", *ACCESS_PRESETS, "error", "json", "raw", "logformat:<LogFormat>", "errorlogformat:<fmt>")
+FORMAT_NAMES = (
+    "auto",
+    *ACCESS_PRESETS,
+    "error",
+    "json",
+    "raw",
+    "logformat:<LogFormat>",
+    "errorlogformat:<fmt>",
+)
 
 
 def build_parser(spec: str, *, timezone: tzinfo = UTC, path: str | None = None) -> Parser:
@@ -38,7 +46,9 @@ def build_parser(spec: str, *, timezone: tzinfo = UTC, path: str | None = None) 
 
         return compile_errorlogformat(arg, timezone=timezone)
     if sep:
-        raise FormatError(f"unknown format {spec!r}: only 'logformat:' and 'errorlogformat:' take an argument")
+        raise FormatError(
+            f"unknown format {spec!r}: only 'logformat:' and 'errorlogformat:' take an argument"
+        )
     if name in ACCESS_PRESETS:
         from logsidecar.parse.access import preset_parser
 

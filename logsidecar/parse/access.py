@@ -105,6 +105,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from logsidecar.parse.access_json import RowJsonEncoder, SlowParse, json_encoder_for
 from logsidecar.parse.base import FormatError
 from logsidecar.parse.escape import unescape_log_value
 from logsidecar.parse.logformat import (
@@ -122,6 +123,7 @@ from logsidecar.parse.logformat import (
     Literal,
     compile_fields,
     field_pattern,
+    field_patterns,
     line_regex,
     literal_text,
     next_is_text,
@@ -129,7 +131,17 @@ from logsidecar.parse.logformat import (
     tokenize,
 )
 from logsidecar.parse.timestamps import TimeCache, parse_clf_time, parse_epoch, parse_strftime
-from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, LogRecord, Severity, decode_text, utcnow
+from logsidecar.record import (
+    FORMAT,
+    INVALID_UTF8,
+    PARSE_ERROR,
+    LogRecord,
+    Severity,
+    decode_text,
+    encode_json_lines,
+    utcnow,
+)
+from logsidecar.stamp import BatchStamp
 
 __all__ = ["PRESETS", "AccessLogParser", "compile_logformat", "preset_parser"]
 
@@ -249,6 +261,7 @@ class AccessLogParser:
         self._time_cache = TimeCache(self._make_time_parser())
         self._request_cache: dict[str, dict[str, Any]] = {}
         self._build = self._generate_builder()
+        self._json_encoder: RowJsonEncoder | None | bool = False  # False: not built yet
 
     # --- public ------------------------------------------------------------------------------
 
@@ -280,6 +293,79 @@ class AccessLogParser:
         for index in invalid:
             records[index].attributes[INVALID_UTF8] = True
         return records
+
+    def encode_json_lines(
+        self, lines: Sequence[bytes], stamp: BatchStamp, slow_parse: SlowParse | None = None
+    ) -> tuple[bytes, int]:
+        """`encode_json_lines` of the parsed, stamped batch, and how many lines did not parse,
+        written without building records where the line allows (see `access_json`).
+        `slow_parse` re-parses the lines this parser left unparsed (the `auto` parser passes its own)."""
+        encoder = self._json_encoder
+        if encoder is False:
+            encoder = self._json_encoder = json_encoder_for(self)
+        observed = utcnow()
+        data = b"\n".join(lines)
+        text = None
+        if encoder is not None and lines:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        rows: list[tuple[str, ...] | None] = []
+        if text is not None and text.count("\n") == len(lines) - 1:
+            rows = self._batch_regex.findall(text)
+        if text is None or len(rows) != len(lines):
+            records = self.parse(lines)
+            if slow_parse is not None:
+                _reparse_unparsed(records, slow_parse)
+            stamp.apply(records)
+            return encode_json_lines(records), sum(PARSE_ERROR in r.attributes for r in records)
+
+        def slow(indices: list[int]) -> list[LogRecord]:
+            exact_row = self._exact_row
+            bodies = [lines[i].decode("utf-8") for i in indices]
+            picked = [
+                exact_row(body) if '\\"' in body else rows[i] for i, body in zip(indices, bodies, strict=True)
+            ]
+            records = self._build(picked, bodies, observed)
+            if slow_parse is not None:
+                _reparse_unparsed(records, slow_parse, indices)
+            return records  # type: ignore[no-any-return]
+
+        gc_was_enabled = gc.isenabled()
+        if gc_was_enabled:
+            gc.disable()
+        try:
+            return encoder.encode(data, text, rows, observed, stamp, slow)  # type: ignore[union-attr]
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    # --- what access_json needs to write JSON the way the record builder would -----------------
+
+    @property
+    def field_specs(self) -> list[FieldSpec]:
+        return list(self._specs)
+
+    @property
+    def fast_field_patterns(self) -> list[str]:
+        return field_patterns(self._tokens, self._specs, lenient=False, fast=True)
+
+    @property
+    def time_specs(self) -> list[FieldSpec]:
+        return self._time_specs()
+
+    @property
+    def synthesizes_url_original(self) -> bool:
+        """True when one attribute is computed from two fields (`%U%q` without `%r`)."""
+        return self._synthesizes_url_original
+
+    def build_rows(self, rows: Sequence[tuple[str, ...] | None], bodies: list[str]) -> list[LogRecord]:
+        """Records for regex rows (the generated builder), observed now."""
+        return self._build(rows, bodies, utcnow())  # type: ignore[no-any-return]
+
+    def parse_time(self, value: Any) -> datetime | None:
+        return self._time_cache.get(value)
 
     def _parse_framed(self, text: str, bodies: list[str], observed: datetime) -> list[LogRecord]:
         """Records for `bodies` (the lines of `text`, which is them joined with newlines)."""
@@ -509,9 +595,10 @@ class AccessLogParser:
                 escapes_possible = True
         # %U%q without %r: synthesize url.original, as the request line would have given it.
         claimed = {k for s in self._specs for k in s.keys}
-        if "url.original" not in claimed and any(
+        self._synthesizes_url_original = "url.original" not in claimed and any(
             s.directive.name == "U" and s.keys == ("url.path",) for s in self._specs
-        ):
+        )
+        if self._synthesizes_url_original:
             emit(
                 "    if 'url.path' in a:\n"
                 "        a['url.original'] = a['url.path'] + '?' + a['url.query'] if 'url.query' in a else a['url.path']"
@@ -570,6 +657,21 @@ class AccessLogParser:
         self.builder_source = source
         exec(compile(source, f"<logformat {self.format_name}>", "exec"), namespace)  # noqa: S102
         return namespace["build"]  # type: ignore[no-any-return]
+
+
+def _reparse_unparsed(
+    records: list[LogRecord], slow_parse: SlowParse, indices: Sequence[int] | None = None
+) -> None:
+    """Give the lines `records` left unparsed to `slow_parse` (in place). `indices` are the batch
+    indices of `records` (default: 0..n-1)."""
+    unparsed = [n for n, record in enumerate(records) if PARSE_ERROR in record.attributes]
+    if not unparsed:
+        return
+    where = list(indices) if indices is not None else list(range(len(records)))
+    observed = records[unparsed[0]].observed_timestamp
+    for n, record in zip(unparsed, slow_parse([where[n] for n in unparsed]), strict=True):
+        record.observed_timestamp = observed
+        records[n] = record
 
 
 def compile_logformat(fmt: str, *, format_name: str = "logformat", timezone: tzinfo = UTC) -> AccessLogParser:

@@ -33,7 +33,16 @@ from datetime import UTC, tzinfo
 from typing import Any, cast
 
 from logsidecar.parse.base import FormatError, Parser
-from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, utcnow
+from logsidecar.record import (
+    FORMAT,
+    INVALID_UTF8,
+    PARSE_ERROR,
+    LogRecord,
+    decode_text,
+    encode_json_lines,
+    utcnow,
+)
+from logsidecar.stamp import BatchStamp
 
 __all__ = ["AutoParser", "DEFAULT_CANDIDATES", "candidate_order"]
 
@@ -123,6 +132,33 @@ class AutoParser:
         for record in records:
             record.observed_timestamp = observed
         return records
+
+    def encode_json_lines(self, lines: Sequence[bytes], stamp: BatchStamp) -> tuple[bytes, int]:
+        """The batch as stamped JSON lines (see `AccessLogParser.encode_json_lines`) and how many lines
+        did not parse. Once locked onto an access-log format, the locked parser writes them, and the
+        lines it cannot parse get this parser's whole search, exactly as `parse` would give them."""
+        before = self._locked
+        locked = self._parser(before) if before is not None else None
+        direct = getattr(locked, "encode_json_lines", None)
+        if direct is None:
+            records = self.parse(lines)
+            stamp.apply(records)
+            return encode_json_lines(records), sum(PARSE_ERROR in record.attributes for record in records)
+
+        def search(indices: list[int]) -> list[LogRecord]:
+            """The lines the locked parser rejected. `parse` on the whole batch locks onto the format
+            of the latest line parsed: keep the lock when the locked parser parsed a later line."""
+            records = self.parse([lines[i] for i in indices])
+            parsed = [
+                i for i, record in zip(indices, records, strict=True) if PARSE_ERROR not in record.attributes
+            ]
+            rejected = set(indices)
+            last_locked = next((i for i in range(len(lines) - 1, -1, -1) if i not in rejected), -1)
+            if parsed and last_locked > parsed[-1]:
+                self._locked = self.format_name = before  # type: ignore[assignment]
+            return records
+
+        return direct(lines, stamp, search)  # type: ignore[no-any-return]
 
     def _parser(self, name: str) -> Parser | None:
         if name not in self._parsers:

@@ -601,11 +601,18 @@ def field_pattern(
 
 def line_regex(tokens: list[Token], specs: list[FieldSpec], lenient: bool, fast: bool = False) -> str:
     """The whole-line regex body (no anchors): literals escaped, one capture per field."""
-    parts: list[str] = []
+    patterns = iter(field_patterns(tokens, specs, lenient, fast))
+    return "".join(re.escape(t.text) if isinstance(t, Literal) else next(patterns) for t in tokens)
+
+
+def field_patterns(
+    tokens: list[Token], specs: list[FieldSpec], lenient: bool, fast: bool = False
+) -> list[str]:
+    """Each field's capture pattern, in field order (see `field_pattern`)."""
+    out: list[str] = []
     spec_iter = iter(specs)
     for index, token in enumerate(tokens):
         if isinstance(token, Literal):
-            parts.append(re.escape(token.text))
             continue
         before = literal_text(tokens, index - 1)
         if index + 1 < len(tokens):
@@ -613,10 +620,10 @@ def line_regex(tokens: list[Token], specs: list[FieldSpec], lenient: bool, fast:
             after: str | None = nxt.text if isinstance(nxt, Literal) else ""
         else:
             after = None
-        parts.append(
-            field_pattern(next(spec_iter), before, after, lenient, fast, next_is_text(tokens, index, specs))  # type: ignore[arg-type]
+        out.append(
+            field_pattern(next(spec_iter), before, after, lenient, fast, next_is_text(tokens, index, specs))
         )
-    return "".join(parts)
+    return out
 
 
 def next_is_text(tokens: list[Token], index: int, specs: list[FieldSpec]) -> bool:

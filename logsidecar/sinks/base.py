@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from logsidecar.record import LogRecord
 
@@ -26,9 +27,20 @@ class BatchRejected(Exception):
         self.rejected = rejected
 
 
+@dataclass(frozen=True, slots=True)
+class JsonLines:
+    """`count` records already encoded: exactly `record.encode_json_lines` of them (newline-terminated)."""
+
+    data: bytes
+    count: int
+
+
 class Sink(ABC):
     #: Short name used in metrics and logs ("stdout", "otlp").
     name: str = "sink"
+    #: True when the sink's output is JSON lines and it takes them pre-encoded (`send_json_lines`):
+    #: the pipeline may then write them without building records (see `parse/access_json.py`).
+    accepts_json_lines: bool = False
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open connections; called once before the first `send`."""
@@ -36,6 +48,10 @@ class Sink(ABC):
     @abstractmethod
     async def send(self, records: Sequence[LogRecord]) -> None:
         """Deliver `records`; return when the backend accepted them (see module docstring)."""
+
+    async def send_json_lines(self, batch: JsonLines) -> None:
+        """Deliver pre-encoded records (only called when `accepts_json_lines`)."""
+        raise NotImplementedError(f"the {self.name} sink does not take pre-encoded JSON lines")
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release resources; pending retries give up."""

@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Any, BinaryIO
 
 from logsidecar.record import LogRecord, encode_json_lines
-from logsidecar.sinks.base import Sink
+from logsidecar.sinks.base import JsonLines, Sink
 
 
 class StdoutFormat(StrEnum):
@@ -203,6 +203,7 @@ class StdoutSink(Sink):
             StdoutFormat.RAW: encode_raw,
         }
         self._encode = encoders[self.format]
+        self.accepts_json_lines = self.format is StdoutFormat.JSON
         self._writer: _WriterThread | None = None
         self._lock = asyncio.Lock()
         self._closed = False
@@ -212,9 +213,14 @@ class StdoutSink(Sink):
             self._writer = _WriterThread(self.stream)
 
     async def send(self, records: Sequence[LogRecord]) -> None:
+        await self._write(self._encode(records))
+
+    async def send_json_lines(self, batch: JsonLines) -> None:
+        await self._write(batch.data)
+
+    async def _write(self, data: bytes) -> None:
         if self._closed:
             raise OutputClosed("stdout is closed")
-        data = self._encode(records)
         if not data:
             return
         if self._writer is None:

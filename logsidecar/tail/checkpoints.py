@@ -141,7 +141,10 @@ class CheckpointStore:
                 with db:
                     db.executemany(
                         "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [(e.file_key, e.dev, e.ino, e.fingerprint, e.offset, e.path, e.last_seen) for e in dirty],
+                        [
+                            (e.file_key, e.dev, e.ino, e.fingerprint, e.offset, e.path, e.last_seen)
+                            for e in dirty
+                        ],
                     )
                     db.executemany("DELETE FROM checkpoints WHERE file_key = ?", [(k,) for k in deleted])
             except (sqlite3.Error, OSError) as error:

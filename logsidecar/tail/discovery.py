@@ -90,8 +90,10 @@ class PathMatcher:
             return False
         if os.path.basename(path).startswith("."):
             # glob semantics: hidden files only when the pattern names them explicitly
-            return any(r.match(path) and os.path.basename(p).startswith(".")
-                       for r, p in zip(self._include_res, self.include, strict=True))
+            return any(
+                r.match(path) and os.path.basename(p).startswith(".")
+                for r, p in zip(self._include_res, self.include, strict=True)
+            )
         return True
 
     def excluded(self, path: str) -> bool:

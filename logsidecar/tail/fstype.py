@@ -17,8 +17,29 @@ from pathlib import Path
 MOUNTINFO = Path("/proc/self/mountinfo")
 
 POLLING_FS_TYPES = frozenset(
-    {"overlay", "nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "9p", "virtiofs", "grpcfuse", "fakeowner",
-     "vboxsf", "prl_fs", "vmhgfs", "ceph", "glusterfs", "lustre", "afs", "davfs", "sshfs"}
+    {
+        "overlay",
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb",
+        "smb2",
+        "smb3",
+        "smbfs",
+        "9p",
+        "virtiofs",
+        "grpcfuse",
+        "fakeowner",
+        "vboxsf",
+        "prl_fs",
+        "vmhgfs",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "afs",
+        "davfs",
+        "sshfs",
+    }
 )
 
 

@@ -93,7 +93,9 @@ class LineFramer:
         rest = parts[first:] if first else parts
         if not rest:
             pass
-        elif not has_nul and (len(chunk) <= self.max_line_bytes or max(map(len, rest)) <= self.max_line_bytes):
+        elif not has_nul and (
+            len(chunk) <= self.max_line_bytes or max(map(len, rest)) <= self.max_line_bytes
+        ):
             # Fast path: plain lines (one C-level split, offsets by accumulate).
             ends = list(accumulate((len(p) + 1 for p in rest), initial=position))
             del ends[0]

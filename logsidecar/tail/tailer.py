@@ -99,7 +99,14 @@ READ_BUDGET_CHUNKS = 4  # per file per cycle, in read_chunk_bytes
 MIN_CYCLE_S = 0.020
 GC_INTERVAL_S = 60.0
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip", ".lzma", ".br")
-COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18", b"PK\x03\x04")
+COMPRESSED_MAGIC = (
+    b"\x1f\x8b",
+    b"BZh",
+    b"\xfd7zXZ\x00",
+    b"\x28\xb5\x2f\xfd",
+    b"\x04\x22\x4d\x18",
+    b"PK\x03\x04",
+)
 # Shared first bytes that make a new file "a copy of a followed file" (copytruncate's .1 being made).
 # Mistaking a copy for a new file costs duplicates of its content; mistaking a distinct file for a
 # copy loses the whole file. Two logs in one directory can start with the same probe line in the same
@@ -189,8 +196,10 @@ class Tailer:
                 self.counters.cycles += 1
                 cycle_started = time.monotonic()
                 structure_changed = self.watcher.take_structure_changed()
-                if structure_changed or not self._started_up or (
-                    cycle_started - self._last_discovery >= self.options.discover_interval_s
+                if (
+                    structure_changed
+                    or not self._started_up
+                    or (cycle_started - self._last_discovery >= self.options.discover_interval_s)
                 ):
                     self.match_paths_and_track()
                 elif isinstance(self.watcher, PollingWatcher) and (
@@ -322,7 +331,11 @@ class Tailer:
         self.watcher.watch_directories(dirs)
         if isinstance(self.watcher, InotifyWatcher):
             # directories inotify cannot watch are covered by stat polling at the poll interval
-            poll = self.options.poll_interval_s if self.watcher.unwatchable else self.options.safety_poll_interval_s
+            poll = (
+                self.options.poll_interval_s
+                if self.watcher.unwatchable
+                else self.options.safety_poll_interval_s
+            )
             self.watcher.interval_s = poll
 
     def match_paths(self) -> dict[tuple[int, int], str]:
@@ -413,12 +426,15 @@ class Tailer:
                 continue
             if min(len(other.fingerprint), len(reader.fingerprint)) < COPY_MIN_MATCH_BYTES:
                 continue  # too short to tell a copy from two files that merely start alike
-            if os.path.dirname(other.path) == directory and fingerprints_match(other.fingerprint, reader.fingerprint):
+            if os.path.dirname(other.path) == directory and fingerprints_match(
+                other.fingerprint, reader.fingerprint
+            ):
                 said = (reader.dev, reader.ino)
                 if said not in self._skipped:
                     self._skipped.add(said)
-                    events.emit(Event.FILE_SKIPPED, path=reader.path, reason="copy of a followed file",
-                                file_key=key)
+                    events.emit(
+                        Event.FILE_SKIPPED, path=reader.path, reason="copy of a followed file", file_key=key
+                    )
                 return True
         return False
 
@@ -430,7 +446,9 @@ class Tailer:
             path = present.get(inode)
             if path is not None:
                 if path != reader.path:
-                    reader.path = path  # renamed to another followed path (e.g. access.log.1 under access.log*)
+                    reader.path = (
+                        path  # renamed to another followed path (e.g. access.log.1 under access.log*)
+                    )
                     self._track_checkpoint(reader)
                 if tracked.state is FileState.ROTATED and reader.fd >= 0:
                     tracked.state = FileState.ACTIVE  # moved back under a followed path
@@ -457,19 +475,27 @@ class Tailer:
                 continue
             # An empty fingerprint (the file was empty when we first made it durable) is matched by
             # dev+inode only.
-            found = self._find_sibling_copy(entry.path, entry.fingerprint, entry.offset, inodes,
-                                            same_inode=(entry.dev, entry.ino))
+            found = self._find_sibling_copy(
+                entry.path, entry.fingerprint, entry.offset, inodes, same_inode=(entry.dev, entry.ino)
+            )
             if found is None:
                 continue
             fd, path, st = found
             reader = self._make_reader(fd, path, st, entry.file_key, entry.fingerprint, entry.offset)
-            tracked = TrackedFile(reader, FileState.ROTATED, committed_offset=entry.offset,
-                                  rotated_at=time.monotonic())
+            tracked = TrackedFile(
+                reader, FileState.ROTATED, committed_offset=entry.offset, rotated_at=time.monotonic()
+            )
             self._files[entry.file_key] = tracked
             inodes.add((st.st_dev, st.st_ino))
             self._track_checkpoint(reader)
-            events.emit(Event.FILE_RESUMED, path=path, file_key=entry.file_key, offset=entry.offset,
-                        rotated_while_down=True, previous_path=entry.path)
+            events.emit(
+                Event.FILE_RESUMED,
+                path=path,
+                file_key=entry.file_key,
+                offset=entry.offset,
+                rotated_while_down=True,
+                previous_path=entry.path,
+            )
 
     def read_files_created_after_last_checkpoint(self) -> None:
         """Step 4 at startup: a rotation can create a file and we can be killed before its identity
@@ -481,7 +507,9 @@ class Tailer:
         if not entries:
             return  # first start: older rotated files are history, not ours
         cutoff = max(e.last_seen for e in entries) - max(self.options.checkpoint_interval_s, 1.0)
-        known_inodes = {(e.dev, e.ino) for e in entries} | {(t.reader.dev, t.reader.ino) for t in self._files.values()}
+        known_inodes = {(e.dev, e.ino) for e in entries} | {
+            (t.reader.dev, t.reader.ino) for t in self._files.values()
+        }
         known_fingerprints = [e.fingerprint for e in entries if e.fingerprint]
         known_fingerprints += [t.reader.fingerprint for t in self._files.values() if t.reader.fingerprint]
         paths = {e.path for e in entries} | {t.reader.path for t in self._files.values()}
@@ -514,8 +542,15 @@ class Tailer:
                     continue
                 known_inodes.add(inode)
                 self._start_reader(reader, FileState.ROTATED, startup=False)
-                events.emit(Event.FILE_RESUMED, path=candidate_path, file_key=reader.file_key, offset=0,
-                            rotated_while_down=True, created_after_last_checkpoint=True, previous_path=path)
+                events.emit(
+                    Event.FILE_RESUMED,
+                    path=candidate_path,
+                    file_key=reader.file_key,
+                    offset=0,
+                    rotated_while_down=True,
+                    created_after_last_checkpoint=True,
+                    previous_path=path,
+                )
 
     # ------------------------------------------------------------------------------------------
     # 5-7. read changed files; drain rotated files; handle truncation
@@ -545,7 +580,9 @@ class Tailer:
         size = st.st_size
         if size == reader.scan_offset and size == reader.size:
             return False
-        if tracked.state is FileState.ACTIVE and (size < reader.scan_offset or self._content_replaced(reader)):
+        if tracked.state is FileState.ACTIVE and (
+            size < reader.scan_offset or self._content_replaced(reader)
+        ):
             await self.handle_truncation(key, tracked, emit)
             return True
         if reader.scan_offset == 0 and self._is_copy_of_followed(reader):
@@ -590,8 +627,13 @@ class Tailer:
 
     async def _emit_framed(self, reader: FileReader, framed: Framed, emit: Emit) -> None:
         if framed.nul_runs:
-            events.emit(Event.NUL_RUN_SKIPPED, path=reader.path, file_key=reader.file_key,
-                        runs=framed.nul_runs, bytes=framed.nul_bytes)
+            events.emit(
+                Event.NUL_RUN_SKIPPED,
+                path=reader.path,
+                file_key=reader.file_key,
+                runs=framed.nul_runs,
+                bytes=framed.nul_bytes,
+            )
             self.counters.nul_runs += framed.nul_runs
         if not framed.lines:
             return
@@ -601,8 +643,13 @@ class Tailer:
         self.counters.lines_read += len(framed.lines)
         for index in sorted(framed.truncated):
             self.counters.truncated_lines += 1
-            events.emit(Event.LINE_TRUNCATED, path=reader.path, file_key=reader.file_key,
-                        offset=framed.end_offsets[index], max_line_bytes=self.options.max_line_bytes)
+            events.emit(
+                Event.LINE_TRUNCATED,
+                path=reader.path,
+                file_key=reader.file_key,
+                offset=framed.end_offsets[index],
+                max_line_bytes=self.options.max_line_bytes,
+            )
         step = self.options.max_batch_lines
         total = len(framed.lines)
         for start in range(0, total, step):
@@ -611,8 +658,13 @@ class Tailer:
                 batch = reader.batch(framed)
             else:
                 truncated = {i - start for i in framed.truncated if start <= i < stop}
-                batch = ReadBatch(reader.file_key, reader.path, framed.lines[start:stop],
-                                  framed.end_offsets[start:stop], truncated)
+                batch = ReadBatch(
+                    reader.file_key,
+                    reader.path,
+                    framed.lines[start:stop],
+                    framed.end_offsets[start:stop],
+                    truncated,
+                )
             await emit(batch)
 
     def _content_replaced(self, reader: FileReader) -> bool:
@@ -626,8 +678,9 @@ class Tailer:
         reader = tracked.reader
         old_offset = reader.scan_offset
         self.counters.truncations += 1
-        copy = self._find_sibling_copy(reader.path, reader.fingerprint, old_offset,
-                                       {(reader.dev, reader.ino)}, same_inode=None)
+        copy = self._find_sibling_copy(
+            reader.path, reader.fingerprint, old_offset, {(reader.dev, reader.ino)}, same_inode=None
+        )
         truncated_fd = reader.fd
         # The truncated file continues as a new content generation (new key, offset 0), on the same fd.
         try:
@@ -647,10 +700,23 @@ class Tailer:
             self._mark_rotated(key, tracked, is_rotation=False)
             self.counters.copytruncate_recovered += 1
             self._track_checkpoint(reader)
-            events.emit(Event.FILE_TRUNCATED, path=successor.path, file_key=key, new_file_key=new_key,
-                        offset=old_offset, recovered=True, copy_path=copy_path)
-            events.emit(Event.COPYTRUNCATE_RECOVERED, path=successor.path, copy_path=copy_path, file_key=key,
-                        from_offset=old_offset, bytes=max(copy_st.st_size - old_offset, 0))
+            events.emit(
+                Event.FILE_TRUNCATED,
+                path=successor.path,
+                file_key=key,
+                new_file_key=new_key,
+                offset=old_offset,
+                recovered=True,
+                copy_path=copy_path,
+            )
+            events.emit(
+                Event.COPYTRUNCATE_RECOVERED,
+                path=successor.path,
+                copy_path=copy_path,
+                file_key=key,
+                from_offset=old_offset,
+                bytes=max(copy_st.st_size - old_offset, 0),
+            )
         else:
             # Nothing to recover from: what was written after our last read and before the truncation
             # is gone. The pending partial line (if any) is emitted as it is.
@@ -660,8 +726,15 @@ class Tailer:
             reader.flush_partial(framed)
             reader.fd = -1  # the descriptor now belongs to the successor
             del self._files[key]
-            events.emit(Event.FILE_TRUNCATED, path=successor.path, file_key=key, new_file_key=new_key,
-                        offset=old_offset, recovered=False, bytes_known_lost=lost)
+            events.emit(
+                Event.FILE_TRUNCATED,
+                path=successor.path,
+                file_key=key,
+                new_file_key=new_key,
+                offset=old_offset,
+                recovered=False,
+                bytes_known_lost=lost,
+            )
             if framed.lines:
                 await self._emit_framed(reader, framed, emit)
         self._files[new_key] = TrackedFile(successor)
@@ -723,14 +796,20 @@ class Tailer:
             reader = tracked.reader
             if reader.partial_since is None or not reader.framer.has_partial:
                 continue
-            rotated_idle = tracked.state is FileState.ROTATED and reader.at_eof and (
-                now - tracked.last_growth >= ROTATED_IDLE_RELEASE_S
+            rotated_idle = (
+                tracked.state is FileState.ROTATED
+                and reader.at_eof
+                and (now - tracked.last_growth >= ROTATED_IDLE_RELEASE_S)
             )
             if now - reader.partial_since >= self.options.partial_line_flush_s or rotated_idle:
                 framed = Framed()
                 if reader.flush_partial(framed):
-                    events.emit(Event.PARTIAL_LINE_FLUSHED, path=reader.path, file_key=reader.file_key,
-                                offset=reader.scan_offset)
+                    events.emit(
+                        Event.PARTIAL_LINE_FLUSHED,
+                        path=reader.path,
+                        file_key=reader.file_key,
+                        offset=reader.scan_offset,
+                    )
                     await self._emit_framed(reader, framed, emit)
 
     async def _write_checkpoints_periodically(self) -> None:
@@ -785,8 +864,12 @@ class Tailer:
                 events.emit(Event.FILE_ERROR, path="", kind="inotify_unavailable", error=str(error))
                 watcher = PollingWatcher(self.options.poll_interval_s)
                 self._inline_reads = True
-        events.emit(Event.WATCHER_SELECTED, mechanism=watcher.mechanism, requested=self.options.watch.value,
-                    filesystems=fs_types)
+        events.emit(
+            Event.WATCHER_SELECTED,
+            mechanism=watcher.mechanism,
+            requested=self.options.watch.value,
+            filesystems=fs_types,
+        )
         return watcher
 
     def _active_paths_moved(self) -> bool:
@@ -810,12 +893,20 @@ class Tailer:
             fingerprint = b""
         return self._make_reader(fd, path, st, "", fingerprint, 0)
 
-    def _make_reader(self, fd: int, path: str, st: os.stat_result, key: str, fingerprint: bytes,
-                     offset: int) -> FileReader:
+    def _make_reader(
+        self, fd: int, path: str, st: os.stat_result, key: str, fingerprint: bytes, offset: int
+    ) -> FileReader:
         reader = FileReader(
-            fd=fd, path=path, file_key=key, dev=st.st_dev, ino=st.st_ino, fingerprint=fingerprint,
-            offset=offset, max_line_bytes=self.options.max_line_bytes,
-            fingerprint_bytes=self.options.fingerprint_bytes, inline_reads=self._inline_reads,
+            fd=fd,
+            path=path,
+            file_key=key,
+            dev=st.st_dev,
+            ino=st.st_ino,
+            fingerprint=fingerprint,
+            offset=offset,
+            max_line_bytes=self.options.max_line_bytes,
+            fingerprint_bytes=self.options.fingerprint_bytes,
+            inline_reads=self._inline_reads,
         )
         reader.size = st.st_size
         return reader
@@ -833,8 +924,12 @@ class Tailer:
                 offset = self._end_of_last_line(reader)
         reader.scan_offset = offset
         reader.framer.reset(offset)
-        tracked = TrackedFile(reader, state, committed_offset=offset,
-                              rotated_at=time.monotonic() if state is FileState.ROTATED else None)
+        tracked = TrackedFile(
+            reader,
+            state,
+            committed_offset=offset,
+            rotated_at=time.monotonic() if state is FileState.ROTATED else None,
+        )
         self._files[reader.file_key] = tracked
         self._track_checkpoint(reader)
         if checkpoint is None or offset == 0:
@@ -844,8 +939,14 @@ class Tailer:
             # the file is rotated while we are down, the restart must still find it by identity.
             self._identities_to_persist = True
         self.counters.files_added += 1
-        events.emit(Event.FILE_ADDED, path=reader.path, file_key=reader.file_key, offset=offset,
-                    size=reader.size, state=state.value)
+        events.emit(
+            Event.FILE_ADDED,
+            path=reader.path,
+            file_key=reader.file_key,
+            offset=offset,
+            size=reader.size,
+            state=state.value,
+        )
         if state is FileState.ROTATED:
             self.counters.rotations += 1
             events.emit(Event.FILE_ROTATED, path=reader.path, file_key=reader.file_key, seen_late=True)
@@ -860,7 +961,9 @@ class Tailer:
             return size
         newline = tail.rfind(b"\n")
         if newline < 0:
-            return 0 if window == size else size  # no newline at all: the whole file is the line being written
+            return (
+                0 if window == size else size
+            )  # no newline at all: the whole file is the line being written
         return size - window + newline + 1
 
     def _find_checkpoint(self, reader: FileReader) -> Checkpoint | None:
@@ -871,21 +974,34 @@ class Tailer:
         for entry in self.checkpoints.entries():
             if entry.file_key in followed:
                 continue
-            if not entry.fingerprint and entry.offset == 0 and (entry.dev, entry.ino) == (reader.dev, reader.ino):
+            if (
+                not entry.fingerprint
+                and entry.offset == 0
+                and (entry.dev, entry.ino) == (reader.dev, reader.ino)
+            ):
                 best = best or entry  # made durable while still empty: resuming at 0 is reading from 0
                 continue
             if not fingerprints_match(entry.fingerprint, reader.fingerprint):
                 continue
             if (entry.dev, entry.ino) == (reader.dev, reader.ino):
-                if best is None or (best.dev, best.ino) != (reader.dev, reader.ino) or entry.last_seen > best.last_seen:
+                if (
+                    best is None
+                    or (best.dev, best.ino) != (reader.dev, reader.ino)
+                    or entry.last_seen > best.last_seen
+                ):
                     best = entry
             elif len(entry.fingerprint) >= self.options.fingerprint_bytes and best is None:
                 best = entry
         return best
 
-    def _find_sibling_copy(self, path: str, fingerprint: bytes, min_size: int,
-                           exclude_inodes: set[tuple[int, int]],
-                           same_inode: tuple[int, int] | None) -> tuple[int, str, os.stat_result] | None:
+    def _find_sibling_copy(
+        self,
+        path: str,
+        fingerprint: bytes,
+        min_size: int,
+        exclude_inodes: set[tuple[int, int]],
+        same_inode: tuple[int, int] | None,
+    ) -> tuple[int, str, os.stat_result] | None:
         """A file next to `path` whose name starts with path's name (access.log.1, access.log-2026...),
         whose content starts with `fingerprint` and which is at least `min_size` long; opened.
         With `same_inode`, that inode is preferred and other inodes need a full fingerprint."""
@@ -905,8 +1021,10 @@ class Tailer:
             inode = (st.st_dev, st.st_ino)
             if not stat.S_ISREG(st.st_mode) or inode in exclude_inodes or st.st_size < min_size:
                 continue
-            if same_inode is not None and inode != same_inode and (
-                not fingerprint or len(fingerprint) < self.options.fingerprint_bytes
+            if (
+                same_inode is not None
+                and inode != same_inode
+                and (not fingerprint or len(fingerprint) < self.options.fingerprint_bytes)
             ):
                 continue
             try:
@@ -944,8 +1062,9 @@ class Tailer:
         tracked.last_growth = time.monotonic()
         if is_rotation:
             self.counters.rotations += 1
-            events.emit(Event.FILE_ROTATED, path=tracked.reader.path, file_key=key,
-                        offset=tracked.reader.scan_offset)
+            events.emit(
+                Event.FILE_ROTATED, path=tracked.reader.path, file_key=key, offset=tracked.reader.scan_offset
+            )
 
     def _release(self, key: str, tracked: TrackedFile, abandoned: int) -> None:
         reader = tracked.reader
@@ -953,8 +1072,14 @@ class Tailer:
         self._files.pop(key, None)
         self.counters.files_drained += 1
         self.counters.bytes_abandoned += abandoned
-        events.emit(Event.FILE_DRAINED, path=reader.path, file_key=key, offset=reader.scan_offset,
-                    abandoned_bytes=abandoned, deleted=tracked.deleted)
+        events.emit(
+            Event.FILE_DRAINED,
+            path=reader.path,
+            file_key=key,
+            offset=reader.scan_offset,
+            abandoned_bytes=abandoned,
+            deleted=tracked.deleted,
+        )
         if tracked.deleted and not abandoned:
             # A deleted file can never be seen again: keep the store small under fast rotation.
             if tracked.committed_offset >= tracked.emitted_offset:
@@ -972,8 +1097,10 @@ class Tailer:
                 if base in self._vanished_dirs:
                     self._vanished_dirs.discard(base)
                     events.emit(Event.FILE_RECOVERED, path=str(base), kind="directory")
-            elif self._started_up and base not in self._vanished_dirs and any(
-                os.path.dirname(t.reader.path) == str(base) for t in self._files.values()
+            elif (
+                self._started_up
+                and base not in self._vanished_dirs
+                and any(os.path.dirname(t.reader.path) == str(base) for t in self._files.values())
             ):
                 self._vanished_dirs.add(base)
                 self.counters.file_errors += 1

@@ -204,9 +204,18 @@ class InotifyWatcher(_EventThreadWatcher):
 
     mechanism = "inotify"
     STRUCTURE = (
-        IN.IN_CREATE | IN.IN_MOVED_TO | IN.IN_MOVED_FROM | IN.IN_DELETE | IN.IN_ATTRIB | IN.IN_DELETE_SELF
-        | IN.IN_MOVE_SELF
-    ) if IN is not None else 0
+        (
+            IN.IN_CREATE
+            | IN.IN_MOVED_TO
+            | IN.IN_MOVED_FROM
+            | IN.IN_DELETE
+            | IN.IN_ATTRIB
+            | IN.IN_DELETE_SELF
+            | IN.IN_MOVE_SELF
+        )
+        if IN is not None
+        else 0
+    )
 
     def __init__(self, interval_s: float, wants_path: Callable[[str], bool]) -> None:
         super().__init__(interval_s, wants_path)
@@ -245,11 +254,13 @@ class InotifyWatcher(_EventThreadWatcher):
                 st = os.stat(directory)
                 if not stat.S_ISDIR(st.st_mode):
                     continue
-                wd = self._inotify.add_callback(os.fsencode(directory), Mask(self.STRUCTURE), self,
-                                                self._callback_id)
+                wd = self._inotify.add_callback(
+                    os.fsencode(directory), Mask(self.STRUCTURE), self, self._callback_id
+                )
                 try:
-                    modify_wd = self._modify_inotify.add_callback(os.fsencode(directory), Mask(IN.IN_MODIFY),
-                                                                  self, self._callback_id)
+                    modify_wd = self._modify_inotify.add_callback(
+                        os.fsencode(directory), Mask(IN.IN_MODIFY), self, self._callback_id
+                    )
                 except OSError:
                     self._remove_watch(self._inotify, wd)
                     raise
@@ -257,8 +268,12 @@ class InotifyWatcher(_EventThreadWatcher):
                 if error.errno in (errno.ENOSPC, errno.EMFILE) and directory not in self.unwatchable:
                     # out of inotify watches (fs.inotify.max_user_watches): the tailer polls instead
                     self.unwatchable.add(directory)
-                    events.emit(Event.FILE_ERROR, path=str(directory), kind="inotify_watch_failed",
-                                error=error.strerror or str(error))
+                    events.emit(
+                        Event.FILE_ERROR,
+                        path=str(directory),
+                        kind="inotify_watch_failed",
+                        error=error.strerror or str(error),
+                    )
                 continue  # vanished or unreadable: the next discovery retries
             self.unwatchable.discard(directory)
             with self._lock:
@@ -301,7 +316,6 @@ class InotifyWatcher(_EventThreadWatcher):
         with self._lock:
             self.structure_changed = True  # events were lost: rescan now
         self._wake_soon()
-
 
 
 def open_if_wanted(path: str, wants_path: Callable[[str], bool]) -> tuple[int, os.stat_result] | None:
@@ -386,4 +400,3 @@ class ObserverInotifyWatcher(_EventThreadWatcher):
         elif kind in ("closed", "closed_no_write", "opened"):
             return  # no content change
         self._wake_soon()
-

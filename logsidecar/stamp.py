@@ -1,0 +1,102 @@
+"""What the pipeline stamps on every record of a batch read from one file.
+
+- `position`: `Position(file_key, path, end_offset)`.
+- `log.file.path` (the path the line was read from; a rotated file keeps its new name) and `log.file.name`.
+- `log.record.uid`: 32 hex digits = the first 8 bytes of BLAKE2b(file_key) followed by the line's end
+  offset as 16 hex digits. It is stable (the same line always gets the same uid, across restarts and
+  rotation, because file_key is the file's identity, not its path) and unique per line, so a backend
+  can drop the duplicates of a replay after a crash.
+- `logsidecar.truncated: true` for lines cut at `max_line_bytes`.
+- `resource`: one shared, read-only mapping (host.name, service.name ...) for every record.
+
+The attribute order is fixed (parser attributes, then path, name, uid, truncated) because encoders
+that write records without building them (`parse/access_json.py`) must produce the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from logsidecar.record import LOG_FILE_NAME, LOG_FILE_PATH, LOG_RECORD_UID, TRUNCATED, LogRecord, Position
+
+
+def uid_prefix(file_key: str) -> str:
+    """The file half of `log.record.uid` (see module docstring)."""
+    return hashlib.blake2b(file_key.encode(), digest_size=8).hexdigest()
+
+
+def record_uid(file_key: str, end_offset: int) -> str:
+    """`log.record.uid` of the line of `file_key` that ends at `end_offset`."""
+    return f"{uid_prefix(file_key)}{end_offset:016x}"
+
+
+def offset_hexes(offsets: Sequence[int]) -> str:
+    """Every offset as 16 hex digits, concatenated (one pack and one hex for a whole batch)."""
+    return struct.pack(f">{len(offsets)}Q", *offsets).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStamp:
+    """The stamp of one batch: `end_offsets[i]` ends line i; `truncated` lists cut lines' indices."""
+
+    file_key: str
+    path: str
+    uid_prefix: str
+    end_offsets: Sequence[int]
+    truncated: Collection[int]
+    resource: dict[str, Any]
+
+    def apply(self, records: Sequence[LogRecord], indices: Iterable[int] | None = None) -> None:
+        """Stamp `records`, which are the batch's lines `indices` (default: all of them, in order)."""
+        # The hot loop: keep it to plain stores. Positions are built without a Python __init__.
+        path = self.path
+        name = os.path.basename(path)
+        file_key = self.file_key
+        resource = self.resource
+        prefix = self.uid_prefix
+        offsets = self.end_offsets
+        if indices is None:
+            hexes = offset_hexes(offsets)
+            line_offsets: Iterable[tuple[int, str]] = zip(
+                offsets, (hexes[at : at + 16] for at in range(0, 16 * len(offsets), 16)), strict=True
+            )
+            chosen: Sequence[int] = range(len(offsets))
+        else:
+            chosen = list(indices)
+            line_offsets = ((offsets[i], f"{offsets[i]:016x}") for i in chosen)
+        new_position = tuple.__new__
+        for record, (offset, offset_hex) in zip(records, line_offsets, strict=True):
+            attributes = record.attributes
+            attributes[LOG_FILE_PATH] = path
+            attributes[LOG_FILE_NAME] = name
+            attributes[LOG_RECORD_UID] = prefix + offset_hex
+            record.position = new_position(Position, (file_key, path, offset))
+            if record.resource:
+                record.resource = {**resource, **record.resource}
+            else:
+                record.resource = resource
+        if self.truncated:
+            where = {index: n for n, index in enumerate(chosen)}
+            for index in self.truncated:
+                if index in where:
+                    records[where[index]].attributes[TRUNCATED] = True
+
+    def json_uid_head(self) -> str:
+        """The JSON text of the stamped attributes up to the uid's offset digits:
+        `,"log.file.path":…,"log.file.name":…,"log.record.uid":"<prefix>`."""
+        dumps = orjson.dumps
+        return (
+            f",{dumps(LOG_FILE_PATH).decode()}:{dumps(self.path).decode()}"
+            f",{dumps(LOG_FILE_NAME).decode()}:{dumps(os.path.basename(self.path)).decode()}"
+            f',{dumps(LOG_RECORD_UID).decode()}:"{self.uid_prefix}'
+        )
+
+    def json_resource(self) -> str:
+        return orjson.dumps(self.resource, option=orjson.OPT_NON_STR_KEYS).decode()
