@@ -40,7 +40,7 @@ from logsidecar.tail.options import ReadBatch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from generate_logs import generate_lines  # noqa: E402
 
-PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --- formats and realistic lines for them ----------------------------------------------------------
 
@@ -121,41 +121,24 @@ RECORD_PARSERS = {fmt: _parser(fmt) for fmt in ALL_FORMATS}
 
 # --- mutations ---------------------------------------------------------------------------------------
 
-INSERTS = [
-    b'"',
-    b'\\"',
-    b"\\",
-    b"\\\\",
-    b"\\x41",
-    b"\\xe9",
-    b"\\xc3\\xa9",
-    b"\\xff",
-    b"\\n",
-    b"\t",
-    b"\x00",
-    b"\x01",
-    b"\x1b[31m",
-    b"\x1f",
-    b"\x7f",
-    b"\xff",
-    b"\xc3",
-    b"\x80\x80",
-    "é".encode(),
-    "日本語".encode(),
-    "\u2028".encode(),
-    "\U0001f600".encode(),
-    b" ",
-    b"-",
-]
+INSERTS = {
+    "quote": [b'"', b' "', b'" "'],
+    "escape": [b'\\"', b"\\", b"\\\\", b"\\x41", b"\\xe9", b"\\xc3\\xa9", b"\\xff", b"\\n", b"\\t"],
+    # Every control byte but the newline (lines never hold one), and DEL (not a JSON escape).
+    "control": [bytes([byte]) for byte in range(0x20) if byte != 0x0A] + [b"\x1b[31m", b"\x7f"],
+    "invalid_utf8": [b"\xff", b"\xc3", b"\x80\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"],
+    "unicode": ["é".encode(), "日本語".encode(), "\u2028".encode(), "\U0001f600".encode(), "\ufeff".encode()],
+    "separator": [b" ", b"-", b"[", b"]", b":"],
+}
 SIZES = [b"0", b"007", b"00", b"1" * 25, b"9" * 19, b"9" * 18, "١٢٣".encode(), "１２".encode(), b"-", b"-1"]
 
 
 @st.composite
 def mutated(draw: st.DrawFn, line: bytes) -> bytes:
-    kind = draw(st.sampled_from(["insert", "insert", "remove_field", "size", "empty", "cr", "cut"]))
-    if kind == "insert":
+    kind = draw(st.sampled_from([*INSERTS, "remove_field", "size", "empty", "cr", "cut"]))
+    if kind in INSERTS:
         at = draw(st.integers(0, len(line)))
-        return line[:at] + draw(st.sampled_from(INSERTS)) + line[at:]
+        return line[:at] + draw(st.sampled_from(INSERTS[kind])) + line[at:]
     if kind == "remove_field":
         tokens = line.split(b" ")
         del tokens[draw(st.integers(0, len(tokens) - 1))]
@@ -210,7 +193,10 @@ def stamps(draw: st.DrawFn, count: int) -> BatchStamp:
     for step in steps:
         offset += step
         ends.append(offset)
-    truncated = draw(st.sets(st.integers(0, count - 1), max_size=count))
+    # Mostly none: a truncated line takes the record path, so many would hide the fast path.
+    truncated = (
+        draw(st.sets(st.integers(0, count - 1), max_size=3)) if draw(st.integers(0, 3)) == 0 else set()
+    )
     file_key = draw(st.sampled_from(["dev:ino:1", "8:1:4242", "é"]))
     return BatchStamp(
         file_key,
@@ -500,7 +486,9 @@ def _run_pipeline(batches: Sequence[ReadBatch], sink: Any) -> ScriptedSource:
             source, [sink], ParserSelector(), PipelineOptions(resource=RESOURCE, tune_gc=False)
         )
         task = asyncio.create_task(pipeline.run())
-        await until(lambda: pipeline.acknowledgements == len(batches))
+        await until(lambda: pipeline.acknowledgements == len(batches) or task.done())
+        if task.done():
+            task.result()  # the pipeline stopped early: raise why
         pipeline.request_stop()
         await task
         return source
@@ -541,6 +529,24 @@ def test_pipeline_acknowledgements_are_the_same_on_the_direct_and_the_record_pat
     by_records = _run_pipeline(batches, record_sink)
     assert direct.acks == by_records.acks
     assert records_stream.getvalue().count(b"\n") == sum(len(b.lines) for b in batches)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason=(
+        "Pipeline.run ends with TypeError('Integer exceeds 64-bit range') on an access line whose size "
+        "has 25 digits: the direct path raises, the fallback's encode_json_lines raises outside the "
+        "parser try, the batch is never acknowledged, so a restart reads it again (crash loop)"
+    ),
+)
+def test_pipeline_forwards_a_line_with_a_size_beyond_64_bits_instead_of_stopping() -> None:
+    line = b'127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 1111111111111111111111111'
+    batch = ReadBatch("a", "/var/log/apache2/access.log", [line], [len(line) + 1])
+    stream = io.BytesIO()
+    source = _run_pipeline([batch], StdoutSink(StdoutFormat.JSON, stream=stream))
+    assert source.acks == [("a", len(line) + 1)]
+    assert stream.getvalue().count(b"\n") == 1
 
 
 # --- 4. lines_needing_escapes ---------------------------------------------------------------------------
