@@ -46,7 +46,8 @@ from logsidecar.events import Event
 from logsidecar.parse import build_parser
 from logsidecar.parse.base import Parser
 from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, encode_json_lines, utcnow
-from logsidecar.sinks.base import BatchRejected, JsonLines, Sink
+from logsidecar.sinks.base import BatchRejected, JsonLines, OtlpLogRecords, Payload, Sink
+from logsidecar.sinks.otlp_encode import encode_otlp_records
 from logsidecar.stamp import BatchStamp, record_uid, uid_prefix
 from logsidecar.tail.options import ReadBatch
 
@@ -162,20 +163,14 @@ class ParserSelector:
 
 class _InFlight:
     """One batch between `emit` and its acknowledgement: settled once every sink settled it.
-    It holds either its records or (JSON-lines pipelines) their encoding."""
+    Its payload is its records or (a pipeline whose only sink takes them so) their encoding."""
 
-    __slots__ = ("ticket", "records", "json_lines", "count", "unsettled_sinks")
+    __slots__ = ("ticket", "payload", "count", "unsettled_sinks")
 
-    def __init__(self, ticket: AckTicket, payload: list[LogRecord] | JsonLines, sinks: int) -> None:
+    def __init__(self, ticket: AckTicket, payload: Payload, sinks: int) -> None:
         self.ticket = ticket
-        if isinstance(payload, JsonLines):
-            self.records: list[LogRecord] = []
-            self.json_lines: JsonLines | None = payload
-            self.count = payload.count
-        else:
-            self.records = payload
-            self.json_lines = None
-            self.count = len(payload)
+        self.payload = payload
+        self.count = _count(payload)
         self.unsettled_sinks = sinks
 
 
@@ -200,13 +195,7 @@ class _Lane:
         while True:
             group = await self._next_group()
             try:
-                if group[0].json_lines is not None:
-                    await self.pipeline._send(self.sink, _merged_json_lines(group))
-                else:
-                    records = (
-                        group[0].records if len(group) == 1 else [r for item in group for r in item.records]
-                    )
-                    await self.pipeline._send(self.sink, records)
+                await self.pipeline._send(self.sink, _merged([item.payload for item in group]))
                 for item in group:
                     self.pipeline._settle(item)
             except asyncio.CancelledError:
@@ -268,8 +257,13 @@ class Pipeline:
         self.observer = observer
         # One dict shared by every record: sinks must treat it as read-only.
         self._resource: dict[str, Any] = dict(options.resource)
-        # Batches go out as JSON lines, never as records, when the only sink takes them so.
-        self._json_lines_only = len(self.sinks) == 1 and self.sinks[0].accepts_json_lines
+        # Batches travel encoded, never as records, when the only sink takes them so.
+        only = self.sinks[0] if len(self.sinks) == 1 else None
+        self._encoding = (
+            _JSON_LINES if only is not None and only.accepts_json_lines
+            else _OTLP_RECORDS if only is not None and only.accepts_otlp_records
+            else None
+        )  # fmt: skip
         self._acks = AckTracker()
         self._emitted_at: dict[AckTicket, float] = {}  # in-flight batches, oldest first
         self._lanes = [_Lane(self, sink) for sink in self.sinks]
@@ -393,20 +387,21 @@ class Pipeline:
         for lane in self._lanes:
             lane.queue.put_nowait(item)
 
-    def _parse(self, batch: ReadBatch) -> list[LogRecord] | JsonLines:
+    def _parse(self, batch: ReadBatch) -> Payload:
         state = self.parsers.state_for(batch.file_key, batch.path)
         stamp = BatchStamp(
             batch.file_key, batch.path, state.uid_prefix, batch.end_offsets, batch.truncated, self._resource
         )
-        direct = getattr(state.parser, "encode_json_lines", None) if self._json_lines_only else None
+        encoding = self._encoding
+        direct = getattr(state.parser, encoding, None) if encoding is not None else None
         if direct is not None:
             try:
-                data, unparsed = direct(batch.lines, stamp)
+                encoded, unparsed = direct(batch.lines, stamp)
             except Exception:  # noqa: BLE001 - a parser bug must not lose lines: take the record path
-                direct = None
+                pass
             else:
                 self._observe(batch, state, len(batch.lines), unparsed)
-                return JsonLines(data, len(batch.lines))
+                return self._payload(encoded, len(batch.lines))
         try:
             if state.parser is None:
                 raise RuntimeError(state.parser_error)
@@ -419,9 +414,20 @@ class Pipeline:
         stamp.apply(records)
         if self.observer is not None:
             self._observe(batch, state, len(records), sum(1 for r in records if PARSE_ERROR in r.attributes))
-        if self._json_lines_only:
-            return JsonLines(encode_json_lines(records), len(records))
-        return records
+        if encoding is None:
+            return records
+        encode = encode_json_lines if encoding == _JSON_LINES else encode_otlp_records
+        try:
+            return self._payload(encode(records), len(records))
+        except Exception as exc:  # noqa: BLE001 - odd content an encoder refuses: forward the lines raw
+            records = _raw_records(batch.lines, reason=f"cannot encode the parsed record: {exc!r}")
+            stamp.apply(records)
+            return self._payload(encode(records), len(records))
+
+    def _payload(self, encoded: Any, count: int) -> Payload:
+        if self._encoding == _JSON_LINES:
+            return JsonLines(encoded, count)
+        return OtlpLogRecords(encoded, self._resource)
 
     def _observe(self, batch: ReadBatch, state: _FileState, lines: int, unparsed: int) -> None:
         if self.observer is None:
@@ -473,12 +479,14 @@ class Pipeline:
             self._fatal = exc
         self.request_stop()
 
-    async def _send(self, sink: Sink, payload: list[LogRecord] | JsonLines) -> None:
+    async def _send(self, sink: Sink, payload: Payload) -> None:
         started = time.monotonic()
-        count = payload.count if isinstance(payload, JsonLines) else len(payload)
+        count = _count(payload)
         try:
             if isinstance(payload, JsonLines):
                 await sink.send_json_lines(payload)
+            elif isinstance(payload, OtlpLogRecords):
+                await sink.send_otlp_records(payload)
             else:
                 await sink.send(payload)
         except BatchRejected as rejected:
@@ -534,11 +542,25 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-def _merged_json_lines(group: Sequence[_InFlight]) -> JsonLines:
-    if len(group) == 1:
-        return group[0].json_lines  # type: ignore[return-value]
-    parts = [item.json_lines for item in group if item.json_lines is not None]
-    return JsonLines(b"".join(p.data for p in parts), sum(p.count for p in parts))
+# The parser methods that write each encoding directly (`parse/direct.py`).
+_JSON_LINES = "encode_json_lines"
+_OTLP_RECORDS = "encode_otlp_records"
+
+
+def _count(payload: Payload) -> int:
+    return payload.count if isinstance(payload, JsonLines | OtlpLogRecords) else len(payload)
+
+
+def _merged(payloads: list[Payload]) -> Payload:
+    """One payload for a lane's group of batches (the sink asked for bigger batches)."""
+    first = payloads[0]
+    if len(payloads) == 1:
+        return first
+    if isinstance(first, JsonLines):
+        return JsonLines.merge(payloads)  # type: ignore[arg-type]
+    if isinstance(first, OtlpLogRecords):
+        return OtlpLogRecords.merge(payloads)  # type: ignore[arg-type]
+    return [record for payload in payloads for record in payload]  # type: ignore[union-attr]
 
 
 def _raw_records(lines: Sequence[bytes], *, reason: str) -> list[LogRecord]:

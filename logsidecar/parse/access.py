@@ -105,8 +105,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from logsidecar.parse.access_json import RowJsonEncoder, SlowParse, json_encoder_for
+from logsidecar.parse.access_json import json_encoder_for
+from logsidecar.parse.access_otlp import otlp_encoder_for
 from logsidecar.parse.base import FormatError
+from logsidecar.parse.direct import DirectEncoder, SlowParse
 from logsidecar.parse.escape import unescape_log_value
 from logsidecar.parse.logformat import (
     DURATION,
@@ -121,6 +123,7 @@ from logsidecar.parse.logformat import (
     Directive,
     FieldSpec,
     Literal,
+    bounded_int,
     compile_fields,
     field_pattern,
     field_patterns,
@@ -141,6 +144,7 @@ from logsidecar.record import (
     encode_json_lines,
     utcnow,
 )
+from logsidecar.sinks.otlp_encode import encode_otlp_records
 from logsidecar.stamp import BatchStamp
 
 __all__ = ["PRESETS", "AccessLogParser", "compile_logformat", "preset_parser"]
@@ -261,7 +265,9 @@ class AccessLogParser:
         self._time_cache = TimeCache(self._make_time_parser())
         self._request_cache: dict[str, dict[str, Any]] = {}
         self._build = self._generate_builder()
-        self._json_encoder: RowJsonEncoder | None | bool = False  # False: not built yet
+        # Direct writers (built on first use; False: not built yet, None: format not supported).
+        self._json_encoder: DirectEncoder | None | bool = False
+        self._otlp_encoder: DirectEncoder | None | bool = False
 
     # --- public ------------------------------------------------------------------------------
 
@@ -298,11 +304,29 @@ class AccessLogParser:
         self, lines: Sequence[bytes], stamp: BatchStamp, slow_parse: SlowParse | None = None
     ) -> tuple[bytes, int]:
         """`encode_json_lines` of the parsed, stamped batch, and how many lines did not parse,
-        written without building records where the line allows (see `access_json`).
-        `slow_parse` re-parses the lines this parser left unparsed (the `auto` parser passes its own)."""
-        encoder = self._json_encoder
-        if encoder is False:
-            encoder = self._json_encoder = json_encoder_for(self)
+        written without building records where the line allows (see `direct.py`). `slow_parse`
+        re-parses the lines this parser left unparsed (the `auto` parser passes its own search)."""
+        if self._json_encoder is False:
+            self._json_encoder = json_encoder_for(self)
+        return self._encode_direct(self._json_encoder, lines, stamp, slow_parse, encode_json_lines)  # type: ignore[arg-type]
+
+    def encode_otlp_records(
+        self, lines: Sequence[bytes], stamp: BatchStamp, slow_parse: SlowParse | None = None
+    ) -> tuple[list[bytes], int]:
+        """The OTLP `LogRecord`s of the parsed, stamped batch (each as `LogsRequestEncoder.encode_record`
+        writes it), and how many lines did not parse; see `encode_json_lines`."""
+        if self._otlp_encoder is False:
+            self._otlp_encoder = otlp_encoder_for(self)
+        return self._encode_direct(self._otlp_encoder, lines, stamp, slow_parse, encode_otlp_records)  # type: ignore[arg-type]
+
+    def _encode_direct(
+        self,
+        encoder: DirectEncoder | None,
+        lines: Sequence[bytes],
+        stamp: BatchStamp,
+        slow_parse: SlowParse | None,
+        ordinary: Callable[[list[LogRecord]], Any],
+    ) -> tuple[Any, int]:
         observed = utcnow()
         data = b"\n".join(lines)
         text = None
@@ -314,12 +338,12 @@ class AccessLogParser:
         rows: list[tuple[str, ...] | None] = []
         if text is not None and text.count("\n") == len(lines) - 1:
             rows = self._batch_regex.findall(text)
-        if text is None or len(rows) != len(lines):
+        if encoder is None or text is None or len(rows) != len(lines):
             records = self.parse(lines)
             if slow_parse is not None:
                 _reparse_unparsed(records, slow_parse)
             stamp.apply(records)
-            return encode_json_lines(records), sum(PARSE_ERROR in r.attributes for r in records)
+            return ordinary(records), sum(PARSE_ERROR in r.attributes for r in records)
 
         def slow(indices: list[int]) -> list[LogRecord]:
             exact_row = self._exact_row
@@ -336,7 +360,7 @@ class AccessLogParser:
         if gc_was_enabled:
             gc.disable()
         try:
-            return encoder.encode(data, text, rows, observed, stamp, slow)  # type: ignore[union-attr]
+            return encoder.encode(data, text, lines, rows, observed, stamp, slow)
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -556,13 +580,23 @@ class AccessLogParser:
             )
             if spec.kind == STR:
                 emit(f"    if {var} != '-':\n{unescape}        a[{key!r}] = {var}")
-            elif spec.kind == INT:
-                emit(f"    if {var} != '-':\n        a[{key!r}] = int({var})")
+            elif spec.kind == INT:  # 18 digits always fit in 64 bits; longer ones are checked
+                emit(
+                    f"    if {var} != '-':\n        a[{key!r}] = int({var}) if len({var}) < 19 else bounded_int({var})"
+                )
             elif spec.kind == HEXINT:
-                emit(f"    if {var} != '-':\n        a[{key!r}] = int({var}, 16)")
+                emit(
+                    f"    if {var} != '-':\n"
+                    f"        a[{key!r}] = int({var}, 16) if len({var}) < 16 else bounded_int({var}, 16)"
+                )
             elif spec.kind == DURATION:
                 divisor = round(1 / spec.scale)
-                expr = f"float({var})" if divisor == 1 else f"int({var}) / {divisor}"
+                # int / int is exact for the digits a duration has; float() takes absurd ones
+                expr = (
+                    f"float({var})"
+                    if divisor == 1
+                    else f"(int({var}) if len({var}) < 19 else float({var})) / {divisor}"
+                )
                 emit(f"    if {var} != '-':\n        a[{key!r}] = {expr}")
             elif spec.kind == QUERY:
                 emit(
@@ -643,6 +677,7 @@ class AccessLogParser:
             "LogRecord": LogRecord,
             "unescape": unescape_log_value,
             "status_get": _STATUS_TABLE.get,
+            "bounded_int": bounded_int,
             "status_info": status_info,
             "proto_get": _PROTOCOL_TABLE.get,
             "protocol_info": protocol_info,

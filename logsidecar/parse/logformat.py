@@ -527,6 +527,19 @@ def compile_fields(tokens: list[Token]) -> list[FieldSpec]:
     return specs
 
 
+_INT64_MAX = 2**63 - 1
+
+
+def bounded_int(text: str, base: int = 10) -> int | str:
+    """An integer field's value. Beyond 64 bits (what OTLP and JSON encoders take) the digits are
+    kept as text, so one absurd line cannot make a batch unencodable."""
+    try:
+        value = int(text, base)
+    except ValueError:  # beyond Python's int/str conversion limit (4300 digits)
+        return text
+    return value if value <= _INT64_MAX else text
+
+
 def field_pattern(
     spec: FieldSpec,
     before: str,

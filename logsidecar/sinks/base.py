@@ -12,8 +12,9 @@ Sinks never touch checkpoints: the pipeline turns returned `send` calls into ack
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from logsidecar.record import LogRecord
 
@@ -34,13 +35,53 @@ class JsonLines:
     data: bytes
     count: int
 
+    @staticmethod
+    def merge(batches: Sequence[JsonLines]) -> JsonLines:
+        if len(batches) == 1:
+            return batches[0]
+        return JsonLines(b"".join(b.data for b in batches), sum(b.count for b in batches))
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpLogRecords:
+    """Records already encoded as OTLP `LogRecord`s (`LogsRequestEncoder.encode_record` of each),
+    all with the resource `resource`."""
+
+    records: list[bytes]
+    resource: Mapping[str, Any]
+
+    @property
+    def count(self) -> int:
+        return len(self.records)
+
+    @staticmethod
+    def merge(batches: Sequence[OtlpLogRecords]) -> OtlpLogRecords:
+        if len(batches) == 1:
+            return batches[0]
+        groups: dict[int, OtlpLogRecords] = {}  # by resource identity (the pipeline shares one)
+        for batch in batches:
+            group = groups.get(id(batch.resource))
+            if group is None:
+                groups[id(batch.resource)] = OtlpLogRecords(list(batch.records), batch.resource)
+            else:
+                group.records.extend(batch.records)
+        if len(groups) != 1:
+            raise ValueError("OTLP batches with different resources cannot be merged")
+        return next(iter(groups.values()))
+
+
+#: A batch as a sink takes it: records, or their encoding.
+Payload = Sequence[LogRecord] | JsonLines | OtlpLogRecords
+
 
 class Sink(ABC):
     #: Short name used in metrics and logs ("stdout", "otlp").
     name: str = "sink"
-    #: True when the sink's output is JSON lines and it takes them pre-encoded (`send_json_lines`):
-    #: the pipeline may then write them without building records (see `parse/access_json.py`).
+    #: True when the sink takes records pre-encoded as JSON lines (`send_json_lines`) or as OTLP
+    #: log records (`send_otlp_records`): when it is the only sink, the pipeline then writes access
+    #: logs without building records (see `parse/direct.py`).
     accepts_json_lines: bool = False
+    accepts_otlp_records: bool = False
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open connections; called once before the first `send`."""
@@ -52,6 +93,10 @@ class Sink(ABC):
     async def send_json_lines(self, batch: JsonLines) -> None:
         """Deliver pre-encoded records (only called when `accepts_json_lines`)."""
         raise NotImplementedError(f"the {self.name} sink does not take pre-encoded JSON lines")
+
+    async def send_otlp_records(self, batch: OtlpLogRecords) -> None:
+        """Deliver pre-encoded records (only called when `accepts_otlp_records`)."""
+        raise NotImplementedError(f"the {self.name} sink does not take pre-encoded OTLP records")
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release resources; pending retries give up."""

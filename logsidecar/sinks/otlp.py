@@ -42,7 +42,7 @@ import asyncio
 import gzip
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -51,7 +51,7 @@ from urllib.parse import urlsplit
 from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.record import LogRecord
-from logsidecar.sinks.base import BatchRejected, Sink
+from logsidecar.sinks.base import BatchRejected, OtlpLogRecords, Sink
 from logsidecar.sinks.otlp_encode import LogsRequestEncoder
 
 DEFAULT_SERVICE_NAME = "apache-httpd"
@@ -83,7 +83,7 @@ class OtlpSettings:
     timeout_s: float = 10.0  # deadline of one export attempt
     batch_size: int = 2048  # most records per export request
     batch_timeout_s: float = 0.2  # for the pipeline: how long lines may wait to fill a batch
-    max_concurrent_sends: int = 2  # for the pipeline: export requests in flight at once
+    max_concurrent_sends: int = 4  # for the pipeline: export requests in flight at once
     max_retry_time_s: float | None = None  # None: retry for as long as it takes
     resource: dict[str, Any] = field(default_factory=lambda: {"service.name": DEFAULT_SERVICE_NAME})
     initial_backoff_s: float = 0.5
@@ -413,14 +413,24 @@ class OtlpSink(Sink):
         if self._transport is None:
             self._transport = _build_transport(self.settings)
 
+    accepts_otlp_records = True
+
     async def send(self, records: Sequence[LogRecord]) -> None:
-        if not records:
+        await self._send_chunks(records, self._encoder.encode)
+
+    async def send_otlp_records(self, batch: OtlpLogRecords) -> None:
+        resource = batch.resource
+        await self._send_chunks(batch.records, lambda chunk: self._encoder.encode_records(chunk, resource))
+
+    async def _send_chunks(self, items: Sequence[Any], encode: Callable[[Sequence[Any]], bytes]) -> None:
+        """Send `items` (records, or encoded records) in requests of at most `batch_size`."""
+        if not items:
             return
         if self._transport is None:
             await self.start()
         size = self.settings.batch_size
-        for begin in range(0, len(records), size):
-            await self._send_chunk(records[begin : begin + size])
+        for begin in range(0, len(items), size):
+            await self._send_chunk(items[begin : begin + size], encode)
 
     async def close(self) -> None:
         self._is_closed = True
@@ -432,13 +442,13 @@ class OtlpSink(Sink):
 
     # -- internals --
 
-    async def _send_chunk(self, records: Sequence[LogRecord]) -> None:
-        payload = await asyncio.to_thread(self._encode, records)
+    async def _send_chunk(self, records: Sequence[Any], encode: Callable[[Sequence[Any]], bytes]) -> None:
+        payload = await asyncio.to_thread(self._prepare, records, encode)
         outcome = await self._export_with_retry(payload, len(records))
         if isinstance(outcome, Rejected) and outcome.too_large and len(records) > 1:
             half = len(records) // 2
-            await self._send_chunk(records[:half])
-            await self._send_chunk(records[half:])
+            await self._send_chunk(records[:half], encode)
+            await self._send_chunk(records[half:], encode)
             return
         if isinstance(outcome, Rejected):
             self.stats.batches_rejected += 1
@@ -460,9 +470,9 @@ class OtlpSink(Sink):
                 detail=outcome.message,
             )
 
-    def _encode(self, records: Sequence[LogRecord]) -> bytes:
+    def _prepare(self, records: Sequence[Any], encode: Callable[[Sequence[Any]], bytes]) -> bytes:
         assert self._transport is not None
-        return self._transport.prepare(self._encoder.encode(records))
+        return self._transport.prepare(encode(records))
 
     async def _export_with_retry(self, payload: bytes, record_count: int) -> Accepted | Rejected:
         """Attempt until accepted, rejected for good, out of retry time, or closed."""

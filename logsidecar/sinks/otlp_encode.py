@@ -40,26 +40,26 @@ SCOPE_NAME = "logsidecar"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
-_pack_fixed64 = struct.Struct("<Q").pack
+pack_fixed64 = struct.Struct("<Q").pack
 _pack_double = struct.Struct("<d").pack
 
 # Field tags (field_number << 3 | wire_type) of the messages we write.
 # ExportLogsServiceRequest.resource_logs = 1; ResourceLogs.resource = 1, scope_logs = 2;
 # ScopeLogs.scope = 1, log_records = 2; Resource.attributes = 1; InstrumentationScope.name = 1, version = 2.
-_TAG_LEN_1 = b"\x0a"
-_TAG_LEN_2 = b"\x12"
+TAG_LEN_1 = b"\x0a"
+TAG_LEN_2 = b"\x12"
 # LogRecord: time_unix_nano = 1 (fixed64), severity_number = 2 (varint), severity_text = 3,
 # body = 5, attributes = 6, observed_time_unix_nano = 11 (fixed64).
-_TAG_TIME = b"\x09"
-_TAG_SEVERITY_NUMBER = b"\x10"
-_TAG_SEVERITY_TEXT = b"\x1a"
-_TAG_BODY = b"\x2a"
-_TAG_ATTRIBUTE = b"\x32"
-_TAG_OBSERVED_TIME = b"\x59"
+TAG_TIME = b"\x09"
+TAG_SEVERITY_NUMBER = b"\x10"
+TAG_SEVERITY_TEXT = b"\x1a"
+TAG_BODY = b"\x2a"
+TAG_ATTRIBUTE = b"\x32"
+TAG_OBSERVED_TIME = b"\x59"
 # AnyValue: string_value = 1, bool_value = 2, int_value = 3, double_value = 4, array_value = 5,
 # kvlist_value = 6, bytes_value = 7. ArrayValue.values = 1, KeyValueList.values = 1.
 _TAG_BOOL = b"\x10"
-_TAG_INT = b"\x18"
+TAG_INT = b"\x18"
 _TAG_DOUBLE = b"\x21"
 _TAG_ARRAY = b"\x2a"
 _TAG_KVLIST = b"\x32"
@@ -85,38 +85,38 @@ def _varint_uncached(value: int) -> bytes:
     return bytes(out)
 
 
-_SMALL_VARINTS = [_varint_uncached(i) for i in range(_SMALL_VARINTS_MAX)]
+SMALL_VARINTS = [_varint_uncached(i) for i in range(_SMALL_VARINTS_MAX)]
 
 
-def _varint(value: int) -> bytes:
-    return _SMALL_VARINTS[value] if value < _SMALL_VARINTS_MAX else _varint_uncached(value)
+def varint(value: int) -> bytes:
+    return SMALL_VARINTS[value] if value < _SMALL_VARINTS_MAX else _varint_uncached(value)
 
 
-def _field(tag: bytes, payload: bytes) -> bytes:
+def field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: tag, length, payload."""
     n = len(payload)
-    return tag + (_SMALL_VARINTS[n] if n < _SMALL_VARINTS_MAX else _varint_uncached(n)) + payload
+    return tag + (SMALL_VARINTS[n] if n < _SMALL_VARINTS_MAX else _varint_uncached(n)) + payload
 
 
-def _string_value(text: str) -> bytes:
-    return _field(_TAG_LEN_1, text.encode("utf-8", "backslashreplace"))
+def string_value(text: str) -> bytes:
+    return field(TAG_LEN_1, text.encode("utf-8", "backslashreplace"))
 
 
 def encode_any_value(value: Any) -> bytes:
     """The bytes of an AnyValue message for a Python value (see the module docstring's mapping)."""
     kind = type(value)
     if kind is str:
-        return _string_value(value)
+        return string_value(value)
     if kind is bool:
         return _TAG_BOOL + (b"\x01" if value else b"\x00")
     if kind is int:
         if _INT64_MIN <= value <= _INT64_MAX:
-            return _TAG_INT + _varint_uncached(value & 0xFFFFFFFFFFFFFFFF)
-        return _string_value(str(value))
+            return TAG_INT + _varint_uncached(value & 0xFFFFFFFFFFFFFFFF)
+        return string_value(str(value))
     if kind is float:
         return _TAG_DOUBLE + _pack_double(value)
     if isinstance(value, str):  # str subclasses (StrEnum members)
-        return _string_value(str(value))
+        return string_value(str(value))
     if isinstance(value, bool):
         return _TAG_BOOL + (b"\x01" if value else b"\x00")
     if isinstance(value, int):  # IntEnum and other int subclasses
@@ -124,23 +124,23 @@ def encode_any_value(value: Any) -> bytes:
     if isinstance(value, float):
         return _TAG_DOUBLE + _pack_double(float(value))
     if isinstance(value, bytes | bytearray | memoryview):
-        return _field(_TAG_BYTES, bytes(value))
+        return field(_TAG_BYTES, bytes(value))
     if isinstance(value, list | tuple):
-        return _field(
-            _TAG_ARRAY, b"".join(_field(_TAG_LEN_1, encode_any_value(v)) for v in value if v is not None)
+        return field(
+            _TAG_ARRAY, b"".join(field(TAG_LEN_1, encode_any_value(v)) for v in value if v is not None)
         )
     if isinstance(value, Mapping):
-        return _field(_TAG_KVLIST, _encode_key_values(value, _TAG_LEN_1))
-    return _string_value(str(value))
+        return field(_TAG_KVLIST, _encode_key_values(value, TAG_LEN_1))
+    return string_value(str(value))
 
 
-def _encode_key_value(tag: bytes, key: str, value: Any) -> bytes:
+def encode_key_value(tag: bytes, key: str, value: Any) -> bytes:
     # KeyValue: key = 1, value = 2 (AnyValue)
-    return _field(tag, _string_value(str(key)) + _field(_TAG_LEN_2, encode_any_value(value)))
+    return field(tag, string_value(str(key)) + field(TAG_LEN_2, encode_any_value(value)))
 
 
 def _encode_key_values(attributes: Mapping[str, Any], tag: bytes) -> bytes:
-    return b"".join(_encode_key_value(tag, k, v) for k, v in attributes.items() if v is not None)
+    return b"".join(encode_key_value(tag, k, v) for k, v in attributes.items() if v is not None)
 
 
 def datetime_to_unix_nano(moment: datetime) -> int:
@@ -161,9 +161,7 @@ class LogsRequestEncoder:
 
     def __init__(self, base_resource: Mapping[str, Any], *, scope_version: str = __version__) -> None:
         self.base_resource: dict[str, Any] = dict(base_resource)
-        self._scope = _field(
-            _TAG_LEN_1, _string_value(SCOPE_NAME) + _field(_TAG_LEN_2, scope_version.encode())
-        )
+        self._scope = field(TAG_LEN_1, string_value(SCOPE_NAME) + field(TAG_LEN_2, scope_version.encode()))
         self._keyvalue_cache: dict[tuple[str, Any], tuple[type, bytes]] = {}
         # Encoded string attributes per key (_UNCACHED: this key's values rarely repeat).
         self._string_caches: dict[str, dict[str, bytes]] = {}
@@ -180,7 +178,7 @@ class LogsRequestEncoder:
         by_content: dict[bytes, list[bytes]] = {}
         fallback_observed = datetime_to_unix_nano(now or datetime.now(UTC))
         self._records_seen += len(records)
-        encode_record = self._encode_record
+        encode_record = self.encode_record
         # Cache of the last observed timestamp: parsers stamp one datetime object per batch.
         last_observed: datetime | None = None
         last_observed_ns = fallback_observed
@@ -203,9 +201,17 @@ class LogsRequestEncoder:
             group.append(encode_record(record, last_observed_ns))
         parts = []
         for resource_bytes, encoded_records in by_content.items():
-            scope_logs = _field(_TAG_LEN_2, self._scope + b"".join(encoded_records))
-            parts.append(_field(_TAG_LEN_1, resource_bytes + scope_logs))
+            scope_logs = field(TAG_LEN_2, self._scope + b"".join(encoded_records))
+            parts.append(field(TAG_LEN_1, resource_bytes + scope_logs))
         return b"".join(parts)
+
+    def encode_records(self, encoded: Sequence[bytes], resource: Mapping[str, Any]) -> bytes:
+        """One serialized ExportLogsServiceRequest of records already encoded (`encode_record`, or
+        `parse/access_otlp.py`) that share `resource`: the bytes `encode` gives for those records."""
+        if not encoded:
+            return b""
+        scope_logs = field(TAG_LEN_2, self._scope + b"".join(encoded))
+        return field(TAG_LEN_1, self._encode_resource(resource) + scope_logs)
 
     def merged_resource(self, record_resource: Mapping[str, Any]) -> dict[str, Any]:
         """The resource attributes a record is sent with: base overlaid by the record's own."""
@@ -215,40 +221,41 @@ class LogsRequestEncoder:
 
     def _encode_resource(self, record_resource: Mapping[str, Any]) -> bytes:
         merged = self.merged_resource(record_resource)
-        return _field(_TAG_LEN_1, _encode_key_values(merged, _TAG_LEN_1))  # ResourceLogs.resource
+        return field(TAG_LEN_1, _encode_key_values(merged, TAG_LEN_1))  # ResourceLogs.resource
 
-    def _encode_record(self, record: LogRecord, observed_ns: int) -> bytes:
+    def encode_record(self, record: LogRecord, observed_ns: int) -> bytes:
+        """One record as a `ScopeLogs.log_records` field (tag, length, LogRecord message)."""
         # The hot loop (one call per record): pieces are appended, joined once, no nested messages
         # are built. Sizes below 16384 come from the precomputed varint table.
         parts: list[bytes] = []
         append = parts.append
-        small = _SMALL_VARINTS
+        small = SMALL_VARINTS
         timestamp = record.timestamp
         if timestamp is not None:
-            append(_TAG_TIME)
-            append(_pack_fixed64(datetime_to_unix_nano(timestamp) & 0xFFFFFFFFFFFFFFFF))
+            append(TAG_TIME)
+            append(pack_fixed64(datetime_to_unix_nano(timestamp) & 0xFFFFFFFFFFFFFFFF))
         severity_number = int(record.severity_number)
         if severity_number:
-            append(_TAG_SEVERITY_NUMBER)
-            append(_varint(severity_number))
+            append(TAG_SEVERITY_NUMBER)
+            append(varint(severity_number))
         severity_text = record.severity_text
         if severity_text:
             encoded_text = self._severity_text_cache.get(severity_text)
             if encoded_text is None:
-                encoded_text = _field(_TAG_SEVERITY_TEXT, severity_text.encode("utf-8", "backslashreplace"))
+                encoded_text = field(TAG_SEVERITY_TEXT, severity_text.encode("utf-8", "backslashreplace"))
                 self._severity_text_cache[severity_text] = encoded_text
             append(encoded_text)
         body = record.body.encode("utf-8", "backslashreplace")
         n = len(body)
         if n < _SMALL_VARINTS_MAX - 4:
             inner = small[n]
-            append(_TAG_BODY)
-            append(_varint(n + 1 + len(inner)))
-            append(_TAG_LEN_1)
+            append(TAG_BODY)
+            append(varint(n + 1 + len(inner)))
+            append(TAG_LEN_1)
             append(inner)
             append(body)
         else:
-            append(_field(_TAG_BODY, _field(_TAG_LEN_1, body)))
+            append(field(TAG_BODY, field(TAG_LEN_1, body)))
         string_caches = self._string_caches
         for key, value in record.attributes.items():
             if type(value) is str:
@@ -267,30 +274,30 @@ class LogsRequestEncoder:
                     # KeyValue{key, value: AnyValue{string_value}} written flat: every length < 128.
                     encoded = b"".join(
                         (
-                            _TAG_ATTRIBUTE,
+                            TAG_ATTRIBUTE,
                             small[len(prefix) + n + 4],
                             prefix,
-                            _TAG_LEN_2,
+                            TAG_LEN_2,
                             small[n + 2],
-                            _TAG_LEN_1,
+                            TAG_LEN_1,
                             small[n],
                             data,
                         )
                     )
                 else:
-                    encoded = _field(_TAG_ATTRIBUTE, prefix + _field(_TAG_LEN_2, _field(_TAG_LEN_1, data)))
+                    encoded = field(TAG_ATTRIBUTE, prefix + field(TAG_LEN_2, field(TAG_LEN_1, data)))
                 if cache is not _UNCACHED:
                     self._remember_string(key, value, encoded, cache)
                 append(encoded)
             elif value is not None:
                 append(self._encode_other_attribute(key, value))
-        append(_TAG_OBSERVED_TIME)
-        append(_pack_fixed64(observed_ns))
+        append(TAG_OBSERVED_TIME)
+        append(pack_fixed64(observed_ns))
         payload = b"".join(parts)
-        return _field(_TAG_LEN_2, payload)  # ScopeLogs.log_records
+        return field(TAG_LEN_2, payload)  # ScopeLogs.log_records
 
     def _key_prefix(self, key: str) -> bytes:
-        prefix = _string_value(str(key))  # KeyValue.key
+        prefix = string_value(str(key))  # KeyValue.key
         if len(self._key_prefixes) < _KEY_PREFIXES_MAX:
             self._key_prefixes[key] = prefix
         return prefix
@@ -322,10 +329,10 @@ class LogsRequestEncoder:
         try:
             hit = cache.get(item)
         except TypeError:  # unhashable value (list, dict): encode every time
-            return _encode_key_value(_TAG_ATTRIBUTE, key, value)
+            return encode_key_value(TAG_ATTRIBUTE, key, value)
         if hit is not None and hit[0] is type(value):
             return hit[1]
-        encoded = _encode_key_value(_TAG_ATTRIBUTE, key, value)
+        encoded = encode_key_value(TAG_ATTRIBUTE, key, value)
         if len(cache) >= _KEYVALUE_CACHE_MAX:
             cache.clear()
         cache[item] = (type(value), encoded)
@@ -337,3 +344,16 @@ def encode_request(
 ) -> bytes:
     """Convenience for one-off use (tests, tools): a fresh encoder, one request."""
     return LogsRequestEncoder(base_resource).encode(list(records), now=now)
+
+
+_RECORD_ENCODER = LogsRequestEncoder({})
+
+
+def encode_otlp_records(records: Sequence[LogRecord]) -> list[bytes]:
+    """Each record as `LogsRequestEncoder.encode_record` writes it (its own observed time, or now)."""
+    now = datetime_to_unix_nano(datetime.now(UTC))
+    encode = _RECORD_ENCODER.encode_record
+    return [
+        encode(r, datetime_to_unix_nano(r.observed_timestamp) if r.observed_timestamp is not None else now)
+        for r in records
+    ]

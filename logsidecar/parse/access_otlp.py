@@ -1,0 +1,197 @@
+"""The OTLP dialect of `direct.py`: protobuf `LogRecord`s written straight from access-log rows.
+
+Each fast line becomes the bytes `LogsRequestEncoder` would write for its stamped record (one
+`ScopeLogs.log_records` field: tag, length, message), joined from constant pieces (the format
+attribute, the stamped path/name/uid head, the observed time) and the fields' pieces. The body is
+the line's own bytes (valid UTF-8: the batch decoded). Text attributes are written flat
+(`KeyValue{key, AnyValue{string_value}}` with one-byte lengths) from a per-key table of heads.
+The sink wraps a batch's records in one ResourceLogs/ScopeLogs (`LogsRequestEncoder.encode_records`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from logsidecar.parse.direct import PIECE_CACHE_MAX, DirectEncoder
+from logsidecar.parse.logformat import bounded_int
+from logsidecar.record import FORMAT, LOG_FILE_NAME, LOG_FILE_PATH, LOG_RECORD_UID, LogRecord
+from logsidecar.sinks.otlp_encode import (
+    SMALL_VARINTS,
+    TAG_ATTRIBUTE,
+    TAG_BODY,
+    TAG_INT,
+    TAG_LEN_1,
+    TAG_LEN_2,
+    TAG_OBSERVED_TIME,
+    TAG_SEVERITY_NUMBER,
+    TAG_SEVERITY_TEXT,
+    TAG_TIME,
+    LogsRequestEncoder,
+    datetime_to_unix_nano,
+    encode_key_value,
+    field,
+    pack_fixed64,
+    string_value,
+    varint,
+)
+from logsidecar.stamp import BatchStamp, offset_hexes
+
+if TYPE_CHECKING:
+    from logsidecar.parse.access import AccessLogParser
+
+__all__ = ["OtlpDialect", "otlp_encoder_for"]
+
+# Text values shorter than this have one-byte lengths at every level of their KeyValue.
+_FLAT_MAX = 120
+# A uid is 32 hex digits.
+_UID_LENGTH = 32
+
+
+def _flat_heads(key: str) -> list[bytes]:
+    """For each value length n < _FLAT_MAX: the bytes of a text KeyValue before its value."""
+    prefix = string_value(key)
+    return [
+        TAG_ATTRIBUTE + SMALL_VARINTS[len(prefix) + n + 4] + prefix + TAG_LEN_2 + SMALL_VARINTS[n + 2]
+        + TAG_LEN_1 + SMALL_VARINTS[n]
+        for n in range(_FLAT_MAX)
+    ]  # fmt: skip
+
+
+def _text_key_value(key_prefix: bytes, data: bytes) -> bytes:
+    return field(TAG_ATTRIBUTE, key_prefix + field(TAG_LEN_2, field(TAG_LEN_1, data)))
+
+
+def _bounded_int_key_value(key: str, text: str) -> bytes:
+    return encode_key_value(TAG_ATTRIBUTE, key, bounded_int(text))
+
+
+def _body_head(length: int) -> bytes:
+    inner = varint(length)
+    return TAG_BODY + varint(length + 1 + len(inner)) + TAG_LEN_1 + inner
+
+
+class OtlpDialect:
+    batch_arguments: tuple[str, ...] = ("stamp_head", "hexes", "observed")
+    no_time = b""
+
+    def __init__(self, format_name: str) -> None:
+        self.format_name = format_name
+        self.default_severity = self.severity_piece("INFO", 9)
+        self._record_encoder = LogsRequestEncoder({})  # for the slow lines' records
+
+    def namespace(self) -> dict[str, Any]:
+        body_heads: dict[int, bytes] = {}
+
+        def body_head(length: int) -> bytes:
+            if len(body_heads) >= PIECE_CACHE_MAX:
+                body_heads.clear()
+            head = body_heads[length] = _body_head(length)
+            return head
+
+        return {
+            "SMALL": SMALL_VARINTS,
+            "varint": varint,
+            "RECORD": TAG_LEN_2,
+            "FORMAT_KV": encode_key_value(TAG_ATTRIBUTE, FORMAT, self.format_name),
+            "bget": body_heads.get,
+            "bhead": body_head,
+            "join": b"".join,
+            "text_kv": _text_key_value,
+        }
+
+    def text_field(self, number: int, var: str, key: str, quote_free: bool, namespace: dict[str, Any]) -> str:
+        namespace[f"H{number}"] = _flat_heads(key)
+        namespace[f"K{number}"] = string_value(key)
+        return (
+            f"    if {var} == '-':\n        p{number} = b''\n    else:\n"
+            f"        d = {var}.encode()\n"
+            f"        p{number} = H{number}[len(d)] + d if len(d) < {_FLAT_MAX} else text_kv(K{number}, d)"
+        )
+
+    def int_field(self, number: int, var: str, key: str, namespace: dict[str, Any]) -> str:
+        # KeyValue{key, AnyValue{int_value}} for up to 18 digits: a per-key head for each varint
+        # length, then the varint. Longer values go through `bounded_int` (they may not fit 64 bits).
+        prefix = string_value(key)
+        namespace[f"I{number}"] = [
+            TAG_ATTRIBUTE + varint(len(prefix) + 3 + n) + prefix + TAG_LEN_2 + varint(1 + n) + TAG_INT
+            for n in range(11)
+        ]
+        namespace["bounded_kv"] = _bounded_int_key_value
+        namespace[f"KEY{number}"] = key
+        return (
+            f"    if {var} == '-':\n        p{number} = b''\n"
+            f"    elif len({var}) < 19:\n"
+            f"        vb = varint(int({var}))\n"
+            f"        p{number} = I{number}[len(vb)] + vb\n"
+            f"    else:\n        p{number} = bounded_kv(KEY{number}, {var})"
+        )
+
+    def attributes_piece(self, attributes: dict[str, Any]) -> bytes:
+        return b"".join(
+            encode_key_value(TAG_ATTRIBUTE, key, value)
+            for key, value in attributes.items()
+            if value is not None
+        )
+
+    def severity_piece(self, text: str | None, number: int) -> bytes:
+        number_piece = TAG_SEVERITY_NUMBER + varint(number) if number else b""
+        text_piece = field(TAG_SEVERITY_TEXT, text.encode("utf-8", "backslashreplace")) if text else b""
+        return number_piece + text_piece
+
+    def time_piece(self, moment: datetime | None) -> bytes:
+        if moment is None:
+            return b""
+        return TAG_TIME + pack_fixed64(datetime_to_unix_nano(moment) & 0xFFFFFFFFFFFFFFFF)
+
+    def line(self, pieces: list[str], severity: str, namespace: dict[str, Any]) -> str:
+        parts = ", ".join(
+            [
+                "tp",
+                severity,
+                "bh",
+                "body",
+                "FORMAT_KV",
+                *pieces,
+                "stamp_head",
+                "hexes[at:at + 16]",
+                "observed",
+            ]
+        )
+        return (
+            "    bh = bget(len(body))\n"
+            "    if bh is None:\n"
+            "        bh = bhead(len(body))\n"
+            f"    rec = join(({parts}))\n"
+            "    n = len(rec)\n"
+            "    append(RECORD + (SMALL[n] if n < 16384 else varint(n)) + rec)"
+        )
+
+    def bodies(self, text: str, lines: Sequence[bytes]) -> Sequence[bytes]:
+        return lines
+
+    def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[bytes, bytes, bytes]:
+        stamp_head = (
+            encode_key_value(TAG_ATTRIBUTE, LOG_FILE_PATH, stamp.path)
+            + encode_key_value(TAG_ATTRIBUTE, LOG_FILE_NAME, os.path.basename(stamp.path))
+            + _flat_heads(LOG_RECORD_UID)[_UID_LENGTH]
+            + stamp.uid_prefix.encode()
+        )
+        observed_piece = TAG_OBSERVED_TIME + pack_fixed64(datetime_to_unix_nano(observed))
+        return stamp_head, offset_hexes(stamp.end_offsets).encode(), observed_piece
+
+    def assemble(
+        self, out: list[Any], slow: list[int], records: list[LogRecord], observed: datetime
+    ) -> list[bytes]:
+        observed_ns = datetime_to_unix_nano(observed)
+        encode = self._record_encoder.encode_record
+        for index, record in zip(slow, records, strict=True):
+            out[index] = encode(record, observed_ns)
+        return out
+
+
+def otlp_encoder_for(parser: AccessLogParser) -> DirectEncoder | None:
+    """The direct OTLP writer for `parser`'s format, or None when the format needs the ordinary path."""
+    return DirectEncoder.build(parser, OtlpDialect(parser.format_name))

@@ -1,0 +1,270 @@
+"""Access-log batches written straight into an output encoding, without building records.
+
+An output's encoding of a batch is, by definition, its encoder applied to the parsed and stamped
+records (`AccessLogParser.parse`, `BatchStamp.apply`, then `record.encode_json_lines` or the OTLP
+`LogsRequestEncoder`). Building a dict and a `LogRecord` per line only for the encoder to walk them
+again was most of the cost of `tail` (profiled: ~4.5 µs of parsing and ~3 µs of JSON encoding per
+combined line). For a line that takes the fast path (the batch regex matched it and it holds no
+backslash and no control character, so there is nothing to unescape), a function generated per
+format and per encoding (a `Dialect`: `access_json.py`, `access_otlp.py`) writes the same bytes
+directly from the regex row. Every other line (escapes, lines the fast regex rejected, truncated
+lines) is parsed, stamped and encoded the ordinary way and put back in its place. The output is
+byte-for-byte the ordinary one; the unit tests hold both dialects to that with hypothesis.
+
+How each field is written (generated straight-line code, like the record builder):
+- plain text and integers: by the dialect's inline code;
+- anything else (request line, status, durations, protocol ...): the encoding of the attributes the
+  value gives is cached per distinct value (bounded), computed by running the parser's own record
+  builder on a row holding only that value, so the two paths cannot disagree on meaning;
+- the time: the encoding of the parsed time, cached per distinct time string.
+
+Formats where fields' attributes could interact (two fields filling one key, `%U%q` synthesising
+`url.original`) are not written directly: `DirectEncoder.build` returns None and the ordinary path runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from logsidecar.parse.logformat import INT, STATUS, STR, TIME
+from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord
+from logsidecar.stamp import BatchStamp
+
+if TYPE_CHECKING:
+    from logsidecar.parse.access import AccessLogParser
+
+__all__ = ["Dialect", "DirectEncoder", "SlowParse", "lines_needing_escapes"]
+
+# Cache bounds per field; cleared when full (memory stays bounded whatever the traffic).
+PIECE_CACHE_MAX = 4096
+
+# Slow-path hook: given the indices of lines the fast path left, return their records (parsed,
+# not stamped) in the same order.
+SlowParse = Callable[[list[int]], list[LogRecord]]
+
+
+class Dialect(Protocol):
+    """One output encoding, as the generator needs it. Code snippets assign `p<number>` from the
+    row variable `var`; `key` is the attribute's name."""
+
+    #: Names of the generated function's per-batch arguments, after `rows, bodies`.
+    batch_arguments: tuple[str, ...]
+    #: The piece for an absent time and the severity piece for a format without a status.
+    no_time: Any
+    default_severity: Any
+
+    def namespace(self) -> dict[str, Any]: ...
+
+    def text_field(
+        self, number: int, var: str, key: str, quote_free: bool, namespace: dict[str, Any]
+    ) -> str: ...
+
+    def int_field(self, number: int, var: str, key: str, namespace: dict[str, Any]) -> str: ...
+
+    def attributes_piece(self, attributes: dict[str, Any]) -> Any: ...
+
+    def severity_piece(self, text: str | None, number: int) -> Any: ...
+
+    def time_piece(self, moment: datetime | None) -> Any: ...
+
+    def line(self, pieces: list[str], severity: str, namespace: dict[str, Any]) -> str:
+        """The statement(s) appending the line's encoding to `out` (names: tp, body, at, the
+        batch arguments, the pieces)."""
+        ...
+
+    def bodies(self, text: str, lines: Sequence[bytes]) -> Sequence[Any]: ...
+
+    def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[Any, ...]: ...
+
+    def assemble(self, out: list[Any], slow: list[int], records: list[LogRecord], observed: datetime) -> Any:
+        """The batch's encoding: `out` holds the fast lines' pieces and None at `slow` indices,
+        whose stamped `records` are given in the same order."""
+        ...
+
+
+class DirectEncoder:
+    """A generated writer for one parser's format in one dialect (see the module docstring)."""
+
+    def __init__(
+        self, parser: AccessLogParser, dialect: Dialect, source: str, namespace: dict[str, Any]
+    ) -> None:
+        self.parser = parser
+        self.dialect = dialect
+        self.source = source
+        exec(compile(source, f"<{type(dialect).__name__} {parser.format_name}>", "exec"), namespace)  # noqa: S102
+        self._encode_rows = namespace["encode_rows"]
+
+    @classmethod
+    def build(cls, parser: AccessLogParser, dialect: Dialect) -> DirectEncoder | None:
+        """The writer for `parser`'s format, or None when the format needs the ordinary path."""
+        specs = parser.field_specs
+        keys = [key for spec in specs if spec.kind != TIME for key in spec.keys]
+        if len(keys) != len(set(keys)) or parser.synthesizes_url_original:
+            return None
+        names = [f"v{number}" for number in range(len(specs))]
+        # Fields whose fast pattern cannot hold a quote (on a fast line nothing in them needs escaping).
+        quote_free = {n for n, pattern in enumerate(parser.fast_field_patterns) if pattern == '([^"]*+)'}
+        namespace: dict[str, Any] = dialect.namespace()
+        namespace["default_severity"] = dialect.default_severity
+        pieces: list[str] = []
+        code: list[str] = []
+        severity = "default_severity"
+        time_vars: list[str] = []
+        for number, spec in enumerate(specs):
+            var = names[number]
+            if spec.kind == TIME:
+                if spec in parser.time_specs:
+                    time_vars.append(var)
+                continue
+            if not spec.keys:
+                continue
+            key = spec.keys[0]
+            if spec.kind == STR:
+                code.append(dialect.text_field(number, var, key, number in quote_free, namespace))
+            elif spec.kind == INT:
+                code.append(dialect.int_field(number, var, key, namespace))
+            else:
+                sets_severity = spec.kind == STATUS and key == "http.response.status_code"
+                cache, compute = _piece_cache(parser, dialect, number, sets_severity)
+                namespace[f"get{number}"] = cache.get
+                namespace[f"piece{number}"] = compute
+                code.append(
+                    f"    p{number} = get{number}({var})\n    if p{number} is None:\n        p{number} = piece{number}({var})"
+                )
+                if sets_severity:
+                    code.append(f"    p{number}, sev = p{number}")
+                    severity = "sev"
+            pieces.append(f"p{number}")
+        if time_vars:
+            time_key = time_vars[0] if len(time_vars) == 1 else "(" + ", ".join(time_vars) + ",)"
+            time_cache, time_compute = _time_piece_cache(parser, dialect)
+            namespace["tget"] = time_cache.get
+            namespace["tpiece"] = time_compute
+            code.append(f"    tp = tget({time_key})\n    if tp is None:\n        tp = tpiece({time_key})")
+        else:
+            namespace["no_time"] = dialect.no_time
+            code.append("    tp = no_time")
+        source = "\n".join(
+            [
+                f"def encode_rows(rows, bodies, {', '.join(dialect.batch_arguments)}):",
+                "  out = []",
+                "  append = out.append",
+                "  slow = []",
+                "  at = 0",
+                "  for body, row in zip(bodies, rows):",
+                "    if row is None or not body or row[-1]:",
+                "        slow.append(at >> 4)",
+                "        append(None)",
+                "        at += 16",
+                "        continue",
+                "    " + ", ".join([*names, "bad"]) + " = row",
+                *code,
+                dialect.line(pieces, severity, namespace),
+                "    at += 16",
+                "  return out, slow",
+            ]
+        )
+        return cls(parser, dialect, source, namespace)
+
+    def encode(
+        self,
+        data: bytes,
+        text: str,
+        lines: Sequence[bytes],
+        rows: Sequence[tuple[str, ...] | None],
+        observed: datetime,
+        stamp: BatchStamp,
+        slow_parse: SlowParse,
+    ) -> tuple[Any, int]:
+        """The batch's encoding and how many lines did not parse. `data` is the batch's `lines`
+        joined by newlines, `text` the same decoded, `rows` the batch regex's rows (one per line)."""
+        dialect = self.dialect
+        fast_rows = list(rows)
+        for index in lines_needing_escapes(data, text):
+            fast_rows[index] = None
+        out, slow = self._encode_rows(
+            fast_rows, dialect.bodies(text, lines), *dialect.batch_values(observed, stamp)
+        )
+        if stamp.truncated:  # the ordinary path adds `logsidecar.truncated` after the stamp
+            slow = sorted(set(stamp.truncated).union(slow))
+        records = slow_parse(slow) if slow else []
+        stamp.apply(records, slow)
+        unparsed = sum(PARSE_ERROR in record.attributes for record in records)
+        return dialect.assemble(out, slow, records, observed), unparsed
+
+
+# Bytes that need escaping in JSON or unescaping from Apache's notation: control characters and the
+# backslash (`\n` only separates lines). As a `bytes.translate` deletion table: keep exactly those.
+_NOT_CONTROL = bytes(range(0x20, 0x100)) + b"\n"
+_NEEDS_ESCAPE = re.compile(r"[\x00-\x09\x0b-\x1f\\]")
+
+
+def lines_needing_escapes(data: bytes, text: str) -> list[int]:
+    """Indices of the lines holding a backslash or a control character. The common batch has
+    none of the latter (httpd writes them as `\\xhh`), so one C-level pass over the bytes rules
+    them out and backslashes are found with `str.find`; no per-line loop either way."""
+    controls = bool(data.translate(None, _NOT_CONTROL))
+    found: list[int] = []
+    count, find = text.count, text.find
+    line = line_start = 0
+    position = _next_escape(text, 0, controls)
+    while position >= 0:
+        line += count("\n", line_start, position)
+        found.append(line)
+        end = find("\n", position)
+        if end < 0:
+            break
+        line += 1
+        line_start = end + 1
+        position = _next_escape(text, line_start, controls)
+    return found
+
+
+def _next_escape(text: str, start: int, controls: bool) -> int:
+    if controls:
+        match = _NEEDS_ESCAPE.search(text, start)
+        return -1 if match is None else match.start()
+    return text.find("\\", start)
+
+
+def _piece_cache(
+    parser: AccessLogParser, dialect: Dialect, number: int, sets_severity: bool
+) -> tuple[dict[str, Any], Callable[[str], Any]]:
+    """The cache for field `number` and the function filling it from the parser's own builder:
+    value → piece, or (piece, severity piece) for the status that sets the severity."""
+    cache: dict[str, Any] = {}
+    blank = ["-"] * len(parser.field_specs) + [""]
+
+    def compute(value: str) -> Any:
+        row = list(blank)
+        row[number] = value
+        record = parser.build_rows([tuple(row)], ["-"])[0]
+        attributes = {key: item for key, item in record.attributes.items() if key != FORMAT}
+        piece: Any = dialect.attributes_piece(attributes)
+        if sets_severity:
+            piece = (piece, dialect.severity_piece(record.severity_text, int(record.severity_number)))
+        if len(cache) >= PIECE_CACHE_MAX:
+            cache.clear()
+        cache[value] = piece
+        return piece
+
+    return cache, compute
+
+
+def _time_piece_cache(
+    parser: AccessLogParser, dialect: Dialect
+) -> tuple[dict[Any, Any], Callable[[Any], Any]]:
+    cache: dict[Any, Any] = {}
+    parse_time = parser.parse_time
+
+    def compute(value: Any) -> Any:
+        piece = dialect.time_piece(parse_time(value))
+        if len(cache) >= PIECE_CACHE_MAX:
+            cache.clear()
+        cache[value] = piece
+        return piece
+
+    return cache, compute
