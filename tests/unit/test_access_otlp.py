@@ -1,0 +1,469 @@
+"""The direct OTLP path (`parse/access_otlp.py`) against its definition.
+
+For every batch, `encode_otlp_records(lines, stamp)` of a parser must be, element by element and byte
+for byte, `sinks.otlp_encode.encode_otlp_records` of `parse(lines)` stamped with `stamp.apply`, apart
+from the observed time (one `utcnow()` per batch on each path: the last 8 bytes of every record, the
+fixed64 after tag 0x59), and the unparsed counts must be equal. Checked with hypothesis over presets
+and custom LogFormats (realistic lines, mutated lines: escapes, control bytes, invalid UTF-8, values
+whose protobuf lengths need 2-3 byte varints, integers beyond 64 bits ...), through `auto` over
+sequences of batches, and as the request the OTLP sink builds, decoded with the official
+`opentelemetry-proto` types.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from logsidecar.parse.access import PRESETS, AccessLogParser, compile_logformat, preset_parser
+from logsidecar.parse.access_otlp import otlp_encoder_for
+from logsidecar.parse.detect import AutoParser
+from logsidecar.record import PARSE_ERROR
+from logsidecar.sinks.base import OtlpLogRecords
+from logsidecar.sinks.otlp_encode import LogsRequestEncoder, encode_otlp_records
+from logsidecar.stamp import BatchStamp, uid_prefix
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from generate_logs import generate_lines  # noqa: E402
+
+PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# --- formats and realistic lines -------------------------------------------------------------------
+
+XFF_FORMAT = '%h %l %u %t "%r" %>s %b %D "%{X-Forwarded-For}i" %L'
+ISO_FORMAT = '%a %{%Y-%m-%dT%H:%M:%S}t %{ms}T "%r" %>s %O'
+HEXTID_FORMAT = '%v:%p %h %t "%r" %>s %B %{hextid}P'
+PRESET_NAMES = ("common", "combined", "vhost_combined", "combinedio")
+FORMATS = [PRESETS[name] for name in PRESET_NAMES] + [XFF_FORMAT, ISO_FORMAT, HEXTID_FORMAT]
+FORMAT_IDS = [*PRESET_NAMES, "xff", "iso_time", "hextid"]
+
+QUOTED = r'(?:[^"\\]|\\.)*'
+COMBINED_FIELDS = re.compile(
+    rf'(?P<h>\S+) \S+ \S+ \[(?P<t>[^\]]+)\] "(?P<r>{QUOTED})" (?P<s>\d+) (?P<b>\S+)'
+    rf' "(?P<ref>{QUOTED})" "(?P<ua>{QUOTED})"'
+)
+MONTHS = {m: n for n, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+
+
+def _render(fmt: str, f: dict[str, str], n: int) -> str:
+    """One line of `fmt` from a generated combined line's fields (`n` varies the extra fields)."""
+    h, t, r, s, b = f["h"], f["t"], f["r"], f["s"], f["b"]
+    if fmt == PRESETS["combinedio"]:
+        return f'{h} - - [{t}] "{r}" {s} {b} "{f["ref"]}" "{f["ua"]}" {300 + n} {b}'
+    if fmt == XFF_FORMAT:
+        xff = "-" if n % 3 == 0 else f"10.0.{n % 250}.{n % 7}"
+        log_id = "-" if n % 4 == 0 else f"ZeRo{n:06d}AAAB"
+        return f'{h} - - [{t}] "{r}" {s} {b} {n * 137} "{xff}" {log_id}'
+    if fmt == HEXTID_FORMAT:
+        size = "0" if b == "-" else b
+        return f'www.example.{n % 3}:{443 if n % 2 else 80} {h} [{t}] "{r}" {s} {size} {n * 7919:x}'
+    day, month, rest = t.split("/", 2)
+    year, hour, minute, second_zone = rest.split(":", 3)
+    iso = f"{year}-{MONTHS[month]:02d}-{day}T{hour}:{minute}:{second_zone[:2]}"
+    assert fmt == ISO_FORMAT
+    return f'{h} {iso} {n % 900} "{r}" {s} {b}'
+
+
+def _realistic_lines(fmt: str, count: int = 120) -> list[bytes]:
+    for name in ("common", "combined", "vhost_combined"):
+        if fmt == PRESETS[name]:
+            return list(generate_lines(name, count, seed=7))
+    out = []
+    for n, line in enumerate(generate_lines("combined", count, seed=7)):
+        match = COMBINED_FIELDS.fullmatch(line.decode())
+        assert match is not None, line
+        out.append(_render(fmt, match.groupdict(), n).encode())
+    return out
+
+
+REALISTIC = {fmt: _realistic_lines(fmt) for fmt in FORMATS}
+
+
+def _parser(fmt: str) -> AccessLogParser:
+    for name, text in PRESETS.items():
+        if fmt == text:
+            return preset_parser(name)
+    return compile_logformat(fmt)
+
+
+# Parsers live across examples (their caches fill and evict as in a long run); the paths share none.
+DIRECT_PARSERS = {fmt: _parser(fmt) for fmt in FORMATS}
+RECORD_PARSERS = {fmt: _parser(fmt) for fmt in FORMATS}
+
+# --- mutations --------------------------------------------------------------------------------------
+
+INSERTS = [
+    b'"', b'\\"', b"\\", b"\\x41", b"\\xe9", b"\\xff", b"\\n",
+    b"\x00", b"\x01", b"\t", b"\x1b[31m", b"\x7f", b"\r",
+    b"\xff", b"\xc3", b"\xed\xa0\x80",
+    "é".encode(), "日本語".encode(), "\U0001f600".encode(), "\u2028".encode(),
+    b" ", b"-", b"[", b"]", b":",
+]  # fmt: skip
+LONG_VALUES = [
+    b"a" * 119,
+    b"b" * 120,
+    b"c" * 121,
+    b"d" * 130,
+    "é".encode() * 70,
+    b"e" * 16_390,
+    b"f" * 17_000,
+]
+SIZES = [
+    b"7", b"0", b"007", b"9" * 18, b"1" * 18, b"9" * 19, b"1" * 19, b"1" * 25, b"0" * 19 + b"5",
+    "١٢٣".encode(), "１２".encode(), b"-", b"-1",
+]  # fmt: skip
+QUOTED_FIELD = re.compile(rb'"((?:[^"\\]|\\.)*)"')
+
+
+def _user_agent(length: int) -> bytes:
+    base = b"Mozilla/5.0 (X11; Linux x86_64) "
+    return (base * (length // len(base) + 1))[:length]
+
+
+@st.composite
+def mutated(draw: st.DrawFn, line: bytes) -> bytes:
+    kind = draw(st.sampled_from(["insert", "long", "agent", "size", "remove", "empty", "cr", "cut"]))
+    if kind == "insert":
+        at = draw(st.integers(0, len(line)))
+        return line[:at] + draw(st.sampled_from(INSERTS)) + line[at:]
+    if kind in ("long", "agent"):
+        value = (
+            draw(st.sampled_from(LONG_VALUES))
+            if kind == "long"
+            else _user_agent(draw(st.sampled_from([119, 120, 121])))
+        )
+        quoted = list(QUOTED_FIELD.finditer(line))
+        if not quoted:  # no quoted field: put the value in place of a token
+            tokens = line.split(b" ")
+            tokens[draw(st.integers(0, len(tokens) - 1))] = value
+            return b" ".join(tokens)
+        match = draw(st.sampled_from(quoted))
+        return line[: match.start(1)] + value + line[match.end(1) :]
+    if kind == "size":
+        tokens = line.split(b" ")
+        numeric = [i for i, t in enumerate(tokens) if t.isdigit() or t == b"-"]
+        if not numeric:
+            return line + b" " + draw(st.sampled_from(SIZES))
+        tokens[draw(st.sampled_from(numeric))] = draw(st.sampled_from(SIZES))
+        return b" ".join(tokens)
+    if kind == "remove":
+        tokens = line.split(b" ")
+        del tokens[draw(st.integers(0, len(tokens) - 1))]
+        return b" ".join(tokens)
+    if kind == "empty":
+        return b""
+    if kind == "cr":
+        return line + b"\r"
+    return line[: draw(st.integers(0, len(line)))]
+
+
+@st.composite
+def batch_lines(draw: st.DrawFn, pools: Sequence[Sequence[bytes]], max_lines: int = 20) -> list[bytes]:
+    """Realistic lines from `pools`, mostly; some mutated (once or twice), some arbitrary bytes."""
+    lines = []
+    for _ in range(draw(st.integers(1, max_lines))):
+        line = draw(st.sampled_from(draw(st.sampled_from(pools))))
+        kind = draw(st.sampled_from(["real", "real", "real", "mutated", "mutated", "bytes"]))
+        if kind == "mutated":
+            line = draw(mutated(line))
+            if draw(st.booleans()):
+                line = draw(mutated(line))
+        elif kind == "bytes":
+            line = draw(st.binary(max_size=60).filter(lambda b: b"\n" not in b))
+        lines.append(line)
+    return lines
+
+
+PATHS = ["/var/log/apache2/access.log", '/logs/ü/acc"ess\\.log', "x", "/v/" + "p" * 130]
+RESOURCES = [{"service.name": "apache-httpd", "host.name": "web-1"}, {}, {"k": 'é"\x01', "n": 3, "b": True}]
+
+
+@st.composite
+def stamps(draw: st.DrawFn, count: int) -> BatchStamp:
+    """Increasing end offsets (some beyond 32 bits) and, one time in four, a few truncated lines."""
+    offset = draw(st.integers(0, 2**40))
+    ends = []
+    for step in draw(st.lists(st.integers(1, 70_000), min_size=count, max_size=count)):
+        offset += step
+        ends.append(offset)
+    truncated = (
+        draw(st.sets(st.integers(0, count - 1), max_size=3)) if draw(st.integers(0, 3)) == 0 else set()
+    )
+    file_key = draw(st.sampled_from(["dev:ino:1", "8:1:4242", "é"]))
+    return BatchStamp(
+        file_key,
+        draw(st.sampled_from(PATHS)),
+        uid_prefix(file_key),
+        ends,
+        truncated,
+        draw(st.sampled_from(RESOURCES)),
+    )
+
+
+# --- comparison --------------------------------------------------------------------------------------
+
+Outcome = tuple[list[bytes], int] | type[BaseException]
+
+
+def record_path(parser: Any, lines: Sequence[bytes], stamp: BatchStamp) -> tuple[list[bytes], int]:
+    """The definition: parse, stamp, encode each record."""
+    records = parser.parse(lines)
+    stamp.apply(records)
+    return encode_otlp_records(records), sum(PARSE_ERROR in r.attributes for r in records)
+
+
+def outcome(encode: Callable[[], tuple[list[bytes], int]]) -> Outcome:
+    """What `encode()` returns, or the type of what it raises (compared, not hidden)."""
+    try:
+        return encode()
+    except Exception as exc:  # noqa: BLE001
+        return type(exc)
+
+
+def observed_times(records: Sequence[bytes]) -> set[bytes]:
+    for record in records:
+        assert record[-9:-8] == b"\x59", record[-12:]
+    return {record[-8:] for record in records}
+
+
+def assert_same_records(direct: Outcome, ordinary: Outcome, lines: int) -> None:
+    assert isinstance(direct, tuple), direct
+    assert isinstance(ordinary, tuple), ordinary
+    (records, unparsed), (expected, expected_unparsed) = direct, ordinary
+    assert len(records) == len(expected) == lines
+    for index, (got, want) in enumerate(zip(records, expected, strict=True)):
+        assert got[:-8] == want[:-8], index
+    assert unparsed == expected_unparsed
+    # One observed time per batch on each path.
+    assert len(observed_times(records)) <= 1
+    assert len(observed_times(expected)) <= 1
+
+
+# --- 1. access parsers: direct records equal parse+stamp+encode ----------------------------------------
+
+
+def test_every_tested_format_has_a_direct_otlp_writer() -> None:
+    assert all(otlp_encoder_for(_parser(fmt)) is not None for fmt in FORMATS)
+
+
+def test_realistic_lines_parse_without_errors_so_the_fast_path_is_exercised() -> None:
+    for fmt in FORMATS:
+        records = _parser(fmt).parse(REALISTIC[fmt])
+        assert [r.body for r in records if PARSE_ERROR in r.attributes] == [], fmt
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+@PROPERTY
+@given(data=st.data())
+def test_access_direct_otlp_records_equal_parse_stamp_encode(fmt: str, data: st.DataObject) -> None:
+    lines = data.draw(batch_lines([REALISTIC[fmt]]), label="lines")
+    stamp = data.draw(stamps(len(lines)), label="stamp")
+    direct = outcome(lambda: DIRECT_PARSERS[fmt].encode_otlp_records(lines, stamp))
+    ordinary = outcome(lambda: record_path(RECORD_PARSERS[fmt], lines, stamp))
+    assert_same_records(direct, ordinary, len(lines))
+
+
+def _stamp(
+    count: int, resource: dict[str, Any] | None = None, truncated: set[int] | None = None
+) -> BatchStamp:
+    ends = [2**33 + 100 * (i + 1) for i in range(count)]
+    return BatchStamp(
+        "k",
+        PATHS[0],
+        uid_prefix("k"),
+        ends,
+        truncated or set(),
+        RESOURCES[0] if resource is None else resource,
+    )
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+def test_access_direct_otlp_records_equal_parse_stamp_encode_on_a_large_clean_batch(fmt: str) -> None:
+    lines = REALISTIC[fmt]
+    direct = _parser(fmt).encode_otlp_records(lines, _stamp(len(lines)))
+    assert_same_records(direct, record_path(_parser(fmt), lines, _stamp(len(lines))), len(lines))
+    assert direct[1] == 0
+
+
+COMBINED = PRESETS["combined"]
+COMBINED_LINE = b'59.52.162.8 - - [14/Mar/2026:09:26:53 +0000] "GET /.env HTTP/1.1" 204 - "-" "-"'
+
+
+def _with_agent(agent: bytes) -> bytes:
+    return COMBINED_LINE[: COMBINED_LINE.rindex(b'"-"')] + b'"' + agent + b'"'
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        _with_agent(_user_agent(119)),
+        _with_agent(_user_agent(120)),
+        _with_agent(_user_agent(121)),
+        _with_agent(b"u" * 16_500),  # record and body lengths need 3-byte varints
+        _with_agent("日本語".encode() * 50),
+        COMBINED_LINE.replace(b" 204 - ", b" 204 " + b"1" * 25 + b" "),
+        COMBINED_LINE.replace(b" 204 - ", b" 204 " + b"9" * 19 + b" "),
+        COMBINED_LINE.replace(b" 204 - ", b" 204 " + b"9" * 18 + b" "),
+        COMBINED_LINE.replace(b" 204 - ", b" 204 0000000000000000000042 "),
+        COMBINED_LINE.replace(b" 204 - ", " 204 ١٢٣ ".encode()),
+        COMBINED_LINE + b"\r",
+        b"",
+    ],
+    ids=[
+        "ua119",
+        "ua120",
+        "ua121",
+        "ua16k",
+        "ua_utf8",
+        "size25",
+        "size19",
+        "size18",
+        "zeros",
+        "arabic",
+        "cr",
+        "empty",
+    ],
+)
+def test_access_direct_otlp_record_of_an_edge_line_equals_parse_stamp_encode(line: bytes) -> None:
+    lines = [REALISTIC[COMBINED][0], line, REALISTIC[COMBINED][2]]
+    direct = preset_parser("combined").encode_otlp_records(lines, _stamp(3))
+    assert_same_records(direct, record_path(preset_parser("combined"), lines, _stamp(3)), 3)
+
+
+def test_access_direct_otlp_records_of_an_empty_batch_are_empty() -> None:
+    assert preset_parser("combined").encode_otlp_records([], _stamp(0)) == ([], 0)
+
+
+# --- 2. the request the sink builds, decoded with the official types --------------------------------------
+
+BASE_RESOURCE = {"service.name": "apache-httpd", "host.name": "test-host"}
+
+
+def _decoded(data: bytes) -> ExportLogsServiceRequest:
+    request = ExportLogsServiceRequest.FromString(data)
+    for resource_logs in request.resource_logs:
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                record.observed_time_unix_nano = 0
+    return request
+
+
+def _attributes(record: Any) -> dict[str, tuple[str, Any]]:
+    out = {}
+    for kv in record.attributes:
+        kind = kv.value.WhichOneof("value")
+        out[kv.key] = (kind, getattr(kv.value, kind))
+    return out
+
+
+def test_sink_request_of_direct_records_decodes_and_equals_the_request_of_stamped_records() -> None:
+    lines = [
+        *REALISTIC[COMBINED][:30],
+        COMBINED_LINE.replace(b" 204 - ", b" 404 " + b"1" * 25 + b" "),
+        COMBINED_LINE.replace(b" 204 - ", b" 500 1234 "),
+        _with_agent(b"u" * 16_500),
+        COMBINED_LINE,
+        COMBINED_LINE.replace(b"GET", b'G\\"ET'),
+        b"garbage \xff",
+    ]
+    resource = {"k8s.pod.name": "web-0"}
+    stamp = _stamp(len(lines), resource, truncated={31})
+    direct, unparsed = preset_parser("combined").encode_otlp_records(lines, stamp)
+    assert unparsed == 1
+    records = preset_parser("combined").parse(lines)
+    stamp.apply(records)
+    sent = _decoded(LogsRequestEncoder(BASE_RESOURCE).encode_records(direct, resource))
+    assert sent == _decoded(LogsRequestEncoder(BASE_RESOURCE).encode(records))
+
+    [resource_logs] = sent.resource_logs
+    assert {kv.key: kv.value.string_value for kv in resource_logs.resource.attributes} == {
+        **BASE_RESOURCE,
+        **resource,
+    }
+    [scope_logs] = resource_logs.scope_logs
+    assert scope_logs.scope.name == "logsidecar"
+    logged = scope_logs.log_records
+    assert [r.body.string_value.encode() for r in logged] == lines[:-1] + [b"garbage \\xff"]
+    big, server_error, long_agent = logged[30], logged[31], logged[32]
+    attributes = _attributes(big)
+    assert attributes["http.response.status_code"] == ("int_value", 404)
+    assert attributes["http.response.body.size"] == ("string_value", "1" * 25)
+    assert attributes["log.record.uid"] == ("string_value", uid_prefix("k") + f"{stamp.end_offsets[30]:016x}")
+    assert big.severity_number == 13 and big.severity_text == "WARN"
+    attributes = _attributes(server_error)
+    assert attributes["http.response.status_code"] == ("int_value", 500)
+    assert attributes["http.response.body.size"] == ("int_value", 1234)
+    assert attributes["logsidecar.truncated"] == ("bool_value", True)
+    assert server_error.severity_number == 17 and server_error.severity_text == "ERROR"
+    assert _attributes(long_agent)["user_agent.original"] == ("string_value", "u" * 16_500)
+    plain = logged[33]
+    assert plain.time_unix_nano == 1_773_480_413 * 10**9  # 14/Mar/2026:09:26:53 +0000
+    assert plain.severity_number == 9 and plain.severity_text == "INFO"
+    assert _attributes(plain)["http.response.status_code"] == ("int_value", 204)
+    assert "http.response.body.size" not in _attributes(plain)  # "-"
+    assert PARSE_ERROR in _attributes(logged[-1])
+
+
+# --- 3. auto, over sequences of batches ---------------------------------------------------------------------
+
+
+def _json_lines() -> list[bytes]:
+    out = [
+        orjson.dumps({"message": line.decode(), "status": 200 + n, "level": "info"})
+        for n, line in enumerate(generate_lines("combined", 30, seed=11))
+    ]
+    return [*out, b'{"msg": "unterminated', b"{}", b"[1, 2]"]
+
+
+AUTO_POOLS = [
+    list(generate_lines("combined", 100, seed=3)),
+    list(generate_lines("common", 50, seed=4)),
+    list(generate_lines("error", 50, seed=6)),
+    _json_lines(),
+    [b"garbage", b"\xff\xfe", b"- - -", b"[not a time] x"],
+]
+
+
+@PROPERTY
+@given(data=st.data())
+def test_auto_direct_otlp_records_equal_parse_stamp_encode_over_batch_sequences(data: st.DataObject) -> None:
+    path = data.draw(st.sampled_from([None, "/var/log/apache2/access.log", "/var/log/apache2/error.log"]))
+    direct_auto, record_auto = AutoParser(path=path), AutoParser(path=path)
+    for _ in range(data.draw(st.integers(1, 5), label="batches")):
+        pools = data.draw(st.lists(st.sampled_from(AUTO_POOLS), min_size=1, max_size=3), label="pools")
+        lines = data.draw(batch_lines(pools, max_lines=14), label="lines")
+        stamp = data.draw(stamps(len(lines)), label="stamp")
+        direct = outcome(lambda: direct_auto.encode_otlp_records(lines, stamp))  # noqa: B023
+        ordinary = outcome(lambda: record_path(record_auto, lines, stamp))  # noqa: B023
+        assert direct_auto.format_name == record_auto.format_name
+        assert_same_records(direct, ordinary, len(lines))
+
+
+# --- 4. OtlpLogRecords.merge -----------------------------------------------------------------------------------
+
+
+def test_otlp_log_records_merge_keeps_order_and_leaves_its_inputs_alone() -> None:
+    resource = {"service.name": "s"}
+    first = OtlpLogRecords([b"a", b"b"], resource)
+    second = OtlpLogRecords([b"c"], resource)
+    third = OtlpLogRecords([b"d", b"e"], resource)
+    merged = OtlpLogRecords.merge([first, second, third])
+    assert merged.records == [b"a", b"b", b"c", b"d", b"e"]
+    assert merged.count == 5
+    assert merged.resource is resource
+    assert first.records == [b"a", b"b"] and second.records == [b"c"]
+    assert OtlpLogRecords.merge([second]) is second
+
+
+def test_otlp_log_records_merge_refuses_batches_with_different_resources() -> None:
+    with pytest.raises(ValueError, match="different resources"):
+        OtlpLogRecords.merge([OtlpLogRecords([b"a"], {"n": 1}), OtlpLogRecords([b"b"], {"n": 2})])
