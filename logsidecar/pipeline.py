@@ -192,8 +192,9 @@ class _Lane:
         self.queue: asyncio.Queue[_InFlight] = asyncio.Queue()
 
     async def work(self) -> None:
+        carried: _InFlight | None = None
         while True:
-            group = await self._next_group()
+            group, carried = await self._next_group(carried)
             try:
                 await self.pipeline._send(self.sink, _merged([item.payload for item in group]))
                 for item in group:
@@ -204,11 +205,14 @@ class _Lane:
                 self.pipeline._fail(exc)
                 return
 
-    async def _next_group(self) -> list[_InFlight]:
-        first = await self.queue.get()
+    async def _next_group(self, carried: _InFlight | None) -> tuple[list[_InFlight], _InFlight | None]:
+        """The next batches to send as one, and a batch taken that would have made the group bigger
+        than `max_records` (it starts this worker's next group: a request is never split into a
+        full one and a runt)."""
+        first = carried if carried is not None else await self.queue.get()
         group = [first]
         if self.linger_s <= 0:
-            return group
+            return group, None
         count = first.count
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.linger_s
@@ -224,16 +228,18 @@ class _Lane:
                     break
             else:
                 item = self.queue.get_nowait()
+            if self.max_records and count + item.count > self.max_records:
+                return group, item
             group.append(item)
             count += item.count
-        return group
+        return group, None
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
     resource: Mapping[str, Any]
     max_in_flight_batches: int = 8
-    max_in_flight_lines: int = 16384
+    max_in_flight_lines: int = 8192
     shutdown_timeout_s: float = 10.0
     # Tune the cyclic GC for this process when `run` starts (see `tune_gc`).
     tune_gc: bool = True

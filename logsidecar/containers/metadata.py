@@ -99,11 +99,14 @@ def container_resource_for(paths: Iterable[str], labels: Iterable[str] = ()) -> 
     socket is reachable; {} otherwise (the sidecar works as before without it)."""
     if not os.path.exists("/var/run/docker.sock") and "DOCKER_HOST" not in os.environ:
         return {}
+    own_id = own_container_id()
+    if own_id is None:  # not in a container: no sidecar volume to trace (and the Docker SDK stays
+        return {}  # unimported: requests, urllib3 and docker cost ~8 MiB of RSS for good)
     try:
         import docker
 
         client = docker.from_env(timeout=5)
-        writers = writers_of(client, own_container_id(), list(paths))
+        writers = writers_of(client, own_id, list(paths))
     except Exception:  # noqa: BLE001 - enrichment is optional; never fail the sidecar for it
         return {}
     if not writers:

@@ -437,7 +437,7 @@ class LingeringSink(CollectingSink):
     max_batch_records = 5
 
 
-def test_sink_asking_for_bigger_batches_gets_consecutive_batches_merged_and_all_are_acknowledged() -> None:
+def test_sink_asking_for_bigger_batches_gets_consecutive_batches_merged_up_to_its_maximum_and_all_acknowledged() -> None:
     async def scenario() -> tuple[LingeringSink, ScriptedSource]:
         source = ScriptedSource([batch("a", [1, 2]), batch("b", [3, 4]), batch("a", [5, 6]), batch("a", [7])])
         sink = LingeringSink()
@@ -449,10 +449,11 @@ def test_sink_asking_for_bigger_batches_gets_consecutive_batches_merged_and_all_
         return sink, source
 
     sink, source = asyncio.run(scenario())
-    # 2 + 2 + 2 reaches max_batch_records (5): one send; the last batch waits alone for the timeout.
+    # 2 + 2, and a third batch would pass max_batch_records (5): it starts the next group, which the
+    # last batch joins (3 records; then the timeout ends the wait).
     assert [[r.body for r in records] for records in sink.batches] == [
-        ["line a 1", "line a 2", "line b 3", "line b 4", "line a 5", "line a 6"],
-        ["line a 7"],
+        ["line a 1", "line a 2", "line b 3", "line b 4"],
+        ["line a 5", "line a 6", "line a 7"],
     ]
     assert source.acks == [("a", 2), ("b", 4), ("a", 6), ("a", 7)]
 
