@@ -6,7 +6,8 @@
 For each format (common, combined, vhost_combined, and `error` when logsidecar.parse.errorlog
 exists) a realistic log is generated into a temp dir (benchmarks/generate_logs.py), read into
 memory and split into batches of `--batch` lines (the tailer's default batch size) before the
-clock starts: only `parser.parse(batch)` is timed. The naive baseline is what a straightforward
+clock starts: only `parser.parse(batch)` is timed. For access logs two more rows time what `tail`
+does per line: parse straight to stamped JSON lines, and to OTLP log records (`direct_encoders`). The naive baseline is what a straightforward
 implementation does: per line `re.match` with a named-group combined regex, a dict of its
 groups, `json.dumps`. It runs on the same combined file in the same process. A second row
 "combined + encode_json_lines" shows parse plus our stdout encoding, for a like-for-like
@@ -30,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -37,6 +39,7 @@ from generate_logs import write_log  # noqa: E402
 
 from logsidecar.parse import build_parser  # noqa: E402
 from logsidecar.record import encode_json_lines  # noqa: E402
+from logsidecar.stamp import BatchStamp, uid_prefix  # noqa: E402
 
 NAIVE_COMBINED = re.compile(
     r'(?P<host>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<request>[^"]*)" '
@@ -70,6 +73,26 @@ def measure(
     return best_wall, best_cpu
 
 
+def direct_encoders(parser: Any, batches: list[list[bytes]]) -> dict[str, Callable[[list[bytes]], object]]:
+    """What `tail` does per batch of an access log, as one-argument callables for `measure`: parse
+    straight to stamped JSON lines, and to OTLP log records (no LogRecord objects; parse/direct.py).
+    Stamps (offsets, path, resource) are made before the clock starts."""
+    stamps: dict[int, BatchStamp] = {}
+    offset = 0
+    for batch in batches:
+        ends = []
+        for line in batch:
+            offset += len(line) + 1
+            ends.append(offset)
+        stamps[id(batch)] = BatchStamp(
+            "bench", "/var/log/apache2/access.log", uid_prefix("bench"), ends, (), {"service.name": "apache"}
+        )
+    return {
+        "JSON lines": lambda batch: parser.encode_json_lines(batch, stamps[id(batch)]),
+        "OTLP records": lambda batch: parser.encode_otlp_records(batch, stamps[id(batch)]),
+    }
+
+
 def load_batches(path: Path, batch_lines: int) -> list[list[bytes]]:
     lines = path.read_bytes().split(b"\n")
     if lines and not lines[-1]:
@@ -99,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             parser_.parse(batches[0])  # warm caches and the generated builder
             wall, cpu = measure(parser_.parse, batches, args.repeat)
             rows.append((f"{fmt} (logsidecar)", count, wall, cpu))
+            if hasattr(parser_, "encode_json_lines"):
+                for name, work in direct_encoders(parser_, batches).items():
+                    work(batches[0])
+                    wall, cpu = measure(work, batches, args.repeat)
+                    rows.append((f"{fmt} → {name} (direct)", count, wall, cpu))
             if fmt == "combined":
 
                 def parse_and_encode(batch: list[bytes], p=parser_) -> bytes:

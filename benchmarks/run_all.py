@@ -6,7 +6,9 @@ Rows (targets from the issue in brackets; each row says whether it is met):
 - baselines on the combined file: `cat FILE > /dev/null`, `wc -l FILE`, and a naive Python loop
   (per-line `re.match` + `json.dumps`, benchmarks/parse_throughput.naive_parse);
 - parse only, lines/s per CPU second, per format (common, combined, vhost_combined, error) on
-  generated realistic files (benchmarks/generate_logs.py), one core, batches of 4096 [combined ≥ 300k];
+  generated realistic files (benchmarks/generate_logs.py), one core, batches of 4096 [combined ≥ 300k]:
+  into LogRecord objects, and (access formats) straight into stamped JSON lines and OTLP log records,
+  which is what `tail` does per line (parse/direct.py);
 - `logsidecar tail` → stdout JSON (a real subprocess, benchmarks/tail_end_to_end.throughput):
   lines/s, CPU seconds, peak RSS [≥ 200k lines/s, ≤ 64 MiB];
 - tail → OTLP/gRPC into rotel's blackhole exporter (benchmarks/otlp_throughput.measure_throughput)
@@ -35,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks import otlp_throughput, tail_end_to_end  # noqa: E402
 from benchmarks.generate_logs import write_log  # noqa: E402
-from benchmarks.parse_throughput import load_batches, measure, naive_parse  # noqa: E402
+from benchmarks.parse_throughput import direct_encoders, load_batches, measure, naive_parse  # noqa: E402
 from logsidecar.parse import build_parser  # noqa: E402
 
 PARSE_FORMATS = ("common", "combined", "vhost_combined", "error")
@@ -86,6 +88,15 @@ def main() -> None:
             rows.append(
                 (f"parse only: {fmt}", f"{count / cpu:,.0f} lines/CPU-s (wall {count / wall:,.0f}/s)", target)
             )
+            if fmt != "error":  # what tail does per line: parse straight into the output encoding
+                for name, work in direct_encoders(p, batches).items():
+                    work(batches[0])
+                    wall, cpu = measure(work, batches, args.repeat)
+                    target = ""
+                    if fmt == "combined" and name == "JSON lines":
+                        target = _met(count / cpu >= 300_000) + " (≥ 300,000; parse + encode)"
+                    rows.append((f"parse → {name}: {fmt}",
+                                 f"{count / cpu:,.0f} lines/CPU-s (wall {count / wall:,.0f}/s)", target))  # fmt: skip
             del batches
             if fmt == "combined":
                 wall, cpu = measure(naive_parse, load_batches(combined, 4096), 1)
