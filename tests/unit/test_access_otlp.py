@@ -42,9 +42,10 @@ PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[Healt
 XFF_FORMAT = '%h %l %u %t "%r" %>s %b %D "%{X-Forwarded-For}i" %L'
 ISO_FORMAT = '%a %{%Y-%m-%dT%H:%M:%S}t %{ms}T "%r" %>s %O'
 HEXTID_FORMAT = '%v:%p %h %t "%r" %>s %B %{hextid}P'
+NO_STATUS_FORMAT = '%h %t "%r" %b "%{Host}i"'  # no %>s: every record gets the default severity
 PRESET_NAMES = ("common", "combined", "vhost_combined", "combinedio")
-FORMATS = [PRESETS[name] for name in PRESET_NAMES] + [XFF_FORMAT, ISO_FORMAT, HEXTID_FORMAT]
-FORMAT_IDS = [*PRESET_NAMES, "xff", "iso_time", "hextid"]
+FORMATS = [PRESETS[name] for name in PRESET_NAMES] + [XFF_FORMAT, ISO_FORMAT, HEXTID_FORMAT, NO_STATUS_FORMAT]
+FORMAT_IDS = [*PRESET_NAMES, "xff", "iso_time", "hextid", "no_status"]
 
 QUOTED = r'(?:[^"\\]|\\.)*'
 COMBINED_FIELDS = re.compile(
@@ -66,6 +67,8 @@ def _render(fmt: str, f: dict[str, str], n: int) -> str:
     if fmt == HEXTID_FORMAT:
         size = "0" if b == "-" else b
         return f'www.example.{n % 3}:{443 if n % 2 else 80} {h} [{t}] "{r}" {s} {size} {n * 7919:x}'
+    if fmt == NO_STATUS_FORMAT:
+        return f'{h} [{t}] "{r}" {b} "www.example.{n % 5}"'
     day, month, rest = t.split("/", 2)
     year, hour, minute, second_zone = rest.split(":", 3)
     iso = f"{year}-{MONTHS[month]:02d}-{day}T{hour}:{minute}:{second_zone[:2]}"
@@ -177,8 +180,12 @@ def batch_lines(draw: st.DrawFn, pools: Sequence[Sequence[bytes]], max_lines: in
             line = draw(mutated(line))
             if draw(st.booleans()):
                 line = draw(mutated(line))
-        elif kind == "bytes":
-            line = draw(st.binary(max_size=60).filter(lambda b: b"\n" not in b))
+        elif kind == "bytes":  # half valid UTF-8: invalid UTF-8 sends the whole batch the record way
+            line = draw(
+                st.one_of(st.binary(max_size=60), st.text(max_size=40).map(str.encode)).filter(
+                    lambda b: b"\n" not in b
+                )
+            )
         lines.append(line)
     return lines
 
@@ -333,10 +340,22 @@ def _with_agent(agent: bytes) -> bytes:
         "empty",
     ],
 )
-def test_access_direct_otlp_record_of_an_edge_line_equals_parse_stamp_encode(line: bytes) -> None:
-    lines = [REALISTIC[COMBINED][0], line, REALISTIC[COMBINED][2]]
-    direct = preset_parser("combined").encode_otlp_records(lines, _stamp(3))
-    assert_same_records(direct, record_path(preset_parser("combined"), lines, _stamp(3)), 3)
+@pytest.mark.parametrize("truncated", [set(), {1}, {0, 2}], ids=["whole", "cut_edge", "cut_others"])
+def test_access_direct_otlp_record_of_an_edge_line_equals_parse_stamp_encode(
+    line: bytes, truncated: set[int]
+) -> None:
+    lines = [COMBINED_LINE, line, COMBINED_LINE.replace(b"GET", b'G\\"ET')]
+    stamp = _stamp(3, truncated=truncated)
+    direct = preset_parser("combined").encode_otlp_records(lines, stamp)
+    assert_same_records(direct, record_path(preset_parser("combined"), lines, stamp), 3)
+
+
+def test_access_direct_otlp_records_of_a_format_without_status_have_the_default_severity() -> None:
+    lines = REALISTIC[NO_STATUS_FORMAT][:5]
+    direct, _ = _parser(NO_STATUS_FORMAT).encode_otlp_records(lines, _stamp(5))
+    request = _decoded(LogsRequestEncoder({}).encode_records(direct, {}))
+    logged = request.resource_logs[0].scope_logs[0].log_records
+    assert [(r.severity_number, r.severity_text) for r in logged] == [(9, "INFO")] * 5
 
 
 def test_access_direct_otlp_records_of_an_empty_batch_are_empty() -> None:
@@ -373,7 +392,7 @@ def test_sink_request_of_direct_records_decodes_and_equals_the_request_of_stampe
         _with_agent(b"u" * 16_500),
         COMBINED_LINE,
         COMBINED_LINE.replace(b"GET", b'G\\"ET'),
-        b"garbage \xff",
+        "garbage é".encode(),  # valid UTF-8: the batch takes the direct path
     ]
     resource = {"k8s.pod.name": "web-0"}
     stamp = _stamp(len(lines), resource, truncated={31})
@@ -392,7 +411,7 @@ def test_sink_request_of_direct_records_decodes_and_equals_the_request_of_stampe
     [scope_logs] = resource_logs.scope_logs
     assert scope_logs.scope.name == "logsidecar"
     logged = scope_logs.log_records
-    assert [r.body.string_value.encode() for r in logged] == lines[:-1] + [b"garbage \\xff"]
+    assert [r.body.string_value.encode() for r in logged] == lines
     big, server_error, long_agent = logged[30], logged[31], logged[32]
     attributes = _attributes(big)
     assert attributes["http.response.status_code"] == ("int_value", 404)
