@@ -300,12 +300,8 @@ class Tailer:
                 timeout = min(timeout, reader.partial_since + self.options.partial_line_flush_s - now)
             if tracked.state is FileState.ROTATED:
                 timeout = min(timeout, tracked.last_growth + ROTATED_IDLE_RELEASE_S - now)
-        woke = await self.watcher.wait(max(timeout, 0.0))
-        if woke and not self._stopping.is_set() and not self.watcher.structure_changed:
-            # Coalesce a flood of IN_MODIFY: at most one cycle per MIN_CYCLE_S (see there).
-            spent = time.monotonic() - cycle_started
-            if spent < MIN_CYCLE_S:
-                await asyncio.sleep(MIN_CYCLE_S - spent)
+        # Coalesce a flood of IN_MODIFY: at most one cycle per MIN_CYCLE_S (see there).
+        await self.watcher.wait(max(timeout, 0.0), hold_content_until=cycle_started + MIN_CYCLE_S)
 
     # ------------------------------------------------------------------------------------------
     # 2-4. match paths; open and fingerprint; match against tracked files
@@ -363,6 +359,10 @@ class Tailer:
         fresh: list[FileReader] = []
         for path, fd, st in self.watcher.take_early_opened():
             inode = (st.st_dev, st.st_ino)
+            if inode not in present and self._still_at(path, inode):
+                # Created after our glob (the rename's event woke us first): it is at a followed
+                # path, not rotated; else it would be "rotated" now and active again next cycle.
+                present[inode] = path
             if inode in tracked_inodes or any((r.dev, r.ino) == inode for r in fresh):
                 os.close(fd)
                 continue
@@ -414,6 +414,16 @@ class Tailer:
             fresh.append(reader)
             known.add(inode)
         return fresh
+
+    def _still_at(self, path: str, inode: tuple[int, int]) -> bool:
+        """`path` is a followed path and holds `inode` now."""
+        if not self.matcher.wants(path):
+            return False
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == inode
 
     def _is_copy_of_followed(self, reader: FileReader) -> bool:
         """A new file in the same directory whose content starts like a followed file's is a copy of

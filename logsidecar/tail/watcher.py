@@ -1,29 +1,36 @@
 """Watchers only WAKE the tailer; the tailer stats files to decide what changed.
 
 Two backends behind one small interface:
-- `InotifyWatcher` (watchdog's raw `InotifyFD` reader on the directories holding the followed paths):
-  wakes the tailer on IN_CREATE / IN_MOVED_* / IN_MODIFY / IN_DELETE / IN_ATTRIB, and for creations
-  and moves *into* a followed path it opens the new file immediately, in the inotify thread, so a
-  file that lives at its path for only a few milliseconds (fast rename rotation) is held by a
-  descriptor before it can be renamed away. The tailer adopts these early descriptors. A slow stat
-  interval stays on as a safety net (events can be lost: queue overflow, filesystems that do not
-  deliver them). IN_MODIFY comes through a second inotify instance that is read at most every
-  MODIFY_HINT_COALESCE_S: meanwhile the kernel merges the identical IN_MODIFY events of a writer
-  appending line by line (one per write), so 1,000 lines/s cost ~100 reads instead of 1,000. The
-  structure instance (create/move/delete) is read at once, so early opening is never delayed. `ObserverInotifyWatcher` is the same through watchdog's Observer, for old watchdogs.
+- `InotifyWatcher`: two inotify instances on the directories holding the followed paths.
+  Structure events (IN_CREATE / IN_MOVED_* / IN_DELETE / IN_ATTRIB) come through watchdog's raw
+  `InotifyFD` reader thread, read at once: for creations and moves *into* a followed path it opens
+  the new file immediately, in that thread, so a file that lives at its path for only a few
+  milliseconds (fast rename rotation) is held by a descriptor before it can be renamed away. The
+  tailer adopts these early descriptors. Content hints (IN_MODIFY) come through `ModifyHints`, a
+  non-blocking inotify descriptor read on the event loop itself, no thread: while a cycle must not
+  start yet (`hold_content_until`, the tailer's MIN_CYCLE_S coalescing) nobody reads it, so the
+  kernel merges the identical IN_MODIFY events of a writer appending line by line into one, and a
+  steady writer costs one timer wake-up and one read() per cycle; when nothing is pending the loop
+  blocks on the descriptor (epoll), so an idle tailer wakes only for the safety-net stat interval.
+  A slow stat interval stays on as a safety net (events can be lost: queue overflow, filesystems that
+  do not deliver them). `ObserverInotifyWatcher` is the same through watchdog's Observer, for old
+  watchdogs (content hints then wake at once and the hold is a sleep after the wake-up).
 - `PollingWatcher`: wakes every `poll_interval_s`; nothing else.
 
 Invariants: a watcher never reads file content and never decides anything; losing a hint costs at
-most one interval, never data. Wakes are coalesced: a flood of IN_MODIFY costs one flag check each.
+most one interval, never data. Wakes are coalesced: a flood of IN_MODIFY costs at most one wake-up
+per hold period. `wake()` (stop) is never held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,7 +42,16 @@ from logsidecar import events
 from logsidecar.events import Event
 
 try:  # watchdog >= 6: the raw inotify reader
-    from watchdog.observers.inotify_c import CallbackId, InotifyEvent, InotifyFD, Mask, WatchDescriptor
+    from watchdog.observers.inotify_c import (
+        CallbackId,
+        InotifyEvent,
+        InotifyFD,
+        Mask,
+        WatchDescriptor,
+        inotify_add_watch,
+        inotify_init,
+        inotify_rm_watch,
+    )
     from watchdog.observers.inotify_c import InotifyConstants as IN
 
     INOTIFY_FD_AVAILABLE = True
@@ -44,20 +60,63 @@ except ImportError:  # pragma: no cover - older watchdog: ObserverInotifyWatcher
     IN = None  # type: ignore[assignment,misc]
     INOTIFY_FD_AVAILABLE = False
 
+HINT_READ_BYTES = 64 * 1024  # inotify events are 16 bytes + name: one read() drains thousands
 
-MODIFY_HINT_COALESCE_S = 0.010  # content hints wait this long at most (the tailer settles 20 ms anyway)
 
-if InotifyFD is not None:
+class ModifyHints:
+    """A non-blocking inotify instance for IN_MODIFY only, read on the event loop (no thread).
 
-    class _CoalescingInotifyFD(InotifyFD):  # type: ignore[misc,valid-type]
-        """An InotifyFD that pauses after each read so the kernel merges repeated IN_MODIFY events
-        (it merges an event identical to the last unread one). Only for content hints."""
+    Events are not parsed: any event means "some watched file may have grown" (an IN_IGNORED or
+    IN_Q_OVERFLOW too: a spurious cycle costs an fstat per file, a lost hint an interval)."""
 
-        def run(self) -> None:
-            while self.should_keep_running():
-                for event in self.read_events():
-                    self.handle_event(event)
-                self.stopped_event.wait(MODIFY_HINT_COALESCE_S)
+    def __init__(self) -> None:
+        fd = inotify_init()
+        if fd < 0:
+            raise _ctypes_os_error()
+        os.set_blocking(fd, False)
+        os.set_inheritable(fd, False)
+        self.fd = fd
+        # Two paths to one directory (a symlink, a bind mount) share one watch: count its users.
+        self._users: dict[int, int] = {}
+
+    def add(self, directory: Path) -> int:
+        wd = inotify_add_watch(self.fd, os.fsencode(directory), IN.IN_MODIFY)
+        if wd < 0:
+            raise _ctypes_os_error(str(directory))
+        self._users[wd] = self._users.get(wd, 0) + 1
+        return int(wd)
+
+    def remove(self, wd: int) -> None:
+        users = self._users.pop(wd, 0) - 1
+        if users > 0:
+            self._users[wd] = users
+        elif self.fd >= 0:
+            inotify_rm_watch(self.fd, WatchDescriptor(wd))  # fails harmlessly when the directory is gone (IN_IGNORED)
+
+    def drain(self) -> bool:
+        """Read every pending event; True when there was at least one."""
+        seen = False
+        while self.fd >= 0:
+            try:
+                data = os.read(self.fd, HINT_READ_BYTES)
+            except OSError:
+                return seen  # EAGAIN: nothing (more) pending
+            if not data:
+                return seen
+            seen = True
+            if len(data) <= HINT_READ_BYTES // 2:
+                return True  # a short read emptied the queue (saves the EAGAIN read)
+        return seen
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _ctypes_os_error(path: str | None = None) -> OSError:
+    code = ctypes.get_errno() or errno.EIO
+    return OSError(code, os.strerror(code), path) if path else OSError(code, os.strerror(code))
 
 
 class Watcher:
@@ -69,6 +128,7 @@ class Watcher:
         self.interval_s = interval_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
+        self._urgent = False  # wake() was called (stop): never held
         self.structure_changed = True  # a create/move/delete was seen: run discovery now
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -79,14 +139,27 @@ class Watcher:
         business: it passes every directory it wants)."""
 
     def wake(self) -> None:
-        """Wake the tailer now (from the event loop's thread)."""
+        """Wake the tailer now, whatever the hold (from the event loop's thread; used by stop)."""
+        self._urgent = True
         self._wake.set()
 
-    async def wait(self, timeout_s: float) -> bool:
-        """Sleep until a hint arrives or `timeout_s` passes. Returns True when woken by a hint."""
+    async def wait(self, timeout_s: float, hold_content_until: float = 0.0) -> bool:
+        """Sleep until a hint arrives or `timeout_s` passes. Returns True when woken by a hint.
+        A content hint (a file grew) does not end the wait before `hold_content_until` (monotonic
+        clock): the caller's coalescing. Structure hints and `wake()` are never held."""
+        woke = await self._wait_for_wake(timeout_s)
+        if woke and not self._urgent and not self.structure_changed:
+            hold = hold_content_until - time.monotonic()
+            if hold > 0:
+                await asyncio.sleep(hold)  # a flood of content hints meanwhile costs a flag each
+        self._urgent = False
+        return woke
+
+    async def _wait_for_wake(self, timeout_s: float) -> bool:
         if not self._wake.is_set():
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=max(timeout_s, 0.0))
+                async with asyncio.timeout(max(timeout_s, 0.0)):
+                    await self._wake.wait()
             except TimeoutError:
                 return False
         self._wake.clear()
@@ -221,7 +294,11 @@ class InotifyWatcher(_EventThreadWatcher):
         super().__init__(interval_s, wants_path)
         assert InotifyFD is not None
         self._inotify = InotifyFD()  # STRUCTURE events: read at once (early opening)
-        self._modify_inotify = _CoalescingInotifyFD()  # IN_MODIFY only: read coalesced
+        try:
+            self._modify_hints = ModifyHints()  # IN_MODIFY only: read on the loop, coalesced
+        except OSError:
+            self._inotify.close()
+            raise
         self._callback_id = CallbackId(id(self))
         self._watches: dict[Path, tuple[int, int, int, int]] = {}  # dir -> (wd, modify wd, dev, ino)
         self._dir_by_wd: dict[int, Path] = {}
@@ -230,7 +307,6 @@ class InotifyWatcher(_EventThreadWatcher):
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         super().start(loop)
         self._inotify.start()
-        self._modify_inotify.start()
         self._started = True
 
     def watch_directories(self, directories: set[Path]) -> None:
@@ -246,7 +322,7 @@ class InotifyWatcher(_EventThreadWatcher):
                     del self._watches[directory]
                     self._dir_by_wd.pop(wd, None)
                 self._remove_watch(self._inotify, wd)
-                self._remove_watch(self._modify_inotify, modify_wd)
+                self._modify_hints.remove(modify_wd)
         for directory in directories:
             if directory in self._watches:
                 continue
@@ -258,9 +334,7 @@ class InotifyWatcher(_EventThreadWatcher):
                     os.fsencode(directory), Mask(self.STRUCTURE), self, self._callback_id
                 )
                 try:
-                    modify_wd = self._modify_inotify.add_callback(
-                        os.fsencode(directory), Mask(IN.IN_MODIFY), self, self._callback_id
-                    )
+                    modify_wd = self._modify_hints.add(directory)
                 except OSError:
                     self._remove_watch(self._inotify, wd)
                     raise
@@ -286,12 +360,38 @@ class InotifyWatcher(_EventThreadWatcher):
         except (KeyError, OSError, ValueError):
             pass
 
+    async def wait(self, timeout_s: float, hold_content_until: float = 0.0) -> bool:
+        """As `Watcher.wait`. Until `hold_content_until` only the structure thread (or `wake()`) can
+        end the wait; then pending IN_MODIFY events are drained in one read(); only when there are
+        none does the loop block on the hint descriptor (epoll) for the rest of the timeout."""
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        hold = min(hold_content_until, deadline) - time.monotonic()
+        if hold > 0 and await self._wait_for_wake(hold):
+            self._urgent = False
+            return True  # a structure hint or stop
+        if self._urgent or self._modify_hints.drain():
+            self._urgent = False
+            self._wake.clear()
+            return True
+        loop = self._loop
+        assert loop is not None
+        loop.add_reader(self._modify_hints.fd, self._on_modify_readable)
+        try:
+            return await self._wait_for_wake(deadline - time.monotonic())
+        finally:
+            loop.remove_reader(self._modify_hints.fd)
+            self._urgent = False
+
+    def _on_modify_readable(self) -> None:
+        self._modify_hints.drain()
+        self.events_seen += 1
+        self._wake.set()
+
     def close(self) -> None:
         if self._started:
             self._inotify.stop()
-            self._modify_inotify.stop()
             self._inotify.join(timeout=5)
-            self._modify_inotify.join(timeout=5)
+        self._modify_hints.close()
         self._close_early_opened()
 
     # -- inotify threads (watchdog's WatchCallback protocol) --------------------------------------
