@@ -3,7 +3,14 @@
 Invariants:
 - One write per batch: the batch is encoded into one buffer and written (and flushed) by a dedicated
   writer thread, so a slow reader of our stdout blocks that thread, never the event loop (signals,
-  reading and parsing go on; the in-flight budget then pauses reading).
+  reading and parsing go on; the in-flight budget then pauses reading). Except when stdout is a pipe
+  with room for the whole buffer (its reader keeps up, the usual case): then the write cannot block
+  and is done on the loop, saving the two thread hand-offs per batch (a wake-up of the writer thread
+  and a `call_soon_threadsafe` back), which were most of the stdout cost at low rates
+  (benchmarks/tail_end_to_end.py). "Room" is the pipe's capacity (F_GETPIPE_SZ) minus what it holds
+  (FIONREAD) minus two pages of slack for partly filled pipe buffers; we are the pipe's only writer
+  (a second writer filling it between the check and the write would stall the loop until the reader
+  reads, never lose or reorder data).
 - `send` returns only after the write and flush returned: that is delivery for stdout.
 - Batches are written in the order `send` was called (an asyncio.Lock is FIFO).
 - A closed stdout (EPIPE, e.g. `| head`) raises `OutputClosed`: the pipeline stops without
@@ -13,9 +20,14 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import mmap
 import os
 import queue
+import stat
+import struct
 import sys
+import termios
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -158,11 +170,35 @@ def encode_pretty(records: Sequence[LogRecord], *, colour: bool = True) -> bytes
 # -- the sink ---------------------------------------------------------------------------------------
 
 
+PIPE_SLACK_BYTES = 2 * mmap.PAGESIZE  # a pipe buffer (page) may be partly filled at each end
+
+
+def _pipe_fd(stream: BinaryIO) -> int | None:
+    """The descriptor of `stream` when it is a pipe (FIFO), else None."""
+    try:
+        fd = stream.fileno()
+        return fd if stat.S_ISFIFO(os.fstat(fd).st_mode) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def pipe_has_room(fd: int, size: int) -> bool:
+    """A blocking write of `size` bytes to pipe `fd` returns at once (nothing else writes to it)."""
+    try:
+        capacity = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+        (queued,) = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))
+    except OSError:
+        return False
+    return queued + size + PIPE_SLACK_BYTES <= capacity
+
+
 class _WriterThread:
-    """Writes buffers to a binary stream off the event loop, in order, and reports each completion."""
+    """Writes buffers to a binary stream off the event loop, in order, and reports each completion.
+    `write_now` writes on the caller's thread instead when that cannot block (a pipe with room)."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
+        self._pipe_fd = _pipe_fd(stream)
         self._queue: queue.SimpleQueue[tuple[bytes, Callable[[BaseException | None], None]] | None] = (
             queue.SimpleQueue()
         )
@@ -172,6 +208,18 @@ class _WriterThread:
 
     def submit(self, data: bytes, done: Callable[[BaseException | None], None]) -> None:
         self._queue.put((data, done))
+
+    def write_now(self, data: bytes) -> tuple[bool, BaseException | None]:
+        """(True, error or None) when `data` was written and flushed here; (False, None) when the
+        write might block: then `submit` it. Only while no submitted write is pending (order)."""
+        if self._pipe_fd is None or not pipe_has_room(self._pipe_fd, len(data)):
+            return False, None
+        try:
+            self.stream.write(data)
+            self.stream.flush()
+        except Exception as exc:  # noqa: BLE001 - reported to the waiting send(), like the thread does
+            return True, exc
+        return True, None
 
     def close(self) -> None:
         self._queue.put(None)
@@ -227,17 +275,19 @@ class StdoutSink(Sink):
             await self.start()
         assert self._writer is not None
         async with self._lock:
-            loop = asyncio.get_running_loop()
-            written: asyncio.Future[BaseException | None] = loop.create_future()
+            wrote, error = self._writer.write_now(data)
+            if not wrote:
+                loop = asyncio.get_running_loop()
+                written: asyncio.Future[BaseException | None] = loop.create_future()
 
-            def done(error: BaseException | None) -> None:
-                try:
-                    loop.call_soon_threadsafe(_settle, written, error)
-                except RuntimeError:  # the loop is closed: nobody waits for this write any more
-                    pass
+                def done(error: BaseException | None) -> None:
+                    try:
+                        loop.call_soon_threadsafe(_settle, written, error)
+                    except RuntimeError:  # the loop is closed: nobody waits for this write any more
+                        pass
 
-            self._writer.submit(data, done)
-            error = await written
+                self._writer.submit(data, done)
+                error = await written
         if error is None:
             return
         if isinstance(error, BrokenPipeError | ConnectionResetError) or (

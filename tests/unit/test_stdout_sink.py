@@ -4,6 +4,7 @@ sends, a closed pipe raises OutputClosed, auto picks pretty only on a terminal."
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import re
 from datetime import UTC, datetime
@@ -165,3 +166,57 @@ def test_auto_format_is_pretty_on_a_terminal_and_json_on_a_pipe() -> None:
     finally:
         for fd in (leader, follower, read_fd, write_fd):
             os.close(fd)
+
+
+def test_write_to_a_pipe_with_room_is_in_the_pipe_when_send_returns() -> None:
+    read_fd, write_fd = os.pipe()
+    payload = [LogRecord(body=f"line {i}") for i in range(100)]
+
+    async def scenario() -> bytes:
+        with os.fdopen(write_fd, "wb") as stream:
+            sink = StdoutSink(StdoutFormat.RAW, stream)
+            await sink.start()
+            await sink.send(payload)
+            os.set_blocking(read_fd, False)
+            written = os.read(read_fd, 1 << 20)
+            await sink.close()
+            return written
+
+    try:
+        assert asyncio.run(scenario()) == b"".join(f"line {i}\n".encode() for i in range(100))
+    finally:
+        os.close(read_fd)
+
+
+def test_write_to_a_full_pipe_does_not_block_the_event_loop_and_keeps_order() -> None:
+    read_fd, write_fd = os.pipe()
+    capacity = fcntl.fcntl(write_fd, fcntl.F_GETPIPE_SZ)
+    big = [LogRecord(body="x" * 999) for _ in range(capacity // 1000 + 8)]  # more than the pipe holds
+
+    async def scenario() -> tuple[bool, bytes]:
+        with os.fdopen(write_fd, "wb") as stream:
+            sink = StdoutSink(StdoutFormat.RAW, stream)
+            await sink.start()
+            first = asyncio.create_task(sink.send(big))
+            second = asyncio.create_task(sink.send([LogRecord(body="after")]))
+            ticks = 0
+            for _ in range(20):  # the loop keeps running while nobody reads our stdout
+                await asyncio.sleep(0.005)
+                ticks += 1
+            blocked = not first.done() and ticks == 20
+            received = bytearray()
+
+            def drain() -> None:
+                while not received.endswith(b"after\n"):
+                    received.extend(os.read(read_fd, 1 << 16))
+
+            await asyncio.gather(asyncio.to_thread(drain), first, second)
+            await sink.close()
+            return blocked, bytes(received)
+
+    try:
+        blocked, received = asyncio.run(scenario())
+    finally:
+        os.close(read_fd)
+    assert blocked
+    assert received == b"".join(b"x" * 999 + b"\n" for _ in big) + b"after\n"
