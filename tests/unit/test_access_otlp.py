@@ -317,6 +317,8 @@ def _with_agent(agent: bytes) -> bytes:
         _with_agent(_user_agent(121)),
         _with_agent(b"u" * 16_500),  # record and body lengths need 3-byte varints
         _with_agent("日本語".encode() * 50),
+        _with_agent(b"curl\\x41 \\xc3\\xa9 \\\\ end"),  # escapes the fast regex accepts: unescaped
+        _with_agent(b"tab\there \x01 \x1b[31m"),  # raw control bytes
         COMBINED_LINE.replace(b" 204 - ", b" 204 " + b"1" * 25 + b" "),
         COMBINED_LINE.replace(b" 204 - ", b" 204 " + b"9" * 19 + b" "),
         COMBINED_LINE.replace(b" 204 - ", b" 204 " + b"9" * 18 + b" "),
@@ -331,6 +333,8 @@ def _with_agent(agent: bytes) -> bytes:
         "ua121",
         "ua16k",
         "ua_utf8",
+        "ua_escapes",
+        "ua_controls",
         "size25",
         "size19",
         "size18",
