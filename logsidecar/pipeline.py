@@ -22,9 +22,12 @@ Stamped on every record (see `stamp.py`): `position`, `log.file.path`, `log.file
 (stable and unique per line: BLAKE2b of the file identity plus the line's end offset, so a backend can
 drop the duplicates of a replay after a crash), `logsidecar.truncated` and the shared `resource`.
 
-JSON lines without records: when the only sink takes pre-encoded JSON lines (stdout in JSON) and the
-file's parser can write them directly (access logs, `parse/access_json.py`), a batch is parsed straight
-into the JSON text, byte-for-byte what parsing, stamping and `encode_json_lines` would give.
+Encoded batches instead of records: when the only sink takes them pre-encoded (`accepts_json_lines`:
+stdout in JSON; `accepts_otlp_records`: OTLP), a batch travels as its encoding (`JsonLines`,
+`OtlpLogRecords`), and a file whose parser can write that encoding directly (access logs,
+`parse/direct.py`) is parsed straight into it, byte-for-byte what parsing, stamping and encoding
+would give: no LogRecord is built for the common line. Several sinks (stdout and OTLP, or derived
+metrics) take records, built once and shared.
 """
 
 from __future__ import annotations
