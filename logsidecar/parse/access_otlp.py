@@ -108,7 +108,8 @@ class OtlpDialect:
         return (
             f"    if {var} == '-':\n        p{number} = b''\n    else:\n"
             f"        d = {var}.encode()\n"
-            f"        p{number} = H{number}[len(d)] + d if len(d) < {_FLAT_MAX} else text_kv(K{number}, d)"
+            f"        n = len(d)\n"
+            f"        p{number} = H{number}[n] + d if n < {_FLAT_MAX} else text_kv(K{number}, d)"
         )
 
     def int_field(self, number: int, var: str, key: str, namespace: dict[str, Any]) -> str:
@@ -161,9 +162,10 @@ class OtlpDialect:
             ]
         )
         return (
-            "    bh = bget(len(body))\n"
+            "    n = len(body)\n"
+            "    bh = bget(n)\n"
             "    if bh is None:\n"
-            "        bh = bhead(len(body))\n"
+            "        bh = bhead(n)\n"
             f"    rec = join(({parts}))\n"
             "    n = len(rec)\n"
             "    append(RECORD + (SMALL[n] if n < 16384 else varint(n)) + rec)"

@@ -89,7 +89,11 @@ SMALL_VARINTS = [_varint_uncached(i) for i in range(_SMALL_VARINTS_MAX)]
 
 
 def varint(value: int) -> bytes:
-    return SMALL_VARINTS[value] if value < _SMALL_VARINTS_MAX else _varint_uncached(value)
+    if value < _SMALL_VARINTS_MAX:
+        return SMALL_VARINTS[value]
+    if value < 1 << 21:  # three bytes: response sizes, lengths of long values
+        return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, value >> 14))
+    return _varint_uncached(value)
 
 
 def field(tag: bytes, payload: bytes) -> bytes:
