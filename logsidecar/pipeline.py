@@ -423,8 +423,8 @@ class Pipeline:
         stamp.apply(records)
         if self.observer is not None:
             self._observe(batch, state, len(records), sum(1 for r in records if PARSE_ERROR in r.attributes))
-        if encoding is None:
-            return records
+        if encoding is None or any(r.resource is not self._resource for r in records):
+            return records  # (a record with a resource of its own travels as a record)
         encode = encode_json_lines if encoding == _JSON_LINES else encode_otlp_records
         try:
             return self._payload(encode(records), len(records))
