@@ -17,109 +17,55 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-import sys
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logsidecar.parse import build_parser
-from logsidecar.parse.access import PRESETS, AccessLogParser, compile_logformat, preset_parser
+from logsidecar.parse.access import PRESETS, preset_parser
 from logsidecar.parse.access_json import json_encoder_for, lines_needing_escapes
 from logsidecar.parse.detect import AutoParser
 from logsidecar.pipeline import ParserSelector, Pipeline, PipelineOptions
-from logsidecar.record import PARSE_ERROR, encode_json_lines
+from logsidecar.record import encode_json_lines
 from logsidecar.sinks.stdout import StdoutFormat, StdoutSink
 from logsidecar.stamp import BatchStamp, uid_prefix
 from logsidecar.tail.options import ReadBatch
+from tests.helpers import wait_for_async
+from tests.unit.direct_cases import (
+    ISO_FORMAT,
+    METHOD_FORMAT,
+    METHOD_PATH_FORMAT,
+    PROPERTY,
+    URL_QUERY_FORMAT,
+    XFF_FORMAT,
+    batch_lines,
+    generate_lines,
+    mutated,
+    outcome,
+    parser_for,
+    realistic_lines,
+    stamped_records,
+    stamps,
+    unparsed_bodies,
+)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from generate_logs import generate_lines  # noqa: E402
-
-PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-# --- formats and realistic lines for them ----------------------------------------------------------
-
-XFF_FORMAT = '%h %l %u %t "%r" %>s %b %D "%{X-Forwarded-For}i" %L'
-ISO_FORMAT = '%a %{%Y-%m-%dT%H:%M:%S}t %{ms}T "%r" %>s %O'
-URL_QUERY_FORMAT = '%h %t "%U%q" %>s %b'  # %U%q without %r: url.original is synthesised
-METHOD_PATH_FORMAT = "%h %t %H %m %U %>s %B"
-METHOD_FORMAT = '%h %t %m "%H" %>s %B %k "%{Host}i"'  # protocol and method without %r or %U
+# --- formats, realistic lines, parsers ---------------------------------------------------------------
 
 CUSTOM_FORMATS = (XFF_FORMAT, ISO_FORMAT, URL_QUERY_FORMAT, METHOD_PATH_FORMAT, METHOD_FORMAT)
-
-QUOTED = r'(?:[^"\\]|\\.)*'  # Apache-escaped text inside quotes
-COMBINED_FIELDS = re.compile(
-    rf'(?P<h>\S+) (?P<l>\S+) (?P<u>\S+) \[(?P<t>[^\]]+)\] "(?P<r>{QUOTED})" (?P<s>\d+) (?P<b>\S+)'
-    rf' "(?P<ref>{QUOTED})" "(?P<ua>{QUOTED})"'
-)
-MONTHS = {m: n for n, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
-
-
-def _render(fmt: str, fields: dict[str, str], n: int) -> str:
-    """One line of `fmt` made of a generated combined line's fields (`n` varies the extra ones)."""
-    h, t, r, s, b = fields["h"], fields["t"], fields["r"], fields["s"], fields["b"]
-    method, _, rest = r.partition(" ")
-    target, _, protocol = rest.partition(" ")
-    path, sep, query = target.partition("?")
-    if fmt == PRESETS["combinedio"]:
-        return f'{h} - - [{t}] "{r}" {s} {b} "{fields["ref"]}" "{fields["ua"]}" {300 + n} {b}'
-    if fmt == PRESETS["referer"]:
-        return f"{fields['ref']} -> {path}"
-    if fmt == PRESETS["agent"]:
-        return fields["ua"]
-    if fmt == XFF_FORMAT:
-        xff = "-" if n % 3 == 0 else f"10.0.{n % 250}.{n % 7}"
-        log_id = "-" if n % 4 == 0 else f"ZeRo{n:06d}AAAB"
-        return f'{h} - - [{t}] "{r}" {s} {b} {n * 137} "{xff}" {log_id}'
-    day, month, rest_t = t.split("/", 2)
-    year, hour, minute, second_zone = rest_t.split(":", 3)
-    iso = f"{year}-{MONTHS[month]:02d}-{day}T{hour}:{minute}:{second_zone[:2]}"
-    if fmt == ISO_FORMAT:
-        return f'{h} {iso} {n % 900} "{r}" {s} {b}'
-    if fmt == URL_QUERY_FORMAT:
-        return f'{h} [{t}] "{path}{sep}{query}" {s} {b}'
-    if fmt == METHOD_PATH_FORMAT:
-        return f"{h} [{t}] {protocol or '-'} {method} {path} {s} {b}"
-    if fmt == METHOD_FORMAT:
-        return f'{h} [{t}] {method} "{protocol or "-"}" {s} {b} {n % 100} "www.example.{n % 5}"'
-    raise AssertionError(f"no renderer for {fmt!r}")
-
-
-def _realistic_lines(fmt: str, count: int = 150) -> list[bytes]:
-    for name in ("common", "combined", "vhost_combined"):
-        if fmt == PRESETS[name]:
-            return list(generate_lines(name, count, seed=7))
-    out = []
-    for n, line in enumerate(generate_lines("combined", count, seed=7)):
-        match = COMBINED_FIELDS.fullmatch(line.decode())
-        assert match is not None, line
-        out.append(_render(fmt, match.groupdict(), n).encode())
-    return out
-
-
 ALL_FORMATS = [*PRESETS.values(), *CUSTOM_FORMATS]
 FORMAT_IDS = [*PRESETS, "xff", "iso_time", "url_query", "method_path", "method"]
-REALISTIC = {fmt: _realistic_lines(fmt) for fmt in ALL_FORMATS}
-
-
-def _parser(fmt: str) -> AccessLogParser:
-    for name, text in PRESETS.items():
-        if fmt == text:
-            return preset_parser(name)
-    return compile_logformat(fmt)
-
+REALISTIC = {fmt: realistic_lines(fmt, 150) for fmt in ALL_FORMATS}
 
 # Parsers live across examples, so their caches (request lines, times, JSON pieces) get hits and
 # evictions as they would in a long run. Two per format: the paths share no cache.
-DIRECT_PARSERS = {fmt: _parser(fmt) for fmt in ALL_FORMATS}
-RECORD_PARSERS = {fmt: _parser(fmt) for fmt in ALL_FORMATS}
+DIRECT_PARSERS = {fmt: parser_for(fmt) for fmt in ALL_FORMATS}
+RECORD_PARSERS = {fmt: parser_for(fmt) for fmt in ALL_FORMATS}
 
-# --- mutations ---------------------------------------------------------------------------------------
+# --- mutations, batches, stamps ----------------------------------------------------------------------
 
 INSERTS = {
     "quote": [b'"', b' "', b'" "'],
@@ -131,49 +77,17 @@ INSERTS = {
     "separator": [b" ", b"-", b"[", b"]", b":"],
 }
 SIZES = [b"0", b"007", b"00", b"1" * 25, b"9" * 19, b"9" * 18, "١٢٣".encode(), "１２".encode(), b"-", b"-1"]
+ARBITRARY_LINES = st.binary(max_size=60).filter(lambda b: b"\n" not in b)
 
 
-@st.composite
-def mutated(draw: st.DrawFn, line: bytes) -> bytes:
-    kind = draw(st.sampled_from([*INSERTS, "remove_field", "size", "empty", "cr", "cut"]))
-    if kind in INSERTS:
-        at = draw(st.integers(0, len(line)))
-        return line[:at] + draw(st.sampled_from(INSERTS[kind])) + line[at:]
-    if kind == "remove_field":
-        tokens = line.split(b" ")
-        del tokens[draw(st.integers(0, len(tokens) - 1))]
-        return b" ".join(tokens)
-    if kind == "size":
-        tokens = line.split(b" ")
-        numeric = [i for i, t in enumerate(tokens) if t.isdigit() or t == b"-"]
-        if not numeric:
-            return line + b" " + draw(st.sampled_from(SIZES))
-        tokens[draw(st.sampled_from(numeric))] = draw(st.sampled_from(SIZES))
-        return b" ".join(tokens)
-    if kind == "empty":
-        return b""
-    if kind == "cr":
-        return line + b"\r"
-    return line[: draw(st.integers(0, len(line)))]
+def json_mutation(line: bytes) -> st.SearchStrategy[bytes]:
+    """One insertion (quotes, escapes, control bytes, invalid UTF-8, unicode, separators), size
+    replacement or structural change of `line`."""
+    return mutated(line, INSERTS, SIZES)
 
 
-@st.composite
-def batch_lines(draw: st.DrawFn, pools: Sequence[Sequence[bytes]], max_lines: int = 24) -> list[bytes]:
-    """A batch mixing (a) realistic lines from `pools`, (b) mutations of them, (c) arbitrary bytes."""
-    count = draw(st.integers(1, max_lines))
-    lines = []
-    for _ in range(count):
-        pool = draw(st.sampled_from(pools))
-        line = draw(st.sampled_from(pool))
-        kind = draw(st.sampled_from(["real", "real", "real", "mutated", "mutated", "bytes"]))
-        if kind == "mutated":
-            line = draw(mutated(line))
-            if draw(st.booleans()):
-                line = draw(mutated(line))
-        elif kind == "bytes":
-            line = draw(st.binary(max_size=60).filter(lambda b: b"\n" not in b))
-        lines.append(line)
-    return lines
+def json_batch_lines(pools: Sequence[Sequence[bytes]], max_lines: int = 24) -> st.SearchStrategy[list[bytes]]:
+    return batch_lines(pools, json_mutation, ARBITRARY_LINES, max_lines)
 
 
 PATHS = ["/var/log/apache2/access.log", '/logs/ü/acc"ess\\.log', "other_vhosts_access.log", "x"]
@@ -184,28 +98,8 @@ RESOURCES = [
 ]
 
 
-@st.composite
-def stamps(draw: st.DrawFn, count: int) -> BatchStamp:
-    """A stamp for `count` lines: random increasing end offsets, a random truncated index set."""
-    start = draw(st.integers(0, 2**40))
-    steps = draw(st.lists(st.integers(1, 70_000), min_size=count, max_size=count))
-    ends, offset = [], start
-    for step in steps:
-        offset += step
-        ends.append(offset)
-    # Mostly none: a truncated line takes the record path, so many would hide the fast path.
-    truncated = (
-        draw(st.sets(st.integers(0, count - 1), max_size=3)) if draw(st.integers(0, 3)) == 0 else set()
-    )
-    file_key = draw(st.sampled_from(["dev:ino:1", "8:1:4242", "é"]))
-    return BatchStamp(
-        file_key,
-        draw(st.sampled_from(PATHS)),
-        uid_prefix(file_key),
-        ends,
-        truncated,
-        draw(st.sampled_from(RESOURCES)),
-    )
+def json_stamps(count: int) -> st.SearchStrategy[BatchStamp]:
+    return stamps(count, PATHS, RESOURCES)
 
 
 # --- comparison --------------------------------------------------------------------------------------
@@ -220,17 +114,8 @@ def normalised(data: bytes) -> bytes:
 
 def record_path(parser: Any, lines: Sequence[bytes], stamp: BatchStamp) -> tuple[bytes, int]:
     """The definition: parse, stamp, encode."""
-    records = parser.parse(lines)
-    stamp.apply(records)
-    return encode_json_lines(records), sum(PARSE_ERROR in r.attributes for r in records)
-
-
-def outcome(encode: Callable[[], tuple[bytes, int]]) -> tuple[bytes, int] | type[BaseException]:
-    """What `encode()` returns, or the type of what it raises (the two paths must agree on both)."""
-    try:
-        return encode()
-    except Exception as exc:  # noqa: BLE001 - compared, not hidden
-        return type(exc)
+    records, unparsed = stamped_records(parser, lines, stamp)
+    return encode_json_lines(records), unparsed
 
 
 def assert_same_output(
@@ -253,23 +138,22 @@ def assert_same_output(
 
 
 def test_json_encoder_is_declined_exactly_for_formats_that_synthesise_or_share_keys() -> None:
-    declined = {fmt for fmt in ALL_FORMATS if json_encoder_for(_parser(fmt)) is None}
+    declined = {fmt for fmt in ALL_FORMATS if json_encoder_for(parser_for(fmt)) is None}
     # referer has %U without %r (url.original = %U%q), as do the two custom %U formats.
     assert declined == {PRESETS["referer"], URL_QUERY_FORMAT, METHOD_PATH_FORMAT}
 
 
 def test_realistic_lines_parse_without_errors_so_the_fast_path_is_exercised() -> None:
     for fmt in ALL_FORMATS:
-        records = _parser(fmt).parse(REALISTIC[fmt])
-        assert [r.body for r in records if PARSE_ERROR in r.attributes] == [], fmt
+        assert unparsed_bodies(parser_for(fmt), REALISTIC[fmt]) == [], fmt
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS, ids=FORMAT_IDS)
 @PROPERTY
 @given(data=st.data())
 def test_access_direct_json_lines_equal_parse_stamp_encode(fmt: str, data: st.DataObject) -> None:
-    lines = data.draw(batch_lines([REALISTIC[fmt]]), label="lines")
-    stamp = data.draw(stamps(len(lines)), label="stamp")
+    lines = data.draw(json_batch_lines([REALISTIC[fmt]]), label="lines")
+    stamp = data.draw(json_stamps(len(lines)), label="stamp")
     direct = outcome(lambda: DIRECT_PARSERS[fmt].encode_json_lines(lines, stamp))
     ordinary = outcome(lambda: record_path(RECORD_PARSERS[fmt], lines, stamp))
     assert_same_output(direct, ordinary, len(lines))
@@ -281,8 +165,8 @@ def test_access_direct_json_lines_equal_parse_stamp_encode_on_a_large_clean_batc
     stamp = BatchStamp(
         "k", PATHS[0], uid_prefix("k"), [100 * (i + 1) for i in range(len(lines))], set(), RESOURCES[0]
     )
-    direct = _parser(fmt).encode_json_lines(lines, stamp)
-    assert_same_output(direct, record_path(_parser(fmt), lines, stamp), len(lines))
+    direct = parser_for(fmt).encode_json_lines(lines, stamp)
+    assert_same_output(direct, record_path(parser_for(fmt), lines, stamp), len(lines))
     assert direct[1] == 0
 
 
@@ -322,8 +206,8 @@ def test_auto_direct_json_lines_equal_parse_stamp_encode_over_batch_sequences(da
     batches = data.draw(st.integers(1, 5), label="batches")
     for _ in range(batches):
         pools = data.draw(st.lists(st.sampled_from(AUTO_POOLS), min_size=1, max_size=3), label="pools")
-        lines = data.draw(batch_lines(pools, max_lines=16), label="lines")
-        stamp = data.draw(stamps(len(lines)), label="stamp")
+        lines = data.draw(json_batch_lines(pools, max_lines=16), label="lines")
+        stamp = data.draw(json_stamps(len(lines)), label="stamp")
         direct = outcome(lambda: direct_auto.encode_json_lines(lines, stamp))  # noqa: B023
         ordinary = outcome(lambda: record_path(record_auto, lines, stamp))  # noqa: B023
         assert direct_auto.format_name == record_auto.format_name
@@ -341,7 +225,7 @@ def test_auto_direct_json_lines_equal_byte_for_byte_when_every_line_parses(data:
         lines = data.draw(
             st.lists(st.sampled_from([line for pool in pools for line in pool]), min_size=1, max_size=16)
         )
-        stamp = data.draw(stamps(len(lines)), label="stamp")
+        stamp = data.draw(json_stamps(len(lines)), label="stamp")
         direct = direct_auto.encode_json_lines(lines, stamp)
         assert_same_output(direct, record_path(record_auto, lines, stamp), len(lines))
         assert direct_auto.format_name == record_auto.format_name
@@ -398,14 +282,6 @@ class ScriptedSource:
         return {}
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.001)
-
-
 RESOURCE = {"service.name": "apache-httpd", "host.name": "test-host"}
 
 
@@ -447,7 +323,7 @@ def _run_pipeline(batches: Sequence[ReadBatch], sink: Any) -> ScriptedSource:
             source, [sink], ParserSelector(), PipelineOptions(resource=RESOURCE, tune_gc=False)
         )
         task = asyncio.create_task(pipeline.run())
-        await until(lambda: pipeline.acknowledgements == len(batches) or task.done())
+        await wait_for_async(lambda: pipeline.acknowledgements == len(batches) or task.done(), interval=0.001)
         if task.done():
             task.result()  # the pipeline stopped early: raise why
         pipeline.request_stop()

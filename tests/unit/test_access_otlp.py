@@ -12,97 +12,51 @@ sequences of batches, and as the request the OTLP sink builds, decoded with the 
 
 from __future__ import annotations
 
-import re
-import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from logsidecar.parse.access import PRESETS, AccessLogParser, compile_logformat, preset_parser
+from logsidecar.parse.access import PRESETS, preset_parser
 from logsidecar.parse.access_otlp import otlp_encoder_for
 from logsidecar.parse.detect import AutoParser
 from logsidecar.record import PARSE_ERROR
 from logsidecar.sinks.base import OtlpLogRecords
 from logsidecar.sinks.otlp_encode import LogsRequestEncoder, encode_otlp_records
 from logsidecar.stamp import BatchStamp, uid_prefix
+from tests.unit.direct_cases import (
+    HEXTID_FORMAT,
+    ISO_FORMAT,
+    NO_STATUS_FORMAT,
+    PROPERTY,
+    XFF_FORMAT,
+    batch_lines,
+    generate_lines,
+    mutated,
+    outcome,
+    parser_for,
+    realistic_lines,
+    stamped_records,
+    stamps,
+    unparsed_bodies,
+)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from generate_logs import generate_lines  # noqa: E402
+# --- formats, realistic lines, parsers ---------------------------------------------------------------
 
-PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-# --- formats and realistic lines -------------------------------------------------------------------
-
-XFF_FORMAT = '%h %l %u %t "%r" %>s %b %D "%{X-Forwarded-For}i" %L'
-ISO_FORMAT = '%a %{%Y-%m-%dT%H:%M:%S}t %{ms}T "%r" %>s %O'
-HEXTID_FORMAT = '%v:%p %h %t "%r" %>s %B %{hextid}P'
-NO_STATUS_FORMAT = '%h %t "%r" %b "%{Host}i"'  # no %>s: every record gets the default severity
 PRESET_NAMES = ("common", "combined", "vhost_combined", "combinedio")
 FORMATS = [PRESETS[name] for name in PRESET_NAMES] + [XFF_FORMAT, ISO_FORMAT, HEXTID_FORMAT, NO_STATUS_FORMAT]
 FORMAT_IDS = [*PRESET_NAMES, "xff", "iso_time", "hextid", "no_status"]
-
-QUOTED = r'(?:[^"\\]|\\.)*'
-COMBINED_FIELDS = re.compile(
-    rf'(?P<h>\S+) \S+ \S+ \[(?P<t>[^\]]+)\] "(?P<r>{QUOTED})" (?P<s>\d+) (?P<b>\S+)'
-    rf' "(?P<ref>{QUOTED})" "(?P<ua>{QUOTED})"'
-)
-MONTHS = {m: n for n, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
-
-
-def _render(fmt: str, f: dict[str, str], n: int) -> str:
-    """One line of `fmt` from a generated combined line's fields (`n` varies the extra fields)."""
-    h, t, r, s, b = f["h"], f["t"], f["r"], f["s"], f["b"]
-    if fmt == PRESETS["combinedio"]:
-        return f'{h} - - [{t}] "{r}" {s} {b} "{f["ref"]}" "{f["ua"]}" {300 + n} {b}'
-    if fmt == XFF_FORMAT:
-        xff = "-" if n % 3 == 0 else f"10.0.{n % 250}.{n % 7}"
-        log_id = "-" if n % 4 == 0 else f"ZeRo{n:06d}AAAB"
-        return f'{h} - - [{t}] "{r}" {s} {b} {n * 137} "{xff}" {log_id}'
-    if fmt == HEXTID_FORMAT:
-        size = "0" if b == "-" else b
-        return f'www.example.{n % 3}:{443 if n % 2 else 80} {h} [{t}] "{r}" {s} {size} {n * 7919:x}'
-    if fmt == NO_STATUS_FORMAT:
-        return f'{h} [{t}] "{r}" {b} "www.example.{n % 5}"'
-    day, month, rest = t.split("/", 2)
-    year, hour, minute, second_zone = rest.split(":", 3)
-    iso = f"{year}-{MONTHS[month]:02d}-{day}T{hour}:{minute}:{second_zone[:2]}"
-    assert fmt == ISO_FORMAT
-    return f'{h} {iso} {n % 900} "{r}" {s} {b}'
-
-
-def _realistic_lines(fmt: str, count: int = 120) -> list[bytes]:
-    for name in ("common", "combined", "vhost_combined"):
-        if fmt == PRESETS[name]:
-            return list(generate_lines(name, count, seed=7))
-    out = []
-    for n, line in enumerate(generate_lines("combined", count, seed=7)):
-        match = COMBINED_FIELDS.fullmatch(line.decode())
-        assert match is not None, line
-        out.append(_render(fmt, match.groupdict(), n).encode())
-    return out
-
-
-REALISTIC = {fmt: _realistic_lines(fmt) for fmt in FORMATS}
-
-
-def _parser(fmt: str) -> AccessLogParser:
-    for name, text in PRESETS.items():
-        if fmt == text:
-            return preset_parser(name)
-    return compile_logformat(fmt)
-
+REALISTIC = {fmt: realistic_lines(fmt, 120) for fmt in FORMATS}
 
 # Parsers live across examples (their caches fill and evict as in a long run); the paths share none.
-DIRECT_PARSERS = {fmt: _parser(fmt) for fmt in FORMATS}
-RECORD_PARSERS = {fmt: _parser(fmt) for fmt in FORMATS}
+DIRECT_PARSERS = {fmt: parser_for(fmt) for fmt in FORMATS}
+RECORD_PARSERS = {fmt: parser_for(fmt) for fmt in FORMATS}
 
-# --- mutations --------------------------------------------------------------------------------------
+# --- mutations, batches, stamps ----------------------------------------------------------------------
 
 INSERTS = [
     b'"', b'\\"', b"\\", b"\\x41", b"\\xe9", b"\\xff", b"\\n",
@@ -124,7 +78,10 @@ SIZES = [
     b"7", b"0", b"007", b"9" * 18, b"1" * 18, b"9" * 19, b"1" * 19, b"1" * 25, b"0" * 19 + b"5",
     "١٢٣".encode(), "１２".encode(), b"-", b"-1",
 ]  # fmt: skip
-QUOTED_FIELD = re.compile(rb'"((?:[^"\\]|\\.)*)"')
+# Half valid UTF-8: invalid UTF-8 sends the whole batch the record way.
+ARBITRARY_LINES = st.one_of(st.binary(max_size=60), st.text(max_size=40).map(str.encode)).filter(
+    lambda b: b"\n" not in b
+)
 
 
 def _user_agent(length: int) -> bytes:
@@ -132,88 +89,28 @@ def _user_agent(length: int) -> bytes:
     return (base * (length // len(base) + 1))[:length]
 
 
-@st.composite
-def mutated(draw: st.DrawFn, line: bytes) -> bytes:
-    kind = draw(st.sampled_from(["insert", "long", "agent", "size", "remove", "empty", "cr", "cut"]))
-    if kind == "insert":
-        at = draw(st.integers(0, len(line)))
-        return line[:at] + draw(st.sampled_from(INSERTS)) + line[at:]
-    if kind in ("long", "agent"):
-        value = (
-            draw(st.sampled_from(LONG_VALUES))
-            if kind == "long"
-            else _user_agent(draw(st.sampled_from([119, 120, 121])))
-        )
-        quoted = list(QUOTED_FIELD.finditer(line))
-        if not quoted:  # no quoted field: put the value in place of a token
-            tokens = line.split(b" ")
-            tokens[draw(st.integers(0, len(tokens) - 1))] = value
-            return b" ".join(tokens)
-        match = draw(st.sampled_from(quoted))
-        return line[: match.start(1)] + value + line[match.end(1) :]
-    if kind == "size":
-        tokens = line.split(b" ")
-        numeric = [i for i, t in enumerate(tokens) if t.isdigit() or t == b"-"]
-        if not numeric:
-            return line + b" " + draw(st.sampled_from(SIZES))
-        tokens[draw(st.sampled_from(numeric))] = draw(st.sampled_from(SIZES))
-        return b" ".join(tokens)
-    if kind == "remove":
-        tokens = line.split(b" ")
-        del tokens[draw(st.integers(0, len(tokens) - 1))]
-        return b" ".join(tokens)
-    if kind == "empty":
-        return b""
-    if kind == "cr":
-        return line + b"\r"
-    return line[: draw(st.integers(0, len(line)))]
+# Values whose protobuf lengths need 2-3 byte varints, in place of a quoted field.
+QUOTED_VALUES = {
+    "long": st.sampled_from(LONG_VALUES),
+    "agent": st.sampled_from([119, 120, 121]).map(_user_agent),
+}
 
 
-@st.composite
-def batch_lines(draw: st.DrawFn, pools: Sequence[Sequence[bytes]], max_lines: int = 20) -> list[bytes]:
-    """Realistic lines from `pools`, mostly; some mutated (once or twice), some arbitrary bytes."""
-    lines = []
-    for _ in range(draw(st.integers(1, max_lines))):
-        line = draw(st.sampled_from(draw(st.sampled_from(pools))))
-        kind = draw(st.sampled_from(["real", "real", "real", "mutated", "mutated", "bytes"]))
-        if kind == "mutated":
-            line = draw(mutated(line))
-            if draw(st.booleans()):
-                line = draw(mutated(line))
-        elif kind == "bytes":  # half valid UTF-8: invalid UTF-8 sends the whole batch the record way
-            line = draw(
-                st.one_of(st.binary(max_size=60), st.text(max_size=40).map(str.encode)).filter(
-                    lambda b: b"\n" not in b
-                )
-            )
-        lines.append(line)
-    return lines
+def otlp_mutation(line: bytes) -> st.SearchStrategy[bytes]:
+    """One insertion, long value, size replacement or structural change of `line`."""
+    return mutated(line, {"insert": INSERTS}, SIZES, QUOTED_VALUES)
+
+
+def otlp_batch_lines(pools: Sequence[Sequence[bytes]], max_lines: int = 20) -> st.SearchStrategy[list[bytes]]:
+    return batch_lines(pools, otlp_mutation, ARBITRARY_LINES, max_lines)
 
 
 PATHS = ["/var/log/apache2/access.log", '/logs/ü/acc"ess\\.log', "x", "/v/" + "p" * 130]
 RESOURCES = [{"service.name": "apache-httpd", "host.name": "web-1"}, {}, {"k": 'é"\x01', "n": 3, "b": True}]
 
 
-@st.composite
-def stamps(draw: st.DrawFn, count: int) -> BatchStamp:
-    """Increasing end offsets (some beyond 32 bits) and, one time in four, a few truncated lines."""
-    offset = draw(st.integers(0, 2**40))
-    ends = []
-    for step in draw(st.lists(st.integers(1, 70_000), min_size=count, max_size=count)):
-        offset += step
-        ends.append(offset)
-    truncated = (
-        draw(st.sets(st.integers(0, count - 1), max_size=3)) if draw(st.integers(0, 3)) == 0 else set()
-    )
-    file_key = draw(st.sampled_from(["dev:ino:1", "8:1:4242", "é"]))
-    return BatchStamp(
-        file_key,
-        draw(st.sampled_from(PATHS)),
-        uid_prefix(file_key),
-        ends,
-        truncated,
-        draw(st.sampled_from(RESOURCES)),
-    )
+def otlp_stamps(count: int) -> st.SearchStrategy[BatchStamp]:
+    return stamps(count, PATHS, RESOURCES)
 
 
 # --- comparison --------------------------------------------------------------------------------------
@@ -223,17 +120,8 @@ Outcome = tuple[list[bytes], int] | type[BaseException]
 
 def record_path(parser: Any, lines: Sequence[bytes], stamp: BatchStamp) -> tuple[list[bytes], int]:
     """The definition: parse, stamp, encode each record."""
-    records = parser.parse(lines)
-    stamp.apply(records)
-    return encode_otlp_records(records), sum(PARSE_ERROR in r.attributes for r in records)
-
-
-def outcome(encode: Callable[[], tuple[list[bytes], int]]) -> Outcome:
-    """What `encode()` returns, or the type of what it raises (compared, not hidden)."""
-    try:
-        return encode()
-    except Exception as exc:  # noqa: BLE001
-        return type(exc)
+    records, unparsed = stamped_records(parser, lines, stamp)
+    return encode_otlp_records(records), unparsed
 
 
 def observed_times(records: Sequence[bytes]) -> set[bytes]:
@@ -259,21 +147,20 @@ def assert_same_records(direct: Outcome, ordinary: Outcome, lines: int) -> None:
 
 
 def test_every_tested_format_has_a_direct_otlp_writer() -> None:
-    assert all(otlp_encoder_for(_parser(fmt)) is not None for fmt in FORMATS)
+    assert all(otlp_encoder_for(parser_for(fmt)) is not None for fmt in FORMATS)
 
 
 def test_realistic_lines_parse_without_errors_so_the_fast_path_is_exercised() -> None:
     for fmt in FORMATS:
-        records = _parser(fmt).parse(REALISTIC[fmt])
-        assert [r.body for r in records if PARSE_ERROR in r.attributes] == [], fmt
+        assert unparsed_bodies(parser_for(fmt), REALISTIC[fmt]) == [], fmt
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
 @PROPERTY
 @given(data=st.data())
 def test_access_direct_otlp_records_equal_parse_stamp_encode(fmt: str, data: st.DataObject) -> None:
-    lines = data.draw(batch_lines([REALISTIC[fmt]]), label="lines")
-    stamp = data.draw(stamps(len(lines)), label="stamp")
+    lines = data.draw(otlp_batch_lines([REALISTIC[fmt]]), label="lines")
+    stamp = data.draw(otlp_stamps(len(lines)), label="stamp")
     direct = outcome(lambda: DIRECT_PARSERS[fmt].encode_otlp_records(lines, stamp))
     ordinary = outcome(lambda: record_path(RECORD_PARSERS[fmt], lines, stamp))
     assert_same_records(direct, ordinary, len(lines))
@@ -296,8 +183,8 @@ def _stamp(
 @pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
 def test_access_direct_otlp_records_equal_parse_stamp_encode_on_a_large_clean_batch(fmt: str) -> None:
     lines = REALISTIC[fmt]
-    direct = _parser(fmt).encode_otlp_records(lines, _stamp(len(lines)))
-    assert_same_records(direct, record_path(_parser(fmt), lines, _stamp(len(lines))), len(lines))
+    direct = parser_for(fmt).encode_otlp_records(lines, _stamp(len(lines)))
+    assert_same_records(direct, record_path(parser_for(fmt), lines, _stamp(len(lines))), len(lines))
     assert direct[1] == 0
 
 
@@ -356,7 +243,7 @@ def test_access_direct_otlp_record_of_an_edge_line_equals_parse_stamp_encode(
 
 def test_access_direct_otlp_records_of_a_format_without_status_have_the_default_severity() -> None:
     lines = REALISTIC[NO_STATUS_FORMAT][:5]
-    direct, _ = _parser(NO_STATUS_FORMAT).encode_otlp_records(lines, _stamp(5))
+    direct, _ = parser_for(NO_STATUS_FORMAT).encode_otlp_records(lines, _stamp(5))
     request = _decoded(LogsRequestEncoder({}).encode_records(direct, {}))
     logged = request.resource_logs[0].scope_logs[0].log_records
     assert [(r.severity_number, r.severity_text) for r in logged] == [(9, "INFO")] * 5
@@ -463,8 +350,8 @@ def test_auto_direct_otlp_records_equal_parse_stamp_encode_over_batch_sequences(
     direct_auto, record_auto = AutoParser(path=path), AutoParser(path=path)
     for _ in range(data.draw(st.integers(1, 5), label="batches")):
         pools = data.draw(st.lists(st.sampled_from(AUTO_POOLS), min_size=1, max_size=3), label="pools")
-        lines = data.draw(batch_lines(pools, max_lines=14), label="lines")
-        stamp = data.draw(stamps(len(lines)), label="stamp")
+        lines = data.draw(otlp_batch_lines(pools, max_lines=14), label="lines")
+        stamp = data.draw(otlp_stamps(len(lines)), label="stamp")
         direct = outcome(lambda: direct_auto.encode_otlp_records(lines, stamp))  # noqa: B023
         ordinary = outcome(lambda: record_path(record_auto, lines, stamp))  # noqa: B023
         assert direct_auto.format_name == record_auto.format_name

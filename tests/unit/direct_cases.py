@@ -1,0 +1,263 @@
+"""Cases shared by the tests of the direct encoders (test_access_json.py, test_access_otlp.py).
+
+Both test files check the same property: a parser's direct encoder (`encode_json_lines`,
+`encode_otlp_records`) writes, batch after batch, exactly what parse + `stamp.apply` + the record
+encoder writes. This module offers what they both need to draw and compare such batches:
+
+- the custom LogFormats under test and `realistic_lines(fmt, count)`, lines of any tested format
+  rendered from the benchmark generator's combined lines (`generate_lines`, re-exported);
+- `parser_for(fmt)`: the preset parser when `fmt` is a preset's text, else the compiled format;
+- hypothesis strategies: `mutated` (one mutation of a line, from the kinds a test file passes),
+  `batch_lines` (realistic, mutated and arbitrary lines) and `stamps` (a BatchStamp for a batch);
+- the comparison helpers `stamped_records` (parse and stamp: the definition both encoders must meet),
+  `outcome` (a result or the exception type raised) and `unparsed_bodies`.
+
+Only the encoding-specific parts (which formats, which mutations, paths and resources, how outputs
+are compared) stay in the test files.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from logsidecar.parse.access import PRESETS, AccessLogParser, compile_logformat, preset_parser
+from logsidecar.record import PARSE_ERROR, LogRecord
+from logsidecar.stamp import BatchStamp, uid_prefix
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from generate_logs import generate_lines  # noqa: E402
+
+__all__ = [
+    "HEXTID_FORMAT",
+    "ISO_FORMAT",
+    "METHOD_FORMAT",
+    "METHOD_PATH_FORMAT",
+    "NO_STATUS_FORMAT",
+    "PROPERTY",
+    "STRUCTURAL_MUTATIONS",
+    "URL_QUERY_FORMAT",
+    "XFF_FORMAT",
+    "batch_lines",
+    "generate_lines",
+    "mutated",
+    "outcome",
+    "parser_for",
+    "realistic_lines",
+    "stamped_records",
+    "stamps",
+    "unparsed_bodies",
+]
+
+PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# --- custom formats and realistic lines for them -----------------------------------------------------
+
+XFF_FORMAT = '%h %l %u %t "%r" %>s %b %D "%{X-Forwarded-For}i" %L'
+ISO_FORMAT = '%a %{%Y-%m-%dT%H:%M:%S}t %{ms}T "%r" %>s %O'
+URL_QUERY_FORMAT = '%h %t "%U%q" %>s %b'  # %U%q without %r: url.original is synthesised
+METHOD_PATH_FORMAT = "%h %t %H %m %U %>s %B"
+METHOD_FORMAT = '%h %t %m "%H" %>s %B %k "%{Host}i"'  # protocol and method without %r or %U
+HEXTID_FORMAT = '%v:%p %h %t "%r" %>s %B %{hextid}P'
+NO_STATUS_FORMAT = '%h %t "%r" %b "%{Host}i"'  # no %>s: every record gets the default severity
+
+QUOTED = r'(?:[^"\\]|\\.)*'  # Apache-escaped text inside quotes
+COMBINED_FIELDS = re.compile(
+    rf'(?P<h>\S+) (?P<l>\S+) (?P<u>\S+) \[(?P<t>[^\]]+)\] "(?P<r>{QUOTED})" (?P<s>\d+) (?P<b>\S+)'
+    rf' "(?P<ref>{QUOTED})" "(?P<ua>{QUOTED})"'
+)
+MONTHS = {m: n for n, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+GENERATED_PRESETS = ("common", "combined", "vhost_combined")  # generate_lines writes these itself
+
+
+def _render(fmt: str, fields: dict[str, str], n: int) -> str:
+    """One line of `fmt` made of a generated combined line's fields (`n` varies the extra ones)."""
+    h, t, r, s, b = fields["h"], fields["t"], fields["r"], fields["s"], fields["b"]
+    method, _, rest = r.partition(" ")
+    target, _, protocol = rest.partition(" ")
+    path, sep, query = target.partition("?")
+    if fmt == PRESETS["combinedio"]:
+        return f'{h} - - [{t}] "{r}" {s} {b} "{fields["ref"]}" "{fields["ua"]}" {300 + n} {b}'
+    if fmt == PRESETS["referer"]:
+        return f"{fields['ref']} -> {path}"
+    if fmt == PRESETS["agent"]:
+        return fields["ua"]
+    if fmt == XFF_FORMAT:
+        xff = "-" if n % 3 == 0 else f"10.0.{n % 250}.{n % 7}"
+        log_id = "-" if n % 4 == 0 else f"ZeRo{n:06d}AAAB"
+        return f'{h} - - [{t}] "{r}" {s} {b} {n * 137} "{xff}" {log_id}'
+    if fmt == HEXTID_FORMAT:
+        size = "0" if b == "-" else b
+        return f'www.example.{n % 3}:{443 if n % 2 else 80} {h} [{t}] "{r}" {s} {size} {n * 7919:x}'
+    if fmt == NO_STATUS_FORMAT:
+        return f'{h} [{t}] "{r}" {b} "www.example.{n % 5}"'
+    if fmt == URL_QUERY_FORMAT:
+        return f'{h} [{t}] "{path}{sep}{query}" {s} {b}'
+    if fmt == METHOD_PATH_FORMAT:
+        return f"{h} [{t}] {protocol or '-'} {method} {path} {s} {b}"
+    if fmt == METHOD_FORMAT:
+        return f'{h} [{t}] {method} "{protocol or "-"}" {s} {b} {n % 100} "www.example.{n % 5}"'
+    if fmt == ISO_FORMAT:
+        day, month, rest_t = t.split("/", 2)
+        year, hour, minute, second_zone = rest_t.split(":", 3)
+        iso = f"{year}-{MONTHS[month]:02d}-{day}T{hour}:{minute}:{second_zone[:2]}"
+        return f'{h} {iso} {n % 900} "{r}" {s} {b}'
+    raise AssertionError(f"no renderer for {fmt!r}")
+
+
+def realistic_lines(fmt: str, count: int) -> list[bytes]:
+    """`count` lines of `fmt` (a preset's text or a format above) that parse without errors."""
+    for name in GENERATED_PRESETS:
+        if fmt == PRESETS[name]:
+            return list(generate_lines(name, count, seed=7))
+    out = []
+    for n, line in enumerate(generate_lines("combined", count, seed=7)):
+        match = COMBINED_FIELDS.fullmatch(line.decode())
+        assert match is not None, line
+        out.append(_render(fmt, match.groupdict(), n).encode())
+    return out
+
+
+def parser_for(fmt: str) -> AccessLogParser:
+    """The preset's parser (named after the preset) when `fmt` is a preset's text, else `fmt` compiled."""
+    for name, text in PRESETS.items():
+        if fmt == text:
+            return preset_parser(name)
+    return compile_logformat(fmt)
+
+
+def unparsed_bodies(parser: AccessLogParser, lines: Sequence[bytes]) -> list[str]:
+    """The bodies of the records of `lines` that carry a parse error."""
+    return [r.body for r in parser.parse(lines) if PARSE_ERROR in r.attributes]
+
+
+# --- mutations -----------------------------------------------------------------------------------------
+
+# Mutations every test file draws from besides its own insertions and replacements.
+STRUCTURAL_MUTATIONS = ("remove_field", "size", "empty", "cr", "cut")
+QUOTED_FIELD = re.compile(rb'"((?:[^"\\]|\\.)*)"')
+
+
+@st.composite
+def mutated(
+    draw: st.DrawFn,
+    line: bytes,
+    inserts: Mapping[str, Sequence[bytes]],
+    sizes: Sequence[bytes],
+    quoted_values: Mapping[str, st.SearchStrategy[bytes]] | None = None,
+) -> bytes:
+    """`line` with one mutation, its kind drawn from: a key of `inserts` (insert one of its byte
+    strings anywhere), a key of `quoted_values` (a drawn value replaces a quoted field's text, or a
+    token when the line has no quoted field), or one of STRUCTURAL_MUTATIONS: remove a field,
+    replace a number (or `-`) by one of `sizes` (or append one), empty line, trailing CR, cut."""
+    quoted_values = quoted_values or {}
+    kind = draw(st.sampled_from([*inserts, *quoted_values, *STRUCTURAL_MUTATIONS]))
+    if kind in inserts:
+        at = draw(st.integers(0, len(line)))
+        return line[:at] + draw(st.sampled_from(inserts[kind])) + line[at:]
+    if kind in quoted_values:
+        value = draw(quoted_values[kind])
+        quoted = list(QUOTED_FIELD.finditer(line))
+        if not quoted:  # no quoted field: put the value in place of a token
+            tokens = line.split(b" ")
+            tokens[draw(st.integers(0, len(tokens) - 1))] = value
+            return b" ".join(tokens)
+        match = draw(st.sampled_from(quoted))
+        return line[: match.start(1)] + value + line[match.end(1) :]
+    if kind == "remove_field":
+        tokens = line.split(b" ")
+        del tokens[draw(st.integers(0, len(tokens) - 1))]
+        return b" ".join(tokens)
+    if kind == "size":
+        tokens = line.split(b" ")
+        numeric = [i for i, t in enumerate(tokens) if t.isdigit() or t == b"-"]
+        if not numeric:
+            return line + b" " + draw(st.sampled_from(sizes))
+        tokens[draw(st.sampled_from(numeric))] = draw(st.sampled_from(sizes))
+        return b" ".join(tokens)
+    if kind == "empty":
+        return b""
+    if kind == "cr":
+        return line + b"\r"
+    assert kind == "cut", kind
+    return line[: draw(st.integers(0, len(line)))]
+
+
+@st.composite
+def batch_lines(
+    draw: st.DrawFn,
+    pools: Sequence[Sequence[bytes]],
+    mutation: Callable[[bytes], st.SearchStrategy[bytes]],
+    arbitrary: st.SearchStrategy[bytes],
+    max_lines: int,
+) -> list[bytes]:
+    """A batch mixing (a) realistic lines from `pools` (half the lines), (b) lines changed by
+    `mutation` once or twice (a third), (c) `arbitrary` lines (a sixth)."""
+    count = draw(st.integers(1, max_lines))
+    lines = []
+    for _ in range(count):
+        pool = draw(st.sampled_from(pools))
+        line = draw(st.sampled_from(pool))
+        kind = draw(st.sampled_from(["real", "real", "real", "mutated", "mutated", "bytes"]))
+        if kind == "mutated":
+            line = draw(mutation(line))
+            if draw(st.booleans()):
+                line = draw(mutation(line))
+        elif kind == "bytes":
+            line = draw(arbitrary)
+        lines.append(line)
+    return lines
+
+
+@st.composite
+def stamps(
+    draw: st.DrawFn, count: int, paths: Sequence[str], resources: Sequence[dict[str, Any]]
+) -> BatchStamp:
+    """A stamp for `count` lines: increasing end offsets (some beyond 32 bits), a path from `paths`,
+    a resource from `resources` and, one time in four, a few truncated lines."""
+    start = draw(st.integers(0, 2**40))
+    steps = draw(st.lists(st.integers(1, 70_000), min_size=count, max_size=count))
+    ends, offset = [], start
+    for step in steps:
+        offset += step
+        ends.append(offset)
+    # Mostly none: a truncated line takes the record path, so many would hide the fast path.
+    truncated = (
+        draw(st.sets(st.integers(0, count - 1), max_size=3)) if draw(st.integers(0, 3)) == 0 else set()
+    )
+    file_key = draw(st.sampled_from(["dev:ino:1", "8:1:4242", "é"]))
+    return BatchStamp(
+        file_key,
+        draw(st.sampled_from(paths)),
+        uid_prefix(file_key),
+        ends,
+        truncated,
+        draw(st.sampled_from(resources)),
+    )
+
+
+# --- comparison ------------------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def stamped_records(parser: Any, lines: Sequence[bytes], stamp: BatchStamp) -> tuple[list[LogRecord], int]:
+    """The definition the direct encoders must meet, up to encoding: parse, stamp; with the count
+    of records that carry a parse error."""
+    records: list[LogRecord] = parser.parse(lines)
+    stamp.apply(records)
+    return records, sum(PARSE_ERROR in r.attributes for r in records)
+
+
+def outcome(encode: Callable[[], T]) -> T | type[BaseException]:
+    """What `encode()` returns, or the type of what it raises (the two paths must agree on both)."""
+    try:
+        return encode()
+    except Exception as exc:  # noqa: BLE001 - compared, not hidden
+        return type(exc)
