@@ -831,6 +831,8 @@ class Tailer:
                 await self.write_checkpoints()
 
     async def write_checkpoints(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last_checkpoint < self.options.checkpoint_interval_s:
+            return  # not due (every cycle asks): skip the lock (re-checked under it)
         async with self._checkpoint_lock:
             await self._write_checkpoints_locked(force)
 
