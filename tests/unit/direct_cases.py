@@ -9,8 +9,12 @@ encoder writes. This module offers what they both need to draw and compare such 
 - `parser_for(fmt)`: the preset parser when `fmt` is a preset's text, else the compiled format;
 - hypothesis strategies: `mutated` (one mutation of a line, from the kinds a test file passes),
   `batch_lines` (realistic, mutated and arbitrary lines) and `stamps` (a BatchStamp for a batch);
-- the comparison helpers `stamped_records` (parse and stamp: the definition both encoders must meet),
-  `outcome` (a result or the exception type raised) and `unparsed_bodies`.
+- `batch_property` (the PROPERTY settings and `given(data=st.data())`), `draw_pools` (the line pools
+  of one `auto` batch), `AUTO_PARSER_PATHS`;
+- the comparison: `stamped_records` (parse and stamp: the definition both encoders must meet),
+  `outcome` (a result or the exception type raised), `DirectEncoding` (what a test file says about
+  its encoding) with `assert_paths_agree` (draw a batch and its stamp, encode it on both paths,
+  compare), and `assert_every_line_parses`.
 
 Only the encoding-specific parts (which formats, which mutations, paths and resources, how outputs
 are compared) stay in the test files.
@@ -21,10 +25,11 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from logsidecar.parse.access import PRESETS, AccessLogParser, compile_logformat, preset_parser
@@ -34,28 +39,13 @@ from logsidecar.stamp import BatchStamp, uid_prefix
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from generate_logs import generate_lines  # noqa: E402
 
-__all__ = [
-    "HEXTID_FORMAT",
-    "ISO_FORMAT",
-    "METHOD_FORMAT",
-    "METHOD_PATH_FORMAT",
-    "NO_STATUS_FORMAT",
-    "PROPERTY",
-    "STRUCTURAL_MUTATIONS",
-    "URL_QUERY_FORMAT",
-    "XFF_FORMAT",
-    "batch_lines",
-    "generate_lines",
-    "mutated",
-    "outcome",
-    "parser_for",
-    "realistic_lines",
-    "stamped_records",
-    "stamps",
-    "unparsed_bodies",
-]
-
 PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def batch_property(test: Callable[..., None]) -> Callable[..., None]:
+    """`test(..., data)` as a PROPERTY test drawing interactively from `data` (`st.data()`)."""
+    return PROPERTY(given(data=st.data())(test))
+
 
 # --- custom formats and realistic lines for them -----------------------------------------------------
 
@@ -135,6 +125,12 @@ def parser_for(fmt: str) -> AccessLogParser:
 def unparsed_bodies(parser: AccessLogParser, lines: Sequence[bytes]) -> list[str]:
     """The bodies of the records of `lines` that carry a parse error."""
     return [r.body for r in parser.parse(lines) if PARSE_ERROR in r.attributes]
+
+
+def assert_every_line_parses(lines_by_format: Mapping[str, Sequence[bytes]]) -> None:
+    """Every line of every format parses (so the direct encoders' fast path is what gets tested)."""
+    for fmt, lines in lines_by_format.items():
+        assert unparsed_bodies(parser_for(fmt), lines) == [], fmt
 
 
 # --- mutations -----------------------------------------------------------------------------------------
@@ -261,3 +257,49 @@ def outcome(encode: Callable[[], T]) -> T | type[BaseException]:
         return encode()
     except Exception as exc:  # noqa: BLE001 - compared, not hidden
         return type(exc)
+
+
+@dataclass(frozen=True)
+class DirectEncoding(Generic[T]):
+    """One encoding under test: how the direct encoder and the record path (the definition) encode a
+    batch with a parser, how stamps for a batch are drawn, and how the two outcomes are compared
+    (`assert_same(direct, record, line_count)`)."""
+
+    direct: Callable[[Any, Sequence[bytes], BatchStamp], T]
+    record: Callable[[Any, Sequence[bytes], BatchStamp], T]
+    stamps: Callable[[int], st.SearchStrategy[BatchStamp]]
+    assert_same: Callable[[T | type[BaseException], T | type[BaseException], int], None]
+
+
+def assert_paths_agree(
+    data: st.DataObject,
+    lines: st.SearchStrategy[list[bytes]],
+    direct_parser: Any,
+    record_parser: Any,
+    encoding: DirectEncoding[T],
+) -> None:
+    """Draw a batch from `lines` and a stamp for it; `direct_parser`'s direct encoder and
+    `record_parser`'s record path must agree on it (same output, or the same exception type)."""
+    batch, stamp = draw_batch(data, lines, encoding.stamps)
+    direct = outcome(lambda: encoding.direct(direct_parser, batch, stamp))
+    record = outcome(lambda: encoding.record(record_parser, batch, stamp))
+    encoding.assert_same(direct, record, len(batch))
+
+
+def draw_batch(
+    data: st.DataObject,
+    lines: st.SearchStrategy[list[bytes]],
+    stamp_for: Callable[[int], st.SearchStrategy[BatchStamp]],
+) -> tuple[list[bytes], BatchStamp]:
+    """Draw a batch's lines from `lines`, then a stamp for them from `stamp_for(len(lines))`."""
+    drawn = data.draw(lines, label="lines")
+    return drawn, data.draw(stamp_for(len(drawn)), label="stamp")
+
+
+# The paths an `auto` parser is given (it takes a hint from the file name).
+AUTO_PARSER_PATHS = [None, "/var/log/apache2/access.log", "/var/log/apache2/error.log"]
+
+
+def draw_pools(data: st.DataObject, pools: Sequence[list[bytes]]) -> list[list[bytes]]:
+    """One to three of `pools` (with repeats) that a batch of an `auto` sequence draws lines from."""
+    return data.draw(st.lists(st.sampled_from(pools), min_size=1, max_size=3), label="pools")

@@ -35,37 +35,27 @@ from logsidecar.sinks.stdout import StdoutFormat, StdoutSink
 from logsidecar.stamp import BatchStamp, uid_prefix
 from logsidecar.tail.options import ReadBatch
 from tests.helpers import wait_for_async
-from tests.unit.direct_cases import (
-    ISO_FORMAT,
-    METHOD_FORMAT,
-    METHOD_PATH_FORMAT,
-    PROPERTY,
-    URL_QUERY_FORMAT,
-    XFF_FORMAT,
-    batch_lines,
-    generate_lines,
-    mutated,
-    outcome,
-    parser_for,
-    realistic_lines,
-    stamped_records,
-    stamps,
-    unparsed_bodies,
-)
+from tests.unit import direct_cases
 
 # --- formats, realistic lines, parsers ---------------------------------------------------------------
 
-CUSTOM_FORMATS = (XFF_FORMAT, ISO_FORMAT, URL_QUERY_FORMAT, METHOD_PATH_FORMAT, METHOD_FORMAT)
+CUSTOM_FORMATS = (
+    direct_cases.XFF_FORMAT,
+    direct_cases.ISO_FORMAT,
+    direct_cases.URL_QUERY_FORMAT,
+    direct_cases.METHOD_PATH_FORMAT,
+    direct_cases.METHOD_FORMAT,
+)
 ALL_FORMATS = [*PRESETS.values(), *CUSTOM_FORMATS]
 FORMAT_IDS = [*PRESETS, "xff", "iso_time", "url_query", "method_path", "method"]
-REALISTIC = {fmt: realistic_lines(fmt, 150) for fmt in ALL_FORMATS}
+REALISTIC = {fmt: direct_cases.realistic_lines(fmt, 150) for fmt in ALL_FORMATS}
 
 # Parsers live across examples, so their caches (request lines, times, JSON pieces) get hits and
 # evictions as they would in a long run. Two per format: the paths share no cache.
-DIRECT_PARSERS = {fmt: parser_for(fmt) for fmt in ALL_FORMATS}
-RECORD_PARSERS = {fmt: parser_for(fmt) for fmt in ALL_FORMATS}
+DIRECT_PARSERS = {fmt: direct_cases.parser_for(fmt) for fmt in ALL_FORMATS}
+RECORD_PARSERS = {fmt: direct_cases.parser_for(fmt) for fmt in ALL_FORMATS}
 
-# --- mutations, batches, stamps ----------------------------------------------------------------------
+# --- mutations, batches, direct_cases.stamps ----------------------------------------------------------------------
 
 INSERTS = {
     "quote": [b'"', b' "', b'" "'],
@@ -83,15 +73,15 @@ ARBITRARY_LINES = st.binary(max_size=60).filter(lambda b: b"\n" not in b)
 def json_mutation(line: bytes) -> st.SearchStrategy[bytes]:
     """One insertion (quotes, escapes, control bytes, invalid UTF-8, unicode, separators), size
     replacement or structural change of `line`."""
-    return mutated(line, INSERTS, SIZES)
+    return direct_cases.mutated(line, INSERTS, SIZES)
 
 
 def json_batch_lines(pools: Sequence[Sequence[bytes]], max_lines: int = 24) -> st.SearchStrategy[list[bytes]]:
-    return batch_lines(pools, json_mutation, ARBITRARY_LINES, max_lines)
+    return direct_cases.batch_lines(pools, json_mutation, ARBITRARY_LINES, max_lines)
 
 
 PATHS = ["/var/log/apache2/access.log", '/logs/ü/acc"ess\\.log', "other_vhosts_access.log", "x"]
-RESOURCES = [
+RESOURCES: list[dict[str, Any]] = [
     {"service.name": "apache-httpd", "host.name": "web-1"},
     {},
     {"k": 'é"\\\x01', "n": 3, "f": 1.5, "b": True, "l": ["a", "b"]},
@@ -99,7 +89,7 @@ RESOURCES = [
 
 
 def json_stamps(count: int) -> st.SearchStrategy[BatchStamp]:
-    return stamps(count, PATHS, RESOURCES)
+    return direct_cases.stamps(count, PATHS, RESOURCES)
 
 
 # --- comparison --------------------------------------------------------------------------------------
@@ -114,7 +104,7 @@ def normalised(data: bytes) -> bytes:
 
 def record_path(parser: Any, lines: Sequence[bytes], stamp: BatchStamp) -> tuple[bytes, int]:
     """The definition: parse, stamp, encode."""
-    records, unparsed = stamped_records(parser, lines, stamp)
+    records, unparsed = direct_cases.stamped_records(parser, lines, stamp)
     return encode_json_lines(records), unparsed
 
 
@@ -134,29 +124,32 @@ def assert_same_output(
     assert len(set(re.findall(rb'"observed_timestamp":"([^"]*)"', data))) <= 1
 
 
+def direct_path(parser: Any, lines: Sequence[bytes], stamp: BatchStamp) -> tuple[bytes, int]:
+    return parser.encode_json_lines(lines, stamp)
+
+
+JSON = direct_cases.DirectEncoding(direct_path, record_path, json_stamps, assert_same_output)
+
+
 # --- 1. access parsers --------------------------------------------------------------------------------
 
 
-def test_json_encoder_is_declined_exactly_for_formats_that_synthesise_or_share_keys() -> None:
-    declined = {fmt for fmt in ALL_FORMATS if json_encoder_for(parser_for(fmt)) is None}
-    # referer has %U without %r (url.original = %U%q), as do the two custom %U formats.
-    assert declined == {PRESETS["referer"], URL_QUERY_FORMAT, METHOD_PATH_FORMAT}
-
-
 def test_realistic_lines_parse_without_errors_so_the_fast_path_is_exercised() -> None:
-    for fmt in ALL_FORMATS:
-        assert unparsed_bodies(parser_for(fmt), REALISTIC[fmt]) == [], fmt
+    direct_cases.assert_every_line_parses(REALISTIC)
+
+
+def test_json_encoder_is_declined_exactly_for_formats_that_synthesise_or_share_keys() -> None:
+    declined = {fmt for fmt in ALL_FORMATS if json_encoder_for(direct_cases.parser_for(fmt)) is None}
+    # referer has %U without %r (url.original = %U%q), as do the two custom %U formats.
+    assert declined == {PRESETS["referer"], direct_cases.URL_QUERY_FORMAT, direct_cases.METHOD_PATH_FORMAT}
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS, ids=FORMAT_IDS)
-@PROPERTY
-@given(data=st.data())
+@direct_cases.batch_property
 def test_access_direct_json_lines_equal_parse_stamp_encode(fmt: str, data: st.DataObject) -> None:
-    lines = data.draw(json_batch_lines([REALISTIC[fmt]]), label="lines")
-    stamp = data.draw(json_stamps(len(lines)), label="stamp")
-    direct = outcome(lambda: DIRECT_PARSERS[fmt].encode_json_lines(lines, stamp))
-    ordinary = outcome(lambda: record_path(RECORD_PARSERS[fmt], lines, stamp))
-    assert_same_output(direct, ordinary, len(lines))
+    direct_cases.assert_paths_agree(
+        data, json_batch_lines([REALISTIC[fmt]]), DIRECT_PARSERS[fmt], RECORD_PARSERS[fmt], JSON
+    )
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS, ids=FORMAT_IDS)
@@ -165,8 +158,8 @@ def test_access_direct_json_lines_equal_parse_stamp_encode_on_a_large_clean_batc
     stamp = BatchStamp(
         "k", PATHS[0], uid_prefix("k"), [100 * (i + 1) for i in range(len(lines))], set(), RESOURCES[0]
     )
-    direct = parser_for(fmt).encode_json_lines(lines, stamp)
-    assert_same_output(direct, record_path(parser_for(fmt), lines, stamp), len(lines))
+    direct = direct_cases.parser_for(fmt).encode_json_lines(lines, stamp)
+    assert_same_output(direct, record_path(direct_cases.parser_for(fmt), lines, stamp), len(lines))
     assert direct[1] == 0
 
 
@@ -180,41 +173,39 @@ def test_access_direct_json_lines_of_an_empty_batch_is_empty() -> None:
 
 def _json_lines() -> list[bytes]:
     out = []
-    for n, line in enumerate(generate_lines("combined", 40, seed=11)):
+    for n, line in enumerate(direct_cases.generate_lines("combined", 40, seed=11)):
         out.append(orjson.dumps({"message": line.decode(), "status": 200 + n, "level": "info", "n": n}))
     out += [b'{"msg": "unterminated', b"{}", b'{"a": [1, 2, {"b": null}]}', b"[1, 2]"]
     return out
 
 
 AUTO_POOLS = [
-    list(generate_lines("combined", 120, seed=3)),
-    list(generate_lines("common", 60, seed=4)),
-    list(generate_lines("vhost_combined", 40, seed=5)),
-    list(generate_lines("error", 60, seed=6)),
+    list(direct_cases.generate_lines("combined", 120, seed=3)),
+    list(direct_cases.generate_lines("common", 60, seed=4)),
+    list(direct_cases.generate_lines("vhost_combined", 40, seed=5)),
+    list(direct_cases.generate_lines("error", 60, seed=6)),
     _json_lines(),
 ]
 
 
-@PROPERTY
+@direct_cases.PROPERTY
 @given(data=st.data())
 def test_auto_direct_json_lines_equal_parse_stamp_encode_over_batch_sequences(data: st.DataObject) -> None:
     """Batch by batch, and the lock (`format_name`) after each batch, equal; a line no candidate
     parses gets the verdict (format and reason) of the format the whole batch locks onto."""
-    path = data.draw(st.sampled_from([None, "/var/log/apache2/access.log", "/var/log/apache2/error.log"]))
+    path = data.draw(st.sampled_from(direct_cases.AUTO_PARSER_PATHS))
     direct_auto = AutoParser(path=path)
     record_auto = AutoParser(path=path)
     batches = data.draw(st.integers(1, 5), label="batches")
     for _ in range(batches):
-        pools = data.draw(st.lists(st.sampled_from(AUTO_POOLS), min_size=1, max_size=3), label="pools")
-        lines = data.draw(json_batch_lines(pools, max_lines=16), label="lines")
-        stamp = data.draw(json_stamps(len(lines)), label="stamp")
-        direct = outcome(lambda: direct_auto.encode_json_lines(lines, stamp))  # noqa: B023
-        ordinary = outcome(lambda: record_path(record_auto, lines, stamp))  # noqa: B023
+        pools = direct_cases.draw_pools(data, AUTO_POOLS)
+        direct_cases.assert_paths_agree(
+            data, json_batch_lines(pools, max_lines=16), direct_auto, record_auto, JSON
+        )
         assert direct_auto.format_name == record_auto.format_name
-        assert_same_output(direct, ordinary, len(lines))
 
 
-@PROPERTY
+@direct_cases.PROPERTY
 @given(data=st.data())
 def test_auto_direct_json_lines_equal_byte_for_byte_when_every_line_parses(data: st.DataObject) -> None:
     """Realistic lines only (every line parses as some format): full byte equality, lock included."""
@@ -238,8 +229,8 @@ def test_a_line_with_a_size_beyond_64_bits_is_still_written_as_one_json_line() -
     assert data.count(b"\n") == 1
 
 
-COMBINED_LINE = next(iter(generate_lines("combined", 1, seed=1)))
-ERROR_LINE = next(iter(generate_lines("error", 1, seed=1)))
+COMBINED_LINE = next(iter(direct_cases.generate_lines("combined", 1, seed=1)))
+ERROR_LINE = next(iter(direct_cases.generate_lines("error", 1, seed=1)))
 
 
 def test_auto_direct_verdict_of_an_unparsable_line_is_that_of_the_final_lock() -> None:
@@ -287,8 +278,8 @@ RESOURCE = {"service.name": "apache-httpd", "host.name": "test-host"}
 
 def _pipeline_batches() -> list[ReadBatch]:
     """Two files (access: combined then mutated lines; a common-format one), several batches each."""
-    combined = list(generate_lines("combined", 300, seed=21))
-    common = list(generate_lines("common", 100, seed=22))
+    combined = list(direct_cases.generate_lines("combined", 300, seed=21))
+    common = list(direct_cases.generate_lines("common", 100, seed=22))
     mutated_lines = [
         combined[0][:20] + b'\\"' + combined[0][20:],
         b"",

@@ -28,35 +28,25 @@ from logsidecar.record import PARSE_ERROR
 from logsidecar.sinks.base import OtlpLogRecords
 from logsidecar.sinks.otlp_encode import LogsRequestEncoder, encode_otlp_records
 from logsidecar.stamp import BatchStamp, uid_prefix
-from tests.unit.direct_cases import (
-    HEXTID_FORMAT,
-    ISO_FORMAT,
-    NO_STATUS_FORMAT,
-    PROPERTY,
-    XFF_FORMAT,
-    batch_lines,
-    generate_lines,
-    mutated,
-    outcome,
-    parser_for,
-    realistic_lines,
-    stamped_records,
-    stamps,
-    unparsed_bodies,
-)
+from tests.unit import direct_cases
 
 # --- formats, realistic lines, parsers ---------------------------------------------------------------
 
 PRESET_NAMES = ("common", "combined", "vhost_combined", "combinedio")
-FORMATS = [PRESETS[name] for name in PRESET_NAMES] + [XFF_FORMAT, ISO_FORMAT, HEXTID_FORMAT, NO_STATUS_FORMAT]
+FORMATS = [PRESETS[name] for name in PRESET_NAMES] + [
+    direct_cases.XFF_FORMAT,
+    direct_cases.ISO_FORMAT,
+    direct_cases.HEXTID_FORMAT,
+    direct_cases.NO_STATUS_FORMAT,
+]
 FORMAT_IDS = [*PRESET_NAMES, "xff", "iso_time", "hextid", "no_status"]
-REALISTIC = {fmt: realistic_lines(fmt, 120) for fmt in FORMATS}
+REALISTIC = {fmt: direct_cases.realistic_lines(fmt, 120) for fmt in FORMATS}
 
 # Parsers live across examples (their caches fill and evict as in a long run); the paths share none.
-DIRECT_PARSERS = {fmt: parser_for(fmt) for fmt in FORMATS}
-RECORD_PARSERS = {fmt: parser_for(fmt) for fmt in FORMATS}
+DIRECT_PARSERS = {fmt: direct_cases.parser_for(fmt) for fmt in FORMATS}
+RECORD_PARSERS = {fmt: direct_cases.parser_for(fmt) for fmt in FORMATS}
 
-# --- mutations, batches, stamps ----------------------------------------------------------------------
+# --- mutations, batches, direct_cases.stamps ----------------------------------------------------------------------
 
 INSERTS = [
     b'"', b'\\"', b"\\", b"\\x41", b"\\xe9", b"\\xff", b"\\n",
@@ -98,19 +88,23 @@ QUOTED_VALUES = {
 
 def otlp_mutation(line: bytes) -> st.SearchStrategy[bytes]:
     """One insertion, long value, size replacement or structural change of `line`."""
-    return mutated(line, {"insert": INSERTS}, SIZES, QUOTED_VALUES)
+    return direct_cases.mutated(line, {"insert": INSERTS}, SIZES, QUOTED_VALUES)
 
 
 def otlp_batch_lines(pools: Sequence[Sequence[bytes]], max_lines: int = 20) -> st.SearchStrategy[list[bytes]]:
-    return batch_lines(pools, otlp_mutation, ARBITRARY_LINES, max_lines)
+    return direct_cases.batch_lines(pools, otlp_mutation, ARBITRARY_LINES, max_lines)
 
 
 PATHS = ["/var/log/apache2/access.log", '/logs/ü/acc"ess\\.log', "x", "/v/" + "p" * 130]
-RESOURCES = [{"service.name": "apache-httpd", "host.name": "web-1"}, {}, {"k": 'é"\x01', "n": 3, "b": True}]
+RESOURCES: list[dict[str, Any]] = [
+    {"service.name": "apache-httpd", "host.name": "web-1"},
+    {},
+    {"k": 'é"\x01', "n": 3, "b": True},
+]
 
 
 def otlp_stamps(count: int) -> st.SearchStrategy[BatchStamp]:
-    return stamps(count, PATHS, RESOURCES)
+    return direct_cases.stamps(count, PATHS, RESOURCES)
 
 
 # --- comparison --------------------------------------------------------------------------------------
@@ -120,7 +114,7 @@ Outcome = tuple[list[bytes], int] | type[BaseException]
 
 def record_path(parser: Any, lines: Sequence[bytes], stamp: BatchStamp) -> tuple[list[bytes], int]:
     """The definition: parse, stamp, encode each record."""
-    records, unparsed = stamped_records(parser, lines, stamp)
+    records, unparsed = direct_cases.stamped_records(parser, lines, stamp)
     return encode_otlp_records(records), unparsed
 
 
@@ -143,27 +137,30 @@ def assert_same_records(direct: Outcome, ordinary: Outcome, lines: int) -> None:
     assert len(observed_times(expected)) <= 1
 
 
+def direct_path(parser: Any, lines: Sequence[bytes], stamp: BatchStamp) -> tuple[list[bytes], int]:
+    return parser.encode_otlp_records(lines, stamp)
+
+
+OTLP = direct_cases.DirectEncoding(direct_path, record_path, otlp_stamps, assert_same_records)
+
+
 # --- 1. access parsers: direct records equal parse+stamp+encode ----------------------------------------
 
 
-def test_every_tested_format_has_a_direct_otlp_writer() -> None:
-    assert all(otlp_encoder_for(parser_for(fmt)) is not None for fmt in FORMATS)
-
-
 def test_realistic_lines_parse_without_errors_so_the_fast_path_is_exercised() -> None:
-    for fmt in FORMATS:
-        assert unparsed_bodies(parser_for(fmt), REALISTIC[fmt]) == [], fmt
+    direct_cases.assert_every_line_parses(REALISTIC)
+
+
+def test_every_tested_format_has_a_direct_otlp_writer() -> None:
+    assert all(otlp_encoder_for(direct_cases.parser_for(fmt)) is not None for fmt in FORMATS)
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
-@PROPERTY
-@given(data=st.data())
+@direct_cases.batch_property
 def test_access_direct_otlp_records_equal_parse_stamp_encode(fmt: str, data: st.DataObject) -> None:
-    lines = data.draw(otlp_batch_lines([REALISTIC[fmt]]), label="lines")
-    stamp = data.draw(otlp_stamps(len(lines)), label="stamp")
-    direct = outcome(lambda: DIRECT_PARSERS[fmt].encode_otlp_records(lines, stamp))
-    ordinary = outcome(lambda: record_path(RECORD_PARSERS[fmt], lines, stamp))
-    assert_same_records(direct, ordinary, len(lines))
+    direct_cases.assert_paths_agree(
+        data, otlp_batch_lines([REALISTIC[fmt]]), DIRECT_PARSERS[fmt], RECORD_PARSERS[fmt], OTLP
+    )
 
 
 def _stamp(
@@ -183,8 +180,10 @@ def _stamp(
 @pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
 def test_access_direct_otlp_records_equal_parse_stamp_encode_on_a_large_clean_batch(fmt: str) -> None:
     lines = REALISTIC[fmt]
-    direct = parser_for(fmt).encode_otlp_records(lines, _stamp(len(lines)))
-    assert_same_records(direct, record_path(parser_for(fmt), lines, _stamp(len(lines))), len(lines))
+    direct = direct_cases.parser_for(fmt).encode_otlp_records(lines, _stamp(len(lines)))
+    assert_same_records(
+        direct, record_path(direct_cases.parser_for(fmt), lines, _stamp(len(lines))), len(lines)
+    )
     assert direct[1] == 0
 
 
@@ -242,8 +241,8 @@ def test_access_direct_otlp_record_of_an_edge_line_equals_parse_stamp_encode(
 
 
 def test_access_direct_otlp_records_of_a_format_without_status_have_the_default_severity() -> None:
-    lines = REALISTIC[NO_STATUS_FORMAT][:5]
-    direct, _ = parser_for(NO_STATUS_FORMAT).encode_otlp_records(lines, _stamp(5))
+    lines = REALISTIC[direct_cases.NO_STATUS_FORMAT][:5]
+    direct, _ = direct_cases.parser_for(direct_cases.NO_STATUS_FORMAT).encode_otlp_records(lines, _stamp(5))
     request = _decoded(LogsRequestEncoder({}).encode_records(direct, {}))
     logged = request.resource_logs[0].scope_logs[0].log_records
     assert [(r.severity_number, r.severity_text) for r in logged] == [(9, "INFO")] * 5
@@ -329,33 +328,31 @@ def test_sink_request_of_direct_records_decodes_and_equals_the_request_of_stampe
 def _json_lines() -> list[bytes]:
     out = [
         orjson.dumps({"message": line.decode(), "status": 200 + n, "level": "info"})
-        for n, line in enumerate(generate_lines("combined", 30, seed=11))
+        for n, line in enumerate(direct_cases.generate_lines("combined", 30, seed=11))
     ]
     return [*out, b'{"msg": "unterminated', b"{}", b"[1, 2]"]
 
 
 AUTO_POOLS = [
-    list(generate_lines("combined", 100, seed=3)),
-    list(generate_lines("common", 50, seed=4)),
-    list(generate_lines("error", 50, seed=6)),
+    list(direct_cases.generate_lines("combined", 100, seed=3)),
+    list(direct_cases.generate_lines("common", 50, seed=4)),
+    list(direct_cases.generate_lines("error", 50, seed=6)),
     _json_lines(),
     [b"garbage", b"\xff\xfe", b"- - -", b"[not a time] x"],
 ]
 
 
-@PROPERTY
+@direct_cases.PROPERTY
 @given(data=st.data())
 def test_auto_direct_otlp_records_equal_parse_stamp_encode_over_batch_sequences(data: st.DataObject) -> None:
-    path = data.draw(st.sampled_from([None, "/var/log/apache2/access.log", "/var/log/apache2/error.log"]))
+    path = data.draw(st.sampled_from(direct_cases.AUTO_PARSER_PATHS))
     direct_auto, record_auto = AutoParser(path=path), AutoParser(path=path)
     for _ in range(data.draw(st.integers(1, 5), label="batches")):
-        pools = data.draw(st.lists(st.sampled_from(AUTO_POOLS), min_size=1, max_size=3), label="pools")
-        lines = data.draw(otlp_batch_lines(pools, max_lines=14), label="lines")
-        stamp = data.draw(otlp_stamps(len(lines)), label="stamp")
-        direct = outcome(lambda: direct_auto.encode_otlp_records(lines, stamp))  # noqa: B023
-        ordinary = outcome(lambda: record_path(record_auto, lines, stamp))  # noqa: B023
+        pools = direct_cases.draw_pools(data, AUTO_POOLS)
+        direct_cases.assert_paths_agree(
+            data, otlp_batch_lines(pools, max_lines=14), direct_auto, record_auto, OTLP
+        )
         assert direct_auto.format_name == record_auto.format_name
-        assert_same_records(direct, ordinary, len(lines))
 
 
 # --- 4. OtlpLogRecords.merge -----------------------------------------------------------------------------------
