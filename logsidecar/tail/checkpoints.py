@@ -121,6 +121,10 @@ class CheckpointStore:
         return gone
 
     # -- durability ----------------------------------------------------------------------------
+    def has_pending(self) -> bool:
+        """Something is waiting for `flush()` (a durable store with dirty or forgotten entries)."""
+        return self.state_dir is not None and bool(self._dirty or self._deleted)
+
     def flush(self) -> bool:
         """Write dirty entries in one transaction. Returns False (and keeps them dirty) on failure.
 

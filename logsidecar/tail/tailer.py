@@ -823,12 +823,11 @@ class Tailer:
                     await self._emit_framed(reader, framed, emit)
 
     async def _write_checkpoints_periodically(self) -> None:
+        """Sleeps until the next write is due (cycles write too, and move it on); cancelled by run()."""
         interval = self.options.checkpoint_interval_s
         while not self._stopping.is_set():
-            try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
-            except TimeoutError:
-                await self.write_checkpoints()
+            await asyncio.sleep(max(self._last_checkpoint + interval - time.monotonic(), 0.0))
+            await self.write_checkpoints()
 
     async def write_checkpoints(self, force: bool = False) -> None:
         if not force and time.monotonic() - self._last_checkpoint < self.options.checkpoint_interval_s:
@@ -848,7 +847,8 @@ class Tailer:
             self._last_gc = now
             self.checkpoints.touch(keys)  # persist "last seen" for the GC clock now and then
             self.checkpoints.collect_garbage(self.options.forget_after_s, keep=set(keys))
-        await asyncio.get_running_loop().run_in_executor(None, self.checkpoints.flush)
+        if self.checkpoints.has_pending():  # nothing acknowledged since: no worker-thread round trip
+            await asyncio.get_running_loop().run_in_executor(None, self.checkpoints.flush)
 
     # ------------------------------------------------------------------------------------------
     # helpers

@@ -97,3 +97,25 @@ def test_full_disk_is_reported_and_retried(tmp_path: Path, seen: list[str]) -> N
     (state / DB_FILE_NAME).unlink()
     assert store.flush()
     assert [e.offset for e in CheckpointStore(state).entries()] == [10]
+
+
+def test_pending_says_whether_a_flush_has_anything_to_write(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    assert store.has_pending() is False
+    store.track("a", 1, 2, b"head", "/logs/a.log")
+    assert store.has_pending() is True
+    assert store.flush() is True
+    assert store.has_pending() is False
+    store.commit("a", 10)
+    assert store.has_pending() is True
+    store.flush()
+    store.commit("a", 5)  # backwards: ignored, nothing to write
+    assert store.has_pending() is False
+    store.forget("a")
+    assert store.has_pending() is True
+    store.flush()
+    assert store.has_pending() is False
+    store.close()
+    memory = CheckpointStore(None)
+    memory.track("a", 1, 2, b"head", "/logs/a.log")
+    assert memory.has_pending() is False  # nothing is ever written
