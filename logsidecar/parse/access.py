@@ -268,6 +268,7 @@ class AccessLogParser:
         # Direct writers (built on first use; False: not built yet, None: format not supported).
         self._json_encoder: DirectEncoder | None | bool = False
         self._otlp_encoder: DirectEncoder | None | bool = False
+        self._batch_regex_bytes: re.Pattern[bytes] | None | bool = False
 
     # --- public ------------------------------------------------------------------------------
 
@@ -329,16 +330,21 @@ class AccessLogParser:
     ) -> tuple[Any, int]:
         observed = utcnow()
         data = b"\n".join(lines)
-        text = None
-        if encoder is not None and lines:
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-        rows: list[tuple[str, ...] | None] = []
-        if text is not None and text.count("\n") == len(lines) - 1:
-            rows = self._batch_regex.findall(text)
-        if encoder is None or text is None or len(rows) != len(lines):
+        text: str | None = None
+        rows: list[tuple[Any, ...] | None] = []
+        framed = bool(lines) and data.count(b"\n") == len(lines) - 1
+        if encoder is not None and framed:
+            bytes_regex = self._bytes_batch_regex() if encoder.dialect.bytes_rows and data.isascii() else None
+            if bytes_regex is not None:
+                rows = bytes_regex.findall(data)
+            elif not encoder.dialect.bytes_rows:
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    rows = self._batch_regex.findall(text)
+        if encoder is None or not framed or len(rows) != len(lines):
             records = self.parse(lines)
             if slow_parse is not None:
                 _reparse_unparsed(records, slow_parse)
@@ -348,8 +354,15 @@ class AccessLogParser:
         def slow(indices: list[int]) -> list[LogRecord]:
             exact_row = self._exact_row
             bodies = [lines[i].decode("utf-8") for i in indices]
+            # A bytes row may differ from the str row on a line with \x1c-\x1f (str's \s takes
+            # them): such lines are slow lines, matched again here as the str batch regex would
+            # (no match ran across a newline, so matching the line alone gives its batch row).
+            if text is None:
+                text_rows = [self._batch_regex.findall(body)[0] for body in bodies]
+            else:
+                text_rows = [rows[i] for i in indices]
             picked = [
-                exact_row(body) if '\\"' in body else rows[i] for i, body in zip(indices, bodies, strict=True)
+                exact_row(body) if '\\"' in body else row for row, body in zip(text_rows, bodies, strict=True)
             ]
             records = self._build(picked, bodies, observed)
             if slow_parse is not None:
@@ -390,6 +403,16 @@ class AccessLogParser:
 
     def parse_time(self, value: Any) -> datetime | None:
         return self._time_cache.get(value)
+
+    def _bytes_batch_regex(self) -> re.Pattern[bytes] | None:
+        """The batch regex over bytes, for ASCII batches (where it matches exactly what the str one
+        matches); None when the pattern itself is not ASCII (a literal like `é` in the LogFormat)."""
+        if self._batch_regex_bytes is False:
+            pattern = self._batch_regex.pattern
+            self._batch_regex_bytes = (
+                re.compile(pattern.encode(), re.MULTILINE) if pattern.isascii() else None
+            )
+        return self._batch_regex_bytes  # type: ignore[return-value]
 
     def _parse_framed(self, text: str, bodies: list[str], observed: datetime) -> list[LogRecord]:
         """Records for `bodies` (the lines of `text`, which is them joined with newlines)."""

@@ -36,6 +36,7 @@ def _json(value: Any) -> str:
 
 class JsonDialect:
     batch_arguments: tuple[str, ...] = ("head", "uid_head", "hexes", "tail")
+    bytes_rows = False  # the output is text: rows of str go into f-strings as they are
     no_time = "null"
     default_severity = '"severity_text":"INFO","severity_number":9'
 
@@ -89,8 +90,9 @@ class JsonDialect:
         )
         return f"    append(f{text!r})"
 
-    def bodies(self, text: str, lines: Sequence[bytes]) -> list[str]:
+    def bodies(self, text: str | None, lines: Sequence[bytes]) -> list[str]:
         # Fast lines hold no backslash and no control character: a quote is all JSON escapes.
+        assert text is not None
         return text.replace('"', '\\"').split("\n")
 
     def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[str, str, str, str]:

@@ -3,7 +3,9 @@
 Each fast line becomes the bytes `LogsRequestEncoder` would write for its stamped record (one
 `ScopeLogs.log_records` field: tag, length, message), joined from constant pieces (the format
 attribute, the stamped path/name/uid head, the observed time) and the fields' pieces. The body is
-the line's own bytes (valid UTF-8: the batch decoded). Text attributes are written flat
+the line's own bytes. Rows are bytes: the batch regex runs over the raw bytes of an ASCII batch
+(other batches take the record path), so values need no decoding and no re-encoding. Text
+attributes are written flat
 (`KeyValue{key, AnyValue{string_value}}` with one-byte lengths) from a per-key table of heads.
 The sink wraps a batch's records in one ResourceLogs/ScopeLogs (`LogsRequestEncoder.encode_records`).
 """
@@ -64,8 +66,8 @@ def _text_key_value(key_prefix: bytes, data: bytes) -> bytes:
     return field(TAG_ATTRIBUTE, key_prefix + field(TAG_LEN_2, field(TAG_LEN_1, data)))
 
 
-def _bounded_int_key_value(key: str, text: str) -> bytes:
-    return encode_key_value(TAG_ATTRIBUTE, key, bounded_int(text))
+def _bounded_int_key_value(key: str, value: bytes) -> bytes:
+    return encode_key_value(TAG_ATTRIBUTE, key, bounded_int(value.decode()))
 
 
 def _body_head(length: int) -> bytes:
@@ -75,6 +77,7 @@ def _body_head(length: int) -> bytes:
 
 class OtlpDialect:
     batch_arguments: tuple[str, ...] = ("stamp_head", "hexes", "observed")
+    bytes_rows = True  # values go into the message as the bytes the line holds
     no_time = b""
 
     def __init__(self, format_name: str) -> None:
@@ -106,10 +109,9 @@ class OtlpDialect:
         namespace[f"H{number}"] = _flat_heads(key)
         namespace[f"K{number}"] = string_value(key)
         return (
-            f"    if {var} == '-':\n        p{number} = b''\n    else:\n"
-            f"        d = {var}.encode()\n"
-            f"        n = len(d)\n"
-            f"        p{number} = H{number}[n] + d if n < {_FLAT_MAX} else text_kv(K{number}, d)"
+            f"    if {var} == b'-':\n        p{number} = b''\n    else:\n"
+            f"        n = len({var})\n"
+            f"        p{number} = H{number}[n] + {var} if n < {_FLAT_MAX} else text_kv(K{number}, {var})"
         )
 
     def int_field(self, number: int, var: str, key: str, namespace: dict[str, Any]) -> str:
@@ -123,7 +125,7 @@ class OtlpDialect:
         namespace["bounded_kv"] = _bounded_int_key_value
         namespace[f"KEY{number}"] = key
         return (
-            f"    if {var} == '-':\n        p{number} = b''\n"
+            f"    if {var} == b'-':\n        p{number} = b''\n"
             f"    elif len({var}) < 19:\n"
             f"        vb = varint(int({var}))\n"
             f"        p{number} = I{number}[len(vb)] + vb\n"
@@ -171,7 +173,7 @@ class OtlpDialect:
             "    append(RECORD + (SMALL[n] if n < 16384 else varint(n)) + rec)"
         )
 
-    def bodies(self, text: str, lines: Sequence[bytes]) -> Sequence[bytes]:
+    def bodies(self, text: str | None, lines: Sequence[bytes]) -> Sequence[bytes]:
         return lines
 
     def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[bytes, bytes, bytes]:

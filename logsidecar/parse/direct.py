@@ -52,6 +52,9 @@ class Dialect(Protocol):
 
     #: Names of the generated function's per-batch arguments, after `rows, bodies`.
     batch_arguments: tuple[str, ...]
+    #: True when the generated code takes rows of bytes (the batch regex run over the raw bytes of an
+    #: ASCII batch: no decoding, no re-encoding of every value), False for rows of str.
+    bytes_rows: bool
     #: The piece for an absent time and the severity piece for a format without a status.
     no_time: Any
     default_severity: Any
@@ -75,7 +78,7 @@ class Dialect(Protocol):
         batch arguments, the pieces)."""
         ...
 
-    def bodies(self, text: str, lines: Sequence[bytes]) -> Sequence[Any]: ...
+    def bodies(self, text: str | None, lines: Sequence[bytes]) -> Sequence[Any]: ...
 
     def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[Any, ...]: ...
 
@@ -172,21 +175,24 @@ class DirectEncoder:
     def encode(
         self,
         data: bytes,
-        text: str,
+        text: str | None,
         lines: Sequence[bytes],
-        rows: Sequence[tuple[str, ...] | None],
+        rows: Sequence[tuple[Any, ...] | None],
         observed: datetime,
         stamp: BatchStamp,
         slow_parse: SlowParse,
     ) -> tuple[Any, int]:
         """The batch's encoding and how many lines did not parse. `data` is the batch's `lines`
-        joined by newlines, `text` the same decoded, `rows` the batch regex's rows (one per line)."""
+        joined by newlines, `text` the same decoded (None for a bytes-rows dialect), `rows` the batch
+        regex's rows (one per line, str or bytes as the dialect takes them)."""
         dialect = self.dialect
-        fast_rows = list(rows)
-        for index in lines_needing_escapes(data, text):
-            fast_rows[index] = None
+        needing_escapes = lines_needing_escapes(data)
+        if needing_escapes:
+            rows = list(rows)
+            for index in needing_escapes:
+                rows[index] = None
         out, slow = self._encode_rows(
-            fast_rows, dialect.bodies(text, lines), *dialect.batch_values(observed, stamp)
+            rows, dialect.bodies(text, lines), *dialect.batch_values(observed, stamp)
         )
         if stamp.truncated:  # the ordinary path adds `logsidecar.truncated` after the stamp
             slow = sorted(set(stamp.truncated).union(slow))
@@ -199,48 +205,58 @@ class DirectEncoder:
 # Bytes that need escaping in JSON or unescaping from Apache's notation: control characters and the
 # backslash (`\n` only separates lines). As a `bytes.translate` deletion table: keep exactly those.
 _NOT_CONTROL = bytes(range(0x20, 0x100)) + b"\n"
-_NEEDS_ESCAPE = re.compile(r"[\x00-\x09\x0b-\x1f\\]")
+_NEEDS_ESCAPE = re.compile(rb"[\x00-\x09\x0b-\x1f\\]")
 
 
-def lines_needing_escapes(data: bytes, text: str) -> list[int]:
-    """Indices of the lines holding a backslash or a control character. The common batch has
-    none of the latter (httpd writes them as `\\xhh`), so one C-level pass over the bytes rules
-    them out and backslashes are found with `str.find`; no per-line loop either way."""
+def lines_needing_escapes(data: bytes) -> list[int]:
+    """Indices of the lines of `data` (lines joined by newlines) holding a backslash or a control
+    character. The common batch has none of the latter (httpd writes them as `\\xhh`), so one C-level
+    pass rules them out and backslashes are found with `bytes.find`; no per-line loop either way."""
     controls = bool(data.translate(None, _NOT_CONTROL))
     found: list[int] = []
-    count, find = text.count, text.find
+    count, find = data.count, data.find
     line = line_start = 0
-    position = _next_escape(text, 0, controls)
+    position = _next_escape(data, 0, controls)
     while position >= 0:
-        line += count("\n", line_start, position)
+        line += count(b"\n", line_start, position)
         found.append(line)
-        end = find("\n", position)
+        end = find(b"\n", position)
         if end < 0:
             break
         line += 1
         line_start = end + 1
-        position = _next_escape(text, line_start, controls)
+        position = _next_escape(data, line_start, controls)
     return found
 
 
-def _next_escape(text: str, start: int, controls: bool) -> int:
+def _next_escape(data: bytes, start: int, controls: bool) -> int:
     if controls:
-        match = _NEEDS_ESCAPE.search(text, start)
+        match = _NEEDS_ESCAPE.search(data, start)
         return -1 if match is None else match.start()
-    return text.find("\\", start)
+    return data.find(b"\\", start)
+
+
+def as_text(value: Any) -> Any:
+    """A field value (or a tuple of them) from a bytes row, as the str the record builder takes.
+    Bytes rows come from ASCII batches only, so decoding cannot fail or change a character."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, tuple):
+        return tuple(as_text(item) for item in value)
+    return value
 
 
 def _piece_cache(
     parser: AccessLogParser, dialect: Dialect, number: int, sets_severity: bool
-) -> tuple[dict[str, Any], Callable[[str], Any]]:
+) -> tuple[dict[Any, Any], Callable[[Any], Any]]:
     """The cache for field `number` and the function filling it from the parser's own builder:
     value → piece, or (piece, severity piece) for the status that sets the severity."""
-    cache: dict[str, Any] = {}
+    cache: dict[Any, Any] = {}  # keyed by the row's value: str or bytes, as the dialect's rows are
     blank = ["-"] * len(parser.field_specs) + [""]
 
-    def compute(value: str) -> Any:
+    def compute(value: str | bytes) -> Any:
         row = list(blank)
-        row[number] = value
+        row[number] = as_text(value)
         record = parser.build_rows([tuple(row)], ["-"])[0]
         attributes = {key: item for key, item in record.attributes.items() if key != FORMAT}
         piece: Any = dialect.attributes_piece(attributes)
@@ -261,7 +277,7 @@ def _time_piece_cache(
     parse_time = parser.parse_time
 
     def compute(value: Any) -> Any:
-        piece = dialect.time_piece(parse_time(value))
+        piece = dialect.time_piece(parse_time(as_text(value)))
         if len(cache) >= PIECE_CACHE_MAX:
             cache.clear()
         cache[value] = piece
