@@ -91,7 +91,8 @@ class ModifyHints:
         if users > 0:
             self._users[wd] = users
         elif self.fd >= 0:
-            inotify_rm_watch(self.fd, WatchDescriptor(wd))  # fails harmlessly when the directory is gone (IN_IGNORED)
+            # fails harmlessly when the directory is already gone (its watch went with IN_IGNORED)
+            inotify_rm_watch(self.fd, WatchDescriptor(wd))
 
     def drain(self) -> bool:
         """Read every pending event; True when there was at least one."""
