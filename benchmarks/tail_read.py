@@ -48,15 +48,20 @@ async def main() -> None:
     parser.add_argument("--chunk-kib", type=int, nargs="*", default=[16, 64, 256])
     args = parser.parse_args()
     with tempfile.NamedTemporaryFile(prefix="tail-read-", delete=False) as f:
-        line = b"127.0.0.1 - - [28/Nov/2026:02:00:00 +0000] \"GET /index.html HTTP/1.1\" 200 1234 \"-\" \"curl/8\"\n"
+        line = (
+            b'127.0.0.1 - - [28/Nov/2026:02:00:00 +0000] "GET /index.html HTTP/1.1" 200 1234 "-" "curl/8"\n'
+        )
         block = line * (1024 * 1024 // len(line))
         for _ in range(args.size_mib):
             f.write(block)
         path = f.name
     try:
         for chunk_kib in args.chunk_kib:
-            for name, function in (("pread_inline", pread_inline), ("pread_thread", pread_thread),
-                                   ("aiofiles", with_aiofiles)):
+            for name, function in (
+                ("pread_inline", pread_inline),
+                ("pread_thread", pread_thread),
+                ("aiofiles", with_aiofiles),
+            ):
                 await function(path, chunk_kib * 1024)  # warm the page cache
                 start = time.perf_counter()
                 total = await function(path, chunk_kib * 1024)

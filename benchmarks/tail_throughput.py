@@ -25,7 +25,9 @@ from pathlib import Path
 from logsidecar.tail.options import ReadBatch, TailOptions, WatchMode
 from logsidecar.tail.tailer import Tailer
 
-LINE = b'192.168.10.20 - - [28/Nov/2026:02:00:00 +0000] "GET /index.html?q=%d HTTP/1.1" 200 5120 "-" "bench"\n'
+LINE = (
+    b'192.168.10.20 - - [28/Nov/2026:02:00:00 +0000] "GET /index.html?q=%d HTTP/1.1" 200 5120 "-" "bench"\n'
+)
 
 
 def cpu_seconds() -> float:
@@ -57,8 +59,10 @@ async def backlog(directory: Path, mib: int, watch: WatchMode) -> None:
     elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     await tailer.stop()
     await task
-    print(f"backlog[{watch.value}]: {total_lines} lines, {size / 2**20:.0f} MiB in {elapsed:.2f}s = "
-          f"{total_lines / elapsed:,.0f} lines/s, {size / 2**20 / elapsed:.0f} MiB/s, cpu {cpu:.2f}s")
+    print(
+        f"backlog[{watch.value}]: {total_lines} lines, {size / 2**20:.0f} MiB in {elapsed:.2f}s = "
+        f"{total_lines / elapsed:,.0f} lines/s, {size / 2**20 / elapsed:.0f} MiB/s, cpu {cpu:.2f}s"
+    )
     path.unlink()
 
 
@@ -81,8 +85,10 @@ async def idle(directory: Path, files: int, seconds: float) -> None:
     await asyncio.sleep(seconds)
     cpu = cpu_seconds() - cpu0
     cycles = tailer.stats()["counters"]["cycles"] - cycles0
-    print(f"idle[{tailer.stats()['watcher']}]: {files} files for {seconds:.0f}s: cpu {cpu:.3f}s "
-          f"({100 * cpu / seconds:.2f}% of a core), {cycles} cycles")
+    print(
+        f"idle[{tailer.stats()['watcher']}]: {files} files for {seconds:.0f}s: cpu {cpu:.3f}s "
+        f"({100 * cpu / seconds:.2f}% of a core), {cycles} cycles"
+    )
     await tailer.stop()
     await task
 
@@ -135,9 +141,11 @@ async def live(directory: Path, seconds: float, rate: int) -> None:
     await asyncio.sleep(0.3)
     expected, received = Counter(written), Counter(got)
     lost, extra = sum((expected - received).values()), sum((received - expected).values())
-    print(f"live[inotify]: {len(written)} lines at {rate}/s, rename every 200 ms for {seconds:.0f}s: lost {lost}, "
-          f"duplicated {extra}, process cpu (writer thread included) {cpu:.2f}s, "
-          f"rotations {tailer.stats()['counters']['rotations']}")
+    print(
+        f"live[inotify]: {len(written)} lines at {rate}/s, rename every 200 ms for {seconds:.0f}s: lost {lost}, "
+        f"duplicated {extra}, process cpu (writer thread included) {cpu:.2f}s, "
+        f"rotations {tailer.stats()['counters']['rotations']}"
+    )
     await tailer.stop()
     await task
 
