@@ -133,6 +133,7 @@ from logsidecar.parse.logformat import (
     normalize_format_text,
     tokenize,
 )
+from logsidecar.parse.request_line import PROTOCOL_TABLE, protocol_info, request_attributes
 from logsidecar.parse.timestamps import TimeCache, parse_clf_time, parse_epoch, parse_strftime
 from logsidecar.record import (
     FORMAT,
@@ -163,6 +164,7 @@ _SEVERITY_BY_CLASS = {
     "4": ("WARN", int(Severity.WARN)),
 }
 _INFO = ("INFO", int(Severity.INFO))
+_REQUEST_CACHE_ENTRIES = 16384
 
 
 def status_info(text: str) -> tuple[int, str, int]:
@@ -172,55 +174,6 @@ def status_info(text: str) -> tuple[int, str, int]:
 
 
 _STATUS_TABLE = {str(code): status_info(str(code)) for code in range(100, 1000)}
-
-
-def protocol_info(text: str) -> tuple[str, str] | None:
-    """'HTTP/1.1' → ('http', '1.1'); a protocol without a version → (name, '')."""
-    name, _, version = text.partition("/")
-    if not name:
-        return None
-    return name.lower(), version
-
-
-_PROTOCOL_TABLE = {
-    p: protocol_info(p) for p in ("HTTP/0.9", "HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/2", "HTTP/3")
-}
-
-
-_METHOD_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
-_REQUEST_CACHE_ENTRIES = 16384
-
-
-def request_attributes(line: str) -> dict[str, Any]:
-    """A `%r` value (Apache-escaped) → its attributes. `METHOD TARGET [PROTOCOL]` gives
-    http.request.method, url.original, url.path, url.query, network.protocol.*; anything else
-    (a TLS handshake, a method alone, spaces in the target) is kept whole as apache.request_line."""
-    out: dict[str, Any] = {}
-    parts = line.split(" ")
-    if (
-        2 <= len(parts) <= 3
-        and _METHOD_TOKEN.fullmatch(parts[0])
-        and parts[1]
-        and (len(parts) == 2 or parts[2])
-    ):
-        target, ok = unescape_log_value(parts[1])
-        out["http.request.method"] = parts[0]
-        out["url.original"] = target
-        path, sep, query = target.partition("?")
-        out["url.path"] = path
-        if sep:
-            out["url.query"] = query
-        if len(parts) == 3:
-            protocol = _PROTOCOL_TABLE.get(parts[2]) or protocol_info(unescape_log_value(parts[2])[0])
-            if protocol:
-                out["network.protocol.name"] = protocol[0]
-                if protocol[1]:
-                    out["network.protocol.version"] = protocol[1]
-    else:
-        out["apache.request_line"], ok = unescape_log_value(line)
-    if not ok:
-        out[INVALID_UTF8] = True
-    return out
 
 
 # Positional construction is measurably cheaper in the hot loop; fall back to keywords if
@@ -702,7 +655,7 @@ class AccessLogParser:
             "status_get": _STATUS_TABLE.get,
             "bounded_int": bounded_int,
             "status_info": status_info,
-            "proto_get": _PROTOCOL_TABLE.get,
+            "proto_get": PROTOCOL_TABLE.get,
             "protocol_info": protocol_info,
             "time_get": self._time_cache.mapping.get,
             "time_parse": self._time_cache.get,

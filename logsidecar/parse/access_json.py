@@ -42,6 +42,7 @@ class JsonDialect:
 
     def __init__(self, format_name: str) -> None:
         self.format_name = format_name
+        self._key_texts: dict[str, str] = {}  # attribute name → `,"name":`
 
     def namespace(self) -> dict[str, Any]:
         return {
@@ -73,6 +74,16 @@ class JsonDialect:
 
     def attributes_piece(self, attributes: dict[str, Any]) -> str:
         return "".join(f",{_json(key)}:{_json(value)}" for key, value in attributes.items())
+
+    def request_piece(self, attributes: dict[str, Any]) -> str:
+        keys = self._key_texts
+        parts = []
+        for key, value in attributes.items():
+            head = keys.get(key)
+            if head is None:
+                head = keys[key] = f",{_json(key)}:"
+            parts.append(f'{head}"{value}"' if type(value) is str else head + _json(value))
+        return "".join(parts)
 
     def severity_piece(self, text: str | None, number: int) -> str:
         return f'"severity_text":{_json(text)},"severity_number":{number}'

@@ -84,6 +84,7 @@ class OtlpDialect:
         self.format_name = format_name
         self.default_severity = self.severity_piece("INFO", 9)
         self._record_encoder = LogsRequestEncoder({})  # for the slow lines' records
+        self._flat_heads: dict[str, list[bytes]] = {}  # request-line attribute name → heads
 
     def namespace(self) -> dict[str, Any]:
         body_heads: dict[int, bytes] = {}
@@ -138,6 +139,20 @@ class OtlpDialect:
             for key, value in attributes.items()
             if value is not None
         )
+
+    def request_piece(self, attributes: dict[str, Any]) -> bytes:
+        parts = []
+        for key, value in attributes.items():
+            if type(value) is str:
+                heads = self._flat_heads.get(key)
+                if heads is None:
+                    heads = self._flat_heads[key] = _flat_heads(key)
+                data = value.encode()
+                n = len(data)
+                parts.append(heads[n] + data if n < _FLAT_MAX else _text_key_value(string_value(key), data))
+            else:
+                parts.append(encode_key_value(TAG_ATTRIBUTE, key, value))
+        return b"".join(parts)
 
     def severity_piece(self, text: str | None, number: int) -> bytes:
         number_piece = TAG_SEVERITY_NUMBER + varint(number) if number else b""

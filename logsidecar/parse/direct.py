@@ -29,7 +29,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from logsidecar.parse.logformat import INT, STATUS, STR, TIME
+from logsidecar.parse.logformat import INT, REQUEST, STATUS, STR, TIME
+from logsidecar.parse.request_line import request_attributes
 from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord
 from logsidecar.stamp import BatchStamp
 
@@ -68,6 +69,11 @@ class Dialect(Protocol):
     def int_field(self, number: int, var: str, key: str, namespace: dict[str, Any]) -> str: ...
 
     def attributes_piece(self, attributes: dict[str, Any]) -> Any: ...
+
+    def request_piece(self, attributes: dict[str, Any]) -> Any:
+        """`attributes_piece` for a fast line's request-line attributes (every value a str that
+        needs no escaping); called once per distinct request line, so it must be cheap."""
+        ...
 
     def severity_piece(self, text: str | None, number: int) -> Any: ...
 
@@ -131,7 +137,10 @@ class DirectEncoder:
                 code.append(dialect.int_field(number, var, key, namespace))
             else:
                 sets_severity = spec.kind == STATUS and key == "http.response.status_code"
-                cache, compute = _piece_cache(parser, dialect, number, sets_severity)
+                if spec.kind == REQUEST:  # request lines are often unique: no record builder
+                    cache, compute = _request_piece_cache(dialect)
+                else:
+                    cache, compute = _piece_cache(parser, dialect, number, sets_severity)
                 namespace[f"get{number}"] = cache.get
                 namespace[f"piece{number}"] = compute
                 code.append(
@@ -262,6 +271,22 @@ def _piece_cache(
         piece: Any = dialect.attributes_piece(attributes)
         if sets_severity:
             piece = (piece, dialect.severity_piece(record.severity_text, int(record.severity_number)))
+        if len(cache) >= PIECE_CACHE_MAX:
+            cache.clear()
+        cache[value] = piece
+        return piece
+
+    return cache, compute
+
+
+def _request_piece_cache(dialect: Dialect) -> tuple[dict[Any, Any], Callable[[Any], Any]]:
+    """Request line → piece, for fast lines: the record builder's `request_attributes` (a fast line
+    holds no backslash, so nothing is unescaped), encoded by the dialect."""
+    cache: dict[Any, Any] = {}
+
+    def compute(value: str | bytes) -> Any:
+        text = as_text(value)
+        piece = dialect.request_piece(request_attributes(text)) if text != "-" else dialect.request_piece({})
         if len(cache) >= PIECE_CACHE_MAX:
             cache.clear()
         cache[value] = piece
