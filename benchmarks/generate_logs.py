@@ -10,7 +10,8 @@ newline; `write_log(path, fmt, count, seed)` writes a file.
 
 Realism: IPv4 and IPv6 clients (some repeat, as real clients do), a clock that advances about a
 second per few hundred lines in several UTC offsets (one per virtual host), varied methods,
-statuses weighted like production traffic, `-` sizes on 304/204/HEAD, query strings, referers,
+statuses weighted like production traffic, `-` sizes on 304/204/HEAD, query strings (a third of the
+request lines one of a kind, as ids and cache busters make them), referers,
 user agents including ones with quotes (escaped as `\\"`, the way httpd writes them) and
 non-ASCII bytes (written as `\\xhh`), the occasional TLS handshake sent to the plain port.
 """
@@ -124,6 +125,8 @@ def _access_line(
             path = _ESCAPED_PATHS[rng.randrange(len(_ESCAPED_PATHS))]
         else:
             path = _PATHS[rng.randrange(len(_PATHS))] + _QUERIES[rng.randrange(len(_QUERIES))]
+            if rng.random() < 0.3:  # ids, cache busters: about a third of request lines are one of a kind
+                path += ("&" if "?" in path else "?") + f"id={rng.randrange(10**9)}"
         protocol = "HTTP/1.1" if rng.random() < 0.85 else ("HTTP/2.0" if rng.random() < 0.7 else "HTTP/1.0")
         request = f"{method} {path} {protocol}"
     size = "-" if status in (204, 304) or method == "HEAD" else str(int(rng.lognormvariate(8, 1.5)))
