@@ -52,14 +52,20 @@ _QUERIES = [
     "?utm_source=news&utm_medium=email",
 ]
 _REFERERS = [
-    "-", "-", "-", "https://www.google.com/", "https://example.com/", "https://example.com/blog/",
+    "-", "https://www.google.com/", "https://example.com/", "https://example.com/blog/",
     "https://duckduckgo.com/?q=widget", "http://localhost:8080/admin", "android-app://com.google.android.gm/",
+    "https://www.example.com/products/widget-3000", "https://shop.example.com/cart?step=2&coupon=SPRING",
+    "https://www.example.com/blog/2024/03/hello-world/", "https://www.bing.com/search?q=apache+log+sidecar",
 ]  # fmt: skip
-_AGENTS = [
+_BROWSERS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
     "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.6367.82 Mobile Safari/537.36",
+]  # fmt: skip
+# Browsers make most of a site's traffic (and the long user agents); tools and bots the rest.
+_AGENTS = _BROWSERS * 6 + [
     "curl/8.5.0", "python-requests/2.31.0", "Go-http-client/1.1", "-",
     "Googlebot/2.1 (+http://www.google.com/bot.html)",
     "ApacheBench/2.3",
