@@ -123,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             wall, cpu = measure(parser_.parse, batches, args.repeat)
             rows.append((f"{fmt} (logsidecar)", count, wall, cpu))
             if hasattr(parser_, "encode_json_lines"):
-                for name, work in direct_encoders(parser_, batches).items():
-                    work(batches[0])
-                    wall, cpu = measure(work, batches, args.repeat)
+                for name, encode in direct_encoders(parser_, batches).items():
+                    encode(batches[0])
+                    wall, cpu = measure(encode, batches, args.repeat)
                     rows.append((f"{fmt} → {name} (direct)", count, wall, cpu))
             if fmt == "combined":
 

@@ -89,9 +89,9 @@ def main() -> None:
                 (f"parse only: {fmt}", f"{count / cpu:,.0f} lines/CPU-s (wall {count / wall:,.0f}/s)", target)
             )
             if fmt != "error":  # what tail does per line: parse straight into the output encoding
-                for name, work in direct_encoders(p, batches).items():
-                    work(batches[0])
-                    wall, cpu = measure(work, batches, args.repeat)
+                for name, encode in direct_encoders(p, batches).items():
+                    encode(batches[0])
+                    wall, cpu = measure(encode, batches, args.repeat)
                     target = ""
                     if fmt == "combined" and name == "JSON lines":
                         target = _met(count / cpu >= 300_000) + " (≥ 300,000; parse + encode)"
