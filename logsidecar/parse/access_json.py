@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from logsidecar.parse.direct import DirectEncoder, lines_needing_escapes
+from logsidecar.parse.request_line import COMMON_METHODS, PROTOCOL_TABLE, request_attributes
 from logsidecar.record import FORMAT, LogRecord, encode_json
 from logsidecar.stamp import BatchStamp, offset_hexes
 
@@ -42,7 +43,13 @@ class JsonDialect:
 
     def __init__(self, format_name: str) -> None:
         self.format_name = format_name
-        self._key_texts: dict[str, str] = {}  # attribute name → `,"name":`
+        # Request-line pieces of the common methods and protocols, as `request_piece` writes them.
+        self._method_texts = {m: f',"http.request.method":"{m}"' for m in COMMON_METHODS}
+        self._protocol_texts = {
+            p: "".join(f",{_json(k)}:{_json(v)}" for k, v in request_attributes(f"GET / {p}").items()
+                       if k.startswith("network.protocol."))
+            for p in PROTOCOL_TABLE
+        }  # fmt: skip
 
     def namespace(self) -> dict[str, Any]:
         return {
@@ -75,15 +82,22 @@ class JsonDialect:
     def attributes_piece(self, attributes: dict[str, Any]) -> str:
         return "".join(f",{_json(key)}:{_json(value)}" for key, value in attributes.items())
 
-    def request_piece(self, attributes: dict[str, Any]) -> str:
-        keys = self._key_texts
-        parts = []
-        for key, value in attributes.items():
-            head = keys.get(key)
-            if head is None:
-                head = keys[key] = f",{_json(key)}:"
-            parts.append(f'{head}"{value}"' if type(value) is str else head + _json(value))
-        return "".join(parts)
+    def request_piece(self, line: str) -> str:
+        if line == "-":
+            return ""
+        parts = line.split(" ")
+        # The common shape, written straight (the text the general path gives). A quote can be in
+        # an unquoted %r; it needs escaping, which the general path does.
+        if len(parts) == 3 and parts[1] and '"' not in line:
+            method = self._method_texts.get(parts[0])
+            protocol = self._protocol_texts.get(parts[2])
+            if method is not None and protocol is not None:
+                target = parts[1]
+                path, sep, query = target.partition("?")
+                if sep:
+                    return f'{method},"url.original":"{target}","url.path":"{path}","url.query":"{query}"{protocol}'
+                return f'{method},"url.original":"{target}","url.path":"{path}"{protocol}'
+        return "".join(f",{_json(key)}:{_json(value)}" for key, value in request_attributes(line).items())
 
     def severity_piece(self, text: str | None, number: int) -> str:
         return f'"severity_text":{_json(text)},"severity_number":{number}'

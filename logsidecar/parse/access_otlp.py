@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from logsidecar.parse.direct import PIECE_CACHE_MAX, DirectEncoder
 from logsidecar.parse.logformat import bounded_int
+from logsidecar.parse.request_line import COMMON_METHODS, PROTOCOL_TABLE, request_attributes
 from logsidecar.record import FORMAT, LOG_FILE_NAME, LOG_FILE_PATH, LOG_RECORD_UID, LogRecord
 from logsidecar.sinks.otlp_encode import (
     SMALL_VARINTS,
@@ -48,6 +49,7 @@ __all__ = ["OtlpDialect", "otlp_encoder_for"]
 
 # Text values shorter than this have one-byte lengths at every level of their KeyValue.
 _FLAT_MAX = 120
+_URL_ORIGINAL, _URL_PATH, _URL_QUERY = "url.original", "url.path", "url.query"
 # A uid is 32 hex digits.
 _UID_LENGTH = 32
 
@@ -85,6 +87,20 @@ class OtlpDialect:
         self.default_severity = self.severity_piece("INFO", 9)
         self._record_encoder = LogsRequestEncoder({})  # for the slow lines' records
         self._flat_heads: dict[str, list[bytes]] = {}  # request-line attribute name → heads
+        # Request-line pieces of the common methods and protocols, as `request_piece` writes them.
+        self._method_pieces = {
+            m.encode(): encode_key_value(TAG_ATTRIBUTE, "http.request.method", m) for m in COMMON_METHODS
+        }
+        self._protocol_pieces = {
+            p.encode(): self.attributes_piece(
+                {
+                    k: v
+                    for k, v in request_attributes(f"GET / {p}").items()
+                    if k.startswith("network.protocol.")
+                }
+            )
+            for p in PROTOCOL_TABLE
+        }
 
     def namespace(self) -> dict[str, Any]:
         body_heads: dict[int, bytes] = {}
@@ -140,19 +156,29 @@ class OtlpDialect:
             if value is not None
         )
 
-    def request_piece(self, attributes: dict[str, Any]) -> bytes:
-        parts = []
-        for key, value in attributes.items():
-            if type(value) is str:
-                heads = self._flat_heads.get(key)
-                if heads is None:
-                    heads = self._flat_heads[key] = _flat_heads(key)
-                data = value.encode()
-                n = len(data)
-                parts.append(heads[n] + data if n < _FLAT_MAX else _text_key_value(string_value(key), data))
-            else:
-                parts.append(encode_key_value(TAG_ATTRIBUTE, key, value))
-        return b"".join(parts)
+    def request_piece(self, line: bytes) -> bytes:
+        if line == b"-":
+            return b""
+        parts = line.split(b" ")
+        if len(parts) == 3 and parts[1]:  # the common shape, written straight (same bytes as below)
+            method = self._method_pieces.get(parts[0])
+            protocol = self._protocol_pieces.get(parts[2])
+            if method is not None and protocol is not None:
+                target = parts[1]
+                path, sep, query = target.partition(b"?")
+                url = self._text(_URL_ORIGINAL, target) + self._text(_URL_PATH, path)
+                if sep:
+                    url += self._text(_URL_QUERY, query)
+                return method + url + protocol
+        return self.attributes_piece(request_attributes(line.decode()))
+
+    def _text(self, key: str, data: bytes) -> bytes:
+        """A text KeyValue (one-byte lengths from the per-key heads when short enough)."""
+        heads = self._flat_heads.get(key)
+        if heads is None:
+            heads = self._flat_heads[key] = _flat_heads(key)
+        n = len(data)
+        return heads[n] + data if n < _FLAT_MAX else _text_key_value(string_value(key), data)
 
     def severity_piece(self, text: str | None, number: int) -> bytes:
         number_piece = TAG_SEVERITY_NUMBER + varint(number) if number else b""

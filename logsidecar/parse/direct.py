@@ -30,7 +30,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from logsidecar.parse.logformat import INT, REQUEST, STATUS, STR, TIME
-from logsidecar.parse.request_line import request_attributes
 from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord
 from logsidecar.stamp import BatchStamp
 
@@ -70,9 +69,10 @@ class Dialect(Protocol):
 
     def attributes_piece(self, attributes: dict[str, Any]) -> Any: ...
 
-    def request_piece(self, attributes: dict[str, Any]) -> Any:
-        """`attributes_piece` for a fast line's request-line attributes (every value a str that
-        needs no escaping); called once per distinct request line, so it must be cheap."""
+    def request_piece(self, line: Any) -> Any:
+        """The piece of a fast line's request line (a row value: nothing in it needs escaping or
+        unescaping), the attributes `request_attributes` gives encoded; called once per distinct
+        request line, and a third of them are one of a kind: it must be cheap."""
         ...
 
     def severity_piece(self, text: str | None, number: int) -> Any: ...
@@ -280,13 +280,11 @@ def _piece_cache(
 
 
 def _request_piece_cache(dialect: Dialect) -> tuple[dict[Any, Any], Callable[[Any], Any]]:
-    """Request line → piece, for fast lines: the record builder's `request_attributes` (a fast line
-    holds no backslash, so nothing is unescaped), encoded by the dialect."""
+    """Request line → piece (`Dialect.request_piece`), cached per distinct line."""
     cache: dict[Any, Any] = {}
 
     def compute(value: str | bytes) -> Any:
-        text = as_text(value)
-        piece = dialect.request_piece(request_attributes(text)) if text != "-" else dialect.request_piece({})
+        piece = dialect.request_piece(value)
         if len(cache) >= PIECE_CACHE_MAX:
             cache.clear()
         cache[value] = piece

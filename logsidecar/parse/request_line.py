@@ -13,7 +13,11 @@ from typing import Any
 from logsidecar.parse.escape import unescape_log_value
 from logsidecar.record import INVALID_UTF8
 
-__all__ = ["PROTOCOL_TABLE", "protocol_info", "request_attributes"]
+__all__ = ["COMMON_METHODS", "PROTOCOL_TABLE", "protocol_info", "request_attributes"]
+
+# Methods a writer may handle without the token check (all are HTTP tokens); others take the general path.
+COMMON_METHODS = ("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+                  "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK")  # fmt: skip
 
 
 def protocol_info(text: str) -> tuple[str, str] | None:

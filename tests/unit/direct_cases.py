@@ -56,6 +56,7 @@ METHOD_PATH_FORMAT = "%h %t %H %m %U %>s %B"
 METHOD_FORMAT = '%h %t %m "%H" %>s %B %k "%{Host}i"'  # protocol and method without %r or %U
 HEXTID_FORMAT = '%v:%p %h %t "%r" %>s %B %{hextid}P'
 NO_STATUS_FORMAT = '%h %t "%r" %b "%{Host}i"'  # no %>s: every record gets the default severity
+UNQUOTED_REQUEST_FORMAT = "%h %t %>s %b %r"  # %r last and not in quotes: its text may hold a quote
 
 QUOTED = r'(?:[^"\\]|\\.)*'  # Apache-escaped text inside quotes
 COMBINED_FIELDS = re.compile(
@@ -87,6 +88,9 @@ def _render(fmt: str, fields: dict[str, str], n: int) -> str:
         return f'www.example.{n % 3}:{443 if n % 2 else 80} {h} [{t}] "{r}" {s} {size} {n * 7919:x}'
     if fmt == NO_STATUS_FORMAT:
         return f'{h} [{t}] "{r}" {b} "www.example.{n % 5}"'
+    if fmt == UNQUOTED_REQUEST_FORMAT:
+        quoted = r.replace("?", '?q="x"&', 1) if n % 4 == 0 else r  # a raw quote in the target
+        return f"{h} [{t}] {s} {b} {quoted}"
     if fmt == URL_QUERY_FORMAT:
         return f'{h} [{t}] "{path}{sep}{query}" {s} {b}'
     if fmt == METHOD_PATH_FORMAT:
