@@ -214,8 +214,14 @@ class LogsRequestEncoder:
         `parse/access_otlp.py`) that share `resource`: the bytes `encode` gives for those records."""
         if not encoded:
             return b""
-        scope_logs = field(TAG_LEN_2, self._scope + b"".join(encoded))
-        return field(TAG_LEN_1, self._encode_resource(resource) + scope_logs)
+        # One join: the records (a megabyte for a full request) are copied once, not three times.
+        resource_bytes = self._encode_resource(resource)
+        scope_logs_length = len(self._scope) + sum(map(len, encoded))
+        scope_logs_head = TAG_LEN_2 + varint(scope_logs_length)
+        resource_logs_length = len(resource_bytes) + len(scope_logs_head) + scope_logs_length
+        return b"".join(
+            (TAG_LEN_1, varint(resource_logs_length), resource_bytes, scope_logs_head, self._scope, *encoded)
+        )
 
     def merged_resource(self, record_resource: Mapping[str, Any]) -> dict[str, Any]:
         """The resource attributes a record is sent with: base overlaid by the record's own."""
