@@ -390,7 +390,7 @@ class Settings(_Strict):
     resource: dict[str, str] = {}
     service_name: str | None = None
     shutdown_timeout: Duration = 10.0
-    max_in_flight_lines: int = Field(8192, gt=0)
+    max_in_flight_lines: int = Field(6144, gt=0)
     log_format: LogStyle = LogStyle.AUTO
     log_level: Level = Level.INFO
     http_addr: HttpAddr | None = None  # None: no HTTP endpoint

@@ -242,7 +242,7 @@ class _Lane:
 class PipelineOptions:
     resource: Mapping[str, Any]
     max_in_flight_batches: int = 8
-    max_in_flight_lines: int = 8192
+    max_in_flight_lines: int = 6144
     shutdown_timeout_s: float = 10.0
     # Tune the cyclic GC for this process when `run` starts (see `tune_gc`).
     tune_gc: bool = True
