@@ -51,7 +51,7 @@ from logsidecar.parse.base import Parser
 from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, encode_json_lines, utcnow
 from logsidecar.sinks.base import BatchRejected, JsonLines, OtlpLogRecords, Payload, Sink
 from logsidecar.sinks.otlp_encode import encode_otlp_records
-from logsidecar.stamp import BatchStamp, record_uid, uid_prefix
+from logsidecar.stamp import BatchStamp, uid_prefix
 from logsidecar.tail.options import ReadBatch
 
 
@@ -119,9 +119,6 @@ class _FileState:
         self.parser = parser
         self.parser_error = parser_error
         self.uid_prefix = uid_prefix
-
-
-__all__ = ["record_uid", "uid_prefix"]  # re-exported: they used to live here
 
 
 class ParserSelector:

@@ -24,10 +24,10 @@ from logsidecar.pipeline import (
     Pipeline,
     PipelineOptions,
     parse_format_rule,
-    record_uid,
 )
 from logsidecar.record import LogRecord, Position
 from logsidecar.sinks.base import BatchRejected, Sink
+from logsidecar.stamp import record_uid
 from logsidecar.tail.options import ReadBatch
 
 RESOURCE = {"service.name": "apache-httpd", "host.name": "test-host"}
@@ -437,7 +437,7 @@ class LingeringSink(CollectingSink):
     max_batch_records = 5
 
 
-def test_sink_asking_for_bigger_batches_gets_consecutive_batches_merged_up_to_its_maximum_and_all_acknowledged() -> None:
+def test_sink_asking_for_bigger_batches_gets_them_merged_up_to_its_maximum_and_all_acknowledged() -> None:
     async def scenario() -> tuple[LingeringSink, ScriptedSource]:
         source = ScriptedSource([batch("a", [1, 2]), batch("b", [3, 4]), batch("a", [5, 6]), batch("a", [7])])
         sink = LingeringSink()
