@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
+import logging
 import os
 import stat
 import threading
@@ -54,6 +55,11 @@ from watchdog.observers.inotify_c import InotifyConstants as IN
 
 from logsidecar import events
 from logsidecar.events import Event
+
+# watchdog logs an overflow (a warning) through `logging`; with no handler configured, Python's
+# last-resort handler would print it as plain text into our JSON-lines stderr. The tailer says it as
+# an `inotify_overflow` event; an application that configures logging still gets watchdog's records.
+logging.getLogger("watchdog").addHandler(logging.NullHandler())
 
 HINT_READ_BYTES = 64 * 1024  # inotify events are 16 bytes + name: one read() drains thousands
 

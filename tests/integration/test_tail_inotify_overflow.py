@@ -165,3 +165,5 @@ def test_kernel_queue_overflow_loses_no_line_and_is_counted(tmp_path: Path) -> N
     assert overflows == 1
     assert said and sum(event["overflows"] for event in said) == overflows, (said, overflows)
     assert all(event["level"] == "warning" for event in said)
+    stray = [line for line in tail.stderr_path.read_text().splitlines() if not line.startswith("{")]
+    assert not stray, f"our stderr is JSON lines, yet: {stray[:3]}"
