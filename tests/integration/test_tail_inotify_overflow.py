@@ -8,11 +8,12 @@ instances other processes on this machine create meanwhile are affected only for
 
 The sidecar is then frozen with SIGSTOP (what `docker pause` or a starved CPU does to it) while a burst
 of creates and renames happens: many more structure events than its queue holds. Among them are
-rename rotations of access.log whose new files are created, written and rotated away again while the
-sidecar is frozen, under names the glob does not match (access.log.N): no event about them is left,
-and no periodic glob can find them. Only the rescan after the overflow (files next to a followed path,
-unknown, written while we were blind) reads them. After SIGCONT every line of every file must arrive
-exactly once, and logsidecar_inotify_overflows_total must count the overflow.
+rotations of access.log (by rename, or by the real logrotate in `create` or `copytruncate` mode)
+whose new files are created, written and rotated away again while the sidecar is frozen, under names
+the glob does not match (access.log.N): no event about them is left, and no periodic glob can find
+them. Only the rescan after the overflow (files next to a followed path, unknown, written while we
+were blind) reads them. After SIGCONT every line of every file must arrive exactly once, and
+logsidecar_inotify_overflows_total must count the overflow.
 
 Skipped, with the reason, only where the sysctl cannot be written (not root, read-only /proc/sys).
 """
@@ -24,23 +25,30 @@ import signal
 import socket
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import wait_for
-from tests.integration.tail_command import TailProcess
+from tests.integration.tail_command import TailProcess, logrotate, write_logrotate_conf
 
 MAX_QUEUED_EVENTS = Path("/proc/sys/fs/inotify/max_queued_events")
 QUEUE_LIMIT = 32  # events the sidecar's inotify queues hold
-ROTATIONS = 40  # rename rotations while frozen (below the default max_rotated_files_held, 64)
 NEW_FILES = 30  # files created at followed paths while frozen; every other one renamed afterwards
 LINES_PER_FILE = 25
-# Structure events the burst queues (IN_CREATE; IN_MOVED_FROM + IN_MOVED_TO per rename): the design
-# bound the overflow rests on.
-STRUCTURE_EVENTS = ROTATIONS * 3 + NEW_FILES + (NEW_FILES // 2) * 2
+# Rotations while frozen, each preceded by one more generation of lines (below the default
+# max_rotated_files_held, 64). logrotate shifts every older generation (.1 -> .2 ...) on each run.
+ROTATIONS = {"rename": 40, "logrotate-create": 12, "logrotate-copytruncate": 12}
+# Structure events the burst queues, at least: an IN_CREATE per new file and IN_MOVED_FROM +
+# IN_MOVED_TO per rename of one, and two per rotation (a rename, or the copy's IN_CREATE and a shift):
+# the design bound the overflow rests on.
+MIN_STRUCTURE_EVENTS = {
+    name: NEW_FILES + (NEW_FILES // 2) * 2 + 2 * rotations for name, rotations in ROTATIONS.items()
+}
+
+Rotate = Callable[[Path, int], int]  # (access.log, writer fd) -> writer fd after the rotation
 
 
 @contextmanager
@@ -86,7 +94,43 @@ def scrape(port: int, metric: str) -> float:
     return values[0]
 
 
-def test_kernel_queue_overflow_loses_no_line_and_is_counted(tmp_path: Path) -> None:
+def rename_rotation(state: Path) -> Rotate:
+    generation = iter(range(1, 1000))
+
+    def rotate(access: Path, fd: int) -> int:
+        os.close(fd)
+        os.rename(access, access.parent / f"access.log.{next(generation)}")  # not matched by *.log
+        return os.open(access, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    return rotate
+
+
+def logrotate_rotation(mode: str) -> Callable[[Path], Rotate]:
+    def strategy(state: Path) -> Rotate:
+        def rotate(access: Path, fd: int) -> int:
+            conf = state / "logrotate.conf"
+            if not conf.exists():
+                write_logrotate_conf(conf, access, mode=mode, rotate=100)
+            logrotate(conf, state / "logrotate.state")
+            if mode == "copytruncate":
+                return fd  # the writer keeps its descriptor (O_APPEND: it writes at the new end)
+            os.close(fd)  # `create`: the writer reopens, as Apache does on its graceful restart
+            return os.open(access, os.O_WRONLY | os.O_APPEND)
+
+        return rotate
+
+    return strategy
+
+
+STRATEGIES: dict[str, Callable[[Path], Rotate]] = {
+    "rename": rename_rotation,
+    "logrotate-create": logrotate_rotation("create"),
+    "logrotate-copytruncate": logrotate_rotation("copytruncate"),
+}
+
+
+@pytest.mark.parametrize("rotation", list(STRATEGIES))
+def test_kernel_queue_overflow_loses_no_line_and_is_counted(tmp_path: Path, rotation: str) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     access = logs / "access.log"
@@ -113,18 +157,16 @@ def test_kernel_queue_overflow_loses_no_line_and_is_counted(tmp_path: Path) -> N
 
         tail.process.send_signal(signal.SIGSTOP)
         wait_for(lambda: process_state(pid) == "T", timeout=10, message="the sidecar stopped")
-        assert STRUCTURE_EVENTS > 4 * QUEUE_LIMIT
+        assert MIN_STRUCTURE_EVENTS[rotation] > 2 * QUEUE_LIMIT
+        rotate = STRATEGIES[rotation](tmp_path)
         fd = os.open(access, os.O_WRONLY | os.O_APPEND)
-        for generation in range(ROTATIONS):
-            more = lines_for(f"gen{generation:03d}-more", LINES_PER_FILE) if generation == 0 else []
-            write_lines(fd, more)
-            written += more
-            os.close(fd)
-            os.rename(access, logs / f"access.log.{generation + 1}")  # not matched by *.log
-            fd = os.open(access, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            fresh = lines_for(f"gen{generation + 1:03d}", LINES_PER_FILE)
+        for generation in range(1, ROTATIONS[rotation] + 2):
+            # a different length per generation: a copytruncated file never regrows to the same size
+            fresh = lines_for(f"gen{generation:03d}", LINES_PER_FILE + generation)
             write_lines(fd, fresh)
             written += fresh
+            if generation <= ROTATIONS[rotation]:
+                fd = rotate(access, fd)
         os.close(fd)
         for index in range(NEW_FILES):
             created = logs / f"new-{index:02d}.log"
