@@ -36,6 +36,7 @@ class Event(StrEnum):
     NUL_RUN_SKIPPED = "nul_run_skipped"
     PARTIAL_LINE_FLUSHED = "partial_line_flushed"
     WATCHER_SELECTED = "watcher_selected"
+    INOTIFY_OVERFLOW = "inotify_overflow"  # the kernel dropped events; every followed path rescanned
     # checkpoints
     CHECKPOINT_WRITTEN = "checkpoint_written"
     CHECKPOINT_ERROR = "checkpoint_error"
@@ -55,6 +56,7 @@ class Event(StrEnum):
 # The default level of each event in our own logs; anything not listed is INFO.
 EVENT_LEVELS: dict[Event, Level] = {
     Event.FILE_ERROR: Level.WARNING,
+    Event.INOTIFY_OVERFLOW: Level.WARNING,
     Event.LINE_TRUNCATED: Level.WARNING,
     Event.NUL_RUN_SKIPPED: Level.WARNING,
     Event.CHECKPOINT_ERROR: Level.ERROR,

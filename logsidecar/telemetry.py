@@ -3,7 +3,8 @@
 `Metrics` owns a private `CollectorRegistry` (never the global one, so tests and embedders can have
 several). It is fed three ways:
 - the event bus (`Metrics.subscribe()`): rotations, truncations, truncated lines, NUL runs,
-  checkpoint writes, sink retries and rejections are counted from `logsidecar.events`;
+  inotify queue overflows, checkpoint writes, sink retries and rejections are counted from
+  `logsidecar.events`;
 - explicit observations from the pipeline: `observe_batch(...)` per parsed batch and
   `observe_delivery(...)` per successful `Sink.send`;
 - live gauges read at scrape time from `LiveSources` callables (files watched, rotated files held,
@@ -170,6 +171,11 @@ class Metrics:
             "Bytes written and overwritten before they could be read (copytruncate with no copy found).",
             registry=r,
         )
+        self.inotify_overflows = Counter(
+            "logsidecar_inotify_overflows_total",
+            "Kernel inotify queue overflows (events lost; every followed path was rescanned).",
+            registry=r,
+        )
         self.checkpoint_writes = Counter(
             "logsidecar_checkpoint_writes_total", "Checkpoints written to the state directory.", registry=r
         )
@@ -201,6 +207,8 @@ class Metrics:
             self.lines_truncated.inc(_count(fields, "lines", default=1))
         elif event is Event.NUL_RUN_SKIPPED:
             self.nul_runs_skipped.inc(_count(fields, "runs", default=1))
+        elif event is Event.INOTIFY_OVERFLOW:
+            self.inotify_overflows.inc(_count(fields, "overflows", default=1))
         elif event is Event.CHECKPOINT_WRITTEN:
             self.checkpoint_writes.inc()
         elif event is Event.SINK_RETRY:

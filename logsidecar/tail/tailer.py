@@ -80,13 +80,7 @@ from logsidecar.tail.fstype import filesystem_type, needs_polling
 from logsidecar.tail.identity import fingerprints_match, new_file_key, read_fingerprint
 from logsidecar.tail.options import ReadBatch, StartAt, TailOptions, WatchMode
 from logsidecar.tail.reader import FileReader, Framed
-from logsidecar.tail.watcher import (
-    INOTIFY_FD_AVAILABLE,
-    InotifyWatcher,
-    ObserverInotifyWatcher,
-    PollingWatcher,
-    Watcher,
-)
+from logsidecar.tail.watcher import InotifyWatcher, PollingWatcher, Watcher
 
 ROTATED_IDLE_RELEASE_S = 5.0  # a drained rotated file is kept this long after its last growth
 READ_BUDGET_CHUNKS = 4  # per file per cycle, in read_chunk_bytes
@@ -148,6 +142,7 @@ class TailCounters:
     truncated_lines: int = 0
     nul_runs: int = 0
     cycles: int = 0
+    inotify_overflows: int = 0  # kernel queue overflows, each followed by a full rescan
 
 
 Emit = Callable[[ReadBatch], Awaitable[None]]
@@ -178,6 +173,7 @@ class Tailer:
         self._checkpoint_lock = asyncio.Lock()
         self._inline_reads = True
         self._closed = False
+        self._following_since = time.time()  # files written before are history, not ours
 
     # ------------------------------------------------------------------------------------------
     # public surface
@@ -196,7 +192,10 @@ class Tailer:
                 self.counters.cycles += 1
                 cycle_started = time.monotonic()
                 structure_changed = self.watcher.take_structure_changed()
-                if (
+                events_lost = self.watcher.take_events_lost()
+                if events_lost:
+                    self.rescan_after_lost_events(events_lost)
+                elif (
                     structure_changed
                     or not self._started_up
                     or (cycle_started - self._last_discovery >= self.options.discover_interval_s)
@@ -333,6 +332,34 @@ class Tailer:
                 else self.options.safety_poll_interval_s
             )
             self.watcher.interval_s = poll
+
+    def rescan_after_lost_events(self, overflows: int) -> None:
+        """The kernel's inotify queue overflowed: creations, renames and deletions were lost, and
+        early opening (which holds a short-lived file before it is rotated away) missed them. Rescan
+        everything: re-glob and stat every followed path (a followed file replaced at its path is
+        marked rotated and drained through its descriptor, the new one opened), then look next to
+        every followed path for files nobody knows that were created and rotated away meanwhile and
+        read them from 0. The cycle then reads every file to its end. A file written before we
+        started or before forget_after_s is history; known inodes, copies of known content and
+        compressed files are skipped, as at startup."""
+        assert self.watcher is not None
+        added, rotations = self.counters.files_added, self.counters.rotations
+        self.match_paths_and_track()
+        since = max(self._following_since, time.time() - self.options.forget_after_s)
+        self._listdir_cache = {}
+        try:
+            self.read_files_created_after_last_checkpoint(since=since)
+        finally:
+            self._listdir_cache = None
+        self.counters.inotify_overflows += overflows
+        events.emit(
+            Event.INOTIFY_OVERFLOW,
+            overflows=overflows,
+            files_added=self.counters.files_added - added,
+            rotations=self.counters.rotations - rotations,
+            hint="events were lost and every followed path was rescanned; if this repeats, raise "
+            "fs.inotify.max_queued_events",
+        )
 
     def match_paths(self) -> dict[tuple[int, int], str]:
         """Step 2: glob, then stat each candidate. Returns {(dev, ino): path} of regular files."""
@@ -507,16 +534,20 @@ class Tailer:
                 previous_path=entry.path,
             )
 
-    def read_files_created_after_last_checkpoint(self) -> None:
+    def read_files_created_after_last_checkpoint(self, since: float | None = None) -> None:
         """Step 4 at startup: a rotation can create a file and we can be killed before its identity
         was durable; if it is rotated again while we are down, no checkpoint names it. Such a file
         sits next to a followed path under a rotated name, is unknown to every checkpoint, and was
         written after our last durable checkpoint: it is read from 0. Copies of known content
-        (copytruncate) and compressed files are not."""
+        (copytruncate) and compressed files are not. With `since` (wall clock), files written since
+        then are looked for instead: after lost inotify events (see rescan_after_lost_events)."""
         entries = self.checkpoints.entries()
-        if not entries:
+        if since is not None:
+            cutoff = since
+        elif not entries:
             return  # first start: older rotated files are history, not ours
-        cutoff = max(e.last_seen for e in entries) - max(self.options.checkpoint_interval_s, 1.0)
+        else:
+            cutoff = max(e.last_seen for e in entries) - max(self.options.checkpoint_interval_s, 1.0)
         known_inodes = {(e.dev, e.ino) for e in entries} | {
             (t.reader.dev, t.reader.ino) for t in self._files.values()
         }
@@ -557,8 +588,9 @@ class Tailer:
                     path=candidate_path,
                     file_key=reader.file_key,
                     offset=0,
-                    rotated_while_down=True,
-                    created_after_last_checkpoint=True,
+                    rotated_while_down=since is None,
+                    created_after_last_checkpoint=since is None,
+                    created_while_events_were_lost=since is not None,
                     previous_path=path,
                 )
 
@@ -868,9 +900,8 @@ class Tailer:
             watcher = PollingWatcher(self.options.poll_interval_s)
             self._inline_reads = False  # network filesystems: never block the loop on a read
         else:
-            inotify = InotifyWatcher if INOTIFY_FD_AVAILABLE else ObserverInotifyWatcher
             try:
-                watcher = inotify(self.options.safety_poll_interval_s, self.matcher.wants)
+                watcher = InotifyWatcher(self.options.safety_poll_interval_s, self.matcher.wants)
             except OSError as error:
                 # no inotify instance left (fs.inotify.max_user_instances) or no inotify at all: poll
                 events.emit(Event.FILE_ERROR, path="", kind="inotify_unavailable", error=str(error))

@@ -12,14 +12,20 @@ Two backends behind one small interface:
   kernel merges the identical IN_MODIFY events of a writer appending line by line into one, and a
   steady writer costs one timer wake-up and one read() per cycle; when nothing is pending the loop
   blocks on the descriptor (epoll), so an idle tailer wakes only for the safety-net stat interval.
-  A slow stat interval stays on as a safety net (events can be lost: queue overflow, filesystems that
-  do not deliver them). `ObserverInotifyWatcher` is the same through watchdog's Observer, for old
-  watchdogs (content hints then wake at once and the hold is a sleep after the wake-up).
+  When the kernel's structure queue overflows (fs.inotify.max_queued_events; the process was
+  frozen or starved while a burst of creates and renames happened), the events in between are gone:
+  watchdog (>= 7.1) calls `on_events_lost()`, and the watcher tells the tailer, through
+  `take_events_lost()`, to rescan everything it follows. A slow stat interval stays on as a safety
+  net for filesystems that do not deliver events at all.
 - `PollingWatcher`: wakes every `poll_interval_s`; nothing else.
 
+Only watchdog's `InotifyFD` is used, not its Observer: `InotifyFD` exists in every watchdog we
+support (>= 7.1, the first release that reports a queue overflow at all: 7.0 drops the event), and the
+Observer's move-event grouper holds every event queued behind an unpaired IN_MOVED_FROM for 0.5 s.
+
 Invariants: a watcher never reads file content and never decides anything; losing a hint costs at
-most one interval, never data. Wakes are coalesced: a flood of IN_MODIFY costs at most one wake-up
-per hold period. `wake()` (stop) is never held.
+most one interval, never data, and losing events is always reported. Wakes are coalesced: a flood of
+IN_MODIFY costs at most one wake-up per hold period. `wake()` (stop) is never held.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
+import logging
 import os
 import stat
 import threading
@@ -34,31 +41,25 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver, ObservedWatch
+from watchdog.observers.inotify_c import (
+    CallbackId,
+    InotifyEvent,
+    InotifyFD,
+    Mask,
+    WatchDescriptor,
+    inotify_add_watch,
+    inotify_init,
+    inotify_rm_watch,
+)
+from watchdog.observers.inotify_c import InotifyConstants as IN
 
 from logsidecar import events
 from logsidecar.events import Event
 
-try:  # watchdog >= 6: the raw inotify reader
-    from watchdog.observers.inotify_c import (
-        CallbackId,
-        InotifyEvent,
-        InotifyFD,
-        Mask,
-        WatchDescriptor,
-        inotify_add_watch,
-        inotify_init,
-        inotify_rm_watch,
-    )
-    from watchdog.observers.inotify_c import InotifyConstants as IN
-
-    INOTIFY_FD_AVAILABLE = True
-except ImportError:  # pragma: no cover - older watchdog: ObserverInotifyWatcher
-    InotifyFD = None  # type: ignore[assignment,misc]
-    IN = None  # type: ignore[assignment,misc]
-    INOTIFY_FD_AVAILABLE = False
+# watchdog logs an overflow (a warning) through `logging`; with no handler configured, Python's
+# last-resort handler would print it as plain text into our JSON-lines stderr. The tailer says it as
+# an `inotify_overflow` event; an application that configures logging still gets watchdog's records.
+logging.getLogger("watchdog").addHandler(logging.NullHandler())
 
 HINT_READ_BYTES = 64 * 1024  # inotify events are 16 bytes + name: one read() drains thousands
 
@@ -213,6 +214,11 @@ class Watcher:
         changed, self.structure_changed = self.structure_changed, False
         return changed
 
+    def take_events_lost(self) -> int:
+        """How many times events were lost since the last call (0 for a watcher that cannot lose
+        any). Anything may have been created, renamed or deleted meanwhile: rescan everything."""
+        return 0
+
     def close(self) -> None:
         pass
 
@@ -249,17 +255,25 @@ class PollingWatcher(Watcher):
         return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
 
 
-class _Handler(FileSystemEventHandler):
-    def __init__(self, watcher: ObserverInotifyWatcher) -> None:
-        self.watcher = watcher
+class InotifyWatcher(Watcher):
+    """inotify on the followed directories, through watchdog's low-level `InotifyFD` (one reader
+    thread, raw events). Its callbacks (watchdog's `WatchCallback` protocol, below) run in watchdog's
+    dispatcher thread: they open new files at once (so a file renamed away moments later is still
+    held) and wake the tailer's loop, at most once per wake-up. Not watchdog's Observer: its
+    move-event grouper holds every event queued behind an unpaired IN_MOVED_FROM (a rename *out of*
+    the directory) for 0.5 s, and a file created right after such a rename could be rotated away
+    before we hear of it."""
 
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        self.watcher._on_observer_event(event)
-
-
-class _EventThreadWatcher(Watcher):
-    """What both inotify watchers share: a watcher thread that opens new files at once (so a file
-    renamed away moments later is still held) and wakes the tailer's loop, at most once per wake-up."""
+    mechanism = "inotify"
+    STRUCTURE = (
+        IN.IN_CREATE
+        | IN.IN_MOVED_TO
+        | IN.IN_MOVED_FROM
+        | IN.IN_DELETE
+        | IN.IN_ATTRIB
+        | IN.IN_DELETE_SELF
+        | IN.IN_MOVE_SELF
+    )
 
     def __init__(self, interval_s: float, wants_path: Callable[[str], bool]) -> None:
         super().__init__(interval_s)
@@ -267,9 +281,20 @@ class _EventThreadWatcher(Watcher):
         self._lock = threading.Lock()
         self._early: list[tuple[str, int, os.stat_result]] = []
         self._pending_wake = threading.Event()
+        self._events_lost = 0  # overflows not yet taken by the tailer
         self.events_seen = 0
         self.early_opened = 0
         self._started = False
+        self._inotify = InotifyFD()  # STRUCTURE events: read at once (early opening)
+        try:
+            self._modify_hints = ModifyHints()  # IN_MODIFY only: read on the loop, coalesced
+        except OSError:
+            self._inotify.close()
+            raise
+        self._callback_id = CallbackId(id(self))
+        self._watches: dict[Path, tuple[int, int, int, int]] = {}  # dir -> (wd, modify wd, dev, ino)
+        self._dir_by_wd: dict[int, Path] = {}
+        self.unwatchable: set[Path] = set()
 
     def take_early_opened(self) -> list[tuple[str, int, os.stat_result]]:
         with self._lock:
@@ -281,68 +306,10 @@ class _EventThreadWatcher(Watcher):
             changed, self.structure_changed = self.structure_changed, False
         return changed
 
-    def _close_early_opened(self) -> None:
-        """On close: files opened early that the tailer never took over are released."""
-        for _path, fd, _st in self.take_early_opened():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    def _wake_soon(self) -> None:
-        if not self._pending_wake.is_set() and self._loop is not None:
-            self._pending_wake.set()
-            try:
-                self._loop.call_soon_threadsafe(self._wake_from_thread)
-            except RuntimeError:
-                pass  # loop closed
-
-    def _wake_from_thread(self) -> None:
-        self._pending_wake.clear()
-        self._wake.set()
-
-    def _open_early(self, path: str) -> None:
-        fd_and_stat = open_if_wanted(path, self._wants_path)
-        if fd_and_stat is not None:
-            with self._lock:
-                self._early.append((path, *fd_and_stat))
-            self.early_opened += 1
-
-
-class InotifyWatcher(_EventThreadWatcher):
-    """inotify on the followed directories, through watchdog's low-level `InotifyFD` (one reader
-    thread, raw events). Not watchdog's Observer: its move-event grouper holds every event queued
-    behind an unpaired IN_MOVED_FROM (a rename *out of* the directory) for 0.5 s, and a file created
-    right after such a rename could be rotated away before we hear of it."""
-
-    mechanism = "inotify"
-    STRUCTURE = (
-        (
-            IN.IN_CREATE
-            | IN.IN_MOVED_TO
-            | IN.IN_MOVED_FROM
-            | IN.IN_DELETE
-            | IN.IN_ATTRIB
-            | IN.IN_DELETE_SELF
-            | IN.IN_MOVE_SELF
-        )
-        if IN is not None
-        else 0
-    )
-
-    def __init__(self, interval_s: float, wants_path: Callable[[str], bool]) -> None:
-        super().__init__(interval_s, wants_path)
-        assert InotifyFD is not None
-        self._inotify = InotifyFD()  # STRUCTURE events: read at once (early opening)
-        try:
-            self._modify_hints = ModifyHints()  # IN_MODIFY only: read on the loop, coalesced
-        except OSError:
-            self._inotify.close()
-            raise
-        self._callback_id = CallbackId(id(self))
-        self._watches: dict[Path, tuple[int, int, int, int]] = {}  # dir -> (wd, modify wd, dev, ino)
-        self._dir_by_wd: dict[int, Path] = {}
-        self.unwatchable: set[Path] = set()
+    def take_events_lost(self) -> int:
+        with self._lock:
+            lost, self._events_lost = self._events_lost, 0
+        return lost
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         super().start(loop)
@@ -434,6 +401,33 @@ class InotifyWatcher(_EventThreadWatcher):
         self._modify_hints.close()
         self._close_early_opened()
 
+    def _close_early_opened(self) -> None:
+        """On close: files opened early that the tailer never took over are released."""
+        for _path, fd, _st in self.take_early_opened():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _wake_soon(self) -> None:
+        if not self._pending_wake.is_set() and self._loop is not None:
+            self._pending_wake.set()
+            try:
+                self._loop.call_soon_threadsafe(self._wake_from_thread)
+            except RuntimeError:
+                pass  # loop closed
+
+    def _wake_from_thread(self) -> None:
+        self._pending_wake.clear()
+        self._wake.set()
+
+    def _open_early(self, path: str) -> None:
+        fd_and_stat = open_if_wanted(path, self._wants_path)
+        if fd_and_stat is not None:
+            with self._lock:
+                self._early.append((path, *fd_and_stat))
+            self.early_opened += 1
+
     # -- inotify threads (watchdog's WatchCallback protocol) --------------------------------------
     def on_event(self, event: InotifyEvent) -> None:
         self.events_seen += 1
@@ -453,8 +447,16 @@ class InotifyWatcher(_EventThreadWatcher):
         self._wake_soon()
 
     def on_queue_overflow(self) -> None:
+        """The kernel dropped events (IN_Q_OVERFLOW). Nothing to repair here: our watches are one
+        per directory, not recursive, and the kernel keeps them; the loss is handled in
+        `on_events_lost`, which watchdog calls once every callback has returned from this."""
+
+    def on_events_lost(self) -> None:
+        """Events between the last one delivered and now are gone, whichever: the tailer must
+        re-glob, stat every followed path and look for files created and rotated away meanwhile."""
         with self._lock:
-            self.structure_changed = True  # events were lost: rescan now
+            self._events_lost += 1
+            self.structure_changed = True  # never held: the rescan runs at once
         self._wake_soon()
 
 
@@ -475,68 +477,3 @@ def open_if_wanted(path: str, wants_path: Callable[[str], bool]) -> tuple[int, o
         os.close(fd)
         return None
     return fd, st
-
-
-class ObserverInotifyWatcher(_EventThreadWatcher):
-    """Fallback for watchdog versions without `InotifyFD`: the Observer API (moves out of a
-    directory delay later events by watchdog's 0.5 s move-grouping window)."""
-
-    mechanism = "inotify"
-
-    def __init__(self, interval_s: float, wants_path: Callable[[str], bool]) -> None:
-        super().__init__(interval_s, wants_path)
-        self._observer: BaseObserver = Observer()
-        self._observer.daemon = True
-        self._handler = _Handler(self)
-        self._watches: dict[Path, tuple[ObservedWatch, int, int]] = {}  # dir -> (watch, dev, ino)
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().start(loop)
-        self._observer.start()
-        self._started = True
-
-    def watch_directories(self, directories: set[Path]) -> None:
-        for directory in list(self._watches):
-            watch, dev, ino = self._watches[directory]
-            try:
-                st = os.stat(directory)
-                same = (st.st_dev, st.st_ino) == (dev, ino)
-            except OSError:
-                same = False
-            if directory not in directories or not same:
-                try:
-                    self._observer.unschedule(watch)
-                except (KeyError, OSError, ValueError):
-                    pass
-                del self._watches[directory]
-        for directory in directories:
-            if directory in self._watches:
-                continue
-            try:
-                st = os.stat(directory)
-                if not stat.S_ISDIR(st.st_mode):
-                    continue
-                watch = self._observer.schedule(self._handler, str(directory), recursive=False)
-            except OSError:
-                continue  # vanished or unreadable: the next discovery retries
-            self._watches[directory] = (watch, st.st_dev, st.st_ino)
-
-    def close(self) -> None:
-        if self._started:
-            self._observer.stop()
-            self._observer.join(timeout=5)
-        self._close_early_opened()
-
-    # -- observer thread -------------------------------------------------------------------------
-    def _on_observer_event(self, event: FileSystemEvent) -> None:
-        self.events_seen += 1
-        kind = event.event_type
-        if kind in ("created", "moved", "deleted"):
-            path = event.dest_path if kind == "moved" else event.src_path
-            if kind != "deleted" and not event.is_directory:
-                self._open_early(os.fsdecode(path))
-            with self._lock:
-                self.structure_changed = True
-        elif kind in ("closed", "closed_no_write", "opened"):
-            return  # no content change
-        self._wake_soon()

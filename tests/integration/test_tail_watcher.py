@@ -9,12 +9,8 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
-from logsidecar.tail.watcher import INOTIFY_FD_AVAILABLE, InotifyWatcher, ModifyHints
+from logsidecar.tail.watcher import InotifyWatcher, ModifyHints
 from tests.integration.tailer_harness import async_test
-
-pytestmark = pytest.mark.skipif(not INOTIFY_FD_AVAILABLE, reason="needs watchdog's InotifyFD")
 
 
 def append(path: Path, text: bytes) -> None:

@@ -249,28 +249,3 @@ async def test_rotated_files_held_stay_within_the_bound_without_abandoning_bytes
         assert_exact(collector, writer.expected())
         assert max(held) <= 2
         assert tailer.stats()["counters"]["bytes_abandoned"] == 0
-
-
-def test_observer_fallback_watcher_follows_rename_rotation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Older watchdog versions have no InotifyFD; the Observer-based fallback must follow too."""
-    import logsidecar.tail.tailer as tailer_module
-
-    monkeypatch.setattr(tailer_module, "INOTIFY_FD_AVAILABLE", False)
-
-    @async_test
-    async def scenario() -> None:
-        log = tmp_path / "access.log"
-        log.write_bytes(b"".join(numbered_line("A", i) for i in range(50)))
-        async with running(options_for(WatchMode.INOTIFY, str(log))) as (tailer, collector, _l):
-            await wait_for(lambda: len(collector.lines) == 50)
-            assert type(tailer.watcher).__name__ == "ObserverInotifyWatcher"
-            with open(log, "ab") as f:
-                f.write(b"".join(numbered_line("B", i) for i in range(50)))
-            os.rename(log, tmp_path / "access.log.1")
-            log.write_bytes(b"".join(numbered_line("C", i) for i in range(50)))
-            await wait_for(lambda: len(collector.lines) >= 150)
-            await asyncio.sleep(0.3)
-        expected = [numbered_line(p, i).rstrip(b"\n") for p in "ABC" for i in range(50)]
-        assert sorted(collector.lines) == sorted(expected)
-
-    scenario()

@@ -32,6 +32,8 @@ def test_events_are_counted_once_each() -> None:
         events.emit(Event.CHECKPOINT_WRITTEN, entries=2, forgotten=0)
         events.emit(Event.CHECKPOINT_WRITTEN, entries=1, forgotten=0)
         events.emit(Event.SINK_RETRY, sink="otlp", reason="unavailable", attempt=1)
+        events.emit(Event.INOTIFY_OVERFLOW, overflows=1, files_added=0, rotations=0)
+        events.emit(Event.INOTIFY_OVERFLOW, overflows=2, files_added=3, rotations=1)
         events.emit(Event.FILE_ADDED, path="/l/error.log")  # not counted: files are live gauges
     finally:
         unsubscribe()
@@ -43,6 +45,7 @@ def test_events_are_counted_once_each() -> None:
     assert value(metrics, "logsidecar_nul_runs_skipped_total") == 3
     assert value(metrics, "logsidecar_checkpoint_writes_total") == 2
     assert value(metrics, "logsidecar_delivery_retries_total", sink="otlp") == 1
+    assert value(metrics, "logsidecar_inotify_overflows_total") == 3  # one rescan saw two overflows
 
 
 def test_rejections_count_records_from_events_that_carry_the_count() -> None:
@@ -168,6 +171,7 @@ def test_exposition_lists_every_documented_metric_family() -> None:
         "logsidecar_bytes_behind",
         "logsidecar_oldest_undelivered_age_seconds",
         "logsidecar_checkpoint_writes_total",
+        "logsidecar_inotify_overflows_total",
         "logsidecar_export_latency_seconds",
         "logsidecar_queue_depth",
         "logsidecar_build_info",
