@@ -170,6 +170,12 @@ class Metrics:
             "Bytes written and overwritten before they could be read (copytruncate with no copy found).",
             registry=r,
         )
+        self.io_stalls = Counter(
+            "logsidecar_io_stalls_total",
+            "Filesystem calls on a network mount that did not return within the stall threshold.",
+            ["operation"],
+            registry=r,
+        )
         self.checkpoint_writes = Counter(
             "logsidecar_checkpoint_writes_total", "Checkpoints written to the state directory.", registry=r
         )
@@ -203,6 +209,8 @@ class Metrics:
             self.nul_runs_skipped.inc(_count(fields, "runs", default=1))
         elif event is Event.CHECKPOINT_WRITTEN:
             self.checkpoint_writes.inc()
+        elif event is Event.FILE_STALLED:
+            self.io_stalls.labels(operation=str(fields.get("operation", "stat"))).inc()
         elif event is Event.SINK_RETRY:
             self.delivery_retries.labels(sink=str(fields.get("sink", "sink"))).inc()
         elif event in (Event.SINK_REJECTED, Event.SINK_PARTIAL_SUCCESS) and "rejected" in fields:
