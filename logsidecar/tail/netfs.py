@@ -204,7 +204,9 @@ class StallGuard:
             self._stalled_mounts[mount] = left
         else:
             self._stalled_mounts.pop(mount, None)
-        if not future.cancelled() and future.exception() is None and discard is not None:
+        if future.cancelled():
+            return  # the loop is shutting down: the call itself may still be stuck in the kernel
+        if future.exception() is None and discard is not None:
             try:
                 discard(future.result())
             except OSError:
@@ -284,7 +286,10 @@ class FsAccess:
         mount = self.guarded_mount(path)
         if mount is None or self.guard is None:
             return os.open(path, flags)
-        return await self.guard.call(path, mount, "open", _open, path, flags, discard=_close_quietly)
+        executor = self.guard.executor  # a late descriptor is closed off the loop too (see close_file)
+        return await self.guard.call(
+            path, mount, "open", _open, path, flags, discard=lambda fd: executor.submit(_close_quietly, fd)
+        )
 
     async def pread(self, fd: int, size: int, offset: int, path: str) -> bytes:
         mount = self.guarded_mount(path)
@@ -312,6 +317,14 @@ class FsAccess:
             if target is not None:
                 found.add(Path(os.path.dirname(target)))
         return found
+
+    def close_file(self, fd: int, path: str) -> None:
+        """Close a descriptor without waiting: on a network mount close() may wait for the server
+        (NFS close-to-open, FUSE flush), so it is left to a worker thread."""
+        if self.guarded_mount(path) is None or self.guard is None:
+            _close_quietly(fd)
+        else:
+            self.guard.executor.submit(_close_quietly, fd)
 
     async def is_dir(self, path: str) -> bool:
         try:

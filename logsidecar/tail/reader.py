@@ -292,8 +292,11 @@ class FileReader:
 
     def close(self) -> None:
         if self.fd >= 0:
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
+            if self.fs is not None:
+                self.fs.close_file(self.fd, self.path)  # never waits for a network mount's server
+            else:
+                try:
+                    os.close(self.fd)
+                except OSError:
+                    pass
             self.fd = -1

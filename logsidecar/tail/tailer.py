@@ -404,7 +404,7 @@ class Tailer:
             try:
                 st = await self.fs.fstat(fd, path)
             except Stalled:
-                os.close(fd)
+                self.fs.close_file(fd, path)
                 continue
             except OSError as error:
                 os.close(fd)
@@ -432,7 +432,7 @@ class Tailer:
                 fingerprint = await self.fs.read_head(fd, self.options.fingerprint_bytes, path)
                 reader = self._make_reader(fd, path, st, "", fingerprint, 0)
             except Stalled:
-                os.close(fd)
+                self.fs.close_file(fd, path)
                 continue
             if self._is_copy_of_followed(reader):
                 reader.close()

@@ -5,10 +5,10 @@ so logsidecar polls it) holding one file, NAME, that grows, and obeys commands o
 line, answering each with `ok <command> <calls blocked so far>` on stdout:
 
 - `append TEXT`: append TEXT and a newline to the file.
-- `stall`: from now on every call on the mount (getattr of any path, readdir, open, read) blocks
-  in the server until `release`; the kernel passes each one to the server (no attribute or data
-  cache: attr_timeout=0, entry_timeout=0, direct_io), so stats and reads in the client hang exactly
-  as on a hard NFS mount whose server is gone.
+- `stall`: from now on every call on the mount (getattr of any path, readdir, open, read, the
+  flush of a close) blocks in the server until `release`; the kernel passes each one to the server
+  (no attribute or data cache: attr_timeout=0, entry_timeout=0, direct_io), so stats and reads in
+  the client hang exactly as on a hard NFS mount whose server is gone.
 - `release`: answer the blocked calls and every later one.
 - `count`: just answer (how many calls were blocked so far).
 
@@ -66,6 +66,10 @@ class StallFS(fuse.Operations):
         self._wait_until_answering()
         if path != self.file:
             raise fuse.FuseOSError(errno.ENOENT)
+        return 0
+
+    def flush(self, path: str, fh: int) -> int:
+        self._wait_until_answering()  # close(2) waits for it, as NFS's close-to-open does
         return 0
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -175,10 +176,12 @@ def test_a_stalled_mount_holds_up_neither_other_files_nor_healthz_and_loses_noth
         code, _ = tail.terminate()
 
     assert code == 0
-    # The stall was real: the sidecar's calls reached the stalled server and nothing of what was
-    # written during it could be read...
-    assert blocked_calls >= 1
+    # The stall was real: nothing written to the mount during it could be read...
     assert remote_during_stall == 100
+    # ...and it held one of the sidecar's threads, not one per call: every call the server holds is
+    # a thread stuck in the kernel, and after the first one the mount's calls are refused at once,
+    # however many cycles passed (the tailer makes its calls one at a time).
+    assert blocked_calls == 1
     # ...and was said, naming the path, with the metric.
     assert any(str(e.get("path", "")).startswith(str(mount.mountpoint)) for e in stalled_events), (
         stalled_events
@@ -190,3 +193,58 @@ def test_a_stalled_mount_holds_up_neither_other_files_nor_healthz_and_loses_noth
     counts = Counter(tail.bodies())
     assert sorted(counts) == sorted(remote_lines + local_lines)
     assert set(counts.values()) == {1}
+
+
+def main_thread_exited(pid: int) -> bool:
+    """The process's main thread has exited (a zombie thread), or the whole process has."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_a_stop_while_the_mount_is_stalled_finishes_and_the_next_run_resumes(
+    tmp_path: Path, mount: StallMount
+) -> None:
+    """A call stuck on the dead server keeps its worker thread; a stop must still finish: checkpoints
+    written, `stopped` said, the main thread gone (the workers are daemon threads and a close is not
+    waited for). The process itself ends when the kernel lets its stuck threads go: on a hard NFS
+    mount at the fatal signal of the exit, on FUSE (this test) only when the server answers a call it
+    has received. The next run resumes from the acknowledged offset: the lines written during the
+    stall arrive then, once."""
+    remote_lines = [f"remote {n:04d}" for n in range(100)]
+    for line in remote_lines[:50]:
+        mount.command(f"append {line}")
+
+    def run_tail() -> TailProcess:
+        return TailProcess(
+            ["--format", "raw", str(mount.path)],
+            state_dir=tmp_path / "state",
+            stderr_path=tmp_path / "tail.stderr",
+        ).start()
+
+    first = run_tail()
+    assert first.process is not None
+    try:
+        wait_for(lambda: first.count() >= 50, 30, message="the first 50 lines")
+        mount.command("stall")
+        for line in remote_lines[50:]:
+            mount.command(f"append {line}")
+        wait_for(lambda: first.events("file_stalled"), 30, message="the stall said")
+        first.process.send_signal(signal.SIGTERM)
+        wait_for(lambda: main_thread_exited(first.process.pid), 30, message="the main thread gone")
+        held = mount.command("count")
+    finally:
+        mount.command("release")
+        code, _ = first.terminate()
+    second = run_tail()
+    try:
+        wait_for(lambda: second.count() >= 50, 30, message="the lines written during the stall")
+    finally:
+        second_code, _ = second.terminate()
+    assert held >= 1  # the main thread finished while the server still held a call
+    assert first.events("stopped")
+    assert (code, second_code) == (0, 0), first.stderr_text()
+    assert first.bodies() == remote_lines[:50]
+    assert second.bodies() == remote_lines[50:]
