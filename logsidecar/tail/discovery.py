@@ -1,7 +1,9 @@
 """Which paths to follow: include globs (with `**`), excludes, and the directories to watch.
 
 `PathMatcher.scan()` lists the regular-file candidates now matching; `wants(path)` answers for one
-path (the inotify watcher uses it to pre-open files the moment they are created). Hidden files match
+path (the inotify watcher uses it to pre-open files the moment they are created). The tailer uses
+`scan_through` and `directories_to_watch_through`, which list directories through `netfs.FsAccess`:
+on a network mount in a worker thread with a stall deadline, so a dead server never stops the loop. Hidden files match
 only patterns that name them (glob semantics). Symlinks are followed: the identity of a matched
 symlink is its target's (the tailer stats through the link).
 

@@ -56,6 +56,11 @@ Polling bound: with stat polling (network filesystems) a file must stay at a fol
 least poll_interval_s to be seen; one renamed away sooner (and not matched by the glob under its new
 name) is not known to us. inotify has no such bound: files are opened from the IN_CREATE event.
 
+Network mounts: in polling mode the filesystem calls of the cycle (directory probes, globs, stats,
+opens, fingerprints, reads, closes) on a polled filesystem go through `netfs.FsAccess`, so a server
+that stops answering stalls its own files only (said in `file_stalled`), never the loop. Startup's
+rotated-while-down scans and copytruncate recovery still call the filesystem directly.
+
 Invariants: offsets under one file_key only grow; `acknowledge` is the only path to the checkpoint
 store; every state change is an event from logsidecar.events; the core never logs.
 """
