@@ -41,7 +41,9 @@ def fuse_unavailable() -> str | None:
         [sys.executable, "-c", "import mfusepy"], capture_output=True, text=True, cwd=REPO, check=False
     )
     if probe.returncode != 0:
-        return f"the FUSE binding mfusepy cannot be imported: {probe.stderr.strip().splitlines()[-1:]}"
+        return (
+            "the FUSE binding mfusepy cannot be imported: " + (probe.stderr.strip().splitlines() or [""])[-1]
+        )
     return None
 
 
