@@ -639,9 +639,8 @@ class Tailer:
                 reader.size = size  # a rotated file shrank: nothing more to read from it
                 return False
             if len(reader.fingerprint) < self.options.fingerprint_bytes:
-                await self._content_replaced(
-                    reader
-                )  # only grows the fingerprint (it is what a restart matches)
+                # only grows the fingerprint (it is what a restart matches)
+                await self._content_replaced(reader)
         reader.size = size
         read = 0
         while read < budget and reader.scan_offset < reader.size and not self._stopping.is_set():
