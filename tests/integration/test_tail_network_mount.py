@@ -19,6 +19,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -121,14 +122,14 @@ def append(path: Path, lines: list[str]) -> None:
 
 
 @pytest.fixture
-def mount(tmp_path: Path) -> StallMount:
+def mount(tmp_path: Path) -> Iterator[StallMount]:
     reason = fuse_unavailable()
     if reason is not None:
         pytest.skip(reason)
     mountpoint = tmp_path / "nfs"
     mountpoint.mkdir()
     with StallMount(mountpoint, "access.log") as mounted:
-        yield mounted  # type: ignore[misc]
+        yield mounted
 
 
 def test_a_stalled_mount_holds_up_neither_other_files_nor_healthz_and_loses_nothing(
