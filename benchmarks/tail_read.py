@@ -1,5 +1,6 @@
-"""Raw read paths for the tailer, in MiB/s: os.pread inline, os.pread in a worker thread (what
-FileReader uses for large reads), and aiofiles (the product's async file library).
+"""Raw read paths for the tailer, in MiB/s: os.pread inline (FileReader on local filesystems),
+os.pread in a worker thread, aiofiles (the product's async file library), and the stall-guarded
+aiofiles pread that FileReader uses on network mounts (netfs.StallGuard: a deadline per call).
 
     python benchmarks/tail_read.py [--size-mib 256] [--chunk-kib 256]
 """
@@ -13,6 +14,9 @@ import tempfile
 import time
 
 import aiofiles
+import aiofiles.os
+
+from logsidecar.tail.netfs import StallGuard
 
 
 async def pread_inline(path: str, chunk: int) -> int:
@@ -42,6 +46,18 @@ async def with_aiofiles(path: str, chunk: int) -> int:
     return total
 
 
+async def pread_guarded(path: str, chunk: int) -> int:
+    guard = StallGuard()
+    pread = aiofiles.os.wrap(os.pread)
+    fd = os.open(path, os.O_RDONLY)
+    offset = 0
+    while data := await guard.call(path, "/", "read", pread, fd, chunk, offset):
+        offset += len(data)
+    os.close(fd)
+    guard.close()
+    return offset
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mib", type=int, default=256)
@@ -61,6 +77,7 @@ async def main() -> None:
                 ("pread_inline", pread_inline),
                 ("pread_thread", pread_thread),
                 ("aiofiles", with_aiofiles),
+                ("pread_guarded", pread_guarded),
             ):
                 await function(path, chunk_kib * 1024)  # warm the page cache
                 start = time.perf_counter()

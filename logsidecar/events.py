@@ -30,7 +30,8 @@ class Event(StrEnum):
     FILE_REMOVED = "file_removed"  # no longer followed
     FILE_SKIPPED = "file_skipped"  # excluded, or older than --ignore-older
     FILE_ERROR = "file_error"  # permission denied, not a regular file, vanished mount ...
-    FILE_RECOVERED = "file_recovered"  # a file that was in error is readable again
+    FILE_RECOVERED = "file_recovered"  # a file that was in error (or stalled) is readable again
+    FILE_STALLED = "file_stalled"  # a stat/open/read on a network mount did not return in time
     COPYTRUNCATE_RECOVERED = "copytruncate_recovered"
     LINE_TRUNCATED = "line_truncated"
     NUL_RUN_SKIPPED = "nul_run_skipped"
@@ -57,6 +58,7 @@ class Event(StrEnum):
 EVENT_LEVELS: dict[Event, Level] = {
     Event.FILE_ERROR: Level.WARNING,
     Event.INOTIFY_OVERFLOW: Level.WARNING,
+    Event.FILE_STALLED: Level.WARNING,
     Event.LINE_TRUNCATED: Level.WARNING,
     Event.NUL_RUN_SKIPPED: Level.WARNING,
     Event.CHECKPOINT_ERROR: Level.ERROR,

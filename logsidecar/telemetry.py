@@ -176,6 +176,12 @@ class Metrics:
             "Kernel inotify queue overflows (events lost; every followed path was rescanned).",
             registry=r,
         )
+        self.io_stalls = Counter(
+            "logsidecar_io_stalls_total",
+            "Filesystem calls on a network mount that did not return within the stall threshold.",
+            ["operation"],
+            registry=r,
+        )
         self.checkpoint_writes = Counter(
             "logsidecar_checkpoint_writes_total", "Checkpoints written to the state directory.", registry=r
         )
@@ -211,6 +217,8 @@ class Metrics:
             self.inotify_overflows.inc(_count(fields, "overflows", default=1))
         elif event is Event.CHECKPOINT_WRITTEN:
             self.checkpoint_writes.inc()
+        elif event is Event.FILE_STALLED:
+            self.io_stalls.labels(operation=str(fields.get("operation", "stat"))).inc()
         elif event is Event.SINK_RETRY:
             self.delivery_retries.labels(sink=str(fields.get("sink", "sink"))).inc()
         elif event in (Event.SINK_REJECTED, Event.SINK_PARTIAL_SUCCESS) and "rejected" in fields:

@@ -1,7 +1,9 @@
 """Which paths to follow: include globs (with `**`), excludes, and the directories to watch.
 
 `PathMatcher.scan()` lists the regular-file candidates now matching; `wants(path)` answers for one
-path (the inotify watcher uses it to pre-open files the moment they are created). Hidden files match
+path (the inotify watcher uses it to pre-open files the moment they are created). The tailer uses
+`scan_through` and `directories_to_watch_through`, which list directories through `netfs.FsAccess`:
+on a network mount in a worker thread with a stall deadline, so a dead server never stops the loop. Hidden files match
 only patterns that name them (glob semantics). Symlinks are followed: the identity of a matched
 symlink is its target's (the tailer stats through the link).
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from logsidecar import events
 from logsidecar.events import Event
+from logsidecar.tail.netfs import FsAccess, Stalled
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -107,28 +110,68 @@ class PathMatcher:
                 matches = glob.glob(pattern, recursive=True)
             else:
                 matches = [pattern] if os.path.lexists(pattern) else []
-            matches = [m for m in matches if not self.excluded(m)]
-            if not matches and pattern not in self._waiting_said:
-                # Said once per pattern: a path briefly missing during a rotation is not news, and a
-                # followed file that goes away is reported as rotated/drained by the tailer.
-                self._waiting_said.add(pattern)
-                events.emit(Event.FILE_WAITING, pattern=pattern)
-            found.update(matches)
+            found.update(self._kept(pattern, matches))
         return sorted(found)
+
+    async def scan_through(self, fs: FsAccess) -> tuple[list[str], list[Stalled]]:
+        """`scan()` with each pattern's directory listing made through `fs` (on a network mount:
+        aiofiles in a worker thread, with a stall deadline). A pattern whose mount is stalled matches
+        nothing this time; its `Stalled` is returned so the caller knows the answer is missing, not no."""
+        found: set[str] = set()
+        stalled: list[Stalled] = []
+        for pattern in self.include:
+            try:
+                if _GLOB_CHARS.search(pattern):
+                    matches = await fs.glob(pattern, str(static_base(pattern)))
+                else:
+                    exists = await fs.call(pattern, "stat", os.path.lexists, pattern)
+                    matches = [pattern] if exists else []
+            except Stalled as error:
+                stalled.append(error)
+                continue
+            found.update(self._kept(pattern, matches))
+        return sorted(found), stalled
+
+    def _kept(self, pattern: str, matches: list[str]) -> list[str]:
+        matches = [m for m in matches if not self.excluded(m)]
+        if not matches and pattern not in self._waiting_said:
+            # Said once per pattern: a path briefly missing during a rotation is not news, and a
+            # followed file that goes away is reported as rotated/drained by the tailer.
+            self._waiting_said.add(pattern)
+            events.emit(Event.FILE_WAITING, pattern=pattern)
+        return matches
 
     def directories_to_watch(self, matched: list[str]) -> set[Path]:
         """The directories whose events matter: each pattern's static base (when it exists), every
         directory under it for `**` patterns, and the directory of each matched file."""
         dirs: set[Path] = {Path(os.path.dirname(p)) for p in matched}
         for pattern in self.include:
-            base = static_base(pattern)
-            if not base.is_dir():
-                continue
-            dirs.add(base)
-            directory_part = os.path.dirname(pattern)
-            if "**" in pattern:
-                for root, subdirs, _files in os.walk(base):
-                    dirs.update(Path(root, d) for d in subdirs)
-            elif _GLOB_CHARS.search(directory_part):
-                dirs.update(Path(d) for d in glob.glob(directory_part) if os.path.isdir(d))
+            dirs.update(pattern_directories(pattern))
         return dirs
+
+    async def directories_to_watch_through(self, matched: list[str], fs: FsAccess) -> set[Path]:
+        """`directories_to_watch()` with the listing made through `fs`; a stalled pattern adds only the
+        directories of its matched files."""
+        dirs: set[Path] = {Path(os.path.dirname(p)) for p in matched}
+        for pattern in self.include:
+            try:
+                dirs.update(await fs.call(str(static_base(pattern)), "scandir", pattern_directories, pattern))
+            except Stalled:
+                continue
+        return dirs
+
+
+def pattern_directories(pattern: str) -> set[Path]:
+    """The static base of `pattern` (when it is a directory), every directory under it for a `**`
+    pattern, and the directories its directory part matches for a glob there. Blocking calls."""
+    base = static_base(pattern)
+    if not base.is_dir():
+        return set()
+    dirs = {base}
+    directory_part = os.path.dirname(pattern)
+    if "**" in pattern:
+        for root, subdirs, _files in os.walk(base):
+            dirs.update(Path(root, d) for d in subdirs)
+    elif _GLOB_CHARS.search(directory_part):
+        dirs.update(Path(d) for d in glob.glob(directory_part) if os.path.isdir(d))
+    return dirs

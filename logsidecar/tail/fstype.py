@@ -12,6 +12,7 @@ the resolved path); when that is unavailable we assume polling is needed (the sa
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -50,15 +51,19 @@ def _unescape(field: str) -> str:
     return field.encode().decode("unicode_escape").encode("latin-1").decode(errors="replace")
 
 
-def filesystem_type(path: Path, mountinfo: str | None = None) -> str | None:
-    """The filesystem type of the mount holding `path` (resolved), or None if unknown."""
+@dataclass(frozen=True, slots=True)
+class Mount:
+    point: str
+    fs_type: str | None
+
+
+def mount_table(mountinfo: str | None = None) -> list[Mount] | None:
+    """The mounts of /proc/self/mountinfo (or of `mountinfo`), or None when it cannot be read."""
     try:
         text = mountinfo if mountinfo is not None else MOUNTINFO.read_text()
     except OSError:
         return None
-    target = os.path.realpath(path)
-    best_point = ""
-    best_type: str | None = None
+    mounts = []
     for line in text.splitlines():
         left, sep, right = line.partition(" - ")
         if not sep:
@@ -66,12 +71,29 @@ def filesystem_type(path: Path, mountinfo: str | None = None) -> str | None:
         fields = left.split()
         if len(fields) < 5:
             continue
-        mount_point = _unescape(fields[4])
-        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-        if inside and len(mount_point) >= len(best_point):
-            best_point = mount_point
-            best_type = right.split()[0] if right.split() else None
-    return best_type
+        mounts.append(Mount(_unescape(fields[4]), right.split()[0] if right.split() else None))
+    return mounts
+
+
+def mount_of(path: str, mounts: list[Mount]) -> Mount | None:
+    """The mount whose mount point is the longest prefix of the absolute `path`, read lexically:
+    resolving the path (symlinks) would ask the filesystem, which may be the one that hangs."""
+    best: Mount | None = None
+    for mount in mounts:
+        point = mount.point
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= len(best.point)):
+            best = mount
+    return best
+
+
+def filesystem_type(path: Path, mountinfo: str | None = None) -> str | None:
+    """The filesystem type of the mount holding `path` (resolved), or None if unknown."""
+    mounts = mount_table(mountinfo)
+    if mounts is None:
+        return None
+    mount = mount_of(os.path.realpath(path), mounts)
+    return mount.fs_type if mount is not None else None
 
 
 def needs_polling(fs_type: str | None) -> bool:

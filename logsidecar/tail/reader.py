@@ -19,24 +19,24 @@ Invariants:
   read of 256 KiB costs ~75 us, while a hop to a worker thread costs far more than the read itself
   (benchmarks/tail_read.py on the 2-core CI box: inline 3361 MiB/s, pread in a thread 641 MiB/s,
   aiofiles 481 MiB/s at 256 KiB chunks; 2532 / 33 / 39 MiB/s at 16 KiB). On network filesystems
-  (polling mode), where one read can block for long, reads go to a worker thread. aiofiles is not
-  used here: it has no pread and was the slowest path measured.
+  (polling mode), where one stat or read can block for minutes on a dead server, every call of the
+  reader (fstat, fingerprint and chunk reads, however small) goes through `netfs.FsAccess`: aiofiles
+  on worker threads with a stall deadline, so a hung mount never blocks the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from dataclasses import dataclass, field
 from itertools import accumulate
 
+from logsidecar.tail.netfs import FsAccess
 from logsidecar.tail.options import ReadBatch
 
 NUL = b"\x00"
 NEWLINE = b"\n"
 NUL_RUN = re.compile(rb"\x00+")
-INLINE_READ_MAX_BYTES = 16 * 1024  # even on network filesystems, reads this small are not worth a thread hop
 
 
 @dataclass(slots=True)
@@ -204,7 +204,7 @@ class FileReader:
         offset: int,
         max_line_bytes: int,
         fingerprint_bytes: int,
-        inline_reads: bool = True,
+        fs: FsAccess | None = None,
     ) -> None:
         self.fd = fd
         self.path = path
@@ -216,7 +216,7 @@ class FileReader:
         self.scan_offset = offset
         self.framer = LineFramer(max_line_bytes, offset)
         self.size = 0
-        self.inline_reads = inline_reads
+        self.fs = fs  # None: direct calls (local filesystem); else guarded calls (network mount)
         self.counters = ReaderCounters()
         self.partial_since: float | None = None  # monotonic time the pending partial line was last extended
 
@@ -233,13 +233,24 @@ class FileReader:
         self.size = os.fstat(self.fd).st_size
         return self.size
 
-    def fingerprint_changed(self) -> bool:
+    async def fstat(self) -> os.stat_result:
+        """fstat the open descriptor (through the stall guard on a network mount: may raise Stalled)."""
+        if self.fs is None:
+            return os.fstat(self.fd)
+        return await self.fs.fstat(self.fd, self.path)
+
+    async def _pread(self, size: int, offset: int) -> bytes:
+        if self.fs is None:
+            return os.pread(self.fd, size, offset)
+        return await self.fs.pread(self.fd, size, offset, self.path)
+
+    async def fingerprint_changed(self) -> bool:
         """True when the file's first bytes no longer extend our fingerprint (content replaced).
         Grows the fingerprint while the file is shorter than fingerprint_bytes."""
         if len(self.fingerprint) >= self.fingerprint_bytes:
-            head = os.pread(self.fd, len(self.fingerprint), 0)
+            head = await self._pread(len(self.fingerprint), 0)
             return head != self.fingerprint
-        head = os.pread(self.fd, self.fingerprint_bytes, 0)
+        head = await self._pread(self.fingerprint_bytes, 0)
         if not head.startswith(self.fingerprint):
             return True
         self.fingerprint = head
@@ -248,12 +259,10 @@ class FileReader:
     async def read_once(self, max_bytes: int, out: Framed) -> int:
         """Read up to `max_bytes` at scan_offset, framing lines into `out`. Returns bytes read (0: EOF)."""
         want = min(max_bytes, max(self.size - self.scan_offset, 0)) or max_bytes
-        if self.inline_reads or want <= INLINE_READ_MAX_BYTES:
+        if self.fs is None:
             chunk = os.pread(self.fd, want, self.scan_offset)
         else:
-            chunk = await asyncio.get_running_loop().run_in_executor(
-                None, os.pread, self.fd, want, self.scan_offset
-            )
+            chunk = await self.fs.pread(self.fd, want, self.scan_offset, self.path)
         if not chunk:
             return 0
         before_lines = len(out.lines)
@@ -283,8 +292,11 @@ class FileReader:
 
     def close(self) -> None:
         if self.fd >= 0:
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
+            if self.fs is not None:
+                self.fs.close_file(self.fd, self.path)  # never waits for a network mount's server
+            else:
+                try:
+                    os.close(self.fd)
+                except OSError:
+                    pass
             self.fd = -1

@@ -56,6 +56,11 @@ Polling bound: with stat polling (network filesystems) a file must stay at a fol
 least poll_interval_s to be seen; one renamed away sooner (and not matched by the glob under its new
 name) is not known to us. inotify has no such bound: files are opened from the IN_CREATE event.
 
+Network mounts: in polling mode the filesystem calls of the cycle (directory probes, globs, stats,
+opens, fingerprints, reads, closes) on a polled filesystem go through `netfs.FsAccess`, so a server
+that stops answering stalls its own files only (said in `file_stalled`), never the loop. Startup's
+rotated-while-down scans and copytruncate recovery still call the filesystem directly.
+
 Invariants: offsets under one file_key only grow; `acknowledge` is the only path to the checkpoint
 store; every state change is an event from logsidecar.events; the core never logs.
 """
@@ -78,6 +83,7 @@ from logsidecar.tail.checkpoints import Checkpoint, CheckpointStore
 from logsidecar.tail.discovery import PathMatcher, static_base
 from logsidecar.tail.fstype import filesystem_type, needs_polling
 from logsidecar.tail.identity import fingerprints_match, new_file_key, read_fingerprint
+from logsidecar.tail.netfs import DirectoryProbe, FsAccess, Stalled, StallGuard
 from logsidecar.tail.options import ReadBatch, StartAt, TailOptions, WatchMode
 from logsidecar.tail.reader import FileReader, Framed
 from logsidecar.tail.watcher import InotifyWatcher, PollingWatcher, Watcher
@@ -171,7 +177,8 @@ class Tailer:
         self._last_checkpoint = 0.0
         self._last_gc = 0.0
         self._checkpoint_lock = asyncio.Lock()
-        self._inline_reads = True
+        self.fs = FsAccess()  # direct calls; polling mode adds a stall guard for network mounts (netfs)
+        self._network_directories = DirectoryProbe()
         self._closed = False
         self._following_since = time.time()  # files written before are history, not ours
 
@@ -194,23 +201,25 @@ class Tailer:
                 structure_changed = self.watcher.take_structure_changed()
                 events_lost = self.watcher.take_events_lost()
                 if events_lost:
-                    self.rescan_after_lost_events(events_lost)
+                    await self.rescan_after_lost_events(events_lost)
                 elif (
                     structure_changed
                     or not self._started_up
                     or (cycle_started - self._last_discovery >= self.options.discover_interval_s)
                 ):
-                    self.match_paths_and_track()
+                    await self.match_paths_and_track()
                 elif isinstance(self.watcher, PollingWatcher) and (
-                    self.watcher.probe() or self._active_paths_moved()
+                    self.watcher.probe()
+                    or await self._network_directories.changed(self.fs)
+                    or await self._active_paths_moved()
                 ):
-                    self.match_paths_and_track()
+                    await self.match_paths_and_track()
                 if self._identities_to_persist:
                     self._identities_to_persist = False
                     await self.write_checkpoints(force=True)
                 more = await self.read_changed_files(emit)
                 await self.flush_partial_lines(emit)
-                self.retire_drained_readers()
+                await self.retire_drained_readers()
                 await self.write_checkpoints()
                 if more:
                     await asyncio.sleep(0)  # let the consumer run; there is more to read at once
@@ -305,13 +314,13 @@ class Tailer:
     # ------------------------------------------------------------------------------------------
     # 2-4. match paths; open and fingerprint; match against tracked files
     # ------------------------------------------------------------------------------------------
-    def match_paths_and_track(self) -> None:
+    async def match_paths_and_track(self) -> None:
         assert self.watcher is not None
         self._last_discovery = time.monotonic()
-        present = self.match_paths()
-        fresh = self.open_and_fingerprint(present)
+        present = await self.match_paths()
+        fresh = await self.open_and_fingerprint(present)
         self.match_against_tracked(present, fresh)
-        self.hold_rotated_bound(may_abandon=False)  # at once, but never at the cost of bytes
+        await self.hold_rotated_bound(may_abandon=False)  # at once, but never at the cost of bytes
         if not self._started_up:
             self._started_up = True
             self._listdir_cache = {}  # startup looks at the same directories once per checkpoint
@@ -320,9 +329,12 @@ class Tailer:
                 self.read_files_created_after_last_checkpoint()
             finally:
                 self._listdir_cache = None
-        dirs = self.matcher.directories_to_watch(sorted(present.values()))
+        dirs = await self.matcher.directories_to_watch_through(sorted(present.values()), self.fs)
         dirs.update(Path(os.path.dirname(t.reader.path)) for t in self._files.values())
-        dirs.update(Path(os.path.dirname(os.path.realpath(p))) for p in present.values() if os.path.islink(p))
+        dirs.update(await self.fs.link_target_directories(present.values()))
+        if self.fs.guard is not None:
+            self._network_directories.watch({str(d) for d in dirs})  # probed through the stall guard
+            dirs = set()
         self.watcher.watch_directories(dirs)
         if isinstance(self.watcher, InotifyWatcher):
             # directories inotify cannot watch are covered by stat polling at the poll interval
@@ -333,7 +345,7 @@ class Tailer:
             )
             self.watcher.interval_s = poll
 
-    def rescan_after_lost_events(self, overflows: int) -> None:
+    async def rescan_after_lost_events(self, overflows: int) -> None:
         """The kernel's inotify queue overflowed: creations, renames and deletions were lost, and
         early opening (which holds a short-lived file before it is rotated away) missed them. Rescan
         everything: re-glob and stat every followed path (a followed file replaced at its path is
@@ -344,7 +356,7 @@ class Tailer:
         compressed files are skipped, as at startup."""
         assert self.watcher is not None
         added, rotations = self.counters.files_added, self.counters.rotations
-        self.match_paths_and_track()
+        await self.match_paths_and_track()
         since = max(self._following_since, time.time() - self.options.forget_after_s)
         self._listdir_cache = {}
         try:
@@ -361,15 +373,20 @@ class Tailer:
             "fs.inotify.max_queued_events",
         )
 
-    def match_paths(self) -> dict[tuple[int, int], str]:
+    async def match_paths(self) -> dict[tuple[int, int], str]:
         """Step 2: glob, then stat each candidate. Returns {(dev, ino): path} of regular files."""
-        self._check_base_directories()
+        await self._check_base_directories()
         present: dict[tuple[int, int], str] = {}
-        for path in self.matcher.scan():
+        paths, stalled = await self.matcher.scan_through(self.fs)
+        stalled_mounts = {error.mount for error in stalled}
+        for path in paths:
             try:
-                st = os.stat(path)
+                st = await self.fs.stat(path)
             except FileNotFoundError:
                 continue  # vanished since the glob (or a dangling symlink): nothing to follow yet
+            except Stalled as error:
+                stalled_mounts.add(error.mount)
+                continue
             except OSError as error:
                 self._path_error(path, error)
                 continue
@@ -377,9 +394,15 @@ class Tailer:
                 self._path_error(path, "not a regular file")
                 continue
             present.setdefault((st.st_dev, st.st_ino), path)
+        if stalled_mounts:
+            # Not seen on a stalled mount is not gone: its followed files stay as they are.
+            for tracked in self._files.values():
+                reader = tracked.reader
+                if tracked.state is FileState.ACTIVE and self.fs.guarded_mount(reader.path) in stalled_mounts:
+                    present.setdefault((reader.dev, reader.ino), reader.path)
         return present
 
-    def open_and_fingerprint(self, present: dict[tuple[int, int], str]) -> list[FileReader]:
+    async def open_and_fingerprint(self, present: dict[tuple[int, int], str]) -> list[FileReader]:
         """Step 3: readers for files we do not follow yet (early-opened ones first)."""
         assert self.watcher is not None
         tracked_inodes = {(t.reader.dev, t.reader.ino) for t in self._files.values()}
@@ -404,14 +427,17 @@ class Tailer:
             if inode in known:
                 continue
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-            except FileNotFoundError:
+                fd = await self.fs.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            except (FileNotFoundError, Stalled):
                 continue
             except OSError as error:
                 self._path_error(path, error)
                 continue
             try:
-                st = os.fstat(fd)
+                st = await self.fs.fstat(fd, path)
+            except Stalled:
+                self.fs.close_file(fd, path)
+                continue
             except OSError as error:
                 os.close(fd)
                 self._path_error(path, error)
@@ -434,7 +460,12 @@ class Tailer:
                     os.close(fd)
                     continue
                 self._skipped.discard(inode)
-            reader = self._new_reader(fd, path, st)
+            try:
+                fingerprint = await self.fs.read_head(fd, self.options.fingerprint_bytes, path)
+                reader = self._make_reader(fd, path, st, "", fingerprint, 0)
+            except Stalled:
+                self.fs.close_file(fd, path)
+                continue
             if self._is_copy_of_followed(reader):
                 reader.close()
                 continue
@@ -614,7 +645,9 @@ class Tailer:
     async def _read_file(self, key: str, tracked: TrackedFile, budget: int, emit: Emit) -> bool:
         reader = tracked.reader
         try:
-            st = os.fstat(reader.fd)
+            st = await reader.fstat()
+        except Stalled:
+            return False  # said by the stall guard; the file is read again once its mount answers
         except OSError as error:
             self._path_error(reader.path, error)
             return False
@@ -623,7 +656,7 @@ class Tailer:
         if size == reader.scan_offset and size == reader.size:
             return False
         if tracked.state is FileState.ACTIVE and (
-            size < reader.scan_offset or self._content_replaced(reader)
+            size < reader.scan_offset or await self._content_replaced(reader)
         ):
             await self.handle_truncation(key, tracked, emit)
             return True
@@ -638,7 +671,8 @@ class Tailer:
                 reader.size = size  # a rotated file shrank: nothing more to read from it
                 return False
             if len(reader.fingerprint) < self.options.fingerprint_bytes:
-                self._content_replaced(reader)  # only grows the fingerprint (it is what a restart matches)
+                # only grows the fingerprint (it is what a restart matches)
+                await self._content_replaced(reader)
         reader.size = size
         read = 0
         while read < budget and reader.scan_offset < reader.size and not self._stopping.is_set():
@@ -656,6 +690,8 @@ class Tailer:
     async def _read_chunk(self, reader: FileReader, framed: Framed) -> int:
         try:
             got = await reader.read_once(self.options.read_chunk_bytes, framed)
+        except Stalled:
+            return 0  # said by the stall guard
         except OSError as error:
             self._path_error(reader.path, error)
             return 0
@@ -709,9 +745,9 @@ class Tailer:
                 )
             await emit(batch)
 
-    def _content_replaced(self, reader: FileReader) -> bool:
+    async def _content_replaced(self, reader: FileReader) -> bool:
         try:
-            return reader.fingerprint_changed()
+            return await reader.fingerprint_changed()
         except OSError:
             return False
 
@@ -786,18 +822,18 @@ class Tailer:
     # ------------------------------------------------------------------------------------------
     # 8-9. retire drained readers; partial lines; checkpoints
     # ------------------------------------------------------------------------------------------
-    def retire_drained_readers(self) -> None:
+    async def retire_drained_readers(self) -> None:
         """Step 8: release rotated files read to their end (a fresh fstat says so) and idle for
         ROTATED_IDLE_RELEASE_S, then hold the max_rotated_files_held bound."""
         now = time.monotonic()
         for key, tracked in [(k, t) for k, t in self._files.items() if t.state is FileState.ROTATED]:
             if tracked.reader.fd < 0:
                 self._release(key, tracked, abandoned=0)
-            elif now - tracked.last_growth >= ROTATED_IDLE_RELEASE_S and self._drained(tracked.reader):
+            elif now - tracked.last_growth >= ROTATED_IDLE_RELEASE_S and await self._drained(tracked.reader):
                 self._release(key, tracked, abandoned=0)
-        self.hold_rotated_bound(may_abandon=True)
+        await self.hold_rotated_bound(may_abandon=True)
 
-    def hold_rotated_bound(self, may_abandon: bool) -> None:
+    async def hold_rotated_bound(self, may_abandon: bool) -> None:
         """Over max_rotated_files_held: release drained files first (oldest rotation first); only if
         that is not enough, and only when `may_abandon`, the oldest with bytes left (counted)."""
         rotated = [(k, t) for k, t in self._files.items() if t.state is FileState.ROTATED]
@@ -808,7 +844,7 @@ class Tailer:
         for key, tracked in list(rotated):
             if excess <= 0:
                 return
-            if self._drained(tracked.reader):
+            if await self._drained(tracked.reader):
                 self._release(key, tracked, abandoned=0)
                 rotated.remove((key, tracked))
                 excess -= 1
@@ -817,18 +853,20 @@ class Tailer:
         for key, tracked in rotated[:excess]:
             reader = tracked.reader
             try:
-                size = os.fstat(reader.fd).st_size
+                size = (await reader.fstat()).st_size
             except OSError:
                 size = reader.size
             self._release(key, tracked, abandoned=max(size - reader.read_offset, 0))
 
     @staticmethod
-    def _drained(reader: FileReader) -> bool:
+    async def _drained(reader: FileReader) -> bool:
         """Read to the very end (fresh fstat, not the size seen earlier this cycle), nothing pending."""
         if reader.framer.has_partial:
             return False
         try:
-            return os.fstat(reader.fd).st_size <= reader.scan_offset
+            return (await reader.fstat()).st_size <= reader.scan_offset
+        except Stalled:
+            return False  # unknown until its mount answers: kept
         except OSError:
             return True  # the descriptor is unusable: there is nothing more to read through it
 
@@ -898,7 +936,7 @@ class Tailer:
         watcher: Watcher
         if mode is WatchMode.POLL:
             watcher = PollingWatcher(self.options.poll_interval_s)
-            self._inline_reads = False  # network filesystems: never block the loop on a read
+            self.fs = FsAccess(StallGuard())  # network filesystems: never block the loop on a call
         else:
             try:
                 watcher = InotifyWatcher(self.options.safety_poll_interval_s, self.matcher.wants)
@@ -906,7 +944,6 @@ class Tailer:
                 # no inotify instance left (fs.inotify.max_user_instances) or no inotify at all: poll
                 events.emit(Event.FILE_ERROR, path="", kind="inotify_unavailable", error=str(error))
                 watcher = PollingWatcher(self.options.poll_interval_s)
-                self._inline_reads = True
         events.emit(
             Event.WATCHER_SELECTED,
             mechanism=watcher.mechanism,
@@ -915,14 +952,16 @@ class Tailer:
         )
         return watcher
 
-    def _active_paths_moved(self) -> bool:
+    async def _active_paths_moved(self) -> bool:
         """Poll mode: a cheap stat of each followed path tells whether a rotation happened."""
-        for tracked in self._files.values():
+        for tracked in list(self._files.values()):
             if tracked.state is not FileState.ACTIVE:
                 continue
             reader = tracked.reader
             try:
-                st = os.stat(reader.path)
+                st = await self.fs.stat(reader.path)
+            except Stalled:
+                continue  # unknown until its mount answers
             except OSError:
                 return True
             if (st.st_dev, st.st_ino) != (reader.dev, reader.ino):
@@ -949,7 +988,7 @@ class Tailer:
             offset=offset,
             max_line_bytes=self.options.max_line_bytes,
             fingerprint_bytes=self.options.fingerprint_bytes,
-            inline_reads=self._inline_reads,
+            fs=self.fs if self.fs.guarded_mount(path) is not None else None,
         )
         reader.size = st.st_size
         return reader
@@ -1133,10 +1172,14 @@ class Tailer:
     def _track_checkpoint(self, reader: FileReader) -> None:
         self.checkpoints.track(reader.file_key, reader.dev, reader.ino, reader.fingerprint, reader.path)
 
-    def _check_base_directories(self) -> None:
+    async def _check_base_directories(self) -> None:
         for pattern in self.matcher.include:
             base = static_base(pattern)
-            if base.is_dir():
+            try:
+                is_dir = await self.fs.is_dir(str(base))
+            except Stalled:
+                continue  # unknown until its mount answers
+            if is_dir:
                 if base in self._vanished_dirs:
                     self._vanished_dirs.discard(base)
                     events.emit(Event.FILE_RECOVERED, path=str(base), kind="directory")
@@ -1184,3 +1227,4 @@ class Tailer:
                 tracked.reader.close()
             if self.watcher is not None:
                 self.watcher.close()
+            self.fs.close()
