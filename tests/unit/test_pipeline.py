@@ -54,6 +54,10 @@ class ScriptedSource:
     def acknowledge(self, file_key: str, offset: int) -> None:
         self.acks.append((file_key, offset))
 
+    async def drain(self, timeout_s: float) -> bool:
+        self._stopped.set()  # nothing more to read than the scripted batches
+        return True
+
     async def stop(self) -> None:
         self.acks_at_stop = list(self.acks)
         self._stopped.set()
@@ -288,7 +292,7 @@ def test_stop_lets_in_flight_batches_settle_before_stopping_the_tailer() -> None
     async def scenario() -> ScriptedSource:
         source = ScriptedSource([batch("k", [10])])
         sink = GatedSink()
-        pipeline = make_pipeline(source, [sink], shutdown_timeout_s=5.0)
+        pipeline = make_pipeline(source, [sink], drain_timeout_s=5.0)
         task = asyncio.create_task(pipeline.run())
         await until(lambda: len(sink.gates) == 1)
         pipeline.request_stop()
@@ -302,11 +306,11 @@ def test_stop_lets_in_flight_batches_settle_before_stopping_the_tailer() -> None
     assert source.acks_at_stop == [("k", 10)]  # the acknowledgement reached the final checkpoint
 
 
-def test_stop_abandons_batches_that_do_not_settle_within_the_shutdown_timeout() -> None:
+def test_stop_abandons_batches_that_do_not_settle_within_the_drain_timeout() -> None:
     async def scenario() -> tuple[ScriptedSource, Pipeline]:
         source = ScriptedSource([batch("k", [10]), batch("j", [7])])
         sink = GatedSink()
-        pipeline = make_pipeline(source, [sink], shutdown_timeout_s=0.1)
+        pipeline = make_pipeline(source, [sink], drain_timeout_s=0.1)
         task = asyncio.create_task(pipeline.run())
         await until(lambda: len(sink.gates) == 2)
         sink.release(1)
