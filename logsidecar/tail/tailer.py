@@ -38,11 +38,11 @@ The poll cycle (one iteration of `run`), with the methods that implement each st
  9. `flush_partial_lines` and `write_checkpoints` - a last line without newline is emitted after
     partial_line_flush_s; acknowledged offsets are written every checkpoint_interval_s.
 
-On stop (`drain`, then `stop`): after one last match of the paths discovery ends; `read_to_end` reads
-every followed file, active and rotated, until a pass finds nothing more, and emits each file's last line even without its newline
-(partial_line_flushed, reason "stopping"); then `run` returns. `stop` commits the acknowledged offsets
-and returns what is left after them per file (`leftovers`): where a restart resumes, bytes and lines
-read but not acknowledged, bytes and lines not read.
+On stop (`drain`, then `stop`): after one last match of the paths, discovery ends; `read_to_end` reads
+every followed file, active and rotated, until a pass finds nothing more, and emits each file's last
+line even without its newline (partial_line_flushed, reason "stopping"); then `run` returns. `stop`
+commits the acknowledged offsets and returns what is left after them per file (`leftovers`): where a
+restart resumes, bytes and lines read but not acknowledged, bytes and lines not read.
 
 Copytruncate loss bound (documented, unavoidable for any tailer): bytes the writer appended after
 logrotate finished copying and before it truncated are in neither file. If the copy is not visible in
@@ -120,7 +120,7 @@ COMPRESSED_MAGIC = (
 COPY_MIN_MATCH_BYTES = 512
 STOP_GRACE_S = 5.0
 # `leftovers` counts the lines left after the acknowledged offsets by reading them: at most this much
-# per stop (~20 ms from the page cache), so that a huge backlog cannot hold up the exit.
+# per stop (~30 ms at the ~2 GiB/s measured from the page cache), so a huge backlog cannot hold up the exit.
 LEFTOVER_COUNT_MAX_BYTES = 64 * 1024 * 1024
 
 
@@ -909,10 +909,13 @@ class Tailer:
         if self._identities_to_persist:
             self._identities_to_persist = False
             await self.write_checkpoints(force=True)
+        empty_passes = 0
         while not self._stopping.is_set():
             before = self.counters.bytes_read
             more = await self.read_changed_files(emit)
-            if not more and self.counters.bytes_read == before:
+            empty_passes = empty_passes + 1 if self.counters.bytes_read == before else 0
+            # (`more` with nothing read: a truncation was just handled, or a read failed: once more)
+            if empty_passes and (not more or empty_passes > 1):
                 break
             await asyncio.sleep(0)  # let the consumer run
         if not self._stopping.is_set():
