@@ -7,8 +7,9 @@ it), exactly once, because nothing is left to resume from afterwards.
 "At once" is made certain rather than hoped for: the sidecar is frozen (`docker pause`) while Apache
 answers the burst and writes its lines; then it is stopped the way `down` stops it (`docker stop`:
 SIGTERM, 10 s grace), which delivers the SIGTERM as it thaws. So at the moment it handles the signal
-every line of the burst is unread. A stopped container is not restarted (restart: unless-stopped),
-so whatever the collector has then came from the stopped sidecar.
+every line of the burst is unread. The collector is read before `down -v` (which removes it too); a
+stopped container is not restarted (restart: unless-stopped), so whatever the collector has then came
+from the stopped sidecar, and after `down -v` no checkpoint is left to resume anything from.
 """
 
 from __future__ import annotations
