@@ -389,7 +389,7 @@ class Settings(_Strict):
     timezone: TimezoneName = "local"  # of error-log times, which carry no offset
     resource: dict[str, str] = {}
     service_name: str | None = None
-    shutdown_timeout: Duration = 10.0
+    drain_timeout: Duration = 8.0  # on SIGTERM: read to the end, deliver, commit, within this
     max_in_flight_lines: int = Field(6144, gt=0)
     log_format: LogStyle = LogStyle.AUTO
     log_level: Level = Level.INFO
@@ -601,7 +601,7 @@ _SCALARS = {
     "max_line_bytes": "MAX_LINE_BYTES",
     "partial_line_flush": "PARTIAL_LINE_FLUSH",
     "timezone": "TIMEZONE",
-    "shutdown_timeout": "SHUTDOWN_TIMEOUT",
+    "drain_timeout": "DRAIN_TIMEOUT",
     "max_in_flight_lines": "MAX_IN_FLIGHT_LINES",
     "log_format": "LOG_FORMAT",
     "log_level": "LOG_LEVEL",
@@ -703,7 +703,7 @@ def resolve(
 
     `flags`: only options given on the command line, by `tail` parameter name (paths, format_rules,
     exclude, state_dir, start_at, watch, poll_interval, ignore_older, max_line_bytes, partial_line_flush,
-    outputs, stdout_format, timezone, resource, shutdown_timeout, max_in_flight_lines, log_format,
+    outputs, stdout_format, timezone, resource, drain_timeout, max_in_flight_lines, log_format,
     log_level, http_addr, unhealthy_after, derive_metrics, metrics_route_depth, metrics_interval,
     docker_metadata, service_name, otlp_*); None or () means "not given".
     """

@@ -15,8 +15,14 @@ Invariants:
   that failed or was abandoned at shutdown is never acknowledged (it is read again after a restart).
 - Per-record work is a handful of dict stores: no per-record awaits, queue operations or hashing;
   per batch: one queue put per sink, no task creation.
-- Shutdown (`request_stop`, e.g. on SIGTERM): stop taking batches, let in-flight batches settle for at
-  most `shutdown_timeout_s`, then stop the tailer (which writes its checkpoints) and close the sinks.
+- Shutdown (`request_stop`, e.g. on SIGTERM) within `drain_timeout_s`, which covers reading, delivery
+  and the final commit: the source reads every followed file to its end (`Source.drain`; batches are
+  still taken), what was sent settles, the tailer commits the acknowledged offsets. Reading and
+  delivery end COMMIT_RESERVE_S before the deadline, so the commit fits in it too. What is left then
+  is abandoned (never acknowledged), and the last event, STOPPED, names it per file: where a restart
+  resumes, bytes and lines read but not delivered, bytes and lines not read. Closing the sinks
+  afterwards takes at most SINK_CLOSE_GRACE_S. A reload (`request_stop(drain=False)`) does not read
+  ahead: in-flight batches settle and the next pipeline resumes from the acknowledged offsets.
 
 Stamped on every record (see `stamp.py`): `position`, `log.file.path`, `log.file.name`, `log.record.uid`
 (stable and unique per line: BLAKE2b of the file identity plus the line's end offset, so a backend can
@@ -62,7 +68,13 @@ class Source(Protocol):
 
     def acknowledge(self, file_key: str, offset: int) -> None: ...
 
-    async def stop(self) -> None: ...
+    async def drain(self, timeout_s: float) -> bool:
+        """Read everything there is, then end `run`; False when `timeout_s` ran out first."""
+        ...
+
+    async def stop(self) -> list[dict[str, Any]] | None:
+        """Stop reading and commit; may return what is left unacknowledged, per file (see Tailer)."""
+        ...
 
     def stats(self) -> dict[str, Any]: ...
 
@@ -219,8 +231,8 @@ class _Lane:
         while not self.max_records or count < self.max_records:
             if self.queue.empty():
                 remaining = deadline - loop.time()
-                if remaining <= 0 or self.pipeline._closing:
-                    break
+                if remaining <= 0 or self.pipeline._stop_requested.is_set():
+                    break  # (when stopping, nothing waits for a fuller batch)
                 try:
                     # Queue.get is cancellation-safe: a timed-out get leaves the item queued.
                     item = await asyncio.wait_for(self.queue.get(), remaining)
@@ -240,7 +252,9 @@ class PipelineOptions:
     resource: Mapping[str, Any]
     max_in_flight_batches: int = 8
     max_in_flight_lines: int = 6144
-    shutdown_timeout_s: float = 10.0
+    # On stop: reading every file to its end, delivering and committing, at most this long. Below
+    # Docker's 10 s stop timeout, with room for SINK_CLOSE_GRACE_S.
+    drain_timeout_s: float = 8.0
     # Tune the cyclic GC for this process when `run` starts (see `tune_gc`).
     tune_gc: bool = True
 
@@ -280,6 +294,7 @@ class Pipeline:
         self._idle = asyncio.Event()  # set while nothing is in flight
         self._idle.set()
         self._stop_requested = asyncio.Event()
+        self._drain_on_stop = False
         self._closing = False
         self._drained = asyncio.Event()  # set when shutdown no longer waits for in-flight batches
         self._fatal: BaseException | None = None
@@ -290,6 +305,8 @@ class Pipeline:
         self.sent: dict[str, int] = {sink.name: 0 for sink in self.sinks}
         self.rejected: dict[str, int] = {sink.name: 0 for sink in self.sinks}
         self.abandoned_batches = 0
+        self.left: list[dict[str, Any]] = []  # after a stop: what was not delivered, per file
+        self.deadline: float | None = None  # after a stop: its --drain-timeout, as time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -321,47 +338,75 @@ class Pipeline:
         if source_task.done() and not source_task.cancelled() and source_task.exception() is not None:
             raise source_task.exception()  # type: ignore[misc]
 
-    def request_stop(self) -> None:
-        """Begin a graceful shutdown; safe to call from a signal handler and more than once."""
+    def request_stop(self, *, drain: bool = True) -> None:
+        """Begin a graceful shutdown; safe to call from a signal handler and more than once. `drain`:
+        read every followed file to its end first (SIGTERM); a reload passes False (its successor
+        resumes from the acknowledged offsets). Any request with drain=True makes the stop drain."""
+        self._drain_on_stop |= drain
         self._stop_requested.set()
 
     async def _shutdown(self, source_task: asyncio.Task[None]) -> None:
-        self._closing = True
+        timeout = self.options.drain_timeout_s
+        deadline = self.deadline = time.monotonic() + timeout
+        deliver_by = deadline - min(COMMIT_RESERVE_S, timeout / 2)
+        drain = self._drain_on_stop and self._fatal is None and not source_task.done()
         events.emit(
             Event.STOPPING,
             in_flight_batches=self._in_flight_batches,
-            shutdown_timeout_s=self.options.shutdown_timeout_s,
+            drain=drain,
+            drain_timeout_s=timeout,
         )
-        # 1. Let what was sent settle, so its acknowledgements reach the final checkpoint.
+        # 1. Read every followed file to its end; batches are still taken and sent meanwhile.
+        read_all = not drain or await self.source.drain(deliver_by - time.monotonic())
+        self._closing = True
+        # 2. Let what was sent settle, so its acknowledgements reach the final checkpoint.
         if self._fatal is None:
             try:
-                await asyncio.wait_for(self._idle.wait(), self.options.shutdown_timeout_s)
+                await asyncio.wait_for(self._idle.wait(), max(deliver_by - time.monotonic(), 0.0))
             except TimeoutError:
                 pass
+        delivered = self._idle.is_set()
+        # 3. Abandon what did not settle: never acknowledged, so it is read again after a restart.
+        # (A batch the tailer is still offering goes back unaccepted: `emit` returns.)
         self._drained.set()
-        # 2. Abandon what did not settle: never acknowledged, so it is read again after a restart.
+        self._space.set()
         self.abandoned_batches = self._in_flight_batches
         for worker in self._workers:
             worker.cancel()
         if self._workers:
             await asyncio.wait(self._workers)
-        # 3. The tailer writes its checkpoints on stop; then its run() ends.
-        await self.source.stop()
+        # 4. The tailer commits the acknowledged offsets and says what is left after them; its run() ends.
+        self.left = list(await self.source.stop() or [])
         if not source_task.done():
             try:
-                await asyncio.wait_for(asyncio.shield(source_task), self.options.shutdown_timeout_s)
+                await asyncio.wait_for(asyncio.shield(source_task), max(deadline - time.monotonic(), 0.0))
             except TimeoutError:
                 source_task.cancel()
         if not source_task.done():
             await asyncio.wait({source_task})
+        # 5. Close the sinks (a collector that is down must not hold the exit).
+        close_by = max(deadline, time.monotonic()) + SINK_CLOSE_GRACE_S
         for sink in self.sinks:
             try:
-                await asyncio.wait_for(sink.close(), self.options.shutdown_timeout_s)
+                await asyncio.wait_for(sink.close(), max(close_by - time.monotonic(), 0.0))
             except TimeoutError:
                 pass
             except Exception as exc:  # noqa: BLE001 - a failing close must not hide the checkpoints
                 events.emit(Event.STOPPING, sink=sink.name, reason=f"close failed: {exc!r}")
-        events.emit(Event.STOPPED, **self.stats())
+        # The last line of our own log: what this stop could not deliver, and where it starts.
+        complete = read_all and delivered and not self.left
+        stopped: dict[str, Any] = {**self.stats(), "drained": complete}
+        if self.left:
+            stopped["lines_left"] = _lines_left(self.left)
+            stopped["left"] = self.left
+            if drain:
+                stopped["level"] = "warning"
+                stopped["reason"] = (
+                    f"--drain-timeout ({timeout:g}s) passed before every line was read and delivered"
+                    if not (read_all and delivered)
+                    else "lines written after the files were read to their end"
+                )
+        events.emit(Event.STOPPED, **stopped)
 
     # -- reading side: called by the tailer -----------------------------------------------------------
 
@@ -447,10 +492,15 @@ class Pipeline:
 
     async def _reserve(self, lines: int) -> None:
         options = self.options
-        # A batch larger than the whole budget still goes through, alone.
-        while self._in_flight_batches and (
-            self._in_flight_batches >= options.max_in_flight_batches
-            or self._in_flight_lines + lines > options.max_in_flight_lines
+        # A batch larger than the whole budget still goes through, alone. At a stop's deadline the
+        # wait ends (`_drained`): the caller then gives the batch back.
+        while (
+            self._in_flight_batches
+            and not self._drained.is_set()
+            and (
+                self._in_flight_batches >= options.max_in_flight_batches
+                or self._in_flight_lines + lines > options.max_in_flight_lines
+            )
         ):
             self._space.clear()
             await self._space.wait()
@@ -532,6 +582,11 @@ class Pipeline:
         }
 
 
+# The part of --drain-timeout kept for the final commit: reading and delivery end this long before it.
+COMMIT_RESERVE_S = 0.5
+# After the deadline, closing the sinks may take this long (a collector that is down cannot hold the exit).
+SINK_CLOSE_GRACE_S = 1.0
+
 # Generation-0 threshold while the pipeline runs (CPython's default is 700).
 GC_GEN0_THRESHOLD = 20_000
 
@@ -551,6 +606,18 @@ def tune_gc() -> None:
 # The parser methods that write each encoding directly (`parse/direct.py`).
 _JSON_LINES = "encode_json_lines"
 _OTLP_RECORDS = "encode_otlp_records"
+
+
+def _lines_left(left: Sequence[Mapping[str, Any]]) -> int | None:
+    """Lines undelivered and unread in all files; None when some count was not made (too much)."""
+    total = 0
+    for entry in left:
+        for key in ("undelivered_lines", "unread_lines"):
+            count = entry.get(key)
+            if count is None:
+                return None
+            total += int(count)
+    return total
 
 
 def _count(payload: Payload) -> int:

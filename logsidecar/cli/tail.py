@@ -5,6 +5,13 @@ one `config.Settings` through `config.resolve` (flags > environment > file > def
 `build_plan` turns the settings into parsers, sinks and options; `_serve` runs the Pipeline until
 SIGTERM/SIGINT and exits 0 after a graceful stop.
 
+Stopping (SIGTERM/SIGINT): no more file discovery; every followed file is read to its end, delivered
+and committed within `--drain-timeout` (8 s); what is left then is named in the last log line (file,
+offset where it starts, bytes and lines) and read again after a restart. Closing the outputs and
+leaving take at most `pipeline.SINK_CLOSE_GRACE_S` more (8 + 1 s: below docker stop's 10 s): a worker
+thread stuck in an abandoned export (a collector that accepted the connection and never answers) is
+not waited for.
+
 Operations:
 - `--http-addr`: /metrics, /healthz, /readyz (`telemetry.TelemetryServer`), fed by the pipeline's
   observer hook (batches, deliveries), the tailer's stats read at scrape time (bytes behind, files)
@@ -27,12 +34,15 @@ file matched), 2 for invalid options or configuration (each error names its key,
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -258,12 +268,17 @@ def _tail_options(command: Any) -> Any:
             help="Extra resource attribute KEY=VALUE on every record (repeatable).",
         ),
         click.option(
-            "--shutdown-timeout",
+            "--drain-timeout",
+            "--shutdown-timeout",  # its former name
+            "drain_timeout",
             type=DURATION,
-            default="10s",
+            default="8s",
             show_default=True,
-            envvar=_env("SHUTDOWN_TIMEOUT"),
-            help="On SIGTERM/SIGINT, how long in-flight records may take to be delivered before exiting.",
+            envvar=_env("DRAIN_TIMEOUT"),
+            help="On SIGTERM/SIGINT: stop discovering files, read every followed file to its end, deliver "
+            "and commit, within this long; what is left then is named (file, offset, lines) in the last log "
+            "line and read after a restart. Closing the outputs may take 1s more: the default stays below "
+            "docker stop's 10s.",
         ),
         click.option(
             "--max-in-flight-lines",
@@ -396,11 +411,51 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
     except (ConfigError, FormatError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        asyncio.run(_serve(plan, load if config_file else None, otlp_flags))
+        _run_until_exit(_serve(plan, load if config_file else None, otlp_flags))
     except OutputClosed:
         _silence_stdout()
     except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback
         raise click.ClickException(f"stopped: {exc!r}") from exc
+
+
+def _run_until_exit(main: Coroutine[Any, Any, float | None]) -> None:
+    """`asyncio.run(main)`, except that worker threads still busy at the end are waited for only until
+    the time `main` returns (the stop's deadline; else SINK_CLOSE_GRACE_S). All that matters is
+    committed by then: a thread still running is blocked in an export the stop abandoned (an OTLP/HTTP
+    collector that accepted the connection and never answers), which cannot be interrupted, and
+    waiting for its timeout would outlast docker stop's grace period. That batch was never
+    acknowledged: a restart reads it again."""
+    from logsidecar.pipeline import SINK_CLOSE_GRACE_S
+
+    loop = asyncio.new_event_loop()
+    # Our own default executor (the one asyncio would make), so that its shutdown can be waited for
+    # with a bound (loop.shutdown_default_executor joins without one).
+    executor = concurrent.futures.ThreadPoolExecutor()
+    loop.set_default_executor(executor)
+    deadline: float | None = None
+    try:
+        deadline = loop.run_until_complete(main)
+    finally:
+        try:
+            remaining = asyncio.all_tasks(loop)
+            for task in remaining:
+                task.cancel()
+            if remaining:
+                loop.run_until_complete(asyncio.wait(remaining))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+    joiner = threading.Thread(target=executor.shutdown, name="logsidecar-exit", daemon=True)
+    joiner.start()
+    joiner.join(SINK_CLOSE_GRACE_S if deadline is None else max(deadline - time.monotonic(), 0.0))
+    if joiner.is_alive():
+        # Everything is committed and written; the interpreter would join the stuck thread at exit.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(0)
 
 
 _selflog_installed: list[Callable[[], None]] = []
@@ -520,7 +575,7 @@ def build_plan(
         pipeline_options=PipelineOptions(
             resource=resource,
             max_in_flight_lines=settings.max_in_flight_lines,
-            shutdown_timeout_s=settings.shutdown_timeout,
+            drain_timeout_s=settings.drain_timeout,
         ),
     )
 
@@ -585,8 +640,8 @@ class _Telemetry:
 
 async def _serve(
     plan: Plan, load: Callable[[], Settings] | None, otlp_flags: Mapping[str, Any] | None = None
-) -> None:
-    """Run pipelines until SIGTERM/SIGINT. On SIGHUP (with a config file): build the new plan; if it
+) -> float | None:
+    """Run pipelines until SIGTERM/SIGINT; returns the last pipeline's stop deadline. On SIGHUP (with a config file): build the new plan; if it
     is invalid, keep running (config_error); else stop the running pipeline gracefully (in-flight
     batches settle, checkpoints written) and start one from the new plan on the same state: every
     file resumes at its committed offset."""
@@ -627,7 +682,7 @@ async def _serve(
             return
         pending[:] = [new_plan]
         if running.pipeline is not None:
-            running.pipeline.request_stop()
+            running.pipeline.request_stop(drain=False)  # the next pipeline resumes where this one stopped
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
@@ -659,12 +714,12 @@ async def _serve(
                 observer=telemetry.metrics if telemetry is not None else None,
             )
             if stopping or pending:  # a signal came while we were switching pipelines
-                running.pipeline.request_stop()
+                running.pipeline.request_stop(drain=stopping)
             await running.pipeline.run()
             if state_dir is not None:
                 store.close()
             if stopping or not pending:
-                return
+                return running.pipeline.deadline
             previous, plan = plan, pending.pop()
             before = [p for item in previous.settings.inputs for p in item.paths]
             after = [p for item in plan.settings.inputs for p in item.paths]

@@ -267,6 +267,10 @@ class ScriptedSource:
     def acknowledge(self, file_key: str, offset: int) -> None:
         self.acks.append((file_key, offset))
 
+    async def drain(self, timeout_s: float) -> bool:
+        self._stopped.set()  # nothing more to read than the scripted batches
+        return True
+
     async def stop(self) -> None:
         self._stopped.set()
 

@@ -54,6 +54,10 @@ class ScriptedSource:
     def acknowledge(self, file_key: str, offset: int) -> None:
         self.acks.append((file_key, offset))
 
+    async def drain(self, timeout_s: float) -> bool:
+        self._stopped.set()  # nothing more to read than the scripted batches
+        return True
+
     async def stop(self) -> None:
         self.acks_at_stop = list(self.acks)
         self._stopped.set()
@@ -288,7 +292,7 @@ def test_stop_lets_in_flight_batches_settle_before_stopping_the_tailer() -> None
     async def scenario() -> ScriptedSource:
         source = ScriptedSource([batch("k", [10])])
         sink = GatedSink()
-        pipeline = make_pipeline(source, [sink], shutdown_timeout_s=5.0)
+        pipeline = make_pipeline(source, [sink], drain_timeout_s=5.0)
         task = asyncio.create_task(pipeline.run())
         await until(lambda: len(sink.gates) == 1)
         pipeline.request_stop()
@@ -302,11 +306,11 @@ def test_stop_lets_in_flight_batches_settle_before_stopping_the_tailer() -> None
     assert source.acks_at_stop == [("k", 10)]  # the acknowledgement reached the final checkpoint
 
 
-def test_stop_abandons_batches_that_do_not_settle_within_the_shutdown_timeout() -> None:
+def test_stop_abandons_batches_that_do_not_settle_within_the_drain_timeout() -> None:
     async def scenario() -> tuple[ScriptedSource, Pipeline]:
         source = ScriptedSource([batch("k", [10]), batch("j", [7])])
         sink = GatedSink()
-        pipeline = make_pipeline(source, [sink], shutdown_timeout_s=0.1)
+        pipeline = make_pipeline(source, [sink], drain_timeout_s=0.1)
         task = asyncio.create_task(pipeline.run())
         await until(lambda: len(sink.gates) == 2)
         sink.release(1)
@@ -498,3 +502,69 @@ def test_a_failing_acknowledgement_stops_the_pipeline_instead_of_stalling_it() -
         assert source.acks_at_stop == []
 
     asyncio.run(scenario())
+
+
+class _DrainingSource(ScriptedSource):
+    """Test double for the Tailer's drain: `unread` batches are what its files still hold at the stop;
+    `drain` makes `run` emit them, then `run` returns (the real drain: tests/integration/test_tail_drain.py)."""
+
+    def __init__(self, batches: Sequence[ReadBatch], unread: Sequence[ReadBatch]) -> None:
+        super().__init__(batches)
+        self.unread = list(unread)
+        self.drain_calls: list[float] = []
+        self._drain = asyncio.Event()
+        self._finished = asyncio.Event()
+
+    async def run(self, emit: Callable[[ReadBatch], Awaitable[None]]) -> None:
+        try:
+            for item in self.batches:
+                await emit(item)
+            draining = asyncio.ensure_future(self._drain.wait())
+            stopped = asyncio.ensure_future(self._stopped.wait())
+            await asyncio.wait({draining, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if draining.done():
+                for item in self.unread:
+                    await emit(item)
+        finally:
+            self._finished.set()
+
+    async def drain(self, timeout_s: float) -> bool:
+        self.drain_calls.append(timeout_s)
+        self._drain.set()
+        await asyncio.wait_for(self._finished.wait(), timeout_s)
+        return True
+
+
+def test_a_stop_drains_the_source_and_delivers_what_it_read_before_stopping_it() -> None:
+    async def scenario() -> tuple[_DrainingSource, CollectingSink, Pipeline]:
+        source = _DrainingSource([batch("k", [10])], unread=[batch("k", [20, 30]), batch("j", [5])])
+        sink = CollectingSink()
+        pipeline = make_pipeline(source, [sink], drain_timeout_s=5.0)
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: source.acks == [("k", 10)])
+        pipeline.request_stop()
+        await asyncio.wait_for(task, 5.0)
+        return source, sink, pipeline
+
+    source, sink, pipeline = asyncio.run(scenario())
+    assert len(source.drain_calls) == 1 and source.drain_calls[0] <= 5.0
+    assert [r.body for b in sink.batches for r in b] == ["line k 10", "line k 20", "line k 30", "line j 5"]
+    assert source.acks_at_stop == [("k", 10), ("k", 30), ("j", 5)]  # committed at the stop
+    assert pipeline.abandoned_batches == 0
+
+
+def test_a_reload_stop_does_not_drain() -> None:
+    async def scenario() -> tuple[_DrainingSource, CollectingSink]:
+        source = _DrainingSource([batch("k", [10])], unread=[batch("k", [20])])
+        sink = CollectingSink()
+        pipeline = make_pipeline(source, [sink])
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: source.acks == [("k", 10)])
+        pipeline.request_stop(drain=False)
+        await asyncio.wait_for(task, 5.0)
+        return source, sink
+
+    source, sink = asyncio.run(scenario())
+    assert source.drain_calls == []
+    assert [r.body for b in sink.batches for r in b] == ["line k 10"]  # the next pipeline reads the rest
