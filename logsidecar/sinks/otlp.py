@@ -25,8 +25,8 @@ read in site-packages): building an SDK LogRecord per line costs far more than t
 processor's bounded queue drops records when full (no backpressure); the exporters give up after 6 retries
 or their timeout and discard the response, so `partial_success` cannot be read. Instead this sink encodes
 records straight into `ExportLogsServiceRequest` bytes (`otlp_encode`, ~6 µs/record, see there why not
-via the proto API) and performs the export call and the retry loop itself, reusing the exporter packages'
-public APIs for everything else: for gRPC, grpc's channel, credentials and gzip channel compression, the
+via the proto API) and performs the export call and the retry loop itself, on public APIs for everything
+else: for gRPC, grpc's channel, credentials and gzip channel compression, the
 LogsService method path and `ExportLogsServiceResponse`/`google.rpc.RetryInfo` proto types; for HTTP, a
 pooled requests session. `otlp_connection` holds the pieces the exporter packages keep private (TLS
 credentials, User-Agent, Retry-After, retryable statuses): their private names change between releases.
