@@ -219,7 +219,6 @@ class GrpcTransport:
             _LOGS_EXPORT_METHOD,
             request_serializer=None,  # bytes are sent as they are: otlp_encode already serialized them
             response_deserializer=ExportLogsServiceResponse.FromString,
-            _registered_method=True,
         )
 
     def prepare(self, request: bytes) -> bytes:
