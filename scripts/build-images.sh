@@ -61,7 +61,7 @@ wanted=("$@")
 for name in "${wanted[@]}"; do
   case "$name" in
     logsidecar)
-      ctx="$(pip_context pyproject.toml README.md logsidecar)"
+      ctx="$(pip_context pyproject.toml README.md logsidecar requirements)"
       build logsidecar "$ctx" docker/Dockerfile "${pip_args[@]}"
       # Tag the build stages (all cached: a second or two) so they stay as cache, then drop the
       # images that earlier builds of this Dockerfile left untagged (each source change leaves some).
@@ -73,7 +73,7 @@ for name in "${wanted[@]}"; do
     apache-demo) build apache-demo docker/apache docker/apache/Dockerfile ;;
     logvolume) build logvolume docker/logvolume docker/logvolume/Dockerfile ;;
     otlp-collector)
-      ctx="$(pip_context docker/collector/witness.py)"
+      ctx="$(pip_context docker/collector/witness.py requirements/collector.txt)"
       build otlp-collector "$ctx" docker/collector/Dockerfile "${pip_args[@]}"
       # Keep the (untagged) venv stage as cache: an image prune would otherwise drop it.
       docker build -q -t logsidecar/otlp-collector-cache:venv --target venv -f docker/collector/Dockerfile \

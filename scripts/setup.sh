@@ -15,4 +15,19 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The apt package enables and starts apache2 where systemd runs; our tests start their own instances.
-python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Location' -e 'Running pip as the' || true
+
+# Python packages: exactly the locked versions, their hashes checked (requirements/test.txt: the runtime
+# lock plus the test tools; scripts/upgrade-deps.sh refreshes it), then logsidecar itself without
+# dependencies, so pip resolves nothing on its own and a new release upstream changes nothing here.
+# Into whichever python3 comes first on PATH (a venv's, when one is active).
+pip_install() {
+  local out
+  if ! out="$(python3 -m pip install -q --disable-pip-version-check "$@" 2>&1)"; then
+    printf '%s\n' "$out" >&2
+    echo "setup: pip install $* failed" >&2
+    exit 1
+  fi
+  printf '%s\n' "$out" | grep -v -e '^WARNING: Location' -e 'Running pip as the' -e '^$' >&2 || true
+}
+pip_install --require-hashes -r requirements/test.txt
+pip_install --no-deps -e .

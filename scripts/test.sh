@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The versions this run tests (from the lock, requirements/test.txt), on one line for the record.
+echo "test: installed $(python3 -m pip freeze 2>/dev/null | grep -iE '^(watchdog|grpcio|protobuf|opentelemetry-)' | tr '\n' ' ')"
 exec python3 -m pytest -q "$@" tests

@@ -688,15 +688,15 @@ def _build_exporter(settings: OtlpSettings) -> MetricExporter:
     """The SDK's OTLP metric exporter for `settings` (gRPC or HTTP/protobuf)."""
     if settings.protocol is OtlpProtocol.GRPC:
         import grpc
-        from opentelemetry.exporter.otlp.proto.grpc.exporter import _load_credentials
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
         from logsidecar.sinks.otlp import _grpc_target
+        from logsidecar.sinks.otlp_connection import grpc_credentials
 
         target, secure = _grpc_target(settings)
         credentials = None
         if secure:
-            credentials = _load_credentials(
+            credentials = grpc_credentials(
                 settings.ca_file, settings.client_key_file, settings.client_cert_file
             )
         return OTLPMetricExporter(

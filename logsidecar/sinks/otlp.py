@@ -25,12 +25,11 @@ read in site-packages): building an SDK LogRecord per line costs far more than t
 processor's bounded queue drops records when full (no backpressure); the exporters give up after 6 retries
 or their timeout and discard the response, so `partial_success` cannot be read. Instead this sink encodes
 records straight into `ExportLogsServiceRequest` bytes (`otlp_encode`, ~6 µs/record, see there why not
-via the proto API) and performs the export call and the retry loop itself, reusing the exporter packages'
-machinery for everything else: for gRPC, `opentelemetry.exporter.otlp.proto.grpc`'s channel options
-(User-Agent) and `_load_credentials` (CA, client cert/key), grpc's own gzip channel compression, the
-LogsService method path and `ExportLogsServiceResponse`/`google.rpc.RetryInfo` proto types; for HTTP, the
-exporter's `RequestsHTTPTransport` (TLS verify/cert on a pooled requests session), its retryable status set
-and its Retry-After parser.
+via the proto API) and performs the export call and the retry loop itself, on public APIs for everything
+else: for gRPC, grpc's channel, credentials and gzip channel compression, the
+LogsService method path and `ExportLogsServiceResponse`/`google.rpc.RetryInfo` proto types; for HTTP, a
+pooled requests session. `otlp_connection` holds the pieces the exporter packages keep private (TLS
+credentials, User-Agent, Retry-After, retryable statuses): their private names change between releases.
 
 Blocking work (encoding, the export call) runs in worker threads via `asyncio.to_thread`, so the event
 loop is never blocked. Header values are secrets: they never appear in events, reprs or exceptions.
@@ -52,6 +51,14 @@ from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.record import LogRecord
 from logsidecar.sinks.base import BatchRejected, OtlpLogRecords, Sink
+from logsidecar.sinks.otlp_connection import (
+    GRPC_CHANNEL_OPTIONS,
+    RETRYABLE_HTTP_STATUSES,
+    USER_AGENT,
+    HttpPoster,
+    HttpResult,
+    grpc_credentials,
+)
 from logsidecar.sinks.otlp_encode import LogsRequestEncoder
 
 DEFAULT_SERVICE_NAME = "apache-httpd"
@@ -186,14 +193,12 @@ class GrpcTransport:
 
     def __init__(self, settings: OtlpSettings) -> None:
         import grpc
-        from opentelemetry.exporter.otlp.proto.grpc import _OTLP_GRPC_CHANNEL_OPTIONS
-        from opentelemetry.exporter.otlp.proto.grpc.exporter import _load_credentials
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
         self._grpc = grpc
         target, secure = _grpc_target(settings)
         options = [
-            *_OTLP_GRPC_CHANNEL_OPTIONS,
+            *GRPC_CHANNEL_OPTIONS,
             # grpc's own reconnect backoff grows to 120 s by default: after a collector restart we
             # would wait up to two minutes; our retry loop already paces attempts.
             ("grpc.initial_reconnect_backoff_ms", 200),
@@ -203,7 +208,7 @@ class GrpcTransport:
         ]
         compression = grpc.Compression.Gzip if settings.compression is Compression.GZIP else None
         if secure:
-            credentials = _load_credentials(
+            credentials = grpc_credentials(
                 settings.ca_file, settings.client_key_file, settings.client_cert_file
             )
             self._channel = grpc.secure_channel(target, credentials, options=options, compression=compression)
@@ -214,7 +219,6 @@ class GrpcTransport:
             _LOGS_EXPORT_METHOD,
             request_serializer=None,  # bytes are sent as they are: otlp_encode already serialized them
             response_deserializer=ExportLogsServiceResponse.FromString,
-            _registered_method=True,
         )
 
     def prepare(self, request: bytes) -> bytes:
@@ -285,8 +289,6 @@ class HttpTransport:
     """POST of the serialized request to the logs URL; the response body carries partial_success."""
 
     def __init__(self, settings: OtlpSettings) -> None:
-        from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
-        from opentelemetry.exporter.otlp.common.http import _extract_retry_after, _is_retryable
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
         self._url = settings.endpoint
@@ -294,13 +296,15 @@ class HttpTransport:
         if settings.client_cert_file and settings.client_key_file:
             cert = (settings.client_cert_file, settings.client_key_file)
         session = _session_keeping_ca_file(settings.ca_file)
-        self._transport = RequestsHTTPTransport(verify=settings.ca_file or True, cert=cert, session=session)
-        self._headers = {**settings.headers, "Content-Type": "application/x-protobuf"}
+        self._poster = HttpPoster(session, verify=settings.ca_file or True, cert=cert)
+        self._headers = {
+            "User-Agent": USER_AGENT,
+            **settings.headers,
+            "Content-Type": "application/x-protobuf",
+        }
         self._gzip = settings.compression is Compression.GZIP
         if self._gzip:
             self._headers["Content-Encoding"] = "gzip"
-        self._extract_retry_after = _extract_retry_after
-        self._is_retryable = _is_retryable
         self._response_type = ExportLogsServiceResponse
 
     def prepare(self, request: bytes) -> bytes:
@@ -310,28 +314,26 @@ class HttpTransport:
         return request
 
     def export(self, payload: bytes, timeout_s: float) -> Outcome:
-        result = self._transport.request(
-            "POST", self._url, headers=self._headers, data=payload, timeout=timeout_s
-        )
-        status = result.status_code
+        result = self._poster.post(self._url, headers=self._headers, data=payload, timeout_s=timeout_s)
+        status = result.status
         if status is None:
             detail = str(result.error or "no response")
             return Retryable(_connection_reason(detail), detail)
         if 200 <= status < 300:
             try:
-                response = self._response_type.FromString(result.content())
+                response = self._response_type.FromString(result.body)
             except Exception:  # noqa: BLE001 - an unparsable 2xx body still means accepted
                 return Accepted()
             partial = response.partial_success
             return Accepted(rejected_records=partial.rejected_log_records, message=partial.error_message)
         detail = _http_error_detail(result)
         reason = f"{_HTTP_REASONS.get(status, 'collector rejected the export')} (HTTP {status})"
-        if self._is_retryable(status):
-            return Retryable(reason, detail, self._extract_retry_after(result))
+        if status in RETRYABLE_HTTP_STATUSES:
+            return Retryable(reason, detail, result.retry_after_s())
         return Rejected(reason, detail, too_large=status == 413)
 
     def close(self) -> None:
-        self._transport.close()
+        self._poster.close()
 
 
 def _session_keeping_ca_file(ca_file: str | None) -> Any:
@@ -352,12 +354,9 @@ def _session_keeping_ca_file(ca_file: str | None) -> Any:
     return SessionKeepingCaFile()
 
 
-def _http_error_detail(result: Any) -> str:
+def _http_error_detail(result: HttpResult) -> str:
     """The collector's message: OTLP/HTTP error bodies are google.rpc.Status protobuf messages."""
-    try:
-        body = result.content()
-    except Exception:  # noqa: BLE001
-        return str(result.reason or "")
+    body = result.body
     try:
         from google.rpc.status_pb2 import Status
 

@@ -1,0 +1,127 @@
+"""How the OTLP sinks reach a collector, on public grpc and requests APIs and the OTLP specification only.
+
+The OpenTelemetry exporter packages keep these pieces in private names (`_load_credentials`,
+`_OTLP_GRPC_CHANNEL_OPTIONS`, `_extract_retry_after`, `_is_retryable`, the `_requests` transport) that
+appear, move and vanish between minor releases; each is a few lines, so we own them:
+- `grpc_credentials`: TLS credentials from the OTEL_EXPORTER_OTLP_CERTIFICATE / _CLIENT_KEY /
+  _CLIENT_CERTIFICATE files (`grpc.ssl_channel_credentials`);
+- `GRPC_CHANNEL_OPTIONS`: the User-Agent the OTLP specification asks exporters to send;
+- `HttpPoster`: one POST on a pooled requests session, never raising: a response or the error;
+- `retry_after_s` (RFC 9110 §10.2.3: delay-seconds or an HTTP-date) and `RETRYABLE_HTTP_STATUSES`
+  (the OTLP/HTTP specification: 429, 502, 503, 504).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+from logsidecar import __version__
+
+_log = logging.getLogger(__name__)
+
+# The OTLP specification: exporters SHOULD send a User-Agent naming the exporter and its version.
+USER_AGENT = f"logsidecar/{__version__}"
+
+# grpc appends its own "grpc-python/x grpc-c/y" to the primary user agent.
+GRPC_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (("grpc.primary_user_agent", USER_AGENT),)
+
+# OTLP/HTTP: "429, 502, 503 and 504 ... are retryable"; every other 4xx/5xx is not.
+RETRYABLE_HTTP_STATUSES = frozenset({429, 502, 503, 504})
+
+
+def grpc_credentials(ca_file: str | None, client_key_file: str | None, client_cert_file: str | None) -> Any:
+    """`grpc.ChannelCredentials` for TLS: the CA bundle to trust (None: the system's roots) and the
+    client key and certificate for mutual TLS. A file that cannot be read is left out with a warning,
+    as the exporter packages do: the connection then fails (or not) on its own terms, retried, and the
+    warning names the file."""
+    import grpc
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read_pem(ca_file, "CA certificate"),
+        private_key=_read_pem(client_key_file, "client key"),
+        certificate_chain=_read_pem(client_cert_file, "client certificate"),
+    )
+
+
+def _read_pem(path: str | None, what: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as error:
+        _log.warning("cannot read the OTLP %s file %s: %s; going on without it", what, path, error.strerror)
+        return None
+
+
+def retry_after_s(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header value (RFC 9110 §10.2.3): delay-seconds, or an
+    HTTP-date to wait until (a date in the past means now). None for a missing or unparsable value,
+    so the caller's own backoff applies. Decimal and negative numbers are accepted as the exporter
+    packages accept them (a negative delay is 0): a server that sends one still means "wait"."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110: HTTP-dates are in GMT; an obsolete form may come without zone
+        when = when.replace(tzinfo=UTC)
+    current = time.time() if now is None else now
+    return max(when.timestamp() - current, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResult:
+    """What one POST gave: a status with its headers and body, or (status None) the error."""
+
+    status: int | None
+    reason: str = ""
+    headers: Mapping[str, str] | None = None
+    body: bytes = b""
+    error: BaseException | None = None
+
+    def retry_after_s(self) -> float | None:
+        return retry_after_s((self.headers or {}).get("retry-after"))
+
+
+class HttpPoster:
+    """POSTs on one pooled requests session (thread-safe for our use: one request per call, no shared
+    mutable request state). TLS: `verify` is the CA file to trust (True: requests' default bundle),
+    `cert` the client certificate, or (certificate, key). Redirects are not followed: a collector
+    that redirects is misconfigured, and following would resend the payload elsewhere."""
+
+    def __init__(self, session: Any, *, verify: bool | str = True, cert: str | tuple[str, str] | None = None):
+        self._session = session
+        session.verify = verify
+        if cert is not None:
+            session.cert = cert
+
+    def post(self, url: str, *, headers: Mapping[str, str], data: bytes, timeout_s: float) -> HttpResult:
+        try:
+            response = self._session.post(
+                url, headers=headers, data=data, timeout=timeout_s, allow_redirects=False
+            )
+            body = response.content or b""
+        except Exception as error:  # noqa: BLE001 - connection, TLS, timeout ...: the caller classifies it
+            return HttpResult(status=None, error=error)
+        return HttpResult(
+            status=response.status_code, reason=response.reason or "", headers=response.headers, body=body
+        )
+
+    def close(self) -> None:
+        self._session.close()
