@@ -304,7 +304,10 @@ class Tailer:
         for key, tracked in self._files.items():
             reader = tracked.reader
             size = reader.size
-            if reader.fd >= 0:
+            # A file on a network mount is neither stat'ed nor counted here: its server may be the
+            # reason we are late, and a call on the event loop would hang the exit (netfs).
+            local = reader.fd >= 0 and reader.fs is None
+            if local:
                 try:
                     size = os.fstat(reader.fd).st_size
                 except OSError:
@@ -316,7 +319,7 @@ class Tailer:
             counts: list[int | None] = []
             for begin, end in ((start, read_end), (read_end, size)):
                 count = None
-                if end - begin <= count_budget and reader.fd >= 0:
+                if end - begin <= count_budget and local:
                     count_budget -= end - begin
                     count = _count_lines(reader.fd, begin, end)
                 counts.append(count)
