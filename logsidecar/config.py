@@ -87,6 +87,8 @@ __all__ = [
 ENV_PREFIX = "LOGSIDECAR_"
 MASK = "***"
 _SECRET_KEY_HINTS = ("token", "password", "secret", "api_key", "apikey")
+MAX_CONFIG_BYTES = 1024 * 1024  # a configuration is a few KiB; anything this big is not one
+MAX_CONFIG_NODES = 100_000  # values in a YAML document once its aliases are expanded
 
 
 class ConfigError(ValueError):
@@ -507,36 +509,87 @@ def load_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
             [f"{file}: unsupported file type {suffix or '(none)'!r}; expected .toml, .yaml, .yml or .json"]
         )
     try:
-        text = file.read_text(encoding="utf-8")
+        with open(file, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{file}: larger than {MAX_CONFIG_BYTES} bytes; not a configuration file"])
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([f"{file}: cannot read: {reason}"]) from None
-    if suffix == ".toml":
-        try:
-            data: Any = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError([f"{file}: invalid TOML: {exc}"]) from None
-    else:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError([f"{file}: invalid YAML: {problem}{where}"]) from None
+    try:
+        if suffix == ".toml":
+            try:
+                data: Any = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError([f"{file}: invalid TOML: {exc}"]) from None
+        else:
+            data = _load_yaml(text, file)
         if data is None:
             data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            [f"{file}: expected a mapping of settings at the top level, got {type(data).__name__}"]
-        )
-    errors: list[str] = []
-    expanded = _expand(data, env or {}, (), errors)
+        if not isinstance(data, dict):
+            raise ConfigError(
+                [f"{file}: expected a mapping of settings at the top level, got {type(data).__name__}"]
+            )
+        errors: list[str] = []
+        expanded = _expand(data, env or {}, (), errors)
+    except RecursionError:  # nesting (or a recursive alias) deeper than any configuration
+        raise ConfigError([f"{file}: nested too deeply; not a configuration file"]) from None
     if errors:
         raise ConfigError(errors)
     return expanded
+
+
+def _load_yaml(text: str, file: Path) -> Any:
+    """YAML (or JSON) with safe types, refusing documents whose aliases expand to more than
+    MAX_CONFIG_NODES values (an alias bomb: a few lines that expand to billions of nodes)."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        expanded = _expanded_nodes(node)
+        if expanded > MAX_CONFIG_NODES:
+            raise ConfigError(
+                [
+                    f"{file}: YAML aliases expand to more than {MAX_CONFIG_NODES} values "
+                    "(an alias bomb?); write the values out instead"
+                ]
+            )
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{file}: invalid YAML: {problem}{where}"]) from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_nodes(root: Any) -> int:
+    """How many nodes the document has once every alias is replaced by what it names, computed
+    on the composed graph (an alias is the same node object; each node's size is computed once)."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a node that contains itself (a recursive alias) counts once
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(key) + size(value) for key, value in node.value)
+        total = min(total, MAX_CONFIG_NODES + 1)  # enough to refuse; keeps the numbers small
+        sizes[id(node)] = total
+        return total
+
+    return size(root)
 
 
 def _load_file_lenient(
