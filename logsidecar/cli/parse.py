@@ -30,6 +30,7 @@ from logsidecar.cli.tail import SIZE, TIMEZONE
 from logsidecar.parse import FORMAT_NAMES, FormatError, Parser, build_parser
 from logsidecar.record import PARSE_ERROR, TRUNCATED, LogRecord, encode_json_lines
 from logsidecar.tail.reader import Framed, LineFramer
+from logsidecar.terminal import colour_allowed, escape_controls
 
 READ_CHUNK_BYTES = 1 << 20
 DEFAULT_BATCH_LINES = 4096
@@ -115,14 +116,14 @@ def _parse_stream(
 
     size = os.fstat(stream.fileno()).st_size
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # a file name is not rich markup
         BarColumn(),
         DownloadColumn(),
         TimeRemainingColumn(),
-        console=Console(file=sys.stderr),
+        console=Console(file=sys.stderr, no_color=not colour_allowed()),
         transient=True,
     ) as progress:
-        task = progress.add_task(label, total=size)
+        task = progress.add_task(escape_controls(label), total=size)
         advance = lambda n: progress.advance(task, n)  # noqa: E731
         for batch, truncated in iter_line_batches(stream, batch_lines, max_line_bytes, on_bytes=advance):
             _emit(parser.parse(batch), truncated, out, totals)
@@ -199,7 +200,9 @@ def command(
                 stream = open(path, "rb")  # noqa: SIM115 - closed in the finally below
             except OSError as exc:
                 totals.unreadable += 1
-                click.echo(f"logsidecar parse: cannot read {path}: {exc.strerror or exc}", err=True)
+                click.echo(
+                    f"logsidecar parse: cannot read {escape_controls(path)}: {exc.strerror or exc}", err=True
+                )
                 continue
             totals.files += 1
             try:
@@ -208,7 +211,10 @@ def command(
                 if isinstance(exc, BrokenPipeError):
                     raise
                 totals.unreadable += 1
-                click.echo(f"logsidecar parse: error reading {path}: {exc.strerror or exc}", err=True)
+                click.echo(
+                    f"logsidecar parse: error reading {escape_controls(path)}: {exc.strerror or exc}",
+                    err=True,
+                )
             finally:
                 stream.close()
     except BrokenPipeError:
