@@ -38,6 +38,7 @@ from typing import Any
 
 from logsidecar import events
 from logsidecar.events import Event
+from logsidecar.redact import redact
 
 Clock = Callable[[], float]
 
@@ -289,7 +290,7 @@ class HealthMonitor:
 def _error_text(fields: Mapping[str, Any]) -> str | None:
     for key in ("reason", "error"):
         if fields.get(key):
-            return str(fields[key])
+            return redact(str(fields[key]))  # served on /healthz
     return None
 
 

@@ -23,6 +23,7 @@ from logsidecar.config import Settings, format_duration
 from logsidecar.parse import build_parser
 from logsidecar.pipeline import FormatRule, ParserSelector
 from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord
+from logsidecar.redact import redact
 from logsidecar.tail.discovery import PathMatcher
 from logsidecar.terminal import click_colour
 from logsidecar.terminal import escape_controls as safe
@@ -68,8 +69,9 @@ def _fields(record: LogRecord) -> list[tuple[str, str]]:
 
 
 def _say(text: str = "", *, err: bool = False, nl: bool = True, **style: Any) -> None:
-    """One piece of the report; colour as click decides (terminal or not), never under NO_COLOR."""
-    click.secho(text, err=err, nl=nl, color=click_colour(), **style)
+    """One piece of the report; colour as click decides (terminal or not), never under NO_COLOR;
+    secrets (`logsidecar.redact`) hidden: a log line may quote a token or a URL with credentials."""
+    click.secho(redact(text), err=err, nl=nl, color=click_colour(), **style)
 
 
 def _paint(text: str, **style: Any) -> str:
