@@ -32,8 +32,12 @@ Invariants:
 - A bad key or value is rejected with its path and what was expected (`inputs[1].format: unknown format
   'combind'; expected one of: ...`), every error at once (`ConfigError.errors`). Values from the
   environment or flags are named by their variable or flag instead of the key path.
-- Secrets (header values, and any key containing "token", "password", "secret" or "api_key") never
-  appear in an error message or in `masked()`.
+- Secrets (header values, URL credentials, any key containing "token", "password", "secret" or
+  "api_key", and every value a `${VAR}` brought) never appear in an error message or in `masked()`
+  (`logsidecar.redact`; a `${VAR}` value is shown as `${VAR}`). Header names and values are checked
+  here: what HTTP/gRPC cannot carry (CR, LF, NUL, non-ASCII) is an error naming the header.
+- A file is at most MAX_CONFIG_BYTES, and a YAML document at most MAX_CONFIG_NODES values once its
+  aliases are expanded (an alias bomb is refused in milliseconds, naming the file).
 - Durations are float seconds in `Settings` ("500ms", "30s", "5m", "24h", "7d", "1h30m" or a number of
   seconds in the file); sizes are int bytes ("1MiB", "64KiB", "1MB", "512k" or a number of bytes).
 - OTEL_EXPORTER_OTLP_* variables (the LOGS_ variant first) configure every OTLP output; they do not
@@ -524,6 +528,7 @@ class Settings(_Strict):
                     credentials = endpoint_credentials(output.endpoint)[1]
                     if credentials:
                         redact.remember(credentials)
+                        redact.remember(credentials.partition(":")[2])  # the password alone
         for key, value in self.resource.items():
             if _is_secret_key(key):
                 redact.remember(value)

@@ -227,9 +227,8 @@ class HealthMonitor:
         with self._lock:
             status = self._sinks.get(sink, SinkStatus())
             since = status.failing_since if status.failing_since is not None else now
-            self._sinks[sink] = SinkStatus(
-                since, error or status.last_error, status.last_delivery_at, status.delivered_records
-            )
+            shown = redact(error) if error else status.last_error  # served on /healthz
+            self._sinks[sink] = SinkStatus(since, shown, status.last_delivery_at, status.delivered_records)
 
     def note_recovered(self, sink: str) -> None:
         with self._lock:
@@ -290,7 +289,7 @@ class HealthMonitor:
 def _error_text(fields: Mapping[str, Any]) -> str | None:
     for key in ("reason", "error"):
         if fields.get(key):
-            return redact(str(fields[key]))  # served on /healthz
+            return str(fields[key])
     return None
 
 

@@ -364,6 +364,7 @@ ACCEPT_RETRY_S = 0.1
 # Accept failures are reported at most this often, with how many there were since the last report.
 ACCEPT_ERROR_REPORT_S = 30.0
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_CLIENT_GAVE_UP = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EINTR})
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -477,8 +478,11 @@ class TelemetryServer:
             try:
                 connection, _ = await loop.sock_accept(listener)
             except OSError as exc:
+                if exc.errno in _CLIENT_GAVE_UP:
+                    continue  # that connection is gone; the next one may be fine
                 if exc.errno not in _OUT_OF_RESOURCES:
-                    continue  # the client gave up before we accepted (ECONNABORTED ...)
+                    await asyncio.sleep(ACCEPT_RETRY_S)  # unexpected: never spin on it
+                    continue
                 self._note_accept_failure(exc)
                 # Out of descriptors: never again hold more connections than fitted.
                 self.max_connections = max(

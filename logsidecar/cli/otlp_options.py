@@ -237,6 +237,7 @@ def resolve_otlp_settings(
         # otherwise replace an explicit header with them silently, and gRPC would put them in the
         # target (and in its error messages). Both at once is ambiguous: refused.
         redact.remember(credentials)
+        redact.remember(credentials.partition(":")[2])  # the password alone
         if "authorization" in headers:
             raise click.UsageError(
                 "the OTLP endpoint has user:password@ credentials and an 'authorization' header is "
