@@ -370,6 +370,7 @@ _REASONS = {
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
 
@@ -564,7 +565,17 @@ class TelemetryServer:
                 self._waiting.pop(current, None)  # it asked: no longer the first to be dropped
             if len(head) > _MAX_REQUEST_HEAD:
                 raise ValueError("request head too large")
-            status, content_type, body, method = self._respond(head)
+            try:
+                status, content_type, body, method = self._respond(head)
+            except (ValueError, ConnectionError):
+                raise
+            except Exception:  # noqa: BLE001 - a failing probe answers 500; no traceback per request
+                status, content_type, body, method = (
+                    500,
+                    "text/plain; charset=utf-8",
+                    b"internal error\n",
+                    "GET",
+                )
         except TimeoutError:
             self.metrics.http_connections_dropped.labels(reason="idle_timeout").inc()
             return
