@@ -32,8 +32,12 @@ Invariants:
 - A bad key or value is rejected with its path and what was expected (`inputs[1].format: unknown format
   'combind'; expected one of: ...`), every error at once (`ConfigError.errors`). Values from the
   environment or flags are named by their variable or flag instead of the key path.
-- Secrets (header values, and any key containing "token", "password", "secret" or "api_key") never
-  appear in an error message or in `masked()`.
+- Secrets (header values, URL credentials, any key containing "token", "password", "secret" or
+  "api_key", and every value a `${VAR}` brought) never appear in an error message or in `masked()`
+  (`logsidecar.redact`; a `${VAR}` value is shown as `${VAR}`). Header names and values are checked
+  here: what HTTP/gRPC cannot carry (CR, LF, NUL, non-ASCII) is an error naming the header.
+- A file is at most MAX_CONFIG_BYTES, and a YAML document at most MAX_CONFIG_NODES values once its
+  aliases are expanded (an alias bomb is refused in milliseconds, naming the file).
 - Durations are float seconds in `Settings` ("500ms", "30s", "5m", "24h", "7d", "1h30m" or a number of
   seconds in the file); sizes are int bytes ("1MiB", "64KiB", "1MB", "512k" or a number of bytes).
 - OTEL_EXPORTER_OTLP_* variables (the LOGS_ variant first) configure every OTLP output; they do not
@@ -60,9 +64,11 @@ from pydantic import (
     PlainSerializer,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from logsidecar import redact
 from logsidecar.events import Level
 from logsidecar.selflog import LogStyle
 from logsidecar.tail.options import StartAt, TailOptions, WatchMode
@@ -82,11 +88,15 @@ __all__ = [
     "parse_timezone",
     "format_duration",
     "unknown_env_vars",
+    "endpoint_credentials",
+    "header_problem",
 ]
 
 ENV_PREFIX = "LOGSIDECAR_"
 MASK = "***"
 _SECRET_KEY_HINTS = ("token", "password", "secret", "api_key", "apikey")
+MAX_CONFIG_BYTES = 1024 * 1024  # a configuration is a few KiB; anything this big is not one
+MAX_CONFIG_NODES = 100_000  # values in a YAML document once its aliases are expanded
 
 
 class ConfigError(ValueError):
@@ -296,6 +306,35 @@ def _check_format_spec(spec: str) -> str:
     return spec
 
 
+_HEADER_NAME = re.compile(r"[0-9a-z_.\-]+")  # gRPC metadata keys (HTTP tokens accept them too)
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")  # printable ASCII: what gRPC metadata values allow
+_BAD_HEADER_VALUE = (
+    "the value has a character that HTTP headers and gRPC metadata cannot carry (a control "
+    "character such as a newline, or a non-ASCII character); value not shown"
+)
+
+
+def _as_header_name(name: Any) -> str:
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name.lower()):
+        raise ValueError(
+            f"header name {name!r} is not valid: use letters, digits, '-', '_' and '.' "
+            "(HTTP headers and gRPC metadata)"
+        )
+    return name
+
+
+def _as_header_value(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    if not _HEADER_VALUE.fullmatch(value):
+        raise ValueError(_BAD_HEADER_VALUE)
+    return value
+
+
+HeaderName = Annotated[str, BeforeValidator(_custom(_as_header_name))]
+HeaderValue = Annotated[str, BeforeValidator(_custom(_as_header_value))]
+
+
 class InputConfig(_Strict):
     paths: list[str] = Field(min_length=1)  # paths or globs (`**` allowed)
     exclude: list[str] = []  # globs; the tailer applies the union of every input's excludes
@@ -323,7 +362,7 @@ class OtlpOutput(_Strict):
     type: Literal["otlp"] = "otlp"
     endpoint: str | None = None  # None: the protocol's default (localhost:4317 / :4318/v1/logs)
     protocol: Literal["grpc", "http/protobuf"] | None = None  # None: grpc
-    headers: dict[str, str] = {}
+    headers: dict[HeaderName, HeaderValue] = {}
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
@@ -339,13 +378,29 @@ class OtlpOutput(_Strict):
     def _valid_endpoint(cls, endpoint: str | None) -> str | None:
         if endpoint is None:
             return None
-        parts = urlsplit(endpoint if "://" in endpoint else f"grpc://{endpoint}")
-        if parts.scheme not in ("http", "https", "grpc") or not parts.hostname:
+        try:
+            parts = urlsplit(endpoint if "://" in endpoint else f"grpc://{endpoint}")
+            valid = parts.scheme in ("http", "https", "grpc") and bool(parts.hostname)
+        except ValueError:  # e.g. an unbalanced [ in the host
+            valid = False
+        if not valid:
             raise PydanticCustomError(
                 "logsidecar",
-                f"invalid endpoint {_mask_url(endpoint)!r}; expected a URL like http://collector:4317",
+                f"invalid endpoint {redact.redact(endpoint)!r}; expected a URL like http://collector:4317",
             )
         return endpoint
+
+    @model_validator(mode="after")
+    def _one_source_of_credentials(self) -> OtlpOutput:
+        if self.endpoint and endpoint_credentials(self.endpoint)[1] is not None:
+            explicit = [k for k in self.headers if k.lower() == "authorization"]
+            if explicit:
+                raise PydanticCustomError(
+                    "logsidecar",
+                    f"the endpoint has user:password@ credentials and header {explicit[0]!r} is set "
+                    "too: give only one (the URL's credentials become an authorization header)",
+                )
+        return self
 
     def otlp_flags(self) -> dict[str, Any]:
         """This output as keyword arguments of `cli.otlp_options.build_otlp_sink`."""
@@ -459,8 +514,24 @@ class Settings(_Strict):
         return parse_timezone(self.timezone)
 
     def masked(self) -> dict[str, Any]:
-        """The settings as plain data for display, secrets replaced by ***."""
-        return _mask(self.model_dump(mode="json"))
+        """The settings as plain data for display: secrets replaced by ***, values from ${VAR} by
+        ${VAR}, URL credentials hidden (`logsidecar.redact`)."""
+        return redact.redact_value(_mask(self.model_dump(mode="json")))  # type: ignore[no-any-return]
+
+    def remember_secrets(self) -> None:
+        """Make this configuration's secrets known to `logsidecar.redact`: header values, URL
+        credentials of endpoints, values of secret-looking keys (resource `api_key` ...)."""
+        for output in self.outputs:
+            if isinstance(output, OtlpOutput):
+                redact.remember_header_values(output.headers)
+                if output.endpoint:
+                    credentials = endpoint_credentials(output.endpoint)[1]
+                    if credentials:
+                        redact.remember(credentials)
+                        redact.remember(credentials.partition(":")[2])  # the password alone
+        for key, value in self.resource.items():
+            if _is_secret_key(key):
+                redact.remember(value)
 
 
 # -- masking ---------------------------------------------------------------------------------------
@@ -482,16 +553,35 @@ def _mask(data: Any, parent: str = "") -> Any:
     for key, value in data.items():
         if _is_secret_key(key) and value is not None:
             masked[key] = MASK
-        elif key == "endpoint" and isinstance(value, str):
-            masked[key] = _mask_url(value)
         else:
             masked[key] = _mask(value, key)
     return masked
 
 
-def _mask_url(url: str) -> str:
-    """Hide a password in the URL's userinfo (http://user:secret@host -> http://user:***@host)."""
-    return re.sub(r"(//[^/@:]*:)[^/@]*@", rf"\g<1>{MASK}@", url)
+def endpoint_credentials(endpoint: str) -> tuple[str, str | None]:
+    """(the endpoint without credentials, the credentials `user:password` or None). The userinfo
+    of a URL (`http://user:pw@host:4318`) or of a gRPC target without scheme (`user:pw@host:4317`)."""
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep:
+        scheme, rest = "", endpoint
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return endpoint, None
+    userinfo, _, host = authority.rpartition("@")
+    return f"{scheme}{sep}{host}{slash}{path}", userinfo
+
+
+def header_problem(key: str, value: str) -> str | None:
+    """Why `key: value` cannot be sent as an HTTP header or gRPC metadata, or None. Never quotes
+    the value (a secret); a bad value would otherwise be refused at every request, or split the
+    header (CR/LF) into another one."""
+    try:
+        _as_header_name(key)
+    except ValueError as exc:
+        return str(exc)
+    if not _HEADER_VALUE.fullmatch(value):
+        return f"header {key!r}: {_BAD_HEADER_VALUE}"
+    return None
 
 
 # -- reading the file --------------------------------------------------------------------------------
@@ -499,7 +589,15 @@ def _mask_url(url: str) -> str:
 
 def load_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Parse the file by its extension (.toml; .yaml, .yml, .json) into plain data, with `${VAR}`
-    replaced from `env` (`$${` is a literal `${`). Raises ConfigError with a one-line reason."""
+    replaced from `env` (`$${` is a literal `${`). Raises ConfigError with a one-line reason.
+    Every value a `${VAR}` brought is remembered as a secret (`logsidecar.redact`)."""
+    return _load(path, env, set())
+
+
+def _load(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None, expanded: set[tuple[Any, ...]]
+) -> dict[str, Any]:
+    """load_file, adding to `expanded` the key path of every value that a `${VAR}` expansion built."""
     file = Path(path)
     suffix = file.suffix.lower()
     if suffix not in (".toml", ".yaml", ".yml", ".json"):
@@ -507,49 +605,100 @@ def load_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
             [f"{file}: unsupported file type {suffix or '(none)'!r}; expected .toml, .yaml, .yml or .json"]
         )
     try:
-        text = file.read_text(encoding="utf-8")
+        with open(file, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{file}: larger than {MAX_CONFIG_BYTES} bytes; not a configuration file"])
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([f"{file}: cannot read: {reason}"]) from None
-    if suffix == ".toml":
-        try:
-            data: Any = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError([f"{file}: invalid TOML: {exc}"]) from None
-    else:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError([f"{file}: invalid YAML: {problem}{where}"]) from None
+    try:
+        if suffix == ".toml":
+            try:
+                data: Any = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError([f"{file}: invalid TOML: {exc}"]) from None
+        else:
+            data = _load_yaml(text, file)
         if data is None:
             data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            [f"{file}: expected a mapping of settings at the top level, got {type(data).__name__}"]
-        )
-    errors: list[str] = []
-    expanded = _expand(data, env or {}, (), errors)
+        if not isinstance(data, dict):
+            raise ConfigError(
+                [f"{file}: expected a mapping of settings at the top level, got {type(data).__name__}"]
+            )
+        errors: list[str] = []
+        result = _expand(data, env or {}, (), errors, expanded)
+    except RecursionError:  # nesting (or a recursive alias) deeper than any configuration
+        raise ConfigError([f"{file}: nested too deeply; not a configuration file"]) from None
     if errors:
         raise ConfigError(errors)
-    return expanded
+    return result
+
+
+def _load_yaml(text: str, file: Path) -> Any:
+    """YAML (or JSON) with safe types, refusing documents whose aliases expand to more than
+    MAX_CONFIG_NODES values (an alias bomb: a few lines that expand to billions of nodes)."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        expanded = _expanded_nodes(node)
+        if expanded > MAX_CONFIG_NODES:
+            raise ConfigError(
+                [
+                    f"{file}: YAML aliases expand to more than {MAX_CONFIG_NODES} values "
+                    "(an alias bomb?); write the values out instead"
+                ]
+            )
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{file}: invalid YAML: {problem}{where}"]) from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_nodes(root: Any) -> int:
+    """How many nodes the document has once every alias is replaced by what it names, computed
+    on the composed graph (an alias is the same node object; each node's size is computed once)."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a node that contains itself (a recursive alias) counts once
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(key) + size(value) for key, value in node.value)
+        total = min(total, MAX_CONFIG_NODES + 1)  # enough to refuse; keeps the numbers small
+        sizes[id(node)] = total
+        return total
+
+    return size(root)
 
 
 def _load_file_lenient(
-    path: str | os.PathLike[str], env: Mapping[str, str]
+    path: str | os.PathLike[str], env: Mapping[str, str], expanded: set[tuple[Any, ...]]
 ) -> tuple[dict[str, Any], list[str]]:
     """Like load_file, but unset ${VAR}s are returned as errors next to the data (so that the
     validation errors can be reported in the same run)."""
     try:
-        return load_file(path, env), []
+        return _load(path, env, expanded), []
     except ConfigError as exc:
         if not all("environment variable" in e for e in exc.errors):
             raise
-        data = load_file(path, _EveryNameSet(env))
+        data = _load(path, _EveryNameSet(env), expanded)
         return data, exc.errors
 
 
@@ -569,11 +718,17 @@ class _EveryNameSet(dict[str, str]):
 _VARIABLE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _expand(data: Any, env: Mapping[str, str], loc: tuple[Any, ...], errors: list[str]) -> Any:
+def _expand(
+    data: Any,
+    env: Mapping[str, str],
+    loc: tuple[Any, ...],
+    errors: list[str],
+    expanded: set[tuple[Any, ...]],
+) -> Any:
     if isinstance(data, dict):
-        return {k: _expand(v, env, (*loc, k), errors) for k, v in data.items()}
+        return {k: _expand(v, env, (*loc, k), errors, expanded) for k, v in data.items()}
     if isinstance(data, list):
-        return [_expand(v, env, (*loc, i), errors) for i, v in enumerate(data)]
+        return [_expand(v, env, (*loc, i), errors, expanded) for i, v in enumerate(data)]
     if isinstance(data, str) and "$" in data:
 
         def substitute(match: re.Match[str]) -> str:
@@ -583,6 +738,9 @@ def _expand(data: Any, env: Mapping[str, str], loc: tuple[Any, ...], errors: lis
             if name not in env:
                 errors.append(f"{_format_loc(loc)}: environment variable {name} is not set")
                 return ""
+            expanded.add(loc)
+            # Whatever the variable holds may be a secret: never shown again, as itself.
+            redact.remember(env[name], f"${{{name}}}", whole_word=True)
             return env[name]
 
         return _VARIABLE.sub(substitute, data)
@@ -707,7 +865,10 @@ def resolve(
     log_level, http_addr, unhealthy_after, derive_metrics, metrics_route_depth, metrics_interval,
     docker_metadata, service_name, otlp_*); None or () means "not given".
     """
-    data, expansion_errors = _load_file_lenient(file_path, env) if file_path is not None else ({}, [])
+    expanded: set[tuple[Any, ...]] = set()
+    data, expansion_errors = (
+        _load_file_lenient(file_path, env, expanded) if file_path is not None else ({}, [])
+    )
     layers = _Layers(data)
     layers.errors.extend(expansion_errors)
     flags = {k: v for k, v in flags.items() if v is not None and v != ()}
@@ -724,14 +885,20 @@ def resolve(
         layers.set("inputs", [{"paths": env["LOGSIDECAR_DEFAULT_PATHS"].split()}], "LOGSIDECAR_DEFAULT_PATHS")
     if layers.data.get("state_dir") is None:
         layers.data["state_dir"] = str(_default_state_dir(env))
+    # A value from ${VAR} is shown in no error (redact hides it in text; _describe where it is).
     try:
         settings = Settings.model_validate(layers.data)
     except ValidationError as exc:
         raise ConfigError(
-            layers.errors + [_describe(error, layers.origin) for error in exc.errors()]
+            [
+                redact.redact(line)
+                for line in layers.errors
+                + [_describe(error, layers.origin, expanded) for error in exc.errors()]
+            ]
         ) from None
     if layers.errors:
-        raise ConfigError(layers.errors)
+        raise ConfigError([redact.redact(line) for line in layers.errors])
+    settings.remember_secrets()
     return settings
 
 
@@ -887,7 +1054,11 @@ def _expected_list(expected: str) -> str:
     return ", ".join(items) if items else expected
 
 
-def _describe(error: Mapping[str, Any], origin: Mapping[tuple[Any, ...], str]) -> str:
+def _describe(
+    error: Mapping[str, Any],
+    origin: Mapping[tuple[Any, ...], str],
+    expanded: set[tuple[Any, ...]] = frozenset(),  # type: ignore[assignment]
+) -> str:
     # Drop the union tag pydantic inserts after a list index (outputs[0].otlp.endpoint).
     loc = [
         p
@@ -898,13 +1069,22 @@ def _describe(error: Mapping[str, Any], origin: Mapping[tuple[Any, ...], str]) -
     for end in range(len(loc), 0, -1):
         if tuple(loc[:end]) in origin:
             where = origin[tuple(loc[:end])]
+            if "headers" in loc[:-1]:  # a flag or variable sets several: say which one
+                where += f" (header {loc[loc.index('headers') + 1]!r})"
             break
-    secret = "headers" in loc or any(isinstance(p, str) and _is_secret_key(p) for p in loc)
+    key_error = bool(loc) and loc[-1] == "[key]"  # a key's name is shown: it is no secret
+    secret = (
+        "headers" in loc
+        or any(isinstance(p, str) and _is_secret_key(p) for p in loc)
+        or any(_overlaps(tuple(loc), e) for e in expanded)
+    )
     value = error.get("input")
     shown = "" if secret else f", got {value!r}"
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "logsidecar":
         message = error["msg"]
+        if secret and not key_error and isinstance(value, str) and value:
+            message = message.replace(repr(value), "(value not shown)")
     elif kind == "extra_forbidden":
         message = f"unknown key; expected one of: {', '.join(sorted(_model_at(error['loc']).model_fields))}"
     elif kind == "missing":
@@ -936,6 +1116,12 @@ def _describe(error: Mapping[str, Any], origin: Mapping[tuple[Any, ...], str]) -
     else:
         message = str(error["msg"]).removeprefix("Value error, ")
     return f"{where}: {message}"
+
+
+def _overlaps(loc: tuple[Any, ...], other: tuple[Any, ...]) -> bool:
+    """One key path is the other or inside it."""
+    shorter = min(len(loc), len(other))
+    return shorter > 0 and loc[:shorter] == other[:shorter]
 
 
 def _model_at(loc: Sequence[Any]) -> type[BaseModel]:

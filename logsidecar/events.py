@@ -52,6 +52,8 @@ class Event(StrEnum):
     STOPPED = "stopped"
     CONFIG_RELOADED = "config_reloaded"
     CONFIG_ERROR = "config_error"
+    # the HTTP endpoint
+    HTTP_ACCEPT_FAILED = "http_accept_failed"  # out of file descriptors; counted, reported rarely
 
 
 # The default level of each event in our own logs; anything not listed is INFO.
@@ -66,6 +68,7 @@ EVENT_LEVELS: dict[Event, Level] = {
     Event.SINK_REJECTED: Level.ERROR,
     Event.SINK_PARTIAL_SUCCESS: Level.WARNING,
     Event.CONFIG_ERROR: Level.ERROR,
+    Event.HTTP_ACCEPT_FAILED: Level.WARNING,
     Event.CHECKPOINT_WRITTEN: Level.DEBUG,
     Event.PARTIAL_LINE_FLUSHED: Level.DEBUG,
     Event.FILE_SKIPPED: Level.DEBUG,

@@ -38,6 +38,7 @@ from typing import Any
 
 from logsidecar import events
 from logsidecar.events import Event
+from logsidecar.redact import redact
 
 Clock = Callable[[], float]
 
@@ -226,9 +227,8 @@ class HealthMonitor:
         with self._lock:
             status = self._sinks.get(sink, SinkStatus())
             since = status.failing_since if status.failing_since is not None else now
-            self._sinks[sink] = SinkStatus(
-                since, error or status.last_error, status.last_delivery_at, status.delivered_records
-            )
+            shown = redact(error) if error else status.last_error  # served on /healthz
+            self._sinks[sink] = SinkStatus(since, shown, status.last_delivery_at, status.delivered_records)
 
     def note_recovered(self, sink: str) -> None:
         with self._lock:

@@ -1,8 +1,11 @@
 """Our own logs: one line per internal event on stderr, JSON or readable, rate-limited.
 
-JSON is the default when stderr is not a terminal (containers), a readable line otherwise.
+JSON is the default when stderr is not a terminal (containers), a readable line otherwise; the
+readable line escapes control characters (`logsidecar.terminal`), JSON escapes them by itself.
 A repeating event with the same key (event + path + reason) is logged at most once per
 `repeat_interval_s`; the next line says how many were suppressed, so nothing is hidden.
+Every field goes through `logsidecar.redact` (header values, URL credentials, ${VAR} values), and
+fields whose name says secret (token, password, headers ...) are never printed at all.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import orjson
 
 from logsidecar import events
 from logsidecar.events import EVENT_LEVELS, Event, Level
+from logsidecar.redact import redact_value
+from logsidecar.terminal import escape_controls
 
 _LEVEL_ORDER = {Level.DEBUG: 0, Level.INFO: 1, Level.WARNING: 2, Level.ERROR: 3}
 # Field names whose values are secrets: never printed.
@@ -79,13 +84,17 @@ class SelfLogger:
             return last[1] if last else 0
 
     def _format(self, event: Event, level: Level, fields: dict[str, Any]) -> str:
-        clean = {k: ("***" if any(h in k.lower() for h in _SECRET_HINTS) else v) for k, v in fields.items()}
+        clean = {
+            k: ("***" if any(h in k.lower() for h in _SECRET_HINTS) else redact_value(v))
+            for k, v in fields.items()
+        }
         ts = datetime.now(UTC)
         if self.style is LogStyle.JSON:
             return orjson.dumps(
                 {"time": ts, "level": str(level), "event": str(event), **clean}, default=str
             ).decode()
-        details = " ".join(f"{k}={v}" for k, v in clean.items())
+        # Values carry file names, log content and peers' errors: never raw control characters.
+        details = " ".join(f"{escape_controls(k)}={escape_controls(v)}" for k, v in clean.items())
         return f"{ts:%H:%M:%S} {level.upper():7} {event} {details}".rstrip()
 
 

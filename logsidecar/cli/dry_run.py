@@ -6,7 +6,8 @@ lines of each file parsed field by field. Nothing is forwarded, no checkpoint is
 file is watched: the files are only opened read-only and read from their end.
 
 Exit status (returned by `report`): 0 when at least one file matches, 1 when none does.
-Colour only on a terminal (click strips styles otherwise).
+Colour only on a terminal (click strips styles otherwise), never under NO_COLOR. Control characters
+from the files (names, lines, values) are escaped: a log line must not drive the operator's terminal.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from logsidecar.config import Settings, format_duration
 from logsidecar.parse import build_parser
 from logsidecar.pipeline import FormatRule, ParserSelector
 from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord
+from logsidecar.redact import redact
 from logsidecar.tail.discovery import PathMatcher
+from logsidecar.terminal import click_colour
+from logsidecar.terminal import escape_controls as safe
 
 _READ_STEP = 64 * 1024
 
@@ -64,8 +68,19 @@ def _fields(record: LogRecord) -> list[tuple[str, str]]:
     return rows
 
 
+def _say(text: str = "", *, err: bool = False, nl: bool = True, **style: Any) -> None:
+    """One piece of the report; colour as click decides (terminal or not), never under NO_COLOR;
+    secrets (`logsidecar.redact`) hidden: a log line may quote a token or a URL with credentials."""
+    click.secho(redact(text), err=err, nl=nl, color=click_colour(), **style)
+
+
+def _paint(text: str, **style: Any) -> str:
+    return click.style(text, **style) if click_colour() is None else text
+
+
 def report(settings: Settings, *, lines: int) -> int:
-    """Print the dry run for `settings`; returns the exit status."""
+    """Print the dry run for `settings`; returns the exit status. Everything that comes from the
+    files (names, lines, parsed values) is terminal-safe: `escape_controls`."""
     tail_options = settings.tail_options()
     rules, default_spec = settings.format_rules()
     timezone = settings.tzinfo()
@@ -73,37 +88,38 @@ def report(settings: Settings, *, lines: int) -> int:
         [FormatRule(g, s) for g, s in rules], default_spec=default_spec, timezone=timezone
     )
     files: list[str] = []
-    click.secho("Inputs", bold=True)
+    _say("Inputs", bold=True)
     for pattern in tail_options.include:
         matched = PathMatcher((pattern,), tail_options.exclude).scan()
         note = f"{len(matched)} file{'' if len(matched) == 1 else 's'}" if matched else "no file matches"
-        click.echo(f"  {pattern}  ->  " + (note if matched else click.style(note, fg="yellow")))
+        _say(f"  {safe(pattern)}  ->  " + (note if matched else _paint(note, fg="yellow")))
         files.extend(path for path in matched if path not in files)
     if tail_options.exclude:
-        click.echo(f"  excluded: {', '.join(tail_options.exclude)}")
+        _say(f"  excluded: {safe(', '.join(tail_options.exclude))}")
     if not files:
-        click.secho("No file matches; nothing would be followed.", fg="red", err=True)
+        _say("No file matches; nothing would be followed.", fg="red", err=True)
         return 1
     for path in files:
         _report_file(path, selector, settings, lines)
-    click.echo()
-    click.echo(
+    _say()
+    _say(
         f"{len(files)} file{'' if len(files) == 1 else 's'} would be followed. Dry run: nothing forwarded, no checkpoint touched."
     )
     return 0
 
 
 def _report_file(path: str, selector: ParserSelector, settings: Settings, count: int) -> None:
-    click.echo()
+    _say()
+    shown = safe(path)
     try:
         stat = os.stat(path)
     except OSError as exc:
-        click.secho(f"{path}: cannot stat: {exc.strerror}", fg="red")
+        _say(f"{shown}: cannot stat: {exc.strerror}", fg="red")
         return
-    click.secho(path, bold=True, nl=False)
-    click.echo(f"  ({stat.st_size} bytes)")
+    _say(shown, bold=True, nl=False)
+    _say(f"  ({stat.st_size} bytes)")
     if settings.ignore_older is not None and time.time() - stat.st_mtime > settings.ignore_older:
-        click.secho(
+        _say(
             f"  skipped: not modified for more than {format_duration(settings.ignore_older)} (ignore_older)",
             fg="yellow",
         )
@@ -112,28 +128,29 @@ def _report_file(path: str, selector: ParserSelector, settings: Settings, count:
     try:
         sample, unfinished = last_lines(path, count, settings.max_line_bytes)
     except OSError as exc:
-        click.secho(f"  format: {spec}; cannot read: {exc.strerror}", fg="red")
+        _say(f"  format: {safe(spec)}; cannot read: {exc.strerror}", fg="red")
         return
     parser = build_parser(spec, timezone=selector.timezone, path=path)
     records = parser.parse(sample) if sample else []
     if spec == "auto":
         detected = parser.format_name if parser.format_name != "auto" else "none detected yet"
-        click.echo(f"  format: auto -> {click.style(detected, fg='cyan')}")
+        _say(f"  format: auto -> {_paint(safe(detected), fg='cyan')}")
     else:
-        click.echo(f"  format: {click.style(spec, fg='cyan')}")
+        _say(f"  format: {_paint(safe(spec), fg='cyan')}")
     if not sample:
-        click.echo("  (no complete line yet)")
+        _say("  (no complete line yet)")
     for number, (line, record) in enumerate(zip(sample, records, strict=True), start=1):
-        click.echo(f"  line -{len(sample) - number + 1}: {line.decode('utf-8', 'replace')}")
+        _say(f"  line -{len(sample) - number + 1}: {safe(line.decode('utf-8', 'replace'))}")
         error = record.attributes.get(PARSE_ERROR)
         if error is not None:
-            click.secho(
-                f"    not parsed ({record.attributes.get(FORMAT, spec)}): {error}; forwarded raw", fg="red"
+            _say(
+                f"    not parsed ({safe(record.attributes.get(FORMAT, spec))}): {safe(error)}; forwarded raw",
+                fg="red",
             )
             continue
-        rows = _fields(record)
+        rows = [(safe(key), safe(value)) for key, value in _fields(record)]
         width = max((len(key) for key, _ in rows), default=0)
         for key, value in rows:
-            click.echo(f"    {click.style(key.ljust(width), fg='green')}  {value}")
+            _say(f"    {_paint(key.ljust(width), fg='green')}  {value}")
     if unfinished:
-        click.echo("  (the file ends with an unfinished line: held until its newline)")
+        _say("  (the file ends with an unfinished line: held until its newline)")

@@ -22,13 +22,19 @@ Invariants:
 - Protocol default: grpc. (The specification suggests http/protobuf as an SDK default; we deviate on
   purpose: gRPC is our fastest path, measured by benchmarks/otlp_throughput.py, and port 4317 is what a
   collector listens on out of the box. Set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf to change it.)
-- Header values are secrets: they are never part of an exception message, repr or log line.
+- Header values are secrets: they are never part of an exception message, repr or log line
+  (`logsidecar.redact` knows them). They are checked at start-up: a value HTTP/gRPC cannot carry
+  (CR, LF, NUL, non-ASCII) is an error naming the header, never showing the value.
+- Credentials in the endpoint URL (`http://user:pw@host`, or `user:pw@host:4317` for gRPC) become
+  an explicit `authorization: Basic ...` header and leave the URL, so no transport error can quote
+  them; given together with an `authorization` header they are an error (never a silent override).
 - Resource: service.name is "apache-httpd" unless OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME or
   --service-name (each overriding the previous) says otherwise; host.name is this host's name.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -37,6 +43,8 @@ from urllib.parse import unquote, urlsplit
 
 import click
 
+from logsidecar import redact
+from logsidecar.config import endpoint_credentials, header_problem
 from logsidecar.sinks.base import Sink
 from logsidecar.sinks.otlp import (
     DEFAULT_SERVICE_NAME,
@@ -209,7 +217,7 @@ def resolve_otlp_settings(
             + ", ".join(p.value for p in OtlpProtocol)
         ) from None
 
-    endpoint = _resolve_endpoint(protocol, flag("otlp_endpoint"), env)
+    endpoint, credentials = endpoint_credentials(_resolve_endpoint(protocol, flag("otlp_endpoint"), env))
     _check_endpoint(protocol, endpoint)
 
     headers: dict[str, str] = {}
@@ -220,6 +228,25 @@ def resolve_otlp_settings(
         headers[key] = value
     # gRPC metadata keys must be lower case; HTTP does not care.
     headers = {k.lower(): v for k, v in headers.items()}
+    redact.remember_header_values(headers)
+    problems = [p for p in (header_problem(k, v) for k, v in headers.items()) if p]
+    if problems:
+        raise click.UsageError("OTLP " + "; ".join(problems))
+    if credentials is not None:
+        # Credentials in the URL become the authorization header, explicitly: the HTTP client would
+        # otherwise replace an explicit header with them silently, and gRPC would put them in the
+        # target (and in its error messages). Both at once is ambiguous: refused.
+        redact.remember(credentials)
+        redact.remember(credentials.partition(":")[2])  # the password alone
+        if "authorization" in headers:
+            raise click.UsageError(
+                "the OTLP endpoint has user:password@ credentials and an 'authorization' header is "
+                "set too: give only one (the URL's credentials would become the authorization header)"
+            )
+        user, _, password = credentials.partition(":")
+        token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+        headers["authorization"] = f"Basic {token}"
+        redact.remember_header_values(headers)
 
     insecure_flag = flag("otlp_insecure")
     if insecure_flag is None:
@@ -296,12 +323,13 @@ def _check_endpoint(protocol: OtlpProtocol, endpoint: str) -> None:
     if protocol is OtlpProtocol.HTTP_PROTOBUF:
         if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.netloc:
             raise click.UsageError(
-                f"the OTLP/HTTP endpoint must be an http:// or https:// URL, got {endpoint!r}"
+                f"the OTLP/HTTP endpoint must be an http:// or https:// URL, got {redact.redact(endpoint)!r}"
             )
         return
     if parts is not None and (parts.scheme.lower() not in ("http", "https") or not parts.netloc):
         raise click.UsageError(
-            f"the OTLP/gRPC endpoint must be host:port or an http:// or https:// URL, got {endpoint!r}"
+            "the OTLP/gRPC endpoint must be host:port or an http:// or https:// URL, "
+            f"got {redact.redact(endpoint)!r}"
         )
     if parts is None and not endpoint.strip():
         raise click.UsageError("the OTLP/gRPC endpoint is empty")

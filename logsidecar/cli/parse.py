@@ -1,11 +1,13 @@
 """`logsidecar parse`: one-shot parsing of files or stdin to JSON lines.
 
-Reads each FILE (or `-`, stdin) in binary, frames lines on b"\\n" (a trailing b"\\r" is dropped; a
-last line without a newline is still parsed), parses them in batches with a fresh parser per file
-(so `auto` detects per file, by name and content) and writes one JSON record per line to stdout
-(`record.encode_json_lines`, one write per batch). stderr gets: a progress bar only when stderr is
-a terminal and the input is a regular file, one message per unreadable file, and a summary line
-(lines, parsed, unparsed = records flagged `logsidecar.parse_error`).
+Reads each FILE (or `-`, stdin) in binary and frames lines on b"\\n" as `tail` does (`LineFramer`:
+a line longer than --max-line-bytes is cut there and flagged `logsidecar.truncated`, NUL runs are
+dropped; memory stays bounded by --max-line-bytes plus one read chunk). A trailing b"\\r" is
+dropped; a last line without a newline is still parsed. Lines are parsed in batches with a fresh
+parser per file (so `auto` detects per file, by name and content) and written as one JSON record
+per line to stdout (`record.encode_json_lines`, one write per batch). stderr gets: a progress bar
+only when stderr is a terminal and the input is a regular file, one message per unreadable file,
+and a summary line (lines, parsed, unparsed = records flagged `logsidecar.parse_error`, truncated).
 
 Exit codes: 0 all inputs read; 1 some input could not be read (the others are still parsed);
 2 usage error, e.g. an invalid --format (the message points at the bad directive).
@@ -24,12 +26,15 @@ from typing import BinaryIO
 
 import click
 
-from logsidecar.cli.tail import TIMEZONE
+from logsidecar.cli.tail import SIZE, TIMEZONE
 from logsidecar.parse import FORMAT_NAMES, FormatError, Parser, build_parser
-from logsidecar.record import PARSE_ERROR, LogRecord, encode_json_lines
+from logsidecar.record import PARSE_ERROR, TRUNCATED, LogRecord, encode_json_lines
+from logsidecar.tail.reader import Framed, LineFramer
+from logsidecar.terminal import colour_allowed, escape_controls
 
 READ_CHUNK_BYTES = 1 << 20
 DEFAULT_BATCH_LINES = 4096
+DEFAULT_MAX_LINE_BYTES = 1 << 20  # as `tail --max-line-bytes`
 
 
 @dataclass(slots=True)
@@ -39,6 +44,7 @@ class ParseTotals:
     files: int = 0
     lines: int = 0
     unparsed: int = 0
+    truncated: int = 0
     unreadable: int = 0
 
     @property
@@ -47,35 +53,40 @@ class ParseTotals:
 
 
 def iter_line_batches(
-    stream: BinaryIO, batch_lines: int, on_bytes: Callable[[int], object] | None = None
-) -> Iterator[list[bytes]]:
+    stream: BinaryIO,
+    batch_lines: int,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    on_bytes: Callable[[int], object] | None = None,
+) -> Iterator[tuple[list[bytes], set[int]]]:
     """Frame `stream` into lists of at most `batch_lines` lines (no b"\\n", trailing b"\\r"
-    dropped). Uses read1 so that a pipe's lines come out as soon as they arrive."""
+    dropped), each with the indices of its lines cut at `max_line_bytes`. Framing is `tail`'s
+    (`LineFramer`), so memory stays bounded by `max_line_bytes` plus one read chunk whatever the
+    input, e.g. a file without any newline. Uses read1 so that a pipe's lines come out as soon as
+    they arrive."""
     read = getattr(stream, "read1", stream.read)
-    # The unfinished last line, as a list of pieces: a very long line is joined once, not
-    # re-copied on every read.
-    pending: list[bytes] = []
+    framer = LineFramer(max_line_bytes)
+    offset = 0
     while True:
         chunk = read(READ_CHUNK_BYTES)
         if not chunk:
             break
         if on_bytes is not None:
             on_bytes(len(chunk))
-        if b"\n" not in chunk:
-            pending.append(chunk)
-            continue
-        if pending:
-            pending.append(chunk)
-            chunk = b"".join(pending)
-        lines = chunk.split(b"\n")
-        last = lines.pop()
-        pending = [last] if last else []
-        for start in range(0, len(lines), batch_lines):
-            batch = lines[start : start + batch_lines]
-            yield [line[:-1] if line.endswith(b"\r") else line for line in batch]
-    if pending:
-        line = b"".join(pending)
-        yield [line[:-1] if line.endswith(b"\r") else line]
+        framed = Framed()
+        framer.feed(chunk, offset, framed)
+        offset += len(chunk)
+        yield from _batches(framed, batch_lines)
+    framed = Framed()
+    if framer.flush_partial(framed, offset):  # a last line without its newline
+        yield from _batches(framed, batch_lines)
+
+
+def _batches(framed: Framed, batch_lines: int) -> Iterator[tuple[list[bytes], set[int]]]:
+    lines = framed.lines
+    for start in range(0, len(lines), batch_lines):
+        batch = lines[start : start + batch_lines]
+        truncated = {i - start for i in framed.truncated if start <= i < start + len(batch)}
+        yield [line[:-1] if line.endswith(b"\r") else line for line in batch], truncated
 
 
 def _is_regular_file(stream: BinaryIO) -> bool:
@@ -86,32 +97,43 @@ def _is_regular_file(stream: BinaryIO) -> bool:
 
 
 def _parse_stream(
-    stream: BinaryIO, parser: Parser, out: BinaryIO, totals: ParseTotals, batch_lines: int, label: str
+    stream: BinaryIO,
+    parser: Parser,
+    out: BinaryIO,
+    totals: ParseTotals,
+    framing: tuple[int, int],
+    label: str,
 ) -> None:
+    """`framing`: (batch_lines, max_line_bytes)."""
+    batch_lines, max_line_bytes = framing
     show_progress = sys.stderr.isatty() and _is_regular_file(stream)
     if not show_progress:
-        for batch in iter_line_batches(stream, batch_lines):
-            _emit(parser.parse(batch), out, totals)
+        for batch, truncated in iter_line_batches(stream, batch_lines, max_line_bytes):
+            _emit(parser.parse(batch), truncated, out, totals)
         return
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     size = os.fstat(stream.fileno()).st_size
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # a file name is not rich markup
         BarColumn(),
         DownloadColumn(),
         TimeRemainingColumn(),
-        console=Console(file=sys.stderr),
+        console=Console(file=sys.stderr, no_color=not colour_allowed()),
         transient=True,
     ) as progress:
-        task = progress.add_task(label, total=size)
-        for batch in iter_line_batches(stream, batch_lines, on_bytes=lambda n: progress.advance(task, n)):
-            _emit(parser.parse(batch), out, totals)
+        task = progress.add_task(escape_controls(label), total=size)
+        advance = lambda n: progress.advance(task, n)  # noqa: E731
+        for batch, truncated in iter_line_batches(stream, batch_lines, max_line_bytes, on_bytes=advance):
+            _emit(parser.parse(batch), truncated, out, totals)
 
 
-def _emit(records: list[LogRecord], out: BinaryIO, totals: ParseTotals) -> None:
+def _emit(records: list[LogRecord], truncated: set[int], out: BinaryIO, totals: ParseTotals) -> None:
+    for index in truncated:
+        records[index].attributes[TRUNCATED] = True
     totals.lines += len(records)
+    totals.truncated += len(truncated)
     totals.unparsed += sum(1 for r in records if PARSE_ERROR in r.attributes)
     out.write(encode_json_lines(records))
     out.flush()
@@ -145,8 +167,17 @@ def _build(format_spec: str, timezone: tzinfo, path: str | None) -> Parser:
     show_default=True,
     help="Lines parsed and written per batch.",
 )
+@click.option(
+    "--max-line-bytes",
+    type=SIZE,
+    default="1MiB",
+    show_default=True,
+    help="Longer lines are cut here and flagged logsidecar.truncated (as `tail` does).",
+)
 @click.argument("files", nargs=-1)
-def command(format_spec: str, timezone: tzinfo, batch_lines: int, files: tuple[str, ...]) -> None:
+def command(
+    format_spec: str, timezone: tzinfo, batch_lines: int, max_line_bytes: int, files: tuple[str, ...]
+) -> None:
     """Parse FILE... (or - for stdin; no FILE means stdin) and print one JSON record per line."""
     try:
         _build(format_spec, timezone, None)  # validate once, before any output
@@ -155,6 +186,7 @@ def command(format_spec: str, timezone: tzinfo, batch_lines: int, files: tuple[s
 
     out = click.get_binary_stream("stdout")
     totals = ParseTotals()
+    framing = (batch_lines, max_line_bytes)
     started = time.perf_counter()
     try:
         for name in files or ("-",):
@@ -162,22 +194,27 @@ def command(format_spec: str, timezone: tzinfo, batch_lines: int, files: tuple[s
             parser = _build(format_spec, timezone, path)
             if path is None:
                 totals.files += 1
-                _parse_stream(click.get_binary_stream("stdin"), parser, out, totals, batch_lines, "stdin")
+                _parse_stream(click.get_binary_stream("stdin"), parser, out, totals, framing, "stdin")
                 continue
             try:
                 stream = open(path, "rb")  # noqa: SIM115 - closed in the finally below
             except OSError as exc:
                 totals.unreadable += 1
-                click.echo(f"logsidecar parse: cannot read {path}: {exc.strerror or exc}", err=True)
+                click.echo(
+                    f"logsidecar parse: cannot read {escape_controls(path)}: {exc.strerror or exc}", err=True
+                )
                 continue
             totals.files += 1
             try:
-                _parse_stream(stream, parser, out, totals, batch_lines, os.path.basename(path))
+                _parse_stream(stream, parser, out, totals, framing, os.path.basename(path))
             except OSError as exc:
                 if isinstance(exc, BrokenPipeError):
                     raise
                 totals.unreadable += 1
-                click.echo(f"logsidecar parse: error reading {path}: {exc.strerror or exc}", err=True)
+                click.echo(
+                    f"logsidecar parse: error reading {escape_controls(path)}: {exc.strerror or exc}",
+                    err=True,
+                )
             finally:
                 stream.close()
     except BrokenPipeError:
@@ -194,7 +231,8 @@ def command(format_spec: str, timezone: tzinfo, batch_lines: int, files: tuple[s
     rate = f", {totals.lines / elapsed:,.0f} lines/s" if elapsed > 0 and totals.lines else ""
     click.echo(
         f"logsidecar parse: {totals.lines} lines, {totals.parsed} parsed, {totals.unparsed} unparsed"
-        f" ({totals.files} file{'s' if totals.files != 1 else ''}, {elapsed:.2f}s{rate})",
+        + (f", {totals.truncated} truncated" if totals.truncated else "")
+        + f" ({totals.files} file{'s' if totals.files != 1 else ''}, {elapsed:.2f}s{rate})",
         err=True,
     )
     if totals.unreadable:

@@ -72,6 +72,7 @@ from logsidecar.pipeline import (
     parse_format_rule,
     validate_format_rules,
 )
+from logsidecar.redact import redact
 from logsidecar.sinks.base import Sink
 from logsidecar.sinks.otlp import OtlpSink
 from logsidecar.sinks.stdout import OutputClosed, StdoutFormat, StdoutSink
@@ -409,13 +410,13 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
     except click.ClickException:
         raise
     except (ConfigError, FormatError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(redact(str(exc))) from None
     try:
         _run_until_exit(_serve(plan, load if config_file else None, otlp_flags))
     except OutputClosed:
         _silence_stdout()
     except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback
-        raise click.ClickException(f"stopped: {exc!r}") from exc
+        raise click.ClickException(redact(f"stopped: {exc!r}")) from exc
 
 
 def _run_until_exit(main: Coroutine[Any, Any, float | None]) -> None:

@@ -1,5 +1,8 @@
 """The stdout sink: records as JSON lines (machines), a coloured line each (people), or raw bodies.
 
+Pretty lines are terminal-safe (control characters escaped, see `logsidecar.terminal`) and plain
+under NO_COLOR. Raw bodies are written as they are: `raw` is for programs, not terminals.
+
 Invariants:
 - One write per batch: the batch is encoded into one buffer and written (and flushed) by a dedicated
   writer thread, so a slow reader of our stdout blocks that thread, never the event loop (signals,
@@ -36,6 +39,7 @@ from typing import Any, BinaryIO
 
 from logsidecar.record import LogRecord, encode_json_lines
 from logsidecar.sinks.base import JsonLines, Sink
+from logsidecar.terminal import colour_allowed, escape_controls
 
 
 class StdoutFormat(StrEnum):
@@ -115,38 +119,41 @@ def _time_text(ts: datetime | None) -> str:
 
 def format_pretty_line(record: LogRecord, *, colour: bool = True) -> str:
     """One readable line. Access: time, status, method, path?query, client, size, duration.
-    Error (or anything without an HTTP status): time, level, module, message."""
+    Error (or anything without an HTTP status): time, level, module, message.
+    Every value from the record is terminal-safe (`escape_controls`): it came from an HTTP client."""
     c = (lambda code: code) if colour else (lambda code: "")
+    e = escape_controls
     attributes = record.attributes
     time_text = _time_text(record.timestamp or record.observed_timestamp)
     status = attributes.get(_STATUS)
     if status is not None:
-        method = attributes.get(_METHOD) or "-"
+        method = e(attributes.get(_METHOD) or "-")
         path = _first(attributes, _PATH) or "-"
         query = attributes.get(_QUERY)
-        target = f"{path}?{query}" if query else str(path)
-        client = _first(attributes, _CLIENT) or "-"
+        target = e(f"{path}?{query}" if query else path)
+        client = e(_first(attributes, _CLIENT) or "-")
         size = attributes.get(_SIZE)
         duration = _duration_text(attributes)
         status_colour = _STATUS_COLOURS.get(int(status) // 100, "") if isinstance(status, int) else ""
         line = (
-            f"{c(_DIM)}{time_text}{c(_RESET)} {c(status_colour)}{status!s:>3}{c(_RESET)} "
+            f"{c(_DIM)}{time_text}{c(_RESET)} {c(status_colour)}{e(status):>3}{c(_RESET)} "
             f"{c(_BOLD)}{method:<7}{c(_RESET)} {target:<40} {c(_DIM)}{client:<15}{c(_RESET)} "
-            f"{'-' if size is None else size!s:>8} {duration:>9}"
+            f"{'-' if size is None else e(size):>8} {duration:>9}"
         )
     else:
-        level = (record.severity_text or "-").lower()
+        level = e((record.severity_text or "-").lower())
         module = _first(attributes, _MODULE)
         message = _first(attributes, _MESSAGE) or record.body
         code = _first(attributes, _ERROR_CODE)
-        head = f"[{module}] " if module else ""
-        code_text = f"{code}: " if code and not str(message).startswith(str(code)) else ""
+        head = f"[{e(module)}] " if module else ""
+        code_text = f"{e(code)}: " if code and not str(message).startswith(str(code)) else ""
+        message = e(message)
         line = (
             f"{c(_DIM)}{time_text}{c(_RESET)} {c(_severity_colour(int(record.severity_number)))}"
             f"{level:<7}{c(_RESET)} {head}{code_text}{message}"
         )
     if attributes.get("logsidecar.parse_error"):
-        line = f"{line} {c(_DIM)}(unparsed: {attributes['logsidecar.parse_error']}){c(_RESET)}"
+        line = f"{line} {c(_DIM)}(unparsed: {e(attributes['logsidecar.parse_error'])}){c(_RESET)}"
     return line.rstrip()
 
 
@@ -245,9 +252,10 @@ class StdoutSink(Sink):
     def __init__(self, fmt: StdoutFormat = StdoutFormat.AUTO, stream: BinaryIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout.buffer
         self.format = resolve_format(fmt, self.stream)
+        colour = colour_allowed()  # NO_COLOR
         encoders: dict[StdoutFormat, Callable[[Sequence[LogRecord]], bytes]] = {
             StdoutFormat.JSON: encode_json_lines,
-            StdoutFormat.PRETTY: encode_pretty,
+            StdoutFormat.PRETTY: lambda records: encode_pretty(records, colour=colour),
             StdoutFormat.RAW: encode_raw,
         }
         self._encode = encoders[self.format]

@@ -133,7 +133,9 @@ def test_batches_larger_than_batch_lines_keep_every_line_in_order(tmp_path: Path
     ],
 )
 def test_line_framing(data, batch_lines, expected):
-    assert list(iter_line_batches(io.BytesIO(data), batch_lines)) == expected
+    batches = list(iter_line_batches(io.BytesIO(data), batch_lines))
+    assert [lines for lines, _ in batches] == expected
+    assert all(not truncated for _, truncated in batches)
 
 
 def test_line_framing_across_read_chunks():
@@ -149,7 +151,7 @@ def test_line_framing_across_read_chunks():
             return chunk
 
     batches = list(iter_line_batches(TinyReads(b"alpha\nbeta\r\ngamma"), 100))  # type: ignore[arg-type]
-    assert [line for batch in batches for line in batch] == [b"alpha", b"beta", b"gamma"]
+    assert [line for batch, _ in batches for line in batch] == [b"alpha", b"beta", b"gamma"]
 
 
 def test_python_dash_m_entry_point(tmp_path: Path):

@@ -555,14 +555,12 @@ def test_unknown_logsidecar_variables_are_found() -> None:
 
 def test_masked_settings_hide_header_values_and_url_passwords() -> None:
     settings = Settings(
-        outputs=[
-            OtlpOutput(endpoint="https://user:pa55@collector:4318", headers={"authorization": "Bearer t"})
-        ],
+        outputs=[OtlpOutput(endpoint="https://user:pa55@collector:4318", headers={"x-api-key": "Bearer t"})],
         resource={"api_key": "k", "team": "web"},
     )
     masked = settings.masked()
-    assert masked["outputs"][0]["headers"] == {"authorization": "***"}
-    assert masked["outputs"][0]["endpoint"] == "https://user:***@collector:4318"
+    assert masked["outputs"][0]["headers"] == {"x-api-key": "***"}
+    assert masked["outputs"][0]["endpoint"] == "https://***@collector:4318"
     assert masked["resource"] == {"api_key": "***", "team": "web"}
     assert "Bearer t" not in json.dumps(masked) and "pa55" not in json.dumps(masked)
 

@@ -225,3 +225,35 @@ def test_malformed_header_flag_is_rejected_without_echoing_it() -> None:
 def test_endpoints_no_attempt_could_reach_fail_at_start(flags: dict[str, Any], message: str) -> None:
     with pytest.raises(click.UsageError, match=message):
         resolve(flags)
+
+
+@pytest.mark.parametrize(
+    ("flags", "endpoint"),
+    [
+        ({"otlp_endpoint": "user:p%40ss@collector:4317"}, "collector:4317"),  # gRPC target, no scheme
+        (
+            {"otlp_endpoint": "https://user:p%40ss@collector:4318", "otlp_protocol": "http/protobuf"},
+            "https://collector:4318/v1/logs",
+        ),
+    ],
+)
+def test_endpoint_credentials_become_an_explicit_authorization_header(
+    flags: dict[str, Any], endpoint: str
+) -> None:
+    settings = resolve(flags)
+    assert settings.endpoint == endpoint
+    assert settings.headers == {"authorization": "Basic dXNlcjpwQHNz"}  # base64 of user:p@ss
+
+
+def test_endpoint_credentials_next_to_an_authorization_header_are_refused() -> None:
+    flags = {"otlp_endpoint": "http://user:pw@collector:4317"}
+    with pytest.raises(click.UsageError, match="'authorization' header") as caught:
+        resolve(flags, OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer%20tok3n")
+    assert "pw" not in caught.value.message and "tok3n" not in caught.value.message
+
+
+@pytest.mark.parametrize("value", ["a%0Ab", "a%0Db", "a%00b", "caf%C3%A9"])
+def test_a_header_value_http_or_grpc_cannot_carry_is_refused_by_name(value: str) -> None:
+    with pytest.raises(click.UsageError, match="header 'x-token': .*value not shown") as caught:
+        resolve(OTEL_EXPORTER_OTLP_HEADERS=f"x-token={value}")
+    assert value not in caught.value.message
