@@ -148,11 +148,11 @@ def test_a_header_value_that_cannot_be_sent_is_a_startup_error_naming_the_header
 
 def test_values_from_variables_are_never_quoted_in_errors_or_check_config(tmp_path: Path) -> None:
     invalid = tmp_path / "invalid.toml"
-    invalid.write_text('max_line_bytes = "${SIZE}"\nshutdown_timeout = "${SHORT}"\n')
+    invalid.write_text('max_line_bytes = "${SIZE}"\ndrain_timeout = "${SHORT}"\n')
     result = logsidecar("check-config", str(invalid), SIZE=TOKEN, SHORT="zz")
     assert result.returncode == 2
     assert "max_line_bytes: invalid size (value not shown)" in result.stderr
-    assert "shutdown_timeout: invalid duration (value not shown)" in result.stderr
+    assert "drain_timeout: invalid duration (value not shown)" in result.stderr
     assert TOKEN not in result.stderr and "zz" not in result.stderr
 
     tail = logsidecar("tail", "--config", str(invalid), str(tmp_path / "x.log"), SIZE=TOKEN, SHORT="zz")
