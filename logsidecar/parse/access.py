@@ -139,6 +139,7 @@ from logsidecar.record import (
     FORMAT,
     INVALID_UTF8,
     PARSE_ERROR,
+    TIME_ORIGINAL,
     LogRecord,
     Severity,
     decode_text,
@@ -485,6 +486,20 @@ class AccessLogParser:
         begin = [s for s in times if not s.time_end]
         return begin or times
 
+    def bad_time(self, values: tuple[str, ...] | str) -> tuple[str, str] | None:
+        """For time field text that gave no timestamp: (the parse_error naming the field(s), the
+        text as written, pieces joined by a space); None when every piece is `-` (not logged)."""
+        texts = (values,) if isinstance(values, str) else values
+        written = [
+            (spec, text[1:-1] if text[:1] == "[" and text[-1:] == "]" else text)
+            for spec, text in zip(self._time_specs(), texts, strict=True)
+            if text != "-"
+        ]
+        if not written:
+            return None
+        sources = " ".join(spec.directive.source for spec, _ in written)
+        return f"invalid time in {sources}: not a real instant", " ".join(text for _, text in written)
+
     def _make_time_parser(self) -> Callable[[Any], datetime | None]:
         specs = self._time_specs()
         tz = self._timezone
@@ -617,7 +632,11 @@ class AccessLogParser:
             time_code = "    ts = None"
         else:
             key = time_vars[0] if len(time_vars) == 1 else "(" + ", ".join(time_vars) + ",)"
-            time_code = f"    ts = time_get({key})\n    if ts is None:\n        ts = time_parse({key})"
+            time_code = (
+                f"    ts = time_get({key})\n    if ts is None:\n        ts = time_parse({key})\n"
+                f"        if ts is None:\n            bt = bad_time({key})\n            if bt is not None:\n"
+                f"                a[PARSE_ERROR] = bt[0]\n                a[TIME_ORIGINAL] = bt[1]"
+            )
         names.append("bad")
         unpack = "    " + ", ".join(names) + " = row"
         source = "\n".join(
@@ -649,6 +668,9 @@ class AccessLogParser:
         namespace: dict[str, Any] = {
             "FORMAT": FORMAT,
             "INVALID_UTF8": INVALID_UTF8,
+            "PARSE_ERROR": PARSE_ERROR,
+            "TIME_ORIGINAL": TIME_ORIGINAL,
+            "bad_time": self.bad_time,
             "format_name": self.format_name,
             "LogRecord": LogRecord,
             "unescape": unescape_log_value,

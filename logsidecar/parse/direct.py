@@ -41,6 +41,10 @@ __all__ = ["Dialect", "DirectEncoder", "SlowParse", "lines_needing_escapes"]
 # Cache bounds per field; cleared when full (memory stays bounded whatever the traffic).
 PIECE_CACHE_MAX = 4096
 
+# The time piece of a time that is not a real instant: such a line takes the slow path, where the
+# record builder flags it (`logsidecar.parse_error`, `apache.time.original`).
+BAD_TIME = object()
+
 # Slow-path hook: given the indices of lines the fast path left, return their records (parsed,
 # not stamped) in the same order.
 SlowParse = Callable[[list[int]], list[LogRecord]]
@@ -155,7 +159,13 @@ class DirectEncoder:
             time_cache, time_compute = _time_piece_cache(parser, dialect)
             namespace["tget"] = time_cache.get
             namespace["tpiece"] = time_compute
-            code.append(f"    tp = tget({time_key})\n    if tp is None:\n        tp = tpiece({time_key})")
+            namespace["BAD_TIME"] = BAD_TIME
+            # A time that is not a real instant is flagged by the record builder: slow path.
+            code.append(
+                f"    tp = tget({time_key})\n    if tp is None:\n        tp = tpiece({time_key})\n"
+                f"    if tp is BAD_TIME:\n        slow.append(at >> 4)\n        append(None)\n"
+                f"        at += 16\n        continue"
+            )
         else:
             namespace["no_time"] = dialect.no_time
             code.append("    tp = no_time")
@@ -300,7 +310,11 @@ def _time_piece_cache(
     parse_time = parser.parse_time
 
     def compute(value: Any) -> Any:
-        piece = dialect.time_piece(parse_time(as_text(value)))
+        text = as_text(value)
+        moment = parse_time(text)
+        piece = (
+            BAD_TIME if moment is None and parser.bad_time(text) is not None else dialect.time_piece(moment)
+        )
         if len(cache) >= PIECE_CACHE_MAX:
             cache.clear()
         cache[value] = piece
