@@ -103,6 +103,7 @@ import gc
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
+from functools import partial
 from typing import Any
 
 from logsidecar.parse.access_json import json_encoder_for
@@ -120,6 +121,7 @@ from logsidecar.parse.logformat import (
     STATUS,
     STR,
     TIME,
+    VALUE,
     Directive,
     FieldSpec,
     Literal,
@@ -530,7 +532,15 @@ class AccessLogParser:
                 elif kind == "usec_frac" and value.isdigit():
                     micro = int(value)
             if base is None and formats:
+                # Pieces are read together (`%{%d/%b/%Y}t %{%T}t` is one time); when they repeat a
+                # field (`%{%F %T}t ... %{end:%F %T}t`), strptime cannot: the first piece that
+                # parses alone gives the time.
                 base = parse_strftime("\x1f".join(texts), "\x1f".join(formats), tz)
+                if base is None and len(formats) > 1:
+                    base = next(
+                        (t for t in map(partial(parse_strftime, default_tz=tz), texts, formats) if t),
+                        None,
+                    )
             if base is not None and micro is not None and micro < 1_000_000:
                 base = base.replace(microsecond=micro)
             return base
@@ -571,6 +581,8 @@ class AccessLogParser:
             )
             if spec.kind == STR:
                 emit(f"    if {var} != '-':\n{unescape}        a[{key!r}] = {var}")
+            elif spec.kind == VALUE:  # never empty in a matched line; '' only in direct.py's blank rows
+                emit(f"    if {var}:\n        a[{key!r}] = {var}")
             elif spec.kind == INT:  # 18 digits always fit in 64 bits; longer ones are checked
                 emit(
                     f"    if {var} != '-':\n        a[{key!r}] = int({var}) if len({var}) < 19 else bounded_int({var})"

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from logsidecar.parse.logformat import INT, REQUEST, STATUS, STR, TIME
+from logsidecar.parse.logformat import INT, REQUEST, STATUS, STR, TIME, VALUE
 from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord
 from logsidecar.stamp import BatchStamp
 
@@ -271,7 +271,8 @@ def _piece_cache(
     """The cache for field `number` and the function filling it from the parser's own builder:
     value → piece, or (piece, severity piece) for the status that sets the severity."""
     cache: dict[Any, Any] = {}  # keyed by the row's value: str or bytes, as the dialect's rows are
-    blank = ["-"] * len(parser.field_specs) + [""]
+    # Every other field absent: `-`, or '' for a field where `-` is a value.
+    blank = ["" if spec.kind == VALUE else "-" for spec in parser.field_specs] + [""]
 
     def compute(value: str | bytes) -> Any:
         row = list(blank)

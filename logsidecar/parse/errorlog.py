@@ -42,6 +42,8 @@ strings are parsed once per distinct second (a bounded cache); the fraction is a
 
 `compile_errorlogformat(fmt)` compiles an `ErrorLogFormat` string into a parser, following
 `server/core.c: parse_errorlog_item` and `server/log.c: do_errorlog_format` (see `_compile_items`).
+A line that does not match it but is in httpd's built-in format (httpd writes those while it reads
+its configuration, before ErrorLogFormat applies) gets the built-in parser's record, format `error`.
 
 Invariants (the Parser contract): exactly one record per input line, in order; never raises on
 input; a line that does not match keeps its raw body and gets `logsidecar.parse_error`.
@@ -742,6 +744,7 @@ class ErrorLogFormatParser:
             raise FormatError("empty ErrorLogFormat")
         self._regex, self._setters = _compile_items(items)
         self._times = ErrorTimeParser(timezone)
+        self._builtin = ErrorLogParser(timezone)
 
     @property
     def pattern(self) -> str:
@@ -767,6 +770,12 @@ class ErrorLogFormatParser:
         text, valid = decode_text(raw)
         match = self._regex.fullmatch(text)
         if match is None:
+            # httpd writes what it logs while reading its configuration, before ErrorLogFormat
+            # applies, in the built-in format: such lines get the `error` parser's record.
+            builtin = self._builtin.parse_line(raw)
+            if PARSE_ERROR not in builtin.attributes:
+                builtin.observed_timestamp = observed
+                return builtin
             return _unparsed(
                 text, valid, "line does not match the ErrorLogFormat", self.format_name, observed
             )

@@ -318,8 +318,9 @@ def header_attribute(name: str, response: bool = False) -> str:
 
 
 # Value kinds (how access.py converts the captured text).
-STR, INT, HEXINT, STATUS, REQUEST, DURATION, PROTOCOL, QUERY, TIME = (
-    "str", "int", "hexint", "status", "request", "duration", "protocol", "query", "time",
+# VALUE: text where `-` is a value, not an absence (%X writes `-` for "connection closed").
+STR, INT, HEXINT, STATUS, REQUEST, DURATION, PROTOCOL, QUERY, TIME, VALUE = (
+    "str", "int", "hexint", "status", "request", "duration", "protocol", "query", "time", "value",
 )  # fmt: skip
 # Pattern kinds.
 TOKEN, TEXT, NUM, STATUS_PAT, CLF, REQ, CONN, HEX, RAW = (
@@ -456,7 +457,10 @@ def _spec_for(d: Directive) -> FieldSpec:  # noqa: C901 - one table, read top to
     if name == "V":
         return FieldSpec(d, STR, TEXT, ("server.address",), "apache.server_name", priority=2)
     if name == "X":
-        return FieldSpec(d, STR, CONN, ("apache.connection_status",), escapable=False)
+        # `-` is "closed after the response", a value; only a status condition makes it an absence.
+        return FieldSpec(
+            d, STR if d.conditions else VALUE, CONN, ("apache.connection_status",), escapable=False
+        )
     if name == "I":
         return FieldSpec(d, INT, NUM, ("apache.bytes_received",), escapable=False)
     if name == "O":
@@ -596,6 +600,9 @@ def _field_pattern(
         else:
             body = r"[^\n]*?"
         return f"({body})"  # %r is captured whole: a cached split in Python beats nested groups
+    if kind == TOKEN and quoted and spec.escapable:
+        # A quoted token-like field (`"%u"`): httpd escapes its quotes, not its spaces.
+        return r'([^"]*+)' if fast else f"({QUOTED_TEXT})"
     if kind == TOKEN and spec.directive.name == "u" and not fast and after and after[0] == " ":
         # httpd does not escape spaces, and a Basic-auth user name may hold some ("john doe"): the
         # strict pattern lets the user run up to the literal that follows it. The fast pattern

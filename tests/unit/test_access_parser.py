@@ -192,6 +192,9 @@ DIRECTIVE_CASES: list[tuple[str, str, dict[str, Any]]] = [
     ('"%r"', '"GET"', {"apache.request_line": "GET"}),
     ('"%r"', '"\\x16\\x03\\x01\\x00\\xa5"', {"apache.request_line": "\x16\x03\x01\x00\ufffd", "logsidecar.invalid_utf8": True}),
     ('"%r"', '"GET /has space HTTP/1.1"', {"apache.request_line": "GET /has space HTTP/1.1"}),
+    # httpd cuts a refused request line after its second space: `b?x` is no protocol.
+    ('"%r"', '"GET /a b?x"', {"apache.request_line": "GET /a b?x"}),
+    ('"%r"', '"GET / HTTP/1.1\\x00"', {"apache.request_line": "GET / HTTP/1.1\x00"}),
     ('"%r" %U', '"GET /a HTTP/1.1" /index.php', {"http.request.method": "GET", "url.original": "/a", "url.path": "/a",
                                                  "network.protocol.name": "http", "network.protocol.version": "1.1",
                                                  "apache.url_path": "/index.php"}),
@@ -206,7 +209,8 @@ DIRECTIVE_CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("%v %V", "www.example.com alias.example.com", {"server.address": "www.example.com", "apache.server_name": "alias.example.com"}),
     ("%X", "+", {"apache.connection_status": "+"}),
     ("%X", "X", {"apache.connection_status": "X"}),
-    ("%X", "-", {}),
+    ("%X", "-", {"apache.connection_status": "-"}),  # "closed after the response": a value
+    ("%404X", "-", {}),  # the status condition not met
     ("%I %O %S", "512 2048 2560", {"apache.bytes_received": 512, "apache.bytes_sent": 2048, "apache.bytes_transferred": 2560}),
     ("%{Grpc-Status}^to", "0", {"apache.response_trailer.grpc-status": "0"}),
     ("%{X-Checksum}^ti", "abc", {"apache.request_trailer.x-checksum": "abc"}),
@@ -418,7 +422,8 @@ def test_dash_everywhere_means_absent_never_zero() -> None:
     fmt = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %D %I %O %k %X %L'
     record = parse_one(fmt, f'::1 - - {CLF} "-" - - "-" "-" - - - - - -')
     assert "logsidecar.parse_error" not in record.attributes
-    assert attrs(record) == {"client.address": "::1"}
+    # %X's `-` is a value ("closed after the response"), not an absence.
+    assert attrs(record) == {"client.address": "::1", "apache.connection_status": "-"}
     assert record.timestamp == T0
 
 

@@ -630,6 +630,17 @@ def test_compiled_format_flags_a_time_that_is_not_a_real_instant(fmt, line, sour
     assert (record.severity_text, record.attributes["apache.message"]) == ("warn", "hi")
 
 
+def test_compiled_format_hands_lines_in_the_built_in_format_to_the_error_parser():
+    """httpd logs what it does while reading its configuration before ErrorLogFormat applies."""
+    line = (
+        b"[Sat Dec 05 10:47:45.692285 2026] [core:trace3] [pid 1941:tid 1941] core.c(3490): Setting LogLevel"
+    )
+    [record] = compile_errorlogformat("%{cu}t %l %M").parse([line])
+    assert record.attributes[FORMAT] == "error"
+    assert PARSE_ERROR not in record.attributes
+    assert (record.severity_text, record.attributes["code.line.number"]) == ("trace3", 3490)
+
+
 def test_compiled_format_reads_times_in_its_zone():
     parser = compile_errorlogformat("[%{cu}t] %M", timezone=ZoneInfo("Asia/Tokyo"))
     [record] = parser.parse([b"[2024-02-03 04:05:06.000007] hi"])
@@ -688,7 +699,8 @@ def test_any_bytes_give_exactly_one_record_per_line(pieces):
         for line, record in zip(lines, records, strict=True):
             assert record.body == line.decode("utf-8", "backslashreplace")
             assert record.observed_timestamp is not None
-            assert record.attributes[FORMAT] == parser.format_name
+            # A compiled format hands lines in httpd's built-in format to the `error` parser.
+            assert record.attributes[FORMAT] in (parser.format_name, "error")
 
 
 def test_pasted_errorlogformat_line_and_config_quoting_are_accepted():
