@@ -57,6 +57,8 @@ METHOD_FORMAT = '%h %t %m "%H" %>s %B %k "%{Host}i"'  # protocol and method with
 HEXTID_FORMAT = '%v:%p %h %t "%r" %>s %B %{hextid}P'
 NO_STATUS_FORMAT = '%h %t "%r" %b "%{Host}i"'  # no %>s: every record gets the default severity
 UNQUOTED_REQUEST_FORMAT = "%h %t %>s %b %r"  # %r last and not in quotes: its text may hold a quote
+# A quoted user (may hold spaces), %X (its `-` is a value) and conditioned fields (`-` when unmet).
+USER_CONN_FORMAT = '%h "%u" %t "%r" %>s %b %X %!200t %404{Referer}i'
 
 QUOTED = r'(?:[^"\\]|\\.)*'  # Apache-escaped text inside quotes
 COMBINED_FIELDS = re.compile(
@@ -97,6 +99,12 @@ def _render(fmt: str, fields: dict[str, str], n: int) -> str:
         return f"{h} [{t}] {protocol or '-'} {method} {path} {s} {b}"
     if fmt == METHOD_FORMAT:
         return f'{h} [{t}] {method} "{protocol or "-"}" {s} {b} {n % 100} "www.example.{n % 5}"'
+    if fmt == USER_CONN_FORMAT:
+        user = ["-", "frank", "john doe", "o'neil"][n % 4]
+        unmet = f"[{t}]" if s != "200" else "-"
+        return (
+            f'{h} "{user}" [{t}] "{r}" {s} {b} {"+-X"[n % 3]} {unmet} {fields["ref"] if s == "404" else "-"}'
+        )
     if fmt == ISO_FORMAT:
         day, month, rest_t = t.split("/", 2)
         year, hour, minute, second_zone = rest_t.split(":", 3)
