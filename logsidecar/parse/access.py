@@ -16,9 +16,11 @@ that one number differs. For exact Debian semantics use `logformat:` with Debian
     agent           %{User-agent}i
 
 Attributes (OpenTelemetry semantic conventions; Apache-only fields under `apache.`). `-` means
-absent: the attribute is left out, never zero. Values carrying Apache escapes (`\\"`, `\\\\`,
-`\\xhh`, `\\n` ...) are unescaped; bytes that are not UTF-8 stay as `\\xhh` and the record gets
-`logsidecar.invalid_utf8`.
+absent: the attribute is left out, never zero (except `%X`, whose `-` is a value). A directive
+with a status condition (`%400,501{User-agent}i`, `%!200t`) is `-` when the condition is not met.
+Values carrying Apache escapes (`\\"`, `\\\\`, `\\xhh`, `\\n` ...) are unescaped and read as UTF-8;
+bytes that are not UTF-8 become U+FFFD and the record gets `logsidecar.invalid_utf8` (why: see
+`escape.py`); the body keeps the line as written.
 
     directive          attribute                                  type
     %a                 client.address                             str
@@ -28,7 +30,9 @@ absent: the attribute is left out, never zero. Values carrying Apache escapes (`
     %A                 network.local.address                      str
     %b %B              http.response.body.size                    int
     %{NAME}C           apache.cookie.NAME                         str
-    %D %T %{s|ms|us}T  http.server.request.duration (seconds; the finest unit present wins)  float
+    %D %T %{s|ms|us}T  http.server.request.duration (seconds; the finest unit present wins;
+                       negative if the wall clock stepped back during the request)  float
+    %^FB               apache.time_to_first_byte (seconds; mod_logio, LogIOTrackTTFB On)  float
     %{VAR}e            apache.env.VAR                             str
     %f                 apache.filename                            str
     %H                 network.protocol.name / .version ("http", "1.1") (if no %r)  str
@@ -50,17 +54,19 @@ absent: the attribute is left out, never zero. Values carrying Apache escapes (`
     %r                 http.request.method, url.original (the request target), url.path,
                        url.query (without '?', present when the target has a '?'),
                        network.protocol.name, network.protocol.version;
-                       a request line that is not `METHOD TARGET [PROTOCOL]` (TLS bytes, garbage)
+                       a request line that is not `METHOD TARGET [NAME/VERSION]` (TLS bytes,
+                       garbage, a refused line httpd cut after its second space: `GET /a b`)
                        is kept whole as apache.request_line                     str
     %R                 apache.handler                             str
     %>s                http.response.status_code                  int
     %s %<s             http.response.status_code, or apache.original_status_code when %>s is present  int
-    %t %{fmt}t         the record timestamp (not an attribute)
-    %u                 user.name                                  str
+    %t %{fmt}t         the record timestamp (not an attribute); `%{}t %{begin}t %{end}t` are CLF;
+                       a time that is not a real instant: apache.time.original   str
+    %u                 user.name (may hold spaces: httpd does not escape them)  str
     %U                 url.path (apache.url_path if %r is present); with no %r, url.original = %U%q  str
     %v                 server.address (apache.canonical_server_name if repeated)   str
     %V                 server.address, or apache.server_name when %v is present    str
-    %X                 apache.connection_status ("X", "+", "-")   str
+    %X                 apache.connection_status ("X", "+", "-"; `-` is a value)  str
     %I %O %S           apache.bytes_received / apache.bytes_sent / apache.bytes_transferred  int
     %{Name}^ti %{Name}^to  apache.request_trailer.<name> / apache.response_trailer.<name>  str
     %{SSL_CIPHER}x %{cipher}c  tls.cipher (mod_ssl)                str
@@ -73,7 +79,11 @@ between them (`%{X}i%{Y}i`) are ambiguous; the later one takes the text.
 
 Record fields: `timestamp` from `%t` (the line's UTC offset kept) or from `%{...}t` pieces
 (strftime parts joined and parsed together, `msec_frac`/`usec_frac` added, `sec`/`msec`/`usec`
-as UTC; `begin:` times are preferred over `end:`; a strftime time without `%z` is taken as UTC);
+as UTC; `begin:` times are preferred over `end:`; a strftime time without `%z` is taken as UTC;
+strftime pieces that repeat a field are read one by one, the first that parses wins);
+a time that matches its pattern but is not a real instant (Feb 30, hour 24, no or a bad zone) gives
+no timestamp, `logsidecar.parse_error` = `invalid time in <directive(s)>: not a real instant` and
+`apache.time.original` = the text as written (pieces joined by a space; CLF without brackets);
 parsed times are cached per distinct string. `severity`: final status 5xx → ERROR (17), 4xx →
 WARN (13), anything else, including no status, → INFO (9). `body` is the raw line.
 `observed_timestamp` is one datetime per batch.

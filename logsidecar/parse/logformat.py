@@ -10,11 +10,20 @@ httpd.conf escaping (`"%h \\"%r\\""`, optionally followed by a nickname; a quote
 httpd.conf quoting only when it holds `\\"` or is followed by a nickname, so `"%r"` keeps its
 quotes), or a pasted directive line (`LogFormat "..." nickname`, `CustomLog logs/access.log "..."`).
 
-Tokenizer rules (as httpd): `%%` is a literal percent; after `%` come, in any order, `!`
-(negate), `<` / `>` (original / final request), comma-separated status codes (conditions) and
-`{argument}`, then one directive letter (`^ti` / `^to` are two letters). In literal text `\\\\`,
+Tokenizer rules (as httpd 2.4.x `parse_log_item`): `%%` is a literal percent; after `%` come, in any
+order, `!` (toggles the negation), `<` / `>` (original / final request), comma-separated status
+codes (conditions; any number, as httpd) and `{argument}`, then one directive letter (`^ti`, `^to`
+and mod_logio's `^FB` are three characters). The `%p`, `%P` and `%T` arguments are
+case-insensitive, as in httpd. In literal text `\\\\`,
 `\\n`, `\\t`, `\\r` are escapes; any other backslash is kept. Invalid directives raise
 `FormatError` with the format shown and a caret under the bad directive.
+
+What httpd writes, per directive (mod_log_config.c, mod_logio.c): `ap_escape_logitem` escapes `"`,
+`\\` and non-printable/non-ASCII bytes in the text directives, never spaces (`%u`, `%U`, `%f`,
+headers, notes, env can hold them); `%a %A %p %P %s %b %B %D %T %k %X %L %I %O %S`, times and
+mod_ssl's values are not escaped. Any directive is `-` when its status condition is not met (the
+CLF time, strftime times and `%q` take `-` then); `%b` and `%^FB` write `-` for nothing, `%B` `0`;
+`%D %T` can be negative. A line ends with `\n` (a literal `\r` in the format is allowed before it).
 
 Regex invariants: every field pattern is confined to one line (never matches `\\n`); quoted
 free-text fields use an unrolled escape-aware pattern (`[^"\\\\]*(?:\\\\.[^"\\\\]*)*`) that cannot
