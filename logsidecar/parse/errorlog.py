@@ -551,6 +551,20 @@ def _str_setter(key: str) -> _Setter:
     return set_str
 
 
+def _escaped_setter(key: str) -> _Setter:
+    """For `%{..}e %{..}i %{..}n`: httpd writes them through `ap_escape_errorlog_item`; the
+    attribute is the value as sent (as the access-log parser gives it, and the referer here)."""
+
+    def set_escaped(value: str, attributes: dict[str, Any], state: dict[str, Any]) -> None:
+        if "\\" in value:
+            value, valid = unescape_log_value(value)
+            if not valid:
+                attributes[INVALID_UTF8] = True
+        attributes[key] = value
+
+    return set_escaped
+
+
 def _int_setter(key: str) -> _Setter:
     def set_int(value: str, attributes: dict[str, Any], state: dict[str, Any]) -> None:
         attributes[key] = int(value)
@@ -615,14 +629,14 @@ def _directive_regex(item: _Item, has_v: bool = False) -> tuple[str, _Setter]:
     if d == "A":
         return _TOKEN, _address_setter(LOCAL_ADDRESS, LOCAL_PORT)
     if d == "e":
-        return _TEXT, _str_setter(f"apache.env.{arg or ''}")
+        return _TEXT, _escaped_setter(f"apache.env.{arg or ''}")
     if d == "E":
         # "(%d)strerror", "(OS %d)...", "(EAI %d)...", "(os 0x%08x)..." (log_apr_status)
         return r"\((?:OS |EAI |os 0x)?-?[0-9a-fA-F]+\).*?", _str_setter(STATUS)
     if d == "F":
         return _TOKEN, _set_file_line
     if d == "i":
-        return _TEXT, _str_setter(_header_attribute(arg or ""))
+        return _TEXT, _escaped_setter(_header_attribute(arg or ""))
     if d == "k":
         return r"\d+", _int_setter("apache.keepalives")
     if d == "l":
@@ -636,7 +650,7 @@ def _directive_regex(item: _Item, has_v: bool = False) -> tuple[str, _Setter]:
     if d == "M":
         return r".*?", _set_message_item
     if d == "n":
-        return _TEXT, _str_setter(f"apache.note.{arg or ''}")
+        return _TEXT, _escaped_setter(f"apache.note.{arg or ''}")
     if d == "P":
         return r"\d+", _int_setter(PID)
     if d == "t":

@@ -476,14 +476,15 @@ def _spec_for(d: Directive) -> FieldSpec:  # noqa: C901 - one table, read top to
         return FieldSpec(d, INT, NUM, ("apache.bytes_sent",), escapable=False)
     if name == "S":
         return FieldSpec(d, INT, NUM, ("apache.bytes_transferred",), escapable=False)
+    # mod_ssl's values are written as they are, not escaped: a DN's `\,` must stay as it is.
     if name == "x":
         if arg == "SSL_CIPHER":
-            return FieldSpec(d, STR, TOKEN, ("tls.cipher",), f"apache.ssl.{arg}")
-        return FieldSpec(d, STR, TEXT, (f"apache.ssl.{arg}",))
+            return FieldSpec(d, STR, TOKEN, ("tls.cipher",), f"apache.ssl.{arg}", escapable=False)
+        return FieldSpec(d, STR, TEXT, (f"apache.ssl.{arg}",), escapable=False)
     if name == "c":
         if arg == "cipher":
-            return FieldSpec(d, STR, TOKEN, ("tls.cipher",), f"apache.ssl.{arg}")
-        return FieldSpec(d, STR, TEXT, (f"apache.ssl.{arg}",))
+            return FieldSpec(d, STR, TOKEN, ("tls.cipher",), f"apache.ssl.{arg}", escapable=False)
+        return FieldSpec(d, STR, TEXT, (f"apache.ssl.{arg}",), escapable=False)
     if name == "^ti":
         return FieldSpec(d, STR, TEXT, (f"apache.request_trailer.{(arg or '').lower()}",))
     if name == "^to":

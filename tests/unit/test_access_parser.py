@@ -167,6 +167,8 @@ DIRECTIVE_CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("%{pid}P", "4242", {"process.pid": 4242}),
     ("%{tid}P", "140234", {"thread.id": 140234}),
     ("%{hextid}P", "7f3a", {"thread.id": 0x7F3A}),
+    # mod_ssl writes its values unescaped: a DN's backslashes are part of the value.
+    ('"%{SSL_CLIENT_S_DN}x"', '"CN=Doe\\, John,O=A\\\\B"', {"apache.ssl.SSL_CLIENT_S_DN": "CN=Doe\\, John,O=A\\\\B"}),
     ("%{TID}P", "140234", {"thread.id": 140234}),
     ("%{HEXTID}P", "140234", {"thread.id": 140234}),  # httpd: hex only when the 'h' is lowercase
     ("%{MS}T", "12", {"http.server.request.duration": 0.012}),

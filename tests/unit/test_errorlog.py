@@ -641,6 +641,17 @@ def test_compiled_format_hands_lines_in_the_built_in_format_to_the_error_parser(
     assert (record.severity_text, record.attributes["code.line.number"]) == ("trace3", 3490)
 
 
+def test_compiled_format_unescapes_headers_env_and_notes_as_the_access_parser_does():
+    parser = compile_errorlogformat(r"[%l] [ua\ %{User-Agent}i] [env\ %{E}e] [note\ %{N}n] %M")
+    [record] = parser.parse(
+        [rb'[warn] [ua a\\b "c" \xc3\xa9] [env tab\there] [note \xff] m']
+    )  # as httpd escapes
+    assert record.attributes["user_agent.original"] == 'a\\b "c" \u00e9'
+    assert record.attributes["apache.env.E"] == "tab\there"
+    assert record.attributes["apache.note.N"] == "\ufffd"
+    assert record.attributes[INVALID_UTF8] is True
+
+
 def test_compiled_format_reads_times_in_its_zone():
     parser = compile_errorlogformat("[%{cu}t] %M", timezone=ZoneInfo("Asia/Tokyo"))
     [record] = parser.parse([b"[2024-02-03 04:05:06.000007] hi"])
