@@ -341,3 +341,43 @@ def test_every_error_log_line_with_every_errorlogformat_directive_parses(scenari
     assert {"plain", "auth"} <= cases
     with_ids = [r for r in records if "apache.log_id" in r.attributes]
     assert with_ids and all("apache.connection.log_id" in r.attributes for r in with_ids)
+
+
+RAW_STDERR = [b"Traceback (most recent call last):", b"  File logger.py, line 1, in <module>"]
+
+
+def test_lines_written_raw_to_apaches_stderr_are_flagged_and_the_rest_parse(tmp_path: Path) -> None:
+    """A piped logger inherits httpd's stderr, which is the error log: what it prints there has no
+    `[time] [level]` header. Such lines must be recognisable, and keep their text."""
+    script = tmp_path / "logger.sh"
+    script.write_bytes(
+        b"".join(b"echo '" + line + b"' >&2\n" for line in RAW_STDERR) + b"exec cat >/dev/null\n"
+    )
+    apache = ApacheServer(
+        tmp_path,
+        custom_logs=[CustomLog(tmp_path / "unused.log", "common")],
+        error_log=tmp_path / "error.log",
+        log_level="info",
+        extra_config=f'CustomLog "|/bin/sh {script}" common',  # run by the root parent: it can read it
+    )
+    apache.start()
+    try:
+        wait_for(
+            lambda: RAW_STDERR[-1] in (tmp_path / "error.log").read_bytes(), timeout=10, message="raw lines"
+        )
+        assert status_of(apache.send_raw(_request("stderr", b"/nope?case=stderr"))) == 404
+    finally:
+        apache.stop()
+    lines = read_lines(tmp_path / "error.log")
+    for spec in ("error", "auto"):
+        records = build_parser(spec, path=str(tmp_path / "error.log")).parse(lines)
+        flagged = [
+            (r.body.encode(), r.attributes[PARSE_ERROR]) for r in records if PARSE_ERROR in r.attributes
+        ]
+        assert flagged == [(line, "no [time] [level] header") for line in RAW_STDERR], spec
+        for record in records:
+            if PARSE_ERROR in record.attributes:
+                assert record.timestamp is None and record.severity_text is None
+            else:
+                assert record.timestamp is not None and record.severity_text is not None, record.body
+    assert len(records) > len(RAW_STDERR)  # and Apache's own lines (start, the 404 at info ...) are there
