@@ -131,6 +131,7 @@ from logsidecar.parse.logformat import (
     STATUS,
     STR,
     TIME,
+    USER,
     VALUE,
     Directive,
     FieldSpec,
@@ -591,6 +592,12 @@ class AccessLogParser:
             )
             if spec.kind == STR:
                 emit(f"    if {var} != '-':\n{unescape}        a[{key!r}] = {var}")
+            elif spec.kind == USER:  # `""` is how httpd writes an empty user name
+                emit(
+                    f"    if {var} == '\"\"':\n        a[{key!r}] = ''\n"
+                    f"    elif {var} != '-':\n{unescape}"
+                    f"        a[{key!r}] = {var}"
+                )
             elif spec.kind == VALUE:  # never empty in a matched line; '' only in direct.py's blank rows
                 emit(f"    if {var}:\n        a[{key!r}] = {var}")
             elif spec.kind == INT:  # 18 digits always fit in 64 bits; longer ones are checked

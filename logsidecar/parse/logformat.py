@@ -328,8 +328,9 @@ def header_attribute(name: str, response: bool = False) -> str:
 
 # Value kinds (how access.py converts the captured text).
 # VALUE: text where `-` is a value, not an absence (%X writes `-` for "connection closed").
-STR, INT, HEXINT, STATUS, REQUEST, DURATION, PROTOCOL, QUERY, TIME, VALUE = (
-    "str", "int", "hexint", "status", "request", "duration", "protocol", "query", "time", "value",
+# USER: %u, which httpd writes as `""` for an empty user name (a user named `""` is `\"\"`).
+STR, INT, HEXINT, STATUS, REQUEST, DURATION, PROTOCOL, QUERY, TIME, VALUE, USER = (
+    "str", "int", "hexint", "status", "request", "duration", "protocol", "query", "time", "value", "user",
 )  # fmt: skip
 # Pattern kinds.
 TOKEN, TEXT, NUM, STATUS_PAT, CLF, REQ, CONN, HEX, RAW = (
@@ -458,7 +459,7 @@ def _spec_for(d: Directive) -> FieldSpec:  # noqa: C901 - one table, read top to
     if name == "t":
         return _time_spec(d)
     if name == "u":
-        return FieldSpec(d, STR, TOKEN, ("user.name",))
+        return FieldSpec(d, USER, TOKEN, ("user.name",))
     if name == "U":
         return FieldSpec(d, STR, TEXT, ("url.path",), "apache.url_path", priority=2)
     if name == "v":
@@ -611,8 +612,12 @@ def _field_pattern(
             body = r"[^\n]*?"
         return f"({body})"  # %r is captured whole: a cached split in Python beats nested groups
     if kind == TOKEN and quoted and spec.escapable:
-        # A quoted token-like field (`"%u"`): httpd escapes its quotes, not its spaces.
-        return r'([^"]*+)' if fast else f"({QUOTED_TEXT})"
+        # A quoted token-like field (`"%u"`): httpd escapes its quotes, not its spaces; an empty
+        # user name it writes as `""` (so `""""` here).
+        if lenient:
+            return r"([^\n]*?)"
+        return r'([^"]*+)' if fast else f'(""|{QUOTED_TEXT})'
+
     if kind == TOKEN and spec.directive.name == "u" and not fast and after and after[0] == " ":
         # httpd does not escape spaces, and a Basic-auth user name may hold some ("john doe"): the
         # strict pattern lets the user run up to the literal that follows it. The fast pattern

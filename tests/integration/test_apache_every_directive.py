@@ -132,6 +132,10 @@ def _requests() -> list[Sent]:
              request_line="GET /a b?case=spaces", complete=False),
         Sent("auth", _request("auth", b"/secure/?case=auth", [b"Authorization: Basic " + auth]), 401, "GET",
              "/secure/?case=auth", user=SECURE_USER),
+        # An empty user name: httpd writes %u as `""`.
+        Sent("emptyuser", _request("emptyuser", b"/secure/?case=emptyuser",
+                                   [b"Authorization: Basic " + base64.b64encode(b":secret")]), 401, "GET",
+             "/secure/?case=emptyuser", user=""),
     ]  # fmt: skip
 
 
@@ -374,7 +378,9 @@ def test_lines_written_raw_to_apaches_stderr_are_flagged_and_the_rest_parse(tmp_
         flagged = [
             (r.body.encode(), r.attributes[PARSE_ERROR]) for r in records if PARSE_ERROR in r.attributes
         ]
-        assert flagged == [(line, "no [time] [level] header") for line in RAW_STDERR], spec
+        # The logger may be started more than once (httpd's start-up reads its configuration twice).
+        assert set(flagged) == {(line, "no [time] [level] header") for line in RAW_STDERR}, spec
+        assert len(flagged) % len(RAW_STDERR) == 0, spec
         for record in records:
             if PARSE_ERROR in record.attributes:
                 assert record.timestamp is None and record.severity_text is None

@@ -180,6 +180,9 @@ DIRECTIVE_CASES: list[tuple[str, str, dict[str, Any]]] = [
      {"client.address": "1.2.3.4", "user.name": "john doe", "http.request.method": "GET", "url.original": "/",
       "url.path": "/", "network.protocol.name": "http", "network.protocol.version": "1.1",
       "http.response.status_code": 200, "http.response.body.size": 5}),
+    # httpd writes an empty user name as `""`; a user named `""` is `\"\"`.
+    ('%u "%u"', '"" """"', {"user.name": ""}),
+    ('%u', '\\"\\"', {"user.name": '""'}),
     # Any directive whose status condition is not met is written as `-`.
     ("%!200t %>s", "- 200", {"http.response.status_code": 200}),
     ("%404{%Y-%m-%d}t %>s", "- 200", {"http.response.status_code": 200}),
