@@ -27,6 +27,9 @@ AttributeValue = str | bool | int | float | list[str] | list[int] | list[float] 
 
 # Attribute keys we set ourselves (flags about the line, not about the request).
 PARSE_ERROR = "logsidecar.parse_error"
+# The text of a time field that is not a real instant (Feb 30, hour 24, a bad zone ...): the record
+# has no timestamp, `logsidecar.parse_error` names the field, and this keeps what was written.
+TIME_ORIGINAL = "apache.time.original"
 INVALID_UTF8 = "logsidecar.invalid_utf8"
 TRUNCATED = "logsidecar.truncated"
 FORMAT = "logsidecar.format"

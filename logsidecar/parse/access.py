@@ -16,9 +16,11 @@ that one number differs. For exact Debian semantics use `logformat:` with Debian
     agent           %{User-agent}i
 
 Attributes (OpenTelemetry semantic conventions; Apache-only fields under `apache.`). `-` means
-absent: the attribute is left out, never zero. Values carrying Apache escapes (`\\"`, `\\\\`,
-`\\xhh`, `\\n` ...) are unescaped; bytes that are not UTF-8 stay as `\\xhh` and the record gets
-`logsidecar.invalid_utf8`.
+absent: the attribute is left out, never zero (except `%X`, whose `-` is a value). A directive
+with a status condition (`%400,501{User-agent}i`, `%!200t`) is `-` when the condition is not met.
+Values carrying Apache escapes (`\\"`, `\\\\`, `\\xhh`, `\\n` ...) are unescaped and read as UTF-8;
+bytes that are not UTF-8 become U+FFFD and the record gets `logsidecar.invalid_utf8` (why: see
+`escape.py`); the body keeps the line as written.
 
     directive          attribute                                  type
     %a                 client.address                             str
@@ -28,7 +30,9 @@ absent: the attribute is left out, never zero. Values carrying Apache escapes (`
     %A                 network.local.address                      str
     %b %B              http.response.body.size                    int
     %{NAME}C           apache.cookie.NAME                         str
-    %D %T %{s|ms|us}T  http.server.request.duration (seconds; the finest unit present wins)  float
+    %D %T %{s|ms|us}T  http.server.request.duration (seconds; the finest unit present wins;
+                       negative if the wall clock stepped back during the request)  float
+    %^FB               apache.time_to_first_byte (seconds; mod_logio, LogIOTrackTTFB On)  float
     %{VAR}e            apache.env.VAR                             str
     %f                 apache.filename                            str
     %H                 network.protocol.name / .version ("http", "1.1") (if no %r)  str
@@ -50,17 +54,19 @@ absent: the attribute is left out, never zero. Values carrying Apache escapes (`
     %r                 http.request.method, url.original (the request target), url.path,
                        url.query (without '?', present when the target has a '?'),
                        network.protocol.name, network.protocol.version;
-                       a request line that is not `METHOD TARGET [PROTOCOL]` (TLS bytes, garbage)
+                       a request line that is not `METHOD TARGET [NAME/VERSION]` (TLS bytes,
+                       garbage, a refused line httpd cut after its second space: `GET /a b`)
                        is kept whole as apache.request_line                     str
     %R                 apache.handler                             str
     %>s                http.response.status_code                  int
     %s %<s             http.response.status_code, or apache.original_status_code when %>s is present  int
-    %t %{fmt}t         the record timestamp (not an attribute)
-    %u                 user.name                                  str
+    %t %{fmt}t         the record timestamp (not an attribute); `%{}t %{begin}t %{end}t` are CLF;
+                       a time that is not a real instant: apache.time.original   str
+    %u                 user.name (may hold spaces: httpd does not escape them)  str
     %U                 url.path (apache.url_path if %r is present); with no %r, url.original = %U%q  str
     %v                 server.address (apache.canonical_server_name if repeated)   str
     %V                 server.address, or apache.server_name when %v is present    str
-    %X                 apache.connection_status ("X", "+", "-")   str
+    %X                 apache.connection_status ("X", "+", "-"; `-` is a value)  str
     %I %O %S           apache.bytes_received / apache.bytes_sent / apache.bytes_transferred  int
     %{Name}^ti %{Name}^to  apache.request_trailer.<name> / apache.response_trailer.<name>  str
     %{SSL_CIPHER}x %{cipher}c  tls.cipher (mod_ssl)                str
@@ -73,7 +79,11 @@ between them (`%{X}i%{Y}i`) are ambiguous; the later one takes the text.
 
 Record fields: `timestamp` from `%t` (the line's UTC offset kept) or from `%{...}t` pieces
 (strftime parts joined and parsed together, `msec_frac`/`usec_frac` added, `sec`/`msec`/`usec`
-as UTC; `begin:` times are preferred over `end:`; a strftime time without `%z` is taken as UTC);
+as UTC; `begin:` times are preferred over `end:`; a strftime time without `%z` is taken as UTC;
+strftime pieces that repeat a field are read one by one, the first that parses wins);
+a time that matches its pattern but is not a real instant (Feb 30, hour 24, no or a bad zone) gives
+no timestamp, `logsidecar.parse_error` = `invalid time in <directive(s)>: not a real instant` and
+`apache.time.original` = the text as written (pieces joined by a space; CLF without brackets);
 parsed times are cached per distinct string. `severity`: final status 5xx → ERROR (17), 4xx →
 WARN (13), anything else, including no status, → INFO (9). `body` is the raw line.
 `observed_timestamp` is one datetime per batch.
@@ -103,6 +113,7 @@ import gc
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
+from functools import partial
 from typing import Any
 
 from logsidecar.parse.access_json import json_encoder_for
@@ -120,6 +131,8 @@ from logsidecar.parse.logformat import (
     STATUS,
     STR,
     TIME,
+    USER,
+    VALUE,
     Directive,
     FieldSpec,
     Literal,
@@ -139,6 +152,7 @@ from logsidecar.record import (
     FORMAT,
     INVALID_UTF8,
     PARSE_ERROR,
+    TIME_ORIGINAL,
     LogRecord,
     Severity,
     decode_text,
@@ -485,6 +499,20 @@ class AccessLogParser:
         begin = [s for s in times if not s.time_end]
         return begin or times
 
+    def bad_time(self, values: tuple[str, ...] | str) -> tuple[str, str] | None:
+        """For time field text that gave no timestamp: (the parse_error naming the field(s), the
+        text as written, pieces joined by a space); None when every piece is `-` (not logged)."""
+        texts = (values,) if isinstance(values, str) else values
+        written = [
+            (spec, text[1:-1] if text[:1] == "[" and text[-1:] == "]" else text)
+            for spec, text in zip(self._time_specs(), texts, strict=True)
+            if text != "-"
+        ]
+        if not written:
+            return None
+        sources = " ".join(spec.directive.source for spec, _ in written)
+        return f"invalid time in {sources}: not a real instant", " ".join(text for _, text in written)
+
     def _make_time_parser(self) -> Callable[[Any], datetime | None]:
         specs = self._time_specs()
         tz = self._timezone
@@ -515,7 +543,15 @@ class AccessLogParser:
                 elif kind == "usec_frac" and value.isdigit():
                     micro = int(value)
             if base is None and formats:
+                # Pieces are read together (`%{%d/%b/%Y}t %{%T}t` is one time); when they repeat a
+                # field (`%{%F %T}t ... %{end:%F %T}t`), strptime cannot: the first piece that
+                # parses alone gives the time.
                 base = parse_strftime("\x1f".join(texts), "\x1f".join(formats), tz)
+                if base is None and len(formats) > 1:
+                    base = next(
+                        (t for t in map(partial(parse_strftime, default_tz=tz), texts, formats) if t),
+                        None,
+                    )
             if base is not None and micro is not None and micro < 1_000_000:
                 base = base.replace(microsecond=micro)
             return base
@@ -556,6 +592,14 @@ class AccessLogParser:
             )
             if spec.kind == STR:
                 emit(f"    if {var} != '-':\n{unescape}        a[{key!r}] = {var}")
+            elif spec.kind == USER:  # `""` is how httpd writes an empty user name
+                emit(
+                    f"    if {var} == '\"\"':\n        a[{key!r}] = ''\n"
+                    f"    elif {var} != '-':\n{unescape}"
+                    f"        a[{key!r}] = {var}"
+                )
+            elif spec.kind == VALUE:  # never empty in a matched line; '' only in direct.py's blank rows
+                emit(f"    if {var}:\n        a[{key!r}] = {var}")
             elif spec.kind == INT:  # 18 digits always fit in 64 bits; longer ones are checked
                 emit(
                     f"    if {var} != '-':\n        a[{key!r}] = int({var}) if len({var}) < 19 else bounded_int({var})"
@@ -617,7 +661,11 @@ class AccessLogParser:
             time_code = "    ts = None"
         else:
             key = time_vars[0] if len(time_vars) == 1 else "(" + ", ".join(time_vars) + ",)"
-            time_code = f"    ts = time_get({key})\n    if ts is None:\n        ts = time_parse({key})"
+            time_code = (
+                f"    ts = time_get({key})\n    if ts is None:\n        ts = time_parse({key})\n"
+                f"        if ts is None:\n            bt = bad_time({key})\n            if bt is not None:\n"
+                f"                a[PARSE_ERROR] = bt[0]\n                a[TIME_ORIGINAL] = bt[1]"
+            )
         names.append("bad")
         unpack = "    " + ", ".join(names) + " = row"
         source = "\n".join(
@@ -649,6 +697,9 @@ class AccessLogParser:
         namespace: dict[str, Any] = {
             "FORMAT": FORMAT,
             "INVALID_UTF8": INVALID_UTF8,
+            "PARSE_ERROR": PARSE_ERROR,
+            "TIME_ORIGINAL": TIME_ORIGINAL,
+            "bad_time": self.bad_time,
             "format_name": self.format_name,
             "LogRecord": LogRecord,
             "unescape": unescape_log_value,

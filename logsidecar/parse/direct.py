@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from logsidecar.parse.logformat import INT, REQUEST, STATUS, STR, TIME
+from logsidecar.parse.logformat import INT, REQUEST, STATUS, STR, TIME, VALUE
 from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord
 from logsidecar.stamp import BatchStamp
 
@@ -40,6 +40,10 @@ __all__ = ["Dialect", "DirectEncoder", "SlowParse", "lines_needing_escapes"]
 
 # Cache bounds per field; cleared when full (memory stays bounded whatever the traffic).
 PIECE_CACHE_MAX = 4096
+
+# The time piece of a time that is not a real instant: such a line takes the slow path, where the
+# record builder flags it (`logsidecar.parse_error`, `apache.time.original`).
+BAD_TIME = object()
 
 # Slow-path hook: given the indices of lines the fast path left, return their records (parsed,
 # not stamped) in the same order.
@@ -155,7 +159,13 @@ class DirectEncoder:
             time_cache, time_compute = _time_piece_cache(parser, dialect)
             namespace["tget"] = time_cache.get
             namespace["tpiece"] = time_compute
-            code.append(f"    tp = tget({time_key})\n    if tp is None:\n        tp = tpiece({time_key})")
+            namespace["BAD_TIME"] = BAD_TIME
+            # A time that is not a real instant is flagged by the record builder: slow path.
+            code.append(
+                f"    tp = tget({time_key})\n    if tp is None:\n        tp = tpiece({time_key})\n"
+                f"    if tp is BAD_TIME:\n        slow.append(at >> 4)\n        append(None)\n"
+                f"        at += 16\n        continue"
+            )
         else:
             namespace["no_time"] = dialect.no_time
             code.append("    tp = no_time")
@@ -261,7 +271,8 @@ def _piece_cache(
     """The cache for field `number` and the function filling it from the parser's own builder:
     value → piece, or (piece, severity piece) for the status that sets the severity."""
     cache: dict[Any, Any] = {}  # keyed by the row's value: str or bytes, as the dialect's rows are
-    blank = ["-"] * len(parser.field_specs) + [""]
+    # Every other field absent: `-`, or '' for a field where `-` is a value.
+    blank = ["" if spec.kind == VALUE else "-" for spec in parser.field_specs] + [""]
 
     def compute(value: str | bytes) -> Any:
         row = list(blank)
@@ -300,7 +311,11 @@ def _time_piece_cache(
     parse_time = parser.parse_time
 
     def compute(value: Any) -> Any:
-        piece = dialect.time_piece(parse_time(as_text(value)))
+        text = as_text(value)
+        moment = parse_time(text)
+        piece = (
+            BAD_TIME if moment is None and parser.bad_time(text) is not None else dialect.time_piece(moment)
+        )
         if len(cache) >= PIECE_CACHE_MAX:
             cache.clear()
         cache[value] = piece

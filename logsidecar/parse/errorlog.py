@@ -6,6 +6,8 @@
   2.2  [Wed Oct 11 14:32:52 2000] [error] [client 1.2.3.4] File does not exist: /x
   startup (written before the log is set up, no time and no level)
        AH00558: apache2: Could not reliably determine the server's fully qualified domain name ...
+  raw  (what a module, a CGI script or a library wrote to httpd's stderr, which is the error log)
+       PHP Warning:  Undefined variable $x in /var/www/a.php on line 3
 
 The 2.4 prefix, in the order `server/log.c: do_errorlog_default` writes it: time, `[module:level]`
 (module may be empty: `[:error]`), `[pid P]` or `[pid P:tid T]`, at debug and more verbose the
@@ -23,6 +25,13 @@ and without the referer suffix, exactly as written, Apache's `\\xhh` escaping ke
 substring of the body), http.request.header.referer. `severity_text` is the level as written
 ("error", "trace3"); `severity_number` comes from `severity.apache_severity`. The body is the raw line.
 
+Lines without the `[time] [level]` header (startup and raw lines above, and the lines that follow
+them) have no time and no severity; they are flagged `logsidecar.parse_error` = "no [time] [level]
+header" (a startup line keeps its `apache.error.code` and `apache.message`). A time that is not a
+real instant (Feb 30, hour 24) gives no timestamp, `logsidecar.parse_error` = "invalid time in
+[time]: not a real instant" and the text as written in `apache.time.original`; the rest of the
+line is parsed as usual. The same holds for compiled formats, with the directive named (`%{cu}t`).
+
 Time zone: error-log times carry no UTC offset; they are the httpd process's local time. They are
 interpreted in the parser's `timezone` (default UTC; pass a `zoneinfo.ZoneInfo` such as
 `ZoneInfo("Europe/Berlin")` to match the httpd container's TZ) and returned offset-aware. With a
@@ -33,6 +42,8 @@ strings are parsed once per distinct second (a bounded cache); the fraction is a
 
 `compile_errorlogformat(fmt)` compiles an `ErrorLogFormat` string into a parser, following
 `server/core.c: parse_errorlog_item` and `server/log.c: do_errorlog_format` (see `_compile_items`).
+A line that does not match it but is in httpd's built-in format (httpd writes those while it reads
+its configuration, before ErrorLogFormat applies) gets the built-in parser's record, format `error`.
 
 Invariants (the Parser contract): exactly one record per input line, in order; never raises on
 input; a line that does not match keeps its raw body and gets `logsidecar.parse_error`.
@@ -49,8 +60,18 @@ from typing import Any
 
 from logsidecar.parse.base import FormatError
 from logsidecar.parse.escape import unescape_log_value
+from logsidecar.parse.logformat import strftime_regex
 from logsidecar.parse.severity import APACHE_LEVELS, apache_severity
-from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, utcnow
+from logsidecar.parse.timestamps import fixed_offset, parse_strftime
+from logsidecar.record import (
+    FORMAT,
+    INVALID_UTF8,
+    PARSE_ERROR,
+    TIME_ORIGINAL,
+    LogRecord,
+    decode_text,
+    utcnow,
+)
 
 __all__ = [
     "ErrorLogParser",
@@ -98,17 +119,28 @@ class ErrorTimeParser:
     """Apache error-log time strings → offset-aware datetimes in a given zone. Stateful (DST
     fold tracking, cache), so one per parser, and a parser per file."""
 
-    __slots__ = ("timezone", "_cache", "_last_ts")
+    __slots__ = ("timezone", "_cache", "_last_ts", "_by_offset")
 
     def __init__(self, timezone: tzinfo = UTC) -> None:
         self.timezone = timezone
         # second-resolution key → (datetime with fold=0, whether that wall time is ambiguous)
         self._cache: dict[str, tuple[datetime, bool] | None] = {}
         self._last_ts: float | None = None
+        # Times written with their own offset (`%{z}t`), parsed in that fixed offset.
+        self._by_offset: dict[str, ErrorTimeParser] = {}
 
     def parse(self, text: str) -> datetime | None:
-        """`Wed Oct 11 14:32:52[.123456] 2000` or `2000-10-11 14:32:52[.123456]` → datetime;
-        None when the text is not such a time."""
+        """`Wed Oct 11 14:32:52[.123456] 2000` or `2000-10-11 14:32:52[.123456]`, either optionally
+        followed by ` +hhmm` (`%{z}t`: then that offset, not the parser's zone) → datetime; None
+        when the text is not such a time."""
+        if len(text) > 6 and text[-6] == " " and text[-5] in "+-":
+            zone = self._by_offset.get(text[-5:])
+            if zone is None:
+                offset = fixed_offset(text[-5:])
+                if offset is None or len(self._by_offset) >= 64:
+                    return None if offset is None else ErrorTimeParser(offset).parse(text[:-6])
+                zone = self._by_offset[text[-5:]] = ErrorTimeParser(offset)
+            return zone.parse(text[:-6])
         if len(text) == 31 and text[19] == "." and text[26] == " ":
             # Fast path, the 2.4 default: "Wed Oct 11 14:32:52.123456 2000".
             key = text[:19] + text[26:]
@@ -233,6 +265,11 @@ _DEFAULT_LINE = re.compile(
     re.DOTALL,
 )
 _STARTUP_LINE = re.compile(r"(?P<code>AH\d{5}): (?P<message>.*)", re.DOTALL)
+_LOOKS_LIKE_HEADER = re.compile(r"\[[^\]]*\] \[")
+# `logsidecar.parse_error` of lines that lack what every error-log record should have.
+NO_HEADER = "no [time] [level] header"
+BAD_HEADER = "unrecognised [time] [level] header"
+BAD_TIME = "invalid time in [time]: not a real instant"
 _REFERER_SUFFIX = ", referer: "
 _SEVERITY_NUMBERS = {level: int(severity) for level, severity in APACHE_LEVELS.items()}
 
@@ -281,9 +318,10 @@ class ErrorLogParser:
             match.groups()
         )
         timestamp = self._times.parse(time_text)
-        if timestamp is None:
-            return _unparsed(text, valid, f"bad time {time_text!r}", self.format_name, observed)
         attributes: dict[str, Any] = {FORMAT: self.format_name}
+        if timestamp is None:
+            attributes[PARSE_ERROR] = BAD_TIME
+            attributes[TIME_ORIGINAL] = time_text
         if module:
             attributes[MODULE] = module
         if pid is not None:
@@ -325,11 +363,19 @@ class ErrorLogParser:
         )
 
     def _parse_other(self, text: str, valid: bool, observed: datetime) -> LogRecord:
-        """Startup lines (`AH00558: ...`, no time, no level) or an unparsable line."""
+        """A line without the `[time] [level]` header: a startup message (`AH00558: ...`, written
+        before the log is set up: its code and message are kept), output a module, a CGI script
+        or a library wrote raw to the error log (httpd's stderr), the next lines of such
+        output, or anything else. Flagged either way: it has no time and no severity."""
         startup = _STARTUP_LINE.match(text)
         if startup is None:
-            return _unparsed(text, valid, "not an Apache error-log line", self.format_name, observed)
-        attributes: dict[str, Any] = {FORMAT: self.format_name, ERROR_CODE: startup["code"]}
+            reason = BAD_HEADER if _LOOKS_LIKE_HEADER.match(text) else NO_HEADER
+            return _unparsed(text, valid, reason, self.format_name, observed)
+        attributes: dict[str, Any] = {
+            FORMAT: self.format_name,
+            PARSE_ERROR: NO_HEADER,
+            ERROR_CODE: startup["code"],
+        }
         _set_message(attributes, startup["message"])
         if not valid:
             attributes[INVALID_UTF8] = True
@@ -475,11 +521,17 @@ _Setter = Callable[[str, dict[str, Any], dict[str, Any]], None]
 
 
 def _time_pattern(arg: str | None) -> str:
+    """As `log_ctime` in server/log.c: an argument holding `%` is a strftime format; otherwise its
+    letters are options, `u` (microseconds), `c` (compact, ISO-like) and `z` (the UTC offset
+    appended), in any order, other letters ignored."""
     options = arg or ""
+    if "%" in options:
+        return strftime_regex(options)
     usec = r"\.\d{6}" if "u" in options else ""
+    zone = r" [+-]\d{4}" if "z" in options else ""
     if "c" in options:
-        return r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d" + usec
-    return r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d" + usec + r" \d{4}"
+        return r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d" + usec + zone
+    return r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d" + usec + r" \d{4}" + zone
 
 
 def _address_setter(address_key: str, port_key: str) -> _Setter:
@@ -497,6 +549,20 @@ def _str_setter(key: str) -> _Setter:
         attributes[key] = value
 
     return set_str
+
+
+def _escaped_setter(key: str) -> _Setter:
+    """For `%{..}e %{..}i %{..}n`: httpd writes them through `ap_escape_errorlog_item`; the
+    attribute is the value as sent (as the access-log parser gives it, and the referer here)."""
+
+    def set_escaped(value: str, attributes: dict[str, Any], state: dict[str, Any]) -> None:
+        if "\\" in value:
+            value, valid = unescape_log_value(value)
+            if not valid:
+                attributes[INVALID_UTF8] = True
+        attributes[key] = value
+
+    return set_escaped
 
 
 def _int_setter(key: str) -> _Setter:
@@ -519,8 +585,14 @@ def _set_level(value: str, attributes: dict[str, Any], state: dict[str, Any]) ->
     state["level"] = value
 
 
-def _set_time(value: str, attributes: dict[str, Any], state: dict[str, Any]) -> None:
-    state["time"] = value
+def _time_setter(arg: str | None) -> _Setter:
+    source = "%t" if arg is None else f"%{{{arg}}}t"
+    strftime_format = arg if arg is not None and "%" in arg else None
+
+    def set_time(value: str, attributes: dict[str, Any], state: dict[str, Any]) -> None:
+        state.setdefault("time", (value, source, strftime_format))
+
+    return set_time
 
 
 def _set_message_item(value: str, attributes: dict[str, Any], state: dict[str, Any]) -> None:
@@ -557,14 +629,14 @@ def _directive_regex(item: _Item, has_v: bool = False) -> tuple[str, _Setter]:
     if d == "A":
         return _TOKEN, _address_setter(LOCAL_ADDRESS, LOCAL_PORT)
     if d == "e":
-        return _TEXT, _str_setter(f"apache.env.{arg or ''}")
+        return _TEXT, _escaped_setter(f"apache.env.{arg or ''}")
     if d == "E":
         # "(%d)strerror", "(OS %d)...", "(EAI %d)...", "(os 0x%08x)..." (log_apr_status)
         return r"\((?:OS |EAI |os 0x)?-?[0-9a-fA-F]+\).*?", _str_setter(STATUS)
     if d == "F":
         return _TOKEN, _set_file_line
     if d == "i":
-        return _TEXT, _str_setter(_header_attribute(arg or ""))
+        return _TEXT, _escaped_setter(_header_attribute(arg or ""))
     if d == "k":
         return r"\d+", _int_setter("apache.keepalives")
     if d == "l":
@@ -578,11 +650,11 @@ def _directive_regex(item: _Item, has_v: bool = False) -> tuple[str, _Setter]:
     if d == "M":
         return r".*?", _set_message_item
     if d == "n":
-        return _TEXT, _str_setter(f"apache.note.{arg or ''}")
+        return _TEXT, _escaped_setter(f"apache.note.{arg or ''}")
     if d == "P":
         return r"\d+", _int_setter(PID)
     if d == "t":
-        return _time_pattern(arg), _set_time
+        return _time_pattern(arg), _time_setter(arg)
     if d == "T":
         return r"\d+", _int_setter(TID)
     if d == "v":
@@ -686,6 +758,7 @@ class ErrorLogFormatParser:
             raise FormatError("empty ErrorLogFormat")
         self._regex, self._setters = _compile_items(items)
         self._times = ErrorTimeParser(timezone)
+        self._builtin = ErrorLogParser(timezone)
 
     @property
     def pattern(self) -> str:
@@ -711,6 +784,12 @@ class ErrorLogFormatParser:
         text, valid = decode_text(raw)
         match = self._regex.fullmatch(text)
         if match is None:
+            # httpd writes what it logs while reading its configuration, before ErrorLogFormat
+            # applies, in the built-in format: such lines get the `error` parser's record.
+            builtin = self._builtin.parse_line(raw)
+            if PARSE_ERROR not in builtin.attributes:
+                builtin.observed_timestamp = observed
+                return builtin
             return _unparsed(
                 text, valid, "line does not match the ErrorLogFormat", self.format_name, observed
             )
@@ -724,11 +803,16 @@ class ErrorLogFormatParser:
         if not valid:
             attributes[INVALID_UTF8] = True
         record = LogRecord(body=text, attributes=attributes, observed_timestamp=observed)
-        time_text = state.get("time")
-        if time_text is not None:
-            timestamp = self._times.parse(time_text)
+        time_item = state.get("time")
+        if time_item is not None:
+            time_text, source, strftime_format = time_item
+            if strftime_format is None:
+                timestamp = self._times.parse(time_text)
+            else:
+                timestamp = parse_strftime(time_text, strftime_format, self.timezone)
             if timestamp is None:
-                attributes[PARSE_ERROR] = f"bad time {time_text!r}"
+                attributes[PARSE_ERROR] = f"invalid time in {source}: not a real instant"
+                attributes[TIME_ORIGINAL] = time_text
             record.timestamp = timestamp
         level = state.get("level")
         if level is not None:
@@ -739,7 +823,8 @@ class ErrorLogFormatParser:
 
 def compile_errorlogformat(fmt: str, timezone: tzinfo = UTC) -> ErrorLogFormatParser:
     """Compile an `ErrorLogFormat` string (httpd 2.4 syntax: `%a %A %{name}e %E %F %{name}i %k %l
-    %L %{c}L %{C}L %m %M %{name}n %P %T %{g}T %t %{u}t %{c}t %{cu}t %v %V %%`, the modifiers
+    %L %{c}L %{C}L %m %M %{name}n %P %T %{g}T %t %{u}t %{c}t %{cu}t %{z}t %{cuz}t %{strftime
+    format}t %v %V %%`, the modifiers
     `%-x` (`-` when empty), `%+x` (line dropped when empty), `%Nx` (only at log level N or more
     verbose), `% ` (field separator) and `\\ ` (a space inside a field)). Raises FormatError
     naming the bad directive and its position."""

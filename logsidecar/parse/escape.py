@@ -3,9 +3,15 @@
 Since httpd 2.0.46 `ap_escape_logitem` writes `"` and `\\` as `\\"` and `\\\\`, the whitespace
 controls as C escapes (`\\b \\n \\r \\t \\v`; `\\f` is accepted too), and every other
 non-printable or non-ASCII byte as `\\xhh`. `unescape_log_value` inverts that faithfully: the
-`\\xhh` bytes are put back as bytes and the result decoded as UTF-8. Bytes that are not UTF-8 stay
-visible as `\\xhh` (Python's `backslashreplace`, the same notation) and the caller is told, so it
-can flag the record with `logsidecar.invalid_utf8`.
+`\\xhh` bytes are put back as bytes and the result decoded as UTF-8. Each byte sequence that is not
+UTF-8 becomes U+FFFD (the replacement character, as a browser decodes it) and the caller is told, so
+it can flag the record with `logsidecar.invalid_utf8`.
+
+Why U+FFFD and not `\\xhh` text: the value must say one thing. Left as `\\xfc`, an invalid byte would
+read exactly like a client that sent a backslash followed by `xfc` (which Apache logs as `\\\\xfc`
+and we decode to `\\xfc`): two different requests, one attribute. With U+FFFD a backslash in a
+decoded value is always a backslash that was sent, and a control character always one that was
+sent. Nothing is lost: the record's body keeps the line exactly as Apache wrote it, escapes included.
 
 Invariants: a value without a backslash is returned unchanged (callers test for `\\` first, so the
 common case costs nothing); an unknown escape such as `\\q` or a dangling `\\` is kept verbatim.
@@ -46,4 +52,4 @@ def unescape_log_value(value: str) -> tuple[str, bool]:
     try:
         return raw.decode("utf-8"), True
     except UnicodeDecodeError:
-        return raw.decode("utf-8", "backslashreplace"), False
+        return raw.decode("utf-8", "replace"), False

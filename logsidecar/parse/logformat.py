@@ -10,11 +10,20 @@ httpd.conf escaping (`"%h \\"%r\\""`, optionally followed by a nickname; a quote
 httpd.conf quoting only when it holds `\\"` or is followed by a nickname, so `"%r"` keeps its
 quotes), or a pasted directive line (`LogFormat "..." nickname`, `CustomLog logs/access.log "..."`).
 
-Tokenizer rules (as httpd): `%%` is a literal percent; after `%` come, in any order, `!`
-(negate), `<` / `>` (original / final request), comma-separated status codes (conditions) and
-`{argument}`, then one directive letter (`^ti` / `^to` are two letters). In literal text `\\\\`,
+Tokenizer rules (as httpd 2.4.x `parse_log_item`): `%%` is a literal percent; after `%` come, in any
+order, `!` (toggles the negation), `<` / `>` (original / final request), comma-separated status
+codes (conditions; any number, as httpd) and `{argument}`, then one directive letter (`^ti`, `^to`
+and mod_logio's `^FB` are three characters). The `%p`, `%P` and `%T` arguments are
+case-insensitive, as in httpd. In literal text `\\\\`,
 `\\n`, `\\t`, `\\r` are escapes; any other backslash is kept. Invalid directives raise
 `FormatError` with the format shown and a caret under the bad directive.
+
+What httpd writes, per directive (mod_log_config.c, mod_logio.c): `ap_escape_logitem` escapes `"`,
+`\\` and non-printable/non-ASCII bytes in the text directives, never spaces (`%u`, `%U`, `%f`,
+headers, notes, env can hold them); `%a %A %p %P %s %b %B %D %T %k %X %L %I %O %S`, times and
+mod_ssl's values are not escaped. Any directive is `-` when its status condition is not met (the
+CLF time, strftime times and `%q` take `-` then); `%b` and `%^FB` write `-` for nothing, `%B` `0`;
+`%D %T` can be negative. A line ends with `\n` (a literal `\r` in the format is allowed before it).
 
 Regex invariants: every field pattern is confined to one line (never matches `\\n`); quoted
 free-text fields use an unrolled escape-aware pattern (`[^"\\\\]*(?:\\\\.[^"\\\\]*)*`) that cannot
@@ -191,7 +200,7 @@ def _parse_directive(fmt: str, start: int) -> tuple[Directive, int]:
             )
         ch = fmt[i]
         if ch == "!":
-            negated = True
+            negated = not negated  # httpd toggles: `%!!200s` is `%200s`
             i += 1
         elif ch in "<>":
             modifier = ch
@@ -216,12 +225,12 @@ def _parse_directive(fmt: str, start: int) -> tuple[Directive, int]:
             i = close + 1
         elif ch == "^":
             name = fmt[i + 1 : i + 3]
-            if name not in ("ti", "to"):
+            if name not in ("ti", "to", "FB"):
                 raise FormatError(
                     _caret_message(
                         fmt,
                         start,
-                        f"invalid LogFormat directive {fmt[start : i + 3]!r}: '%^' must be followed by 'ti' or 'to'",
+                        f"invalid LogFormat directive {fmt[start : i + 3]!r}: '%^' must be followed by 'ti', 'to' or 'FB'",
                     )
                 )
             return _validated(fmt, start, "^" + name, argument, modifier, conditions, negated, i + 3), i + 3
@@ -251,7 +260,8 @@ def _validated(
             )
         )
     choices = _ARGUMENT_CHOICES.get(name)
-    if choices and argument is not None and argument not in choices:
+    # httpd compares these case-insensitively (`%{MS}T`); an empty argument is the default.
+    if choices and argument and argument.lower() not in choices:
         raise FormatError(
             _caret_message(
                 fmt,
@@ -259,21 +269,8 @@ def _validated(
                 f"invalid LogFormat directive {source!r}: %{{{argument}}}{name} must be one of {', '.join(choices)}",
             )
         )
-    for code in conditions:
-        if not 100 <= code <= 999:
-            raise FormatError(
-                _caret_message(
-                    fmt,
-                    start,
-                    f"invalid LogFormat directive {source!r}: status condition {code} is not a 3-digit code",
-                )
-            )
-    if name == "t" and argument is not None:
-        body = argument.removeprefix("begin:").removeprefix("end:")
-        if not body:
-            raise FormatError(
-                _caret_message(fmt, start, f"invalid LogFormat directive {source!r}: empty time format")
-            )
+    # Status conditions are not range-checked: httpd takes any number (one that is no status
+    # simply never matches, and the field is then `-`).
     return Directive(name, argument, start, source, modifier, tuple(conditions), negated)
 
 
@@ -330,8 +327,10 @@ def header_attribute(name: str, response: bool = False) -> str:
 
 
 # Value kinds (how access.py converts the captured text).
-STR, INT, HEXINT, STATUS, REQUEST, DURATION, PROTOCOL, QUERY, TIME = (
-    "str", "int", "hexint", "status", "request", "duration", "protocol", "query", "time",
+# VALUE: text where `-` is a value, not an absence (%X writes `-` for "connection closed").
+# USER: %u, which httpd writes as `""` for an empty user name (a user named `""` is `\"\"`).
+STR, INT, HEXINT, STATUS, REQUEST, DURATION, PROTOCOL, QUERY, TIME, VALUE, USER = (
+    "str", "int", "hexint", "status", "request", "duration", "protocol", "query", "time", "value", "user",
 )  # fmt: skip
 # Pattern kinds.
 TOKEN, TEXT, NUM, STATUS_PAT, CLF, REQ, CONN, HEX, RAW = (
@@ -385,7 +384,7 @@ def _spec_for(d: Directive) -> FieldSpec:  # noqa: C901 - one table, read top to
             d, DURATION, NUM, ("http.server.request.duration",), None, priority=0, scale=1e-6, escapable=False
         )
     if name == "T":
-        unit = arg or "s"
+        unit = (arg or "s").lower()
         scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6}[unit]
         prio = {"us": 0, "ms": 1, "s": 2}[unit]
         return FieldSpec(
@@ -421,16 +420,16 @@ def _spec_for(d: Directive) -> FieldSpec:  # noqa: C901 - one table, read top to
         assert arg is not None
         return FieldSpec(d, STR, TEXT, (header_attribute(arg, response=True),))
     if name == "p":
-        if arg == "local":
+        if arg and arg.lower() == "local":
             return FieldSpec(d, INT, NUM, ("network.local.port",), escapable=False)
-        if arg == "remote":
+        if arg and arg.lower() == "remote":
             return FieldSpec(d, INT, NUM, ("client.port",), escapable=False)
         return FieldSpec(d, INT, NUM, ("server.port",), escapable=False)
     if name == "P":
-        if arg == "tid":
-            return FieldSpec(d, INT, NUM, ("thread.id",), escapable=False)
-        if arg == "hextid":
+        if arg and arg[0] == "h" and arg.lower() == "hextid":  # httpd: hex only for a lowercase 'h'
             return FieldSpec(d, HEXINT, HEX, ("thread.id",), escapable=False)
+        if arg and arg.lower() in ("tid", "hextid"):
+            return FieldSpec(d, INT, NUM, ("thread.id",), escapable=False)
         return FieldSpec(d, INT, NUM, ("process.pid",), escapable=False)
     if name == "q":
         return FieldSpec(d, QUERY, TEXT, ("url.query",), "apache.url_query", priority=2)
@@ -460,7 +459,7 @@ def _spec_for(d: Directive) -> FieldSpec:  # noqa: C901 - one table, read top to
     if name == "t":
         return _time_spec(d)
     if name == "u":
-        return FieldSpec(d, STR, TOKEN, ("user.name",))
+        return FieldSpec(d, USER, TOKEN, ("user.name",))
     if name == "U":
         return FieldSpec(d, STR, TEXT, ("url.path",), "apache.url_path", priority=2)
     if name == "v":
@@ -468,34 +467,42 @@ def _spec_for(d: Directive) -> FieldSpec:  # noqa: C901 - one table, read top to
     if name == "V":
         return FieldSpec(d, STR, TEXT, ("server.address",), "apache.server_name", priority=2)
     if name == "X":
-        return FieldSpec(d, STR, CONN, ("apache.connection_status",), escapable=False)
+        # `-` is "closed after the response", a value; only a status condition makes it an absence.
+        return FieldSpec(
+            d, STR if d.conditions else VALUE, CONN, ("apache.connection_status",), escapable=False
+        )
     if name == "I":
         return FieldSpec(d, INT, NUM, ("apache.bytes_received",), escapable=False)
     if name == "O":
         return FieldSpec(d, INT, NUM, ("apache.bytes_sent",), escapable=False)
     if name == "S":
         return FieldSpec(d, INT, NUM, ("apache.bytes_transferred",), escapable=False)
+    # mod_ssl's values are written as they are, not escaped: a DN's `\,` must stay as it is.
     if name == "x":
         if arg == "SSL_CIPHER":
-            return FieldSpec(d, STR, TOKEN, ("tls.cipher",), f"apache.ssl.{arg}")
-        return FieldSpec(d, STR, TEXT, (f"apache.ssl.{arg}",))
+            return FieldSpec(d, STR, TOKEN, ("tls.cipher",), f"apache.ssl.{arg}", escapable=False)
+        return FieldSpec(d, STR, TEXT, (f"apache.ssl.{arg}",), escapable=False)
     if name == "c":
         if arg == "cipher":
-            return FieldSpec(d, STR, TOKEN, ("tls.cipher",), f"apache.ssl.{arg}")
-        return FieldSpec(d, STR, TEXT, (f"apache.ssl.{arg}",))
+            return FieldSpec(d, STR, TOKEN, ("tls.cipher",), f"apache.ssl.{arg}", escapable=False)
+        return FieldSpec(d, STR, TEXT, (f"apache.ssl.{arg}",), escapable=False)
     if name == "^ti":
         return FieldSpec(d, STR, TEXT, (f"apache.request_trailer.{(arg or '').lower()}",))
     if name == "^to":
         return FieldSpec(d, STR, TEXT, (f"apache.response_trailer.{(arg or '').lower()}",))
+    if name == "^FB":  # mod_logio: microseconds from the request to the first byte of the response
+        return FieldSpec(d, DURATION, NUM, ("apache.time_to_first_byte",), None, scale=1e-6, escapable=False)
     raise FormatError(f"unsupported LogFormat directive {d.source!r}")  # unreachable: tokenize validated
 
 
 def _time_spec(d: Directive) -> FieldSpec:
     arg = d.argument
-    if arg is None:
-        return FieldSpec(d, TIME, CLF, (), time_kind="clf", escapable=False)
-    end = arg.startswith("end:")
-    body = arg.removeprefix("begin:").removeprefix("end:")
+    # As httpd's log_request_time: no argument, `{}`, `{begin}`, `{end}`, `{begin:}` and `{end:}` all
+    # write the CLF time (`end` at the end of the request).
+    end = arg is not None and (arg == "end" or arg.startswith("end:"))
+    body = (arg or "").removeprefix("begin:").removeprefix("end:")
+    if body in ("", "begin", "end"):
+        return FieldSpec(d, TIME, CLF, (), time_kind="clf", time_end=end, escapable=False)
     if body == "%s":  # strftime's epoch seconds: Python's strptime has no %s
         body = "sec"
     if body in ("sec", "msec", "usec", "msec_frac", "usec_frac"):
@@ -559,6 +566,21 @@ def field_pattern(
     are possessive, and a free-text field ended by a literal never crosses a newline: otherwise a
     line that does not match scans (and backtracks over) the rest of the batch, quadratic in the
     batch size (vhost_combined's leading `%v:` parsed garbage at ~600 lines/s that way)."""
+    pattern = _field_pattern(spec, before, after, lenient, fast, next_is_text)
+    if spec.directive.conditions:
+        # httpd writes `-` for a directive whose status condition is not met. The other patterns
+        # take it already (a token, a number's absence, free text); the CLF time is then captured
+        # with its brackets (`parse_clf_time` takes both forms).
+        if spec.pattern_kind == CLF:
+            return r"(-|\[[^\]\n]*+\])"
+        if spec.pattern_kind == RAW or spec.directive.name == "q":
+            return f"(-|{pattern[1:-1]})"
+    return pattern
+
+
+def _field_pattern(
+    spec: FieldSpec, before: str, after: str | None, lenient: bool, fast: bool, next_is_text: bool
+) -> str:
     kind = spec.pattern_kind
     quoted = before.endswith('"') and (after or "").startswith('"')
     if spec.directive.name == "q":
@@ -589,6 +611,19 @@ def field_pattern(
         else:
             body = r"[^\n]*?"
         return f"({body})"  # %r is captured whole: a cached split in Python beats nested groups
+    if kind == TOKEN and quoted and spec.escapable:
+        # A quoted token-like field (`"%u"`): httpd escapes its quotes, not its spaces; an empty
+        # user name it writes as `""` (so `""""` here).
+        if lenient:
+            return r"([^\n]*?)"
+        return r'([^"]*+)' if fast else f'(""|{QUOTED_TEXT})'
+
+    if kind == TOKEN and spec.directive.name == "u" and not fast and after and after[0] == " ":
+        # httpd does not escape spaces, and a Basic-auth user name may hold some ("john doe"): the
+        # strict pattern lets the user run up to the literal that follows it. The fast pattern
+        # stays a token; a line with such a user is one it rejects and the strict one re-matches.
+        # Not `- x`: that is how a vhost_combined line (one field more) would read as combined.
+        return r"(-|(?!- )[^ \n](?:[^\n]*?[^ \n])??)"
     if kind == TOKEN:
         # Tokens stay `\S+` even when lenient: many lazy fields would backtrack polynomially.
         # Possessive when the next literal starts with a space: the token cannot run into it.
@@ -598,6 +633,8 @@ def field_pattern(
             return r"(\S++)"
         return r"(\S+?)" if not after else r"(\S+)"
     if kind == NUM:
+        if spec.kind == DURATION:  # end - start on the wall clock: negative after a clock step back
+            return r"(-|-?\d+)"
         return f"({NUMBER})"
     if kind == STATUS_PAT:
         return r"(\d{3}|-)"

@@ -34,6 +34,9 @@ PROTOCOL_TABLE = {
 
 
 _METHOD_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+# `NAME/VERSION`. httpd cuts a refused request line after its second space (`GET /a b?x` for
+# `GET /a b?x HTTP/1.1`): without this check the `b?x` would pass for the protocol.
+_PROTOCOL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*/[0-9A-Za-z.]+")
 
 
 def request_attributes(line: str) -> dict[str, Any]:
@@ -46,7 +49,7 @@ def request_attributes(line: str) -> dict[str, Any]:
         2 <= len(parts) <= 3
         and _METHOD_TOKEN.fullmatch(parts[0])
         and parts[1]
-        and (len(parts) == 2 or parts[2])
+        and (len(parts) == 2 or parts[2] in PROTOCOL_TABLE or _PROTOCOL.fullmatch(parts[2]))
     ):
         target, ok = unescape_log_value(parts[1])
         out["http.request.method"] = parts[0]
@@ -56,7 +59,7 @@ def request_attributes(line: str) -> dict[str, Any]:
         if sep:
             out["url.query"] = query
         if len(parts) == 3:
-            protocol = PROTOCOL_TABLE.get(parts[2]) or protocol_info(unescape_log_value(parts[2])[0])
+            protocol = PROTOCOL_TABLE.get(parts[2]) or protocol_info(parts[2])
             if protocol:
                 out["network.protocol.name"] = protocol[0]
                 if protocol[1]:

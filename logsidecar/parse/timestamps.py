@@ -21,6 +21,7 @@ Invariants: every returned datetime is offset-aware; nothing here raises on malf
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
@@ -153,7 +154,7 @@ def parse_strftime(text: str, fmt: str, default_tz: tzinfo = UTC) -> datetime | 
     """Parse `text` written with C strftime format `fmt`; attach `default_tz` when no offset."""
     try:
         value = datetime.strptime(text, strftime_for_python(fmt))
-    except ValueError:
+    except (ValueError, re.error):  # re.error: a format repeating a field (`%Y ... %Y`)
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=default_tz)

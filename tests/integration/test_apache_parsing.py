@@ -185,8 +185,8 @@ def _send_all(apache: ApacheServer) -> list[Sent]:
             b"case=latin1",
             404,
             "GET",
-            "/caf\\xe9.html",
-            "case=latin1&n=\\xff",
+            "/caf\ufffd.html",  # the logged \xe9 is no UTF-8: U+FFFD, and the record is flagged
+            "case=latin1&n=\ufffd",
             invalid_utf8=True,
         ),
         lambda: apache.request("GET", b"/caf\xe9.html?case=latin1&n=\xff"),

@@ -57,6 +57,8 @@ METHOD_FORMAT = '%h %t %m "%H" %>s %B %k "%{Host}i"'  # protocol and method with
 HEXTID_FORMAT = '%v:%p %h %t "%r" %>s %B %{hextid}P'
 NO_STATUS_FORMAT = '%h %t "%r" %b "%{Host}i"'  # no %>s: every record gets the default severity
 UNQUOTED_REQUEST_FORMAT = "%h %t %>s %b %r"  # %r last and not in quotes: its text may hold a quote
+# A quoted user (may hold spaces), %X (its `-` is a value) and conditioned fields (`-` when unmet).
+USER_CONN_FORMAT = '%h "%u" %t "%r" %>s %b %X %!200t %404{Referer}i'
 
 QUOTED = r'(?:[^"\\]|\\.)*'  # Apache-escaped text inside quotes
 COMBINED_FIELDS = re.compile(
@@ -97,6 +99,12 @@ def _render(fmt: str, fields: dict[str, str], n: int) -> str:
         return f"{h} [{t}] {protocol or '-'} {method} {path} {s} {b}"
     if fmt == METHOD_FORMAT:
         return f'{h} [{t}] {method} "{protocol or "-"}" {s} {b} {n % 100} "www.example.{n % 5}"'
+    if fmt == USER_CONN_FORMAT:
+        user = ["-", "frank", "john doe", "o'neil"][n % 4]
+        unmet = f"[{t}]" if s != "200" else "-"
+        return (
+            f'{h} "{user}" [{t}] "{r}" {s} {b} {"+-X"[n % 3]} {unmet} {fields["ref"] if s == "404" else "-"}'
+        )
     if fmt == ISO_FORMAT:
         day, month, rest_t = t.split("/", 2)
         year, hour, minute, second_zone = rest_t.split(":", 3)
@@ -140,8 +148,14 @@ def assert_every_line_parses(lines_by_format: Mapping[str, Sequence[bytes]]) -> 
 # --- mutations -----------------------------------------------------------------------------------------
 
 # Mutations every test file draws from besides its own insertions and replacements.
-STRUCTURAL_MUTATIONS = ("remove_field", "size", "empty", "cr", "cut")
+STRUCTURAL_MUTATIONS = ("remove_field", "size", "empty", "cr", "cut", "bad_time")
 QUOTED_FIELD = re.compile(rb'"((?:[^"\\]|\\.)*)"')
+# Time fields and texts that match their pattern but are not real instants (flagged, not dropped).
+CLF_TIME_TEXT = re.compile(rb"\[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\]")
+ISO_TIME_TEXT = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+BAD_CLF_TIMES = [b"30/Feb/2024:10:00:00 +0000", b"10/Oct/2000:24:00:00 +0000", b"10/Oct/2000:13:55:36",
+                 b"10/Oct/2000:13:55:36 +2500", b"10/Oct/2000:13:55:36 0700", b"99/Foo/2000:13:55:36 -0700"]  # fmt: skip
+BAD_ISO_TIMES = [b"2024-02-30T10:00:00", b"2000-10-10T24:00:00", b"2000-13-10T10:00:00"]
 
 
 @st.composite
@@ -155,7 +169,8 @@ def mutated(
     """`line` with one mutation, its kind drawn from: a key of `inserts` (insert one of its byte
     strings anywhere), a key of `quoted_values` (a drawn value replaces a quoted field's text, or a
     token when the line has no quoted field), or one of STRUCTURAL_MUTATIONS: remove a field,
-    replace a number (or `-`) by one of `sizes` (or append one), empty line, trailing CR, cut."""
+    replace a number (or `-`) by one of `sizes` (or append one), empty line, trailing CR, cut, a
+    time that is not a real instant."""
     quoted_values = quoted_values or {}
     kind = draw(st.sampled_from([*inserts, *quoted_values, *STRUCTURAL_MUTATIONS]))
     if kind in inserts:
@@ -181,6 +196,13 @@ def mutated(
             return line + b" " + draw(st.sampled_from(sizes))
         tokens[draw(st.sampled_from(numeric))] = draw(st.sampled_from(sizes))
         return b" ".join(tokens)
+    if kind == "bad_time":
+        for pattern, bad in ((CLF_TIME_TEXT, BAD_CLF_TIMES), (ISO_TIME_TEXT, BAD_ISO_TIMES)):
+            match = pattern.search(line)
+            if match is not None:
+                group = 1 if pattern.groups else 0
+                return line[: match.start(group)] + draw(st.sampled_from(bad)) + line[match.end(group) :]
+        return line
     if kind == "empty":
         return b""
     if kind == "cr":

@@ -46,9 +46,19 @@ CUSTOM_FORMATS = (
     direct_cases.METHOD_PATH_FORMAT,
     direct_cases.METHOD_FORMAT,
     direct_cases.UNQUOTED_REQUEST_FORMAT,
+    direct_cases.USER_CONN_FORMAT,
 )
 ALL_FORMATS = [*PRESETS.values(), *CUSTOM_FORMATS]
-FORMAT_IDS = [*PRESETS, "xff", "iso_time", "url_query", "method_path", "method", "unquoted_request"]
+FORMAT_IDS = [
+    *PRESETS,
+    "xff",
+    "iso_time",
+    "url_query",
+    "method_path",
+    "method",
+    "unquoted_request",
+    "user_conn",
+]
 REALISTIC = {fmt: direct_cases.realistic_lines(fmt, 150) for fmt in ALL_FORMATS}
 
 # Parsers live across examples, so their caches (request lines, times, JSON pieces) get hits and

@@ -39,8 +39,9 @@ FORMATS = [PRESETS[name] for name in PRESET_NAMES] + [
     direct_cases.HEXTID_FORMAT,
     direct_cases.NO_STATUS_FORMAT,
     direct_cases.UNQUOTED_REQUEST_FORMAT,
+    direct_cases.USER_CONN_FORMAT,
 ]
-FORMAT_IDS = [*PRESET_NAMES, "xff", "iso_time", "hextid", "no_status", "unquoted_request"]
+FORMAT_IDS = [*PRESET_NAMES, "xff", "iso_time", "hextid", "no_status", "unquoted_request", "user_conn"]
 REALISTIC = {fmt: direct_cases.realistic_lines(fmt, 120) for fmt in FORMATS}
 
 # Parsers live across examples (their caches fill and evict as in a long run); the paths share none.

@@ -167,6 +167,27 @@ DIRECTIVE_CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("%{pid}P", "4242", {"process.pid": 4242}),
     ("%{tid}P", "140234", {"thread.id": 140234}),
     ("%{hextid}P", "7f3a", {"thread.id": 0x7F3A}),
+    # mod_ssl writes its values unescaped: a DN's backslashes are part of the value.
+    ('"%{SSL_CLIENT_S_DN}x"', '"CN=Doe\\, John,O=A\\\\B"', {"apache.ssl.SSL_CLIENT_S_DN": "CN=Doe\\, John,O=A\\\\B"}),
+    ("%{TID}P", "140234", {"thread.id": 140234}),
+    ("%{HEXTID}P", "140234", {"thread.id": 140234}),  # httpd: hex only when the 'h' is lowercase
+    ("%{MS}T", "12", {"http.server.request.duration": 0.012}),
+    ("%{Remote}p", "51514", {"client.port": 51514}),
+    ("%D", "-1500", {"http.server.request.duration": -0.0015}),  # the wall clock stepped back
+    ("%^FB", "1234", {"apache.time_to_first_byte": 0.001234}),
+    ("%^FB", "-", {}),
+    ('%h %l %u %t "%r" %>s %b', '1.2.3.4 - john doe [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 5',
+     {"client.address": "1.2.3.4", "user.name": "john doe", "http.request.method": "GET", "url.original": "/",
+      "url.path": "/", "network.protocol.name": "http", "network.protocol.version": "1.1",
+      "http.response.status_code": 200, "http.response.body.size": 5}),
+    # httpd writes an empty user name as `""`; a user named `""` is `\"\"`.
+    ('%u "%u"', '"" """"', {"user.name": ""}),
+    ('%u', '\\"\\"', {"user.name": '""'}),
+    # Any directive whose status condition is not met is written as `-`.
+    ("%!200t %>s", "- 200", {"http.response.status_code": 200}),
+    ("%404{%Y-%m-%d}t %>s", "- 200", {"http.response.status_code": 200}),
+    ("%U%404q %>s", "/a- 200", {"url.path": "/a", "url.original": "/a", "http.response.status_code": 200}),
+    ('%400r %>s', "- 200", {"http.response.status_code": 200}),
     ("%U%q", "/search?q=x", {"url.path": "/search", "url.query": "q=x", "url.original": "/search?q=x"}),
     ("%U%q", "/search", {"url.path": "/search", "url.original": "/search"}),
     ('"%r"', '"GET /a?b HTTP/1.1"', {"http.request.method": "GET", "url.original": "/a?b", "url.path": "/a",
@@ -174,8 +195,11 @@ DIRECTIVE_CASES: list[tuple[str, str, dict[str, Any]]] = [
     ('"%r"', '"GET /"', {"http.request.method": "GET", "url.original": "/", "url.path": "/"}),
     ('"%r"', '"-"', {}),
     ('"%r"', '"GET"', {"apache.request_line": "GET"}),
-    ('"%r"', '"\\x16\\x03\\x01\\x00\\xa5"', {"apache.request_line": "\x16\x03\x01\x00\\xa5", "logsidecar.invalid_utf8": True}),
+    ('"%r"', '"\\x16\\x03\\x01\\x00\\xa5"', {"apache.request_line": "\x16\x03\x01\x00\ufffd", "logsidecar.invalid_utf8": True}),
     ('"%r"', '"GET /has space HTTP/1.1"', {"apache.request_line": "GET /has space HTTP/1.1"}),
+    # httpd cuts a refused request line after its second space: `b?x` is no protocol.
+    ('"%r"', '"GET /a b?x"', {"apache.request_line": "GET /a b?x"}),
+    ('"%r"', '"GET / HTTP/1.1\\x00"', {"apache.request_line": "GET / HTTP/1.1\x00"}),
     ('"%r" %U', '"GET /a HTTP/1.1" /index.php', {"http.request.method": "GET", "url.original": "/a", "url.path": "/a",
                                                  "network.protocol.name": "http", "network.protocol.version": "1.1",
                                                  "apache.url_path": "/index.php"}),
@@ -190,7 +214,8 @@ DIRECTIVE_CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("%v %V", "www.example.com alias.example.com", {"server.address": "www.example.com", "apache.server_name": "alias.example.com"}),
     ("%X", "+", {"apache.connection_status": "+"}),
     ("%X", "X", {"apache.connection_status": "X"}),
-    ("%X", "-", {}),
+    ("%X", "-", {"apache.connection_status": "-"}),  # "closed after the response": a value
+    ("%404X", "-", {}),  # the status condition not met
     ("%I %O %S", "512 2048 2560", {"apache.bytes_received": 512, "apache.bytes_sent": 2048, "apache.bytes_transferred": 2560}),
     ("%{Grpc-Status}^to", "0", {"apache.response_trailer.grpc-status": "0"}),
     ("%{X-Checksum}^ti", "abc", {"apache.request_trailer.x-checksum": "abc"}),
@@ -238,13 +263,27 @@ def test_directive_golden_attributes(fmt: str, line: str, expected: dict[str, An
             datetime(2024, 2, 29, 23, 59, 59, 7, tzinfo=UTC),
         ),
         ("%{end:sec}t", "1700000000", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
+        # httpd writes the CLF time for all of these (`end`: when the request ended).
+        *[
+            (
+                f"%{{{arg}}}t",
+                "[10/Oct/2000:13:55:36 -0700]",
+                datetime(2000, 10, 10, 13, 55, 36, tzinfo=timezone(timedelta(hours=-7))),
+            )
+            for arg in ("", "begin", "end", "begin:", "end:")
+        ],
+        (
+            "%!200t",
+            "[10/Oct/2000:13:55:36 -0700]",
+            datetime(2000, 10, 10, 13, 55, 36, tzinfo=timezone(timedelta(hours=-7))),
+        ),
+        ("%200{begin:msec}t", "1700000000123", datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)),
         ("%{%s}t", "1700000000", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
         (
             "%{begin:sec}t %{end:sec}t",
             "1700000000 1700000009",
             datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC),
         ),
-        ("%t", "[99/Foo/2000:13:55:36 -0700]", None),
         ("%>s", "200", None),
     ],
 )
@@ -254,6 +293,50 @@ def test_record_timestamp_comes_from_time_directives(fmt: str, line: str, expect
     assert record.timestamp == expected
     if expected is not None:
         assert record.timestamp is not None and record.timestamp.utcoffset() == expected.utcoffset()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "line", "reason", "original"),
+    [
+        ("%t %>s", "[30/Feb/2024:10:00:00 +0000] 200", "invalid time in %t", "30/Feb/2024:10:00:00 +0000"),
+        ("%t %>s", "[10/Oct/2000:24:00:00 +0000] 200", "invalid time in %t", "10/Oct/2000:24:00:00 +0000"),
+        ("%t %>s", "[10/Oct/2000:13:55:36] 200", "invalid time in %t", "10/Oct/2000:13:55:36"),
+        ("%t %>s", "[10/Oct/2000:13:55:36 +2500] 200", "invalid time in %t", "10/Oct/2000:13:55:36 +2500"),
+        ("%t %>s", "[10/Oct/2000:13:55:36 0700] 200", "invalid time in %t", "10/Oct/2000:13:55:36 0700"),
+        ("%t %>s", "[99/Foo/2000:13:55:36 -0700] 200", "invalid time in %t", "99/Foo/2000:13:55:36 -0700"),
+        ("%{%Y-%m-%dT%H:%M:%S}t %>s", "2024-02-30T10:00:00 200", "invalid time in %{%Y-%m-%dT%H:%M:%S}t",
+         "2024-02-30T10:00:00"),
+        ("%{%d/%b/%Y %T}t.%{msec_frac}t %>s", "31/Apr/2024 10:00:00.123 200",
+         "invalid time in %{%d/%b/%Y %T}t %{msec_frac}t", "31/Apr/2024 10:00:00 123"),
+    ],
+)  # fmt: skip
+def test_a_time_that_is_not_a_real_instant_is_flagged_and_kept(
+    fmt: str, line: str, reason: str, original: str
+) -> None:
+    record = compile_logformat(fmt).parse([line.encode()])[0]
+    assert record.timestamp is None
+    assert record.attributes["logsidecar.parse_error"] == f"{reason}: not a real instant"
+    assert record.attributes["apache.time.original"] == original
+    assert record.attributes["http.response.status_code"] == 200  # the rest of the line is kept
+    assert record.body == line
+
+
+def test_a_bad_time_in_a_combined_line_keeps_every_other_field() -> None:
+    line = b'1.2.3.4 - bob [31/Jun/2024:10:00:00 +0200] "GET /a?b=c HTTP/1.1" 503 7 "-" "agent"'
+    record = preset_parser("combined").parse([line])[0]
+    assert record.timestamp is None
+    assert record.attributes["apache.time.original"] == "31/Jun/2024:10:00:00 +0200"
+    assert record.attributes["logsidecar.parse_error"] == "invalid time in %t: not a real instant"
+    assert (record.severity_text, record.attributes["url.query"], record.attributes["user.name"]) == (
+        "ERROR", "b=c", "bob",
+    )  # fmt: skip
+
+
+def test_a_time_left_out_by_a_status_condition_is_absent_not_flagged() -> None:
+    record = compile_logformat("%!200t %>s").parse([b"- 200"])[0]
+    assert record.timestamp is None
+    assert "logsidecar.parse_error" not in record.attributes
+    assert "apache.time.original" not in record.attributes
 
 
 def test_debian_ssl_request_log_line_parses() -> None:
@@ -295,7 +378,7 @@ ESCAPE_CASES = [
     (r'"back\\slash"', "back\\slash", False),
     (r'"tab\there\nnewline\r\v\b"', "tab\there\nnewline\r\v\b", False),
     (r'"caf\xc3\xa9"', "café", False),
-    (r'"\xff\xfe raw"', "\\xff\\xfe raw", True),
+    (r'"\xff\xfe raw"', "\ufffd\ufffd raw", True),
     (r'"\\x41 is not a byte"', "\\x41 is not a byte", False),
     (r'"unknown \q escape"', "unknown \\q escape", False),
 ]
@@ -316,7 +399,7 @@ def test_escaped_request_target_is_decoded() -> None:
     assert record.attributes["url.query"] == 'q="x"'
 
 
-def test_raw_non_utf8_bytes_survive_as_hex_escapes_and_are_flagged() -> None:
+def test_raw_non_utf8_bytes_stay_hex_escapes_in_the_body_and_become_u_fffd_in_values() -> None:
     line = b'::1 - - [10/Oct/2000:13:55:36 -0700] "GET /\xff HTTP/1.1" 200 5 "-" "agent \xe9"'
     parser = preset_parser("combined")
     good = f'::1 - - {CLF} "GET / HTTP/1.1" 200 5 "-" "ok"'.encode()
@@ -324,8 +407,8 @@ def test_raw_non_utf8_bytes_survive_as_hex_escapes_and_are_flagged() -> None:
     record = records[1]
     assert record.body == '::1 - - [10/Oct/2000:13:55:36 -0700] "GET /\\xff HTTP/1.1" 200 5 "-" "agent \\xe9"'
     assert record.attributes["logsidecar.invalid_utf8"] is True
-    assert record.attributes["url.path"] == "/\\xff"
-    assert record.attributes["user_agent.original"] == "agent \\xe9"
+    assert record.attributes["url.path"] == "/\ufffd"
+    assert record.attributes["user_agent.original"] == "agent \ufffd"
     assert "logsidecar.invalid_utf8" not in records[0].attributes
     assert "logsidecar.invalid_utf8" not in records[2].attributes
     encode_json(record)  # stays encodable
@@ -344,7 +427,8 @@ def test_dash_everywhere_means_absent_never_zero() -> None:
     fmt = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %D %I %O %k %X %L'
     record = parse_one(fmt, f'::1 - - {CLF} "-" - - "-" "-" - - - - - -')
     assert "logsidecar.parse_error" not in record.attributes
-    assert attrs(record) == {"client.address": "::1"}
+    # %X's `-` is a value ("closed after the response"), not an absence.
+    assert attrs(record) == {"client.address": "::1", "apache.connection_status": "-"}
     assert record.timestamp == T0
 
 

@@ -240,7 +240,7 @@ def test_golden_lines_parse_to_exact_attributes(line, attributes, level, timesta
     assert record.body == line.decode()
 
 
-def test_startup_line_without_time_or_level_keeps_its_code_and_message():
+def test_startup_line_without_time_or_level_keeps_its_code_and_message_and_is_flagged():
     line = (
         b"AH00558: apache2: Could not reliably determine the server's fully qualified domain name, using "
         b"127.0.0.1. Set the 'ServerName' directive globally to suppress this message"
@@ -248,6 +248,7 @@ def test_startup_line_without_time_or_level_keeps_its_code_and_message():
     record = parse_one(line)
     assert record.attributes == {
         FORMAT: "error",
+        PARSE_ERROR: "no [time] [level] header",
         "apache.error.code": "AH00558",
         "apache.message": "apache2: Could not reliably determine the server's fully qualified domain name, using "
         "127.0.0.1. Set the 'ServerName' directive globally to suppress this message",
@@ -258,28 +259,51 @@ def test_startup_line_without_time_or_level_keeps_its_code_and_message():
 
 
 @pytest.mark.parametrize(
-    "line",
+    ("line", "reason"),
     [
-        b"",
-        b"-",
-        b"Segmentation fault (core dumped)",
-        b"  at Foo.bar (index.js:10:3)",
-        b"[Wed Oct 11 14:32:52 2000] [bogus] level that does not exist",
-        b"[Wed Oct 11 14:32:52 2000] missing level",
+        (b"", "no [time] [level] header"),
+        (b"-", "no [time] [level] header"),
+        (b"Segmentation fault (core dumped)", "no [time] [level] header"),
+        (b"  at Foo.bar (index.js:10:3)", "no [time] [level] header"),
+        (b"PHP Warning:  Undefined variable $x in /var/www/a.php on line 3", "no [time] [level] header"),
+        (
+            b"[Wed Oct 11 14:32:52 2000] [bogus] level that does not exist",
+            "unrecognised [time] [level] header",
+        ),
+        (b"[Wed Oct 11 14:32:52 2000] missing level", "no [time] [level] header"),
     ],
 )
-def test_continuation_and_garbage_lines_are_flagged_with_raw_body(line):
+def test_continuation_and_raw_stderr_lines_are_flagged_with_raw_body(line, reason):
     record = parse_one(line)
     assert record.body == line.decode()
-    assert record.attributes[FORMAT] == "error"
-    assert record.attributes[PARSE_ERROR]
+    assert record.attributes == {FORMAT: "error", PARSE_ERROR: reason}
     assert record.severity_number == Severity.UNSPECIFIED
     assert record.timestamp is None
 
 
-def test_impossible_date_is_a_parse_error_not_an_exception():
-    record = parse_one(b"[Wed Feb 30 14:32:52.000001 2000] [core:error] [pid 1] x")
-    assert record.attributes[PARSE_ERROR] == "bad time 'Wed Feb 30 14:32:52.000001 2000'"
+@pytest.mark.parametrize(
+    "time_text",
+    [
+        "Wed Feb 30 14:32:52.000001 2000",  # no such day
+        "Wed Oct 11 24:00:00.000001 2000",  # hour 24
+        "Wed Oct 11 14:60:00 2000",
+        "Wed Foo 11 14:32:52 2000",
+        "yesterday",
+    ],
+)
+def test_a_time_that_is_not_a_real_instant_is_flagged_and_the_rest_parsed(time_text):
+    record = parse_one(f"[{time_text}] [core:error] [pid 1] AH00128: x".encode())
+    assert record.timestamp is None
+    assert record.attributes == {
+        FORMAT: "error",
+        PARSE_ERROR: "invalid time in [time]: not a real instant",
+        "apache.time.original": time_text,
+        "apache.module": "core",
+        "process.pid": 1,
+        "apache.error.code": "AH00128",
+        "apache.message": "x",
+    }
+    assert (record.severity_text, record.severity_number) == ("error", Severity.ERROR)
 
 
 def test_invalid_utf8_is_kept_escaped_and_flagged():
@@ -417,6 +441,9 @@ def test_time_parser_caches_per_second_and_keeps_fractions_distinct():
         ("Wed Foo 11 14:32:52 2000", None),
         ("not a time", None),
         ("Wed Oct 11 14:32:52.12x456 2000", None),
+        ("Wed Oct 11 14:32:52 2000 +0200", datetime(2000, 10, 11, 12, 32, 52, tzinfo=UTC)),  # %{z}t
+        ("2000-10-11 14:32:52.000042 -0100", datetime(2000, 10, 11, 15, 32, 52, 42, tzinfo=UTC)),
+        ("Wed Oct 11 14:32:52 2000 +2400", None),
     ],
 )
 def test_time_strings(text, expected):
@@ -568,6 +595,63 @@ def test_compiled_format_flags_non_matching_lines():
     assert record.body == "no brackets here"
 
 
+@pytest.mark.parametrize(
+    ("fmt", "line", "expected"),
+    [
+        ("[%{z}t] %M", "[Wed Oct 11 14:32:52 2000 +0200] hi", "2000-10-11T14:32:52+02:00"),
+        ("[%{uz}t] %M", "[Wed Oct 11 14:32:52.000042 2000 -0330] hi", "2000-10-11T14:32:52.000042-03:30"),
+        ("[%{cuz}t] %M", "[2000-10-11 14:32:52.000042 +0000] hi", "2000-10-11T14:32:52.000042+00:00"),
+        ("[%{zc}t] %M", "[2000-10-11 14:32:52 +0100] hi", "2000-10-11T14:32:52+01:00"),
+        ("[%{%Y-%m-%d %H:%M:%S}t] %M", "[2000-10-11 14:32:52] hi", "2000-10-11T14:32:52+09:00"),
+        ("[%{%d/%b/%Y:%T %z}t] %M", "[11/Oct/2000:14:32:52 -0700] hi", "2000-10-11T14:32:52-07:00"),
+    ],
+)
+def test_compiled_format_reads_every_time_form_of_log_ctime(fmt, line, expected):
+    [record] = compile_errorlogformat(fmt, timezone=ZoneInfo("Asia/Tokyo")).parse([line.encode()])
+    assert PARSE_ERROR not in record.attributes
+    assert record.timestamp.isoformat() == expected
+    assert record.attributes["apache.message"] == "hi"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "line", "source", "original"),
+    [
+        ("[%{cu}t] [%l] %M", "[2000-02-30 14:32:52.000042] [warn] hi", "%{cu}t", "2000-02-30 14:32:52.000042"),
+        ("[%t] [%l] %M", "[Wed Oct 11 24:32:52 2000] [warn] hi", "%t", "Wed Oct 11 24:32:52 2000"),
+        ("[%{z}t] [%l] %M", "[Wed Oct 11 14:32:52 2000 +9900] [warn] hi", "%{z}t", "Wed Oct 11 14:32:52 2000 +9900"),
+        ("[%{%Y-%m-%d}t] [%l] %M", "[2000-13-01] [warn] hi", "%{%Y-%m-%d}t", "2000-13-01"),
+    ],
+)  # fmt: skip
+def test_compiled_format_flags_a_time_that_is_not_a_real_instant(fmt, line, source, original):
+    [record] = compile_errorlogformat(fmt).parse([line.encode()])
+    assert record.timestamp is None
+    assert record.attributes[PARSE_ERROR] == f"invalid time in {source}: not a real instant"
+    assert record.attributes["apache.time.original"] == original
+    assert (record.severity_text, record.attributes["apache.message"]) == ("warn", "hi")
+
+
+def test_compiled_format_hands_lines_in_the_built_in_format_to_the_error_parser():
+    """httpd logs what it does while reading its configuration before ErrorLogFormat applies."""
+    line = (
+        b"[Sat Dec 05 10:47:45.692285 2026] [core:trace3] [pid 1941:tid 1941] core.c(3490): Setting LogLevel"
+    )
+    [record] = compile_errorlogformat("%{cu}t %l %M").parse([line])
+    assert record.attributes[FORMAT] == "error"
+    assert PARSE_ERROR not in record.attributes
+    assert (record.severity_text, record.attributes["code.line.number"]) == ("trace3", 3490)
+
+
+def test_compiled_format_unescapes_headers_env_and_notes_as_the_access_parser_does():
+    parser = compile_errorlogformat(r"[%l] [ua\ %{User-Agent}i] [env\ %{E}e] [note\ %{N}n] %M")
+    [record] = parser.parse(
+        [rb'[warn] [ua a\\b "c" \xc3\xa9] [env tab\there] [note \xff] m']
+    )  # as httpd escapes
+    assert record.attributes["user_agent.original"] == 'a\\b "c" \u00e9'
+    assert record.attributes["apache.env.E"] == "tab\there"
+    assert record.attributes["apache.note.N"] == "\ufffd"
+    assert record.attributes[INVALID_UTF8] is True
+
+
 def test_compiled_format_reads_times_in_its_zone():
     parser = compile_errorlogformat("[%{cu}t] %M", timezone=ZoneInfo("Asia/Tokyo"))
     [record] = parser.parse([b"[2024-02-03 04:05:06.000007] hi"])
@@ -626,7 +710,8 @@ def test_any_bytes_give_exactly_one_record_per_line(pieces):
         for line, record in zip(lines, records, strict=True):
             assert record.body == line.decode("utf-8", "backslashreplace")
             assert record.observed_timestamp is not None
-            assert record.attributes[FORMAT] == parser.format_name
+            # A compiled format hands lines in httpd's built-in format to the `error` parser.
+            assert record.attributes[FORMAT] in (parser.format_name, "error")
 
 
 def test_pasted_errorlogformat_line_and_config_quoting_are_accepted():
