@@ -13,6 +13,9 @@ Invariants:
   tailer stops reading: the log files are the buffer, nothing is dropped.
 - A batch is acknowledged only after every sink settled it, and per file in the order read; a batch
   that failed or was abandoned at shutdown is never acknowledged (it is read again after a restart).
+- A lane sends its next batch only once the acknowledgements its last one released are durable
+  (the tailer commits them at once, `Tailer.acknowledge`): a kill -9 replays at most the batches in
+  flight, sent and not yet acknowledged.
 - Per-record work is a handful of dict stores: no per-record awaits, queue operations or hashing;
   per batch: one queue put per sink, no task creation.
 - Shutdown (`request_stop`, e.g. on SIGTERM): stop taking batches, let in-flight batches settle for at
@@ -60,7 +63,8 @@ class Source(Protocol):
 
     async def run(self, emit: Callable[[ReadBatch], Awaitable[None]]) -> None: ...
 
-    def acknowledge(self, file_key: str, offset: int) -> None: ...
+    def acknowledge(self, file_key: str, offset: int) -> Awaitable[None] | None:
+        """Records up to `offset` are delivered. May return what to await until that is durable."""
 
     async def stop(self) -> None: ...
 
@@ -197,8 +201,14 @@ class _Lane:
             group, carried = await self._next_group(carried)
             try:
                 await self.pipeline._send(self.sink, _merged([item.payload for item in group]))
+                durable = None
                 for item in group:
-                    self.pipeline._settle(item)
+                    if (committing := self.pipeline._settle(item)) is not None:
+                        durable = committing
+                if durable is not None:
+                    # Send nothing more before this group's acknowledgements are in storage: what a
+                    # kill -9 replays is then at most what is in flight (shared future: shielded).
+                    await asyncio.shield(durable)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - a sink (or the ack path) failing for good stops the pipeline
@@ -467,18 +477,21 @@ class Pipeline:
 
     # -- sending side -----------------------------------------------------------------------------------
 
-    def _settle(self, item: _InFlight) -> None:
-        """One sink settled `item`; when it was the last one, acknowledge in file order."""
+    def _settle(self, item: _InFlight) -> Awaitable[None] | None:
+        """One sink settled `item`; when it was the last one, acknowledge in file order. Returns what
+        to await until that acknowledgement is durable (None: nothing to wait for)."""
         item.unsettled_sinks -= 1
         if item.unsettled_sinks:
-            return
+            return None
         ticket = item.ticket
         del self._emitted_at[ticket]
         offset = self._acks.settle(ticket)
+        durable = None
         if offset is not None:
-            self.source.acknowledge(ticket.file_key, offset)
+            durable = self.source.acknowledge(ticket.file_key, offset)
             self.acknowledgements += 1
         self._release(item.count)
+        return durable
 
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:

@@ -36,7 +36,8 @@ The poll cycle (one iteration of `run`), with the methods that implement each st
     max_rotated_files_held are held: then idle-at-EOF ones go first, and only if that is not enough
     the oldest is let go with its unread bytes counted in `bytes_abandoned` (and said in an event).
  9. `flush_partial_lines` and `write_checkpoints` - a last line without newline is emitted after
-    partial_line_flush_s; acknowledged offsets are written every checkpoint_interval_s.
+    partial_line_flush_s; every checkpoint_interval_s the fingerprints and the GC clock are
+    written and the store is synced (acknowledged offsets are written as they come: `acknowledge`).
 
 Copytruncate loss bound (documented, unavoidable for any tailer): bytes the writer appended after
 logrotate finished copying and before it truncated are in neither file. If the copy is not visible in
@@ -49,8 +50,15 @@ nothing; when polling: at most poll_interval_s of writes). Such losses are count
 Restart guarantees: a new file's identity (dev, inode, fingerprint so far, offset 0) is written to
 the checkpoint store *before* its first bytes are read, so a kill -9 followed by a rotation while we
 are down still finds it next to its old path (by dev+inode, and by fingerprint once it has one) and
-drains it from its durable offset. Delivery is at-least-once: lines acknowledged after the last
-durable write (at most checkpoint_interval_s) are read again after a crash, never lost.
+drains it from its durable offset. Delivery is at-least-once, and a crash replays only what was in
+flight: `acknowledge` commits the offset at once, in a worker thread, one transaction for every
+acknowledgement that arrived while the previous commit ran (group commit, `synchronous=NORMAL`:
+durable against the death of the process), and returns a future that is done when the offset is in
+storage. The pipeline sends no further batch from a lane before that future is done, so after a
+kill -9 the lines read again are at most those sent and not yet acknowledged at the moment of the
+kill. Against a power loss the bound is checkpoint_interval_s: the WAL is fsynced that often
+(`CheckpointStore.sync`). A failing store does not hold the pipeline: the future is done anyway,
+the offsets stay pending, and `checkpoint_error` says the bound no longer holds until a write works.
 
 Polling bound: with stat polling (network filesystems) a file must stay at a followed path for at
 least poll_interval_s to be seen; one renamed away sooner (and not matched by the glob under its new
@@ -176,6 +184,9 @@ class Tailer:
         self._last_checkpoint = 0.0
         self._last_gc = 0.0
         self._checkpoint_lock = asyncio.Lock()
+        # group commit of acknowledgements: the future the next commit resolves, and the task doing it
+        self._next_commit: asyncio.Future[None] | None = None
+        self._committer: asyncio.Task[None] | None = None
         self._inline_reads = True
         self._closed = False
 
@@ -221,8 +232,13 @@ class Tailer:
             checkpoint_timer.cancel()
             self._finished.set()
 
-    def acknowledge(self, file_key: str, offset: int) -> None:
-        """Every record of `file_key` up to `offset` was delivered (called in order per file)."""
+    def acknowledge(self, file_key: str, offset: int) -> asyncio.Future[None] | None:
+        """Every record of `file_key` up to `offset` was delivered (called in order per file).
+
+        The offset goes to storage at once (group commit, see "Restart guarantees"). Returns a future
+        done once it is there (or its write failed, to be retried), or None when nothing is to be
+        written (no state dir, the tailer is closed, or no event loop runs: then the next periodic
+        write takes it). Await it through `asyncio.shield`: the future is shared."""
         tracked = self._files.get(file_key)
         if tracked is not None and offset > tracked.committed_offset:
             tracked.committed_offset = offset
@@ -231,6 +247,42 @@ class Tailer:
         if last is not None and offset >= last:
             del self._forget_when_acknowledged[file_key]
             self.checkpoints.forget(file_key)
+        if not self.checkpoints.has_pending():
+            return self._next_commit  # nothing new (or in memory only); a commit under way may hold it
+        return self._commit_soon()
+
+    def _commit_soon(self) -> asyncio.Future[None] | None:
+        if self._closed:
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        if self._next_commit is None:
+            self._next_commit = loop.create_future()
+        if self._committer is None:
+            self._committer = loop.create_task(self._commit_acknowledged(), name="logsidecar-checkpoints")
+        return self._next_commit
+
+    async def _commit_acknowledged(self) -> None:
+        """One transaction, in a worker thread, for every acknowledgement made since the previous one
+        started; those arriving while it runs wait for the next (the disk never blocks the loop, and
+        at high rates one commit serves many settles)."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._next_commit is not None:
+                batch, self._next_commit = self._next_commit, None
+                try:
+                    if not self._closed:
+                        await loop.run_in_executor(None, self.checkpoints.flush)
+                finally:
+                    if not batch.done():
+                        batch.set_result(None)
+        finally:
+            self._committer = None
+            if self._next_commit is not None and not self._next_commit.done():
+                self._next_commit.set_result(None)  # cancelled: nobody may wait forever (close() writes)
+                self._next_commit = None
 
     async def stop(self) -> None:
         """Stop reading, write checkpoints one last time, release files."""
@@ -847,8 +899,14 @@ class Tailer:
             self._last_gc = now
             self.checkpoints.touch(keys)  # persist "last seen" for the GC clock now and then
             self.checkpoints.collect_garbage(self.options.forget_after_s, keep=set(keys))
-        if self.checkpoints.has_pending():  # nothing acknowledged since: no worker-thread round trip
-            await asyncio.get_running_loop().run_in_executor(None, self.checkpoints.flush)
+        # Acknowledged offsets are already written (`acknowledge`); what is left: identities and the GC
+        # clock, and the fsync that makes the last interval's commits survive a power loss.
+        if self.checkpoints.has_pending() or self.checkpoints.has_unsynced():
+            await asyncio.get_running_loop().run_in_executor(None, self._flush_and_sync)
+
+    def _flush_and_sync(self) -> None:
+        self.checkpoints.flush()
+        self.checkpoints.sync()
 
     # ------------------------------------------------------------------------------------------
     # helpers
