@@ -240,8 +240,14 @@ class Tailer:
         written (no state dir, the tailer is closed, or no event loop runs: then the next periodic
         write takes it). Await it through `asyncio.shield`: the future is shared."""
         tracked = self._files.get(file_key)
-        if tracked is not None and offset > tracked.committed_offset:
-            tracked.committed_offset = offset
+        if tracked is not None:
+            if offset > tracked.committed_offset:
+                tracked.committed_offset = offset
+            stored = self.checkpoints.get(file_key)
+            if stored is not None and len(stored.fingerprint) < len(tracked.reader.fingerprint):
+                # An offset goes to storage with the fingerprint it was read under: a restart matches
+                # a file first stored empty (fingerprint b"") only at offset 0.
+                self._track_checkpoint(tracked.reader)
         self.checkpoints.commit(file_key, offset)
         last = self._forget_when_acknowledged.get(file_key)
         if last is not None and offset >= last:
