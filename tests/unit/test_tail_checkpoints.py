@@ -3,6 +3,7 @@ reported once and retried."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 
 from logsidecar import events
 from logsidecar.tail.checkpoints import DB_FILE_NAME, CheckpointStore
+from logsidecar.tail.options import TailOptions
+from logsidecar.tail.tailer import Tailer
 
 
 @pytest.fixture
@@ -29,7 +32,13 @@ def test_committed_offsets_survive_a_new_store(tmp_path: Path) -> None:
     reopened = CheckpointStore(tmp_path)
     [entry] = reopened.entries()
     assert (entry.file_key, entry.dev, entry.ino, entry.fingerprint, entry.offset, entry.path) == (
-        "k1", 1, 10, b"GET /", 120, "/logs/access.log")
+        "k1",
+        1,
+        10,
+        b"GET /",
+        120,
+        "/logs/access.log",
+    )
 
 
 def test_database_is_in_wal_mode(tmp_path: Path) -> None:
@@ -119,3 +128,72 @@ def test_pending_says_whether_a_flush_has_anything_to_write(tmp_path: Path) -> N
     memory = CheckpointStore(None)
     memory.track("a", 1, 2, b"head", "/logs/a.log")
     assert memory.has_pending() is False  # nothing is ever written
+
+
+def test_flush_is_process_crash_durable_and_sync_makes_it_power_loss_durable(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    store.track("k1", 1, 10, b"GET /", "/logs/access.log")
+    store.commit("k1", 120)
+    assert store.flush()
+    db = store._connect()
+    assert db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL: no fsync per commit
+    wal = tmp_path / f"{DB_FILE_NAME}-wal"
+    assert store.has_unsynced() and wal.stat().st_size > 0  # the commit is in the WAL
+    assert store.sync()
+    assert not store.has_unsynced() and store.syncs == 1
+    assert store.sync() and store.syncs == 1  # nothing new: no second checkpoint
+    store.close()
+    assert not store.flush()  # a late writer after close() writes nothing (and opens nothing)
+    assert [e.offset for e in CheckpointStore(tmp_path).entries()] == [120]
+
+
+def _tailer_with(store: CheckpointStore, tmp_path: Path, keys: tuple[str, ...]) -> Tailer:
+    for key in keys:
+        store.track(key, 1, 10, b"GET /", f"/logs/{key}.log")
+    assert store.flush()
+    return Tailer(TailOptions(include=(str(tmp_path / "*.log"),), state_dir=store.state_dir), store)
+
+
+def test_acknowledgements_made_together_share_one_commit(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = CheckpointStore(tmp_path)
+        tailer = _tailer_with(store, tmp_path, ("a", "b", "c"))
+        writes = store.writes
+        together = [tailer.acknowledge(key, offset) for offset in (10, 20) for key in ("a", "b", "c")]
+        first = together[0]
+        assert first is not None and all(f is first for f in together)
+        await asyncio.sleep(0)  # the commit starts (in a worker thread)...
+        during = [tailer.acknowledge("a", 30), tailer.acknowledge("b", 30)]  # ...these wait for the next
+        assert during[0] is not None and during[0] is during[1] and during[0] is not first
+        await asyncio.shield(first)
+        on_disk = {e.file_key: e.offset for e in CheckpointStore(tmp_path).entries()}
+        assert on_disk["c"] == 20 and on_disk["a"] >= 20 and on_disk["b"] >= 20  # (30 if taken early)
+        await asyncio.shield(during[0])
+        assert {e.file_key: e.offset for e in CheckpointStore(tmp_path).entries()} == {
+            "a": 30,
+            "b": 30,
+            "c": 20,
+        }
+        assert store.writes <= writes + 2  # eight acknowledgements, two transactions at most
+
+    asyncio.run(main())
+
+
+def test_a_failing_store_does_not_hold_the_acknowledgement(tmp_path: Path, seen: list[str]) -> None:
+    async def main() -> None:
+        blocker = tmp_path / "not-a-dir"  # a state path under a file cannot be created: ENOTDIR
+        blocker.write_text("")
+        store = CheckpointStore(blocker / "state")
+        store.track("a", 1, 10, b"GET /", "/logs/a.log")
+        tailer = Tailer(TailOptions(include=(str(tmp_path / "*.log"),), state_dir=blocker / "state"), store)
+        durable = tailer.acknowledge("a", 10)
+        assert durable is not None
+        await asyncio.wait_for(asyncio.shield(durable), 10)  # done, although nothing was written
+        assert store.errors and "checkpoint_error" in seen and store.has_pending()
+        blocker.unlink()  # fixed
+        again = tailer.acknowledge("a", 20)
+        assert again is not None
+        await asyncio.shield(again)  # the next commit retries, and works
+        assert [e.offset for e in CheckpointStore(blocker / "state").entries()] == [20]
+
+    asyncio.run(main())
