@@ -51,12 +51,12 @@ Restart guarantees: a new file's identity (dev, inode, fingerprint so far, offse
 the checkpoint store *before* its first bytes are read, so a kill -9 followed by a rotation while we
 are down still finds it next to its old path (by dev+inode, and by fingerprint once it has one) and
 drains it from its durable offset. Delivery is at-least-once, and a crash replays only what was in
-flight: `acknowledge` commits the offset at once, in a worker thread, one transaction for every
-acknowledgement that arrived while the previous commit ran (group commit, `synchronous=NORMAL`:
-durable against the death of the process), and returns a future that is done when the offset is in
-storage. The pipeline sends no further batch from a lane before that future is done, so after a
-kill -9 the lines read again are at most those sent and not yet acknowledged at the moment of the
-kill. Against a power loss the bound is checkpoint_interval_s: the WAL is fsynced that often
+flight: `acknowledge` commits the offset at once, in the store's commit thread, one transaction
+for every acknowledgement that arrived while the previous commit ran (group commit,
+`synchronous=NORMAL`: durable against the death of the process), and returns a future that is done
+when the offset is in storage. A pipeline lane sends no further batch before that future is done,
+so after a kill -9 the lines read again are at most those sent and not yet acknowledged at the
+moment of the kill. Against a power loss the bound is checkpoint_interval_s: the WAL is fsynced that often
 (`CheckpointStore.sync`). A failing store does not hold the pipeline: the future is done anyway,
 the offsets stay pending, and `checkpoint_error` says the bound no longer holds until a write works.
 
@@ -71,6 +71,7 @@ store; every state change is an event from logsidecar.events; the core never log
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import errno
 import os
 import stat
@@ -184,9 +185,6 @@ class Tailer:
         self._last_checkpoint = 0.0
         self._last_gc = 0.0
         self._checkpoint_lock = asyncio.Lock()
-        # group commit of acknowledgements: the future the next commit resolves, and the task doing it
-        self._next_commit: asyncio.Future[None] | None = None
-        self._committer: asyncio.Task[None] | None = None
         self._inline_reads = True
         self._closed = False
 
@@ -232,13 +230,13 @@ class Tailer:
             checkpoint_timer.cancel()
             self._finished.set()
 
-    def acknowledge(self, file_key: str, offset: int) -> asyncio.Future[None] | None:
+    def acknowledge(self, file_key: str, offset: int) -> concurrent.futures.Future[bool] | None:
         """Every record of `file_key` up to `offset` was delivered (called in order per file).
 
-        The offset goes to storage at once (group commit, see "Restart guarantees"). Returns a future
-        done once it is there (or its write failed, to be retried), or None when nothing is to be
-        written (no state dir, the tailer is closed, or no event loop runs: then the next periodic
-        write takes it). Await it through `asyncio.shield`: the future is shared."""
+        The offset goes to storage at once, in the store's commit thread (a group commit, see
+        "Restart guarantees"). Returns that commit's future, done once it is there (or its write
+        failed, to be retried by the next one), or None when there is nothing to write (no state
+        dir). A thread's future: check `done()` before waiting on it, most of the time it is."""
         tracked = self._files.get(file_key)
         if tracked is not None:
             if offset > tracked.committed_offset:
@@ -254,41 +252,8 @@ class Tailer:
             del self._forget_when_acknowledged[file_key]
             self.checkpoints.forget(file_key)
         if not self.checkpoints.has_pending():
-            return self._next_commit  # nothing new (or in memory only); a commit under way may hold it
-        return self._commit_soon()
-
-    def _commit_soon(self) -> asyncio.Future[None] | None:
-        if self._closed:
-            return None
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return None
-        if self._next_commit is None:
-            self._next_commit = loop.create_future()
-        if self._committer is None:
-            self._committer = loop.create_task(self._commit_acknowledged(), name="logsidecar-checkpoints")
-        return self._next_commit
-
-    async def _commit_acknowledged(self) -> None:
-        """One transaction, in a worker thread, for every acknowledgement made since the previous one
-        started; those arriving while it runs wait for the next (the disk never blocks the loop, and
-        at high rates one commit serves many settles)."""
-        loop = asyncio.get_running_loop()
-        try:
-            while self._next_commit is not None:
-                batch, self._next_commit = self._next_commit, None
-                try:
-                    if not self._closed:
-                        await loop.run_in_executor(None, self.checkpoints.flush)
-                finally:
-                    if not batch.done():
-                        batch.set_result(None)
-        finally:
-            self._committer = None
-            if self._next_commit is not None and not self._next_commit.done():
-                self._next_commit.set_result(None)  # cancelled: nobody may wait forever (close() writes)
-                self._next_commit = None
+            return None  # nothing new to write (or a store in memory only)
+        return self.checkpoints.flush_soon()
 
     async def stop(self) -> None:
         """Stop reading, write checkpoints one last time, release files."""

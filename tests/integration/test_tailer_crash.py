@@ -40,7 +40,7 @@ CHILD = textwrap.dedent(
             out.flush()
             durable = tailer.acknowledge(batch.file_key, batch.end_offset)  # ...so acknowledged
             if durable is not None:
-                await asyncio.shield(durable)
+                await asyncio.wrap_future(durable)
             out.write(b"#durable %d\\n" % batch.end_offset)
             out.flush()
         await tailer.run(emit)

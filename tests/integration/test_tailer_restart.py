@@ -194,7 +194,7 @@ async def test_new_file_rotated_while_down_after_a_crash_is_found_from_its_durab
     first = write_lines(log, "B", 300)
     await wait_for(lambda: len(collector.lines) == 300)
     assert collector.durable is not None
-    await asyncio.shield(collector.durable)  # nothing in flight: every line acknowledged is in storage
+    await asyncio.wrap_future(collector.durable)  # nothing in flight: every line acknowledged is in storage
     task.cancel()  # "kill -9": no stop(), no final checkpoint write
     try:
         await task
