@@ -56,9 +56,10 @@ for every acknowledgement that arrived while the previous commit ran (group comm
 `synchronous=NORMAL`: durable against the death of the process), and returns a future that is done
 when the offset is in storage. A pipeline lane sends no further batch before that future is done,
 so after a kill -9 the lines read again are at most those sent and not yet acknowledged at the
-moment of the kill. Against a power loss the bound is checkpoint_interval_s: the WAL is fsynced that often
-(`CheckpointStore.sync`). A failing store does not hold the pipeline: the future is done anyway,
-the offsets stay pending, and `checkpoint_error` says the bound no longer holds until a write works.
+moment of the kill. Against a power loss the bound is checkpoint_interval_s: the WAL is fsynced
+that often (`CheckpointStore.sync`). A failing store does not hold the pipeline: the future is
+done anyway, the offsets stay pending, and `checkpoint_error` says the bound does not hold until a
+write works again.
 
 Polling bound: with stat polling (network filesystems) a file must stay at a followed path for at
 least poll_interval_s to be seen; one renamed away sooner (and not matched by the glob under its new
