@@ -9,6 +9,9 @@ Durability, two levels (the tailer drives both, see `Tailer.acknowledge`):
   page cache) when it returns, which survives the death of this process (kill -9, OOM kill, a
   crash), not a power loss. It costs a write() and no fsync, so it is done for every settle: the
   acknowledged offsets are in storage before the pipeline sends more (a group commit per settle).
+  Measured: ~15 us of CPU back to back, 100-150 us when one runs every 20 ms (caches cold; a
+  1,000 lines/s stream settles ~50 batches/s): about 0.8 points of one core at that rate
+  (`benchmarks/kill9.py`); at higher rates commits group and the cost per line falls.
 - `flush_soon()` has a commit thread of the store do that flush: every request made before the
   flush starts is served by it (group commit), and the future it returns says when.
 - `sync()` makes everything flushed so far survive a power loss too: a passive WAL checkpoint, which
