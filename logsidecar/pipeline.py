@@ -13,6 +13,10 @@ Invariants:
   tailer stops reading: the log files are the buffer, nothing is dropped.
 - A batch is acknowledged only after every sink settled it, and per file in the order read; a batch
   that failed or was abandoned at shutdown is never acknowledged (it is read again after a restart).
+- A lane sends its next batch only once the acknowledgements its last one released are durable
+  (the tailer commits them at once, `Tailer.acknowledge`): a kill -9 replays at most the batches in
+  flight, sent and not yet acknowledged. It checks before the send, not after the settle, so the
+  usual case (the commit ended long before the next batch) costs no wake-up.
 - Per-record work is a handful of dict stores: no per-record awaits, queue operations or hashing;
   per batch: one queue put per sink, no task creation.
 - Shutdown (`request_stop`, e.g. on SIGTERM) within `drain_timeout_s`, which covers reading, delivery
@@ -39,6 +43,7 @@ metrics) take records, built once and shared.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import fnmatch
 import gc
 import os
@@ -66,7 +71,8 @@ class Source(Protocol):
 
     async def run(self, emit: Callable[[ReadBatch], Awaitable[None]]) -> None: ...
 
-    def acknowledge(self, file_key: str, offset: int) -> None: ...
+    def acknowledge(self, file_key: str, offset: int) -> concurrent.futures.Future[Any] | None:
+        """Records up to `offset` are delivered. May return a future done once that is durable."""
 
     async def drain(self, timeout_s: float) -> bool:
         """Read everything there is, then end `run`; False when `timeout_s` ran out first."""
@@ -205,12 +211,19 @@ class _Lane:
 
     async def work(self) -> None:
         carried: _InFlight | None = None
+        committing: concurrent.futures.Future[Any] | None = None
         while True:
             group, carried = await self._next_group(carried)
             try:
+                if committing is not None and not committing.done():
+                    # Send nothing before the acknowledgements of the last send are in storage: what
+                    # a kill -9 replays is then at most what is in flight. (Usually done by now.)
+                    await asyncio.wrap_future(committing)
+                committing = None
                 await self.pipeline._send(self.sink, _merged([item.payload for item in group]))
                 for item in group:
-                    self.pipeline._settle(item)
+                    if (durable := self.pipeline._settle(item)) is not None:
+                        committing = durable
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - a sink (or the ack path) failing for good stops the pipeline
@@ -517,18 +530,21 @@ class Pipeline:
 
     # -- sending side -----------------------------------------------------------------------------------
 
-    def _settle(self, item: _InFlight) -> None:
-        """One sink settled `item`; when it was the last one, acknowledge in file order."""
+    def _settle(self, item: _InFlight) -> concurrent.futures.Future[Any] | None:
+        """One sink settled `item`; when it was the last one, acknowledge in file order. Returns the
+        future of that acknowledgement's commit (None: nothing to wait for)."""
         item.unsettled_sinks -= 1
         if item.unsettled_sinks:
-            return
+            return None
         ticket = item.ticket
         del self._emitted_at[ticket]
         offset = self._acks.settle(ticket)
+        durable = None
         if offset is not None:
-            self.source.acknowledge(ticket.file_key, offset)
+            durable = self.source.acknowledge(ticket.file_key, offset)
             self.acknowledgements += 1
         self._release(item.count)
+        return durable
 
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:

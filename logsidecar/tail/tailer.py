@@ -36,7 +36,8 @@ The poll cycle (one iteration of `run`), with the methods that implement each st
     max_rotated_files_held are held: then idle-at-EOF ones go first, and only if that is not enough
     the oldest is let go with its unread bytes counted in `bytes_abandoned` (and said in an event).
  9. `flush_partial_lines` and `write_checkpoints` - a last line without newline is emitted after
-    partial_line_flush_s; acknowledged offsets are written every checkpoint_interval_s.
+    partial_line_flush_s; every checkpoint_interval_s the fingerprints and the GC clock are
+    written and the store is synced (acknowledged offsets are written as they come: `acknowledge`).
 
 On stop (`drain`, then `stop`): after one last match of the paths, discovery ends; `read_to_end` reads
 every followed file, active and rotated, until a pass finds nothing more, and emits each file's last
@@ -55,8 +56,16 @@ nothing; when polling: at most poll_interval_s of writes). Such losses are count
 Restart guarantees: a new file's identity (dev, inode, fingerprint so far, offset 0) is written to
 the checkpoint store *before* its first bytes are read, so a kill -9 followed by a rotation while we
 are down still finds it next to its old path (by dev+inode, and by fingerprint once it has one) and
-drains it from its durable offset. Delivery is at-least-once: lines acknowledged after the last
-durable write (at most checkpoint_interval_s) are read again after a crash, never lost.
+drains it from its durable offset. Delivery is at-least-once, and a crash replays only what was in
+flight: `acknowledge` commits the offset at once, in the store's commit thread, one transaction
+for every acknowledgement that arrived while the previous commit ran (group commit,
+`synchronous=NORMAL`: durable against the death of the process), and returns a future that is done
+when the offset is in storage. A pipeline lane sends no further batch before that future is done,
+so after a kill -9 the lines read again are at most those sent and not yet acknowledged at the
+moment of the kill. Against a power loss the bound is checkpoint_interval_s: the WAL is fsynced
+that often (`CheckpointStore.sync`). A failing store does not hold the pipeline: the future is
+done anyway, the offsets stay pending, and `checkpoint_error` says the bound does not hold until a
+write works again.
 
 Polling bound: with stat polling (network filesystems) a file must stay at a followed path for at
 least poll_interval_s to be seen; one renamed away sooner (and not matched by the glob under its new
@@ -74,6 +83,7 @@ store; every state change is an event from logsidecar.events; the core never log
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import errno
 import os
 import stat
@@ -242,16 +252,30 @@ class Tailer:
             checkpoint_timer.cancel()
             self._finished.set()
 
-    def acknowledge(self, file_key: str, offset: int) -> None:
-        """Every record of `file_key` up to `offset` was delivered (called in order per file)."""
+    def acknowledge(self, file_key: str, offset: int) -> concurrent.futures.Future[bool] | None:
+        """Every record of `file_key` up to `offset` was delivered (called in order per file).
+
+        The offset goes to storage at once, in the store's commit thread (a group commit, see
+        "Restart guarantees"). Returns that commit's future, done once it is there (or its write
+        failed, to be retried by the next one), or None when there is nothing to write (no state
+        dir). A thread's future: check `done()` before waiting on it, most of the time it is."""
         tracked = self._files.get(file_key)
-        if tracked is not None and offset > tracked.committed_offset:
-            tracked.committed_offset = offset
+        if tracked is not None:
+            if offset > tracked.committed_offset:
+                tracked.committed_offset = offset
+            stored = self.checkpoints.get(file_key)
+            if stored is not None and len(stored.fingerprint) < len(tracked.reader.fingerprint):
+                # An offset goes to storage with the fingerprint it was read under: a restart matches
+                # a file first stored empty (fingerprint b"") only at offset 0.
+                self._track_checkpoint(tracked.reader)
         self.checkpoints.commit(file_key, offset)
         last = self._forget_when_acknowledged.get(file_key)
         if last is not None and offset >= last:
             del self._forget_when_acknowledged[file_key]
             self.checkpoints.forget(file_key)
+        if not self.checkpoints.has_pending():
+            return None  # nothing new to write (or a store in memory only)
+        return self.checkpoints.flush_soon()
 
     async def drain(self, timeout_s: float) -> bool:
         """Stop discovering files; read every followed file to its end (`read_to_end`); `run` then
@@ -1019,8 +1043,14 @@ class Tailer:
             self._last_gc = now
             self.checkpoints.touch(keys)  # persist "last seen" for the GC clock now and then
             self.checkpoints.collect_garbage(self.options.forget_after_s, keep=set(keys))
-        if self.checkpoints.has_pending():  # nothing acknowledged since: no worker-thread round trip
-            await asyncio.get_running_loop().run_in_executor(None, self.checkpoints.flush)
+        # Acknowledged offsets are already written (`acknowledge`); what is left: identities and the GC
+        # clock, and the fsync that makes the last interval's commits survive a power loss.
+        if self.checkpoints.has_pending() or self.checkpoints.has_unsynced():
+            await asyncio.get_running_loop().run_in_executor(None, self._flush_and_sync)
+
+    def _flush_and_sync(self) -> None:
+        self.checkpoints.flush()
+        self.checkpoints.sync()
 
     # ------------------------------------------------------------------------------------------
     # helpers

@@ -100,7 +100,14 @@ class ComposeStack:
 
     def kill_and_start(self, service: str) -> None:
         """SIGKILL the service's container (no chance to flush or checkpoint), then start it again."""
+        self.kill(service)
+        self.start(service)
+
+    def kill(self, service: str) -> None:
+        """SIGKILL the service's container; returns once it is dead."""
         _run(["docker", "kill", self.container_id(service)])
+
+    def start(self, service: str) -> None:
         self.compose("up", "-d", "--no-deps", "--no-build", service)
 
     def exec(self, service: str, *cmd: str) -> str:

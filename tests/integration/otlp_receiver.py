@@ -7,7 +7,9 @@
   `ExportLogsServiceRequest` it receives, with its arrival time. It can demand a header (answers
   UNAUTHENTICATED without it) and report partial success, which rotel never does.
 - `HttpWitness` is the same over OTLP/HTTP (protobuf) on the standard library's HTTP server: it can
-  demand a header (401) and answer 503 with Retry-After for a number of requests.
+  demand a header (401) and answer 503 with Retry-After for a number of requests, and it can *hold*
+  requests (`hold()`: store them but answer none until `release()`), so what a client has sent and
+  not had acknowledged at a given moment is known exactly (`exports`, each with `answered`).
 
 All of them listen on 127.0.0.1 only. `wait_for(predicate, timeout)` is the polling wait the tests use.
 """
@@ -243,9 +245,20 @@ class GrpcWitness:
         return self.store.record_count
 
 
+@dataclass
+class Export:
+    """One export request as an `HttpWitness` received it: its records' bodies and `log.record.uid`s,
+    the `epoch` the test had set when it arrived, and whether it was answered (held ones are not)."""
+
+    epoch: int
+    bodies: list[str]
+    uids: list[str]
+    answered: bool = False
+
+
 class HttpWitness:
-    """OTLP/HTTP (protobuf) logs receiver on http.server. Can require a header (→ 401) and answer
-    503 + Retry-After to the next `unavailable_responses` requests."""
+    """OTLP/HTTP (protobuf) logs receiver on http.server. Can require a header (→ 401), answer
+    503 + Retry-After to the next `unavailable_responses` requests, and hold requests unanswered."""
 
     def __init__(
         self,
@@ -261,8 +274,45 @@ class HttpWitness:
         self.unavailable_responses = 0
         self.status_log: list[tuple[float, int]] = []  # (time, status) of every answer
         self.store = _Store()
+        self.exports: list[Export] = []  # every 200-bound request, in arrival order
+        self.epoch = 0  # set by the test (e.g. which client instance is running); stamped on exports
+        self._holding = False
+        self._released = threading.Event()
+        self._exports_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    def hold(self) -> None:
+        """From now on, store requests but answer none until `release()`."""
+        with self._exports_lock:
+            self._released.clear()
+            self._holding = True
+
+    def release(self) -> None:
+        """Answer the held requests (a client that died meanwhile gets nothing) and stop holding."""
+        with self._exports_lock:
+            self._holding = False
+            self._released.set()
+
+    def bodies(self) -> list[str]:
+        with self._exports_lock:
+            return [body for export in self.exports for body in export.bodies]
+
+    def held(self) -> list[Export]:
+        with self._exports_lock:
+            return [export for export in self.exports if not export.answered]
+
+    def _note(self, request: logs_service_pb2.ExportLogsServiceRequest) -> tuple[Export, bool]:
+        records = [r for rl in request.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+        uids = [next((kv.value.string_value for kv in r.attributes if kv.key == "log.record.uid"), "")
+                for r in records]  # fmt: skip
+        with self._exports_lock:
+            export = Export(self.epoch, [r.body.string_value for r in records], uids)
+            self.exports.append(export)
+            holding = self._holding
+            if not holding:
+                export.answered = True
+        return export, holding
 
     @property
     def url(self) -> str:
@@ -308,7 +358,14 @@ class HttpWitness:
                     payload = gzip.decompress(payload)
                 request = logs_service_pb2.ExportLogsServiceRequest.FromString(payload)
                 witness.store.add(request)
-                self._answer(200, logs_service_pb2.ExportLogsServiceResponse().SerializeToString())
+                export, held = witness._note(request)
+                if held:
+                    witness._released.wait()
+                    export.answered = True
+                try:
+                    self._answer(200, logs_service_pb2.ExportLogsServiceResponse().SerializeToString())
+                except OSError:
+                    pass  # a held request's client died meanwhile (the point of holding it)
 
         self._server = ThreadingHTTPServer((LOOPBACK, self.port), Handler)
         if self.tls:
@@ -322,6 +379,7 @@ class HttpWitness:
         return self
 
     def stop(self) -> None:
+        self.release()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -8,6 +8,7 @@ appends unique numbered lines at a given rate and applies a rotation strategy ev
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import os
 import threading
@@ -51,6 +52,7 @@ class Collector:
     batches: list[ReadBatch] = field(default_factory=list)
     last_offset: dict[str, int] = field(default_factory=dict)
     order_errors: list[str] = field(default_factory=list)
+    durable: concurrent.futures.Future[bool] | None = None  # done once the last acknowledgement is stored
 
     async def emit(self, batch: ReadBatch) -> None:
         assert len(batch.lines) == len(batch.end_offsets) and batch.lines
@@ -62,7 +64,7 @@ class Collector:
         self.lines.extend(batch.lines)
         self.batches.append(batch)
         if self.acknowledge and self.tailer is not None:
-            self.tailer.acknowledge(batch.file_key, batch.end_offset)
+            self.durable = self.tailer.acknowledge(batch.file_key, batch.end_offset)
 
     def counter(self) -> Counter[bytes]:
         return Counter(self.lines)

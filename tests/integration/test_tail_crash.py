@@ -1,10 +1,15 @@
 """`logsidecar tail` stopped abruptly (kill -9) or gracefully (SIGTERM) under load, then restarted with
-the same --state-dir: nothing is ever lost, and duplicates come only from the unacknowledged window.
+the same --state-dir: nothing is ever lost, and a kill -9 replays at most what was in flight.
 
-The window after a kill -9: lines already written to stdout whose acknowledgement had not yet reached
-a durable checkpoint. Checkpoints are written every `checkpoint_interval_s` (1 s), so a replayed line
-must have been emitted at most that long (plus scheduling slack on a busy 2-core machine) before the
-kill, and the replay must be exactly the tail of what the killed instance emitted (contiguous, no gaps).
+The kill -9 tests send OTLP/HTTP to a witness that can *hold* requests (store them, answer none). At
+a random moment the witness starts holding; once every one of the sidecar's concurrent senders waits
+on a held request, the sidecar is killed. At that moment what was in flight is known exactly: a lane
+commits the acknowledgements of an answered request before it sends another, so with every sender
+waiting on a held request nothing answered is still uncommitted, and per file the records not
+acknowledged are those received from the first unanswered one on (in-order acknowledgement: an
+answered batch behind an unanswered one is not acknowledged yet). The bound asserted: the records a
+restart delivers again are a subset of that set, kill by kill. (`--otlp-batch-timeout 0` makes one
+request per read batch, so every sender has a request to be held with.)
 After a SIGTERM nothing is replayed at all.
 """
 
@@ -17,18 +22,22 @@ from pathlib import Path
 
 import pytest
 
+from logsidecar.sinks.otlp import OtlpSettings
+from tests.helpers import wait_for
+from tests.integration.otlp_receiver import HttpWitness
 from tests.integration.tail_command import (
     TailProcess,
     WriterProcess,
     append_sentinel,
     body_seq,
+    locate_on_disk,
     multiset_report,
     wait_for_count,
     wait_for_seqs,
 )
 
-CHECKPOINT_INTERVAL_S = 1.0  # TailOptions.checkpoint_interval_s
-SLACK_S = 2.0  # scheduling on a loaded 2-core machine
+# Export requests the sidecar has in flight at once, at most (one per lane worker).
+CONCURRENT_SENDS = OtlpSettings(endpoint="http://unused").max_concurrent_sends
 
 
 def _tail(tmp_path: Path, log: Path, index: int, *extra: str) -> TailProcess:
@@ -37,65 +46,121 @@ def _tail(tmp_path: Path, log: Path, index: int, *extra: str) -> TailProcess:
     ).start()
 
 
-def test_kill9_under_load_loses_nothing_and_replays_only_the_unacknowledged_window(tmp_path: Path) -> None:
+def _otlp_tail(tmp_path: Path, log: Path, index: int, witness: HttpWitness) -> TailProcess:
+    witness.epoch = index  # what arrives from now on was sent by instance `index`
+    return _tail(
+        tmp_path, log, index,
+        "--output", "otlp", "--otlp-protocol", "http/protobuf", "--otlp-endpoint", witness.url,
+        "--otlp-batch-timeout", "0",
+    )  # fmt: skip
+
+
+def _file_and_offset(uid: str) -> tuple[str, int]:
+    """`log.record.uid` is 16 hex digits of the file's identity, then the line's end offset."""
+    return uid[:16], int(uid[16:], 16)
+
+
+def kill9_while_held(tail: TailProcess, witness: HttpWitness, index: int) -> set[str]:
+    """Hold every request, wait until all senders wait on one, kill -9. Returns the `log.record.uid`s
+    in flight at the kill: per file, every record this instance sent from the first unanswered one on."""
+    witness.hold()
+    wait_for(
+        lambda: len([e for e in witness.held() if e.epoch == index]) >= CONCURRENT_SENDS,
+        timeout=30,
+        interval=0.005,
+        message=f"instance {index}: {CONCURRENT_SENDS} requests held",
+    )
+    tail.kill9()
+    held = [e for e in witness.held() if e.epoch == index]
+    first_unanswered: dict[str, int] = {}
+    for export in held:
+        for uid in export.uids:
+            key, offset = _file_and_offset(uid)
+            first_unanswered[key] = min(offset, first_unanswered.get(key, offset))
+    in_flight = set()
+    for export in [e for e in witness.exports if e.epoch == index]:
+        for uid in export.uids:
+            key, offset = _file_and_offset(uid)
+            if key in first_unanswered and offset >= first_unanswered[key]:
+                in_flight.add(uid)
+    witness.release()  # their answers go to a dead process
+    return in_flight
+
+
+def wait_for_witness_seqs(witness: HttpWitness, expected: set[int], timeout: float, logs: Path) -> None:
+    missing = set(expected)
+
+    def all_received() -> bool:
+        missing.difference_update(body_seq(body) for body in witness.bodies())
+        return not missing
+
+    try:
+        wait_for(all_received, timeout=timeout, message=f"all {len(expected)} expected lines")
+    except AssertionError as error:
+        where = locate_on_disk(logs, missing)
+        raise AssertionError(
+            f"{error}; {len(missing)} missing, e.g. {sorted(missing)[:5]}; on disk: {where}"
+        ) from None
+
+
+def check_replays_within_in_flight(witness: HttpWitness, in_flight: list[set[str]], total: int) -> list[int]:
+    """Nothing lost; what each killed instance's successors delivered again is a subset of what was in
+    flight at its kill. Returns the replayed count per kill."""
+    lost, duplicated = multiset_report(witness.bodies(), total)
+    assert lost == []
+    epochs_of: dict[str, list[int]] = defaultdict(list)  # uid -> the instances that delivered it
+    for export in witness.exports:
+        for uid in export.uids:
+            epochs_of[uid].append(export.epoch)
+    replayed_per_kill = []
+    for index, flying in enumerate(in_flight):
+        replayed = {uid for uid, epochs in epochs_of.items() if index in epochs and max(epochs) > index}
+        assert replayed <= flying, (
+            f"instance {index}: {len(replayed - flying)} records replayed that were acknowledged "
+            f"before the kill (replayed {len(replayed)}, in flight {len(flying)})"
+        )
+        replayed_per_kill.append(len(replayed))
+    # every duplicate is one of those replays (an instance never delivers a record twice)
+    if sum(n - 1 for n in duplicated.values()) != sum(replayed_per_kill):
+        seen: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        for export in witness.exports:
+            for body, uid in zip(export.bodies, export.uids, strict=True):
+                if body_seq(body) in duplicated:
+                    seen[body_seq(body)].append((export.epoch, uid))
+        odd = {seq: where for seq, where in seen.items() if len({uid for _, uid in where}) > 1}
+        raise AssertionError(f"duplicates under another uid: {len(odd)}, e.g. {sorted(odd.items())[:3]}")
+    return replayed_per_kill
+
+
+def test_kill9_under_load_loses_nothing_and_replays_at_most_what_was_in_flight(tmp_path: Path) -> None:
     rng = random.Random(20261128)
     log = tmp_path / "access.log"
     writer = WriterProcess(log, lines_per_s=3000, total=10**9).start()
-    killed: list[tuple[TailProcess, float]] = []
-    try:
-        for index in range(4):
-            tail = _tail(tmp_path, log, index)
-            wait_for_count(tail, 1, timeout=30)
-            time.sleep(rng.uniform(0.2, 2.0))  # a random moment to kill at, not a synchronisation
-            killed.append((tail, tail.kill9()))
-        written = writer.stop()
-    finally:
-        if writer.running():
-            writer.stop()
-    append_sentinel(log, written)
-    final = _tail(tmp_path, log, len(killed))
-    try:
-        # Every line either came out before a kill or must come out now.
-        seen_before = {body_seq(b) for tail, _ in killed for b in tail.bodies()}
-        wait_for_seqs(final, set(range(written + 1)) - seen_before | {written}, timeout=90)
-    finally:
-        code, _took = final.terminate()
-    assert code == 0
-
-    instances = [tail for tail, _ in killed] + [final]
-    all_bodies = [b for tail in instances for b in tail.bodies()]
-    lost, duplicated = multiset_report(all_bodies, written + 1)
-    assert lost == []
-
-    # Duplicates: each one was emitted by a killed instance shortly before its kill, and what a
-    # restart replays is a contiguous run at the end of what the killed instance emitted.
-    emitted_by: dict[int, list[int]] = defaultdict(list)  # seq -> instance indexes, in order
-    for index, tail in enumerate(instances):
-        for body in tail.bodies():
-            emitted_by[body_seq(body)].append(index)
-    replay_counts = []
-    for index, (tail, killed_at) in enumerate(killed):
-        received = tail.snapshot()
-        replayed = [
-            r
-            for r in received
-            if len(emitted_by[body_seq(r.body)]) > 1 and emitted_by[body_seq(r.body)][-1] > index
-        ]
-        replay_counts.append(len(replayed))
-        if not replayed:
-            continue
-        assert min(r.arrived for r in replayed) >= killed_at - (CHECKPOINT_INTERVAL_S + SLACK_S)
-        seqs = [body_seq(r.body) for r in received]
-        replayed_seqs = [body_seq(r.body) for r in replayed]
-        assert replayed_seqs == seqs[len(seqs) - len(replayed) :], (
-            f"instance {index}: replay is not the tail of its output"
-        )
-    total_duplicates = sum(n - 1 for n in duplicated.values())
+    in_flight: list[set[str]] = []
+    with HttpWitness() as witness:
+        try:
+            for index in range(4):
+                tail = _otlp_tail(tmp_path, log, index, witness)
+                wait_for(lambda: any(e.epoch == index for e in witness.exports), timeout=30)  # noqa: B023
+                time.sleep(rng.uniform(0.2, 2.0))  # a random moment to start holding at
+                in_flight.append(kill9_while_held(tail, witness, index))
+            written = writer.stop()
+        finally:
+            if writer.running():
+                writer.stop()
+        append_sentinel(log, written)
+        final = _otlp_tail(tmp_path, log, len(in_flight), witness)
+        try:
+            wait_for_witness_seqs(witness, set(range(written + 1)), timeout=90, logs=tmp_path)
+        finally:
+            code, _took = final.terminate()
+        assert code == 0, final.stderr_text()
+        replayed = check_replays_within_in_flight(witness, in_flight, written + 1)
     print(
-        f"kill -9 x{len(killed)}: written={written} received={len(all_bodies)} lost={len(lost)} "
-        f"duplicated={total_duplicates} replayed_per_kill={replay_counts}"
+        f"kill -9 x{len(in_flight)}: written={written} replayed_per_kill={replayed} "
+        f"in_flight_per_kill={[len(f) for f in in_flight]}"
     )
-    assert total_duplicates == sum(replay_counts)
+    assert all(len(flying) for flying in in_flight)  # the holding worked: something was in flight
 
 
 def test_sigterm_under_load_exits_0_within_the_bound_and_a_restart_emits_nothing_twice(
@@ -155,7 +220,8 @@ def test_sigterm_when_idle_exits_0_quickly_and_a_restart_emits_nothing(tmp_path:
 
 def _kill9_while_rotating(tmp_path: Path, kills: int, rotations_per_life: int, seed: int) -> None:
     """kill -9 at random moments while logrotate renames the file under load (files rotated while the
-    tailer is down must be found by identity and drained from their checkpoint)."""
+    tailer is down must be found by identity and drained from their checkpoint); each kill replays at
+    most what was in flight."""
     from tests.integration.tail_command import logrotate, write_logrotate_conf
 
     rng = random.Random(seed)
@@ -166,47 +232,35 @@ def _kill9_while_rotating(tmp_path: Path, kills: int, rotations_per_life: int, s
     conf = tmp_path / "logrotate.conf"
     write_logrotate_conf(conf, log, mode="create", rotate=kills * rotations_per_life + 10,
                          postrotate=f"kill -HUP {writer.pid}")  # fmt: skip
-    killed: list[tuple[TailProcess, float]] = []
-    try:
-        for index in range(kills):
-            tail = _tail(tmp_path, log, index)
-            wait_for_count(tail, 1, timeout=30)
-            for _ in range(rotations_per_life):
-                time.sleep(rng.uniform(0.1, 0.6))  # random moments, not a synchronisation
-                logrotate(conf, tmp_path / "logrotate.state")
-            time.sleep(rng.uniform(0.0, 0.5))
-            killed.append((tail, tail.kill9()))
-            if rng.random() < 0.5:  # sometimes rotate while nothing is running
-                logrotate(conf, tmp_path / "logrotate.state")
-        written = writer.stop()
-    finally:
-        if writer.running():
-            writer.stop()
-    append_sentinel(log, written)
-    final = _tail(tmp_path, log, kills)
-    try:
-        seen_before = {body_seq(b) for tail, _ in killed for b in tail.bodies()}
-        wait_for_seqs(final, set(range(written + 1)) - seen_before | {written}, timeout=45, logs=logs)
-    finally:
-        code, _took = final.terminate()
-    assert code == 0
-    all_bodies = [b for tail, _ in killed for b in tail.bodies()] + final.bodies()
-    lost, duplicated = multiset_report(all_bodies, written + 1)
-    duplicates = sum(n - 1 for n in duplicated.values())
-    print(f"kill -9 x{kills} with rotation: written={written} lost={len(lost)} duplicated={duplicates}")
-    assert lost == []
-    # Every duplicate was emitted by a killed instance within the unacknowledged window before its kill.
-    later: dict[int, int] = {}
-    for index, tail in enumerate([t for t, _ in killed] + [final]):
-        for body in tail.bodies():
-            later[body_seq(body)] = index
-    for index, (tail, killed_at) in enumerate(killed):
-        for received in tail.snapshot():
-            if later[body_seq(received.body)] > index:
-                assert received.arrived >= killed_at - (CHECKPOINT_INTERVAL_S + SLACK_S), (
-                    index,
-                    received.body,
-                )
+    in_flight: list[set[str]] = []
+    with HttpWitness() as witness:
+        try:
+            for index in range(kills):
+                tail = _otlp_tail(tmp_path, log, index, witness)
+                wait_for(lambda: any(e.epoch == index for e in witness.exports), timeout=30)  # noqa: B023
+                for _ in range(rotations_per_life):
+                    time.sleep(rng.uniform(0.1, 0.6))  # random moments, not a synchronisation
+                    logrotate(conf, tmp_path / "logrotate.state")
+                time.sleep(rng.uniform(0.0, 0.5))
+                in_flight.append(kill9_while_held(tail, witness, index))
+                if rng.random() < 0.5:  # sometimes rotate while nothing is running
+                    logrotate(conf, tmp_path / "logrotate.state")
+            written = writer.stop()
+        finally:
+            if writer.running():
+                writer.stop()
+        append_sentinel(log, written)
+        final = _otlp_tail(tmp_path, log, kills, witness)
+        try:
+            wait_for_witness_seqs(witness, set(range(written + 1)), timeout=60, logs=logs)
+        finally:
+            code, _took = final.terminate()
+        assert code == 0, final.stderr_text()
+        replayed = check_replays_within_in_flight(witness, in_flight, written + 1)
+    print(
+        f"kill -9 x{kills} with rotation: written={written} replayed_per_kill={replayed} "
+        f"in_flight_per_kill={[len(f) for f in in_flight]}"
+    )
 
 
 def test_kill9_while_logrotate_renames_under_load_loses_nothing(tmp_path: Path) -> None:
