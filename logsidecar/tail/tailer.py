@@ -985,7 +985,10 @@ class Tailer:
                 and reader.at_eof
                 and (now - tracked.last_growth >= ROTATED_IDLE_RELEASE_S)
             )
-            if stopping or now - reader.partial_since >= self.options.partial_line_flush_s or rotated_idle:
+            # Only the end of the file is a partial line: a line cut by a chunk boundary whose rest is
+            # known to be in the file (emit blocked past the delay) waits for its next read.
+            timed_out = reader.at_eof and now - reader.partial_since >= self.options.partial_line_flush_s
+            if stopping or timed_out or rotated_idle:
                 framed = Framed()
                 if reader.flush_partial(framed):
                     events.emit(

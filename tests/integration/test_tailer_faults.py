@@ -239,6 +239,31 @@ async def test_blocked_emit_stops_reading_and_the_file_is_the_buffer(tmp_path: P
 
 
 @async_test
+async def test_a_line_cut_by_a_chunk_boundary_is_never_flushed_as_partial_under_backpressure(
+    tmp_path: Path,
+) -> None:
+    """A last line without newline is flushed after partial_line_flush_s only when it is the end of
+    the file. A line cut by a read chunk's boundary, its rest already in the file but not yet read
+    because emit was blocked longer than the flush delay, must not go out as two records."""
+    log = tmp_path / "access.log"
+    lines = [numbered_line("C", i) for i in range(400)]  # 19-78 bytes: boundaries cut lines
+    log.write_bytes(b"".join(lines))
+    flush_s = 0.05
+    received: list[bytes] = []
+
+    async def slow_emit(batch: ReadBatch) -> None:
+        received.extend(batch.lines)
+        await asyncio.sleep(flush_s * 3)  # every batch outlasts the flush delay
+
+    tailer = Tailer(options(str(log), read_chunk_bytes=1024, partial_line_flush_s=flush_s))
+    task = asyncio.create_task(tailer.run(slow_emit))
+    await wait_for(lambda: len(received) >= len(lines), 30)
+    await tailer.stop()
+    await task
+    assert received == [line.rstrip(b"\n") for line in lines]
+
+
+@async_test
 async def test_stop_returns_and_writes_checkpoints_even_while_emit_is_stuck(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     log.write_bytes(b"".join(numbered_line("S", i) for i in range(100)))
