@@ -31,6 +31,7 @@ class Event(StrEnum):
     FILE_SKIPPED = "file_skipped"  # excluded, or older than --ignore-older
     FILE_ERROR = "file_error"  # permission denied, not a regular file, vanished mount ...
     FILE_RECOVERED = "file_recovered"  # a file that was in error is readable again
+    FILE_REFUSED = "file_refused"  # the file-opening policy refused it (tail.open_policy); said once
     COPYTRUNCATE_RECOVERED = "copytruncate_recovered"
     LINE_TRUNCATED = "line_truncated"
     NUL_RUN_SKIPPED = "nul_run_skipped"
@@ -55,6 +56,7 @@ class Event(StrEnum):
 # The default level of each event in our own logs; anything not listed is INFO.
 EVENT_LEVELS: dict[Event, Level] = {
     Event.FILE_ERROR: Level.WARNING,
+    Event.FILE_REFUSED: Level.WARNING,
     Event.LINE_TRUNCATED: Level.WARNING,
     Event.NUL_RUN_SKIPPED: Level.WARNING,
     Event.CHECKPOINT_ERROR: Level.ERROR,

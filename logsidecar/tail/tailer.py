@@ -65,7 +65,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -78,6 +77,7 @@ from logsidecar.tail.checkpoints import Checkpoint, CheckpointStore
 from logsidecar.tail.discovery import PathMatcher, static_base
 from logsidecar.tail.fstype import filesystem_type, needs_polling
 from logsidecar.tail.identity import fingerprints_match, new_file_key, read_fingerprint
+from logsidecar.tail.open_policy import FilePolicy, Refused
 from logsidecar.tail.options import ReadBatch, StartAt, TailOptions, WatchMode
 from logsidecar.tail.reader import FileReader, Framed
 from logsidecar.tail.watcher import (
@@ -143,6 +143,7 @@ class TailCounters:
     bytes_abandoned: int = 0
     bytes_possibly_lost: int = 0
     file_errors: int = 0
+    files_refused: int = 0  # by the file-opening policy (tail.open_policy), once per path and reason
     lines_read: int = 0
     bytes_read: int = 0
     truncated_lines: int = 0
@@ -158,6 +159,7 @@ class Tailer:
         self.options = options
         self.checkpoints = checkpoints if checkpoints is not None else CheckpointStore(options.state_dir)
         self.matcher = PathMatcher(options.include, options.exclude)
+        self.policy = FilePolicy(options.follow_symlinks, (static_base(p) for p in self.matcher.include))
         self.counters = TailCounters()
         self.watcher: Watcher | None = None
         self._files: dict[str, TrackedFile] = {}  # file_key -> tracked
@@ -340,14 +342,14 @@ class Tailer:
         present: dict[tuple[int, int], str] = {}
         for path in self.matcher.scan():
             try:
-                st = os.stat(path)
+                st = self.policy.inspect(path)
             except FileNotFoundError:
                 continue  # vanished since the glob (or a dangling symlink): nothing to follow yet
+            except Refused as refused:
+                self._refused(refused)
+                continue
             except OSError as error:
                 self._path_error(path, error)
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                self._path_error(path, "not a regular file")
                 continue
             present.setdefault((st.st_dev, st.st_ino), path)
         return present
@@ -377,21 +379,14 @@ class Tailer:
             if inode in known:
                 continue
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+                fd, st = self.policy.open_file(path)
             except FileNotFoundError:
                 continue
+            except Refused as refused:
+                self._refused(refused)
+                continue
             except OSError as error:
                 self._path_error(path, error)
-                continue
-            try:
-                st = os.fstat(fd)
-            except OSError as error:
-                os.close(fd)
-                self._path_error(path, error)
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                os.close(fd)
-                self._path_error(path, "not a regular file")
                 continue
             if (st.st_dev, st.st_ino) in known:
                 os.close(fd)  # replaced between stat and open by a file we already follow
@@ -534,17 +529,23 @@ class Tailer:
                 if candidate.endswith(COMPRESSED_SUFFIXES) or self.matcher.wants(candidate_path):
                     continue  # compressed, or followed by the glob under this name anyway
                 try:
-                    st = os.stat(candidate_path)
+                    st = self.policy.inspect(candidate_path)
+                except Refused as refused:
+                    self._refused(refused)
+                    continue
                 except OSError:
                     continue
                 inode = (st.st_dev, st.st_ino)
-                if not stat.S_ISREG(st.st_mode) or inode in known_inodes or st.st_mtime < cutoff:
+                if inode in known_inodes or st.st_mtime < cutoff:
                     continue
                 try:
-                    fd = os.open(candidate_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+                    fd, st = self.policy.open_file(candidate_path)
+                except Refused as refused:
+                    self._refused(refused)
+                    continue
                 except OSError:
                     continue
-                reader = self._new_reader(fd, candidate_path, os.fstat(fd))
+                reader = self._new_reader(fd, candidate_path, st)
                 if reader.fingerprint.startswith(COMPRESSED_MAGIC) or any(
                     fingerprints_match(reader.fingerprint, known) for known in known_fingerprints
                 ):
@@ -870,7 +871,7 @@ class Tailer:
         else:
             inotify = InotifyWatcher if INOTIFY_FD_AVAILABLE else ObserverInotifyWatcher
             try:
-                watcher = inotify(self.options.safety_poll_interval_s, self.matcher.wants)
+                watcher = inotify(self.options.safety_poll_interval_s, self.matcher.wants, self.policy)
             except OSError as error:
                 # no inotify instance left (fs.inotify.max_user_instances) or no inotify at all: poll
                 events.emit(Event.FILE_ERROR, path="", kind="inotify_unavailable", error=str(error))
@@ -1027,11 +1028,14 @@ class Tailer:
         for candidate in names:
             candidate_path = os.path.join(directory, candidate)
             try:
-                st = os.stat(candidate_path)
+                st = self.policy.inspect(candidate_path)
+            except Refused as refused:
+                self._refused(refused)
+                continue
             except OSError:
                 continue
             inode = (st.st_dev, st.st_ino)
-            if not stat.S_ISREG(st.st_mode) or inode in exclude_inodes or st.st_size < min_size:
+            if inode in exclude_inodes or st.st_size < min_size:
                 continue
             if (
                 same_inode is not None
@@ -1040,12 +1044,14 @@ class Tailer:
             ):
                 continue
             try:
-                fd = os.open(candidate_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+                fd, st = self.policy.open_file(candidate_path)
+            except Refused as refused:
+                self._refused(refused)
+                continue
             except OSError:
                 continue
             try:
                 head = os.pread(fd, len(fingerprint), 0)
-                st = os.fstat(fd)
             except OSError:
                 os.close(fd)
                 continue
@@ -1136,6 +1142,11 @@ class Tailer:
                 # the official httpd image links its logs to /dev/stdout: nothing lands on the volume
                 message = f"{message}: a symlink to {target}; the writer logs to a stream, not to this file"
         events.emit(Event.FILE_ERROR, path=path, error=message, kind=kind, **details)
+
+    def _refused(self, refused: Refused) -> None:
+        if self.policy.report(refused):
+            self.counters.files_refused += 1
+            self._path_errors[refused.path] = refused.reason  # followed later: file_recovered, once
 
     def _path_recovered(self, path: str) -> None:
         if self._path_errors.pop(path, None) is not None:

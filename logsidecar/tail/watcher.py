@@ -40,6 +40,7 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from logsidecar import events
 from logsidecar.events import Event
+from logsidecar.tail.open_policy import FilePolicy, Refused
 
 try:  # watchdog >= 6: the raw inotify reader
     from watchdog.observers.inotify_c import (
@@ -261,9 +262,12 @@ class _EventThreadWatcher(Watcher):
     """What both inotify watchers share: a watcher thread that opens new files at once (so a file
     renamed away moments later is still held) and wakes the tailer's loop, at most once per wake-up."""
 
-    def __init__(self, interval_s: float, wants_path: Callable[[str], bool]) -> None:
+    def __init__(
+        self, interval_s: float, wants_path: Callable[[str], bool], policy: FilePolicy | None = None
+    ) -> None:
         super().__init__(interval_s)
         self._wants_path = wants_path
+        self._policy = policy if policy is not None else FilePolicy()
         self._lock = threading.Lock()
         self._early: list[tuple[str, int, os.stat_result]] = []
         self._pending_wake = threading.Event()
@@ -302,7 +306,7 @@ class _EventThreadWatcher(Watcher):
         self._wake.set()
 
     def _open_early(self, path: str) -> None:
-        fd_and_stat = open_if_wanted(path, self._wants_path)
+        fd_and_stat = open_if_wanted(path, self._wants_path, self._policy)
         if fd_and_stat is not None:
             with self._lock:
                 self._early.append((path, *fd_and_stat))
@@ -330,8 +334,10 @@ class InotifyWatcher(_EventThreadWatcher):
         else 0
     )
 
-    def __init__(self, interval_s: float, wants_path: Callable[[str], bool]) -> None:
-        super().__init__(interval_s, wants_path)
+    def __init__(
+        self, interval_s: float, wants_path: Callable[[str], bool], policy: FilePolicy | None = None
+    ) -> None:
+        super().__init__(interval_s, wants_path, policy)
         assert InotifyFD is not None
         self._inotify = InotifyFD()  # STRUCTURE events: read at once (early opening)
         try:
@@ -458,23 +464,17 @@ class InotifyWatcher(_EventThreadWatcher):
         self._wake_soon()
 
 
-def open_if_wanted(path: str, wants_path: Callable[[str], bool]) -> tuple[int, os.stat_result] | None:
-    """Open a just-created followed regular file (in a watcher thread), or None."""
+def open_if_wanted(
+    path: str, wants_path: Callable[[str], bool], policy: FilePolicy
+) -> tuple[int, os.stat_result] | None:
+    """Open a just-created followed regular file (in a watcher thread) under the file-opening policy
+    (a FIFO, device or directory is never opened), or None."""
     if not wants_path(path):
         return None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return None  # the tailer's own discovery reports errors
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        os.close(fd)
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        return None
-    return fd, st
+        return policy.open_file(path)
+    except (OSError, Refused):
+        return None  # the tailer's own discovery reports refusals and errors
 
 
 class ObserverInotifyWatcher(_EventThreadWatcher):
@@ -483,8 +483,10 @@ class ObserverInotifyWatcher(_EventThreadWatcher):
 
     mechanism = "inotify"
 
-    def __init__(self, interval_s: float, wants_path: Callable[[str], bool]) -> None:
-        super().__init__(interval_s, wants_path)
+    def __init__(
+        self, interval_s: float, wants_path: Callable[[str], bool], policy: FilePolicy | None = None
+    ) -> None:
+        super().__init__(interval_s, wants_path, policy)
         self._observer: BaseObserver = Observer()
         self._observer.daemon = True
         self._handler = _Handler(self)
