@@ -7,7 +7,8 @@ file is watched: the files are only opened read-only and read from their end, un
 file-opening policy as `tail` (`tail.open_policy`): a FIFO, device or directory is never opened (so a
 FIFO cannot hang the dry run), and a refused symlink is shown with the reason.
 
-Exit status (returned by `report`): 0 when at least one file matches, 1 when none does.
+Exit status (returned by `report`): 0 when at least one file would be followed, 1 when none matches
+or every match is refused.
 Colour only on a terminal (click strips styles otherwise).
 """
 
@@ -89,27 +90,29 @@ def report(settings: Settings, *, lines: int) -> int:
     if not files:
         click.secho("No file matches; nothing would be followed.", fg="red", err=True)
         return 1
-    for path in files:
-        _report_file(path, policy, selector, settings, lines)
+    followed = [path for path in files if _report_file(path, policy, selector, settings, lines)]
     click.echo()
     click.echo(
-        f"{len(files)} file{'' if len(files) == 1 else 's'} would be followed. Dry run: nothing forwarded, no checkpoint touched."
+        f"{len(followed)} file{'' if len(followed) == 1 else 's'} would be followed"
+        + (f" ({len(files) - len(followed)} refused)" if len(followed) < len(files) else "")
+        + ". Dry run: nothing forwarded, no checkpoint touched."
     )
-    return 0
+    return 0 if followed else 1
 
 
 def _report_file(
     path: str, policy: FilePolicy, selector: ParserSelector, settings: Settings, count: int
-) -> None:
+) -> bool:
+    """Print what `tail` would do with `path`; False when the file-opening policy refuses it."""
     click.echo()
     try:
         stat = policy.inspect(path)
     except Refused as refused:
         click.secho(f"{path}: refused, never followed: {refused.detail}", fg="red")
-        return
+        return False
     except OSError as exc:
         click.secho(f"{path}: cannot stat: {exc.strerror}", fg="red")
-        return
+        return True
     click.secho(path, bold=True, nl=False)
     click.echo(f"  ({stat.st_size} bytes)")
     if settings.ignore_older is not None and time.time() - stat.st_mtime > settings.ignore_older:
@@ -117,21 +120,21 @@ def _report_file(
             f"  skipped: not modified for more than {format_duration(settings.ignore_older)} (ignore_older)",
             fg="yellow",
         )
-        return
+        return True
     spec = selector.spec_for(path)
     try:
         fd, _ = policy.open_file(path)
     except Refused as refused:
         click.secho(f"  format: {spec}; refused, never followed: {refused.detail}", fg="red")
-        return
+        return False
     except OSError as exc:
         click.secho(f"  format: {spec}; cannot read: {exc.strerror}", fg="red")
-        return
+        return True
     try:
         sample, unfinished = last_lines(fd, count, settings.max_line_bytes)
     except OSError as exc:
         click.secho(f"  format: {spec}; cannot read: {exc.strerror}", fg="red")
-        return
+        return True
     finally:
         os.close(fd)
     parser = build_parser(spec, timezone=selector.timezone, path=path)
@@ -157,3 +160,4 @@ def _report_file(
             click.echo(f"    {click.style(key.ljust(width), fg='green')}  {value}")
     if unfinished:
         click.echo("  (the file ends with an unfinished line: held until its newline)")
+    return True

@@ -76,7 +76,7 @@ from logsidecar.events import Event
 from logsidecar.tail.checkpoints import Checkpoint, CheckpointStore
 from logsidecar.tail.discovery import PathMatcher, static_base
 from logsidecar.tail.fstype import filesystem_type, needs_polling
-from logsidecar.tail.identity import fingerprints_match, new_file_key, read_fingerprint
+from logsidecar.tail.identity import StoredFingerprint, fingerprints_match, new_file_key, read_fingerprint
 from logsidecar.tail.open_policy import FilePolicy, Refused
 from logsidecar.tail.options import ReadBatch, StartAt, TailOptions, WatchMode
 from logsidecar.tail.reader import FileReader, Framed
@@ -485,8 +485,8 @@ class Tailer:
             )
             if found is None:
                 continue
-            fd, path, st = found
-            reader = self._make_reader(fd, path, st, entry.file_key, entry.fingerprint, entry.offset)
+            fd, path, st, head = found
+            reader = self._make_reader(fd, path, st, entry.file_key, head, entry.offset)
             tracked = TrackedFile(
                 reader, FileState.ROTATED, committed_offset=entry.offset, rotated_at=time.monotonic()
             )
@@ -515,8 +515,8 @@ class Tailer:
         known_inodes = {(e.dev, e.ino) for e in entries} | {
             (t.reader.dev, t.reader.ino) for t in self._files.values()
         }
-        known_fingerprints = [e.fingerprint for e in entries if e.fingerprint]
-        known_fingerprints += [t.reader.fingerprint for t in self._files.values() if t.reader.fingerprint]
+        stored_fingerprints = [e.fingerprint for e in entries if e.fingerprint.length]
+        followed_fingerprints = [t.reader.fingerprint for t in self._files.values() if t.reader.fingerprint]
         paths = {e.path for e in entries} | {t.reader.path for t in self._files.values()}
         for path in sorted(paths):
             directory, name = os.path.split(path)
@@ -546,8 +546,10 @@ class Tailer:
                 except OSError:
                     continue
                 reader = self._new_reader(fd, candidate_path, st)
-                if reader.fingerprint.startswith(COMPRESSED_MAGIC) or any(
-                    fingerprints_match(reader.fingerprint, known) for known in known_fingerprints
+                if (
+                    reader.fingerprint.startswith(COMPRESSED_MAGIC)
+                    or any(known.matches(reader.fingerprint) for known in stored_fingerprints)
+                    or any(fingerprints_match(reader.fingerprint, known) for known in followed_fingerprints)
                 ):
                     reader.close()
                     continue
@@ -690,7 +692,11 @@ class Tailer:
         old_offset = reader.scan_offset
         self.counters.truncations += 1
         copy = self._find_sibling_copy(
-            reader.path, reader.fingerprint, old_offset, {(reader.dev, reader.ino)}, same_inode=None
+            reader.path,
+            StoredFingerprint.of(reader.fingerprint),
+            old_offset,
+            {(reader.dev, reader.ino)},
+            same_inode=None,
         )
         truncated_fd = reader.fd
         # The truncated file continues as a new content generation (new key, offset 0), on the same fd.
@@ -703,7 +709,7 @@ class Tailer:
         new_key = new_file_key(st.st_dev, st.st_ino)
         successor = self._make_reader(truncated_fd, reader.path, st, new_key, fingerprint, 0)
         if copy is not None:
-            copy_fd, copy_path, copy_st = copy
+            copy_fd, copy_path, copy_st, _ = copy
             reader.fd = copy_fd
             reader.path = copy_path
             reader.dev, reader.ino = copy_st.st_dev, copy_st.st_ino
@@ -988,13 +994,13 @@ class Tailer:
             if entry.file_key in followed:
                 continue
             if (
-                not entry.fingerprint
+                not entry.fingerprint.length
                 and entry.offset == 0
                 and (entry.dev, entry.ino) == (reader.dev, reader.ino)
             ):
                 best = best or entry  # made durable while still empty: resuming at 0 is reading from 0
                 continue
-            if not fingerprints_match(entry.fingerprint, reader.fingerprint):
+            if not entry.fingerprint.matches(reader.fingerprint):
                 continue
             if (entry.dev, entry.ino) == (reader.dev, reader.ino):
                 if (
@@ -1003,22 +1009,23 @@ class Tailer:
                     or entry.last_seen > best.last_seen
                 ):
                     best = entry
-            elif len(entry.fingerprint) >= self.options.fingerprint_bytes and best is None:
+            elif entry.fingerprint.length >= self.options.fingerprint_bytes and best is None:
                 best = entry
         return best
 
     def _find_sibling_copy(
         self,
         path: str,
-        fingerprint: bytes,
+        fingerprint: StoredFingerprint,
         min_size: int,
         exclude_inodes: set[tuple[int, int]],
         same_inode: tuple[int, int] | None,
-    ) -> tuple[int, str, os.stat_result] | None:
+    ) -> tuple[int, str, os.stat_result, bytes] | None:
         """A file next to `path` whose name starts with path's name (access.log.1, access.log-2026...),
-        whose content starts with `fingerprint` and which is at least `min_size` long; opened.
-        With `same_inode`, that inode is preferred and other inodes need a full fingerprint."""
-        if not fingerprint and same_inode is None:
+        whose content starts with `fingerprint` and which is at least `min_size` long; opened, with
+        those first bytes. With `same_inode`, that inode is preferred and other inodes need a full
+        fingerprint."""
+        if not fingerprint.length and same_inode is None:
             return None
         directory, name = os.path.split(path)
         try:
@@ -1040,7 +1047,7 @@ class Tailer:
             if (
                 same_inode is not None
                 and inode != same_inode
-                and (not fingerprint or len(fingerprint) < self.options.fingerprint_bytes)
+                and fingerprint.length < self.options.fingerprint_bytes
             ):
                 continue
             try:
@@ -1051,12 +1058,12 @@ class Tailer:
             except OSError:
                 continue
             try:
-                head = os.pread(fd, len(fingerprint), 0)
+                head = os.pread(fd, fingerprint.length, 0)
             except OSError:
                 os.close(fd)
                 continue
-            if head == fingerprint:
-                return fd, candidate_path, st
+            if StoredFingerprint.of(head) == fingerprint:
+                return fd, candidate_path, st, head
             os.close(fd)
         return None
 

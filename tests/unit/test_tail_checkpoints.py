@@ -11,6 +11,7 @@ import pytest
 
 from logsidecar import events
 from logsidecar.tail.checkpoints import DB_FILE_NAME, CheckpointStore
+from logsidecar.tail.identity import StoredFingerprint
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def test_committed_offsets_survive_a_new_store(tmp_path: Path) -> None:
     reopened = CheckpointStore(tmp_path)
     [entry] = reopened.entries()
     assert (entry.file_key, entry.dev, entry.ino, entry.fingerprint, entry.offset, entry.path) == (
-        "k1", 1, 10, b"GET /", 120, "/logs/access.log")
+        "k1", 1, 10, StoredFingerprint.of(b"GET /"), 120, "/logs/access.log")
 
 
 def test_database_is_in_wal_mode(tmp_path: Path) -> None:
