@@ -146,6 +146,10 @@ class FilePolicy:
         self.follow_symlinks = follow_symlinks
         # longest first: a path under nested bases belongs to the innermost one
         self.bases = sorted({os.path.abspath(b) for b in bases}, key=len, reverse=True)
+        # Resolved once, now: the base directories are the operator's choice as they are at start (one
+        # may be a symlink), and a writer who later replaces one with a link cannot move them.
+        self._real_bases = {base: os.path.realpath(base) for base in self.bases}
+        self._own_outputs = own_outputs()  # our stdout/stderr do not change under us
         self._said: dict[tuple[str, Reason], None] = {}
         self.refusals: dict[Reason, int] = {}  # said refusals, by reason
 
@@ -203,18 +207,35 @@ class FilePolicy:
         return True
 
     # -- the checks ----------------------------------------------------------------------------
+    def _real_base(self, base: str) -> str:
+        real = self._real_bases.get(base)
+        return real if real is not None else os.path.realpath(base)
+
     def _check(self, path: str) -> tuple[str, os.stat_result]:
         """(the resolved path, its stat) after the path-level checks."""
         path = os.path.abspath(path)
         base = self.base_for(path)
-        real_base = os.path.realpath(base)
-        resolved = os.path.realpath(path)
-        # Through the kernel, not `resolved`: a link to /dev/stdout resolves to a "pipe:[N]" name.
-        st = os.stat(path)
-        if (st.st_dev, st.st_ino) in own_outputs():
+        real_base = self._real_base(base)
+        # Common case first, one lstat per component below the base (usually one): no symlink on
+        # the way, the path is the real base plus the same components.
+        prefix = base.rstrip("/") + "/"
+        relative = path[len(prefix) :] if path.startswith(prefix) else os.path.relpath(path, base)
+        resolved = real_base.rstrip("/")
+        st: os.stat_result | None = None
+        for part in relative.split("/"):
+            resolved = f"{resolved}/{part}"
+            st = os.lstat(resolved)
+            if stat.S_ISLNK(st.st_mode):
+                st = None
+                break
+        through_link = st is None
+        if st is None:
+            resolved = os.path.realpath(path)
+            # Through the kernel, not `resolved`: a link to /dev/stdout resolves to a "pipe:[N]" name.
+            st = os.stat(path)
+        if (st.st_dev, st.st_ino) in self._own_outputs:
             raise Refused(path, Reason.OWN_OUTPUT, self._own_output_detail(path), target=resolved)
-        unlinked = os.path.normpath(os.path.join(real_base, os.path.relpath(path, base)))
-        if resolved != unlinked:  # a symlink below the base directory
+        if through_link:  # a symlink below the base directory
             if self.follow_symlinks is FollowSymlinks.NEVER:
                 raise Refused(
                     path,
@@ -252,8 +273,7 @@ class FilePolicy:
         if location is None:
             return  # no /proc: the realpath check and the inode comparison stand alone
         path = os.path.abspath(path)
-        base = self.base_for(path)
-        if not is_inside(location, os.path.realpath(base)):
+        if not is_inside(location, self._real_base(self.base_for(path))):
             raise Refused(path, Reason.CHANGED, "it was replaced while being opened (retried later)")
 
     @staticmethod
