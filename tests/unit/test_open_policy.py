@@ -243,3 +243,18 @@ def test_each_refusal_is_reported_once_per_path_and_reason(tree: Path) -> None:
     ]
     assert said[1]["target"] == str(tree.parent / "secret")
     assert policy.refusals == {Reason.NOT_REGULAR: 1, Reason.OUTSIDE_BASE: 1}
+
+
+def test_a_base_directory_swapped_for_a_link_after_start_does_not_move_the_base(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "access.log").write_bytes(b"log\n")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "access.log").write_bytes(b"SECRET\n")
+    policy = FilePolicy(WITHIN, [logs])  # started while logs/ is a real directory
+    logs.rename(tmp_path / "logs.old")
+    logs.symlink_to(secrets, target_is_directory=True)  # the writer controls logs/'s parent
+    with pytest.raises(Refused) as caught:
+        policy.open_file(str(logs / "access.log"))
+    assert caught.value.reason in (Reason.OUTSIDE_BASE, Reason.CHANGED)
