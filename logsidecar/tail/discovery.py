@@ -2,8 +2,9 @@
 
 `PathMatcher.scan()` lists the regular-file candidates now matching; `wants(path)` answers for one
 path (the inotify watcher uses it to pre-open files the moment they are created). Hidden files match
-only patterns that name them (glob semantics). Symlinks are followed: the identity of a matched
-symlink is its target's (the tailer stats through the link).
+only patterns that name them (glob semantics). Matching is by name only: whether a matched symlink,
+FIFO or directory is followed is the file-opening policy's call (`tail.open_policy`); a followed
+symlink's identity is its target's.
 
 Invariants: matching is pure (no events, no state) except the one-shot `file_waiting` bookkeeping,
 which says once per pattern that nothing matches it (never repeated: no event loop).

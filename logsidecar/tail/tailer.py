@@ -8,10 +8,12 @@ The poll cycle (one iteration of `run`), with the methods that implement each st
     after the previous one started, so a writer appending line by line costs one cycle per many
     lines, not one per line (structure hints are not delayed).
  2. `match_paths` - when the watcher saw a create/move/delete, or discover_interval_s passed: glob
-    the include patterns (minus excludes); stat each candidate (following symlinks).
+    the include patterns (minus excludes); check each candidate under the file-opening policy
+    (`tail.open_policy`: regular files only, symlinks per --follow-symlinks, never our own stdout).
  3. `open_and_fingerprint` - adopt descriptors the inotify watcher opened the moment a file was
-    created (so a short-lived file is never lost to a rename); open new candidates, check they are
-    regular files, read their fingerprint (first bytes). Errors are reported once per path and kind.
+    created (so a short-lived file is never lost to a rename); open new candidates through the
+    policy, read their fingerprint (first bytes). Errors are reported once per path and kind,
+    refusals once per path and reason (`file_refused`).
  4. `match_against_tracked` - a candidate whose dev+inode we already follow just updates its path;
     a followed file no longer found at any matched path was rotated (renamed away, deleted or
     replaced): it becomes ROTATED and is drained. A new file resumes from its checkpoint (matched by
