@@ -143,7 +143,7 @@ class FilePolicy:
         follow_symlinks: FollowSymlinks = FollowSymlinks.WITHIN,
         bases: Iterable[str | os.PathLike[str]] = (),
     ) -> None:
-        self.follow_symlinks = follow_symlinks
+        self.follow_symlinks = FollowSymlinks(follow_symlinks)  # "within" works as well as the member
         # longest first: a path under nested bases belongs to the innermost one
         self.bases = sorted({os.path.abspath(b) for b in bases}, key=len, reverse=True)
         # Resolved once, now: the base directories are the operator's choice as they are at start (one

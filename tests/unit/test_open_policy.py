@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -258,3 +262,41 @@ def test_a_base_directory_swapped_for_a_link_after_start_does_not_move_the_base(
     with pytest.raises(Refused) as caught:
         policy.open_file(str(logs / "access.log"))
     assert caught.value.reason in (Reason.OUTSIDE_BASE, Reason.CHANGED)
+
+
+NO_PROC_CHECK = """
+import json, os, sys
+from logsidecar.tail.open_policy import FilePolicy, Refused
+assert not os.path.exists("/proc/self/fd"), "/proc is still mounted"
+base = sys.argv[1]
+policy = FilePolicy("within", [base])
+result = {}
+for name in ("real.log", "access.log", "fifo.log", "inside.log"):
+    try:
+        fd, _ = policy.open_file(os.path.join(base, name))
+        result[name] = os.pread(fd, 100, 0).decode()
+        os.close(fd)
+    except Refused as refused:
+        result[name] = refused.reason.value
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare(1)")
+def test_without_proc_the_read_open_falls_back_to_o_nofollow_and_the_policy_holds(tree: Path) -> None:
+    # A real process in a mount namespace where /proc is unmounted: no /proc/self/fd to reopen from.
+    (tree / "access.log").symlink_to(tree.parent / "secret")
+    (tree / "inside.log").symlink_to("real.log")
+    os.mkfifo(tree / "fifo.log")
+    done = subprocess.run(
+        ["unshare", "--mount", "--fork", "sh", "-c", 'umount -l /proc && exec "$0" -c "$1" "$2"',
+         sys.executable, NO_PROC_CHECK, str(tree)],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "real.log": "real line\n",
+        "access.log": "outside_base",
+        "fifo.log": "not_regular",
+        "inside.log": "real line\n",
+    }
