@@ -429,3 +429,37 @@ def test_attach_never_follows_a_link_planted_in_the_volume_out_of_it(client, bus
     assert escaped.returncode == 1
     assert f"leads it to {host_secrets}, outside the volume: refusing to follow it" in escaped.stderr
     assert "HOST-SECRET" not in escaped.stdout
+
+
+def test_sidecar_explains_logs_linked_to_stdout_and_never_reads_its_own_output(
+    client, busybox, volume_image, demo_images
+):
+    data = _run(client, volume_image, "stdout-data", command=["true"])
+    data.wait(timeout=30)
+    target = _run(client, busybox, "stdout-target", command=["sleep", "600"], volumes_from=[data.id])
+    linked = target.exec_run(
+        ["sh", "-c", "cd /var/log/apache2 && busybox ln -s /proc/self/fd/1 access.log && echo real-line >> error.log"]
+    )
+    assert linked.exit_code == 0, linked.output
+    out = logsidecar("docker", "sidecar", target.name, "--format", "raw", "--stdout-format", "raw")
+    print(out.stdout, out.stderr)
+    assert out.returncode == 0, out.stderr
+    assert "access.log -> /proc/self/fd/1" in out.stderr and f"docker logs {target.name}" in out.stderr
+    sidecar = client.containers.get(f"logsidecar-{target.name}")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and b"real-line" not in sidecar.logs(stdout=True, stderr=False):
+            time.sleep(0.5)
+        time.sleep(2.0)
+        stdout = sidecar.logs(stdout=True, stderr=False).decode().splitlines()
+        stderr = sidecar.logs(stdout=False, stderr=True).decode()
+        print(stderr[-2000:])
+        assert stdout == ["real-line"]
+        refused = [json.loads(x) for x in stderr.splitlines() if '"file_refused"' in x]
+        assert [(r["path"], r["reason"]) for r in refused] == [("/var/log/apache2/access.log", "own_output")]
+    finally:
+        logsidecar("docker", "sidecar", "--remove", target.name)
+        try:
+            client.volumes.get(f"logsidecar-{target.name}-state").remove(force=True)
+        except Exception:  # noqa: BLE001
+            pass
