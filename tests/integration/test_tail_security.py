@@ -121,6 +121,7 @@ def test_a_log_linked_to_our_own_stdout_is_refused_and_the_output_holds_exactly_
         finally:
             logs_seen = stop(process)
     assert out.read_text().splitlines() == real_lines
+    assert out.stat().st_size == sum(len(line) + 1 for line in real_lines)  # not a byte more
     refusals = [e for e in logs_seen if e.get("event") == "file_refused"]
     assert [(r["path"], r["reason"]) for r in refusals] == [(str(logs / "access.log"), "own_output")]
     assert "docker logs" in str(refusals[0]["detail"])
