@@ -7,6 +7,7 @@ snake_case (`--max-line-bytes` is `max_line_bytes`); OTLP settings live in `[[ou
     state_dir = "/var/lib/logsidecar"
     start_at = "end"
     ignore_older = "24h"
+    follow_symlinks = "within"             # never | within (the glob's fixed directory) | anywhere
     max_line_bytes = "1MiB"
     http_addr = "127.0.0.1:9464"
     derive_metrics = true                  # HTTP server metrics from access records, over OTLP
@@ -71,6 +72,7 @@ from pydantic_core import PydanticCustomError
 from logsidecar import redact
 from logsidecar.events import Level
 from logsidecar.selflog import LogStyle
+from logsidecar.tail.open_policy import FollowSymlinks
 from logsidecar.tail.options import StartAt, TailOptions, WatchMode
 
 __all__ = [
@@ -437,6 +439,7 @@ class Settings(_Strict):
     state_dir: str | None = None  # None: the default ($XDG_STATE_HOME/logsidecar); "none": memory only
     start_at: StartAt = StartAt.BEGINNING
     watch: WatchMode = WatchMode.AUTO
+    follow_symlinks: FollowSymlinks = FollowSymlinks.WITHIN  # never | within the glob's base | anywhere
     poll_interval: Duration = 0.25
     ignore_older: Duration | None = None
     max_line_bytes: Size = 1024 * 1024
@@ -488,6 +491,7 @@ class Settings(_Strict):
             max_line_bytes=self.max_line_bytes,
             partial_line_flush_s=self.partial_line_flush,
             poll_interval_s=self.poll_interval,
+            follow_symlinks=self.follow_symlinks,
         )
 
     def format_rules(self) -> tuple[list[tuple[str, str]], str]:
@@ -754,6 +758,7 @@ _SCALARS = {
     "state_dir": "STATE_DIR",
     "start_at": "START_AT",
     "watch": "WATCH",
+    "follow_symlinks": "FOLLOW_SYMLINKS",
     "poll_interval": "POLL_INTERVAL",
     "ignore_older": "IGNORE_OLDER",
     "max_line_bytes": "MAX_LINE_BYTES",
@@ -860,9 +865,9 @@ def resolve(
     """flags > env > file > defaults, validated. Raises ConfigError listing every problem.
 
     `flags`: only options given on the command line, by `tail` parameter name (paths, format_rules,
-    exclude, state_dir, start_at, watch, poll_interval, ignore_older, max_line_bytes, partial_line_flush,
-    outputs, stdout_format, timezone, resource, drain_timeout, max_in_flight_lines, log_format,
-    log_level, http_addr, unhealthy_after, derive_metrics, metrics_route_depth, metrics_interval,
+    exclude, state_dir, start_at, watch, follow_symlinks, poll_interval, ignore_older, max_line_bytes,
+    partial_line_flush, outputs, stdout_format, timezone, resource, drain_timeout, max_in_flight_lines,
+    log_format, log_level, http_addr, unhealthy_after, derive_metrics, metrics_route_depth, metrics_interval,
     docker_metadata, service_name, otlp_*); None or () means "not given".
     """
     expanded: set[tuple[Any, ...]] = set()

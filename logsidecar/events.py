@@ -32,6 +32,7 @@ class Event(StrEnum):
     FILE_ERROR = "file_error"  # permission denied, not a regular file, vanished mount ...
     FILE_RECOVERED = "file_recovered"  # a file that was in error (or stalled) is readable again
     FILE_STALLED = "file_stalled"  # a stat/open/read on a network mount did not return in time
+    FILE_REFUSED = "file_refused"  # the file-opening policy refused it (tail.open_policy); said once
     COPYTRUNCATE_RECOVERED = "copytruncate_recovered"
     LINE_TRUNCATED = "line_truncated"
     NUL_RUN_SKIPPED = "nul_run_skipped"
@@ -61,6 +62,7 @@ EVENT_LEVELS: dict[Event, Level] = {
     Event.FILE_ERROR: Level.WARNING,
     Event.INOTIFY_OVERFLOW: Level.WARNING,
     Event.FILE_STALLED: Level.WARNING,
+    Event.FILE_REFUSED: Level.WARNING,
     Event.LINE_TRUNCATED: Level.WARNING,
     Event.NUL_RUN_SKIPPED: Level.WARNING,
     Event.CHECKPOINT_ERROR: Level.ERROR,

@@ -3,8 +3,8 @@
 `Metrics` owns a private `CollectorRegistry` (never the global one, so tests and embedders can have
 several). It is fed three ways:
 - the event bus (`Metrics.subscribe()`): rotations, truncations, truncated lines, NUL runs,
-  inotify queue overflows, checkpoint writes, sink retries and rejections are counted from
-  `logsidecar.events`;
+  inotify queue overflows, refused files (by reason), checkpoint writes, sink retries and rejections
+  are counted from `logsidecar.events`;
 - explicit observations from the pipeline: `observe_batch(...)` per parsed batch and
   `observe_delivery(...)` per successful `Sink.send`;
 - live gauges read at scrape time from `LiveSources` callables (files watched, rotated files held,
@@ -197,6 +197,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.files_refused = Counter(
+            "logsidecar_files_refused_total",
+            "Paths the file-opening policy refused (symlink out of the base directory, FIFO/device/"
+            "directory, our own stdout/stderr, swapped while opening), once per path and reason.",
+            ["reason"],
+            registry=r,
+        )
         self.checkpoint_writes = Counter(
             "logsidecar_checkpoint_writes_total", "Checkpoints written to the state directory.", registry=r
         )
@@ -230,6 +237,8 @@ class Metrics:
             self.nul_runs_skipped.inc(_count(fields, "runs", default=1))
         elif event is Event.INOTIFY_OVERFLOW:
             self.inotify_overflows.inc(_count(fields, "overflows", default=1))
+        elif event is Event.FILE_REFUSED:
+            self.files_refused.labels(reason=str(fields.get("reason", "unknown"))).inc()
         elif event is Event.CHECKPOINT_WRITTEN:
             self.checkpoint_writes.inc()
         elif event is Event.FILE_STALLED:

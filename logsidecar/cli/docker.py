@@ -75,7 +75,13 @@ def attach(
     Extra options after the container name are passed to `logsidecar tail` (e.g. --output otlp).
     """
     from logsidecar.containers.metadata import container_resource
-    from logsidecar.containers.mounts import NotOnMount, resolve_log_dir, stdout_symlinks
+    from logsidecar.containers.mounts import (
+        NotOnMount,
+        escaping_log_dir,
+        resolve_log_dir,
+        stdout_logging_advice,
+        stdout_symlinks,
+    )
 
     client = _client(ctx)
     target = _container(client, container)
@@ -84,15 +90,16 @@ def attach(
         location = resolve_log_dir(target.attrs, container_dir)
     except NotOnMount as exc:
         raise click.ClickException(str(exc)) from exc
+    escaped = escaping_log_dir(location)
+    if escaped is not None:
+        raise click.ClickException(
+            f"{container_dir} of {target.name} is {location.host_dir} on the host, and a symlink inside the "
+            f"{location.mount_type} leads it to {escaped}, outside the {location.mount_type}: refusing to "
+            "follow it (the container can write any link there)"
+        )
     redirected = stdout_symlinks(location.host_dir)
     if redirected:
-        names = ", ".join(f"{n} -> {t}" for n, t in redirected)
-        click.echo(
-            f"logsidecar: in {container_dir} of {target.name}, {names}: these logs go to the container's stdout "
-            f"(read them with `docker logs {target.name}`), not to files. Point CustomLog/ErrorLog at files "
-            f"in {container_dir} (e.g. CustomLog {container_dir}/access.log combined) to tail them here.",
-            err=True,
-        )
+        click.echo("logsidecar: " + stdout_logging_advice(target.name, container_dir, redirected), err=True)
     host_glob = os.path.join(location.host_dir, pattern)
     resource = container_resource(target.attrs, labels)
     args: list[str] = []
@@ -107,6 +114,9 @@ def attach(
     )
     from logsidecar.cli.tail import command as tail_command
 
+    # The tailer's file-opening policy takes the fixed part of host_glob (the log directory on the
+    # host) as its base: with the default --follow-symlinks within, a link the container planted there
+    # (access.log -> /etc/shadow) is refused, never read.
     tail_command.main(args=[*args, *tail_args, host_glob], prog_name="logsidecar tail", standalone_mode=True)
 
 
@@ -161,6 +171,7 @@ def sidecar(
         if not sep:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--env")
         environment[key] = value
+    _explain_stdout_logging(target, sidecar_mod.tail_command(tail_args))
     try:
         started = sidecar_mod.start_sidecar(
             client,
@@ -175,6 +186,31 @@ def sidecar(
     except Exception as exc:  # noqa: BLE001 - the SDK raises many kinds; all are the user's to read
         raise click.ClickException(f"could not start the sidecar for {target.name}: {exc}") from exc
     click.echo(f"started {started.name} ({started.short_id}) sharing the volumes of {target.name} read-only")
+
+
+def _explain_stdout_logging(target, tail_command: list[str]) -> None:
+    """Logs the sidecar would follow that are links to the writer's stdout/stderr (the official httpd
+    image's access_log -> /proc/self/fd/1): inside the sidecar they lead to the sidecar's own stdout
+    and are refused; say so now, and what to do instead."""
+    from logsidecar.containers.mounts import (
+        NotOnMount,
+        resolve_log_dir,
+        stdout_logging_advice,
+        stdout_symlinks,
+    )
+    from logsidecar.tail.discovery import static_base
+
+    directories = dict.fromkeys(str(static_base(arg)) for arg in tail_command if arg.startswith("/"))
+    for container_dir in directories:
+        try:
+            location = resolve_log_dir(target.attrs, container_dir)
+        except NotOnMount:
+            continue
+        redirected = stdout_symlinks(location.host_dir)  # nothing when the engine is on another host
+        if redirected:
+            click.echo(
+                "logsidecar: " + stdout_logging_advice(target.name, container_dir, redirected), err=True
+            )
 
 
 def _human_size(size: int | None) -> str:

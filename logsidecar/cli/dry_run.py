@@ -3,9 +3,12 @@
 For the effective settings: each input pattern and the files it matches now, the format each file gets
 (the rule that chose it; for `auto`, the format detected on its last lines), and the last few complete
 lines of each file parsed field by field. Nothing is forwarded, no checkpoint is read or written, no
-file is watched: the files are only opened read-only and read from their end.
+file is watched: the files are only opened read-only and read from their end, under the same
+file-opening policy as `tail` (`tail.open_policy`): a FIFO, device or directory is never opened (so a
+FIFO cannot hang the dry run), and a refused symlink is shown with the reason.
 
-Exit status (returned by `report`): 0 when at least one file matches, 1 when none does.
+Exit status (returned by `report`): 0 when at least one file would be followed, 1 when none matches
+or every match is refused.
 Colour only on a terminal (click strips styles otherwise), never under NO_COLOR. Control characters
 from the files (names, lines, values) are escaped: a log line must not drive the operator's terminal.
 """
@@ -24,24 +27,24 @@ from logsidecar.parse import build_parser
 from logsidecar.pipeline import FormatRule, ParserSelector
 from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord
 from logsidecar.redact import redact
-from logsidecar.tail.discovery import PathMatcher
+from logsidecar.tail.discovery import PathMatcher, static_base
+from logsidecar.tail.open_policy import FilePolicy, Refused
 from logsidecar.terminal import click_colour
 from logsidecar.terminal import escape_controls as safe
 
 _READ_STEP = 64 * 1024
 
 
-def last_lines(path: str, count: int, max_line_bytes: int) -> tuple[list[bytes], bool]:
-    """The last `count` complete lines of `path` (without their newline), and whether the file ends
-    with an unfinished line (which `tail` would hold back until its newline or the flush delay)."""
-    with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        limit = min(size, (count + 1) * max_line_bytes)
-        data = b""
-        while len(data) < limit and data.count(b"\n") <= count:
-            step = min(_READ_STEP, limit - len(data))
-            handle.seek(size - len(data) - step)
-            data = handle.read(step) + data
+def last_lines(fd: int, count: int, max_line_bytes: int) -> tuple[list[bytes], bool]:
+    """The last `count` complete lines of the open file `fd` (without their newline), and whether the
+    file ends with an unfinished line (which `tail` would hold back until its newline or the flush
+    delay)."""
+    size = os.fstat(fd).st_size
+    limit = min(size, (count + 1) * max_line_bytes)
+    data = b""
+    while len(data) < limit and data.count(b"\n") <= count:
+        step = min(_READ_STEP, limit - len(data))
+        data = os.pread(fd, step, size - len(data) - step) + data
     unfinished = bool(data) and not data.endswith(b"\n")
     lines = data.split(b"\n")
     lines.pop()  # the unfinished line, or b"" after the last newline
@@ -88,6 +91,9 @@ def report(settings: Settings, *, lines: int) -> int:
         [FormatRule(g, s) for g, s in rules], default_spec=default_spec, timezone=timezone
     )
     files: list[str] = []
+    policy = FilePolicy(
+        tail_options.follow_symlinks, (static_base(p) for p in PathMatcher(tail_options.include).include)
+    )
     _say("Inputs", bold=True)
     for pattern in tail_options.include:
         matched = PathMatcher((pattern,), tail_options.exclude).scan()
@@ -99,23 +105,30 @@ def report(settings: Settings, *, lines: int) -> int:
     if not files:
         _say("No file matches; nothing would be followed.", fg="red", err=True)
         return 1
-    for path in files:
-        _report_file(path, selector, settings, lines)
+    followed = [path for path in files if _report_file(path, policy, selector, settings, lines)]
     _say()
     _say(
-        f"{len(files)} file{'' if len(files) == 1 else 's'} would be followed. Dry run: nothing forwarded, no checkpoint touched."
+        f"{len(followed)} file{'' if len(followed) == 1 else 's'} would be followed"
+        + (f" ({len(files) - len(followed)} refused)" if len(followed) < len(files) else "")
+        + ". Dry run: nothing forwarded, no checkpoint touched."
     )
-    return 0
+    return 0 if followed else 1
 
 
-def _report_file(path: str, selector: ParserSelector, settings: Settings, count: int) -> None:
+def _report_file(
+    path: str, policy: FilePolicy, selector: ParserSelector, settings: Settings, count: int
+) -> bool:
+    """Print what `tail` would do with `path`; False when the file-opening policy refuses it."""
     _say()
     shown = safe(path)
     try:
-        stat = os.stat(path)
+        stat = policy.inspect(path)
+    except Refused as refused:
+        _say(f"{shown}: refused, never followed: {safe(refused.detail)}", fg="red")
+        return False
     except OSError as exc:
         _say(f"{shown}: cannot stat: {exc.strerror}", fg="red")
-        return
+        return True
     _say(shown, bold=True, nl=False)
     _say(f"  ({stat.st_size} bytes)")
     if settings.ignore_older is not None and time.time() - stat.st_mtime > settings.ignore_older:
@@ -123,13 +136,23 @@ def _report_file(path: str, selector: ParserSelector, settings: Settings, count:
             f"  skipped: not modified for more than {format_duration(settings.ignore_older)} (ignore_older)",
             fg="yellow",
         )
-        return
+        return True
     spec = selector.spec_for(path)
     try:
-        sample, unfinished = last_lines(path, count, settings.max_line_bytes)
+        fd, _ = policy.open_file(path)
+    except Refused as refused:
+        _say(f"  format: {safe(spec)}; refused, never followed: {safe(refused.detail)}", fg="red")
+        return False
     except OSError as exc:
         _say(f"  format: {safe(spec)}; cannot read: {exc.strerror}", fg="red")
-        return
+        return True
+    try:
+        sample, unfinished = last_lines(fd, count, settings.max_line_bytes)
+    except OSError as exc:
+        _say(f"  format: {safe(spec)}; cannot read: {exc.strerror}", fg="red")
+        return True
+    finally:
+        os.close(fd)
     parser = build_parser(spec, timezone=selector.timezone, path=path)
     records = parser.parse(sample) if sample else []
     if spec == "auto":
@@ -154,3 +177,4 @@ def _report_file(path: str, selector: ParserSelector, settings: Settings, count:
             _say(f"    {_paint(key.ljust(width), fg='green')}  {value}")
     if unfinished:
         _say("  (the file ends with an unfinished line: held until its newline)")
+    return True

@@ -76,6 +76,7 @@ from logsidecar.redact import redact
 from logsidecar.sinks.base import Sink
 from logsidecar.sinks.otlp import OtlpSink
 from logsidecar.sinks.stdout import OutputClosed, StdoutFormat, StdoutSink
+from logsidecar.tail.open_policy import FollowSymlinks
 from logsidecar.tail.options import StartAt, TailOptions, WatchMode
 
 # -- value types --------------------------------------------------------------------------------------
@@ -203,6 +204,15 @@ def _tail_options(command: Any) -> Any:
             show_default=True,
             envvar=_env("WATCH"),
             help="How changes are noticed: inotify (with a slow stat safety net), poll, or auto by filesystem.",
+        ),
+        click.option(
+            "--follow-symlinks",
+            type=click.Choice([f.value for f in FollowSymlinks]),
+            default=FollowSymlinks.WITHIN.value,
+            show_default=True,
+            envvar=_env("FOLLOW_SYMLINKS"),
+            help="Follow a symlink never, only when it resolves inside the glob's fixed directory "
+            "(within), or anywhere. Only regular files are read; our own stdout/stderr never.",
         ),
         click.option(
             "--poll-interval",

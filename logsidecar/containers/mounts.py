@@ -6,6 +6,11 @@ A log directory inside the container maps to the host through the mount whose de
 longest prefix: a bind mount's source, or a named/anonymous volume's mountpoint
 (`/var/lib/docker/volumes/NAME/_data`). A directory on no mount lives in the container's writable
 layer: not something to tail from outside, and the message says what to change.
+
+The container can write anything into that directory, symlinks included, and `docker attach` reads it
+on the host, often as root: `escaping_log_dir` refuses a log directory that a symlink inside the mount
+leads out of it, and the tailer's file-opening policy (`tail.open_policy`, `--follow-symlinks within`)
+keeps every followed file inside it. `stdout_symlinks` finds the logs a container sends to its stdout.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import os
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
+
+from logsidecar.tail.open_policy import is_inside, stream_link
 
 
 class NotOnMount(Exception):
@@ -28,6 +35,7 @@ class HostLocation:
     volume_name: str | None
     mount_destination: str
     read_write: bool
+    mount_source: str = ""  # the mount's host directory (a volume's _data): the bound of host_dir
 
 
 def resolve_log_dir(container_attrs: dict[str, Any], container_dir: str) -> HostLocation:
@@ -58,7 +66,16 @@ def resolve_log_dir(container_attrs: dict[str, Any], container_dir: str) -> Host
         volume_name=best.get("Name"),
         mount_destination=best["Destination"],
         read_write=bool(best.get("RW", True)),
+        mount_source=best["Source"],
     )
+
+
+def escaping_log_dir(location: HostLocation) -> str | None:
+    """Where the host log directory really leads when a symlink inside the mount (planted by the
+    container: `logs -> /etc`) takes it out of the mount; None when it stays inside."""
+    real = os.path.realpath(location.host_dir)
+    bound = os.path.realpath(location.mount_source or location.host_dir)
+    return None if is_inside(real, bound) else real
 
 
 def stdout_symlinks(host_dir: str) -> list[tuple[str, str]]:
@@ -70,9 +87,18 @@ def stdout_symlinks(host_dir: str) -> list[tuple[str, str]]:
     except OSError:
         return []
     for entry in sorted(entries):
-        path = os.path.join(host_dir, entry)
-        if os.path.islink(path):
-            target = os.readlink(path)
-            if target.startswith(("/dev/stdout", "/dev/stderr", "/proc/self/fd/1", "/proc/self/fd/2")):
-                found.append((entry, target))
+        target = stream_link(os.path.join(host_dir, entry))
+        if target is not None:
+            found.append((entry, target))
     return found
+
+
+def stdout_logging_advice(container: str, container_dir: str, links: list[tuple[str, str]]) -> str:
+    """What to tell the user when logs in `container_dir` are links to the writer's stdout/stderr."""
+    names = ", ".join(f"{name} -> {target}" for name, target in links)
+    return (
+        f"in {container_dir} of {container}, {names}: these logs go to the container's stdout/stderr, not "
+        f"to files, so they are not followed here (read them with `docker logs {container}`). To tail "
+        f"them, configure Apache to write files: remove the links and point CustomLog/ErrorLog at files "
+        f"in {container_dir} (e.g. CustomLog {container_dir}/access.log combined)."
+    )

@@ -3,9 +3,10 @@
 `PathMatcher.scan()` lists the regular-file candidates now matching; `wants(path)` answers for one
 path (the inotify watcher uses it to pre-open files the moment they are created). The tailer uses
 `scan_through` and `directories_to_watch_through`, which list directories through `netfs.FsAccess`:
-on a network mount in a worker thread with a stall deadline, so a dead server never stops the loop. Hidden files match
-only patterns that name them (glob semantics). Symlinks are followed: the identity of a matched
-symlink is its target's (the tailer stats through the link).
+on a network mount in a worker thread with a stall deadline, so a dead server never stops the loop.
+Hidden files match only patterns that name them (glob semantics). Matching is by name only: whether a
+matched symlink, FIFO or directory is followed is the file-opening policy's call (`tail.open_policy`);
+a followed symlink's identity is its target's.
 
 Invariants: matching is pure (no events, no state) except the one-shot `file_waiting` bookkeeping,
 which says once per pattern that nothing matches it (never repeated: no event loop).

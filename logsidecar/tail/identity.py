@@ -8,6 +8,10 @@ Invariants:
 - The inode alone is never trusted: a new file on a reused inode starts with other bytes (or none),
   so its fingerprint does not extend the old one and it is read from 0.
 - An empty fingerprint (empty file) matches nothing: there is nothing to resume in an empty file.
+- The fingerprint's bytes stay in memory; what is stored (checkpoints) is a `StoredFingerprint`: its
+  length and a SHA-256 of those bytes, never the bytes (the first KiB of a log, or of a secret a
+  link pointed to, is content). A stored fingerprint matches a candidate with at least that many
+  bytes whose first `length` bytes hash the same: a fingerprint that grew still matches.
 - `file_key` is a stable opaque string naming one *content generation* of a file: it survives renames
   (rotation) and restarts (it is stored in the checkpoint), and a truncation starts a new generation
   with a new key, so offsets under one key only ever grow. It is used in checkpoints and in
@@ -16,6 +20,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from dataclasses import dataclass
@@ -44,6 +49,28 @@ def fingerprints_match(a: bytes, b: bytes) -> bool:
     if len(a) <= len(b):
         return b.startswith(a)
     return a.startswith(b)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFingerprint:
+    """A fingerprint as the checkpoint store keeps it: length and SHA-256, no content."""
+
+    length: int
+    sha256: bytes
+
+    @classmethod
+    def of(cls, fingerprint: bytes) -> StoredFingerprint:
+        return cls(len(fingerprint), hashlib.sha256(fingerprint).digest())
+
+    def matches(self, fingerprint: bytes) -> bool:
+        """`fingerprint` (raw, possibly longer: it grew) starts with the bytes we hashed. Empty
+        fingerprints match nothing."""
+        if not self.length or len(fingerprint) < self.length:
+            return False
+        return hashlib.sha256(fingerprint[: self.length]).digest() == self.sha256
+
+
+EMPTY_FINGERPRINT = StoredFingerprint.of(b"")
 
 
 def read_fingerprint(fd: int, fingerprint_bytes: int) -> bytes:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from logsidecar.tail.open_policy import FollowSymlinks
+
 
 class WatchMode(StrEnum):
     AUTO = "auto"  # inotify + slow stat safety net; polling where inotify is known to miss writes
@@ -37,6 +39,7 @@ class TailOptions:
     checkpoint_interval_s: float = 1.0
     forget_after_s: float = 24 * 3600.0  # checkpoint entries of files gone this long are garbage-collected
     fingerprint_bytes: int = 1024
+    follow_symlinks: FollowSymlinks = FollowSymlinks.WITHIN  # see tail.open_policy
 
 
 @dataclass(slots=True)

@@ -8,10 +8,12 @@ The poll cycle (one iteration of `run`), with the methods that implement each st
     after the previous one started, so a writer appending line by line costs one cycle per many
     lines, not one per line (structure hints are not delayed).
  2. `match_paths` - when the watcher saw a create/move/delete, or discover_interval_s passed: glob
-    the include patterns (minus excludes); stat each candidate (following symlinks).
+    the include patterns (minus excludes); check each candidate under the file-opening policy
+    (`tail.open_policy`: regular files only, symlinks per --follow-symlinks, never our own stdout).
  3. `open_and_fingerprint` - adopt descriptors the inotify watcher opened the moment a file was
-    created (so a short-lived file is never lost to a rename); open new candidates, check they are
-    regular files, read their fingerprint (first bytes). Errors are reported once per path and kind.
+    created (so a short-lived file is never lost to a rename); open new candidates through the
+    policy, read their fingerprint (first bytes). Errors are reported once per path and kind,
+    refusals once per path and reason (`file_refused`).
  4. `match_against_tracked` - a candidate whose dev+inode we already follow just updates its path;
     a followed file no longer found at any matched path was rotated (renamed away, deleted or
     replaced): it becomes ROTATED and is drained. A new file resumes from its checkpoint (matched by
@@ -86,7 +88,6 @@ import asyncio
 import concurrent.futures
 import errno
 import os
-import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -98,8 +99,9 @@ from logsidecar.events import Event
 from logsidecar.tail.checkpoints import Checkpoint, CheckpointStore
 from logsidecar.tail.discovery import PathMatcher, static_base
 from logsidecar.tail.fstype import filesystem_type, needs_polling
-from logsidecar.tail.identity import fingerprints_match, new_file_key, read_fingerprint
+from logsidecar.tail.identity import StoredFingerprint, fingerprints_match, new_file_key, read_fingerprint
 from logsidecar.tail.netfs import DirectoryProbe, FsAccess, Stalled, StallGuard
+from logsidecar.tail.open_policy import FilePolicy, Refused
 from logsidecar.tail.options import ReadBatch, StartAt, TailOptions, WatchMode
 from logsidecar.tail.reader import FileReader, Framed
 from logsidecar.tail.watcher import InotifyWatcher, PollingWatcher, Watcher
@@ -162,6 +164,7 @@ class TailCounters:
     bytes_abandoned: int = 0
     bytes_possibly_lost: int = 0
     file_errors: int = 0
+    files_refused: int = 0  # by the file-opening policy (tail.open_policy), once per path and reason
     lines_read: int = 0
     bytes_read: int = 0
     truncated_lines: int = 0
@@ -178,6 +181,7 @@ class Tailer:
         self.options = options
         self.checkpoints = checkpoints if checkpoints is not None else CheckpointStore(options.state_dir)
         self.matcher = PathMatcher(options.include, options.exclude)
+        self.policy = FilePolicy(options.follow_symlinks, (static_base(p) for p in self.matcher.include))
         self.counters = TailCounters()
         self.watcher: Watcher | None = None
         self._files: dict[str, TrackedFile] = {}  # file_key -> tracked
@@ -264,7 +268,7 @@ class Tailer:
             if offset > tracked.committed_offset:
                 tracked.committed_offset = offset
             stored = self.checkpoints.get(file_key)
-            if stored is not None and len(stored.fingerprint) < len(tracked.reader.fingerprint):
+            if stored is not None and stored.fingerprint.length < len(tracked.reader.fingerprint):
                 # An offset goes to storage with the fingerprint it was read under: a restart matches
                 # a file first stored empty (fingerprint b"") only at offset 0.
                 self._track_checkpoint(tracked.reader)
@@ -484,17 +488,18 @@ class Tailer:
         stalled_mounts = {error.mount for error in stalled}
         for path in paths:
             try:
-                st = await self.fs.stat(path)
+                # the policy's lstat walk, through the stall guard on a network mount
+                st = await self.fs.call(path, "stat", self.policy.inspect, path)
             except FileNotFoundError:
                 continue  # vanished since the glob (or a dangling symlink): nothing to follow yet
             except Stalled as error:
                 stalled_mounts.add(error.mount)
                 continue
+            except Refused as refused:
+                self._refused(refused)
+                continue
             except OSError as error:
                 self._path_error(path, error)
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                self._path_error(path, "not a regular file")
                 continue
             present.setdefault((st.st_dev, st.st_ino), path)
         if stalled_mounts:
@@ -530,24 +535,14 @@ class Tailer:
             if inode in known:
                 continue
             try:
-                fd = await self.fs.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+                fd, st = await self.fs.call(path, "open", self.policy.open_file, path)
             except (FileNotFoundError, Stalled):
                 continue
-            except OSError as error:
-                self._path_error(path, error)
-                continue
-            try:
-                st = await self.fs.fstat(fd, path)
-            except Stalled:
-                self.fs.close_file(fd, path)
+            except Refused as refused:
+                self._refused(refused)
                 continue
             except OSError as error:
-                os.close(fd)
                 self._path_error(path, error)
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                os.close(fd)
-                self._path_error(path, "not a regular file")
                 continue
             if (st.st_dev, st.st_ino) in known:
                 os.close(fd)  # replaced between stat and open by a file we already follow
@@ -651,8 +646,8 @@ class Tailer:
             )
             if found is None:
                 continue
-            fd, path, st = found
-            reader = self._make_reader(fd, path, st, entry.file_key, entry.fingerprint, entry.offset)
+            fd, path, st, head = found
+            reader = self._make_reader(fd, path, st, entry.file_key, head, entry.offset)
             tracked = TrackedFile(
                 reader, FileState.ROTATED, committed_offset=entry.offset, rotated_at=time.monotonic()
             )
@@ -685,8 +680,8 @@ class Tailer:
         known_inodes = {(e.dev, e.ino) for e in entries} | {
             (t.reader.dev, t.reader.ino) for t in self._files.values()
         }
-        known_fingerprints = [e.fingerprint for e in entries if e.fingerprint]
-        known_fingerprints += [t.reader.fingerprint for t in self._files.values() if t.reader.fingerprint]
+        stored_fingerprints = [e.fingerprint for e in entries if e.fingerprint.length]
+        followed_fingerprints = [t.reader.fingerprint for t in self._files.values() if t.reader.fingerprint]
         paths = {e.path for e in entries} | {t.reader.path for t in self._files.values()}
         for path in sorted(paths):
             directory, name = os.path.split(path)
@@ -699,19 +694,27 @@ class Tailer:
                 if candidate.endswith(COMPRESSED_SUFFIXES) or self.matcher.wants(candidate_path):
                     continue  # compressed, or followed by the glob under this name anyway
                 try:
-                    st = os.stat(candidate_path)
+                    st = self.policy.inspect(candidate_path)
+                except Refused as refused:
+                    self._refused(refused)
+                    continue
                 except OSError:
                     continue
                 inode = (st.st_dev, st.st_ino)
-                if not stat.S_ISREG(st.st_mode) or inode in known_inodes or st.st_mtime < cutoff:
+                if inode in known_inodes or st.st_mtime < cutoff:
                     continue
                 try:
-                    fd = os.open(candidate_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+                    fd, st = self.policy.open_file(candidate_path)
+                except Refused as refused:
+                    self._refused(refused)
+                    continue
                 except OSError:
                     continue
-                reader = self._new_reader(fd, candidate_path, os.fstat(fd))
-                if reader.fingerprint.startswith(COMPRESSED_MAGIC) or any(
-                    fingerprints_match(reader.fingerprint, known) for known in known_fingerprints
+                reader = self._new_reader(fd, candidate_path, st)
+                if (
+                    reader.fingerprint.startswith(COMPRESSED_MAGIC)
+                    or any(known.matches(reader.fingerprint) for known in stored_fingerprints)
+                    or any(fingerprints_match(reader.fingerprint, known) for known in followed_fingerprints)
                 ):
                     reader.close()
                     continue
@@ -860,7 +863,11 @@ class Tailer:
         old_offset = reader.scan_offset
         self.counters.truncations += 1
         copy = self._find_sibling_copy(
-            reader.path, reader.fingerprint, old_offset, {(reader.dev, reader.ino)}, same_inode=None
+            reader.path,
+            StoredFingerprint.of(reader.fingerprint),
+            old_offset,
+            {(reader.dev, reader.ino)},
+            same_inode=None,
         )
         truncated_fd = reader.fd
         # The truncated file continues as a new content generation (new key, offset 0), on the same fd.
@@ -873,7 +880,7 @@ class Tailer:
         new_key = new_file_key(st.st_dev, st.st_ino)
         successor = self._make_reader(truncated_fd, reader.path, st, new_key, fingerprint, 0)
         if copy is not None:
-            copy_fd, copy_path, copy_st = copy
+            copy_fd, copy_path, copy_st, _ = copy
             reader.fd = copy_fd
             reader.path = copy_path
             reader.dev, reader.ino = copy_st.st_dev, copy_st.st_ino
@@ -1074,7 +1081,7 @@ class Tailer:
             self.fs = FsAccess(StallGuard())  # network filesystems: never block the loop on a call
         else:
             try:
-                watcher = InotifyWatcher(self.options.safety_poll_interval_s, self.matcher.wants)
+                watcher = InotifyWatcher(self.options.safety_poll_interval_s, self.matcher.wants, self.policy)
             except OSError as error:
                 # no inotify instance left (fs.inotify.max_user_instances) or no inotify at all: poll
                 events.emit(Event.FILE_ERROR, path="", kind="inotify_unavailable", error=str(error))
@@ -1192,13 +1199,13 @@ class Tailer:
             if entry.file_key in followed:
                 continue
             if (
-                not entry.fingerprint
+                not entry.fingerprint.length
                 and entry.offset == 0
                 and (entry.dev, entry.ino) == (reader.dev, reader.ino)
             ):
                 best = best or entry  # made durable while still empty: resuming at 0 is reading from 0
                 continue
-            if not fingerprints_match(entry.fingerprint, reader.fingerprint):
+            if not entry.fingerprint.matches(reader.fingerprint):
                 continue
             if (entry.dev, entry.ino) == (reader.dev, reader.ino):
                 if (
@@ -1207,22 +1214,23 @@ class Tailer:
                     or entry.last_seen > best.last_seen
                 ):
                     best = entry
-            elif len(entry.fingerprint) >= self.options.fingerprint_bytes and best is None:
+            elif entry.fingerprint.length >= self.options.fingerprint_bytes and best is None:
                 best = entry
         return best
 
     def _find_sibling_copy(
         self,
         path: str,
-        fingerprint: bytes,
+        fingerprint: StoredFingerprint,
         min_size: int,
         exclude_inodes: set[tuple[int, int]],
         same_inode: tuple[int, int] | None,
-    ) -> tuple[int, str, os.stat_result] | None:
+    ) -> tuple[int, str, os.stat_result, bytes] | None:
         """A file next to `path` whose name starts with path's name (access.log.1, access.log-2026...),
-        whose content starts with `fingerprint` and which is at least `min_size` long; opened.
-        With `same_inode`, that inode is preferred and other inodes need a full fingerprint."""
-        if not fingerprint and same_inode is None:
+        whose content starts with `fingerprint` and which is at least `min_size` long; opened, with
+        those first bytes. With `same_inode`, that inode is preferred and other inodes need a full
+        fingerprint."""
+        if not fingerprint.length and same_inode is None:
             return None
         directory, name = os.path.split(path)
         try:
@@ -1232,30 +1240,35 @@ class Tailer:
         for candidate in names:
             candidate_path = os.path.join(directory, candidate)
             try:
-                st = os.stat(candidate_path)
+                st = self.policy.inspect(candidate_path)
+            except Refused as refused:
+                self._refused(refused)
+                continue
             except OSError:
                 continue
             inode = (st.st_dev, st.st_ino)
-            if not stat.S_ISREG(st.st_mode) or inode in exclude_inodes or st.st_size < min_size:
+            if inode in exclude_inodes or st.st_size < min_size:
                 continue
             if (
                 same_inode is not None
                 and inode != same_inode
-                and (not fingerprint or len(fingerprint) < self.options.fingerprint_bytes)
+                and fingerprint.length < self.options.fingerprint_bytes
             ):
                 continue
             try:
-                fd = os.open(candidate_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+                fd, st = self.policy.open_file(candidate_path)
+            except Refused as refused:
+                self._refused(refused)
+                continue
             except OSError:
                 continue
             try:
-                head = os.pread(fd, len(fingerprint), 0)
-                st = os.fstat(fd)
+                head = os.pread(fd, fingerprint.length, 0)
             except OSError:
                 os.close(fd)
                 continue
-            if head == fingerprint:
-                return fd, candidate_path, st
+            if StoredFingerprint.of(head) == fingerprint:
+                return fd, candidate_path, st, head
             os.close(fd)
         return None
 
@@ -1345,6 +1358,11 @@ class Tailer:
                 # the official httpd image links its logs to /dev/stdout: nothing lands on the volume
                 message = f"{message}: a symlink to {target}; the writer logs to a stream, not to this file"
         events.emit(Event.FILE_ERROR, path=path, error=message, kind=kind, **details)
+
+    def _refused(self, refused: Refused) -> None:
+        if self.policy.report(refused):
+            self.counters.files_refused += 1
+            self._path_errors[refused.path] = refused.reason  # followed later: file_recovered, once
 
     def _path_recovered(self, path: str) -> None:
         if self._path_errors.pop(path, None) is not None:

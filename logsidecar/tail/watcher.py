@@ -55,6 +55,7 @@ from watchdog.observers.inotify_c import InotifyConstants as IN
 
 from logsidecar import events
 from logsidecar.events import Event
+from logsidecar.tail.open_policy import FilePolicy, Refused
 
 # watchdog logs an overflow (a warning) through `logging`; with no handler configured, Python's
 # last-resort handler would print it as plain text into our JSON-lines stderr. The tailer says it as
@@ -275,9 +276,12 @@ class InotifyWatcher(Watcher):
         | IN.IN_MOVE_SELF
     )
 
-    def __init__(self, interval_s: float, wants_path: Callable[[str], bool]) -> None:
+    def __init__(
+        self, interval_s: float, wants_path: Callable[[str], bool], policy: FilePolicy | None = None
+    ) -> None:
         super().__init__(interval_s)
         self._wants_path = wants_path
+        self._policy = policy if policy is not None else FilePolicy()
         self._lock = threading.Lock()
         self._early: list[tuple[str, int, os.stat_result]] = []
         self._pending_wake = threading.Event()
@@ -422,7 +426,7 @@ class InotifyWatcher(Watcher):
         self._wake.set()
 
     def _open_early(self, path: str) -> None:
-        fd_and_stat = open_if_wanted(path, self._wants_path)
+        fd_and_stat = open_if_wanted(path, self._wants_path, self._policy)
         if fd_and_stat is not None:
             with self._lock:
                 self._early.append((path, *fd_and_stat))
@@ -460,20 +464,14 @@ class InotifyWatcher(Watcher):
         self._wake_soon()
 
 
-def open_if_wanted(path: str, wants_path: Callable[[str], bool]) -> tuple[int, os.stat_result] | None:
-    """Open a just-created followed regular file (in a watcher thread), or None."""
+def open_if_wanted(
+    path: str, wants_path: Callable[[str], bool], policy: FilePolicy
+) -> tuple[int, os.stat_result] | None:
+    """Open a just-created followed regular file (in a watcher thread) under the file-opening policy
+    (a FIFO, device or directory is never opened), or None."""
     if not wants_path(path):
         return None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return None  # the tailer's own discovery reports errors
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        os.close(fd)
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        return None
-    return fd, st
+        return policy.open_file(path)
+    except (OSError, Refused):
+        return None  # the tailer's own discovery reports refusals and errors

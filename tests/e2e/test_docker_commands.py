@@ -365,3 +365,101 @@ def test_engine_errors_are_explained(tmp_path):
     out = logsidecar("docker", "--host", f"unix://{tmp_path}/nothing.sock", "audit")
     assert out.returncode == 1
     assert "no engine is listening" in out.stderr
+
+
+def _attach_until(container, tmp_path: Path, name: str, *extra: str, until: bytes) -> tuple[list[str], list[dict]]:
+    """Run `docker attach` with its stdout in a file until `until` is in it and a few discovery cycles
+    more; returns (stdout lines, our own logs)."""
+    out = tmp_path / f"{name}.out"
+    with out.open("wb") as stdout:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "logsidecar", "docker", "attach", container.name, *extra,
+             "--format", "raw", "--stdout-format", "raw", "--log-format", "json",
+             "--state-dir", str(tmp_path / f"{name}-state")],
+            stdout=stdout, stderr=subprocess.PIPE, cwd=ROOT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while until not in out.read_bytes() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.1)
+            time.sleep(2.0)  # many discovery cycles after the real line: anything else would be read by now
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=30)
+    print(err.decode()[-3000:])
+    logs = [json.loads(line) for line in err.splitlines() if line.startswith(b"{")]
+    return out.read_text(errors="replace").splitlines(), logs + [{"stderr": err.decode()}]
+
+
+def test_attach_never_follows_a_link_planted_in_the_volume_out_of_it(client, busybox, volume_image, tmp_path):
+    # Secrets on the host, outside the volume: a file, and a directory holding a "log".
+    host_secrets = tmp_path / "host-secrets"
+    host_secrets.mkdir(mode=0o700)
+    (host_secrets / "shadow").write_text("".join(f"HOST-SECRET-{i}\n" for i in range(5)))
+    (host_secrets / "shadow").chmod(0o600)
+    (host_secrets / "access.log").write_text("HOST-SECRET-dir\n")
+    data = _run(client, volume_image, "plant-data", command=["true"])
+    data.wait(timeout=30)
+    writer = _run(client, busybox, "plant-writer", command=["sleep", "600"], volumes_from=[data.id])
+    planted = writer.exec_run(
+        [
+            "sh", "-c",
+            "cd /var/log/apache2 && echo real-line >> error.log"
+            f" && busybox ln -s {host_secrets}/shadow access.log"  # access.log -> /etc/shadow, as found
+            " && busybox ln -s /proc/self/fd/1 other_access.log"  # the official httpd image's link
+            f" && busybox ln -s {host_secrets} apache2"  # apache2 -> /etc
+            " && mkdir site && echo site-line >> site/x.log",
+        ]
+    )  # fmt: skip
+    assert planted.exit_code == 0, planted.output
+
+    lines, logs = _attach_until(writer, tmp_path, "files", until=b"real-line")
+    assert lines == ["real-line"]  # not one line of the secret, not one record of our own records
+    refused = {(os.path.basename(e["path"]), e["reason"]) for e in logs if e.get("event") == "file_refused"}
+    assert refused == {("access.log", "outside_base"), ("other_access.log", "own_output")}
+    assert f"docker logs {writer.name}" in logs[-1]["stderr"]  # the stdout-logging case is explained
+
+    lines, logs = _attach_until(writer, tmp_path, "dirs", "--path", "/var/log/apache2/*/*.log", until=b"site-line")
+    assert lines == ["site-line"]
+    refused = {(e["path"].split("/_data/")[-1], e["reason"]) for e in logs if e.get("event") == "file_refused"}
+    assert refused == {("apache2/access.log", "outside_base")}
+
+    escaped = logsidecar("docker", "attach", writer.name, "--path", "/var/log/apache2/apache2/*.log")
+    print(escaped.stderr)
+    assert escaped.returncode == 1
+    assert f"leads it to {host_secrets}, outside the volume: refusing to follow it" in escaped.stderr
+    assert "HOST-SECRET" not in escaped.stdout
+
+
+def test_sidecar_explains_logs_linked_to_stdout_and_never_reads_its_own_output(
+    client, busybox, volume_image, demo_images
+):
+    data = _run(client, volume_image, "stdout-data", command=["true"])
+    data.wait(timeout=30)
+    target = _run(client, busybox, "stdout-target", command=["sleep", "600"], volumes_from=[data.id])
+    linked = target.exec_run(
+        ["sh", "-c", "cd /var/log/apache2 && busybox ln -s /proc/self/fd/1 access.log && echo real-line >> error.log"]
+    )
+    assert linked.exit_code == 0, linked.output
+    out = logsidecar("docker", "sidecar", target.name, "--format", "raw", "--stdout-format", "raw")
+    print(out.stdout, out.stderr)
+    assert out.returncode == 0, out.stderr
+    assert "access.log -> /proc/self/fd/1" in out.stderr and f"docker logs {target.name}" in out.stderr
+    sidecar = client.containers.get(f"logsidecar-{target.name}")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and b"real-line" not in sidecar.logs(stdout=True, stderr=False):
+            time.sleep(0.5)
+        time.sleep(2.0)
+        stdout = sidecar.logs(stdout=True, stderr=False).decode().splitlines()
+        stderr = sidecar.logs(stdout=False, stderr=True).decode()
+        print(stderr[-2000:])
+        assert stdout == ["real-line"]
+        refused = [json.loads(x) for x in stderr.splitlines() if '"file_refused"' in x]
+        assert [(r["path"], r["reason"]) for r in refused] == [("/var/log/apache2/access.log", "own_output")]
+    finally:
+        logsidecar("docker", "sidecar", "--remove", target.name)
+        try:
+            client.volumes.get(f"logsidecar-{target.name}-state").remove(force=True)
+        except Exception:  # noqa: BLE001
+            pass

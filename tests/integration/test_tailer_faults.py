@@ -94,9 +94,11 @@ async def test_file_replaced_by_directory_is_reported_once_and_recovers(tmp_path
         await wait_for(lambda: collector.lines == [b"a"])
         log.unlink()
         log.mkdir()
-        await wait_for(lambda: len(events_log.named("file_error")) == 1)
+        await wait_for(lambda: len(events_log.named("file_refused")) == 1)
         await asyncio.sleep(0.5)  # several discovery cycles: still one event
-        assert len(events_log.named("file_error")) == 1
+        [refused] = events_log.named("file_refused")
+        assert (refused["reason"], refused["path"]) == ("not_regular", str(log))
+        assert "directory" in str(refused["detail"])
         log.rmdir()
         log.write_bytes(b"b\n")
         await wait_for(lambda: collector.lines == [b"a", b"b"])
@@ -321,12 +323,13 @@ async def test_a_busy_file_does_not_starve_the_others(tmp_path: Path) -> None:
 
 
 @async_test
-async def test_log_symlinked_to_dev_stdout_is_diagnosed_once(tmp_path: Path) -> None:
+async def test_log_symlinked_to_dev_stdout_is_refused_and_explained_once(tmp_path: Path) -> None:
     link = tmp_path / "access_log"
-    link.symlink_to("/dev/null")  # what the httpd image does with /dev/stdout; /dev/null is a char device too
-    async with running(options(str(link))) as (_t, _collector, events_log):
-        await wait_for(lambda: len(events_log.named("file_error")) == 1)
+    link.symlink_to("/dev/stdout")  # what the httpd image ships; our fd 1 is pytest's capture file
+    async with running(options(str(link))) as (_t, collector, events_log):
+        await wait_for(lambda: len(events_log.named("file_refused")) == 1)
         await asyncio.sleep(0.3)
-        [error] = events_log.named("file_error")
-        assert error["target"] == "/dev/null"
-        assert "logs to a stream" in str(error["error"])
+        [refused] = events_log.named("file_refused")
+        assert refused["reason"] == "own_output"
+        assert "docker logs" in str(refused["detail"])
+        assert collector.lines == []

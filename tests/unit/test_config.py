@@ -444,9 +444,9 @@ endpoint = "ftp://x"
     )
     formats = "auto, common, combined, vhost_combined, combinedio, referer, agent, error, json, raw, logformat:<LogFormat>, errorlogformat:<fmt>"
     settings_keys = (
-        "derive_metrics, docker_metadata, drain_timeout, exclude, formats, http_addr, ignore_older, inputs, "
-        "log_format, log_level, max_in_flight_lines, max_line_bytes, metrics_interval, metrics_route_depth, "
-        "outputs, partial_line_flush, poll_interval, resource, service_name, "
+        "derive_metrics, docker_metadata, drain_timeout, exclude, follow_symlinks, formats, http_addr, "
+        "ignore_older, inputs, log_format, log_level, max_in_flight_lines, max_line_bytes, metrics_interval, "
+        "metrics_route_depth, outputs, partial_line_flush, poll_interval, resource, service_name, "
         "start_at, state_dir, timezone, unhealthy_after, watch"
     )
     assert errors_of(file) == [
@@ -672,3 +672,17 @@ def test_default_paths_yield_to_a_config_files_inputs(tmp_path):
     assert [i.paths for i in resolve(None, env, {}).inputs] == [["/var/log/apache2/*.log"]]
     env["LOGSIDECAR_PATHS"] = "/x/*.log"
     assert [i.paths for i in resolve(None, env, {}).inputs] == [["/x/*.log"]]
+
+
+def test_follow_symlinks_from_the_file_the_environment_or_the_flag_defaults_to_within(tmp_path: Path) -> None:
+    from logsidecar.tail.open_policy import FollowSymlinks
+
+    assert resolve(None, ENV, {}).tail_options().follow_symlinks is FollowSymlinks.WITHIN
+    file = write(tmp_path, "c.toml", 'follow_symlinks = "never"\n[[inputs]]\npaths = ["/logs/*.log"]\n')
+    assert resolve(file, ENV, {}).tail_options().follow_symlinks is FollowSymlinks.NEVER
+    env = {**ENV, "LOGSIDECAR_FOLLOW_SYMLINKS": "anywhere"}
+    assert resolve(file, env, {}).tail_options().follow_symlinks is FollowSymlinks.ANYWHERE
+    assert resolve(file, env, {"follow_symlinks": "within"}).follow_symlinks is FollowSymlinks.WITHIN
+    with pytest.raises(ConfigError) as caught:
+        resolve(write(tmp_path, "bad.toml", 'follow_symlinks = "always"\n'), ENV, {})
+    assert caught.value.errors == ["follow_symlinks: unknown value 'always'; expected one of: never, within, anywhere"]

@@ -12,6 +12,7 @@ import pytest
 
 from logsidecar import events
 from logsidecar.tail.checkpoints import DB_FILE_NAME, CheckpointStore
+from logsidecar.tail.identity import StoredFingerprint
 from logsidecar.tail.options import TailOptions
 from logsidecar.tail.tailer import Tailer
 
@@ -35,7 +36,7 @@ def test_committed_offsets_survive_a_new_store(tmp_path: Path) -> None:
         "k1",
         1,
         10,
-        b"GET /",
+        StoredFingerprint.of(b"GET /"),
         120,
         "/logs/access.log",
     )
