@@ -540,7 +540,8 @@ def build_plan(
     Derived metrics use the first OTLP output's settings (the metrics signal's variant, see
     `resolve_metrics_settings`); with no OTLP output, `otlp_flags` (the --otlp-* flags given) and the
     OTEL_EXPORTER_OTLP_(METRICS_)* environment."""
-    from logsidecar.sinks.access_metrics import AccessMetricsSink, resolve_metrics_settings
+    from logsidecar.cli.metrics_options import resolve_metrics_settings
+    from logsidecar.metrics.sink import AccessMetricsSink
 
     timezone = settings.tzinfo()
     rules, default_spec = settings.format_rules()
