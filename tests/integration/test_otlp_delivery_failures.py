@@ -97,7 +97,10 @@ def deliver(sink: OtlpSink, batch: list[LogRecord], timeout: float = 60.0) -> No
 @pytest.fixture
 def rotel(tmp_path: Path) -> Iterator[tuple[RotelCollector, GrpcWitness]]:
     # rotel with its defaults (no receive-limit flag): what a user runs.
-    with GrpcWitness() as witness, RotelCollector(tmp_path / "rotel", forward_to=witness.endpoint) as collector:
+    with (
+        GrpcWitness() as witness,
+        RotelCollector(tmp_path / "rotel", forward_to=witness.endpoint) as collector,
+    ):
         yield collector, witness
 
 
@@ -360,7 +363,10 @@ def test_tail_with_a_wrong_token_is_unhealthy_keeps_its_offsets_and_a_restart_de
             wait_for(lambda: witness.rejected_requests >= 2, 30, what="a retry after the denial")
         finally:
             assert wrong.stop() == 0
-        assert "misconfigured: authentication rejected by collector (gRPC UNAUTHENTICATED)" in answer[1]["summary"]
+        assert (
+            "misconfigured: authentication rejected by collector (gRPC UNAUTHENTICATED)"
+            in answer[1]["summary"]
+        )
         [event] = wrong.events("sink_misconfigured")
         assert "OTEL_EXPORTER_OTLP_HEADERS" in event["fix"] and event["endpoint"] == witness.endpoint
         assert wrong.events("sink_rejected") == [] and witness.record_count == 0
