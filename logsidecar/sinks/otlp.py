@@ -554,12 +554,14 @@ class OtlpSink(Sink):
         payload = await asyncio.to_thread(self._transport.prepare, request)
         outcome = await self._export_with_retry(payload, count)
         if isinstance(outcome, Rejected) and outcome.too_large:
+            # The collector's limit is below ours: the halves, or this record cut to half its size.
+            # (The limit halves each time, so this ends even for a record that cannot be cut.)
+            smaller = min(limit, len(request))
             if count > 1:
-                await self._split(items, start, stop, encode, rejected, min(limit, len(request)))
+                await self._split(items, start, stop, encode, rejected, smaller)
                 return
-            if len(request) // 2 >= SMALLEST_TRUNCATION_BYTES:
-                # The collector's limit is below ours: this record again, cut to half its size.
-                await self._send_range(items, start, stop, encode, rejected, len(request) // 2)
+            if smaller // 2 >= SMALLEST_TRUNCATION_BYTES:
+                await self._send_range(items, start, stop, encode, rejected, smaller // 2)
                 return
         if isinstance(outcome, Rejected):
             self.stats.batches_rejected += 1

@@ -38,7 +38,12 @@ from logsidecar.parse import build_parser
 from logsidecar.record import TRUNCATED, LogRecord
 from logsidecar.sinks.base import BatchRejected
 from logsidecar.sinks.otlp import OtlpProtocol, OtlpSettings, OtlpSink, SinkClosed
-from logsidecar.sinks.otlp_fit import DEFAULT_GRPC_MAX_REQUEST_BYTES, DEFAULT_HTTP_MAX_REQUEST_BYTES
+from logsidecar.sinks.otlp_encode import LogsRequestEncoder
+from logsidecar.sinks.otlp_fit import (
+    DEFAULT_GRPC_MAX_REQUEST_BYTES,
+    DEFAULT_HTTP_MAX_REQUEST_BYTES,
+    SMALLEST_TRUNCATION_BYTES,
+)
 from tests.integration.otlp_receiver import GrpcWitness, HttpWitness, RotelCollector, free_port, wait_for
 
 MIB = 1024 * 1024
@@ -417,3 +422,24 @@ def test_tail_drops_only_the_malformed_line_and_reports_its_file_and_offsets(tmp
         {"path": str(log), "first_offset": poison_at, "last_offset": poison_end, "lines": 1}
     ]
     assert sorted(witness.store.bodies()) == sorted(access_line(n) for n in range(11) if n != 5)
+
+
+def test_a_record_the_collector_refuses_even_cut_short_is_rejected_not_retried_forever(
+    captured: list[tuple[Event, dict[str, Any]]],
+) -> None:
+    # 400 integer attributes (~3.5 KB, nothing to cut) against a collector that takes 2,000 bytes.
+    with GrpcWitness(max_receive_bytes=2000) as receiver:
+        record = LogRecord(body="", attributes={f"n{i}": i for i in range(400)})
+        sink = make_sink(receiver.endpoint)
+        with pytest.raises(BatchRejected) as caught:
+            deliver(sink, [record], timeout=30)
+        assert receiver.record_count == 0
+    assert caught.value.reason.startswith("request too large for collector (gRPC RESOURCE_EXHAUSTED)")
+    # Sent whole, then again at each halved limit (nothing to cut: sent as is) down to the smallest
+    # cut, then given up: a bounded number of attempts.
+    size = len(LogsRequestEncoder(sink.settings.resource).encode([record]))
+    attempts, limit = 1, size
+    while limit // 2 >= SMALLEST_TRUNCATION_BYTES:
+        attempts, limit = attempts + 1, limit // 2
+    assert sink.stats.requests_sent == attempts and sink.stats.records_rejected == 1
+    assert of(captured, Event.SINK_RETRY) == []
