@@ -393,6 +393,8 @@ class HttpTransport:
             return Misconfigured(reason, detail, _FIX_AUTH)
         if status in (404, 405, 415):
             return Misconfigured(reason, detail, _FIX_ENDPOINT)
+        if 300 <= status < 400:  # not followed (see HttpPoster): the endpoint is not the logs URL
+            return Misconfigured(f"collector redirects elsewhere (HTTP {status})", detail, _FIX_ENDPOINT)
         # 429, 502, 503, 504 (retryable per the spec), and any other status: nothing says the data
         # is bad, so it is kept and retried.
         return Retryable(reason, detail, result.retry_after_s())
