@@ -23,6 +23,7 @@ snake_case (`--max-line-bytes` is `max_line_bytes`); OTLP settings live in `[[ou
     type = "otlp"
     endpoint = "http://collector:4317"
     headers = { authorization = "Bearer ${OTLP_TOKEN}" }   # ${VAR} comes from the environment
+    max_request_bytes = "4MiB"             # bigger batches are split (default: 4MiB gRPC, 20MiB HTTP)
 
 Precedence, key by key: flags > environment (LOGSIDECAR_*, then the standard OTEL_*) > file > defaults.
 `resolve(file_path, env, flags)` applies it and is pure (no os.environ, no clock): the file is read,
@@ -374,6 +375,7 @@ class OtlpOutput(_Strict):
     batch_size: int | None = Field(None, gt=0)
     batch_timeout: Duration | None = None
     max_retry_time: Duration | None = None  # None: retry forever (the log file is the buffer)
+    max_request_bytes: Size | None = None  # None: 4MiB for gRPC, 20MiB for HTTP (see sinks.otlp_fit)
 
     @field_validator("endpoint")
     @classmethod
@@ -419,6 +421,7 @@ class OtlpOutput(_Strict):
             "otlp_batch_size": self.batch_size,
             "otlp_batch_timeout": self.batch_timeout,
             "otlp_max_retry_time": self.max_retry_time,
+            "otlp_max_request_bytes": self.max_request_bytes,
         }
 
 
@@ -799,6 +802,7 @@ _OTLP_FLAGS = {
     "otlp_batch_size": "batch_size",
     "otlp_batch_timeout": "batch_timeout",
     "otlp_max_retry_time": "max_retry_time",
+    "otlp_max_request_bytes": "max_request_bytes",
 }
 
 
@@ -981,6 +985,13 @@ def _apply_env(layers: _Layers, env: Mapping[str, str]) -> None:
     if get("LOGSIDECAR_STDOUT_FORMAT"):
         layers.set_output_field(
             "stdout", "format", env["LOGSIDECAR_STDOUT_FORMAT"].strip(), "LOGSIDECAR_STDOUT_FORMAT"
+        )
+    if get("LOGSIDECAR_OTLP_MAX_REQUEST_BYTES"):
+        layers.set_output_field(
+            "otlp",
+            "max_request_bytes",
+            env["LOGSIDECAR_OTLP_MAX_REQUEST_BYTES"].strip(),
+            "LOGSIDECAR_OTLP_MAX_REQUEST_BYTES",
         )
     if get("LOGSIDECAR_RESOURCE"):
         pairs = _key_values(

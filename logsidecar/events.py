@@ -47,6 +47,8 @@ class Event(StrEnum):
     SINK_RECOVERED = "sink_recovered"
     SINK_REJECTED = "sink_rejected"
     SINK_PARTIAL_SUCCESS = "sink_partial_success"
+    SINK_MISCONFIGURED = "sink_misconfigured"  # auth, endpoint or headers wrong: retried, never dropped
+    SINK_RECORD_TRUNCATED = "sink_record_truncated"  # one record over the request cap, cut to fit
     # lifecycle
     STARTED = "started"
     STOPPING = "stopping"
@@ -69,6 +71,8 @@ EVENT_LEVELS: dict[Event, Level] = {
     Event.SINK_RETRY: Level.WARNING,
     Event.SINK_REJECTED: Level.ERROR,
     Event.SINK_PARTIAL_SUCCESS: Level.WARNING,
+    Event.SINK_MISCONFIGURED: Level.ERROR,
+    Event.SINK_RECORD_TRUNCATED: Level.WARNING,
     Event.CONFIG_ERROR: Level.ERROR,
     Event.HTTP_ACCEPT_FAILED: Level.WARNING,
     Event.CHECKPOINT_WRITTEN: Level.DEBUG,

@@ -12,6 +12,8 @@ Two layers:
 Rules (see `HealthPolicy`):
 - unhealthy when a sink has been failing (retrying, no successful delivery since) for at least
   `unhealthy_after_s` (the `--unhealthy-after` option, default 60 s);
+- unhealthy at once when a sink's last failure is a configuration error (SINK_MISCONFIGURED, or
+  SINK_RETRY with `misconfigured: true`: a wrong token or endpoint does not heal by waiting);
 - unhealthy when the bytes behind grew over the last `stall_window_s` while not one record was
   delivered: a pipeline that stopped moving although there is work to do;
 - ready once the service has started, is not shutting down, follows at least one file, and is healthy.
@@ -55,6 +57,7 @@ class SinkStatus:
     last_error: str | None = None
     last_delivery_at: float | None = None
     delivered_records: int = 0
+    misconfigured: bool = False  # the last failure was a configuration error
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +128,9 @@ def _failing_sink_reasons(snapshot: HealthSnapshot, policy: HealthPolicy) -> lis
         if status.failing_since is None:
             continue
         failing_for = snapshot.now - status.failing_since
-        if failing_for >= policy.unhealthy_after_s:
+        if status.misconfigured:
+            reasons.append(f"sink '{name}' misconfigured: {status.last_error or 'configuration error'}")
+        elif failing_for >= policy.unhealthy_after_s:
             error = f" (last error: {status.last_error})" if status.last_error else ""
             reasons.append(f"sink '{name}' failing for {failing_for:.0f}s{error}")
     return reasons
@@ -164,6 +169,7 @@ def _details(snapshot: HealthSnapshot) -> dict[str, Any]:
                 if s.failing_since is None
                 else round(snapshot.now - s.failing_since, 3),
                 "last_error": s.last_error,
+                "misconfigured": s.misconfigured,
                 "delivered_records": s.delivered_records,
             }
             for name, s in sorted(snapshot.sinks.items())
@@ -208,7 +214,12 @@ class HealthMonitor:
         elif event is Event.STOPPING:
             self.mark_stopping()
         elif event is Event.SINK_RETRY:
-            self.note_failure(str(fields.get("sink", "sink")), _error_text(fields))
+            misconfigured = bool(fields.get("misconfigured"))
+            self.note_failure(
+                str(fields.get("sink", "sink")), _error_text(fields), misconfigured=misconfigured
+            )
+        elif event is Event.SINK_MISCONFIGURED:
+            self.note_failure(str(fields.get("sink", "sink")), _error_text(fields), misconfigured=True)
         elif event is Event.SINK_RECOVERED:
             self.note_recovered(str(fields.get("sink", "sink")))
 
@@ -222,13 +233,15 @@ class HealthMonitor:
         with self._lock:
             self._stopping = True
 
-    def note_failure(self, sink: str, error: str | None = None) -> None:
+    def note_failure(self, sink: str, error: str | None = None, *, misconfigured: bool = False) -> None:
         now = self._clock()
         with self._lock:
             status = self._sinks.get(sink, SinkStatus())
             since = status.failing_since if status.failing_since is not None else now
             shown = redact(error) if error else status.last_error  # served on /healthz
-            self._sinks[sink] = SinkStatus(since, shown, status.last_delivery_at, status.delivered_records)
+            self._sinks[sink] = SinkStatus(
+                since, shown, status.last_delivery_at, status.delivered_records, misconfigured
+            )
 
     def note_recovered(self, sink: str) -> None:
         with self._lock:

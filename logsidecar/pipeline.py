@@ -4,7 +4,8 @@ One asyncio task reads (the tailer's `run`); each batch it emits is parsed right
 per file), stamped, and put on the lane of every sink. A lane (`_Lane`) is a queue and 1..n workers
 that send to one sink, merging consecutive batches when the sink asks for bigger ones (the OTLP sink
 does: `batch_timeout_s`, `max_batch_records`). When every sink has settled a batch (delivered, or
-rejected for good: `BatchRejected`), it is acknowledged to the tailer in file order
+rejected for good: `BatchRejected`, reported with the files and offsets of the rejected lines), it is
+acknowledged to the tailer in file order
 (`acks.AckTracker`), and only acknowledged offsets ever reach a checkpoint.
 
 Invariants:
@@ -60,7 +61,7 @@ from logsidecar.events import Event
 from logsidecar.parse import build_parser
 from logsidecar.parse.base import Parser
 from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, encode_json_lines, utcnow
-from logsidecar.sinks.base import BatchRejected, JsonLines, OtlpLogRecords, Payload, Sink
+from logsidecar.sinks.base import BatchRejected, JsonLines, OtlpLogRecords, Payload, RejectedRange, Sink
 from logsidecar.sinks.otlp_encode import encode_otlp_records
 from logsidecar.stamp import BatchStamp, uid_prefix
 from logsidecar.tail.options import ReadBatch
@@ -181,15 +182,24 @@ class ParserSelector:
 
 class _InFlight:
     """One batch between `emit` and its acknowledgement: settled once every sink settled it.
-    Its payload is its records or (a pipeline whose only sink takes them so) their encoding."""
+    Its payload is its records or (a pipeline whose only sink takes them so) their encoding, one
+    per line; `path`, `start_offset` and `end_offsets` locate the lines (to report rejected ones)."""
 
-    __slots__ = ("ticket", "payload", "count", "unsettled_sinks")
+    __slots__ = ("ticket", "payload", "count", "unsettled_sinks", "path", "start_offset", "end_offsets")
 
-    def __init__(self, ticket: AckTicket, payload: Payload, sinks: int) -> None:
+    def __init__(self, ticket: AckTicket, payload: Payload, sinks: int, batch: ReadBatch) -> None:
         self.ticket = ticket
         self.payload = payload
         self.count = _count(payload)
         self.unsettled_sinks = sinks
+        self.path = batch.path
+        self.end_offsets = batch.end_offsets
+        # Where the first line begins: its end, less the line and (unless cut) its newline.
+        newline = 0 if 0 in batch.truncated else 1
+        self.start_offset = max(batch.end_offsets[0] - len(batch.lines[0]) - newline, 0)
+
+    def line_start(self, index: int) -> int:
+        return self.start_offset if index == 0 else self.end_offsets[index - 1]
 
 
 class _Lane:
@@ -220,7 +230,7 @@ class _Lane:
                     # a kill -9 replays is then at most what is in flight. (Usually done by now.)
                     await asyncio.wrap_future(committing)
                 committing = None
-                await self.pipeline._send(self.sink, _merged([item.payload for item in group]))
+                await self.pipeline._send(self.sink, group)
                 for item in group:
                     if (durable := self.pipeline._settle(item)) is not None:
                         committing = durable
@@ -447,7 +457,7 @@ class Pipeline:
         self.batches_in += 1
         ticket = self._acks.register(batch.file_key, batch.end_offsets[-1])
         self._emitted_at[ticket] = time.monotonic()
-        item = _InFlight(ticket, records, len(self._lanes))
+        item = _InFlight(ticket, records, len(self._lanes), batch)
         for lane in self._lanes:
             lane.queue.put_nowait(item)
 
@@ -551,8 +561,9 @@ class Pipeline:
             self._fatal = exc
         self.request_stop()
 
-    async def _send(self, sink: Sink, payload: Payload) -> None:
+    async def _send(self, sink: Sink, group: Sequence[_InFlight]) -> None:
         started = time.monotonic()
+        payload = _merged([item.payload for item in group])
         count = _count(payload)
         try:
             if isinstance(payload, JsonLines):
@@ -563,17 +574,29 @@ class Pipeline:
                 await sink.send(payload)
         except BatchRejected as rejected:
             self.rejected[sink.name] += rejected.rejected
-            events.emit(
-                Event.SINK_REJECTED,
-                sink=sink.name,
-                reason=rejected.reason,
-                rejected=rejected.rejected,
-                records=count,
-            )
-            return
+            self._report_rejected(sink, group, count, rejected)
+            count -= rejected.rejected
+            if not count:
+                return
         self.sent[sink.name] += count
         if self.observer is not None:
             self.observer.observe_delivery(sink.name, count, time.monotonic() - started)
+
+    def _report_rejected(
+        self, sink: Sink, group: Sequence[_InFlight], count: int, rejected: BatchRejected
+    ) -> None:
+        """One event per rejection: the records a sink will never deliver, and where their lines are
+        (file, first and last offset), so they can be found and sent again by hand."""
+        ranges = rejected.ranges or (RejectedRange(0, count, rejected.rejected, rejected.reason),)
+        for part in ranges:
+            events.emit(
+                Event.SINK_PARTIAL_SUCCESS if part.partial else Event.SINK_REJECTED,
+                sink=sink.name,
+                reason=part.reason,
+                rejected=part.rejected,
+                records=part.stop - part.start,
+                files=_files_of(group, part.start, part.stop),
+            )
 
     def queue_depth(self) -> int:
         """Lines parsed and not yet settled by every sink (for the live gauges)."""
@@ -634,6 +657,31 @@ def _lines_left(left: Sequence[Mapping[str, Any]]) -> int | None:
                 return None
             total += int(count)
     return total
+
+
+def _files_of(group: Sequence[_InFlight], start: int, stop: int) -> list[dict[str, Any]]:
+    """Records start..stop (excluded) of a group's merged payload, as lines per file: the path, the
+    offset where the first begins, the offset just past the last, and how many."""
+    files: dict[str, dict[str, Any]] = {}
+    base = 0
+    for item in group:
+        first, last = max(start - base, 0), min(stop - base, item.count) - 1
+        base += item.count
+        if first > last:
+            continue
+        entry = files.get(item.ticket.file_key)
+        if entry is None:
+            files[item.ticket.file_key] = {
+                "path": item.path,
+                "first_offset": item.line_start(first),
+                "last_offset": item.end_offsets[last],
+                "lines": last - first + 1,
+            }
+        else:
+            entry["first_offset"] = min(entry["first_offset"], item.line_start(first))
+            entry["last_offset"] = max(entry["last_offset"], item.end_offsets[last])
+            entry["lines"] += last - first + 1
+    return list(files.values())
 
 
 def _count(payload: Payload) -> int:

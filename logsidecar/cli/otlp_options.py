@@ -44,7 +44,7 @@ from urllib.parse import unquote, urlsplit
 import click
 
 from logsidecar import redact
-from logsidecar.config import endpoint_credentials, header_problem
+from logsidecar.config import endpoint_credentials, header_problem, parse_size
 from logsidecar.sinks.base import Sink
 from logsidecar.sinks.otlp import (
     DEFAULT_SERVICE_NAME,
@@ -52,6 +52,7 @@ from logsidecar.sinks.otlp import (
     OtlpProtocol,
     OtlpSettings,
 )
+from logsidecar.sinks.otlp_fit import DEFAULT_GRPC_MAX_REQUEST_BYTES, DEFAULT_HTTP_MAX_REQUEST_BYTES
 
 __all__ = ["otlp_options", "build_otlp_sink", "resolve_otlp_settings", "OTLP_PARAMETER_NAMES"]
 
@@ -71,6 +72,7 @@ OTLP_PARAMETER_NAMES = (
     "otlp_batch_size",
     "otlp_batch_timeout",
     "otlp_max_retry_time",
+    "otlp_max_request_bytes",
     "service_name",
 )
 
@@ -95,6 +97,20 @@ class _KeyValueParam(click.ParamType):
         if not sep or not key.strip():
             self.fail("expected KEY=VALUE (value not shown)", param, ctx)
         return key.strip(), val.strip()
+
+
+class _SizeParam(click.ParamType):
+    """A size such as 4MiB or 1000000 (bytes)."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def otlp_options(command: F) -> F:
@@ -171,6 +187,16 @@ def otlp_options(command: F) -> F:
             metavar="SECONDS",
             help="Give up retrying a batch after this long (it is then reported as rejected). "
             "[default: retry forever; the log file is the buffer]",
+        ),
+        click.option(
+            "--otlp-max-request-bytes",
+            type=_SizeParam(),
+            metavar="SIZE",
+            help="Most bytes in one export request (serialized, before compression): bigger batches "
+            "are split, a single bigger record is cut to fit and flagged logsidecar.truncated. "
+            f"[default: {DEFAULT_GRPC_MAX_REQUEST_BYTES // 1024 // 1024}MiB for gRPC (its default "
+            f"receive limit), {DEFAULT_HTTP_MAX_REQUEST_BYTES // 1024 // 1024}MiB for HTTP; "
+            "env: LOGSIDECAR_OTLP_MAX_REQUEST_BYTES]",
         ),
         click.option(
             "--service-name",
@@ -299,6 +325,7 @@ def resolve_otlp_settings(
             flag("otlp_batch_timeout") if flag("otlp_batch_timeout") is not None else DEFAULT_BATCH_TIMEOUT_S
         ),
         max_retry_time_s=flag("otlp_max_retry_time"),
+        max_request_bytes=flag("otlp_max_request_bytes"),
         resource=resource,
     )
 

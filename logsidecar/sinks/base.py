@@ -2,9 +2,12 @@
 
 A sink receives batches of records and returns from `send` only when the batch is delivered.
 Retryable failures (backend down, timeouts, throttling) are retried inside the sink, with backoff,
-for as long as it takes (or until `close` is called). A batch the backend rejects for good
-(malformed, unauthorised, too large) raises `BatchRejected`: the pipeline counts it, reports it,
-and treats the batch as settled so that one poisoned batch cannot stall a file forever.
+for as long as it takes (or until `close` is called). So are configuration errors (a wrong token, a
+wrong URL): retrying is how the sink notices they were fixed, and the lines must not be lost to them.
+Only records the backend rejects for good as malformed (or that a user-set retry limit gave up on)
+raise `BatchRejected`, after every other record of the batch was delivered: the pipeline counts
+them, reports them with their files and offsets, and treats the batch as settled so that one
+poisoned batch cannot stall a file forever.
 
 Sinks never touch checkpoints: the pipeline turns returned `send` calls into acknowledgements.
 """
@@ -19,13 +22,28 @@ from typing import Any
 from logsidecar.record import LogRecord
 
 
-class BatchRejected(Exception):
-    """The backend refused the batch for good; retrying would not help."""
+@dataclass(frozen=True, slots=True)
+class RejectedRange:
+    """Records `start` to `stop` (excluded) of a batch, in the order sent, of which the backend
+    refused `rejected`: all of them, or (`partial`: an OTLP partial success) some, it does not say
+    which."""
 
-    def __init__(self, reason: str, *, rejected: int) -> None:
+    start: int
+    stop: int
+    rejected: int
+    reason: str
+    partial: bool = False
+
+
+class BatchRejected(Exception):
+    """The backend refused records of the batch for good; retrying would not help. The others were
+    delivered. `ranges` says which records (empty: all of them)."""
+
+    def __init__(self, reason: str, *, rejected: int, ranges: Sequence[RejectedRange] = ()) -> None:
         super().__init__(reason)
         self.reason = reason
         self.rejected = rejected
+        self.ranges = tuple(ranges)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,15 +8,28 @@ Contract (see `base.Sink`): `send(records)` returns only once the collector acce
   (a collector restarting with new certificates is a transient state; the reason in the event says TLS).
   A server-supplied delay (gRPC RetryInfo, HTTP Retry-After) is honoured. Each failed attempt emits
   SINK_RETRY (selflog rate-limits repeats of the same reason); the first success after failures emits
-  SINK_RECOVERED.
-- A request the collector finds too large (HTTP 413, gRPC RESOURCE_EXHAUSTED without RetryInfo) is split
-  in halves and each half sent; only a single record too large for the collector is rejected.
-- Other rejections (INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED ..., HTTP 400, 401,
-  403, 404 ...) raise `BatchRejected` with a clear reason followed by the collector's own message, e.g.
-  "authentication rejected by collector (HTTP 401): missing token"; the pipeline counts it and emits
-  SINK_REJECTED (the sink does not, so the event is logged once).
-- `partial_success.rejected_log_records > 0` in the response is counted and emitted as
-  SINK_PARTIAL_SUCCESS; the request counts as delivered (retrying would duplicate the accepted records).
+  SINK_RECOVERED. Statuses the specification calls non-retryable but that say nothing against the
+  data (HTTP 500, gRPC INTERNAL, UNKNOWN, RESOURCE_EXHAUSTED without RetryInfo ...) are retried too:
+  only a batch rejected as malformed may be dropped.
+- Configuration errors: authentication and permission (HTTP 401/403, gRPC UNAUTHENTICATED/
+  PERMISSION_DENIED), no logs service at the endpoint (HTTP 404/405/415, gRPC UNIMPLEMENTED/NOT_FOUND),
+  header values the transport cannot carry. They never drop data, whatever `max_retry_time_s`: the
+  batch is retried with the capped backoff until the configuration is fixed (or `close()`), one
+  SINK_MISCONFIGURED event says what to fix (per streak and reason), and every attempt's SINK_RETRY
+  carries `misconfigured: true`, which makes the process unhealthy at once (`health.py`).
+- Size: a request is at most `max_request_bytes` (serialized, uncompressed; 4 MiB for gRPC, 20 MiB for
+  HTTP by default, see `otlp_fit`). A batch over it is split in halves before sending; a single record
+  over it is truncated to fit and flagged (SINK_RECORD_TRUNCATED). A request the collector still finds
+  too large (HTTP 413; gRPC RESOURCE_EXHAUSTED or OUT_OF_RANGE saying "message too large") is split
+  the same way, and a single record is truncated to half its size, down to SMALLEST_TRUNCATION_BYTES.
+- Only what the collector rejects as malformed (HTTP 400, gRPC INVALID_ARGUMENT, records counted in
+  `partial_success.rejected_log_records`), what it refuses even truncated, and what `max_retry_time_s`
+  gave up on is not delivered. Every other record of the batch is sent first; then `send` raises
+  `BatchRejected` with the rejected record ranges and a clear reason followed by the collector's
+  own message, e.g. "collector rejected the data as invalid (HTTP 400): bad timestamp". The pipeline
+  counts them and emits SINK_REJECTED / SINK_PARTIAL_SUCCESS with their files and offsets (the sink
+  does not, so each is logged once). A partial success is not retried (that would duplicate the
+  accepted records).
 - `close()` makes pending and future sends raise `SinkClosed` promptly: "not delivered", which the
   pipeline must NOT acknowledge (unlike BatchRejected), so the lines are replayed after a restart.
 
@@ -50,16 +63,21 @@ from urllib.parse import urlsplit
 from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.record import LogRecord
-from logsidecar.sinks.base import BatchRejected, OtlpLogRecords, Sink
+from logsidecar.sinks.base import BatchRejected, OtlpLogRecords, RejectedRange, Sink
 from logsidecar.sinks.otlp_connection import (
     GRPC_CHANNEL_OPTIONS,
-    RETRYABLE_HTTP_STATUSES,
     USER_AGENT,
     HttpPoster,
     HttpResult,
     grpc_credentials,
 )
 from logsidecar.sinks.otlp_encode import LogsRequestEncoder
+from logsidecar.sinks.otlp_fit import (
+    DEFAULT_GRPC_MAX_REQUEST_BYTES,
+    DEFAULT_HTTP_MAX_REQUEST_BYTES,
+    SMALLEST_TRUNCATION_BYTES,
+    truncate_single_record,
+)
 
 DEFAULT_SERVICE_NAME = "apache-httpd"
 _LOGS_EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
@@ -92,6 +110,7 @@ class OtlpSettings:
     batch_timeout_s: float = 0.2  # for the pipeline: how long lines may wait to fill a batch
     max_concurrent_sends: int = 4  # for the pipeline: export requests in flight at once
     max_retry_time_s: float | None = None  # None: retry for as long as it takes
+    max_request_bytes: int | None = None  # None: the protocol's default (see otlp_fit)
     resource: dict[str, Any] = field(default_factory=lambda: {"service.name": DEFAULT_SERVICE_NAME})
     initial_backoff_s: float = 0.5
     max_backoff_s: float = 30.0
@@ -124,7 +143,16 @@ class Rejected:
     too_large: bool = False  # the request could succeed if split
 
 
-Outcome = Accepted | Retryable | Rejected
+@dataclass(frozen=True, slots=True)
+class Misconfigured:
+    """A configuration error: retried (the data is kept) until fixed; `fix` says how."""
+
+    reason: str
+    detail: str = ""
+    fix: str = ""
+
+
+Outcome = Accepted | Retryable | Rejected | Misconfigured
 
 
 class Transport(Protocol):
@@ -141,6 +169,20 @@ class Transport(Protocol):
 
 
 # --- reasons that say what went wrong in the user's words -------------------------------------------
+
+_FIX_AUTH = (
+    "check the credentials the collector expects: the Authorization (or API key) header given with "
+    "--otlp-header, OTEL_EXPORTER_OTLP_HEADERS / OTEL_EXPORTER_OTLP_LOGS_HEADERS or the output's "
+    "'headers' in the configuration file, or user:password@ in the endpoint"
+)
+_FIX_ENDPOINT = (
+    "check the endpoint (--otlp-endpoint, OTEL_EXPORTER_OTLP_(LOGS_)ENDPOINT) and the protocol "
+    "(--otlp-protocol): gRPC usually listens on port 4317, HTTP on 4318 with the path /v1/logs"
+)
+_FIX_HEADERS = (
+    "a header value cannot be sent (a newline, a control or non-ASCII character?): check "
+    "--otlp-header, OTEL_EXPORTER_OTLP_HEADERS and the output's 'headers' in the configuration file"
+)
 
 _GRPC_REASONS = {
     "UNAUTHENTICATED": "authentication rejected by collector",
@@ -240,23 +282,37 @@ class GrpcTransport:
         name = code.name if code is not None else "UNKNOWN"
         detail = str(error.details() or "")
         status = f"gRPC {name}"
+        if name in ("RESOURCE_EXHAUSTED", "OUT_OF_RANGE") and _says_too_large(detail):
+            # grpc-core: RESOURCE_EXHAUSTED "Received message larger than max"; tonic (rotel):
+            # OUT_OF_RANGE "decoded message length too large". Split, as for HTTP 413.
+            return Rejected(f"request too large for collector ({status})", detail, too_large=True)
+        if name in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            return Misconfigured(f"{_GRPC_REASONS[name]} ({status})", detail, _FIX_AUTH)
+        if name in ("UNIMPLEMENTED", "NOT_FOUND"):
+            return Misconfigured(f"{_GRPC_REASONS[name]} ({status})", detail, _FIX_ENDPOINT)
+        if name == "INTERNAL" and "metadata" in detail.lower():
+            # grpc refuses to send a header value it cannot carry ("Invalid metadata").
+            return Misconfigured(f"request headers are invalid ({status})", detail, _FIX_HEADERS)
+        if name == "INVALID_ARGUMENT":
+            return Rejected(f"{_GRPC_REASONS[name]} ({status})", detail)
+        delay = _grpc_retry_delay(error)
         if name == "RESOURCE_EXHAUSTED":
-            delay = _grpc_retry_delay(error)
-            if delay is not None:
-                return Retryable(f"collector is throttling ({status})", detail, delay)
-            if "larger than max" in detail.lower() or "message too large" in detail.lower():
-                return Rejected(f"request too large for collector ({status})", detail, too_large=True)
-            return Rejected(f"collector out of resources, no retry advised ({status})", detail)
-        if name in self._RETRYABLE:
-            if name == "UNAVAILABLE":
-                reason = _connection_reason(detail)
-            else:
-                reason = _GRPC_REASONS.get(name, "export failed")
-            return Retryable(f"{reason} ({status})", detail, _grpc_retry_delay(error))
-        return Rejected(f"{_GRPC_REASONS.get(name, 'collector rejected the export')} ({status})", detail)
+            reason = "collector is throttling" if delay is not None else "collector out of resources"
+        elif name == "UNAVAILABLE":
+            reason = _connection_reason(detail)
+        elif name in self._RETRYABLE:
+            reason = _GRPC_REASONS.get(name, "export failed")
+        else:
+            reason = "collector failed the export"  # INTERNAL, UNKNOWN ...: nothing says the data is bad
+        return Retryable(f"{reason} ({status})", detail, delay)
 
     def close(self) -> None:
         self._channel.close()
+
+
+def _says_too_large(detail: str) -> bool:
+    lowered = detail.lower()
+    return "larger than max" in lowered or "too large" in lowered
 
 
 def _grpc_retry_delay(error: Any) -> float | None:
@@ -317,6 +373,9 @@ class HttpTransport:
         result = self._poster.post(self._url, headers=self._headers, data=payload, timeout_s=timeout_s)
         status = result.status
         if status is None:
+            if _is_invalid_header(result.error):
+                # requests quotes the offending value in its message: not shown (it is a secret).
+                return Misconfigured("request headers are invalid", "value not shown", _FIX_HEADERS)
             detail = str(result.error or "no response")
             return Retryable(_connection_reason(detail), detail)
         if 200 <= status < 300:
@@ -327,13 +386,27 @@ class HttpTransport:
             partial = response.partial_success
             return Accepted(rejected_records=partial.rejected_log_records, message=partial.error_message)
         detail = _http_error_detail(result)
-        reason = f"{_HTTP_REASONS.get(status, 'collector rejected the export')} (HTTP {status})"
-        if status in RETRYABLE_HTTP_STATUSES:
-            return Retryable(reason, detail, result.retry_after_s())
-        return Rejected(reason, detail, too_large=status == 413)
+        reason = f"{_HTTP_REASONS.get(status, 'collector failed the export')} (HTTP {status})"
+        if status in (400, 413):
+            return Rejected(reason, detail, too_large=status == 413)
+        if status in (401, 403):
+            return Misconfigured(reason, detail, _FIX_AUTH)
+        if status in (404, 405, 415):
+            return Misconfigured(reason, detail, _FIX_ENDPOINT)
+        if 300 <= status < 400:  # not followed (see HttpPoster): the endpoint is not the logs URL
+            return Misconfigured(f"collector redirects elsewhere (HTTP {status})", detail, _FIX_ENDPOINT)
+        # 429, 502, 503, 504 (retryable per the spec), and any other status: nothing says the data
+        # is bad, so it is kept and retried.
+        return Retryable(reason, detail, result.retry_after_s())
 
     def close(self) -> None:
         self._poster.close()
+
+
+def _is_invalid_header(error: BaseException | None) -> bool:
+    from requests.exceptions import InvalidHeader
+
+    return isinstance(error, InvalidHeader)
 
 
 def _session_keeping_ca_file(ca_file: str | None) -> Any:
@@ -375,8 +448,9 @@ def _http_error_detail(result: HttpResult) -> str:
 class OtlpSinkStats:
     records_delivered: int = 0  # accepted by the collector (partial-success rejections excluded)
     records_partially_rejected: int = 0  # partial_success.rejected_log_records
-    records_rejected: int = 0  # in batches that raised BatchRejected
-    batches_rejected: int = 0
+    records_rejected: int = 0  # in requests rejected for good (malformed, gave up, too large)
+    batches_rejected: int = 0  # requests rejected for good
+    records_truncated: int = 0  # single records cut to fit a request (see otlp_fit)
     requests_sent: int = 0
     retries: int = 0
 
@@ -392,6 +466,7 @@ class OtlpSink(Sink):
         self._closed = asyncio.Event()  # binds to a loop on first wait (Python >= 3.10)
         self._is_closed = False
         self._failing_since: float | None = None  # monotonic time of the first failure of a streak
+        self._misconfigured: str | None = None  # the configuration error reported in this streak
         self._endpoint_shown = endpoint_without_credentials(settings.endpoint)
 
     @property
@@ -408,6 +483,15 @@ class OtlpSink(Sink):
         # previous one is on the wire (the pipeline reads these three attributes).
         return self.settings.max_concurrent_sends
 
+    @property
+    def max_request_bytes(self) -> int:
+        """The cap on one serialized request (see otlp_fit)."""
+        if self.settings.max_request_bytes is not None:
+            return self.settings.max_request_bytes
+        if self.settings.protocol is OtlpProtocol.GRPC:
+            return DEFAULT_GRPC_MAX_REQUEST_BYTES
+        return DEFAULT_HTTP_MAX_REQUEST_BYTES
+
     async def start(self) -> None:
         if self._transport is None:
             self._transport = _build_transport(self.settings)
@@ -422,14 +506,22 @@ class OtlpSink(Sink):
         await self._send_chunks(batch.records, lambda chunk: self._encoder.encode_records(chunk, resource))
 
     async def _send_chunks(self, items: Sequence[Any], encode: Callable[[Sequence[Any]], bytes]) -> None:
-        """Send `items` (records, or encoded records) in requests of at most `batch_size`."""
+        """Send `items` (records, or encoded records) in requests of at most `batch_size` records and
+        `max_request_bytes`; then raise BatchRejected if any were rejected for good."""
         if not items:
             return
         if self._transport is None:
             await self.start()
         size = self.settings.batch_size
+        rejected: list[RejectedRange] = []
         for begin in range(0, len(items), size):
-            await self._send_chunk(items[begin : begin + size], encode)
+            await self._send_range(items, begin, min(begin + size, len(items)), encode, rejected)
+        if rejected:
+            count = sum(r.rejected for r in rejected)
+            reason = rejected[0].reason
+            if len(rejected) > 1:
+                reason += f" (and {len(rejected) - 1} more rejected request(s))"
+            raise BatchRejected(reason, rejected=count, ranges=rejected)
 
     async def close(self) -> None:
         self._is_closed = True
@@ -441,40 +533,93 @@ class OtlpSink(Sink):
 
     # -- internals --
 
-    async def _send_chunk(self, records: Sequence[Any], encode: Callable[[Sequence[Any]], bytes]) -> None:
-        payload = await asyncio.to_thread(self._prepare, records, encode)
-        outcome = await self._export_with_retry(payload, len(records))
-        if isinstance(outcome, Rejected) and outcome.too_large and len(records) > 1:
-            half = len(records) // 2
-            await self._send_chunk(records[:half], encode)
-            await self._send_chunk(records[half:], encode)
-            return
+    async def _send_range(
+        self,
+        items: Sequence[Any],
+        start: int,
+        stop: int,
+        encode: Callable[[Sequence[Any]], bytes],
+        rejected: list[RejectedRange],
+        limit: int | None = None,
+    ) -> None:
+        """Deliver items[start:stop] in requests of at most `limit` bytes (default: the cap), split in
+        halves as needed; what the collector rejects for good is added to `rejected`."""
+        assert self._transport is not None
+        limit = self.max_request_bytes if limit is None else limit
+        count = stop - start
+        request = await asyncio.to_thread(encode, items[start:stop])
+        if len(request) > limit:
+            if count > 1:
+                await self._split(items, start, stop, encode, rejected, limit)
+                return
+            request = await self._truncated(request, limit)
+        payload = await asyncio.to_thread(self._transport.prepare, request)
+        outcome = await self._export_with_retry(payload, count)
+        if isinstance(outcome, Rejected) and outcome.too_large:
+            # The collector's limit is below ours: the halves, or this record cut to half its size.
+            # (The limit halves each time, so this ends even for a record that cannot be cut.)
+            smaller = min(limit, len(request))
+            if count > 1:
+                await self._split(items, start, stop, encode, rejected, smaller)
+                return
+            if smaller // 2 >= SMALLEST_TRUNCATION_BYTES:
+                await self._send_range(items, start, stop, encode, rejected, smaller // 2)
+                return
         if isinstance(outcome, Rejected):
             self.stats.batches_rejected += 1
-            self.stats.records_rejected += len(records)
-            # No SINK_REJECTED here: the pipeline emits it (once) for every BatchRejected it catches.
-            reason = f"{outcome.reason}: {outcome.detail}" if outcome.detail else outcome.reason
-            raise BatchRejected(reason, rejected=len(records))
+            self.stats.records_rejected += count
+            rejected.append(RejectedRange(start, stop, count, _reason_text(outcome.reason, outcome.detail)))
+            return
         assert isinstance(outcome, Accepted)
-        rejected = min(outcome.rejected_records, len(records))
-        self.stats.records_delivered += len(records) - rejected
-        if rejected or outcome.message:
-            self.stats.records_partially_rejected += rejected
+        refused = min(outcome.rejected_records, count)
+        self.stats.records_delivered += count - refused
+        if refused:
+            self.stats.records_partially_rejected += refused
+            reason = _reason_text(f"collector rejected {refused} of {count} records", outcome.message)
+            rejected.append(RejectedRange(start, stop, refused, reason, partial=True))
+        elif outcome.message:
             events.emit(
                 Event.SINK_PARTIAL_SUCCESS,
                 sink=self.name,
-                reason="collector rejected some records" if rejected else "collector warning",
-                rejected=rejected,
-                records=len(records),
+                reason="collector warning",
+                records=count,
                 detail=outcome.message,
             )
 
-    def _prepare(self, records: Sequence[Any], encode: Callable[[Sequence[Any]], bytes]) -> bytes:
-        assert self._transport is not None
-        return self._transport.prepare(encode(records))
+    async def _split(
+        self,
+        items: Sequence[Any],
+        start: int,
+        stop: int,
+        encode: Callable[[Sequence[Any]], bytes],
+        rejected: list[RejectedRange],
+        limit: int,
+    ) -> None:
+        middle = (start + stop) // 2
+        await self._send_range(items, start, middle, encode, rejected, limit)
+        await self._send_range(items, middle, stop, encode, rejected, limit)
+
+    async def _truncated(self, request: bytes, limit: int) -> bytes:
+        """A one-record request over `limit`, cut to fit (or as it is when it cannot be)."""
+        truncated = await asyncio.to_thread(truncate_single_record, request, limit)
+        if truncated is None:
+            return request  # nothing to cut: the collector decides
+        self.stats.records_truncated += 1
+        events.emit(
+            Event.SINK_RECORD_TRUNCATED,
+            sink=self.name,
+            reason=f"one record is larger than a request may be ({limit} bytes): its text was cut "
+            "and it is flagged logsidecar.truncated",
+            record_bytes=truncated.original_bytes,
+            sent_bytes=len(truncated.request),
+            path=truncated.path,
+            uid=truncated.uid,
+        )
+        return truncated.request
 
     async def _export_with_retry(self, payload: bytes, record_count: int) -> Accepted | Rejected:
-        """Attempt until accepted, rejected for good, out of retry time, or closed."""
+        """Attempt until accepted, rejected for good, out of retry time, or closed. A configuration
+        error is retried however long it takes: the retry limit never turns it into lost data."""
         assert self._transport is not None
         transport = self._transport
         attempt = 0
@@ -483,9 +628,9 @@ class OtlpSink(Sink):
             self._raise_if_closed()
             self.stats.requests_sent += 1
             outcome = await asyncio.to_thread(transport.export, payload, self.settings.timeout_s)
-            if isinstance(outcome, Retryable | Rejected) and self._is_closed:
+            if not isinstance(outcome, Accepted) and self._is_closed:
                 raise SinkClosed("OTLP sink closed before the batch was delivered")
-            if not isinstance(outcome, Retryable):
+            if isinstance(outcome, Accepted | Rejected):
                 if isinstance(outcome, Accepted) and self._failing_since is not None:
                     events.emit(
                         Event.SINK_RECOVERED,
@@ -494,19 +639,25 @@ class OtlpSink(Sink):
                         outage_s=round(time.monotonic() - self._failing_since, 3),
                     )
                     self._failing_since = None
+                    self._misconfigured = None
                 return outcome
             if self._failing_since is None:
                 self._failing_since = time.monotonic()
             attempt += 1
             self.stats.retries += 1
-            delay = self._backoff_s(attempt, outcome.delay_s)
+            misconfigured = isinstance(outcome, Misconfigured)
+            delay = self._backoff_s(attempt, outcome.delay_s if isinstance(outcome, Retryable) else None)
             elapsed = time.monotonic() - started
             limit = self.settings.max_retry_time_s
-            if limit is not None and elapsed + delay > limit:
+            if isinstance(outcome, Misconfigured):
+                self._report_misconfigured(outcome)
+            elif limit is not None and elapsed + delay > limit:
                 return Rejected(
                     f"gave up after {elapsed:.1f}s of retries (--otlp-max-retry-time): {outcome.reason}",
                     outcome.detail,
                 )
+            else:
+                self._misconfigured = None
             events.emit(
                 Event.SINK_RETRY,
                 sink=self.name,
@@ -516,8 +667,25 @@ class OtlpSink(Sink):
                 retry_in_s=round(delay, 3),
                 records=record_count,
                 endpoint=self._endpoint_shown,
+                misconfigured=misconfigured,
             )
             await self._sleep_unless_closed(delay)
+
+    def _report_misconfigured(self, outcome: Misconfigured) -> None:
+        """One event per configuration error and streak (concurrent sends share it)."""
+        if self._misconfigured == outcome.reason:
+            return
+        self._misconfigured = outcome.reason
+        events.emit(
+            Event.SINK_MISCONFIGURED,
+            sink=self.name,
+            endpoint=self._endpoint_shown,
+            reason=outcome.reason,
+            detail=outcome.detail,
+            fix=outcome.fix,
+            consequence="nothing is dropped: the lines stay unacknowledged and are retried (backoff up "
+            f"to {self.settings.max_backoff_s:g}s); reading pauses once the in-flight budget is full",
+        )
 
     def _backoff_s(self, attempt: int, server_delay_s: float | None) -> float:
         if server_delay_s is not None:
@@ -537,6 +705,10 @@ class OtlpSink(Sink):
     def _raise_if_closed(self) -> None:
         if self._is_closed:
             raise SinkClosed("OTLP sink closed before the batch was delivered")
+
+
+def _reason_text(reason: str, detail: str) -> str:
+    return f"{reason}: {detail}" if detail else reason
 
 
 def endpoint_without_credentials(endpoint: str) -> str:

@@ -5,11 +5,12 @@
   throughput runs, to its blackhole exporter. It can be stopped and restarted on the same ports.
 - `GrpcWitness` is an OTLP/gRPC logs receiver built on grpcio + opentelemetry-proto that stores every
   `ExportLogsServiceRequest` it receives, with its arrival time. It can demand a header (answers
-  UNAUTHENTICATED without it) and report partial success, which rotel never does.
+  UNAUTHENTICATED, or `denial`, without it) and report partial success, which rotel never does.
 - `HttpWitness` is the same over OTLP/HTTP (protobuf) on the standard library's HTTP server: it can
-  demand a header (401) and answer 503 with Retry-After for a number of requests, and it can *hold*
-  requests (`hold()`: store them but answer none until `release()`), so what a client has sent and
-  not had acknowledged at a given moment is known exactly (`exports`, each with `answered`).
+  demand a header (401, or `denial_status`), answer 503 with Retry-After for a number of requests,
+  answer 400 (malformed) to a request holding a body that contains `malformed_marker`, and it can
+  *hold* requests (`hold()`: store them but answer none until `release()`), so what a client has sent
+  and not had acknowledged at a given moment is known exactly (`exports`, each with `answered`).
 
 All of them listen on 127.0.0.1 only. `wait_for(predicate, timeout)` is the polling wait the tests use.
 """
@@ -131,6 +132,15 @@ class _Store:
     def bodies(self) -> list[str]:
         return [log.body for log in self.logs()]
 
+    @staticmethod
+    def bodies_of(request: logs_service_pb2.ExportLogsServiceRequest) -> list[str]:
+        return [
+            record.body.string_value
+            for resource_logs in request.resource_logs
+            for scope_logs in resource_logs.scope_logs
+            for record in scope_logs.log_records
+        ]
+
     def clear(self) -> None:
         with self.lock:
             self.requests.clear()
@@ -148,7 +158,7 @@ class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
             got = dict(context.invocation_metadata()).get(key)
             if got != expected:
                 witness.rejected_requests += 1
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, f"missing or wrong {key} header")
+                context.abort(witness.denial, f"missing or wrong {key} header")
         if witness.throttle_responses > 0:
             witness.throttle_responses -= 1
             witness.throttle_log.append(time.monotonic())
@@ -182,8 +192,10 @@ class GrpcWitness:
         tls: tuple[bytes, bytes] | None = None,
         client_ca: bytes | None = None,
         max_receive_bytes: int = 64 * 1024 * 1024,
+        denial: grpc.StatusCode = grpc.StatusCode.UNAUTHENTICATED,
     ) -> None:
         self.port = port or free_port()
+        self.denial = denial  # the answer to a request without the required header
         self.client_ca = client_ca  # with tls: demand a client certificate signed by this CA (mTLS)
         self.required_header = required_header
         self.partial_rejections = partial_rejections
@@ -266,8 +278,12 @@ class HttpWitness:
         required_header: tuple[str, str] | None = None,
         retry_after_s: float | None = None,
         tls: tuple[Path, Path] | None = None,
+        denial_status: int = 401,
+        malformed_marker: str | None = None,
     ) -> None:
         self.port = free_port()
+        self.denial_status = denial_status  # the answer to a request without the required header
+        self.malformed_marker = malformed_marker
         self.tls = tls  # (certificate PEM path, key PEM path): serve HTTPS
         self.required_header = required_header
         self.retry_after_s = retry_after_s
@@ -343,7 +359,7 @@ class HttpWitness:
                     key, expected = witness.required_header
                     if self.headers.get(key) != expected:
                         message = Status(code=16, message=f"missing or wrong {key} header")
-                        self._answer(401, message.SerializeToString())
+                        self._answer(witness.denial_status, message.SerializeToString())
                         return
                 if witness.unavailable_responses > 0:
                     witness.unavailable_responses -= 1
@@ -357,6 +373,11 @@ class HttpWitness:
 
                     payload = gzip.decompress(payload)
                 request = logs_service_pb2.ExportLogsServiceRequest.FromString(payload)
+                marker = witness.malformed_marker
+                if marker is not None and any(marker in body for body in _Store.bodies_of(request)):
+                    message = Status(code=3, message="witness: malformed on purpose")
+                    self._answer(400, message.SerializeToString())
+                    return
                 witness.store.add(request)
                 export, held = witness._note(request)
                 if held:

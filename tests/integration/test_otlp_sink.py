@@ -6,7 +6,6 @@ Every test uses loopback ports only and waits by polling (`wait_for` / `async_wa
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from logsidecar import __version__, events, selflog
+from logsidecar import __version__, events
 from logsidecar.events import Event
 from logsidecar.parse import build_parser
 from logsidecar.record import LogRecord
@@ -356,62 +355,10 @@ def test_grpc_mutual_tls_needs_the_client_certificate(
     assert of(captured_events, Event.SINK_RETRY)  # retried (a transient TLS state), then gave up as told
 
 
-def test_grpc_authentication_rejection_raises_batch_rejected_and_never_logs_the_secret(
-    captured_events: list[tuple[Event, dict[str, Any]]],
-) -> None:
-    stream = io.StringIO()
-    logger = selflog.SelfLogger(stream=stream, style=selflog.LogStyle.JSON)
-    unsubscribe = events.subscribe(logger)
-    try:
-        with GrpcWitness(required_header=("authorization", "Bearer right-s3cr3t")) as receiver:
-            wrong = make_sink(receiver.endpoint, headers={"authorization": "Bearer wrong-s3cr3t"})
-            right = make_sink(receiver.endpoint, headers={"authorization": "Bearer right-s3cr3t"})
-
-            async def scenario() -> None:
-                for sink in (wrong, right):
-                    await sink.start()
-                with pytest.raises(BatchRejected) as caught:
-                    await wrong.send(numbered_records(3))
-                assert caught.value.rejected == 3
-                assert caught.value.reason.startswith(
-                    "authentication rejected by collector (gRPC UNAUTHENTICATED)"
-                )
-                await right.send(numbered_records(3))
-                for sink in (wrong, right):
-                    await sink.close()
-
-            asyncio.run(scenario())
-            assert receiver.rejected_requests == 1  # not retried
-            assert receiver.record_count == 3
-    finally:
-        unsubscribe()
-    assert wrong.stats.batches_rejected == 1 and wrong.stats.records_rejected == 3
-    assert of(captured_events, Event.SINK_RETRY) == []
-    everything = stream.getvalue() + repr(captured_events) + repr(wrong.settings)
-    assert "s3cr3t" not in everything
+# Authentication failures: see test_otlp_delivery_failures.py (kept and retried, never dropped).
 
 
-def test_http_401_raises_batch_rejected_with_the_collector_message() -> None:
-    with HttpWitness(required_header=("Authorization", "Bearer right")) as receiver:
-        sink = make_sink(receiver.url, OtlpProtocol.HTTP_PROTOBUF)
-
-        async def scenario() -> None:
-            await sink.start()
-            try:
-                await sink.send(numbered_records(2))
-            finally:
-                await sink.close()
-
-        with pytest.raises(BatchRejected) as caught:
-            asyncio.run(scenario())
-    assert (
-        caught.value.reason
-        == "authentication rejected by collector (HTTP 401): missing or wrong Authorization header"
-    )
-    assert [status for _, status in receiver.status_log] == [401]
-
-
-def test_partial_success_is_counted_reported_and_treated_as_delivered(
+def test_partial_success_is_counted_and_raised_with_the_range_not_retried(
     captured_events: list[tuple[Event, dict[str, Any]]],
 ) -> None:
     with GrpcWitness(partial_rejections=2) as receiver:
@@ -419,19 +366,23 @@ def test_partial_success_is_counted_reported_and_treated_as_delivered(
 
         async def scenario() -> None:
             await sink.start()
-            await sink.send(numbered_records(5))
-            await sink.close()
+            try:
+                await sink.send(numbered_records(5))
+            finally:
+                await sink.close()
 
-        asyncio.run(scenario())
+        with pytest.raises(BatchRejected) as caught:
+            asyncio.run(scenario())
         assert receiver.record_count == 5
+        assert len(receiver.store.requests) == 1  # not retried: that would duplicate the accepted ones
     assert sink.stats.records_partially_rejected == 2
     assert sink.stats.records_delivered == 3
-    [partial] = of(captured_events, Event.SINK_PARTIAL_SUCCESS)
-    assert (partial["rejected"], partial["records"], partial["detail"]) == (
-        2,
-        5,
-        "witness: rejected on purpose",
-    )
+    assert caught.value.rejected == 2
+    [part] = caught.value.ranges
+    assert (part.start, part.stop, part.rejected, part.partial) == (0, 5, 2, True)
+    assert part.reason == "collector rejected 2 of 5 records: witness: rejected on purpose"
+    # The pipeline reports it, with the files and offsets it knows (the sink does not, so it is said once).
+    assert of(captured_events, Event.SINK_PARTIAL_SUCCESS) == []
 
 
 def test_grpc_resource_exhausted_with_retry_info_waits_as_told(
@@ -475,8 +426,9 @@ def test_http_503_retry_after_is_honoured(captured_events: list[tuple[Event, dic
     assert [f["retry_in_s"] for f in of(captured_events, Event.SINK_RETRY)] == [1.0, 1.0]
 
 
-def test_request_too_large_for_the_collector_is_split_not_dropped() -> None:
-    with GrpcWitness(max_receive_bytes=20_000) as receiver:
+def test_request_too_large_for_the_collector_is_split_and_a_lone_record_cut_not_dropped() -> None:
+    limit = 20_000  # the witness's receive limit, far below our 4 MiB cap
+    with GrpcWitness(max_receive_bytes=limit) as receiver:
         sink = make_sink(receiver.endpoint)
         records = numbered_records(400)
         huge = LogRecord(body="x" * 30_000)
@@ -484,11 +436,13 @@ def test_request_too_large_for_the_collector_is_split_not_dropped() -> None:
         async def scenario() -> None:
             await sink.start()
             await sink.send(records)
-            with pytest.raises(BatchRejected) as caught:
-                await sink.send([huge])
-            assert caught.value.reason.startswith("request too large for collector (gRPC RESOURCE_EXHAUSTED)")
+            await sink.send([huge])  # refused whole, then sent cut to half its size, flagged
             await sink.close()
 
         asyncio.run(scenario())
-        assert Counter(receiver.bodies()) == Counter(r.body for r in records)
-        assert len(receiver.store.requests) > 1
+        assert Counter(receiver.bodies()[:-1]) == Counter(r.body for r in records)
+        assert len(receiver.store.requests) > 2
+        last = receiver.logs()[-1]
+    assert last.body == "x" * len(last.body) and limit // 2 < len(last.body) < limit
+    assert last.attributes["logsidecar.truncated"] == ("bool_value", True)
+    assert sink.stats.records_truncated == 1 and sink.stats.records_rejected == 0

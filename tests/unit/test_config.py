@@ -686,3 +686,21 @@ def test_follow_symlinks_from_the_file_the_environment_or_the_flag_defaults_to_w
     with pytest.raises(ConfigError) as caught:
         resolve(write(tmp_path, "bad.toml", 'follow_symlinks = "always"\n'), ENV, {})
     assert caught.value.errors == ["follow_symlinks: unknown value 'always'; expected one of: never, within, anywhere"]
+
+
+def test_otlp_max_request_bytes_from_the_file_the_environment_and_the_flag(tmp_path: Path) -> None:
+    file = write(tmp_path, "c.toml", '[[outputs]]\ntype = "otlp"\nmax_request_bytes = "2MiB"\n')
+
+    def cap(env: dict[str, str], flags: dict[str, Any]) -> Any:
+        [otlp] = resolve(file, {**ENV, **env}, flags).outputs
+        assert isinstance(otlp, OtlpOutput)
+        return otlp.otlp_flags()["otlp_max_request_bytes"]
+
+    assert cap({}, {}) == 2 * 1024 * 1024
+    assert cap({"LOGSIDECAR_OTLP_MAX_REQUEST_BYTES": "3MiB"}, {}) == 3 * 1024 * 1024
+    flags = {"otlp_max_request_bytes": 1_000_000}
+    assert cap({"LOGSIDECAR_OTLP_MAX_REQUEST_BYTES": "3MiB"}, flags) == 1_000_000
+    assert errors_of(file, {"LOGSIDECAR_OTLP_MAX_REQUEST_BYTES": "lots"}) == [
+        "LOGSIDECAR_OTLP_MAX_REQUEST_BYTES: invalid size 'lots'; expected a number and a unit "
+        "(B, KB, MB, GB, KiB, MiB, GiB), e.g. '1MiB'"
+    ]

@@ -130,7 +130,14 @@ def test_verdict_json_explains_the_state() -> None:
         "reasons": [],
         "files_followed": 3,
         "bytes_behind": 42,
-        "sinks": {"otlp": {"failing_for_s": 10.0, "last_error": "timeout", "delivered_records": 7}},
+        "sinks": {
+            "otlp": {
+                "failing_for_s": 10.0,
+                "last_error": "timeout",
+                "misconfigured": False,
+                "delivered_records": 7,
+            }
+        },
     }
 
 
@@ -161,6 +168,25 @@ def test_sink_recovered_event_clears_the_failure() -> None:
     clock.advance(120)
     assert not health.liveness().ok
     health.handle_event(Event.SINK_RECOVERED, {"sink": "otlp", "outage_s": 120.0})
+    assert health.liveness().ok
+
+
+def test_a_configuration_error_makes_the_sink_unhealthy_at_once_until_it_recovers() -> None:
+    clock, lag = FakeClock(), Lag()
+    health = monitor(clock, lag)
+    health.handle_event(Event.STARTED, {})
+    reason = "authentication rejected by collector (HTTP 401)"
+    health.handle_event(Event.SINK_MISCONFIGURED, {"sink": "otlp", "reason": reason, "fix": "check ..."})
+    assert health.liveness().reasons == (f"sink 'otlp' misconfigured: {reason}",)
+    assert not health.readiness().ok
+    health.handle_event(Event.SINK_RETRY, {"sink": "otlp", "reason": reason, "misconfigured": True})
+    clock.advance(1)
+    assert not health.liveness().ok
+    # Fixed (e.g. a new token): the next delivery makes it healthy again.
+    health.handle_event(Event.SINK_RECOVERED, {"sink": "otlp", "outage_s": 1.0})
+    assert health.liveness().ok and health.readiness().ok
+    # An ordinary outage afterwards is not a configuration error: it waits for the threshold.
+    health.handle_event(Event.SINK_RETRY, {"sink": "otlp", "reason": "refused", "misconfigured": False})
     assert health.liveness().ok
 
 

@@ -14,7 +14,14 @@ import grpc
 import pytest
 import requests
 
-from logsidecar.sinks.otlp import HttpTransport, OtlpProtocol, OtlpSettings, Rejected, Retryable
+from logsidecar.sinks.otlp import (
+    HttpTransport,
+    Misconfigured,
+    OtlpProtocol,
+    OtlpSettings,
+    Rejected,
+    Retryable,
+)
 from logsidecar.sinks.otlp_connection import USER_AGENT, HttpPoster, grpc_credentials, retry_after_s
 
 NOW = 1_700_000_000.0  # a fixed "now" for HTTP-date arithmetic
@@ -105,27 +112,39 @@ def _transport(url: str) -> HttpTransport:
     )
 
 
-# The OTLP/HTTP specification lists the retryable statuses; every other error status is final.
-SPEC_RETRYABLE = {429, 502, 503, 504}
+# The OTLP/HTTP specification lists the retryable statuses (429, 502, 503, 504) and calls every other
+# error final. We drop data only on a malformed answer (400) and split on 413; an authentication or
+# endpoint error is a configuration error (kept, retried, reported); any other status is retried:
+# nothing in it says the data is bad (issue 13: a wrong token must never drop data).
+DROPPED = {400}
+TOO_LARGE = {413}
+MISCONFIGURED = {401: "Authorization", 403: "Authorization", 404: "endpoint"}
+SERVER_DELAY = {429, 503}  # the test collector sends Retry-After: 2 with these
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 408, 413, 429, 500, 501, 502, 503, 504, 507])
-def test_http_status_is_retryable_exactly_as_the_otlp_specification_says(collector: str, status: int) -> None:
+def test_http_status_decides_between_drop_split_configuration_error_and_retry(
+    collector: str, status: int
+) -> None:
     outcome = _transport(f"{collector}/{status}").export(b"payload", 5.0)
-    if status in SPEC_RETRYABLE:
-        assert isinstance(outcome, Retryable), outcome
-        assert outcome.delay_s == (2.0 if status in (429, 503) else None)
-    else:
+    if status in DROPPED | TOO_LARGE:
         assert isinstance(outcome, Rejected), outcome
-        assert outcome.too_large is (status == 413)
+        assert outcome.too_large is (status in TOO_LARGE)
+    elif status in MISCONFIGURED:
+        assert isinstance(outcome, Misconfigured), outcome
+        assert MISCONFIGURED[status] in outcome.fix
+    else:
+        assert isinstance(outcome, Retryable), outcome
+        assert outcome.delay_s == (2.0 if status in SERVER_DELAY else None)
     assert f"HTTP {status}" in outcome.reason
     assert outcome.detail == "collector says no"
 
 
-def test_http_redirect_is_not_followed(collector: str) -> None:
+def test_http_redirect_is_not_followed_and_is_a_configuration_error(collector: str) -> None:
     _Collector.seen.clear()
     outcome = _transport(f"{collector}/307").export(b"payload", 5.0)
-    assert isinstance(outcome, Rejected) and "HTTP 307" in outcome.reason
+    assert isinstance(outcome, Misconfigured) and "HTTP 307" in outcome.reason
+    assert "endpoint" in outcome.fix
     assert len(_Collector.seen) == 1  # the payload went nowhere else
 
 

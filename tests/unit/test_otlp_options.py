@@ -257,3 +257,19 @@ def test_a_header_value_http_or_grpc_cannot_carry_is_refused_by_name(value: str)
     with pytest.raises(click.UsageError, match="header 'x-token': .*value not shown") as caught:
         resolve(OTEL_EXPORTER_OTLP_HEADERS=f"x-token={value}")
     assert value not in caught.value.message
+
+
+def test_max_request_bytes_defaults_to_the_protocol_limit_and_the_flag_sets_it() -> None:
+    grpc_sink = OtlpSink(resolve())
+    http_sink = OtlpSink(resolve({"otlp_protocol": "http/protobuf"}))
+    assert (grpc_sink.max_request_bytes, http_sink.max_request_bytes) == (4 * 1024 * 1024, 20 * 1024 * 1024)
+    assert OtlpSink(resolve({"otlp_max_request_bytes": 65536})).max_request_bytes == 65536
+
+    @click.command()
+    @otlp_options
+    def command(**kwargs: Any) -> None:
+        click.echo(kwargs["otlp_max_request_bytes"])
+
+    assert CliRunner().invoke(command, ["--otlp-max-request-bytes", "8MiB"]).output == f"{8 * 1024 * 1024}\n"
+    refused = CliRunner().invoke(command, ["--otlp-max-request-bytes", "0"])
+    assert refused.exit_code == 2 and "invalid size" in refused.output

@@ -26,7 +26,7 @@ from logsidecar.pipeline import (
     parse_format_rule,
 )
 from logsidecar.record import LogRecord, Position
-from logsidecar.sinks.base import BatchRejected, Sink
+from logsidecar.sinks.base import BatchRejected, RejectedRange, Sink
 from logsidecar.stamp import record_uid
 from logsidecar.tail.options import ReadBatch
 
@@ -223,7 +223,82 @@ def test_rejected_batch_is_settled_counted_and_reported() -> None:
     assert pipeline.rejected == {"otlp": 2}
     assert pipeline.sent == {"otlp": 0}
     rejected = [fields for event, fields in seen if event is Event.SINK_REJECTED]
-    assert rejected == [{"sink": "otlp", "reason": "payload too large", "rejected": 2, "records": 2}]
+    # Where the lines are: `batch` makes lines of 9 bytes, so the first begins at 10 - 9 - 1.
+    files = [{"path": "/var/log/apache2/access.log", "first_offset": 0, "last_offset": 20, "lines": 2}]
+    assert rejected == [
+        {"sink": "otlp", "reason": "payload too large", "rejected": 2, "records": 2, "files": files}
+    ]
+
+
+class MergingRejectingSink(Sink):
+    """Test double for a sink that merges batches (as OTLP does) and whose backend refuses some of the
+    records of each merged send, named by `ranges` (a real collector's choice cannot be scripted)."""
+
+    batch_timeout_s = 0.2
+    max_batch_records = 100
+
+    def __init__(self, ranges: Sequence[RejectedRange]) -> None:
+        self.name = "otlp"
+        self.ranges = ranges
+        self.sizes: list[int] = []
+
+    async def send(self, records: Sequence[LogRecord]) -> None:
+        self.sizes.append(len(records))
+        raise BatchRejected("refused", rejected=sum(r.rejected for r in self.ranges), ranges=self.ranges)
+
+
+def test_rejected_records_of_a_merged_batch_are_reported_with_their_files_and_offsets() -> None:
+    seen: list[tuple[Event, dict[str, Any]]] = []
+    unsubscribe = events.subscribe(lambda event, fields: seen.append((event, dict(fields))))
+    # Records 0..4 of the merged send are a:10, a:20, a:30, b:5, b:11; the backend refuses 1..3
+    # (a:20, a:30 and b:5) as malformed, and 2 of the last one's request in a partial success.
+    sink = MergingRejectingSink(
+        [RejectedRange(1, 4, 3, "malformed"), RejectedRange(4, 5, 1, "some", partial=True)]
+    )
+
+    async def scenario() -> Pipeline:
+        a = ReadBatch("a", "/logs/a.log", [b"x" * 9] * 3, [10, 20, 30])
+        b = ReadBatch("b", "/logs/b.log", [b"y" * 4, b"z" * 5], [5, 11])
+        source = ScriptedSource([a, b])
+        pipeline = make_pipeline(source, [sink])
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: sorted(source.acks) == [("a", 30), ("b", 11)])
+        pipeline.request_stop()
+        await task
+        return pipeline
+
+    try:
+        pipeline = asyncio.run(scenario())
+    finally:
+        unsubscribe()
+    assert sink.sizes == [5]  # one merged send
+    assert pipeline.rejected == {"otlp": 4} and pipeline.sent == {"otlp": 1}
+    reports = [(event, fields) for event, fields in seen if "files" in fields]
+    assert reports == [
+        (
+            Event.SINK_REJECTED,
+            {
+                "sink": "otlp",
+                "reason": "malformed",
+                "rejected": 3,
+                "records": 3,
+                "files": [
+                    {"path": "/logs/a.log", "first_offset": 10, "last_offset": 30, "lines": 2},
+                    {"path": "/logs/b.log", "first_offset": 0, "last_offset": 5, "lines": 1},
+                ],
+            },
+        ),
+        (
+            Event.SINK_PARTIAL_SUCCESS,
+            {
+                "sink": "otlp",
+                "reason": "some",
+                "rejected": 1,
+                "records": 1,
+                "files": [{"path": "/logs/b.log", "first_offset": 5, "last_offset": 11, "lines": 1}],
+            },
+        ),
+    ]
 
 
 def test_spent_in_flight_budget_pauses_reading_until_a_batch_settles() -> None:
