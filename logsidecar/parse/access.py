@@ -138,6 +138,7 @@ from logsidecar.parse.logformat import (
     Literal,
     bounded_int,
     compile_fields,
+    field_guard,
     field_pattern,
     field_patterns,
     line_regex,
@@ -463,6 +464,9 @@ class AccessLogParser:
         return f"does not match LogFormat: unexpected text after field {field_number}"
 
     def _compile_prefixes(self) -> list[re.Pattern[str] | None]:
+        """For each token, the strict regex of the format up to and including it. The fields before
+        it are guarded by what follows them (see `field_pattern`), as in the line regex; the last
+        field is not, so a prefix ending at a field blames that field, not the text after it."""
         fragments: list[str] = []
         specs = iter(self._specs)
         out: list[re.Pattern[str] | None] = []
@@ -470,17 +474,27 @@ class AccessLogParser:
         for index, token in enumerate(tokens):
             if isinstance(token, Literal):
                 fragments.append(re.escape(token.text))
+                last = re.escape(token.text)
             else:
                 before = literal_text(tokens, index - 1)
                 nxt = tokens[index + 1] if index + 1 < len(tokens) else None
                 after = None if nxt is None else (nxt.text if isinstance(nxt, Literal) else "")
+                spec = next(specs)
+                text_follows = next_is_text(tokens, index, self._specs)
+                last = field_pattern(spec, before, after, False, False, text_follows)  # type: ignore[arg-type]
                 fragments.append(
                     field_pattern(
-                        next(specs), before, after, False, False, next_is_text(tokens, index, self._specs)
+                        spec,
+                        before,
+                        after,
+                        False,
+                        False,
+                        text_follows,
+                        field_guard(tokens, index, self._specs),
                     )  # type: ignore[arg-type]
                 )
             try:
-                out.append(re.compile("".join(fragments)))
+                out.append(re.compile("".join(fragments[:-1]) + last))
             except re.error:
                 out.append(None)
         return out
