@@ -78,6 +78,7 @@ Token = Literal | Directive
 # Directive letters httpd knows: mod_log_config's, mod_logio's (%I %O %S) and mod_ssl's
 # (%{VAR}x for SSL variables, %{name}c for its older cipher items), as Debian's ssl_request.log uses.
 _LETTERS = set("aAbBCDefhHiklLmnopPqrRstTuUvVXIOScx")
+_ASCII_DIGITS = frozenset("0123456789")  # str.isdigit() also takes `７`
 _NEEDS_ARGUMENT = {"C": "cookie name", "e": "variable name", "i": "header name", "n": "note name",
                    "o": "header name", "^ti": "trailer name", "^to": "trailer name",
                    "x": "SSL variable name", "c": "SSL item name"}  # fmt: skip
@@ -207,9 +208,9 @@ def _parse_directive(fmt: str, start: int) -> tuple[Directive, int]:
             i += 1
         elif ch == ",":
             i += 1
-        elif ch.isdigit():
+        elif ch in _ASCII_DIGITS:
             j = i
-            while j < n and fmt[j].isdigit():
+            while j < n and fmt[j] in _ASCII_DIGITS:
                 j += 1
             conditions.append(int(fmt[i:j]))
             i = j
@@ -672,6 +673,23 @@ def _field_start(tokens: list[Token], index: int, specs: list[FieldSpec]) -> str
 _START_CLASSES = {NUM: "[0-9-]", STATUS_PAT: "[0-9-]", CONN: "[-+X]", HEX: "[0-9A-Fa-f-]", CLF: r"\["}
 
 
+_CLASS_ESCAPE_OR_QUANTIFIER = re.compile(r"(\\.|\[\^?\]?(?:\\.|[^\]])*\])|([*+])([+?]?)")
+# A guard looks this far at most into a variable-width piece: what it costs per position is bounded.
+_GUARD_REACH = 32
+
+
+def _capped(pattern: str) -> str:
+    """`pattern` with every unbounded repetition capped at _GUARD_REACH, for use in a guard."""
+
+    def cap(match: re.Match[str]) -> str:
+        if match.group(1):
+            return match.group(1)
+        low = "1" if match.group(2) == "+" else "0"
+        return f"{{{low},{_GUARD_REACH}}}{match.group(3)}"
+
+    return _CLASS_ESCAPE_OR_QUANTIFIER.sub(cap, pattern)
+
+
 def _start_class(spec: FieldSpec) -> tuple[str | None, bool]:
     """(a class for the first character of what the field matches, or None when any, and whether
     it may match nothing)."""
@@ -680,7 +698,10 @@ def _start_class(spec: FieldSpec) -> tuple[str | None, bool]:
         return f"[?{dash}]", True
     if spec.pattern_kind == TOKEN and not spec.escapable:  # escapable ones may be quoted, empty
         return r"\S", False
-    start = _START_CLASSES.get(spec.pattern_kind)
+    if spec.pattern_kind == RAW:  # the whole time, so that text before it stops at a time only
+        start: str | None = _capped(spec.raw_pattern)
+    else:
+        start = _START_CLASSES.get(spec.pattern_kind)
     if start is not None and dash:
         start = f"(?:{start}|-)"
     return start, False
