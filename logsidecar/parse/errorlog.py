@@ -74,6 +74,7 @@ from logsidecar.record import (
 )
 
 __all__ = [
+    "DIRECTIVE_LETTERS",
     "ErrorLogParser",
     "ErrorTimeParser",
     "compile_errorlogformat",
@@ -426,7 +427,8 @@ class _Item:
     position: int = 0  # index in the format string, for error messages
 
 
-_KNOWN_DIRECTIVES = frozenset("aAeEFikLlmMnPtTvV")
+#: The ErrorLogFormat directive letters httpd 2.4 knows.
+DIRECTIVE_LETTERS = frozenset("aAeEFikLlmMnPtTvV")
 _ASCII_DIGITS = frozenset("0123456789")
 # Directives httpd always writes (never empty): a field made only of these and literals is never dropped.
 _NEVER_EMPTY = frozenset("PtM")
@@ -504,7 +506,7 @@ def _parse_items(fmt: str) -> list[_Item]:
                     j += 1
                 min_level = int(fmt[i:j])
                 i = j
-            elif c in _KNOWN_DIRECTIVES:
+            elif c in DIRECTIVE_LETTERS:
                 items.append(
                     _Item(
                         literal=None,

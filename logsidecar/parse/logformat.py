@@ -39,13 +39,18 @@ from dataclasses import dataclass, field
 from logsidecar.parse.base import FormatError
 
 __all__ = [
+    "ARGUMENT_CHOICES",
+    "DIRECTIVE_NAMES",
     "Directive",
     "FieldSpec",
     "Literal",
     "compile_fields",
+    "field_guard",
     "field_pattern",
     "line_regex",
     "literal_text",
+    "may_backtrack",
+    "NEEDS_ARGUMENT",
     "next_is_text",
     "header_attribute",
     "normalize_format_text",
@@ -79,10 +84,13 @@ Token = Literal | Directive
 # (%{VAR}x for SSL variables, %{name}c for its older cipher items), as Debian's ssl_request.log uses.
 _LETTERS = set("aAbBCDefhHiklLmnopPqrRstTuUvVXIOScx")
 _ASCII_DIGITS = frozenset("0123456789")  # str.isdigit() also takes `７`
-_NEEDS_ARGUMENT = {"C": "cookie name", "e": "variable name", "i": "header name", "n": "note name",
+#: Every directive the compiler knows (its letters, and the three-character ones), in table order;
+#: NEEDS_ARGUMENT and ARGUMENT_CHOICES say which take a `{...}`.
+DIRECTIVE_NAMES = (*sorted(_LETTERS), "^ti", "^to", "^FB")
+NEEDS_ARGUMENT = {"C": "cookie name", "e": "variable name", "i": "header name", "n": "note name",
                    "o": "header name", "^ti": "trailer name", "^to": "trailer name",
                    "x": "SSL variable name", "c": "SSL item name"}  # fmt: skip
-_ARGUMENT_CHOICES = {
+ARGUMENT_CHOICES = {
     "p": ("canonical", "local", "remote"),
     "P": ("pid", "tid", "hextid"),
     "T": ("s", "ms", "us"),
@@ -252,15 +260,15 @@ def _validated(
     conditions: list[int], negated: bool, end: int,
 ) -> Directive:  # fmt: skip
     source = fmt[start:end]
-    if name in _NEEDS_ARGUMENT and not argument:
+    if name in NEEDS_ARGUMENT and not argument:
         raise FormatError(
             _caret_message(
                 fmt,
                 start,
-                f"invalid LogFormat directive {source!r}: %{name} needs a {{{_NEEDS_ARGUMENT[name]}}}",
+                f"invalid LogFormat directive {source!r}: %{name} needs a {{{NEEDS_ARGUMENT[name]}}}",
             )
         )
-    choices = _ARGUMENT_CHOICES.get(name)
+    choices = ARGUMENT_CHOICES.get(name)
     # httpd compares these case-insensitively (`%{MS}T`); an empty argument is the default.
     if choices and argument and argument.lower() not in choices:
         raise FormatError(
