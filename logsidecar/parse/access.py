@@ -136,6 +136,7 @@ from logsidecar.parse.logformat import (
     Directive,
     FieldSpec,
     Literal,
+    bounded_duration,
     bounded_int,
     compile_fields,
     field_guard,
@@ -625,11 +626,11 @@ class AccessLogParser:
                 )
             elif spec.kind == DURATION:
                 divisor = round(1 / spec.scale)
-                # int / int is exact for the digits a duration has; float() takes absurd ones
+                # int / int is exact for the digits a duration has; beyond 64 bits they stay text
                 expr = (
-                    f"float({var})"
+                    f"(float({var}) if len({var}) < 19 else bounded_duration({var}, 1))"
                     if divisor == 1
-                    else f"(int({var}) if len({var}) < 19 else float({var})) / {divisor}"
+                    else f"(int({var}) / {divisor} if len({var}) < 19 else bounded_duration({var}, {divisor}))"
                 )
                 emit(f"    if {var} != '-':\n        a[{key!r}] = {expr}")
             elif spec.kind == QUERY:
@@ -719,6 +720,7 @@ class AccessLogParser:
             "unescape": unescape_log_value,
             "status_get": _STATUS_TABLE.get,
             "bounded_int": bounded_int,
+            "bounded_duration": bounded_duration,
             "status_info": status_info,
             "proto_get": PROTOCOL_TABLE.get,
             "protocol_info": protocol_info,

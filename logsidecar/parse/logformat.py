@@ -578,6 +578,7 @@ def compile_fields(tokens: list[Token]) -> list[FieldSpec]:
 
 
 _INT64_MAX = 2**63 - 1
+_INT64_MIN = -(2**63)
 
 
 def bounded_int(text: str, base: int = 10) -> int | str:
@@ -587,7 +588,14 @@ def bounded_int(text: str, base: int = 10) -> int | str:
         value = int(text, base)
     except ValueError:  # beyond Python's int/str conversion limit (4300 digits)
         return text
-    return value if value <= _INT64_MAX else text
+    return value if _INT64_MIN <= value <= _INT64_MAX else text
+
+
+def bounded_duration(text: str, divisor: int) -> float | str:
+    """A duration field's value in seconds (`text` in units of 1/divisor s); beyond 64 bits the
+    digits are kept as text, as `bounded_int` does (a float would turn them into `inf`)."""
+    value = bounded_int(text)
+    return value / divisor if isinstance(value, int) else value
 
 
 def field_pattern(
