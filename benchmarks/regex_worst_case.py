@@ -33,13 +33,24 @@ CASES: list[tuple[str, str, str, str]] = [
     ("combined 100 KB spaces", "access", "combined", "' ' * 102400"),
     ("combined 100 KB quotes", "access", "combined", "'\" ' * 51200"),
     ("common 100 KB near-match", "access", "common", "'1.2.3.4 - - ' * 8533 + '\\n'"),
+    # One line at the default --max-line-bytes (1 MiB): what it holds the event loop for (parsing
+    # runs on it, pipeline.py), at the worst per-byte cost the linear-time test measured.
+    ("1 MiB combined spaces", "access", "combined", "' ' * 1048576"),
+    ("1 MiB combined backslashes", "access", "combined", "'\"' + '\\\\' * 1048574 + '\"'"),
+    ("1 MiB xff spaces", "access", XFF, "' ' * 1048576"),
+    ("1 MiB %{X}n backslashes", "access", "%!200,404{X-A}n", "'\\\\' * 1048576"),
+    ("1 MiB error built-in", "builtin", "", "'[Wed Oct 11 14:32:52 2000] [error] ' + 'x ' * 524270"),
+    ("1 MiB ErrorLogFormat 4x %e", "error", "%e %e %e %e", "'\\\\' * 1048576"),
 ]
 
 CHILD = """
 import sys, time
 compiler, fmt, expr = sys.argv[1:4]
 line = eval(expr).encode()
-if compiler == "error":
+if compiler == "builtin":
+    from logsidecar.parse.errorlog import ErrorLogParser
+    parser = ErrorLogParser()
+elif compiler == "error":
     from logsidecar.parse.errorlog import compile_errorlogformat
     parser = compile_errorlogformat(fmt)
 else:
