@@ -29,6 +29,12 @@ Regex invariants: every field pattern is confined to one line (never matches `\\
 free-text fields use an unrolled escape-aware pattern (`[^"\\\\]*(?:\\\\.[^"\\\\]*)*`) that cannot
 backtrack catastrophically; the lenient variant (tried only on lines the strict one rejects)
 matches quoted text lazily so that unescaped quotes written by third-party tools still parse.
+Linear time (issue 13): a field whose pattern could match in more than one way is atomic and
+guarded by what follows it (`field_pattern`, `field_guard`): it takes its first match that the next
+literal and the start of the next field accept, and is never re-entered, so every regex makes one
+forward pass over a line, matching or not. Ambiguous neighbours (two free-text fields separated by a
+space) are therefore split where the first separator followed by a plausible next field is, not
+wherever the rest of the line would fit; digits are `[0-9]`, never `\\d` (which takes `７`).
 """
 
 from __future__ import annotations
