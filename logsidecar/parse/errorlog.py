@@ -334,12 +334,13 @@ class ErrorLogParser:
         if module:
             attributes[MODULE] = module
         if pid is not None:
-            attributes[PID] = bounded_int(pid)
+            # 18 digits always fit in 64 bits; longer ones are checked (and kept as text beyond)
+            attributes[PID] = int(pid) if len(pid) < 19 else bounded_int(pid)
             if tid is not None:
-                attributes[TID] = bounded_int(tid)
+                attributes[TID] = int(tid) if len(tid) < 19 else bounded_int(tid)
         if file is not None:
             attributes[CODE_FILE] = file
-            attributes[CODE_LINE] = bounded_int(line)
+            attributes[CODE_LINE] = int(line) if len(line) < 19 else bounded_int(line)
         if status is not None or status2 is not None:
             attributes[STATUS] = status or status2
         if peer is not None:
