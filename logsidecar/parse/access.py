@@ -136,8 +136,10 @@ from logsidecar.parse.logformat import (
     Directive,
     FieldSpec,
     Literal,
+    bounded_duration,
     bounded_int,
     compile_fields,
+    field_guard,
     field_pattern,
     field_patterns,
     line_regex,
@@ -463,6 +465,9 @@ class AccessLogParser:
         return f"does not match LogFormat: unexpected text after field {field_number}"
 
     def _compile_prefixes(self) -> list[re.Pattern[str] | None]:
+        """For each token, the strict regex of the format up to and including it. The fields before
+        it are guarded by what follows them (see `field_pattern`), as in the line regex; the last
+        field is not, so a prefix ending at a field blames that field, not the text after it."""
         fragments: list[str] = []
         specs = iter(self._specs)
         out: list[re.Pattern[str] | None] = []
@@ -470,17 +475,27 @@ class AccessLogParser:
         for index, token in enumerate(tokens):
             if isinstance(token, Literal):
                 fragments.append(re.escape(token.text))
+                last = re.escape(token.text)
             else:
                 before = literal_text(tokens, index - 1)
                 nxt = tokens[index + 1] if index + 1 < len(tokens) else None
                 after = None if nxt is None else (nxt.text if isinstance(nxt, Literal) else "")
+                spec = next(specs)
+                text_follows = next_is_text(tokens, index, self._specs)
+                last = field_pattern(spec, before, after, False, False, text_follows)  # type: ignore[arg-type]
                 fragments.append(
                     field_pattern(
-                        next(specs), before, after, False, False, next_is_text(tokens, index, self._specs)
+                        spec,
+                        before,
+                        after,
+                        False,
+                        False,
+                        text_follows,
+                        field_guard(tokens, index, self._specs),
                     )  # type: ignore[arg-type]
                 )
             try:
-                out.append(re.compile("".join(fragments)))
+                out.append(re.compile("".join(fragments[:-1]) + last))
             except re.error:
                 out.append(None)
         return out
@@ -611,11 +626,11 @@ class AccessLogParser:
                 )
             elif spec.kind == DURATION:
                 divisor = round(1 / spec.scale)
-                # int / int is exact for the digits a duration has; float() takes absurd ones
+                # int / int is exact for the digits a duration has; beyond 64 bits they stay text
                 expr = (
-                    f"float({var})"
+                    f"(float({var}) if len({var}) < 19 else bounded_duration({var}, 1))"
                     if divisor == 1
-                    else f"(int({var}) if len({var}) < 19 else float({var})) / {divisor}"
+                    else f"(int({var}) / {divisor} if len({var}) < 19 else bounded_duration({var}, {divisor}))"
                 )
                 emit(f"    if {var} != '-':\n        a[{key!r}] = {expr}")
             elif spec.kind == QUERY:
@@ -705,6 +720,7 @@ class AccessLogParser:
             "unescape": unescape_log_value,
             "status_get": _STATUS_TABLE.get,
             "bounded_int": bounded_int,
+            "bounded_duration": bounded_duration,
             "status_info": status_info,
             "proto_get": PROTOCOL_TABLE.get,
             "protocol_info": protocol_info,

@@ -67,8 +67,8 @@ class JsonDialect:
 
     def int_field(self, number: int, var: str, key: str, namespace: dict[str, Any]) -> str:
         # Digits without a leading zero are their own JSON; anything else goes through int() (the
-        # regex's \d also takes non-ASCII digits). Beyond 18 digits orjson refuses the int (64-bit):
-        # the line takes the ordinary path, whatever that does with it.
+        # regex takes ASCII digits only; the isascii() check keeps this true whatever it becomes).
+        # Beyond 18 digits the int may not fit 64 bits: the line takes the ordinary path (text).
         key_text = f",{_json(key)}:"
         return (
             f"    if {var} == '-':\n        p{number} = ''\n"

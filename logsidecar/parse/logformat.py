@@ -29,6 +29,12 @@ Regex invariants: every field pattern is confined to one line (never matches `\\
 free-text fields use an unrolled escape-aware pattern (`[^"\\\\]*(?:\\\\.[^"\\\\]*)*`) that cannot
 backtrack catastrophically; the lenient variant (tried only on lines the strict one rejects)
 matches quoted text lazily so that unescaped quotes written by third-party tools still parse.
+Linear time (issue 13): a field whose pattern could match in more than one way is atomic and
+guarded by what follows it (`field_pattern`, `field_guard`): it takes its first match that the next
+literal and the start of the next field accept, and is never re-entered, so every regex makes one
+forward pass over a line, matching or not. Ambiguous neighbours (two free-text fields separated by a
+space) are therefore split where the first separator followed by a plausible next field is, not
+wherever the rest of the line would fit; digits are `[0-9]`, never `\\d` (which takes `７`).
 """
 
 from __future__ import annotations
@@ -39,13 +45,18 @@ from dataclasses import dataclass, field
 from logsidecar.parse.base import FormatError
 
 __all__ = [
+    "ARGUMENT_CHOICES",
+    "DIRECTIVE_NAMES",
     "Directive",
     "FieldSpec",
     "Literal",
     "compile_fields",
+    "field_guard",
     "field_pattern",
     "line_regex",
     "literal_text",
+    "may_backtrack",
+    "NEEDS_ARGUMENT",
     "next_is_text",
     "header_attribute",
     "normalize_format_text",
@@ -78,10 +89,14 @@ Token = Literal | Directive
 # Directive letters httpd knows: mod_log_config's, mod_logio's (%I %O %S) and mod_ssl's
 # (%{VAR}x for SSL variables, %{name}c for its older cipher items), as Debian's ssl_request.log uses.
 _LETTERS = set("aAbBCDefhHiklLmnopPqrRstTuUvVXIOScx")
-_NEEDS_ARGUMENT = {"C": "cookie name", "e": "variable name", "i": "header name", "n": "note name",
+_ASCII_DIGITS = frozenset("0123456789")  # str.isdigit() also takes `７`
+#: Every directive the compiler knows (its letters, and the three-character ones), in table order;
+#: NEEDS_ARGUMENT and ARGUMENT_CHOICES say which take a `{...}`.
+DIRECTIVE_NAMES = (*sorted(_LETTERS), "^ti", "^to", "^FB")
+NEEDS_ARGUMENT = {"C": "cookie name", "e": "variable name", "i": "header name", "n": "note name",
                    "o": "header name", "^ti": "trailer name", "^to": "trailer name",
                    "x": "SSL variable name", "c": "SSL item name"}  # fmt: skip
-_ARGUMENT_CHOICES = {
+ARGUMENT_CHOICES = {
     "p": ("canonical", "local", "remote"),
     "P": ("pid", "tid", "hextid"),
     "T": ("s", "ms", "us"),
@@ -207,9 +222,9 @@ def _parse_directive(fmt: str, start: int) -> tuple[Directive, int]:
             i += 1
         elif ch == ",":
             i += 1
-        elif ch.isdigit():
+        elif ch in _ASCII_DIGITS:
             j = i
-            while j < n and fmt[j].isdigit():
+            while j < n and fmt[j] in _ASCII_DIGITS:
                 j += 1
             conditions.append(int(fmt[i:j]))
             i = j
@@ -251,15 +266,15 @@ def _validated(
     conditions: list[int], negated: bool, end: int,
 ) -> Directive:  # fmt: skip
     source = fmt[start:end]
-    if name in _NEEDS_ARGUMENT and not argument:
+    if name in NEEDS_ARGUMENT and not argument:
         raise FormatError(
             _caret_message(
                 fmt,
                 start,
-                f"invalid LogFormat directive {source!r}: %{name} needs a {{{_NEEDS_ARGUMENT[name]}}}",
+                f"invalid LogFormat directive {source!r}: %{name} needs a {{{NEEDS_ARGUMENT[name]}}}",
             )
         )
-    choices = _ARGUMENT_CHOICES.get(name)
+    choices = ARGUMENT_CHOICES.get(name)
     # httpd compares these case-insensitively (`%{MS}T`); an empty argument is the default.
     if choices and argument and argument.lower() not in choices:
         raise FormatError(
@@ -280,26 +295,42 @@ def _validated(
 # Possessive: the text can only end at a quote, so giving characters back never helps, and
 # not backtracking keeps a long line of backslashes linear.
 QUOTED_TEXT = r'[^"\\\n]*+(?:\\.[^"\\\n]*+)*+'
-CLF_TIME = r"\[([^\]\n]*)\]"
-NUMBER = r"-|\d+"
+CLF_TIME = r"\[([^\]\n]*+)\]"
+NUMBER = "-|[0-9]+"
 
 _STRFTIME_PATTERNS = {
     "a": "[A-Za-z]+", "A": "[A-Za-z]+", "b": "[A-Za-z]+", "B": "[A-Za-z]+", "h": "[A-Za-z]+",
-    "C": r"\d\d", "d": r"\d\d", "D": r"\d\d/\d\d/\d\d", "e": r"[ \d]\d", "F": r"-?\d+-\d\d-\d\d",
-    "g": r"\d\d", "G": r"-?\d+", "H": r"\d\d", "I": r"\d\d", "j": r"\d{3}", "k": r"[ \d]\d",
-    "l": r"[ \d]\d", "m": r"\d\d", "M": r"\d\d", "n": r"\n", "p": "[A-Za-z]*", "P": "[A-Za-z]*",
-    "R": r"\d\d:\d\d", "s": r"-?\d+", "S": r"\d\d", "t": r"\t", "T": r"\d\d:\d\d:\d\d",
-    "u": r"\d", "U": r"\d\d", "V": r"\d\d", "w": r"\d", "W": r"\d\d", "y": r"\d\d", "Y": r"-?\d+",
-    "z": r"[+-]\d\d:?\d\d|Z", "Z": r"[A-Za-z0-9+-]*", "%": "%",
+    "C": "[0-9][0-9]", "d": "[0-9][0-9]", "D": "[0-9][0-9]/[0-9][0-9]/[0-9][0-9]", "e": "[ 0-9][0-9]",
+    "F": "-?[0-9]+-[0-9][0-9]-[0-9][0-9]", "g": "[0-9][0-9]", "G": "-?[0-9]+", "H": "[0-9][0-9]",
+    "I": "[0-9][0-9]", "j": "[0-9]{3}", "k": "[ 0-9][0-9]", "l": "[ 0-9][0-9]", "m": "[0-9][0-9]",
+    "M": "[0-9][0-9]", "n": r"\n", "p": "[A-Za-z]*", "P": "[A-Za-z]*", "R": "[0-9][0-9]:[0-9][0-9]",
+    "s": "-?[0-9]+", "S": "[0-9][0-9]", "t": r"\t", "T": "[0-9][0-9]:[0-9][0-9]:[0-9][0-9]",
+    "u": "[0-9]", "U": "[0-9][0-9]", "V": "[0-9][0-9]", "w": "[0-9]", "W": "[0-9][0-9]",
+    "y": "[0-9][0-9]", "Y": "-?[0-9]+", "z": "[+-][0-9][0-9]:?[0-9][0-9]|Z", "Z": "[A-Za-z0-9+-]*",
+    "%": "%",
+    # The C locale's (httpd's unless a module calls setlocale): %c %x %X %r as glibc writes them.
+    "c": "[A-Za-z]+ [A-Za-z]+ [ 0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9] -?[0-9]+",
+    "x": "[0-9][0-9]/[0-9][0-9]/[0-9][0-9]", "X": "[0-9][0-9]:[0-9][0-9]:[0-9][0-9]",
+    "r": "[0-9][0-9]:[0-9][0-9]:[0-9][0-9] [A-Za-z]*",
 }  # fmt: skip
 
 
-_ANY_LAZY = r"[^\n]*?"
+# Variable-width pieces and the characters they continue with: possessive unless what follows may
+# start with one of those.
+_VARIABLE_PIECES = {
+    "[A-Za-z]+": "[A-Za-z]", "[A-Za-z]*": "[A-Za-z]", "-?[0-9]+": "[0-9]", "[A-Za-z0-9+-]*": "[A-Za-z0-9+-]",
+}  # fmt: skip
+_UNBOUNDED = re.compile(r"(?<!\\)[*+]|\{[0-9]*,\}")
 
 
 def strftime_regex(fmt: str) -> str:
-    """A regex (no groups) matching what C strftime writes for `fmt`."""
-    out: list[str] = []
+    """A regex (no groups) matching what C strftime writes for `fmt`, built so that its match never
+    depends on backtracking across pieces: a variable-width piece is possessive unless a piece of
+    fixed width that may start like it follows (`%Y%m`: the year gives back the month's digits,
+    a bounded amount). A conversion glibc does not know it copies as it is (`%Q`); one followed by
+    literal text is taken to end at that text, one at the end of the format to end where the field
+    does (the LogFormat compiler guards each field with what follows it)."""
+    pieces: list[tuple[str, bool]] = []  # (regex, is a conversion)
     i = 0
     while i < len(fmt):
         ch = fmt[i]
@@ -308,11 +339,29 @@ def strftime_regex(fmt: str) -> str:
             if code in "EO" and i + 2 < len(fmt):  # %Ey, %Od ...: locale alternatives
                 code = fmt[i + 2]
                 i += 1
-            out.append("(?:" + _STRFTIME_PATTERNS.get(code, _ANY_LAZY) + ")")
             i += 2
+            known = _STRFTIME_PATTERNS.get(code)
+            if known is not None:
+                pieces.append((known, True))
+            elif i >= len(fmt):
+                pieces.append((r"[^\n]*?", True))
+            elif fmt[i] != "%":
+                pieces.append((f"[^{re.escape(fmt[i])}\\n]*+", True))
+            else:
+                pieces.append((re.escape("%" + code), False))
         else:
-            out.append(re.escape(ch))
+            pieces.append((re.escape(ch), False))
             i += 1
+    out: list[str] = []
+    for index, (piece, _) in enumerate(pieces):
+        first = _VARIABLE_PIECES.get(piece)
+        if first is not None and index + 1 < len(pieces):
+            following, conversion = pieces[index + 1]
+            # A literal is escaped text: `\\-` is `-`. Any conversion counts as one that may overlap.
+            overlaps = conversion or re.fullmatch(first, following.replace("\\", "")) is not None
+            if not overlaps or _UNBOUNDED.search(following):
+                piece += "+"
+        out.append(f"(?:{piece})")
     return "".join(out)
 
 
@@ -535,6 +584,7 @@ def compile_fields(tokens: list[Token]) -> list[FieldSpec]:
 
 
 _INT64_MAX = 2**63 - 1
+_INT64_MIN = -(2**63)
 
 
 def bounded_int(text: str, base: int = 10) -> int | str:
@@ -544,7 +594,14 @@ def bounded_int(text: str, base: int = 10) -> int | str:
         value = int(text, base)
     except ValueError:  # beyond Python's int/str conversion limit (4300 digits)
         return text
-    return value if value <= _INT64_MAX else text
+    return value if _INT64_MIN <= value <= _INT64_MAX else text
+
+
+def bounded_duration(text: str, divisor: int) -> float | str:
+    """A duration field's value in seconds (`text` in units of 1/divisor s); beyond 64 bits the
+    digits are kept as text, as `bounded_int` does (a float would turn them into `inf`)."""
+    value = bounded_int(text)
+    return value / divisor if isinstance(value, int) else value
 
 
 def field_pattern(
@@ -554,6 +611,7 @@ def field_pattern(
     lenient: bool,
     fast: bool = False,
     next_is_text: bool = False,
+    guard: str | None = None,
 ) -> str:
     """The capture pattern for one field. `before`/`after` are the adjacent literal texts
     (`after` None when the field ends the format, '' when another directive follows).
@@ -565,17 +623,110 @@ def field_pattern(
     holding `\\"` with the strict regex and detect line-spanning matches by counting). Fast fields
     are possessive, and a free-text field ended by a literal never crosses a newline: otherwise a
     line that does not match scans (and backtracks over) the rest of the batch, quadratic in the
-    batch size (vhost_combined's leading `%v:` parsed garbage at ~600 lines/s that way)."""
+    batch size (vhost_combined's leading `%v:` parsed garbage at ~600 lines/s that way).
+
+    `guard` (see `field_guard`) is what must follow the field. Given one, a field whose pattern
+    could match in more than one way is made atomic: it takes its first match (in the pattern's
+    own order: shortest for a lazy one, longest for a greedy one) that the guard accepts, and
+    is never re-entered when something later fails. That keeps every line, matching or not, one
+    forward pass: without it, k fields that can each end at any of n separators cost O(n^k)
+    (issue 13: one 16 KB line of spaces took 2 s with two unquoted headers before `%l %u`)."""
     pattern = _field_pattern(spec, before, after, lenient, fast, next_is_text)
     if spec.directive.conditions:
         # httpd writes `-` for a directive whose status condition is not met. The other patterns
         # take it already (a token, a number's absence, free text); the CLF time is then captured
         # with its brackets (`parse_clf_time` takes both forms).
         if spec.pattern_kind == CLF:
-            return r"(-|\[[^\]\n]*+\])"
-        if spec.pattern_kind == RAW or spec.directive.name == "q":
-            return f"(-|{pattern[1:-1]})"
+            pattern = r"(-|\[[^\]\n]*+\])"
+        elif spec.pattern_kind == RAW or spec.directive.name == "q":
+            pattern = f"(-|{pattern[1:-1]})"
+    if guard is not None and may_backtrack(pattern):
+        return f"(?>{pattern}(?={guard}))"
     return pattern
+
+
+# A character class or an escape (one character to the quantifier check), and a quantifier.
+_ATOM = re.compile(r"\\.|\[\^?\]?(?:\\.|[^\]])*\]")
+_QUANTIFIER = re.compile(r"(?:[*+?]|\{[0-9,]*\})[+?]?")
+
+
+def may_backtrack(pattern: str) -> bool:
+    """Whether a regex can match the same text in more than one way, i.e. holds an alternation or
+    a quantifier that is neither possessive nor of a fixed count (`{3}`)."""
+    bare = _ATOM.sub("x", pattern)
+    for group_open in ("(?:", "(?>", "(?!", "(?=", "(?<!", "(?<="):
+        bare = bare.replace(group_open, "(")
+    if "|" in bare:
+        return True
+    return any(
+        not (q.group().endswith("+") and len(q.group()) > 1) and not re.fullmatch(r"\{[0-9]+\}", q.group())
+        for q in _QUANTIFIER.finditer(bare)
+    )
+
+
+def field_guard(tokens: list[Token], index: int, specs: list[FieldSpec]) -> str:
+    """A regex for what must follow the directive at `index`: the literal after it and how the
+    next field can start (`\\r?$` at the end of the line)."""
+    following = index + 1
+    if following >= len(tokens):
+        return r"\r?$"
+    token = tokens[following]
+    if isinstance(token, Literal):
+        return re.escape(token.text) + _field_start(tokens, following + 1, specs)
+    return _field_start(tokens, following, specs)
+
+
+def _field_start(tokens: list[Token], index: int, specs: list[FieldSpec]) -> str:
+    """A regex for how the field at `index` starts ('' when it could start with anything)."""
+    if index >= len(tokens):
+        return r"\r?$"
+    token = tokens[index]
+    if isinstance(token, Literal):
+        return re.escape(token.text)
+    spec = next(s for s in specs if s.directive is token)
+    start, may_be_empty = _start_class(spec)
+    if start is None:
+        return ""
+    if may_be_empty:
+        return f"(?:{start}|{field_guard(tokens, index, specs)})"
+    return start
+
+
+_START_CLASSES = {NUM: "[0-9-]", STATUS_PAT: "[0-9-]", CONN: "[-+X]", HEX: "[0-9A-Fa-f-]", CLF: r"\["}
+
+
+_CLASS_ESCAPE_OR_QUANTIFIER = re.compile(r"(\\.|\[\^?\]?(?:\\.|[^\]])*\])|([*+])([+?]?)")
+# A guard looks this far at most into a variable-width piece: what it costs per position is bounded.
+_GUARD_REACH = 32
+
+
+def _capped(pattern: str) -> str:
+    """`pattern` with every unbounded repetition capped at _GUARD_REACH, for use in a guard."""
+
+    def cap(match: re.Match[str]) -> str:
+        if match.group(1):
+            return match.group(1)
+        low = "1" if match.group(2) == "+" else "0"
+        return f"{{{low},{_GUARD_REACH}}}{match.group(3)}"
+
+    return _CLASS_ESCAPE_OR_QUANTIFIER.sub(cap, pattern)
+
+
+def _start_class(spec: FieldSpec) -> tuple[str | None, bool]:
+    """(a class for the first character of what the field matches, or None when any, and whether
+    it may match nothing)."""
+    dash = "-" if spec.directive.conditions else ""  # the `-` of an unmet status condition
+    if spec.directive.name == "q":
+        return f"[?{dash}]", True
+    if spec.pattern_kind == TOKEN and not spec.escapable:  # escapable ones may be quoted, empty
+        return r"\S", False
+    if spec.pattern_kind == RAW:  # the whole time, so that text before it stops at a time only
+        start: str | None = _capped(spec.raw_pattern)
+    else:
+        start = _START_CLASSES.get(spec.pattern_kind)
+    if start is not None and dash:
+        start = f"(?:{start}|-)"
+    return start, False
 
 
 def _field_pattern(
@@ -605,9 +756,9 @@ def _field_pattern(
         elif quoted:
             body = QUOTED_TEXT
         elif after is None:
-            body = r"[^\n]*"
+            body = r"[^\n]*+"
         elif after:
-            body = f"[^{re.escape(after[0])}\\n]*"
+            body = f"[^{re.escape(after[0])}\\n]*+"
         else:
             body = r"[^\n]*?"
         return f"({body})"  # %r is captured whole: a cached split in Python beats nested groups
@@ -634,10 +785,10 @@ def _field_pattern(
         return r"(\S+?)" if not after else r"(\S+)"
     if kind == NUM:
         if spec.kind == DURATION:  # end - start on the wall clock: negative after a clock step back
-            return r"(-|-?\d+)"
+            return r"(-|-?[0-9]+)"
         return f"({NUMBER})"
     if kind == STATUS_PAT:
-        return r"(\d{3}|-)"
+        return r"([0-9]{3}|-)"
     if kind == CLF:
         return r"\[([^\]]*+)\]" if fast else CLF_TIME
     if kind == CONN:
@@ -671,7 +822,15 @@ def field_patterns(
         else:
             after = None
         out.append(
-            field_pattern(next(spec_iter), before, after, lenient, fast, next_is_text(tokens, index, specs))
+            field_pattern(
+                next(spec_iter),
+                before,
+                after,
+                lenient,
+                fast,
+                next_is_text(tokens, index, specs),
+                field_guard(tokens, index, specs),
+            )  # fmt: skip
         )
     return out
 

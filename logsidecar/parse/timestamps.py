@@ -50,7 +50,12 @@ def fixed_offset(text: str) -> tzinfo | None:
     if tz is not None:
         return tz
     digits = text[1:].replace(":", "")
-    if len(text) < 5 or text[0] not in "+-" or len(digits) != 4 or not digits.isdigit():
+    if (
+        len(text) < 5
+        or text[0] not in "+-"
+        or len(digits) != 4
+        or not (digits.isascii() and digits.isdigit())
+    ):
         return None
     minutes = int(digits[:2]) * 60 + int(digits[2:])
     if minutes >= 24 * 60:
@@ -65,8 +70,15 @@ def parse_clf_time(text: str) -> datetime | None:
     """`[10/Oct/2000:13:55:36 -0700]` or without brackets → aware datetime, offset kept."""
     if text[:1] == "[" and text[-1:] == "]":
         text = text[1:-1]
-    # Fixed layout: dd/Mon/yyyy:HH:MM:SS +zzzz (26 characters).
-    if len(text) != 26 or text[2] != "/" or text[6] != "/" or text[11] != ":" or text[20] != " ":
+    # Fixed layout: dd/Mon/yyyy:HH:MM:SS +zzzz (26 characters); ASCII (int() takes `７` too).
+    if (
+        len(text) != 26
+        or not text.isascii()
+        or text[2] != "/"
+        or text[6] != "/"
+        or text[11] != ":"
+        or text[20] != " "
+    ):
         return None
     month = MONTHS.get(text[3:6])
     tz = fixed_offset(text[21:])
@@ -94,7 +106,7 @@ def parse_error_log_time(text: str, default_tz: tzinfo = UTC) -> datetime | None
         return None
     hms, _, frac = clock.partition(".")
     fields = hms.split(":")
-    if len(fields) != 3 or (frac and not frac.isdigit()):
+    if not text.isascii() or len(fields) != 3 or (frac and not frac.isdigit()):
         return None
     try:
         micro = int(frac.ljust(6, "0")[:6]) if frac else 0
@@ -111,7 +123,7 @@ _EPOCH_DIVISORS = {"sec": 1, "msec": 1_000, "usec": 1_000_000}
 def parse_epoch(text: str, unit: str = "sec") -> datetime | None:
     """Seconds / milliseconds / microseconds since the Epoch → UTC datetime."""
     divisor = _EPOCH_DIVISORS.get(unit)
-    if divisor is None or not text.isdigit():
+    if divisor is None or not (text.isascii() and text.isdigit()):
         return None
     value = int(text)
     try:

@@ -612,3 +612,48 @@ def test_fast_batch_fields_never_backtrack_across_a_newline(preset):
     # Possessive classes (`*+`, `++`) never backtrack; the others must stay within their line.
     for negated, possessive in _re.findall(r"\[\^((?:\\.|[^\]])*)\][*+](\+?)", pattern):
         assert possessive or "\\n" in negated, f"[^{negated}] in {pattern}"
+
+
+# --- hostile numbers (issue 13) ------------------------------------------------------------------
+
+HUGE = "9" * 25  # beyond 64 bits
+
+
+@pytest.mark.parametrize(
+    ("directive", "key"),
+    [
+        ("%b", "http.response.body.size"), ("%B", "http.response.body.size"), ("%I", "apache.bytes_received"),
+        ("%O", "apache.bytes_sent"), ("%S", "apache.bytes_transferred"), ("%k", "apache.keepalive_requests"),
+        ("%D", "http.server.request.duration"), ("%T", "http.server.request.duration"),
+        ("%{ms}T", "http.server.request.duration"), ("%^FB", "apache.time_to_first_byte"),
+        ("%{remote}p", "client.port"), ("%P", "process.pid"), ("%{tid}P", "thread.id"),
+    ],
+)  # fmt: skip
+def test_integers_beyond_64_bits_stay_text_on_every_path(directive: str, key: str) -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    from logsidecar.sinks.otlp_encode import LogsRequestEncoder
+    from logsidecar.stamp import BatchStamp, uid_prefix
+
+    for value in (HUGE, "-" + HUGE):
+        if value[0] == "-" and "duration" not in key and "first_byte" not in key:  # only durations are signed
+            continue
+        line = f"{value} x".encode()
+        record = parse_one(f"{directive} %m", line)
+        assert record.attributes[key] == value, record.attributes
+        parser = compile_logformat(f"{directive} %m")
+        stamp = BatchStamp("k", "/l", uid_prefix("k"), [len(line)], (), {})
+        otlp, unparsed = parser.encode_otlp_records([line], stamp)
+        assert unparsed == 0
+        request = ExportLogsServiceRequest.FromString(LogsRequestEncoder({}).encode_records(otlp, {}))
+        [sent] = request.resource_logs[0].scope_logs[0].log_records
+        assert {kv.key: kv.value.string_value for kv in sent.attributes}[key] == value
+        json_lines, _ = parser.encode_json_lines([line], stamp)
+        assert f'"{key}":"{value}"'.encode() in json_lines
+
+
+@pytest.mark.parametrize("digit", ["\uff17", "\u0667"])
+def test_non_ascii_digits_are_not_numbers(digit: str) -> None:
+    record = parse_one('%h %l %u %t "%r" %>s %b', f'::1 - - {CLF} "GET / HTTP/1.1" 20{digit} 1{digit}')
+    assert "logsidecar.parse_error" in record.attributes
+    assert parse_one("%t", f"[1{digit}/Oct/2000:13:55:36 -0700]").timestamp is None

@@ -756,3 +756,45 @@ def test_status_after_the_client_is_accepted_too():
     assert record.attributes["apache.status"] == "(111)Connection refused"
     assert record.attributes["apache.error.code"] == "AH01114"
     assert record.attributes["apache.message"] == "HTTP: failed to make connection to backend: 127.0.0.1"
+
+
+# --- hostile numbers (issue 13) ------------------------------------------------------------------
+
+HUGE = "1" * 23  # beyond 64 bits: OTLP's int_value would raise "Integer exceeds 64-bit range"
+
+
+def _encodable(record) -> None:
+    from logsidecar.sinks.otlp_encode import LogsRequestEncoder
+
+    assert LogsRequestEncoder({}).encode_record(record, 0)
+
+
+def test_a_pid_tid_port_or_line_beyond_64_bits_stays_text_and_encodes() -> None:
+    line = (
+        f"[Wed Oct 11 14:32:52.123456 2000] [core:error] [pid {HUGE}:tid {HUGE}] x.c({HUGE}): "
+        f"[client 1.2.3.4:{HUGE}] AH00128: File does not exist: /x"
+    ).encode()
+    record = parse_one(line)
+    assert PARSE_ERROR not in record.attributes
+    for key in ("process.pid", "thread.id", "client.port", "code.line.number"):
+        assert record.attributes[key] == HUGE
+    _encodable(record)
+
+
+def test_compiled_format_numbers_beyond_64_bits_stay_text() -> None:
+    parser = compile_errorlogformat("[%l] [pid %P:tid %T] [k %k] [client %a] %M")
+    record = parser.parse([f"[error] [pid {HUGE}:tid {HUGE}] [k {HUGE}] [client ::1:{HUGE}] m".encode()])[0]
+    assert PARSE_ERROR not in record.attributes
+    assert record.attributes["process.pid"] == record.attributes["thread.id"] == HUGE
+    assert record.attributes["apache.keepalives"] == record.attributes["client.port"] == HUGE
+    _encodable(record)
+
+
+@pytest.mark.parametrize("digit", ["\uff17", "\u0667", "\u00b2"])
+def test_non_ascii_digits_are_not_numbers(digit: str) -> None:
+    record = parse_one(
+        f"[Wed Oct 11 14:32:52 2000] [error] [pid 1{digit}] [client 1.2.3.4:8{digit}] m".encode()
+    )
+    assert "process.pid" not in record.attributes
+    assert split_host_port(f"1.2.3.4:8{digit}") == (f"1.2.3.4:8{digit}", None)
+    assert ErrorTimeParser().parse(f"Wed Oct 11 14:32:5{digit} 2000") is None
