@@ -98,13 +98,13 @@ from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.tail.checkpoints import Checkpoint, CheckpointStore
 from logsidecar.tail.discovery import PathMatcher, static_base
-from logsidecar.tail.fstype import filesystem_type, needs_polling
 from logsidecar.tail.identity import StoredFingerprint, fingerprints_match, new_file_key, read_fingerprint
-from logsidecar.tail.netfs import DirectoryProbe, FsAccess, Stalled, StallGuard
+from logsidecar.tail.netfs import FsAccess, Stalled
 from logsidecar.tail.open_policy import FilePolicy, Refused
-from logsidecar.tail.options import ReadBatch, StartAt, TailOptions, WatchMode
+from logsidecar.tail.options import ReadBatch, StartAt, TailOptions
 from logsidecar.tail.reader import FileReader, Framed
-from logsidecar.tail.watcher import InotifyWatcher, PollingWatcher, Watcher
+from logsidecar.tail.watch.base import Watcher
+from logsidecar.tail.watch.select import select_watcher
 
 ROTATED_IDLE_RELEASE_S = 5.0  # a drained rotated file is kept this long after its last growth
 READ_BUDGET_CHUNKS = 4  # per file per cycle, in read_chunk_bytes
@@ -202,7 +202,6 @@ class Tailer:
         self._last_gc = 0.0
         self._checkpoint_lock = asyncio.Lock()
         self.fs = FsAccess()  # direct calls; polling mode adds a stall guard for network mounts (netfs)
-        self._network_directories = DirectoryProbe()
         self._closed = False
         self._following_since = time.time()  # files written before are history, not ours
 
@@ -213,7 +212,9 @@ class Tailer:
         """Follow until `stop()`; awaits `emit(batch)` for each batch of complete lines."""
         self._run_task = asyncio.current_task()
         loop = asyncio.get_running_loop()
-        self.watcher = self._select_watcher()
+        self.watcher = select_watcher(
+            self.options, self.matcher.include, self.matcher.wants, self.policy, self.fs
+        )
         self.watcher.start(loop)
         # Acknowledgements keep arriving while `emit` blocks (backpressure, a sink outage): a timer
         # writes them down too, so a crash then replays only the last interval, not the whole stall.
@@ -235,11 +236,7 @@ class Tailer:
                     or (cycle_started - self._last_discovery >= self.options.discover_interval_s)
                 ):
                     await self.match_paths_and_track()
-                elif isinstance(self.watcher, PollingWatcher) and (
-                    self.watcher.probe()
-                    or await self._network_directories.changed(self.fs)
-                    or await self._active_paths_moved()
-                ):
+                elif await self.watcher.probe(self._active_paths_moved):
                     await self.match_paths_and_track()
                 if self._identities_to_persist:
                     self._identities_to_persist = False
@@ -439,18 +436,7 @@ class Tailer:
         dirs = await self.matcher.directories_to_watch_through(sorted(present.values()), self.fs)
         dirs.update(Path(os.path.dirname(t.reader.path)) for t in self._files.values())
         dirs.update(await self.fs.link_target_directories(present.values()))
-        if self.fs.guard is not None:
-            self._network_directories.watch({str(d) for d in dirs})  # probed through the stall guard
-            dirs = set()
         self.watcher.watch_directories(dirs)
-        if isinstance(self.watcher, InotifyWatcher):
-            # directories inotify cannot watch are covered by stat polling at the poll interval
-            poll = (
-                self.options.poll_interval_s
-                if self.watcher.unwatchable
-                else self.options.safety_poll_interval_s
-            )
-            self.watcher.interval_s = poll
 
     async def rescan_after_lost_events(self, overflows: int) -> None:
         """The kernel's inotify queue overflowed: creations, renames and deletions were lost, and
@@ -1065,35 +1051,6 @@ class Tailer:
     # ------------------------------------------------------------------------------------------
     # helpers
     # ------------------------------------------------------------------------------------------
-    def _select_watcher(self) -> Watcher:
-        mode = self.options.watch
-        fs_types: dict[str, str | None] = {}
-        if mode is WatchMode.AUTO:
-            for pattern in self.matcher.include:
-                base = static_base(pattern)
-                while not base.exists() and base != base.parent:
-                    base = base.parent
-                fs_types[str(base)] = filesystem_type(base)
-            mode = WatchMode.POLL if any(needs_polling(t) for t in fs_types.values()) else WatchMode.INOTIFY
-        watcher: Watcher
-        if mode is WatchMode.POLL:
-            watcher = PollingWatcher(self.options.poll_interval_s)
-            self.fs = FsAccess(StallGuard())  # network filesystems: never block the loop on a call
-        else:
-            try:
-                watcher = InotifyWatcher(self.options.safety_poll_interval_s, self.matcher.wants, self.policy)
-            except OSError as error:
-                # no inotify instance left (fs.inotify.max_user_instances) or no inotify at all: poll
-                events.emit(Event.FILE_ERROR, path="", kind="inotify_unavailable", error=str(error))
-                watcher = PollingWatcher(self.options.poll_interval_s)
-        events.emit(
-            Event.WATCHER_SELECTED,
-            mechanism=watcher.mechanism,
-            requested=self.options.watch.value,
-            filesystems=fs_types,
-        )
-        return watcher
-
     async def _active_paths_moved(self) -> bool:
         """Poll mode: a cheap stat of each followed path tells whether a rotation happened."""
         for tracked in list(self._files.values()):
