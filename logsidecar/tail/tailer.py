@@ -98,11 +98,17 @@ from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.tail.checkpoints import Checkpoint, CheckpointStore
 from logsidecar.tail.discovery import PathMatcher, static_base
-from logsidecar.tail.identity import StoredFingerprint, fingerprints_match, new_file_key, read_fingerprint
+from logsidecar.tail.identity import (
+    Inode,
+    StoredFingerprint,
+    fingerprints_match,
+    new_file_key,
+    read_fingerprint,
+)
 from logsidecar.tail.netfs import FsAccess, Stalled
 from logsidecar.tail.open_policy import FilePolicy, Refused
 from logsidecar.tail.options import ReadBatch, StartAt, TailOptions
-from logsidecar.tail.reader import FileReader, Framed
+from logsidecar.tail.reader import FileReader, Framed, ReaderFactory
 from logsidecar.tail.watch.base import Watcher
 from logsidecar.tail.watch.select import select_watcher
 
@@ -187,7 +193,7 @@ class Tailer:
         self._files: dict[str, TrackedFile] = {}  # file_key -> tracked
         self._path_errors: dict[str, str] = {}  # path -> error kind said once
         self._vanished_dirs: set[Path] = set()
-        self._skipped: set[tuple[int, int]] = set()
+        self._skipped: set[Inode] = set()
         # released deleted files: their checkpoint entry goes once everything emitted is acknowledged
         self._forget_when_acknowledged: dict[str, int] = {}
         self._identities_to_persist = False
@@ -202,6 +208,7 @@ class Tailer:
         self._last_gc = 0.0
         self._checkpoint_lock = asyncio.Lock()
         self.fs = FsAccess()  # direct calls; polling mode adds a stall guard for network mounts (netfs)
+        self._readers = ReaderFactory(options, self.fs)
         self._closed = False
         self._following_since = time.time()  # files written before are history, not ours
 
@@ -466,10 +473,10 @@ class Tailer:
             "fs.inotify.max_queued_events",
         )
 
-    async def match_paths(self) -> dict[tuple[int, int], str]:
-        """Step 2: glob, then stat each candidate. Returns {(dev, ino): path} of regular files."""
+    async def match_paths(self) -> dict[Inode, str]:
+        """Step 2: glob, then stat each candidate. Returns {inode: path} of regular files."""
         await self._check_base_directories()
-        present: dict[tuple[int, int], str] = {}
+        present: dict[Inode, str] = {}
         paths, stalled = await self.matcher.scan_through(self.fs)
         stalled_mounts = {error.mount for error in stalled}
         for path in paths:
@@ -487,35 +494,35 @@ class Tailer:
             except OSError as error:
                 self._path_error(path, error)
                 continue
-            present.setdefault((st.st_dev, st.st_ino), path)
+            present.setdefault(Inode.of(st), path)
         if stalled_mounts:
             # Not seen on a stalled mount is not gone: its followed files stay as they are.
             for tracked in self._files.values():
                 reader = tracked.reader
                 if tracked.state is FileState.ACTIVE and self.fs.guarded_mount(reader.path) in stalled_mounts:
-                    present.setdefault((reader.dev, reader.ino), reader.path)
+                    present.setdefault(reader.inode, reader.path)
         return present
 
-    async def open_and_fingerprint(self, present: dict[tuple[int, int], str]) -> list[FileReader]:
+    async def open_and_fingerprint(self, present: dict[Inode, str]) -> list[FileReader]:
         """Step 3: readers for files we do not follow yet (early-opened ones first)."""
         assert self.watcher is not None
-        tracked_inodes = {(t.reader.dev, t.reader.ino) for t in self._files.values()}
+        tracked_inodes = {t.reader.inode for t in self._files.values()}
         fresh: list[FileReader] = []
         for path, fd, st in self.watcher.take_early_opened():
-            inode = (st.st_dev, st.st_ino)
+            inode = Inode.of(st)
             if inode not in present and self._still_at(path, inode):
                 # Created after our glob (the rename's event woke us first): it is at a followed
                 # path, not rotated; else it would be "rotated" now and active again next cycle.
                 present[inode] = path
-            if inode in tracked_inodes or any((r.dev, r.ino) == inode for r in fresh):
+            if inode in tracked_inodes or any(r.inode == inode for r in fresh):
                 os.close(fd)
                 continue
-            reader = self._new_reader(fd, present.get(inode, path), st)
+            reader = self._readers.new(fd, present.get(inode, path), st)
             if self._is_copy_of_followed(reader):
                 reader.close()
                 continue
             fresh.append(reader)
-        known = tracked_inodes | {(r.dev, r.ino) for r in fresh}
+        known = tracked_inodes | {r.inode for r in fresh}
         now = time.time()
         for inode, path in present.items():
             if inode in known:
@@ -530,7 +537,7 @@ class Tailer:
             except OSError as error:
                 self._path_error(path, error)
                 continue
-            if (st.st_dev, st.st_ino) in known:
+            if Inode.of(st) in known:
                 os.close(fd)  # replaced between stat and open by a file we already follow
                 continue
             ignore_older = self.options.ignore_older_s
@@ -546,7 +553,7 @@ class Tailer:
                 self._skipped.discard(inode)
             try:
                 fingerprint = await self.fs.read_head(fd, self.options.fingerprint_bytes, path)
-                reader = self._make_reader(fd, path, st, "", fingerprint, 0)
+                reader = self._readers.make(fd, path, st, "", fingerprint, 0)
             except Stalled:
                 self.fs.close_file(fd, path)
                 continue
@@ -557,7 +564,7 @@ class Tailer:
             known.add(inode)
         return fresh
 
-    def _still_at(self, path: str, inode: tuple[int, int]) -> bool:
+    def _still_at(self, path: str, inode: Inode) -> bool:
         """`path` is a followed path and holds `inode` now."""
         if not self.matcher.wants(path):
             return False
@@ -565,37 +572,34 @@ class Tailer:
             st = os.stat(path)
         except OSError:
             return False
-        return (st.st_dev, st.st_ino) == inode
+        return Inode.of(st) == inode
 
     def _is_copy_of_followed(self, reader: FileReader) -> bool:
         """A new file in the same directory whose content starts like a followed file's is a copy of
         it (copytruncate's access.log.1 while it is being made): adopting it would read the same lines
         twice. handle_truncation reads it from our offset when the original is truncated."""
         directory = os.path.dirname(reader.path)
+        candidate = reader.file_id
         for key, tracked in self._files.items():
             other = tracked.reader
-            if (other.dev, other.ino) == (reader.dev, reader.ino) or other.scan_offset == 0:
+            if other.inode == reader.inode or other.scan_offset == 0:
                 continue
             if min(len(other.fingerprint), len(reader.fingerprint)) < COPY_MIN_MATCH_BYTES:
                 continue  # too short to tell a copy from two files that merely start alike
-            if os.path.dirname(other.path) == directory and fingerprints_match(
-                other.fingerprint, reader.fingerprint
-            ):
-                said = (reader.dev, reader.ino)
-                if said not in self._skipped:
-                    self._skipped.add(said)
+            if os.path.dirname(other.path) == directory and other.file_id.same_content_start(candidate):
+                if reader.inode not in self._skipped:
+                    self._skipped.add(reader.inode)
                     events.emit(
                         Event.FILE_SKIPPED, path=reader.path, reason="copy of a followed file", file_key=key
                     )
                 return True
         return False
 
-    def match_against_tracked(self, present: dict[tuple[int, int], str], fresh: list[FileReader]) -> None:
+    def match_against_tracked(self, present: dict[Inode, str], fresh: list[FileReader]) -> None:
         """Step 4: update paths, mark rotated files, start new files at the right offset."""
         for key, tracked in list(self._files.items()):
             reader = tracked.reader
-            inode = (reader.dev, reader.ino)
-            path = present.get(inode)
+            path = present.get(reader.inode)
             if path is not None:
                 if path != reader.path:
                     reader.path = (
@@ -609,8 +613,7 @@ class Tailer:
                 self._mark_rotated(key, tracked)
         first = not self._started_up
         for reader in fresh:
-            inode = (reader.dev, reader.ino)
-            state = FileState.ACTIVE if inode in present else FileState.ROTATED
+            state = FileState.ACTIVE if reader.inode in present else FileState.ROTATED
             self._start_reader(reader, state, startup=first)
         if self._path_errors:
             for tracked in self._files.values():
@@ -621,24 +624,24 @@ class Tailer:
         """Step 4 at startup: a checkpointed file no longer at its path may sit next to it under a
         rotated name (access.log.1). Found by identity, it is drained from its checkpoint."""
         followed = {t.reader.file_key for t in self._files.values()}
-        inodes = {(t.reader.dev, t.reader.ino) for t in self._files.values()}
+        inodes = {t.reader.inode for t in self._files.values()}
         for entry in self.checkpoints.entries():
             if entry.file_key in followed:
                 continue
             # An empty fingerprint (the file was empty when we first made it durable) is matched by
             # dev+inode only.
             found = self._find_sibling_copy(
-                entry.path, entry.fingerprint, entry.offset, inodes, same_inode=(entry.dev, entry.ino)
+                entry.path, entry.fingerprint, entry.offset, inodes, same_inode=entry.inode
             )
             if found is None:
                 continue
             fd, path, st, head = found
-            reader = self._make_reader(fd, path, st, entry.file_key, head, entry.offset)
+            reader = self._readers.make(fd, path, st, entry.file_key, head, entry.offset)
             tracked = TrackedFile(
                 reader, FileState.ROTATED, committed_offset=entry.offset, rotated_at=time.monotonic()
             )
             self._files[entry.file_key] = tracked
-            inodes.add((st.st_dev, st.st_ino))
+            inodes.add(Inode.of(st))
             self._track_checkpoint(reader)
             events.emit(
                 Event.FILE_RESUMED,
@@ -663,9 +666,7 @@ class Tailer:
             return  # first start: older rotated files are history, not ours
         else:
             cutoff = max(e.last_seen for e in entries) - max(self.options.checkpoint_interval_s, 1.0)
-        known_inodes = {(e.dev, e.ino) for e in entries} | {
-            (t.reader.dev, t.reader.ino) for t in self._files.values()
-        }
+        known_inodes = {e.inode for e in entries} | {t.reader.inode for t in self._files.values()}
         stored_fingerprints = [e.fingerprint for e in entries if e.fingerprint.length]
         followed_fingerprints = [t.reader.fingerprint for t in self._files.values() if t.reader.fingerprint]
         paths = {e.path for e in entries} | {t.reader.path for t in self._files.values()}
@@ -686,7 +687,7 @@ class Tailer:
                     continue
                 except OSError:
                     continue
-                inode = (st.st_dev, st.st_ino)
+                inode = Inode.of(st)
                 if inode in known_inodes or st.st_mtime < cutoff:
                     continue
                 try:
@@ -696,7 +697,7 @@ class Tailer:
                     continue
                 except OSError:
                     continue
-                reader = self._new_reader(fd, candidate_path, st)
+                reader = self._readers.new(fd, candidate_path, st)
                 if (
                     reader.fingerprint.startswith(COMPRESSED_MAGIC)
                     or any(known.matches(reader.fingerprint) for known in stored_fingerprints)
@@ -852,25 +853,25 @@ class Tailer:
             reader.path,
             StoredFingerprint.of(reader.fingerprint),
             old_offset,
-            {(reader.dev, reader.ino)},
+            {reader.inode},
             same_inode=None,
         )
-        truncated_fd = reader.fd
         # The truncated file continues as a new content generation (new key, offset 0), on the same fd.
         try:
-            st = os.fstat(truncated_fd)
-            fingerprint = read_fingerprint(truncated_fd, self.options.fingerprint_bytes)
+            st = os.fstat(reader.fd)
+            fingerprint = read_fingerprint(reader.fd, self.options.fingerprint_bytes)
         except OSError as error:
+            if copy is not None:
+                os.close(copy[0])
             self._path_error(reader.path, error)
             return
         new_key = new_file_key(st.st_dev, st.st_ino)
-        successor = self._make_reader(truncated_fd, reader.path, st, new_key, fingerprint, 0)
+        # Explicit hand-over: the successor takes the truncated file's descriptor; the old generation
+        # goes on in the copy (same key, same offsets), or, with no copy, is dropped.
+        successor = self._readers.make(reader.hand_over(), reader.path, st, new_key, fingerprint, 0)
         if copy is not None:
             copy_fd, copy_path, copy_st, _ = copy
-            reader.fd = copy_fd
-            reader.path = copy_path
-            reader.dev, reader.ino = copy_st.st_dev, copy_st.st_ino
-            reader.size = copy_st.st_size
+            reader.continue_in(copy_fd, copy_path, copy_st)
             self._mark_rotated(key, tracked, is_rotation=False)
             self.counters.copytruncate_recovered += 1
             self._track_checkpoint(reader)
@@ -898,7 +899,6 @@ class Tailer:
             self.counters.bytes_possibly_lost += lost
             framed = Framed()
             reader.flush_partial(framed)
-            reader.fd = -1  # the descriptor now belongs to the successor
             del self._files[key]
             events.emit(
                 Event.FILE_TRUNCATED,
@@ -1063,34 +1063,9 @@ class Tailer:
                 continue  # unknown until its mount answers
             except OSError:
                 return True
-            if (st.st_dev, st.st_ino) != (reader.dev, reader.ino):
+            if Inode.of(st) != reader.inode:
                 return True
         return False
-
-    def _new_reader(self, fd: int, path: str, st: os.stat_result) -> FileReader:
-        try:
-            fingerprint = read_fingerprint(fd, self.options.fingerprint_bytes)
-        except OSError:
-            fingerprint = b""
-        return self._make_reader(fd, path, st, "", fingerprint, 0)
-
-    def _make_reader(
-        self, fd: int, path: str, st: os.stat_result, key: str, fingerprint: bytes, offset: int
-    ) -> FileReader:
-        reader = FileReader(
-            fd=fd,
-            path=path,
-            file_key=key,
-            dev=st.st_dev,
-            ino=st.st_ino,
-            fingerprint=fingerprint,
-            offset=offset,
-            max_line_bytes=self.options.max_line_bytes,
-            fingerprint_bytes=self.options.fingerprint_bytes,
-            fs=self.fs if self.fs.guarded_mount(path) is not None else None,
-        )
-        reader.size = st.st_size
-        return reader
 
     def _start_reader(self, reader: FileReader, state: FileState, startup: bool) -> None:
         checkpoint = self._find_checkpoint(reader)
@@ -1100,7 +1075,7 @@ class Tailer:
             offset = checkpoint.offset
             events.emit(Event.FILE_RESUMED, path=reader.path, file_key=reader.file_key, offset=offset)
         else:
-            reader.file_key = new_file_key(reader.dev, reader.ino)
+            reader.file_key = new_file_key(reader.inode.dev, reader.inode.ino)
             if startup and self.options.start_at is StartAt.END and state is FileState.ACTIVE:
                 offset = self._end_of_last_line(reader)
         reader.scan_offset = offset
@@ -1155,21 +1130,13 @@ class Tailer:
         for entry in self.checkpoints.entries():
             if entry.file_key in followed:
                 continue
-            if (
-                not entry.fingerprint.length
-                and entry.offset == 0
-                and (entry.dev, entry.ino) == (reader.dev, reader.ino)
-            ):
+            if not entry.fingerprint.length and entry.offset == 0 and entry.inode == reader.inode:
                 best = best or entry  # made durable while still empty: resuming at 0 is reading from 0
                 continue
             if not entry.fingerprint.matches(reader.fingerprint):
                 continue
-            if (entry.dev, entry.ino) == (reader.dev, reader.ino):
-                if (
-                    best is None
-                    or (best.dev, best.ino) != (reader.dev, reader.ino)
-                    or entry.last_seen > best.last_seen
-                ):
+            if entry.inode == reader.inode:
+                if best is None or best.inode != reader.inode or entry.last_seen > best.last_seen:
                     best = entry
             elif entry.fingerprint.length >= self.options.fingerprint_bytes and best is None:
                 best = entry
@@ -1180,8 +1147,8 @@ class Tailer:
         path: str,
         fingerprint: StoredFingerprint,
         min_size: int,
-        exclude_inodes: set[tuple[int, int]],
-        same_inode: tuple[int, int] | None,
+        exclude_inodes: set[Inode],
+        same_inode: Inode | None,
     ) -> tuple[int, str, os.stat_result, bytes] | None:
         """A file next to `path` whose name starts with path's name (access.log.1, access.log-2026...),
         whose content starts with `fingerprint` and which is at least `min_size` long; opened, with
@@ -1203,7 +1170,7 @@ class Tailer:
                 continue
             except OSError:
                 continue
-            inode = (st.st_dev, st.st_ino)
+            inode = Inode.of(st)
             if inode in exclude_inodes or st.st_size < min_size:
                 continue
             if (
@@ -1275,7 +1242,9 @@ class Tailer:
                 self._forget_when_acknowledged[key] = tracked.emitted_offset
 
     def _track_checkpoint(self, reader: FileReader) -> None:
-        self.checkpoints.track(reader.file_key, reader.dev, reader.ino, reader.fingerprint, reader.path)
+        self.checkpoints.track(
+            reader.file_key, reader.inode.dev, reader.inode.ino, reader.fingerprint, reader.path
+        )
 
     async def _check_base_directories(self) -> None:
         for pattern in self.matcher.include:
