@@ -86,18 +86,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import errno
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 from logsidecar import events
 from logsidecar.events import Event
+from logsidecar.tail.checkpoint_schedule import CheckpointSchedule
 from logsidecar.tail.checkpoints import Checkpoint, CheckpointStore
+from logsidecar.tail.counters import TailCounters
 from logsidecar.tail.discovery import PathMatcher, static_base
+from logsidecar.tail.fileset import FileSet, FileState, TrackedFile
 from logsidecar.tail.identity import (
     Inode,
     StoredFingerprint,
@@ -109,10 +109,11 @@ from logsidecar.tail.netfs import FsAccess, Stalled
 from logsidecar.tail.open_policy import FilePolicy, Refused
 from logsidecar.tail.options import ReadBatch, StartAt, TailOptions
 from logsidecar.tail.reader import FileReader, Framed, ReaderFactory
+from logsidecar.tail.reports import PathReports
+from logsidecar.tail.retention import ROTATED_IDLE_RELEASE_S, Retention
 from logsidecar.tail.watch.base import Watcher
 from logsidecar.tail.watch.select import select_watcher
 
-ROTATED_IDLE_RELEASE_S = 5.0  # a drained rotated file is kept this long after its last growth
 READ_BUDGET_CHUNKS = 4  # per file per cycle, in read_chunk_bytes
 # Wake-up coalescing: after an inotify hint, a cycle starts at most MIN_CYCLE_S after the previous
 # one started. A writer appending line by line (Apache: one write per request) sends one IN_MODIFY
@@ -121,7 +122,6 @@ READ_BUDGET_CHUNKS = 4  # per file per cycle, in read_chunk_bytes
 # tail_end_to_end.py: CPU at 1k lines/s 31 % -> 19 %) and adds at most 20 ms of latency; a
 # hint after a quiet spell is still read at once. Structure hints (create/move/delete) skip it.
 MIN_CYCLE_S = 0.020
-GC_INTERVAL_S = 60.0
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip", ".lzma", ".br")
 COMPRESSED_MAGIC = (
     b"\x1f\x8b",
@@ -142,43 +142,6 @@ STOP_GRACE_S = 5.0
 LEFTOVER_COUNT_MAX_BYTES = 64 * 1024 * 1024
 
 
-class FileState(StrEnum):
-    ACTIVE = "active"  # found at a matched path
-    ROTATED = "rotated"  # no longer at any matched path: drained to EOF, then released
-
-
-@dataclass(slots=True)
-class TrackedFile:
-    reader: FileReader
-    state: FileState = FileState.ACTIVE
-    committed_offset: int = 0
-    last_growth: float = field(default_factory=time.monotonic)
-    rotated_at: float | None = None
-    deleted: bool = False
-    emitted_offset: int = 0  # end offset of the last line handed to emit
-
-
-@dataclass(slots=True)
-class TailCounters:
-    """Totals since start (per-file counters live on each reader and are listed by stats())."""
-
-    files_added: int = 0
-    rotations: int = 0
-    truncations: int = 0
-    copytruncate_recovered: int = 0
-    files_drained: int = 0
-    bytes_abandoned: int = 0
-    bytes_possibly_lost: int = 0
-    file_errors: int = 0
-    files_refused: int = 0  # by the file-opening policy (tail.open_policy), once per path and reason
-    lines_read: int = 0
-    bytes_read: int = 0
-    truncated_lines: int = 0
-    nul_runs: int = 0
-    cycles: int = 0
-    inotify_overflows: int = 0  # kernel queue overflows, each followed by a full rescan
-
-
 Emit = Callable[[ReadBatch], Awaitable[None]]
 
 
@@ -190,13 +153,11 @@ class Tailer:
         self.policy = FilePolicy(options.follow_symlinks, (static_base(p) for p in self.matcher.include))
         self.counters = TailCounters()
         self.watcher: Watcher | None = None
-        self._files: dict[str, TrackedFile] = {}  # file_key -> tracked
-        self._path_errors: dict[str, str] = {}  # path -> error kind said once
+        self.files = FileSet()
+        self.reports = PathReports(self.policy, self.counters)
+        self.schedule = CheckpointSchedule(options, self.checkpoints, self.files)
+        self.retention = Retention(options, self.files, self.checkpoints, self.counters)
         self._vanished_dirs: set[Path] = set()
-        self._skipped: set[Inode] = set()
-        # released deleted files: their checkpoint entry goes once everything emitted is acknowledged
-        self._forget_when_acknowledged: dict[str, int] = {}
-        self._identities_to_persist = False
         self._listdir_cache: dict[str, list[str]] | None = None
         self._stopping = asyncio.Event()
         self._draining = asyncio.Event()
@@ -204,9 +165,6 @@ class Tailer:
         self._run_task: asyncio.Task[None] | None = None
         self._started_up = False
         self._last_discovery = 0.0
-        self._last_checkpoint = 0.0
-        self._last_gc = 0.0
-        self._checkpoint_lock = asyncio.Lock()
         self.fs = FsAccess()  # direct calls; polling mode adds a stall guard for network mounts (netfs)
         self._readers = ReaderFactory(options, self.fs)
         self._closed = False
@@ -225,7 +183,7 @@ class Tailer:
         self.watcher.start(loop)
         # Acknowledgements keep arriving while `emit` blocks (backpressure, a sink outage): a timer
         # writes them down too, so a crash then replays only the last interval, not the whole stall.
-        checkpoint_timer = asyncio.create_task(self._write_checkpoints_periodically())
+        checkpoint_timer = asyncio.create_task(self.schedule.write_periodically(self._stopping))
         try:
             while not self._stopping.is_set():
                 if self._draining.is_set():
@@ -245,13 +203,11 @@ class Tailer:
                     await self.match_paths_and_track()
                 elif await self.watcher.probe(self._active_paths_moved):
                     await self.match_paths_and_track()
-                if self._identities_to_persist:
-                    self._identities_to_persist = False
-                    await self.write_checkpoints(force=True)
+                await self.schedule.persist_identities()
                 more = await self.read_changed_files(emit)
                 await self.flush_partial_lines(emit)
-                await self.retire_drained_readers()
-                await self.write_checkpoints()
+                await self.retention.retire_drained_readers()
+                await self.schedule.write()
                 if more:
                     await asyncio.sleep(0)  # let the consumer run; there is more to read at once
                     continue
@@ -267,7 +223,7 @@ class Tailer:
         "Restart guarantees"). Returns that commit's future, done once it is there (or its write
         failed, to be retried by the next one), or None when there is nothing to write (no state
         dir). A thread's future: check `done()` before waiting on it, most of the time it is."""
-        tracked = self._files.get(file_key)
+        tracked = self.files.get(file_key)
         if tracked is not None:
             if offset > tracked.committed_offset:
                 tracked.committed_offset = offset
@@ -275,12 +231,9 @@ class Tailer:
             if stored is not None and stored.fingerprint.length < len(tracked.reader.fingerprint):
                 # An offset goes to storage with the fingerprint it was read under: a restart matches
                 # a file first stored empty (fingerprint b"") only at offset 0.
-                self._track_checkpoint(tracked.reader)
+                self.schedule.track(tracked.reader)
         self.checkpoints.commit(file_key, offset)
-        last = self._forget_when_acknowledged.get(file_key)
-        if last is not None and offset >= last:
-            del self._forget_when_acknowledged[file_key]
-            self.checkpoints.forget(file_key)
+        self.retention.settled(file_key, offset)
         if not self.checkpoints.has_pending():
             return None  # nothing new to write (or a store in memory only)
         return self.checkpoints.flush_soon()
@@ -333,7 +286,7 @@ class Tailer:
         at most LEFTOVER_COUNT_MAX_BYTES in all; beyond that a count is None (the bytes stay exact)."""
         left: list[dict[str, object]] = []
         count_budget = LEFTOVER_COUNT_MAX_BYTES
-        for key, tracked in self._files.items():
+        for key, tracked in self.files.items():
             reader = tracked.reader
             size = reader.size
             # A file on a network mount is neither stat'ed nor counted here: its server may be the
@@ -374,32 +327,11 @@ class Tailer:
         Per file: path, file_key, read_offset, committed_offset, size, bytes_behind (size minus
         committed offset), unread_bytes (size minus read offset), state, lines_read, bytes_read,
         truncated_lines, nul_runs, partial_flushes."""
-        files = []
-        for key, tracked in self._files.items():
-            reader = tracked.reader
-            c = reader.counters
-            files.append(
-                {
-                    "path": reader.path,
-                    "file_key": key,
-                    "read_offset": reader.read_offset,
-                    "committed_offset": tracked.committed_offset,
-                    "size": reader.size,
-                    "bytes_behind": max(reader.size - tracked.committed_offset, 0),
-                    "unread_bytes": max(reader.size - reader.scan_offset, 0),
-                    "state": tracked.state.value,
-                    "lines_read": c.lines_read,
-                    "bytes_read": c.bytes_read,
-                    "truncated_lines": c.truncated_lines,
-                    "nul_runs": c.nul_runs,
-                    "partial_flushes": c.partial_flushes,
-                }
-            )
-        totals = {name: getattr(self.counters, name) for name in self.counters.__slots__}  # type: ignore[attr-defined]
-        totals["rotated_files_held"] = sum(1 for t in self._files.values() if t.state is FileState.ROTATED)
-        totals["files_followed"] = len(self._files)
+        totals: dict[str, object] = dict(self.counters.totals())
+        totals["rotated_files_held"] = len(self.files.rotated())
+        totals["files_followed"] = len(self.files)
         return {
-            "files": files,
+            "files": self.files.stats(),
             "counters": totals,
             "watcher": self.watcher.mechanism if self.watcher else None,
         }
@@ -412,8 +344,8 @@ class Tailer:
         now = time.monotonic()
         timeout = self.watcher.interval_s
         timeout = min(timeout, self._last_discovery + self.options.discover_interval_s - now)
-        timeout = min(timeout, self._last_checkpoint + self.options.checkpoint_interval_s - now)
-        for tracked in self._files.values():
+        timeout = min(timeout, self.schedule.due_in(now))
+        for tracked in self.files.values():
             reader = tracked.reader
             if reader.partial_since is not None and reader.framer.has_partial:
                 timeout = min(timeout, reader.partial_since + self.options.partial_line_flush_s - now)
@@ -431,7 +363,7 @@ class Tailer:
         present = await self.match_paths()
         fresh = await self.open_and_fingerprint(present)
         self.match_against_tracked(present, fresh)
-        await self.hold_rotated_bound(may_abandon=False)  # at once, but never at the cost of bytes
+        await self.retention.hold_rotated_bound(may_abandon=False)  # at once, but never at the cost of bytes
         if not self._started_up:
             self._started_up = True
             self._listdir_cache = {}  # startup looks at the same directories once per checkpoint
@@ -441,7 +373,7 @@ class Tailer:
             finally:
                 self._listdir_cache = None
         dirs = await self.matcher.directories_to_watch_through(sorted(present.values()), self.fs)
-        dirs.update(Path(os.path.dirname(t.reader.path)) for t in self._files.values())
+        dirs.update(Path(os.path.dirname(t.reader.path)) for t in self.files.values())
         dirs.update(await self.fs.link_target_directories(present.values()))
         self.watcher.watch_directories(dirs)
 
@@ -489,15 +421,15 @@ class Tailer:
                 stalled_mounts.add(error.mount)
                 continue
             except Refused as refused:
-                self._refused(refused)
+                self.reports.refused(refused)
                 continue
             except OSError as error:
-                self._path_error(path, error)
+                self.reports.error(path, error)
                 continue
             present.setdefault(Inode.of(st), path)
         if stalled_mounts:
             # Not seen on a stalled mount is not gone: its followed files stay as they are.
-            for tracked in self._files.values():
+            for tracked in self.files.values():
                 reader = tracked.reader
                 if tracked.state is FileState.ACTIVE and self.fs.guarded_mount(reader.path) in stalled_mounts:
                     present.setdefault(reader.inode, reader.path)
@@ -506,7 +438,7 @@ class Tailer:
     async def open_and_fingerprint(self, present: dict[Inode, str]) -> list[FileReader]:
         """Step 3: readers for files we do not follow yet (early-opened ones first)."""
         assert self.watcher is not None
-        tracked_inodes = {t.reader.inode for t in self._files.values()}
+        tracked_inodes = {t.reader.inode for t in self.files.values()}
         fresh: list[FileReader] = []
         for path, fd, st in self.watcher.take_early_opened():
             inode = Inode.of(st)
@@ -532,25 +464,29 @@ class Tailer:
             except (FileNotFoundError, Stalled):
                 continue
             except Refused as refused:
-                self._refused(refused)
+                self.reports.refused(refused)
                 continue
             except OSError as error:
-                self._path_error(path, error)
+                self.reports.error(path, error)
                 continue
             if Inode.of(st) in known:
                 os.close(fd)  # replaced between stat and open by a file we already follow
                 continue
             ignore_older = self.options.ignore_older_s
-            if ignore_older is not None and st.st_mtime < now - ignore_older and inode not in self._skipped:
+            if (
+                ignore_older is not None
+                and st.st_mtime < now - ignore_older
+                and inode not in self.files.skipped
+            ):
                 os.close(fd)
-                self._skipped.add(inode)
+                self.files.skipped.add(inode)
                 events.emit(Event.FILE_SKIPPED, path=path, reason="ignore_older", mtime=st.st_mtime)
                 continue
-            if inode in self._skipped:
+            if inode in self.files.skipped:
                 if ignore_older is not None and st.st_mtime < now - ignore_older:
                     os.close(fd)
                     continue
-                self._skipped.discard(inode)
+                self.files.skipped.discard(inode)
             try:
                 fingerprint = await self.fs.read_head(fd, self.options.fingerprint_bytes, path)
                 reader = self._readers.make(fd, path, st, "", fingerprint, 0)
@@ -580,15 +516,15 @@ class Tailer:
         twice. handle_truncation reads it from our offset when the original is truncated."""
         directory = os.path.dirname(reader.path)
         candidate = reader.file_id
-        for key, tracked in self._files.items():
+        for key, tracked in self.files.items():
             other = tracked.reader
             if other.inode == reader.inode or other.scan_offset == 0:
                 continue
             if min(len(other.fingerprint), len(reader.fingerprint)) < COPY_MIN_MATCH_BYTES:
                 continue  # too short to tell a copy from two files that merely start alike
             if os.path.dirname(other.path) == directory and other.file_id.same_content_start(candidate):
-                if reader.inode not in self._skipped:
-                    self._skipped.add(reader.inode)
+                if reader.inode not in self.files.skipped:
+                    self.files.skipped.add(reader.inode)
                     events.emit(
                         Event.FILE_SKIPPED, path=reader.path, reason="copy of a followed file", file_key=key
                     )
@@ -597,7 +533,7 @@ class Tailer:
 
     def match_against_tracked(self, present: dict[Inode, str], fresh: list[FileReader]) -> None:
         """Step 4: update paths, mark rotated files, start new files at the right offset."""
-        for key, tracked in list(self._files.items()):
+        for key, tracked in self.files.items():
             reader = tracked.reader
             path = present.get(reader.inode)
             if path is not None:
@@ -605,26 +541,26 @@ class Tailer:
                     reader.path = (
                         path  # renamed to another followed path (e.g. access.log.1 under access.log*)
                     )
-                    self._track_checkpoint(reader)
+                    self.schedule.track(reader)
                 if tracked.state is FileState.ROTATED and reader.fd >= 0:
                     tracked.state = FileState.ACTIVE  # moved back under a followed path
                     tracked.rotated_at = None
             elif tracked.state is FileState.ACTIVE:
-                self._mark_rotated(key, tracked)
+                self.retention.mark_rotated(key, tracked)
         first = not self._started_up
         for reader in fresh:
             state = FileState.ACTIVE if reader.inode in present else FileState.ROTATED
             self._start_reader(reader, state, startup=first)
-        if self._path_errors:
-            for tracked in self._files.values():
+        if self.reports:
+            for tracked in self.files.values():
                 if tracked.state is FileState.ACTIVE:
-                    self._path_recovered(tracked.reader.path)  # followed again: say so once
+                    self.reports.recovered(tracked.reader.path)  # followed again: say so once
 
     def drain_files_rotated_while_down(self) -> None:
         """Step 4 at startup: a checkpointed file no longer at its path may sit next to it under a
         rotated name (access.log.1). Found by identity, it is drained from its checkpoint."""
-        followed = {t.reader.file_key for t in self._files.values()}
-        inodes = {t.reader.inode for t in self._files.values()}
+        followed = {t.reader.file_key for t in self.files.values()}
+        inodes = {t.reader.inode for t in self.files.values()}
         for entry in self.checkpoints.entries():
             if entry.file_key in followed:
                 continue
@@ -640,9 +576,9 @@ class Tailer:
             tracked = TrackedFile(
                 reader, FileState.ROTATED, committed_offset=entry.offset, rotated_at=time.monotonic()
             )
-            self._files[entry.file_key] = tracked
+            self.files.add(tracked)
             inodes.add(Inode.of(st))
-            self._track_checkpoint(reader)
+            self.schedule.track(reader)
             events.emit(
                 Event.FILE_RESUMED,
                 path=path,
@@ -666,10 +602,10 @@ class Tailer:
             return  # first start: older rotated files are history, not ours
         else:
             cutoff = max(e.last_seen for e in entries) - max(self.options.checkpoint_interval_s, 1.0)
-        known_inodes = {e.inode for e in entries} | {t.reader.inode for t in self._files.values()}
+        known_inodes = {e.inode for e in entries} | {t.reader.inode for t in self.files.values()}
         stored_fingerprints = [e.fingerprint for e in entries if e.fingerprint.length]
-        followed_fingerprints = [t.reader.fingerprint for t in self._files.values() if t.reader.fingerprint]
-        paths = {e.path for e in entries} | {t.reader.path for t in self._files.values()}
+        followed_fingerprints = [t.reader.fingerprint for t in self.files.values() if t.reader.fingerprint]
+        paths = {e.path for e in entries} | {t.reader.path for t in self.files.values()}
         for path in sorted(paths):
             directory, name = os.path.split(path)
             try:
@@ -683,7 +619,7 @@ class Tailer:
                 try:
                     st = self.policy.inspect(candidate_path)
                 except Refused as refused:
-                    self._refused(refused)
+                    self.reports.refused(refused)
                     continue
                 except OSError:
                     continue
@@ -693,7 +629,7 @@ class Tailer:
                 try:
                     fd, st = self.policy.open_file(candidate_path)
                 except Refused as refused:
-                    self._refused(refused)
+                    self.reports.refused(refused)
                     continue
                 except OSError:
                     continue
@@ -726,11 +662,11 @@ class Tailer:
         more = False
         budget = self.options.read_chunk_bytes * READ_BUDGET_CHUNKS
         # rotated files first: they pin descriptors and disk space (step 6)
-        order = sorted(self._files.items(), key=lambda item: item[1].state is not FileState.ROTATED)
+        order = sorted(self.files.items(), key=lambda item: item[1].state is not FileState.ROTATED)
         for key, tracked in order:
             if self._stopping.is_set():
                 return False
-            if self._files.get(key) is not tracked or tracked.reader.fd < 0:
+            if self.files.get(key) is not tracked or tracked.reader.fd < 0:
                 continue
             more |= await self._read_file(key, tracked, budget, emit)
         return more
@@ -742,7 +678,7 @@ class Tailer:
         except Stalled:
             return False  # said by the stall guard; the file is read again once its mount answers
         except OSError as error:
-            self._path_error(reader.path, error)
+            self.reports.error(reader.path, error)
             return False
         tracked.deleted = st.st_nlink == 0
         size = st.st_size
@@ -756,7 +692,7 @@ class Tailer:
         if reader.scan_offset == 0 and self._is_copy_of_followed(reader):
             # It started empty (so it looked new) and is now filling up as a copy of a followed file.
             reader.close()
-            del self._files[key]
+            self.files.pop(key)
             self.checkpoints.forget(key)
             return False
         if tracked.state is FileState.ROTATED:
@@ -786,7 +722,7 @@ class Tailer:
         except Stalled:
             return 0  # said by the stall guard
         except OSError as error:
-            self._path_error(reader.path, error)
+            self.reports.error(reader.path, error)
             return 0
         self.counters.bytes_read += got
         if reader.framer.has_partial:
@@ -808,7 +744,7 @@ class Tailer:
             self.counters.nul_runs += framed.nul_runs
         if not framed.lines:
             return
-        tracked = self._files.get(reader.file_key)
+        tracked = self.files.get(reader.file_key)
         if tracked is not None and tracked.reader is reader:
             tracked.emitted_offset = framed.end_offsets[-1]
         self.counters.lines_read += len(framed.lines)
@@ -863,7 +799,7 @@ class Tailer:
         except OSError as error:
             if copy is not None:
                 os.close(copy[0])
-            self._path_error(reader.path, error)
+            self.reports.error(reader.path, error)
             return
         new_key = new_file_key(st.st_dev, st.st_ino)
         # Explicit hand-over: the successor takes the truncated file's descriptor; the old generation
@@ -872,9 +808,9 @@ class Tailer:
         if copy is not None:
             copy_fd, copy_path, copy_st, _ = copy
             reader.continue_in(copy_fd, copy_path, copy_st)
-            self._mark_rotated(key, tracked, is_rotation=False)
+            self.retention.mark_rotated(key, tracked, is_rotation=False)
             self.counters.copytruncate_recovered += 1
-            self._track_checkpoint(reader)
+            self.schedule.track(reader)
             events.emit(
                 Event.FILE_TRUNCATED,
                 path=successor.path,
@@ -899,7 +835,7 @@ class Tailer:
             self.counters.bytes_possibly_lost += lost
             framed = Framed()
             reader.flush_partial(framed)
-            del self._files[key]
+            self.files.pop(key)
             events.emit(
                 Event.FILE_TRUNCATED,
                 path=successor.path,
@@ -911,65 +847,17 @@ class Tailer:
             )
             if framed.lines:
                 await self._emit_framed(reader, framed, emit)
-        self._files[new_key] = TrackedFile(successor)
-        self._track_checkpoint(successor)
-        self._identities_to_persist = True
+        self.files.add(TrackedFile(successor))
+        self.schedule.track(successor)
+        self.schedule.persist_identities_soon()
 
     # ------------------------------------------------------------------------------------------
     # 8-9. retire drained readers; partial lines; checkpoints
     # ------------------------------------------------------------------------------------------
-    async def retire_drained_readers(self) -> None:
-        """Step 8: release rotated files read to their end (a fresh fstat says so) and idle for
-        ROTATED_IDLE_RELEASE_S, then hold the max_rotated_files_held bound."""
-        now = time.monotonic()
-        for key, tracked in [(k, t) for k, t in self._files.items() if t.state is FileState.ROTATED]:
-            if tracked.reader.fd < 0:
-                self._release(key, tracked, abandoned=0)
-            elif now - tracked.last_growth >= ROTATED_IDLE_RELEASE_S and await self._drained(tracked.reader):
-                self._release(key, tracked, abandoned=0)
-        await self.hold_rotated_bound(may_abandon=True)
-
-    async def hold_rotated_bound(self, may_abandon: bool) -> None:
-        """Over max_rotated_files_held: release drained files first (oldest rotation first); only if
-        that is not enough, and only when `may_abandon`, the oldest with bytes left (counted)."""
-        rotated = [(k, t) for k, t in self._files.items() if t.state is FileState.ROTATED]
-        excess = len(rotated) - self.options.max_rotated_files_held
-        if excess <= 0:
-            return
-        rotated.sort(key=lambda kt: kt[1].rotated_at or 0.0)
-        for key, tracked in list(rotated):
-            if excess <= 0:
-                return
-            if await self._drained(tracked.reader):
-                self._release(key, tracked, abandoned=0)
-                rotated.remove((key, tracked))
-                excess -= 1
-        if not may_abandon:
-            return
-        for key, tracked in rotated[:excess]:
-            reader = tracked.reader
-            try:
-                size = (await reader.fstat()).st_size
-            except OSError:
-                size = reader.size
-            self._release(key, tracked, abandoned=max(size - reader.read_offset, 0))
-
-    @staticmethod
-    async def _drained(reader: FileReader) -> bool:
-        """Read to the very end (fresh fstat, not the size seen earlier this cycle), nothing pending."""
-        if reader.framer.has_partial:
-            return False
-        try:
-            return (await reader.fstat()).st_size <= reader.scan_offset
-        except Stalled:
-            return False  # unknown until its mount answers: kept
-        except OSError:
-            return True  # the descriptor is unusable: there is nothing more to read through it
-
     async def flush_partial_lines(self, emit: Emit, stopping: bool = False) -> None:
         """A last line without newline goes out after partial_line_flush_s, or at once when `stopping`."""
         now = time.monotonic()
-        for tracked in list(self._files.values()):
+        for tracked in self.files.values():
             reader = tracked.reader
             if reader.partial_since is None or not reader.framer.has_partial:
                 continue
@@ -999,9 +887,7 @@ class Tailer:
         always) until a pass over all of them reads nothing more, then emit each file's last line even
         without its newline. Under a writer faster than us it goes on until `drain`'s deadline."""
         await self.match_paths_and_track()
-        if self._identities_to_persist:
-            self._identities_to_persist = False
-            await self.write_checkpoints(force=True)
+        await self.schedule.persist_identities()
         empty_passes = 0
         while not self._stopping.is_set():
             before = self.counters.bytes_read
@@ -1014,46 +900,12 @@ class Tailer:
         if not self._stopping.is_set():
             await self.flush_partial_lines(emit, stopping=True)
 
-    async def _write_checkpoints_periodically(self) -> None:
-        """Sleeps until the next write is due (cycles write too, and move it on); cancelled by run()."""
-        interval = self.options.checkpoint_interval_s
-        while not self._stopping.is_set():
-            await asyncio.sleep(max(self._last_checkpoint + interval - time.monotonic(), 0.0))
-            await self.write_checkpoints()
-
-    async def write_checkpoints(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self._last_checkpoint < self.options.checkpoint_interval_s:
-            return  # not due (every cycle asks): skip the lock (re-checked under it)
-        async with self._checkpoint_lock:
-            await self._write_checkpoints_locked(force)
-
-    async def _write_checkpoints_locked(self, force: bool) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_checkpoint < self.options.checkpoint_interval_s:
-            return
-        self._last_checkpoint = now
-        keys = list(self._files)
-        for tracked in self._files.values():
-            self._track_checkpoint(tracked.reader)  # fingerprints grow while files are small
-        if now - self._last_gc >= GC_INTERVAL_S:
-            self._last_gc = now
-            self.checkpoints.touch(keys)  # persist "last seen" for the GC clock now and then
-            self.checkpoints.collect_garbage(self.options.forget_after_s, keep=set(keys))
-        # Acknowledged offsets are already written (`acknowledge`); what is left: identities and the GC
-        # clock, and the fsync that makes the last interval's commits survive a power loss.
-        if self.checkpoints.has_pending() or self.checkpoints.has_unsynced():
-            await asyncio.get_running_loop().run_in_executor(None, self._flush_and_sync)
-
-    def _flush_and_sync(self) -> None:
-        self.checkpoints.flush()
-        self.checkpoints.sync()
-
     # ------------------------------------------------------------------------------------------
     # helpers
     # ------------------------------------------------------------------------------------------
     async def _active_paths_moved(self) -> bool:
         """Poll mode: a cheap stat of each followed path tells whether a rotation happened."""
-        for tracked in list(self._files.values()):
+        for tracked in self.files.values():
             if tracked.state is not FileState.ACTIVE:
                 continue
             reader = tracked.reader
@@ -1086,14 +938,14 @@ class Tailer:
             committed_offset=offset,
             rotated_at=time.monotonic() if state is FileState.ROTATED else None,
         )
-        self._files[reader.file_key] = tracked
-        self._track_checkpoint(reader)
+        self.files.add(tracked)
+        self.schedule.track(reader)
         if checkpoint is None or offset == 0:
             # make a fresh file's start durable too, so a restart knows it (and its offset 0)
             self.checkpoints.commit(reader.file_key, offset)
             # ...and durable *before* we read it: if we are killed before the next periodic write and
             # the file is rotated while we are down, the restart must still find it by identity.
-            self._identities_to_persist = True
+            self.schedule.persist_identities_soon()
         self.counters.files_added += 1
         events.emit(
             Event.FILE_ADDED,
@@ -1125,7 +977,7 @@ class Tailer:
     def _find_checkpoint(self, reader: FileReader) -> Checkpoint | None:
         """A checkpoint for this file: same dev+inode and matching fingerprint, or else an equal full
         fingerprint (the file was copied or moved across filesystems). Followed keys are excluded."""
-        followed = set(self._files)
+        followed = set(self.files.keys())
         best: Checkpoint | None = None
         for entry in self.checkpoints.entries():
             if entry.file_key in followed:
@@ -1166,7 +1018,7 @@ class Tailer:
             try:
                 st = self.policy.inspect(candidate_path)
             except Refused as refused:
-                self._refused(refused)
+                self.reports.refused(refused)
                 continue
             except OSError:
                 continue
@@ -1182,7 +1034,7 @@ class Tailer:
             try:
                 fd, st = self.policy.open_file(candidate_path)
             except Refused as refused:
-                self._refused(refused)
+                self.reports.refused(refused)
                 continue
             except OSError:
                 continue
@@ -1209,43 +1061,6 @@ class Tailer:
                 cache[directory] = entries
         return sorted(n for n in entries if n.startswith(name) and n != name)
 
-    def _mark_rotated(self, key: str, tracked: TrackedFile, is_rotation: bool = True) -> None:
-        """From now on the file is only drained (a rotation, or the copy of a copytruncate)."""
-        tracked.state = FileState.ROTATED
-        tracked.rotated_at = time.monotonic()
-        tracked.last_growth = time.monotonic()
-        if is_rotation:
-            self.counters.rotations += 1
-            events.emit(
-                Event.FILE_ROTATED, path=tracked.reader.path, file_key=key, offset=tracked.reader.scan_offset
-            )
-
-    def _release(self, key: str, tracked: TrackedFile, abandoned: int) -> None:
-        reader = tracked.reader
-        reader.close()
-        self._files.pop(key, None)
-        self.counters.files_drained += 1
-        self.counters.bytes_abandoned += abandoned
-        events.emit(
-            Event.FILE_DRAINED,
-            path=reader.path,
-            file_key=key,
-            offset=reader.scan_offset,
-            abandoned_bytes=abandoned,
-            deleted=tracked.deleted,
-        )
-        if tracked.deleted and not abandoned:
-            # A deleted file can never be seen again: keep the store small under fast rotation.
-            if tracked.committed_offset >= tracked.emitted_offset:
-                self.checkpoints.forget(key)
-            else:
-                self._forget_when_acknowledged[key] = tracked.emitted_offset
-
-    def _track_checkpoint(self, reader: FileReader) -> None:
-        self.checkpoints.track(
-            reader.file_key, reader.inode.dev, reader.inode.ino, reader.fingerprint, reader.path
-        )
-
     async def _check_base_directories(self) -> None:
         for pattern in self.matcher.include:
             base = static_base(pattern)
@@ -1260,49 +1075,21 @@ class Tailer:
             elif (
                 self._started_up
                 and base not in self._vanished_dirs
-                and any(os.path.dirname(t.reader.path) == str(base) for t in self._files.values())
+                and any(os.path.dirname(t.reader.path) == str(base) for t in self.files.values())
             ):
                 self._vanished_dirs.add(base)
                 self.counters.file_errors += 1
                 events.emit(Event.FILE_ERROR, path=str(base), error="directory vanished", kind="directory")
-
-    def _path_error(self, path: str, error: OSError | str) -> None:
-        if isinstance(error, OSError):
-            kind = errno.errorcode.get(error.errno or 0, "OSError")
-            message = error.strerror or str(error)
-        else:
-            kind = message = error
-        if self._path_errors.get(path) == kind:
-            return  # said once; retried silently every discovery
-        self._path_errors[path] = kind
-        self.counters.file_errors += 1
-        details: dict[str, str] = {}
-        if os.path.islink(path):
-            target = os.path.realpath(path)
-            details["target"] = target
-            if target.startswith(("/dev/", "/proc/")):
-                # the official httpd image links its logs to /dev/stdout: nothing lands on the volume
-                message = f"{message}: a symlink to {target}; the writer logs to a stream, not to this file"
-        events.emit(Event.FILE_ERROR, path=path, error=message, kind=kind, **details)
-
-    def _refused(self, refused: Refused) -> None:
-        if self.policy.report(refused):
-            self.counters.files_refused += 1
-            self._path_errors[refused.path] = refused.reason  # followed later: file_recovered, once
-
-    def _path_recovered(self, path: str) -> None:
-        if self._path_errors.pop(path, None) is not None:
-            events.emit(Event.FILE_RECOVERED, path=path)
 
     def _close(self) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            self.checkpoints.touch(list(self._files))
+            self.checkpoints.touch(self.files.keys())
             self.checkpoints.close()
         finally:
-            for tracked in self._files.values():
+            for tracked in self.files.values():
                 tracked.reader.close()
             if self.watcher is not None:
                 self.watcher.close()
