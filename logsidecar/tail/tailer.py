@@ -94,22 +94,20 @@ from pathlib import Path
 from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.tail.checkpoint_schedule import CheckpointSchedule
-from logsidecar.tail.checkpoints import Checkpoint, CheckpointStore
+from logsidecar.tail.checkpoints import CheckpointStore
+from logsidecar.tail.copytruncate import CopyTruncate, SiblingSearch
 from logsidecar.tail.counters import TailCounters
 from logsidecar.tail.discovery import PathMatcher, static_base
 from logsidecar.tail.fileset import FileSet, FileState, TrackedFile
 from logsidecar.tail.identity import (
     Inode,
-    StoredFingerprint,
-    fingerprints_match,
-    new_file_key,
-    read_fingerprint,
 )
 from logsidecar.tail.netfs import FsAccess, Stalled
 from logsidecar.tail.open_policy import FilePolicy, Refused
-from logsidecar.tail.options import ReadBatch, StartAt, TailOptions
+from logsidecar.tail.options import ReadBatch, TailOptions
 from logsidecar.tail.reader import FileReader, Framed, ReaderFactory
 from logsidecar.tail.reports import PathReports
+from logsidecar.tail.resume import Resume
 from logsidecar.tail.retention import ROTATED_IDLE_RELEASE_S, Retention
 from logsidecar.tail.watch.base import Watcher
 from logsidecar.tail.watch.select import select_watcher
@@ -122,20 +120,6 @@ READ_BUDGET_CHUNKS = 4  # per file per cycle, in read_chunk_bytes
 # tail_end_to_end.py: CPU at 1k lines/s 31 % -> 19 %) and adds at most 20 ms of latency; a
 # hint after a quiet spell is still read at once. Structure hints (create/move/delete) skip it.
 MIN_CYCLE_S = 0.020
-COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip", ".lzma", ".br")
-COMPRESSED_MAGIC = (
-    b"\x1f\x8b",
-    b"BZh",
-    b"\xfd7zXZ\x00",
-    b"\x28\xb5\x2f\xfd",
-    b"\x04\x22\x4d\x18",
-    b"PK\x03\x04",
-)
-# Shared first bytes that make a new file "a copy of a followed file" (copytruncate's .1 being made).
-# Mistaking a copy for a new file costs duplicates of its content; mistaking a distinct file for a
-# copy loses the whole file. Two logs in one directory can start with the same probe line in the same
-# second, so one line (~200 bytes) is not enough evidence: ask for several.
-COPY_MIN_MATCH_BYTES = 512
 STOP_GRACE_S = 5.0
 # `leftovers` counts the lines left after the acknowledged offsets by reading them: at most this much
 # per stop (~30 ms at the ~2 GiB/s measured from the page cache), so a huge backlog cannot hold up the exit.
@@ -158,7 +142,6 @@ class Tailer:
         self.schedule = CheckpointSchedule(options, self.checkpoints, self.files)
         self.retention = Retention(options, self.files, self.checkpoints, self.counters)
         self._vanished_dirs: set[Path] = set()
-        self._listdir_cache: dict[str, list[str]] | None = None
         self._stopping = asyncio.Event()
         self._draining = asyncio.Event()
         self._finished = asyncio.Event()
@@ -167,6 +150,29 @@ class Tailer:
         self._last_discovery = 0.0
         self.fs = FsAccess()  # direct calls; polling mode adds a stall guard for network mounts (netfs)
         self._readers = ReaderFactory(options, self.fs)
+        self._siblings = SiblingSearch(options, self.policy, self.reports)
+        self.copytruncate = CopyTruncate(
+            options,
+            self.files,
+            self.counters,
+            self.reports,
+            self._siblings,
+            self._readers,
+            self.retention,
+            self.schedule,
+        )
+        self.resume = Resume(
+            options,
+            self.checkpoints,
+            self.files,
+            self.counters,
+            self.schedule,
+            self._readers,
+            self._siblings,
+            self.matcher,
+            self.policy,
+            self.reports,
+        )
         self._closed = False
         self._following_since = time.time()  # files written before are history, not ours
 
@@ -366,12 +372,9 @@ class Tailer:
         await self.retention.hold_rotated_bound(may_abandon=False)  # at once, but never at the cost of bytes
         if not self._started_up:
             self._started_up = True
-            self._listdir_cache = {}  # startup looks at the same directories once per checkpoint
-            try:
-                self.drain_files_rotated_while_down()
-                self.read_files_created_after_last_checkpoint()
-            finally:
-                self._listdir_cache = None
+            with self._siblings.listing_cached():  # startup looks at the same directories once per checkpoint
+                self.resume.drain_files_rotated_while_down()
+                self.resume.read_files_created_after_last_checkpoint()
         dirs = await self.matcher.directories_to_watch_through(sorted(present.values()), self.fs)
         dirs.update(Path(os.path.dirname(t.reader.path)) for t in self.files.values())
         dirs.update(await self.fs.link_target_directories(present.values()))
@@ -390,11 +393,8 @@ class Tailer:
         added, rotations = self.counters.files_added, self.counters.rotations
         await self.match_paths_and_track()
         since = max(self._following_since, time.time() - self.options.forget_after_s)
-        self._listdir_cache = {}
-        try:
-            self.read_files_created_after_last_checkpoint(since=since)
-        finally:
-            self._listdir_cache = None
+        with self._siblings.listing_cached():
+            self.resume.read_files_created_after_last_checkpoint(since=since)
         self.counters.inotify_overflows += overflows
         events.emit(
             Event.INOTIFY_OVERFLOW,
@@ -450,7 +450,7 @@ class Tailer:
                 os.close(fd)
                 continue
             reader = self._readers.new(fd, present.get(inode, path), st)
-            if self._is_copy_of_followed(reader):
+            if self.copytruncate.is_copy_of_followed(reader):
                 reader.close()
                 continue
             fresh.append(reader)
@@ -493,7 +493,7 @@ class Tailer:
             except Stalled:
                 self.fs.close_file(fd, path)
                 continue
-            if self._is_copy_of_followed(reader):
+            if self.copytruncate.is_copy_of_followed(reader):
                 reader.close()
                 continue
             fresh.append(reader)
@@ -509,27 +509,6 @@ class Tailer:
         except OSError:
             return False
         return Inode.of(st) == inode
-
-    def _is_copy_of_followed(self, reader: FileReader) -> bool:
-        """A new file in the same directory whose content starts like a followed file's is a copy of
-        it (copytruncate's access.log.1 while it is being made): adopting it would read the same lines
-        twice. handle_truncation reads it from our offset when the original is truncated."""
-        directory = os.path.dirname(reader.path)
-        candidate = reader.file_id
-        for key, tracked in self.files.items():
-            other = tracked.reader
-            if other.inode == reader.inode or other.scan_offset == 0:
-                continue
-            if min(len(other.fingerprint), len(reader.fingerprint)) < COPY_MIN_MATCH_BYTES:
-                continue  # too short to tell a copy from two files that merely start alike
-            if os.path.dirname(other.path) == directory and other.file_id.same_content_start(candidate):
-                if reader.inode not in self.files.skipped:
-                    self.files.skipped.add(reader.inode)
-                    events.emit(
-                        Event.FILE_SKIPPED, path=reader.path, reason="copy of a followed file", file_key=key
-                    )
-                return True
-        return False
 
     def match_against_tracked(self, present: dict[Inode, str], fresh: list[FileReader]) -> None:
         """Step 4: update paths, mark rotated files, start new files at the right offset."""
@@ -550,109 +529,11 @@ class Tailer:
         first = not self._started_up
         for reader in fresh:
             state = FileState.ACTIVE if reader.inode in present else FileState.ROTATED
-            self._start_reader(reader, state, startup=first)
+            self.resume.start(reader, state, startup=first)
         if self.reports:
             for tracked in self.files.values():
                 if tracked.state is FileState.ACTIVE:
                     self.reports.recovered(tracked.reader.path)  # followed again: say so once
-
-    def drain_files_rotated_while_down(self) -> None:
-        """Step 4 at startup: a checkpointed file no longer at its path may sit next to it under a
-        rotated name (access.log.1). Found by identity, it is drained from its checkpoint."""
-        followed = {t.reader.file_key for t in self.files.values()}
-        inodes = {t.reader.inode for t in self.files.values()}
-        for entry in self.checkpoints.entries():
-            if entry.file_key in followed:
-                continue
-            # An empty fingerprint (the file was empty when we first made it durable) is matched by
-            # dev+inode only.
-            found = self._find_sibling_copy(
-                entry.path, entry.fingerprint, entry.offset, inodes, same_inode=entry.inode
-            )
-            if found is None:
-                continue
-            fd, path, st, head = found
-            reader = self._readers.make(fd, path, st, entry.file_key, head, entry.offset)
-            tracked = TrackedFile(
-                reader, FileState.ROTATED, committed_offset=entry.offset, rotated_at=time.monotonic()
-            )
-            self.files.add(tracked)
-            inodes.add(Inode.of(st))
-            self.schedule.track(reader)
-            events.emit(
-                Event.FILE_RESUMED,
-                path=path,
-                file_key=entry.file_key,
-                offset=entry.offset,
-                rotated_while_down=True,
-                previous_path=entry.path,
-            )
-
-    def read_files_created_after_last_checkpoint(self, since: float | None = None) -> None:
-        """Step 4 at startup: a rotation can create a file and we can be killed before its identity
-        was durable; if it is rotated again while we are down, no checkpoint names it. Such a file
-        sits next to a followed path under a rotated name, is unknown to every checkpoint, and was
-        written after our last durable checkpoint: it is read from 0. Copies of known content
-        (copytruncate) and compressed files are not. With `since` (wall clock), files written since
-        then are looked for instead: after lost inotify events (see rescan_after_lost_events)."""
-        entries = self.checkpoints.entries()
-        if since is not None:
-            cutoff = since
-        elif not entries:
-            return  # first start: older rotated files are history, not ours
-        else:
-            cutoff = max(e.last_seen for e in entries) - max(self.options.checkpoint_interval_s, 1.0)
-        known_inodes = {e.inode for e in entries} | {t.reader.inode for t in self.files.values()}
-        stored_fingerprints = [e.fingerprint for e in entries if e.fingerprint.length]
-        followed_fingerprints = [t.reader.fingerprint for t in self.files.values() if t.reader.fingerprint]
-        paths = {e.path for e in entries} | {t.reader.path for t in self.files.values()}
-        for path in sorted(paths):
-            directory, name = os.path.split(path)
-            try:
-                names = self._sibling_names(directory, name)
-            except OSError:
-                continue
-            for candidate in names:
-                candidate_path = os.path.join(directory, candidate)
-                if candidate.endswith(COMPRESSED_SUFFIXES) or self.matcher.wants(candidate_path):
-                    continue  # compressed, or followed by the glob under this name anyway
-                try:
-                    st = self.policy.inspect(candidate_path)
-                except Refused as refused:
-                    self.reports.refused(refused)
-                    continue
-                except OSError:
-                    continue
-                inode = Inode.of(st)
-                if inode in known_inodes or st.st_mtime < cutoff:
-                    continue
-                try:
-                    fd, st = self.policy.open_file(candidate_path)
-                except Refused as refused:
-                    self.reports.refused(refused)
-                    continue
-                except OSError:
-                    continue
-                reader = self._readers.new(fd, candidate_path, st)
-                if (
-                    reader.fingerprint.startswith(COMPRESSED_MAGIC)
-                    or any(known.matches(reader.fingerprint) for known in stored_fingerprints)
-                    or any(fingerprints_match(reader.fingerprint, known) for known in followed_fingerprints)
-                ):
-                    reader.close()
-                    continue
-                known_inodes.add(inode)
-                self._start_reader(reader, FileState.ROTATED, startup=False)
-                events.emit(
-                    Event.FILE_RESUMED,
-                    path=candidate_path,
-                    file_key=reader.file_key,
-                    offset=0,
-                    rotated_while_down=since is None,
-                    created_after_last_checkpoint=since is None,
-                    created_while_events_were_lost=since is not None,
-                    previous_path=path,
-                )
 
     # ------------------------------------------------------------------------------------------
     # 5-7. read changed files; drain rotated files; handle truncation
@@ -687,9 +568,11 @@ class Tailer:
         if tracked.state is FileState.ACTIVE and (
             size < reader.scan_offset or await self._content_replaced(reader)
         ):
-            await self.handle_truncation(key, tracked, emit)
+            leftover = self.copytruncate.handle_truncation(key, tracked)  # step 7
+            if leftover.lines:
+                await self._emit_framed(reader, leftover, emit)
             return True
-        if reader.scan_offset == 0 and self._is_copy_of_followed(reader):
+        if reader.scan_offset == 0 and self.copytruncate.is_copy_of_followed(reader):
             # It started empty (so it looked new) and is now filling up as a copy of a followed file.
             reader.close()
             self.files.pop(key)
@@ -780,77 +663,6 @@ class Tailer:
         except OSError:
             return False
 
-    async def handle_truncation(self, key: str, tracked: TrackedFile, emit: Emit) -> None:
-        """Step 7: recover the copied-away tail from a visible copy, restart the file at 0."""
-        reader = tracked.reader
-        old_offset = reader.scan_offset
-        self.counters.truncations += 1
-        copy = self._find_sibling_copy(
-            reader.path,
-            StoredFingerprint.of(reader.fingerprint),
-            old_offset,
-            {reader.inode},
-            same_inode=None,
-        )
-        # The truncated file continues as a new content generation (new key, offset 0), on the same fd.
-        try:
-            st = os.fstat(reader.fd)
-            fingerprint = read_fingerprint(reader.fd, self.options.fingerprint_bytes)
-        except OSError as error:
-            if copy is not None:
-                os.close(copy[0])
-            self.reports.error(reader.path, error)
-            return
-        new_key = new_file_key(st.st_dev, st.st_ino)
-        # Explicit hand-over: the successor takes the truncated file's descriptor; the old generation
-        # goes on in the copy (same key, same offsets), or, with no copy, is dropped.
-        successor = self._readers.make(reader.hand_over(), reader.path, st, new_key, fingerprint, 0)
-        if copy is not None:
-            copy_fd, copy_path, copy_st, _ = copy
-            reader.continue_in(copy_fd, copy_path, copy_st)
-            self.retention.mark_rotated(key, tracked, is_rotation=False)
-            self.counters.copytruncate_recovered += 1
-            self.schedule.track(reader)
-            events.emit(
-                Event.FILE_TRUNCATED,
-                path=successor.path,
-                file_key=key,
-                new_file_key=new_key,
-                offset=old_offset,
-                recovered=True,
-                copy_path=copy_path,
-            )
-            events.emit(
-                Event.COPYTRUNCATE_RECOVERED,
-                path=successor.path,
-                copy_path=copy_path,
-                file_key=key,
-                from_offset=old_offset,
-                bytes=max(copy_st.st_size - old_offset, 0),
-            )
-        else:
-            # Nothing to recover from: what was written after our last read and before the truncation
-            # is gone. The pending partial line (if any) is emitted as it is.
-            lost = max(reader.size - old_offset, 0)
-            self.counters.bytes_possibly_lost += lost
-            framed = Framed()
-            reader.flush_partial(framed)
-            self.files.pop(key)
-            events.emit(
-                Event.FILE_TRUNCATED,
-                path=successor.path,
-                file_key=key,
-                new_file_key=new_key,
-                offset=old_offset,
-                recovered=False,
-                bytes_known_lost=lost,
-            )
-            if framed.lines:
-                await self._emit_framed(reader, framed, emit)
-        self.files.add(TrackedFile(successor))
-        self.schedule.track(successor)
-        self.schedule.persist_identities_soon()
-
     # ------------------------------------------------------------------------------------------
     # 8-9. retire drained readers; partial lines; checkpoints
     # ------------------------------------------------------------------------------------------
@@ -918,148 +730,6 @@ class Tailer:
             if Inode.of(st) != reader.inode:
                 return True
         return False
-
-    def _start_reader(self, reader: FileReader, state: FileState, startup: bool) -> None:
-        checkpoint = self._find_checkpoint(reader)
-        offset = 0
-        if checkpoint is not None and checkpoint.offset <= reader.size:
-            reader.file_key = checkpoint.file_key
-            offset = checkpoint.offset
-            events.emit(Event.FILE_RESUMED, path=reader.path, file_key=reader.file_key, offset=offset)
-        else:
-            reader.file_key = new_file_key(reader.inode.dev, reader.inode.ino)
-            if startup and self.options.start_at is StartAt.END and state is FileState.ACTIVE:
-                offset = self._end_of_last_line(reader)
-        reader.scan_offset = offset
-        reader.framer.reset(offset)
-        tracked = TrackedFile(
-            reader,
-            state,
-            committed_offset=offset,
-            rotated_at=time.monotonic() if state is FileState.ROTATED else None,
-        )
-        self.files.add(tracked)
-        self.schedule.track(reader)
-        if checkpoint is None or offset == 0:
-            # make a fresh file's start durable too, so a restart knows it (and its offset 0)
-            self.checkpoints.commit(reader.file_key, offset)
-            # ...and durable *before* we read it: if we are killed before the next periodic write and
-            # the file is rotated while we are down, the restart must still find it by identity.
-            self.schedule.persist_identities_soon()
-        self.counters.files_added += 1
-        events.emit(
-            Event.FILE_ADDED,
-            path=reader.path,
-            file_key=reader.file_key,
-            offset=offset,
-            size=reader.size,
-            state=state.value,
-        )
-        if state is FileState.ROTATED:
-            self.counters.rotations += 1
-            events.emit(Event.FILE_ROTATED, path=reader.path, file_key=reader.file_key, seen_late=True)
-
-    def _end_of_last_line(self, reader: FileReader) -> int:
-        """start_at=end: start after the last complete line, so a line being written is read whole."""
-        size = reader.size
-        window = min(size, self.options.max_line_bytes, 64 * 1024)
-        try:
-            tail = os.pread(reader.fd, window, size - window)
-        except OSError:
-            return size
-        newline = tail.rfind(b"\n")
-        if newline < 0:
-            return (
-                0 if window == size else size
-            )  # no newline at all: the whole file is the line being written
-        return size - window + newline + 1
-
-    def _find_checkpoint(self, reader: FileReader) -> Checkpoint | None:
-        """A checkpoint for this file: same dev+inode and matching fingerprint, or else an equal full
-        fingerprint (the file was copied or moved across filesystems). Followed keys are excluded."""
-        followed = set(self.files.keys())
-        best: Checkpoint | None = None
-        for entry in self.checkpoints.entries():
-            if entry.file_key in followed:
-                continue
-            if not entry.fingerprint.length and entry.offset == 0 and entry.inode == reader.inode:
-                best = best or entry  # made durable while still empty: resuming at 0 is reading from 0
-                continue
-            if not entry.fingerprint.matches(reader.fingerprint):
-                continue
-            if entry.inode == reader.inode:
-                if best is None or best.inode != reader.inode or entry.last_seen > best.last_seen:
-                    best = entry
-            elif entry.fingerprint.length >= self.options.fingerprint_bytes and best is None:
-                best = entry
-        return best
-
-    def _find_sibling_copy(
-        self,
-        path: str,
-        fingerprint: StoredFingerprint,
-        min_size: int,
-        exclude_inodes: set[Inode],
-        same_inode: Inode | None,
-    ) -> tuple[int, str, os.stat_result, bytes] | None:
-        """A file next to `path` whose name starts with path's name (access.log.1, access.log-2026...),
-        whose content starts with `fingerprint` and which is at least `min_size` long; opened, with
-        those first bytes. With `same_inode`, that inode is preferred and other inodes need a full
-        fingerprint."""
-        if not fingerprint.length and same_inode is None:
-            return None
-        directory, name = os.path.split(path)
-        try:
-            names = self._sibling_names(directory, name)
-        except OSError:
-            return None
-        for candidate in names:
-            candidate_path = os.path.join(directory, candidate)
-            try:
-                st = self.policy.inspect(candidate_path)
-            except Refused as refused:
-                self.reports.refused(refused)
-                continue
-            except OSError:
-                continue
-            inode = Inode.of(st)
-            if inode in exclude_inodes or st.st_size < min_size:
-                continue
-            if (
-                same_inode is not None
-                and inode != same_inode
-                and fingerprint.length < self.options.fingerprint_bytes
-            ):
-                continue
-            try:
-                fd, st = self.policy.open_file(candidate_path)
-            except Refused as refused:
-                self.reports.refused(refused)
-                continue
-            except OSError:
-                continue
-            try:
-                head = os.pread(fd, fingerprint.length, 0)
-            except OSError:
-                os.close(fd)
-                continue
-            if StoredFingerprint.of(head) == fingerprint:
-                return fd, candidate_path, st, head
-            os.close(fd)
-        return None
-
-    def _sibling_names(self, directory: str, name: str) -> list[str]:
-        """Names in `directory` that start with `name` (rotated generations: name.1, name-2026...).
-        Raises OSError when the directory cannot be listed."""
-        directory = directory or "."
-        cache = self._listdir_cache
-        if cache is not None and directory in cache:
-            entries = cache[directory]
-        else:
-            entries = os.listdir(directory)
-            if cache is not None:
-                cache[directory] = entries
-        return sorted(n for n in entries if n.startswith(name) and n != name)
 
     async def _check_base_directories(self) -> None:
         for pattern in self.matcher.include:
