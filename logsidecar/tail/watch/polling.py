@@ -6,6 +6,10 @@ mtime moves on every create, rename and delete inside it), so discovery runs at 
 when something appeared or went, not a glob per poll. On a network mount (`fs` has a stall guard) the
 directories are probed through the guard (`netfs.DirectoryProbe`): a server that stops answering
 stalls its own directories only, never the loop.
+
+Polling bound: with stat polling a file must stay at a followed path for at least poll_interval_s to
+be seen; one renamed away sooner (and not matched by the glob under its new name) is not known to us.
+inotify has no such bound: files are opened from the IN_CREATE event.
 """
 
 from __future__ import annotations
