@@ -51,7 +51,7 @@ from pathlib import Path
 
 from logsidecar import events
 from logsidecar.events import Event
-from logsidecar.tail.identity import StoredFingerprint
+from logsidecar.tail.identity import Inode, StoredFingerprint
 
 DB_FILE_NAME = "checkpoints.sqlite"
 # SQLite's companions of the database file (WAL mode); it creates them with the database's mode.
@@ -88,6 +88,10 @@ class Checkpoint:
     offset: int  # committed (acknowledged) offset
     path: str
     last_seen: float  # wall-clock seconds
+
+    @property
+    def inode(self) -> Inode:
+        return Inode(self.dev, self.ino)
 
 
 class CheckpointStore:

@@ -1,7 +1,8 @@
 """File identity: which file is this, independently of the path it is found at.
 
-A file is identified by device + inode *and* a fingerprint: the first bytes of its content, up to
-`fingerprint_bytes`. The fingerprint grows while the file is small (a quiet error_log may stay under
+A file is identified by device + inode (`Inode`, the OS identity of an open file: does this path still
+point at my file?) *and* a fingerprint: the first bytes of its content, up to `fingerprint_bytes`
+(`FileId` is both). The fingerprint grows while the file is small (a quiet error_log may stay under
 1 KiB for days), so two fingerprints "match" when the shorter one is a prefix of the longer one.
 
 Invariants:
@@ -27,12 +28,29 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
+class Inode:
+    """Device and inode number: where the OS keeps a file, whatever path it is found at. Names an open
+    file while it is open; across time never trusted alone (inodes are reused: see `FileId`)."""
+
+    dev: int
+    ino: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Inode:
+        return cls(st.st_dev, st.st_ino)
+
+
+@dataclass(frozen=True, slots=True)
 class FileId:
     """Device, inode and the fingerprint (first bytes) of a file as last seen."""
 
     dev: int
     ino: int
     fingerprint: bytes
+
+    @property
+    def inode(self) -> Inode:
+        return Inode(self.dev, self.ino)
 
     def same_inode(self, other: FileId) -> bool:
         return self.dev == other.dev and self.ino == other.ino

@@ -31,8 +31,9 @@ import re
 from dataclasses import dataclass, field
 from itertools import accumulate
 
+from logsidecar.tail.identity import FileId, Inode, read_fingerprint
 from logsidecar.tail.netfs import FsAccess
-from logsidecar.tail.options import ReadBatch
+from logsidecar.tail.options import ReadBatch, TailOptions
 
 NUL = b"\x00"
 NEWLINE = b"\n"
@@ -198,8 +199,7 @@ class FileReader:
         fd: int,
         path: str,
         file_key: str,
-        dev: int,
-        ino: int,
+        inode: Inode,
         fingerprint: bytes,
         offset: int,
         max_line_bytes: int,
@@ -209,8 +209,7 @@ class FileReader:
         self.fd = fd
         self.path = path
         self.file_key = file_key
-        self.dev = dev
-        self.ino = ino
+        self.inode = inode
         self.fingerprint = fingerprint
         self.fingerprint_bytes = fingerprint_bytes
         self.scan_offset = offset
@@ -219,6 +218,10 @@ class FileReader:
         self.fs = fs  # None: direct calls (local filesystem); else guarded calls (network mount)
         self.counters = ReaderCounters()
         self.partial_since: float | None = None  # monotonic time the pending partial line was last extended
+
+    @property
+    def file_id(self) -> FileId:
+        return FileId(self.inode.dev, self.inode.ino, self.fingerprint)
 
     @property
     def read_offset(self) -> int:
@@ -287,6 +290,23 @@ class FileReader:
             return True
         return False
 
+    def hand_over(self) -> int:
+        """Give up the descriptor without closing it: the caller owns it now (copytruncate: the
+        truncated file goes on as a new content generation, read by another reader). This reader
+        reads nothing more through it, and closing it no longer closes the descriptor."""
+        fd, self.fd = self.fd, -1
+        return fd
+
+    def continue_in(self, fd: int, path: str, st: os.stat_result) -> None:
+        """Our content goes on in another file, already open as `fd` (copytruncate's copy, which
+        starts with our bytes and holds at least our offset): read it from where we are, under the
+        same key. Call after `hand_over`: the descriptor we had is someone else's."""
+        assert self.fd < 0, "continue_in after hand_over: the old descriptor is owned elsewhere"
+        self.fd = fd
+        self.path = path
+        self.inode = Inode.of(st)
+        self.size = st.st_size
+
     def batch(self, framed: Framed) -> ReadBatch:
         return ReadBatch(self.file_key, self.path, framed.lines, framed.end_offsets, framed.truncated)
 
@@ -300,3 +320,37 @@ class FileReader:
                 except OSError:
                     pass
             self.fd = -1
+
+
+class ReaderFactory:
+    """Readers as the options say (line and fingerprint sizes), their calls through the stall guard
+    when the file is on a guarded (network) mount."""
+
+    def __init__(self, options: TailOptions, fs: FsAccess) -> None:
+        self.options = options
+        self.fs = fs
+
+    def make(
+        self, fd: int, path: str, st: os.stat_result, key: str, fingerprint: bytes, offset: int
+    ) -> FileReader:
+        reader = FileReader(
+            fd=fd,
+            path=path,
+            file_key=key,
+            inode=Inode.of(st),
+            fingerprint=fingerprint,
+            offset=offset,
+            max_line_bytes=self.options.max_line_bytes,
+            fingerprint_bytes=self.options.fingerprint_bytes,
+            fs=self.fs if self.fs.guarded_mount(path) is not None else None,
+        )
+        reader.size = st.st_size
+        return reader
+
+    def new(self, fd: int, path: str, st: os.stat_result) -> FileReader:
+        """A reader for a file not followed yet (no key, offset 0), with its fingerprint read now."""
+        try:
+            fingerprint = read_fingerprint(fd, self.options.fingerprint_bytes)
+        except OSError:
+            fingerprint = b""
+        return self.make(fd, path, st, "", fingerprint, 0)

@@ -1,59 +1,52 @@
 """The Tailer: follow files like `tail -F`, losing and duplicating nothing.
 
-The poll cycle (one iteration of `run`), with the methods that implement each step:
+The poll cycle (one iteration of `run`), with the collaborator and method that implement each step:
 
- 1. `wait_for_hints_or_interval` - sleep until the watcher wakes us (inotify event) or the interval
-    passes (poll_interval_s when polling, safety_poll_interval_s under inotify), or the earliest
-    partial-line flush is due. After a content hint the cycle starts no sooner than MIN_CYCLE_S
-    after the previous one started, so a writer appending line by line costs one cycle per many
-    lines, not one per line (structure hints are not delayed).
- 2. `match_paths` - when the watcher saw a create/move/delete, or discover_interval_s passed: glob
-    the include patterns (minus excludes); check each candidate under the file-opening policy
-    (`tail.open_policy`: regular files only, symlinks per --follow-symlinks, never our own stdout).
- 3. `open_and_fingerprint` - adopt descriptors the inotify watcher opened the moment a file was
-    created (so a short-lived file is never lost to a rename); open new candidates through the
-    policy, read their fingerprint (first bytes). Errors are reported once per path and kind,
-    refusals once per path and reason (`file_refused`).
- 4. `match_against_tracked` - a candidate whose dev+inode we already follow just updates its path;
-    a followed file no longer found at any matched path was rotated (renamed away, deleted or
-    replaced): it becomes ROTATED and is drained. A new file resumes from its checkpoint (matched by
-    dev+inode and fingerprint, or by a full fingerprint) or starts at 0 (start_at=end only for files
-    present at startup without a checkpoint). At startup (`drain_files_rotated_while_down`),
-    checkpointed files that were rotated while we were down are found next to their old path by
-    identity and drained from their checkpoint, and (`read_files_created_after_last_checkpoint`)
-    rotated siblings no checkpoint knows that were written after our last durable checkpoint are
-    read from 0. The max_rotated_files_held bound is applied here too, releasing drained files only.
- 5. `read_changed_files` - fstat every followed file; read those that grew, at most a per-file byte
-    budget per cycle (fairness: one busy file cannot starve 199 quiet ones), rotated files first (they
-    pin descriptors and disk space). Each batch is awaited through `emit` (backpressure: while emit is
-    blocked nothing more is read; the file is the buffer).
- 6. `drain_rotated_files` - rotated files are read exactly like active ones, to their very end.
- 7. `handle_truncation` - a file shorter than our read offset, or whose first bytes changed, was
-    truncated (copytruncate) or rewritten: the tail that was copied away is read from the copy
-    (a sibling whose content starts with our fingerprint and is at least as long as our offset),
-    and the file itself restarts at 0 under a new file_key.
- 8. `retire_drained_readers` - a rotated file is released only when it is at EOF and has not grown
-    for ROTATED_IDLE_RELEASE_S (the writer may still append to it, e.g. Apache children finishing
-    requests after a graceful restart). Never on a timer while bytes remain, except when more than
-    max_rotated_files_held are held: then idle-at-EOF ones go first, and only if that is not enough
-    the oldest is let go with its unread bytes counted in `bytes_abandoned` (and said in an event).
- 9. `flush_partial_lines` and `write_checkpoints` - a last line without newline is emitted after
-    partial_line_flush_s; every checkpoint_interval_s the fingerprints and the GC clock are
-    written and the store is synced (acknowledged offsets are written as they come: `acknowledge`).
+ 1. `Tailer.wait_for_hints_or_interval` - sleep until the watcher (`watch/`) wakes us (inotify event)
+    or its interval passes (poll_interval_s when polling, safety_poll_interval_s under inotify), or
+    the earliest partial-line flush is due. After a content hint the cycle starts no sooner than
+    MIN_CYCLE_S after the previous one started, so a writer appending line by line costs one cycle
+    per many lines, not one per line (structure hints are not delayed).
+ 2. `FileOpener.match_paths` (opening) - when the watcher saw a create/move/delete (or, polling, its
+    `probe` saw one), or discover_interval_s passed: glob the include patterns (minus excludes);
+    check each candidate under the file-opening policy (`tail.open_policy`: regular files only,
+    symlinks per --follow-symlinks, never our own stdout).
+ 3. `FileOpener.open_and_fingerprint` - adopt descriptors the inotify watcher opened the moment a
+    file was created (so a short-lived file is never lost to a rename); open new candidates through
+    the policy, read their fingerprint (first bytes). Errors are reported once per path and kind,
+    refusals once per path and reason (`file_refused`; `reports.PathReports`).
+ 4. `FileOpener.match_against_tracked` - a candidate whose dev+inode we already follow just updates
+    its path; a followed file no longer found at any matched path was rotated (renamed away, deleted
+    or replaced): it becomes ROTATED and is drained. A new file resumes from its checkpoint (matched
+    by dev+inode and fingerprint, or by a full fingerprint) or starts at 0 (start_at=end only for
+    files present at startup without a checkpoint): `Resume.start`. At startup
+    (`Resume.drain_files_rotated_while_down`), checkpointed files that were rotated while we were
+    down are found next to their old path by identity and drained from their checkpoint, and
+    (`Resume.read_files_created_after_last_checkpoint`) rotated siblings no checkpoint knows that
+    were written after our last durable checkpoint are read from 0. The max_rotated_files_held bound
+    is applied here too, releasing drained files only (`Retention.hold_rotated_bound`).
+ 5. `BatchReader.read_changed_files` (reading) - fstat every followed file; read those that grew, at
+    most a per-file byte budget per cycle (fairness: one busy file cannot starve 199 quiet ones),
+    rotated files first (they pin descriptors and disk space). Each batch is awaited through `emit`
+    (backpressure: while emit is blocked nothing more is read; the file is the buffer).
+ 6. (the same pass) - rotated files are read exactly like active ones, to their very end.
+ 7. `CopyTruncate.handle_truncation` (copytruncate) - a file shorter than our read offset, or whose
+    first bytes changed, was truncated (copytruncate) or rewritten: the tail that was copied away is
+    read from the copy (a sibling whose content starts with our fingerprint and is at least as long
+    as our offset), and the file itself restarts at 0 under a new file_key.
+ 8. `Retention.retire_drained_readers` (retention) - a rotated file is released only when it is at
+    EOF and has not grown for ROTATED_IDLE_RELEASE_S (the writer may still append to it, e.g. Apache
+    children finishing requests after a graceful restart). Never on a timer while bytes remain,
+    except when more than max_rotated_files_held are held: then idle-at-EOF ones go first, and only
+    if that is not enough the oldest is let go with its unread bytes counted in `bytes_abandoned`.
+ 9. `BatchReader.flush_partial_lines` and `CheckpointSchedule.write` (checkpoint_schedule) - a last
+    line without newline is emitted after partial_line_flush_s; every checkpoint_interval_s the
+    fingerprints and the GC clock are written and the store is synced (acknowledged offsets are
+    written as they come: `Tailer.acknowledge`).
 
-On stop (`drain`, then `stop`): after one last match of the paths, discovery ends; `read_to_end` reads
-every followed file, active and rotated, until a pass finds nothing more, and emits each file's last
-line even without its newline (partial_line_flushed, reason "stopping"); then `run` returns. `stop`
-commits the acknowledged offsets and returns what is left after them per file (`leftovers`): where a
-restart resumes, bytes and lines read but not acknowledged, bytes and lines not read.
-
-Copytruncate loss bound (documented, unavoidable for any tailer): bytes the writer appended after
-logrotate finished copying and before it truncated are in neither file. If the copy is not visible in
-the same directory when we notice the truncation (compressed at once without `delaycompress`,
-`olddir` elsewhere, or removed), the bytes between our read offset and the truncation point are lost
-too; that is at most what was written since our previous read of that file (under inotify: usually
-nothing; when polling: at most poll_interval_s of writes). Such losses are counted in
-`bytes_possibly_lost` and said in the `file_truncated` event (`recovered=False`).
+After lost inotify events, `rescan_after_lost_events` replaces step 2. On stop, `drain.read_to_end`
+replaces the cycle (see `drain`). The tracked files are a `fileset.FileSet`, keyed by file_key; the
+OS identity of a file is an `identity.Inode`.
 
 Restart guarantees: a new file's identity (dev, inode, fingerprint so far, offset 0) is written to
 the checkpoint store *before* its first bytes are read, so a kill -9 followed by a rotation while we
@@ -69,14 +62,10 @@ that often (`CheckpointStore.sync`). A failing store does not hold the pipeline:
 done anyway, the offsets stay pending, and `checkpoint_error` says the bound does not hold until a
 write works again.
 
-Polling bound: with stat polling (network filesystems) a file must stay at a followed path for at
-least poll_interval_s to be seen; one renamed away sooner (and not matched by the glob under its new
-name) is not known to us. inotify has no such bound: files are opened from the IN_CREATE event.
-
 Network mounts: in polling mode the filesystem calls of the cycle (directory probes, globs, stats,
 opens, fingerprints, reads, closes) on a polled filesystem go through `netfs.FsAccess`, so a server
 that stops answering stalls its own files only (said in `file_stalled`), never the loop. Startup's
-rotated-while-down scans and copytruncate recovery still call the filesystem directly.
+rotated-while-down scans (`resume`) and copytruncate recovery still call the filesystem directly.
 
 Invariants: offsets under one file_key only grow; `acknowledge` is the only path to the checkpoint
 store; every state change is an event from logsidecar.events; the core never logs.
@@ -86,28 +75,31 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import errno
 import os
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 from logsidecar import events
 from logsidecar.events import Event
-from logsidecar.tail.checkpoints import Checkpoint, CheckpointStore
+from logsidecar.tail import drain
+from logsidecar.tail.checkpoint_schedule import CheckpointSchedule
+from logsidecar.tail.checkpoints import CheckpointStore
+from logsidecar.tail.copytruncate import CopyTruncate, SiblingSearch
+from logsidecar.tail.counters import TailCounters
 from logsidecar.tail.discovery import PathMatcher, static_base
-from logsidecar.tail.fstype import filesystem_type, needs_polling
-from logsidecar.tail.identity import StoredFingerprint, fingerprints_match, new_file_key, read_fingerprint
-from logsidecar.tail.netfs import DirectoryProbe, FsAccess, Stalled, StallGuard
-from logsidecar.tail.open_policy import FilePolicy, Refused
-from logsidecar.tail.options import ReadBatch, StartAt, TailOptions, WatchMode
-from logsidecar.tail.reader import FileReader, Framed
-from logsidecar.tail.watcher import InotifyWatcher, PollingWatcher, Watcher
+from logsidecar.tail.fileset import FileSet, FileState
+from logsidecar.tail.netfs import FsAccess
+from logsidecar.tail.open_policy import FilePolicy
+from logsidecar.tail.opening import FileOpener
+from logsidecar.tail.options import TailOptions
+from logsidecar.tail.reader import ReaderFactory
+from logsidecar.tail.reading import BatchReader, Emit
+from logsidecar.tail.reports import PathReports
+from logsidecar.tail.resume import Resume
+from logsidecar.tail.retention import ROTATED_IDLE_RELEASE_S, Retention
+from logsidecar.tail.watch.base import Watcher
+from logsidecar.tail.watch.select import select_watcher
 
-ROTATED_IDLE_RELEASE_S = 5.0  # a drained rotated file is kept this long after its last growth
-READ_BUDGET_CHUNKS = 4  # per file per cycle, in read_chunk_bytes
 # Wake-up coalescing: after an inotify hint, a cycle starts at most MIN_CYCLE_S after the previous
 # one started. A writer appending line by line (Apache: one write per request) sends one IN_MODIFY
 # per line; without this every line would cost a whole cycle (fstat, fingerprint check, one pipeline
@@ -115,68 +107,14 @@ READ_BUDGET_CHUNKS = 4  # per file per cycle, in read_chunk_bytes
 # tail_end_to_end.py: CPU at 1k lines/s 31 % -> 19 %) and adds at most 20 ms of latency; a
 # hint after a quiet spell is still read at once. Structure hints (create/move/delete) skip it.
 MIN_CYCLE_S = 0.020
-GC_INTERVAL_S = 60.0
-COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip", ".lzma", ".br")
-COMPRESSED_MAGIC = (
-    b"\x1f\x8b",
-    b"BZh",
-    b"\xfd7zXZ\x00",
-    b"\x28\xb5\x2f\xfd",
-    b"\x04\x22\x4d\x18",
-    b"PK\x03\x04",
-)
-# Shared first bytes that make a new file "a copy of a followed file" (copytruncate's .1 being made).
-# Mistaking a copy for a new file costs duplicates of its content; mistaking a distinct file for a
-# copy loses the whole file. Two logs in one directory can start with the same probe line in the same
-# second, so one line (~200 bytes) is not enough evidence: ask for several.
-COPY_MIN_MATCH_BYTES = 512
 STOP_GRACE_S = 5.0
-# `leftovers` counts the lines left after the acknowledged offsets by reading them: at most this much
-# per stop (~30 ms at the ~2 GiB/s measured from the page cache), so a huge backlog cannot hold up the exit.
-LEFTOVER_COUNT_MAX_BYTES = 64 * 1024 * 1024
-
-
-class FileState(StrEnum):
-    ACTIVE = "active"  # found at a matched path
-    ROTATED = "rotated"  # no longer at any matched path: drained to EOF, then released
-
-
-@dataclass(slots=True)
-class TrackedFile:
-    reader: FileReader
-    state: FileState = FileState.ACTIVE
-    committed_offset: int = 0
-    last_growth: float = field(default_factory=time.monotonic)
-    rotated_at: float | None = None
-    deleted: bool = False
-    emitted_offset: int = 0  # end offset of the last line handed to emit
-
-
-@dataclass(slots=True)
-class TailCounters:
-    """Totals since start (per-file counters live on each reader and are listed by stats())."""
-
-    files_added: int = 0
-    rotations: int = 0
-    truncations: int = 0
-    copytruncate_recovered: int = 0
-    files_drained: int = 0
-    bytes_abandoned: int = 0
-    bytes_possibly_lost: int = 0
-    file_errors: int = 0
-    files_refused: int = 0  # by the file-opening policy (tail.open_policy), once per path and reason
-    lines_read: int = 0
-    bytes_read: int = 0
-    truncated_lines: int = 0
-    nul_runs: int = 0
-    cycles: int = 0
-    inotify_overflows: int = 0  # kernel queue overflows, each followed by a full rescan
-
-
-Emit = Callable[[ReadBatch], Awaitable[None]]
 
 
 class Tailer:
+    """The poll loop, and the surface the pipeline uses (`run`, `acknowledge`, `drain`, `stop`, `stats`).
+    Each step is a collaborator's (see the module docstring); they share the tracked files (`files`),
+    the totals (`counters`) and the checkpoint store, and are wired here once."""
+
     def __init__(self, options: TailOptions, checkpoints: CheckpointStore | None = None) -> None:
         self.options = options
         self.checkpoints = checkpoints if checkpoints is not None else CheckpointStore(options.state_dir)
@@ -184,25 +122,53 @@ class Tailer:
         self.policy = FilePolicy(options.follow_symlinks, (static_base(p) for p in self.matcher.include))
         self.counters = TailCounters()
         self.watcher: Watcher | None = None
-        self._files: dict[str, TrackedFile] = {}  # file_key -> tracked
-        self._path_errors: dict[str, str] = {}  # path -> error kind said once
-        self._vanished_dirs: set[Path] = set()
-        self._skipped: set[tuple[int, int]] = set()
-        # released deleted files: their checkpoint entry goes once everything emitted is acknowledged
-        self._forget_when_acknowledged: dict[str, int] = {}
-        self._identities_to_persist = False
-        self._listdir_cache: dict[str, list[str]] | None = None
+        # direct calls; polling mode adds a stall guard for network mounts (netfs, watch.select)
+        self.fs = FsAccess()
+        self.files = FileSet()
+        reports = PathReports(self.policy, self.counters)
+        readers = ReaderFactory(options, self.fs)
+        siblings = SiblingSearch(options, self.policy, reports)
+        self.schedule = CheckpointSchedule(options, self.checkpoints, self.files)
+        self.retention = Retention(options, self.files, self.checkpoints, self.counters)
+        self.copytruncate = CopyTruncate(
+            options, self.files, self.counters, reports, siblings, readers, self.retention, self.schedule
+        )
+        self.resume = Resume(
+            options,
+            self.checkpoints,
+            self.files,
+            self.counters,
+            self.schedule,
+            readers,
+            siblings,
+            self.matcher,
+            self.policy,
+            reports,
+        )
+        self.opener = FileOpener(
+            options,
+            self.files,
+            self.counters,
+            reports,
+            self.matcher,
+            self.policy,
+            self.fs,
+            readers,
+            self.resume,
+            self.retention,
+            self.copytruncate,
+            self.schedule,
+        )
+        self._siblings = siblings
         self._stopping = asyncio.Event()
         self._draining = asyncio.Event()
         self._finished = asyncio.Event()
+        self.reading = BatchReader(
+            options, self.files, self.checkpoints, self.counters, reports, self.copytruncate, self._stopping
+        )
         self._run_task: asyncio.Task[None] | None = None
         self._started_up = False
         self._last_discovery = 0.0
-        self._last_checkpoint = 0.0
-        self._last_gc = 0.0
-        self._checkpoint_lock = asyncio.Lock()
-        self.fs = FsAccess()  # direct calls; polling mode adds a stall guard for network mounts (netfs)
-        self._network_directories = DirectoryProbe()
         self._closed = False
         self._following_since = time.time()  # files written before are history, not ours
 
@@ -213,11 +179,11 @@ class Tailer:
         """Follow until `stop()`; awaits `emit(batch)` for each batch of complete lines."""
         self._run_task = asyncio.current_task()
         loop = asyncio.get_running_loop()
-        self.watcher = self._select_watcher()
+        self.watcher = select_watcher(
+            self.options, self.matcher.include, self.matcher.wants, self.policy, self.fs
+        )
         self.watcher.start(loop)
-        # Acknowledgements keep arriving while `emit` blocks (backpressure, a sink outage): a timer
-        # writes them down too, so a crash then replays only the last interval, not the whole stall.
-        checkpoint_timer = asyncio.create_task(self._write_checkpoints_periodically())
+        checkpoint_timer = asyncio.create_task(self.schedule.write_periodically(self._stopping))
         try:
             while not self._stopping.is_set():
                 if self._draining.is_set():
@@ -235,19 +201,13 @@ class Tailer:
                     or (cycle_started - self._last_discovery >= self.options.discover_interval_s)
                 ):
                     await self.match_paths_and_track()
-                elif isinstance(self.watcher, PollingWatcher) and (
-                    self.watcher.probe()
-                    or await self._network_directories.changed(self.fs)
-                    or await self._active_paths_moved()
-                ):
+                elif await self.watcher.probe(self.opener.active_paths_moved):
                     await self.match_paths_and_track()
-                if self._identities_to_persist:
-                    self._identities_to_persist = False
-                    await self.write_checkpoints(force=True)
-                more = await self.read_changed_files(emit)
-                await self.flush_partial_lines(emit)
-                await self.retire_drained_readers()
-                await self.write_checkpoints()
+                await self.schedule.persist_identities()
+                more = await self.reading.read_changed_files(emit)
+                await self.reading.flush_partial_lines(emit)
+                await self.retention.retire_drained_readers()
+                await self.schedule.write()
                 if more:
                     await asyncio.sleep(0)  # let the consumer run; there is more to read at once
                     continue
@@ -263,7 +223,7 @@ class Tailer:
         "Restart guarantees"). Returns that commit's future, done once it is there (or its write
         failed, to be retried by the next one), or None when there is nothing to write (no state
         dir). A thread's future: check `done()` before waiting on it, most of the time it is."""
-        tracked = self._files.get(file_key)
+        tracked = self.files.get(file_key)
         if tracked is not None:
             if offset > tracked.committed_offset:
                 tracked.committed_offset = offset
@@ -271,12 +231,9 @@ class Tailer:
             if stored is not None and stored.fingerprint.length < len(tracked.reader.fingerprint):
                 # An offset goes to storage with the fingerprint it was read under: a restart matches
                 # a file first stored empty (fingerprint b"") only at offset 0.
-                self._track_checkpoint(tracked.reader)
+                self.schedule.track(tracked.reader)
         self.checkpoints.commit(file_key, offset)
-        last = self._forget_when_acknowledged.get(file_key)
-        if last is not None and offset >= last:
-            del self._forget_when_acknowledged[file_key]
-            self.checkpoints.forget(file_key)
+        self.retention.settled(file_key, offset)
         if not self.checkpoints.has_pending():
             return None  # nothing new to write (or a store in memory only)
         return self.checkpoints.flush_soon()
@@ -323,46 +280,8 @@ class Tailer:
         return left
 
     def leftovers(self) -> list[dict[str, object]]:
-        """Per followed file with bytes after its acknowledged offset: `path`, `file_key`, `from_offset`
-        (the acknowledged offset: a restart resumes there), `undelivered_bytes`/`undelivered_lines` (read,
-        not acknowledged), `unread_bytes`/`unread_lines` (not read). Lines are counted by reading them,
-        at most LEFTOVER_COUNT_MAX_BYTES in all; beyond that a count is None (the bytes stay exact)."""
-        left: list[dict[str, object]] = []
-        count_budget = LEFTOVER_COUNT_MAX_BYTES
-        for key, tracked in self._files.items():
-            reader = tracked.reader
-            size = reader.size
-            # A file on a network mount is neither stat'ed nor counted here: its server may be the
-            # reason we are late, and a call on the event loop would hang the exit (netfs).
-            local = reader.fd >= 0 and reader.fs is None
-            if local:
-                try:
-                    size = os.fstat(reader.fd).st_size
-                except OSError:
-                    pass
-            start = tracked.committed_offset
-            read_end = min(max(reader.read_offset, start), size)
-            if size <= start:
-                continue
-            counts: list[int | None] = []
-            for begin, end in ((start, read_end), (read_end, size)):
-                count = None
-                if end - begin <= count_budget and local:
-                    count_budget -= end - begin
-                    count = _count_lines(reader.fd, begin, end)
-                counts.append(count)
-            left.append(
-                {
-                    "path": reader.path,
-                    "file_key": key,
-                    "from_offset": start,
-                    "undelivered_bytes": read_end - start,
-                    "undelivered_lines": counts[0],
-                    "unread_bytes": size - read_end,
-                    "unread_lines": counts[1],
-                }
-            )
-        return left
+        """What is left after the acknowledged offsets, per followed file (see `drain.leftovers`)."""
+        return drain.leftovers(self.files)
 
     def stats(self) -> dict[str, object]:
         """{"files": [per-file dicts], "counters": totals, "watcher": mechanism}.
@@ -370,46 +289,25 @@ class Tailer:
         Per file: path, file_key, read_offset, committed_offset, size, bytes_behind (size minus
         committed offset), unread_bytes (size minus read offset), state, lines_read, bytes_read,
         truncated_lines, nul_runs, partial_flushes."""
-        files = []
-        for key, tracked in self._files.items():
-            reader = tracked.reader
-            c = reader.counters
-            files.append(
-                {
-                    "path": reader.path,
-                    "file_key": key,
-                    "read_offset": reader.read_offset,
-                    "committed_offset": tracked.committed_offset,
-                    "size": reader.size,
-                    "bytes_behind": max(reader.size - tracked.committed_offset, 0),
-                    "unread_bytes": max(reader.size - reader.scan_offset, 0),
-                    "state": tracked.state.value,
-                    "lines_read": c.lines_read,
-                    "bytes_read": c.bytes_read,
-                    "truncated_lines": c.truncated_lines,
-                    "nul_runs": c.nul_runs,
-                    "partial_flushes": c.partial_flushes,
-                }
-            )
-        totals = {name: getattr(self.counters, name) for name in self.counters.__slots__}  # type: ignore[attr-defined]
-        totals["rotated_files_held"] = sum(1 for t in self._files.values() if t.state is FileState.ROTATED)
-        totals["files_followed"] = len(self._files)
+        totals: dict[str, object] = dict(self.counters.totals())
+        totals["rotated_files_held"] = len(self.files.rotated())
+        totals["files_followed"] = len(self.files)
         return {
-            "files": files,
+            "files": self.files.stats(),
             "counters": totals,
             "watcher": self.watcher.mechanism if self.watcher else None,
         }
 
     # ------------------------------------------------------------------------------------------
-    # 1. wait for hints or the interval
+    # the cycle's own steps: 1. wait; 2-4 through the opener; after lost events; on stop
     # ------------------------------------------------------------------------------------------
     async def wait_for_hints_or_interval(self, cycle_started: float) -> None:
         assert self.watcher is not None
         now = time.monotonic()
         timeout = self.watcher.interval_s
         timeout = min(timeout, self._last_discovery + self.options.discover_interval_s - now)
-        timeout = min(timeout, self._last_checkpoint + self.options.checkpoint_interval_s - now)
-        for tracked in self._files.values():
+        timeout = min(timeout, self.schedule.due_in(now))
+        for tracked in self.files.values():
             reader = tracked.reader
             if reader.partial_since is not None and reader.framer.has_partial:
                 timeout = min(timeout, reader.partial_since + self.options.partial_line_flush_s - now)
@@ -418,39 +316,23 @@ class Tailer:
         # Coalesce a flood of IN_MODIFY: at most one cycle per MIN_CYCLE_S (see there).
         await self.watcher.wait(max(timeout, 0.0), hold_content_until=cycle_started + MIN_CYCLE_S)
 
-    # ------------------------------------------------------------------------------------------
-    # 2-4. match paths; open and fingerprint; match against tracked files
-    # ------------------------------------------------------------------------------------------
     async def match_paths_and_track(self) -> None:
+        """Steps 2-4, and at the first discovery the start-up recovery (`resume`)."""
         assert self.watcher is not None
         self._last_discovery = time.monotonic()
-        present = await self.match_paths()
-        fresh = await self.open_and_fingerprint(present)
-        self.match_against_tracked(present, fresh)
-        await self.hold_rotated_bound(may_abandon=False)  # at once, but never at the cost of bytes
+        present = await self.opener.match_paths(self._started_up)
+        fresh = await self.opener.open_and_fingerprint(present, self.watcher.take_early_opened())
+        self.opener.match_against_tracked(present, fresh, startup=not self._started_up)
+        await self.retention.hold_rotated_bound(may_abandon=False)  # at once, but never at the cost of bytes
         if not self._started_up:
             self._started_up = True
-            self._listdir_cache = {}  # startup looks at the same directories once per checkpoint
-            try:
-                self.drain_files_rotated_while_down()
-                self.read_files_created_after_last_checkpoint()
-            finally:
-                self._listdir_cache = None
+            with self._siblings.listing_cached():  # startup looks at the same directories once per checkpoint
+                self.resume.drain_files_rotated_while_down()
+                self.resume.read_files_created_after_last_checkpoint()
         dirs = await self.matcher.directories_to_watch_through(sorted(present.values()), self.fs)
-        dirs.update(Path(os.path.dirname(t.reader.path)) for t in self._files.values())
+        dirs.update(Path(os.path.dirname(t.reader.path)) for t in self.files.values())
         dirs.update(await self.fs.link_target_directories(present.values()))
-        if self.fs.guard is not None:
-            self._network_directories.watch({str(d) for d in dirs})  # probed through the stall guard
-            dirs = set()
         self.watcher.watch_directories(dirs)
-        if isinstance(self.watcher, InotifyWatcher):
-            # directories inotify cannot watch are covered by stat polling at the poll interval
-            poll = (
-                self.options.poll_interval_s
-                if self.watcher.unwatchable
-                else self.options.safety_poll_interval_s
-            )
-            self.watcher.interval_s = poll
 
     async def rescan_after_lost_events(self, overflows: int) -> None:
         """The kernel's inotify queue overflowed: creations, renames and deletions were lost, and
@@ -461,15 +343,11 @@ class Tailer:
         read them from 0. The cycle then reads every file to its end. A file written before we
         started or before forget_after_s is history; known inodes, copies of known content and
         compressed files are skipped, as at startup."""
-        assert self.watcher is not None
         added, rotations = self.counters.files_added, self.counters.rotations
         await self.match_paths_and_track()
         since = max(self._following_since, time.time() - self.options.forget_after_s)
-        self._listdir_cache = {}
-        try:
-            self.read_files_created_after_last_checkpoint(since=since)
-        finally:
-            self._listdir_cache = None
+        with self._siblings.listing_cached():
+            self.resume.read_files_created_after_last_checkpoint(since=since)
         self.counters.inotify_overflows += overflows
         events.emit(
             Event.INOTIFY_OVERFLOW,
@@ -480,922 +358,23 @@ class Tailer:
             "fs.inotify.max_queued_events",
         )
 
-    async def match_paths(self) -> dict[tuple[int, int], str]:
-        """Step 2: glob, then stat each candidate. Returns {(dev, ino): path} of regular files."""
-        await self._check_base_directories()
-        present: dict[tuple[int, int], str] = {}
-        paths, stalled = await self.matcher.scan_through(self.fs)
-        stalled_mounts = {error.mount for error in stalled}
-        for path in paths:
-            try:
-                # the policy's lstat walk, through the stall guard on a network mount
-                st = await self.fs.call(path, "stat", self.policy.inspect, path)
-            except FileNotFoundError:
-                continue  # vanished since the glob (or a dangling symlink): nothing to follow yet
-            except Stalled as error:
-                stalled_mounts.add(error.mount)
-                continue
-            except Refused as refused:
-                self._refused(refused)
-                continue
-            except OSError as error:
-                self._path_error(path, error)
-                continue
-            present.setdefault((st.st_dev, st.st_ino), path)
-        if stalled_mounts:
-            # Not seen on a stalled mount is not gone: its followed files stay as they are.
-            for tracked in self._files.values():
-                reader = tracked.reader
-                if tracked.state is FileState.ACTIVE and self.fs.guarded_mount(reader.path) in stalled_mounts:
-                    present.setdefault((reader.dev, reader.ino), reader.path)
-        return present
-
-    async def open_and_fingerprint(self, present: dict[tuple[int, int], str]) -> list[FileReader]:
-        """Step 3: readers for files we do not follow yet (early-opened ones first)."""
-        assert self.watcher is not None
-        tracked_inodes = {(t.reader.dev, t.reader.ino) for t in self._files.values()}
-        fresh: list[FileReader] = []
-        for path, fd, st in self.watcher.take_early_opened():
-            inode = (st.st_dev, st.st_ino)
-            if inode not in present and self._still_at(path, inode):
-                # Created after our glob (the rename's event woke us first): it is at a followed
-                # path, not rotated; else it would be "rotated" now and active again next cycle.
-                present[inode] = path
-            if inode in tracked_inodes or any((r.dev, r.ino) == inode for r in fresh):
-                os.close(fd)
-                continue
-            reader = self._new_reader(fd, present.get(inode, path), st)
-            if self._is_copy_of_followed(reader):
-                reader.close()
-                continue
-            fresh.append(reader)
-        known = tracked_inodes | {(r.dev, r.ino) for r in fresh}
-        now = time.time()
-        for inode, path in present.items():
-            if inode in known:
-                continue
-            try:
-                fd, st = await self.fs.call(path, "open", self.policy.open_file, path)
-            except (FileNotFoundError, Stalled):
-                continue
-            except Refused as refused:
-                self._refused(refused)
-                continue
-            except OSError as error:
-                self._path_error(path, error)
-                continue
-            if (st.st_dev, st.st_ino) in known:
-                os.close(fd)  # replaced between stat and open by a file we already follow
-                continue
-            ignore_older = self.options.ignore_older_s
-            if ignore_older is not None and st.st_mtime < now - ignore_older and inode not in self._skipped:
-                os.close(fd)
-                self._skipped.add(inode)
-                events.emit(Event.FILE_SKIPPED, path=path, reason="ignore_older", mtime=st.st_mtime)
-                continue
-            if inode in self._skipped:
-                if ignore_older is not None and st.st_mtime < now - ignore_older:
-                    os.close(fd)
-                    continue
-                self._skipped.discard(inode)
-            try:
-                fingerprint = await self.fs.read_head(fd, self.options.fingerprint_bytes, path)
-                reader = self._make_reader(fd, path, st, "", fingerprint, 0)
-            except Stalled:
-                self.fs.close_file(fd, path)
-                continue
-            if self._is_copy_of_followed(reader):
-                reader.close()
-                continue
-            fresh.append(reader)
-            known.add(inode)
-        return fresh
-
-    def _still_at(self, path: str, inode: tuple[int, int]) -> bool:
-        """`path` is a followed path and holds `inode` now."""
-        if not self.matcher.wants(path):
-            return False
-        try:
-            st = os.stat(path)
-        except OSError:
-            return False
-        return (st.st_dev, st.st_ino) == inode
-
-    def _is_copy_of_followed(self, reader: FileReader) -> bool:
-        """A new file in the same directory whose content starts like a followed file's is a copy of
-        it (copytruncate's access.log.1 while it is being made): adopting it would read the same lines
-        twice. handle_truncation reads it from our offset when the original is truncated."""
-        directory = os.path.dirname(reader.path)
-        for key, tracked in self._files.items():
-            other = tracked.reader
-            if (other.dev, other.ino) == (reader.dev, reader.ino) or other.scan_offset == 0:
-                continue
-            if min(len(other.fingerprint), len(reader.fingerprint)) < COPY_MIN_MATCH_BYTES:
-                continue  # too short to tell a copy from two files that merely start alike
-            if os.path.dirname(other.path) == directory and fingerprints_match(
-                other.fingerprint, reader.fingerprint
-            ):
-                said = (reader.dev, reader.ino)
-                if said not in self._skipped:
-                    self._skipped.add(said)
-                    events.emit(
-                        Event.FILE_SKIPPED, path=reader.path, reason="copy of a followed file", file_key=key
-                    )
-                return True
-        return False
-
-    def match_against_tracked(self, present: dict[tuple[int, int], str], fresh: list[FileReader]) -> None:
-        """Step 4: update paths, mark rotated files, start new files at the right offset."""
-        for key, tracked in list(self._files.items()):
-            reader = tracked.reader
-            inode = (reader.dev, reader.ino)
-            path = present.get(inode)
-            if path is not None:
-                if path != reader.path:
-                    reader.path = (
-                        path  # renamed to another followed path (e.g. access.log.1 under access.log*)
-                    )
-                    self._track_checkpoint(reader)
-                if tracked.state is FileState.ROTATED and reader.fd >= 0:
-                    tracked.state = FileState.ACTIVE  # moved back under a followed path
-                    tracked.rotated_at = None
-            elif tracked.state is FileState.ACTIVE:
-                self._mark_rotated(key, tracked)
-        first = not self._started_up
-        for reader in fresh:
-            inode = (reader.dev, reader.ino)
-            state = FileState.ACTIVE if inode in present else FileState.ROTATED
-            self._start_reader(reader, state, startup=first)
-        if self._path_errors:
-            for tracked in self._files.values():
-                if tracked.state is FileState.ACTIVE:
-                    self._path_recovered(tracked.reader.path)  # followed again: say so once
-
-    def drain_files_rotated_while_down(self) -> None:
-        """Step 4 at startup: a checkpointed file no longer at its path may sit next to it under a
-        rotated name (access.log.1). Found by identity, it is drained from its checkpoint."""
-        followed = {t.reader.file_key for t in self._files.values()}
-        inodes = {(t.reader.dev, t.reader.ino) for t in self._files.values()}
-        for entry in self.checkpoints.entries():
-            if entry.file_key in followed:
-                continue
-            # An empty fingerprint (the file was empty when we first made it durable) is matched by
-            # dev+inode only.
-            found = self._find_sibling_copy(
-                entry.path, entry.fingerprint, entry.offset, inodes, same_inode=(entry.dev, entry.ino)
-            )
-            if found is None:
-                continue
-            fd, path, st, head = found
-            reader = self._make_reader(fd, path, st, entry.file_key, head, entry.offset)
-            tracked = TrackedFile(
-                reader, FileState.ROTATED, committed_offset=entry.offset, rotated_at=time.monotonic()
-            )
-            self._files[entry.file_key] = tracked
-            inodes.add((st.st_dev, st.st_ino))
-            self._track_checkpoint(reader)
-            events.emit(
-                Event.FILE_RESUMED,
-                path=path,
-                file_key=entry.file_key,
-                offset=entry.offset,
-                rotated_while_down=True,
-                previous_path=entry.path,
-            )
-
-    def read_files_created_after_last_checkpoint(self, since: float | None = None) -> None:
-        """Step 4 at startup: a rotation can create a file and we can be killed before its identity
-        was durable; if it is rotated again while we are down, no checkpoint names it. Such a file
-        sits next to a followed path under a rotated name, is unknown to every checkpoint, and was
-        written after our last durable checkpoint: it is read from 0. Copies of known content
-        (copytruncate) and compressed files are not. With `since` (wall clock), files written since
-        then are looked for instead: after lost inotify events (see rescan_after_lost_events)."""
-        entries = self.checkpoints.entries()
-        if since is not None:
-            cutoff = since
-        elif not entries:
-            return  # first start: older rotated files are history, not ours
-        else:
-            cutoff = max(e.last_seen for e in entries) - max(self.options.checkpoint_interval_s, 1.0)
-        known_inodes = {(e.dev, e.ino) for e in entries} | {
-            (t.reader.dev, t.reader.ino) for t in self._files.values()
-        }
-        stored_fingerprints = [e.fingerprint for e in entries if e.fingerprint.length]
-        followed_fingerprints = [t.reader.fingerprint for t in self._files.values() if t.reader.fingerprint]
-        paths = {e.path for e in entries} | {t.reader.path for t in self._files.values()}
-        for path in sorted(paths):
-            directory, name = os.path.split(path)
-            try:
-                names = self._sibling_names(directory, name)
-            except OSError:
-                continue
-            for candidate in names:
-                candidate_path = os.path.join(directory, candidate)
-                if candidate.endswith(COMPRESSED_SUFFIXES) or self.matcher.wants(candidate_path):
-                    continue  # compressed, or followed by the glob under this name anyway
-                try:
-                    st = self.policy.inspect(candidate_path)
-                except Refused as refused:
-                    self._refused(refused)
-                    continue
-                except OSError:
-                    continue
-                inode = (st.st_dev, st.st_ino)
-                if inode in known_inodes or st.st_mtime < cutoff:
-                    continue
-                try:
-                    fd, st = self.policy.open_file(candidate_path)
-                except Refused as refused:
-                    self._refused(refused)
-                    continue
-                except OSError:
-                    continue
-                reader = self._new_reader(fd, candidate_path, st)
-                if (
-                    reader.fingerprint.startswith(COMPRESSED_MAGIC)
-                    or any(known.matches(reader.fingerprint) for known in stored_fingerprints)
-                    or any(fingerprints_match(reader.fingerprint, known) for known in followed_fingerprints)
-                ):
-                    reader.close()
-                    continue
-                known_inodes.add(inode)
-                self._start_reader(reader, FileState.ROTATED, startup=False)
-                events.emit(
-                    Event.FILE_RESUMED,
-                    path=candidate_path,
-                    file_key=reader.file_key,
-                    offset=0,
-                    rotated_while_down=since is None,
-                    created_after_last_checkpoint=since is None,
-                    created_while_events_were_lost=since is not None,
-                    previous_path=path,
-                )
-
-    # ------------------------------------------------------------------------------------------
-    # 5-7. read changed files; drain rotated files; handle truncation
-    # ------------------------------------------------------------------------------------------
-    async def read_changed_files(self, emit: Emit) -> bool:
-        """Step 5. Returns True when some file still has unread bytes after its budget."""
-        more = False
-        budget = self.options.read_chunk_bytes * READ_BUDGET_CHUNKS
-        # rotated files first: they pin descriptors and disk space (step 6)
-        order = sorted(self._files.items(), key=lambda item: item[1].state is not FileState.ROTATED)
-        for key, tracked in order:
-            if self._stopping.is_set():
-                return False
-            if self._files.get(key) is not tracked or tracked.reader.fd < 0:
-                continue
-            more |= await self._read_file(key, tracked, budget, emit)
-        return more
-
-    async def _read_file(self, key: str, tracked: TrackedFile, budget: int, emit: Emit) -> bool:
-        reader = tracked.reader
-        try:
-            st = await reader.fstat()
-        except Stalled:
-            return False  # said by the stall guard; the file is read again once its mount answers
-        except OSError as error:
-            self._path_error(reader.path, error)
-            return False
-        tracked.deleted = st.st_nlink == 0
-        size = st.st_size
-        if size == reader.scan_offset and size == reader.size:
-            return False
-        if tracked.state is FileState.ACTIVE and (
-            size < reader.scan_offset or await self._content_replaced(reader)
-        ):
-            await self.handle_truncation(key, tracked, emit)
-            return True
-        if reader.scan_offset == 0 and self._is_copy_of_followed(reader):
-            # It started empty (so it looked new) and is now filling up as a copy of a followed file.
-            reader.close()
-            del self._files[key]
-            self.checkpoints.forget(key)
-            return False
-        if tracked.state is FileState.ROTATED:
-            if size < reader.scan_offset:
-                reader.size = size  # a rotated file shrank: nothing more to read from it
-                return False
-            if len(reader.fingerprint) < self.options.fingerprint_bytes:
-                # only grows the fingerprint (it is what a restart matches)
-                await self._content_replaced(reader)
-        reader.size = size
-        read = 0
-        while read < budget and reader.scan_offset < reader.size and not self._stopping.is_set():
-            framed = Framed()
-            got = await self._read_chunk(reader, framed)
-            if got == 0:
-                break
-            read += got
-            tracked.last_growth = time.monotonic()
-            await self._emit_framed(reader, framed, emit)
-            if reader.fd < 0:
-                break
-        return reader.scan_offset < reader.size
-
-    async def _read_chunk(self, reader: FileReader, framed: Framed) -> int:
-        try:
-            got = await reader.read_once(self.options.read_chunk_bytes, framed)
-        except Stalled:
-            return 0  # said by the stall guard
-        except OSError as error:
-            self._path_error(reader.path, error)
-            return 0
-        self.counters.bytes_read += got
-        if reader.framer.has_partial:
-            if reader.partial_since is None or got:
-                reader.partial_since = time.monotonic()
-        else:
-            reader.partial_since = None
-        return got
-
-    async def _emit_framed(self, reader: FileReader, framed: Framed, emit: Emit) -> None:
-        if framed.nul_runs:
-            events.emit(
-                Event.NUL_RUN_SKIPPED,
-                path=reader.path,
-                file_key=reader.file_key,
-                runs=framed.nul_runs,
-                bytes=framed.nul_bytes,
-            )
-            self.counters.nul_runs += framed.nul_runs
-        if not framed.lines:
-            return
-        tracked = self._files.get(reader.file_key)
-        if tracked is not None and tracked.reader is reader:
-            tracked.emitted_offset = framed.end_offsets[-1]
-        self.counters.lines_read += len(framed.lines)
-        for index in sorted(framed.truncated):
-            self.counters.truncated_lines += 1
-            events.emit(
-                Event.LINE_TRUNCATED,
-                path=reader.path,
-                file_key=reader.file_key,
-                offset=framed.end_offsets[index],
-                max_line_bytes=self.options.max_line_bytes,
-            )
-        step = self.options.max_batch_lines
-        total = len(framed.lines)
-        for start in range(0, total, step):
-            stop = min(start + step, total)
-            if start == 0 and stop == total:
-                batch = reader.batch(framed)
-            else:
-                truncated = {i - start for i in framed.truncated if start <= i < stop}
-                batch = ReadBatch(
-                    reader.file_key,
-                    reader.path,
-                    framed.lines[start:stop],
-                    framed.end_offsets[start:stop],
-                    truncated,
-                )
-            await emit(batch)
-
-    async def _content_replaced(self, reader: FileReader) -> bool:
-        try:
-            return await reader.fingerprint_changed()
-        except OSError:
-            return False
-
-    async def handle_truncation(self, key: str, tracked: TrackedFile, emit: Emit) -> None:
-        """Step 7: recover the copied-away tail from a visible copy, restart the file at 0."""
-        reader = tracked.reader
-        old_offset = reader.scan_offset
-        self.counters.truncations += 1
-        copy = self._find_sibling_copy(
-            reader.path,
-            StoredFingerprint.of(reader.fingerprint),
-            old_offset,
-            {(reader.dev, reader.ino)},
-            same_inode=None,
-        )
-        truncated_fd = reader.fd
-        # The truncated file continues as a new content generation (new key, offset 0), on the same fd.
-        try:
-            st = os.fstat(truncated_fd)
-            fingerprint = read_fingerprint(truncated_fd, self.options.fingerprint_bytes)
-        except OSError as error:
-            self._path_error(reader.path, error)
-            return
-        new_key = new_file_key(st.st_dev, st.st_ino)
-        successor = self._make_reader(truncated_fd, reader.path, st, new_key, fingerprint, 0)
-        if copy is not None:
-            copy_fd, copy_path, copy_st, _ = copy
-            reader.fd = copy_fd
-            reader.path = copy_path
-            reader.dev, reader.ino = copy_st.st_dev, copy_st.st_ino
-            reader.size = copy_st.st_size
-            self._mark_rotated(key, tracked, is_rotation=False)
-            self.counters.copytruncate_recovered += 1
-            self._track_checkpoint(reader)
-            events.emit(
-                Event.FILE_TRUNCATED,
-                path=successor.path,
-                file_key=key,
-                new_file_key=new_key,
-                offset=old_offset,
-                recovered=True,
-                copy_path=copy_path,
-            )
-            events.emit(
-                Event.COPYTRUNCATE_RECOVERED,
-                path=successor.path,
-                copy_path=copy_path,
-                file_key=key,
-                from_offset=old_offset,
-                bytes=max(copy_st.st_size - old_offset, 0),
-            )
-        else:
-            # Nothing to recover from: what was written after our last read and before the truncation
-            # is gone. The pending partial line (if any) is emitted as it is.
-            lost = max(reader.size - old_offset, 0)
-            self.counters.bytes_possibly_lost += lost
-            framed = Framed()
-            reader.flush_partial(framed)
-            reader.fd = -1  # the descriptor now belongs to the successor
-            del self._files[key]
-            events.emit(
-                Event.FILE_TRUNCATED,
-                path=successor.path,
-                file_key=key,
-                new_file_key=new_key,
-                offset=old_offset,
-                recovered=False,
-                bytes_known_lost=lost,
-            )
-            if framed.lines:
-                await self._emit_framed(reader, framed, emit)
-        self._files[new_key] = TrackedFile(successor)
-        self._track_checkpoint(successor)
-        self._identities_to_persist = True
-
-    # ------------------------------------------------------------------------------------------
-    # 8-9. retire drained readers; partial lines; checkpoints
-    # ------------------------------------------------------------------------------------------
-    async def retire_drained_readers(self) -> None:
-        """Step 8: release rotated files read to their end (a fresh fstat says so) and idle for
-        ROTATED_IDLE_RELEASE_S, then hold the max_rotated_files_held bound."""
-        now = time.monotonic()
-        for key, tracked in [(k, t) for k, t in self._files.items() if t.state is FileState.ROTATED]:
-            if tracked.reader.fd < 0:
-                self._release(key, tracked, abandoned=0)
-            elif now - tracked.last_growth >= ROTATED_IDLE_RELEASE_S and await self._drained(tracked.reader):
-                self._release(key, tracked, abandoned=0)
-        await self.hold_rotated_bound(may_abandon=True)
-
-    async def hold_rotated_bound(self, may_abandon: bool) -> None:
-        """Over max_rotated_files_held: release drained files first (oldest rotation first); only if
-        that is not enough, and only when `may_abandon`, the oldest with bytes left (counted)."""
-        rotated = [(k, t) for k, t in self._files.items() if t.state is FileState.ROTATED]
-        excess = len(rotated) - self.options.max_rotated_files_held
-        if excess <= 0:
-            return
-        rotated.sort(key=lambda kt: kt[1].rotated_at or 0.0)
-        for key, tracked in list(rotated):
-            if excess <= 0:
-                return
-            if await self._drained(tracked.reader):
-                self._release(key, tracked, abandoned=0)
-                rotated.remove((key, tracked))
-                excess -= 1
-        if not may_abandon:
-            return
-        for key, tracked in rotated[:excess]:
-            reader = tracked.reader
-            try:
-                size = (await reader.fstat()).st_size
-            except OSError:
-                size = reader.size
-            self._release(key, tracked, abandoned=max(size - reader.read_offset, 0))
-
-    @staticmethod
-    async def _drained(reader: FileReader) -> bool:
-        """Read to the very end (fresh fstat, not the size seen earlier this cycle), nothing pending."""
-        if reader.framer.has_partial:
-            return False
-        try:
-            return (await reader.fstat()).st_size <= reader.scan_offset
-        except Stalled:
-            return False  # unknown until its mount answers: kept
-        except OSError:
-            return True  # the descriptor is unusable: there is nothing more to read through it
-
-    async def flush_partial_lines(self, emit: Emit, stopping: bool = False) -> None:
-        """A last line without newline goes out after partial_line_flush_s, or at once when `stopping`."""
-        now = time.monotonic()
-        for tracked in list(self._files.values()):
-            reader = tracked.reader
-            if reader.partial_since is None or not reader.framer.has_partial:
-                continue
-            rotated_idle = (
-                tracked.state is FileState.ROTATED
-                and reader.at_eof
-                and (now - tracked.last_growth >= ROTATED_IDLE_RELEASE_S)
-            )
-            # Only the end of the file is a partial line: a line cut by a chunk boundary whose rest is
-            # known to be in the file (emit blocked past the delay) waits for its next read.
-            timed_out = reader.at_eof and now - reader.partial_since >= self.options.partial_line_flush_s
-            if stopping or timed_out or rotated_idle:
-                framed = Framed()
-                if reader.flush_partial(framed):
-                    events.emit(
-                        Event.PARTIAL_LINE_FLUSHED,
-                        path=reader.path,
-                        file_key=reader.file_key,
-                        offset=reader.scan_offset,
-                        **({"reason": "stopping"} if stopping else {}),
-                    )
-                    await self._emit_framed(reader, framed, emit)
-
     async def read_to_end(self, emit: Emit) -> None:
         """The drain on stop: match paths once more (a rotation just before the stop made a file we
-        have not seen yet), then no more discovery; read every followed file (rotated ones first, as
-        always) until a pass over all of them reads nothing more, then emit each file's last line even
-        without its newline. Under a writer faster than us it goes on until `drain`'s deadline."""
+        have not seen yet), then no more discovery; `drain.read_to_end`."""
         await self.match_paths_and_track()
-        if self._identities_to_persist:
-            self._identities_to_persist = False
-            await self.write_checkpoints(force=True)
-        empty_passes = 0
-        while not self._stopping.is_set():
-            before = self.counters.bytes_read
-            more = await self.read_changed_files(emit)
-            empty_passes = empty_passes + 1 if self.counters.bytes_read == before else 0
-            # (`more` with nothing read: a truncation was just handled, or a read failed: once more)
-            if empty_passes and (not more or empty_passes > 1):
-                break
-            await asyncio.sleep(0)  # let the consumer run
-        if not self._stopping.is_set():
-            await self.flush_partial_lines(emit, stopping=True)
-
-    async def _write_checkpoints_periodically(self) -> None:
-        """Sleeps until the next write is due (cycles write too, and move it on); cancelled by run()."""
-        interval = self.options.checkpoint_interval_s
-        while not self._stopping.is_set():
-            await asyncio.sleep(max(self._last_checkpoint + interval - time.monotonic(), 0.0))
-            await self.write_checkpoints()
-
-    async def write_checkpoints(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self._last_checkpoint < self.options.checkpoint_interval_s:
-            return  # not due (every cycle asks): skip the lock (re-checked under it)
-        async with self._checkpoint_lock:
-            await self._write_checkpoints_locked(force)
-
-    async def _write_checkpoints_locked(self, force: bool) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_checkpoint < self.options.checkpoint_interval_s:
-            return
-        self._last_checkpoint = now
-        keys = list(self._files)
-        for tracked in self._files.values():
-            self._track_checkpoint(tracked.reader)  # fingerprints grow while files are small
-        if now - self._last_gc >= GC_INTERVAL_S:
-            self._last_gc = now
-            self.checkpoints.touch(keys)  # persist "last seen" for the GC clock now and then
-            self.checkpoints.collect_garbage(self.options.forget_after_s, keep=set(keys))
-        # Acknowledged offsets are already written (`acknowledge`); what is left: identities and the GC
-        # clock, and the fsync that makes the last interval's commits survive a power loss.
-        if self.checkpoints.has_pending() or self.checkpoints.has_unsynced():
-            await asyncio.get_running_loop().run_in_executor(None, self._flush_and_sync)
-
-    def _flush_and_sync(self) -> None:
-        self.checkpoints.flush()
-        self.checkpoints.sync()
-
-    # ------------------------------------------------------------------------------------------
-    # helpers
-    # ------------------------------------------------------------------------------------------
-    def _select_watcher(self) -> Watcher:
-        mode = self.options.watch
-        fs_types: dict[str, str | None] = {}
-        if mode is WatchMode.AUTO:
-            for pattern in self.matcher.include:
-                base = static_base(pattern)
-                while not base.exists() and base != base.parent:
-                    base = base.parent
-                fs_types[str(base)] = filesystem_type(base)
-            mode = WatchMode.POLL if any(needs_polling(t) for t in fs_types.values()) else WatchMode.INOTIFY
-        watcher: Watcher
-        if mode is WatchMode.POLL:
-            watcher = PollingWatcher(self.options.poll_interval_s)
-            self.fs = FsAccess(StallGuard())  # network filesystems: never block the loop on a call
-        else:
-            try:
-                watcher = InotifyWatcher(self.options.safety_poll_interval_s, self.matcher.wants, self.policy)
-            except OSError as error:
-                # no inotify instance left (fs.inotify.max_user_instances) or no inotify at all: poll
-                events.emit(Event.FILE_ERROR, path="", kind="inotify_unavailable", error=str(error))
-                watcher = PollingWatcher(self.options.poll_interval_s)
-        events.emit(
-            Event.WATCHER_SELECTED,
-            mechanism=watcher.mechanism,
-            requested=self.options.watch.value,
-            filesystems=fs_types,
-        )
-        return watcher
-
-    async def _active_paths_moved(self) -> bool:
-        """Poll mode: a cheap stat of each followed path tells whether a rotation happened."""
-        for tracked in list(self._files.values()):
-            if tracked.state is not FileState.ACTIVE:
-                continue
-            reader = tracked.reader
-            try:
-                st = await self.fs.stat(reader.path)
-            except Stalled:
-                continue  # unknown until its mount answers
-            except OSError:
-                return True
-            if (st.st_dev, st.st_ino) != (reader.dev, reader.ino):
-                return True
-        return False
-
-    def _new_reader(self, fd: int, path: str, st: os.stat_result) -> FileReader:
-        try:
-            fingerprint = read_fingerprint(fd, self.options.fingerprint_bytes)
-        except OSError:
-            fingerprint = b""
-        return self._make_reader(fd, path, st, "", fingerprint, 0)
-
-    def _make_reader(
-        self, fd: int, path: str, st: os.stat_result, key: str, fingerprint: bytes, offset: int
-    ) -> FileReader:
-        reader = FileReader(
-            fd=fd,
-            path=path,
-            file_key=key,
-            dev=st.st_dev,
-            ino=st.st_ino,
-            fingerprint=fingerprint,
-            offset=offset,
-            max_line_bytes=self.options.max_line_bytes,
-            fingerprint_bytes=self.options.fingerprint_bytes,
-            fs=self.fs if self.fs.guarded_mount(path) is not None else None,
-        )
-        reader.size = st.st_size
-        return reader
-
-    def _start_reader(self, reader: FileReader, state: FileState, startup: bool) -> None:
-        checkpoint = self._find_checkpoint(reader)
-        offset = 0
-        if checkpoint is not None and checkpoint.offset <= reader.size:
-            reader.file_key = checkpoint.file_key
-            offset = checkpoint.offset
-            events.emit(Event.FILE_RESUMED, path=reader.path, file_key=reader.file_key, offset=offset)
-        else:
-            reader.file_key = new_file_key(reader.dev, reader.ino)
-            if startup and self.options.start_at is StartAt.END and state is FileState.ACTIVE:
-                offset = self._end_of_last_line(reader)
-        reader.scan_offset = offset
-        reader.framer.reset(offset)
-        tracked = TrackedFile(
-            reader,
-            state,
-            committed_offset=offset,
-            rotated_at=time.monotonic() if state is FileState.ROTATED else None,
-        )
-        self._files[reader.file_key] = tracked
-        self._track_checkpoint(reader)
-        if checkpoint is None or offset == 0:
-            # make a fresh file's start durable too, so a restart knows it (and its offset 0)
-            self.checkpoints.commit(reader.file_key, offset)
-            # ...and durable *before* we read it: if we are killed before the next periodic write and
-            # the file is rotated while we are down, the restart must still find it by identity.
-            self._identities_to_persist = True
-        self.counters.files_added += 1
-        events.emit(
-            Event.FILE_ADDED,
-            path=reader.path,
-            file_key=reader.file_key,
-            offset=offset,
-            size=reader.size,
-            state=state.value,
-        )
-        if state is FileState.ROTATED:
-            self.counters.rotations += 1
-            events.emit(Event.FILE_ROTATED, path=reader.path, file_key=reader.file_key, seen_late=True)
-
-    def _end_of_last_line(self, reader: FileReader) -> int:
-        """start_at=end: start after the last complete line, so a line being written is read whole."""
-        size = reader.size
-        window = min(size, self.options.max_line_bytes, 64 * 1024)
-        try:
-            tail = os.pread(reader.fd, window, size - window)
-        except OSError:
-            return size
-        newline = tail.rfind(b"\n")
-        if newline < 0:
-            return (
-                0 if window == size else size
-            )  # no newline at all: the whole file is the line being written
-        return size - window + newline + 1
-
-    def _find_checkpoint(self, reader: FileReader) -> Checkpoint | None:
-        """A checkpoint for this file: same dev+inode and matching fingerprint, or else an equal full
-        fingerprint (the file was copied or moved across filesystems). Followed keys are excluded."""
-        followed = set(self._files)
-        best: Checkpoint | None = None
-        for entry in self.checkpoints.entries():
-            if entry.file_key in followed:
-                continue
-            if (
-                not entry.fingerprint.length
-                and entry.offset == 0
-                and (entry.dev, entry.ino) == (reader.dev, reader.ino)
-            ):
-                best = best or entry  # made durable while still empty: resuming at 0 is reading from 0
-                continue
-            if not entry.fingerprint.matches(reader.fingerprint):
-                continue
-            if (entry.dev, entry.ino) == (reader.dev, reader.ino):
-                if (
-                    best is None
-                    or (best.dev, best.ino) != (reader.dev, reader.ino)
-                    or entry.last_seen > best.last_seen
-                ):
-                    best = entry
-            elif entry.fingerprint.length >= self.options.fingerprint_bytes and best is None:
-                best = entry
-        return best
-
-    def _find_sibling_copy(
-        self,
-        path: str,
-        fingerprint: StoredFingerprint,
-        min_size: int,
-        exclude_inodes: set[tuple[int, int]],
-        same_inode: tuple[int, int] | None,
-    ) -> tuple[int, str, os.stat_result, bytes] | None:
-        """A file next to `path` whose name starts with path's name (access.log.1, access.log-2026...),
-        whose content starts with `fingerprint` and which is at least `min_size` long; opened, with
-        those first bytes. With `same_inode`, that inode is preferred and other inodes need a full
-        fingerprint."""
-        if not fingerprint.length and same_inode is None:
-            return None
-        directory, name = os.path.split(path)
-        try:
-            names = self._sibling_names(directory, name)
-        except OSError:
-            return None
-        for candidate in names:
-            candidate_path = os.path.join(directory, candidate)
-            try:
-                st = self.policy.inspect(candidate_path)
-            except Refused as refused:
-                self._refused(refused)
-                continue
-            except OSError:
-                continue
-            inode = (st.st_dev, st.st_ino)
-            if inode in exclude_inodes or st.st_size < min_size:
-                continue
-            if (
-                same_inode is not None
-                and inode != same_inode
-                and fingerprint.length < self.options.fingerprint_bytes
-            ):
-                continue
-            try:
-                fd, st = self.policy.open_file(candidate_path)
-            except Refused as refused:
-                self._refused(refused)
-                continue
-            except OSError:
-                continue
-            try:
-                head = os.pread(fd, fingerprint.length, 0)
-            except OSError:
-                os.close(fd)
-                continue
-            if StoredFingerprint.of(head) == fingerprint:
-                return fd, candidate_path, st, head
-            os.close(fd)
-        return None
-
-    def _sibling_names(self, directory: str, name: str) -> list[str]:
-        """Names in `directory` that start with `name` (rotated generations: name.1, name-2026...).
-        Raises OSError when the directory cannot be listed."""
-        directory = directory or "."
-        cache = self._listdir_cache
-        if cache is not None and directory in cache:
-            entries = cache[directory]
-        else:
-            entries = os.listdir(directory)
-            if cache is not None:
-                cache[directory] = entries
-        return sorted(n for n in entries if n.startswith(name) and n != name)
-
-    def _mark_rotated(self, key: str, tracked: TrackedFile, is_rotation: bool = True) -> None:
-        """From now on the file is only drained (a rotation, or the copy of a copytruncate)."""
-        tracked.state = FileState.ROTATED
-        tracked.rotated_at = time.monotonic()
-        tracked.last_growth = time.monotonic()
-        if is_rotation:
-            self.counters.rotations += 1
-            events.emit(
-                Event.FILE_ROTATED, path=tracked.reader.path, file_key=key, offset=tracked.reader.scan_offset
-            )
-
-    def _release(self, key: str, tracked: TrackedFile, abandoned: int) -> None:
-        reader = tracked.reader
-        reader.close()
-        self._files.pop(key, None)
-        self.counters.files_drained += 1
-        self.counters.bytes_abandoned += abandoned
-        events.emit(
-            Event.FILE_DRAINED,
-            path=reader.path,
-            file_key=key,
-            offset=reader.scan_offset,
-            abandoned_bytes=abandoned,
-            deleted=tracked.deleted,
-        )
-        if tracked.deleted and not abandoned:
-            # A deleted file can never be seen again: keep the store small under fast rotation.
-            if tracked.committed_offset >= tracked.emitted_offset:
-                self.checkpoints.forget(key)
-            else:
-                self._forget_when_acknowledged[key] = tracked.emitted_offset
-
-    def _track_checkpoint(self, reader: FileReader) -> None:
-        self.checkpoints.track(reader.file_key, reader.dev, reader.ino, reader.fingerprint, reader.path)
-
-    async def _check_base_directories(self) -> None:
-        for pattern in self.matcher.include:
-            base = static_base(pattern)
-            try:
-                is_dir = await self.fs.is_dir(str(base))
-            except Stalled:
-                continue  # unknown until its mount answers
-            if is_dir:
-                if base in self._vanished_dirs:
-                    self._vanished_dirs.discard(base)
-                    events.emit(Event.FILE_RECOVERED, path=str(base), kind="directory")
-            elif (
-                self._started_up
-                and base not in self._vanished_dirs
-                and any(os.path.dirname(t.reader.path) == str(base) for t in self._files.values())
-            ):
-                self._vanished_dirs.add(base)
-                self.counters.file_errors += 1
-                events.emit(Event.FILE_ERROR, path=str(base), error="directory vanished", kind="directory")
-
-    def _path_error(self, path: str, error: OSError | str) -> None:
-        if isinstance(error, OSError):
-            kind = errno.errorcode.get(error.errno or 0, "OSError")
-            message = error.strerror or str(error)
-        else:
-            kind = message = error
-        if self._path_errors.get(path) == kind:
-            return  # said once; retried silently every discovery
-        self._path_errors[path] = kind
-        self.counters.file_errors += 1
-        details: dict[str, str] = {}
-        if os.path.islink(path):
-            target = os.path.realpath(path)
-            details["target"] = target
-            if target.startswith(("/dev/", "/proc/")):
-                # the official httpd image links its logs to /dev/stdout: nothing lands on the volume
-                message = f"{message}: a symlink to {target}; the writer logs to a stream, not to this file"
-        events.emit(Event.FILE_ERROR, path=path, error=message, kind=kind, **details)
-
-    def _refused(self, refused: Refused) -> None:
-        if self.policy.report(refused):
-            self.counters.files_refused += 1
-            self._path_errors[refused.path] = refused.reason  # followed later: file_recovered, once
-
-    def _path_recovered(self, path: str) -> None:
-        if self._path_errors.pop(path, None) is not None:
-            events.emit(Event.FILE_RECOVERED, path=path)
+        await self.schedule.persist_identities()
+        await drain.read_to_end(self.reading, self.counters, self._stopping, emit)
 
     def _close(self) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            self.checkpoints.touch(list(self._files))
+            self.checkpoints.touch(self.files.keys())
             self.checkpoints.close()
         finally:
-            for tracked in self._files.values():
+            for tracked in self.files.values():
                 tracked.reader.close()
             if self.watcher is not None:
                 self.watcher.close()
             self.fs.close()
-
-
-def _count_lines(fd: int, begin: int, end: int) -> int | None:
-    """Lines in [begin, end) of `fd`, a last one without newline included; None if unreadable."""
-    count = 0
-    last = b"\n"
-    offset = begin
-    try:
-        while offset < end:
-            chunk = os.pread(fd, min(1024 * 1024, end - offset), offset)
-            if not chunk:
-                break
-            count += chunk.count(b"\n")
-            last = chunk[-1:]
-            offset += len(chunk)
-    except OSError:
-        return None
-    return count + int(last != b"\n")

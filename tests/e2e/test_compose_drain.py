@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import pytest
 
 from logsidecar.tail.options import TailOptions
-from logsidecar.tail.tailer import READ_BUDGET_CHUNKS
+from logsidecar.tail.reading import READ_BUDGET_CHUNKS
 from tests.e2e.compose_stack import ComposeStack, ids_with_prefix
 from tests.helpers import wait_for
 

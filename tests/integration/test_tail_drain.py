@@ -21,7 +21,7 @@ import pytest
 
 from logsidecar.pipeline import SINK_CLOSE_GRACE_S
 from logsidecar.tail.options import TailOptions
-from logsidecar.tail.tailer import READ_BUDGET_CHUNKS
+from logsidecar.tail.reading import READ_BUDGET_CHUNKS
 from tests.integration.otlp_receiver import LOOPBACK, GrpcWitness, free_port, wait_for
 from tests.integration.tail_command import TailProcess
 

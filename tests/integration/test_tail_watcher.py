@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from logsidecar.tail.watcher import InotifyWatcher, ModifyHints
+from logsidecar.tail.watch.inotify import InotifyWatcher, ModifyHints
 from tests.integration.tailer_harness import async_test
 
 

@@ -202,7 +202,7 @@ async def test_new_file_rotated_while_down_after_a_crash_is_found_from_its_durab
         pass
     assert tailer.watcher is not None
     tailer.watcher.close()
-    for tracked in tailer._files.values():
+    for tracked in tailer.files.values():
         tracked.reader.close()
     late = write_lines(log, "B", 200, start=300)
     os.rename(log, tmp_path / "access.log.1")

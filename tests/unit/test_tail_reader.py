@@ -13,6 +13,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from logsidecar.tail.identity import Inode
 from logsidecar.tail.reader import FileReader, Framed, LineFramer
 
 
@@ -123,7 +124,7 @@ class ReaderMachine(RuleBasedStateMachine):
         self.content = bytearray()
         self.flush_points: list[int] = []
         fd = os.open(self.path, os.O_RDONLY)
-        self.reader = FileReader(fd=fd, path=self.path, file_key="k", dev=0, ino=0, fingerprint=b"", offset=0,
+        self.reader = FileReader(fd=fd, path=self.path, file_key="k", inode=Inode(0, 0), fingerprint=b"", offset=0,
                                  max_line_bytes=self.MAX_LINE, fingerprint_bytes=16)
         self.out = Framed()
 

@@ -1,6 +1,5 @@
-"""Watchers only WAKE the tailer; the tailer stats files to decide what changed.
+"""inotify: wake the tailer on changes in the followed directories (see `base` for the interface).
 
-Two backends behind one small interface:
 - `InotifyWatcher`: two inotify instances on the directories holding the followed paths.
   Structure events (IN_CREATE / IN_MOVED_* / IN_DELETE / IN_ATTRIB) come through watchdog's raw
   `InotifyFD` reader thread, read at once: for creations and moves *into* a followed path it opens
@@ -16,16 +15,14 @@ Two backends behind one small interface:
   frozen or starved while a burst of creates and renames happened), the events in between are gone:
   watchdog (>= 7.1) calls `on_events_lost()`, and the watcher tells the tailer, through
   `take_events_lost()`, to rescan everything it follows. A slow stat interval stays on as a safety
-  net for filesystems that do not deliver events at all.
-- `PollingWatcher`: wakes every `poll_interval_s`; nothing else.
+  net for filesystems that do not deliver events at all; where a directory cannot be watched (out of
+  inotify watches) the interval becomes the poll interval.
 
 Only watchdog's `InotifyFD` is used, not its Observer: `InotifyFD` exists in every watchdog we
 support (>= 7.1, the first release that reports a queue overflow at all: 7.0 drops the event), and the
 Observer's move-event grouper holds every event queued behind an unpaired IN_MOVED_FROM for 0.5 s.
 
-Invariants: a watcher never reads file content and never decides anything; losing a hint costs at
-most one interval, never data, and losing events is always reported. Wakes are coalesced: a flood of
-IN_MODIFY costs at most one wake-up per hold period. `wake()` (stop) is never held.
+Invariants: those of `base`; a flood of IN_MODIFY costs at most one wake-up per hold period.
 """
 
 from __future__ import annotations
@@ -56,6 +53,7 @@ from watchdog.observers.inotify_c import InotifyConstants as IN
 from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.tail.open_policy import FilePolicy, Refused
+from logsidecar.tail.watch.base import EarlyOpened, Watcher
 
 # watchdog logs an overflow (a warning) through `logging`; with no handler configured, Python's
 # last-resort handler would print it as plain text into our JSON-lines stderr. The tailer says it as
@@ -122,140 +120,6 @@ def _ctypes_os_error(path: str | None = None) -> OSError:
     return OSError(code, os.strerror(code), path) if path else OSError(code, os.strerror(code))
 
 
-class Wakeup:
-    """An asyncio.Event for one waiter whose timed wait ends through a timer callback instead of
-    cancelling the waiter (`asyncio.timeout` / `wait_for` raise CancelledError through the coroutine
-    stack: ~70 us per expiry, i.e. per read cycle of a steady writer, measured). Loop thread only."""
-
-    __slots__ = ("_is_set", "_waiter")
-
-    def __init__(self) -> None:
-        self._is_set = False
-        self._waiter: asyncio.Future[bool] | None = None
-
-    def is_set(self) -> bool:
-        return self._is_set
-
-    def set(self) -> None:
-        self._is_set = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(True)
-
-    def clear(self) -> None:
-        self._is_set = False
-
-    async def wait(self, timeout_s: float) -> bool:
-        """True once set (now or within `timeout_s`), False when the time passed first."""
-        if self._is_set:
-            return True
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
-        self._waiter = waiter
-        timer = loop.call_later(max(timeout_s, 0.0), _time_is_up, waiter)
-        try:
-            return await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
-
-
-def _time_is_up(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
-
-
-class Watcher:
-    """Base: wait for a hint or the interval."""
-
-    mechanism = "none"
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake = Wakeup()
-        self._urgent = False  # wake() was called (stop): never held
-        self.structure_changed = True  # a create/move/delete was seen: run discovery now
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-
-    def watch_directories(self, directories: set[Path]) -> None:
-        """Follow exactly these directories (recursive where the pattern needs it is the caller's
-        business: it passes every directory it wants)."""
-
-    def wake(self) -> None:
-        """Wake the tailer now, whatever the hold (from the event loop's thread; used by stop)."""
-        self._urgent = True
-        self._wake.set()
-
-    async def wait(self, timeout_s: float, hold_content_until: float = 0.0) -> bool:
-        """Sleep until a hint arrives or `timeout_s` passes. Returns True when woken by a hint.
-        A content hint (a file grew) does not end the wait before `hold_content_until` (monotonic
-        clock): the caller's coalescing. Structure hints and `wake()` are never held."""
-        woke = await self._wait_for_wake(timeout_s)
-        if woke and not self._urgent and not self.structure_changed:
-            hold = hold_content_until - time.monotonic()
-            if hold > 0:
-                await asyncio.sleep(hold)  # a flood of content hints meanwhile costs a flag each
-        self._urgent = False
-        return woke
-
-    async def _wait_for_wake(self, timeout_s: float) -> bool:
-        if not await self._wake.wait(timeout_s):
-            return False
-        self._wake.clear()
-        return True
-
-    def take_early_opened(self) -> list[tuple[str, int, os.stat_result]]:
-        return []
-
-    def take_structure_changed(self) -> bool:
-        """True (once) when a create/move/delete was seen since the last call."""
-        changed, self.structure_changed = self.structure_changed, False
-        return changed
-
-    def take_events_lost(self) -> int:
-        """How many times events were lost since the last call (0 for a watcher that cannot lose
-        any). Anything may have been created, renamed or deleted meanwhile: rescan everything."""
-        return 0
-
-    def close(self) -> None:
-        pass
-
-
-class PollingWatcher(Watcher):
-    """Wakes every interval. `probe()` tells cheaply whether a watched directory changed (its mtime
-    moves on every create, rename and delete inside it), so discovery runs at the poll interval only
-    when something appeared or went, not a glob per poll."""
-
-    mechanism = "poll"
-
-    def __init__(self, interval_s: float) -> None:
-        super().__init__(interval_s)
-        self._directories: dict[Path, tuple[int, int, int] | None] = {}
-
-    def watch_directories(self, directories: set[Path]) -> None:
-        self._directories = {d: self._directories.get(d, self._signature(d)) for d in directories}
-
-    def probe(self) -> bool:
-        changed = False
-        for directory, before in self._directories.items():
-            now = self._signature(directory)
-            if now != before:
-                self._directories[directory] = now
-                changed = True
-        return changed
-
-    @staticmethod
-    def _signature(directory: Path) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(directory)
-        except OSError:
-            return None
-        return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
-
-
 class InotifyWatcher(Watcher):
     """inotify on the followed directories, through watchdog's low-level `InotifyFD` (one reader
     thread, raw events). Its callbacks (watchdog's `WatchCallback` protocol, below) run in watchdog's
@@ -277,13 +141,22 @@ class InotifyWatcher(Watcher):
     )
 
     def __init__(
-        self, interval_s: float, wants_path: Callable[[str], bool], policy: FilePolicy | None = None
+        self,
+        interval_s: float,
+        wants_path: Callable[[str], bool],
+        policy: FilePolicy | None = None,
+        unwatchable_interval_s: float | None = None,
     ) -> None:
         super().__init__(interval_s)
+        self._safety_interval_s = interval_s
+        # while a directory cannot be watched, it is covered by stat polling at this interval
+        self._unwatchable_interval_s = (
+            unwatchable_interval_s if unwatchable_interval_s is not None else interval_s
+        )
         self._wants_path = wants_path
         self._policy = policy if policy is not None else FilePolicy()
         self._lock = threading.Lock()
-        self._early: list[tuple[str, int, os.stat_result]] = []
+        self._early: list[EarlyOpened] = []
         self._pending_wake = threading.Event()
         self._events_lost = 0  # overflows not yet taken by the tailer
         self.events_seen = 0
@@ -300,7 +173,7 @@ class InotifyWatcher(Watcher):
         self._dir_by_wd: dict[int, Path] = {}
         self.unwatchable: set[Path] = set()
 
-    def take_early_opened(self) -> list[tuple[str, int, os.stat_result]]:
+    def take_early_opened(self) -> list[EarlyOpened]:
         with self._lock:
             early, self._early = self._early, []
         return early
@@ -364,6 +237,7 @@ class InotifyWatcher(Watcher):
             with self._lock:
                 self._watches[directory] = (wd, modify_wd, st.st_dev, st.st_ino)
                 self._dir_by_wd[wd] = directory
+        self.interval_s = self._unwatchable_interval_s if self.unwatchable else self._safety_interval_s
 
     def _remove_watch(self, inotify: InotifyFD, wd: int) -> None:
         try:

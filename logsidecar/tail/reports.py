@@ -1,0 +1,52 @@
+"""Problems with paths, said once: errors once per path and kind, refusals once per path and reason
+(`file_refused`, by the file-opening policy), and `file_recovered` once a path that had one is
+followed again. A failing path is retried silently at every discovery."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from logsidecar import events
+from logsidecar.events import Event
+from logsidecar.tail.counters import TailCounters
+from logsidecar.tail.open_policy import FilePolicy, Refused
+
+
+class PathReports:
+    def __init__(self, policy: FilePolicy, counters: TailCounters) -> None:
+        self.policy = policy
+        self.counters = counters
+        self._said: dict[str, str] = {}  # path -> error kind said once
+
+    def __bool__(self) -> bool:
+        """Some path has a problem said and not yet recovered."""
+        return bool(self._said)
+
+    def error(self, path: str, error: OSError | str) -> None:
+        if isinstance(error, OSError):
+            kind = errno.errorcode.get(error.errno or 0, "OSError")
+            message = error.strerror or str(error)
+        else:
+            kind = message = error
+        if self._said.get(path) == kind:
+            return  # said once; retried silently every discovery
+        self._said[path] = kind
+        self.counters.file_errors += 1
+        details: dict[str, str] = {}
+        if os.path.islink(path):
+            target = os.path.realpath(path)
+            details["target"] = target
+            if target.startswith(("/dev/", "/proc/")):
+                # the official httpd image links its logs to /dev/stdout: nothing lands on the volume
+                message = f"{message}: a symlink to {target}; the writer logs to a stream, not to this file"
+        events.emit(Event.FILE_ERROR, path=path, error=message, kind=kind, **details)
+
+    def refused(self, refused: Refused) -> None:
+        if self.policy.report(refused):
+            self.counters.files_refused += 1
+            self._said[refused.path] = refused.reason  # followed later: file_recovered, once
+
+    def recovered(self, path: str) -> None:
+        if self._said.pop(path, None) is not None:
+            events.emit(Event.FILE_RECOVERED, path=path)
