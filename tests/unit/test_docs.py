@@ -38,7 +38,13 @@ ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
 # and record.md documents them by their prefix (`apache.cookie.<NAME>`).
 PLACEHOLDER = "Zz9"
 # Arguments that change a directive's key beyond ARGUMENT_CHOICES.
-SPECIAL_ARGUMENTS = {"a": ("c",), "h": ("c",), "i": ("Referer", "User-Agent"), "x": ("SSL_CIPHER",), "c": ("cipher",)}
+SPECIAL_ARGUMENTS = {
+    "a": ("c",),
+    "h": ("c",),
+    "i": ("Referer", "User-Agent"),
+    "x": ("SSL_CIPHER",),
+    "c": ("cipher",),
+}
 
 
 @functools.cache
