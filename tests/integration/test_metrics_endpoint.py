@@ -213,7 +213,8 @@ def test_string_address_is_parsed_and_port_zero_picks_a_free_port() -> None:
 
 
 def test_bytes_behind_follows_a_real_tailer_until_acknowledged(tmp_path: Any) -> None:
-    """Wired as the lead will wire it: the Tailer's stats() feed the live gauges and health."""
+    """A real Tailer wired to the telemetry the way `logsidecar tail` wires it: its stats() feed the
+    live gauges (LiveSources) and the health monitor, served by a real TelemetryServer."""
     from logsidecar.tail.options import ReadBatch, TailOptions, WatchMode
     from logsidecar.tail.tailer import Tailer
 

@@ -1,5 +1,5 @@
-"""Lint, type-check and dependency hygiene are part of the suite, so CI runs them (design.md: ruff and mypy
-in CI; every imported distribution declared in pyproject.toml; no library's private names imported)."""
+"""Lint, type-check and dependency hygiene are part of the suite, so CI runs them (docs/design.md: ruff and
+mypy in CI; every imported distribution declared in pyproject.toml; no library's private names imported)."""
 
 from __future__ import annotations
 
