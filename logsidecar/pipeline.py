@@ -57,12 +57,12 @@ from typing import Any, Protocol
 
 from logsidecar import events
 from logsidecar.acks import AckTicket, AckTracker
+from logsidecar.encoding.otlp_wire import encode_otlp_records
 from logsidecar.events import Event
 from logsidecar.parse import build_parser
 from logsidecar.parse.base import Parser
 from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, encode_json_lines, utcnow
 from logsidecar.sinks.base import BatchRejected, JsonLines, OtlpLogRecords, Payload, RejectedRange, Sink
-from logsidecar.sinks.otlp_encode import encode_otlp_records
 from logsidecar.stamp import BatchStamp, uid_prefix
 from logsidecar.tail.options import ReadBatch
 

@@ -37,7 +37,7 @@ Why not the SDK's LoggerProvider + BatchLogRecordProcessor + OTLPLogExporter (op
 read in site-packages): building an SDK LogRecord per line costs far more than the line's parse; the
 processor's bounded queue drops records when full (no backpressure); the exporters give up after 6 retries
 or their timeout and discard the response, so `partial_success` cannot be read. Instead this sink encodes
-records straight into `ExportLogsServiceRequest` bytes (`otlp_encode`, ~6 µs/record, see there why not
+records straight into `ExportLogsServiceRequest` bytes (`encoding/otlp_wire`, ~6 µs/record, see there why not
 via the proto API) and performs the export call and the retry loop itself, on public APIs for everything
 else: for gRPC, grpc's channel, credentials and gzip channel compression, the
 LogsService method path and `ExportLogsServiceResponse`/`google.rpc.RetryInfo` proto types; for HTTP, a
@@ -61,6 +61,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from logsidecar import events
+from logsidecar.encoding.otlp_wire import LogsRequestEncoder
 from logsidecar.events import Event
 from logsidecar.record import LogRecord
 from logsidecar.sinks.base import BatchRejected, OtlpLogRecords, RejectedRange, Sink
@@ -71,7 +72,6 @@ from logsidecar.sinks.otlp_connection import (
     HttpResult,
     grpc_credentials,
 )
-from logsidecar.sinks.otlp_encode import LogsRequestEncoder
 from logsidecar.sinks.otlp_fit import (
     DEFAULT_GRPC_MAX_REQUEST_BYTES,
     DEFAULT_HTTP_MAX_REQUEST_BYTES,
@@ -259,7 +259,7 @@ class GrpcTransport:
         self._metadata = tuple(settings.headers.items())
         self._call = self._channel.unary_unary(
             _LOGS_EXPORT_METHOD,
-            request_serializer=None,  # bytes are sent as they are: otlp_encode already serialized them
+            request_serializer=None,  # bytes are sent as they are: otlp_wire already serialized them
             response_deserializer=ExportLogsServiceResponse.FromString,
         )
 
