@@ -2,11 +2,11 @@
 
 One asyncio task reads (the tailer's `run`); each batch it emits is parsed right there (one parser
 per file), stamped, and put on the lane of every sink. A lane (`_Lane`) is a queue and 1..n workers
-that send to one sink, merging consecutive batches when the sink asks for bigger ones (the OTLP sink
-does: `batch_timeout_s`, `max_batch_records`). When every sink has settled a batch (delivered, or
+that send to one sink, merging consecutive batches when the sink asks for bigger ones (as its
+`SinkCapabilities` declare: the OTLP sink does). When every sink has settled a batch (delivered, or
 rejected for good: `BatchRejected`, reported with the files and offsets of the rejected lines), it is
-acknowledged to the tailer in file order
-(`acks.AckTracker`), and only acknowledged offsets ever reach a checkpoint.
+acknowledged to the tailer in file order (`acks.AckTracker`), and only acknowledged offsets ever
+reach a checkpoint.
 
 Invariants:
 - Bounded memory: at most `max_in_flight_batches` batches and (beyond the first) `max_in_flight_lines`
@@ -205,18 +205,19 @@ class _InFlight:
 class _Lane:
     """The way to one sink: a queue of in-flight batches and `concurrency` workers sending them.
 
-    A sink may ask (attributes, all optional) to receive bigger batches than the tailer reads:
+    A sink may declare (`Sink.capabilities`) that it wants bigger batches than the tailer reads:
     `batch_timeout_s` (how long a first batch may wait for more) and `max_batch_records` (stop
-    merging at this many records); and for concurrent sends: `max_concurrent_sends` (default 1,
-    which also keeps batches in order, as stdout needs). The queue needs no bound of its own: the
+    merging at this many records); and concurrent sends: `max_concurrent_sends` (default 1, which
+    also keeps batches in order, as stdout needs). The queue needs no bound of its own: the
     pipeline's in-flight budget bounds every lane."""
 
     def __init__(self, pipeline: Pipeline, sink: Sink) -> None:
         self.pipeline = pipeline
         self.sink = sink
-        self.linger_s = float(getattr(sink, "batch_timeout_s", 0.0) or 0.0)
-        self.max_records = int(getattr(sink, "max_batch_records", 0) or 0)
-        self.concurrency = max(1, int(getattr(sink, "max_concurrent_sends", 1) or 1))
+        capabilities = sink.capabilities
+        self.linger_s = max(capabilities.batch_timeout_s, 0.0)
+        self.max_records = max(capabilities.max_batch_records, 0)
+        self.concurrency = max(1, capabilities.max_concurrent_sends)
         self.queue: asyncio.Queue[_InFlight] = asyncio.Queue()
 
     async def work(self) -> None:

@@ -64,7 +64,7 @@ from logsidecar import events
 from logsidecar.encoding.otlp_wire import LogsRequestEncoder
 from logsidecar.events import Event
 from logsidecar.record import LogRecord
-from logsidecar.sinks.base import BatchRejected, OtlpLogRecords, RejectedRange, Sink
+from logsidecar.sinks.base import BatchRejected, OtlpLogRecords, RejectedRange, Sink, SinkCapabilities
 from logsidecar.sinks.otlp_connection import (
     GRPC_CHANNEL_OPTIONS,
     USER_AGENT,
@@ -468,20 +468,13 @@ class OtlpSink(Sink):
         self._failing_since: float | None = None  # monotonic time of the first failure of a streak
         self._misconfigured: str | None = None  # the configuration error reported in this streak
         self._endpoint_shown = endpoint_without_credentials(settings.endpoint)
-
-    @property
-    def batch_timeout_s(self) -> float:
-        return self.settings.batch_timeout_s
-
-    @property
-    def max_batch_records(self) -> int:
-        return self.settings.batch_size
-
-    @property
-    def max_concurrent_sends(self) -> int:
-        # OTLP needs no ordering between requests; two in flight let one batch be encoded while the
-        # previous one is on the wire (the pipeline reads these three attributes).
-        return self.settings.max_concurrent_sends
+        # OTLP needs no ordering between requests; several in flight let one batch be encoded while
+        # the previous one is on the wire.
+        self.capabilities = SinkCapabilities(
+            batch_timeout_s=settings.batch_timeout_s,
+            max_batch_records=settings.batch_size,
+            max_concurrent_sends=settings.max_concurrent_sends,
+        )
 
     @property
     def max_request_bytes(self) -> int:
