@@ -106,11 +106,9 @@ class Pipeline:
         self.parsers = parsers
         self.options = options
         self.observer = observer
-        # One dict shared by every record: sinks must treat it as read-only.
-        self._resource: dict[str, Any] = dict(options.resource)
         self._batches = BatchParser(
             parsers,
-            self._resource,
+            dict(options.resource),
             encoding_for(self.sinks),
             observer.observe_batch if observer is not None else None,
         )
