@@ -15,7 +15,7 @@ from typing import Any
 from logsidecar.cli.otlp_options import resolve_otlp_settings
 from logsidecar.metrics.aggregate import DEFAULT_MAX_ROUTES, DEFAULT_MAX_SERVER_ADDRESSES, DEFAULT_ROUTE_DEPTH
 from logsidecar.metrics.sink import DEFAULT_EXPORT_INTERVAL_S, AccessMetricsSink
-from logsidecar.sinks.otlp import OtlpProtocol, OtlpSettings
+from logsidecar.sinks.otlp_settings import OtlpProtocol, OtlpSettings
 
 _LOGS_PREFIX = "OTEL_EXPORTER_OTLP_LOGS_"
 _METRICS_PREFIX = "OTEL_EXPORTER_OTLP_METRICS_"

@@ -46,13 +46,13 @@ import click
 from logsidecar import redact
 from logsidecar.config import endpoint_credentials, header_problem, parse_size
 from logsidecar.sinks.base import Sink
-from logsidecar.sinks.otlp import (
+from logsidecar.sinks.otlp_fit import DEFAULT_GRPC_MAX_REQUEST_BYTES, DEFAULT_HTTP_MAX_REQUEST_BYTES
+from logsidecar.sinks.otlp_settings import (
     DEFAULT_SERVICE_NAME,
     Compression,
     OtlpProtocol,
     OtlpSettings,
 )
-from logsidecar.sinks.otlp_fit import DEFAULT_GRPC_MAX_REQUEST_BYTES, DEFAULT_HTTP_MAX_REQUEST_BYTES
 
 __all__ = ["otlp_options", "build_otlp_sink", "resolve_otlp_settings", "OTLP_PARAMETER_NAMES"]
 

@@ -39,7 +39,7 @@ from logsidecar.metrics.aggregate import (
     Totals,
     status_class,
 )
-from logsidecar.sinks.otlp import Compression, OtlpProtocol, OtlpSettings
+from logsidecar.sinks.otlp_settings import Compression, OtlpProtocol, OtlpSettings
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricExporter, MetricsData
@@ -277,10 +277,9 @@ def build_exporter(settings: OtlpSettings) -> MetricExporter:
         import grpc
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-        from logsidecar.sinks.otlp import _grpc_target
-        from logsidecar.sinks.otlp_connection import grpc_credentials
+        from logsidecar.sinks.otlp_connection import grpc_credentials, grpc_target
 
-        target, secure = _grpc_target(settings)
+        target, secure = grpc_target(settings)
         credentials = None
         if secure:
             credentials = grpc_credentials(

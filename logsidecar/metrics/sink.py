@@ -32,7 +32,7 @@ from logsidecar.metrics.aggregate import (
 from logsidecar.metrics.export import PeriodicExport, build_exporter, metrics_data
 from logsidecar.record import LogRecord
 from logsidecar.sinks.base import Sink
-from logsidecar.sinks.otlp import OtlpSettings
+from logsidecar.sinks.otlp_settings import OtlpSettings
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricExporter, MetricsData

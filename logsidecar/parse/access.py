@@ -116,6 +116,7 @@ from datetime import UTC, datetime, tzinfo
 from functools import partial
 from typing import Any
 
+from logsidecar.encoding.otlp_wire import encode_otlp_records
 from logsidecar.parse.access_json import json_encoder_for
 from logsidecar.parse.access_otlp import otlp_encoder_for
 from logsidecar.parse.base import FormatError
@@ -161,7 +162,6 @@ from logsidecar.record import (
     encode_json_lines,
     utcnow,
 )
-from logsidecar.sinks.otlp_encode import encode_otlp_records
 from logsidecar.stamp import BatchStamp
 
 __all__ = ["PRESETS", "AccessLogParser", "compile_logformat", "preset_parser"]

@@ -17,11 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from logsidecar.parse.direct import PIECE_CACHE_MAX, DirectEncoder
-from logsidecar.parse.logformat import bounded_int
-from logsidecar.parse.request_line import COMMON_METHODS, PROTOCOL_TABLE, request_attributes
-from logsidecar.record import FORMAT, LOG_FILE_NAME, LOG_FILE_PATH, LOG_RECORD_UID, LogRecord
-from logsidecar.sinks.otlp_encode import (
+from logsidecar.encoding.otlp_wire import (
     SMALL_VARINTS,
     TAG_ATTRIBUTE,
     TAG_BODY,
@@ -40,6 +36,10 @@ from logsidecar.sinks.otlp_encode import (
     string_value,
     varint,
 )
+from logsidecar.parse.direct import PIECE_CACHE_MAX, DirectEncoder
+from logsidecar.parse.logformat import bounded_int
+from logsidecar.parse.request_line import COMMON_METHODS, PROTOCOL_TABLE, request_attributes
+from logsidecar.record import FORMAT, LOG_FILE_NAME, LOG_FILE_PATH, LOG_RECORD_UID, LogRecord
 from logsidecar.stamp import BatchStamp, offset_hexes
 
 if TYPE_CHECKING:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, tzinfo
 from typing import Any, cast
 
+from logsidecar.encoding.otlp_wire import encode_otlp_records
 from logsidecar.parse.base import FormatError, Parser
 from logsidecar.record import (
     FORMAT,
@@ -42,7 +43,6 @@ from logsidecar.record import (
     encode_json_lines,
     utcnow,
 )
-from logsidecar.sinks.otlp_encode import encode_otlp_records
 from logsidecar.stamp import BatchStamp
 
 __all__ = ["AutoParser", "DEFAULT_CANDIDATES", "candidate_order"]

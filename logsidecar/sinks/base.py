@@ -92,9 +92,25 @@ class OtlpLogRecords:
 Payload = Sequence[LogRecord] | JsonLines | OtlpLogRecords
 
 
+@dataclass(frozen=True, slots=True)
+class SinkCapabilities:
+    """How a sink wants its batches delivered; the pipeline's lane to the sink follows them.
+    The defaults suit a sink that writes each batch as it comes, in order (stdout)."""
+
+    #: How long a first batch may wait for more to be merged into one send (0: send at once).
+    batch_timeout_s: float = 0.0
+    #: Stop merging at this many records (0: no limit). A merged send never exceeds it, unless one
+    #: batch read alone is bigger.
+    max_batch_records: int = 0
+    #: Sends in flight at once; 1 also keeps the batches in the order they were read.
+    max_concurrent_sends: int = 1
+
+
 class Sink(ABC):
     #: Short name used in metrics and logs ("stdout", "otlp").
     name: str = "sink"
+    #: How the pipeline batches and sends to this sink (see SinkCapabilities).
+    capabilities: SinkCapabilities = SinkCapabilities()
     #: True when the sink takes records pre-encoded as JSON lines (`send_json_lines`) or as OTLP
     #: log records (`send_otlp_records`): when it is the only sink, the pipeline then writes access
     #: logs without building records (see `parse/direct.py`).

@@ -37,9 +37,9 @@ Why not the SDK's LoggerProvider + BatchLogRecordProcessor + OTLPLogExporter (op
 read in site-packages): building an SDK LogRecord per line costs far more than the line's parse; the
 processor's bounded queue drops records when full (no backpressure); the exporters give up after 6 retries
 or their timeout and discard the response, so `partial_success` cannot be read. Instead this sink encodes
-records straight into `ExportLogsServiceRequest` bytes (`otlp_encode`, ~6 µs/record, see there why not
-via the proto API) and performs the export call and the retry loop itself, on public APIs for everything
-else: for gRPC, grpc's channel, credentials and gzip channel compression, the
+records straight into `ExportLogsServiceRequest` bytes (`encoding/otlp_wire`, ~6 µs/record, see there
+why not via the proto API) and performs the export call (`otlp_transport`) and the retry loop itself,
+on public APIs for everything else: for gRPC, grpc's channel, credentials and gzip channel compression, the
 LogsService method path and `ExportLogsServiceResponse`/`google.rpc.RetryInfo` proto types; for HTTP, a
 pooled requests session. `otlp_connection` holds the pieces the exporter packages keep private (TLS
 credentials, User-Agent, Retry-After, retryable statuses): their private names change between releases.
@@ -51,397 +51,37 @@ loop is never blocked. Header values are secrets: they never appear in events, r
 from __future__ import annotations
 
 import asyncio
-import gzip
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from logsidecar import events
+from logsidecar.encoding.otlp_wire import LogsRequestEncoder
 from logsidecar.events import Event
 from logsidecar.record import LogRecord
-from logsidecar.sinks.base import BatchRejected, OtlpLogRecords, RejectedRange, Sink
-from logsidecar.sinks.otlp_connection import (
-    GRPC_CHANNEL_OPTIONS,
-    USER_AGENT,
-    HttpPoster,
-    HttpResult,
-    grpc_credentials,
-)
-from logsidecar.sinks.otlp_encode import LogsRequestEncoder
+from logsidecar.sinks.base import BatchRejected, OtlpLogRecords, RejectedRange, Sink, SinkCapabilities
 from logsidecar.sinks.otlp_fit import (
     DEFAULT_GRPC_MAX_REQUEST_BYTES,
     DEFAULT_HTTP_MAX_REQUEST_BYTES,
     SMALLEST_TRUNCATION_BYTES,
     truncate_single_record,
 )
-
-DEFAULT_SERVICE_NAME = "apache-httpd"
-_LOGS_EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
-
-
-class OtlpProtocol(StrEnum):
-    GRPC = "grpc"
-    HTTP_PROTOBUF = "http/protobuf"
-
-
-class Compression(StrEnum):
-    GZIP = "gzip"
-    NONE = "none"
-
-
-@dataclass(frozen=True, slots=True)
-class OtlpSettings:
-    """Everything the OTLP sink needs, already resolved (flags > env > defaults; see cli.otlp_options)."""
-
-    endpoint: str  # gRPC: [scheme://]host:port; HTTP: the full URL of the logs path
-    protocol: OtlpProtocol = OtlpProtocol.GRPC
-    headers: dict[str, str] = field(default_factory=dict, repr=False)  # secrets: never shown
-    ca_file: str | None = None
-    client_cert_file: str | None = None
-    client_key_file: str | None = None
-    insecure: bool = False  # gRPC only, endpoints without a scheme
-    compression: Compression = Compression.NONE
-    timeout_s: float = 10.0  # deadline of one export attempt
-    batch_size: int = 2048  # most records per export request
-    batch_timeout_s: float = 0.2  # for the pipeline: how long lines may wait to fill a batch
-    max_concurrent_sends: int = 4  # for the pipeline: export requests in flight at once
-    max_retry_time_s: float | None = None  # None: retry for as long as it takes
-    max_request_bytes: int | None = None  # None: the protocol's default (see otlp_fit)
-    resource: dict[str, Any] = field(default_factory=lambda: {"service.name": DEFAULT_SERVICE_NAME})
-    initial_backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
+from logsidecar.sinks.otlp_settings import OtlpProtocol, OtlpSettings
+from logsidecar.sinks.otlp_transport import (
+    Accepted,
+    Misconfigured,
+    Rejected,
+    Retryable,
+    Transport,
+    build_transport,
+)
 
 
 class SinkClosed(Exception):
     """`close()` was called while the batch was still undelivered; it must not be acknowledged."""
-
-
-# --- the outcome of one export attempt -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    rejected_records: int = 0
-    message: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Retryable:
-    reason: str  # stable text (rate-limiting key): what happened, with the status
-    detail: str = ""  # the transport's own words, may vary between attempts
-    delay_s: float | None = None  # server-requested delay (RetryInfo / Retry-After)
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    reason: str
-    detail: str = ""
-    too_large: bool = False  # the request could succeed if split
-
-
-@dataclass(frozen=True, slots=True)
-class Misconfigured:
-    """A configuration error: retried (the data is kept) until fixed; `fix` says how."""
-
-    reason: str
-    detail: str = ""
-    fix: str = ""
-
-
-Outcome = Accepted | Retryable | Rejected | Misconfigured
-
-
-class Transport(Protocol):
-    """One blocking export attempt of serialized ExportLogsServiceRequest bytes."""
-
-    def prepare(self, request: bytes) -> bytes:
-        """The bytes to put on the wire (compressed when the transport compresses itself); done once
-        per batch, not once per attempt."""
-        ...
-
-    def export(self, payload: bytes, timeout_s: float) -> Outcome: ...
-
-    def close(self) -> None: ...
-
-
-# --- reasons that say what went wrong in the user's words -------------------------------------------
-
-_FIX_AUTH = (
-    "check the credentials the collector expects: the Authorization (or API key) header given with "
-    "--otlp-header, OTEL_EXPORTER_OTLP_HEADERS / OTEL_EXPORTER_OTLP_LOGS_HEADERS or the output's "
-    "'headers' in the configuration file, or user:password@ in the endpoint"
-)
-_FIX_ENDPOINT = (
-    "check the endpoint (--otlp-endpoint, OTEL_EXPORTER_OTLP_(LOGS_)ENDPOINT) and the protocol "
-    "(--otlp-protocol): gRPC usually listens on port 4317, HTTP on 4318 with the path /v1/logs"
-)
-_FIX_HEADERS = (
-    "a header value cannot be sent (a newline, a control or non-ASCII character?): check "
-    "--otlp-header, OTEL_EXPORTER_OTLP_HEADERS and the output's 'headers' in the configuration file"
-)
-
-_GRPC_REASONS = {
-    "UNAUTHENTICATED": "authentication rejected by collector",
-    "PERMISSION_DENIED": "permission denied by collector",
-    "INVALID_ARGUMENT": "collector rejected the data as invalid",
-    "UNIMPLEMENTED": "collector does not accept OTLP logs at this endpoint",
-    "NOT_FOUND": "collector does not accept OTLP logs at this endpoint",
-    "DEADLINE_EXCEEDED": "export timed out",
-    "RESOURCE_EXHAUSTED": "collector is throttling",
-    "CANCELLED": "export cancelled",
-}
-_HTTP_REASONS = {
-    400: "collector rejected the data as invalid",
-    401: "authentication rejected by collector",
-    403: "permission denied by collector",
-    404: "collector does not accept OTLP logs at this URL",
-    405: "collector does not accept OTLP logs at this URL",
-    413: "request too large for collector",
-    415: "collector does not accept protobuf at this URL",
-    429: "collector is throttling",
-    502: "collector (or a proxy in front of it) is unavailable",
-    503: "collector is unavailable",
-    504: "collector (or a proxy in front of it) timed out",
-}
-
-
-def _connection_reason(detail: str) -> str:
-    lowered = detail.lower()
-    if any(hint in lowered for hint in ("ssl", "tls", "handshake", "certificate", "wrong_version_number")):
-        return "TLS handshake with collector failed"
-    if "refused" in lowered:
-        return "collector unreachable (connection refused)"
-    if "resolve" in lowered or "dns" in lowered or "name or service not known" in lowered:
-        return "collector address does not resolve"
-    if "timed out" in lowered or "timeout" in lowered or "deadline" in lowered:
-        return "export timed out"
-    return "collector unreachable"
-
-
-# --- gRPC ------------------------------------------------------------------------------------------
-
-
-class GrpcTransport:
-    """Unary LogsService/Export calls on one long-lived channel (thread-safe, reconnects by itself)."""
-
-    # Retryable per the OTLP spec; RESOURCE_EXHAUSTED only with RetryInfo (handled below).
-    _RETRYABLE = frozenset(
-        {"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE", "DATA_LOSS"}
-    )
-
-    def __init__(self, settings: OtlpSettings) -> None:
-        import grpc
-        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-
-        self._grpc = grpc
-        target, secure = _grpc_target(settings)
-        options = [
-            *GRPC_CHANNEL_OPTIONS,
-            # grpc's own reconnect backoff grows to 120 s by default: after a collector restart we
-            # would wait up to two minutes; our retry loop already paces attempts.
-            ("grpc.initial_reconnect_backoff_ms", 200),
-            ("grpc.min_reconnect_backoff_ms", 200),
-            ("grpc.max_reconnect_backoff_ms", 2000),
-            ("grpc.max_send_message_length", -1),
-        ]
-        compression = grpc.Compression.Gzip if settings.compression is Compression.GZIP else None
-        if secure:
-            credentials = grpc_credentials(
-                settings.ca_file, settings.client_key_file, settings.client_cert_file
-            )
-            self._channel = grpc.secure_channel(target, credentials, options=options, compression=compression)
-        else:
-            self._channel = grpc.insecure_channel(target, options=options, compression=compression)
-        self._metadata = tuple(settings.headers.items())
-        self._call = self._channel.unary_unary(
-            _LOGS_EXPORT_METHOD,
-            request_serializer=None,  # bytes are sent as they are: otlp_encode already serialized them
-            response_deserializer=ExportLogsServiceResponse.FromString,
-        )
-
-    def prepare(self, request: bytes) -> bytes:
-        return request  # grpc compresses on the channel when asked to
-
-    def export(self, payload: bytes, timeout_s: float) -> Outcome:
-        grpc = self._grpc
-        try:
-            response = self._call(payload, timeout=timeout_s, metadata=self._metadata)
-        except grpc.RpcError as error:
-            return self._classify(error)
-        except Exception as error:  # noqa: BLE001 - e.g. "closed channel": retried (or SinkClosed), never lost
-            return Retryable("export failed unexpectedly", repr(error))
-        partial = response.partial_success
-        return Accepted(rejected_records=partial.rejected_log_records, message=partial.error_message)
-
-    def _classify(self, error: Any) -> Outcome:
-        code = error.code()
-        name = code.name if code is not None else "UNKNOWN"
-        detail = str(error.details() or "")
-        status = f"gRPC {name}"
-        if name in ("RESOURCE_EXHAUSTED", "OUT_OF_RANGE") and _says_too_large(detail):
-            # grpc-core: RESOURCE_EXHAUSTED "Received message larger than max"; tonic (rotel):
-            # OUT_OF_RANGE "decoded message length too large". Split, as for HTTP 413.
-            return Rejected(f"request too large for collector ({status})", detail, too_large=True)
-        if name in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
-            return Misconfigured(f"{_GRPC_REASONS[name]} ({status})", detail, _FIX_AUTH)
-        if name in ("UNIMPLEMENTED", "NOT_FOUND"):
-            return Misconfigured(f"{_GRPC_REASONS[name]} ({status})", detail, _FIX_ENDPOINT)
-        if name == "INTERNAL" and "metadata" in detail.lower():
-            # grpc refuses to send a header value it cannot carry ("Invalid metadata").
-            return Misconfigured(f"request headers are invalid ({status})", detail, _FIX_HEADERS)
-        if name == "INVALID_ARGUMENT":
-            return Rejected(f"{_GRPC_REASONS[name]} ({status})", detail)
-        delay = _grpc_retry_delay(error)
-        if name == "RESOURCE_EXHAUSTED":
-            reason = "collector is throttling" if delay is not None else "collector out of resources"
-        elif name == "UNAVAILABLE":
-            reason = _connection_reason(detail)
-        elif name in self._RETRYABLE:
-            reason = _GRPC_REASONS.get(name, "export failed")
-        else:
-            reason = "collector failed the export"  # INTERNAL, UNKNOWN ...: nothing says the data is bad
-        return Retryable(f"{reason} ({status})", detail, delay)
-
-    def close(self) -> None:
-        self._channel.close()
-
-
-def _says_too_large(detail: str) -> bool:
-    lowered = detail.lower()
-    return "larger than max" in lowered or "too large" in lowered
-
-
-def _grpc_retry_delay(error: Any) -> float | None:
-    try:
-        from google.rpc.error_details_pb2 import RetryInfo
-
-        for key, value in error.trailing_metadata() or ():
-            if key == "google.rpc.retryinfo-bin":
-                info = RetryInfo.FromString(value)
-                return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
-    except Exception:  # noqa: BLE001 - a malformed hint is ignored, not fatal
-        return None
-    return None
-
-
-def _grpc_target(settings: OtlpSettings) -> tuple[str, bool]:
-    """host:port and whether to use TLS. The spec: an http/https scheme decides; without a scheme,
-    `insecure` decides (TLS by default)."""
-    endpoint = settings.endpoint.strip()
-    if "://" in endpoint:
-        parts = urlsplit(endpoint)
-        return parts.netloc, parts.scheme.lower() != "http"
-    return endpoint.rstrip("/"), not settings.insecure
-
-
-# --- HTTP/protobuf ---------------------------------------------------------------------------------
-
-
-class HttpTransport:
-    """POST of the serialized request to the logs URL; the response body carries partial_success."""
-
-    def __init__(self, settings: OtlpSettings) -> None:
-        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-
-        self._url = settings.endpoint
-        cert: str | tuple[str, str] | None = settings.client_cert_file
-        if settings.client_cert_file and settings.client_key_file:
-            cert = (settings.client_cert_file, settings.client_key_file)
-        session = _session_keeping_ca_file(settings.ca_file)
-        self._poster = HttpPoster(session, verify=settings.ca_file or True, cert=cert)
-        self._headers = {
-            "User-Agent": USER_AGENT,
-            **settings.headers,
-            "Content-Type": "application/x-protobuf",
-        }
-        self._gzip = settings.compression is Compression.GZIP
-        if self._gzip:
-            self._headers["Content-Encoding"] = "gzip"
-        self._response_type = ExportLogsServiceResponse
-
-    def prepare(self, request: bytes) -> bytes:
-        if self._gzip:
-            # Level 1: log text still shrinks ~5x, at a fraction of the default level-9 CPU cost.
-            return gzip.compress(request, compresslevel=1)
-        return request
-
-    def export(self, payload: bytes, timeout_s: float) -> Outcome:
-        result = self._poster.post(self._url, headers=self._headers, data=payload, timeout_s=timeout_s)
-        status = result.status
-        if status is None:
-            if _is_invalid_header(result.error):
-                # requests quotes the offending value in its message: not shown (it is a secret).
-                return Misconfigured("request headers are invalid", "value not shown", _FIX_HEADERS)
-            detail = str(result.error or "no response")
-            return Retryable(_connection_reason(detail), detail)
-        if 200 <= status < 300:
-            try:
-                response = self._response_type.FromString(result.body)
-            except Exception:  # noqa: BLE001 - an unparsable 2xx body still means accepted
-                return Accepted()
-            partial = response.partial_success
-            return Accepted(rejected_records=partial.rejected_log_records, message=partial.error_message)
-        detail = _http_error_detail(result)
-        reason = f"{_HTTP_REASONS.get(status, 'collector failed the export')} (HTTP {status})"
-        if status in (400, 413):
-            return Rejected(reason, detail, too_large=status == 413)
-        if status in (401, 403):
-            return Misconfigured(reason, detail, _FIX_AUTH)
-        if status in (404, 405, 415):
-            return Misconfigured(reason, detail, _FIX_ENDPOINT)
-        if 300 <= status < 400:  # not followed (see HttpPoster): the endpoint is not the logs URL
-            return Misconfigured(f"collector redirects elsewhere (HTTP {status})", detail, _FIX_ENDPOINT)
-        # 429, 502, 503, 504 (retryable per the spec), and any other status: nothing says the data
-        # is bad, so it is kept and retried.
-        return Retryable(reason, detail, result.retry_after_s())
-
-    def close(self) -> None:
-        self._poster.close()
-
-
-def _is_invalid_header(error: BaseException | None) -> bool:
-    from requests.exceptions import InvalidHeader
-
-    return isinstance(error, InvalidHeader)
-
-
-def _session_keeping_ca_file(ca_file: str | None) -> Any:
-    """A requests Session on which an explicit CA file wins. Plain requests lets REQUESTS_CA_BUNDLE or
-    CURL_CA_BUNDLE in the environment override `Session.verify` (psf/requests#3829, #4726), which would
-    silently ignore --otlp-ca-file in many containers. Proxies and the rest of the env still apply."""
-    import requests
-
-    class SessionKeepingCaFile(requests.Session):
-        def merge_environment_settings(
-            self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-        ) -> Any:
-            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-            if ca_file and verify is None:
-                settings["verify"] = ca_file
-            return settings
-
-    return SessionKeepingCaFile()
-
-
-def _http_error_detail(result: HttpResult) -> str:
-    """The collector's message: OTLP/HTTP error bodies are google.rpc.Status protobuf messages."""
-    body = result.body
-    try:
-        from google.rpc.status_pb2 import Status
-
-        message = Status.FromString(body).message
-        if message:
-            return message
-    except Exception:  # noqa: BLE001 - not protobuf: fall back to text
-        pass
-    return body[:200].decode("utf-8", "replace").strip() or str(result.reason or "")
-
-
-# --- the sink --------------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -468,20 +108,13 @@ class OtlpSink(Sink):
         self._failing_since: float | None = None  # monotonic time of the first failure of a streak
         self._misconfigured: str | None = None  # the configuration error reported in this streak
         self._endpoint_shown = endpoint_without_credentials(settings.endpoint)
-
-    @property
-    def batch_timeout_s(self) -> float:
-        return self.settings.batch_timeout_s
-
-    @property
-    def max_batch_records(self) -> int:
-        return self.settings.batch_size
-
-    @property
-    def max_concurrent_sends(self) -> int:
-        # OTLP needs no ordering between requests; two in flight let one batch be encoded while the
-        # previous one is on the wire (the pipeline reads these three attributes).
-        return self.settings.max_concurrent_sends
+        # OTLP needs no ordering between requests; several in flight let one batch be encoded while
+        # the previous one is on the wire.
+        self.capabilities = SinkCapabilities(
+            batch_timeout_s=settings.batch_timeout_s,
+            max_batch_records=settings.batch_size,
+            max_concurrent_sends=settings.max_concurrent_sends,
+        )
 
     @property
     def max_request_bytes(self) -> int:
@@ -494,7 +127,7 @@ class OtlpSink(Sink):
 
     async def start(self) -> None:
         if self._transport is None:
-            self._transport = _build_transport(self.settings)
+            self._transport = build_transport(self.settings)
 
     accepts_otlp_records = True
 
@@ -719,9 +352,3 @@ def endpoint_without_credentials(endpoint: str) -> str:
     if "@" not in parts.netloc:
         return endpoint
     return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
-
-
-def _build_transport(settings: OtlpSettings) -> Transport:
-    if settings.protocol is OtlpProtocol.GRPC:
-        return GrpcTransport(settings)
-    return HttpTransport(settings)

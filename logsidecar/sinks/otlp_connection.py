@@ -7,6 +7,7 @@ appear, move and vanish between minor releases; each is a few lines, so we own t
   _CLIENT_CERTIFICATE files (`grpc.ssl_channel_credentials`);
 - `GRPC_CHANNEL_OPTIONS`: the User-Agent the OTLP specification asks exporters to send;
 - `HttpPoster`: one POST on a pooled requests session, never raising: a response or the error;
+- `grpc_target`: host:port and TLS or not, from the endpoint as the OTLP specification reads it;
 - `retry_after_s` (RFC 9110 §10.2.3: delay-seconds or an HTTP-date) and `RETRYABLE_HTTP_STATUSES`
   (the OTLP/HTTP specification: 429, 502, 503, 504).
 """
@@ -20,9 +21,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from logsidecar import __version__
+
+if TYPE_CHECKING:
+    from logsidecar.sinks.otlp_settings import OtlpSettings
 
 _log = logging.getLogger(__name__)
 
@@ -125,3 +130,13 @@ class HttpPoster:
 
     def close(self) -> None:
         self._session.close()
+
+
+def grpc_target(settings: OtlpSettings) -> tuple[str, bool]:
+    """host:port and whether to use TLS. The spec: an http/https scheme decides; without a scheme,
+    `insecure` decides (TLS by default)."""
+    endpoint = settings.endpoint.strip()
+    if "://" in endpoint:
+        parts = urlsplit(endpoint)
+        return parts.netloc, parts.scheme.lower() != "http"
+    return endpoint.rstrip("/"), not settings.insecure

@@ -33,17 +33,18 @@ import grpc
 import pytest
 
 from logsidecar import events, selflog
+from logsidecar.encoding.otlp_wire import LogsRequestEncoder
 from logsidecar.events import Event
 from logsidecar.parse import build_parser
 from logsidecar.record import TRUNCATED, LogRecord
 from logsidecar.sinks.base import BatchRejected
-from logsidecar.sinks.otlp import OtlpProtocol, OtlpSettings, OtlpSink, SinkClosed
-from logsidecar.sinks.otlp_encode import LogsRequestEncoder
+from logsidecar.sinks.otlp import OtlpSink, SinkClosed
 from logsidecar.sinks.otlp_fit import (
     DEFAULT_GRPC_MAX_REQUEST_BYTES,
     DEFAULT_HTTP_MAX_REQUEST_BYTES,
     SMALLEST_TRUNCATION_BYTES,
 )
+from logsidecar.sinks.otlp_settings import OtlpProtocol, OtlpSettings
 from tests.integration.otlp_receiver import GrpcWitness, HttpWitness, RotelCollector, free_port, wait_for
 
 MIB = 1024 * 1024

@@ -20,7 +20,8 @@ from logsidecar.events import Event
 from logsidecar.parse import build_parser
 from logsidecar.record import LogRecord
 from logsidecar.sinks.base import BatchRejected
-from logsidecar.sinks.otlp import OtlpProtocol, OtlpSettings, OtlpSink, SinkClosed
+from logsidecar.sinks.otlp import OtlpSink, SinkClosed
+from logsidecar.sinks.otlp_settings import OtlpProtocol, OtlpSettings
 from tests.integration.otlp_receiver import (
     GrpcWitness,
     HttpWitness,

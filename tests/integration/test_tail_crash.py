@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from logsidecar.sinks.otlp import OtlpSettings
+from logsidecar.sinks.otlp_settings import OtlpSettings
 from tests.helpers import wait_for
 from tests.integration.otlp_receiver import HttpWitness
 from tests.integration.tail_command import (

@@ -27,7 +27,7 @@ from logsidecar.metrics.aggregate import (
 from logsidecar.metrics.sink import AccessMetricsSink
 from logsidecar.parse import build_parser
 from logsidecar.record import PARSE_ERROR, LogRecord
-from logsidecar.sinks.otlp import Compression, OtlpProtocol
+from logsidecar.sinks.otlp_settings import Compression, OtlpProtocol
 
 RESOURCE = {"service.name": "apache-httpd", "host.name": "web-1"}
 

@@ -1,7 +1,7 @@
 """The direct OTLP path (`parse/access_otlp.py`) against its definition.
 
 For every batch, `encode_otlp_records(lines, stamp)` of a parser must be, element by element and byte
-for byte, `sinks.otlp_encode.encode_otlp_records` of `parse(lines)` stamped with `stamp.apply`, apart
+for byte, `encoding.otlp_wire.encode_otlp_records` of `parse(lines)` stamped with `stamp.apply`, apart
 from the observed time (one `utcnow()` per batch on each path: the last 8 bytes of every record, the
 fixed64 after tag 0x59), and the unparsed counts must be equal. Checked with hypothesis over presets
 and custom LogFormats (realistic lines, mutated lines: escapes, control bytes, invalid UTF-8, values
@@ -21,12 +21,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
+from logsidecar.encoding.otlp_wire import LogsRequestEncoder, encode_otlp_records
 from logsidecar.parse.access import PRESETS, preset_parser
 from logsidecar.parse.access_otlp import otlp_encoder_for
 from logsidecar.parse.detect import AutoParser
 from logsidecar.record import PARSE_ERROR
 from logsidecar.sinks.base import OtlpLogRecords
-from logsidecar.sinks.otlp_encode import LogsRequestEncoder, encode_otlp_records
 from logsidecar.stamp import BatchStamp, uid_prefix
 from tests.unit import direct_cases
 

@@ -14,15 +14,9 @@ import grpc
 import pytest
 import requests
 
-from logsidecar.sinks.otlp import (
-    HttpTransport,
-    Misconfigured,
-    OtlpProtocol,
-    OtlpSettings,
-    Rejected,
-    Retryable,
-)
 from logsidecar.sinks.otlp_connection import USER_AGENT, HttpPoster, grpc_credentials, retry_after_s
+from logsidecar.sinks.otlp_settings import OtlpProtocol, OtlpSettings
+from logsidecar.sinks.otlp_transport import HttpTransport, Misconfigured, Rejected, Retryable
 
 NOW = 1_700_000_000.0  # a fixed "now" for HTTP-date arithmetic
 

@@ -14,7 +14,8 @@ from logsidecar.cli.otlp_options import (
     otlp_options,
     resolve_otlp_settings,
 )
-from logsidecar.sinks.otlp import Compression, OtlpProtocol, OtlpSettings, OtlpSink
+from logsidecar.sinks.otlp import OtlpSink
+from logsidecar.sinks.otlp_settings import Compression, OtlpProtocol, OtlpSettings
 
 
 def resolve(flags: dict[str, Any] | None = None, **env: str) -> OtlpSettings:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from logsidecar.sinks.otlp import OtlpSettings, OtlpSink, _connection_reason, _grpc_target
+from logsidecar.sinks.otlp import OtlpSink
+from logsidecar.sinks.otlp_connection import grpc_target as _grpc_target
+from logsidecar.sinks.otlp_settings import OtlpSettings
+from logsidecar.sinks.otlp_transport import _connection_reason
 
 
 def sink(**overrides: object) -> OtlpSink:

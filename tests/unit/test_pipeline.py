@@ -26,7 +26,7 @@ from logsidecar.pipeline import (
     parse_format_rule,
 )
 from logsidecar.record import LogRecord, Position
-from logsidecar.sinks.base import BatchRejected, RejectedRange, Sink
+from logsidecar.sinks.base import BatchRejected, RejectedRange, Sink, SinkCapabilities
 from logsidecar.stamp import record_uid
 from logsidecar.tail.options import ReadBatch
 
@@ -78,7 +78,9 @@ class CollectingSink(Sink):
 class GatedSink(Sink):
     """Test double: each send waits until the test settles it (`release(i)` / `reject(i)` / `fail(i)`)."""
 
-    max_concurrent_sends = 16  # every batch in flight at once, so the test can settle them in any order
+    capabilities = SinkCapabilities(
+        max_concurrent_sends=16
+    )  # every batch in flight at once, so the test can settle them in any order
 
     def __init__(self, name: str = "gated") -> None:
         self.name = name
@@ -234,8 +236,7 @@ class MergingRejectingSink(Sink):
     """Test double for a sink that merges batches (as OTLP does) and whose backend refuses some of the
     records of each merged send, named by `ranges` (a real collector's choice cannot be scripted)."""
 
-    batch_timeout_s = 0.2
-    max_batch_records = 100
+    capabilities = SinkCapabilities(batch_timeout_s=0.2, max_batch_records=100)
 
     def __init__(self, ranges: Sequence[RejectedRange]) -> None:
         self.name = "otlp"
@@ -512,8 +513,7 @@ def test_observer_sees_each_batch_and_delivery_and_gauges_show_what_is_in_flight
 class LingeringSink(CollectingSink):
     """A sink that asks the pipeline for bigger batches (as the OTLP sink does)."""
 
-    batch_timeout_s = 0.2
-    max_batch_records = 5
+    capabilities = SinkCapabilities(batch_timeout_s=0.2, max_batch_records=5)
 
 
 def test_sink_asking_for_bigger_batches_gets_them_merged_up_to_its_maximum_and_all_acknowledged() -> None:
@@ -541,7 +541,7 @@ def test_a_sink_without_concurrency_receives_batches_one_at_a_time_in_order() ->
     async def scenario() -> GatedSink:
         source = ScriptedSource([batch("k", [end]) for end in (1, 2, 3)])
         sink = GatedSink()
-        sink.max_concurrent_sends = 1
+        sink.capabilities = SinkCapabilities(max_concurrent_sends=1)
         pipeline = make_pipeline(source, [sink])
         task = asyncio.create_task(pipeline.run())
 

@@ -10,13 +10,13 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as ProtoLogRecord
 
 from logsidecar import __version__
-from logsidecar.record import LogRecord, Severity
-from logsidecar.sinks.otlp_encode import (
+from logsidecar.encoding.otlp_wire import (
     LogsRequestEncoder,
     datetime_to_unix_nano,
     encode_any_value,
     encode_request,
 )
+from logsidecar.record import LogRecord, Severity
 
 BASE = {"service.name": "apache-httpd", "host.name": "web-1"}
 OBSERVED = datetime(2026, 11, 28, 2, 10, 0, 654321, tzinfo=UTC)

@@ -1,0 +1,181 @@
+"""Read batches → payloads: one parser per file, every record stamped, encoded as the sinks take it.
+
+Stamped on every record (see `stamp.py`): `position`, `log.file.path`, `log.file.name`, `log.record.uid`
+(stable and unique per line: BLAKE2b of the file identity plus the line's end offset, so a backend can
+drop the duplicates of a replay after a crash), `logsidecar.truncated` and the shared `resource`.
+
+Encoded batches instead of records: when the only sink takes them pre-encoded (`accepts_json_lines`:
+stdout in JSON; `accepts_otlp_records`: OTLP), a batch travels as its encoding (`JsonLines`,
+`OtlpLogRecords`), and a file whose parser can write that encoding directly (access logs,
+`parse/direct.py`) is parsed straight into it, byte-for-byte what parsing, stamping and encoding
+would give: no LogRecord is built for the common line. Several sinks (stdout and OTLP, or derived
+metrics) take records, built once and shared.
+
+Invariant: a payload holds one record (or encoded record) per line read, in order. A parser that
+cannot be built, fails, or returns the wrong count, and a record an encoder refuses, never lose a
+line: the lines go out raw, flagged `logsidecar.parse_error`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from datetime import UTC, tzinfo
+from typing import Any
+
+from logsidecar.encoding.otlp_wire import encode_otlp_records
+from logsidecar.parse import build_parser
+from logsidecar.parse.base import Parser
+from logsidecar.parse.rules import FormatRule
+from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, encode_json_lines, utcnow
+from logsidecar.sinks.base import JsonLines, OtlpLogRecords, Payload, Sink
+from logsidecar.stamp import BatchStamp, uid_prefix
+from logsidecar.tail.options import ReadBatch
+
+# The parser methods that write each encoding directly (`parse/direct.py`).
+JSON_LINES = "encode_json_lines"
+OTLP_RECORDS = "encode_otlp_records"
+
+#: `PipelineObserver.observe_batch`: path, format, lines, bytes, parsed, unparsed.
+ObserveBatch = Callable[[str, str, int, int, int, int], None]
+
+
+def encoding_for(sinks: Sequence[Sink]) -> str | None:
+    """The encoding batches travel in: the only sink's, when it takes them pre-encoded; else None
+    (records, built once and shared by every sink)."""
+    only = sinks[0] if len(sinks) == 1 else None
+    if only is not None and only.accepts_json_lines:
+        return JSON_LINES
+    if only is not None and only.accepts_otlp_records:
+        return OTLP_RECORDS
+    return None
+
+
+class _FileState:
+    """What the pipeline keeps per file identity: its parser (they may be stateful) and uid prefix.
+    `parser` is None when it could not be built (`parser_error` says why): lines then go out raw."""
+
+    __slots__ = ("parser", "parser_error", "uid_prefix")
+
+    def __init__(self, parser: Parser | None, uid_prefix: str, parser_error: str = "") -> None:
+        self.parser = parser
+        self.parser_error = parser_error
+        self.uid_prefix = uid_prefix
+
+
+class ParserSelector:
+    """One parser per file identity, chosen by the first matching rule (default: `default_spec`).
+    Remembers at most `max_files` files, least recently used first out: rotated files come and go."""
+
+    def __init__(
+        self,
+        rules: Sequence[FormatRule] = (),
+        *,
+        default_spec: str = "auto",
+        timezone: tzinfo = UTC,
+        max_files: int = 1024,
+    ) -> None:
+        self.rules = tuple(rules)
+        self.default_spec = default_spec
+        self.timezone = timezone
+        self.max_files = max_files
+        self._files: OrderedDict[str, _FileState] = OrderedDict()
+
+    def spec_for(self, path: str) -> str:
+        for rule in self.rules:
+            if rule.matches(path):
+                return rule.spec
+        return self.default_spec
+
+    def state_for(self, file_key: str, path: str) -> _FileState:
+        state = self._files.get(file_key)
+        if state is not None:
+            self._files.move_to_end(file_key)
+            return state
+        spec = self.spec_for(path)
+        try:
+            state = _FileState(build_parser(spec, timezone=self.timezone, path=path), uid_prefix(file_key))
+        except Exception as exc:  # noqa: BLE001 - specs were validated at start-up; never lose lines
+            state = _FileState(None, uid_prefix(file_key), f"cannot build parser {spec!r}: {exc!r}")
+        self._files[file_key] = state
+        if len(self._files) > self.max_files:
+            self._files.popitem(last=False)
+        return state
+
+
+class BatchParser:
+    """Turns each read batch into the payload every sink is given (see the module docstring)."""
+
+    def __init__(
+        self,
+        parsers: ParserSelector,
+        resource: dict[str, Any],
+        encoding: str | None,
+        observe_batch: ObserveBatch | None = None,
+    ) -> None:
+        self.parsers = parsers
+        # One dict shared by every record: sinks must treat it as read-only.
+        self._resource = resource
+        self._encoding = encoding
+        self._observe_batch = observe_batch
+
+    def parse(self, batch: ReadBatch) -> Payload:
+        state = self.parsers.state_for(batch.file_key, batch.path)
+        stamp = BatchStamp(
+            batch.file_key, batch.path, state.uid_prefix, batch.end_offsets, batch.truncated, self._resource
+        )
+        encoding = self._encoding
+        direct = getattr(state.parser, encoding, None) if encoding is not None else None
+        if direct is not None:
+            try:
+                encoded, unparsed = direct(batch.lines, stamp)
+            except Exception:  # noqa: BLE001 - a parser bug must not lose lines: take the record path
+                pass
+            else:
+                self._observe(batch, state, len(batch.lines), unparsed)
+                return self._payload(encoded, len(batch.lines))
+        try:
+            if state.parser is None:
+                raise RuntimeError(state.parser_error)
+            records = state.parser.parse(batch.lines)
+            if len(records) != len(batch.lines):
+                raise RuntimeError(f"parser returned {len(records)} records for {len(batch.lines)} lines")
+        except Exception as exc:  # noqa: BLE001 - a parser bug must not lose lines: forward them raw
+            reason = state.parser_error if state.parser is None else f"parser failed: {exc!r}"
+            records = raw_records(batch.lines, reason=reason)
+        stamp.apply(records)
+        if self._observe_batch is not None:
+            self._observe(batch, state, len(records), sum(1 for r in records if PARSE_ERROR in r.attributes))
+        if encoding is None or any(r.resource is not self._resource for r in records):
+            return records  # (a record with a resource of its own travels as a record)
+        encode = encode_json_lines if encoding == JSON_LINES else encode_otlp_records
+        try:
+            return self._payload(encode(records), len(records))
+        except Exception as exc:  # noqa: BLE001 - odd content an encoder refuses: forward the lines raw
+            records = raw_records(batch.lines, reason=f"cannot encode the parsed record: {exc!r}")
+            stamp.apply(records)
+            return self._payload(encode(records), len(records))
+
+    def _payload(self, encoded: Any, count: int) -> Payload:
+        if self._encoding == JSON_LINES:
+            return JsonLines(encoded, count)
+        return OtlpLogRecords(encoded, self._resource)
+
+    def _observe(self, batch: ReadBatch, state: _FileState, lines: int, unparsed: int) -> None:
+        if self._observe_batch is None:
+            return
+        fmt = state.parser.format_name if state.parser is not None else "raw"
+        self._observe_batch(batch.path, fmt, lines, sum(map(len, batch.lines)), lines - unparsed, unparsed)
+
+
+def raw_records(lines: Sequence[bytes], *, reason: str) -> list[LogRecord]:
+    """The lines as records of their own text, flagged with why they were not parsed."""
+    observed = utcnow()
+    records = []
+    for line in lines:
+        text, valid = decode_text(line)
+        attributes: dict[str, Any] = {PARSE_ERROR: reason}
+        if not valid:
+            attributes[INVALID_UTF8] = True
+        records.append(LogRecord(body=text, attributes=attributes, observed_timestamp=observed))
+    return records
