@@ -632,7 +632,7 @@ HUGE = "9" * 25  # beyond 64 bits
 def test_integers_beyond_64_bits_stay_text_on_every_path(directive: str, key: str) -> None:
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-    from logsidecar.sinks.otlp_encode import LogsRequestEncoder
+    from logsidecar.encoding.otlp_wire import LogsRequestEncoder
     from logsidecar.stamp import BatchStamp, uid_prefix
 
     for value in (HUGE, "-" + HUGE):

@@ -764,7 +764,7 @@ HUGE = "1" * 23  # beyond 64 bits: OTLP's int_value would raise "Integer exceeds
 
 
 def _encodable(record) -> None:
-    from logsidecar.sinks.otlp_encode import LogsRequestEncoder
+    from logsidecar.encoding.otlp_wire import LogsRequestEncoder
 
     assert LogsRequestEncoder({}).encode_record(record, 0)
 
