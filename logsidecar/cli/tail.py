@@ -27,35 +27,34 @@ from typing import Any, NoReturn
 
 import click
 
-from logsidecar import selflog
+from logsidecar.cli.model_options import settings_options
 from logsidecar.cli.otlp_options import OTLP_PARAMETER_NAMES, otlp_options
 from logsidecar.cli.params import (
-    DURATION,
-    HTTP_ADDR,
-    SIZE,
-    TIMEZONE,
     CommaOrSpaceList,
     FormatRuleType,
     KeyValue,
 )
-from logsidecar.events import Level
 from logsidecar.parse.base import FormatError
 from logsidecar.redact import redact
 from logsidecar.settings.errors import ConfigError
-from logsidecar.settings.model import Settings
-from logsidecar.settings.sources import flags_from_click, resolve
+from logsidecar.settings.model import InputConfig, Settings, StdoutOutput
+from logsidecar.settings.sources import env_name, flags_from_click, resolve
 from logsidecar.sinks.stdout import OutputClosed, StdoutFormat
-from logsidecar.tail.open_policy import FollowSymlinks
-from logsidecar.tail.options import StartAt, WatchMode
 
 # -- the command --------------------------------------------------------------------------------------
 
 
+_DEFAULT_FORMAT = InputConfig.model_fields["format"].default
+_DEFAULT_STDOUT_FORMAT = StdoutOutput.model_fields["format"].default.value
+
+
 def _env(name: str) -> str:
-    return f"LOGSIDECAR_{name}"
+    return env_name(name.lower())
 
 
 def _tail_options(command: Any) -> Any:
+    """The options that are not one plain setting each: inputs, outputs and what the command does.
+    The plain settings come from the model (`cli.model_options`)."""
     options = [
         click.argument("paths", nargs=-1, metavar="PATH_OR_GLOB...", envvar=_env("PATHS")),
         click.option(
@@ -67,7 +66,7 @@ def _tail_options(command: Any) -> Any:
             envvar=_env("FORMAT"),
             help="Log format: auto, combined, common, error, logformat:<LogFormat>, ... Repeatable as "
             "GLOB=SPEC per file pattern (e.g. '*error*=error'); a plain SPEC applies to the other files. "
-            "[default: auto]",
+            f"[default: {_DEFAULT_FORMAT}]",
         ),
         click.option(
             "--exclude",
@@ -75,68 +74,6 @@ def _tail_options(command: Any) -> Any:
             type=CommaOrSpaceList(click.STRING),
             envvar=_env("EXCLUDE"),
             help="Glob of paths never to follow (repeatable).",
-        ),
-        click.option(
-            "--state-dir",
-            envvar=_env("STATE_DIR"),
-            help="Where checkpoints are kept; 'none' keeps them in memory only. "
-            "[default: $XDG_STATE_HOME/logsidecar, i.e. ~/.local/state/logsidecar]",
-        ),
-        click.option(
-            "--start-at",
-            type=click.Choice([s.value for s in StartAt]),
-            default=StartAt.BEGINNING.value,
-            show_default=True,
-            envvar=_env("START_AT"),
-            help="Where to start in files that have no checkpoint.",
-        ),
-        click.option(
-            "--watch",
-            type=click.Choice([w.value for w in WatchMode]),
-            default=WatchMode.AUTO.value,
-            show_default=True,
-            envvar=_env("WATCH"),
-            help="How changes are noticed: inotify (with a slow stat safety net), poll, or auto by filesystem.",
-        ),
-        click.option(
-            "--follow-symlinks",
-            type=click.Choice([f.value for f in FollowSymlinks]),
-            default=FollowSymlinks.WITHIN.value,
-            show_default=True,
-            envvar=_env("FOLLOW_SYMLINKS"),
-            help="Follow a symlink never, only when it resolves inside the glob's fixed directory "
-            "(within), or anywhere. Only regular files are read; our own stdout/stderr never.",
-        ),
-        click.option(
-            "--poll-interval",
-            type=DURATION,
-            default="250ms",
-            show_default=True,
-            envvar=_env("POLL_INTERVAL"),
-            help="Stat period in poll mode.",
-        ),
-        click.option(
-            "--ignore-older",
-            type=DURATION,
-            default=None,
-            envvar=_env("IGNORE_OLDER"),
-            help="Skip files not modified for this long (e.g. 24h, 30m).",
-        ),
-        click.option(
-            "--max-line-bytes",
-            type=SIZE,
-            default="1MiB",
-            show_default=True,
-            envvar=_env("MAX_LINE_BYTES"),
-            help="Longer lines are cut here and flagged logsidecar.truncated.",
-        ),
-        click.option(
-            "--partial-line-flush",
-            type=DURATION,
-            default="5s",
-            show_default=True,
-            envvar=_env("PARTIAL_LINE_FLUSH"),
-            help="A last line without its newline is forwarded after this long.",
         ),
         click.option(
             "--output",
@@ -151,18 +88,9 @@ def _tail_options(command: Any) -> Any:
         click.option(
             "--stdout-format",
             type=click.Choice([f.value for f in StdoutFormat]),
-            default=StdoutFormat.AUTO.value,
-            show_default=True,
             envvar=_env("STDOUT_FORMAT"),
-            help="json lines, pretty (coloured, one line per record), raw bodies; auto: pretty on a terminal.",
-        ),
-        click.option(
-            "--timezone",
-            type=TIMEZONE,
-            default="local",
-            show_default=True,
-            envvar=_env("TIMEZONE"),
-            help="Zone of error-log times (they carry no offset): local, UTC, +02:00, Europe/Paris ...",
+            help="json lines, pretty (coloured, one line per record), raw bodies; auto: pretty on a terminal. "
+            f"[default: {_DEFAULT_STDOUT_FORMAT}]",
         ),
         click.option(
             "--resource",
@@ -172,90 +100,12 @@ def _tail_options(command: Any) -> Any:
             help="Extra resource attribute KEY=VALUE on every record (repeatable).",
         ),
         click.option(
-            "--drain-timeout",
-            "--shutdown-timeout",  # its former name
-            "drain_timeout",
-            type=DURATION,
-            default="8s",
-            show_default=True,
-            envvar=_env("DRAIN_TIMEOUT"),
-            help="On SIGTERM/SIGINT: stop discovering files, read every followed file to its end, deliver "
-            "and commit, within this long; what is left then is named (file, offset, lines) in the last log "
-            "line and read after a restart. Closing the outputs may take 1s more: the default stays below "
-            "docker stop's 10s.",
-        ),
-        click.option(
-            "--max-in-flight-lines",
-            type=click.IntRange(min=1),
-            # ~5 read batches of 229-byte lines: enough to keep 4 OTLP requests in flight while one
-            # batch is parsed, and ~5 MiB of encoded JSON (peak RSS of tail -> stdout: ~59 MiB)
-            default=6144,
-            show_default=True,
-            envvar=_env("MAX_IN_FLIGHT_LINES"),
-            help="Lines read but not yet delivered, at most; beyond it reading pauses (the files are the buffer).",
-        ),
-        click.option(
-            "--log-format",
-            type=click.Choice([s.value for s in selflog.LogStyle]),
-            default="auto",
-            show_default=True,
-            envvar=_env("LOG_FORMAT"),
-            help="Our own logs on stderr.",
-        ),
-        click.option(
-            "--log-level",
-            type=click.Choice([lv.value for lv in Level]),
-            default="info",
-            show_default=True,
-            envvar=_env("LOG_LEVEL"),
-            help="Our own logs: the least severe level shown.",
-        ),
-        click.option(
             "--config",
             "config_file",
             type=click.Path(dir_okay=False),
             envvar=_env("CONFIG"),
             help="Configuration file (TOML, YAML or JSON; see `logsidecar check-config`). Flags win over "
             "the environment, which wins over the file. SIGHUP reads it again.",
-        ),
-        click.option(
-            "--http-addr",
-            type=HTTP_ADDR,
-            envvar=_env("HTTP_ADDR"),
-            help="Serve /metrics, /healthz and /readyz here, e.g. 127.0.0.1:9464 or :9464 (loopback). "
-            "[default: off]",
-        ),
-        click.option(
-            "--unhealthy-after",
-            type=DURATION,
-            envvar=_env("UNHEALTHY_AFTER"),
-            help="/healthz fails once a sink has been failing this long. [default: 60s]",
-        ),
-        click.option(
-            "--derive-metrics/--no-derive-metrics",
-            default=None,
-            envvar=_env("DERIVE_METRICS"),
-            help="Also send HTTP server metrics derived from access records over OTLP (same OTLP "
-            "settings as the logs). [default: off]",
-        ),
-        click.option(
-            "--metrics-route-depth",
-            type=click.IntRange(min=1),
-            envvar=_env("METRICS_ROUTE_DEPTH"),
-            help="Path segments kept in the http.route of derived metrics. [default: 1]",
-        ),
-        click.option(
-            "--metrics-interval",
-            type=DURATION,
-            envvar=_env("METRICS_INTERVAL"),
-            help="Export period of derived metrics. [default: 10s]",
-        ),
-        click.option(
-            "--docker-metadata",
-            type=click.Choice(["auto", "on", "off"]),
-            envvar=_env("DOCKER_METADATA"),
-            help="Add container.* resource attributes of the container writing the tailed directories, "
-            "read from the Docker socket (auto: when the socket is reachable). [default: auto]",
         ),
         click.option(
             "--dry-run",
@@ -282,6 +132,7 @@ _NOT_SETTINGS = ("config_file", "dry_run", "dry_run_lines")
 
 @click.command("tail")
 @_tail_options
+@settings_options
 @otlp_options
 @click.pass_context
 def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_lines: int, **_: Any) -> None:

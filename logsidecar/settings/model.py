@@ -179,6 +179,13 @@ class OtlpOutput(_Strict):
 Output = Annotated[StdoutOutput | OtlpOutput, Field(discriminator="type")]
 
 
+def _option(default: Any, help: str, *, shown: str | None = None, **constraints: Any) -> Any:  # noqa: A002
+    """A field that is also a command-line option: `help` is its --help text; `shown` is the default
+    displayed there when the value itself says nothing (None: off, never, or computed at run time)."""
+    extra: dict[str, Any] | None = {"shown_default": shown} if shown is not None else None
+    return Field(default, description=help, json_schema_extra=extra, **constraints)  # type: ignore[arg-type]
+
+
 def _default_outputs() -> list[StdoutOutput | OtlpOutput]:
     return [StdoutOutput()]
 
@@ -190,27 +197,70 @@ class Settings(_Strict):
     formats: list[str] = []  # [GLOB=]SPEC rules (what --format gives), tried before the inputs' formats
     exclude: list[str] = []
     outputs: list[Output] = Field(default_factory=_default_outputs, min_length=1)
-    state_dir: str | None = None  # None: the default ($XDG_STATE_HOME/logsidecar); "none": memory only
-    start_at: StartAt = StartAt.BEGINNING
-    watch: WatchMode = WatchMode.AUTO
-    follow_symlinks: FollowSymlinks = FollowSymlinks.WITHIN  # never | within the glob's base | anywhere
-    poll_interval: Duration = 0.25
-    ignore_older: Duration | None = None
-    max_line_bytes: Size = 1024 * 1024
-    partial_line_flush: Duration = 5.0
-    timezone: TimezoneName = "local"  # of error-log times, which carry no offset
+    # Every option below is also a `tail` flag and a LOGSIDECAR_* variable (see `settings.sources`):
+    # its help text and the default shown in --help come from here (`cli.model_options`).
+    state_dir: str | None = _option(
+        None,
+        "Where checkpoints are kept; 'none' keeps them in memory only.",
+        shown="$XDG_STATE_HOME/logsidecar, i.e. ~/.local/state/logsidecar",
+    )
+    start_at: StartAt = _option(StartAt.BEGINNING, "Where to start in files that have no checkpoint.")
+    watch: WatchMode = _option(
+        WatchMode.AUTO,
+        "How changes are noticed: inotify (with a slow stat safety net), poll, or auto by filesystem.",
+    )
+    follow_symlinks: FollowSymlinks = _option(
+        FollowSymlinks.WITHIN,
+        "Follow a symlink never, only when it resolves inside the glob's fixed directory (within), or "
+        "anywhere. Only regular files are read; our own stdout/stderr never.",
+    )
+    poll_interval: Duration = _option(0.25, "Stat period in poll mode.")
+    ignore_older: Duration | None = _option(
+        None, "Skip files not modified for this long (e.g. 24h, 30m).", shown="never"
+    )
+    max_line_bytes: Size = _option(1024 * 1024, "Longer lines are cut here and flagged logsidecar.truncated.")
+    partial_line_flush: Duration = _option(
+        5.0, "A last line without its newline is forwarded after this long."
+    )
+    timezone: TimezoneName = _option(
+        "local", "Zone of error-log times (they carry no offset): local, UTC, +02:00, Europe/Paris ..."
+    )
     resource: dict[str, str] = {}
     service_name: str | None = None
-    drain_timeout: Duration = 8.0  # on SIGTERM: read to the end, deliver, commit, within this
-    max_in_flight_lines: int = Field(6144, gt=0)
-    log_format: LogStyle = LogStyle.AUTO
-    log_level: Level = Level.INFO
-    http_addr: HttpAddr | None = None  # None: no HTTP endpoint
-    unhealthy_after: Duration = 60.0
-    derive_metrics: bool = False  # also send HTTP server metrics derived from access records (OTLP)
-    metrics_route_depth: int = Field(1, gt=0)  # path segments kept in http.route
-    metrics_interval: Duration = 10.0  # export period of the derived metrics
-    docker_metadata: Literal["auto", "on", "off"] = "auto"  # container.* resource from the socket
+    drain_timeout: Duration = _option(
+        8.0,
+        "On SIGTERM/SIGINT: stop discovering files, read every followed file to its end, deliver and "
+        "commit, within this long; what is left then is named (file, offset, lines) in the last log "
+        "line and read after a restart. Closing the outputs may take 1s more: the default stays below "
+        "docker stop's 10s.",
+    )
+    # ~5 read batches of 229-byte lines: enough to keep 4 OTLP requests in flight while one batch is
+    # parsed, and ~5 MiB of encoded JSON (peak RSS of tail -> stdout: ~59 MiB)
+    max_in_flight_lines: int = _option(
+        6144,
+        "Lines read but not yet delivered, at most; beyond it reading pauses (the files are the buffer).",
+        gt=0,
+    )
+    log_format: LogStyle = _option(LogStyle.AUTO, "Our own logs on stderr.")
+    log_level: Level = _option(Level.INFO, "Our own logs: the least severe level shown.")
+    http_addr: HttpAddr | None = _option(
+        None,
+        "Serve /metrics, /healthz and /readyz here, e.g. 127.0.0.1:9464 or :9464 (loopback).",
+        shown="off",
+    )
+    unhealthy_after: Duration = _option(60.0, "/healthz fails once a sink has been failing this long.")
+    derive_metrics: bool = _option(
+        False,
+        "Also send HTTP server metrics derived from access records over OTLP (same OTLP settings as "
+        "the logs).",
+    )
+    metrics_route_depth: int = _option(1, "Path segments kept in the http.route of derived metrics.", gt=0)
+    metrics_interval: Duration = _option(10.0, "Export period of derived metrics.")
+    docker_metadata: Literal["auto", "on", "off"] = _option(
+        "auto",
+        "Add container.* resource attributes of the container writing the tailed directories, read "
+        "from the Docker socket (auto: when the socket is reachable).",
+    )
 
     @field_validator("formats")
     @classmethod

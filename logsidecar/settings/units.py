@@ -86,6 +86,14 @@ def parse_size(value: str | float) -> int:
     return size
 
 
+def format_size(size: int) -> str:
+    """The shortest exact spelling in binary units: 1048576 -> '1MiB', 1500 -> '1500B'."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}B"
+
+
 def parse_http_addr(text: str) -> tuple[str, int]:
     """'127.0.0.1:9464', '[::1]:9464', 'localhost:9464', ':9464' or '9464' (both loopback) -> (host, port)."""
     raw = text.strip()
