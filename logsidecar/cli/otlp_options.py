@@ -17,6 +17,7 @@ import click
 from logsidecar.cli.params import SIZE, KeyValue
 from logsidecar.settings import otel_env
 from logsidecar.settings.errors import ConfigError
+from logsidecar.settings.model import OTLP_FLAG_FIELDS
 from logsidecar.settings.otel_env import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_TIMEOUT_S
 from logsidecar.sinks.base import Sink
 from logsidecar.sinks.otlp import DEFAULT_SERVICE_NAME, Compression, OtlpProtocol, OtlpSettings
@@ -26,23 +27,9 @@ __all__ = ["otlp_options", "build_otlp_sink", "resolve_otlp_settings", "OTLP_PAR
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: The keyword names `otlp_options` adds to a command (and `build_otlp_sink` reads).
-OTLP_PARAMETER_NAMES = (
-    "otlp_endpoint",
-    "otlp_protocol",
-    "otlp_header",
-    "otlp_ca_file",
-    "otlp_client_cert",
-    "otlp_client_key",
-    "otlp_insecure",
-    "otlp_compression",
-    "otlp_timeout",
-    "otlp_batch_size",
-    "otlp_batch_timeout",
-    "otlp_max_retry_time",
-    "otlp_max_request_bytes",
-    "service_name",
-)
+#: The keyword names `otlp_options` adds to a command (and `build_otlp_sink` reads): one per field
+#: of the model's OTLP output, the repeated --otlp-header, and --service-name.
+OTLP_PARAMETER_NAMES = (*(f"otlp_{name}" for name in OTLP_FLAG_FIELDS), "otlp_header", "service_name")
 
 
 def otlp_options(command: F) -> F:

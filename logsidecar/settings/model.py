@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import tzinfo
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -28,6 +27,7 @@ from logsidecar.events import Level
 from logsidecar.selflog import LogStyle
 from logsidecar.settings.errors import is_secret_key
 from logsidecar.settings.units import Duration, HttpAddr, Size, TimezoneName, custom, parse_timezone
+from logsidecar.sinks.stdout import StdoutFormat
 from logsidecar.tail.open_policy import FollowSymlinks
 from logsidecar.tail.options import StartAt, WatchMode
 
@@ -100,13 +100,6 @@ class InputConfig(_Strict):
         return _check_format_spec(spec)
 
 
-class StdoutFormat(StrEnum):  # mirrors logsidecar.sinks.stdout.StdoutFormat
-    JSON = "json"
-    PRETTY = "pretty"
-    RAW = "raw"
-    AUTO = "auto"
-
-
 class StdoutOutput(_Strict):
     type: Literal["stdout"] = "stdout"
     format: StdoutFormat = StdoutFormat.AUTO
@@ -158,23 +151,15 @@ class OtlpOutput(_Strict):
         return self
 
     def otlp_flags(self) -> dict[str, Any]:
-        """This output as keyword arguments of `cli.otlp_options.build_otlp_sink`."""
-        return {
-            "otlp_endpoint": self.endpoint,
-            "otlp_protocol": self.protocol,
-            "otlp_header": tuple(self.headers.items()),
-            "otlp_ca_file": self.ca_file,
-            "otlp_client_cert": self.client_cert,
-            "otlp_client_key": self.client_key,
-            "otlp_insecure": self.insecure,
-            "otlp_compression": self.compression,
-            "otlp_timeout": self.timeout,
-            "otlp_batch_size": self.batch_size,
-            "otlp_batch_timeout": self.batch_timeout,
-            "otlp_max_retry_time": self.max_retry_time,
-            "otlp_max_request_bytes": self.max_request_bytes,
-        }
+        """This output as the `--otlp-*` parameters (`otlp_<field>`; headers: `otlp_header` pairs)
+        that `settings.otel_env.resolve_otlp_settings` reads."""
+        flags = {f"otlp_{name}": getattr(self, name) for name in OTLP_FLAG_FIELDS}
+        flags["otlp_header"] = tuple(self.headers.items())
+        return flags
 
+
+#: The OtlpOutput fields that are one `--otlp-<field>` flag each (headers: --otlp-header, repeated).
+OTLP_FLAG_FIELDS = tuple(name for name in OtlpOutput.model_fields if name not in ("type", "headers"))
 
 Output = Annotated[StdoutOutput | OtlpOutput, Field(discriminator="type")]
 

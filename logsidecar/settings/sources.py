@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from logsidecar import redact
 from logsidecar.settings.errors import ConfigError, describe
 from logsidecar.settings.files import load_file_lenient
-from logsidecar.settings.model import OtlpOutput, Settings, keys_at
+from logsidecar.settings.model import OTLP_FLAG_FIELDS, Settings, keys_at
 from logsidecar.settings.otel_env import EXPORTER_FIELDS, exporter_variable
 from logsidecar.settings.units import key_values, split_words
 
@@ -40,7 +40,7 @@ SCALARS = tuple(name for name in Settings.model_fields if name not in _STRUCTURE
 # Variables that are not a scalar field's.
 _LISTS = {"PATHS", "FORMAT", "EXCLUDE", "OUTPUT", "RESOURCE", "STDOUT_FORMAT", "CONFIG", "DEFAULT_PATHS"}
 # `tail` flag name -> OtlpOutput field (headers: --otlp-header, merged)
-_OTLP_FLAGS = {f"otlp_{name}": name for name in OtlpOutput.model_fields if name not in ("type", "headers")}
+_OTLP_FLAGS = {f"otlp_{name}": name for name in OTLP_FLAG_FIELDS}
 
 
 def env_name(field: str) -> str:

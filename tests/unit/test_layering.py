@@ -77,7 +77,7 @@ def _imports(package: Path = PACKAGE) -> set[tuple[str, str]]:
 
 
 def _unit(module: str) -> str:
-    """The first-level unit: "cli" for logsidecar.cli.tail, "config" for logsidecar.config."""
+    """The first-level unit: "cli" for logsidecar.cli.tail, "stamp" for logsidecar.stamp."""
     return module.partition(".")[2].partition(".")[0]
 
 
