@@ -37,8 +37,11 @@ ENV_PREFIX = "LOGSIDECAR_"
 _STRUCTURED = frozenset({"inputs", "formats", "exclude", "outputs", "resource", "service_name"})
 #: Top-level fields set by one LOGSIDECAR_<NAME> variable and one --<name> flag each.
 SCALARS = tuple(name for name in Settings.model_fields if name not in _STRUCTURED)
-# Variables that are not a scalar field's.
-_LISTS = {"PATHS", "FORMAT", "EXCLUDE", "OUTPUT", "RESOURCE", "STDOUT_FORMAT", "CONFIG", "DEFAULT_PATHS"}
+# Variables that are not a scalar field's (each read in `_apply_env`, or by click for CONFIG).
+_OTHER_VARIABLES = {
+    "PATHS", "FORMAT", "EXCLUDE", "OUTPUT", "RESOURCE", "STDOUT_FORMAT", "CONFIG", "DEFAULT_PATHS",
+    "OTLP_MAX_REQUEST_BYTES",
+}  # fmt: skip
 # `tail` flag name -> OtlpOutput field (headers: --otlp-header, merged)
 _OTLP_FLAGS = {f"otlp_{name}": name for name in OTLP_FLAG_FIELDS}
 
@@ -277,5 +280,5 @@ def flags_from_click(ctx: Any) -> dict[str, Any]:
 
 def unknown_env_vars(env: Mapping[str, str]) -> list[str]:
     """LOGSIDECAR_* variables that nothing reads (a typo would otherwise be silently ignored)."""
-    known = {env_name(s) for s in SCALARS} | {ENV_PREFIX + s for s in _LISTS}
+    known = {env_name(s) for s in SCALARS} | {ENV_PREFIX + s for s in _OTHER_VARIABLES}
     return sorted(name for name in env if name.startswith(ENV_PREFIX) and name not in known)

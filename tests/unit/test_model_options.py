@@ -63,3 +63,15 @@ def test_format_size_reads_back_as_the_same_size(size: int) -> None:
 def test_key_values_counts_malformed_members_and_decodes_only_when_asked() -> None:
     assert key_values("a=1, b = x%20y ,,bad, =v") == ({"a": "1", "b": "x%20y"}, 2)
     assert key_values("k%3D=v%2C1", percent_encoded=True) == ({"k=": "v,1"}, 0)
+
+
+def test_every_variable_that_is_read_is_known() -> None:
+    from logsidecar.settings.sources import unknown_env_vars
+
+    read = {f"LOGSIDECAR_{name.upper()}" for name in SCALARS} | {
+        "LOGSIDECAR_PATHS", "LOGSIDECAR_FORMAT", "LOGSIDECAR_EXCLUDE", "LOGSIDECAR_OUTPUT",
+        "LOGSIDECAR_RESOURCE", "LOGSIDECAR_STDOUT_FORMAT", "LOGSIDECAR_CONFIG",
+        "LOGSIDECAR_DEFAULT_PATHS", "LOGSIDECAR_OTLP_MAX_REQUEST_BYTES",
+    }  # fmt: skip
+    assert unknown_env_vars(dict.fromkeys(read, "x")) == []
+    assert unknown_env_vars({"LOGSIDECAR_POLL_INTERVALL": "1s"}) == ["LOGSIDECAR_POLL_INTERVALL"]
