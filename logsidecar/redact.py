@@ -13,7 +13,7 @@ What it hides:
 Values shorter than MIN_SECRET_CHARS are not looked for inside other text: replacing every "1" or
 "on" would garble every message, and no secret is that short; values shorter than
 SUBSTRING_SECRET_CHARS only as whole words. (Config errors still never show a
-value from `${VAR}` or a header, whatever its length: see logsidecar.config.)
+value from `${VAR}` or a header, whatever its length: see logsidecar.settings.)
 
 The known secrets live in this module (one process, one configuration; a reload adds the new
 ones and keeps the old: a message about the previous configuration must stay clean too).

@@ -12,7 +12,8 @@ import os
 
 import click
 
-from logsidecar.config import ConfigError, resolve, unknown_env_vars
+from logsidecar.settings.errors import ConfigError
+from logsidecar.settings.sources import resolve, unknown_env_vars
 
 
 @click.command("check-config")

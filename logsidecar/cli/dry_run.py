@@ -22,11 +22,13 @@ from typing import Any
 
 import click
 
-from logsidecar.config import Settings, format_duration
 from logsidecar.parse import build_parser
 from logsidecar.pipeline import FormatRule, ParserSelector
 from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord
 from logsidecar.redact import redact
+from logsidecar.service.plan import tail_options
+from logsidecar.settings.model import Settings
+from logsidecar.settings.units import format_duration
 from logsidecar.tail.discovery import PathMatcher, static_base
 from logsidecar.tail.open_policy import FilePolicy, Refused
 from logsidecar.terminal import click_colour
@@ -84,7 +86,7 @@ def _paint(text: str, **style: Any) -> str:
 def report(settings: Settings, *, lines: int) -> int:
     """Print the dry run for `settings`; returns the exit status. Everything that comes from the
     files (names, lines, parsed values) is terminal-safe: `escape_controls`."""
-    tail_options = settings.tail_options()
+    options = tail_options(settings)
     rules, default_spec = settings.format_rules()
     timezone = settings.tzinfo()
     selector = ParserSelector(
@@ -92,16 +94,16 @@ def report(settings: Settings, *, lines: int) -> int:
     )
     files: list[str] = []
     policy = FilePolicy(
-        tail_options.follow_symlinks, (static_base(p) for p in PathMatcher(tail_options.include).include)
+        options.follow_symlinks, (static_base(p) for p in PathMatcher(options.include).include)
     )
     _say("Inputs", bold=True)
-    for pattern in tail_options.include:
-        matched = PathMatcher((pattern,), tail_options.exclude).scan()
+    for pattern in options.include:
+        matched = PathMatcher((pattern,), options.exclude).scan()
         note = f"{len(matched)} file{'' if len(matched) == 1 else 's'}" if matched else "no file matches"
         _say(f"  {safe(pattern)}  ->  " + (note if matched else _paint(note, fg="yellow")))
         files.extend(path for path in matched if path not in files)
-    if tail_options.exclude:
-        _say(f"  excluded: {safe(', '.join(tail_options.exclude))}")
+    if options.exclude:
+        _say(f"  excluded: {safe(', '.join(options.exclude))}")
     if not files:
         _say("No file matches; nothing would be followed.", fg="red", err=True)
         return 1

@@ -14,7 +14,7 @@ import urllib.request
 
 import click
 
-from logsidecar.config import parse_duration, parse_http_addr
+from logsidecar.settings.units import parse_duration, parse_http_addr
 
 DEFAULT_URL = "http://127.0.0.1:9464"
 

@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 import click
 
-from logsidecar.cli.tail import SIZE, TIMEZONE
+from logsidecar.cli.params import SIZE, TIMEZONE
 from logsidecar.parse import FORMAT_NAMES, FormatError, Parser, build_parser
 from logsidecar.record import PARSE_ERROR, TRUNCATED, LogRecord, encode_json_lines
 from logsidecar.tail.reader import Framed, LineFramer

@@ -23,10 +23,10 @@ import grpc
 import pytest
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 
-from logsidecar.cli.metrics_options import resolve_metrics_settings
 from logsidecar.metrics.aggregate import DURATION_BUCKETS, DURATION_METRIC, REQUESTS_METRIC, STATUS_CLASS
 from logsidecar.metrics.sink import AccessMetricsSink
 from logsidecar.parse import build_parser
+from logsidecar.settings.otel_env import resolve_metrics_settings
 from tests.helpers import wait_for
 from tests.integration.apache import ApacheServer, status_of
 from tests.integration.otlp_receiver import (

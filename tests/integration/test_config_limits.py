@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from logsidecar.config import MAX_CONFIG_BYTES, MAX_CONFIG_NODES
+from logsidecar.settings.files import MAX_CONFIG_BYTES, MAX_CONFIG_NODES
 
 # An interpreter with our imports needs ~40 MiB resident; 1 GiB of address space leaves room for
 # threads' stacks and the allocator, and is far below what the expanded bomb needs (>> 1 GiB).

@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from logsidecar.telemetry import ACCEPT_ERROR_REPORT_S, IDLE_TIMEOUT_S, MAX_CONNECTIONS
+from logsidecar.service.http_endpoint import ACCEPT_ERROR_REPORT_S, IDLE_TIMEOUT_S, MAX_CONNECTIONS
 from tests.helpers import wait_for
 
 IDLE_CONNECTIONS = 3000

@@ -19,7 +19,8 @@ from logsidecar import events
 from logsidecar.cli.health import command as health_command
 from logsidecar.events import Event
 from logsidecar.health import HealthMonitor, HealthPolicy
-from logsidecar.telemetry import LiveSources, Metrics, TelemetryServer
+from logsidecar.service.http_endpoint import TelemetryServer
+from logsidecar.service.metrics_registry import LiveSources, Metrics
 
 
 class FakeClock:

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from logsidecar.cli.metrics_options import resolve_metrics_settings
 from logsidecar.metrics.aggregate import (
     DURATION_BUCKETS,
     DURATION_METRIC,
@@ -27,6 +26,7 @@ from logsidecar.metrics.aggregate import (
 from logsidecar.metrics.sink import AccessMetricsSink
 from logsidecar.parse import build_parser
 from logsidecar.record import PARSE_ERROR, LogRecord
+from logsidecar.settings.otel_env import resolve_metrics_settings
 from logsidecar.sinks.otlp_settings import Compression, OtlpProtocol
 
 RESOURCE = {"service.name": "apache-httpd", "host.name": "web-1"}
@@ -461,7 +461,7 @@ def test_metrics_specific_environment_wins_and_logs_specific_is_ignored() -> Non
 def test_build_access_metrics_sink_takes_the_otlp_keywords_and_its_own(
     protocol: str, exporter_module: str, endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from logsidecar.cli.metrics_options import build_access_metrics_sink
+    from logsidecar.service.plan import build_access_metrics_sink
 
     for name in [n for n in os.environ if n.startswith("OTEL_")]:
         monkeypatch.delenv(name)

@@ -12,21 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from logsidecar.cli.check_config import command as check_config
-from logsidecar.config import (
-    ConfigError,
-    OtlpOutput,
-    Settings,
-    StdoutFormat,
-    StdoutOutput,
-    flags_from_click,
-    format_duration,
-    parse_duration,
-    parse_http_addr,
-    parse_size,
-    resolve,
-    unknown_env_vars,
-)
 from logsidecar.events import Level
+from logsidecar.service.plan import tail_options
+from logsidecar.settings.errors import ConfigError
+from logsidecar.settings.model import OtlpOutput, Settings, StdoutFormat, StdoutOutput
+from logsidecar.settings.sources import flags_from_click, resolve, unknown_env_vars
+from logsidecar.settings.units import format_duration, parse_duration, parse_http_addr, parse_size
 from logsidecar.tail.options import StartAt, WatchMode
 
 ENV = {"HOME": "/home/app"}  # the minimum every resolve needs for the default state_dir
@@ -243,7 +234,7 @@ def test_toml_and_yaml_files_say_the_same_thing(tmp_path: Path) -> None:
 
 def test_settings_feed_the_tailer_and_the_parser_selector(tmp_path: Path) -> None:
     settings = resolve(write(tmp_path, "c.toml", TOML), {**ENV, "OTLP_TOKEN": "x"}, {})
-    options = settings.tail_options()
+    options = tail_options(settings)
     assert options.include == ("/logs/*access*log", "/vhosts/**/access.log")
     assert options.exclude == ("*.gz", "/vhosts/old/**")
     assert (str(options.state_dir), options.start_at, options.watch) == (
@@ -267,7 +258,7 @@ def test_settings_feed_the_tailer_and_the_parser_selector(tmp_path: Path) -> Non
 
 
 def test_state_dir_none_keeps_checkpoints_in_memory() -> None:
-    assert resolve(None, {**ENV, "LOGSIDECAR_STATE_DIR": "none"}, {}).tail_options().state_dir is None
+    assert tail_options(resolve(None, {**ENV, "LOGSIDECAR_STATE_DIR": "none"}, {})).state_dir is None
 
 
 def test_otlp_output_converts_to_the_otlp_option_keywords() -> None:
@@ -610,7 +601,7 @@ def test_check_config_warns_about_unknown_variables(tmp_path: Path) -> None:
 def test_local_timezone_is_a_zone_with_dst_rules_not_a_fixed_offset() -> None:
     from datetime import datetime
 
-    from logsidecar.config import parse_timezone
+    from logsidecar.settings.units import parse_timezone
 
     paris = parse_timezone("local", {"TZ": "Europe/Paris"})
     assert datetime(2026, 1, 15, 12, tzinfo=paris).utcoffset().total_seconds() == 3600  # type: ignore[union-attr]
@@ -663,7 +654,7 @@ def test_paths_given_without_a_format_take_the_plain_format_rule() -> None:
 
 
 def test_default_paths_yield_to_a_config_files_inputs(tmp_path):
-    from logsidecar.config import resolve
+    from logsidecar.settings.sources import resolve
 
     cfg = tmp_path / "c.toml"
     cfg.write_text('[[inputs]]\npaths = ["/srv/logs/*.log"]\nformat = "combined"\n')
@@ -677,15 +668,17 @@ def test_default_paths_yield_to_a_config_files_inputs(tmp_path):
 def test_follow_symlinks_from_the_file_the_environment_or_the_flag_defaults_to_within(tmp_path: Path) -> None:
     from logsidecar.tail.open_policy import FollowSymlinks
 
-    assert resolve(None, ENV, {}).tail_options().follow_symlinks is FollowSymlinks.WITHIN
+    assert tail_options(resolve(None, ENV, {})).follow_symlinks is FollowSymlinks.WITHIN
     file = write(tmp_path, "c.toml", 'follow_symlinks = "never"\n[[inputs]]\npaths = ["/logs/*.log"]\n')
-    assert resolve(file, ENV, {}).tail_options().follow_symlinks is FollowSymlinks.NEVER
+    assert tail_options(resolve(file, ENV, {})).follow_symlinks is FollowSymlinks.NEVER
     env = {**ENV, "LOGSIDECAR_FOLLOW_SYMLINKS": "anywhere"}
-    assert resolve(file, env, {}).tail_options().follow_symlinks is FollowSymlinks.ANYWHERE
+    assert tail_options(resolve(file, env, {})).follow_symlinks is FollowSymlinks.ANYWHERE
     assert resolve(file, env, {"follow_symlinks": "within"}).follow_symlinks is FollowSymlinks.WITHIN
     with pytest.raises(ConfigError) as caught:
         resolve(write(tmp_path, "bad.toml", 'follow_symlinks = "always"\n'), ENV, {})
-    assert caught.value.errors == ["follow_symlinks: unknown value 'always'; expected one of: never, within, anywhere"]
+    assert caught.value.errors == [
+        "follow_symlinks: unknown value 'always'; expected one of: never, within, anywhere"
+    ]
 
 
 def test_otlp_max_request_bytes_from_the_file_the_environment_and_the_flag(tmp_path: Path) -> None:

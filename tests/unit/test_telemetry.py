@@ -8,7 +8,7 @@ from typing import Any
 from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.health import HealthMonitor
-from logsidecar.telemetry import LiveSources, Metrics
+from logsidecar.service.metrics_registry import LiveSources, Metrics
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float | None:

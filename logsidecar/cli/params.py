@@ -1,0 +1,96 @@
+"""Click parameter types for the settings' value syntaxes (durations, sizes, zones, HOST:PORT,
+`KEY=VALUE`, `[GLOB=]SPEC`): each wraps the one parser in `logsidecar.settings.units`/`model`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import click
+
+from logsidecar.settings.model import split_format_rule
+from logsidecar.settings.units import (
+    parse_duration,
+    parse_http_addr,
+    parse_size,
+    parse_timezone,
+    split_key_value,
+)
+
+
+class Converted(click.ParamType):
+    """A click type from a `str -> value` function that raises ValueError with a readable message."""
+
+    def __init__(self, name: str, convert: Any) -> None:
+        self.name = name
+        self._convert = convert
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self._convert(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = Converted("DURATION", parse_duration)
+SIZE = Converted("SIZE", parse_size)
+TIMEZONE = Converted("TIMEZONE", parse_timezone)
+HTTP_ADDR = Converted("HOST:PORT", lambda text: parse_http_addr(text) and text)
+
+
+class FormatRuleType(click.ParamType):
+    """`SPEC` or `GLOB=SPEC`, as its normalised text. From the environment, several rules are
+    separated by newlines (a LogFormat string contains spaces, so the usual whitespace split would
+    tear it apart)."""
+
+    name = "[GLOB=]SPEC"
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return [line for line in rv.splitlines() if line.strip()]
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        pattern, spec = split_format_rule(str(value))
+        if not spec:
+            self.fail(f"empty format spec in {value!r}", param, ctx)
+        return spec if pattern is None else f"{pattern}={spec}"
+
+
+class CommaOrSpaceList(click.ParamType):
+    """A repeatable option whose environment value may be `a,b` or `a b`."""
+
+    def __init__(self, inner: click.ParamType) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return [part for part in re.split(r"[,\s]+", rv) if part]
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return self.inner.convert(value, param, ctx)
+
+
+class KeyValue(click.ParamType):
+    """KEY=VALUE -> (key, value). `secret`: the value is never echoed in an error message."""
+
+    name = "KEY=VALUE"
+
+    def __init__(self, *, secret: bool = False) -> None:
+        self.secret = secret
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        pair = split_key_value(str(value))
+        if pair is None:
+            self.fail(
+                "expected KEY=VALUE (value not shown)"
+                if self.secret
+                else f"expected KEY=VALUE, got {value!r}",
+                param,
+                ctx,
+            )
+        return pair

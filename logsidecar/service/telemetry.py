@@ -1,0 +1,99 @@
+"""The telemetry lifecycle: our own logs, and metrics, health and the HTTP endpoint, across reloads.
+
+- `SelfLog`: our own logs on stderr as configured; installing again (a reload) replaces the logger,
+  so there is never two on the event bus.
+- `LiveRun`: the pipeline and tailer of the current run, what the live gauges read at scrape time.
+- `Telemetry`: metrics, health and the HTTP server. They outlive reloads (counters keep counting);
+  the supervisor replaces them only when `--http-addr` or `--unhealthy-after` change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from logsidecar import events, selflog
+from logsidecar.events import Event, Level
+from logsidecar.health import HealthMonitor, HealthPolicy
+from logsidecar.pipeline import Pipeline
+from logsidecar.settings.model import Settings
+
+
+class SelfLog:
+    """Our own logs, subscribed to the event bus once at a time."""
+
+    def __init__(self) -> None:
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def install(self, settings: Settings) -> None:
+        self.uninstall()
+        logger = selflog.SelfLogger(
+            style=selflog.LogStyle(settings.log_format), level=Level(settings.log_level)
+        )
+        self._unsubscribe = events.subscribe(logger)
+
+    def uninstall(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+
+class LiveRun:
+    """The pipeline and tailer of the current run: what the live gauges read at scrape time."""
+
+    def __init__(self) -> None:
+        self.pipeline: Pipeline | None = None
+        self.tailer: Any = None
+
+    def file_stats(self) -> Any:
+        return self.tailer.stats() if self.tailer is not None else ()
+
+    def queue_depth(self) -> int:
+        return self.pipeline.queue_depth() if self.pipeline is not None else 0
+
+    def oldest_undelivered_age_s(self) -> float | None:
+        return self.pipeline.oldest_undelivered_age_s() if self.pipeline is not None else None
+
+
+def telemetry_key(settings: Settings) -> tuple[Any, ...]:
+    """What, when it changes at a reload, needs a new `Telemetry`."""
+    return (settings.http_addr, settings.unhealthy_after)
+
+
+class Telemetry:
+    """Metrics, health and the HTTP server (only built with `http_addr` set)."""
+
+    def __init__(self, settings: Settings, running: LiveRun) -> None:
+        # Imported here: prometheus-client costs ~3 MiB of RSS, for nothing without --http-addr.
+        from logsidecar.service.http_endpoint import TelemetryServer
+        from logsidecar.service.metrics_registry import LiveSources, Metrics
+
+        self.key = telemetry_key(settings)
+        live = LiveSources(
+            file_stats=running.file_stats,
+            oldest_undelivered_age_s=running.oldest_undelivered_age_s,
+            queue_depth=running.queue_depth,
+        )
+        self.health = HealthMonitor(
+            policy=HealthPolicy(unhealthy_after_s=settings.unhealthy_after),
+            bytes_behind=live.total_bytes_behind,
+            files_followed=live.files_watched,
+        )
+        self.metrics = Metrics(live=live, health=self.health)
+        self._unsubscribe: list[Callable[[], None]] = []
+        assert settings.http_addr is not None
+        self.server = TelemetryServer(settings.http_addr, self.metrics, self.health)
+
+    async def start(self) -> None:
+        try:
+            await self.server.start()
+        except OSError as exc:
+            raise RuntimeError(f"cannot serve /metrics on {self.server.url}: {exc.strerror or exc}") from None
+        events.emit(Event.STARTED, component="telemetry", url=self.server.url)
+        # Subscribed after our own STARTED: health waits for the pipeline's.
+        self._unsubscribe = [self.metrics.subscribe(), self.health.subscribe()]
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        await self.server.stop()
