@@ -58,6 +58,7 @@ from typing import Any, Protocol
 from logsidecar import events
 from logsidecar.acks import AckTicket, AckTracker
 from logsidecar.events import Event
+from logsidecar.fastpath import JSON_LINES, OTLP_RECORDS, writer_for
 from logsidecar.parse import build_parser
 from logsidecar.parse.base import Parser
 from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, encode_json_lines, utcnow
@@ -467,7 +468,7 @@ class Pipeline:
             batch.file_key, batch.path, state.uid_prefix, batch.end_offsets, batch.truncated, self._resource
         )
         encoding = self._encoding
-        direct = getattr(state.parser, encoding, None) if encoding is not None else None
+        direct = writer_for(state.parser, encoding) if encoding is not None else None
         if direct is not None:
             try:
                 encoded, unparsed = direct(batch.lines, stamp)
@@ -642,9 +643,9 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-# The parser methods that write each encoding directly (`parse/direct.py`).
-_JSON_LINES = "encode_json_lines"
-_OTLP_RECORDS = "encode_otlp_records"
+# The encodings a fast-path writer writes directly (`fastpath.writer_for`).
+_JSON_LINES = JSON_LINES
+_OTLP_RECORDS = OTLP_RECORDS
 
 
 def _lines_left(left: Sequence[Mapping[str, Any]]) -> int | None:
