@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from logsidecar.parse.access import CompiledFormat
 from logsidecar.parse.codegen import Emitter
-from logsidecar.parse.logformat import INT, REQUEST, STATUS, STR, TIME, VALUE
+from logsidecar.parse.fields import INT, REQUEST, STATUS, STR, TIME, VALUE
 from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord, utcnow
 from logsidecar.stamp import OFFSET_HEX_DIGITS, BatchStamp
 

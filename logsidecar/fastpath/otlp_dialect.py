@@ -21,7 +21,7 @@ from logsidecar.fastpath.encoder import PIECE_CACHE_MAX, DirectEncoder, HasCompi
 from logsidecar.parse.access import CompiledFormat
 from logsidecar.parse.access_builder import INT_FAST_DIGITS
 from logsidecar.parse.codegen import Emitter
-from logsidecar.parse.logformat import bounded_int
+from logsidecar.parse.fields import bounded_int
 from logsidecar.parse.request_line import COMMON_METHODS, PROTOCOL_TABLE, request_attributes
 from logsidecar.record import FORMAT, LOG_FILE_NAME, LOG_FILE_PATH, LOG_RECORD_UID, LogRecord
 from logsidecar.sinks.otlp_encode import (

@@ -118,15 +118,9 @@ from typing import Any
 from logsidecar.parse.access_builder import Builder, generate_builder, status_info, synthesizes_url_original
 from logsidecar.parse.access_time import bad_time, time_parser, time_specs
 from logsidecar.parse.base import FormatError
-from logsidecar.parse.logformat import (
-    Directive,
-    FieldSpec,
-    compile_fields,
-    field_patterns,
-    line_regex,
-    normalize_format_text,
-    tokenize,
-)
+from logsidecar.parse.fields import FieldSpec, compile_fields
+from logsidecar.parse.line_regex import field_patterns, line_regex
+from logsidecar.parse.logformat import Directive, normalize_format_text, tokenize
 from logsidecar.parse.mismatch import MismatchReasons
 from logsidecar.parse.request_line import request_attributes
 from logsidecar.parse.timestamps import TimeCache

@@ -18,7 +18,7 @@ from typing import Any
 
 from logsidecar.parse.codegen import Emitter
 from logsidecar.parse.escape import unescape_log_value
-from logsidecar.parse.logformat import (
+from logsidecar.parse.fields import (
     DURATION,
     HEXINT,
     INT,

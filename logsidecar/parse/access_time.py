@@ -12,7 +12,7 @@ from datetime import datetime, tzinfo
 from functools import partial
 from typing import Any
 
-from logsidecar.parse.logformat import TIME, FieldSpec
+from logsidecar.parse.fields import TIME, FieldSpec
 from logsidecar.parse.timestamps import parse_clf_time, parse_epoch, parse_strftime
 
 __all__ = ["bad_time", "time_parser", "time_specs"]

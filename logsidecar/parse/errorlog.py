@@ -60,7 +60,7 @@ from typing import Any
 
 from logsidecar.parse.base import FormatError
 from logsidecar.parse.escape import unescape_log_value
-from logsidecar.parse.logformat import bounded_int, strftime_regex
+from logsidecar.parse.fields import bounded_int, strftime_regex
 from logsidecar.parse.severity import APACHE_LEVELS, apache_severity
 from logsidecar.parse.timestamps import fixed_offset, parse_strftime
 from logsidecar.record import (

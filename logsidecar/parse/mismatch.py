@@ -9,15 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from logsidecar.parse.logformat import (
-    Directive,
-    FieldSpec,
-    Literal,
-    field_guard,
-    field_pattern,
-    literal_text,
-    next_is_text,
-)
+from logsidecar.parse.fields import FieldSpec
+from logsidecar.parse.line_regex import field_guard, field_pattern, literal_text, next_is_text
+from logsidecar.parse.logformat import Directive, Literal
 
 __all__ = ["MismatchReasons"]
 

@@ -1,4 +1,4 @@
-"""The direct JSON-lines path (`parse/access_json.py`) against its definition.
+"""The direct JSON-lines path (`fastpath/json_dialect.py`) against its definition.
 
 For every batch, `encode_json_lines(lines, stamp)` of a parser must be byte-for-byte
 `record.encode_json_lines` of `parse(lines)` stamped with `stamp.apply`, apart from the value of

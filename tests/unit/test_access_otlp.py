@@ -1,4 +1,4 @@
-"""The direct OTLP path (`parse/access_otlp.py`) against its definition.
+"""The direct OTLP path (`fastpath/otlp_dialect.py`) against its definition.
 
 For every batch, `encode_otlp_records(lines, stamp)` of a parser must be, element by element and byte
 for byte, `sinks.otlp_encode.encode_otlp_records` of `parse(lines)` stamped with `stamp.apply`, apart
