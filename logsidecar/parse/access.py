@@ -102,8 +102,10 @@ newline (fewer rows than lines), the batch is redone line by line with STRICT. L
 rejects get one more try with a lenient regex (quoted fields matched lazily, for third-party logs
 that do not escape quotes) before being reported as unparsable. Per-line attribute building is
 Python source generated for this format (straight-line code, constant keys, no per-field
-dispatch), compiled once; request lines and times are parsed once per distinct string (bounded
-caches); the cyclic GC is paused while a batch's records are built.
+dispatch; `access_builder.py`, printed by `logsidecar parse --explain FORMAT`), compiled once;
+request lines and times are parsed once per distinct string (bounded caches); the cyclic GC is
+paused while a batch's records are built. Writers straight to wire bytes are in `fastpath/`: they
+use only `AccessLogParser.compiled`.
 """
 
 from __future__ import annotations
@@ -145,6 +147,10 @@ PRESETS: dict[str, str] = {
 }
 
 _REQUEST_CACHE_ENTRIES = 16384
+# The lenient regex matches quoted text lazily: it is tried only on lines small enough, in quotes
+# and in length, to bound its backtracking.
+_LENIENT_MAX_QUOTES = 16
+_LENIENT_MAX_CHARS = 16384
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +321,7 @@ class AccessLogParser:
 
     def _unmatched(self, body: str, observed: datetime) -> LogRecord:
         """A line the strict regex rejected: try the lenient one, else report why."""
-        if body and body.count('"') <= 16 and len(body) <= 16384:  # bound the lazy backtracking
+        if body and body.count('"') <= _LENIENT_MAX_QUOTES and len(body) <= _LENIENT_MAX_CHARS:
             match = self._lenient_line.fullmatch(body)
             if match is not None:
                 return self._build([(*match.groups(default=""), "")], [body], observed)[0]  # type: ignore[no-any-return]
