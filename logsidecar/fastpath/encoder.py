@@ -37,13 +37,14 @@ from typing import Any, Protocol
 from logsidecar.parse.access import CompiledFormat
 from logsidecar.parse.codegen import Emitter
 from logsidecar.parse.fields import INT, REQUEST, STATUS, STR, TIME, VALUE
+from logsidecar.parse.line_regex import FAST_QUOTED_TEXT
 from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord, utcnow
 from logsidecar.stamp import OFFSET_HEX_DIGITS, BatchStamp
 
 __all__ = ["Dialect", "DirectEncoder", "HasCompiledFormat", "SlowParse", "lines_needing_escapes"]
 
 # The fast pattern of a quoted text field: it cannot hold a quote.
-QUOTED_FAST = '([^"]*+)'
+QUOTED_FAST = f"({FAST_QUOTED_TEXT})"
 
 # Cache bounds per field; cleared when full (memory stays bounded whatever the traffic).
 PIECE_CACHE_MAX = 4096

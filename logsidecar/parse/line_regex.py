@@ -36,6 +36,7 @@ from logsidecar.parse.fields import (
 from logsidecar.parse.logformat import Directive, Literal, Token
 
 __all__ = [
+    "FAST_QUOTED_TEXT",
     "field_guard",
     "field_pattern",
     "field_patterns",
@@ -44,6 +45,10 @@ __all__ = [
     "may_backtrack",
     "next_is_text",
 ]
+
+# Quoted text in the fast regex: anything but a quote (not escape-aware: lines holding `\"` are
+# matched again with the strict regex), so a field matched by it holds no quote.
+FAST_QUOTED_TEXT = r'[^"]*+'
 
 
 def field_pattern(
@@ -188,7 +193,7 @@ def _field_pattern(
             body = r"[^\n]*" if after is None else r"[^\n]*?"
         elif fast:
             if quoted:
-                body = r'[^"]*+'
+                body = FAST_QUOTED_TEXT
             elif after is None:
                 body = r".*"
             elif after:
@@ -209,7 +214,7 @@ def _field_pattern(
         # user name it writes as `""` (so `""""` here).
         if lenient:
             return r"([^\n]*?)"
-        return r'([^"]*+)' if fast else f'(""|{QUOTED_TEXT})'
+        return f"({FAST_QUOTED_TEXT})" if fast else f'(""|{QUOTED_TEXT})'
 
     if kind == TOKEN and spec.directive.name == "u" and not fast and after and after[0] == " ":
         # httpd does not escape spaces, and a Basic-auth user name may hold some ("john doe"): the
