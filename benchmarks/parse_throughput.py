@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generate_logs import write_log  # noqa: E402
 
+from logsidecar.fastpath import JSON_LINES, OTLP_RECORDS, writer_for  # noqa: E402
 from logsidecar.parse import build_parser  # noqa: E402
 from logsidecar.record import encode_json_lines  # noqa: E402
 from logsidecar.stamp import BatchStamp, uid_prefix  # noqa: E402
@@ -75,7 +76,7 @@ def measure(
 
 def direct_encoders(parser: Any, batches: list[list[bytes]]) -> dict[str, Callable[[list[bytes]], object]]:
     """What `tail` does per batch of an access log, as one-argument callables for `measure`: parse
-    straight to stamped JSON lines, and to OTLP log records (no LogRecord objects; parse/direct.py).
+    straight to stamped JSON lines, and to OTLP log records (no LogRecord objects; fastpath/).
     Stamps (offsets, path, resource) are made before the clock starts."""
     stamps: dict[int, BatchStamp] = {}
     offset = 0
@@ -87,9 +88,11 @@ def direct_encoders(parser: Any, batches: list[list[bytes]]) -> dict[str, Callab
         stamps[id(batch)] = BatchStamp(
             "bench", "/var/log/apache2/access.log", uid_prefix("bench"), ends, (), {"service.name": "apache"}
         )
+    json_lines, otlp_records = writer_for(parser, JSON_LINES), writer_for(parser, OTLP_RECORDS)
+    assert json_lines is not None and otlp_records is not None
     return {
-        "JSON lines": lambda batch: parser.encode_json_lines(batch, stamps[id(batch)]),
-        "OTLP records": lambda batch: parser.encode_otlp_records(batch, stamps[id(batch)]),
+        "JSON lines": lambda batch: json_lines(batch, stamps[id(batch)]),
+        "OTLP records": lambda batch: otlp_records(batch, stamps[id(batch)]),
     }
 
 
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             parser_.parse(batches[0])  # warm caches and the generated builder
             wall, cpu = measure(parser_.parse, batches, args.repeat)
             rows.append((f"{fmt} (logsidecar)", count, wall, cpu))
-            if hasattr(parser_, "encode_json_lines"):
+            if writer_for(parser_, JSON_LINES) is not None:
                 for name, encode in direct_encoders(parser_, batches).items():
                     encode(batches[0])
                     wall, cpu = measure(encode, batches, args.repeat)

@@ -51,7 +51,7 @@ if compiler == "builtin":
     from logsidecar.parse.errorlog import ErrorLogParser
     parser = ErrorLogParser()
 elif compiler == "error":
-    from logsidecar.parse.errorlog import compile_errorlogformat
+    from logsidecar.parse.errorlog_compiled import compile_errorlogformat
     parser = compile_errorlogformat(fmt)
 else:
     from logsidecar.parse.access import compile_logformat

@@ -8,7 +8,7 @@ Rows (targets from the issue in brackets; each row says whether it is met):
 - parse only, lines/s per CPU second, per format (common, combined, vhost_combined, error) on
   generated realistic files (benchmarks/generate_logs.py), one core, batches of 4096 [combined ≥ 300k]:
   into LogRecord objects, and (access formats) straight into stamped JSON lines and OTLP log records,
-  which is what `tail` does per line (parse/direct.py);
+  which is what `tail` does per line (fastpath/);
 - `logsidecar tail` → stdout JSON (a real subprocess, benchmarks/tail_end_to_end.throughput):
   lines/s, CPU seconds, peak RSS [≥ 200k lines/s, ≤ 64 MiB];
 - tail → OTLP/gRPC into rotel's blackhole exporter (benchmarks/otlp_throughput.measure_throughput)

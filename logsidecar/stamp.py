@@ -10,7 +10,7 @@
 - `resource`: one shared, read-only mapping (host.name, service.name ...) for every record.
 
 The attribute order is fixed (parser attributes, then path, name, uid, truncated) because encoders
-that write records without building them (`parse/access_json.py`) must produce the same bytes.
+that write records without building them (`fastpath/json_dialect.py`) must produce the same bytes.
 """
 
 from __future__ import annotations
@@ -37,8 +37,13 @@ def record_uid(file_key: str, end_offset: int) -> str:
     return f"{uid_prefix(file_key)}{end_offset:016x}"
 
 
+# A line's end offset in `log.record.uid`: 8 bytes, big-endian, as hex digits.
+OFFSET_HEX_DIGITS = 16
+
+
 def offset_hexes(offsets: Sequence[int]) -> str:
-    """Every offset as 16 hex digits, concatenated (one pack and one hex for a whole batch)."""
+    """Every offset as OFFSET_HEX_DIGITS hex digits, concatenated (one pack and one hex for a
+    whole batch): line i's are `[i * OFFSET_HEX_DIGITS:(i + 1) * OFFSET_HEX_DIGITS]`."""
     return struct.pack(f">{len(offsets)}Q", *offsets).hex()
 
 
@@ -65,7 +70,9 @@ class BatchStamp:
         if indices is None:
             hexes = offset_hexes(offsets)
             line_offsets: Iterable[tuple[int, str]] = zip(
-                offsets, (hexes[at : at + 16] for at in range(0, 16 * len(offsets), 16)), strict=True
+                offsets,
+                (hexes[at : at + OFFSET_HEX_DIGITS] for at in range(0, len(hexes), OFFSET_HEX_DIGITS)),
+                strict=True,
             )
             chosen: Sequence[int] = range(len(offsets))
         else:

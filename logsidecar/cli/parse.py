@@ -27,6 +27,7 @@ from typing import BinaryIO
 import click
 
 from logsidecar.cli.params import SIZE, TIMEZONE
+from logsidecar.fastpath.explain import explain
 from logsidecar.parse import FORMAT_NAMES, FormatError, Parser, build_parser
 from logsidecar.record import PARSE_ERROR, TRUNCATED, LogRecord, encode_json_lines
 from logsidecar.tail.reader import Framed, LineFramer
@@ -174,11 +175,30 @@ def _build(format_spec: str, timezone: tzinfo, path: str | None) -> Parser:
     show_default=True,
     help="Longer lines are cut here and flagged logsidecar.truncated (as `tail` does).",
 )
+@click.option(
+    "--explain",
+    "explain_spec",
+    metavar="FORMAT",
+    default=None,
+    help="Print what FORMAT compiles to (its regexes and generated Python source) and exit.",
+)
 @click.argument("files", nargs=-1)
 def command(
-    format_spec: str, timezone: tzinfo, batch_lines: int, max_line_bytes: int, files: tuple[str, ...]
+    format_spec: str,
+    timezone: tzinfo,
+    batch_lines: int,
+    max_line_bytes: int,
+    explain_spec: str | None,
+    files: tuple[str, ...],
 ) -> None:
     """Parse FILE... (or - for stdin; no FILE means stdin) and print one JSON record per line."""
+    if explain_spec is not None:
+        try:
+            parser = _build(explain_spec, timezone, None)
+        except FormatError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--explain'") from None
+        click.echo(explain(explain_spec, parser), nl=False)
+        return
     try:
         _build(format_spec, timezone, None)  # validate once, before any output
     except FormatError as exc:

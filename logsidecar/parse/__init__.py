@@ -42,7 +42,7 @@ def build_parser(spec: str, *, timezone: tzinfo = UTC, path: str | None = None) 
 
         return compile_logformat(arg, timezone=timezone)
     if name == "errorlogformat" and sep:
-        from logsidecar.parse.errorlog import compile_errorlogformat
+        from logsidecar.parse.errorlog_compiled import compile_errorlogformat
 
         return compile_errorlogformat(arg, timezone=timezone)
     if sep:

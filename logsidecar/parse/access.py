@@ -102,69 +102,40 @@ newline (fewer rows than lines), the batch is redone line by line with STRICT. L
 rejects get one more try with a lenient regex (quoted fields matched lazily, for third-party logs
 that do not escape quotes) before being reported as unparsable. Per-line attribute building is
 Python source generated for this format (straight-line code, constant keys, no per-field
-dispatch), compiled once; request lines and times are parsed once per distinct string (bounded
-caches); the cyclic GC is paused while a batch's records are built.
+dispatch; `access_builder.py`, printed by `logsidecar parse --explain FORMAT`), compiled once;
+request lines and times are parsed once per distinct string (bounded caches); the cyclic GC is
+paused while a batch's records are built. Writers straight to wire bytes are in `fastpath/`: they
+use only `AccessLogParser.compiled`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from functools import partial
 from typing import Any
 
-from logsidecar.encoding.otlp_wire import encode_otlp_records
-from logsidecar.parse.access_json import json_encoder_for
-from logsidecar.parse.access_otlp import otlp_encoder_for
+from logsidecar.parse.access_builder import Builder, generate_builder, status_info, synthesizes_url_original
+from logsidecar.parse.access_time import bad_time, time_parser, time_specs
 from logsidecar.parse.base import FormatError
-from logsidecar.parse.direct import DirectEncoder, SlowParse
-from logsidecar.parse.escape import unescape_log_value
-from logsidecar.parse.logformat import (
-    DURATION,
-    HEXINT,
-    INT,
-    PROTOCOL,
-    QUERY,
-    REQUEST,
-    STATUS,
-    STR,
-    TIME,
-    USER,
-    VALUE,
-    Directive,
-    FieldSpec,
-    Literal,
-    bounded_duration,
-    bounded_int,
-    compile_fields,
-    field_guard,
-    field_pattern,
-    field_patterns,
-    line_regex,
-    literal_text,
-    next_is_text,
-    normalize_format_text,
-    tokenize,
-)
-from logsidecar.parse.request_line import PROTOCOL_TABLE, protocol_info, request_attributes
-from logsidecar.parse.timestamps import TimeCache, parse_clf_time, parse_epoch, parse_strftime
-from logsidecar.record import (
-    FORMAT,
-    INVALID_UTF8,
-    PARSE_ERROR,
-    TIME_ORIGINAL,
-    LogRecord,
-    Severity,
-    decode_text,
-    encode_json_lines,
-    utcnow,
-)
-from logsidecar.stamp import BatchStamp
+from logsidecar.parse.fields import FieldSpec, compile_fields
+from logsidecar.parse.line_regex import field_patterns, line_regex
+from logsidecar.parse.logformat import Directive, normalize_format_text, tokenize
+from logsidecar.parse.mismatch import MismatchReasons
+from logsidecar.parse.request_line import request_attributes
+from logsidecar.parse.timestamps import TimeCache
+from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, utcnow
 
-__all__ = ["PRESETS", "AccessLogParser", "compile_logformat", "preset_parser"]
+__all__ = [
+    "PRESETS",
+    "AccessLogParser",
+    "CompiledFormat",
+    "compile_logformat",
+    "preset_parser",
+    "status_info",
+]
 
 PRESETS: dict[str, str] = {
     "common": '%h %l %u %t "%r" %>s %b',
@@ -175,34 +146,42 @@ PRESETS: dict[str, str] = {
     "agent": "%{User-agent}i",
 }
 
-_SEVERITY_BY_CLASS = {
-    "5": ("ERROR", int(Severity.ERROR)),
-    "4": ("WARN", int(Severity.WARN)),
-}
-_INFO = ("INFO", int(Severity.INFO))
 _REQUEST_CACHE_ENTRIES = 16384
+# The lenient regex matches quoted text lazily: it is tried only on lines small enough, in quotes
+# and in length, to bound its backtracking.
+_LENIENT_MAX_QUOTES = 16
+_LENIENT_MAX_CHARS = 16384
 
 
-def status_info(text: str) -> tuple[int, str, int]:
-    """'404' → (404, 'WARN', 13): the status code with the severity it implies."""
-    sev_text, sev_number = _SEVERITY_BY_CLASS.get(text[:1], _INFO) if len(text) == 3 else _INFO
-    return int(text), sev_text, sev_number
+@dataclass(frozen=True, slots=True)
+class CompiledFormat:
+    """What a compiled LogFormat offers code built on it (the fast-path writers of `fastpath/`,
+    `parse --explain`): its regexes, its fields and the converters its record builder uses."""
 
-
-_STATUS_TABLE = {str(code): status_info(str(code)) for code in range(100, 1000)}
-
-
-# Positional construction is measurably cheaper in the hot loop; fall back to keywords if
-# LogRecord's field order ever changes. Passing `{}` for resource skips the factory call.
-_POSITIONAL_FIELDS = ("body", "attributes", "timestamp", "observed_timestamp", "severity_text",
-                      "severity_number", "resource")  # fmt: skip
-if tuple(f.name for f in dataclasses.fields(LogRecord))[:7] == _POSITIONAL_FIELDS:
-    _RECORD_CALL = "LogRecord(body, a, ts, observed, sev_text, sev_number, {})"
-else:  # pragma: no cover - only if record.py changes
-    _RECORD_CALL = (
-        "LogRecord(body=body, attributes=a, timestamp=ts, observed_timestamp=observed,"
-        " severity_text=sev_text, severity_number=sev_number)"
-    )
+    format_name: str
+    logformat: str
+    fields: tuple[FieldSpec, ...]
+    #: Each field's pattern in the fast regex (`([^"]*+)` for a quoted one: it holds no quote).
+    fast_field_patterns: tuple[str, ...]
+    #: The fields that give the record time (see `access_time.time_specs`).
+    time_fields: tuple[FieldSpec, ...]
+    #: True when one attribute is computed from two fields (`%U%q` without `%r`).
+    synthesizes_url_original: bool
+    #: One row per line of a batch (see the module docstring): the fields, then the unmatched slot.
+    batch_regex: re.Pattern[str]
+    strict_regex: re.Pattern[str]
+    #: The strict regex's row for one line, or None when it does not match.
+    exact_row: Callable[[str], tuple[str, ...] | None]
+    #: The generated record builder: (rows, bodies, observed) -> records, and its source.
+    build_rows: Builder
+    builder_source: str
+    #: Time text (a value, or a tuple for several time fields) -> datetime, cached.
+    parse_time: Callable[[Any], datetime | None]
+    #: Time text that gave no timestamp -> (parse_error, apache.time.original), None if all `-`.
+    bad_time: Callable[[Any], tuple[str, str] | None]
+    #: Code others generate from this format (the fast-path writers), built once and kept as long
+    #: as the format: keyed by what built it.
+    derived: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 class AccessLogParser:
@@ -216,12 +195,10 @@ class AccessLogParser:
             raise FormatError(f"LogFormat {text!r} has no % directive: nothing to parse")
         self.format_name = format_name
         self.logformat = text
-        self._tokens = tokens
-        self._specs = compile_fields(tokens)
-        self._timezone = timezone
-        strict = line_regex(tokens, self._specs, lenient=False)
-        fast = line_regex(tokens, self._specs, lenient=False, fast=True)
-        lenient = line_regex(tokens, self._specs, lenient=True)
+        specs = compile_fields(tokens)
+        strict = line_regex(tokens, specs, lenient=False)
+        fast = line_regex(tokens, specs, lenient=False, fast=True)
+        lenient = line_regex(tokens, specs, lenient=True)
         try:
             # The last group catches a line the fast pattern rejects, so every line still
             # yields exactly one row (unless a fast match ran across a newline: see parse()).
@@ -230,16 +207,43 @@ class AccessLogParser:
             self._lenient_line = re.compile(rf"(?:{lenient})\r?")
         except re.error as exc:  # e.g. a strftime format our translation cannot express
             raise FormatError(f"LogFormat {text!r} cannot be compiled to a regex: {exc}") from exc
-        self._prefix_regexes: list[re.Pattern[str] | None] | None = None
-        self._time_cache = TimeCache(self._make_time_parser())
+        self._mismatch = MismatchReasons(tokens, specs)
+        times = time_specs(specs)
+        self._time_cache = TimeCache(time_parser(times, timezone))
         self._request_cache: dict[str, dict[str, Any]] = {}
-        self._build = self._generate_builder()
-        # Direct writers (built on first use; False: not built yet, None: format not supported).
-        self._json_encoder: DirectEncoder | None | bool = False
-        self._otlp_encoder: DirectEncoder | None | bool = False
-        self._batch_regex_bytes: re.Pattern[bytes] | None | bool = False
 
-    # --- public ------------------------------------------------------------------------------
+        def bad(values: tuple[str, ...] | str) -> tuple[str, str] | None:
+            return bad_time(times, values)
+
+        self._build, self.builder_source = generate_builder(
+            specs,
+            times,
+            format_name,
+            {
+                "bad_time": bad,
+                "time_get": self._time_cache.mapping.get,
+                "time_parse": self._time_cache.get,
+                "unmatched": self._unmatched,
+                "exact_row": self._exact_row,
+                "request_get": self._request_cache.get,
+                "request_cached": self._request_cached,
+            },
+        )
+        self.compiled = CompiledFormat(
+            format_name=format_name,
+            logformat=text,
+            fields=tuple(specs),
+            fast_field_patterns=tuple(field_patterns(tokens, specs, lenient=False, fast=True)),
+            time_fields=tuple(times),
+            synthesizes_url_original=synthesizes_url_original(specs),
+            batch_regex=self._batch_regex,
+            strict_regex=self._strict_line,
+            exact_row=self._exact_row,
+            build_rows=self._build,
+            builder_source=self.builder_source,
+            parse_time=self._time_cache.get,
+            bad_time=bad,
+        )
 
     def parse(self, lines: Sequence[bytes]) -> list[LogRecord]:
         observed = utcnow()
@@ -269,119 +273,6 @@ class AccessLogParser:
         for index in invalid:
             records[index].attributes[INVALID_UTF8] = True
         return records
-
-    def encode_json_lines(
-        self, lines: Sequence[bytes], stamp: BatchStamp, slow_parse: SlowParse | None = None
-    ) -> tuple[bytes, int]:
-        """`encode_json_lines` of the parsed, stamped batch, and how many lines did not parse,
-        written without building records where the line allows (see `direct.py`). `slow_parse`
-        re-parses the lines this parser left unparsed (the `auto` parser passes its own search)."""
-        if self._json_encoder is False:
-            self._json_encoder = json_encoder_for(self)
-        return self._encode_direct(self._json_encoder, lines, stamp, slow_parse, encode_json_lines)  # type: ignore[arg-type]
-
-    def encode_otlp_records(
-        self, lines: Sequence[bytes], stamp: BatchStamp, slow_parse: SlowParse | None = None
-    ) -> tuple[list[bytes], int]:
-        """The OTLP `LogRecord`s of the parsed, stamped batch (each as `LogsRequestEncoder.encode_record`
-        writes it), and how many lines did not parse; see `encode_json_lines`."""
-        if self._otlp_encoder is False:
-            self._otlp_encoder = otlp_encoder_for(self)
-        return self._encode_direct(self._otlp_encoder, lines, stamp, slow_parse, encode_otlp_records)  # type: ignore[arg-type]
-
-    def _encode_direct(
-        self,
-        encoder: DirectEncoder | None,
-        lines: Sequence[bytes],
-        stamp: BatchStamp,
-        slow_parse: SlowParse | None,
-        ordinary: Callable[[list[LogRecord]], Any],
-    ) -> tuple[Any, int]:
-        observed = utcnow()
-        data = b"\n".join(lines)
-        text: str | None = None
-        rows: list[tuple[Any, ...] | None] = []
-        framed = bool(lines) and data.count(b"\n") == len(lines) - 1
-        if encoder is not None and framed:
-            bytes_regex = self._bytes_batch_regex() if encoder.dialect.bytes_rows and data.isascii() else None
-            if bytes_regex is not None:
-                rows = bytes_regex.findall(data)
-            elif not encoder.dialect.bytes_rows:
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    pass
-                else:
-                    rows = self._batch_regex.findall(text)
-        if encoder is None or not framed or len(rows) != len(lines):
-            records = self.parse(lines)
-            if slow_parse is not None:
-                _reparse_unparsed(records, slow_parse)
-            stamp.apply(records)
-            return ordinary(records), sum(PARSE_ERROR in r.attributes for r in records)
-
-        def slow(indices: list[int]) -> list[LogRecord]:
-            exact_row = self._exact_row
-            bodies = [lines[i].decode("utf-8") for i in indices]
-            # A bytes row may differ from the str row on a line with \x1c-\x1f (str's \s takes
-            # them): such lines are slow lines, matched again here as the str batch regex would
-            # (no match ran across a newline, so matching the line alone gives its batch row).
-            if text is None:
-                text_rows = [self._batch_regex.findall(body)[0] for body in bodies]
-            else:
-                text_rows = [rows[i] for i in indices]
-            picked = [
-                exact_row(body) if '\\"' in body else row for row, body in zip(text_rows, bodies, strict=True)
-            ]
-            records = self._build(picked, bodies, observed)
-            if slow_parse is not None:
-                _reparse_unparsed(records, slow_parse, indices)
-            return records  # type: ignore[no-any-return]
-
-        gc_was_enabled = gc.isenabled()
-        if gc_was_enabled:
-            gc.disable()
-        try:
-            return encoder.encode(data, text, lines, rows, observed, stamp, slow)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-
-    # --- what access_json needs to write JSON the way the record builder would -----------------
-
-    @property
-    def field_specs(self) -> list[FieldSpec]:
-        return list(self._specs)
-
-    @property
-    def fast_field_patterns(self) -> list[str]:
-        return field_patterns(self._tokens, self._specs, lenient=False, fast=True)
-
-    @property
-    def time_specs(self) -> list[FieldSpec]:
-        return self._time_specs()
-
-    @property
-    def synthesizes_url_original(self) -> bool:
-        """True when one attribute is computed from two fields (`%U%q` without `%r`)."""
-        return self._synthesizes_url_original
-
-    def build_rows(self, rows: Sequence[tuple[str, ...] | None], bodies: list[str]) -> list[LogRecord]:
-        """Records for regex rows (the generated builder), observed now."""
-        return self._build(rows, bodies, utcnow())  # type: ignore[no-any-return]
-
-    def parse_time(self, value: Any) -> datetime | None:
-        return self._time_cache.get(value)
-
-    def _bytes_batch_regex(self) -> re.Pattern[bytes] | None:
-        """The batch regex over bytes, for ASCII batches (where it matches exactly what the str one
-        matches); None when the pattern itself is not ASCII (a literal like `é` in the LogFormat)."""
-        if self._batch_regex_bytes is False:
-            pattern = self._batch_regex.pattern
-            self._batch_regex_bytes = (
-                re.compile(pattern.encode(), re.MULTILINE) if pattern.isascii() else None
-            )
-        return self._batch_regex_bytes  # type: ignore[return-value]
 
     def _parse_framed(self, text: str, bodies: list[str], observed: datetime) -> list[LogRecord]:
         """Records for `bodies` (the lines of `text`, which is them joined with newlines)."""
@@ -430,75 +321,16 @@ class AccessLogParser:
 
     def _unmatched(self, body: str, observed: datetime) -> LogRecord:
         """A line the strict regex rejected: try the lenient one, else report why."""
-        if body and body.count('"') <= 16 and len(body) <= 16384:  # bound the lazy backtracking
+        if body and body.count('"') <= _LENIENT_MAX_QUOTES and len(body) <= _LENIENT_MAX_CHARS:
             match = self._lenient_line.fullmatch(body)
             if match is not None:
                 return self._build([(*match.groups(default=""), "")], [body], observed)[0]  # type: ignore[no-any-return]
         return LogRecord(
             body,
-            {FORMAT: self.format_name, PARSE_ERROR: self._mismatch_reason(body)},
+            {FORMAT: self.format_name, PARSE_ERROR: self._mismatch.reason(body)},
             None,
             observed,
         )
-
-    def _mismatch_reason(self, body: str) -> str:
-        if not body:
-            return "empty line"
-        if self._prefix_regexes is None:
-            self._prefix_regexes = self._compile_prefixes()
-        field_number = 0
-        for index, token in enumerate(self._tokens):
-            if isinstance(token, Directive):
-                field_number += 1
-            prefix = self._prefix_regexes[index]
-            last = index == len(self._tokens) - 1
-            if (
-                prefix is not None
-                and (prefix.fullmatch(body.rstrip("\r")) if last else prefix.match(body)) is None
-            ):
-                if isinstance(token, Directive):
-                    return f"does not match LogFormat at field {field_number} ({token.source})"
-                following = next((t for t in self._tokens[index:] if isinstance(t, Directive)), None)
-                if following is not None:  # a literal separator failed: blame the field it introduces
-                    return f"does not match LogFormat at field {field_number + 1} ({following.source})"
-                return f"does not match LogFormat: unexpected text after field {field_number}"
-        return f"does not match LogFormat: unexpected text after field {field_number}"
-
-    def _compile_prefixes(self) -> list[re.Pattern[str] | None]:
-        """For each token, the strict regex of the format up to and including it. The fields before
-        it are guarded by what follows them (see `field_pattern`), as in the line regex; the last
-        field is not, so a prefix ending at a field blames that field, not the text after it."""
-        fragments: list[str] = []
-        specs = iter(self._specs)
-        out: list[re.Pattern[str] | None] = []
-        tokens = self._tokens
-        for index, token in enumerate(tokens):
-            if isinstance(token, Literal):
-                fragments.append(re.escape(token.text))
-                last = re.escape(token.text)
-            else:
-                before = literal_text(tokens, index - 1)
-                nxt = tokens[index + 1] if index + 1 < len(tokens) else None
-                after = None if nxt is None else (nxt.text if isinstance(nxt, Literal) else "")
-                spec = next(specs)
-                text_follows = next_is_text(tokens, index, self._specs)
-                last = field_pattern(spec, before, after, False, False, text_follows)  # type: ignore[arg-type]
-                fragments.append(
-                    field_pattern(
-                        spec,
-                        before,
-                        after,
-                        False,
-                        False,
-                        text_follows,
-                        field_guard(tokens, index, self._specs),
-                    )  # type: ignore[arg-type]
-                )
-            try:
-                out.append(re.compile("".join(fragments[:-1]) + last))
-            except re.error:
-                out.append(None)
-        return out
 
     def _request_cached(self, line: str) -> dict[str, Any]:
         cache = self._request_cache
@@ -506,250 +338,6 @@ class AccessLogParser:
             cache.clear()
         value = cache[line] = request_attributes(line)
         return value
-
-    # --- time ----------------------------------------------------------------------------------
-
-    def _time_specs(self) -> list[FieldSpec]:
-        times = [s for s in self._specs if s.kind == TIME]
-        begin = [s for s in times if not s.time_end]
-        return begin or times
-
-    def bad_time(self, values: tuple[str, ...] | str) -> tuple[str, str] | None:
-        """For time field text that gave no timestamp: (the parse_error naming the field(s), the
-        text as written, pieces joined by a space); None when every piece is `-` (not logged)."""
-        texts = (values,) if isinstance(values, str) else values
-        written = [
-            (spec, text[1:-1] if text[:1] == "[" and text[-1:] == "]" else text)
-            for spec, text in zip(self._time_specs(), texts, strict=True)
-            if text != "-"
-        ]
-        if not written:
-            return None
-        sources = " ".join(spec.directive.source for spec, _ in written)
-        return f"invalid time in {sources}: not a real instant", " ".join(text for _, text in written)
-
-    def _make_time_parser(self) -> Callable[[Any], datetime | None]:
-        specs = self._time_specs()
-        tz = self._timezone
-        if len(specs) == 1 and specs[0].time_kind == "clf":
-            return parse_clf_time
-        single = len(specs) == 1  # the builder passes the value itself, not a 1-tuple
-
-        def parse_composite(values: tuple[str, ...] | str) -> datetime | None:
-            if single:
-                values = (values,)  # type: ignore[assignment]
-            base: datetime | None = None
-            micro: int | None = None
-            formats: list[str] = []
-            texts: list[str] = []
-            for spec, value in zip(specs, values, strict=True):
-                kind = spec.time_kind
-                if value == "-" and kind != "strftime":
-                    continue
-                if kind == "clf":
-                    base = base or parse_clf_time(value)
-                elif kind == "strftime":
-                    formats.append(spec.time_format)
-                    texts.append(value)
-                elif kind in ("sec", "msec", "usec"):
-                    base = base or parse_epoch(value, kind)
-                elif kind == "msec_frac" and value.isdigit():
-                    micro = int(value) * 1000
-                elif kind == "usec_frac" and value.isdigit():
-                    micro = int(value)
-            if base is None and formats:
-                # Pieces are read together (`%{%d/%b/%Y}t %{%T}t` is one time); when they repeat a
-                # field (`%{%F %T}t ... %{end:%F %T}t`), strptime cannot: the first piece that
-                # parses alone gives the time.
-                base = parse_strftime("\x1f".join(texts), "\x1f".join(formats), tz)
-                if base is None and len(formats) > 1:
-                    base = next(
-                        (t for t in map(partial(parse_strftime, default_tz=tz), texts, formats) if t),
-                        None,
-                    )
-            if base is not None and micro is not None and micro < 1_000_000:
-                base = base.replace(microsecond=micro)
-            return base
-
-        return parse_composite
-
-    # --- code generation -----------------------------------------------------------------------
-
-    def _generate_builder(
-        self,
-    ) -> Callable[[Sequence[tuple[str, ...] | None], list[str], datetime], list[LogRecord]]:
-        """Write the per-batch record builder for this format as Python source and compile it.
-        Keys are embedded with repr(), so any header name is safe; no user text becomes code."""
-        names: list[str] = []
-        body: list[str] = []
-        emit = body.append
-        escapes_possible = False
-        time_vars: list[str] = []
-        time_specs = self._time_specs()
-        for number, spec in enumerate(self._specs):
-            var = f"v{number}"
-            names.append(var)
-            if spec.kind == TIME:
-                if spec in time_specs:
-                    time_vars.append(var)
-                continue
-            if not spec.keys:
-                continue
-            escapes_possible = escapes_possible or spec.escapable
-            key = spec.keys[0]
-            unescape = (
-                f"        if esc and '\\\\' in {var}:\n"
-                f"            {var}, ok = unescape({var})\n"
-                f"            if not ok:\n"
-                f"                a[INVALID_UTF8] = True\n"
-                if spec.escapable
-                else ""
-            )
-            if spec.kind == STR:
-                emit(f"    if {var} != '-':\n{unescape}        a[{key!r}] = {var}")
-            elif spec.kind == USER:  # `""` is how httpd writes an empty user name
-                emit(
-                    f"    if {var} == '\"\"':\n        a[{key!r}] = ''\n"
-                    f"    elif {var} != '-':\n{unescape}"
-                    f"        a[{key!r}] = {var}"
-                )
-            elif spec.kind == VALUE:  # never empty in a matched line; '' only in direct.py's blank rows
-                emit(f"    if {var}:\n        a[{key!r}] = {var}")
-            elif spec.kind == INT:  # 18 digits always fit in 64 bits; longer ones are checked
-                emit(
-                    f"    if {var} != '-':\n        a[{key!r}] = int({var}) if len({var}) < 19 else bounded_int({var})"
-                )
-            elif spec.kind == HEXINT:
-                emit(
-                    f"    if {var} != '-':\n"
-                    f"        a[{key!r}] = int({var}, 16) if len({var}) < 16 else bounded_int({var}, 16)"
-                )
-            elif spec.kind == DURATION:
-                divisor = round(1 / spec.scale)
-                # int / int is exact for the digits a duration has; beyond 64 bits they stay text
-                expr = (
-                    f"(float({var}) if len({var}) < 19 else bounded_duration({var}, 1))"
-                    if divisor == 1
-                    else f"(int({var}) / {divisor} if len({var}) < 19 else bounded_duration({var}, {divisor}))"
-                )
-                emit(f"    if {var} != '-':\n        a[{key!r}] = {expr}")
-            elif spec.kind == QUERY:
-                emit(
-                    f"    if {var} and {var} != '-':\n{unescape}"
-                    f"        a[{key!r}] = {var}[1:] if {var}[0] == '?' else {var}"
-                )
-            elif spec.kind == STATUS:
-                emit(
-                    f"    if {var} != '-':\n        st = status_get({var}) or status_info({var})\n        a[{key!r}] = st[0]"
-                )
-                if key == "http.response.status_code":
-                    emit("        sev_text = st[1]\n        sev_number = st[2]")
-            elif spec.kind == PROTOCOL:
-                emit(
-                    f"    if {var} != '-':\n        pr = proto_get({var}) or protocol_info({var})\n"
-                    f"        if pr:\n            a['network.protocol.name'] = pr[0]\n"
-                    f"            if pr[1]:\n                a['network.protocol.version'] = pr[1]"
-                )
-            elif spec.kind == REQUEST:
-                emit(
-                    f"    if {var} != '-':\n"
-                    f"        if esc and '\\\\' in {var}:\n"
-                    f"            a.update(request_attributes({var}))\n"
-                    f"        else:\n"
-                    f"            rq = request_get({var})\n"
-                    f"            if rq is None:\n"
-                    f"                rq = request_cached({var})\n"
-                    f"            a.update(rq)"
-                )
-                escapes_possible = True
-        # %U%q without %r: synthesize url.original, as the request line would have given it.
-        claimed = {k for s in self._specs for k in s.keys}
-        self._synthesizes_url_original = "url.original" not in claimed and any(
-            s.directive.name == "U" and s.keys == ("url.path",) for s in self._specs
-        )
-        if self._synthesizes_url_original:
-            emit(
-                "    if 'url.path' in a:\n"
-                "        a['url.original'] = a['url.path'] + '?' + a['url.query'] if 'url.query' in a else a['url.path']"
-            )
-        if not time_vars:
-            time_code = "    ts = None"
-        else:
-            key = time_vars[0] if len(time_vars) == 1 else "(" + ", ".join(time_vars) + ",)"
-            time_code = (
-                f"    ts = time_get({key})\n    if ts is None:\n        ts = time_parse({key})\n"
-                f"        if ts is None:\n            bt = bad_time({key})\n            if bt is not None:\n"
-                f"                a[PARSE_ERROR] = bt[0]\n                a[TIME_ORIGINAL] = bt[1]"
-            )
-        names.append("bad")
-        unpack = "    " + ", ".join(names) + " = row"
-        source = "\n".join(
-            [
-                "def build(rows, bodies, observed):",
-                "  out = []",
-                "  append = out.append",
-                "  for body, row in zip(bodies, rows):",
-                "    if row is None:",
-                "        append(unmatched(body, observed))",
-                "        continue",
-                unpack,
-                "    if bad or not body:",
-                "        row = exact_row(body)",
-                "        if row is None:",
-                "            append(unmatched(body, observed))",
-                "            continue",
-                "    " + unpack,
-                "    a = {FORMAT: format_name}",
-                "    sev_text = 'INFO'",
-                "    sev_number = 9",
-                ("    esc = '\\\\' in body" if escapes_possible else ""),
-                *body,
-                time_code,
-                "    append(" + _RECORD_CALL + ")",
-                "  return out",
-            ]
-        )
-        namespace: dict[str, Any] = {
-            "FORMAT": FORMAT,
-            "INVALID_UTF8": INVALID_UTF8,
-            "PARSE_ERROR": PARSE_ERROR,
-            "TIME_ORIGINAL": TIME_ORIGINAL,
-            "bad_time": self.bad_time,
-            "format_name": self.format_name,
-            "LogRecord": LogRecord,
-            "unescape": unescape_log_value,
-            "status_get": _STATUS_TABLE.get,
-            "bounded_int": bounded_int,
-            "bounded_duration": bounded_duration,
-            "status_info": status_info,
-            "proto_get": PROTOCOL_TABLE.get,
-            "protocol_info": protocol_info,
-            "time_get": self._time_cache.mapping.get,
-            "time_parse": self._time_cache.get,
-            "unmatched": self._unmatched,
-            "exact_row": self._exact_row,
-            "request_attributes": request_attributes,
-            "request_get": self._request_cache.get,
-            "request_cached": self._request_cached,
-        }
-        self.builder_source = source
-        exec(compile(source, f"<logformat {self.format_name}>", "exec"), namespace)  # noqa: S102
-        return namespace["build"]  # type: ignore[no-any-return]
-
-
-def _reparse_unparsed(
-    records: list[LogRecord], slow_parse: SlowParse, indices: Sequence[int] | None = None
-) -> None:
-    """Give the lines `records` left unparsed to `slow_parse` (in place). `indices` are the batch
-    indices of `records` (default: 0..n-1)."""
-    unparsed = [n for n, record in enumerate(records) if PARSE_ERROR in record.attributes]
-    if not unparsed:
-        return
-    where = list(indices) if indices is not None else list(range(len(records)))
-    observed = records[unparsed[0]].observed_timestamp
-    for n, record in zip(unparsed, slow_parse([where[n] for n in unparsed]), strict=True):
-        record.observed_timestamp = observed
-        records[n] = record
 
 
 def compile_logformat(fmt: str, *, format_name: str = "logformat", timezone: tzinfo = UTC) -> AccessLogParser:

@@ -32,18 +32,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, tzinfo
 from typing import Any, cast
 
-from logsidecar.encoding.otlp_wire import encode_otlp_records
 from logsidecar.parse.base import FormatError, Parser
-from logsidecar.record import (
-    FORMAT,
-    INVALID_UTF8,
-    PARSE_ERROR,
-    LogRecord,
-    decode_text,
-    encode_json_lines,
-    utcnow,
-)
-from logsidecar.stamp import BatchStamp
+from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, utcnow
 
 __all__ = ["AutoParser", "DEFAULT_CANDIDATES", "candidate_order"]
 
@@ -134,51 +124,32 @@ class AutoParser:
             record.observed_timestamp = observed
         return records
 
-    def encode_json_lines(self, lines: Sequence[bytes], stamp: BatchStamp) -> tuple[bytes, int]:
-        """The batch as stamped JSON lines (see `AccessLogParser.encode_json_lines`) and how many lines
-        did not parse. Once locked onto an access-log format, the locked parser writes them, and the
-        lines it cannot parse get this parser's whole search, exactly as `parse` would give them."""
-        return self._encode_direct("encode_json_lines", encode_json_lines, lines, stamp)  # type: ignore[no-any-return]
+    def locked_parser(self) -> tuple[str | None, Parser | None]:
+        """The format the file is locked onto and its parser; (None, None) before any line parsed."""
+        name = self._locked
+        return name, (self._parser(name) if name is not None else None)
 
-    def encode_otlp_records(self, lines: Sequence[bytes], stamp: BatchStamp) -> tuple[list[bytes], int]:
-        """The batch as stamped OTLP log records; see `encode_json_lines`."""
-        return self._encode_direct("encode_otlp_records", encode_otlp_records, lines, stamp)  # type: ignore[no-any-return]
-
-    def _encode_direct(
-        self,
-        method: str,
-        ordinary: Callable[[list[LogRecord]], Any],
-        lines: Sequence[bytes],
-        stamp: BatchStamp,
-    ) -> tuple[Any, int]:
-        before = self._locked
-        locked = self._parser(before) if before is not None else None
-        direct = getattr(locked, method, None)
-        if direct is None:
-            records = self.parse(lines)
-            stamp.apply(records)
-            return ordinary(records), sum(PARSE_ERROR in record.attributes for record in records)
-
-        def search(indices: list[int]) -> list[LogRecord]:
-            """The lines the locked parser rejected. `parse` on the whole batch locks onto the format
-            of the latest line parsed: keep the lock when the locked parser parsed a later line."""
-            records = self.parse([lines[i] for i in indices])
-            parsed = [
-                i for i, record in zip(indices, records, strict=True) if PARSE_ERROR not in record.attributes
-            ]
-            rejected = set(indices)
-            last_locked = next((i for i in range(len(lines) - 1, -1, -1) if i not in rejected), -1)
-            if parsed and last_locked > parsed[-1]:
-                self._locked = self.format_name = before  # type: ignore[assignment]
-                # `parse` gives a line nobody parses the verdict of the format it ends locked onto.
-                unparsed = [n for n, record in enumerate(records) if PARSE_ERROR in record.attributes]
-                if unparsed and locked is not None:
-                    verdicts = locked.parse([lines[indices[n]] for n in unparsed])
-                    for n, verdict in zip(unparsed, verdicts, strict=True):
-                        records[n] = verdict
-            return records
-
-        return direct(lines, stamp, search)
+    def search_rejected(
+        self, lines: Sequence[bytes], indices: list[int], before: str | None, locked: Parser | None
+    ) -> list[LogRecord]:
+        """Records for the lines `indices` of `lines` that the parser locked onto `before` (`locked`)
+        rejected, as `parse` of the whole batch would give them: `parse` locks onto the format of
+        the latest line parsed, so the lock stays when the locked parser parsed a later line."""
+        records = self.parse([lines[i] for i in indices])
+        parsed = [
+            i for i, record in zip(indices, records, strict=True) if PARSE_ERROR not in record.attributes
+        ]
+        rejected = set(indices)
+        last_locked = next((i for i in range(len(lines) - 1, -1, -1) if i not in rejected), -1)
+        if parsed and last_locked > parsed[-1]:
+            self._locked = self.format_name = before  # type: ignore[assignment]
+            # `parse` gives a line nobody parses the verdict of the format it ends locked onto.
+            unparsed = [n for n, record in enumerate(records) if PARSE_ERROR in record.attributes]
+            if unparsed and locked is not None:
+                verdicts = locked.parse([lines[indices[n]] for n in unparsed])
+                for n, verdict in zip(unparsed, verdicts, strict=True):
+                    records[n] = verdict
+        return records
 
     def _parser(self, name: str) -> Parser | None:
         if name not in self._parsers:

@@ -1,7 +1,7 @@
 """Apache's `%r` (the request line, `METHOD TARGET PROTOCOL`) → OpenTelemetry attributes.
 
 Kept apart from the LogFormat compiler because two writers use it: the record builder
-(`access.py`) and the direct encoders (`direct.py`), which turn a request line into their output
+(`access.py`) and the fast-path writers (`fastpath/`), which turn a request line into their output
 without building a record.
 """
 

@@ -24,6 +24,7 @@ from datetime import UTC, tzinfo
 from typing import Any
 
 from logsidecar.encoding.otlp_wire import encode_otlp_records
+from logsidecar.fastpath import JSON_LINES, OTLP_RECORDS, writer_for
 from logsidecar.parse import build_parser
 from logsidecar.parse.base import Parser
 from logsidecar.parse.rules import FormatRule
@@ -31,10 +32,6 @@ from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text,
 from logsidecar.sinks.base import JsonLines, OtlpLogRecords, Payload, Sink
 from logsidecar.stamp import BatchStamp, uid_prefix
 from logsidecar.tail.options import ReadBatch
-
-# The parser methods that write each encoding directly (`parse/direct.py`).
-JSON_LINES = "encode_json_lines"
-OTLP_RECORDS = "encode_otlp_records"
 
 #: `PipelineObserver.observe_batch`: path, format, lines, bytes, parsed, unparsed.
 ObserveBatch = Callable[[str, str, int, int, int, int], None]
@@ -125,7 +122,7 @@ class BatchParser:
             batch.file_key, batch.path, state.uid_prefix, batch.end_offsets, batch.truncated, self._resource
         )
         encoding = self._encoding
-        direct = getattr(state.parser, encoding, None) if encoding is not None else None
+        direct = writer_for(state.parser, encoding) if encoding is not None else None
         if direct is not None:
             try:
                 encoded, unparsed = direct(batch.lines, stamp)

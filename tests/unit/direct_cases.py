@@ -1,7 +1,7 @@
 """Cases shared by the tests of the direct encoders (test_access_json.py, test_access_otlp.py).
 
-Both test files check the same property: a parser's direct encoder (`encode_json_lines`,
-`encode_otlp_records`) writes, batch after batch, exactly what parse + `stamp.apply` + the record
+Both test files check the same property: a parser's fast-path writer (`fastpath.writer_for(parser,
+JSON_LINES)`, `OTLP_RECORDS`) writes, batch after batch, exactly what parse + `stamp.apply` + the record
 encoder writes. This module offers what they both need to draw and compare such batches:
 
 - the custom LogFormats under test and `realistic_lines(fmt, count)`, lines of any tested format

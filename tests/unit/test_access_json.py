@@ -1,4 +1,4 @@
-"""The direct JSON-lines path (`parse/access_json.py`) against its definition.
+"""The direct JSON-lines path (`fastpath/json_dialect.py`) against its definition.
 
 For every batch, `encode_json_lines(lines, stamp)` of a parser must be byte-for-byte
 `record.encode_json_lines` of `parse(lines)` stamped with `stamp.apply`, apart from the value of
@@ -25,9 +25,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from logsidecar.fastpath import JSON_LINES, writer_for
+from logsidecar.fastpath.json_dialect import json_encoder_for, lines_needing_escapes
 from logsidecar.parse import build_parser
 from logsidecar.parse.access import PRESETS, preset_parser
-from logsidecar.parse.access_json import json_encoder_for, lines_needing_escapes
 from logsidecar.parse.detect import AutoParser
 from logsidecar.pipeline import ParserSelector, Pipeline, PipelineOptions
 from logsidecar.record import encode_json_lines
@@ -136,7 +137,7 @@ def assert_same_output(
 
 
 def direct_path(parser: Any, lines: Sequence[bytes], stamp: BatchStamp) -> tuple[bytes, int]:
-    return parser.encode_json_lines(lines, stamp)
+    return writer_for(parser, JSON_LINES)(lines, stamp)
 
 
 JSON = direct_cases.DirectEncoding(direct_path, record_path, json_stamps, assert_same_output)
@@ -169,14 +170,14 @@ def test_access_direct_json_lines_equal_parse_stamp_encode_on_a_large_clean_batc
     stamp = BatchStamp(
         "k", PATHS[0], uid_prefix("k"), [100 * (i + 1) for i in range(len(lines))], set(), RESOURCES[0]
     )
-    direct = direct_cases.parser_for(fmt).encode_json_lines(lines, stamp)
+    direct = writer_for(direct_cases.parser_for(fmt), JSON_LINES)(lines, stamp)
     assert_same_output(direct, record_path(direct_cases.parser_for(fmt), lines, stamp), len(lines))
     assert direct[1] == 0
 
 
 def test_access_direct_json_lines_of_an_empty_batch_is_empty() -> None:
     stamp = BatchStamp("k", PATHS[0], uid_prefix("k"), [], set(), {})
-    assert preset_parser("combined").encode_json_lines([], stamp) == (b"", 0)
+    assert writer_for(preset_parser("combined"), JSON_LINES)([], stamp) == (b"", 0)
 
 
 # --- 2. auto, over sequences of batches ----------------------------------------------------------------
@@ -228,7 +229,7 @@ def test_auto_direct_json_lines_equal_byte_for_byte_when_every_line_parses(data:
             st.lists(st.sampled_from([line for pool in pools for line in pool]), min_size=1, max_size=16)
         )
         stamp = data.draw(json_stamps(len(lines)), label="stamp")
-        direct = direct_auto.encode_json_lines(lines, stamp)
+        direct = writer_for(direct_auto, JSON_LINES)(lines, stamp)
         assert_same_output(direct, record_path(record_auto, lines, stamp), len(lines))
         assert direct_auto.format_name == record_auto.format_name
 
@@ -236,7 +237,7 @@ def test_auto_direct_json_lines_equal_byte_for_byte_when_every_line_parses(data:
 def test_a_line_with_a_size_beyond_64_bits_is_still_written_as_one_json_line() -> None:
     lines = [b'127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 1111111111111111111111111']
     stamp = BatchStamp("k", PATHS[0], uid_prefix("k"), [10], set(), {})
-    data, _ = preset_parser("common").encode_json_lines(lines, stamp)
+    data, _ = writer_for(preset_parser("common"), JSON_LINES)(lines, stamp)
     assert data.count(b"\n") == 1
 
 
@@ -247,12 +248,12 @@ ERROR_LINE = next(iter(direct_cases.generate_lines("error", 1, seed=1)))
 def test_auto_direct_verdict_of_an_unparsable_line_is_that_of_the_final_lock() -> None:
     direct_auto, record_auto = AutoParser(), AutoParser()
     stamp = BatchStamp("k", PATHS[0], uid_prefix("k"), [10], set(), {})
-    direct_auto.encode_json_lines([COMBINED_LINE], stamp)
+    writer_for(direct_auto, JSON_LINES)([COMBINED_LINE], stamp)
     record_path(record_auto, [COMBINED_LINE], stamp)
     assert direct_auto.format_name == record_auto.format_name == "combined"
     lines = [ERROR_LINE, b"garbage", COMBINED_LINE]
     stamp = BatchStamp("k", PATHS[0], uid_prefix("k"), [20, 30, 40], set(), {})
-    direct = direct_auto.encode_json_lines(lines, stamp)
+    direct = writer_for(direct_auto, JSON_LINES)(lines, stamp)
     ordinary = record_path(record_auto, lines, stamp)
     assert direct_auto.format_name == record_auto.format_name == "combined"
     assert normalised(direct[0]) == normalised(ordinary[0])

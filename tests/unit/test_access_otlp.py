@@ -1,4 +1,4 @@
-"""The direct OTLP path (`parse/access_otlp.py`) against its definition.
+"""The direct OTLP path (`fastpath/otlp_dialect.py`) against its definition.
 
 For every batch, `encode_otlp_records(lines, stamp)` of a parser must be, element by element and byte
 for byte, `encoding.otlp_wire.encode_otlp_records` of `parse(lines)` stamped with `stamp.apply`, apart
@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from logsidecar.encoding.otlp_wire import LogsRequestEncoder, encode_otlp_records
+from logsidecar.fastpath import OTLP_RECORDS, writer_for
+from logsidecar.fastpath.otlp_dialect import otlp_encoder_for
 from logsidecar.parse.access import PRESETS, preset_parser
-from logsidecar.parse.access_otlp import otlp_encoder_for
 from logsidecar.parse.detect import AutoParser
 from logsidecar.record import PARSE_ERROR
 from logsidecar.sinks.base import OtlpLogRecords
@@ -140,7 +141,7 @@ def assert_same_records(direct: Outcome, ordinary: Outcome, lines: int) -> None:
 
 
 def direct_path(parser: Any, lines: Sequence[bytes], stamp: BatchStamp) -> tuple[list[bytes], int]:
-    return parser.encode_otlp_records(lines, stamp)
+    return writer_for(parser, OTLP_RECORDS)(lines, stamp)
 
 
 OTLP = direct_cases.DirectEncoding(direct_path, record_path, otlp_stamps, assert_same_records)
@@ -182,7 +183,7 @@ def _stamp(
 @pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
 def test_access_direct_otlp_records_equal_parse_stamp_encode_on_a_large_clean_batch(fmt: str) -> None:
     lines = REALISTIC[fmt]
-    direct = direct_cases.parser_for(fmt).encode_otlp_records(lines, _stamp(len(lines)))
+    direct = writer_for(direct_cases.parser_for(fmt), OTLP_RECORDS)(lines, _stamp(len(lines)))
     assert_same_records(
         direct, record_path(direct_cases.parser_for(fmt), lines, _stamp(len(lines))), len(lines)
     )
@@ -238,20 +239,22 @@ def test_access_direct_otlp_record_of_an_edge_line_equals_parse_stamp_encode(
 ) -> None:
     lines = [COMBINED_LINE, line, COMBINED_LINE.replace(b"GET", b'G\\"ET')]
     stamp = _stamp(3, truncated=truncated)
-    direct = preset_parser("combined").encode_otlp_records(lines, stamp)
+    direct = writer_for(preset_parser("combined"), OTLP_RECORDS)(lines, stamp)
     assert_same_records(direct, record_path(preset_parser("combined"), lines, stamp), 3)
 
 
 def test_access_direct_otlp_records_of_a_format_without_status_have_the_default_severity() -> None:
     lines = REALISTIC[direct_cases.NO_STATUS_FORMAT][:5]
-    direct, _ = direct_cases.parser_for(direct_cases.NO_STATUS_FORMAT).encode_otlp_records(lines, _stamp(5))
+    direct, _ = writer_for(direct_cases.parser_for(direct_cases.NO_STATUS_FORMAT), OTLP_RECORDS)(
+        lines, _stamp(5)
+    )
     request = _decoded(LogsRequestEncoder({}).encode_records(direct, {}))
     logged = request.resource_logs[0].scope_logs[0].log_records
     assert [(r.severity_number, r.severity_text) for r in logged] == [(9, "INFO")] * 5
 
 
 def test_access_direct_otlp_records_of_an_empty_batch_are_empty() -> None:
-    assert preset_parser("combined").encode_otlp_records([], _stamp(0)) == ([], 0)
+    assert writer_for(preset_parser("combined"), OTLP_RECORDS)([], _stamp(0)) == ([], 0)
 
 
 # --- 2. the request the sink builds, decoded with the official types --------------------------------------
@@ -288,7 +291,7 @@ def test_sink_request_of_direct_records_decodes_and_equals_the_request_of_stampe
     ]
     resource = {"k8s.pod.name": "web-0"}
     stamp = _stamp(len(lines), resource, truncated={31})
-    direct, unparsed = preset_parser("combined").encode_otlp_records(lines, stamp)
+    direct, unparsed = writer_for(preset_parser("combined"), OTLP_RECORDS)(lines, stamp)
     assert unparsed == 1
     records = preset_parser("combined").parse(lines)
     stamp.apply(records)

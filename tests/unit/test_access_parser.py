@@ -633,6 +633,7 @@ def test_integers_beyond_64_bits_stay_text_on_every_path(directive: str, key: st
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
     from logsidecar.encoding.otlp_wire import LogsRequestEncoder
+    from logsidecar.fastpath import JSON_LINES, OTLP_RECORDS, writer_for
     from logsidecar.stamp import BatchStamp, uid_prefix
 
     for value in (HUGE, "-" + HUGE):
@@ -643,12 +644,12 @@ def test_integers_beyond_64_bits_stay_text_on_every_path(directive: str, key: st
         assert record.attributes[key] == value, record.attributes
         parser = compile_logformat(f"{directive} %m")
         stamp = BatchStamp("k", "/l", uid_prefix("k"), [len(line)], (), {})
-        otlp, unparsed = parser.encode_otlp_records([line], stamp)
+        otlp, unparsed = writer_for(parser, OTLP_RECORDS)([line], stamp)
         assert unparsed == 0
         request = ExportLogsServiceRequest.FromString(LogsRequestEncoder({}).encode_records(otlp, {}))
         [sent] = request.resource_logs[0].scope_logs[0].log_records
         assert {kv.key: kv.value.string_value for kv in sent.attributes}[key] == value
-        json_lines, _ = parser.encode_json_lines([line], stamp)
+        json_lines, _ = writer_for(parser, JSON_LINES)([line], stamp)
         assert f'"{key}":"{value}"'.encode() in json_lines
 
 

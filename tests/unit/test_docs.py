@@ -20,13 +20,8 @@ import pytest
 from logsidecar import record
 from logsidecar.containers.metadata import container_resource
 from logsidecar.parse import errorlog
-from logsidecar.parse.logformat import (
-    ARGUMENT_CHOICES,
-    DIRECTIVE_NAMES,
-    NEEDS_ARGUMENT,
-    compile_fields,
-    tokenize,
-)
+from logsidecar.parse.fields import compile_fields
+from logsidecar.parse.logformat import ARGUMENT_CHOICES, DIRECTIVE_NAMES, NEEDS_ARGUMENT, tokenize
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from logsidecar.parse import build_parser
 from logsidecar.parse.base import FormatError
-from logsidecar.parse.errorlog import ErrorLogParser, ErrorTimeParser, compile_errorlogformat, split_host_port
+from logsidecar.parse.error_time import ErrorTimeParser
+from logsidecar.parse.errorlog import ErrorLogParser, split_host_port
+from logsidecar.parse.errorlog_compiled import compile_errorlogformat
 from logsidecar.parse.severity import APACHE_LEVELS, apache_severity
 from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, Severity
 

@@ -9,16 +9,9 @@ import pytest
 
 from logsidecar.parse.access import PRESETS, compile_logformat
 from logsidecar.parse.base import FormatError
-from logsidecar.parse.logformat import (
-    Directive,
-    Literal,
-    compile_fields,
-    header_attribute,
-    line_regex,
-    normalize_format_text,
-    strftime_regex,
-    tokenize,
-)
+from logsidecar.parse.fields import compile_fields, header_attribute, strftime_regex
+from logsidecar.parse.line_regex import line_regex
+from logsidecar.parse.logformat import Directive, Literal, normalize_format_text, tokenize
 
 
 def directives(fmt: str) -> list[Directive]:

@@ -39,7 +39,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from logsidecar.parse.access import compile_logformat, preset_parser
-from logsidecar.parse.errorlog import DIRECTIVE_LETTERS, compile_errorlogformat
+from logsidecar.parse.errorlog_compiled import compile_errorlogformat
+from logsidecar.parse.errorlogformat import DIRECTIVE_LETTERS
 from logsidecar.parse.logformat import ARGUMENT_CHOICES, DIRECTIVE_NAMES, NEEDS_ARGUMENT, tokenize
 
 LINE_BYTES = 64 * 1024

@@ -1,4 +1,4 @@
-"""The JSON-lines dialect of `direct.py`: stdout JSON written straight from access-log rows.
+"""The JSON-lines dialect of the fast path (`encoder.py`): stdout JSON written straight from access-log rows.
 
 Each fast line is one f-string: constant text (`{"timestamp":`, the format attribute, the stamped
 path/name/uid head, the resource) around the fields' pieces. On a fast line (no backslash, no
@@ -12,17 +12,17 @@ from __future__ import annotations
 import json.encoder
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from logsidecar.parse.direct import DirectEncoder, lines_needing_escapes
+from logsidecar.fastpath.encoder import DirectEncoder, HasCompiledFormat, lines_needing_escapes
+from logsidecar.parse.access import CompiledFormat
+from logsidecar.parse.access_builder import INT_FAST_DIGITS
+from logsidecar.parse.codegen import Emitter
 from logsidecar.parse.request_line import COMMON_METHODS, PROTOCOL_TABLE, request_attributes
 from logsidecar.record import FORMAT, LogRecord, encode_json
 from logsidecar.stamp import BatchStamp, offset_hexes
-
-if TYPE_CHECKING:
-    from logsidecar.parse.access import AccessLogParser
 
 __all__ = ["JsonDialect", "json_encoder_for", "lines_needing_escapes"]
 
@@ -59,25 +59,36 @@ class JsonDialect:
             "FORMAT_HEAD": f'","attributes":{{{_json(FORMAT)}:{_json(self.format_name)}',
         }
 
-    def text_field(self, number: int, var: str, key: str, quote_free: bool, namespace: dict[str, Any]) -> str:
+    def text_field(
+        self, emit: Emitter, number: int, var: str, key: str, quote_free: bool, namespace: dict[str, Any]
+    ) -> None:
         key_text = f",{_json(key)}:"
-        if quote_free:
-            return f"    p{number} = '' if {var} == '-' else f'{key_text}\"{{{var}}}\"'"
-        return f"    p{number} = '' if {var} == '-' else {key_text!r} + enc({var})"
+        if quote_free:  # nothing to escape: the text goes into an f-string as it is
+            emit.line(f"p{number} = '' if {var} == '-' else f'{key_text}\"{{{var}}}\"'")
+        else:
+            emit.line(f"p{number} = '' if {var} == '-' else {key_text!r} + enc({var})")
 
-    def int_field(self, number: int, var: str, key: str, namespace: dict[str, Any]) -> str:
+    def int_field(
+        self,
+        emit: Emitter,
+        number: int,
+        var: str,
+        key: str,
+        namespace: dict[str, Any],
+        to_slow: Callable[[Emitter], None],
+    ) -> None:
         # Digits without a leading zero are their own JSON; anything else goes through int() (the
         # regex takes ASCII digits only; the isascii() check keeps this true whatever it becomes).
-        # Beyond 18 digits the int may not fit 64 bits: the line takes the ordinary path (text).
+        # Beyond INT_FAST_DIGITS the int may not fit 64 bits: the line takes the ordinary path (text).
         key_text = f",{_json(key)}:"
-        return (
-            f"    if {var} == '-':\n        p{number} = ''\n"
-            f"    elif len({var}) > 18:\n        slow.append(at >> 4)\n        append(None)\n"
-            f"        at += 16\n        continue\n"
-            f"    elif {var}.isascii() and ({var}[0] != '0' or len({var}) == 1):\n"
-            f"        p{number} = f'{key_text}{{{var}}}'\n"
-            f"    else:\n        p{number} = f'{key_text}{{int({var})}}'"
-        )
+        with emit.block(f"if {var} == '-':"):
+            emit.line(f"p{number} = ''")
+        with emit.block(f"elif len({var}) > {INT_FAST_DIGITS}:"):
+            to_slow(emit)
+        with emit.block(f"elif {var}.isascii() and ({var}[0] != '0' or len({var}) == 1):"):
+            emit.line(f"p{number} = f'{key_text}{{{var}}}'")
+        with emit.block("else:"):
+            emit.line(f"p{number} = f'{key_text}{{int({var})}}'")
 
     def attributes_piece(self, attributes: dict[str, Any]) -> str:
         return "".join(f",{_json(key)}:{_json(value)}" for key, value in attributes.items())
@@ -105,15 +116,17 @@ class JsonDialect:
     def time_piece(self, moment: datetime | None) -> str:
         return "null" if moment is None else _json(moment)
 
-    def line(self, pieces: list[str], severity: str, namespace: dict[str, Any]) -> str:
+    def line(self, emit: Emitter, pieces: list[str], severity: str, uid_offset: str) -> None:
         text = (
             "{OPEN}{tp}{head}{"
             + severity
             + "}{BODY}{body}{FORMAT_HEAD}"
             + "".join("{" + p + "}" for p in pieces)
-            + "{uid_head}{hexes[at:at + 16]}{tail}"
+            + "{uid_head}{"
+            + uid_offset
+            + "}{tail}"
         )
-        return f"    append(f{text!r})"
+        emit.line(f"append(f{text!r})")
 
     def bodies(self, text: str | None, lines: Sequence[bytes]) -> list[str]:
         # Fast lines hold no backslash and no control character: a quote is all JSON escapes.
@@ -143,6 +156,7 @@ class JsonDialect:
         return b"".join(parts)
 
 
-def json_encoder_for(parser: AccessLogParser) -> DirectEncoder | None:
+def json_encoder_for(parser: HasCompiledFormat) -> DirectEncoder | None:
     """The direct JSON-lines writer for `parser`'s format, or None when the format needs the ordinary path."""
-    return DirectEncoder.build(parser, JsonDialect(parser.format_name))
+    compiled: CompiledFormat = parser.compiled
+    return DirectEncoder.build(compiled, JsonDialect(compiled.format_name))

@@ -1,4 +1,4 @@
-"""The OTLP dialect of `direct.py`: protobuf `LogRecord`s written straight from access-log rows.
+"""The OTLP dialect of the fast path (`encoder.py`): protobuf `LogRecord`s written straight from access-log rows.
 
 Each fast line becomes the bytes `LogsRequestEncoder` would write for its stamped record (one
 `ScopeLogs.log_records` field: tag, length, message), joined from constant pieces (the format
@@ -13,9 +13,9 @@ The sink wraps a batch's records in one ResourceLogs/ScopeLogs (`LogsRequestEnco
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from logsidecar.encoding.otlp_wire import (
     SMALL_VARINTS,
@@ -36,14 +36,14 @@ from logsidecar.encoding.otlp_wire import (
     string_value,
     varint,
 )
-from logsidecar.parse.direct import PIECE_CACHE_MAX, DirectEncoder
-from logsidecar.parse.logformat import bounded_int
+from logsidecar.fastpath.encoder import PIECE_CACHE_MAX, DirectEncoder, HasCompiledFormat
+from logsidecar.parse.access import CompiledFormat
+from logsidecar.parse.access_builder import INT_FAST_DIGITS
+from logsidecar.parse.codegen import Emitter
+from logsidecar.parse.fields import bounded_int
 from logsidecar.parse.request_line import COMMON_METHODS, PROTOCOL_TABLE, request_attributes
 from logsidecar.record import FORMAT, LOG_FILE_NAME, LOG_FILE_PATH, LOG_RECORD_UID, LogRecord
 from logsidecar.stamp import BatchStamp, offset_hexes
-
-if TYPE_CHECKING:
-    from logsidecar.parse.access import AccessLogParser
 
 __all__ = ["OtlpDialect", "otlp_encoder_for"]
 
@@ -52,6 +52,8 @@ _FLAT_MAX = 120
 _URL_ORIGINAL, _URL_PATH, _URL_QUERY = "url.original", "url.path", "url.query"
 # A uid is 32 hex digits.
 _UID_LENGTH = 32
+# A varint of a 64-bit value takes up to 10 bytes.
+_MAX_VARINT_BYTES = 10
 
 
 def _flat_heads(key: str) -> list[bytes]:
@@ -122,32 +124,43 @@ class OtlpDialect:
             "text_kv": _text_key_value,
         }
 
-    def text_field(self, number: int, var: str, key: str, quote_free: bool, namespace: dict[str, Any]) -> str:
+    def text_field(
+        self, emit: Emitter, number: int, var: str, key: str, quote_free: bool, namespace: dict[str, Any]
+    ) -> None:
         namespace[f"H{number}"] = _flat_heads(key)
         namespace[f"K{number}"] = string_value(key)
-        return (
-            f"    if {var} == b'-':\n        p{number} = b''\n    else:\n"
-            f"        n = len({var})\n"
-            f"        p{number} = H{number}[n] + {var} if n < {_FLAT_MAX} else text_kv(K{number}, {var})"
-        )
+        with emit.block(f"if {var} == b'-':"):
+            emit.line(f"p{number} = b''")
+        with emit.block("else:"):
+            emit.line(
+                f"n = len({var})",
+                f"p{number} = H{number}[n] + {var} if n < {_FLAT_MAX} else text_kv(K{number}, {var})",
+            )
 
-    def int_field(self, number: int, var: str, key: str, namespace: dict[str, Any]) -> str:
-        # KeyValue{key, AnyValue{int_value}} for up to 18 digits: a per-key head for each varint
+    def int_field(
+        self,
+        emit: Emitter,
+        number: int,
+        var: str,
+        key: str,
+        namespace: dict[str, Any],
+        to_slow: Callable[[Emitter], None],
+    ) -> None:
+        # KeyValue{key, AnyValue{int_value}} for up to INT_FAST_DIGITS: a per-key head for each varint
         # length, then the varint. Longer values go through `bounded_int` (they may not fit 64 bits).
         prefix = string_value(key)
         namespace[f"I{number}"] = [
             TAG_ATTRIBUTE + varint(len(prefix) + 3 + n) + prefix + TAG_LEN_2 + varint(1 + n) + TAG_INT
-            for n in range(11)
+            for n in range(_MAX_VARINT_BYTES + 1)
         ]
         namespace["bounded_kv"] = _bounded_int_key_value
         namespace[f"KEY{number}"] = key
-        return (
-            f"    if {var} == b'-':\n        p{number} = b''\n"
-            f"    elif len({var}) < 19:\n"
-            f"        vb = varint(int({var}))\n"
-            f"        p{number} = I{number}[len(vb)] + vb\n"
-            f"    else:\n        p{number} = bounded_kv(KEY{number}, {var})"
-        )
+        with emit.block(f"if {var} == b'-':"):
+            emit.line(f"p{number} = b''")
+        with emit.block(f"elif len({var}) <= {INT_FAST_DIGITS}:"):
+            emit.line(f"vb = varint(int({var}))", f"p{number} = I{number}[len(vb)] + vb")
+        with emit.block("else:"):
+            emit.line(f"p{number} = bounded_kv(KEY{number}, {var})")
 
     def attributes_piece(self, attributes: dict[str, Any]) -> bytes:
         return b"".join(
@@ -190,7 +203,7 @@ class OtlpDialect:
             return b""
         return TAG_TIME + pack_fixed64(datetime_to_unix_nano(moment) & 0xFFFFFFFFFFFFFFFF)
 
-    def line(self, pieces: list[str], severity: str, namespace: dict[str, Any]) -> str:
+    def line(self, emit: Emitter, pieces: list[str], severity: str, uid_offset: str) -> None:
         parts = ", ".join(
             [
                 "tp",
@@ -200,18 +213,17 @@ class OtlpDialect:
                 "FORMAT_KV",
                 *pieces,
                 "stamp_head",
-                "hexes[at:at + 16]",
+                uid_offset,
                 "observed",
             ]
         )
-        return (
-            "    n = len(body)\n"
-            "    bh = bget(n)\n"
-            "    if bh is None:\n"
-            "        bh = bhead(n)\n"
-            f"    rec = join(({parts}))\n"
-            "    n = len(rec)\n"
-            "    append(RECORD + (SMALL[n] if n < 16384 else varint(n)) + rec)"
+        emit.line("n = len(body)", "bh = bget(n)")
+        with emit.block("if bh is None:"):
+            emit.line("bh = bhead(n)")
+        emit.line(
+            f"rec = join(({parts}))",
+            "n = len(rec)",
+            f"append(RECORD + (SMALL[n] if n < {len(SMALL_VARINTS)} else varint(n)) + rec)",
         )
 
     def bodies(self, text: str | None, lines: Sequence[bytes]) -> Sequence[bytes]:
@@ -237,6 +249,7 @@ class OtlpDialect:
         return out
 
 
-def otlp_encoder_for(parser: AccessLogParser) -> DirectEncoder | None:
+def otlp_encoder_for(parser: HasCompiledFormat) -> DirectEncoder | None:
     """The direct OTLP writer for `parser`'s format, or None when the format needs the ordinary path."""
-    return DirectEncoder.build(parser, OtlpDialect(parser.format_name))
+    compiled: CompiledFormat = parser.compiled
+    return DirectEncoder.build(compiled, OtlpDialect(compiled.format_name))

@@ -1,4 +1,4 @@
-"""Access-log batches written straight into an output encoding, without building records.
+"""The fast path's generated writer: access-log rows written straight into an output encoding.
 
 An output's encoding of a batch is, by definition, its encoder applied to the parsed and stamped
 records (`AccessLogParser.parse`, `BatchStamp.apply`, then `record.encode_json_lines` or the OTLP
@@ -6,7 +6,7 @@ records (`AccessLogParser.parse`, `BatchStamp.apply`, then `record.encode_json_l
 again was most of the cost of `tail` (profiled: ~4.5 µs of parsing and ~3 µs of JSON encoding per
 combined line). For a line that takes the fast path (the batch regex matched it and it holds no
 backslash and no control character, so there is nothing to unescape), a function generated per
-format and per encoding (a `Dialect`: `access_json.py`, `access_otlp.py`) writes the same bytes
+format and per encoding (a `Dialect`: `json_dialect.py`, `otlp_dialect.py`) writes the same bytes
 directly from the regex row. Every other line (escapes, lines the fast regex rejected, truncated
 lines) is parsed, stamped and encoded the ordinary way and put back in its place. The output is
 byte-for-byte the ordinary one; the unit tests hold both dialects to that with hypothesis.
@@ -20,6 +20,11 @@ How each field is written (generated straight-line code, like the record builder
 
 Formats where fields' attributes could interact (two fields filling one key, `%U%q` synthesising
 `url.original`) are not written directly: `DirectEncoder.build` returns None and the ordinary path runs.
+
+The generated loop walks the batch's offsets as one hex string (`stamp.offset_hexes`): `hex_at` is
+where the current line's OFFSET_HEX_DIGITS digits start, so the line's index is
+`hex_at // OFFSET_HEX_DIGITS`. A dialect's field code sends a line it cannot write to the slow
+path with the `to_slow` statements it is given; it never writes loop control itself.
 """
 
 from __future__ import annotations
@@ -27,16 +32,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from logsidecar.parse.logformat import INT, REQUEST, STATUS, STR, TIME, VALUE
-from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord
-from logsidecar.stamp import BatchStamp
+from logsidecar.parse.access import CompiledFormat
+from logsidecar.parse.codegen import Emitter
+from logsidecar.parse.fields import INT, REQUEST, STATUS, STR, TIME, VALUE
+from logsidecar.parse.line_regex import FAST_QUOTED_TEXT
+from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord, utcnow
+from logsidecar.stamp import OFFSET_HEX_DIGITS, BatchStamp
 
-if TYPE_CHECKING:
-    from logsidecar.parse.access import AccessLogParser
+__all__ = ["Dialect", "DirectEncoder", "HasCompiledFormat", "SlowParse", "lines_needing_escapes"]
 
-__all__ = ["Dialect", "DirectEncoder", "SlowParse", "lines_needing_escapes"]
+# The fast pattern of a quoted text field: it cannot hold a quote.
+QUOTED_FAST = f"({FAST_QUOTED_TEXT})"
 
 # Cache bounds per field; cleared when full (memory stays bounded whatever the traffic).
 PIECE_CACHE_MAX = 4096
@@ -50,8 +58,15 @@ BAD_TIME = object()
 SlowParse = Callable[[list[int]], list[LogRecord]]
 
 
+class HasCompiledFormat(Protocol):
+    """A parser of a compiled LogFormat (`AccessLogParser`)."""
+
+    @property
+    def compiled(self) -> CompiledFormat: ...
+
+
 class Dialect(Protocol):
-    """One output encoding, as the generator needs it. Code snippets assign `p<number>` from the
+    """One output encoding, as the generator needs it. Field code assigns `p<number>` from the
     row variable `var`; `key` is the attribute's name."""
 
     #: Names of the generated function's per-batch arguments, after `rows, bodies`.
@@ -66,10 +81,21 @@ class Dialect(Protocol):
     def namespace(self) -> dict[str, Any]: ...
 
     def text_field(
-        self, number: int, var: str, key: str, quote_free: bool, namespace: dict[str, Any]
-    ) -> str: ...
+        self, emit: Emitter, number: int, var: str, key: str, quote_free: bool, namespace: dict[str, Any]
+    ) -> None: ...
 
-    def int_field(self, number: int, var: str, key: str, namespace: dict[str, Any]) -> str: ...
+    def int_field(
+        self,
+        emit: Emitter,
+        number: int,
+        var: str,
+        key: str,
+        namespace: dict[str, Any],
+        to_slow: Callable[[Emitter], None],
+    ) -> None:
+        """Code for an integer field; `to_slow(emit)` writes the statements that hand the line to
+        the slow path (for a value the dialect does not write itself)."""
+        ...
 
     def attributes_piece(self, attributes: dict[str, Any]) -> Any: ...
 
@@ -83,9 +109,9 @@ class Dialect(Protocol):
 
     def time_piece(self, moment: datetime | None) -> Any: ...
 
-    def line(self, pieces: list[str], severity: str, namespace: dict[str, Any]) -> str:
-        """The statement(s) appending the line's encoding to `out` (names: tp, body, at, the
-        batch arguments, the pieces)."""
+    def line(self, emit: Emitter, pieces: list[str], severity: str, uid_offset: str) -> None:
+        """The statement(s) appending the line's encoding to `out` (names: tp, body, the batch
+        arguments, the pieces; `uid_offset` is the expression of the line's offset hex digits)."""
         ...
 
     def bodies(self, text: str | None, lines: Sequence[bytes]) -> Sequence[Any]: ...
@@ -98,98 +124,94 @@ class Dialect(Protocol):
         ...
 
 
+# The generated code's expression for the current line's offset digits in `hexes`.
+UID_OFFSET = f"hexes[hex_at:hex_at + {OFFSET_HEX_DIGITS}]"
+
+
+def _to_slow(emit: Emitter) -> None:
+    """The line goes to the slow path: its index is remembered, its slot in `out` left empty."""
+    emit.line(f"slow.append(hex_at // {OFFSET_HEX_DIGITS})", "append(None)", f"hex_at += {OFFSET_HEX_DIGITS}")
+    emit.line("continue")
+
+
 class DirectEncoder:
-    """A generated writer for one parser's format in one dialect (see the module docstring)."""
+    """A generated writer for one format in one dialect (see the module docstring)."""
 
     def __init__(
-        self, parser: AccessLogParser, dialect: Dialect, source: str, namespace: dict[str, Any]
+        self, compiled: CompiledFormat, dialect: Dialect, emit: Emitter, namespace: dict[str, Any]
     ) -> None:
-        self.parser = parser
+        self.compiled = compiled
         self.dialect = dialect
-        self.source = source
-        exec(compile(source, f"<{type(dialect).__name__} {parser.format_name}>", "exec"), namespace)  # noqa: S102
-        self._encode_rows = namespace["encode_rows"]
+        self.source = emit.source()
+        filename = f"<{type(dialect).__name__} {compiled.format_name}>"
+        self._encode_rows = emit.compile("encode_rows", namespace, filename)
 
     @classmethod
-    def build(cls, parser: AccessLogParser, dialect: Dialect) -> DirectEncoder | None:
-        """The writer for `parser`'s format, or None when the format needs the ordinary path."""
-        specs = parser.field_specs
+    def build(cls, compiled: CompiledFormat, dialect: Dialect) -> DirectEncoder | None:
+        """The writer for the format, or None when the format needs the ordinary path."""
+        specs = compiled.fields
         keys = [key for spec in specs if spec.kind != TIME for key in spec.keys]
-        if len(keys) != len(set(keys)) or parser.synthesizes_url_original:
+        if len(keys) != len(set(keys)) or compiled.synthesizes_url_original:
             return None
         names = [f"v{number}" for number in range(len(specs))]
         # Fields whose fast pattern cannot hold a quote (on a fast line nothing in them needs escaping).
-        quote_free = {n for n, pattern in enumerate(parser.fast_field_patterns) if pattern == '([^"]*+)'}
+        quote_free = {n for n, pattern in enumerate(compiled.fast_field_patterns) if pattern == QUOTED_FAST}
         namespace: dict[str, Any] = dialect.namespace()
         namespace["default_severity"] = dialect.default_severity
         pieces: list[str] = []
-        code: list[str] = []
         severity = "default_severity"
-        time_vars: list[str] = []
-        for number, spec in enumerate(specs):
-            var = names[number]
-            if spec.kind == TIME:
-                if spec in parser.time_specs:
-                    time_vars.append(var)
-                continue
-            if not spec.keys:
-                continue
-            key = spec.keys[0]
-            if spec.kind == STR:
-                code.append(dialect.text_field(number, var, key, number in quote_free, namespace))
-            elif spec.kind == INT:
-                code.append(dialect.int_field(number, var, key, namespace))
-            else:
-                sets_severity = spec.kind == STATUS and key == "http.response.status_code"
-                if spec.kind == REQUEST:  # request lines are often unique: no record builder
-                    cache, compute = _request_piece_cache(dialect)
+        time_vars = [
+            names[n] for n, spec in enumerate(specs) if spec.kind == TIME and spec in compiled.time_fields
+        ]
+        emit = Emitter()
+        with emit.block(f"def encode_rows(rows, bodies, {', '.join(dialect.batch_arguments)}):"):
+            emit.line("out = []", "append = out.append", "slow = []", "hex_at = 0")
+            with emit.block("for body, row in zip(bodies, rows):"):
+                with emit.block("if row is None or not body or row[-1]:"):  # no fast row: slow path
+                    _to_slow(emit)
+                emit.line(", ".join([*names, "bad"]) + " = row")
+                for number, (var, spec) in enumerate(zip(names, specs, strict=True)):
+                    if spec.kind == TIME or not spec.keys:
+                        continue
+                    key = spec.keys[0]
+                    if spec.kind == STR:
+                        dialect.text_field(emit, number, var, key, number in quote_free, namespace)
+                    elif spec.kind == INT:
+                        dialect.int_field(emit, number, var, key, namespace, _to_slow)
+                    else:
+                        sets_severity = spec.kind == STATUS and key == "http.response.status_code"
+                        if spec.kind == REQUEST:  # request lines are often unique: no record builder
+                            cache, compute = _request_piece_cache(dialect)
+                        else:
+                            cache, compute = _piece_cache(compiled, dialect, number, sets_severity)
+                        namespace[f"get{number}"] = cache.get
+                        namespace[f"piece{number}"] = compute
+                        emit.line(f"p{number} = get{number}({var})")
+                        with emit.block(f"if p{number} is None:"):
+                            emit.line(f"p{number} = piece{number}({var})")
+                        if sets_severity:
+                            emit.line(f"p{number}, sev = p{number}")
+                            severity = "sev"
+                    pieces.append(f"p{number}")
+                if time_vars:
+                    time_key = time_vars[0] if len(time_vars) == 1 else "(" + ", ".join(time_vars) + ",)"
+                    time_cache, time_compute = _time_piece_cache(compiled, dialect)
+                    namespace["tget"] = time_cache.get
+                    namespace["tpiece"] = time_compute
+                    namespace["BAD_TIME"] = BAD_TIME
+                    emit.line(f"tp = tget({time_key})")
+                    with emit.block("if tp is None:"):
+                        emit.line(f"tp = tpiece({time_key})")
+                    # A time that is not a real instant is flagged by the record builder: slow path.
+                    with emit.block("if tp is BAD_TIME:"):
+                        _to_slow(emit)
                 else:
-                    cache, compute = _piece_cache(parser, dialect, number, sets_severity)
-                namespace[f"get{number}"] = cache.get
-                namespace[f"piece{number}"] = compute
-                code.append(
-                    f"    p{number} = get{number}({var})\n    if p{number} is None:\n        p{number} = piece{number}({var})"
-                )
-                if sets_severity:
-                    code.append(f"    p{number}, sev = p{number}")
-                    severity = "sev"
-            pieces.append(f"p{number}")
-        if time_vars:
-            time_key = time_vars[0] if len(time_vars) == 1 else "(" + ", ".join(time_vars) + ",)"
-            time_cache, time_compute = _time_piece_cache(parser, dialect)
-            namespace["tget"] = time_cache.get
-            namespace["tpiece"] = time_compute
-            namespace["BAD_TIME"] = BAD_TIME
-            # A time that is not a real instant is flagged by the record builder: slow path.
-            code.append(
-                f"    tp = tget({time_key})\n    if tp is None:\n        tp = tpiece({time_key})\n"
-                f"    if tp is BAD_TIME:\n        slow.append(at >> 4)\n        append(None)\n"
-                f"        at += 16\n        continue"
-            )
-        else:
-            namespace["no_time"] = dialect.no_time
-            code.append("    tp = no_time")
-        source = "\n".join(
-            [
-                f"def encode_rows(rows, bodies, {', '.join(dialect.batch_arguments)}):",
-                "  out = []",
-                "  append = out.append",
-                "  slow = []",
-                "  at = 0",
-                "  for body, row in zip(bodies, rows):",
-                "    if row is None or not body or row[-1]:",
-                "        slow.append(at >> 4)",
-                "        append(None)",
-                "        at += 16",
-                "        continue",
-                "    " + ", ".join([*names, "bad"]) + " = row",
-                *code,
-                dialect.line(pieces, severity, namespace),
-                "    at += 16",
-                "  return out, slow",
-            ]
-        )
-        return cls(parser, dialect, source, namespace)
+                    namespace["no_time"] = dialect.no_time
+                    emit.line("tp = no_time")
+                dialect.line(emit, pieces, severity, UID_OFFSET)
+                emit.line(f"hex_at += {OFFSET_HEX_DIGITS}")
+            emit.line("return out, slow")
+        return cls(compiled, dialect, emit, namespace)
 
     def encode(
         self,
@@ -266,18 +288,18 @@ def as_text(value: Any) -> Any:
 
 
 def _piece_cache(
-    parser: AccessLogParser, dialect: Dialect, number: int, sets_severity: bool
+    compiled: CompiledFormat, dialect: Dialect, number: int, sets_severity: bool
 ) -> tuple[dict[Any, Any], Callable[[Any], Any]]:
     """The cache for field `number` and the function filling it from the parser's own builder:
     value → piece, or (piece, severity piece) for the status that sets the severity."""
     cache: dict[Any, Any] = {}  # keyed by the row's value: str or bytes, as the dialect's rows are
     # Every other field absent: `-`, or '' for a field where `-` is a value.
-    blank = ["" if spec.kind == VALUE else "-" for spec in parser.field_specs] + [""]
+    blank = ["" if spec.kind == VALUE else "-" for spec in compiled.fields] + [""]
 
     def compute(value: str | bytes) -> Any:
         row = list(blank)
         row[number] = as_text(value)
-        record = parser.build_rows([tuple(row)], ["-"])[0]
+        record = compiled.build_rows([tuple(row)], ["-"], utcnow())[0]
         attributes = {key: item for key, item in record.attributes.items() if key != FORMAT}
         piece: Any = dialect.attributes_piece(attributes)
         if sets_severity:
@@ -305,16 +327,16 @@ def _request_piece_cache(dialect: Dialect) -> tuple[dict[Any, Any], Callable[[An
 
 
 def _time_piece_cache(
-    parser: AccessLogParser, dialect: Dialect
+    compiled: CompiledFormat, dialect: Dialect
 ) -> tuple[dict[Any, Any], Callable[[Any], Any]]:
     cache: dict[Any, Any] = {}
-    parse_time = parser.parse_time
+    parse_time = compiled.parse_time
 
     def compute(value: Any) -> Any:
         text = as_text(value)
         moment = parse_time(text)
         piece = (
-            BAD_TIME if moment is None and parser.bad_time(text) is not None else dialect.time_piece(moment)
+            BAD_TIME if moment is None and compiled.bad_time(text) is not None else dialect.time_piece(moment)
         )
         if len(cache) >= PIECE_CACHE_MAX:
             cache.clear()
