@@ -8,11 +8,8 @@ With `state_dir=None` everything stays in memory (nothing survives a restart).
 Durability, two levels (the tailer drives both, see `Tailer.acknowledge`):
 - `flush()` commits with `synchronous=NORMAL`: the transaction is in the WAL file (in the kernel's
   page cache) when it returns, which survives the death of this process (kill -9, OOM kill, a
-  crash), not a power loss. It costs a write() and no fsync, so it is done for every settle: the
-  acknowledged offsets are in storage before the pipeline sends more (a group commit per settle).
-  Measured: ~15 us of CPU back to back, 100-150 us when one runs every 20 ms (caches cold; a
-  1,000 lines/s stream settles ~50 batches/s): about 0.8 points of one core at that rate
-  (`benchmarks/kill9.py`); at higher rates commits group and the cost per line falls.
+  crash), not a power loss. It costs a write() and no fsync. Every settle makes its acknowledged
+  offsets durable before the pipeline sends more (`flush_soon`): a group commit per settle.
 - `flush_soon()` makes what is pending durable. The common case, offsets alone moved, is one
   append to the journal, done at once on the caller's thread (below). Anything else (a new or
   changed identity, a forgotten file, a flush already running, a journal that cannot be written)
