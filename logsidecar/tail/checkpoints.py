@@ -490,6 +490,26 @@ def _row(entry: Checkpoint) -> tuple[object, ...]:
     )
 
 
+def committed_offsets(state_dir: Path) -> dict[str, int]:
+    """The durable offset per file_key in `state_dir`, read-only (for a process watching a running
+    tailer, such as a benchmark): the database's, raised by its journal. Raises sqlite3.Error or
+    OSError (no database yet: an empty dict)."""
+    path = state_dir / DB_FILE_NAME
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=0.5)
+    try:
+        offsets = dict(db.execute("SELECT file_key, offset FROM checkpoints").fetchall())
+        row = db.execute("SELECT generation FROM journal").fetchone()
+    finally:
+        db.close()
+    if row is not None:
+        for key, offset in _read_journal(state_dir / JOURNAL_FILE_NAME, row[0]).items():
+            if key in offsets:
+                offsets[key] = max(offsets[key], offset)
+    return offsets
+
+
 def _journal_header(generation: int) -> bytes:
     return b"logsidecar-offsets %d %08x\n" % (generation, zlib.crc32(b"%d" % generation))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from logsidecar import events
-from logsidecar.tail.checkpoints import DB_FILE_NAME, JOURNAL_FILE_NAME, CheckpointStore
+from logsidecar.tail.checkpoints import DB_FILE_NAME, JOURNAL_FILE_NAME, CheckpointStore, committed_offsets
 from logsidecar.tail.identity import StoredFingerprint
 from logsidecar.tail.options import TailOptions
 from logsidecar.tail.tailer import Tailer
@@ -278,3 +278,13 @@ def test_acknowledgements_never_wait_for_a_running_flush(tmp_path: Path) -> None
         assert {e.file_key: e.offset for e in CheckpointStore(tmp_path).entries()}["a"] == 42
 
     asyncio.run(main())
+
+
+def test_committed_offsets_reads_the_database_and_the_journal_of_a_running_store(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    tailer = _tailer_with(store, tmp_path, ("a", "b"))
+    tailer.acknowledge("a", 10)
+    assert store.flush()
+    tailer.acknowledge("a", 30)  # journaled, not yet in the database
+    assert committed_offsets(tmp_path) == {"a": 30, "b": 0}
+    assert committed_offsets(tmp_path / "none") == {}
