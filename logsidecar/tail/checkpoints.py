@@ -497,7 +497,7 @@ def committed_offsets(state_dir: Path) -> dict[str, int]:
     path = state_dir / DB_FILE_NAME
     if not path.exists():
         return {}
-    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=0.5)
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0.5)
     try:
         offsets = dict(db.execute("SELECT file_key, offset FROM checkpoints").fetchall())
         row = db.execute("SELECT generation FROM journal").fetchone()

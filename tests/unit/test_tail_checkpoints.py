@@ -280,7 +280,9 @@ def test_acknowledgements_never_wait_for_a_running_flush(tmp_path: Path) -> None
     asyncio.run(main())
 
 
-def test_committed_offsets_reads_the_database_and_the_journal_of_a_running_store(tmp_path: Path) -> None:
+def test_committed_offsets_reads_the_database_and_the_journal_of_a_running_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = CheckpointStore(tmp_path)
     tailer = _tailer_with(store, tmp_path, ("a", "b"))
     tailer.acknowledge("a", 10)
@@ -288,3 +290,5 @@ def test_committed_offsets_reads_the_database_and_the_journal_of_a_running_store
     tailer.acknowledge("a", 30)  # journaled, not yet in the database
     assert committed_offsets(tmp_path) == {"a": 30, "b": 0}
     assert committed_offsets(tmp_path / "none") == {}
+    monkeypatch.chdir(tmp_path)
+    assert committed_offsets(Path(".")) == {"a": 30, "b": 0}  # a relative state dir too
