@@ -139,6 +139,8 @@ class CheckpointStore:
         self._journal_fd: int | None = None  # open (and started) for appends, see "The journal"
         self._generation = 0  # of the database's journal row, when connected
         self._journaled: set[str] = set()  # keys with records in the journal, for the next flush
+        self._appended: Future[bool] = Future()  # what flush_soon() returns after an append: done
+        self._appended.set_result(True)  # and shared (a done future cannot change: no waiter can void it)
         self.writes = 0
         self.appends = 0
         self.syncs = 0
@@ -279,9 +281,7 @@ class CheckpointStore:
         it, calls made while it runs share the next one: a group commit, one transaction for all
         of them, and the caller never waits for the disk. After `close()`: a done future (False)."""
         if self._append_moved():
-            appended: Future[bool] = Future()
-            appended.set_result(True)
-            return appended
+            return self._appended
         with self._wake:
             if self._stopping or self.state_dir is None:
                 done: Future[bool] = Future()
