@@ -8,6 +8,8 @@ per commit, above a loop that only sleeps (user+sys, `time.process_time`), and h
 caller's thread is held per call (`time.thread_time`: p50 / p99 / max), which is what the event
 loop would wait when the call is made on it.
 
+- commit() in memory only: `CheckpointStore.commit()` and no storage, the part every way below
+  but EXCLUSIVE (plain sqlite3) includes.
 - sqlite, thread: `CheckpointStore.flush_soon()` served by the commit thread (the journal disabled):
   an UPDATE transaction in WAL mode, synchronous=NORMAL, plus a thread wake-up per settle.
 - sqlite, inline: `CheckpointStore.flush()` on the caller's thread (no thread hop).
@@ -52,12 +54,15 @@ def paced(commits: int, interval_s: float, step: Callable[[int], object]) -> tup
     return time.process_time() - started, held
 
 
-def store_step(store: CheckpointStore, flush: bool) -> Callable[[int], object]:
+def store_step(store: CheckpointStore, flush: bool | None) -> Callable[[int], object]:
+    """commit() then flush() (True), flush_soon() (False), or nothing (None: the offset in memory)."""
     store.track("k", 1, 2, b"GET / HTTP/1.1", "/var/log/apache2/access.log")
     store.flush()
 
     def step(i: int) -> object:
         store.commit("k", i + 1)
+        if flush is None:
+            return None
         return store.flush() if flush else store.flush_soon()
 
     return step
@@ -92,6 +97,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="logsidecar-commit-cost-"))
     idle, _ = paced(args.commits, interval, lambda i: None)
     ways: list[tuple[str, Callable[[], Callable[[int], object]]]] = [
+        ("commit() in memory only", lambda: store_step(CheckpointStore(None), flush=None)),
         ("sqlite, thread", lambda: store_step(ThreadOnlyStore(work / "thread"), flush=False)),
         ("sqlite, inline", lambda: store_step(CheckpointStore(work / "inline"), flush=True)),
         ("sqlite, inline, EXCLUSIVE", lambda: sqlite_step(work / "exclusive.sqlite", exclusive=True)),

@@ -23,10 +23,14 @@ Durability, two levels (the tailer drives both, see `Tailer.acknowledge`):
   since then (if it is rotated while we are down, its content is not found). One fsync per second
   costs nothing measurable; one per settle (`FULL`) would cost an fsync per batch.
 
-The journal: why. A SQLite commit every 20 ms costs 140-230 us of CPU (caches cold between commits,
-plus a thread wake-up): at 1,000 lines/s (~50 settles/s) 0.8 points of a core over the old once-a-
-second writes. An append of a few bytes costs ~20 us at that rate and needs no thread
-(`benchmarks/commit_cost.py`). How:
+The journal: why. At 1,000 lines/s (~50 settles/s, caches cold in between) a SQLite commit per
+settle costs ~200 us of CPU above the offset's update in memory in the commit thread (the thread's
+wake-up included), ~135 us inline, and ~135 us with locking_mode=EXCLUSIVE (which would also lock
+out every other reader of the database); an append to the journal ~45 us, with no thread, holding
+the caller 115 / 180 / 245 us (p50 / p99 / max, the update in memory included; the hand-off to the
+thread held it 90 / 160 / 230). `benchmarks/commit_cost.py`; end to end (`benchmarks/kill9.py
+--compare-with`): 1,000 lines/s took 3.8-4.0 % of a core with a commit per settle, 3.0-3.2 % with
+the journal, 3.2-3.3 % with the old once-a-second writes. How:
 - A record is one line `<offset> <file_key> <crc32>\n` (crc of the generation, offset and key); it
   is in the page cache when write() returns, so it survives a kill -9 like a NORMAL commit does.
   Appended only under the writer lock taken without waiting, so it never races a flush, and the
