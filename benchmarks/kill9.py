@@ -12,8 +12,8 @@
    new instance starts on the same --state-dir; after the last kill a final one delivers the rest.
    Printed per kill: in flight, replayed (records a later instance delivered again), and whether
    replayed <= in flight (and is a subset of it); then lost lines over the whole run (must be 0).
-2. cost (with --compare-with OLD_TREE): benchmarks/tail_end_to_end.py of each tree, alternating
-   (old, new, new, old, ...) for --rounds rounds on this machine, with --lines lines for the
+2. cost (with --compare-with OLD_TREE, repeatable): benchmarks/tail_end_to_end.py of each tree,
+   alternating (the order rotated and reversed each round) for --rounds rounds on this machine, with --lines lines for the
    throughput part and 10 s at 1,000 and 10,000 lines/s: throughput, CPU seconds, and CPU % and
    latency at 1,000 lines/s, per run and as medians.
 
@@ -147,24 +147,29 @@ def cost_run(tree: Path, lines: int, data: Path) -> dict[str, float]:
     return values
 
 
-def cost(old: Path, new: Path, rounds: int, lines: int) -> None:
+def cost(olds: list[Path], new: Path, rounds: int, lines: int) -> None:
     from benchmarks.generate_logs import write_log
 
     work = Path(tempfile.mkdtemp(prefix="logsidecar-kill9-cost-"))
     data = work / "access.log"
     write_log(data, "combined", lines)
-    results: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
-    print(f"\ncost: benchmarks/tail_end_to_end.py, {lines:,} lines, old={old} new={new}, alternating")
+    trees = [(f"old{i + 1}" if len(olds) > 1 else "old", tree) for i, tree in enumerate(olds)] + [
+        ("new", new)
+    ]
+    results: dict[str, list[dict[str, float]]] = {label: [] for label, _ in trees}
+    names = ", ".join(f"{label}={tree}" for label, tree in trees)
+    print(f"\ncost: benchmarks/tail_end_to_end.py, {lines:,} lines, {names}, alternating")
     print(f"{'run':>3}  {'tree':<4}  " + "  ".join(f"{name:>12}" for name in _ROWS))
     run = 0
     for round_ in range(rounds):
-        order = [("old", old), ("new", new)] if round_ % 2 == 0 else [("new", new), ("old", old)]
-        for label, tree in order:
+        # every tree in every position: rotated each round, and reversed every other round
+        order = trees[round_ % len(trees) :] + trees[: round_ % len(trees)]
+        for label, tree in order if round_ % 2 == 0 else order[::-1]:
             run += 1
             values = cost_run(tree, lines, data)
             results[label].append(values)
             print(f"{run:>3}  {label:<4}  " + "  ".join(f"{values[name]:>12,.1f}" for name in _ROWS))
-    for label in ("old", "new"):
+    for label, _ in trees:
         medians = {name: statistics.median(r[name] for r in results[label]) for name in _ROWS}
         print(f"med  {label:<4}  " + "  ".join(f"{medians[name]:>12,.1f}" for name in _ROWS))
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
@@ -178,7 +183,12 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=3000, help="lines/s written during the kills")
     parser.add_argument("--tree", type=Path, action="append", help="source tree to kill (repeatable)")
     parser.add_argument("--seed", type=int, default=20261205)
-    parser.add_argument("--compare-with", type=Path, help="an old source tree for the cost comparison")
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        action="append",
+        help="an old source tree for the cost comparison (repeatable)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--lines", type=int, default=300_000)
     parser.add_argument("--skip-kills", action="store_true")
@@ -188,7 +198,7 @@ def main() -> None:
         for tree in args.tree or [REPO]:
             kills(tree.resolve(), args.kills, args.rate, args.seed)
     if not args.skip_cost and args.compare_with is not None:
-        cost(args.compare_with.resolve(), REPO, args.rounds, args.lines)
+        cost([tree.resolve() for tree in args.compare_with], REPO, args.rounds, args.lines)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from logsidecar.tail.checkpoints import committed_offsets  # noqa: E402
 from tests.integration.otlp_receiver import GrpcWitness, RotelCollector, wait_for  # noqa: E402
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -75,18 +76,13 @@ def generate_file(path: Path, lines: int) -> None:
 
 
 def committed_offset(state_dir: Path) -> int:
-    db = state_dir / "checkpoints.sqlite"
-    if not db.exists():
-        return 0
+    """The highest durable offset (database and journal: the database alone lags a checkpoint
+    interval behind)."""
     try:
-        connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.5)
-        try:
-            row = connection.execute("SELECT max(offset) FROM checkpoints").fetchone()
-        finally:
-            connection.close()
-    except sqlite3.Error:
+        offsets = committed_offsets(state_dir)
+    except (sqlite3.Error, OSError):
         return 0
-    return int(row[0] or 0)
+    return max(offsets.values(), default=0)
 
 
 def cpu_seconds(pid: int) -> float:

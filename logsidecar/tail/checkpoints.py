@@ -1,19 +1,20 @@
 """Crash-safe committed offsets, keyed by file identity (`file_key`).
 
 Storage: SQLite in WAL mode (`<state_dir>/checkpoints.sqlite`), one transaction per `flush()`, so a
-crash (or a kill -9) leaves either the previous or the new set of offsets, never a torn one.
+crash (or a kill -9) leaves either the previous or the new set of offsets, never a torn one; and an
+append-only journal of acknowledged offsets (`<state_dir>/offsets.journal`, see "The journal").
 With `state_dir=None` everything stays in memory (nothing survives a restart).
 
 Durability, two levels (the tailer drives both, see `Tailer.acknowledge`):
 - `flush()` commits with `synchronous=NORMAL`: the transaction is in the WAL file (in the kernel's
   page cache) when it returns, which survives the death of this process (kill -9, OOM kill, a
-  crash), not a power loss. It costs a write() and no fsync, so it is done for every settle: the
-  acknowledged offsets are in storage before the pipeline sends more (a group commit per settle).
-  Measured: ~15 us of CPU back to back, 100-150 us when one runs every 20 ms (caches cold; a
-  1,000 lines/s stream settles ~50 batches/s): about 0.8 points of one core at that rate
-  (`benchmarks/kill9.py`); at higher rates commits group and the cost per line falls.
-- `flush_soon()` has a commit thread of the store do that flush: every request made before the
-  flush starts is served by it (group commit), and the future it returns says when.
+  crash), not a power loss. It costs a write() and no fsync. Every settle makes its acknowledged
+  offsets durable before the pipeline sends more (`flush_soon`): a group commit per settle.
+- `flush_soon()` makes what is pending durable. The common case, offsets alone moved, is one
+  append to the journal, done at once on the caller's thread (below). Anything else (a new or
+  changed identity, a forgotten file, a flush already running, a journal that cannot be written)
+  goes to a commit thread of the store: every request made before its flush starts is served by it
+  (group commit), and the future it returns says when.
 - `sync()` makes everything flushed so far survive a power loss too: a passive WAL checkpoint, which
   fsyncs the WAL (and then the database). The tailer calls it every `checkpoint_interval_s` while
   acknowledgements arrive, and on close. Why keep it: without it the WAL is fsynced only when SQLite
@@ -21,6 +22,32 @@ Durability, two levels (the tailer drives both, see `Tailer.acknowledge`):
   offsets minutes old (duplicates, not loss) and, worse, could miss the identity of a file first seen
   since then (if it is rotated while we are down, its content is not found). One fsync per second
   costs nothing measurable; one per settle (`FULL`) would cost an fsync per batch.
+
+The journal: why. At 1,000 lines/s (~50 settles/s, caches cold in between) a SQLite commit per
+settle costs ~200 us of CPU above the offset's update in memory in the commit thread (the thread's
+wake-up included), ~135 us inline, and ~135 us with locking_mode=EXCLUSIVE (which would also lock
+out every other reader of the database); an append to the journal ~45 us, with no thread, holding
+the caller 115 / 180 / 245 us (p50 / p99 / max, the update in memory included; the hand-off to the
+thread held it 90 / 160 / 230). `benchmarks/commit_cost.py`; end to end (`benchmarks/kill9.py
+--compare-with`): 1,000 lines/s took 3.8-4.0 % of a core with a commit per settle, 3.0-3.2 % with
+the journal, 3.2-3.3 % with the old once-a-second writes. How:
+- A record is one line `<offset> <file_key> <crc32>\n` (crc of the generation, offset and key); it
+  is in the page cache when write() returns, so it survives a kill -9 like a NORMAL commit does.
+  Appended only under the writer lock taken without waiting, so it never races a flush, and the
+  caller (the event loop) never waits for one: when the lock is busy, the commit thread serves it.
+- The journal belongs to one generation, named by its first line and by the `journal` table of
+  the database. Every `flush()` with journaled offsets writes them into the database and bumps the
+  generation in the same transaction, then empties the journal and starts it with the new
+  generation (the tailer flushes every `checkpoint_interval_s`, so it holds about a second of
+  records). A journal whose generation is not the database's is already in it and is ignored: a
+  crash between the two steps, or a forgotten then re-created key, can never bring back an old
+  offset.
+- On open, records of the current generation raise the offsets they name (the highest wins; a key
+  the database does not know is skipped). A torn or corrupt record (a crash mid-append, a power
+  cut) fails its crc or lacks its newline and is ignored: its offset is lost, never invented, so
+  the worst case is a replay, never a loss. The next flush folds them in and starts a new journal.
+- Power loss: the journal is not fsynced; what it holds reaches the database and the fsync of
+  `sync()` within the interval, as the commits did.
 
 Invariants:
 - Only acknowledged offsets are stored: the tailer calls `commit(file_key, offset)` from
@@ -45,6 +72,7 @@ import sqlite3
 import stat
 import threading
 import time
+import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,6 +84,7 @@ from logsidecar.tail.identity import Inode, StoredFingerprint
 DB_FILE_NAME = "checkpoints.sqlite"
 # SQLite's companions of the database file (WAL mode); it creates them with the database's mode.
 DB_COMPANIONS = ("-wal", "-shm")
+JOURNAL_FILE_NAME = "offsets.journal"  # see "The journal"
 STATE_DIR_MODE = 0o700
 STATE_FILE_MODE = 0o600
 
@@ -71,6 +100,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     last_seen          REAL NOT NULL
 )
 """
+_JOURNAL_SCHEMA = "CREATE TABLE IF NOT EXISTS journal (generation INTEGER NOT NULL)"
 _COLUMNS = "file_key, dev, ino, fingerprint_len, fingerprint_sha256, offset, path, last_seen"
 _INSERT = f"INSERT OR REPLACE INTO checkpoints ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -114,7 +144,13 @@ class CheckpointStore:
         self._commit_thread: threading.Thread | None = None
         self._stopping = False
         self._unsynced = False  # flushed (NORMAL) since the last sync(): not yet safe from power loss
+        self._journal_fd: int | None = None  # open (and started) for appends, see "The journal"
+        self._generation = 0  # of the database's journal row, when connected
+        self._journaled: set[str] = set()  # keys with records in the journal, for the next flush
+        self._appended: Future[bool] = Future()  # what flush_soon() returns after an append: done
+        self._appended.set_result(True)  # and shared (a done future cannot change: no waiter can void it)
         self.writes = 0
+        self.appends = 0
         self.syncs = 0
         self.errors = 0
         if state_dir is not None:
@@ -200,13 +236,19 @@ class CheckpointStore:
             with self._lock:
                 dirty = [self._entries[k] for k in self._dirty if k in self._entries]
                 moved = [
-                    (self._entries[k].offset, k) for k in self._moved - self._dirty if k in self._entries
+                    (self._entries[k].offset, k)
+                    for k in (self._moved | self._journaled) - self._dirty
+                    if k in self._entries
                 ]
                 deleted = list(self._deleted)
+                journaled = self._journaled
                 self._dirty.clear()
                 self._moved.clear()
                 self._deleted.clear()
-            if not dirty and not moved and not deleted:
+                self._journaled = set()
+            # journaled records to fold in, or no journal yet: this flush starts a new generation
+            new_journal = bool(journaled) or self._journal_fd is None
+            if not dirty and not moved and not deleted and not new_journal:
                 return True
             try:
                 db = self._connect()
@@ -217,6 +259,11 @@ class CheckpointStore:
                         db.executemany("UPDATE checkpoints SET offset = ? WHERE file_key = ?", moved)
                     if deleted:
                         db.executemany("DELETE FROM checkpoints WHERE file_key = ?", [(k,) for k in deleted])
+                    if new_journal:
+                        db.execute("UPDATE journal SET generation = ?", (self._generation + 1,))
+                if new_journal:
+                    self._generation += 1
+                    self._start_journal()
             except (sqlite3.Error, OSError) as error:
                 self.errors += 1
                 self._close_db()
@@ -235,10 +282,14 @@ class CheckpointStore:
             return True
 
     def flush_soon(self) -> Future[bool]:
-        """Have the commit thread flush. The returned future is done once a flush that started after
+        """Make what is pending durable; the returned future says when. When only offsets moved and
+        no flush is running, they are appended to the journal now: the future is done (True) on
+        return. Else the commit thread flushes: the future is done once a flush that started after
         this call has ended (its result is that flush's). Calls made before the flush starts share
         it, calls made while it runs share the next one: a group commit, one transaction for all
         of them, and the caller never waits for the disk. After `close()`: a done future (False)."""
+        if self._append_moved():
+            return self._appended
         with self._wake:
             if self._stopping or self.state_dir is None:
                 done: Future[bool] = Future()
@@ -254,6 +305,68 @@ class CheckpointStore:
                     self._commit_thread.start()
                 self._wake.notify()
             return self._next_flush
+
+    def _append_moved(self) -> bool:
+        """Append the moved offsets to the journal if that alone makes everything pending durable;
+        never waits for the writer lock. True when nothing is left pending."""
+        if self._journal_fd is None or not self._io_lock.acquire(blocking=False):
+            return False
+        try:
+            fd = self._journal_fd
+            if fd is None or self._closed:
+                return False
+            with self._lock:
+                if self._dirty or self._deleted:
+                    return False
+                moved = [(self._entries[k].offset, k) for k in self._moved if k in self._entries]
+                if not moved:
+                    return True
+                try:
+                    records = b"".join(
+                        _journal_record(self._generation, offset, key) for offset, key in moved
+                    )
+                except ValueError:  # a key a record cannot hold (a newline): the database takes it
+                    return False
+                self._moved.clear()
+            try:
+                if os.write(fd, records) != len(records):
+                    raise OSError(errno.ENOSPC, "short write")
+            except OSError:
+                # The flush of the commit thread writes them; the journal is started anew by it
+                # (a torn record may end this one).
+                with self._lock:
+                    self._moved.update(k for _, k in moved if k in self._entries)
+                self._close_journal()
+                return False
+            with self._lock:
+                self._journaled.update(k for _, k in moved)
+            self.appends += 1
+            return True
+        finally:
+            self._io_lock.release()
+
+    def _start_journal(self) -> None:
+        """Empty the journal and start it with the current generation (writer lock held)."""
+        assert self.state_dir is not None
+        if self._journal_fd is None:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            self._journal_fd = os.open(self.state_dir / JOURNAL_FILE_NAME, flags, STATE_FILE_MODE)
+        try:
+            os.ftruncate(self._journal_fd, 0)
+            header = _journal_header(self._generation)
+            if os.write(self._journal_fd, header) != len(header):
+                raise OSError(errno.ENOSPC, "short write")
+        except OSError:
+            self._close_journal()
+            raise
+
+    def _close_journal(self) -> None:
+        if self._journal_fd is not None:
+            try:
+                os.close(self._journal_fd)
+            except OSError:
+                pass
+            self._journal_fd = None
 
     def _commit_loop(self) -> None:
         while True:
@@ -272,8 +385,9 @@ class CheckpointStore:
                 current.set_result(written)
 
     def has_unsynced(self) -> bool:
-        """Something was flushed since the last `sync()` (it survives a crash, not yet a power loss)."""
-        return self._unsynced
+        """Something was flushed or journaled since the last `sync()` (it survives a crash, not yet a
+        power loss); `flush()` then `sync()` make it survive that too."""
+        return self._unsynced or bool(self._journaled)
 
     def sync(self) -> bool:
         """Make every flushed transaction survive a power loss: a passive WAL checkpoint, which fsyncs
@@ -306,6 +420,7 @@ class CheckpointStore:
         self.sync()
         with self._io_lock:
             self._close_db()
+            self._close_journal()
             self._closed = True
 
     def _connect(self) -> sqlite3.Connection:
@@ -318,6 +433,11 @@ class CheckpointStore:
                 db.execute("PRAGMA synchronous=NORMAL")  # see "Durability" above
                 _hash_raw_fingerprints(db)
                 db.execute(_SCHEMA)
+                db.execute(_JOURNAL_SCHEMA)
+                row = db.execute("SELECT generation FROM journal").fetchone()
+                if row is None:
+                    db.execute("INSERT INTO journal (generation) VALUES (0)")
+                self._generation = row[0] if row is not None else 0
                 db.isolation_level = "DEFERRED"
             except sqlite3.Error:
                 db.close()
@@ -326,6 +446,7 @@ class CheckpointStore:
         return self._db
 
     def _close_db(self) -> None:
+        self._close_journal()  # its generation is the database's: started again with it
         if self._db is not None:
             try:
                 self._db.close()
@@ -349,6 +470,17 @@ class CheckpointStore:
         for key, dev, ino, fingerprint_len, fingerprint_sha256, offset, path, last_seen in rows:
             fingerprint = StoredFingerprint(fingerprint_len, bytes(fingerprint_sha256))
             self._entries[key] = Checkpoint(key, dev, ino, fingerprint, offset, path, last_seen)
+        try:
+            journal = _read_journal(self.state_dir / JOURNAL_FILE_NAME, self._generation)
+        except OSError as error:  # unreadable: the database's offsets stand (a replay, not a loss)
+            self.errors += 1
+            events.emit(Event.CHECKPOINT_ERROR, state_dir=str(self.state_dir), error=str(error))
+            journal = {}
+        for key, offset in journal.items():
+            old = self._entries.get(key)
+            if old is not None and offset > old.offset:
+                self._entries[key] = replace(old, offset=offset)
+                self._journaled.add(key)  # the next flush folds them in and starts a new journal
 
 
 def _row(entry: Checkpoint) -> tuple[object, ...]:
@@ -366,6 +498,72 @@ def _row(entry: Checkpoint) -> tuple[object, ...]:
     )
 
 
+def committed_offsets(state_dir: Path) -> dict[str, int]:
+    """The durable offset per file_key in `state_dir`, read-only (for a process watching a running
+    tailer, such as a benchmark): the database's, raised by its journal. Raises sqlite3.Error or
+    OSError (no database yet: an empty dict)."""
+    path = state_dir / DB_FILE_NAME
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0.5)
+    try:
+        offsets = dict(db.execute("SELECT file_key, offset FROM checkpoints").fetchall())
+        row = db.execute("SELECT generation FROM journal").fetchone()
+    finally:
+        db.close()
+    if row is not None:
+        for key, offset in _read_journal(state_dir / JOURNAL_FILE_NAME, row[0]).items():
+            if key in offsets:
+                offsets[key] = max(offsets[key], offset)
+    return offsets
+
+
+def _journal_header(generation: int) -> bytes:
+    return b"logsidecar-offsets %d %08x\n" % (generation, zlib.crc32(b"%d" % generation))
+
+
+def _journal_record(generation: int, offset: int, file_key: str) -> bytes:
+    """Raises ValueError (UnicodeEncodeError included) for a key a record cannot hold."""
+    key = file_key.encode("utf-8", "surrogateescape")
+    if b"\n" in key:
+        raise ValueError("newline in a file key")
+    body = b"%d %s" % (offset, key)
+    return b"%s %08x\n" % (body, zlib.crc32(b"%d %s" % (generation, body)))
+
+
+def _read_journal(path: Path, generation: int) -> dict[str, int]:
+    """The highest offset per key in the journal at `path`, if it belongs to `generation`; records
+    that are torn or fail their crc are skipped."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return {}
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeStateFile(
+                errno.EINVAL, f"{path} is not a regular file; refusing to read it: remove it"
+            )
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read()
+    finally:
+        os.close(fd)
+    lines = data.split(b"\n")[:-1]  # the part after the last newline is torn
+    if not lines or lines[0] + b"\n" != _journal_header(generation):
+        return {}  # another generation's (already in the database), or none
+    offsets: dict[str, int] = {}
+    for line in lines[1:]:
+        body, _, crc = line.rpartition(b" ")
+        offset, _, key = body.partition(b" ")
+        try:
+            if b"%08x" % zlib.crc32(b"%d %s" % (generation, body)) != crc or not offset.isdigit():
+                continue
+            name = key.decode("utf-8", "surrogateescape")
+        except (ValueError, UnicodeDecodeError):
+            continue
+        offsets[name] = max(int(offset), offsets.get(name, 0))
+    return offsets
+
+
 def prepare_state_files(state_dir: Path) -> None:
     """Make the state directory (0700) and the database file (0600), tightening wider modes of ours,
     and refuse a symlink or non-regular file at any database path (checked with O_NOFOLLOW).
@@ -374,9 +572,10 @@ def prepare_state_files(state_dir: Path) -> None:
     st = os.stat(state_dir)
     if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) & 0o077:
         os.chmod(state_dir, stat.S_IMODE(st.st_mode) & ~0o077)
-    for suffix in ("", *DB_COMPANIONS):
-        path = state_dir / (DB_FILE_NAME + suffix)
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_CREAT if not suffix else 0)
+    for name in (DB_FILE_NAME, *(DB_FILE_NAME + suffix for suffix in DB_COMPANIONS), JOURNAL_FILE_NAME):
+        path = state_dir / name
+        creates = name in (DB_FILE_NAME, JOURNAL_FILE_NAME)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_CREAT if creates else 0)
         try:
             fd = os.open(path, flags, STATE_FILE_MODE)
         except FileNotFoundError:

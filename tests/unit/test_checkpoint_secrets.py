@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from logsidecar import events
-from logsidecar.tail.checkpoints import DB_FILE_NAME, CheckpointStore
+from logsidecar.tail.checkpoints import DB_FILE_NAME, JOURNAL_FILE_NAME, CheckpointStore
 from logsidecar.tail.identity import StoredFingerprint
 
 SECRET_HEAD = b"Authorization: Bearer s3cr3t-TOKEN-0123456789 the first bytes of a log\n"
@@ -111,7 +111,9 @@ def test_state_directory_is_0700_and_its_files_0600_whatever_the_umask(tmp_path:
         store.commit("k", 2)
         assert store.flush()
         files = sorted(p.name for p in state.iterdir())
-        assert files == [DB_FILE_NAME, DB_FILE_NAME + "-shm", DB_FILE_NAME + "-wal"]  # all of them checked
+        assert files == sorted(  # all of them checked
+            [DB_FILE_NAME, DB_FILE_NAME + "-shm", DB_FILE_NAME + "-wal", JOURNAL_FILE_NAME]
+        )
         assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
         for name in files:
             assert stat.S_IMODE(os.stat(state / name).st_mode) == 0o600, name
@@ -150,3 +152,18 @@ def test_a_symlink_planted_at_the_wal_path_is_refused(tmp_path: Path) -> None:
     store.track("k", 1, 2, b"x\n", "/logs/a.log")
     assert not store.flush()
     assert target.read_bytes() == b"untouched\n"
+
+
+def test_a_symlink_planted_at_the_journal_path_is_refused(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    target = tmp_path / "elsewhere.txt"
+    target.write_bytes(b"untouched\n")
+    (state / JOURNAL_FILE_NAME).symlink_to(target)
+    store = CheckpointStore(state)
+    store.track("k", 1, 2, b"x\n", "/logs/a.log")
+    assert not store.flush()
+    store.commit("k", 2)
+    assert not store.flush_soon().result(10)  # no append through the link either
+    assert target.read_bytes() == b"untouched\n"
+    store.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from logsidecar import events
-from logsidecar.tail.checkpoints import DB_FILE_NAME, CheckpointStore
+from logsidecar.tail.checkpoints import DB_FILE_NAME, JOURNAL_FILE_NAME, CheckpointStore, committed_offsets
 from logsidecar.tail.identity import StoredFingerprint
 from logsidecar.tail.options import TailOptions
 from logsidecar.tail.tailer import Tailer
@@ -161,9 +161,12 @@ def test_acknowledgements_arriving_during_a_commit_share_the_next_one(tmp_path: 
         tailer = _tailer_with(store, tmp_path, ("a", "b", "c"))
         writes = store.writes
         # Another connection holds the write lock: the commit thread's transaction waits for it,
-        # as it would for a slow disk, while acknowledgements keep coming.
+        # as it would for a slow disk, while acknowledgements keep coming. A changed identity makes
+        # the first one need the database (an offset alone would go to the journal), and while that
+        # flush runs, the others cannot use the journal either.
         other = sqlite3.connect(tmp_path / DB_FILE_NAME, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
+        store.track("a", 1, 10, b"GET /a", "/logs/a.log")
         futures = [tailer.acknowledge(key, offset) for offset in range(10, 110) for key in ("a", "b", "c")]
         await asyncio.sleep(0.2)
         assert not any(f is not None and f.done() for f in futures)  # nobody is told it is stored
@@ -201,3 +204,91 @@ def test_a_failing_store_does_not_hold_the_acknowledgement(tmp_path: Path, seen:
         assert [e.offset for e in CheckpointStore(blocker / "state").entries()] == [20]
 
     asyncio.run(main())
+
+
+def test_an_acknowledged_offset_alone_is_journaled_at_once_and_survives_a_crash(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    tailer = _tailer_with(store, tmp_path, ("a", "b"))
+    writes = store.writes
+    for offset in (100, 200, 300):
+        durable = tailer.acknowledge("a", offset)
+        assert durable is not None and durable.done() and durable.result() is True  # no thread hop
+    assert tailer.acknowledge("b", 50) is not None
+    assert store.writes == writes and store.appends == 4  # the journal, not a transaction each
+    # A crash: the store is never closed. A new one reads the database and the journal.
+    assert {e.file_key: e.offset for e in CheckpointStore(tmp_path).entries()} == {"a": 300, "b": 50}
+    # The periodic flush folds the journal into the database and starts a new, empty generation.
+    assert store.has_unsynced() and not store.has_pending()
+    assert store.flush() and store.writes == writes + 1
+    assert (tmp_path / JOURNAL_FILE_NAME).read_bytes().count(b"\n") == 1  # the header alone
+    assert {e.file_key: e.offset for e in CheckpointStore(tmp_path).entries()} == {"a": 300, "b": 50}
+
+
+def test_a_torn_or_corrupt_journal_record_is_ignored_never_invented(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    tailer = _tailer_with(store, tmp_path, ("a", "b"))
+    tailer.acknowledge("a", 100)
+    tailer.acknowledge("b", 70)
+    journal = tmp_path / JOURNAL_FILE_NAME
+    whole = journal.read_bytes()
+    *_, last = whole[:-1].split(b"\n")
+    assert last.startswith(b"70 b ")
+    with journal.open("ab") as handle:
+        handle.write(b"900 b ")  # a crash in the middle of an append: no crc, no newline
+    assert {e.file_key: e.offset for e in CheckpointStore(tmp_path).entries()} == {"a": 100, "b": 70}
+    journal.write_bytes(whole.replace(last, last.replace(b"70 b", b"99 b")))  # crc no longer matches
+    assert {e.file_key: e.offset for e in CheckpointStore(tmp_path).entries()} == {"a": 100, "b": 0}
+
+
+def test_a_journal_of_an_older_generation_is_ignored(tmp_path: Path) -> None:
+    """A crash between the transaction that folds the journal in and the journal's restart leaves
+    the old journal: its records may name a key forgotten and re-created since (offset back to 0),
+    so they must not be applied again."""
+    store = CheckpointStore(tmp_path)
+    tailer = _tailer_with(store, tmp_path, ("a",))
+    tailer.acknowledge("a", 500)
+    journal = tmp_path / JOURNAL_FILE_NAME
+    old = journal.read_bytes()
+    store.forget("a")
+    store.track("a", 1, 10, b"GET /", "/logs/a.log")  # the same key again, from offset 0
+    assert store.flush()
+    journal.write_bytes(old)  # as if the crash came before the journal was restarted
+    assert {e.file_key: e.offset for e in CheckpointStore(tmp_path).entries()} == {"a": 0}
+
+
+def test_acknowledgements_never_wait_for_a_running_flush(tmp_path: Path) -> None:
+    """While a flush holds the writer (here blocked by another connection's lock), an acknowledgement
+    returns at once with the future of the commit thread's next flush, which then includes it."""
+
+    async def main() -> None:
+        store = CheckpointStore(tmp_path)
+        tailer = _tailer_with(store, tmp_path, ("a", "b"))
+        other = sqlite3.connect(tmp_path / DB_FILE_NAME, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        store.track("b", 1, 10, b"GET /b", "/logs/b.log")
+        blocked = asyncio.get_running_loop().run_in_executor(None, store.flush)
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        durable = tailer.acknowledge("a", 42)
+        assert time.monotonic() - started < 0.05 and durable is not None and not durable.done()
+        other.execute("ROLLBACK")
+        other.close()
+        assert await blocked
+        assert await asyncio.wrap_future(durable)
+        assert {e.file_key: e.offset for e in CheckpointStore(tmp_path).entries()}["a"] == 42
+
+    asyncio.run(main())
+
+
+def test_committed_offsets_reads_the_database_and_the_journal_of_a_running_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = CheckpointStore(tmp_path)
+    tailer = _tailer_with(store, tmp_path, ("a", "b"))
+    tailer.acknowledge("a", 10)
+    assert store.flush()
+    tailer.acknowledge("a", 30)  # journaled, not yet in the database
+    assert committed_offsets(tmp_path) == {"a": 30, "b": 0}
+    assert committed_offsets(tmp_path / "none") == {}
+    monkeypatch.chdir(tmp_path)
+    assert committed_offsets(Path(".")) == {"a": 30, "b": 0}  # a relative state dir too
