@@ -52,10 +52,11 @@ Restart guarantees: a new file's identity (dev, inode, fingerprint so far, offse
 the checkpoint store *before* its first bytes are read, so a kill -9 followed by a rotation while we
 are down still finds it next to its old path (by dev+inode, and by fingerprint once it has one) and
 drains it from its durable offset. Delivery is at-least-once, and a crash replays only what was in
-flight: `acknowledge` commits the offset at once, in the store's commit thread, one transaction
-for every acknowledgement that arrived while the previous commit ran (group commit,
-`synchronous=NORMAL`: durable against the death of the process), and returns a future that is done
-when the offset is in storage. A pipeline lane sends no further batch before that future is done,
+flight: `acknowledge` makes the offset durable against the death of the process at once: an
+append to the store's offsets journal when only offsets moved (a write() into the page cache, no
+thread hop), else one transaction of the store's commit thread for every acknowledgement that
+arrived meanwhile (group commit, `synchronous=NORMAL`), and returns a future that is done when the
+offset is in storage. A pipeline lane sends no further batch before that future is done,
 so after a kill -9 the lines read again are at most those sent and not yet acknowledged at the
 moment of the kill. Against a power loss the bound is checkpoint_interval_s: the WAL is fsynced
 that often (`CheckpointStore.sync`). A failing store does not hold the pipeline: the future is
@@ -219,8 +220,9 @@ class Tailer:
     def acknowledge(self, file_key: str, offset: int) -> concurrent.futures.Future[bool] | None:
         """Every record of `file_key` up to `offset` was delivered (called in order per file).
 
-        The offset goes to storage at once, in the store's commit thread (a group commit, see
-        "Restart guarantees"). Returns that commit's future, done once it is there (or its write
+        The offset goes to storage at once: appended to the store's journal on this thread when
+        only offsets moved, else in the store's commit thread (a group commit, see "Restart
+        guarantees"). Returns that commit's future, done once it is there (or its write
         failed, to be retried by the next one), or None when there is nothing to write (no state
         dir). A thread's future: check `done()` before waiting on it, most of the time it is."""
         tracked = self.files.get(file_key)
