@@ -87,6 +87,7 @@ from logsidecar.tail.checkpoints import CheckpointStore
 from logsidecar.tail.copytruncate import CopyTruncate, SiblingSearch
 from logsidecar.tail.counters import TailCounters
 from logsidecar.tail.discovery import PathMatcher, static_base
+from logsidecar.tail.fd_budget import FdBudget
 from logsidecar.tail.fileset import FileSet, FileState
 from logsidecar.tail.netfs import FsAccess
 from logsidecar.tail.open_policy import FilePolicy
@@ -145,6 +146,10 @@ class Tailer:
             self.policy,
             reports,
         )
+        # at most this many followed files hold a descriptor; idle ones beyond are closed and reopened
+        self.fd_budget = FdBudget(
+            self.files, self.counters, reports, self.policy, self.fs, siblings, self.retention
+        )
         self.opener = FileOpener(
             options,
             self.files,
@@ -158,13 +163,21 @@ class Tailer:
             self.retention,
             self.copytruncate,
             self.schedule,
+            self.fd_budget,
         )
         self._siblings = siblings
         self._stopping = asyncio.Event()
         self._draining = asyncio.Event()
         self._finished = asyncio.Event()
         self.reading = BatchReader(
-            options, self.files, self.checkpoints, self.counters, reports, self.copytruncate, self._stopping
+            options,
+            self.files,
+            self.checkpoints,
+            self.counters,
+            reports,
+            self.copytruncate,
+            self._stopping,
+            self.fd_budget,
         )
         self._run_task: asyncio.Task[None] | None = None
         self._started_up = False
@@ -179,6 +192,7 @@ class Tailer:
         """Follow until `stop()`; awaits `emit(batch)` for each batch of complete lines."""
         self._run_task = asyncio.current_task()
         loop = asyncio.get_running_loop()
+        self.fd_budget.start()  # raise RLIMIT_NOFILE before the first open; say the limits
         self.watcher = select_watcher(
             self.options, self.matcher.include, self.matcher.wants, self.policy, self.fs
         )
@@ -292,6 +306,8 @@ class Tailer:
         totals: dict[str, object] = dict(self.counters.totals())
         totals["rotated_files_held"] = len(self.files.rotated())
         totals["files_followed"] = len(self.files)
+        totals["files_open"] = self.fd_budget.open_files()
+        totals["fd_budget"] = self.fd_budget.budget
         return {
             "files": self.files.stats(),
             "counters": totals,
