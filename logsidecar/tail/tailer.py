@@ -28,7 +28,9 @@ The poll cycle (one iteration of `run`), with the collaborator and method that i
  5. `BatchReader.read_changed_files` (reading) - fstat every followed file; read those that grew, at
     most a per-file byte budget per cycle (fairness: one busy file cannot starve 199 quiet ones),
     rotated files first (they pin descriptors and disk space). Each batch is awaited through `emit`
-    (backpressure: while emit is blocked nothing more is read; the file is the buffer).
+    (backpressure: while emit is blocked nothing more is read; the file is the buffer). Before, files
+    closed by the descriptor budget that changed are reopened by identity; after, idle files beyond
+    the budget are closed (`FdBudget`, fd_budget: RLIMIT_NOFILE is raised to its hard limit at start).
  6. (the same pass) - rotated files are read exactly like active ones, to their very end.
  7. `CopyTruncate.handle_truncation` (copytruncate) - a file shorter than our read offset, or whose
     first bytes changed, was truncated (copytruncate) or rewritten: the tail that was copied away is
