@@ -46,7 +46,8 @@ def last_budget_event(tail: TailProcess) -> dict[str, str]:
     return last
 
 
-def test_200_files_under_a_64_descriptor_limit_every_line_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("watch", ["inotify", "poll"])
+def test_200_files_under_a_64_descriptor_limit_every_line_once(tmp_path: Path, watch: str) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     names = [f"f{i:03d}" for i in range(FILES)]
@@ -56,7 +57,7 @@ def test_200_files_under_a_64_descriptor_limit_every_line_once(tmp_path: Path) -
         append(logs / f"{name}.log", lines)
         expected += lines
     tail = TailProcess(
-        ["--format", "raw", str(logs / "*.log")],
+        ["--format", "raw", "--watch", watch, str(logs / "*.log")],
         tmp_path / "state",
         tmp_path / "tail.stderr",
         command_prefix=[str(PRLIMIT), f"--nofile={LIMIT}:{LIMIT}"],
