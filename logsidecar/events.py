@@ -39,6 +39,10 @@ class Event(StrEnum):
     PARTIAL_LINE_FLUSHED = "partial_line_flushed"
     WATCHER_SELECTED = "watcher_selected"
     INOTIFY_OVERFLOW = "inotify_overflow"  # the kernel dropped events; every followed path rescanned
+    FD_LIMITS = "fd_limits"  # RLIMIT_NOFILE at start (soft raised to hard) and the followed-files budget
+    FILE_CLOSED_IDLE = "file_closed_idle"  # an idle file closed to stay within the descriptor budget
+    FILE_REOPENED = "file_reopened"  # ...reopened by identity when it changed
+    FILE_LOST_WHILE_CLOSED = "file_lost_while_closed"  # rotated and removed while closed: lines lost
     # checkpoints
     CHECKPOINT_WRITTEN = "checkpoint_written"
     CHECKPOINT_ERROR = "checkpoint_error"
@@ -78,6 +82,9 @@ EVENT_LEVELS: dict[Event, Level] = {
     Event.CHECKPOINT_WRITTEN: Level.DEBUG,
     Event.PARTIAL_LINE_FLUSHED: Level.DEBUG,
     Event.FILE_SKIPPED: Level.DEBUG,
+    Event.FILE_CLOSED_IDLE: Level.DEBUG,
+    Event.FILE_REOPENED: Level.DEBUG,
+    Event.FILE_LOST_WHILE_CLOSED: Level.WARNING,
 }
 
 Subscriber = Callable[[Event, dict[str, Any]], None]

@@ -24,6 +24,8 @@ class TailCounters:
     nul_runs: int = 0
     cycles: int = 0
     inotify_overflows: int = 0  # kernel queue overflows, each followed by a full rescan
+    files_closed_idle: int = 0  # idle files closed to stay within the descriptor budget (fd_budget)
+    files_reopened: int = 0  # ...and reopened by identity when they changed
 
     def totals(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]

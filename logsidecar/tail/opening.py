@@ -24,6 +24,7 @@ from logsidecar.tail.checkpoint_schedule import CheckpointSchedule
 from logsidecar.tail.copytruncate import CopyTruncate
 from logsidecar.tail.counters import TailCounters
 from logsidecar.tail.discovery import PathMatcher, static_base
+from logsidecar.tail.fd_budget import FdBudget
 from logsidecar.tail.fileset import FileSet, FileState
 from logsidecar.tail.identity import Inode
 from logsidecar.tail.netfs import FsAccess, Stalled
@@ -51,6 +52,7 @@ class FileOpener:
         retention: Retention,
         copytruncate: CopyTruncate,
         schedule: CheckpointSchedule,
+        fd_budget: FdBudget | None = None,
     ) -> None:
         self.options = options
         self.files = files
@@ -64,6 +66,7 @@ class FileOpener:
         self.retention = retention
         self.copytruncate = copytruncate
         self.schedule = schedule
+        self.fd_budget = fd_budget
         self._vanished_dirs: set[Path] = set()
 
     async def match_paths(self, started_up: bool) -> dict[Inode, str]:
@@ -103,6 +106,8 @@ class FileOpener:
         tracked_inodes = self.files.inodes()
         skipped = self.files.skipped
         fresh: list[FileReader] = []
+        # within the descriptor budget: a new file beyond it is parked once fingerprinted (fd_budget)
+        slots = self.fd_budget.slots() if self.fd_budget is not None else None
         for path, fd, st in early:
             inode = Inode.of(st)
             if inode not in present and self._still_at(path, inode):
@@ -117,6 +122,8 @@ class FileOpener:
                 reader.close()
                 continue
             fresh.append(reader)
+            if slots is not None:
+                slots.keep(reader, may_park=inode in present)
         known = tracked_inodes | {r.inode for r in fresh}
         now = time.time()
         for inode, path in present.items():
@@ -157,6 +164,8 @@ class FileOpener:
                 continue
             fresh.append(reader)
             known.add(inode)
+            if slots is not None:
+                slots.keep(reader, may_park=True)
         return fresh
 
     def match_against_tracked(

@@ -20,6 +20,7 @@ from logsidecar.events import Event
 from logsidecar.tail.checkpoints import CheckpointStore
 from logsidecar.tail.copytruncate import CopyTruncate
 from logsidecar.tail.counters import TailCounters
+from logsidecar.tail.fd_budget import FdBudget
 from logsidecar.tail.fileset import FileSet, FileState, TrackedFile
 from logsidecar.tail.netfs import Stalled
 from logsidecar.tail.options import ReadBatch, TailOptions
@@ -42,6 +43,7 @@ class BatchReader:
         reports: PathReports,
         copytruncate: CopyTruncate,
         stopping: asyncio.Event,
+        fd_budget: FdBudget | None = None,
     ) -> None:
         self.options = options
         self.files = files
@@ -50,10 +52,14 @@ class BatchReader:
         self.reports = reports
         self.copytruncate = copytruncate
         self._stopping = stopping
+        self.fd_budget = fd_budget
 
     async def read_changed_files(self, emit: Emit) -> bool:
-        """Steps 5-6. Returns True when some file still has unread bytes after its budget."""
+        """Steps 5-6. Returns True when some file still has unread bytes after its budget (or a
+        changed file closed by the descriptor budget still waits for a slot: `fd_budget`)."""
         more = False
+        if self.fd_budget is not None:
+            more = await self.fd_budget.reopen_changed()
         budget = self.options.read_chunk_bytes * READ_BUDGET_CHUNKS
         # rotated files first: they pin descriptors and disk space (step 6)
         order = sorted(self.files.items(), key=lambda item: item[1].state is not FileState.ROTATED)
@@ -63,6 +69,8 @@ class BatchReader:
             if self.files.get(key) is not tracked or tracked.reader.fd < 0:
                 continue
             more |= await self._read_file(key, tracked, budget, emit)
+        if self.fd_budget is not None:
+            self.fd_budget.park_over_budget()
         return more
 
     async def _read_file(self, key: str, tracked: TrackedFile, budget: int, emit: Emit) -> bool:

@@ -28,7 +28,9 @@ The poll cycle (one iteration of `run`), with the collaborator and method that i
  5. `BatchReader.read_changed_files` (reading) - fstat every followed file; read those that grew, at
     most a per-file byte budget per cycle (fairness: one busy file cannot starve 199 quiet ones),
     rotated files first (they pin descriptors and disk space). Each batch is awaited through `emit`
-    (backpressure: while emit is blocked nothing more is read; the file is the buffer).
+    (backpressure: while emit is blocked nothing more is read; the file is the buffer). Before, files
+    closed by the descriptor budget that changed are reopened by identity; after, idle files beyond
+    the budget are closed (`FdBudget`, fd_budget: RLIMIT_NOFILE is raised to its hard limit at start).
  6. (the same pass) - rotated files are read exactly like active ones, to their very end.
  7. `CopyTruncate.handle_truncation` (copytruncate) - a file shorter than our read offset, or whose
     first bytes changed, was truncated (copytruncate) or rewritten: the tail that was copied away is
@@ -88,6 +90,7 @@ from logsidecar.tail.checkpoints import CheckpointStore
 from logsidecar.tail.copytruncate import CopyTruncate, SiblingSearch
 from logsidecar.tail.counters import TailCounters
 from logsidecar.tail.discovery import PathMatcher, static_base
+from logsidecar.tail.fd_budget import FdBudget
 from logsidecar.tail.fileset import FileSet, FileState
 from logsidecar.tail.netfs import FsAccess
 from logsidecar.tail.open_policy import FilePolicy
@@ -146,6 +149,10 @@ class Tailer:
             self.policy,
             reports,
         )
+        # at most this many followed files hold a descriptor; idle ones beyond are closed and reopened
+        self.fd_budget = FdBudget(
+            self.files, self.counters, reports, self.policy, self.fs, siblings, self.retention
+        )
         self.opener = FileOpener(
             options,
             self.files,
@@ -159,13 +166,21 @@ class Tailer:
             self.retention,
             self.copytruncate,
             self.schedule,
+            self.fd_budget,
         )
         self._siblings = siblings
         self._stopping = asyncio.Event()
         self._draining = asyncio.Event()
         self._finished = asyncio.Event()
         self.reading = BatchReader(
-            options, self.files, self.checkpoints, self.counters, reports, self.copytruncate, self._stopping
+            options,
+            self.files,
+            self.checkpoints,
+            self.counters,
+            reports,
+            self.copytruncate,
+            self._stopping,
+            self.fd_budget,
         )
         self._run_task: asyncio.Task[None] | None = None
         self._started_up = False
@@ -180,6 +195,7 @@ class Tailer:
         """Follow until `stop()`; awaits `emit(batch)` for each batch of complete lines."""
         self._run_task = asyncio.current_task()
         loop = asyncio.get_running_loop()
+        self.fd_budget.start()  # raise RLIMIT_NOFILE before the first open; say the limits
         self.watcher = select_watcher(
             self.options, self.matcher.include, self.matcher.wants, self.policy, self.fs
         )
@@ -294,6 +310,8 @@ class Tailer:
         totals: dict[str, object] = dict(self.counters.totals())
         totals["rotated_files_held"] = len(self.files.rotated())
         totals["files_followed"] = len(self.files)
+        totals["files_open"] = self.fd_budget.open_files()
+        totals["fd_budget"] = self.fd_budget.budget
         return {
             "files": self.files.stats(),
             "counters": totals,

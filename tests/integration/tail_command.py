@@ -90,6 +90,7 @@ class TailProcess:
     state_dir: Path
     stderr_path: Path
     env: dict[str, str] | None = None
+    command_prefix: list[str] = field(default_factory=list)  # e.g. ["prlimit", "--nofile=64:64"]
     received: list[Received] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     _reader: threading.Thread | None = None
@@ -97,7 +98,7 @@ class TailProcess:
 
     def start(self) -> TailProcess:
         command = [
-            sys.executable, "-m", "logsidecar", "tail",
+            *self.command_prefix, sys.executable, "-m", "logsidecar", "tail",
             "--stdout-format", "json", "--log-format", "json", "--log-level", "debug",
             "--state-dir", str(self.state_dir), *self.args,
         ]  # fmt: skip
