@@ -183,6 +183,23 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # The descriptor budget (tail/fd_budget.py): idle files closed above it and reopened when they
+        # change; one that was rotated and removed while closed lost its lines.
+        self.fd_budget_closes = Counter(
+            "logsidecar_files_closed_idle_total",
+            "Idle files closed to stay within the fd budget.",
+            registry=r,
+        )
+        self.fd_budget_reopens = Counter(
+            "logsidecar_files_reopened_total",
+            "Files closed by the fd budget reopened by identity.",
+            registry=r,
+        )
+        self.files_lost_while_closed = Counter(
+            "logsidecar_files_lost_while_closed_total",
+            "Files closed by the fd budget that were rotated and removed before they could be reopened.",
+            registry=r,
+        )
         self.checkpoint_writes = Counter(
             "logsidecar_checkpoint_writes_total", "Checkpoints written to the state directory.", registry=r
         )
@@ -216,6 +233,12 @@ class Metrics:
             self.nul_runs_skipped.inc(_count(fields, "runs", default=1))
         elif event is Event.INOTIFY_OVERFLOW:
             self.inotify_overflows.inc(_count(fields, "overflows", default=1))
+        elif event is Event.FILE_CLOSED_IDLE:
+            self.fd_budget_closes.inc()
+        elif event is Event.FILE_REOPENED:
+            self.fd_budget_reopens.inc()
+        elif event is Event.FILE_LOST_WHILE_CLOSED:
+            self.files_lost_while_closed.inc()
         elif event is Event.FILE_REFUSED:
             self.files_refused.labels(reason=str(fields.get("reason", "unknown"))).inc()
         elif event is Event.CHECKPOINT_WRITTEN:

@@ -34,6 +34,10 @@ def test_events_are_counted_once_each() -> None:
         events.emit(Event.SINK_RETRY, sink="otlp", reason="unavailable", attempt=1)
         events.emit(Event.INOTIFY_OVERFLOW, overflows=1, files_added=0, rotations=0)
         events.emit(Event.INOTIFY_OVERFLOW, overflows=2, files_added=3, rotations=1)
+        events.emit(Event.FILE_CLOSED_IDLE, path="/l/a.log", file_key="k4")
+        events.emit(Event.FILE_CLOSED_IDLE, path="/l/b.log", file_key="k5")
+        events.emit(Event.FILE_REOPENED, path="/l/a.log", file_key="k4")
+        events.emit(Event.FILE_LOST_WHILE_CLOSED, path="/l/b.log", file_key="k5")
         events.emit(Event.FILE_ADDED, path="/l/error.log")  # not counted: files are live gauges
     finally:
         unsubscribe()
@@ -46,6 +50,9 @@ def test_events_are_counted_once_each() -> None:
     assert value(metrics, "logsidecar_checkpoint_writes_total") == 2
     assert value(metrics, "logsidecar_delivery_retries_total", sink="otlp") == 1
     assert value(metrics, "logsidecar_inotify_overflows_total") == 3  # one rescan saw two overflows
+    assert value(metrics, "logsidecar_files_closed_idle_total") == 2
+    assert value(metrics, "logsidecar_files_reopened_total") == 1
+    assert value(metrics, "logsidecar_files_lost_while_closed_total") == 1
 
 
 def test_rejections_count_records_from_events_that_carry_the_count() -> None:
