@@ -2,7 +2,7 @@
 
 Storage: SQLite in WAL mode (`<state_dir>/checkpoints.sqlite`), one transaction per `flush()`, so a
 crash (or a kill -9) leaves either the previous or the new set of offsets, never a torn one; and an
-append-only journal of acknowledged offsets (`<state_dir>/offsets.journal`, see "The journal").
+append-only journal of acknowledged offsets (`<state_dir>/offsets.journal`, see `offsets_journal`).
 With `state_dir=None` everything stays in memory (nothing survives a restart).
 
 Durability, two levels (the tailer drives both, see `Tailer.acknowledge`):
@@ -11,10 +11,10 @@ Durability, two levels (the tailer drives both, see `Tailer.acknowledge`):
   crash), not a power loss. It costs a write() and no fsync. Every settle makes its acknowledged
   offsets durable before the pipeline sends more (`flush_soon`): a group commit per settle.
 - `flush_soon()` makes what is pending durable. The common case, offsets alone moved, is one
-  append to the journal, done at once on the caller's thread (below). Anything else (a new or
-  changed identity, a forgotten file, a flush already running, a journal that cannot be written)
-  goes to a commit thread of the store: every request made before its flush starts is served by it
-  (group commit), and the future it returns says when.
+  append to the journal, done at once on the caller's thread (see `offsets_journal`). Anything
+  else (a new or changed identity, a forgotten file, a flush already running, a journal that
+  cannot be written) goes to a commit thread of the store (`group_commit`): every request made
+  before its flush starts is served by it (group commit), and the future it returns says when.
 - `sync()` makes everything flushed so far survive a power loss too: a passive WAL checkpoint, which
   fsyncs the WAL (and then the database). The tailer calls it every `checkpoint_interval_s` while
   acknowledgements arrive, and on close. Why keep it: without it the WAL is fsynced only when SQLite
@@ -23,31 +23,10 @@ Durability, two levels (the tailer drives both, see `Tailer.acknowledge`):
   since then (if it is rotated while we are down, its content is not found). One fsync per second
   costs nothing measurable; one per settle (`FULL`) would cost an fsync per batch.
 
-The journal: why. At 1,000 lines/s (~50 settles/s, caches cold in between) a SQLite commit per
-settle costs ~200 us of CPU above the offset's update in memory in the commit thread (the thread's
-wake-up included), ~135 us inline, and ~135 us with locking_mode=EXCLUSIVE (which would also lock
-out every other reader of the database); an append to the journal ~45 us, with no thread, holding
-the caller 115 / 180 / 245 us (p50 / p99 / max, the update in memory included; the hand-off to the
-thread held it 90 / 160 / 230). `benchmarks/commit_cost.py`; end to end (`benchmarks/kill9.py
---compare-with`): 1,000 lines/s took 3.8-4.0 % of a core with a commit per settle, 3.0-3.2 % with
-the journal, 3.2-3.3 % with the old once-a-second writes. How:
-- A record is one line `<offset> <file_key> <crc32>\n` (crc of the generation, offset and key); it
-  is in the page cache when write() returns, so it survives a kill -9 like a NORMAL commit does.
-  Appended only under the writer lock taken without waiting, so it never races a flush, and the
-  caller (the event loop) never waits for one: when the lock is busy, the commit thread serves it.
-- The journal belongs to one generation, named by its first line and by the `journal` table of
-  the database. Every `flush()` with journaled offsets writes them into the database and bumps the
-  generation in the same transaction, then empties the journal and starts it with the new
-  generation (the tailer flushes every `checkpoint_interval_s`, so it holds about a second of
-  records). A journal whose generation is not the database's is already in it and is ignored: a
-  crash between the two steps, or a forgotten then re-created key, can never bring back an old
-  offset.
-- On open, records of the current generation raise the offsets they name (the highest wins; a key
-  the database does not know is skipped). A torn or corrupt record (a crash mid-append, a power
-  cut) fails its crc or lacks its newline and is ignored: its offset is lost, never invented, so
-  the worst case is a replay, never a loss. The next flush folds them in and starts a new journal.
-- Power loss: the journal is not fsynced; what it holds reaches the database and the fsync of
-  `sync()` within the interval, as the commits did.
+The journal (`offsets_journal`: why, its record format, generations, replay and fold): the store
+appends acknowledged offsets to it (`flush_soon`), replays it on open (`_load`) and folds it into
+the database with every `flush()` that has journaled offsets, in the same transaction as the bump
+of its generation, then starts it anew.
 
 Invariants:
 - Only acknowledged offsets are stored: the tailer calls `commit(file_key, offset)` from
@@ -57,36 +36,27 @@ Invariants:
 - No log content is stored: the fingerprint is kept as its length and SHA-256 (`StoredFingerprint`).
   A database written before that (a raw `fingerprint` column) is migrated on open: hashed in place
   (offsets kept, nothing re-read), then VACUUMed so the raw bytes leave the file.
-- The state directory is 0700 and its files 0600 (created so, tightened if found wider); the database
-  files are checked without following symlinks, and a symlink (or anything but a regular file) planted
-  at one of their paths is refused: `checkpoint_error` says which and what to do.
+- The state directory's files follow `state_files` (0700/0600, no symlinks): a file refused there is
+  reported as `checkpoint_error`, which says which and what to do.
 - A storage failure (full disk, read-only state dir, vanished directory) never stops the tailer: it is
   reported once as `checkpoint_error`, the entries stay dirty in memory, and the next flush retries.
 """
 
 from __future__ import annotations
 
-import errno
-import os
 import sqlite3
-import stat
 import threading
 import time
-import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from logsidecar import events
 from logsidecar.events import Event
+from logsidecar.tail.group_commit import GroupCommit
 from logsidecar.tail.identity import Inode, StoredFingerprint
-
-DB_FILE_NAME = "checkpoints.sqlite"
-# SQLite's companions of the database file (WAL mode); it creates them with the database's mode.
-DB_COMPANIONS = ("-wal", "-shm")
-JOURNAL_FILE_NAME = "offsets.journal"  # see "The journal"
-STATE_DIR_MODE = 0o700
-STATE_FILE_MODE = 0o600
+from logsidecar.tail.offsets_journal import OffsetsJournal, database_generation, journal_record, read_journal
+from logsidecar.tail.state_files import DB_FILE_NAME, JOURNAL_FILE_NAME, prepare_state_files
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -100,13 +70,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     last_seen          REAL NOT NULL
 )
 """
-_JOURNAL_SCHEMA = "CREATE TABLE IF NOT EXISTS journal (generation INTEGER NOT NULL)"
 _COLUMNS = "file_key, dev, ino, fingerprint_len, fingerprint_sha256, offset, path, last_seen"
 _INSERT = f"INSERT OR REPLACE INTO checkpoints ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-
-
-class UnsafeStateFile(OSError):
-    """A database file of the state directory is a symlink or not a regular file: never opened."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,13 +103,9 @@ class CheckpointStore:
         self._db: sqlite3.Connection | None = None
         self._failing = False
         self._closed = False
-        # group commit (`flush_soon`): the flush the commit thread runs next, shared by its requesters
-        self._wake = threading.Condition()
-        self._next_flush: Future[bool] | None = None
-        self._commit_thread: threading.Thread | None = None
-        self._stopping = False
+        self._group = GroupCommit(self.flush, self._report_crash, "logsidecar-checkpoints")
         self._unsynced = False  # flushed (NORMAL) since the last sync(): not yet safe from power loss
-        self._journal_fd: int | None = None  # open (and started) for appends, see "The journal"
+        self._journal = OffsetsJournal()  # open (and started) for appends, see `offsets_journal`
         self._generation = 0  # of the database's journal row, when connected
         self._journaled: set[str] = set()  # keys with records in the journal, for the next flush
         self._appended: Future[bool] = Future()  # what flush_soon() returns after an append: done
@@ -247,7 +208,7 @@ class CheckpointStore:
                 self._deleted.clear()
                 self._journaled = set()
             # journaled records to fold in, or no journal yet: this flush starts a new generation
-            new_journal = bool(journaled) or self._journal_fd is None
+            new_journal = bool(journaled) or not self._journal.is_open
             if not dirty and not moved and not deleted and not new_journal:
                 return True
             try:
@@ -263,7 +224,7 @@ class CheckpointStore:
                         db.execute("UPDATE journal SET generation = ?", (self._generation + 1,))
                 if new_journal:
                     self._generation += 1
-                    self._start_journal()
+                    self._journal.start(self.state_dir, self._generation)
             except (sqlite3.Error, OSError) as error:
                 self.errors += 1
                 self._close_db()
@@ -290,30 +251,20 @@ class CheckpointStore:
         of them, and the caller never waits for the disk. After `close()`: a done future (False)."""
         if self._append_moved():
             return self._appended
-        with self._wake:
-            if self._stopping or self.state_dir is None:
-                done: Future[bool] = Future()
-                done.set_result(self.state_dir is None)
-                return done
-            if self._next_flush is None:
-                self._next_flush = Future()
-                self._next_flush.set_running_or_notify_cancel()  # a waiter's cancel() cannot void it
-                if self._commit_thread is None:
-                    self._commit_thread = threading.Thread(
-                        target=self._commit_loop, name="logsidecar-checkpoints", daemon=True
-                    )
-                    self._commit_thread.start()
-                self._wake.notify()
-            return self._next_flush
+        requested = self._group.request() if self.state_dir is not None else None
+        if requested is None:
+            done: Future[bool] = Future()
+            done.set_result(self.state_dir is None)
+            return done
+        return requested
 
     def _append_moved(self) -> bool:
         """Append the moved offsets to the journal if that alone makes everything pending durable;
         never waits for the writer lock. True when nothing is left pending."""
-        if self._journal_fd is None or not self._io_lock.acquire(blocking=False):
+        if not self._journal.is_open or not self._io_lock.acquire(blocking=False):
             return False
         try:
-            fd = self._journal_fd
-            if fd is None or self._closed:
+            if not self._journal.is_open or self._closed:
                 return False
             with self._lock:
                 if self._dirty or self._deleted:
@@ -322,21 +273,18 @@ class CheckpointStore:
                 if not moved:
                     return True
                 try:
-                    records = b"".join(
-                        _journal_record(self._generation, offset, key) for offset, key in moved
-                    )
+                    records = b"".join(journal_record(self._generation, offset, key) for offset, key in moved)
                 except ValueError:  # a key a record cannot hold (a newline): the database takes it
                     return False
                 self._moved.clear()
             try:
-                if os.write(fd, records) != len(records):
-                    raise OSError(errno.ENOSPC, "short write")
+                self._journal.append(records)
             except OSError:
                 # The flush of the commit thread writes them; the journal is started anew by it
                 # (a torn record may end this one).
                 with self._lock:
                     self._moved.update(k for _, k in moved if k in self._entries)
-                self._close_journal()
+                self._journal.close()
                 return False
             with self._lock:
                 self._journaled.update(k for _, k in moved)
@@ -345,44 +293,9 @@ class CheckpointStore:
         finally:
             self._io_lock.release()
 
-    def _start_journal(self) -> None:
-        """Empty the journal and start it with the current generation (writer lock held)."""
-        assert self.state_dir is not None
-        if self._journal_fd is None:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-            self._journal_fd = os.open(self.state_dir / JOURNAL_FILE_NAME, flags, STATE_FILE_MODE)
-        try:
-            os.ftruncate(self._journal_fd, 0)
-            header = _journal_header(self._generation)
-            if os.write(self._journal_fd, header) != len(header):
-                raise OSError(errno.ENOSPC, "short write")
-        except OSError:
-            self._close_journal()
-            raise
-
-    def _close_journal(self) -> None:
-        if self._journal_fd is not None:
-            try:
-                os.close(self._journal_fd)
-            except OSError:
-                pass
-            self._journal_fd = None
-
-    def _commit_loop(self) -> None:
-        while True:
-            with self._wake:
-                while self._next_flush is None and not self._stopping:
-                    self._wake.wait()
-                if self._next_flush is None:
-                    return
-                current, self._next_flush = self._next_flush, None
-            written = False
-            try:
-                written = self.flush()
-            except Exception as error:  # noqa: BLE001 - a bug here must not leave requesters waiting
-                events.emit(Event.CHECKPOINT_ERROR, state_dir=str(self.state_dir), error=repr(error))
-            finally:
-                current.set_result(written)
+    def _report_crash(self, error: Exception) -> None:
+        """A flush of the commit thread raised (a bug): its requesters are told False, not left waiting."""
+        events.emit(Event.CHECKPOINT_ERROR, state_dir=str(self.state_dir), error=repr(error))
 
     def has_unsynced(self) -> bool:
         """Something was flushed or journaled since the last `sync()` (it survives a crash, not yet a
@@ -410,17 +323,12 @@ class CheckpointStore:
             return True
 
     def close(self) -> None:
-        with self._wake:  # the commit thread serves what was asked, then ends
-            self._stopping = True
-            thread, self._commit_thread = self._commit_thread, None
-            self._wake.notify()
-        if thread is not None:
-            thread.join()
+        self._group.stop()  # the commit thread serves what was asked, then ends
         self.flush()
         self.sync()
         with self._io_lock:
             self._close_db()
-            self._close_journal()
+            self._journal.close()
             self._closed = True
 
     def _connect(self) -> sqlite3.Connection:
@@ -433,11 +341,7 @@ class CheckpointStore:
                 db.execute("PRAGMA synchronous=NORMAL")  # see "Durability" above
                 _hash_raw_fingerprints(db)
                 db.execute(_SCHEMA)
-                db.execute(_JOURNAL_SCHEMA)
-                row = db.execute("SELECT generation FROM journal").fetchone()
-                if row is None:
-                    db.execute("INSERT INTO journal (generation) VALUES (0)")
-                self._generation = row[0] if row is not None else 0
+                self._generation = database_generation(db)
                 db.isolation_level = "DEFERRED"
             except sqlite3.Error:
                 db.close()
@@ -446,7 +350,7 @@ class CheckpointStore:
         return self._db
 
     def _close_db(self) -> None:
-        self._close_journal()  # its generation is the database's: started again with it
+        self._journal.close()  # its generation is the database's: started again with it
         if self._db is not None:
             try:
                 self._db.close()
@@ -471,7 +375,7 @@ class CheckpointStore:
             fingerprint = StoredFingerprint(fingerprint_len, bytes(fingerprint_sha256))
             self._entries[key] = Checkpoint(key, dev, ino, fingerprint, offset, path, last_seen)
         try:
-            journal = _read_journal(self.state_dir / JOURNAL_FILE_NAME, self._generation)
+            journal = read_journal(self.state_dir / JOURNAL_FILE_NAME, self._generation)
         except OSError as error:  # unreadable: the database's offsets stand (a replay, not a loss)
             self.errors += 1
             events.emit(Event.CHECKPOINT_ERROR, state_dir=str(self.state_dir), error=str(error))
@@ -512,99 +416,10 @@ def committed_offsets(state_dir: Path) -> dict[str, int]:
     finally:
         db.close()
     if row is not None:
-        for key, offset in _read_journal(state_dir / JOURNAL_FILE_NAME, row[0]).items():
+        for key, offset in read_journal(state_dir / JOURNAL_FILE_NAME, row[0]).items():
             if key in offsets:
                 offsets[key] = max(offsets[key], offset)
     return offsets
-
-
-def _journal_header(generation: int) -> bytes:
-    return b"logsidecar-offsets %d %08x\n" % (generation, zlib.crc32(b"%d" % generation))
-
-
-def _journal_record(generation: int, offset: int, file_key: str) -> bytes:
-    """Raises ValueError (UnicodeEncodeError included) for a key a record cannot hold."""
-    key = file_key.encode("utf-8", "surrogateescape")
-    if b"\n" in key:
-        raise ValueError("newline in a file key")
-    body = b"%d %s" % (offset, key)
-    return b"%s %08x\n" % (body, zlib.crc32(b"%d %s" % (generation, body)))
-
-
-def _read_journal(path: Path, generation: int) -> dict[str, int]:
-    """The highest offset per key in the journal at `path`, if it belongs to `generation`; records
-    that are torn or fail their crc are skipped."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return {}
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UnsafeStateFile(
-                errno.EINVAL, f"{path} is not a regular file; refusing to read it: remove it"
-            )
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read()
-    finally:
-        os.close(fd)
-    lines = data.split(b"\n")[:-1]  # the part after the last newline is torn
-    if not lines or lines[0] + b"\n" != _journal_header(generation):
-        return {}  # another generation's (already in the database), or none
-    offsets: dict[str, int] = {}
-    for line in lines[1:]:
-        body, _, crc = line.rpartition(b" ")
-        offset, _, key = body.partition(b" ")
-        try:
-            if b"%08x" % zlib.crc32(b"%d %s" % (generation, body)) != crc or not offset.isdigit():
-                continue
-            name = key.decode("utf-8", "surrogateescape")
-        except (ValueError, UnicodeDecodeError):
-            continue
-        offsets[name] = max(int(offset), offsets.get(name, 0))
-    return offsets
-
-
-def prepare_state_files(state_dir: Path) -> None:
-    """Make the state directory (0700) and the database file (0600), tightening wider modes of ours,
-    and refuse a symlink or non-regular file at any database path (checked with O_NOFOLLOW).
-    Raises UnsafeStateFile (an OSError) or OSError."""
-    state_dir.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
-    st = os.stat(state_dir)
-    if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) & 0o077:
-        os.chmod(state_dir, stat.S_IMODE(st.st_mode) & ~0o077)
-    for name in (DB_FILE_NAME, *(DB_FILE_NAME + suffix for suffix in DB_COMPANIONS), JOURNAL_FILE_NAME):
-        path = state_dir / name
-        creates = name in (DB_FILE_NAME, JOURNAL_FILE_NAME)
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_CREAT if creates else 0)
-        try:
-            fd = os.open(path, flags, STATE_FILE_MODE)
-        except FileNotFoundError:
-            continue  # a companion SQLite has not made yet
-        except OSError as error:
-            if error.errno == errno.ELOOP:
-                raise UnsafeStateFile(
-                    errno.ELOOP,
-                    f"{path} is a symlink (to {_link_target(path)}); refusing to open it: the state "
-                    "directory holds only our own files, remove the link",
-                ) from None
-            raise
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise UnsafeStateFile(
-                    errno.EINVAL, f"{path} is not a regular file; refusing to open it: remove it"
-                )
-            if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) & 0o077:
-                os.fchmod(fd, STATE_FILE_MODE)
-        finally:
-            os.close(fd)
-
-
-def _link_target(path: Path) -> str:
-    try:
-        return os.readlink(path)
-    except OSError:
-        return "?"
 
 
 def _hash_raw_fingerprints(db: sqlite3.Connection) -> None:

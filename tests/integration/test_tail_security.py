@@ -20,8 +20,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from logsidecar.tail.checkpoints import DB_FILE_NAME
 from logsidecar.tail.options import TailOptions, WatchMode
+from logsidecar.tail.state_files import DB_FILE_NAME
 from tests.helpers import wait_for
 from tests.integration.tailer_harness import async_test, running
 from tests.integration.tailer_harness import wait_for as wait_for_async

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from logsidecar import events
-from logsidecar.tail.checkpoints import DB_FILE_NAME, JOURNAL_FILE_NAME, CheckpointStore
+from logsidecar.tail.checkpoints import CheckpointStore
 from logsidecar.tail.identity import StoredFingerprint
+from logsidecar.tail.state_files import DB_FILE_NAME, JOURNAL_FILE_NAME
 
 SECRET_HEAD = b"Authorization: Bearer s3cr3t-TOKEN-0123456789 the first bytes of a log\n"
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from logsidecar import events
-from logsidecar.tail.checkpoints import DB_FILE_NAME, JOURNAL_FILE_NAME, CheckpointStore, committed_offsets
+from logsidecar.tail.checkpoints import CheckpointStore, committed_offsets
 from logsidecar.tail.identity import StoredFingerprint
 from logsidecar.tail.options import TailOptions
+from logsidecar.tail.state_files import DB_FILE_NAME, JOURNAL_FILE_NAME
 from logsidecar.tail.tailer import Tailer
 
 
