@@ -11,5 +11,7 @@ Inside, one concept per module: tailer (the poll loop; its docstring numbers the
 (where a file starts; start-up recovery), retention (rotated files held until drained), drain (the
 stop), checkpoint_schedule, fileset (the tracked files), identity (Inode, FileId, fingerprints),
 reader (one open file, line framing), discovery (globs), open_policy, netfs (network-mount stall
-guard), fstype, reports, counters; watch/ (one watcher interface, inotify and polling, selection).
+guard), fd_budget (descriptors: idle files closed, reopened by identity), fstype, reports, counters;
+checkpoints (the store) with offsets_journal, group_commit and state_files (the state directory's
+files); watch/ (one watcher interface, inotify and polling, selection).
 """
