@@ -1,4 +1,10 @@
-"""`logsidecar docker ...`: attach to a container's log files, start a sidecar, audit volumes, check images."""
+"""`logsidecar docker ...`: attach to a container's log files, start a sidecar, audit volumes, check images.
+
+Exit codes, the same for every subcommand: 0 ok; 1 a finding (check-image found a write into a
+volume, the container's logs are on no volume, a link leads out of the volume); 2 a usage or
+environment error (a wrong option, the engine unreachable, no such container or image, a name taken).
+Every error is one message naming the container, path or image, and what to do; never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -31,13 +37,25 @@ def command(ctx: click.Context, docker_host: str | None) -> None:
     ctx.obj = {"docker_host": docker_host}
 
 
+class EnvironmentProblem(click.ClickException):
+    """The engine, a container, an image or a name is not as the command needs it: exit code 2."""
+
+    exit_code = 2
+
+
+class Finding(click.ClickException):
+    """What the command was asked to check is wrong (exit code 1)."""
+
+    exit_code = 1
+
+
 def _client(ctx: click.Context):
     from logsidecar.containers.engine import EngineError, connect
 
     try:
         return connect(ctx.obj.get("docker_host"))
     except EngineError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise EnvironmentProblem(str(exc)) from exc
 
 
 def _container(client, name: str):
@@ -46,7 +64,7 @@ def _container(client, name: str):
     try:
         return get_container(client, name)
     except EngineError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise EnvironmentProblem(str(exc)) from exc
 
 
 @command.command("attach", context_settings={"ignore_unknown_options": True})
@@ -89,10 +107,10 @@ def attach(
     try:
         location = resolve_log_dir(target.attrs, container_dir)
     except NotOnMount as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise Finding(str(exc)) from exc
     escaped = escaping_log_dir(location)
     if escaped is not None:
-        raise click.ClickException(
+        raise Finding(
             f"{container_dir} of {target.name} is {location.host_dir} on the host, and a symlink inside the "
             f"{location.mount_type} leads it to {escaped}, outside the {location.mount_type}: refusing to "
             "follow it (the container can write any link there)"
@@ -125,6 +143,9 @@ def attach(
 @click.option(
     "--image", default=DEFAULT_SIDECAR_IMAGE, show_default=True, help="The logsidecar image to run."
 )
+@click.option(
+    "--pull", is_flag=True, help="Pull --image when the engine does not have it (never done unasked)."
+)
 @click.option("--rm", "auto_remove", is_flag=True, help="Remove the sidecar when it stops.")
 @click.option("--remove", is_flag=True, help="Remove CONTAINER's sidecar(s) instead of starting one.")
 @click.option(
@@ -146,6 +167,7 @@ def sidecar(
     ctx: click.Context,
     container: str,
     image: str,
+    pull: bool,
     auto_remove: bool,
     remove: bool,
     docker_socket: bool,
@@ -158,6 +180,7 @@ def sidecar(
     Options after the container name are passed to `logsidecar tail` inside the sidecar.
     """
     from logsidecar.containers import sidecar as sidecar_mod
+    from logsidecar.containers.engine import EngineError
 
     client = _client(ctx)
     target = _container(client, container)
@@ -182,9 +205,10 @@ def sidecar(
             environment=environment,
             mount_docker_socket=docker_socket,
             network=network,
+            pull=pull,
         )
-    except Exception as exc:  # noqa: BLE001 - the SDK raises many kinds; all are the user's to read
-        raise click.ClickException(f"could not start the sidecar for {target.name}: {exc}") from exc
+    except EngineError as exc:
+        raise EnvironmentProblem(str(exc)) from exc
     click.echo(f"started {started.name} ({started.short_id}) sharing the volumes of {target.name} read-only")
 
 
@@ -285,7 +309,7 @@ def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tu
     names = [v.name for v in volumes]
     if not yes:
         if not sys.stdin.isatty():
-            raise click.ClickException("--prune needs confirmation: run it on a terminal or add --yes")
+            raise click.UsageError("--prune needs confirmation: run it on a terminal or add --yes")
         click.confirm(f"Remove these {len(names)} volume(s)?", abort=True)
     removed, kept = audit_mod.prune_volumes(client, names)
     for name in removed:
@@ -306,7 +330,7 @@ def check_image(ctx: click.Context, image: str, as_json: bool) -> None:
     try:
         report = image_check.check_image(client, image)
     except Exception as exc:  # noqa: BLE001
-        raise click.ClickException(f"cannot inspect image {image}: {exc}") from exc
+        raise EnvironmentProblem(f"cannot inspect image {image}: {exc}") from exc
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

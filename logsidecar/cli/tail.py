@@ -426,7 +426,7 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
     except OutputClosed:
         _silence_stdout()
     except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback
-        raise click.ClickException(redact(f"stopped: {exc!r}")) from exc
+        raise click.ClickException(redact(f"stopped: {type(exc).__name__}: {exc}")) from exc  # str names the path
 
 
 def _run_until_exit(main: Coroutine[Any, Any, float | None]) -> None:
@@ -511,7 +511,7 @@ def tailed_directories(settings: Settings) -> list[str]:
     directories = []
     for pattern in (p for item in settings.inputs for p in item.paths):
         base = static_base(pattern)
-        directories.append(str(base if base.is_dir() or not base.suffix else base.parent))
+        directories.append(str(base if os.path.isdir(base) or not base.suffix else base.parent))
     return list(dict.fromkeys(directories))
 
 

@@ -11,6 +11,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import docker.errors
+
+from logsidecar.containers.engine import EngineError, api_message, local_image
+
 SIDECAR_LABEL = "io.logsidecar.sidecar-for"
 SIDECAR_NAME_LABEL = "io.logsidecar.sidecar-for-name"
 DEFAULT_IMAGE = "logsidecar/logsidecar:local"  # what scripts/build-images.sh tags
@@ -39,9 +43,18 @@ def start_sidecar(
     environment: dict[str, str] | None = None,
     mount_docker_socket: bool = False,
     network: str | None = None,
+    pull: bool = False,
 ) -> Any:
-    """Run the sidecar detached and return its Container."""
+    """Run the sidecar detached and return its Container. EngineError when a sidecar (or another
+    container) already has its name, or the image is missing and `pull` is not asked."""
     name = sidecar_name(target.name)
+    existing = find_sidecars(client, target)
+    if existing:
+        raise EngineError(
+            f"{target.name} already has a sidecar: {existing[0].name} ({existing[0].status}). "
+            f"Remove it first with `logsidecar docker sidecar --remove {target.name}`, or keep it."
+        )
+    local_image(client, image, pull=pull)
     volumes: dict[str, dict[str, str]] = {f"{name}-state": {"bind": STATE_DIR, "mode": "rw"}}
     group_add: list[str] = []
     if mount_docker_socket:
@@ -51,20 +64,28 @@ def start_sidecar(
             group_add.append(str(os.stat(DOCKER_SOCKET).st_gid))
         except OSError:
             pass
-    return client.containers.run(
-        image,
-        command=tail_command(tail_args),
-        name=name,
-        detach=True,
-        auto_remove=auto_remove,
-        volumes_from=[f"{target.id}:ro"],
-        volumes=volumes,
-        read_only=True,
-        labels={SIDECAR_LABEL: target.id, SIDECAR_NAME_LABEL: target.name},
-        environment=environment or {},
-        network=network,
-        group_add=group_add or None,
-    )
+    try:
+        return client.containers.run(
+            image,
+            command=tail_command(tail_args),
+            name=name,
+            detach=True,
+            auto_remove=auto_remove,
+            volumes_from=[f"{target.id}:ro"],
+            volumes=volumes,
+            read_only=True,
+            labels={SIDECAR_LABEL: target.id, SIDECAR_NAME_LABEL: target.name},
+            environment=environment or {},
+            network=network,
+            group_add=group_add or None,
+        )
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:
+            raise EngineError(
+                f"a container named {name} already exists and is not {target.name}'s sidecar: "
+                f"rename or remove it (`docker rm -f {name}`), then run this again"
+            ) from exc
+        raise EngineError(f"the engine refused to start {name}: {api_message(exc)}") from exc
 
 
 def find_sidecars(client: Any, target: Any) -> list[Any]:

@@ -281,7 +281,7 @@ def test_audit_finds_exactly_the_leaked_volumes_and_prunes_only_them(client, bus
     assert "2 volume(s) referenced by no container" in text.stdout
 
     refused = logsidecar("docker", "audit", "--prune", *filters, stdin=subprocess.DEVNULL)
-    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert refused.returncode == 2 and "--yes" in refused.stderr  # a usage error
 
     pruned = logsidecar("docker", "audit", "--prune", "--yes", *filters)
     print(pruned.stdout, pruned.stderr)
@@ -291,7 +291,9 @@ def test_audit_finds_exactly_the_leaked_volumes_and_prunes_only_them(client, bus
     assert in_use in remaining
 
 
-def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(client, busybox, volume_image, demo_images):
+def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(
+    client, busybox, volume_image, demo_images
+):
     data = _run(client, volume_image, "sidecar-data", command=["true"])
     data.wait(timeout=30)
     target = _run(client, busybox, "sidecar-target", command=["sleep", "600"], volumes_from=[data.id])
@@ -308,7 +310,12 @@ def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(client,
         assert mounts["/var/log/apache2"]["RW"] is False
         assert mounts["/var/lib/logsidecar"]["RW"] is True
         assert sidecar.attrs["Config"]["Cmd"] == [
-            "tail", "--format", "raw", "--stdout-format", "json", "/var/log/apache2/*.log"
+            "tail",
+            "--format",
+            "raw",
+            "--stdout-format",
+            "json",
+            "/var/log/apache2/*.log",
         ]
         target.exec_run(["sh", "-c", "echo after-the-sidecar >> /var/log/apache2/access.log"])
 
@@ -334,17 +341,27 @@ def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(client,
 def test_sidecar_with_the_docker_socket_adds_the_writers_metadata(client, busybox, volume_image, demo_images):
     data = _run(client, volume_image, "meta-data", command=["true"])
     data.wait(timeout=30)
-    writer = _run(client, busybox, "meta-writer", command=["sleep", "600"], volumes_from=[data.id],
-                  labels={"tier": "web"})
+    writer = _run(
+        client,
+        busybox,
+        "meta-writer",
+        command=["sleep", "600"],
+        volumes_from=[data.id],
+        labels={"tier": "web"},
+    )
     writer.exec_run(["sh", "-c", "echo hello >> /var/log/apache2/access.log"])
-    out = logsidecar("docker", "sidecar", writer.name, "--docker-socket", "--format", "raw", "--stdout-format", "json")
+    out = logsidecar(
+        "docker", "sidecar", writer.name, "--docker-socket", "--format", "raw", "--stdout-format", "json"
+    )
     assert out.returncode == 0, out.stderr
     sidecar = client.containers.get(f"logsidecar-{writer.name}")
     try:
         record = None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and record is None:
-            lines = [x for x in sidecar.logs(stdout=True, stderr=False).decode().splitlines() if x.startswith("{")]
+            lines = [
+                x for x in sidecar.logs(stdout=True, stderr=False).decode().splitlines() if x.startswith("{")
+            ]
             record = json.loads(lines[0]) if lines else None
             time.sleep(0.5)
         print(sidecar.logs(stdout=False, stderr=True).decode()[-2000:])
@@ -363,11 +380,134 @@ def test_sidecar_with_the_docker_socket_adds_the_writers_metadata(client, busybo
 
 def test_engine_errors_are_explained(tmp_path):
     out = logsidecar("docker", "--host", f"unix://{tmp_path}/nothing.sock", "audit")
-    assert out.returncode == 1
+    assert out.returncode == 2  # an environment error
     assert "no engine is listening" in out.stderr
 
 
-def _attach_until(container, tmp_path: Path, name: str, *extra: str, until: bytes) -> tuple[list[str], list[dict]]:
+def test_an_unknown_container_is_an_environment_error(client):
+    for subcommand in ("attach", "sidecar"):
+        out = logsidecar("docker", subcommand, f"nosuch-{RUN}")
+        print(out.stderr)
+        assert out.returncode == 2
+        assert f"no container named or with id 'nosuch-{RUN}'" in out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def test_a_second_sidecar_is_refused_with_the_remove_hint(client, busybox, volume_image, demo_images):
+    data = _run(client, volume_image, "twice-data", command=["true"])
+    data.wait(timeout=30)
+    target = _run(client, busybox, "twice-target", command=["sleep", "600"], volumes_from=[data.id])
+    first = logsidecar("docker", "sidecar", target.name)
+    assert first.returncode == 0, first.stderr
+    try:
+        second = logsidecar("docker", "sidecar", target.name)
+        print(second.stderr)
+        assert second.returncode == 2
+        assert f"{target.name} already has a sidecar: logsidecar-{target.name}" in second.stderr
+        assert f"logsidecar docker sidecar --remove {target.name}" in second.stderr
+        assert "409" not in second.stderr and "Traceback" not in second.stderr
+    finally:
+        logsidecar("docker", "sidecar", "--remove", target.name)
+        _remove_volume(client, f"logsidecar-{target.name}-state")
+    # a container that is not ours holds the name: the engine's 409, explained
+    other = _run(client, volume_image, "taken-target", command=["sleep", "600"])
+    squatter = client.containers.create(busybox, name=f"logsidecar-{other.name}", labels=LABEL)
+    try:
+        taken = logsidecar("docker", "sidecar", other.name)
+        print(taken.stderr)
+        assert taken.returncode == 2
+        assert (
+            f"a container named logsidecar-{other.name} already exists and is not {other.name}'s sidecar"
+            in taken.stderr
+        )
+        assert f"docker rm -f logsidecar-{other.name}" in taken.stderr
+        assert "409 Client Error" not in taken.stderr
+    finally:
+        squatter.remove(force=True)
+        _remove_volume(client, f"logsidecar-{other.name}-state")
+
+
+def test_a_missing_sidecar_image_is_not_pulled_unasked(client, volume_image):
+    target = _run(client, volume_image, "noimage-target", command=["sleep", "600"])
+    events_since = int(time.time()) - 1
+    out = logsidecar("docker", "sidecar", target.name, "--image", f"nosuch-{RUN}:1")
+    print(out.stderr)
+    assert out.returncode == 2
+    assert f"image nosuch-{RUN}:1 is not on this engine" in out.stderr and "--pull" in out.stderr
+    assert "500 Server Error" not in out.stderr and "Traceback" not in out.stderr
+    assert client.containers.list(all=True, filters={"name": f"logsidecar-{target.name}"}) == []
+    pulls = client.events(since=events_since, until=int(time.time()) + 1, decode=True,
+                          filters={"type": "image", "event": "pull"})  # fmt: skip
+    assert [e for e in pulls if "nosuch" in json.dumps(e)] == []
+
+
+def test_an_unreadable_directory_is_named_retried_and_never_a_traceback(client, demo_images, tmp_path):
+    """In the shipped image, as its non-root user, on a read-only bind mount: a glob directly in a 0700
+    root directory, and a glob below another. Each is a warning naming the directory (no traceback, no
+    silent wait); once the directories are opened up, their lines are read."""
+    logs = tmp_path / "logs"
+    (logs / "listme").mkdir(parents=True)
+    (logs / "enterme" / "sub").mkdir(parents=True)
+    (logs / "listme" / "a.log").write_text("line-in-listme\n")
+    (logs / "enterme" / "sub" / "b.log").write_text("line-in-sub\n")
+    logs.chmod(0o755)
+    (logs / "listme").chmod(0o700)
+    (logs / "enterme").chmod(0o700)
+    patterns = {"/var/log/apache2/listme/*.log": "listme", "/var/log/apache2/enterme/sub/*.log": "enterme"}
+    container = client.containers.run(
+        "logsidecar/logsidecar:local",
+        ["tail", "--format", "raw", "--stdout-format", "raw", "--log-format", "json", *patterns],
+        name=f"unreadable-{RUN}", detach=True, labels=LABEL,
+        volumes={str(logs): {"bind": "/var/log/apache2", "mode": "ro"}},
+    )  # fmt: skip
+
+    def our_logs() -> list[dict]:
+        err = container.logs(stdout=False, stderr=True).decode()
+        assert "Traceback" not in err and "Error: stopped" not in err, err
+        return [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len([e for e in our_logs() if e["event"] == "file_error"]) < 2:
+            time.sleep(0.5)
+        warnings = {e["pattern"]: e for e in our_logs() if e["event"] == "file_error"}
+        print(json.dumps(warnings, indent=1))
+        assert set(warnings) == set(patterns)
+        for pattern, directory in patterns.items():
+            warning = warnings[pattern]
+            assert warning["level"] == "warning" and warning["kind"] == "directory_unreadable"
+            assert warning["path"] == f"/var/log/apache2/{directory}"
+            assert "Permission denied" in warning["error"] and "retried" in warning["error"]
+        assert "cannot list /var/log/apache2/listme" in warnings["/var/log/apache2/listme/*.log"]["error"]
+        assert (
+            "cannot enter /var/log/apache2/enterme" in warnings["/var/log/apache2/enterme/sub/*.log"]["error"]
+        )
+        container.reload()
+        assert container.status == "running"
+
+        (logs / "listme").chmod(0o755)  # opened up: retried, read
+        (logs / "enterme").chmod(0o755)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(container.logs(stdout=True, stderr=False).splitlines()) < 2:
+            time.sleep(0.5)
+        lines = container.logs(stdout=True, stderr=False).decode().splitlines()
+        assert sorted(lines) == ["line-in-listme", "line-in-sub"]
+        recovered = {e["pattern"] for e in our_logs() if e["event"] == "file_recovered"}
+        assert recovered == set(patterns)
+    finally:
+        container.remove(force=True, v=True)
+
+
+def _remove_volume(client, name: str) -> None:
+    try:
+        client.volumes.get(name).remove(force=True)
+    except Exception:  # noqa: BLE001 - not created, or already gone
+        pass
+
+
+def _attach_until(
+    container, tmp_path: Path, name: str, *extra: str, until: bytes
+) -> tuple[list[str], list[dict]]:
     """Run `docker attach` with its stdout in a file until `until` is in it and a few discovery cycles
     more; returns (stdout lines, our own logs)."""
     out = tmp_path / f"{name}.out"
@@ -419,9 +559,13 @@ def test_attach_never_follows_a_link_planted_in_the_volume_out_of_it(client, bus
     assert refused == {("access.log", "outside_base"), ("other_access.log", "own_output")}
     assert f"docker logs {writer.name}" in logs[-1]["stderr"]  # the stdout-logging case is explained
 
-    lines, logs = _attach_until(writer, tmp_path, "dirs", "--path", "/var/log/apache2/*/*.log", until=b"site-line")
+    lines, logs = _attach_until(
+        writer, tmp_path, "dirs", "--path", "/var/log/apache2/*/*.log", until=b"site-line"
+    )
     assert lines == ["site-line"]
-    refused = {(e["path"].split("/_data/")[-1], e["reason"]) for e in logs if e.get("event") == "file_refused"}
+    refused = {
+        (e["path"].split("/_data/")[-1], e["reason"]) for e in logs if e.get("event") == "file_refused"
+    }
     assert refused == {("apache2/access.log", "outside_base")}
 
     escaped = logsidecar("docker", "attach", writer.name, "--path", "/var/log/apache2/apache2/*.log")
@@ -438,7 +582,11 @@ def test_sidecar_explains_logs_linked_to_stdout_and_never_reads_its_own_output(
     data.wait(timeout=30)
     target = _run(client, busybox, "stdout-target", command=["sleep", "600"], volumes_from=[data.id])
     linked = target.exec_run(
-        ["sh", "-c", "cd /var/log/apache2 && busybox ln -s /proc/self/fd/1 access.log && echo real-line >> error.log"]
+        [
+            "sh",
+            "-c",
+            "cd /var/log/apache2 && busybox ln -s /proc/self/fd/1 access.log && echo real-line >> error.log",
+        ]
     )
     assert linked.exit_code == 0, linked.output
     out = logsidecar("docker", "sidecar", target.name, "--format", "raw", "--stdout-format", "raw")
