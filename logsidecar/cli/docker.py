@@ -181,6 +181,7 @@ def sidecar(
     """
     from logsidecar.containers import sidecar as sidecar_mod
     from logsidecar.containers.engine import EngineError
+    from logsidecar.containers.mounts import NotOnMount, stdout_logging_advice, stdout_symlinks
 
     client = _client(ctx)
     target = _container(client, container)
@@ -194,7 +195,20 @@ def sidecar(
         if not sep:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--env")
         environment[key] = value
-    _explain_stdout_logging(target, sidecar_mod.tail_command(tail_args))
+    try:
+        paths = _tail_paths(tail_args)
+        locations = sidecar_mod.log_locations(target.attrs, paths)
+    except NotOnMount as exc:
+        raise Finding(f"{exc} No sidecar started: it would see none of these files.") from exc
+    for location in locations:
+        # Logs linked to the writer's stdout/stderr (the official httpd image's access_log ->
+        # /proc/self/fd/1) lead to the sidecar's own stdout there and are refused: say so now.
+        redirected = stdout_symlinks(location.host_dir)  # nothing when the engine is on another host
+        if redirected:
+            click.echo(
+                "logsidecar: " + stdout_logging_advice(target.name, location.container_dir, redirected),
+                err=True,
+            )
     try:
         started = sidecar_mod.start_sidecar(
             client,
@@ -206,35 +220,20 @@ def sidecar(
             mount_docker_socket=docker_socket,
             network=network,
             pull=pull,
+            paths=paths,
         )
     except EngineError as exc:
         raise EnvironmentProblem(str(exc)) from exc
     click.echo(f"started {started.name} ({started.short_id}) sharing the volumes of {target.name} read-only")
 
 
-def _explain_stdout_logging(target, tail_command: list[str]) -> None:
-    """Logs the sidecar would follow that are links to the writer's stdout/stderr (the official httpd
-    image's access_log -> /proc/self/fd/1): inside the sidecar they lead to the sidecar's own stdout
-    and are refused; say so now, and what to do instead."""
-    from logsidecar.containers.mounts import (
-        NotOnMount,
-        resolve_log_dir,
-        stdout_logging_advice,
-        stdout_symlinks,
-    )
-    from logsidecar.tail.discovery import static_base
+def _tail_paths(tail_args: tuple[str, ...]) -> tuple[str, ...]:
+    """The PATH_OR_GLOB arguments among the options passed on to `logsidecar tail` (an option's value,
+    `--state-dir /x`, is not one)."""
+    from logsidecar.cli.tail import command as tail_command
 
-    directories = dict.fromkeys(str(static_base(arg)) for arg in tail_command if arg.startswith("/"))
-    for container_dir in directories:
-        try:
-            location = resolve_log_dir(target.attrs, container_dir)
-        except NotOnMount:
-            continue
-        redirected = stdout_symlinks(location.host_dir)  # nothing when the engine is on another host
-        if redirected:
-            click.echo(
-                "logsidecar: " + stdout_logging_advice(target.name, container_dir, redirected), err=True
-            )
+    parsed = tail_command.make_context("tail", list(tail_args), resilient_parsing=True)
+    return tuple(parsed.params.get("paths") or ())
 
 
 def _human_size(size: int | None) -> str:

@@ -1,5 +1,9 @@
 """Start (and find, and remove) a logsidecar container beside another container.
 
+A sidecar is started only for a container whose log directories are on a volume or bind mount
+(`log_locations`): a directory on none is in the target's writable layer, which the sidecar cannot see,
+so it would wait on its own empty overlay forever and still report healthy.
+
 The sidecar shares the target's volumes read-only (`volumes_from: TARGET:ro`), keeps its checkpoints
 on a named volume of its own (so a restart resumes), and is named and labelled so it can be found:
 name `logsidecar-<target>`, label `io.logsidecar.sidecar-for=<target id>`.
@@ -14,6 +18,8 @@ from typing import Any
 import docker.errors
 
 from logsidecar.containers.engine import EngineError, api_message, local_image
+from logsidecar.containers.mounts import HostLocation, resolve_log_dir
+from logsidecar.tail.discovery import static_base
 
 SIDECAR_LABEL = "io.logsidecar.sidecar-for"
 SIDECAR_NAME_LABEL = "io.logsidecar.sidecar-for-name"
@@ -27,10 +33,19 @@ def sidecar_name(target_name: str) -> str:
     return f"logsidecar-{target_name}"
 
 
-def tail_command(tail_args: Sequence[str]) -> list[str]:
-    """`tail` with the user's arguments; the default log glob is added when they name no path."""
-    has_path = any(arg.startswith("/") for arg in tail_args)
+def tail_command(tail_args: Sequence[str], paths: Sequence[str] | None = None) -> list[str]:
+    """`tail` with the user's arguments; the default log glob is added when they name no path.
+    `paths` are the PATH_OR_GLOB arguments among `tail_args` when the caller parsed them (an option
+    value such as `--state-dir /x` is not a path); without them, any argument starting with / is one."""
+    has_path = bool(paths) if paths is not None else any(arg.startswith("/") for arg in tail_args)
     return ["tail", *tail_args, *(() if has_path else DEFAULT_TAIL_ARGS)]
+
+
+def log_locations(target_attrs: dict[str, Any], paths: Sequence[str]) -> list[HostLocation]:
+    """Where each log directory of `paths` (globs as the sidecar will see them; the default glob when
+    empty) lives on the host. Raises mounts.NotOnMount, naming the directory, for one on no mount."""
+    directories = dict.fromkeys(str(static_base(p)) for p in (paths or DEFAULT_TAIL_ARGS))
+    return [resolve_log_dir(target_attrs, directory) for directory in directories]
 
 
 def start_sidecar(
@@ -44,6 +59,7 @@ def start_sidecar(
     mount_docker_socket: bool = False,
     network: str | None = None,
     pull: bool = False,
+    paths: Sequence[str] | None = None,
 ) -> Any:
     """Run the sidecar detached and return its Container. EngineError when a sidecar (or another
     container) already has its name, or the image is missing and `pull` is not asked."""
@@ -67,7 +83,7 @@ def start_sidecar(
     try:
         return client.containers.run(
             image,
-            command=tail_command(tail_args),
+            command=tail_command(tail_args, paths),
             name=name,
             detach=True,
             auto_remove=auto_remove,

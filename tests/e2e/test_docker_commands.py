@@ -498,6 +498,23 @@ def test_an_unreadable_directory_is_named_retried_and_never_a_traceback(client, 
         container.remove(force=True, v=True)
 
 
+def test_sidecar_refuses_a_container_without_a_log_volume_as_attach_does(client, busybox, volume_image):
+    lonely = _run(client, busybox, "sidecar-lonely", command=["sleep", "600"])
+    out = logsidecar("docker", "sidecar", lonely.name, "--state-dir", "/var/lib/logsidecar")
+    print(out.stderr)
+    assert out.returncode == 1  # a finding, as for attach
+    assert f"container {lonely.name} has no volume or bind mount covering /var/log/apache2" in out.stderr
+    assert "No sidecar started" in out.stderr
+    assert client.containers.list(all=True, filters={"label": f"io.logsidecar.sidecar-for={lonely.id}"}) == []
+    # a glob elsewhere is checked the same way; an option's value (--state-dir /var/lib/...) is no glob
+    with_volume = _run(client, volume_image, "sidecar-elsewhere", command=["sleep", "600"])
+    out = logsidecar(
+        "docker", "sidecar", with_volume.name, "--state-dir", "/var/lib/logsidecar", "/srv/logs/*.log"
+    )
+    assert out.returncode == 1 and "covering /srv/logs" in out.stderr, out.stderr
+    assert "/var/lib" not in out.stderr
+
+
 def _remove_volume(client, name: str) -> None:
     try:
         client.volumes.get(name).remove(force=True)
