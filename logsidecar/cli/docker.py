@@ -146,8 +146,22 @@ def attach(
 @click.option(
     "--pull", is_flag=True, help="Pull --image when the engine does not have it (never done unasked)."
 )
-@click.option("--rm", "auto_remove", is_flag=True, help="Remove the sidecar when it stops.")
-@click.option("--remove", is_flag=True, help="Remove CONTAINER's sidecar(s) instead of starting one.")
+@click.option(
+    "--rm",
+    "auto_remove",
+    is_flag=True,
+    help="Remove the sidecar when it stops, with its checkpoints (unless --keep-state).",
+)
+@click.option(
+    "--remove",
+    is_flag=True,
+    help="Remove CONTAINER's sidecar(s) and the state volume we created (unless --keep-state).",
+)
+@click.option(
+    "--keep-state",
+    is_flag=True,
+    help="Keep the checkpoints in the volume logsidecar-state-CONTAINER (with --rm or --remove).",
+)
 @click.option(
     "--docker-socket",
     is_flag=True,
@@ -170,6 +184,7 @@ def sidecar(
     pull: bool,
     auto_remove: bool,
     remove: bool,
+    keep_state: bool,
     docker_socket: bool,
     env: tuple[str, ...],
     network: str | None,
@@ -186,8 +201,10 @@ def sidecar(
     client = _client(ctx)
     target = _container(client, container)
     if remove:
-        names = sidecar_mod.remove_sidecars(client, target)
-        click.echo("removed: " + (", ".join(names) if names else "nothing (no sidecar found)"))
+        removed, kept = sidecar_mod.remove_sidecars(client, target, keep_state=keep_state)
+        click.echo("removed: " + (", ".join(removed) if removed else "nothing (no sidecar found)"))
+        if kept:
+            click.echo("kept: " + ", ".join(kept))
         return
     environment = {}
     for item in env:
@@ -221,10 +238,20 @@ def sidecar(
             network=network,
             pull=pull,
             paths=paths,
+            keep_state=keep_state,
         )
     except EngineError as exc:
         raise EnvironmentProblem(str(exc)) from exc
-    click.echo(f"started {started.name} ({started.short_id}) sharing the volumes of {target.name} read-only")
+    from logsidecar.containers.state import state_volume_name
+
+    where = (
+        f"checkpoints in volume {state_volume_name(target.name)}"
+        if not auto_remove or keep_state
+        else "checkpoints removed with it (--rm; --keep-state keeps them)"
+    )
+    click.echo(
+        f"started {started.name} ({started.short_id}) sharing the volumes of {target.name} read-only; {where}"
+    )
 
 
 def _tail_paths(tail_args: tuple[str, ...]) -> tuple[str, ...]:
@@ -295,8 +322,9 @@ def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tu
         click.echo(f"{len(volumes)} volume(s) referenced by no container:")
         for v in volumes:
             kind = "anonymous" if v.anonymous else "named"
+            whose = f"  (logsidecar checkpoints of the sidecar of {v.state_of})" if v.state_of else ""
             click.echo(
-                f"  {v.name:<64}  {kind:<9}  {_human_size(v.size_bytes):>9}  age {_human_age(v.age_s)}"
+                f"  {v.name:<64}  {kind:<9}  {_human_size(v.size_bytes):>9}  age {_human_age(v.age_s)}{whose}"
             )
         click.echo(
             f"{len(dirs)} bind-mount director(y/ies) probably created by the engine (empty, root-owned):"

@@ -426,7 +426,9 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
     except OutputClosed:
         _silence_stdout()
     except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback
-        raise click.ClickException(redact(f"stopped: {type(exc).__name__}: {exc}")) from exc  # str names the path
+        raise click.ClickException(
+            redact(f"stopped: {type(exc).__name__}: {exc}")
+        ) from exc  # str names the path
 
 
 def _run_until_exit(main: Coroutine[Any, Any, float | None]) -> None:

@@ -7,6 +7,8 @@ engine created on its own.
 - An *engine-created bind directory*: `-v /host/dir:/x` creates /host/dir when it is missing. We flag
   bind sources that are directories owned by root, empty, and last modified within a few seconds of
   the container's creation: a heuristic (the engine leaves no other trace), so it is reported, never pruned.
+- Our own state volumes (`containers.state`, label `io.logsidecar.state-for`) are named as such, with
+  the container whose sidecar kept its checkpoints there: a leftover of ours, not a mystery.
 Pruning re-checks right before each removal and never removes a volume in use (the engine refuses too).
 """
 
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from logsidecar.containers.metadata import is_anonymous_volume_name
+from logsidecar.containers.state import state_owner
 
 ENGINE_CREATED_WINDOW_S = 5.0
 
@@ -30,6 +33,7 @@ class UnusedVolume:
     created_at: str | None
     age_s: float | None
     mountpoint: str | None
+    state_of: str | None = None  # our sidecar state volume: the container it followed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +113,7 @@ def unused_volumes(
                 created_at=vol.get("CreatedAt"),
                 age_s=(now - created).total_seconds() if created else None,
                 mountpoint=mountpoint,
+                state_of=state_owner(labels),
             )
         )
     return sorted(found, key=lambda v: (not v.anonymous, v.name))

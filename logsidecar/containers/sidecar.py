@@ -5,8 +5,11 @@ A sidecar is started only for a container whose log directories are on a volume 
 so it would wait on its own empty overlay forever and still report healthy.
 
 The sidecar shares the target's volumes read-only (`volumes_from: TARGET:ro`), keeps its checkpoints
-on a named volume of its own (so a restart resumes), and is named and labelled so it can be found:
-name `logsidecar-<target>`, label `io.logsidecar.sidecar-for=<target id>`.
+on the state volume `logsidecar-state-<target>` (`containers.state`: a restarted or recreated sidecar
+resumes), and is named and labelled so it can be found: name `logsidecar-<target>`, label
+`io.logsidecar.sidecar-for=<target id>`. What it creates goes with it unless the state is to be kept:
+with `auto_remove` (`--rm`) its checkpoints live in the image's anonymous volume, which the engine
+removes with the container; `remove_sidecars` removes the state volume we created.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import docker.errors
 
 from logsidecar.containers.engine import EngineError, api_message, local_image
 from logsidecar.containers.mounts import HostLocation, resolve_log_dir
+from logsidecar.containers.state import ensure_state_volume, remove_state_volume, state_volume_name
 from logsidecar.tail.discovery import static_base
 
 SIDECAR_LABEL = "io.logsidecar.sidecar-for"
@@ -60,6 +64,7 @@ def start_sidecar(
     network: str | None = None,
     pull: bool = False,
     paths: Sequence[str] | None = None,
+    keep_state: bool = False,
 ) -> Any:
     """Run the sidecar detached and return its Container. EngineError when a sidecar (or another
     container) already has its name, or the image is missing and `pull` is not asked."""
@@ -71,7 +76,11 @@ def start_sidecar(
             f"Remove it first with `logsidecar docker sidecar --remove {target.name}`, or keep it."
         )
     local_image(client, image, pull=pull)
-    volumes: dict[str, dict[str, str]] = {f"{name}-state": {"bind": STATE_DIR, "mode": "rw"}}
+    volumes: dict[str, dict[str, str]] = {}
+    state_created = False
+    if keep_state or not auto_remove:
+        state, state_created = ensure_state_volume(client, target)
+        volumes[state] = {"bind": STATE_DIR, "mode": "rw"}
     group_add: list[str] = []
     if mount_docker_socket:
         volumes[DOCKER_SOCKET] = {"bind": DOCKER_SOCKET, "mode": "ro"}
@@ -96,6 +105,8 @@ def start_sidecar(
             group_add=group_add or None,
         )
     except docker.errors.APIError as exc:
+        if state_created:
+            remove_state_volume(client, state_volume_name(target.name))
         if exc.status_code == 409:
             raise EngineError(
                 f"a container named {name} already exists and is not {target.name}'s sidecar: "
@@ -108,15 +119,18 @@ def find_sidecars(client: Any, target: Any) -> list[Any]:
     return client.containers.list(all=True, filters={"label": f"{SIDECAR_LABEL}={target.id}"})
 
 
-def remove_sidecars(client: Any, target: Any, *, remove_state: bool = False) -> list[str]:
-    """Stop and remove the target's sidecars; returns their names."""
-    removed = []
+def remove_sidecars(client: Any, target: Any, *, keep_state: bool = False) -> tuple[list[str], list[str]]:
+    """Stop and remove the target's sidecars and, unless `keep_state`, the state volume we created for
+    them. Returns (what was removed, why anything was kept)."""
+    removed, kept = [], []
     for container in find_sidecars(client, target):
-        container.remove(force=True)
+        container.remove(force=True, v=True)  # v: an anonymous state volume (--rm) goes too
         removed.append(container.name)
-        if remove_state:
-            try:
-                client.volumes.get(f"{container.name}-state").remove()
-            except Exception:  # noqa: BLE001 - the state volume may not exist or be shared
-                pass
-    return removed
+    state = state_volume_name(target.name)
+    if keep_state:
+        kept.append(f"{state} (--keep-state)")
+    else:
+        gone, why = remove_state_volume(client, state)
+        removed += [state] if gone else []
+        kept += [why] if why else []
+    return removed, kept

@@ -332,7 +332,7 @@ def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(
         print(removed.stdout)
         assert f"logsidecar-{target.name}" in removed.stdout
         try:
-            client.volumes.get(f"logsidecar-{target.name}-state").remove(force=True)
+            client.volumes.get(f"logsidecar-state-{target.name}").remove(force=True)
         except Exception:  # noqa: BLE001
             pass
     assert client.containers.list(all=True, filters={"label": f"io.logsidecar.sidecar-for={target.id}"}) == []
@@ -373,7 +373,7 @@ def test_sidecar_with_the_docker_socket_adds_the_writers_metadata(client, busybo
     finally:
         logsidecar("docker", "sidecar", "--remove", writer.name)
         try:
-            client.volumes.get(f"logsidecar-{writer.name}-state").remove(force=True)
+            client.volumes.get(f"logsidecar-state-{writer.name}").remove(force=True)
         except Exception:  # noqa: BLE001
             pass
 
@@ -408,7 +408,7 @@ def test_a_second_sidecar_is_refused_with_the_remove_hint(client, busybox, volum
         assert "409" not in second.stderr and "Traceback" not in second.stderr
     finally:
         logsidecar("docker", "sidecar", "--remove", target.name)
-        _remove_volume(client, f"logsidecar-{target.name}-state")
+        _remove_volume(client, f"logsidecar-state-{target.name}")
     # a container that is not ours holds the name: the engine's 409, explained
     other = _run(client, volume_image, "taken-target", command=["sleep", "600"])
     squatter = client.containers.create(busybox, name=f"logsidecar-{other.name}", labels=LABEL)
@@ -424,7 +424,7 @@ def test_a_second_sidecar_is_refused_with_the_remove_hint(client, busybox, volum
         assert "409 Client Error" not in taken.stderr
     finally:
         squatter.remove(force=True)
-        _remove_volume(client, f"logsidecar-{other.name}-state")
+        _remove_volume(client, f"logsidecar-state-{other.name}")
 
 
 def test_a_missing_sidecar_image_is_not_pulled_unasked(client, volume_image):
@@ -513,6 +513,113 @@ def test_sidecar_refuses_a_container_without_a_log_volume_as_attach_does(client,
     )
     assert out.returncode == 1 and "covering /srv/logs" in out.stderr, out.stderr
     assert "/var/lib" not in out.stderr
+
+
+def test_the_documented_state_volume_lets_a_recreated_sidecar_resume(
+    client, busybox, volume_image, demo_images
+):
+    """The chapter's way, with the README's `docker run` line: a data-only log_vol, a writer through
+    --volumes-from, the product's container recreated with `docker rm -f` and `docker run` again."""
+    log_vol = _run(client, volume_image, "log_vol", command=["true"])
+    log_vol.wait(timeout=30)
+    writer = _run(client, busybox, "state-writer", command=["sleep", "600"], volumes_from=[log_vol.id])
+    state = f"logsidecar-state-{log_vol.name}"
+
+    def sidecar():
+        return client.containers.run(
+            "logsidecar/logsidecar:local", ["tail", "--format", "raw", "--stdout-format", "raw"],
+            name=f"logsidecar-{log_vol.name}", detach=True, init=True, labels=LABEL,
+            volumes_from=[f"{log_vol.id}:ro"], volumes={state: {"bind": "/var/lib/logsidecar", "mode": "rw"}},
+        )  # fmt: skip
+
+    def write_and_read(container, lines: list[str], expected: list[str]) -> list[str]:
+        for line in lines:
+            writer.exec_run(["sh", "-c", f"echo {line} >> /var/log/apache2/access.log"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(
+            container.logs(stdout=True, stderr=False).splitlines()
+        ) < len(expected):
+            time.sleep(0.3)
+        time.sleep(1.0)  # a replay would show up by now
+        return container.logs(stdout=True, stderr=False).decode().splitlines()
+
+    first = sidecar()
+    try:
+        assert write_and_read(first, ["one", "two", "three"], ["one", "two", "three"]) == [
+            "one",
+            "two",
+            "three",
+        ]
+        first.remove(force=True)  # the chapter's recreate: SIGKILL, no graceful stop
+        second = sidecar()
+        assert write_and_read(second, ["four"], ["four"]) == ["four"]  # resumed: nothing read twice
+        second.remove(force=True, v=True)
+        assert [v.name for v in client.volumes.list(filters={"name": state})] == [state]  # named, kept
+    finally:
+        for name in (f"logsidecar-{log_vol.name}",):
+            try:
+                client.containers.get(name).remove(force=True)
+            except Exception:  # noqa: BLE001
+                pass
+        _remove_volume(client, state)
+
+
+def test_sidecar_state_volume_is_named_after_the_target_and_goes_with_it(
+    client, busybox, volume_image, demo_images
+):
+    data = _run(client, volume_image, "state-data", command=["true"])
+    data.wait(timeout=30)
+    target = _run(client, busybox, "state-target", command=["sleep", "600"], volumes_from=[data.id])
+    state = f"logsidecar-state-{target.name}"
+    try:
+        # --remove takes the state volume we created with the sidecar
+        out = logsidecar("docker", "sidecar", target.name)
+        assert out.returncode == 0, out.stderr
+        assert f"checkpoints in volume {state}" in out.stdout
+        labels = client.volumes.get(state).attrs["Labels"]
+        assert labels["io.logsidecar.state-for"] == target.id
+        assert labels["io.logsidecar.state-for-name"] == target.name
+        removed = logsidecar("docker", "sidecar", "--remove", target.name)
+        print(removed.stdout)
+        assert removed.stdout.startswith(f"removed: logsidecar-{target.name}, {state}")
+        assert client.volumes.list(filters={"name": state}) == []
+
+        # --keep-state keeps it, and audit says whose it is
+        assert logsidecar("docker", "sidecar", target.name).returncode == 0
+        kept = logsidecar("docker", "sidecar", "--remove", "--keep-state", target.name)
+        assert f"kept: {state} (--keep-state)" in kept.stdout, kept.stdout
+        audit = logsidecar("docker", "audit", "--json", "--filter", f"name={state}")
+        listed = {v["name"]: v for v in json.loads(audit.stdout)["unused_volumes"]}
+        assert listed[state]["state_of"] == target.name
+        text = logsidecar("docker", "audit", "--filter", f"name={state}")
+        assert f"(logsidecar checkpoints of the sidecar of {target.name})" in text.stdout, text.stdout
+
+        # a volume of the user's with that name is never removed
+        _remove_volume(client, state)
+        client.volumes.create(name=state, labels=LABEL)
+        assert logsidecar("docker", "sidecar", target.name).returncode == 0
+        theirs = logsidecar("docker", "sidecar", "--remove", target.name)
+        assert f"kept: {state} (not created by logsidecar)" in theirs.stdout, theirs.stdout
+        _remove_volume(client, state)
+
+        # --rm: checkpoints in the anonymous volume the engine removes with the container
+        out = logsidecar("docker", "sidecar", "--rm", target.name)
+        assert out.returncode == 0, out.stderr
+        assert "checkpoints removed with it (--rm" in out.stdout
+        sidecar = client.containers.get(f"logsidecar-{target.name}")
+        anonymous = next(
+            m["Name"] for m in sidecar.attrs["Mounts"] if m["Destination"] == "/var/lib/logsidecar"
+        )
+        assert anonymous != state and client.volumes.list(filters={"name": state}) == []
+        sidecar.stop(timeout=20)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and client.volumes.list(filters={"name": anonymous}):
+            time.sleep(0.3)
+        assert client.volumes.list(filters={"name": anonymous}) == []
+        assert client.containers.list(all=True, filters={"name": f"logsidecar-{target.name}"}) == []
+    finally:
+        logsidecar("docker", "sidecar", "--remove", target.name)
+        _remove_volume(client, state)
 
 
 def _remove_volume(client, name: str) -> None:
@@ -625,6 +732,6 @@ def test_sidecar_explains_logs_linked_to_stdout_and_never_reads_its_own_output(
     finally:
         logsidecar("docker", "sidecar", "--remove", target.name)
         try:
-            client.volumes.get(f"logsidecar-{target.name}-state").remove(force=True)
+            client.volumes.get(f"logsidecar-state-{target.name}").remove(force=True)
         except Exception:  # noqa: BLE001
             pass
