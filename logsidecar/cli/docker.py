@@ -350,13 +350,20 @@ def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tu
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def check_image(ctx: click.Context, image: str, as_json: bool) -> None:
-    """Report IMAGE's VOLUMEs and build steps that wrote into them after they were declared (exit 1 if any)."""
+    """Report IMAGE's VOLUMEs and build steps that wrote into them after they were declared.
+
+    Exit 1 when a step certainly writes into a volume; steps whose writes the history cannot show are
+    listed as "cannot tell" (exit 0 if nothing else); exit 2 when the image cannot be inspected.
+    """
     from logsidecar.containers import image_check
+    from logsidecar.containers.engine import EngineError
 
     client = _client(ctx)
     try:
         report = image_check.check_image(client, image)
-    except Exception as exc:  # noqa: BLE001
+    except EngineError as exc:
+        raise EnvironmentProblem(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - the SDK raises many kinds; one line, exit 2
         raise EnvironmentProblem(f"cannot inspect image {image}: {exc}") from exc
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
@@ -369,9 +376,14 @@ def check_image(ctx: click.Context, image: str, as_json: bool) -> None:
                 else "its files are hidden whenever a volume is mounted there"
             )
             click.echo(
-                f"  step {f.step} writes into {f.volume} after VOLUME declared it: {why}\n    {f.instruction}"
+                f"  step {f.step} writes {f.detail} into {f.volume} after VOLUME declared it: {why}\n"
+                f"    {f.instruction}"
+            )
+        for f in report.cannot_tell:
+            click.echo(
+                f"  step {f.step}: cannot tell whether it writes into {f.volume} ({f.detail})\n    {f.instruction}"
             )
         if not report.findings:
-            click.echo("  no build step writes into a declared volume after its VOLUME instruction")
+            click.echo("  no build step certainly writes into a declared volume after its VOLUME instruction")
     if report.findings:
         sys.exit(1)

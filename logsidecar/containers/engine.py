@@ -55,16 +55,22 @@ def get_container(client: DockerClient, name_or_id: str):  # -> docker.models.co
         raise EngineError(f"cannot inspect container {name_or_id!r}: {api_message(exc)}") from exc
 
 
-def local_image(client: DockerClient, ref: str, *, pull: bool = False):  # -> docker.models.images.Image
+def local_image(client: DockerClient, ref: str, *, pull: bool | None = None):  # -> docker.models.images.Image
     """The image `ref` as the engine has it. Missing: pulled only when `pull` is asked (a silent pull of
-    a mistyped name would wait on a registry, or fetch something else); else an EngineError."""
+    a mistyped name would wait on a registry, or fetch something else); else an EngineError.
+    `pull=None`: the command offers no --pull, and the message does not mention it."""
     try:
         return client.images.get(ref)
     except docker.errors.ImageNotFound as exc:
         if not pull:
+            hint = (
+                "build it with bash scripts/build-images.sh"
+                if ref.startswith("logsidecar/")
+                else "check the name (`docker images`), build it"
+            )
             raise EngineError(
-                f"image {ref} is not on this engine: build it (bash scripts/build-images.sh builds "
-                f"logsidecar/logsidecar:local), `docker pull {ref}`, or add --pull"
+                f"image {ref} is not on this engine (nothing is pulled unasked): {hint}, "
+                f"or `docker pull {ref}`" + (" (or add --pull)" if pull is False else "")
             ) from exc
     except docker.errors.APIError as exc:
         raise EngineError(f"cannot inspect image {ref}: {api_message(exc)}") from exc

@@ -113,7 +113,9 @@ def test_check_image_flags_a_write_into_a_volume_after_volume(client, busybox):
         out = logsidecar("docker", "check-image", bad)
         print(out.stdout)
         assert out.returncode == 1
-        assert "writes into /var/log/apache2 after VOLUME declared it" in out.stdout
+        assert (
+            "writes /var/log/apache2/access.log into /var/log/apache2 after VOLUME declared it" in out.stdout
+        )
 
         out = logsidecar("docker", "check-image", good)
         print(out.stdout)
@@ -433,7 +435,7 @@ def test_a_missing_sidecar_image_is_not_pulled_unasked(client, volume_image):
     out = logsidecar("docker", "sidecar", target.name, "--image", f"nosuch-{RUN}:1")
     print(out.stderr)
     assert out.returncode == 2
-    assert f"image nosuch-{RUN}:1 is not on this engine" in out.stderr and "--pull" in out.stderr
+    assert f"image nosuch-{RUN}:1 is not on this engine" in out.stderr and "(or add --pull)" in out.stderr
     assert "500 Server Error" not in out.stderr and "Traceback" not in out.stderr
     assert client.containers.list(all=True, filters={"name": f"logsidecar-{target.name}"}) == []
     pulls = client.events(since=events_since, until=int(time.time()) + 1, decode=True,
@@ -620,6 +622,66 @@ def test_sidecar_state_volume_is_named_after_the_target_and_goes_with_it(
     finally:
         logsidecar("docker", "sidecar", "--remove", target.name)
         _remove_volume(client, state)
+
+
+# Dockerfiles after `FROM {base}`: what check-image must say about each, as (certain writes as
+# (volume, kind, path written), cannot-tell count). The chapter's example first.
+CHECK_IMAGE_CASES = {
+    "chapter": (
+        "RUN mkdir -p /var/log/apache2\nVOLUME /var/log/apache2\nRUN echo started > /var/log/apache2/access.log\n",
+        [("/var/log/apache2", "run", "/var/log/apache2/access.log")], 0,
+    ),
+    "workdir": ("VOLUME /data\nWORKDIR /data\nRUN touch x\n", [("/data", "run", "/data/x")], 0),
+    "env": ("ENV D=/data\nVOLUME /data\nRUN echo x > $D/y\n", [("/data", "run", "/data/y")], 0),
+    "read-only": ("RUN mkdir /vol && touch /vol/seed\nVOLUME /vol\nRUN ls -la /vol\nRUN cat /vol/seed\n", [], 0),
+    "copy": ("VOLUME /vol\nCOPY seed.txt /vol/\n", [("/vol", "copy", "/vol")], 0),
+    "multi-stage": (
+        "RUN echo built > /out.txt\nFROM {base}\nVOLUME /data\nCOPY --from=0 /out.txt /data/out.txt\n",
+        [("/data", "copy", "/data/out.txt")], 0,
+    ),
+    "cannot-tell": ("VOLUME /data\nRUN echo 'touch /data/x' > /setup.sh && sh /setup.sh /data\n", [], 1),
+}  # fmt: skip
+
+
+def _build(client, builder: str, context: Path, tag: str) -> None:
+    if builder == "classic":
+        client.images.build(path=str(context), tag=tag, rm=True, labels=LABEL)
+        return
+    if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode != 0:
+        pytest.skip("BuildKit is not available on this engine's CLI (no buildx)")
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    subprocess.run(
+        ["docker", "build", "-q", "-t", tag, str(context)], check=True, env=env, capture_output=True
+    )
+
+
+@pytest.mark.parametrize("builder", ["classic", "buildkit"])
+@pytest.mark.parametrize("case", list(CHECK_IMAGE_CASES))
+def test_check_image_reads_what_the_build_did(client, busybox, tmp_path, builder, case):
+    steps, expected, cannot_tell = CHECK_IMAGE_CASES[case]
+    (tmp_path / "Dockerfile").write_text(f"FROM {busybox}\n" + steps.format(base=busybox))
+    (tmp_path / "seed.txt").write_text("seed\n")
+    tag = f"logsidecar-test-check-{case}-{builder}:{RUN}"
+    _build(client, builder, tmp_path, tag)
+    try:
+        out = logsidecar("docker", "check-image", "--json", tag)
+        print(out.stdout, out.stderr)
+        report = json.loads(out.stdout)
+        assert [(f["volume"], f["kind"], f["detail"]) for f in report["findings"]] == expected
+        assert len(report["cannot_tell"]) == cannot_tell
+        assert out.returncode == (1 if expected else 0)
+        text = logsidecar("docker", "check-image", tag)
+        print(text.stdout)
+        assert ("cannot tell whether it writes" in text.stdout) == bool(cannot_tell)
+    finally:
+        client.images.remove(tag, force=True)
+
+
+def test_check_image_that_cannot_be_inspected_is_an_environment_error(client):
+    out = logsidecar("docker", "check-image", f"nosuch-{RUN}:1")
+    print(out.stderr)
+    assert out.returncode == 2  # not 1, which means "found a write into a volume"
+    assert f"image nosuch-{RUN}:1 is not on this engine (nothing is pulled unasked)" in out.stderr
 
 
 def _remove_volume(client, name: str) -> None:

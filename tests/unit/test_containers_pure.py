@@ -106,6 +106,27 @@ def test_history_understands_buildkit_records():
     ]
 
 
+# BuildKit's records (no buildx on the test engine, so these are the strings BuildKit writes).
+BUILDKIT_FORMS = [
+    {"CreatedBy": "RUN |1 SUB=y /bin/sh -c sh run.sh # buildkit"},
+    {"CreatedBy": "COPY seed.txt ./ # buildkit"},
+    {"CreatedBy": "RUN /bin/sh -c ls -la /vol && cat /vol/seed # buildkit"},
+    {"CreatedBy": "RUN |1 SUB=y /bin/sh -c echo x > $D/$SUB # buildkit"},
+    {"CreatedBy": "WORKDIR /data"},
+    {"CreatedBy": "ENV D=/data"},
+    {"CreatedBy": "VOLUME [/data /vol]"},
+]
+
+
+def test_history_resolves_workdir_env_and_build_args_in_buildkit_records():
+    report = check_history("img", [], BUILDKIT_FORMS)
+    assert [(f.step, f.kind, f.detail) for f in report.findings] == [
+        (4, "run", "/data/y"),
+        (6, "copy", "/data"),
+    ]
+    assert [(f.step, f.detail) for f in report.cannot_tell] == [(7, "sh run.sh")]
+
+
 def test_sidecar_adds_the_default_glob_only_when_no_path_is_given():
     assert tail_command(["--format", "raw"]) == ["tail", "--format", "raw", "/var/log/apache2/*.log"]
     assert tail_command(["/logs/*.log"]) == ["tail", "/logs/*.log"]
