@@ -92,7 +92,7 @@ def attach(
 
     Extra options after the container name are passed to `logsidecar tail` (e.g. --output otlp).
     """
-    from logsidecar.containers.metadata import container_resource
+    from logsidecar.containers.metadata import container_resource, resource_args
     from logsidecar.containers.mounts import (
         NotOnMount,
         escaping_log_dir,
@@ -120,11 +120,7 @@ def attach(
         click.echo("logsidecar: " + stdout_logging_advice(target.name, container_dir, redirected), err=True)
     host_glob = os.path.join(location.host_dir, pattern)
     resource = container_resource(target.attrs, labels)
-    args: list[str] = []
-    for key, value in resource.items():
-        if isinstance(value, list):
-            value = ",".join(value)
-        args += ["--resource", f"{key}={value}"]
+    args = resource_args(resource)
     click.echo(
         f"logsidecar: attaching to {target.name} ({target.short_id}): {container_glob} is {host_glob} "
         f"on the host ({location.mount_type}{' ' + location.volume_name if location.volume_name and location.mount_type == 'volume' else ''})",

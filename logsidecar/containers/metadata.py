@@ -39,6 +39,16 @@ def container_resource(attrs: dict[str, Any], labels: Iterable[str] = ()) -> dic
     return resource
 
 
+def resource_args(resource: dict[str, Any]) -> list[str]:
+    """`--resource key=value` options of `logsidecar tail` for `resource` (lists joined by commas)."""
+    args: list[str] = []
+    for key, value in resource.items():
+        if isinstance(value, list):
+            value = ",".join(value)
+        args += ["--resource", f"{key}={value}"]
+    return args
+
+
 def split_image_ref(ref: str) -> tuple[str, str | None]:
     """'registry:5000/ns/img:tag' -> ('registry:5000/ns/img', 'tag'); digests are kept in the name."""
     if "@" in ref:

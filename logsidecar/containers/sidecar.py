@@ -21,6 +21,7 @@ from typing import Any
 import docker.errors
 
 from logsidecar.containers.engine import EngineError, api_message, local_image
+from logsidecar.containers.metadata import container_resource, resource_args
 from logsidecar.containers.mounts import HostLocation, resolve_log_dir
 from logsidecar.containers.state import ensure_state_volume, remove_state_volume, state_volume_name
 from logsidecar.tail.discovery import static_base
@@ -92,7 +93,13 @@ def start_sidecar(
     try:
         return client.containers.run(
             image,
-            command=tail_command(tail_args, paths),
+            # The followed container's identity as resource attributes: the sidecar's records name
+            # the container that wrote them, not the sidecar (the user's own --resource come after).
+            command=[
+                "tail",
+                *resource_args(container_resource(target.attrs)),
+                *tail_command(tail_args, paths)[1:],
+            ],
             name=name,
             detach=True,
             auto_remove=auto_remove,

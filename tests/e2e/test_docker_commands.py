@@ -311,14 +311,9 @@ def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(
         mounts = {m["Destination"]: m for m in sidecar.attrs["Mounts"]}
         assert mounts["/var/log/apache2"]["RW"] is False
         assert mounts["/var/lib/logsidecar"]["RW"] is True
-        assert sidecar.attrs["Config"]["Cmd"] == [
-            "tail",
-            "--format",
-            "raw",
-            "--stdout-format",
-            "json",
-            "/var/log/apache2/*.log",
-        ]
+        command = sidecar.attrs["Config"]["Cmd"]
+        assert command[-5:] == ["--format", "raw", "--stdout-format", "json", "/var/log/apache2/*.log"]
+        assert command[0] == "tail" and f"container.id={target.id}" in command
         target.exec_run(["sh", "-c", "echo after-the-sidecar >> /var/log/apache2/access.log"])
 
         def bodies():
@@ -329,6 +324,11 @@ def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(
         while time.monotonic() < deadline and len(bodies()) < 2:
             time.sleep(0.5)
         assert bodies() == ["before-the-sidecar", "after-the-sidecar"]
+        # the records name the container that wrote them, not the sidecar
+        logs = sidecar.logs(stdout=True, stderr=False).decode()
+        resource = [json.loads(x) for x in logs.splitlines() if x.startswith("{")][-1]["resource"]
+        assert resource["container.id"] == target.id and resource["container.name"] == target.name
+        assert resource["container.image.name"] == "logsidecar-test-busybox"
     finally:
         removed = logsidecar("docker", "sidecar", "--remove", target.name)
         print(removed.stdout)
