@@ -284,6 +284,11 @@ def _human_age(age_s: float | None) -> str:
 @click.option("--prune", is_flag=True, help="Remove the unreferenced volumes listed (after confirmation).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @click.option(
+    "--include-named",
+    is_flag=True,
+    help="With --prune, remove named volumes that still hold data too (kept by default).",
+)
+@click.option(
     "--filter",
     "filters",
     multiple=True,
@@ -291,7 +296,9 @@ def _human_age(age_s: float | None) -> str:
     help="Only volumes matching the engine's volume filter (name=..., label=...); repeatable.",
 )
 @click.pass_context
-def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tuple[str, ...]) -> None:
+def audit(
+    ctx: click.Context, as_json: bool, prune: bool, yes: bool, include_named: bool, filters: tuple[str, ...]
+) -> None:
     """List volumes no container references, anonymous leftovers, and engine-created bind directories."""
     from logsidecar.containers import audit as audit_mod
 
@@ -303,13 +310,17 @@ def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tu
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--filter")
         engine_filters.setdefault(key, []).append(value)
     volumes = audit_mod.unused_volumes(client, filters=engine_filters)
-    dirs = audit_mod.engine_created_bind_dirs(client)
+    dirs = [
+        d for d in audit_mod.engine_created_bind_dirs(client) if audit_mod.bind_dir_matches(d, engine_filters)
+    ]
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "unused_volumes": [v.to_dict() for v in volumes],
-                    "engine_created_bind_dirs": [d.to_dict() for d in dirs],
+                    "engine_created_bind_dirs": [
+                        {k: v for k, v in d.to_dict().items() if k != "labels"} for d in dirs
+                    ],
                 },
                 indent=2,
             )
@@ -329,11 +340,15 @@ def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tu
             click.echo(f"  {d.path}  (container {d.container})")
     if not prune or not volumes:
         return
-    names = [v.name for v in volumes]
+    names, kept_named = audit_mod.prune_plan(volumes, include_named)
+    for name, why in kept_named:
+        click.echo(f"kept {name}: {why}", err=True)
+    if not names:
+        return
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("--prune needs confirmation: run it on a terminal or add --yes")
-        click.confirm(f"Remove these {len(names)} volume(s)?", abort=True)
+        click.confirm(f"Remove these {len(names)} volume(s)? " + ", ".join(names), abort=True)
     removed, kept = audit_mod.prune_volumes(client, names)
     for name in removed:
         click.echo(f"removed {name}", err=as_json)

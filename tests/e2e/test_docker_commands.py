@@ -684,6 +684,47 @@ def test_check_image_that_cannot_be_inspected_is_an_environment_error(client):
     assert f"image nosuch-{RUN}:1 is not on this engine (nothing is pulled unasked)" in out.stderr
 
 
+def test_audit_prune_keeps_named_volumes_with_data_unless_asked(client, busybox):
+    with_data = client.volumes.create(name=f"keepme-{RUN}", labels=LABEL).name
+    empty = client.volumes.create(name=f"emptyme-{RUN}", labels=LABEL).name
+    filler = client.containers.run(busybox, ["sh", "-c", "echo precious > /v/data"], labels=LABEL,
+                                   volumes={with_data: {"bind": "/v", "mode": "rw"}}, detach=True)  # fmt: skip
+    filler.wait(timeout=30)
+    filler.remove()
+    filters = ["--filter", f"name={with_data}", "--filter", f"name={empty}"]
+    pruned = logsidecar("docker", "audit", "--prune", "--yes", *filters)
+    print(pruned.stdout, pruned.stderr)
+    assert pruned.returncode == 0
+    assert f"kept {with_data}: named and holds 9 bytes (--include-named removes it)" in pruned.stderr
+    remaining = {v.name for v in client.volumes.list(filters={"label": f"io.logsidecar.test-run={RUN}"})}
+    assert with_data in remaining and empty not in remaining
+    pruned = logsidecar("docker", "audit", "--prune", "--yes", "--include-named", *filters)
+    assert f"removed {with_data}" in pruned.stdout, pruned.stdout + pruned.stderr
+    assert with_data not in {v.name for v in client.volumes.list()}
+
+
+def test_audit_filter_applies_to_engine_created_bind_directories(client, busybox, tmp_path):
+    made = tmp_path / f"made-by-engine-{RUN}"  # missing: the engine creates it, root-owned and empty
+    _run(
+        client,
+        busybox,
+        "binder",
+        command=["sleep", "600"],
+        volumes={str(made): {"bind": "/logs", "mode": "rw"}},
+    )
+
+    def listed(*filters: str) -> list[str]:
+        out = logsidecar("docker", "audit", "--json", *filters)
+        assert out.returncode == 0, out.stderr
+        return [d["path"] for d in json.loads(out.stdout)["engine_created_bind_dirs"]]
+
+    assert str(made) in listed()
+    assert listed("--filter", f"name=made-by-engine-{RUN}") == [str(made)]
+    assert listed("--filter", f"label=io.logsidecar.test-run={RUN}") == [str(made)]
+    assert str(made) not in listed("--filter", f"name=something-else-{RUN}")
+    assert str(made) not in listed("--filter", "label=io.logsidecar.test-run=another-run")
+
+
 def _remove_volume(client, name: str) -> None:
     try:
         client.volumes.get(name).remove(force=True)
