@@ -121,6 +121,13 @@ def attach(
     host_glob = os.path.join(location.host_dir, pattern)
     resource = container_resource(target.attrs, labels)
     args = resource_args(resource)
+    zone_given = any(a == "--timezone" or a.startswith("--timezone=") for a in tail_args)
+    if not zone_given and "LOGSIDECAR_TIMEZONE" not in os.environ:
+        from logsidecar.containers.timezone import container_timezone
+
+        zone, source = container_timezone(client, target.attrs)
+        click.echo(f"logsidecar: error-log times of {target.name} are read in {zone} ({source})", err=True)
+        args += ["--timezone", zone]
     click.echo(
         f"logsidecar: attaching to {target.name} ({target.short_id}): {container_glob} is {host_glob} "
         f"on the host ({location.mount_type}{' ' + location.volume_name if location.volume_name and location.mount_type == 'volume' else ''})",

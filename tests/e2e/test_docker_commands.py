@@ -725,6 +725,46 @@ def test_audit_filter_applies_to_engine_created_bind_directories(client, busybox
     assert str(made) not in listed("--filter", "label=io.logsidecar.test-run=another-run")
 
 
+@pytest.mark.parametrize(
+    ("setup", "expected_time", "source"),
+    [
+        ({}, "2026-12-05T08:26:04.611338+00:00", "no TZ and has no /etc/localtime"),
+        ({"environment": {"TZ": "Asia/Shanghai"}}, "2026-12-05T08:26:04.611338+08:00", "its TZ=Asia/Shanghai"),
+        ({"localtime": "/usr/share/zoneinfo/America/New_York"}, "2026-12-05T08:26:04.611338-05:00",
+         "its /etc/localtime -> /usr/share/zoneinfo/America/New_York"),
+    ],
+)  # fmt: skip
+def test_attach_reads_error_log_times_in_the_containers_zone(
+    client, busybox, tmp_path, setup, expected_time, source
+):
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    (logdir / "error.log").write_text(
+        "[Sat Dec 05 08:26:04.611338 2026] [core:error] [pid 1:tid 2] AH00037: x\n"
+    )
+    container = _run(client, busybox, f"tz-{uuid.uuid4().hex[:6]}", command=["sleep", "600"], environment=setup.get("environment"),
+                     volumes={str(logdir): {"bind": "/var/log/apache2", "mode": "rw"}})  # fmt: skip
+    if "localtime" in setup:
+        made = container.exec_run(
+            ["sh", "-c", f"rm -f /etc/localtime; ln -s {setup['localtime']} /etc/localtime"]
+        )
+        assert made.exit_code == 0, made.output
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logsidecar", "docker", "attach", container.name, "--format", "error",
+         "--stdout-format", "json", "--state-dir", str(tmp_path / "state")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TZ": "Asia/Shanghai"},  # the host's zone must not matter
+    )  # fmt: skip
+    try:
+        record = json.loads(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    print(err[-1500:])
+    assert record["timestamp"] == expected_time
+    assert f"error-log times of {container.name} are read in" in err and source in err
+
+
 def _remove_volume(client, name: str) -> None:
     try:
         client.volumes.get(name).remove(force=True)
