@@ -118,6 +118,14 @@ def attach(
     redirected = stdout_symlinks(location.host_dir)
     if redirected:
         click.echo("logsidecar: " + stdout_logging_advice(target.name, container_dir, redirected), err=True)
+    from logsidecar.containers.metadata import volume_writers, writers_warning
+
+    where = f"{location.mount_type} {location.volume_name or location.mount_source}"
+    warning = writers_warning(
+        target.name, volume_writers(client, location.volume_name or location.mount_source), where
+    )
+    if warning:
+        click.echo(f"logsidecar: warning: {warning}", err=True)
     host_glob = os.path.join(location.host_dir, pattern)
     resource = container_resource(target.attrs, labels)
     args = resource_args(resource)

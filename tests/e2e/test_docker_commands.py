@@ -765,6 +765,47 @@ def test_attach_reads_error_log_times_in_the_containers_zone(
     assert f"error-log times of {container.name} are read in" in err and source in err
 
 
+def _attach_stderr(container_name: str, tmp_path: Path) -> str:
+    """`docker attach` run until it says it is attaching (every warning comes before); its stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logsidecar", "docker", "attach", container_name, "--state-dir", str(tmp_path / "s")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen = ""
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "attaching to" not in seen:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen += line
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    print(seen)
+    return seen
+
+
+def test_attach_says_when_several_containers_write_the_volume(client, busybox, volume_image, tmp_path):
+    log_vol = _run(client, volume_image, "writers-logvol", command=["true"])
+    log_vol.wait(timeout=30)
+    web1 = _run(client, busybox, "writers-web1", command=["sleep", "600"], volumes_from=[log_vol.id])
+    web2 = _run(client, busybox, "writers-web2", command=["sleep", "600"], volumes_from=[web1.id])
+    both = f"{web1.name}, {web2.name}"
+
+    err = _attach_stderr(web2.name, tmp_path)
+    assert (
+        f"is written by several containers ({both}): records of {web1.name} will be labelled {web2.name}"
+        in err
+    )
+    err = _attach_stderr(log_vol.name, tmp_path)
+    assert f"{log_vol.name} does not write volume" in err and f"it is written by {both}" in err
+
+    web2.stop(timeout=1)  # one writer left: nothing to say
+    err = _attach_stderr(web1.name, tmp_path)
+    assert "attaching to" in err and "warning" not in err
+
+
 def _remove_volume(client, name: str) -> None:
     try:
         client.volumes.get(name).remove(force=True)
