@@ -1,4 +1,10 @@
-"""`logsidecar docker ...`: attach to a container's log files, start a sidecar, audit volumes, check images."""
+"""`logsidecar docker ...`: attach to a container's log files, start a sidecar, audit volumes, check images.
+
+Exit codes, the same for every subcommand: 0 ok; 1 a finding (check-image found a write into a
+volume, the container's logs are on no volume, a link leads out of the volume); 2 a usage or
+environment error (a wrong option, the engine unreachable, no such container or image, a name taken).
+Every error is one message naming the container, path or image, and what to do; never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -31,13 +37,25 @@ def command(ctx: click.Context, docker_host: str | None) -> None:
     ctx.obj = {"docker_host": docker_host}
 
 
+class EnvironmentProblem(click.ClickException):
+    """The engine, a container, an image or a name is not as the command needs it: exit code 2."""
+
+    exit_code = 2
+
+
+class Finding(click.ClickException):
+    """What the command was asked to check is wrong (exit code 1)."""
+
+    exit_code = 1
+
+
 def _client(ctx: click.Context):
     from logsidecar.containers.engine import EngineError, connect
 
     try:
         return connect(ctx.obj.get("docker_host"))
     except EngineError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise EnvironmentProblem(str(exc)) from exc
 
 
 def _container(client, name: str):
@@ -46,7 +64,7 @@ def _container(client, name: str):
     try:
         return get_container(client, name)
     except EngineError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise EnvironmentProblem(str(exc)) from exc
 
 
 @command.command("attach", context_settings={"ignore_unknown_options": True})
@@ -74,7 +92,7 @@ def attach(
 
     Extra options after the container name are passed to `logsidecar tail` (e.g. --output otlp).
     """
-    from logsidecar.containers.metadata import container_resource
+    from logsidecar.containers.metadata import container_resource, resource_args
     from logsidecar.containers.mounts import (
         NotOnMount,
         escaping_log_dir,
@@ -89,10 +107,10 @@ def attach(
     try:
         location = resolve_log_dir(target.attrs, container_dir)
     except NotOnMount as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise Finding(str(exc)) from exc
     escaped = escaping_log_dir(location)
     if escaped is not None:
-        raise click.ClickException(
+        raise Finding(
             f"{container_dir} of {target.name} is {location.host_dir} on the host, and a symlink inside the "
             f"{location.mount_type} leads it to {escaped}, outside the {location.mount_type}: refusing to "
             "follow it (the container can write any link there)"
@@ -100,13 +118,24 @@ def attach(
     redirected = stdout_symlinks(location.host_dir)
     if redirected:
         click.echo("logsidecar: " + stdout_logging_advice(target.name, container_dir, redirected), err=True)
+    from logsidecar.containers.metadata import volume_writers, writers_warning
+
+    where = f"{location.mount_type} {location.volume_name or location.mount_source}"
+    warning = writers_warning(
+        target.name, volume_writers(client, location.volume_name or location.mount_source), where
+    )
+    if warning:
+        click.echo(f"logsidecar: warning: {warning}", err=True)
     host_glob = os.path.join(location.host_dir, pattern)
     resource = container_resource(target.attrs, labels)
-    args: list[str] = []
-    for key, value in resource.items():
-        if isinstance(value, list):
-            value = ",".join(value)
-        args += ["--resource", f"{key}={value}"]
+    args = resource_args(resource)
+    zone_given = any(a == "--timezone" or a.startswith("--timezone=") for a in tail_args)
+    if not zone_given and "LOGSIDECAR_TIMEZONE" not in os.environ:
+        from logsidecar.containers.timezone import container_timezone
+
+        zone, source = container_timezone(client, target.attrs)
+        click.echo(f"logsidecar: error-log times of {target.name} are read in {zone} ({source})", err=True)
+        args += ["--timezone", zone]
     click.echo(
         f"logsidecar: attaching to {target.name} ({target.short_id}): {container_glob} is {host_glob} "
         f"on the host ({location.mount_type}{' ' + location.volume_name if location.volume_name and location.mount_type == 'volume' else ''})",
@@ -125,8 +154,25 @@ def attach(
 @click.option(
     "--image", default=DEFAULT_SIDECAR_IMAGE, show_default=True, help="The logsidecar image to run."
 )
-@click.option("--rm", "auto_remove", is_flag=True, help="Remove the sidecar when it stops.")
-@click.option("--remove", is_flag=True, help="Remove CONTAINER's sidecar(s) instead of starting one.")
+@click.option(
+    "--pull", is_flag=True, help="Pull --image when the engine does not have it (never done unasked)."
+)
+@click.option(
+    "--rm",
+    "auto_remove",
+    is_flag=True,
+    help="Remove the sidecar when it stops, with its checkpoints (unless --keep-state).",
+)
+@click.option(
+    "--remove",
+    is_flag=True,
+    help="Remove CONTAINER's sidecar(s) and the state volume we created (unless --keep-state).",
+)
+@click.option(
+    "--keep-state",
+    is_flag=True,
+    help="Keep the checkpoints in the volume logsidecar-state-CONTAINER (with --rm or --remove).",
+)
 @click.option(
     "--docker-socket",
     is_flag=True,
@@ -146,8 +192,10 @@ def sidecar(
     ctx: click.Context,
     container: str,
     image: str,
+    pull: bool,
     auto_remove: bool,
     remove: bool,
+    keep_state: bool,
     docker_socket: bool,
     env: tuple[str, ...],
     network: str | None,
@@ -158,12 +206,16 @@ def sidecar(
     Options after the container name are passed to `logsidecar tail` inside the sidecar.
     """
     from logsidecar.containers import sidecar as sidecar_mod
+    from logsidecar.containers.engine import EngineError
+    from logsidecar.containers.mounts import NotOnMount, stdout_logging_advice, stdout_symlinks
 
     client = _client(ctx)
     target = _container(client, container)
     if remove:
-        names = sidecar_mod.remove_sidecars(client, target)
-        click.echo("removed: " + (", ".join(names) if names else "nothing (no sidecar found)"))
+        removed, kept = sidecar_mod.remove_sidecars(client, target, keep_state=keep_state)
+        click.echo("removed: " + (", ".join(removed) if removed else "nothing (no sidecar found)"))
+        if kept:
+            click.echo("kept: " + ", ".join(kept))
         return
     environment = {}
     for item in env:
@@ -171,7 +223,20 @@ def sidecar(
         if not sep:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--env")
         environment[key] = value
-    _explain_stdout_logging(target, sidecar_mod.tail_command(tail_args))
+    try:
+        paths = _tail_paths(tail_args)
+        locations = sidecar_mod.log_locations(target.attrs, paths)
+    except NotOnMount as exc:
+        raise Finding(f"{exc} No sidecar started: it would see none of these files.") from exc
+    for location in locations:
+        # Logs linked to the writer's stdout/stderr (the official httpd image's access_log ->
+        # /proc/self/fd/1) lead to the sidecar's own stdout there and are refused: say so now.
+        redirected = stdout_symlinks(location.host_dir)  # nothing when the engine is on another host
+        if redirected:
+            click.echo(
+                "logsidecar: " + stdout_logging_advice(target.name, location.container_dir, redirected),
+                err=True,
+            )
     try:
         started = sidecar_mod.start_sidecar(
             client,
@@ -182,35 +247,31 @@ def sidecar(
             environment=environment,
             mount_docker_socket=docker_socket,
             network=network,
+            pull=pull,
+            paths=paths,
+            keep_state=keep_state,
         )
-    except Exception as exc:  # noqa: BLE001 - the SDK raises many kinds; all are the user's to read
-        raise click.ClickException(f"could not start the sidecar for {target.name}: {exc}") from exc
-    click.echo(f"started {started.name} ({started.short_id}) sharing the volumes of {target.name} read-only")
+    except EngineError as exc:
+        raise EnvironmentProblem(str(exc)) from exc
+    from logsidecar.containers.state import state_volume_name
 
-
-def _explain_stdout_logging(target, tail_command: list[str]) -> None:
-    """Logs the sidecar would follow that are links to the writer's stdout/stderr (the official httpd
-    image's access_log -> /proc/self/fd/1): inside the sidecar they lead to the sidecar's own stdout
-    and are refused; say so now, and what to do instead."""
-    from logsidecar.containers.mounts import (
-        NotOnMount,
-        resolve_log_dir,
-        stdout_logging_advice,
-        stdout_symlinks,
+    where = (
+        f"checkpoints in volume {state_volume_name(target.name)}"
+        if not auto_remove or keep_state
+        else "checkpoints removed with it (--rm; --keep-state keeps them)"
     )
-    from logsidecar.tail.discovery import static_base
+    click.echo(
+        f"started {started.name} ({started.short_id}) sharing the volumes of {target.name} read-only; {where}"
+    )
 
-    directories = dict.fromkeys(str(static_base(arg)) for arg in tail_command if arg.startswith("/"))
-    for container_dir in directories:
-        try:
-            location = resolve_log_dir(target.attrs, container_dir)
-        except NotOnMount:
-            continue
-        redirected = stdout_symlinks(location.host_dir)  # nothing when the engine is on another host
-        if redirected:
-            click.echo(
-                "logsidecar: " + stdout_logging_advice(target.name, container_dir, redirected), err=True
-            )
+
+def _tail_paths(tail_args: tuple[str, ...]) -> tuple[str, ...]:
+    """The PATH_OR_GLOB arguments among the options passed on to `logsidecar tail` (an option's value,
+    `--state-dir /x`, is not one)."""
+    from logsidecar.cli.tail import command as tail_command
+
+    parsed = tail_command.make_context("tail", list(tail_args), resilient_parsing=True)
+    return tuple(parsed.params.get("paths") or ())
 
 
 def _human_size(size: int | None) -> str:
@@ -238,6 +299,11 @@ def _human_age(age_s: float | None) -> str:
 @click.option("--prune", is_flag=True, help="Remove the unreferenced volumes listed (after confirmation).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @click.option(
+    "--include-named",
+    is_flag=True,
+    help="With --prune, remove named volumes that still hold data too (kept by default).",
+)
+@click.option(
     "--filter",
     "filters",
     multiple=True,
@@ -245,7 +311,9 @@ def _human_age(age_s: float | None) -> str:
     help="Only volumes matching the engine's volume filter (name=..., label=...); repeatable.",
 )
 @click.pass_context
-def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tuple[str, ...]) -> None:
+def audit(
+    ctx: click.Context, as_json: bool, prune: bool, yes: bool, include_named: bool, filters: tuple[str, ...]
+) -> None:
     """List volumes no container references, anonymous leftovers, and engine-created bind directories."""
     from logsidecar.containers import audit as audit_mod
 
@@ -257,13 +325,17 @@ def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tu
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--filter")
         engine_filters.setdefault(key, []).append(value)
     volumes = audit_mod.unused_volumes(client, filters=engine_filters)
-    dirs = audit_mod.engine_created_bind_dirs(client)
+    dirs = [
+        d for d in audit_mod.engine_created_bind_dirs(client) if audit_mod.bind_dir_matches(d, engine_filters)
+    ]
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "unused_volumes": [v.to_dict() for v in volumes],
-                    "engine_created_bind_dirs": [d.to_dict() for d in dirs],
+                    "engine_created_bind_dirs": [
+                        {k: v for k, v in d.to_dict().items() if k != "labels"} for d in dirs
+                    ],
                 },
                 indent=2,
             )
@@ -272,8 +344,9 @@ def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tu
         click.echo(f"{len(volumes)} volume(s) referenced by no container:")
         for v in volumes:
             kind = "anonymous" if v.anonymous else "named"
+            whose = f"  (logsidecar checkpoints of the sidecar of {v.state_of})" if v.state_of else ""
             click.echo(
-                f"  {v.name:<64}  {kind:<9}  {_human_size(v.size_bytes):>9}  age {_human_age(v.age_s)}"
+                f"  {v.name:<64}  {kind:<9}  {_human_size(v.size_bytes):>9}  age {_human_age(v.age_s)}{whose}"
             )
         click.echo(
             f"{len(dirs)} bind-mount director(y/ies) probably created by the engine (empty, root-owned):"
@@ -282,11 +355,15 @@ def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tu
             click.echo(f"  {d.path}  (container {d.container})")
     if not prune or not volumes:
         return
-    names = [v.name for v in volumes]
+    names, kept_named = audit_mod.prune_plan(volumes, include_named)
+    for name, why in kept_named:
+        click.echo(f"kept {name}: {why}", err=True)
+    if not names:
+        return
     if not yes:
         if not sys.stdin.isatty():
-            raise click.ClickException("--prune needs confirmation: run it on a terminal or add --yes")
-        click.confirm(f"Remove these {len(names)} volume(s)?", abort=True)
+            raise click.UsageError("--prune needs confirmation: run it on a terminal or add --yes")
+        click.confirm(f"Remove these {len(names)} volume(s)? " + ", ".join(names), abort=True)
     removed, kept = audit_mod.prune_volumes(client, names)
     for name in removed:
         click.echo(f"removed {name}", err=as_json)
@@ -299,14 +376,21 @@ def audit(ctx: click.Context, as_json: bool, prune: bool, yes: bool, filters: tu
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def check_image(ctx: click.Context, image: str, as_json: bool) -> None:
-    """Report IMAGE's VOLUMEs and build steps that wrote into them after they were declared (exit 1 if any)."""
+    """Report IMAGE's VOLUMEs and build steps that wrote into them after they were declared.
+
+    Exit 1 when a step certainly writes into a volume; steps whose writes the history cannot show are
+    listed as "cannot tell" (exit 0 if nothing else); exit 2 when the image cannot be inspected.
+    """
     from logsidecar.containers import image_check
+    from logsidecar.containers.engine import EngineError
 
     client = _client(ctx)
     try:
         report = image_check.check_image(client, image)
-    except Exception as exc:  # noqa: BLE001
-        raise click.ClickException(f"cannot inspect image {image}: {exc}") from exc
+    except EngineError as exc:
+        raise EnvironmentProblem(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - the SDK raises many kinds; one line, exit 2
+        raise EnvironmentProblem(f"cannot inspect image {image}: {exc}") from exc
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -318,9 +402,14 @@ def check_image(ctx: click.Context, image: str, as_json: bool) -> None:
                 else "its files are hidden whenever a volume is mounted there"
             )
             click.echo(
-                f"  step {f.step} writes into {f.volume} after VOLUME declared it: {why}\n    {f.instruction}"
+                f"  step {f.step} writes {f.detail} into {f.volume} after VOLUME declared it: {why}\n"
+                f"    {f.instruction}"
+            )
+        for f in report.cannot_tell:
+            click.echo(
+                f"  step {f.step}: cannot tell whether it writes into {f.volume} ({f.detail})\n    {f.instruction}"
             )
         if not report.findings:
-            click.echo("  no build step writes into a declared volume after its VOLUME instruction")
+            click.echo("  no build step certainly writes into a declared volume after its VOLUME instruction")
     if report.findings:
         sys.exit(1)

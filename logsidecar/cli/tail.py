@@ -187,7 +187,9 @@ def _serve(settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: 
     except OutputClosed:
         _silence_stdout()
     except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback
-        raise click.ClickException(redact(f"stopped: {exc!r}")) from exc
+        raise click.ClickException(
+            redact(f"stopped: {type(exc).__name__}: {exc}")
+        ) from exc  # str names the path
 
 
 def _exit_invalid(config_file: str | None, errors: list[str]) -> NoReturn:

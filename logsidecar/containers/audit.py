@@ -7,6 +7,12 @@ engine created on its own.
 - An *engine-created bind directory*: `-v /host/dir:/x` creates /host/dir when it is missing. We flag
   bind sources that are directories owned by root, empty, and last modified within a few seconds of
   the container's creation: a heuristic (the engine leaves no other trace), so it is reported, never pruned.
+- Our own state volumes (`containers.state`, label `io.logsidecar.state-for`) are named as such, with
+  the container whose sidecar kept its checkpoints there: a leftover of ours, not a mystery.
+- `--filter` applies to both: to volumes through the engine's filter, to bind directories as the same
+  keys mean there (name= a part of the path, label= a label of the container).
+- Pruning keeps named volumes that still hold data unless asked (`include_named`): a name is someone's
+  intent, and data in it may be the only copy; anonymous and empty named volumes go.
 Pruning re-checks right before each removal and never removes a volume in use (the engine refuses too).
 """
 
@@ -18,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from logsidecar.containers.metadata import is_anonymous_volume_name
+from logsidecar.containers.state import state_owner
 
 ENGINE_CREATED_WINDOW_S = 5.0
 
@@ -30,6 +37,7 @@ class UnusedVolume:
     created_at: str | None
     age_s: float | None
     mountpoint: str | None
+    state_of: str | None = None  # our sidecar state volume: the container it followed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -39,6 +47,7 @@ class UnusedVolume:
 class EngineCreatedDir:
     path: str
     container: str
+    labels: dict[str, str] | None = None  # the container's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +118,7 @@ def unused_volumes(
                 created_at=vol.get("CreatedAt"),
                 age_s=(now - created).total_seconds() if created else None,
                 mountpoint=mountpoint,
+                state_of=state_owner(labels),
             )
         )
     return sorted(found, key=lambda v: (not v.anonymous, v.name))
@@ -129,8 +139,41 @@ def engine_created_bind_dirs(client: Any) -> list[EngineCreatedDir]:
                 continue
             if empty and st.st_uid == 0 and created and abs(st.st_mtime - created) <= ENGINE_CREATED_WINDOW_S:
                 names = summary.get("Names") or [summary["Id"][:12]]
-                found.append(EngineCreatedDir(path=source, container=names[0].lstrip("/")))
+                found.append(
+                    EngineCreatedDir(
+                        path=source, container=names[0].lstrip("/"), labels=summary.get("Labels") or {}
+                    )
+                )
     return found
+
+
+def bind_dir_matches(found: EngineCreatedDir, filters: dict[str, list[str]]) -> bool:
+    """The engine's volume filter keys, as they apply to a bind directory: every key must match one
+    of its values (name=: a part of the path; label=KEY or KEY=VALUE: the container's labels)."""
+    labels = found.labels or {}
+    for key, values in filters.items():
+        if key == "name" and not any(v in found.path for v in values):
+            return False
+        if key == "label" and not any(
+            (k in labels and (not sep or labels[k] == want))
+            for k, sep, want in (v.partition("=") for v in values)
+        ):
+            return False
+        if key not in ("name", "label"):
+            return False  # dangling=, driver=: volume properties a directory does not have
+    return True
+
+
+def prune_plan(volumes: list[UnusedVolume], include_named: bool) -> tuple[list[str], list[tuple[str, str]]]:
+    """(names to remove, [(name, why kept)]): named volumes that hold data stay unless `include_named`."""
+    remove, keep = [], []
+    for v in volumes:
+        if v.anonymous or include_named or v.size_bytes == 0:
+            remove.append(v.name)
+        else:
+            held = "an unknown amount of data" if v.size_bytes is None else f"{v.size_bytes} bytes"
+            keep.append((v.name, f"named and holds {held} (--include-named removes it)"))
+    return remove, keep
 
 
 def prune_volumes(client: Any, names: list[str]) -> tuple[list[str], list[tuple[str, str]]]:

@@ -11,6 +11,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from logsidecar import events
+from logsidecar.events import Event
+
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
 
 
@@ -37,6 +40,16 @@ def container_resource(attrs: dict[str, Any], labels: Iterable[str] = ()) -> dic
         if "*" in wanted or key in wanted:
             resource[f"container.label.{key}"] = value
     return resource
+
+
+def resource_args(resource: dict[str, Any]) -> list[str]:
+    """`--resource key=value` options of `logsidecar tail` for `resource` (lists joined by commas)."""
+    args: list[str] = []
+    for key, value in resource.items():
+        if isinstance(value, list):
+            value = ",".join(value)
+        args += ["--resource", f"{key}={value}"]
+    return args
 
 
 def split_image_ref(ref: str) -> tuple[str, str | None]:
@@ -94,6 +107,38 @@ def writers_of(client: Any, own_id: str | None, paths: Iterable[str]) -> list[di
     return [client.api.inspect_container(cid) for _, _, cid in found]
 
 
+def volume_writers(client: Any, location_key: str) -> list[str]:
+    """Names of the running containers that mount the volume (name) or bind source `location_key`
+    read-write, our own sidecars left out: who may write the files we read."""
+    names = []
+    for summary in client.api.containers():  # running only: a stopped container writes nothing
+        if "io.logsidecar.sidecar-for" in (summary.get("Labels") or {}):
+            continue
+        for mount in summary.get("Mounts") or []:
+            if (mount.get("Name") or mount.get("Source")) == location_key and mount.get("RW", True):
+                names.append((summary.get("Names") or [summary["Id"][:12]])[0].lstrip("/"))
+                break
+    return sorted(names)
+
+
+def writers_warning(target: str, writers: list[str], where: str) -> str | None:
+    """What to say when the records' container.* would not name the one writer of the files."""
+    if writers == [target]:
+        return None
+    if not writers:
+        return f"no running container writes {where}; records are labelled {target}, which may not write them"
+    if target in writers:
+        others = ", ".join(w for w in writers if w != target)
+        return (
+            f"{where} is written by several containers ({', '.join(writers)}): records of {others} will be "
+            f"labelled {target} too. Give each writer its own log directory, or attach to each"
+        )
+    return (
+        f"{target} does not write {where} (not running, or read-only); it is written by {', '.join(writers)}: "
+        f"attach to the writer instead, so records name it"
+    )
+
+
 def container_resource_for(paths: Iterable[str], labels: Iterable[str] = ()) -> dict[str, Any]:
     """Inside the sidecar: metadata of the container that writes the volume we read, when the Docker
     socket is reachable; {} otherwise (the sidecar works as before without it)."""
@@ -110,6 +155,16 @@ def container_resource_for(paths: Iterable[str], labels: Iterable[str] = ()) -> 
     except Exception:  # noqa: BLE001 - enrichment is optional; never fail the sidecar for it
         return {}
     if not writers:
+        return {}
+    running = [w for w in writers if (w.get("State") or {}).get("Running")]
+    if len(running) > 1:  # several writers: naming one would mislabel the others' records
+        events.emit(
+            Event.CONFIG_ERROR,
+            key="docker_metadata",
+            reason="several running containers write the tailed volume ("
+            + ", ".join(w.get("Name", "").lstrip("/") for w in running)
+            + "): records carry no container.*; run one sidecar per writer, or pass --resource",
+        )
         return {}
     return container_resource(writers[0], labels)
 

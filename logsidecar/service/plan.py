@@ -11,6 +11,7 @@ then the configured `resource` attributes.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,8 @@ def tailed_directories(settings: Settings) -> list[str]:
     directories = []
     for pattern in (p for item in settings.inputs for p in item.paths):
         base = static_base(pattern)
-        directories.append(str(base if base.is_dir() or not base.suffix else base.parent))
+        # os.path.isdir, not Path.is_dir: a directory we may not stat is False, never a PermissionError
+        directories.append(str(base if os.path.isdir(base) or not base.suffix else base.parent))
     return list(dict.fromkeys(directories))
 
 

@@ -9,7 +9,10 @@ matched symlink, FIFO or directory is followed is the file-opening policy's call
 a followed symlink's identity is its target's.
 
 Invariants: matching is pure (no events, no state) except the one-shot `file_waiting` bookkeeping,
-which says once per pattern that nothing matches it (never repeated: no event loop).
+which says once per pattern that nothing matches it (never repeated: no event loop), and the
+`blocked_directory` bookkeeping: a pattern that matches nothing because a directory on its path
+cannot be entered or listed (a non-root reader, a 0700 directory on a read-only mount) is a warning
+naming that directory, said once until it becomes readable (`file_recovered`); it is retried every scan.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class PathMatcher:
         self._include_res = [translate_glob(p) for p in self.include]
         self._exclude_res = [translate_glob(p) for p in self.exclude]
         self._waiting_said: set[str] = set()
+        self._blocked: dict[str, str] = {}  # pattern -> the directory that keeps it from matching
 
     def wants(self, path: str) -> bool:
         path = os.path.abspath(path)
@@ -111,6 +115,7 @@ class PathMatcher:
                 matches = glob.glob(pattern, recursive=True)
             else:
                 matches = [pattern] if os.path.lexists(pattern) else []
+            self._note_blocked(pattern, None if matches else blocked_directory(pattern))
             found.update(self._kept(pattern, matches))
         return sorted(found)
 
@@ -127,11 +132,35 @@ class PathMatcher:
                 else:
                     exists = await fs.call(pattern, "stat", os.path.lexists, pattern)
                     matches = [pattern] if exists else []
+                blocked = None if matches else await fs.call(pattern, "stat", blocked_directory, pattern)
             except Stalled as error:
                 stalled.append(error)
                 continue
+            self._note_blocked(pattern, blocked)
             found.update(self._kept(pattern, matches))
         return sorted(found), stalled
+
+    def _note_blocked(self, pattern: str, blocked: tuple[str, str] | None) -> None:
+        """Warn (once per directory) that `pattern` matches nothing because of an unreadable
+        directory; say when it is readable again. The pattern keeps being scanned either way."""
+        before = self._blocked.get(pattern)
+        if blocked is None:
+            if before is not None:
+                del self._blocked[pattern]
+                events.emit(Event.FILE_RECOVERED, path=before, kind="directory_unreadable", pattern=pattern)
+            return
+        directory, error = blocked
+        if before != directory:
+            self._blocked[pattern] = directory
+            self._waiting_said.add(pattern)  # the warning says more than file_waiting would
+            events.emit(
+                Event.FILE_ERROR,
+                path=directory,
+                kind="directory_unreadable",
+                pattern=pattern,
+                error=f"{error}; nothing under it can match {pattern}. Give this user read and search "
+                "(r-x) permission on it, or run as a user that has it; retried at every scan",
+            )
 
     def _kept(self, pattern: str, matches: list[str]) -> list[str]:
         matches = [m for m in matches if not self.excluded(m)]
@@ -162,11 +191,35 @@ class PathMatcher:
         return dirs
 
 
+def blocked_directory(pattern: str) -> tuple[str, str] | None:
+    """The directory on `pattern`'s fixed path that this process cannot enter (no search permission)
+    or list (no read permission, for a glob in it), with the error; None when nothing blocks it (a
+    missing directory is not blocked: it may be created). Blocking calls."""
+    base = static_base(os.path.abspath(pattern))
+    parent = Path(base.anchor)
+    for directory in (*reversed(base.parents[:-1]), base):
+        try:
+            os.stat(directory)
+        except PermissionError as error:
+            return str(parent), f"cannot enter {parent} ({error.strerror})"
+        except OSError:
+            return None
+        parent = directory
+    if _GLOB_CHARS.search(pattern) and os.path.isdir(base):
+        try:
+            os.listdir(base)
+        except PermissionError as error:
+            return str(base), f"cannot list {base} ({error.strerror})"
+        except OSError:
+            return None
+    return None
+
+
 def pattern_directories(pattern: str) -> set[Path]:
     """The static base of `pattern` (when it is a directory), every directory under it for a `**`
     pattern, and the directories its directory part matches for a glob there. Blocking calls."""
     base = static_base(pattern)
-    if not base.is_dir():
+    if not os.path.isdir(base):  # False, not PermissionError, for a directory we cannot enter
         return set()
     dirs = {base}
     directory_part = os.path.dirname(pattern)

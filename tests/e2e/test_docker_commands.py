@@ -113,7 +113,9 @@ def test_check_image_flags_a_write_into_a_volume_after_volume(client, busybox):
         out = logsidecar("docker", "check-image", bad)
         print(out.stdout)
         assert out.returncode == 1
-        assert "writes into /var/log/apache2 after VOLUME declared it" in out.stdout
+        assert (
+            "writes /var/log/apache2/access.log into /var/log/apache2 after VOLUME declared it" in out.stdout
+        )
 
         out = logsidecar("docker", "check-image", good)
         print(out.stdout)
@@ -281,7 +283,7 @@ def test_audit_finds_exactly_the_leaked_volumes_and_prunes_only_them(client, bus
     assert "2 volume(s) referenced by no container" in text.stdout
 
     refused = logsidecar("docker", "audit", "--prune", *filters, stdin=subprocess.DEVNULL)
-    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert refused.returncode == 2 and "--yes" in refused.stderr  # a usage error
 
     pruned = logsidecar("docker", "audit", "--prune", "--yes", *filters)
     print(pruned.stdout, pruned.stderr)
@@ -291,7 +293,9 @@ def test_audit_finds_exactly_the_leaked_volumes_and_prunes_only_them(client, bus
     assert in_use in remaining
 
 
-def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(client, busybox, volume_image, demo_images):
+def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(
+    client, busybox, volume_image, demo_images
+):
     data = _run(client, volume_image, "sidecar-data", command=["true"])
     data.wait(timeout=30)
     target = _run(client, busybox, "sidecar-target", command=["sleep", "600"], volumes_from=[data.id])
@@ -307,9 +311,9 @@ def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(client,
         mounts = {m["Destination"]: m for m in sidecar.attrs["Mounts"]}
         assert mounts["/var/log/apache2"]["RW"] is False
         assert mounts["/var/lib/logsidecar"]["RW"] is True
-        assert sidecar.attrs["Config"]["Cmd"] == [
-            "tail", "--format", "raw", "--stdout-format", "json", "/var/log/apache2/*.log"
-        ]
+        command = sidecar.attrs["Config"]["Cmd"]
+        assert command[-5:] == ["--format", "raw", "--stdout-format", "json", "/var/log/apache2/*.log"]
+        assert command[0] == "tail" and f"container.id={target.id}" in command
         target.exec_run(["sh", "-c", "echo after-the-sidecar >> /var/log/apache2/access.log"])
 
         def bodies():
@@ -320,12 +324,17 @@ def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(client,
         while time.monotonic() < deadline and len(bodies()) < 2:
             time.sleep(0.5)
         assert bodies() == ["before-the-sidecar", "after-the-sidecar"]
+        # the records name the container that wrote them, not the sidecar
+        logs = sidecar.logs(stdout=True, stderr=False).decode()
+        resource = [json.loads(x) for x in logs.splitlines() if x.startswith("{")][-1]["resource"]
+        assert resource["container.id"] == target.id and resource["container.name"] == target.name
+        assert resource["container.image.name"] == "logsidecar-test-busybox"
     finally:
         removed = logsidecar("docker", "sidecar", "--remove", target.name)
         print(removed.stdout)
         assert f"logsidecar-{target.name}" in removed.stdout
         try:
-            client.volumes.get(f"logsidecar-{target.name}-state").remove(force=True)
+            client.volumes.get(f"logsidecar-state-{target.name}").remove(force=True)
         except Exception:  # noqa: BLE001
             pass
     assert client.containers.list(all=True, filters={"label": f"io.logsidecar.sidecar-for={target.id}"}) == []
@@ -334,17 +343,27 @@ def test_sidecar_shares_the_targets_volumes_read_only_and_can_be_removed(client,
 def test_sidecar_with_the_docker_socket_adds_the_writers_metadata(client, busybox, volume_image, demo_images):
     data = _run(client, volume_image, "meta-data", command=["true"])
     data.wait(timeout=30)
-    writer = _run(client, busybox, "meta-writer", command=["sleep", "600"], volumes_from=[data.id],
-                  labels={"tier": "web"})
+    writer = _run(
+        client,
+        busybox,
+        "meta-writer",
+        command=["sleep", "600"],
+        volumes_from=[data.id],
+        labels={"tier": "web"},
+    )
     writer.exec_run(["sh", "-c", "echo hello >> /var/log/apache2/access.log"])
-    out = logsidecar("docker", "sidecar", writer.name, "--docker-socket", "--format", "raw", "--stdout-format", "json")
+    out = logsidecar(
+        "docker", "sidecar", writer.name, "--docker-socket", "--format", "raw", "--stdout-format", "json"
+    )
     assert out.returncode == 0, out.stderr
     sidecar = client.containers.get(f"logsidecar-{writer.name}")
     try:
         record = None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and record is None:
-            lines = [x for x in sidecar.logs(stdout=True, stderr=False).decode().splitlines() if x.startswith("{")]
+            lines = [
+                x for x in sidecar.logs(stdout=True, stderr=False).decode().splitlines() if x.startswith("{")
+            ]
             record = json.loads(lines[0]) if lines else None
             time.sleep(0.5)
         print(sidecar.logs(stdout=False, stderr=True).decode()[-2000:])
@@ -356,18 +375,447 @@ def test_sidecar_with_the_docker_socket_adds_the_writers_metadata(client, busybo
     finally:
         logsidecar("docker", "sidecar", "--remove", writer.name)
         try:
-            client.volumes.get(f"logsidecar-{writer.name}-state").remove(force=True)
+            client.volumes.get(f"logsidecar-state-{writer.name}").remove(force=True)
         except Exception:  # noqa: BLE001
             pass
 
 
 def test_engine_errors_are_explained(tmp_path):
     out = logsidecar("docker", "--host", f"unix://{tmp_path}/nothing.sock", "audit")
-    assert out.returncode == 1
+    assert out.returncode == 2  # an environment error
     assert "no engine is listening" in out.stderr
 
 
-def _attach_until(container, tmp_path: Path, name: str, *extra: str, until: bytes) -> tuple[list[str], list[dict]]:
+def test_an_unknown_container_is_an_environment_error(client):
+    for subcommand in ("attach", "sidecar"):
+        out = logsidecar("docker", subcommand, f"nosuch-{RUN}")
+        print(out.stderr)
+        assert out.returncode == 2
+        assert f"no container named or with id 'nosuch-{RUN}'" in out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def test_a_second_sidecar_is_refused_with_the_remove_hint(client, busybox, volume_image, demo_images):
+    data = _run(client, volume_image, "twice-data", command=["true"])
+    data.wait(timeout=30)
+    target = _run(client, busybox, "twice-target", command=["sleep", "600"], volumes_from=[data.id])
+    first = logsidecar("docker", "sidecar", target.name)
+    assert first.returncode == 0, first.stderr
+    try:
+        second = logsidecar("docker", "sidecar", target.name)
+        print(second.stderr)
+        assert second.returncode == 2
+        assert f"{target.name} already has a sidecar: logsidecar-{target.name}" in second.stderr
+        assert f"logsidecar docker sidecar --remove {target.name}" in second.stderr
+        assert "409" not in second.stderr and "Traceback" not in second.stderr
+    finally:
+        logsidecar("docker", "sidecar", "--remove", target.name)
+        _remove_volume(client, f"logsidecar-state-{target.name}")
+    # a container that is not ours holds the name: the engine's 409, explained
+    other = _run(client, volume_image, "taken-target", command=["sleep", "600"])
+    squatter = client.containers.create(busybox, name=f"logsidecar-{other.name}", labels=LABEL)
+    try:
+        taken = logsidecar("docker", "sidecar", other.name)
+        print(taken.stderr)
+        assert taken.returncode == 2
+        assert (
+            f"a container named logsidecar-{other.name} already exists and is not {other.name}'s sidecar"
+            in taken.stderr
+        )
+        assert f"docker rm -f logsidecar-{other.name}" in taken.stderr
+        assert "409 Client Error" not in taken.stderr
+    finally:
+        squatter.remove(force=True)
+        _remove_volume(client, f"logsidecar-state-{other.name}")
+
+
+def test_a_missing_sidecar_image_is_not_pulled_unasked(client, volume_image):
+    target = _run(client, volume_image, "noimage-target", command=["sleep", "600"])
+    events_since = int(time.time()) - 1
+    out = logsidecar("docker", "sidecar", target.name, "--image", f"nosuch-{RUN}:1")
+    print(out.stderr)
+    assert out.returncode == 2
+    assert f"image nosuch-{RUN}:1 is not on this engine" in out.stderr and "(or add --pull)" in out.stderr
+    assert "500 Server Error" not in out.stderr and "Traceback" not in out.stderr
+    assert client.containers.list(all=True, filters={"name": f"logsidecar-{target.name}"}) == []
+    pulls = client.events(since=events_since, until=int(time.time()) + 1, decode=True,
+                          filters={"type": "image", "event": "pull"})  # fmt: skip
+    assert [e for e in pulls if "nosuch" in json.dumps(e)] == []
+
+
+def test_an_unreadable_directory_is_named_retried_and_never_a_traceback(client, demo_images, tmp_path):
+    """In the shipped image, as its non-root user, on a read-only bind mount: a glob directly in a 0700
+    root directory, and a glob below another. Each is a warning naming the directory (no traceback, no
+    silent wait); once the directories are opened up, their lines are read."""
+    logs = tmp_path / "logs"
+    (logs / "listme").mkdir(parents=True)
+    (logs / "enterme" / "sub").mkdir(parents=True)
+    (logs / "listme" / "a.log").write_text("line-in-listme\n")
+    (logs / "enterme" / "sub" / "b.log").write_text("line-in-sub\n")
+    logs.chmod(0o755)
+    (logs / "listme").chmod(0o700)
+    (logs / "enterme").chmod(0o700)
+    patterns = {"/var/log/apache2/listme/*.log": "listme", "/var/log/apache2/enterme/sub/*.log": "enterme"}
+    container = client.containers.run(
+        "logsidecar/logsidecar:local",
+        ["tail", "--format", "raw", "--stdout-format", "raw", "--log-format", "json", *patterns],
+        name=f"unreadable-{RUN}", detach=True, labels=LABEL,
+        volumes={str(logs): {"bind": "/var/log/apache2", "mode": "ro"}},
+    )  # fmt: skip
+
+    def our_logs() -> list[dict]:
+        err = container.logs(stdout=False, stderr=True).decode()
+        assert "Traceback" not in err and "Error: stopped" not in err, err
+        return [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len([e for e in our_logs() if e["event"] == "file_error"]) < 2:
+            time.sleep(0.5)
+        warnings = {e["pattern"]: e for e in our_logs() if e["event"] == "file_error"}
+        print(json.dumps(warnings, indent=1))
+        assert set(warnings) == set(patterns)
+        for pattern, directory in patterns.items():
+            warning = warnings[pattern]
+            assert warning["level"] == "warning" and warning["kind"] == "directory_unreadable"
+            assert warning["path"] == f"/var/log/apache2/{directory}"
+            assert "Permission denied" in warning["error"] and "retried" in warning["error"]
+        assert "cannot list /var/log/apache2/listme" in warnings["/var/log/apache2/listme/*.log"]["error"]
+        assert (
+            "cannot enter /var/log/apache2/enterme" in warnings["/var/log/apache2/enterme/sub/*.log"]["error"]
+        )
+        container.reload()
+        assert container.status == "running"
+
+        (logs / "listme").chmod(0o755)  # opened up: retried, read
+        (logs / "enterme").chmod(0o755)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(container.logs(stdout=True, stderr=False).splitlines()) < 2:
+            time.sleep(0.5)
+        lines = container.logs(stdout=True, stderr=False).decode().splitlines()
+        assert sorted(lines) == ["line-in-listme", "line-in-sub"]
+        recovered = {e["pattern"] for e in our_logs() if e["event"] == "file_recovered"}
+        assert recovered == set(patterns)
+    finally:
+        container.remove(force=True, v=True)
+
+
+def test_sidecar_refuses_a_container_without_a_log_volume_as_attach_does(client, busybox, volume_image):
+    lonely = _run(client, busybox, "sidecar-lonely", command=["sleep", "600"])
+    out = logsidecar("docker", "sidecar", lonely.name, "--state-dir", "/var/lib/logsidecar")
+    print(out.stderr)
+    assert out.returncode == 1  # a finding, as for attach
+    assert f"container {lonely.name} has no volume or bind mount covering /var/log/apache2" in out.stderr
+    assert "No sidecar started" in out.stderr
+    assert client.containers.list(all=True, filters={"label": f"io.logsidecar.sidecar-for={lonely.id}"}) == []
+    # a glob elsewhere is checked the same way; an option's value (--state-dir /var/lib/...) is no glob
+    with_volume = _run(client, volume_image, "sidecar-elsewhere", command=["sleep", "600"])
+    out = logsidecar(
+        "docker", "sidecar", with_volume.name, "--state-dir", "/var/lib/logsidecar", "/srv/logs/*.log"
+    )
+    assert out.returncode == 1 and "covering /srv/logs" in out.stderr, out.stderr
+    assert "/var/lib" not in out.stderr
+
+
+def test_the_documented_state_volume_lets_a_recreated_sidecar_resume(
+    client, busybox, volume_image, demo_images
+):
+    """The chapter's way, with the README's `docker run` line: a data-only log_vol, a writer through
+    --volumes-from, the product's container recreated with `docker rm -f` and `docker run` again."""
+    log_vol = _run(client, volume_image, "log_vol", command=["true"])
+    log_vol.wait(timeout=30)
+    writer = _run(client, busybox, "state-writer", command=["sleep", "600"], volumes_from=[log_vol.id])
+    state = f"logsidecar-state-{log_vol.name}"
+
+    def sidecar():
+        return client.containers.run(
+            "logsidecar/logsidecar:local", ["tail", "--format", "raw", "--stdout-format", "raw"],
+            name=f"logsidecar-{log_vol.name}", detach=True, init=True, labels=LABEL,
+            volumes_from=[f"{log_vol.id}:ro"], volumes={state: {"bind": "/var/lib/logsidecar", "mode": "rw"}},
+        )  # fmt: skip
+
+    def write_and_read(container, lines: list[str], expected: list[str]) -> list[str]:
+        for line in lines:
+            writer.exec_run(["sh", "-c", f"echo {line} >> /var/log/apache2/access.log"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(
+            container.logs(stdout=True, stderr=False).splitlines()
+        ) < len(expected):
+            time.sleep(0.3)
+        time.sleep(1.0)  # a replay would show up by now
+        return container.logs(stdout=True, stderr=False).decode().splitlines()
+
+    first = sidecar()
+    try:
+        assert write_and_read(first, ["one", "two", "three"], ["one", "two", "three"]) == [
+            "one",
+            "two",
+            "three",
+        ]
+        first.remove(force=True)  # the chapter's recreate: SIGKILL, no graceful stop
+        second = sidecar()
+        assert write_and_read(second, ["four"], ["four"]) == ["four"]  # resumed: nothing read twice
+        second.remove(force=True, v=True)
+        assert [v.name for v in client.volumes.list(filters={"name": state})] == [state]  # named, kept
+    finally:
+        for name in (f"logsidecar-{log_vol.name}",):
+            try:
+                client.containers.get(name).remove(force=True)
+            except Exception:  # noqa: BLE001
+                pass
+        _remove_volume(client, state)
+
+
+def test_sidecar_state_volume_is_named_after_the_target_and_goes_with_it(
+    client, busybox, volume_image, demo_images
+):
+    data = _run(client, volume_image, "state-data", command=["true"])
+    data.wait(timeout=30)
+    target = _run(client, busybox, "state-target", command=["sleep", "600"], volumes_from=[data.id])
+    state = f"logsidecar-state-{target.name}"
+    try:
+        # --remove takes the state volume we created with the sidecar
+        out = logsidecar("docker", "sidecar", target.name)
+        assert out.returncode == 0, out.stderr
+        assert f"checkpoints in volume {state}" in out.stdout
+        labels = client.volumes.get(state).attrs["Labels"]
+        assert labels["io.logsidecar.state-for"] == target.id
+        assert labels["io.logsidecar.state-for-name"] == target.name
+        removed = logsidecar("docker", "sidecar", "--remove", target.name)
+        print(removed.stdout)
+        assert removed.stdout.startswith(f"removed: logsidecar-{target.name}, {state}")
+        assert client.volumes.list(filters={"name": state}) == []
+
+        # --keep-state keeps it, and audit says whose it is
+        assert logsidecar("docker", "sidecar", target.name).returncode == 0
+        kept = logsidecar("docker", "sidecar", "--remove", "--keep-state", target.name)
+        assert f"kept: {state} (--keep-state)" in kept.stdout, kept.stdout
+        audit = logsidecar("docker", "audit", "--json", "--filter", f"name={state}")
+        listed = {v["name"]: v for v in json.loads(audit.stdout)["unused_volumes"]}
+        assert listed[state]["state_of"] == target.name
+        text = logsidecar("docker", "audit", "--filter", f"name={state}")
+        assert f"(logsidecar checkpoints of the sidecar of {target.name})" in text.stdout, text.stdout
+
+        # a volume of the user's with that name is never removed
+        _remove_volume(client, state)
+        client.volumes.create(name=state, labels=LABEL)
+        assert logsidecar("docker", "sidecar", target.name).returncode == 0
+        theirs = logsidecar("docker", "sidecar", "--remove", target.name)
+        assert f"kept: {state} (not created by logsidecar)" in theirs.stdout, theirs.stdout
+        _remove_volume(client, state)
+
+        # --rm: checkpoints in the anonymous volume the engine removes with the container
+        out = logsidecar("docker", "sidecar", "--rm", target.name)
+        assert out.returncode == 0, out.stderr
+        assert "checkpoints removed with it (--rm" in out.stdout
+        sidecar = client.containers.get(f"logsidecar-{target.name}")
+        anonymous = next(
+            m["Name"] for m in sidecar.attrs["Mounts"] if m["Destination"] == "/var/lib/logsidecar"
+        )
+        assert anonymous != state and client.volumes.list(filters={"name": state}) == []
+        sidecar.stop(timeout=20)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and client.volumes.list(filters={"name": anonymous}):
+            time.sleep(0.3)
+        assert client.volumes.list(filters={"name": anonymous}) == []
+        assert client.containers.list(all=True, filters={"name": f"logsidecar-{target.name}"}) == []
+    finally:
+        logsidecar("docker", "sidecar", "--remove", target.name)
+        _remove_volume(client, state)
+
+
+# Dockerfiles after `FROM {base}`: what check-image must say about each, as (certain writes as
+# (volume, kind, path written), cannot-tell count). The chapter's example first.
+CHECK_IMAGE_CASES = {
+    "chapter": (
+        "RUN mkdir -p /var/log/apache2\nVOLUME /var/log/apache2\nRUN echo started > /var/log/apache2/access.log\n",
+        [("/var/log/apache2", "run", "/var/log/apache2/access.log")], 0,
+    ),
+    "workdir": ("VOLUME /data\nWORKDIR /data\nRUN touch x\n", [("/data", "run", "/data/x")], 0),
+    "env": ("ENV D=/data\nVOLUME /data\nRUN echo x > $D/y\n", [("/data", "run", "/data/y")], 0),
+    "read-only": ("RUN mkdir /vol && touch /vol/seed\nVOLUME /vol\nRUN ls -la /vol\nRUN cat /vol/seed\n", [], 0),
+    "copy": ("VOLUME /vol\nCOPY seed.txt /vol/\n", [("/vol", "copy", "/vol")], 0),
+    "multi-stage": (
+        "RUN echo built > /out.txt\nFROM {base}\nVOLUME /data\nCOPY --from=0 /out.txt /data/out.txt\n",
+        [("/data", "copy", "/data/out.txt")], 0,
+    ),
+    "cannot-tell": ("VOLUME /data\nRUN echo 'touch /data/x' > /setup.sh && sh /setup.sh /data\n", [], 1),
+}  # fmt: skip
+
+
+def _build(client, builder: str, context: Path, tag: str) -> None:
+    if builder == "classic":
+        client.images.build(path=str(context), tag=tag, rm=True, labels=LABEL)
+        return
+    if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode != 0:
+        pytest.skip("BuildKit is not available on this engine's CLI (no buildx)")
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    subprocess.run(
+        ["docker", "build", "-q", "-t", tag, str(context)], check=True, env=env, capture_output=True
+    )
+
+
+@pytest.mark.parametrize("builder", ["classic", "buildkit"])
+@pytest.mark.parametrize("case", list(CHECK_IMAGE_CASES))
+def test_check_image_reads_what_the_build_did(client, busybox, tmp_path, builder, case):
+    steps, expected, cannot_tell = CHECK_IMAGE_CASES[case]
+    (tmp_path / "Dockerfile").write_text(f"FROM {busybox}\n" + steps.format(base=busybox))
+    (tmp_path / "seed.txt").write_text("seed\n")
+    tag = f"logsidecar-test-check-{case}-{builder}:{RUN}"
+    _build(client, builder, tmp_path, tag)
+    try:
+        out = logsidecar("docker", "check-image", "--json", tag)
+        print(out.stdout, out.stderr)
+        report = json.loads(out.stdout)
+        assert [(f["volume"], f["kind"], f["detail"]) for f in report["findings"]] == expected
+        assert len(report["cannot_tell"]) == cannot_tell
+        assert out.returncode == (1 if expected else 0)
+        text = logsidecar("docker", "check-image", tag)
+        print(text.stdout)
+        assert ("cannot tell whether it writes" in text.stdout) == bool(cannot_tell)
+    finally:
+        client.images.remove(tag, force=True)
+
+
+def test_check_image_that_cannot_be_inspected_is_an_environment_error(client):
+    out = logsidecar("docker", "check-image", f"nosuch-{RUN}:1")
+    print(out.stderr)
+    assert out.returncode == 2  # not 1, which means "found a write into a volume"
+    assert f"image nosuch-{RUN}:1 is not on this engine (nothing is pulled unasked)" in out.stderr
+
+
+def test_audit_prune_keeps_named_volumes_with_data_unless_asked(client, busybox):
+    with_data = client.volumes.create(name=f"keepme-{RUN}", labels=LABEL).name
+    empty = client.volumes.create(name=f"emptyme-{RUN}", labels=LABEL).name
+    filler = client.containers.run(busybox, ["sh", "-c", "echo precious > /v/data"], labels=LABEL,
+                                   volumes={with_data: {"bind": "/v", "mode": "rw"}}, detach=True)  # fmt: skip
+    filler.wait(timeout=30)
+    filler.remove()
+    filters = ["--filter", f"name={with_data}", "--filter", f"name={empty}"]
+    pruned = logsidecar("docker", "audit", "--prune", "--yes", *filters)
+    print(pruned.stdout, pruned.stderr)
+    assert pruned.returncode == 0
+    assert f"kept {with_data}: named and holds 9 bytes (--include-named removes it)" in pruned.stderr
+    remaining = {v.name for v in client.volumes.list(filters={"label": f"io.logsidecar.test-run={RUN}"})}
+    assert with_data in remaining and empty not in remaining
+    pruned = logsidecar("docker", "audit", "--prune", "--yes", "--include-named", *filters)
+    assert f"removed {with_data}" in pruned.stdout, pruned.stdout + pruned.stderr
+    assert with_data not in {v.name for v in client.volumes.list()}
+
+
+def test_audit_filter_applies_to_engine_created_bind_directories(client, busybox, tmp_path):
+    made = tmp_path / f"made-by-engine-{RUN}"  # missing: the engine creates it, root-owned and empty
+    _run(
+        client,
+        busybox,
+        "binder",
+        command=["sleep", "600"],
+        volumes={str(made): {"bind": "/logs", "mode": "rw"}},
+    )
+
+    def listed(*filters: str) -> list[str]:
+        out = logsidecar("docker", "audit", "--json", *filters)
+        assert out.returncode == 0, out.stderr
+        return [d["path"] for d in json.loads(out.stdout)["engine_created_bind_dirs"]]
+
+    assert str(made) in listed()
+    assert listed("--filter", f"name=made-by-engine-{RUN}") == [str(made)]
+    assert listed("--filter", f"label=io.logsidecar.test-run={RUN}") == [str(made)]
+    assert str(made) not in listed("--filter", f"name=something-else-{RUN}")
+    assert str(made) not in listed("--filter", "label=io.logsidecar.test-run=another-run")
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected_time", "source"),
+    [
+        ({}, "2026-12-05T08:26:04.611338+00:00", "no TZ and has no /etc/localtime"),
+        ({"environment": {"TZ": "Asia/Shanghai"}}, "2026-12-05T08:26:04.611338+08:00", "its TZ=Asia/Shanghai"),
+        ({"localtime": "/usr/share/zoneinfo/America/New_York"}, "2026-12-05T08:26:04.611338-05:00",
+         "its /etc/localtime -> /usr/share/zoneinfo/America/New_York"),
+    ],
+)  # fmt: skip
+def test_attach_reads_error_log_times_in_the_containers_zone(
+    client, busybox, tmp_path, setup, expected_time, source
+):
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    (logdir / "error.log").write_text(
+        "[Sat Dec 05 08:26:04.611338 2026] [core:error] [pid 1:tid 2] AH00037: x\n"
+    )
+    container = _run(client, busybox, f"tz-{uuid.uuid4().hex[:6]}", command=["sleep", "600"], environment=setup.get("environment"),
+                     volumes={str(logdir): {"bind": "/var/log/apache2", "mode": "rw"}})  # fmt: skip
+    if "localtime" in setup:
+        made = container.exec_run(
+            ["sh", "-c", f"rm -f /etc/localtime; ln -s {setup['localtime']} /etc/localtime"]
+        )
+        assert made.exit_code == 0, made.output
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logsidecar", "docker", "attach", container.name, "--format", "error",
+         "--stdout-format", "json", "--state-dir", str(tmp_path / "state")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TZ": "Asia/Shanghai"},  # the host's zone must not matter
+    )  # fmt: skip
+    try:
+        record = json.loads(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    print(err[-1500:])
+    assert record["timestamp"] == expected_time
+    assert f"error-log times of {container.name} are read in" in err and source in err
+
+
+def _attach_stderr(container_name: str, tmp_path: Path) -> str:
+    """`docker attach` run until it says it is attaching (every warning comes before); its stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logsidecar", "docker", "attach", container_name, "--state-dir", str(tmp_path / "s")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen = ""
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "attaching to" not in seen:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen += line
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    print(seen)
+    return seen
+
+
+def test_attach_says_when_several_containers_write_the_volume(client, busybox, volume_image, tmp_path):
+    log_vol = _run(client, volume_image, "writers-logvol", command=["true"])
+    log_vol.wait(timeout=30)
+    web1 = _run(client, busybox, "writers-web1", command=["sleep", "600"], volumes_from=[log_vol.id])
+    web2 = _run(client, busybox, "writers-web2", command=["sleep", "600"], volumes_from=[web1.id])
+    both = f"{web1.name}, {web2.name}"
+
+    err = _attach_stderr(web2.name, tmp_path)
+    assert (
+        f"is written by several containers ({both}): records of {web1.name} will be labelled {web2.name}"
+        in err
+    )
+    err = _attach_stderr(log_vol.name, tmp_path)
+    assert f"{log_vol.name} does not write volume" in err and f"it is written by {both}" in err
+
+    web2.stop(timeout=1)  # one writer left: nothing to say
+    err = _attach_stderr(web1.name, tmp_path)
+    assert "attaching to" in err and "warning" not in err
+
+
+def _remove_volume(client, name: str) -> None:
+    try:
+        client.volumes.get(name).remove(force=True)
+    except Exception:  # noqa: BLE001 - not created, or already gone
+        pass
+
+
+def _attach_until(
+    container, tmp_path: Path, name: str, *extra: str, until: bytes
+) -> tuple[list[str], list[dict]]:
     """Run `docker attach` with its stdout in a file until `until` is in it and a few discovery cycles
     more; returns (stdout lines, our own logs)."""
     out = tmp_path / f"{name}.out"
@@ -419,9 +867,13 @@ def test_attach_never_follows_a_link_planted_in_the_volume_out_of_it(client, bus
     assert refused == {("access.log", "outside_base"), ("other_access.log", "own_output")}
     assert f"docker logs {writer.name}" in logs[-1]["stderr"]  # the stdout-logging case is explained
 
-    lines, logs = _attach_until(writer, tmp_path, "dirs", "--path", "/var/log/apache2/*/*.log", until=b"site-line")
+    lines, logs = _attach_until(
+        writer, tmp_path, "dirs", "--path", "/var/log/apache2/*/*.log", until=b"site-line"
+    )
     assert lines == ["site-line"]
-    refused = {(e["path"].split("/_data/")[-1], e["reason"]) for e in logs if e.get("event") == "file_refused"}
+    refused = {
+        (e["path"].split("/_data/")[-1], e["reason"]) for e in logs if e.get("event") == "file_refused"
+    }
     assert refused == {("apache2/access.log", "outside_base")}
 
     escaped = logsidecar("docker", "attach", writer.name, "--path", "/var/log/apache2/apache2/*.log")
@@ -438,7 +890,11 @@ def test_sidecar_explains_logs_linked_to_stdout_and_never_reads_its_own_output(
     data.wait(timeout=30)
     target = _run(client, busybox, "stdout-target", command=["sleep", "600"], volumes_from=[data.id])
     linked = target.exec_run(
-        ["sh", "-c", "cd /var/log/apache2 && busybox ln -s /proc/self/fd/1 access.log && echo real-line >> error.log"]
+        [
+            "sh",
+            "-c",
+            "cd /var/log/apache2 && busybox ln -s /proc/self/fd/1 access.log && echo real-line >> error.log",
+        ]
     )
     assert linked.exit_code == 0, linked.output
     out = logsidecar("docker", "sidecar", target.name, "--format", "raw", "--stdout-format", "raw")
@@ -460,6 +916,6 @@ def test_sidecar_explains_logs_linked_to_stdout_and_never_reads_its_own_output(
     finally:
         logsidecar("docker", "sidecar", "--remove", target.name)
         try:
-            client.volumes.get(f"logsidecar-{target.name}-state").remove(force=True)
+            client.volumes.get(f"logsidecar-state-{target.name}").remove(force=True)
         except Exception:  # noqa: BLE001
             pass

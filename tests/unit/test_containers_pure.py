@@ -15,8 +15,13 @@ ATTRS = {
     "Image": "sha256:" + "b" * 64,
     "Config": {"Image": "registry.local:5000/team/apache:2.4", "Labels": {"tier": "web", "owner": "ops"}},
     "Mounts": [
-        {"Type": "volume", "Name": "logs", "Source": "/var/lib/docker/volumes/logs/_data",
-         "Destination": "/var/log", "RW": True},
+        {
+            "Type": "volume",
+            "Name": "logs",
+            "Source": "/var/lib/docker/volumes/logs/_data",
+            "Destination": "/var/log",
+            "RW": True,
+        },
         {"Type": "bind", "Source": "/srv/apache-logs", "Destination": "/var/log/apache2", "RW": False},
     ],
 }
@@ -30,7 +35,9 @@ def test_longest_mount_prefix_wins():
 
 
 def test_a_dir_on_no_mount_is_explained():
-    with pytest.raises(NotOnMount, match="container web has no volume or bind mount covering /usr/local/apache2/logs"):
+    with pytest.raises(
+        NotOnMount, match="container web has no volume or bind mount covering /usr/local/apache2/logs"
+    ):
         resolve_log_dir(ATTRS, "/usr/local/apache2/logs")
 
 
@@ -94,12 +101,42 @@ def test_history_flags_steps_after_volume_only():
 
 def test_history_understands_buildkit_records():
     report = check_history("img", ["/data"], BUILDKIT)
-    assert [(f.step, f.instruction) for f in report.findings] == [(3, "RUN /bin/sh -c touch /data/seed # buildkit")]
+    assert [(f.step, f.instruction) for f in report.findings] == [
+        (3, "RUN /bin/sh -c touch /data/seed # buildkit")
+    ]
+
+
+# BuildKit's records (no buildx on the test engine, so these are the strings BuildKit writes).
+BUILDKIT_FORMS = [
+    {"CreatedBy": "RUN |1 SUB=y /bin/sh -c sh run.sh # buildkit"},
+    {"CreatedBy": "COPY seed.txt ./ # buildkit"},
+    {"CreatedBy": "RUN /bin/sh -c ls -la /vol && cat /vol/seed # buildkit"},
+    {"CreatedBy": "RUN |1 SUB=y /bin/sh -c echo x > $D/$SUB # buildkit"},
+    {"CreatedBy": "WORKDIR /data"},
+    {"CreatedBy": "ENV D=/data"},
+    {"CreatedBy": "VOLUME [/data /vol]"},
+]
+
+
+def test_history_resolves_workdir_env_and_build_args_in_buildkit_records():
+    report = check_history("img", [], BUILDKIT_FORMS)
+    assert [(f.step, f.kind, f.detail) for f in report.findings] == [
+        (4, "run", "/data/y"),
+        (6, "copy", "/data"),
+    ]
+    assert [(f.step, f.detail) for f in report.cannot_tell] == [(7, "sh run.sh")]
 
 
 def test_sidecar_adds_the_default_glob_only_when_no_path_is_given():
     assert tail_command(["--format", "raw"]) == ["tail", "--format", "raw", "/var/log/apache2/*.log"]
     assert tail_command(["/logs/*.log"]) == ["tail", "/logs/*.log"]
+    # an option's value is not a path when the caller parsed the paths out
+    assert tail_command(["--state-dir", "/s"], paths=()) == [
+        "tail",
+        "--state-dir",
+        "/s",
+        "/var/log/apache2/*.log",
+    ]
 
 
 def test_cli_default_sidecar_image_is_the_one_the_library_uses():

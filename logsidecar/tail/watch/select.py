@@ -10,6 +10,7 @@ The choice is said once, in `watcher_selected`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from logsidecar import events
@@ -38,7 +39,7 @@ def select_watcher(
     if mode is WatchMode.AUTO:
         for pattern in include:
             base = static_base(pattern)
-            while not base.exists() and base != base.parent:
+            while not os.path.exists(base) and base != base.parent:  # False for a directory we cannot enter
                 base = base.parent
             fs_types[str(base)] = filesystem_type(base)
         mode = WatchMode.POLL if any(needs_polling(t) for t in fs_types.values()) else WatchMode.INOTIFY
