@@ -117,6 +117,16 @@ def report(settings: Settings, *, lines: int) -> int:
     return 0 if followed else 1
 
 
+def _not_followed(prefix: str, failed: str, error: Refused | OSError) -> bool:
+    """Print why a step of opening a file failed (`failed`: what an OSError stopped); False when
+    the file-opening policy refused the file, True when it was only an I/O error."""
+    if isinstance(error, Refused):
+        _say(f"{prefix}refused, never followed: {safe(error.detail)}", fg="red")
+        return False
+    _say(f"{prefix}{failed}: {error.strerror}", fg="red")
+    return True
+
+
 def _report_file(
     path: str, policy: FilePolicy, selector: ParserSelector, settings: Settings, count: int
 ) -> bool:
@@ -125,12 +135,8 @@ def _report_file(
     shown = safe(path)
     try:
         stat = policy.inspect(path)
-    except Refused as refused:
-        _say(f"{shown}: refused, never followed: {safe(refused.detail)}", fg="red")
-        return False
-    except OSError as exc:
-        _say(f"{shown}: cannot stat: {exc.strerror}", fg="red")
-        return True
+    except (Refused, OSError) as exc:
+        return _not_followed(f"{shown}: ", "cannot stat", exc)
     _say(shown, bold=True, nl=False)
     _say(f"  ({stat.st_size} bytes)")
     if settings.ignore_older is not None and time.time() - stat.st_mtime > settings.ignore_older:
@@ -142,17 +148,12 @@ def _report_file(
     spec = selector.spec_for(path)
     try:
         fd, _ = policy.open_file(path)
-    except Refused as refused:
-        _say(f"  format: {safe(spec)}; refused, never followed: {safe(refused.detail)}", fg="red")
-        return False
-    except OSError as exc:
-        _say(f"  format: {safe(spec)}; cannot read: {exc.strerror}", fg="red")
-        return True
+    except (Refused, OSError) as exc:
+        return _not_followed(f"  format: {safe(spec)}; ", "cannot read", exc)
     try:
         sample, unfinished = last_lines(fd, count, settings.max_line_bytes)
     except OSError as exc:
-        _say(f"  format: {safe(spec)}; cannot read: {exc.strerror}", fg="red")
-        return True
+        return _not_followed(f"  format: {safe(spec)}; ", "cannot read", exc)
     finally:
         os.close(fd)
     parser = build_parser(spec, timezone=selector.timezone, path=path)

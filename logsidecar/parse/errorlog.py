@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from logsidecar.parse.base import parse_each, unparsed_record
 from logsidecar.parse.error_time import ErrorTimeParser
 from logsidecar.parse.escape import unescape_log_value
 from logsidecar.parse.fields import bounded_int
@@ -55,7 +56,6 @@ from logsidecar.record import (
     TIME_ORIGINAL,
     LogRecord,
     decode_text,
-    utcnow,
 )
 
 __all__ = ["ErrorLogParser", "ascii_digits", "split_host_port", "unparsed_record"]
@@ -114,15 +114,6 @@ def _is_ip_address(text: str) -> bool:
     return True
 
 
-def unparsed_record(
-    text: str, valid_utf8: bool, reason: str, format_name: str, observed: datetime
-) -> LogRecord:
-    attributes: dict[str, Any] = {FORMAT: format_name, PARSE_ERROR: reason}
-    if not valid_utf8:
-        attributes[INVALID_UTF8] = True
-    return LogRecord(body=text, attributes=attributes, observed_timestamp=observed)
-
-
 # --- the built-in formats ----------------------------------------------------------------------
 
 _DEFAULT_LINE = re.compile(
@@ -158,21 +149,7 @@ class ErrorLogParser:
         self._times = ErrorTimeParser(timezone)
 
     def parse(self, lines: Sequence[bytes]) -> list[LogRecord]:
-        observed = utcnow()
-        parse_line = self._parse_line
-        records: list[LogRecord] = []
-        append = records.append
-        for raw in lines:
-            try:
-                append(parse_line(raw, observed))
-            except Exception as exc:  # noqa: BLE001 - the contract: never raise on input
-                text, valid = decode_text(raw)
-                append(
-                    unparsed_record(
-                        text, valid, f"internal error: {type(exc).__name__}", self.format_name, observed
-                    )
-                )
-        return records
+        return parse_each(lines, self._parse_line, self.format_name)
 
     def parse_line(self, raw: bytes) -> LogRecord:
         """One line (convenience for tests and detection)."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from logsidecar.parse.base import FormatError
+from logsidecar.parse.base import FormatError, parse_each, unparsed_record
 from logsidecar.parse.error_time import ErrorTimeParser
 from logsidecar.parse.errorlog import (
     CLIENT_ADDRESS,
@@ -32,7 +32,6 @@ from logsidecar.parse.errorlog import (
     ErrorLogParser,
     ascii_digits,
     split_host_port,
-    unparsed_record,
 )
 from logsidecar.parse.errorlogformat import (
     NEVER_EMPTY,
@@ -44,7 +43,7 @@ from logsidecar.parse.escape import unescape_log_value
 from logsidecar.parse.fields import bounded_int, strftime_regex
 from logsidecar.parse.severity import apache_severity
 from logsidecar.parse.timestamps import parse_strftime
-from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, TIME_ORIGINAL, LogRecord, decode_text, utcnow
+from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, TIME_ORIGINAL, LogRecord, decode_text
 
 __all__ = ["ErrorLogFormatParser", "compile_errorlogformat"]
 
@@ -311,19 +310,7 @@ class ErrorLogFormatParser:
         return self._regex.pattern
 
     def parse(self, lines: Sequence[bytes]) -> list[LogRecord]:
-        observed = utcnow()
-        records: list[LogRecord] = []
-        for raw in lines:
-            try:
-                records.append(self._parse_line(raw, observed))
-            except Exception as exc:  # noqa: BLE001 - the contract: never raise on input
-                text, valid = decode_text(raw)
-                records.append(
-                    unparsed_record(
-                        text, valid, f"internal error: {type(exc).__name__}", self.format_name, observed
-                    )
-                )
-        return records
+        return parse_each(lines, self._parse_line, self.format_name)
 
     def _parse_line(self, raw: bytes, observed: datetime) -> LogRecord:
         text, valid = decode_text(raw)

@@ -19,14 +19,8 @@ case-insensitive, as in httpd. In literal text `\\\\`,
 `\\n`, `\\t`, `\\r` are escapes; any other backslash is kept. Invalid directives raise
 `FormatError` with the format shown and a caret under the bad directive.
 
-What httpd writes, per directive (mod_log_config.c, mod_logio.c): `ap_escape_logitem` escapes `"`,
-`\\` and non-printable/non-ASCII bytes in the text directives, never spaces (`%u`, `%U`, `%f`,
-headers, notes, env can hold them); `%a %A %p %P %s %b %B %D %T %k %X %L %I %O %S`, times and
-mod_ssl's values are not escaped. Any directive is `-` when its status condition is not met (the
-CLF time, strftime times and `%q` take `-` then); `%b` and `%^FB` write `-` for nothing, `%B` `0`;
-`%D %T` can be negative. A line ends with `\n` (a literal `\r` in the format is allowed before it).
-
-The meaning of each directive is in `fields.py`, the regexes built from it in `line_regex.py`.
+The meaning of each directive (and what httpd writes for it) is in `fields.py`, the regexes built
+from it in `line_regex.py`.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from logsidecar.parse.base import parse_each
 from logsidecar.parse.severity import severity_from_name
 from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, utcnow
 
@@ -90,21 +91,7 @@ class JsonParser:
         self.timezone = timezone
 
     def parse(self, lines: Sequence[bytes]) -> list[LogRecord]:
-        observed = utcnow()
-        records: list[LogRecord] = []
-        for raw in lines:
-            try:
-                records.append(self._parse_line(raw, observed))
-            except Exception as exc:  # noqa: BLE001 - the contract: never raise on input
-                text, valid = decode_text(raw)
-                attributes: dict[str, Any] = {
-                    FORMAT: self.format_name,
-                    PARSE_ERROR: f"internal error: {type(exc).__name__}",
-                }
-                if not valid:
-                    attributes[INVALID_UTF8] = True
-                records.append(LogRecord(body=text, attributes=attributes, observed_timestamp=observed))
-        return records
+        return parse_each(lines, self._parse_line, self.format_name)
 
     def _parse_line(self, raw: bytes, observed: datetime) -> LogRecord:
         text, valid = decode_text(raw)
