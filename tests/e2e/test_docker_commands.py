@@ -517,6 +517,45 @@ def test_sidecar_refuses_a_container_without_a_log_volume_as_attach_does(client,
     assert "/var/lib" not in out.stderr
 
 
+def test_a_sidecar_that_follows_no_file_is_unhealthy_and_its_health_log_says_why(
+    client, busybox, volume_image, demo_images
+):
+    """The target's logs are on a volume, but no file there matches: the sidecar is up and reads
+    nothing. Docker must report it unhealthy, with the waiting pattern and why in its health log; and
+    healthy once a log appears."""
+    target = _run(client, volume_image, "sidecar-idle", command=["sleep", "600"])
+    target.exec_run(["sh", "-c", "echo notes > /var/log/apache2/notes.txt"])
+    out = logsidecar("docker", "sidecar", target.name, "--format", "raw")
+    assert out.returncode == 0, out.stderr
+    sidecar = client.containers.get(f"logsidecar-{target.name}")
+
+    def health_is(status: str) -> dict | None:
+        sidecar.reload()
+        health = sidecar.attrs["State"].get("Health") or {}
+        return health if health.get("Status") == status else None
+
+    try:
+        # start period 10 s, then 3 failed probes 5 s apart: a bound from the sidecar's HEALTHCHECK
+        deadline = time.monotonic() + 10 + 3 * 5 + 30
+        while time.monotonic() < deadline and not health_is("unhealthy"):
+            time.sleep(1)
+        unhealthy = health_is("unhealthy")
+        assert unhealthy, sidecar.attrs["State"].get("Health")
+        output = unhealthy["Log"][-1]["Output"]
+        assert unhealthy["Log"][-1]["ExitCode"] == 1
+        assert (
+            "not ready: following 0 files; patterns waiting: /var/log/apache2/*.log (no file matches)"
+            in output
+        )
+        target.exec_run(["sh", "-c", "echo hello >> /var/log/apache2/access.log"])
+        deadline = time.monotonic() + 3 * 5 + 30
+        while time.monotonic() < deadline and not health_is("healthy"):
+            time.sleep(1)
+        assert health_is("healthy"), sidecar.attrs["State"].get("Health")
+    finally:
+        logsidecar("docker", "sidecar", "--remove", target.name)
+
+
 def test_the_documented_state_volume_lets_a_recreated_sidecar_resume(
     client, busybox, volume_image, demo_images
 ):
