@@ -17,7 +17,8 @@ Rules (see `HealthPolicy`):
 - unhealthy when the bytes behind grew over the last `stall_window_s` while not one record was
   delivered: a pipeline that stopped moving although there is work to do;
 - ready once the service has started, is not shutting down, follows at least one file, and is healthy.
-  While the configured files do not exist yet the service is alive but not ready.
+  While it follows no file the service is alive but not ready, and says why per input pattern (from
+  `Tailer.waiting_patterns`: no file matches, a directory on its path is unreadable, every match refused).
 
 Wiring (the lead's side):
     health = HealthMonitor(policy=HealthPolicy(unhealthy_after_s=60),
@@ -74,6 +75,7 @@ class HealthSnapshot:
     stopping: bool = False
     files_followed: int = 0
     bytes_behind: int = 0
+    waiting: Mapping[str, str] = field(default_factory=dict)  # input pattern -> why no file is followed
     sinks: Mapping[str, SinkStatus] = field(default_factory=dict)
     history: tuple[LagSample, ...] = ()  # oldest first; the last one is taken at `now`
 
@@ -113,6 +115,9 @@ def assess_readiness(snapshot: HealthSnapshot, policy: HealthPolicy) -> Verdict:
         reasons: tuple[str, ...] = ("starting",)
     elif snapshot.stopping:
         reasons = ("shutting down",)
+    elif snapshot.files_followed == 0 and snapshot.waiting:
+        waiting = "; ".join(f"{pattern} ({why})" for pattern, why in sorted(snapshot.waiting.items()))
+        reasons = (f"following 0 files; patterns waiting: {waiting}",)
     elif snapshot.files_followed == 0:
         reasons = ("no file followed yet (waiting for files matching the inputs)",)
     else:
@@ -163,6 +168,7 @@ def _details(snapshot: HealthSnapshot) -> dict[str, Any]:
     return {
         "files_followed": snapshot.files_followed,
         "bytes_behind": snapshot.bytes_behind,
+        "waiting": dict(sorted(snapshot.waiting.items())),
         "sinks": {
             name: {
                 "failing_for_s": None
@@ -191,11 +197,13 @@ class HealthMonitor:
         clock: Clock = time.monotonic,
         bytes_behind: Callable[[], int] = _zero,
         files_followed: Callable[[], int] = _zero,
+        waiting: Callable[[], Mapping[str, str]] = dict,
     ) -> None:
         self.policy = policy or HealthPolicy()
         self._clock = clock
         self._bytes_behind = bytes_behind
         self._files_followed = files_followed
+        self._waiting = waiting
         self._lock = threading.Lock()
         self._started = False
         self._stopping = False
@@ -275,6 +283,7 @@ class HealthMonitor:
     def snapshot(self) -> HealthSnapshot:
         sample = self.sample()
         files = _safe_int(self._files_followed)
+        waiting = _safe_waiting(self._waiting)
         with self._lock:
             return HealthSnapshot(
                 now=sample.at,
@@ -282,6 +291,7 @@ class HealthMonitor:
                 stopping=self._stopping,
                 files_followed=files,
                 bytes_behind=sample.bytes_behind,
+                waiting=waiting,
                 sinks=dict(self._sinks),
                 history=tuple(self._history),
             )
@@ -311,3 +321,10 @@ def _safe_int(read: Callable[[], int]) -> int:
         return int(read())
     except Exception:  # noqa: BLE001 - a broken probe must not make health crash; it reads as zero
         return 0
+
+
+def _safe_waiting(read: Callable[[], Mapping[str, str]]) -> dict[str, str]:
+    try:
+        return {str(k): str(v) for k, v in read().items()}
+    except Exception:  # noqa: BLE001 - a broken probe must not make health crash; nothing waits
+        return {}

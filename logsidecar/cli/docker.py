@@ -304,6 +304,11 @@ def _human_age(age_s: float | None) -> str:
     help="With --prune, remove named volumes that still hold data too (kept by default).",
 )
 @click.option(
+    "--prune-dirs",
+    is_flag=True,
+    help="Also remove leaked bind directories (their container is gone) that are empty; never one that holds data.",
+)
+@click.option(
     "--filter",
     "filters",
     multiple=True,
@@ -312,10 +317,17 @@ def _human_age(age_s: float | None) -> str:
 )
 @click.pass_context
 def audit(
-    ctx: click.Context, as_json: bool, prune: bool, yes: bool, include_named: bool, filters: tuple[str, ...]
+    ctx: click.Context,
+    as_json: bool,
+    prune: bool,
+    yes: bool,
+    include_named: bool,
+    prune_dirs: bool,
+    filters: tuple[str, ...],
 ) -> None:
     """List volumes no container references, anonymous leftovers, and engine-created bind directories."""
     from logsidecar.containers import audit as audit_mod
+    from logsidecar.containers import audit_seen
 
     client = _client(ctx)
     engine_filters: dict[str, list[str]] = {}
@@ -325,8 +337,16 @@ def audit(
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--filter")
         engine_filters.setdefault(key, []).append(value)
     volumes = audit_mod.unused_volumes(client, filters=engine_filters)
-    dirs = [
-        d for d in audit_mod.engine_created_bind_dirs(client) if audit_mod.bind_dir_matches(d, engine_filters)
+    all_dirs = audit_mod.engine_created_bind_dirs(client)
+    dirs = [d for d in all_dirs if audit_mod.bind_dir_matches(d, engine_filters)]
+    leaked = [
+        d
+        for d in audit_seen.remember_and_find_leaked(
+            audit_seen.seen_file(),
+            [(d.path, d.container, d.container_id) for d in all_dirs],
+            audit_mod.live_container_ids(client),
+        )
+        if audit_mod.bind_dir_matches(d, engine_filters)
     ]
     if as_json:
         click.echo(
@@ -336,6 +356,7 @@ def audit(
                     "engine_created_bind_dirs": [
                         {k: v for k, v in d.to_dict().items() if k != "labels"} for d in dirs
                     ],
+                    "leaked_bind_dirs": [d.to_dict() for d in leaked],
                 },
                 indent=2,
             )
@@ -353,6 +374,16 @@ def audit(
         )
         for d in dirs:
             click.echo(f"  {d.path}  (container {d.container})")
+        click.echo(f"{len(leaked)} leaked bind director(y/ies): created by the engine, container gone:")
+        for ld in leaked:
+            click.echo(f"  {ld.path}  (container {ld.container} {ld.container_id[:12]}, gone; {ld.state()})")
+    if prune_dirs:
+        for ld in leaked:
+            removed_dir, why_not = audit_mod.remove_leaked_dir(ld)
+            if removed_dir:
+                click.echo(f"removed directory {ld.path}", err=as_json)
+            elif why_not:
+                click.echo(f"kept directory {ld.path}: {why_not}", err=True)
     if not prune or not volumes:
         return
     names, kept_named = audit_mod.prune_plan(volumes, include_named)

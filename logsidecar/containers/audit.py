@@ -9,7 +9,10 @@ engine created on its own.
   the container's creation: a heuristic (the engine leaves no other trace), so it is reported, never pruned.
 - Our own state volumes (`containers.state`, label `io.logsidecar.state-for`) are named as such, with
   the container whose sidecar kept its checkpoints there: a leftover of ours, not a mystery.
-- `--filter` applies to both: to volumes through the engine's filter, to bind directories as the same
+- A *leaked bind directory*: an engine-created one whose container is gone. The engine forgets it,
+  so audit remembers what it saw (`containers.audit_seen`). Reported, never pruned unless asked
+  (`--prune-dirs`), and then only when empty.
+- `--filter` applies to all: to volumes through the engine's filter, to bind directories as the same
   keys mean there (name= a part of the path, label= a label of the container).
 - Pruning keeps named volumes that still hold data unless asked (`include_named`): a name is someone's
   intent, and data in it may be the only copy; anonymous and empty named volumes go.
@@ -23,6 +26,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from logsidecar.containers.audit_seen import LeakedDir
 from logsidecar.containers.metadata import is_anonymous_volume_name
 from logsidecar.containers.state import state_owner
 
@@ -48,6 +52,7 @@ class EngineCreatedDir:
     path: str
     container: str
     labels: dict[str, str] | None = None  # the container's
+    container_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,16 +146,24 @@ def engine_created_bind_dirs(client: Any) -> list[EngineCreatedDir]:
                 names = summary.get("Names") or [summary["Id"][:12]]
                 found.append(
                     EngineCreatedDir(
-                        path=source, container=names[0].lstrip("/"), labels=summary.get("Labels") or {}
+                        path=source,
+                        container=names[0].lstrip("/"),
+                        labels=summary.get("Labels") or {},
+                        container_id=summary["Id"],
                     )
                 )
     return found
 
 
-def bind_dir_matches(found: EngineCreatedDir, filters: dict[str, list[str]]) -> bool:
+def live_container_ids(client: Any) -> set[str]:
+    return {summary["Id"] for summary in client.api.containers(all=True)}
+
+
+def bind_dir_matches(found: EngineCreatedDir | LeakedDir, filters: dict[str, list[str]]) -> bool:
     """The engine's volume filter keys, as they apply to a bind directory: every key must match one
-    of its values (name=: a part of the path; label=KEY or KEY=VALUE: the container's labels)."""
-    labels = found.labels or {}
+    of its values (name=: a part of the path; label=KEY or KEY=VALUE: the container's labels; a
+    leaked directory's container is gone, and with it its labels)."""
+    labels = (found.labels if isinstance(found, EngineCreatedDir) else None) or {}
     for key, values in filters.items():
         if key == "name" and not any(v in found.path for v in values):
             return False
@@ -189,3 +202,14 @@ def prune_volumes(client: Any, names: list[str]) -> tuple[list[str], list[tuple[
         except Exception as exc:  # noqa: BLE001 - report and go on with the others
             kept.append((name, str(exc)))
     return removed, kept
+
+
+def remove_leaked_dir(leaked: LeakedDir) -> tuple[bool, str | None]:
+    """(removed, why not): only an empty directory goes (rmdir); data in it may be the only copy."""
+    if not leaked.exists:
+        return False, None
+    try:
+        os.rmdir(leaked.path)
+    except OSError as exc:
+        return False, f"{exc.strerror or exc} (only an empty directory is removed)"
+    return True, None

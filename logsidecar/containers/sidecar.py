@@ -53,6 +53,23 @@ def log_locations(target_attrs: dict[str, Any], paths: Sequence[str]) -> list[Ho
     return [resolve_log_dir(target_attrs, directory) for directory in directories]
 
 
+_S = 1_000_000_000  # the engine's health durations are in nanoseconds
+# A sidecar exists to read its target's logs: its health is readiness (/readyz), so one that follows no
+# file is unhealthy and its health log says which patterns wait and why (no match, refused,
+# unreadable). The image's own HEALTHCHECK asks liveness: a hand-run image may wait for logs to come.
+SIDECAR_HEALTHCHECK = {
+    "test": [
+        "CMD-SHELL",
+        'if [ -n "${LOGSIDECAR_HTTP_ADDR:-}" ]; then exec logsidecar health --ready; '
+        "else exec python3 -c \"import sys; sys.exit(b'logsidecar' not in open('/proc/1/cmdline', 'rb').read())\"; fi",
+    ],
+    "interval": 5 * _S,
+    "timeout": 5 * _S,
+    "retries": 3,
+    "start_period": 10 * _S,
+}
+
+
 def start_sidecar(
     client: Any,
     target: Any,
@@ -110,6 +127,7 @@ def start_sidecar(
             environment=environment or {},
             network=network,
             group_add=group_add or None,
+            healthcheck=SIDECAR_HEALTHCHECK,
         )
     except docker.errors.APIError as exc:
         if state_created:

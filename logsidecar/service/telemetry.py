@@ -48,6 +48,9 @@ class LiveRun:
     def file_stats(self) -> Any:
         return self.tailer.stats() if self.tailer is not None else ()
 
+    def waiting_patterns(self) -> dict[str, str]:
+        return self.tailer.waiting_patterns() if self.tailer is not None else {}
+
     def queue_depth(self) -> int:
         return self.pipeline.queue_depth() if self.pipeline is not None else 0
 
@@ -78,6 +81,7 @@ class Telemetry:
             policy=HealthPolicy(unhealthy_after_s=settings.unhealthy_after),
             bytes_behind=live.total_bytes_behind,
             files_followed=live.files_watched,
+            waiting=running.waiting_patterns,
         )
         self.metrics = Metrics(live=live, health=self.health)
         self._unsubscribe: list[Callable[[], None]] = []

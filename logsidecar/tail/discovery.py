@@ -89,6 +89,8 @@ class PathMatcher:
         self._exclude_res = [translate_glob(p) for p in self.exclude]
         self._waiting_said: set[str] = set()
         self._blocked: dict[str, str] = {}  # pattern -> the directory that keeps it from matching
+        self._blocked_why: dict[str, str] = {}  # pattern -> why that directory blocks it
+        self._matched: dict[str, list[str]] = {}  # pattern -> what it matched at the last scan
 
     def wants(self, path: str) -> bool:
         path = os.path.abspath(path)
@@ -145,11 +147,13 @@ class PathMatcher:
         directory; say when it is readable again. The pattern keeps being scanned either way."""
         before = self._blocked.get(pattern)
         if blocked is None:
+            self._blocked_why.pop(pattern, None)
             if before is not None:
                 del self._blocked[pattern]
                 events.emit(Event.FILE_RECOVERED, path=before, kind="directory_unreadable", pattern=pattern)
             return
         directory, error = blocked
+        self._blocked_why[pattern] = error
         if before != directory:
             self._blocked[pattern] = directory
             self._waiting_said.add(pattern)  # the warning says more than file_waiting would
@@ -162,8 +166,17 @@ class PathMatcher:
                 "(r-x) permission on it, or run as a user that has it; retried at every scan",
             )
 
+    def matched(self, pattern: str) -> list[str]:
+        """What `pattern` matched at the last scan (excludes removed)."""
+        return self._matched.get(pattern, [])
+
+    def blocked_why(self, pattern: str) -> str | None:
+        """Why an unreadable directory keeps `pattern` from matching, at the last scan; None if nothing does."""
+        return self._blocked_why.get(pattern)
+
     def _kept(self, pattern: str, matches: list[str]) -> list[str]:
         matches = [m for m in matches if not self.excluded(m)]
+        self._matched[pattern] = matches
         if not matches and pattern not in self._waiting_said:
             # Said once per pattern: a path briefly missing during a rotation is not news, and a
             # followed file that goes away is reported as rotated/drained by the tailer.

@@ -47,6 +47,10 @@ class PathReports:
             self.counters.files_refused += 1
             self._said[refused.path] = refused.reason  # followed later: file_recovered, once
 
+    def problem(self, path: str) -> str | None:
+        """The error kind or refusal reason said for `path` and not yet recovered."""
+        return self._said.get(path)
+
     def recovered(self, path: str) -> None:
         if self._said.pop(path, None) is not None:
             events.emit(Event.FILE_RECOVERED, path=path)

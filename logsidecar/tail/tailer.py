@@ -130,6 +130,7 @@ class Tailer:
         self.fs = FsAccess()
         self.files = FileSet()
         reports = PathReports(self.policy, self.counters)
+        self.reports = reports
         readers = ReaderFactory(options, self.fs)
         siblings = SiblingSearch(options, self.policy, reports)
         self.schedule = CheckpointSchedule(options, self.checkpoints, self.files)
@@ -300,6 +301,26 @@ class Tailer:
     def leftovers(self) -> list[dict[str, object]]:
         """What is left after the acknowledged offsets, per followed file (see `drain.leftovers`)."""
         return drain.leftovers(self.files)
+
+    def waiting_patterns(self) -> dict[str, str]:
+        """{pattern: why it has no followed file}: "no file matches", "unreadable: ..." (a directory
+        on its path cannot be entered or listed), or "refused: ..." (every match refused or failing)."""
+        followed = {tracked.reader.path for tracked in self.files.values()}
+        waiting = {}
+        for pattern in self.matcher.include:
+            matches = self.matcher.matched(pattern)
+            if any(m in followed for m in matches):
+                continue
+            blocked = self.matcher.blocked_why(pattern)
+            if blocked:
+                waiting[pattern] = f"unreadable: {blocked}"
+            elif not matches:
+                waiting[pattern] = "no file matches"
+            else:
+                shown = ", ".join(f"{m} ({self.reports.problem(m) or 'not opened yet'})" for m in matches[:3])
+                more = f" and {len(matches) - 3} more" if len(matches) > 3 else ""
+                waiting[pattern] = f"refused: {shown}{more}"
+        return waiting
 
     def stats(self) -> dict[str, object]:
         """{"files": [per-file dicts], "counters": totals, "watcher": mechanism}.

@@ -517,6 +517,45 @@ def test_sidecar_refuses_a_container_without_a_log_volume_as_attach_does(client,
     assert "/var/lib" not in out.stderr
 
 
+def test_a_sidecar_that_follows_no_file_is_unhealthy_and_its_health_log_says_why(
+    client, busybox, volume_image, demo_images
+):
+    """The target's logs are on a volume, but no file there matches: the sidecar is up and reads
+    nothing. Docker must report it unhealthy, with the waiting pattern and why in its health log; and
+    healthy once a log appears."""
+    target = _run(client, volume_image, "sidecar-idle", command=["sleep", "600"])
+    target.exec_run(["sh", "-c", "echo notes > /var/log/apache2/notes.txt"])
+    out = logsidecar("docker", "sidecar", target.name, "--format", "raw")
+    assert out.returncode == 0, out.stderr
+    sidecar = client.containers.get(f"logsidecar-{target.name}")
+
+    def health_is(status: str) -> dict | None:
+        sidecar.reload()
+        health = sidecar.attrs["State"].get("Health") or {}
+        return health if health.get("Status") == status else None
+
+    try:
+        # start period 10 s, then 3 failed probes 5 s apart: a bound from the sidecar's HEALTHCHECK
+        deadline = time.monotonic() + 10 + 3 * 5 + 30
+        while time.monotonic() < deadline and not health_is("unhealthy"):
+            time.sleep(1)
+        unhealthy = health_is("unhealthy")
+        assert unhealthy, sidecar.attrs["State"].get("Health")
+        output = unhealthy["Log"][-1]["Output"]
+        assert unhealthy["Log"][-1]["ExitCode"] == 1
+        assert (
+            "not ready: following 0 files; patterns waiting: /var/log/apache2/*.log (no file matches)"
+            in output
+        )
+        target.exec_run(["sh", "-c", "echo hello >> /var/log/apache2/access.log"])
+        deadline = time.monotonic() + 3 * 5 + 30
+        while time.monotonic() < deadline and not health_is("healthy"):
+            time.sleep(1)
+        assert health_is("healthy"), sidecar.attrs["State"].get("Health")
+    finally:
+        logsidecar("docker", "sidecar", "--remove", target.name)
+
+
 def test_the_documented_state_volume_lets_a_recreated_sidecar_resume(
     client, busybox, volume_image, demo_images
 ):
@@ -723,6 +762,56 @@ def test_audit_filter_applies_to_engine_created_bind_directories(client, busybox
     assert listed("--filter", f"label=io.logsidecar.test-run={RUN}") == [str(made)]
     assert str(made) not in listed("--filter", f"name=something-else-{RUN}")
     assert str(made) not in listed("--filter", "label=io.logsidecar.test-run=another-run")
+
+
+def test_audit_reports_a_bind_directory_whose_container_is_gone(client, busybox, tmp_path):
+    made = tmp_path / f"leaked-by-engine-{RUN}"  # missing: the engine creates it, root-owned and empty
+    kept = tmp_path / f"kept-by-engine-{RUN}"
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    filters = ("--filter", f"name={tmp_path}/")
+    gone = _run(
+        client,
+        busybox,
+        "leaker",
+        command=["sleep", "600"],
+        volumes={str(made): {"bind": "/logs", "mode": "rw"}},
+    )
+    _run(client, busybox, "keeper", command=["sleep", "600"], volumes={str(kept): {"bind": "/logs", "mode": "rw"}})  # fmt: skip
+
+    def audit(*only: str) -> dict:
+        out = logsidecar("docker", "audit", "--json", *(only or filters), env=env)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    first = audit()
+    assert sorted(d["path"] for d in first["engine_created_bind_dirs"]) == sorted([str(made), str(kept)])
+    assert first["leaked_bind_dirs"] == []
+    record = tmp_path / "state/logsidecar/audit-seen.json"
+    assert record.stat().st_mode & 0o777 == 0o600
+    gone_id = gone.id
+    gone.exec_run(["sh", "-c", "echo data > /logs/x.log"])
+    gone.remove(force=True)
+
+    after = audit()
+    assert [d["path"] for d in after["engine_created_bind_dirs"]] == [str(kept)]
+    assert after["leaked_bind_dirs"] == [
+        {"path": str(made), "container": gone.name, "container_id": gone_id,
+         "first_seen": after["leaked_bind_dirs"][0]["first_seen"], "exists": True, "holds_data": True}
+    ]  # fmt: skip
+    assert audit("--filter", f"name=something-else-{RUN}")["leaked_bind_dirs"] == []
+    assert audit("--filter", f"label=io.logsidecar.test-run={RUN}")["leaked_bind_dirs"] == []  # labels gone
+    text = logsidecar("docker", "audit", *filters, env=env).stdout
+    assert f"{made}  (container {gone.name} {gone_id[:12]}, gone; exists, holds data)" in text, text
+    # --prune never touches host directories; --prune-dirs removes only an empty one
+    logsidecar("docker", "audit", "--prune", "--yes", *filters, env=env)
+    assert made.is_dir()
+    pruned = logsidecar("docker", "audit", "--prune-dirs", *filters, env=env)
+    assert f"kept directory {made}" in pruned.stderr and (made / "x.log").exists(), pruned.stderr
+    client.containers.run(busybox, ["rm", "/logs/x.log"], volumes={str(made): {"bind": "/logs", "mode": "rw"}},
+                          labels=LABEL, remove=True)  # fmt: skip
+    pruned = logsidecar("docker", "audit", "--prune-dirs", *filters, env=env)
+    assert f"removed directory {made}" in pruned.stdout, pruned.stdout + pruned.stderr
+    assert not made.exists()
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -438,3 +439,61 @@ def test_no_input_at_all_is_a_usage_error(tmp_path: Path) -> None:
 
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def test_readyz_names_each_waiting_pattern_and_why_until_a_file_is_followed(tmp_path: Path) -> None:
+    """A run that can read nothing is not ready, and says why per pattern: no match, every match
+    refused, a directory it cannot list. As root a chmod 000 directory is still listable: the run
+    drops the override capabilities for real (setpriv on the bounding set, inherited by the exec)."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv to drop CAP_DAC_OVERRIDE")
+    empty, locked, links = tmp_path / "empty", tmp_path / "locked", tmp_path / "links"
+    for directory in (empty, locked, links):
+        directory.mkdir()
+    (links / "access.log").symlink_to("/dev/stdout")  # as the official httpd image ships it
+    (locked / "access.log").write_text(access_line(1) + "\n")
+    locked.chmod(0)
+    port = free_port()
+    caps = "-dac_override,-dac_read_search"
+    process = TailProcess(
+        ["--http-addr", f"127.0.0.1:{port}", "--format", "combined",
+         str(empty / "*.log"), str(locked / "*.log"), str(links / "*.log")],
+        state_dir=tmp_path / "state", stderr_path=tmp_path / "tail.stderr",
+        command_prefix=["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"],
+    ).start()  # fmt: skip
+    try:
+
+        def not_ready() -> dict[str, Any] | None:
+            try:
+                status, body = http_get(f"http://127.0.0.1:{port}/readyz")
+            except OSError:
+                return None
+            verdict = json.loads(body)
+            return verdict if status == 503 and len(verdict.get("waiting", {})) == 3 else None
+
+        verdict = wait_for(not_ready, 30, message="/readyz 503 with three waiting patterns")
+        health = subprocess.run(
+            [sys.executable, "-m", "logsidecar", "health", "--ready", "--url", f"http://127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=30, cwd=REPO,
+        )  # fmt: skip
+        (empty / "site.log").write_text(access_line(2) + "\n")
+        wait_for(lambda: process.count() == 1, 30, message="the new file's line")
+        ready_status, ready_body = http_get(f"http://127.0.0.1:{port}/readyz")
+    finally:
+        process.terminate()
+        locked.chmod(0o755)
+    assert verdict["waiting"] == {
+        str(empty / "*.log"): "no file matches",
+        str(locked / "*.log"): f"unreadable: cannot list {locked} (Permission denied)",
+        str(links / "*.log"): f"refused: {links / 'access.log'} (own_output)",
+    }
+    reason = verdict["reasons"][0]
+    assert reason.startswith("following 0 files; patterns waiting: ")
+    assert all(f"{pattern} ({why})" in reason for pattern, why in verdict["waiting"].items())
+    assert health.returncode == 1, health.stdout + health.stderr
+    assert health.stdout.strip() == verdict["summary"] == f"not ready: {reason}"
+    assert ready_status == 200, ready_body
+    assert json.loads(ready_body)["waiting"] == {
+        str(locked / "*.log"): f"unreadable: cannot list {locked} (Permission denied)",
+        str(links / "*.log"): f"refused: {links / 'access.log'} (own_output)",
+    }  # one file followed: ready, and still saying what waits

@@ -106,6 +106,19 @@ def test_not_ready_before_start_while_stopping_and_without_files() -> None:
     )
 
 
+def test_not_ready_without_files_names_each_waiting_pattern_and_why() -> None:
+    waiting = {"/b/*.log": "unreadable: cannot list /b (Permission denied)", "/a/*.log": "no file matches"}
+    verdict = assess_readiness(HealthSnapshot(now=0.0, files_followed=0, waiting=waiting), POLICY)
+    assert verdict.summary == (
+        "not ready: following 0 files; patterns waiting: /a/*.log (no file matches); "
+        "/b/*.log (unreadable: cannot list /b (Permission denied))"
+    )
+    assert verdict.to_json()["waiting"] == waiting
+    # a pattern waiting while another is followed: ready, and the body still says what waits
+    ready = assess_readiness(HealthSnapshot(now=0.0, files_followed=1, waiting=waiting), POLICY)
+    assert ready.ok and ready.to_json()["waiting"] == waiting
+
+
 def test_ready_once_started_and_following_files() -> None:
     verdict = assess_readiness(HealthSnapshot(now=0.0, files_followed=1), POLICY)
     assert verdict.ok
@@ -130,6 +143,7 @@ def test_verdict_json_explains_the_state() -> None:
         "reasons": [],
         "files_followed": 3,
         "bytes_behind": 42,
+        "waiting": {},
         "sinks": {
             "otlp": {
                 "failing_for_s": 10.0,
