@@ -84,12 +84,8 @@ class SiblingSearch:
             return None
         for candidate in names:
             candidate_path = os.path.join(directory, candidate)
-            try:
-                st = self.policy.inspect(candidate_path)
-            except Refused as refused:
-                self.reports.refused(refused)
-                continue
-            except OSError:
+            st = self.inspect(candidate_path)
+            if st is None:
                 continue
             inode = Inode.of(st)
             if inode in exclude_inodes or st.st_size < min_size:
@@ -100,13 +96,10 @@ class SiblingSearch:
                 and fingerprint.length < self.options.fingerprint_bytes
             ):
                 continue
-            try:
-                fd, st = self.policy.open_file(candidate_path)
-            except Refused as refused:
-                self.reports.refused(refused)
+            opened = self.open(candidate_path)
+            if opened is None:
                 continue
-            except OSError:
-                continue
+            fd, st = opened
             try:
                 head = os.pread(fd, fingerprint.length, 0)
             except OSError:
@@ -115,6 +108,27 @@ class SiblingSearch:
             if StoredFingerprint.of(head) == fingerprint:
                 return fd, candidate_path, st, head
             os.close(fd)
+        return None
+
+    def inspect(self, path: str) -> os.stat_result | None:
+        """The policy's stat of a sibling; None when refused (reported once) or gone (not an error:
+        siblings come and go with rotations)."""
+        try:
+            return self.policy.inspect(path)
+        except Refused as refused:
+            self.reports.refused(refused)
+        except OSError:
+            pass
+        return None
+
+    def open(self, path: str) -> tuple[int, os.stat_result] | None:
+        """A sibling opened under the policy; None as for `inspect`."""
+        try:
+            return self.policy.open_file(path)
+        except Refused as refused:
+            self.reports.refused(refused)
+        except OSError:
+            pass
         return None
 
     def names(self, directory: str, name: str) -> list[str]:
