@@ -212,21 +212,25 @@ class CopyTruncate:
             return leftover
         new_key = new_file_key(st.st_dev, st.st_ino)
         successor = self.readers.make(reader.hand_over(), reader.path, st, new_key, fingerprint, 0)
-        if copy is not None:
-            copy_fd, copy_path, copy_st, _ = copy
-            reader.continue_in(copy_fd, copy_path, copy_st)
-            self.retention.mark_rotated(key, tracked, is_rotation=False)
-            self.counters.copytruncate_recovered += 1
-            self.schedule.track(reader)
+
+        def truncated(**outcome: object) -> None:
+            """`file_truncated` for this generation change, with how the old tail went."""
             events.emit(
                 Event.FILE_TRUNCATED,
                 path=successor.path,
                 file_key=key,
                 new_file_key=new_key,
                 offset=old_offset,
-                recovered=True,
-                copy_path=copy_path,
+                **outcome,
             )
+
+        if copy is not None:
+            copy_fd, copy_path, copy_st, _ = copy
+            reader.continue_in(copy_fd, copy_path, copy_st)
+            self.retention.mark_rotated(key, tracked, is_rotation=False)
+            self.counters.copytruncate_recovered += 1
+            self.schedule.track(reader)
+            truncated(recovered=True, copy_path=copy_path)
             events.emit(
                 Event.COPYTRUNCATE_RECOVERED,
                 path=successor.path,
@@ -242,15 +246,7 @@ class CopyTruncate:
             self.counters.bytes_possibly_lost += lost
             reader.flush_partial(leftover)
             self.files.pop(key)
-            events.emit(
-                Event.FILE_TRUNCATED,
-                path=successor.path,
-                file_key=key,
-                new_file_key=new_key,
-                offset=old_offset,
-                recovered=False,
-                bytes_known_lost=lost,
-            )
+            truncated(recovered=False, bytes_known_lost=lost)
         self.files.add(TrackedFile(successor))
         self.schedule.track(successor)
         self.schedule.persist_identities_soon()
