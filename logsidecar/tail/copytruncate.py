@@ -21,8 +21,9 @@ nothing; when polling: at most poll_interval_s of writes). Such losses are count
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from logsidecar import events
 from logsidecar.events import Event
@@ -41,6 +42,8 @@ from logsidecar.tail.retention import Retention
 # copy loses the whole file. Two logs in one directory can start with the same probe line in the same
 # second, so one line (~200 bytes) is not enough evidence: ask for several.
 COPY_MIN_MATCH_BYTES = 512
+
+T = TypeVar("T")
 
 SiblingCopy = tuple[int, str, os.stat_result, bytes]  # descriptor, path, its stat, its first bytes
 
@@ -111,24 +114,20 @@ class SiblingSearch:
         return None
 
     def inspect(self, path: str) -> os.stat_result | None:
-        """The policy's stat of a sibling; None when refused (reported once) or gone (not an error:
-        siblings come and go with rotations)."""
-        try:
-            return self.policy.inspect(path)
-        except Refused as refused:
-            self.reports.refused(refused)
-        except OSError:
-            pass
-        return None
+        """The policy's stat of a sibling; None when refused (reported once) or gone."""
+        return self._under_policy(self.policy.inspect, path)
 
     def open(self, path: str) -> tuple[int, os.stat_result] | None:
         """A sibling opened under the policy; None as for `inspect`."""
+        return self._under_policy(self.policy.open_file, path)
+
+    def _under_policy(self, call: Callable[[str], T], path: str) -> T | None:
         try:
-            return self.policy.open_file(path)
+            return call(path)
         except Refused as refused:
             self.reports.refused(refused)
         except OSError:
-            pass
+            pass  # not an error: siblings come and go with rotations
         return None
 
     def names(self, directory: str, name: str) -> list[str]:
