@@ -21,8 +21,9 @@ nothing; when polling: at most poll_interval_s of writes). Such losses are count
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from logsidecar import events
 from logsidecar.events import Event
@@ -41,6 +42,8 @@ from logsidecar.tail.retention import Retention
 # copy loses the whole file. Two logs in one directory can start with the same probe line in the same
 # second, so one line (~200 bytes) is not enough evidence: ask for several.
 COPY_MIN_MATCH_BYTES = 512
+
+T = TypeVar("T")
 
 SiblingCopy = tuple[int, str, os.stat_result, bytes]  # descriptor, path, its stat, its first bytes
 
@@ -84,12 +87,8 @@ class SiblingSearch:
             return None
         for candidate in names:
             candidate_path = os.path.join(directory, candidate)
-            try:
-                st = self.policy.inspect(candidate_path)
-            except Refused as refused:
-                self.reports.refused(refused)
-                continue
-            except OSError:
+            st = self.inspect(candidate_path)
+            if st is None:
                 continue
             inode = Inode.of(st)
             if inode in exclude_inodes or st.st_size < min_size:
@@ -100,13 +99,10 @@ class SiblingSearch:
                 and fingerprint.length < self.options.fingerprint_bytes
             ):
                 continue
-            try:
-                fd, st = self.policy.open_file(candidate_path)
-            except Refused as refused:
-                self.reports.refused(refused)
+            opened = self.open(candidate_path)
+            if opened is None:
                 continue
-            except OSError:
-                continue
+            fd, st = opened
             try:
                 head = os.pread(fd, fingerprint.length, 0)
             except OSError:
@@ -115,6 +111,23 @@ class SiblingSearch:
             if StoredFingerprint.of(head) == fingerprint:
                 return fd, candidate_path, st, head
             os.close(fd)
+        return None
+
+    def inspect(self, path: str) -> os.stat_result | None:
+        """The policy's stat of a sibling; None when refused (reported once) or gone."""
+        return self._under_policy(self.policy.inspect, path)
+
+    def open(self, path: str) -> tuple[int, os.stat_result] | None:
+        """A sibling opened under the policy; None as for `inspect`."""
+        return self._under_policy(self.policy.open_file, path)
+
+    def _under_policy(self, call: Callable[[str], T], path: str) -> T | None:
+        try:
+            return call(path)
+        except Refused as refused:
+            self.reports.refused(refused)
+        except OSError:
+            pass  # not an error: siblings come and go with rotations
         return None
 
     def names(self, directory: str, name: str) -> list[str]:
@@ -198,21 +211,25 @@ class CopyTruncate:
             return leftover
         new_key = new_file_key(st.st_dev, st.st_ino)
         successor = self.readers.make(reader.hand_over(), reader.path, st, new_key, fingerprint, 0)
-        if copy is not None:
-            copy_fd, copy_path, copy_st, _ = copy
-            reader.continue_in(copy_fd, copy_path, copy_st)
-            self.retention.mark_rotated(key, tracked, is_rotation=False)
-            self.counters.copytruncate_recovered += 1
-            self.schedule.track(reader)
+
+        def truncated(**outcome: object) -> None:
+            """`file_truncated` for this generation change, with how the old tail went."""
             events.emit(
                 Event.FILE_TRUNCATED,
                 path=successor.path,
                 file_key=key,
                 new_file_key=new_key,
                 offset=old_offset,
-                recovered=True,
-                copy_path=copy_path,
+                **outcome,
             )
+
+        if copy is not None:
+            copy_fd, copy_path, copy_st, _ = copy
+            reader.continue_in(copy_fd, copy_path, copy_st)
+            self.retention.mark_rotated(key, tracked, is_rotation=False)
+            self.counters.copytruncate_recovered += 1
+            self.schedule.track(reader)
+            truncated(recovered=True, copy_path=copy_path)
             events.emit(
                 Event.COPYTRUNCATE_RECOVERED,
                 path=successor.path,
@@ -228,15 +245,7 @@ class CopyTruncate:
             self.counters.bytes_possibly_lost += lost
             reader.flush_partial(leftover)
             self.files.pop(key)
-            events.emit(
-                Event.FILE_TRUNCATED,
-                path=successor.path,
-                file_key=key,
-                new_file_key=new_key,
-                offset=old_offset,
-                recovered=False,
-                bytes_known_lost=lost,
-            )
+            truncated(recovered=False, bytes_known_lost=lost)
         self.files.add(TrackedFile(successor))
         self.schedule.track(successor)
         self.schedule.persist_identities_soon()

@@ -84,11 +84,8 @@ class FileOpener:
             except Stalled as error:
                 stalled_mounts.add(error.mount)
                 continue
-            except Refused as refused:
-                self.reports.refused(refused)
-                continue
-            except OSError as error:
-                self.reports.error(path, error)
+            except (Refused, OSError) as error:
+                self._report(path, error)
                 continue
             present.setdefault(Inode.of(st), path)
         if stalled_mounts:
@@ -133,11 +130,8 @@ class FileOpener:
                 fd, st = await self.fs.call(path, "open", self.policy.open_file, path)
             except (FileNotFoundError, Stalled):
                 continue
-            except Refused as refused:
-                self.reports.refused(refused)
-                continue
-            except OSError as error:
-                self.reports.error(path, error)
+            except (Refused, OSError) as error:
+                self._report(path, error)
                 continue
             if Inode.of(st) in known:
                 os.close(fd)  # replaced between stat and open by a file we already follow
@@ -209,6 +203,13 @@ class FileOpener:
             if Inode.of(st) != reader.inode:
                 return True
         return False
+
+    def _report(self, path: str, error: Refused | OSError) -> None:
+        """A candidate the policy refused or that failed: said once per path (PathReports)."""
+        if isinstance(error, Refused):
+            self.reports.refused(error)
+        else:
+            self.reports.error(path, error)
 
     def _still_at(self, path: str, inode: Inode) -> bool:
         """`path` is a followed path and holds `inode` now."""

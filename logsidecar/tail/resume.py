@@ -29,10 +29,8 @@ from logsidecar.tail.counters import TailCounters
 from logsidecar.tail.discovery import PathMatcher
 from logsidecar.tail.fileset import FileSet, FileState, TrackedFile
 from logsidecar.tail.identity import Inode, fingerprints_match, new_file_key
-from logsidecar.tail.open_policy import FilePolicy, Refused
 from logsidecar.tail.options import StartAt, TailOptions
 from logsidecar.tail.reader import FileReader, ReaderFactory
-from logsidecar.tail.reports import PathReports
 
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip", ".lzma", ".br")
 COMPRESSED_MAGIC = (
@@ -56,8 +54,6 @@ class Resume:
         readers: ReaderFactory,
         siblings: SiblingSearch,
         matcher: PathMatcher,
-        policy: FilePolicy,
-        reports: PathReports,
     ) -> None:
         self.options = options
         self.store = store
@@ -67,8 +63,6 @@ class Resume:
         self.readers = readers
         self.siblings = siblings
         self.matcher = matcher
-        self.policy = policy
-        self.reports = reports
 
     def start(self, reader: FileReader, state: FileState, startup: bool) -> None:
         """Follow a new file from its checkpoint, from 0, or (start_at=end, at startup) from its end."""
@@ -207,23 +201,16 @@ class Resume:
                 candidate_path = os.path.join(directory, candidate)
                 if candidate.endswith(COMPRESSED_SUFFIXES) or self.matcher.wants(candidate_path):
                     continue  # compressed, or followed by the glob under this name anyway
-                try:
-                    st = self.policy.inspect(candidate_path)
-                except Refused as refused:
-                    self.reports.refused(refused)
-                    continue
-                except OSError:
+                st = self.siblings.inspect(candidate_path)
+                if st is None:
                     continue
                 inode = Inode.of(st)
                 if inode in known_inodes or st.st_mtime < cutoff:
                     continue
-                try:
-                    fd, st = self.policy.open_file(candidate_path)
-                except Refused as refused:
-                    self.reports.refused(refused)
+                opened = self.siblings.open(candidate_path)
+                if opened is None:
                     continue
-                except OSError:
-                    continue
+                fd, st = opened
                 reader = self.readers.new(fd, candidate_path, st)
                 if (
                     reader.fingerprint.startswith(COMPRESSED_MAGIC)

@@ -147,8 +147,6 @@ class Tailer:
             readers,
             siblings,
             self.matcher,
-            self.policy,
-            reports,
         )
         # at most this many followed files hold a descriptor; idle ones beyond are closed and reopened
         self.fd_budget = FdBudget(
