@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,8 @@ def test_a_link_swapped_between_a_log_and_a_secret_never_opens_the_secret(tree: 
     link.symlink_to("real.log")
     stop = threading.Event()
 
+    swapping = threading.Event()
+
     def swap() -> None:
         tmp = tree / "access.log.tmp"
         while not stop.is_set():
@@ -201,13 +204,19 @@ def test_a_link_swapped_between_a_log_and_a_secret_never_opens_the_secret(tree: 
                 tmp.unlink(missing_ok=True)
                 tmp.symlink_to(target)
                 os.rename(tmp, link)
+            swapping.set()
 
     swapper = threading.Thread(target=swap, daemon=True)
     swapper.start()
+    assert swapping.wait(5)
     policy = FilePolicy(WITHIN, [tree])
-    opened = refused = 0
+    opened = refused = attempts = 0
+    # At least 3,000 opens; then on until both sides of the race were hit (the thread scheduler may
+    # keep the swapper off the CPU for a whole stretch), within a deadline.
+    deadline = time.monotonic() + 30
     try:
-        for _ in range(3000):
+        while attempts < 3000 or not (opened and refused) and time.monotonic() < deadline:
+            attempts += 1
             try:
                 fd, _st = policy.open_file(str(link))
             except Refused as error:
