@@ -62,7 +62,8 @@ class _FileState:
 
 class ParserSelector:
     """One parser per file identity, chosen by the first matching rule (default: `default_spec`).
-    Remembers at most `max_files` files, least recently used first out: rotated files come and go."""
+    A file's parser is dropped when the tailer releases the file (`forget`, on FILE_DRAINED); at most
+    `max_files` are kept in any case, least recently used first out."""
 
     def __init__(
         self,
@@ -98,6 +99,13 @@ class ParserSelector:
         if len(self._files) > self.max_files:
             self._files.popitem(last=False)
         return state
+
+    def forget(self, file_key: str) -> None:
+        """The tailer released this file: it sends no more lines, so its parser goes."""
+        self._files.pop(file_key, None)
+
+    def __len__(self) -> int:
+        return len(self._files)
 
 
 class BatchParser:
