@@ -111,7 +111,10 @@ def main() -> None:
             during = latencies(hot, arrivals, args.appends, args.appends)
             stop.set()
             scraper.join()
-            print(f"append latency, scraping       {summary(during)} ({len(scraped)} scrapes)")
+            print(
+                f"append latency, scraping       {summary(during)} "
+                f"({len(scraped)} scrapes, median {statistics.median(scraped) * 1000:.1f} ms)"
+            )
         finally:
             child.terminate()
             child.wait(timeout=60)
