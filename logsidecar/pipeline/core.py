@@ -157,6 +157,7 @@ class Pipeline:
             for index in range(lane.concurrency)
         ]
         events.emit(Event.STARTED, sinks=[s.name for s in self.sinks])
+        unsubscribe = events.subscribe(self._on_event)
         source_task = asyncio.create_task(self.source.run(self.emit), name="logsidecar-source")
         stop_task = asyncio.create_task(self._stop_requested.wait(), name="logsidecar-stop")
         try:
@@ -168,10 +169,16 @@ class Pipeline:
         finally:
             stop_task.cancel()
             await self._shutdown(source_task)
+            unsubscribe()
         if self._fatal is not None:
             raise self._fatal
         if source_task.done() and not source_task.cancelled() and source_task.exception() is not None:
             raise source_task.exception()  # type: ignore[misc]
+
+    def _on_event(self, event: Event, fields: dict[str, Any]) -> None:
+        # A released file sends no more lines: what the pipeline kept for it goes (its parser).
+        if event is Event.FILE_DRAINED and isinstance(fields.get("file_key"), str):
+            self.parsers.forget(fields["file_key"])
 
     def request_stop(self, *, drain: bool = True) -> None:
         """Begin a graceful shutdown; safe to call from a signal handler and more than once. `drain`:

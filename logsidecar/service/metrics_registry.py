@@ -11,6 +11,12 @@ several). It is fed three ways:
   bytes behind per file = size - committed offset, age of the oldest undelivered record, queue depth).
   Scrape-time reading means no gauge can go stale and the core does no bookkeeping for them.
 
+Per-path series are bounded, so that /metrics stays small and cheap with thousands of files: at most
+`max_path_series` paths (MAX_PATH_SERIES by default) have series of their own (`lines_read`,
+`bytes_read`: the first paths seen; `bytes_behind`: the paths furthest behind); the others are summed
+under `path="(other)"`. A path's series is removed when the tailer releases its last file there
+(FILE_DRAINED), which frees its place: a sidecar that saw 9,000 short-lived files keeps none of them.
+
 Served by `service.http_endpoint.TelemetryServer`; wired by `service.telemetry.Telemetry`.
 Retries: counted from the SINK_RETRY event. `observe_retry(sink)` does the same for code that does not
 emit the event; use one or the other for a given sink, never both.
@@ -39,6 +45,9 @@ disable_created_metrics()
 # Tailer states of a file that was rotated away or deleted and is held open until drained.
 HELD_STATES = frozenset({"rotated", "draining", "deleted", "lost"})
 # Export latency buckets: sub-millisecond stdout writes up to minute-long OTLP retries.
+# Paths with series of their own; the rest are summed under OTHER_PATHS (see the module docstring).
+MAX_PATH_SERIES = 100
+OTHER_PATHS = "(other)"
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -56,6 +65,8 @@ def _no_queue() -> int:
 
 def _field(item: Any, name: str, default: Any = None) -> Any:
     """Tailer stats may be dataclasses or dicts; read either."""
+    if type(item) is dict:  # the tailer's own (an ABC isinstance costs more, 10,000 files a scrape)
+        return item.get(name, default)
     if isinstance(item, Mapping):
         return item.get(name, default)
     return getattr(item, name, default)
@@ -104,8 +115,14 @@ class LiveSources:
 
 
 class Metrics:
-    def __init__(self, live: LiveSources | None = None, health: HealthMonitor | None = None) -> None:
+    def __init__(
+        self,
+        live: LiveSources | None = None,
+        health: HealthMonitor | None = None,
+        max_path_series: int = MAX_PATH_SERIES,
+    ) -> None:
         self.live = live or LiveSources()
+        self.max_path_series = max_path_series
         self.health = health
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -211,7 +228,9 @@ class Metrics:
             registry=r,
         )
         r.register(_LiveCollector(self))
+        # path -> its (lines_read, bytes_read) children, own ones only; over the cap: `_other_paths`.
         self._per_path: dict[str, tuple[Any, Any]] = {}
+        self._other_paths: tuple[Any, Any] | None = None
         self._per_format: dict[str, tuple[Any, Any]] = {}
         # CPU, memory and open file descriptors: a sidecar's budget (held rotated files cost fds).
         ProcessCollector(namespace="logsidecar", registry=r)
@@ -239,6 +258,8 @@ class Metrics:
             self.fd_budget_reopens.inc()
         elif event is Event.FILE_LOST_WHILE_CLOSED:
             self.files_lost_while_closed.inc()
+        elif event is Event.FILE_DRAINED:
+            self.release_path(str(fields.get("path", "")))
         elif event is Event.FILE_REFUSED:
             self.files_refused.labels(reason=str(fields.get("reason", "unknown"))).inc()
         elif event is Event.CHECKPOINT_WRITTEN:
@@ -260,10 +281,7 @@ class Metrics:
         # Labelled children are cached: `.labels()` costs more than the increments themselves.
         per_path = self._per_path.get(path)
         if per_path is None:
-            per_path = self._per_path[path] = (
-                self.lines_read.labels(path=path),
-                self.bytes_read.labels(path=path),
-            )
+            per_path = self._path_children(path)
         per_format = self._per_format.get(fmt)
         if per_format is None:
             per_format = self._per_format[fmt] = (
@@ -276,6 +294,32 @@ class Metrics:
             per_format[0].inc(parsed)
         if unparsed:
             per_format[1].inc(unparsed)
+
+    def _path_children(self, path: str) -> tuple[Any, Any]:
+        if len(self._per_path) < self.max_path_series:
+            children = self._per_path[path] = (
+                self.lines_read.labels(path=path),
+                self.bytes_read.labels(path=path),
+            )
+            return children
+        if self._other_paths is None:
+            self._other_paths = (
+                self.lines_read.labels(path=OTHER_PATHS),
+                self.bytes_read.labels(path=OTHER_PATHS),
+            )
+        return self._other_paths
+
+    def release_path(self, path: str) -> None:
+        """The tailer released a file at `path`: unless another file is still followed there, its
+        series go (a file later found at that path starts them again from zero, a counter reset)."""
+        if path not in self._per_path:
+            return
+        stats = _safely(lambda: _file_items(self.live.file_stats()), None)
+        if stats is None or any(str(_field(s, "path", "")) == path for s in stats):
+            return
+        del self._per_path[path]
+        self.lines_read.remove(path)
+        self.bytes_read.remove(path)
 
     def observe_delivery(self, sink: str, records: int, latency_s: float) -> None:
         """A successful `Sink.send` of `records` records that took `latency_s` seconds (retries included)."""
@@ -320,18 +364,17 @@ class _LiveCollector(Collector):
         )
         stats = _safely(lambda: _file_items(live.file_stats()), [])
         frozen = LiveSources(file_stats=lambda: stats)  # read the tailer once per scrape
-        yield _gauge(
-            "logsidecar_files_watched", "Files followed at their path.", {(): frozen.files_watched()}
-        )
+        held = frozen.rotated_files_held()
+        yield _gauge("logsidecar_files_watched", "Files followed at their path.", {(): len(stats) - held})
         yield _gauge(
             "logsidecar_rotated_files_held",
             "Rotated or deleted files kept open until read to their end.",
-            {(): frozen.rotated_files_held()},
+            {(): held},
         )
         yield _gauge(
             "logsidecar_bytes_behind",
             "Bytes written to a file but not yet delivered (size - committed offset).",
-            {(("path", p),): v for p, v in sorted(frozen.bytes_behind().items())},
+            {(("path", p),): v for p, v in _capped(frozen.bytes_behind(), self._metrics.max_path_series)},
             labels=["path"],
         )
         age = _safely(live.oldest_undelivered_age_s, None)
@@ -351,6 +394,14 @@ class _LiveCollector(Collector):
                 {(("sink", s),): v for s, v in sorted(failing.items())},
                 labels=["sink"],
             )
+
+
+def _capped(per_path: dict[str, int], cap: int) -> list[tuple[str, int]]:
+    """The `cap` paths furthest behind, by path, then the others summed under OTHER_PATHS."""
+    if len(per_path) <= cap:
+        return sorted(per_path.items())
+    ranked = sorted(per_path.items(), key=lambda pv: pv[1], reverse=True)
+    return [*sorted(ranked[:cap]), (OTHER_PATHS, sum(v for _, v in ranked[cap:]))]
 
 
 def _gauge(

@@ -1,6 +1,9 @@
 """Problems with paths, said once: errors once per path and kind, refusals once per path and reason
 (`file_refused`, by the file-opening policy), and `file_recovered` once a path that had one is
-followed again. A failing path is retried silently at every discovery."""
+followed again. A failing path is retried silently at every discovery.
+
+The memory of what was said is bounded (MAX_PATHS_SAID, oldest first out): a volume where thousands of
+paths fail once and vanish must not grow it; a path forgotten that fails again is said again."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.tail.counters import TailCounters
 from logsidecar.tail.open_policy import FilePolicy, Refused
+
+MAX_PATHS_SAID = 4096
 
 
 class PathReports:
@@ -31,7 +36,7 @@ class PathReports:
             kind = message = error
         if self._said.get(path) == kind:
             return  # said once; retried silently every discovery
-        self._said[path] = kind
+        self._remember(path, kind)
         self.counters.file_errors += 1
         details: dict[str, str] = {}
         if os.path.islink(path):
@@ -45,7 +50,13 @@ class PathReports:
     def refused(self, refused: Refused) -> None:
         if self.policy.report(refused):
             self.counters.files_refused += 1
-            self._said[refused.path] = refused.reason  # followed later: file_recovered, once
+            self._remember(refused.path, refused.reason)  # followed later: file_recovered, once
+
+    def _remember(self, path: str, said: str) -> None:
+        self._said.pop(path, None)  # re-inserted last: the oldest said goes first
+        self._said[path] = said
+        if len(self._said) > MAX_PATHS_SAID:
+            del self._said[next(iter(self._said))]
 
     def problem(self, path: str) -> str | None:
         """The error kind or refusal reason said for `path` and not yet recovered."""

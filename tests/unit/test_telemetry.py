@@ -191,3 +191,42 @@ def test_openmetrics_is_served_when_the_scraper_asks_for_it() -> None:
     body, content_type = Metrics().exposition("application/openmetrics-text; version=1.0.0")
     assert content_type.startswith("application/openmetrics-text")
     assert body.endswith(b"# EOF\n")
+
+
+def test_path_series_go_when_the_last_file_at_the_path_is_released() -> None:
+    files = [
+        {"path": "/l/access.log", "file_key": "new", "size": 0, "committed_offset": 0, "state": "active"}
+    ]
+    metrics = Metrics(live=LiveSources(file_stats=lambda: tailer_stats(*files)))
+    metrics.observe_batch("/l/access.log", "common", lines=3, bytes=30, parsed=3, unparsed=0)
+    metrics.observe_batch("/l/gone.log", "common", lines=2, bytes=20, parsed=2, unparsed=0)
+    # A rotated-away generation of access.log is released while a new one is followed there: kept.
+    metrics.handle_event(Event.FILE_DRAINED, {"path": "/l/access.log", "file_key": "old"})
+    metrics.handle_event(Event.FILE_DRAINED, {"path": "/l/gone.log", "file_key": "g"})
+    assert value(metrics, "logsidecar_lines_read_total", path="/l/access.log") == 3
+    assert value(metrics, "logsidecar_lines_read_total", path="/l/gone.log") is None
+    assert b"/l/gone.log" not in metrics.exposition()[0]
+
+
+def test_paths_over_the_cap_are_summed_under_other() -> None:
+    cap = 3
+    files = [
+        {"path": f"/l/{i}.log", "file_key": str(i), "size": 100 + i, "committed_offset": 0, "state": "active"}
+        for i in range(cap + 2)
+    ]
+    metrics = Metrics(live=LiveSources(file_stats=lambda: tailer_stats(*files)), max_path_series=cap)
+    for i in range(cap + 2):
+        metrics.observe_batch(f"/l/{i}.log", "common", lines=1, bytes=10, parsed=1, unparsed=0)
+    assert [value(metrics, "logsidecar_lines_read_total", path=f"/l/{i}.log") for i in range(cap + 2)] == [
+        1, 1, 1, None, None,
+    ]  # fmt: skip
+    assert value(metrics, "logsidecar_lines_read_total", path="(other)") == 2
+    # bytes behind: the `cap` paths furthest behind by name, the rest summed
+    assert value(metrics, "logsidecar_bytes_behind", path="/l/0.log") is None
+    assert value(metrics, "logsidecar_bytes_behind", path="/l/4.log") == 104
+    assert value(metrics, "logsidecar_bytes_behind", path="(other)") == 100 + 101
+    # a released path frees its place for the next new path
+    files.pop(0)
+    metrics.handle_event(Event.FILE_DRAINED, {"path": "/l/0.log", "file_key": "0"})
+    metrics.observe_batch("/l/new.log", "common", lines=1, bytes=10, parsed=1, unparsed=0)
+    assert value(metrics, "logsidecar_lines_read_total", path="/l/new.log") == 1
