@@ -40,6 +40,9 @@ Invariants:
   reported as `checkpoint_error`, which says which and what to do.
 - A storage failure (full disk, read-only state dir, vanished directory) never stops the tailer: it is
   reported once as `checkpoint_error`, the entries stay dirty in memory, and the next flush retries.
+- A corrupt database (SQLite cannot read it, a wrong schema, `PRAGMA quick_check` failing at start)
+  is moved aside with its journal, once, at start, keeping the rows that still read, and a fresh one
+  is made (`state_repair`); one `checkpoint_error` says where it went and what will be re-read.
 """
 
 from __future__ import annotations
