@@ -12,6 +12,6 @@ Inside, one concept per module: tailer (the poll loop; its docstring numbers the
 stop), checkpoint_schedule, fileset (the tracked files), identity (Inode, FileId, fingerprints),
 reader (one open file, line framing), discovery (globs), open_policy, netfs (network-mount stall
 guard), fd_budget (descriptors: idle files closed, reopened by identity), fstype, reports, counters;
-checkpoints (the store) with offsets_journal, group_commit and state_files (the state directory's
-files); watch/ (one watcher interface, inotify and polling, selection).
+checkpoints (the store) with offsets_journal, group_commit, state_files (the state directory's
+files) and state_repair (a corrupt database moved aside); watch/ (one watcher interface, inotify and polling, selection).
 """

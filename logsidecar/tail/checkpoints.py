@@ -40,6 +40,9 @@ Invariants:
   reported as `checkpoint_error`, which says which and what to do.
 - A storage failure (full disk, read-only state dir, vanished directory) never stops the tailer: it is
   reported once as `checkpoint_error`, the entries stay dirty in memory, and the next flush retries.
+- A corrupt database (SQLite cannot read it, a wrong schema, `PRAGMA quick_check` failing at start)
+  is moved aside with its journal, once, at start, keeping the rows that still read, and a fresh one
+  is made (`state_repair`); one `checkpoint_error` says where it went and what will be re-read.
 """
 
 from __future__ import annotations
@@ -50,13 +53,16 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.tail.group_commit import GroupCommit
 from logsidecar.tail.identity import Inode, StoredFingerprint
 from logsidecar.tail.offsets_journal import OffsetsJournal, database_generation, journal_record, read_journal
+from logsidecar.tail.options import StartAt
 from logsidecar.tail.state_files import DB_FILE_NAME, JOURNAL_FILE_NAME, prepare_state_files
+from logsidecar.tail.state_repair import check_schema, quick_check, repair
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -92,8 +98,9 @@ class Checkpoint:
 class CheckpointStore:
     """Committed offsets per file_key; `flush()` makes them durable."""
 
-    def __init__(self, state_dir: Path | None) -> None:
+    def __init__(self, state_dir: Path | None, start_at: StartAt | None = None) -> None:
         self.state_dir = state_dir
+        self._start_at = start_at  # only to say, after a repair, where files without a checkpoint start
         self._entries: dict[str, Checkpoint] = {}
         self._dirty: set[str] = set()  # whole entries to write
         self._moved: set[str] = set()  # entries whose offset alone changed (the common case: one UPDATE)
@@ -340,6 +347,7 @@ class CheckpointStore:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")  # see "Durability" above
                 _hash_raw_fingerprints(db)
+                check_schema(db, _COLUMNS)
                 db.execute(_SCHEMA)
                 self._generation = database_generation(db)
                 db.isolation_level = "DEFERRED"
@@ -364,27 +372,48 @@ class CheckpointStore:
             return
         try:
             db = self._connect()
+            quick_check(db)
             rows = db.execute(f"SELECT {_COLUMNS} FROM checkpoints").fetchall()
         except (sqlite3.Error, OSError) as error:
             self.errors += 1
-            self._failing = True
             self._close_db()
-            events.emit(Event.CHECKPOINT_ERROR, state_dir=str(self.state_dir), error=str(error))
-            return
-        for key, dev, ino, fingerprint_len, fingerprint_sha256, offset, path, last_seen in rows:
-            fingerprint = StoredFingerprint(fingerprint_len, bytes(fingerprint_sha256))
-            self._entries[key] = Checkpoint(key, dev, ino, fingerprint, offset, path, last_seen)
+            # corrupt: moved aside, once, with the rows that still read (`state_repair`)
+            rows, report = repair(self.state_dir, error, _COLUMNS, self._start_at)
+            events.emit(Event.CHECKPOINT_ERROR, **report)
+            self._failing = "moved_to" not in report  # else the next flush makes a fresh database
+            if self._failing:
+                return
+            self._dirty.update(row[0] for row in rows)
+        self._entries.update(_entries_of(rows))
         try:
             journal = read_journal(self.state_dir / JOURNAL_FILE_NAME, self._generation)
         except OSError as error:  # unreadable: the database's offsets stand (a replay, not a loss)
             self.errors += 1
             events.emit(Event.CHECKPOINT_ERROR, state_dir=str(self.state_dir), error=str(error))
             journal = {}
-        for key, offset in journal.items():
-            old = self._entries.get(key)
-            if old is not None and offset > old.offset:
-                self._entries[key] = replace(old, offset=offset)
-                self._journaled.add(key)  # the next flush folds them in and starts a new journal
+        # the next flush folds them in and starts a new journal
+        self._journaled.update(_raise_offsets(self._entries, journal))
+
+
+def _entries_of(rows: list[Any]) -> dict[str, Checkpoint]:
+    """The entries of rows read with `_COLUMNS`."""
+    entries = {}
+    for key, dev, ino, fingerprint_len, fingerprint_sha256, offset, path, last_seen in rows:
+        fingerprint = StoredFingerprint(fingerprint_len, bytes(fingerprint_sha256))
+        entries[key] = Checkpoint(key, dev, ino, fingerprint, offset, path, last_seen)
+    return entries
+
+
+def _raise_offsets(entries: dict[str, Checkpoint], journal: dict[str, int]) -> list[str]:
+    """Raise the offsets of `entries` to those of the journal (a key it does not know is skipped);
+    the keys raised."""
+    raised = []
+    for key, offset in journal.items():
+        old = entries.get(key)
+        if old is not None and offset > old.offset:
+            entries[key] = replace(old, offset=offset)
+            raised.append(key)
+    return raised
 
 
 def _row(entry: Checkpoint) -> tuple[object, ...]:

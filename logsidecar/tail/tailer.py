@@ -121,7 +121,9 @@ class Tailer:
 
     def __init__(self, options: TailOptions, checkpoints: CheckpointStore | None = None) -> None:
         self.options = options
-        self.checkpoints = checkpoints if checkpoints is not None else CheckpointStore(options.state_dir)
+        self.checkpoints = (
+            checkpoints if checkpoints is not None else CheckpointStore(options.state_dir, options.start_at)
+        )
         self.matcher = PathMatcher(options.include, options.exclude)
         self.policy = FilePolicy(options.follow_symlinks, (static_base(p) for p in self.matcher.include))
         self.counters = TailCounters()
