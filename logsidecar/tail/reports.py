@@ -13,6 +13,7 @@ import os
 from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.tail.counters import TailCounters
+from logsidecar.tail.discovery import PathMatcher
 from logsidecar.tail.open_policy import FilePolicy, Refused
 
 MAX_PATHS_SAID = 4096
@@ -65,3 +66,23 @@ class PathReports:
     def recovered(self, path: str) -> None:
         if self._said.pop(path, None) is not None:
             events.emit(Event.FILE_RECOVERED, path=path)
+
+
+def waiting_patterns(matcher: PathMatcher, followed: set[str], reports: PathReports) -> dict[str, str]:
+    """{pattern: why it has no followed file}: "no file matches", "unreadable: ..." (a directory
+    on its path cannot be entered or listed), or "refused: ..." (every match refused or failing)."""
+    waiting = {}
+    for pattern in matcher.include:
+        matches = matcher.matched(pattern)
+        if any(m in followed for m in matches):
+            continue
+        blocked = matcher.blocked_why(pattern)
+        if blocked:
+            waiting[pattern] = f"unreadable: {blocked}"
+        elif not matches:
+            waiting[pattern] = "no file matches"
+        else:
+            shown = ", ".join(f"{m} ({reports.problem(m) or 'not opened yet'})" for m in matches[:3])
+            more = f" and {len(matches) - 3} more" if len(matches) > 3 else ""
+            waiting[pattern] = f"refused: {shown}{more}"
+    return waiting

@@ -98,7 +98,7 @@ from logsidecar.tail.opening import FileOpener
 from logsidecar.tail.options import TailOptions
 from logsidecar.tail.reader import ReaderFactory
 from logsidecar.tail.reading import BatchReader, Emit
-from logsidecar.tail.reports import PathReports
+from logsidecar.tail.reports import PathReports, waiting_patterns
 from logsidecar.tail.resume import Resume
 from logsidecar.tail.retention import ROTATED_IDLE_RELEASE_S, Retention
 from logsidecar.tail.watch.base import Watcher
@@ -303,24 +303,9 @@ class Tailer:
         return drain.leftovers(self.files)
 
     def waiting_patterns(self) -> dict[str, str]:
-        """{pattern: why it has no followed file}: "no file matches", "unreadable: ..." (a directory
-        on its path cannot be entered or listed), or "refused: ..." (every match refused or failing)."""
+        """{pattern: why it has no followed file} (`reports.waiting_patterns`), for readiness."""
         followed = {tracked.reader.path for tracked in self.files.values()}
-        waiting = {}
-        for pattern in self.matcher.include:
-            matches = self.matcher.matched(pattern)
-            if any(m in followed for m in matches):
-                continue
-            blocked = self.matcher.blocked_why(pattern)
-            if blocked:
-                waiting[pattern] = f"unreadable: {blocked}"
-            elif not matches:
-                waiting[pattern] = "no file matches"
-            else:
-                shown = ", ".join(f"{m} ({self.reports.problem(m) or 'not opened yet'})" for m in matches[:3])
-                more = f" and {len(matches) - 3} more" if len(matches) > 3 else ""
-                waiting[pattern] = f"refused: {shown}{more}"
-        return waiting
+        return waiting_patterns(self.matcher, followed, self.reports)
 
     def stats(self) -> dict[str, object]:
         """{"files": [per-file dicts], "counters": totals, "watcher": mechanism}.
