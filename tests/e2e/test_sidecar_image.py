@@ -71,9 +71,15 @@ def test_read_only_container_follows_a_read_only_log_volume_and_stops_cleanly_on
         # The HEALTHCHECK asks the sidecar's own /healthz (on by default, container loopback only).
         health = wait_for(
             lambda: (
-                json.loads(docker("inspect", "-f", "{{json .State.Health}}", name).stdout) or {}
-            ).get("Status") == "healthy" and json.loads(docker("inspect", "-f", "{{json .State.Health}}", name).stdout),
-            timeout=60, interval=1, message="the container's HEALTHCHECK to report healthy",
+                (json.loads(docker("inspect", "-f", "{{json .State.Health}}", name).stdout) or {}).get(
+                    "Status"
+                )
+                == "healthy"
+                and json.loads(docker("inspect", "-f", "{{json .State.Health}}", name).stdout)
+            ),
+            timeout=60,
+            interval=1,
+            message="the container's HEALTHCHECK to report healthy",
         )
         assert health["Log"][-1]["ExitCode"] == 0
         assert "healthy" in health["Log"][-1]["Output"]

@@ -111,8 +111,17 @@ class LineWriter(threading.Thread):
     """Appends unique lines to `path` (O_APPEND, one write per line like Apache) at `lines_per_s`,
     calling `rotate` every `rotate_every_s`; stops after `duration_s`. `written` lists every line."""
 
-    def __init__(self, path: Path, *, lines_per_s: int, duration_s: float, rotate: Rotation | None = None,
-                 rotate_every_s: float = 0.2, prefix: str = "L", open_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        lines_per_s: int,
+        duration_s: float,
+        rotate: Rotation | None = None,
+        rotate_every_s: float = 0.2,
+        prefix: str = "L",
+        open_path: Path | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.path = path
         self.open_path = open_path or path

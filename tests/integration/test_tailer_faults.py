@@ -24,7 +24,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def options(*include: str, **extra: object) -> TailOptions:
-    values: dict[str, object] = {"watch": WatchMode.INOTIFY, "discover_interval_s": 0.1, "poll_interval_s": 0.05}
+    values: dict[str, object] = {
+        "watch": WatchMode.INOTIFY,
+        "discover_interval_s": 0.1,
+        "poll_interval_s": 0.05,
+    }
     values.update(extra)
     return TailOptions(include=include, **values)  # type: ignore[arg-type]
 
@@ -77,7 +81,10 @@ def test_permission_denied_is_reported_once_and_recovers_when_fixed() -> None:
         command = f"{sys.executable} {script} {directory}"
         result = subprocess.run(
             ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", command],
-            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO_ROOT,
         )
         assert result.returncode == 0, result.stderr
         outcome = json.loads(result.stdout.strip().splitlines()[-1])
@@ -107,8 +114,9 @@ async def test_file_replaced_by_directory_is_reported_once_and_recovers(tmp_path
 
 @pytest.mark.parametrize("mode", [WatchMode.INOTIFY, WatchMode.POLL])
 @async_test
-async def test_vanished_directory_is_reported_once_and_followed_again_when_back(tmp_path: Path,
-                                                                                mode: WatchMode) -> None:
+async def test_vanished_directory_is_reported_once_and_followed_again_when_back(
+    tmp_path: Path, mode: WatchMode
+) -> None:
     directory = tmp_path / "logs"
     directory.mkdir()
     (directory / "access.log").write_bytes(b"first\n")
@@ -291,7 +299,11 @@ async def test_ignore_older_skips_stale_files_once_and_follows_them_when_written
     stale.write_bytes(b"ancient\n")
     os.utime(stale, (1_000_000, 1_000_000))
     (tmp_path / "fresh.log").write_bytes(b"fresh\n")
-    async with running(options(str(tmp_path / "*.log"), ignore_older_s=3600.0)) as (_t, collector, events_log):
+    async with running(options(str(tmp_path / "*.log"), ignore_older_s=3600.0)) as (
+        _t,
+        collector,
+        events_log,
+    ):
         await wait_for(lambda: collector.lines == [b"fresh"])
         await asyncio.sleep(0.4)
         assert [e["path"] for e in events_log.named("file_skipped")] == [str(stale)]

@@ -27,14 +27,20 @@ def logrotate(directory: Path, path: Path, mode: str) -> None:
     conf = directory / f"{mode}.conf"
     if not conf.exists():
         conf.write_text(f"{path} {{\n{CONFIGS[mode]}}}\n")
-    subprocess.run(["logrotate", "-f", "-s", str(directory / "logrotate.state"), str(conf)], check=True,
-                   capture_output=True, timeout=30)
+    subprocess.run(
+        ["logrotate", "-f", "-s", str(directory / "logrotate.state"), str(conf)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
 
 
 @pytest.mark.parametrize("mode", ["create", "copytruncate"])
 @pytest.mark.parametrize("watch", [WatchMode.INOTIFY, WatchMode.POLL])
 @async_test
-async def test_real_logrotate_loses_and_duplicates_nothing(tmp_path: Path, mode: str, watch: WatchMode) -> None:
+async def test_real_logrotate_loses_and_duplicates_nothing(
+    tmp_path: Path, mode: str, watch: WatchMode
+) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     path = logs / "access.log"

@@ -14,7 +14,11 @@ from tests.integration.tailer_harness import Collector, async_test, numbered_lin
 
 
 def options(state_dir: Path, *include: str, **extra: object) -> TailOptions:
-    values: dict[str, object] = {"watch": WatchMode.INOTIFY, "discover_interval_s": 0.1, "checkpoint_interval_s": 0.1}
+    values: dict[str, object] = {
+        "watch": WatchMode.INOTIFY,
+        "discover_interval_s": 0.1,
+        "checkpoint_interval_s": 0.1,
+    }
     values.update(extra)
     return TailOptions(include=include, state_dir=state_dir, **values)  # type: ignore[arg-type]
 
@@ -56,7 +60,9 @@ async def test_unacknowledged_lines_are_reread_after_restart_and_nothing_else(tm
 
 
 @async_test
-async def test_file_rotated_while_down_is_found_by_identity_and_drained_from_checkpoint(tmp_path: Path) -> None:
+async def test_file_rotated_while_down_is_found_by_identity_and_drained_from_checkpoint(
+    tmp_path: Path,
+) -> None:
     log = tmp_path / "access.log"
     state = tmp_path / "state"
     write_lines(log, "A", 500)
@@ -154,7 +160,9 @@ async def test_new_file_on_reused_inode_is_read_from_zero_while_running(tmp_path
     async with running(opts) as (tailer, collector, _l):
         await wait_for(lambda: len(collector.lines) == 300)
         log.unlink()
-        await wait_for(lambda: tailer.stats()["counters"]["files_drained"] == 1 or not tailer.stats()["files"], 10)
+        await wait_for(
+            lambda: tailer.stats()["counters"]["files_drained"] == 1 or not tailer.stats()["files"], 10
+        )
         new_lines = [numbered_line("NEW", i) for i in range(20)]  # shorter than the old offset
         assert create_on_reused_inode(log, old_inode, b"".join(new_lines)), "inode was not reused"
         await wait_for(lambda: len(collector.lines) >= 320)
@@ -246,7 +254,9 @@ async def test_file_created_and_rotated_entirely_while_down_is_read(tmp_path: Pa
 async def test_two_logs_that_start_with_the_same_lines_are_both_read(tmp_path: Path) -> None:
     """Two vhost logs in one directory can open with the same probe request in the same second: that
     shared beginning must not make the second look like a copytruncate copy of the first."""
-    shared = b'10.0.0.1 - - [28/Nov/2026:03:00:00 +0000] "GET /healthz HTTP/1.1" 200 2 "-" "kube-probe/1.31"\n' * 3
+    shared = (
+        b'10.0.0.1 - - [28/Nov/2026:03:00:00 +0000] "GET /healthz HTTP/1.1" 200 2 "-" "kube-probe/1.31"\n' * 3
+    )
     first, second = tmp_path / "a_access.log", tmp_path / "b_access.log"
     first.write_bytes(shared + b"only in a\n")
     async with running(options(tmp_path / "state", str(tmp_path / "*_access.log"))) as (_t, collector, _l):

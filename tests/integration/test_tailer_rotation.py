@@ -26,8 +26,13 @@ BACKENDS = [WatchMode.INOTIFY, WatchMode.POLL]
 
 def options_for(mode: WatchMode, *include: str, **extra: object) -> TailOptions:
     return TailOptions(
-        include=include, watch=mode, poll_interval_s=0.05, safety_poll_interval_s=0.5,
-        discover_interval_s=0.2, checkpoint_interval_s=0.2, **extra,  # type: ignore[arg-type]
+        include=include,
+        watch=mode,
+        poll_interval_s=0.05,
+        safety_poll_interval_s=0.5,
+        discover_interval_s=0.2,
+        checkpoint_interval_s=0.2,
+        **extra,  # type: ignore[arg-type]
     )
 
 
@@ -90,7 +95,9 @@ async def test_follows_rename_rotation_and_drains_renamed_file(tmp_path: Path, m
 @async_test
 async def test_follows_delete_and_recreate(tmp_path: Path, mode: WatchMode) -> None:
     path = tmp_path / "error.log"
-    writer = LineWriter(path, lines_per_s=3000, duration_s=2.0, rotate=delete_and_recreate, rotate_every_s=0.3)
+    writer = LineWriter(
+        path, lines_per_s=3000, duration_s=2.0, rotate=delete_and_recreate, rotate_every_s=0.3
+    )
     async with running(options_for(mode, str(path))) as (_tailer, collector, log):
         await run_writer(writer)
         await wait_for(lambda: len(collector.lines) >= len(writer.written), 15)
@@ -149,8 +156,14 @@ async def test_follows_symlink_whose_target_changes(tmp_path: Path, mode: WatchM
         os.write(fd, f"after-rename {generation}\n".encode())
         return reopen(target, fd)
 
-    writer = LineWriter(link, lines_per_s=3000, duration_s=2.0, rotate=retarget, rotate_every_s=0.3,
-                        open_path=targets / "log.0")
+    writer = LineWriter(
+        link,
+        lines_per_s=3000,
+        duration_s=2.0,
+        rotate=retarget,
+        rotate_every_s=0.3,
+        open_path=targets / "log.0",
+    )
     async with running(options_for(mode, str(link))) as (_tailer, collector, _log):
         await run_writer(writer)
         expected = expected_with_after_rename(writer)
@@ -169,7 +182,9 @@ async def test_follows_time_named_files_like_rotatelogs(tmp_path: Path, mode: Wa
         current["path"] = tmp_path / f"access_log.{generation:04d}"
         return reopen(current["path"], fd)
 
-    writer = LineWriter(current["path"], lines_per_s=3000, duration_s=2.0, rotate=next_name, rotate_every_s=0.3)
+    writer = LineWriter(
+        current["path"], lines_per_s=3000, duration_s=2.0, rotate=next_name, rotate_every_s=0.3
+    )
     async with running(options_for(mode, str(tmp_path / "access_log.*"))) as (_tailer, collector, _log):
         await run_writer(writer)
         expected = expected_with_after_rename(writer)
@@ -180,7 +195,9 @@ async def test_follows_time_named_files_like_rotatelogs(tmp_path: Path, mode: Wa
 
 @pytest.mark.parametrize("mode", BACKENDS)
 @async_test
-async def test_copytruncate_with_writer_without_o_append_skips_the_nul_hole(tmp_path: Path, mode: WatchMode) -> None:
+async def test_copytruncate_with_writer_without_o_append_skips_the_nul_hole(
+    tmp_path: Path, mode: WatchMode
+) -> None:
     """A writer that does not use O_APPEND keeps writing at its old offset after the truncation: the
     file restarts with a hole of NULs as long as the old file. The hole is skipped, nothing is lost."""
     path = tmp_path / "app.log"
@@ -233,8 +250,11 @@ async def test_rotated_files_held_stay_within_the_bound_without_abandoning_bytes
     writer = LineWriter(path, lines_per_s=3000, duration_s=2.0, rotate=rename_over_one, rotate_every_s=0.1)
     held: list[int] = []
     async with running(options_for(WatchMode.INOTIFY, str(path), max_rotated_files_held=2)) as (
-        tailer, collector, _log
+        tailer,
+        collector,
+        _log,
     ):
+
         async def sample() -> None:
             while True:
                 held.append(int(tailer.stats()["counters"]["rotated_files_held"]))

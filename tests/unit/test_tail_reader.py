@@ -124,12 +124,23 @@ class ReaderMachine(RuleBasedStateMachine):
         self.content = bytearray()
         self.flush_points: list[int] = []
         fd = os.open(self.path, os.O_RDONLY)
-        self.reader = FileReader(fd=fd, path=self.path, file_key="k", inode=Inode(0, 0), fingerprint=b"", offset=0,
-                                 max_line_bytes=self.MAX_LINE, fingerprint_bytes=16)
+        self.reader = FileReader(
+            fd=fd,
+            path=self.path,
+            file_key="k",
+            inode=Inode(0, 0),
+            fingerprint=b"",
+            offset=0,
+            max_line_bytes=self.MAX_LINE,
+            fingerprint_bytes=16,
+        )
         self.out = Framed()
 
-    @rule(data=st.binary(max_size=20).map(lambda b: bytes(c % 4 for c in b).translate(bytes.maketrans(
-        b"\x00\x01\x02\x03", b"\x00\na\xff"))))
+    @rule(
+        data=st.binary(max_size=20).map(
+            lambda b: bytes(c % 4 for c in b).translate(bytes.maketrans(b"\x00\x01\x02\x03", b"\x00\na\xff"))
+        )
+    )
     def append(self, data: bytes) -> None:
         with open(self.path, "ab") as f:
             f.write(data)
@@ -149,7 +160,10 @@ class ReaderMachine(RuleBasedStateMachine):
     def matches_reference(self) -> None:
         expected = reference(bytes(self.content), self.reader.scan_offset, self.flush_points, self.MAX_LINE)
         assert (self.out.lines, self.out.end_offsets, self.out.truncated) == (
-            expected.lines, expected.end_offsets, expected.truncated)
+            expected.lines,
+            expected.end_offsets,
+            expected.truncated,
+        )
         assert self.reader.read_offset <= self.reader.scan_offset
 
     def teardown(self) -> None:
