@@ -20,7 +20,7 @@ Rules (see `HealthPolicy`):
   While it follows no file the service is alive but not ready, and says why per input pattern (from
   `Tailer.waiting_patterns`: no file matches, a directory on its path is unreadable, every match refused).
 
-Wiring (the lead's side):
+Wiring (what service/telemetry.py does):
     health = HealthMonitor(policy=HealthPolicy(unhealthy_after_s=60),
                            bytes_behind=lambda: ..., files_followed=lambda: ...)
     unsubscribe = health.subscribe()        # listens to logsidecar.events
