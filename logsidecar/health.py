@@ -1,31 +1,35 @@
-"""Health (liveness) and readiness, computed from lag and delivery rather than "the process is up".
+"""The three probes, each with one meaning, computed from what the process knows rather than "it is up".
+
+- alive (/livez): the event loop answered. Always ok when it can be asked at all: a stuck loop answers
+  nothing and the probe times out. The only state in which a restart helps, so the only one a
+  Kubernetes liveness (or startup) probe should act on.
+- ready (/readyz): started, not shutting down, and following at least one file. Never the state of a
+  backend: a native sidecar's readiness gates its Pod's, so a collector outage must not take the app
+  out of its Service. While it follows no file, it says why per input pattern (from
+  `Tailer.waiting_patterns`: no file matches, a directory on its path is unreadable, every match refused).
+- healthy (/healthz, for alerting): delivery and lag. Unhealthy when
+  - a sink has been failing (retrying, no successful delivery since) for at least `unhealthy_after_s`
+    (the `--unhealthy-after` option, default 60 s);
+  - a sink's last failure is a configuration error (SINK_MISCONFIGURED, or SINK_RETRY with
+    `misconfigured: true`: a wrong token or endpoint does not heal by waiting), at once;
+  - the bytes behind grew over the last `stall_window_s` while not one record was delivered: a
+    pipeline that stopped moving although there is work to do.
 
 Two layers:
 
-1. Pure assessment: `assess_liveness(snapshot, policy)` and `assess_readiness(snapshot, policy)` turn a
-   `HealthSnapshot` (a frozen picture taken at `snapshot.now`) into a `Verdict`. No clock, no I/O:
+1. Pure assessment: `assess_alive`, `assess_readiness` and `assess_health` turn a `HealthSnapshot` (a
+   frozen picture taken at `snapshot.now`) and a `HealthPolicy` into a `Verdict`. No clock, no I/O:
    tests build snapshots by hand and assert exact verdicts.
 2. `HealthMonitor`: the stateful side. It learns sink failures and recoveries from the event bus
    (`SINK_RETRY`, `SINK_RECOVERED`, `STARTED`, `STOPPING`), deliveries from `note_delivery`, and
    samples the lag through callables; `snapshot()` freezes all that with an injectable clock.
-
-Rules (see `HealthPolicy`):
-- unhealthy when a sink has been failing (retrying, no successful delivery since) for at least
-  `unhealthy_after_s` (the `--unhealthy-after` option, default 60 s);
-- unhealthy at once when a sink's last failure is a configuration error (SINK_MISCONFIGURED, or
-  SINK_RETRY with `misconfigured: true`: a wrong token or endpoint does not heal by waiting);
-- unhealthy when the bytes behind grew over the last `stall_window_s` while not one record was
-  delivered: a pipeline that stopped moving although there is work to do;
-- ready once the service has started, is not shutting down, follows at least one file, and is healthy.
-  While it follows no file the service is alive but not ready, and says why per input pattern (from
-  `Tailer.waiting_patterns`: no file matches, a directory on its path is unreadable, every match refused).
 
 Wiring (what service/telemetry.py does):
     health = HealthMonitor(policy=HealthPolicy(unhealthy_after_s=60),
                            bytes_behind=lambda: ..., files_followed=lambda: ...)
     unsubscribe = health.subscribe()        # listens to logsidecar.events
     health.note_delivery("otlp", records=500)   # after each successful Sink.send (Metrics does it for you)
-    health.liveness(); health.readiness()   # -> Verdict (ok, summary, reasons, details)
+    health.alive(); health.readiness(); health.health()   # -> Verdict (ok, summary, reasons, details)
 
 Invariant: a sink that delivers anything is not failing any more, whatever events said before.
 """
@@ -96,7 +100,19 @@ class Verdict:
         }
 
 
-def assess_liveness(snapshot: HealthSnapshot, policy: HealthPolicy) -> Verdict:
+def assess_alive(snapshot: HealthSnapshot) -> Verdict:
+    """/livez: whoever computes this was answered by the event loop; the details say what it does."""
+    state = "starting" if not snapshot.started else "shutting down" if snapshot.stopping else "running"
+    return Verdict(
+        True,
+        f"alive: event loop answered; {state}",
+        (),
+        {"started": snapshot.started, "stopping": snapshot.stopping},
+    )
+
+
+def assess_health(snapshot: HealthSnapshot, policy: HealthPolicy) -> Verdict:
+    """/healthz: delivery and lag (for alerting; a restart does not fix a backend outage)."""
     reasons = [*_failing_sink_reasons(snapshot, policy)]
     stall = _stall_reason(snapshot, policy)
     if stall:
@@ -109,7 +125,8 @@ def assess_liveness(snapshot: HealthSnapshot, policy: HealthPolicy) -> Verdict:
     )
 
 
-def assess_readiness(snapshot: HealthSnapshot, policy: HealthPolicy) -> Verdict:
+def assess_readiness(snapshot: HealthSnapshot) -> Verdict:
+    """/readyz: started and following at least one file; never the backends' state."""
     details = _details(snapshot)
     if not snapshot.started:
         reasons: tuple[str, ...] = ("starting",)
@@ -121,7 +138,7 @@ def assess_readiness(snapshot: HealthSnapshot, policy: HealthPolicy) -> Verdict:
     elif snapshot.files_followed == 0:
         reasons = ("no file followed yet (waiting for files matching the inputs)",)
     else:
-        reasons = assess_liveness(snapshot, policy).reasons
+        reasons = ()
     if reasons:
         return Verdict(False, "not ready: " + "; ".join(reasons), reasons, details)
     return Verdict(True, f"ready: {_describe_files(snapshot)}", (), details)
@@ -296,11 +313,14 @@ class HealthMonitor:
                 history=tuple(self._history),
             )
 
-    def liveness(self) -> Verdict:
-        return assess_liveness(self.snapshot(), self.policy)
+    def alive(self) -> Verdict:
+        return assess_alive(self.snapshot())
 
     def readiness(self) -> Verdict:
-        return assess_readiness(self.snapshot(), self.policy)
+        return assess_readiness(self.snapshot())
+
+    def health(self) -> Verdict:
+        return assess_health(self.snapshot(), self.policy)
 
     def failing_for(self) -> dict[str, float]:
         """Seconds each currently failing sink has been failing (for the metrics collector)."""

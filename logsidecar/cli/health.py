@@ -1,8 +1,15 @@
-"""`logsidecar health`: ask a running logsidecar whether it is healthy, for container HEALTHCHECKs
-(the sidecar image has no curl). Exit 0 when healthy (or ready, with --ready), 1 otherwise, with a
-one-line reason on stdout. Connection problems are reasons too, never tracebacks.
+"""`logsidecar health`: ask a running logsidecar one of its probes, for container HEALTHCHECKs and
+Kubernetes exec probes (the sidecar image has no curl). Exit 0 when the probe passes, 1 otherwise,
+with a one-line reason on stdout. Connection problems are reasons too, never tracebacks.
 
-    HEALTHCHECK CMD ["logsidecar", "health"]
+    --probe livez    the event loop answers (Kubernetes liveness and startup probes)
+    --probe readyz   started and following a file, never backend state (readiness; Docker HEALTHCHECK)
+    --probe healthz  delivery and lag included (alerting); the default, as before the probes were split
+    --ready          an alias of --probe readyz
+
+    HEALTHCHECK CMD ["logsidecar", "health", "--probe", "readyz"]
+
+The default stays healthz: scripts that ran `logsidecar health` keep asking what they asked.
 """
 
 from __future__ import annotations
@@ -33,9 +40,12 @@ def default_url() -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def probe(url: str, *, ready: bool, timeout_s: float) -> tuple[bool, str]:
-    """(healthy, one-line reason) from GET /healthz (or /readyz) under `url`."""
-    target = url.rstrip("/") + ("/readyz" if ready else "/healthz")
+PROBES = ("livez", "readyz", "healthz")
+
+
+def probe(url: str, *, name: str = "healthz", timeout_s: float) -> tuple[bool, str]:
+    """(passes, one-line reason) from GET /<name> under `url` (`name` one of PROBES)."""
+    target = url.rstrip("/") + "/" + name
     try:
         with urllib.request.urlopen(target, timeout=timeout_s) as response:  # noqa: S310 - our own URL
             return True, _summary(response.read(), f"HTTP {response.status}")
@@ -64,16 +74,27 @@ def _summary(body: bytes, fallback: str) -> str:
     metavar="URL",
     help=f"Base URL of logsidecar's HTTP endpoint. [default: from LOGSIDECAR_HTTP_ADDR, else {DEFAULT_URL}]",
 )
-@click.option("--ready", is_flag=True, help="Check readiness (/readyz) instead of liveness (/healthz).")
+@click.option(
+    "--probe",
+    "probe_name",
+    type=click.Choice(PROBES),
+    default=None,
+    help="livez: the event loop answers (liveness, startup); readyz: started and following a file, "
+    "never backend state (readiness); healthz: delivery and lag included (alerting).  [default: healthz]",
+)
+@click.option("--ready", is_flag=True, help="Same as --probe readyz.")
 @click.option(
     "--timeout", default="3s", show_default=True, metavar="DURATION", help="Give up after this long."
 )
-def command(url: str | None, ready: bool, timeout: str) -> None:
-    """Exit 0 if the running logsidecar is healthy, 1 if not; print why in one line."""
+def command(url: str | None, probe_name: str | None, ready: bool, timeout: str) -> None:
+    """Exit 0 if the running logsidecar passes the probe, 1 if not; print why in one line."""
+    if ready and probe_name not in (None, "readyz"):
+        raise click.UsageError(f"--ready means --probe readyz; it cannot go with --probe {probe_name}")
     try:
         timeout_s = parse_duration(timeout)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--timeout") from None
-    ok, reason = probe(url or default_url(), ready=ready, timeout_s=timeout_s)
+    name = "readyz" if ready else probe_name or "healthz"
+    ok, reason = probe(url or default_url(), name=name, timeout_s=timeout_s)
     click.echo(reason)
     raise SystemExit(0 if ok else 1)

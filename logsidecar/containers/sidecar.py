@@ -56,11 +56,12 @@ def log_locations(target_attrs: dict[str, Any], paths: Sequence[str]) -> list[Ho
 _S = 1_000_000_000  # the engine's health durations are in nanoseconds
 # A sidecar exists to read its target's logs: its health is readiness (/readyz), so one that follows no
 # file is unhealthy and its health log says which patterns wait and why (no match, refused,
-# unreadable). The image's own HEALTHCHECK asks liveness: a hand-run image may wait for logs to come.
+# unreadable); never the collector's state (a restart does not fix an outage). The image's own
+# HEALTHCHECK asks the same probe, less often.
 SIDECAR_HEALTHCHECK = {
     "test": [
         "CMD-SHELL",
-        'if [ -n "${LOGSIDECAR_HTTP_ADDR:-}" ]; then exec logsidecar health --ready; '
+        'if [ -n "${LOGSIDECAR_HTTP_ADDR:-}" ]; then exec logsidecar health --probe readyz; '
         "else exec python3 -c \"import sys; sys.exit(b'logsidecar' not in open('/proc/1/cmdline', 'rb').read())\"; fi",
     ],
     "interval": 5 * _S,

@@ -2,8 +2,11 @@
 connection) that runs in the pipeline's event loop, so the live gauges are read on the loop thread
 with no locking:
   GET /metrics  Prometheus text format (OpenMetrics when the scraper asks for it)
-  GET /healthz  liveness: 200 or 503, JSON body saying why (see `logsidecar.health`)
-  GET /readyz   readiness: 200 or 503, JSON body saying why
+  GET /livez    the event loop answers: 200 (a stuck loop answers nothing)
+  GET /readyz   started and following at least one file (never backend state): 200 or 503
+  GET /healthz  for alerting, delivery and lag included: 200 or 503
+Each probe answers with a JSON body saying why (see `logsidecar.health`; docs/kubernetes.md says
+which probe belongs where).
 It is off unless --http-addr is given; `DEFAULT_HTTP_ADDR` (loopback) is the suggested bind.
 """
 
@@ -16,6 +19,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 
 from logsidecar import events
 from logsidecar.events import Event
@@ -52,7 +56,7 @@ _REASONS = {
 
 
 class TelemetryServer:
-    """Serves /metrics, /healthz and /readyz. Use `async with` or start()/stop().
+    """Serves /metrics, /livez, /readyz and /healthz. Use `async with` or start()/stop().
 
     `addr` is "host:port", "[v6]:port", ":port" (loopback) or a (host, port) tuple; port 0 picks a free
     port, then read `.port`.
@@ -279,13 +283,18 @@ class TelemetryServer:
         if path == "/metrics":
             body, content_type = self.metrics.exposition(headers.get("accept"))
             return 200, content_type, body, method
-        if path == "/healthz":
-            return (*_verdict_response(self.health.liveness()), method)
-        if path == "/readyz":
-            return (*_verdict_response(self.health.readiness()), method)
+        if path in _PROBES:
+            return (*_verdict_response(_PROBES[path](self.health)), method)
         if path == "/":
-            return 200, "text/plain; charset=utf-8", b"logsidecar: /metrics /healthz /readyz\n", method
-        return 404, "text/plain; charset=utf-8", b"not found; try /metrics /healthz /readyz\n", method
+            return 200, "text/plain; charset=utf-8", b"logsidecar: /metrics /livez /readyz /healthz\n", method
+        return 404, "text/plain; charset=utf-8", b"not found; try /metrics /livez /readyz /healthz\n", method
+
+
+_PROBES: dict[str, Callable[[HealthMonitor], Verdict]] = {
+    "/livez": HealthMonitor.alive,
+    "/readyz": HealthMonitor.readiness,
+    "/healthz": HealthMonitor.health,
+}
 
 
 def _verdict_response(verdict: Verdict) -> tuple[int, str, bytes]:

@@ -68,7 +68,7 @@ def test_read_only_container_follows_a_read_only_log_volume_and_stops_cleanly_on
         )
         assert [r["attributes"]["url.path"] for r in records] == ["/image-test"]
         assert records[0]["body"] == line
-        # The HEALTHCHECK asks the sidecar's own /healthz (on by default, container loopback only).
+        # The HEALTHCHECK asks the sidecar's own /readyz (on by default, container loopback only).
         health = wait_for(
             lambda: (
                 (json.loads(docker("inspect", "-f", "{{json .State.Health}}", name).stdout) or {}).get(
@@ -82,7 +82,7 @@ def test_read_only_container_follows_a_read_only_log_volume_and_stops_cleanly_on
             message="the container's HEALTHCHECK to report healthy",
         )
         assert health["Log"][-1]["ExitCode"] == 0
-        assert "healthy" in health["Log"][-1]["Output"]
+        assert health["Log"][-1]["Output"].startswith("ready: following ")
 
         docker("stop", "-t", "20", name)
         state = json.loads(docker("inspect", "-f", "{{json .State}}", name).stdout)

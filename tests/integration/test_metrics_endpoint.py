@@ -119,10 +119,12 @@ def test_metrics_endpoint_serves_counters_and_live_gauges(stack: Stack) -> None:
     } <= lines
 
 
-def test_healthz_and_readyz_explain_their_status_in_json(stack: Stack) -> None:
+def test_livez_readyz_and_healthz_explain_their_status_in_json(stack: Stack) -> None:
     status, headers, body = get(stack.server.url + "/readyz")
     assert (status, json.loads(body)["summary"]) == (503, "not ready: starting")
     assert headers["Content-Type"] == "application/json"
+    status, _, body = get(stack.server.url + "/livez")
+    assert (status, json.loads(body)["summary"]) == (200, "alive: event loop answered; starting")
 
     events.emit(Event.STARTED, sinks=["otlp"])
     stack.files.append({"path": "/logs/access.log", "size": 10, "committed_offset": 10, "state": "active"})
@@ -146,7 +148,9 @@ def test_healthz_and_readyz_explain_their_status_in_json(stack: Stack) -> None:
     status, _, body = get(stack.server.url + "/healthz")
     assert status == 503
     assert json.loads(body)["reasons"] == ["sink 'otlp' failing for 61s (last error: connection refused)"]
-    assert get(stack.server.url + "/readyz")[0] == 503
+    # The backend's state is /healthz's only: readiness gates the Pod, liveness restarts the process.
+    assert get(stack.server.url + "/readyz")[0] == 200
+    assert get(stack.server.url + "/livez")[0] == 200
 
     events.emit(Event.SINK_RECOVERED, sink="otlp", outage_s=61.0)
     assert get(stack.server.url + "/healthz")[0] == 200
@@ -173,6 +177,8 @@ def test_health_command_exit_codes_follow_the_endpoint(stack: Stack) -> None:
 
     result = runner.invoke(health_command, ["--url", stack.server.url, "--ready"])
     assert (result.exit_code, result.output) == (0, "ready: following 1 file\n")
+    result = runner.invoke(health_command, ["--url", stack.server.url, "--probe", "readyz"])
+    assert (result.exit_code, result.output) == (0, "ready: following 1 file\n")
 
     stack.health.note_failure("otlp", "503 Service Unavailable")
     stack.clock.now += 90
@@ -181,6 +187,16 @@ def test_health_command_exit_codes_follow_the_endpoint(stack: Stack) -> None:
         1,
         "unhealthy: sink 'otlp' failing for 90s (last error: 503 Service Unavailable)\n",
     )
+    result = runner.invoke(health_command, ["--url", stack.server.url, "--probe", "healthz"])
+    assert result.exit_code == 1
+    for probe, expected in (
+        ("readyz", "ready: following 1 file"),
+        ("livez", "alive: event loop answered; running"),
+    ):
+        result = runner.invoke(health_command, ["--url", stack.server.url, "--probe", probe])
+        assert (result.exit_code, result.output) == (0, expected + "\n")
+    result = runner.invoke(health_command, ["--url", stack.server.url, "--ready", "--probe", "livez"])
+    assert result.exit_code == 2 and "--ready means --probe readyz" in result.output
 
 
 def test_health_command_reports_an_unreachable_endpoint_in_one_line() -> None:

@@ -1,4 +1,4 @@
-"""Health and readiness: the pure assessments over hand-built snapshots, and HealthMonitor's
+"""The three probes (alive, ready, healthy): the pure assessments over hand-built snapshots, and HealthMonitor's
 transitions driven by events and deliveries under an injected clock."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from logsidecar.health import (
     HealthSnapshot,
     LagSample,
     SinkStatus,
-    assess_liveness,
+    assess_alive,
+    assess_health,
     assess_readiness,
 )
 
@@ -49,7 +50,7 @@ def monitor(clock: FakeClock, lag: Lag, policy: HealthPolicy = POLICY) -> Health
 
 
 def test_idle_service_with_no_failures_is_healthy() -> None:
-    verdict = assess_liveness(HealthSnapshot(now=10.0, files_followed=2, bytes_behind=0), POLICY)
+    verdict = assess_health(HealthSnapshot(now=10.0, files_followed=2, bytes_behind=0), POLICY)
     assert verdict.ok
     assert verdict.summary == "healthy: following 2 files, 0 bytes behind"
     assert verdict.reasons == ()
@@ -57,7 +58,7 @@ def test_idle_service_with_no_failures_is_healthy() -> None:
 
 def test_sink_failing_shorter_than_threshold_is_still_healthy() -> None:
     snapshot = HealthSnapshot(now=159.0, files_followed=1, sinks={"otlp": SinkStatus(failing_since=100.0)})
-    assert assess_liveness(snapshot, POLICY).ok
+    assert assess_health(snapshot, POLICY).ok
 
 
 def test_sink_failing_for_the_threshold_is_unhealthy_with_its_last_error() -> None:
@@ -66,7 +67,7 @@ def test_sink_failing_for_the_threshold_is_unhealthy_with_its_last_error() -> No
         files_followed=1,
         sinks={"otlp": SinkStatus(failing_since=100.0, last_error="connection refused")},
     )
-    verdict = assess_liveness(snapshot, POLICY)
+    verdict = assess_health(snapshot, POLICY)
     assert not verdict.ok
     assert verdict.reasons == ("sink 'otlp' failing for 60s (last error: connection refused)",)
     assert verdict.summary == "unhealthy: sink 'otlp' failing for 60s (last error: connection refused)"
@@ -75,59 +76,85 @@ def test_sink_failing_for_the_threshold_is_unhealthy_with_its_last_error() -> No
 def test_bytes_behind_growing_over_the_window_with_no_delivery_is_unhealthy() -> None:
     history = (LagSample(0.0, 100, 5), LagSample(30.0, 200, 5), LagSample(60.0, 300, 5))
     snapshot = HealthSnapshot(now=60.0, files_followed=1, bytes_behind=300, history=history)
-    verdict = assess_liveness(snapshot, POLICY)
+    verdict = assess_health(snapshot, POLICY)
     assert verdict.reasons == ("bytes behind grew from 100 to 300 over 60s while nothing was delivered",)
 
 
 def test_growing_lag_is_fine_while_records_are_delivered() -> None:
     history = (LagSample(0.0, 100, 5), LagSample(60.0, 300, 6))
-    assert assess_liveness(HealthSnapshot(now=60.0, bytes_behind=300, history=history), POLICY).ok
+    assert assess_health(HealthSnapshot(now=60.0, bytes_behind=300, history=history), POLICY).ok
 
 
 def test_constant_lag_without_delivery_is_not_a_stall() -> None:
     history = (LagSample(0.0, 300, 5), LagSample(60.0, 300, 5))
-    assert assess_liveness(HealthSnapshot(now=60.0, bytes_behind=300, history=history), POLICY).ok
+    assert assess_health(HealthSnapshot(now=60.0, bytes_behind=300, history=history), POLICY).ok
 
 
 def test_history_shorter_than_the_window_never_counts_as_a_stall() -> None:
     history = (LagSample(0.0, 100, 5), LagSample(59.0, 900, 5))
-    assert assess_liveness(HealthSnapshot(now=59.0, bytes_behind=900, history=history), POLICY).ok
+    assert assess_health(HealthSnapshot(now=59.0, bytes_behind=900, history=history), POLICY).ok
 
 
 def test_not_ready_before_start_while_stopping_and_without_files() -> None:
-    assert assess_readiness(HealthSnapshot(now=0.0, started=False, files_followed=1), POLICY).summary == (
+    assert assess_readiness(HealthSnapshot(now=0.0, started=False, files_followed=1)).summary == (
         "not ready: starting"
     )
-    assert assess_readiness(HealthSnapshot(now=0.0, stopping=True, files_followed=1), POLICY).summary == (
+    assert assess_readiness(HealthSnapshot(now=0.0, stopping=True, files_followed=1)).summary == (
         "not ready: shutting down"
     )
-    assert assess_readiness(HealthSnapshot(now=0.0, files_followed=0), POLICY).summary == (
+    assert assess_readiness(HealthSnapshot(now=0.0, files_followed=0)).summary == (
         "not ready: no file followed yet (waiting for files matching the inputs)"
     )
 
 
 def test_not_ready_without_files_names_each_waiting_pattern_and_why() -> None:
     waiting = {"/b/*.log": "unreadable: cannot list /b (Permission denied)", "/a/*.log": "no file matches"}
-    verdict = assess_readiness(HealthSnapshot(now=0.0, files_followed=0, waiting=waiting), POLICY)
+    verdict = assess_readiness(HealthSnapshot(now=0.0, files_followed=0, waiting=waiting))
     assert verdict.summary == (
         "not ready: following 0 files; patterns waiting: /a/*.log (no file matches); "
         "/b/*.log (unreadable: cannot list /b (Permission denied))"
     )
     assert verdict.to_json()["waiting"] == waiting
     # a pattern waiting while another is followed: ready, and the body still says what waits
-    ready = assess_readiness(HealthSnapshot(now=0.0, files_followed=1, waiting=waiting), POLICY)
+    ready = assess_readiness(HealthSnapshot(now=0.0, files_followed=1, waiting=waiting))
     assert ready.ok and ready.to_json()["waiting"] == waiting
 
 
 def test_ready_once_started_and_following_files() -> None:
-    verdict = assess_readiness(HealthSnapshot(now=0.0, files_followed=1), POLICY)
+    verdict = assess_readiness(HealthSnapshot(now=0.0, files_followed=1))
     assert verdict.ok
     assert verdict.summary == "ready: following 1 file"
 
 
-def test_unhealthy_service_is_not_ready() -> None:
-    snapshot = HealthSnapshot(now=100.0, files_followed=1, sinks={"otlp": SinkStatus(failing_since=0.0)})
-    assert assess_readiness(snapshot, POLICY).summary == "not ready: sink 'otlp' failing for 100s"
+def test_readiness_never_depends_on_a_backend() -> None:
+    # A native sidecar's readiness gates its Pod: a collector outage must not take Apache out of its
+    # Service. /healthz says it instead.
+    failing = {"otlp": SinkStatus(failing_since=0.0, last_error="refused")}
+    misconfigured = {"otlp": SinkStatus(failing_since=99.0, last_error="HTTP 401", misconfigured=True)}
+    for sinks in (failing, misconfigured):
+        snapshot = HealthSnapshot(now=100.0, files_followed=1, sinks=sinks)
+        assert (assess_readiness(snapshot).ok, assess_health(snapshot, POLICY).ok) == (True, False)
+        assert assess_readiness(snapshot).summary == "ready: following 1 file"
+
+
+def test_alive_whenever_asked_and_says_what_the_process_does() -> None:
+    # Not started, stopping, following nothing, a sink failing for good: restarting fixes none of it.
+    failing = {"otlp": SinkStatus(failing_since=0.0, misconfigured=True)}
+    cases = [
+        (HealthSnapshot(now=0.0, started=False), "alive: event loop answered; starting"),
+        (HealthSnapshot(now=500.0, sinks=failing), "alive: event loop answered; running"),
+        (HealthSnapshot(now=0.0, stopping=True), "alive: event loop answered; shutting down"),
+    ]
+    for snapshot, summary in cases:
+        verdict = assess_alive(snapshot)
+        assert (verdict.ok, verdict.summary) == (True, summary)
+    assert assess_alive(HealthSnapshot(now=0.0, stopping=True)).to_json() == {
+        "status": "ok",
+        "summary": "alive: event loop answered; shutting down",
+        "reasons": [],
+        "started": True,
+        "stopping": True,
+    }
 
 
 def test_verdict_json_explains_the_state() -> None:
@@ -137,7 +164,7 @@ def test_verdict_json_explains_the_state() -> None:
         bytes_behind=42,
         sinks={"otlp": SinkStatus(failing_since=90.0, last_error="timeout", delivered_records=7)},
     )
-    assert assess_liveness(snapshot, POLICY).to_json() == {
+    assert assess_health(snapshot, POLICY).to_json() == {
         "status": "ok",
         "summary": "healthy: following 3 files, 42 bytes behind",
         "reasons": [],
@@ -166,12 +193,12 @@ def test_retry_events_make_a_sink_unhealthy_after_the_threshold_and_delivery_hea
     clock.advance(30)
     health.handle_event(Event.SINK_RETRY, {"sink": "otlp", "reason": "deadline exceeded"})
     clock.advance(29.5)
-    assert health.liveness().ok  # failing for 59.5 s: the first retry starts the clock, later ones do not
+    assert health.health().ok  # failing for 59.5 s: the first retry starts the clock, later ones do not
     clock.advance(0.5)
-    assert health.liveness().reasons == ("sink 'otlp' failing for 60s (last error: deadline exceeded)",)
-    assert not health.readiness().ok
+    assert health.health().reasons == ("sink 'otlp' failing for 60s (last error: deadline exceeded)",)
+    assert health.readiness().ok and health.alive().ok  # the backend's state is /healthz's only
     health.note_delivery("otlp", records=10)
-    assert health.liveness().ok
+    assert health.health().ok
     assert health.readiness().ok
 
 
@@ -180,9 +207,9 @@ def test_sink_recovered_event_clears_the_failure() -> None:
     health = monitor(clock, lag)
     health.handle_event(Event.SINK_RETRY, {"sink": "otlp", "reason": "refused"})
     clock.advance(120)
-    assert not health.liveness().ok
+    assert not health.health().ok
     health.handle_event(Event.SINK_RECOVERED, {"sink": "otlp", "outage_s": 120.0})
-    assert health.liveness().ok
+    assert health.health().ok
 
 
 def test_a_configuration_error_makes_the_sink_unhealthy_at_once_until_it_recovers() -> None:
@@ -191,17 +218,17 @@ def test_a_configuration_error_makes_the_sink_unhealthy_at_once_until_it_recover
     health.handle_event(Event.STARTED, {})
     reason = "authentication rejected by collector (HTTP 401)"
     health.handle_event(Event.SINK_MISCONFIGURED, {"sink": "otlp", "reason": reason, "fix": "check ..."})
-    assert health.liveness().reasons == (f"sink 'otlp' misconfigured: {reason}",)
-    assert not health.readiness().ok
+    assert health.health().reasons == (f"sink 'otlp' misconfigured: {reason}",)
+    assert health.readiness().ok
     health.handle_event(Event.SINK_RETRY, {"sink": "otlp", "reason": reason, "misconfigured": True})
     clock.advance(1)
-    assert not health.liveness().ok
+    assert not health.health().ok
     # Fixed (e.g. a new token): the next delivery makes it healthy again.
     health.handle_event(Event.SINK_RECOVERED, {"sink": "otlp", "outage_s": 1.0})
-    assert health.liveness().ok and health.readiness().ok
+    assert health.health().ok and health.readiness().ok
     # An ordinary outage afterwards is not a configuration error: it waits for the threshold.
     health.handle_event(Event.SINK_RETRY, {"sink": "otlp", "reason": "refused", "misconfigured": False})
-    assert health.liveness().ok
+    assert health.health().ok
 
 
 def test_one_failing_sink_does_not_hide_behind_a_healthy_one() -> None:
@@ -210,7 +237,7 @@ def test_one_failing_sink_does_not_hide_behind_a_healthy_one() -> None:
     health.note_failure("otlp", "refused")
     clock.advance(61)
     health.note_delivery("stdout", records=5)
-    assert health.liveness().reasons == ("sink 'otlp' failing for 61s (last error: refused)",)
+    assert health.health().reasons == ("sink 'otlp' failing for 61s (last error: refused)",)
 
 
 def test_monitor_detects_a_stalled_pipeline_from_its_own_samples() -> None:
@@ -221,12 +248,12 @@ def test_monitor_detects_a_stalled_pipeline_from_its_own_samples() -> None:
         health.sample()
         clock.advance(30)
     lag.bytes_behind = 250  # now = start + 90 s; the anchor is the sample at +30 s (150 bytes)
-    assert health.liveness().reasons == (
+    assert health.health().reasons == (
         "bytes behind grew from 150 to 250 over 60s while nothing was delivered",
     )
     health.note_delivery("otlp", records=1)
     clock.advance(1)
-    assert health.liveness().ok  # a delivery inside the window means the pipeline moves
+    assert health.health().ok  # a delivery inside the window means the pipeline moves
 
 
 def test_monitor_keeps_only_one_sample_older_than_the_window() -> None:
@@ -253,7 +280,8 @@ def test_readiness_follows_lifecycle_events_and_files() -> None:
     assert health.readiness().summary == "ready: following 2 files"
     health.handle_event(Event.STOPPING, {})
     assert health.readiness().summary == "not ready: shutting down"
-    assert health.liveness().ok
+    assert health.health().ok
+    assert health.alive().summary == "alive: event loop answered; shutting down"
 
 
 def test_a_pipeline_started_again_after_a_reload_is_ready_again() -> None:
@@ -275,7 +303,7 @@ def test_monitor_subscribes_to_the_event_bus() -> None:
         events.emit(Event.STARTED)
         events.emit(Event.SINK_RETRY, sink="otlp", reason="refused")
         clock.advance(60)
-        assert health.liveness().reasons == ("sink 'otlp' failing for 60s (last error: refused)",)
+        assert health.health().reasons == ("sink 'otlp' failing for 60s (last error: refused)",)
     finally:
         unsubscribe()
 
