@@ -22,7 +22,9 @@ Invariants:
   an explicit `authorization: Basic ...` header and leave the URL, so no transport error can quote
   them; given together with an `authorization` header they are an error (never a silent override).
 - Resource: service.name is "apache-httpd" unless OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME or
-  --service-name (each overriding the previous) says otherwise; host.name is this host's name.
+  --service-name (each overriding the previous) says otherwise; host.name is this host's name; the
+  Pod's k8s.* attributes come from the Downward API variables (`settings.kubernetes_env`), below
+  OTEL_RESOURCE_ATTRIBUTES.
 - An invalid combination raises ConfigError (one line); the command line shows it as a usage error.
 """
 
@@ -38,6 +40,7 @@ from urllib.parse import unquote, urlsplit
 
 from logsidecar import redact
 from logsidecar.settings.errors import ConfigError
+from logsidecar.settings.kubernetes_env import kubernetes_resource
 from logsidecar.settings.model import endpoint_credentials, header_problem
 from logsidecar.settings.units import key_values
 from logsidecar.sinks.otlp_settings import DEFAULT_SERVICE_NAME, Compression, OtlpProtocol, OtlpSettings
@@ -168,6 +171,7 @@ def resolve_otlp_settings(
 
     resource: dict[str, Any] = {"service.name": DEFAULT_SERVICE_NAME}
     resource["host.name"] = hostname if hostname is not None else socket.gethostname()
+    resource.update(kubernetes_resource(env))
     resource_env = env.get("OTEL_RESOURCE_ATTRIBUTES", "").strip()
     if resource_env:
         resource.update(parse_otel_key_values(resource_env, what="OTEL_RESOURCE_ATTRIBUTES"))
