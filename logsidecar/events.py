@@ -56,6 +56,7 @@ class Event(StrEnum):
     # lifecycle
     STARTED = "started"
     STOPPING = "stopping"
+    EXIT_MARKER_FOUND = "exit_marker_found"  # --exit-when-exists: the app stopped; drain and exit
     STOPPED = "stopped"
     CONFIG_RELOADED = "config_reloaded"
     CONFIG_ERROR = "config_error"

@@ -8,6 +8,9 @@ leaving take at most `pipeline.SINK_CLOSE_GRACE_S` more (8 + 1 s: below docker s
 thread stuck in an abandoned export (a collector that accepted the connection and never answers) is
 not waited for (`run_until_exit`).
 
+`--exit-when-exists PATH`: once PATH exists (the app container stopped: `service.exit_marker`), the
+same stop as on SIGTERM, announced by `exit_marker_found`.
+
 SIGHUP (with a config file): the new settings are resolved and built first; invalid -> config_error,
 the running pipeline goes on untouched. Valid -> the running pipeline stops gracefully (in-flight
 batches settle, checkpoints are written) and a new one starts in the same process on the same state
@@ -31,6 +34,7 @@ from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.parse.base import FormatError
 from logsidecar.pipeline import SINK_CLOSE_GRACE_S, Pipeline
+from logsidecar.service.exit_marker import wait_for_exit_marker
 from logsidecar.service.plan import Plan
 from logsidecar.service.telemetry import LiveRun, SelfLog, Telemetry, telemetry_key
 from logsidecar.settings.errors import ConfigError
@@ -93,6 +97,7 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        exit_marker = asyncio.create_task(self._stop_when_exit_marker_exists(), name="logsidecar-exit-marker")
         try:
             while True:
                 deadline = await self._run_one(self.plan)
@@ -101,8 +106,19 @@ class Supervisor:
                 previous, self.plan, self.next_plan = self.plan, self.next_plan, None
                 _announce_reload(previous, self.plan)
         finally:
+            exit_marker.cancel()
             if self._telemetry is not None:
                 await self._telemetry.stop()
+
+    async def _stop_when_exit_marker_exists(self) -> None:
+        path = await wait_for_exit_marker(lambda: self.plan.settings.exit_when_exists)
+        if not self.stopping:
+            events.emit(
+                Event.EXIT_MARKER_FOUND,
+                path=path,
+                reason="the app container stopped: reading every followed file to its end, then exiting",
+            )
+            self.request_stop()
 
     async def _run_one(self, plan: Plan) -> float | None:
         settings = plan.settings

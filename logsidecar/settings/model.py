@@ -219,6 +219,13 @@ class Settings(_Strict):
         "line and read after a restart. Closing the outputs may take 1s more: the default stays below "
         "docker stop's 10s.",
     )
+    exit_when_exists: str | None = _option(
+        None,
+        "Once this file exists (the app container's preStop hook touches it, e.g. "
+        "/var/log/apache2/.app-stopped): stop as on SIGTERM (read every followed file to its end, "
+        "deliver and commit within --drain-timeout) and exit 0, so a Job with a sidecar completes.",
+        shown="off",
+    )
     # ~5 read batches of 229-byte lines: enough to keep 4 OTLP requests in flight while one batch is
     # parsed, and ~5 MiB of encoded JSON (peak RSS of tail -> stdout: ~59 MiB)
     max_in_flight_lines: int = _option(

@@ -120,9 +120,10 @@ def resolve(
 
     `flags`: only options given on the command line, by `tail` parameter name (paths, format_rules,
     exclude, state_dir, start_at, watch, follow_symlinks, poll_interval, ignore_older, max_line_bytes,
-    partial_line_flush, outputs, stdout_format, timezone, resource, drain_timeout, max_in_flight_lines,
-    log_format, log_level, http_addr, unhealthy_after, derive_metrics, metrics_route_depth, metrics_interval,
-    docker_metadata, service_name, otlp_*); None or () means "not given".
+    partial_line_flush, outputs, stdout_format, timezone, resource, drain_timeout, exit_when_exists,
+    max_in_flight_lines, log_format, log_level, http_addr, unhealthy_after, derive_metrics,
+    metrics_route_depth, metrics_interval, docker_metadata, service_name, otlp_*); None or () means
+    "not given".
     """
     expanded: set[tuple[Any, ...]] = set()
     data, expansion_errors = (

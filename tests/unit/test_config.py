@@ -435,8 +435,8 @@ endpoint = "ftp://x"
     )
     formats = "auto, common, combined, vhost_combined, combinedio, referer, agent, error, json, raw, logformat:<LogFormat>, errorlogformat:<fmt>"
     settings_keys = (
-        "derive_metrics, docker_metadata, drain_timeout, exclude, follow_symlinks, formats, http_addr, "
-        "ignore_older, inputs, log_format, log_level, max_in_flight_lines, max_line_bytes, metrics_interval, "
+        "derive_metrics, docker_metadata, drain_timeout, exclude, exit_when_exists, follow_symlinks, formats, "
+        "http_addr, ignore_older, inputs, log_format, log_level, max_in_flight_lines, max_line_bytes, metrics_interval, "
         "metrics_route_depth, outputs, partial_line_flush, poll_interval, resource, service_name, "
         "start_at, state_dir, timezone, unhealthy_after, watch"
     )
