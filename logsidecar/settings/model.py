@@ -237,7 +237,8 @@ class Settings(_Strict):
     log_level: Level = _option(Level.INFO, "Our own logs: the least severe level shown.")
     http_addr: HttpAddr | None = _option(
         None,
-        "Serve /metrics, /healthz and /readyz here, e.g. 127.0.0.1:9464 or :9464 (loopback).",
+        "Serve /metrics and the /livez, /readyz and /healthz probes here, e.g. 127.0.0.1:9464 or :9464 "
+        "(loopback).",
         shown="off",
     )
     unhealthy_after: Duration = _option(60.0, "/healthz fails once a sink has been failing this long.")

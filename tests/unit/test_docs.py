@@ -4,7 +4,7 @@
   renamed or deleted test makes the document fail here instead of silently pointing nowhere).
 - docs/record.md names every attribute the code can put on a record: the constants of
   `logsidecar.record`, every key (and Apache fallback key) of every LogFormat directive the compiler
-  knows, the error-log parser's attribute constants and the container resource keys. A new attribute
+  knows, the error-log parser's attribute constants, the container and the Kubernetes resource keys. A new attribute
   without a line in record.md fails.
 """
 
@@ -22,6 +22,7 @@ from logsidecar.containers.metadata import container_resource
 from logsidecar.parse import errorlog
 from logsidecar.parse.fields import compile_fields
 from logsidecar.parse.logformat import ARGUMENT_CHOICES, DIRECTIVE_NAMES, NEEDS_ARGUMENT, tokenize
+from logsidecar.settings.kubernetes_env import K8S_RESOURCE_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -162,6 +163,8 @@ def test_record_md_names_every_attribute_the_code_can_set() -> None:
     }
     for key in container_resource(inspect, labels=["*"]):
         wanted.setdefault(_documented_form(key), "containers.metadata.container_resource")
+    for key in K8S_RESOURCE_VARIABLES.values():
+        wanted.setdefault(key, "settings.kubernetes_env")
     assert len(wanted) > 60  # the tables were read, not an empty set that passes vacuously
     missing = sorted(f"{key} (from {source})" for key, source in wanted.items() if f"`{key}" not in text)
     assert not missing, "docs/record.md does not document:\n" + "\n".join(missing)
