@@ -5,7 +5,8 @@ witness of `otlp_receiver`), no test doubles:
   reading every followed file to its end (exactly once, by sequence number), and commits: a restart on
   the same state directory sends nothing again.
 - The three probes over real HTTP: /livez and /readyz stay 200 while the collector is down, /healthz
-  turns 503; `logsidecar health --probe` exits accordingly.
+  turns 503; /livez fails only when the process does not answer (stopped with SIGSTOP);
+  `logsidecar health --probe` exits accordingly.
 - The Downward API variables become k8s.* on every record.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -194,6 +196,17 @@ def test_readyz_and_livez_stay_up_while_the_collector_is_down_and_healthz_goes_u
 
         witness.start()  # same port
         wait_for(lambda: http_get(base + "/healthz")[0] == 200, 40, 0.1, "/healthz 200 again")
+
+        # A stuck event loop (here: the whole process stopped) answers nothing: the one state in
+        # which a liveness probe fails, and in which a restart helps.
+        assert process.process is not None
+        os.kill(process.process.pid, signal.SIGSTOP)
+        try:
+            code, reason = health_command(port, "--probe", "livez", "--timeout", "1s")
+        finally:
+            os.kill(process.process.pid, signal.SIGCONT)
+        assert (code, reason) == (1, f"unhealthy: cannot reach {base}/livez: timed out")
+        assert health_command(port, "--probe", "livez")[0] == 0
     finally:
         if writer is not None and writer.running():
             writer.stop()
