@@ -7,7 +7,9 @@ runs the pipeline until SIGTERM/SIGINT (draining within `--drain-timeout`), relo
 exits 0 after a graceful stop.
 
 Operations:
-- `--http-addr`: /metrics, /livez, /readyz, /healthz (`service.telemetry`; docs/kubernetes.md). Metrics and health outlive reloads.
+- `--http-addr`: /metrics, /livez, /readyz, /healthz (`service.telemetry`; docs/kubernetes.md).
+  Metrics and health outlive reloads.
+- `--exit-when-exists`: the stop of SIGTERM once a file exists (`service.exit_marker`).
 - `--derive-metrics`: the access-metrics sink next to the outputs, on the first OTLP output's settings.
 - `--docker-metadata`: container.* of the container writing the tailed directories, from the socket.
 - SIGHUP (with a config file): see `service.supervisor`. Flags and the environment still win over

@@ -5,8 +5,8 @@ settings that cannot be built keeps the running pipeline. Nothing is started her
 
 Resource of every record: host.name, service.name (apache-httpd unless OTEL_RESOURCE_ATTRIBUTES,
 OTEL_SERVICE_NAME or service_name say otherwise), the Pod's k8s.* from the Downward API variables
-(K8S_POD_NAME ..., `settings.kubernetes_env`; OTEL_RESOURCE_ATTRIBUTES overrides them), then the writer container's (`docker_metadata`),
-then the configured `resource` attributes.
+(K8S_POD_NAME ..., `settings.kubernetes_env`; OTEL_RESOURCE_ATTRIBUTES overrides them), then the
+writer container's (`docker_metadata`), then the configured `resource` attributes.
 """
 
 from __future__ import annotations

@@ -97,7 +97,6 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
-        exit_marker = asyncio.create_task(self._stop_when_exit_marker_exists(), name="logsidecar-exit-marker")
         try:
             while True:
                 deadline = await self._run_one(self.plan)
@@ -106,12 +105,11 @@ class Supervisor:
                 previous, self.plan, self.next_plan = self.plan, self.next_plan, None
                 _announce_reload(previous, self.plan)
         finally:
-            exit_marker.cancel()
             if self._telemetry is not None:
                 await self._telemetry.stop()
 
-    async def _stop_when_exit_marker_exists(self) -> None:
-        path = await wait_for_exit_marker(lambda: self.plan.settings.exit_when_exists)
+    async def _stop_when_exit_marker_exists(self, path: str) -> None:
+        await wait_for_exit_marker(path)
         if not self.stopping:
             events.emit(
                 Event.EXIT_MARKER_FOUND,
@@ -139,7 +137,17 @@ class Supervisor:
         )
         if self.stopping or self.next_plan is not None:  # a signal came while we were switching pipelines
             running.pipeline.request_stop(drain=self.stopping)
-        await running.pipeline.run()
+        # Watched per run: a reload may set, change or clear the path.
+        exit_marker = (
+            asyncio.create_task(self._stop_when_exit_marker_exists(settings.exit_when_exists))
+            if settings.exit_when_exists
+            else None
+        )
+        try:
+            await running.pipeline.run()
+        finally:
+            if exit_marker is not None:
+                exit_marker.cancel()
         if state_dir is not None:
             self._store.close()
         return running.pipeline.deadline

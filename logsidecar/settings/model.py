@@ -221,7 +221,7 @@ class Settings(_Strict):
     )
     exit_when_exists: str | None = _option(
         None,
-        "Once this file exists (the app container's preStop hook touches it, e.g. "
+        "Once this file exists (the app's container writes it after the app has exited, e.g. "
         "/var/log/apache2/.app-stopped): stop as on SIGTERM (read every followed file to its end, "
         "deliver and commit within --drain-timeout) and exit 0, so a Job with a sidecar completes.",
         shown="off",

@@ -135,6 +135,36 @@ def test_an_exit_marker_present_at_start_drains_what_is_there_and_exits_0(tmp_pa
     assert sorted(body_seq(body) for body in process.bodies()) == list(range(5000))
 
 
+def test_a_reload_that_sets_exit_when_exists_takes_effect(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "access.log").write_text("".join(f"w {n:08d} line\n" for n in range(100)))
+    marker = logs / ".app-stopped"
+    marker.touch()
+    config = tmp_path / "logsidecar.toml"
+    config.write_text(f'[[inputs]]\npaths = ["{logs}/*.log"]\nformat = "raw"\n')
+    process = tail(tmp_path, "--config", str(config))
+    assert process.process is not None
+    try:
+        wait_for(lambda: process.count() >= 100, 30, message="the 100 lines")
+        time.sleep(3 * POLL_S)  # the marker exists, but nobody asked to watch it
+        assert process.process.poll() is None
+        config.write_text(f'exit_when_exists = "{marker}"\n' + config.read_text())  # a top-level key
+        process.process.send_signal(signal.SIGHUP)
+        assert process.process.wait(POLL_S + DRAIN_TIMEOUT_S + SINK_CLOSE_GRACE_S + 5) == 0
+        process._finish()
+    finally:
+        if process.process.poll() is None:
+            process.terminate()
+    assert [
+        e["event"] for e in process.events() if e["event"] in ("config_reloaded", "exit_marker_found")
+    ] == [
+        "config_reloaded",
+        "exit_marker_found",
+    ]
+    assert sorted(body_seq(body) for body in process.bodies()) == list(range(100))
+
+
 def test_readyz_and_livez_stay_up_while_the_collector_is_down_and_healthz_goes_unhealthy(
     tmp_path: Path,
 ) -> None:
