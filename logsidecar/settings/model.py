@@ -214,10 +214,10 @@ class Settings(_Strict):
     service_name: str | None = None
     drain_timeout: Duration = _option(
         8.0,
-        "On SIGTERM/SIGINT: stop discovering files, read every followed file to its end, deliver and "
-        "commit, within this long; what is left then is named (file, offset, lines) in the last log "
-        "line and read after a restart. Closing the outputs may take 1s more: the default stays below "
-        "docker stop's 10s.",
+        "On SIGTERM/SIGINT: stop discovering files, read every followed file to its end, deliver, "
+        "commit, close the outputs and exit, all within this long (the default stays below docker "
+        "stop's 10s); what is left then is named (file, offset, lines) in the last log line, at "
+        "warning level, read after a restart, and the exit status is 3. A second signal exits at once.",
     )
     # ~5 read batches of 229-byte lines: enough to keep 4 OTLP requests in flight while one batch is
     # parsed, and ~5 MiB of encoded JSON (peak RSS of tail -> stdout: ~59 MiB)
