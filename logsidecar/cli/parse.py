@@ -30,6 +30,7 @@ from logsidecar.cli.params import SIZE, TIMEZONE
 from logsidecar.fastpath.explain import explain
 from logsidecar.parse import FORMAT_NAMES, FormatError, Parser, build_parser
 from logsidecar.record import PARSE_ERROR, TRUNCATED, LogRecord, encode_json_lines
+from logsidecar.settings.units import DEFAULT_TIMEZONE
 from logsidecar.tail.reader import Framed, LineFramer
 from logsidecar.terminal import colour_allowed, escape_controls
 
@@ -157,9 +158,10 @@ def _build(format_spec: str, timezone: tzinfo, path: str | None) -> Parser:
     "--timezone",
     "timezone",
     type=TIMEZONE,
-    default="UTC",
+    default=DEFAULT_TIMEZONE,
     show_default=True,
-    help="Zone for times written without an offset (the error log): UTC, local, +02:00, Europe/Paris ...",
+    help="Zone for times written without an offset (the error log): local (TZ, else /etc/localtime; "
+    "as `tail`), UTC, +02:00, Europe/Paris ...",
 )
 @click.option(
     "--batch-lines",

@@ -26,7 +26,15 @@ from logsidecar import redact
 from logsidecar.events import Level
 from logsidecar.selflog import LogStyle
 from logsidecar.settings.errors import is_secret_key
-from logsidecar.settings.units import Duration, HttpAddr, Size, TimezoneName, custom, parse_timezone
+from logsidecar.settings.units import (
+    DEFAULT_TIMEZONE,
+    Duration,
+    HttpAddr,
+    Size,
+    TimezoneName,
+    custom,
+    parse_timezone,
+)
 from logsidecar.sinks.stdout import StdoutFormat
 from logsidecar.tail.open_policy import FollowSymlinks
 from logsidecar.tail.options import StartAt, WatchMode
@@ -208,7 +216,8 @@ class Settings(_Strict):
         5.0, "A last line without its newline is forwarded after this long."
     )
     timezone: TimezoneName = _option(
-        "local", "Zone of error-log times (they carry no offset): local, UTC, +02:00, Europe/Paris ..."
+        DEFAULT_TIMEZONE,
+        "Zone of error-log times (they carry no offset): local, UTC, +02:00, Europe/Paris ...",
     )
     resource: dict[str, str] = {}
     service_name: str | None = None

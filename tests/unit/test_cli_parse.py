@@ -21,8 +21,9 @@ ERROR_24 = (
 COMBINED = b'127.0.0.1 - - [28/Nov/2026:02:09:06 +0000] "GET / HTTP/1.1" 200 3 "-" "curl/7.88.1"'
 
 
-def run(args: list[str], stdin: bytes | None = None):
-    return CliRunner().invoke(main, ["parse", *args], input=stdin)
+def run(args: list[str], stdin: bytes | None = None, tz: str = "UTC"):
+    # TZ: error-log times are read in the local zone by default, this one
+    return CliRunner(env={"TZ": tz}).invoke(main, ["parse", *args], input=stdin)
 
 
 def records_of(output: bytes) -> list[dict]:
@@ -67,6 +68,13 @@ def test_timezone_option_applies_to_error_log_times():
     assert result.exit_code == 0
     [record] = records_of(result.stdout_bytes)
     assert record["timestamp"] == "2026-11-28T02:09:07.632088-05:00"
+
+
+def test_error_log_times_are_local_by_default():
+    result = run(["-f", "error", "-"], stdin=ERROR_24 + b"\n", tz="Asia/Kolkata")
+    assert result.exit_code == 0
+    [record] = records_of(result.stdout_bytes)
+    assert record["timestamp"] == "2026-11-28T02:09:07.632088+05:30"
 
 
 def test_bad_timezone_is_a_usage_error():
