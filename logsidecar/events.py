@@ -46,6 +46,7 @@ class Event(StrEnum):
     # checkpoints
     CHECKPOINT_WRITTEN = "checkpoint_written"
     CHECKPOINT_ERROR = "checkpoint_error"
+    CHECKPOINTS_OFF = "checkpoints_off"  # --state-dir none: nothing survives a restart
     # sinks
     SINK_RETRY = "sink_retry"
     SINK_RECOVERED = "sink_recovered"
@@ -72,6 +73,7 @@ EVENT_LEVELS: dict[Event, Level] = {
     Event.LINE_TRUNCATED: Level.WARNING,
     Event.NUL_RUN_SKIPPED: Level.WARNING,
     Event.CHECKPOINT_ERROR: Level.ERROR,
+    Event.CHECKPOINTS_OFF: Level.WARNING,
     Event.SINK_RETRY: Level.WARNING,
     Event.SINK_REJECTED: Level.ERROR,
     Event.SINK_PARTIAL_SUCCESS: Level.WARNING,

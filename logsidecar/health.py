@@ -16,6 +16,10 @@ Rules (see `HealthPolicy`):
   SINK_RETRY with `misconfigured: true`: a wrong token or endpoint does not heal by waiting);
 - unhealthy when the bytes behind grew over the last `stall_window_s` while not one record was
   delivered: a pipeline that stopped moving although there is work to do;
+- unhealthy while a condition holds (`HealthSnapshot.conditions`, from events): "checkpoints" from a
+  `checkpoint_error` with `failing: true` until the next `checkpoint_written` (the state directory
+  cannot be written: the guarantee of resuming where we stopped is gone). Conditions make /healthz
+  fail, not /readyz: the records still flow;
 - ready once the service has started, is not shutting down, follows at least one file, and is healthy.
   While it follows no file the service is alive but not ready, and says why per input pattern (from
   `Tailer.waiting_patterns`: no file matches, a directory on its path is unreadable, every match refused).
@@ -44,6 +48,9 @@ from logsidecar.events import Event
 from logsidecar.redact import redact
 
 Clock = Callable[[], float]
+
+# The named conditions that can make the process unhealthy (`HealthMonitor.set_condition`).
+HEALTH_CONDITIONS = ("checkpoints",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +83,7 @@ class HealthSnapshot:
     files_followed: int = 0
     bytes_behind: int = 0
     waiting: Mapping[str, str] = field(default_factory=dict)  # input pattern -> why no file is followed
+    conditions: Mapping[str, str] = field(default_factory=dict)  # name -> what is wrong (see module doc)
     sinks: Mapping[str, SinkStatus] = field(default_factory=dict)
     history: tuple[LagSample, ...] = ()  # oldest first; the last one is taken at `now`
 
@@ -97,10 +105,8 @@ class Verdict:
 
 
 def assess_liveness(snapshot: HealthSnapshot, policy: HealthPolicy) -> Verdict:
-    reasons = [*_failing_sink_reasons(snapshot, policy)]
-    stall = _stall_reason(snapshot, policy)
-    if stall:
-        reasons.append(stall)
+    reasons = [*_delivery_reasons(snapshot, policy)]
+    reasons += [f"{name}: {what}" for name, what in sorted(snapshot.conditions.items())]
     details = _details(snapshot)
     if reasons:
         return Verdict(False, "unhealthy: " + "; ".join(reasons), tuple(reasons), details)
@@ -121,10 +127,15 @@ def assess_readiness(snapshot: HealthSnapshot, policy: HealthPolicy) -> Verdict:
     elif snapshot.files_followed == 0:
         reasons = ("no file followed yet (waiting for files matching the inputs)",)
     else:
-        reasons = assess_liveness(snapshot, policy).reasons
+        reasons = tuple(_delivery_reasons(snapshot, policy))
     if reasons:
         return Verdict(False, "not ready: " + "; ".join(reasons), reasons, details)
     return Verdict(True, f"ready: {_describe_files(snapshot)}", (), details)
+
+
+def _delivery_reasons(snapshot: HealthSnapshot, policy: HealthPolicy) -> list[str]:
+    stall = _stall_reason(snapshot, policy)
+    return [*_failing_sink_reasons(snapshot, policy), *([stall] if stall else [])]
 
 
 def _failing_sink_reasons(snapshot: HealthSnapshot, policy: HealthPolicy) -> list[str]:
@@ -169,6 +180,7 @@ def _details(snapshot: HealthSnapshot) -> dict[str, Any]:
         "files_followed": snapshot.files_followed,
         "bytes_behind": snapshot.bytes_behind,
         "waiting": dict(sorted(snapshot.waiting.items())),
+        "conditions": dict(sorted(snapshot.conditions.items())),
         "sinks": {
             name: {
                 "failing_for_s": None
@@ -208,6 +220,7 @@ class HealthMonitor:
         self._started = False
         self._stopping = False
         self._sinks: dict[str, SinkStatus] = {}
+        self._conditions: dict[str, str] = {}
         self._delivered = 0
         self._history: deque[LagSample] = deque()
 
@@ -230,6 +243,11 @@ class HealthMonitor:
             self.note_failure(str(fields.get("sink", "sink")), _error_text(fields), misconfigured=True)
         elif event is Event.SINK_RECOVERED:
             self.note_recovered(str(fields.get("sink", "sink")))
+        elif event is Event.CHECKPOINT_ERROR and fields.get("failing"):
+            where = fields.get("state_dir", "the state directory")
+            self.set_condition("checkpoints", redact(f"cannot write {where}: {_error_text(fields)}"))
+        elif event is Event.CHECKPOINT_WRITTEN:
+            self.set_condition("checkpoints", None)
 
     def mark_started(self) -> None:
         # A pipeline started again after a reload (SIGHUP) is no longer shutting down.
@@ -255,6 +273,18 @@ class HealthMonitor:
         with self._lock:
             status = self._sinks.get(sink, SinkStatus())
             self._sinks[sink] = SinkStatus(None, None, status.last_delivery_at, status.delivered_records)
+
+    def set_condition(self, name: str, what: str | None) -> None:
+        """A named problem that makes the process unhealthy while set (None clears it)."""
+        with self._lock:
+            if what is None:
+                self._conditions.pop(name, None)
+            else:
+                self._conditions[name] = what
+
+    def conditions(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._conditions)
 
     def note_delivery(self, sink: str, records: int) -> None:
         now = self._clock()
@@ -292,6 +322,7 @@ class HealthMonitor:
                 files_followed=files,
                 bytes_behind=sample.bytes_behind,
                 waiting=waiting,
+                conditions=dict(self._conditions),
                 sinks=dict(self._sinks),
                 history=tuple(self._history),
             )

@@ -15,7 +15,8 @@ Operations:
 - `--dry-run`: see `cli.dry_run`.
 
 Exit codes: 0 after a graceful stop (or when our stdout was closed by its reader; --dry-run with a
-file matched), 2 for invalid options or configuration (each error names its key, variable or flag),
+file matched), 2 for invalid options or configuration (each error names its key, variable or flag;
+a state directory that cannot be written names its path and the fix),
 1 when a sink or the tailer fails for good (or --dry-run matched no file), 3 when a stop's
 --drain-timeout passed before every line was delivered (the last log line names what is left; a
 restart reads it), 128 + N when a second signal N cut the stop short.
@@ -42,6 +43,7 @@ from logsidecar.settings.errors import ConfigError
 from logsidecar.settings.model import InputConfig, Settings, StdoutOutput
 from logsidecar.settings.sources import env_name, flags_from_click, resolve
 from logsidecar.sinks.stdout import OutputClosed, StdoutFormat
+from logsidecar.terminal import escape_controls
 
 # -- the command --------------------------------------------------------------------------------------
 
@@ -188,6 +190,15 @@ def _serve(settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: 
         plan = build_plan(settings, os.environ, otlp_flags)
     except (ConfigError, FormatError, ValueError) as exc:
         raise click.UsageError(redact(str(exc))) from None
+    state_dir = plan.tail_options.state_dir
+    if state_dir is not None:
+        from logsidecar.tail.state_files import StateDirUnusable, check_state_dir
+
+        try:
+            check_state_dir(state_dir)
+        except StateDirUnusable as exc:
+            click.echo(f"Error: {escape_controls(str(exc))}", err=True)
+            raise SystemExit(2) from None
     rebuild = (lambda: build_plan(load(), os.environ, otlp_flags)) if load is not None else None
     code = 0
     try:

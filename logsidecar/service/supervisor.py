@@ -140,6 +140,12 @@ class Supervisor:
         # A durable store is read again (as at a restart); an in-memory one is carried over.
         if self._store is None or state_dir is not None or self._store.state_dir is not None:
             self._store = CheckpointStore(state_dir)
+        if state_dir is None:
+            events.emit(
+                Event.CHECKPOINTS_OFF,
+                reason="--state-dir none: offsets are kept in memory only; after a restart every file "
+                "is read again from --start-at",
+            )
         running = self._running
         running.tailer = Tailer(plan.tail_options, self._store)
         running.pipeline = Pipeline(

@@ -138,6 +138,7 @@ def test_healthz_and_readyz_explain_their_status_in_json(stack: Stack) -> None:
         "files_followed": 1,
         "bytes_behind": 0,
         "waiting": {},
+        "conditions": {},
         "sinks": {},
     }
 

@@ -144,6 +144,7 @@ def test_verdict_json_explains_the_state() -> None:
         "files_followed": 3,
         "bytes_behind": 42,
         "waiting": {},
+        "conditions": {},
         "sinks": {
             "otlp": {
                 "failing_for_s": 10.0,
@@ -183,6 +184,24 @@ def test_sink_recovered_event_clears_the_failure() -> None:
     assert not health.liveness().ok
     health.handle_event(Event.SINK_RECOVERED, {"sink": "otlp", "outage_s": 120.0})
     assert health.liveness().ok
+
+
+def test_a_failing_state_dir_is_unhealthy_not_unready_until_a_checkpoint_is_written() -> None:
+    clock, lag = FakeClock(), Lag()
+    health = monitor(clock, lag)
+    health.handle_event(Event.STARTED, {})
+    # a one-off report (a corrupt database moved aside) is not a lasting condition
+    health.handle_event(Event.CHECKPOINT_ERROR, {"state_dir": "/s", "error": "corrupt", "moved_to": "/s/x"})
+    assert health.liveness().ok
+    health.handle_event(
+        Event.CHECKPOINT_ERROR, {"state_dir": "/s", "error": "No space left on device", "failing": True}
+    )
+    verdict = health.liveness()
+    assert verdict.reasons == ("checkpoints: cannot write /s: No space left on device",)
+    assert verdict.details["conditions"] == {"checkpoints": "cannot write /s: No space left on device"}
+    assert health.readiness().ok  # records still flow
+    health.handle_event(Event.CHECKPOINT_WRITTEN, {"entries": 1, "forgotten": 0})
+    assert health.liveness().ok and health.conditions() == {}
 
 
 def test_a_configuration_error_makes_the_sink_unhealthy_at_once_until_it_recovers() -> None:
