@@ -150,6 +150,13 @@ def _matched_fields(reason: str) -> float:
     return number + 0.5 if match.group(1) == "after" else float(number)
 
 
+def _field_count(parser: Parser) -> int:
+    from logsidecar.parse.logformat import Directive, tokenize
+
+    logformat = getattr(parser, "logformat", "")
+    return sum(isinstance(token, Directive) for token in tokenize(logformat)) if logformat else 0
+
+
 def _could_be_json(line: bytes) -> bool:
     return line.lstrip()[:1] == b"{"
 
@@ -216,7 +223,7 @@ class AutoParser:
         reason (which field it diverged at), e.g. ("combined", "does not match LogFormat:
         unexpected text after field 9"). None when no access format matched its first four fields
         (client, identity, user, time: below that, calling it close would mislead)."""
-        best: tuple[float, str, str] | None = None
+        best: tuple[tuple[float, int], str, str] | None = None
         for name in self._names:
             if name not in ACCESS_CANDIDATES:
                 continue
@@ -227,8 +234,10 @@ class AutoParser:
             reason = record.attributes.get(PARSE_ERROR)
             if reason is None:
                 return None  # it parses: nothing is closest
-            score = _matched_fields(str(reason))
-            if score >= _CLOSE_ENOUGH and (best is None or score > best[0]):
+            matched = _matched_fields(str(reason))
+            # as far as another: the one with fewer fields left is closer
+            score = (matched, -_field_count(parser))
+            if matched >= _CLOSE_ENOUGH and (best is None or score > best[0]):
                 best = (score, name, str(reason))
         return (best[1], best[2]) if best is not None else None
 
