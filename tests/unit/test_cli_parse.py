@@ -77,6 +77,27 @@ def test_error_log_times_are_local_by_default():
     assert record["timestamp"] == "2026-11-28T02:09:07.632088+05:30"
 
 
+def test_nothing_parsed_exits_3_showing_the_first_line_why_and_the_closest_format():
+    custom = COMBINED + b" 0.5 x"  # combined with two fields appended that no variant knows
+    result = run([], stdin=custom + b"\n" + custom + b"\n")
+    assert result.exit_code == 3, result.stderr
+    assert len(records_of(result.stdout_bytes)) == 2  # every line still printed, flagged
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("logsidecar parse: 2 lines, 0 parsed, 2 unparsed")
+    assert lines[1:] == [
+        "logsidecar parse: no line parsed with --format auto",
+        f"  first line: {custom.decode()}",
+        "  why: no known format matched; closest: combinedio, which does not match LogFormat at field 11 (%O)",
+        "  fix: give the LogFormat your server writes, --format 'logformat:<the LogFormat string of your "
+        "CustomLog>' (or --format error, json, raw)",
+    ]
+
+
+def test_some_lines_parsed_or_no_line_at_all_exit_0():
+    assert run([], stdin=COMBINED + b"\nnot a log line\n").exit_code == 0
+    assert run([], stdin=b"").exit_code == 0
+
+
 def test_bad_timezone_is_a_usage_error():
     result = run(["--timezone", "Mars/Olympus", "-"], stdin=b"")
     assert result.exit_code == 2
