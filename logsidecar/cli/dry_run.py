@@ -189,8 +189,8 @@ def _report_file(
     if spec == "auto":
         detected = parser.format_name if parser.format_name != "auto" else "none detected yet"
         _say(f"  format: auto -> {_paint(safe(detected), fg='cyan')}")
-        for line in _detection_notes(parser, sample):
-            _say(f"    {safe(line)}", fg="yellow")
+        for note in _detection_notes(parser, sample):
+            _say(f"    {safe(note)}", fg="yellow")
     else:
         _say(f"  format: {_paint(safe(spec), fg='cyan')}")
     if not sample:
