@@ -18,7 +18,8 @@ Rules (see `HealthPolicy`):
   delivered: a pipeline that stopped moving although there is work to do;
 - unhealthy while a condition holds (`HealthSnapshot.conditions`, from events): "checkpoints" from a
   `checkpoint_error` with `failing: true` until the next `checkpoint_written` (the state directory
-  cannot be written: the guarantee of resuming where we stopped is gone). Conditions make /healthz
+  cannot be written: the guarantee of resuming where we stopped is gone); "parse" while a file's
+  recent lines mostly fail to parse (`parse_failing` .. `parse_recovered`). Conditions make /healthz
   fail, not /readyz: the records still flow;
 - ready once the service has started, is not shutting down, follows at least one file, and is healthy.
   While it follows no file the service is alive but not ready, and says why per input pattern (from
@@ -50,7 +51,7 @@ from logsidecar.redact import redact
 Clock = Callable[[], float]
 
 # The named conditions that can make the process unhealthy (`HealthMonitor.set_condition`).
-HEALTH_CONDITIONS = ("checkpoints",)
+HEALTH_CONDITIONS = ("checkpoints", "parse")
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +249,14 @@ class HealthMonitor:
             self.set_condition("checkpoints", redact(f"cannot write {where}: {_error_text(fields)}"))
         elif event is Event.CHECKPOINT_WRITTEN:
             self.set_condition("checkpoints", None)
+        elif event in (Event.PARSE_FAILING, Event.PARSE_RECOVERED):
+            failing = fields.get("failing_files") or []
+            self.set_condition(
+                "parse",
+                redact("recent lines mostly not parsed in " + ", ".join(map(str, failing)))
+                if failing
+                else None,
+            )
 
     def mark_started(self) -> None:
         # A pipeline started again after a reload (SIGHUP) is no longer shutting down.

@@ -180,7 +180,7 @@ class Pipeline:
     def _on_event(self, event: Event, fields: dict[str, Any]) -> None:
         # A released file sends no more lines: what the pipeline kept for it goes (its parser).
         if event is Event.FILE_DRAINED and isinstance(fields.get("file_key"), str):
-            self.parsers.forget(fields["file_key"])
+            self._batches.forget(fields["file_key"])
 
     def request_stop(self, *, drain: bool = True) -> None:
         """Begin a graceful shutdown; safe to call from a signal handler and more than once. `drain`:

@@ -405,7 +405,7 @@ class _LiveCollector(Collector):
             yield _gauge(
                 "logsidecar_health_condition",
                 "1 while a named problem makes /healthz fail (checkpoints: the state directory cannot "
-                "be written), else 0.",
+                "be written; parse: a file's recent lines mostly fail to parse), else 0.",
                 {(("condition", c),): int(c in conditions) for c in HEALTH_CONDITIONS},
                 labels=["condition"],
             )
