@@ -43,6 +43,7 @@ class Event(StrEnum):
     FILE_CLOSED_IDLE = "file_closed_idle"  # an idle file closed to stay within the descriptor budget
     FILE_REOPENED = "file_reopened"  # ...reopened by identity when it changed
     FILE_LOST_WHILE_CLOSED = "file_lost_while_closed"  # rotated and removed while closed: lines lost
+    FORMAT_DETECTED = "format_detected"  # `auto` locked onto a format for a file (or changed it)
     PARSE_FAILING = "parse_failing"  # a file's recent lines mostly do not parse (pipeline.parse_watch)
     PARSE_RECOVERED = "parse_recovered"  # ...they parse again, or the file was released
     # checkpoints

@@ -24,11 +24,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, tzinfo
 from typing import Any
 
+from logsidecar import events
 from logsidecar.encoding.otlp_wire import encode_otlp_records
+from logsidecar.events import Event
 from logsidecar.fastpath import JSON_LINES, OTLP_RECORDS, writer_for
 from logsidecar.parse import build_parser
 from logsidecar.parse.base import Parser
-from logsidecar.parse.detect import AutoParser
+from logsidecar.parse.detect import INTEGER_TIME_NOTE, AutoParser, variant_logformat
 from logsidecar.parse.rules import FormatRule
 from logsidecar.pipeline.parse_watch import EXAMPLE_CHARS, ParseWatch
 from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, encode_json_lines, utcnow
@@ -60,12 +62,13 @@ class _FileState:
     """What the pipeline keeps per file identity: its parser (they may be stateful) and uid prefix.
     `parser` is None when it could not be built (`parser_error` says why): lines then go out raw."""
 
-    __slots__ = ("parser", "parser_error", "uid_prefix")
+    __slots__ = ("announced", "parser", "parser_error", "uid_prefix")
 
     def __init__(self, parser: Parser | None, uid_prefix: str, parser_error: str = "") -> None:
         self.parser = parser
         self.parser_error = parser_error
         self.uid_prefix = uid_prefix
+        self.announced = "auto"  # for `auto`: the format last said (FORMAT_DETECTED)
 
 
 class ParserSelector:
@@ -182,6 +185,7 @@ class BatchParser:
             except Exception:  # noqa: BLE001 - a parser bug must not lose lines: take the record path
                 pass
             else:
+                self._announce(batch, state)
                 self.parse_watch.note(batch.file_key, batch.path, batch.lines, unparsed)
                 self._observe(batch, state, len(batch.lines), unparsed)
                 return self._payload(encoded, len(batch.lines))
@@ -195,6 +199,7 @@ class BatchParser:
             reason = state.parser_error if state.parser is None else f"parser failed: {exc!r}"
             records = raw_records(batch.lines, reason=reason)
         stamp.apply(records)
+        self._announce(batch, state)
         unparsed = sum(1 for r in records if PARSE_ERROR in r.attributes)
         self.parse_watch.note(batch.file_key, batch.path, batch.lines, unparsed)
         self._observe(batch, state, len(records), unparsed)
@@ -207,6 +212,22 @@ class BatchParser:
             records = raw_records(batch.lines, reason=f"cannot encode the parsed record: {exc!r}")
             stamp.apply(records)
             return self._payload(encode(records), len(records))
+
+    @staticmethod
+    def _announce(batch: ReadBatch, state: _FileState) -> None:
+        """`auto` locked onto a format (first, or another one): say which, and for a variant of a
+        preset its LogFormat, so it can be given with --format."""
+        parser = state.parser
+        if not isinstance(parser, AutoParser) or parser.format_name == state.announced:
+            return
+        state.announced = name = parser.format_name
+        fields: dict[str, Any] = {"path": batch.path, "format": name}
+        logformat = variant_logformat(name)
+        if logformat is not None:
+            fields["logformat"] = logformat
+            if name.endswith("+%D"):
+                fields["note"] = INTEGER_TIME_NOTE
+        events.emit(Event.FORMAT_DETECTED, **fields)
 
     def _payload(self, encoded: Any, count: int) -> Payload:
         if self._encoding == JSON_LINES:

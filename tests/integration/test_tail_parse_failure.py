@@ -90,3 +90,4 @@ def test_a_log_that_mostly_does_not_parse_is_warned_about_and_degrades_healthz(
     assert warning["diverged"].startswith("does not match LogFormat")
     assert "--format 'logformat:" in warning["fix"]
     assert len(tail.events("parse_failing")) == 1  # said once, not per batch
+    assert [e["format"] for e in tail.events("format_detected")] == ["combined"]  # once it could

@@ -87,3 +87,31 @@ def test_a_failing_explanation_still_warns(seen: list) -> None:
     ParseWatch(broken, FakeClock()).note("k", "/a", lines(MIN_LINES), MIN_LINES)
     [(event, fields)] = seen
     assert event is Event.PARSE_FAILING and fields["reason"] == "(could not explain: ValueError)"
+
+
+COMBINED = b'127.0.0.1 - - [28/Nov/2026:02:09:06 +0000] "GET / HTTP/1.1" 200 3 "-" "curl/7.88.1"'
+
+
+@pytest.mark.parametrize("encoding", [None, "json_lines"])
+def test_the_pipeline_says_which_format_auto_chose_once_and_warns_about_unparsed_files(
+    seen: list, encoding: str | None
+) -> None:
+    from logsidecar.fastpath import JSON_LINES
+    from logsidecar.pipeline.parsing import BatchParser, ParserSelector
+    from logsidecar.tail.options import ReadBatch
+
+    batches = BatchParser(ParserSelector(), {}, JSON_LINES if encoding else None)
+    timed = [COMBINED + f" {n}".encode() for n in range(MIN_LINES)]
+    for _ in range(2):
+        batches.parse(ReadBatch("a", "/logs/access.log", timed, [100 * (n + 1) for n in range(MIN_LINES)]))
+    [(event, fields)] = [(e, f) for e, f in seen if e is Event.FORMAT_DETECTED]
+    assert fields["format"] == "combined+%D" and fields["path"] == "/logs/access.log"
+    assert fields["logformat"].endswith('"%{User-agent}i" %D') and "%T" in fields["note"]
+
+    custom = [COMBINED + b" 0.5 x"] * MIN_LINES
+    batches.parse(ReadBatch("b", "/logs/custom.log", custom, [100 * (n + 1) for n in range(MIN_LINES)]))
+    [(_, warning)] = [(e, f) for e, f in seen if e is Event.PARSE_FAILING]
+    assert warning["path"] == "/logs/custom.log" and warning["example"] == custom[0].decode()
+    assert warning["closest_format"] == "combinedio" and warning["diverged"].endswith("(%O)")
+    batches.forget("b")
+    assert seen[-1][0] is Event.PARSE_RECOVERED
