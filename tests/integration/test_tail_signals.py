@@ -18,6 +18,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from logsidecar.pipeline.core import COMMIT_RESERVE_S, EXIT_RESERVE_S, SINK_CLOSE_GRACE_S
 from tests.integration.otlp_receiver import LOOPBACK, wait_for
 from tests.integration.tail_command import REPO, TailProcess
@@ -29,7 +31,10 @@ def _lines(count: int) -> list[str]:
     return [f"signal {n:06d} GET /signals/{n} HTTP/1.1 200 " + "x" * 40 for n in range(count)]
 
 
-def test_a_second_sigterm_exits_at_once_and_a_restart_delivers_every_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_stop_signal_exits_at_once_and_a_restart_delivers_every_line(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
     drain_timeout_s = 20.0
     silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # accepts, never answers
     silent.bind((LOOPBACK, 0))
@@ -46,10 +51,10 @@ def test_a_second_sigterm_exits_at_once_and_a_restart_delivers_every_line(tmp_pa
         ).start()  # fmt: skip
         wait_for(lambda: tail.events("file_added"), timeout=30, what="the tailer following the log")
         assert tail.process is not None
-        tail.process.send_signal(signal.SIGTERM)
+        tail.process.send_signal(signum)
         wait_for(lambda: tail.events("stopping"), timeout=30, what="the stop under way")
         started = time.monotonic()
-        tail.process.send_signal(signal.SIGTERM)
+        tail.process.send_signal(signum)
         code = tail.wait_exit(timeout=drain_timeout_s)
         took = time.monotonic() - started
     finally:
@@ -59,9 +64,9 @@ def test_a_second_sigterm_exits_at_once_and_a_restart_delivers_every_line(tmp_pa
     # after it began: the second signal did not wait for it.
     first_stop_delivers_until = drain_timeout_s - COMMIT_RESERVE_S - SINK_CLOSE_GRACE_S - EXIT_RESERVE_S
     print(
-        f"second SIGTERM: exit {code} after {took:.2f}s (the drain would run {first_stop_delivers_until:g}s)"
+        f"second {signum.name}: exit {code} after {took:.2f}s (the drain would run {first_stop_delivers_until:g}s)"
     )
-    assert code == 128 + signal.SIGTERM, tail.stderr_text()
+    assert code == 128 + signum, tail.stderr_text()
     assert took < first_stop_delivers_until
     forced = tail.events("stopped")[-1]
     assert (forced["level"], forced["forced"]) == ("warning", True), forced
