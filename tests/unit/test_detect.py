@@ -184,3 +184,14 @@ def test_any_bytes_give_exactly_one_record_per_line(lines, path):
     for _ in range(2):  # a second batch runs with a lock in place
         records = parser.parse(lines)
         assert [r.body for r in records] == [line.decode("utf-8", "backslashreplace") for line in lines]
+
+
+def test_a_line_nobody_parses_gets_the_field_the_new_lock_failed_at_in_the_batch_that_locked() -> None:
+    # Candidates that are not locked skip finding the failing field; the batch that locks a format
+    # still names it for the lines that format rejected.
+    parser = AutoParser(path="/x/access.log")
+    records = parser.parse([COMBINED.replace(b" 200 ", b" OK "), COMBINED])
+    assert parser.format_name == "combined"
+    assert records[0].attributes[PARSE_ERROR] == "does not match LogFormat at field 6 (%>s)"
+    [again] = parser.parse([COMBINED.replace(b" 200 ", b" OK ")])
+    assert again.attributes[PARSE_ERROR] == "does not match LogFormat at field 6 (%>s)"
