@@ -6,7 +6,9 @@ and committed, the outputs closed and the process gone within `drain_timeout` (8
 stop's 10 s); a worker thread stuck in an abandoned export (a collector that accepted the connection
 and never answers) is not waited for (`run_until_exit`). What is left at the deadline is named in the
 last log line (file, offset where it starts, bytes and lines), at warning level, and read again after
-a restart; the exit status is then EXIT_STOPPED_SHORT. A second SIGTERM/SIGINT exits at once
+a restart; the exit status is then EXIT_STOPPED_SHORT (also when something blocked the event loop
+and the stop was still running when the budget was spent: `_guard_budget`). A second SIGTERM/SIGINT
+exits at once
 (128 + the signal number): the acknowledged offsets are already durable, what was in flight is read
 again after a restart.
 
@@ -80,6 +82,8 @@ class Supervisor:
     def request_stop(self, signum: int | None = None) -> None:
         if self.stopping and signum is not None:
             _exit_now(signum, self._running)
+        if not self.stopping:
+            _guard_budget(self.plan.settings.drain_timeout)
         self.stopping = True
         if self._running.pipeline is not None:
             self._running.pipeline.request_stop()
@@ -215,6 +219,26 @@ def _exit_now(signum: int, running: LiveRun) -> None:
     )
     _flush_standard_streams()
     os._exit(128 + signum)
+
+
+def _guard_budget(budget_s: float) -> None:
+    """The last guard of the stop budget: a stop still running once --drain-timeout is spent ends
+    there. The deadlines inside the stop cannot interrupt code that blocks the event loop itself."""
+    timer = threading.Timer(budget_s, _overran, (budget_s,))
+    timer.daemon = True  # a stop that ends in time does not wait for it
+    timer.start()
+
+
+def _overran(budget_s: float) -> None:
+    events.emit(
+        Event.STOPPED,
+        level="warning",
+        reason=f"the stop overran --drain-timeout ({budget_s:g}s): exiting now; what was not "
+        "committed is read again after a restart",
+        forced=True,
+    )
+    _flush_standard_streams()
+    os._exit(EXIT_STOPPED_SHORT)
 
 
 def _flush_standard_streams() -> None:

@@ -13,6 +13,7 @@ import pty
 import select
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from logsidecar.pipeline.core import COMMIT_RESERVE_S, EXIT_RESERVE_S, SINK_CLOSE_GRACE_S
+from logsidecar.service.supervisor import EXIT_STOPPED_SHORT
 from tests.integration.otlp_receiver import LOOPBACK, wait_for
 from tests.integration.tail_command import REPO, TailProcess
 
@@ -143,3 +145,43 @@ def test_the_terminal_closing_stops_tail(tmp_path: Path) -> None:
     print(f"terminal closed: exit after {time.monotonic() - closed_at:.2f}s")
     assert '"reason":"SIGHUP: our terminal hung up"' in logged
     assert '"event":"stopped"' in logged and "Traceback" not in logged
+
+
+# A test double for a fault we cannot make for real: an output whose close blocks the event loop
+# (the stop's own deadlines cannot interrupt that). Everything else is the real `logsidecar tail`.
+_BLOCKING_CLOSE = """
+import sys, time
+from logsidecar.sinks.stdout import StdoutSink
+
+async def close_blocking_the_loop(self):
+    time.sleep(60)
+
+StdoutSink.close = close_blocking_the_loop
+sys.argv = ["logsidecar", *sys.argv[1:]]
+from logsidecar.cli import main
+main()
+"""
+
+
+def test_a_stop_blocked_past_its_budget_still_exits_when_the_budget_is_spent(tmp_path: Path) -> None:
+    drain_timeout_s = 2.0
+    log = tmp_path / "access.log"
+    log.write_text("a line\n")
+    stderr_path = tmp_path / "blocked.stderr"
+    with stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _BLOCKING_CLOSE, "tail", "--format", "raw", "--log-format", "json",
+             "--state-dir", str(tmp_path / "state"), "--drain-timeout", f"{drain_timeout_s:g}s", str(log)],
+            stdout=subprocess.PIPE, stderr=stderr, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+        assert process.stdout is not None
+        assert process.stdout.readline()  # the line went out: it runs
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+        took = time.monotonic() - started
+    logged = stderr_path.read_text()
+    print(f"blocked stop: exit {code} after {took:.2f}s (budget {drain_timeout_s:g}s)")
+    assert code == EXIT_STOPPED_SHORT, logged
+    assert drain_timeout_s <= took < drain_timeout_s + 1.0  # the guard, not the 60 s block, ended it
+    assert "the stop overran --drain-timeout (2s)" in logged and "Traceback" not in logged
