@@ -52,6 +52,7 @@ Clock = Callable[[], float]
 
 # The named conditions that can make the process unhealthy (`HealthMonitor.set_condition`).
 HEALTH_CONDITIONS = ("checkpoints", "parse")
+SHOWN_PATHS = 5  # a condition names at most this many files (the log names each one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,12 +251,12 @@ class HealthMonitor:
         elif event is Event.CHECKPOINT_WRITTEN:
             self.set_condition("checkpoints", None)
         elif event in (Event.PARSE_FAILING, Event.PARSE_RECOVERED):
-            failing = fields.get("failing_files") or []
+            failing = [str(path) for path in fields.get("failing_files") or []]
+            named = ", ".join(failing[:SHOWN_PATHS]) + (
+                f" and {len(failing) - SHOWN_PATHS} more" if len(failing) > SHOWN_PATHS else ""
+            )
             self.set_condition(
-                "parse",
-                redact("recent lines mostly not parsed in " + ", ".join(map(str, failing)))
-                if failing
-                else None,
+                "parse", redact(f"recent lines mostly not parsed in {named}") if failing else None
             )
 
     def mark_started(self) -> None:

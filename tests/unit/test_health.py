@@ -6,6 +6,7 @@ from __future__ import annotations
 from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.health import (
+    SHOWN_PATHS,
     HealthMonitor,
     HealthPolicy,
     HealthSnapshot,
@@ -202,6 +203,18 @@ def test_a_failing_state_dir_is_unhealthy_not_unready_until_a_checkpoint_is_writ
     assert health.readiness().ok  # records still flow
     health.handle_event(Event.CHECKPOINT_WRITTEN, {"entries": 1, "forgotten": 0})
     assert health.liveness().ok and health.conditions() == {}
+
+
+def test_files_mostly_unparsed_are_unhealthy_not_unready_named_up_to_a_few() -> None:
+    health = monitor(FakeClock(), Lag())
+    health.handle_event(Event.STARTED, {})
+    failing = [f"/logs/{n}.log" for n in range(SHOWN_PATHS + 2)]
+    health.handle_event(Event.PARSE_FAILING, {"path": failing[-1], "failing_files": failing})
+    named = ", ".join(failing[:SHOWN_PATHS])
+    assert health.liveness().reasons == (f"parse: recent lines mostly not parsed in {named} and 2 more",)
+    assert health.readiness().ok
+    health.handle_event(Event.PARSE_RECOVERED, {"path": failing[0], "failing_files": []})
+    assert health.liveness().ok
 
 
 def test_a_configuration_error_makes_the_sink_unhealthy_at_once_until_it_recovers() -> None:
