@@ -24,10 +24,11 @@ Invariants:
   its end (`Source.drain`; batches are still taken), what was sent settles, the tailer commits the
   acknowledged offsets. Reading and delivery end COMMIT_RESERVE_S + SINK_CLOSE_GRACE_S before the
   deadline, so the commit and the close fit in it too, and the deadline is EXIT_RESERVE_S before the
-  end of the budget, for the process to exit. What is left then is abandoned (never
-  acknowledged; `stopped_short`), and the last event, STOPPED (at warning level), names it per file:
-  where a restart resumes, bytes and lines read but not delivered, bytes and lines not read. A reload (`request_stop(drain=False)`) does not read
-  ahead: in-flight batches settle and the next pipeline resumes from the acknowledged offsets.
+  end of the budget, for the process to exit. What is left then is abandoned (never acknowledged;
+  `stopped_short`), and the last event, STOPPED (at warning level), names it per file: where a
+  restart resumes, bytes and lines read but not delivered, bytes and lines not read. A reload
+  (`request_stop(drain=False)`) does not read ahead: in-flight batches settle and the next pipeline
+  resumes from the acknowledged offsets.
 """
 
 from __future__ import annotations
