@@ -7,7 +7,7 @@ For each format (common, combined, vhost_combined, and `error` when logsidecar.p
 exists) a realistic log is generated into a temp dir (benchmarks/generate_logs.py), read into
 memory and split into batches of `--batch` lines (the tailer's default batch size) before the
 clock starts: only `parser.parse(batch)` is timed. For access logs two more rows time what `tail`
-does per line: parse straight to stamped JSON lines, and to OTLP log records (`direct_encoders`). The naive baseline is what a straightforward
+does per line (and, for combined, `auto` on a new file and `auto` on lines no format matches): parse straight to stamped JSON lines, and to OTLP log records (`direct_encoders`). The naive baseline is what a straightforward
 implementation does: per line `re.match` with a named-group combined regex, a dict of its
 groups, `json.dumps`. It runs on the same combined file in the same process. A second row
 "combined + encode_json_lines" shows parse plus our stdout encoding, for a like-for-like
@@ -140,6 +140,24 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.no_baseline:
                     wall, cpu = measure(naive_parse, batches, args.repeat)
                     rows.append(("combined naive re.match+json", count, wall, cpu))
+                # `auto` as `tail` runs it: a fresh parser per file, detecting on the first batch;
+                # then the same lines with two fields appended that no known format has.
+                unknown = [[line + b" 0.5 x" for line in batch] for batch in batches[:4]]
+                for name, sample in (("combined via auto", batches), ("auto, no format matches", unknown)):
+                    auto: dict[str, Any] = {}
+
+                    def detect(
+                        batch: list[bytes],
+                        first: list[bytes] = sample[0],
+                        auto: dict = auto,
+                        log: Path = path,
+                    ) -> None:
+                        if batch is first:
+                            auto["parser"] = build_parser("auto", path=str(log))
+                        auto["parser"].parse(batch)
+
+                    wall, cpu = measure(detect, sample, args.repeat)
+                    rows.append((name, sum(len(b) for b in sample), wall, cpu))
             del batches
 
     load = os.getloadavg()

@@ -43,9 +43,13 @@ class Event(StrEnum):
     FILE_CLOSED_IDLE = "file_closed_idle"  # an idle file closed to stay within the descriptor budget
     FILE_REOPENED = "file_reopened"  # ...reopened by identity when it changed
     FILE_LOST_WHILE_CLOSED = "file_lost_while_closed"  # rotated and removed while closed: lines lost
+    FORMAT_DETECTED = "format_detected"  # `auto` locked onto a format for a file (or changed it)
+    PARSE_FAILING = "parse_failing"  # a file's recent lines mostly do not parse (pipeline.parse_watch)
+    PARSE_RECOVERED = "parse_recovered"  # ...they parse again, or the file was released
     # checkpoints
     CHECKPOINT_WRITTEN = "checkpoint_written"
     CHECKPOINT_ERROR = "checkpoint_error"
+    CHECKPOINTS_OFF = "checkpoints_off"  # --state-dir none: nothing survives a restart
     # sinks
     SINK_RETRY = "sink_retry"
     SINK_RECOVERED = "sink_recovered"
@@ -73,6 +77,8 @@ EVENT_LEVELS: dict[Event, Level] = {
     Event.LINE_TRUNCATED: Level.WARNING,
     Event.NUL_RUN_SKIPPED: Level.WARNING,
     Event.CHECKPOINT_ERROR: Level.ERROR,
+    Event.CHECKPOINTS_OFF: Level.WARNING,
+    Event.PARSE_FAILING: Level.WARNING,
     Event.SINK_RETRY: Level.WARNING,
     Event.SINK_REJECTED: Level.ERROR,
     Event.SINK_PARTIAL_SUCCESS: Level.WARNING,

@@ -13,7 +13,12 @@
   - a sink's last failure is a configuration error (SINK_MISCONFIGURED, or SINK_RETRY with
     `misconfigured: true`: a wrong token or endpoint does not heal by waiting), at once;
   - the bytes behind grew over the last `stall_window_s` while not one record was delivered: a
-    pipeline that stopped moving although there is work to do.
+    pipeline that stopped moving although there is work to do;
+  - a condition holds (`HealthSnapshot.conditions`, from events): "checkpoints" from a
+    `checkpoint_error` with `failing: true` until the next `checkpoint_written` (the state directory
+    cannot be written: resuming where we stopped is no longer guaranteed); "parse" while a file's
+    recent lines mostly fail to parse (`parse_failing` .. `parse_recovered`). Conditions fail /healthz,
+    never /readyz: the records still flow.
 
 Two layers:
 
@@ -49,6 +54,10 @@ from logsidecar.redact import redact
 
 Clock = Callable[[], float]
 
+# The named conditions that can make the process unhealthy (`HealthMonitor.set_condition`).
+HEALTH_CONDITIONS = ("checkpoints", "parse")
+SHOWN_PATHS = 5  # a condition names at most this many files (the log names each one)
+
 
 @dataclass(frozen=True, slots=True)
 class HealthPolicy:
@@ -80,6 +89,7 @@ class HealthSnapshot:
     files_followed: int = 0
     bytes_behind: int = 0
     waiting: Mapping[str, str] = field(default_factory=dict)  # input pattern -> why no file is followed
+    conditions: Mapping[str, str] = field(default_factory=dict)  # name -> what is wrong (see module doc)
     sinks: Mapping[str, SinkStatus] = field(default_factory=dict)
     history: tuple[LagSample, ...] = ()  # oldest first; the last one is taken at `now`
 
@@ -117,6 +127,7 @@ def assess_health(snapshot: HealthSnapshot, policy: HealthPolicy) -> Verdict:
     stall = _stall_reason(snapshot, policy)
     if stall:
         reasons.append(stall)
+    reasons += [f"{name}: {what}" for name, what in sorted(snapshot.conditions.items())]
     details = _details(snapshot)
     if reasons:
         return Verdict(False, "unhealthy: " + "; ".join(reasons), tuple(reasons), details)
@@ -186,6 +197,7 @@ def _details(snapshot: HealthSnapshot) -> dict[str, Any]:
         "files_followed": snapshot.files_followed,
         "bytes_behind": snapshot.bytes_behind,
         "waiting": dict(sorted(snapshot.waiting.items())),
+        "conditions": dict(sorted(snapshot.conditions.items())),
         "sinks": {
             name: {
                 "failing_for_s": None
@@ -225,6 +237,7 @@ class HealthMonitor:
         self._started = False
         self._stopping = False
         self._sinks: dict[str, SinkStatus] = {}
+        self._conditions: dict[str, str] = {}
         self._delivered = 0
         self._history: deque[LagSample] = deque()
 
@@ -247,6 +260,19 @@ class HealthMonitor:
             self.note_failure(str(fields.get("sink", "sink")), _error_text(fields), misconfigured=True)
         elif event is Event.SINK_RECOVERED:
             self.note_recovered(str(fields.get("sink", "sink")))
+        elif event is Event.CHECKPOINT_ERROR and fields.get("failing"):
+            where = fields.get("state_dir", "the state directory")
+            self.set_condition("checkpoints", redact(f"cannot write {where}: {_error_text(fields)}"))
+        elif event is Event.CHECKPOINT_WRITTEN:
+            self.set_condition("checkpoints", None)
+        elif event in (Event.PARSE_FAILING, Event.PARSE_RECOVERED):
+            failing = [str(path) for path in fields.get("failing_files") or []]
+            named = ", ".join(failing[:SHOWN_PATHS]) + (
+                f" and {len(failing) - SHOWN_PATHS} more" if len(failing) > SHOWN_PATHS else ""
+            )
+            self.set_condition(
+                "parse", redact(f"recent lines mostly not parsed in {named}") if failing else None
+            )
 
     def mark_started(self) -> None:
         # A pipeline started again after a reload (SIGHUP) is no longer shutting down.
@@ -272,6 +298,18 @@ class HealthMonitor:
         with self._lock:
             status = self._sinks.get(sink, SinkStatus())
             self._sinks[sink] = SinkStatus(None, None, status.last_delivery_at, status.delivered_records)
+
+    def set_condition(self, name: str, what: str | None) -> None:
+        """A named problem that makes the process unhealthy while set (None clears it)."""
+        with self._lock:
+            if what is None:
+                self._conditions.pop(name, None)
+            else:
+                self._conditions[name] = what
+
+    def conditions(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._conditions)
 
     def note_delivery(self, sink: str, records: int) -> None:
         now = self._clock()
@@ -309,6 +347,7 @@ class HealthMonitor:
                 files_followed=files,
                 bytes_behind=sample.bytes_behind,
                 waiting=waiting,
+                conditions=dict(self._conditions),
                 sinks=dict(self._sinks),
                 history=tuple(self._history),
             )

@@ -61,6 +61,34 @@ def _value(value: Any) -> str:
     return repr(value) if isinstance(value, str) and (not value or value != value.strip()) else str(value)
 
 
+def _detection_notes(parser: Any, sample: list[bytes]) -> list[str]:
+    """What `auto` chose, or why it chose nothing, and how to pin or fix it."""
+    from logsidecar.parse.detect import INTEGER_TIME_NOTE, variant_logformat
+
+    name = parser.format_name
+    logformat = variant_logformat(name)
+    if logformat is not None:
+        notes = [
+            f"the {name.split('+')[0]} preset with {name.split('+', 1)[1]} appended: LogFormat {logformat}"
+        ]
+        if name.endswith("+%D"):
+            notes.append(INTEGER_TIME_NOTE)
+        return notes
+    if name != "auto":
+        return []
+    if not sample:
+        return ["the format is detected on the first complete line"]
+    notes = ["hint: no known format matches these lines."]
+    closest = parser.closest(sample[-1])
+    if closest is not None:
+        notes.append(f"closest: {closest[0]}, which {closest[1]}.")
+    notes.append(
+        "Give the LogFormat your server writes: --format 'logformat:<the LogFormat string of your "
+        "CustomLog>', or --format error/json/raw (raw forwards each line as it is)."
+    )
+    return notes
+
+
 def _fields(record: LogRecord) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     if record.timestamp is not None:
@@ -161,6 +189,8 @@ def _report_file(
     if spec == "auto":
         detected = parser.format_name if parser.format_name != "auto" else "none detected yet"
         _say(f"  format: auto -> {_paint(safe(detected), fg='cyan')}")
+        for note in _detection_notes(parser, sample):
+            _say(f"    {safe(note)}", fg="yellow")
     else:
         _say(f"  format: {_paint(safe(spec), fg='cyan')}")
     if not sample:

@@ -10,7 +10,8 @@ only when stderr is a terminal and the input is a regular file, one message per 
 and a summary line (lines, parsed, unparsed = records flagged `logsidecar.parse_error`, truncated).
 
 Exit codes: 0 all inputs read; 1 some input could not be read (the others are still parsed);
-2 usage error, e.g. an invalid --format (the message points at the bad directive).
+2 usage error, e.g. an invalid --format (the message points at the bad directive); 3 there were
+lines and not one parsed (the message shows the first, why, and for `auto` the closest format).
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ from logsidecar.cli.params import SIZE, TIMEZONE
 from logsidecar.fastpath.explain import explain
 from logsidecar.parse import FORMAT_NAMES, FormatError, Parser, build_parser
 from logsidecar.record import PARSE_ERROR, TRUNCATED, LogRecord, encode_json_lines
+from logsidecar.redact import redact
+from logsidecar.settings.units import DEFAULT_TIMEZONE
 from logsidecar.tail.reader import Framed, LineFramer
 from logsidecar.terminal import colour_allowed, escape_controls
 
 READ_CHUNK_BYTES = 1 << 20
 DEFAULT_BATCH_LINES = 4096
 DEFAULT_MAX_LINE_BYTES = 1 << 20  # as `tail --max-line-bytes`
+EXIT_NOTHING_PARSED = 3
 
 
 @dataclass(slots=True)
@@ -47,6 +51,7 @@ class ParseTotals:
     unparsed: int = 0
     truncated: int = 0
     unreadable: int = 0
+    first_unparsed: LogRecord | None = None  # shown when nothing parsed
 
     @property
     def parsed(self) -> int:
@@ -135,7 +140,10 @@ def _emit(records: list[LogRecord], truncated: set[int], out: BinaryIO, totals: 
         records[index].attributes[TRUNCATED] = True
     totals.lines += len(records)
     totals.truncated += len(truncated)
-    totals.unparsed += sum(1 for r in records if PARSE_ERROR in r.attributes)
+    unparsed = sum(1 for r in records if PARSE_ERROR in r.attributes)
+    if unparsed and totals.first_unparsed is None:
+        totals.first_unparsed = next(r for r in records if PARSE_ERROR in r.attributes)
+    totals.unparsed += unparsed
     out.write(encode_json_lines(records))
     out.flush()
 
@@ -157,9 +165,10 @@ def _build(format_spec: str, timezone: tzinfo, path: str | None) -> Parser:
     "--timezone",
     "timezone",
     type=TIMEZONE,
-    default="UTC",
+    default=DEFAULT_TIMEZONE,
     show_default=True,
-    help="Zone for times written without an offset (the error log): UTC, local, +02:00, Europe/Paris ...",
+    help="Zone for times written without an offset (the error log): local (TZ, else /etc/localtime; "
+    "as `tail`), UTC, +02:00, Europe/Paris ...",
 )
 @click.option(
     "--batch-lines",
@@ -191,7 +200,11 @@ def command(
     explain_spec: str | None,
     files: tuple[str, ...],
 ) -> None:
-    """Parse FILE... (or - for stdin; no FILE means stdin) and print one JSON record per line."""
+    """Parse FILE... (or - for stdin; no FILE means stdin) and print one JSON record per line.
+
+    Exit status: 0 when every input was read; 1 when an input could not be read; 2 for invalid
+    options; 3 when there were lines and not one of them parsed (every record is still printed,
+    flagged logsidecar.parse_error; the message says why and which format came closest)."""
     if explain_spec is not None:
         try:
             parser = _build(explain_spec, timezone, None)
@@ -257,3 +270,26 @@ def command(
     )
     if totals.unreadable:
         sys.exit(1)
+    if totals.first_unparsed is not None and totals.parsed == 0:
+        click.echo(_nothing_parsed(format_spec, totals.first_unparsed), err=True)
+        sys.exit(EXIT_NOTHING_PARSED)
+
+
+def _nothing_parsed(format_spec: str, example: LogRecord) -> str:
+    """Why no line parsed: an example, its reason, the closest format (for auto), and the fix."""
+    body = example.body if isinstance(example.body, str) else str(example.body)
+    shown = escape_controls(redact(body[:200]) + ("..." if len(body) > 200 else ""))
+    why = escape_controls(example.attributes[PARSE_ERROR])
+    if format_spec == "auto":
+        from logsidecar.parse.detect import AutoParser
+
+        closest = AutoParser().closest(body.encode())
+        if closest is not None:
+            why += f"; closest: {closest[0]}, which {closest[1]}"
+    return (
+        f"logsidecar parse: no line parsed with --format {escape_controls(format_spec)}\n"
+        f"  first line: {shown}\n"
+        f"  why: {why}\n"
+        "  fix: give the LogFormat your server writes, --format 'logformat:<the LogFormat string of "
+        "your CustomLog>' (or --format error, json, raw)"
+    )

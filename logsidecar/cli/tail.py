@@ -17,8 +17,11 @@ Operations:
 - `--dry-run`: see `cli.dry_run`.
 
 Exit codes: 0 after a graceful stop (or when our stdout was closed by its reader; --dry-run with a
-file matched), 2 for invalid options or configuration (each error names its key, variable or flag),
-1 when a sink or the tailer fails for good (or --dry-run matched no file).
+file matched), 2 for invalid options or configuration (each error names its key, variable or flag;
+a state directory that cannot be written names its path and the fix),
+1 when a sink or the tailer fails for good (or --dry-run matched no file), 3 when a stop's
+--drain-timeout passed before every line was delivered (the last log line names what is left; a
+restart reads it), 128 + N when a second signal N cut the stop short.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from logsidecar.settings.errors import ConfigError
 from logsidecar.settings.model import InputConfig, Settings, StdoutOutput
 from logsidecar.settings.sources import env_name, flags_from_click, resolve
 from logsidecar.sinks.stdout import OutputClosed, StdoutFormat
+from logsidecar.terminal import escape_controls
 
 # -- the command --------------------------------------------------------------------------------------
 
@@ -139,8 +143,13 @@ _NOT_SETTINGS = ("config_file", "dry_run", "dry_run_lines")
 @click.pass_context
 def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_lines: int, **_: Any) -> None:
     """Follow PATH_OR_GLOB... like `tail -F` (through rotation and restarts), parse every line and
-    forward the records to stdout (JSON lines) and/or OTLP. Stop with SIGTERM or Ctrl-C; SIGHUP
-    re-reads the --config file (inputs added or removed take effect, checkpoints kept)."""
+    forward the records to stdout (JSON lines) and/or OTLP. Stop with SIGTERM or Ctrl-C (a second one
+    exits at once); SIGHUP re-reads the --config file (inputs added or removed take effect, checkpoints
+    kept), or without one is ignored unless our terminal closed.
+
+    Exit status: 0 after a stop that delivered everything; 1 when an output or the tailer failed for
+    good; 2 for invalid options; 3 when --drain-timeout passed before every line was delivered (the
+    last log line names what is left; a restart reads it)."""
     flags = {k: v for k, v in flags_from_click(ctx).items() if k not in _NOT_SETTINGS}
 
     def load() -> Settings:
@@ -183,15 +192,27 @@ def _serve(settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: 
         plan = build_plan(settings, os.environ, otlp_flags)
     except (ConfigError, FormatError, ValueError) as exc:
         raise click.UsageError(redact(str(exc))) from None
+    state_dir = plan.tail_options.state_dir
+    if state_dir is not None:
+        from logsidecar.tail.state_files import StateDirUnusable, check_state_dir
+
+        try:
+            check_state_dir(state_dir)
+        except StateDirUnusable as exc:
+            click.echo(f"Error: {escape_controls(str(exc))}", err=True)
+            raise SystemExit(2) from None
     rebuild = (lambda: build_plan(load(), os.environ, otlp_flags)) if load is not None else None
+    code = 0
     try:
-        run_until_exit(Supervisor(plan, rebuild, own_logs).run())
+        code = run_until_exit(Supervisor(plan, rebuild, own_logs).run())
     except OutputClosed:
         _silence_stdout()
     except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback
         raise click.ClickException(
             redact(f"stopped: {type(exc).__name__}: {exc}")
         ) from exc  # str names the path
+    if code:
+        raise SystemExit(code)  # the last log line said what was left undelivered
 
 
 def _exit_invalid(config_file: str | None, errors: list[str]) -> NoReturn:

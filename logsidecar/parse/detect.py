@@ -1,7 +1,9 @@
 """`auto`: pick the format of a file by its name and its content, line by line if need be.
 
 Candidates, in default order: `error` (httpd's built-in error-log formats), the access presets
-`vhost_combined`, `combinedio`, `combined`, `common`, then `json` and `ssl_request` (the
+`vhost_combined`, `combinedio`, `combined`, `common`, each preceded by its common custom variants
+(the preset with one of `TRAILING_FIELDS` appended, named like `combined+%D`: the name says which
+LogFormat was recognised, `variant_logformat` gives it), then `json` and `ssl_request` (the
 `%t %h %{SSL_PROTOCOL}x %{SSL_CIPHER}x "%r" %b` log of Red Hat's ssl.conf). The file name only
 reorders them (content always decides):
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, tzinfo
 from typing import Any, cast
@@ -35,11 +38,53 @@ from typing import Any, cast
 from logsidecar.parse.base import FormatError, Parser
 from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, utcnow
 
-__all__ = ["AutoParser", "DEFAULT_CANDIDATES", "candidate_order"]
+__all__ = ["AutoParser", "DEFAULT_CANDIDATES", "VARIANTS", "candidate_order", "variant_logformat"]
 
-ACCESS_CANDIDATES = ("vhost_combined", "combinedio", "combined", "common")
+# What custom LogFormats most often append to a preset: the time taken (%D, microseconds),
+# mod_logio's bytes received and sent (%I %O), the client address a proxy forwarded (quoted: left
+# unquoted and last, it would take any text at all and hide every other variant). %T (seconds)
+# and %{ms}T look exactly like %D (one integer): such a line is recognised as `+%D`, and
+# `INTEGER_TIME_NOTE` says so wherever the detection is shown.
+TRAILING_FIELDS = (" %D", " %I %O", ' "%{X-Forwarded-For}i"')
+INTEGER_TIME_NOTE = (
+    "a trailing integer is read as %D (microseconds); if your LogFormat ends with %T (seconds) or "
+    "%{ms}T, give it with --format 'logformat:...'"
+)
+_VARIANT_BASES = ("combined", "common", "vhost_combined")
+VARIANTS: dict[str, tuple[str, str]] = {  # name -> (preset, appended LogFormat text)
+    f"{base}+{suffix.strip()}": (base, suffix)
+    for base in _VARIANT_BASES
+    for suffix in TRAILING_FIELDS
+    if not (base == "combined" and suffix == " %I %O")  # that one is the preset combinedio
+}
+
+
+# Each preset's variants just before it: a preset's lenient regex would take a variant's line (its
+# last quoted field swallowing the one appended), and a variant must not take a line of a preset
+# tried after it (common+"%{X-Forwarded-For}i" would read combined's referer and agent as one field).
+def _with_variants(preset: str) -> tuple[str, ...]:
+    return (*(v for v, (base, _) in VARIANTS.items() if base == preset), preset)
+
+
+ACCESS_CANDIDATES = tuple(
+    name
+    for preset in ("vhost_combined", "combinedio", "combined", "common")
+    for name in _with_variants(preset)
+)
 DEFAULT_CANDIDATES = ("error", *ACCESS_CANDIDATES, "json", "ssl_request")
 NO_MATCH = "no known format matched"
+
+
+def variant_logformat(name: str) -> str | None:
+    """The LogFormat of a detected variant (`combined+%D` -> the combined preset then ` %D`), to pin
+    it with `--format 'logformat:...'`; None for any other name."""
+    if name not in VARIANTS:
+        return None
+    from logsidecar.parse.access import PRESETS
+
+    base, suffix = VARIANTS[name]
+    return PRESETS[base] + suffix
+
 
 # mod_ssl's request log (Red Hat's ssl.conf). If the LogFormat compiler does not know mod_ssl's
 # `%{VAR}x`, the same values are read as `%{VAR}e`: mod_ssl exports them as those env variables.
@@ -50,7 +95,7 @@ _SSL_REQUEST_FORMATS = (
 
 # (glob on the file's base name, candidates to put first), first match wins.
 _NAME_HINTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("other_vhosts_access*", ("vhost_combined",)),
+    ("other_vhosts_access*", _with_variants("vhost_combined")),
     ("ssl_request*", ("ssl_request",)),
     ("*access*", ACCESS_CANDIDATES),
     ("*error*", ("error",)),
@@ -80,6 +125,8 @@ def _build_candidate(name: str, timezone: tzinfo) -> Parser | None:
         return JsonParser(timezone=timezone)
     from logsidecar.parse.access import compile_logformat, preset_parser
 
+    if name in VARIANTS:
+        return compile_logformat(cast(str, variant_logformat(name)), format_name=name, timezone=timezone)
     if name == "ssl_request":
         for fmt in _SSL_REQUEST_FORMATS:
             try:
@@ -88,6 +135,38 @@ def _build_candidate(name: str, timezone: tzinfo) -> Parser | None:
                 continue
         return None
     return preset_parser(name)
+
+
+_CLOSE_ENOUGH = 5.0  # failing at field 5 or later: the first four matched
+
+
+def _matched_fields(reason: str) -> float:
+    """How far a LogFormat got on a line, from its reason (`parse.mismatch`): failing at field N
+    means N-1 matched; "unexpected text after field N" means all N did (and more is there)."""
+    match = re.search(r"(at|after) field (\d+)", reason)
+    if match is None:
+        return 0.0
+    number = int(match.group(2))
+    return number + 0.5 if match.group(1) == "after" else float(number)
+
+
+def _with_reasons(parser: Parser, lines: Sequence[bytes]) -> list[LogRecord]:
+    """`parser.parse(lines)`, with each rejection's failing field found (see `explain_rejections`)."""
+    explains = getattr(parser, "explain_rejections", True)
+    if explains:
+        return parser.parse(lines)
+    parser.explain_rejections = True  # type: ignore[attr-defined]
+    try:
+        return parser.parse(lines)
+    finally:
+        parser.explain_rejections = False  # type: ignore[attr-defined]
+
+
+def _field_count(parser: Parser) -> int:
+    from logsidecar.parse.logformat import Directive, tokenize
+
+    logformat = getattr(parser, "logformat", "")
+    return sum(isinstance(token, Directive) for token in tokenize(logformat)) if logformat else 0
 
 
 def _could_be_json(line: bytes) -> bool:
@@ -146,10 +225,33 @@ class AutoParser:
             # `parse` gives a line nobody parses the verdict of the format it ends locked onto.
             unparsed = [n for n, record in enumerate(records) if PARSE_ERROR in record.attributes]
             if unparsed and locked is not None:
-                verdicts = locked.parse([lines[indices[n]] for n in unparsed])
+                verdicts = _with_reasons(locked, [lines[indices[n]] for n in unparsed])
                 for n, verdict in zip(unparsed, verdicts, strict=True):
                     records[n] = verdict
         return records
+
+    def closest(self, line: bytes) -> tuple[str, str] | None:
+        """For a line no candidate parses: the access format that matched it furthest, and its
+        reason (which field it diverged at), e.g. ("combined", "does not match LogFormat:
+        unexpected text after field 9"). None when no access format matched its first four fields
+        (client, identity, user, time: below that, calling it close would mislead)."""
+        best: tuple[tuple[float, int], str, str] | None = None
+        for name in self._names:
+            if name not in ACCESS_CANDIDATES:
+                continue
+            parser = self._parser(name)
+            if parser is None:
+                continue
+            [record] = _with_reasons(parser, [line])
+            reason = record.attributes.get(PARSE_ERROR)
+            if reason is None:
+                return None  # it parses: nothing is closest
+            matched = _matched_fields(str(reason))
+            # as far as another: the one with fewer fields left is closer
+            score = (matched, -_field_count(parser))
+            if matched >= _CLOSE_ENOUGH and (best is None or score > best[0]):
+                best = (score, name, str(reason))
+        return (best[1], best[2]) if best is not None else None
 
     def _parser(self, name: str) -> Parser | None:
         if name not in self._parsers:
@@ -166,6 +268,9 @@ class AutoParser:
         latest_format: str | None = None
         locked = self._locked
         order = self._names if locked is None else (locked, *(n for n in self._names if n != locked))
+        # Only the verdicts of the format locked onto are ever shown: the others skip finding the
+        # failing field, most of a rejection's cost (with every candidate explaining, a line no
+        # format matches cost 1.5-2.5 times as much). A lock that moves is explained below.
         for name in order:
             if not pending:
                 break
@@ -178,6 +283,8 @@ class AutoParser:
                 offered = pending
             if not offered:
                 continue
+            if hasattr(parser, "explain_rejections"):
+                parser.explain_rejections = name == locked
             records = parser.parse([lines[i] for i in offered])
             verdicts = rejected.setdefault(name, {})
             parsed_here = set()
@@ -194,6 +301,10 @@ class AutoParser:
         if latest_format is not None:
             self._locked = self.format_name = latest_format
         verdicts = rejected.get(self._locked, {}) if self._locked is not None else {}
+        if self._locked is not None and self._locked != locked and pending:
+            new = self._parser(self._locked)
+            if new is not None and hasattr(new, "explain_rejections"):
+                verdicts = dict(zip(pending, _with_reasons(new, [lines[i] for i in pending]), strict=True))
         for index in pending:
             results[index] = verdicts.get(index) or _unmatched(lines[index], NO_MATCH)
         return cast(list[LogRecord], results)  # every slot is filled above

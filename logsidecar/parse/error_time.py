@@ -1,8 +1,9 @@
 """Apache error-log time strings → offset-aware datetimes (`ErrorTimeParser`).
 
 Time zone: error-log times carry no UTC offset; they are the httpd process's local time. They are
-interpreted in the parser's `timezone` (default UTC; pass a `zoneinfo.ZoneInfo` such as
-`ZoneInfo("Europe/Berlin")` to match the httpd container's TZ) and returned offset-aware. With a
+interpreted in the parser's `timezone` (UTC when none is given; the commands pass `--timezone`,
+local by default; a `zoneinfo.ZoneInfo` such as `ZoneInfo("Europe/Berlin")` matches the httpd
+container's TZ) and returned offset-aware. With a
 zoneinfo zone DST is right: each time gets the offset in force at that wall time. In the repeated
 hour when DST ends the first pass is read as summer time (fold=0); once a later line steps back in
 wall time within that hour, it is read as the second pass (fold=1), so times stay monotonic. Time

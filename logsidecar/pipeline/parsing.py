@@ -24,12 +24,17 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, tzinfo
 from typing import Any
 
+from logsidecar import events
 from logsidecar.encoding.otlp_wire import encode_otlp_records
+from logsidecar.events import Event
 from logsidecar.fastpath import JSON_LINES, OTLP_RECORDS, writer_for
 from logsidecar.parse import build_parser
 from logsidecar.parse.base import Parser
+from logsidecar.parse.detect import INTEGER_TIME_NOTE, AutoParser, variant_logformat
 from logsidecar.parse.rules import FormatRule
+from logsidecar.pipeline.parse_watch import EXAMPLE_CHARS, ParseWatch
 from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, encode_json_lines, utcnow
+from logsidecar.redact import redact
 from logsidecar.sinks.base import JsonLines, OtlpLogRecords, Payload, Sink
 from logsidecar.stamp import BatchStamp, uid_prefix
 from logsidecar.tail.options import ReadBatch
@@ -57,12 +62,13 @@ class _FileState:
     """What the pipeline keeps per file identity: its parser (they may be stateful) and uid prefix.
     `parser` is None when it could not be built (`parser_error` says why): lines then go out raw."""
 
-    __slots__ = ("parser", "parser_error", "uid_prefix")
+    __slots__ = ("announced", "parser", "parser_error", "uid_prefix")
 
     def __init__(self, parser: Parser | None, uid_prefix: str, parser_error: str = "") -> None:
         self.parser = parser
         self.parser_error = parser_error
         self.uid_prefix = uid_prefix
+        self.announced = "auto"  # for `auto`: the format last said (FORMAT_DETECTED)
 
 
 class ParserSelector:
@@ -138,6 +144,33 @@ class BatchParser:
         self._resource = resource
         self._encoding = encoding
         self._observe_batch = observe_batch
+        self.parse_watch = ParseWatch(self._explain_unparsed)
+
+    def forget(self, file_key: str) -> None:
+        """The tailer released this file (FILE_DRAINED): its parser and its parse watch go."""
+        self.parsers.forget(file_key)
+        self.parse_watch.forget(file_key)
+
+    def _explain_unparsed(self, path: str, lines: Sequence[bytes]) -> dict[str, Any]:
+        """One line of `lines` that does not parse, why, and for `auto` the closest format; with a
+        fresh parser of the file's spec (the file's own may be stateful)."""
+        spec = self.parsers.spec_for(path)
+        parser = build_parser(spec, timezone=self.parsers.timezone, path=path)
+        for line, record in zip(lines, parser.parse(lines), strict=True):
+            reason = record.attributes.get(PARSE_ERROR)
+            if reason is None:
+                continue
+            text = decode_text(line)[0]
+            explained: dict[str, Any] = {
+                "format": spec,
+                "example": redact(text[:EXAMPLE_CHARS]) + ("..." if len(text) > EXAMPLE_CHARS else ""),
+                "reason": str(reason),
+            }
+            closest = parser.closest(line) if isinstance(parser, AutoParser) else None
+            if closest is not None:
+                explained["closest_format"], explained["diverged"] = closest
+            return explained
+        return {"format": spec}
 
     def parse(self, batch: ReadBatch) -> Payload:
         state = self.parsers.state_for(batch.file_key, batch.path)
@@ -152,6 +185,8 @@ class BatchParser:
             except Exception:  # noqa: BLE001 - a parser bug must not lose lines: take the record path
                 pass
             else:
+                self._announce(batch, state)
+                self.parse_watch.note(batch.file_key, batch.path, batch.lines, unparsed)
                 self._observe(batch, state, len(batch.lines), unparsed)
                 return self._payload(encoded, len(batch.lines))
         try:
@@ -164,8 +199,10 @@ class BatchParser:
             reason = state.parser_error if state.parser is None else f"parser failed: {exc!r}"
             records = raw_records(batch.lines, reason=reason)
         stamp.apply(records)
-        if self._observe_batch is not None:
-            self._observe(batch, state, len(records), sum(1 for r in records if PARSE_ERROR in r.attributes))
+        self._announce(batch, state)
+        unparsed = sum(1 for r in records if PARSE_ERROR in r.attributes)
+        self.parse_watch.note(batch.file_key, batch.path, batch.lines, unparsed)
+        self._observe(batch, state, len(records), unparsed)
         if encoding is None or any(r.resource is not self._resource for r in records):
             return records  # (a record with a resource of its own travels as a record)
         encode = encode_json_lines if encoding == JSON_LINES else encode_otlp_records
@@ -175,6 +212,22 @@ class BatchParser:
             records = raw_records(batch.lines, reason=f"cannot encode the parsed record: {exc!r}")
             stamp.apply(records)
             return self._payload(encode(records), len(records))
+
+    @staticmethod
+    def _announce(batch: ReadBatch, state: _FileState) -> None:
+        """`auto` locked onto a format (first, or another one): say which, and for a variant of a
+        preset its LogFormat, so it can be given with --format."""
+        parser = state.parser
+        if not isinstance(parser, AutoParser) or parser.format_name == state.announced:
+            return
+        state.announced = name = parser.format_name
+        fields: dict[str, Any] = {"path": batch.path, "format": name}
+        logformat = variant_logformat(name)
+        if logformat is not None:
+            fields["logformat"] = logformat
+            if name.endswith("+%D"):
+                fields["note"] = INTEGER_TIME_NOTE
+        events.emit(Event.FORMAT_DETECTED, **fields)
 
     def _payload(self, encoded: Any, count: int) -> Payload:
         if self._encoding == JSON_LINES:

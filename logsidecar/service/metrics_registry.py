@@ -35,7 +35,7 @@ from prometheus_client.registry import Collector
 
 from logsidecar import __version__, events
 from logsidecar.events import Event
-from logsidecar.health import HealthMonitor
+from logsidecar.health import HEALTH_CONDITIONS, HealthMonitor
 
 DEFAULT_HTTP_ADDR = "127.0.0.1:9464"
 
@@ -220,6 +220,11 @@ class Metrics:
         self.checkpoint_writes = Counter(
             "logsidecar_checkpoint_writes_total", "Checkpoints written to the state directory.", registry=r
         )
+        self.checkpoint_errors = Counter(
+            "logsidecar_checkpoint_errors_total",
+            "Checkpoint failures reported (a state directory that cannot be written, a corrupt database).",
+            registry=r,
+        )
         self.export_latency = Histogram(
             "logsidecar_export_latency_seconds",
             "Time from handing a batch to a sink to its acceptance, retries included.",
@@ -264,6 +269,8 @@ class Metrics:
             self.files_refused.labels(reason=str(fields.get("reason", "unknown"))).inc()
         elif event is Event.CHECKPOINT_WRITTEN:
             self.checkpoint_writes.inc()
+        elif event is Event.CHECKPOINT_ERROR:
+            self.checkpoint_errors.inc()
         elif event is Event.FILE_STALLED:
             self.io_stalls.labels(operation=str(fields.get("operation", "stat"))).inc()
         elif event is Event.SINK_RETRY:
@@ -393,6 +400,14 @@ class _LiveCollector(Collector):
                 "How long each failing sink has been failing (absent when it is healthy).",
                 {(("sink", s),): v for s, v in sorted(failing.items())},
                 labels=["sink"],
+            )
+            conditions = self._metrics.health.conditions()
+            yield _gauge(
+                "logsidecar_health_condition",
+                "1 while a named problem makes /healthz fail (checkpoints: the state directory cannot "
+                "be written; parse: a file's recent lines mostly fail to parse), else 0.",
+                {(("condition", c),): int(c in conditions) for c in HEALTH_CONDITIONS},
+                labels=["condition"],
             )
 
 

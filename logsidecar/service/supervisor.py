@@ -2,11 +2,19 @@
 bounded exit.
 
 Stopping (SIGTERM/SIGINT): no more file discovery; every followed file is read to its end, delivered
-and committed within `drain_timeout` (8 s); what is left then is named in the last log line (file,
-offset where it starts, bytes and lines) and read again after a restart. Closing the outputs and
-leaving take at most `pipeline.SINK_CLOSE_GRACE_S` more (8 + 1 s: below docker stop's 10 s): a worker
-thread stuck in an abandoned export (a collector that accepted the connection and never answers) is
-not waited for (`run_until_exit`).
+and committed, the outputs closed and the process gone within `drain_timeout` (8 s: below docker
+stop's 10 s); a worker thread stuck in an abandoned export (a collector that accepted the connection
+and never answers) is not waited for (`run_until_exit`). What is left at the deadline is named in the
+last log line (file, offset where it starts, bytes and lines), at warning level, and read again after
+a restart; the exit status is then EXIT_STOPPED_SHORT (also when something blocked the event loop
+and the stop was still running when the budget was spent: `_guard_budget`). A second SIGTERM/SIGINT
+exits at once
+(128 + the signal number): the acknowledged offsets are already durable, what was in flight is read
+again after a restart.
+
+SIGHUP without a config file reloads nothing, except that a SIGHUP from the terminal we write to
+hanging up (the window or the SSH session closed) stops the service like SIGTERM: nobody is left to
+read it, and an orphan would hold the files open for ever.
 
 `--exit-when-exists PATH`: once PATH exists (the app container stopped: `service.exit_marker`), the
 same stop as on SIGTERM, announced by `exit_marker_found`.
@@ -22,12 +30,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import os
 import signal
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from logsidecar import events
@@ -40,6 +51,15 @@ from logsidecar.service.telemetry import LiveRun, SelfLog, Telemetry, telemetry_
 from logsidecar.settings.errors import ConfigError
 from logsidecar.tail.checkpoints import CheckpointStore
 from logsidecar.tail.tailer import Tailer
+
+# The exit status of a stop whose --drain-timeout passed before every line was read and delivered.
+EXIT_STOPPED_SHORT = 3
+
+
+@dataclass(frozen=True, slots=True)
+class StopOutcome:
+    deadline: float | None  # the last pipeline's stop deadline (time.monotonic()), None if it never stopped
+    exit_code: int  # 0, or EXIT_STOPPED_SHORT
 
 
 class Supervisor:
@@ -59,16 +79,26 @@ class Supervisor:
         self._running = LiveRun()
         self._telemetry: Telemetry | None = None
         self._store: CheckpointStore | None = None
+        # Our standard streams that are terminals: when one hangs up, SIGHUP means "nobody is left".
+        self._terminals = [fd for fd in (0, 1, 2) if _is_terminal(fd)]
 
     # -- signals -----------------------------------------------------------------------------------
-    def request_stop(self) -> None:
+    def request_stop(self, signum: int | None = None) -> None:
+        if self.stopping and signum is not None:
+            _exit_now(signum, self._running)
+        if not self.stopping:
+            _guard_budget(self.plan.settings.drain_timeout)
         self.stopping = True
         if self._running.pipeline is not None:
             self._running.pipeline.request_stop()
 
     def request_reload(self) -> None:
         if self._rebuild is None:
-            events.emit(Event.CONFIG_ERROR, reason="SIGHUP ignored: no --config file to read again")
+            if any(_hung_up(fd) for fd in self._terminals):
+                events.emit(Event.STOPPING, reason="SIGHUP: our terminal hung up")
+                self.request_stop()
+            else:
+                events.emit(Event.CONFIG_ERROR, reason="SIGHUP ignored: no --config file to read again")
             return
         try:
             new_plan = self._rebuild()
@@ -91,17 +121,19 @@ class Supervisor:
         )
 
     # -- running -----------------------------------------------------------------------------------
-    async def run(self) -> float | None:
-        """Run pipelines until SIGTERM/SIGINT; returns the last pipeline's stop deadline."""
+    async def run(self) -> StopOutcome:
+        """Run pipelines until SIGTERM/SIGINT; returns the last pipeline's stop deadline and status."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.request_stop)
+            loop.add_signal_handler(signum, self.request_stop, signum)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
             while True:
                 deadline = await self._run_one(self.plan)
                 if self.stopping or self.next_plan is None:
-                    return deadline
+                    pipeline = self._running.pipeline
+                    short = pipeline is not None and pipeline.stopped_short
+                    return StopOutcome(deadline, EXIT_STOPPED_SHORT if short else 0)
                 previous, self.plan, self.next_plan = self.plan, self.next_plan, None
                 _announce_reload(previous, self.plan)
         finally:
@@ -126,6 +158,12 @@ class Supervisor:
         # A durable store is read again (as at a restart); an in-memory one is carried over.
         if self._store is None or state_dir is not None or self._store.state_dir is not None:
             self._store = CheckpointStore(state_dir)
+        if state_dir is None:
+            events.emit(
+                Event.CHECKPOINTS_OFF,
+                reason="--state-dir none: offsets are kept in memory only; after a restart every file "
+                "is read again from --start-at",
+            )
         running = self._running
         running.tailer = Tailer(plan.tail_options, self._store)
         running.pipeline = Pipeline(
@@ -173,21 +211,83 @@ def _announce_reload(previous: Plan, plan: Plan) -> None:
     )
 
 
-def run_until_exit(main: Coroutine[Any, Any, float | None]) -> None:
+def _is_terminal(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _hung_up(fd: int) -> bool:
+    """A terminal that hung up fails every terminal request with EIO (one that never was: ENOTTY)."""
+    try:
+        termios.tcgetattr(fd)
+    except termios.error as exc:
+        return bool(exc.args) and exc.args[0] == errno.EIO
+    except OSError as exc:
+        return exc.errno == errno.EIO
+    return False
+
+
+def _exit_now(signum: int, running: LiveRun) -> None:
+    """The second stop signal: leave without waiting for the drain. Offsets acknowledged so far are
+    durable (a batch is sent only once the previous acknowledgements are), the rest is read again."""
+    pipeline = running.pipeline
+    events.emit(
+        Event.STOPPED,
+        level="warning",
+        reason=f"{signal.Signals(signum).name} again: exiting at once; what was in flight is read "
+        "again after a restart",
+        forced=True,
+        in_flight_batches=pipeline.stats()["in_flight_batches"] if pipeline is not None else 0,
+    )
+    _flush_standard_streams()
+    os._exit(128 + signum)
+
+
+def _guard_budget(budget_s: float) -> None:
+    """The last guard of the stop budget: a stop still running once --drain-timeout is spent ends
+    there. The deadlines inside the stop cannot interrupt code that blocks the event loop itself."""
+    timer = threading.Timer(budget_s, _overran, (budget_s,))
+    timer.daemon = True  # a stop that ends in time does not wait for it
+    timer.start()
+
+
+def _overran(budget_s: float) -> None:
+    events.emit(
+        Event.STOPPED,
+        level="warning",
+        reason=f"the stop overran --drain-timeout ({budget_s:g}s): exiting now; what was not "
+        "committed is read again after a restart",
+        forced=True,
+    )
+    _flush_standard_streams()
+    os._exit(EXIT_STOPPED_SHORT)
+
+
+def _flush_standard_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def run_until_exit(main: Coroutine[Any, Any, StopOutcome]) -> int:
     """`asyncio.run(main)`, except that worker threads still busy at the end are waited for only until
     the time `main` returns (the stop's deadline; else SINK_CLOSE_GRACE_S). All that matters is
     committed by then: a thread still running is blocked in an export the stop abandoned (an OTLP/HTTP
     collector that accepted the connection and never answers), which cannot be interrupted, and
     waiting for its timeout would outlast docker stop's grace period. That batch was never
-    acknowledged: a restart reads it again."""
+    acknowledged: a restart reads it again. Returns the exit status (`StopOutcome.exit_code`)."""
     loop = asyncio.new_event_loop()
     # Our own default executor (the one asyncio would make), so that its shutdown can be waited for
     # with a bound (loop.shutdown_default_executor joins without one).
     executor = concurrent.futures.ThreadPoolExecutor()
     loop.set_default_executor(executor)
-    deadline: float | None = None
+    outcome = StopOutcome(None, 0)
     try:
-        deadline = loop.run_until_complete(main)
+        outcome = loop.run_until_complete(main)
     finally:
         try:
             remaining = asyncio.all_tasks(loop)
@@ -200,12 +300,10 @@ def run_until_exit(main: Coroutine[Any, Any, float | None]) -> None:
             loop.close()
     joiner = threading.Thread(target=executor.shutdown, name="logsidecar-exit", daemon=True)
     joiner.start()
+    deadline = outcome.deadline
     joiner.join(SINK_CLOSE_GRACE_S if deadline is None else max(deadline - time.monotonic(), 0.0))
     if joiner.is_alive():
         # Everything is committed and written; the interpreter would join the stuck thread at exit.
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(0)
+        _flush_standard_streams()
+        os._exit(outcome.exit_code)
+    return outcome.exit_code

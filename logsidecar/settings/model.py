@@ -26,7 +26,15 @@ from logsidecar import redact
 from logsidecar.events import Level
 from logsidecar.selflog import LogStyle
 from logsidecar.settings.errors import is_secret_key
-from logsidecar.settings.units import Duration, HttpAddr, Size, TimezoneName, custom, parse_timezone
+from logsidecar.settings.units import (
+    DEFAULT_TIMEZONE,
+    Duration,
+    HttpAddr,
+    Size,
+    TimezoneName,
+    custom,
+    parse_timezone,
+)
 from logsidecar.sinks.stdout import StdoutFormat
 from logsidecar.tail.open_policy import FollowSymlinks
 from logsidecar.tail.options import StartAt, WatchMode
@@ -208,16 +216,17 @@ class Settings(_Strict):
         5.0, "A last line without its newline is forwarded after this long."
     )
     timezone: TimezoneName = _option(
-        "local", "Zone of error-log times (they carry no offset): local, UTC, +02:00, Europe/Paris ..."
+        DEFAULT_TIMEZONE,
+        "Zone of error-log times (they carry no offset): local, UTC, +02:00, Europe/Paris ...",
     )
     resource: dict[str, str] = {}
     service_name: str | None = None
     drain_timeout: Duration = _option(
         8.0,
-        "On SIGTERM/SIGINT: stop discovering files, read every followed file to its end, deliver and "
-        "commit, within this long; what is left then is named (file, offset, lines) in the last log "
-        "line and read after a restart. Closing the outputs may take 1s more: the default stays below "
-        "docker stop's 10s.",
+        "On SIGTERM/SIGINT: stop discovering files, read every followed file to its end, deliver, "
+        "commit, close the outputs and exit, all within this long (the default stays below docker "
+        "stop's 10s); what is left then is named (file, offset, lines) in the last log line, at "
+        "warning level, read after a restart, and the exit status is 3. A second signal exits at once.",
     )
     exit_when_exists: str | None = _option(
         None,

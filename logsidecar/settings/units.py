@@ -109,6 +109,11 @@ def parse_http_addr(text: str) -> tuple[str, int]:
     return host, port
 
 
+# The zone of times written without an offset (the error log), for `tail` and `parse` alike: the
+# machine's, as Apache itself writes them in its local time.
+DEFAULT_TIMEZONE = "local"
+
+
 def parse_timezone(text: str, env: Mapping[str, str] | None = None) -> tzinfo:
     """'local', 'UTC', '+02:00' / '-0730', or an IANA name like 'Europe/Paris'.
 

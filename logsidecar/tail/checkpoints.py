@@ -39,7 +39,9 @@ Invariants:
 - The state directory's files follow `state_files` (0700/0600, no symlinks): a file refused there is
   reported as `checkpoint_error`, which says which and what to do.
 - A storage failure (full disk, read-only state dir, vanished directory) never stops the tailer: it is
-  reported once as `checkpoint_error`, the entries stay dirty in memory, and the next flush retries.
+  reported once as `checkpoint_error` (with `failing: true` and the `fix`; /healthz is unhealthy and
+  `logsidecar_checkpoints_failing` is 1 until the next `checkpoint_written`), the entries stay dirty
+  in memory, and the next flush retries.
 - A corrupt database (SQLite cannot read it, a wrong schema, `PRAGMA quick_check` failing at start)
   is moved aside with its journal, once, at start, keeping the rows that still read, and a fresh one
   is made (`state_repair`); one `checkpoint_error` says where it went and what will be re-read.
@@ -61,7 +63,7 @@ from logsidecar.tail.group_commit import GroupCommit
 from logsidecar.tail.identity import Inode, StoredFingerprint
 from logsidecar.tail.offsets_journal import OffsetsJournal, database_generation, journal_record, read_journal
 from logsidecar.tail.options import StartAt
-from logsidecar.tail.state_files import DB_FILE_NAME, JOURNAL_FILE_NAME, prepare_state_files
+from logsidecar.tail.state_files import DB_FILE_NAME, JOURNAL_FILE_NAME, prepare_state_files, state_error_text
 from logsidecar.tail.state_repair import check_schema, quick_check, repair
 
 _SCHEMA = """
@@ -241,7 +243,7 @@ class CheckpointStore:
                     self._deleted.update(k for k in deleted if k not in self._entries)
                 if not self._failing:
                     self._failing = True
-                    events.emit(Event.CHECKPOINT_ERROR, state_dir=str(self.state_dir), error=str(error))
+                    self._report_failing(state_error_text(error))
                 return False
             self.writes += 1
             self._unsynced = True
@@ -300,6 +302,19 @@ class CheckpointStore:
         finally:
             self._io_lock.release()
 
+    def _report_failing(self, error: str) -> None:
+        """The state directory cannot be written (now `_failing`): said once, with the way out, until
+        a write works again (`checkpoint_written`)."""
+        events.emit(
+            Event.CHECKPOINT_ERROR,
+            state_dir=str(self.state_dir),
+            error=error,
+            failing=True,
+            fix=f"make {self.state_dir} writable (full disk? read-only mount? owner?) or restart with "
+            "--state-dir DIR; until then offsets are kept in memory only, and a restart reads again "
+            "from the last checkpoint written",
+        )
+
     def _report_crash(self, error: Exception) -> None:
         """A flush of the commit thread raised (a bug): its requesters are told False, not left waiting."""
         events.emit(Event.CHECKPOINT_ERROR, state_dir=str(self.state_dir), error=repr(error))
@@ -323,7 +338,7 @@ class CheckpointStore:
                 self.errors += 1
                 if not self._failing:
                     self._failing = True
-                    events.emit(Event.CHECKPOINT_ERROR, state_dir=str(self.state_dir), error=str(error))
+                    self._report_failing(state_error_text(error))
                 return False
             self._unsynced = False
             self.syncs += 1
@@ -379,10 +394,11 @@ class CheckpointStore:
             self._close_db()
             # corrupt: moved aside, once, with the rows that still read (`state_repair`)
             rows, report = repair(self.state_dir, error, _COLUMNS, self._start_at)
-            events.emit(Event.CHECKPOINT_ERROR, **report)
             self._failing = "moved_to" not in report  # else the next flush makes a fresh database
             if self._failing:
+                self._report_failing(str(report["error"]))
                 return
+            events.emit(Event.CHECKPOINT_ERROR, **report)
             self._dirty.update(row[0] for row in rows)
         self._entries.update(_entries_of(rows))
         try:

@@ -9,6 +9,10 @@ Invariants:
   are ours); the files are checked without following symlinks (O_NOFOLLOW), and a symlink (or
   anything but a regular file) planted at one of their paths is refused with `UnsafeStateFile`,
   whose message says which and what to do (the store reports it as `checkpoint_error`).
+- `check_state_dir` is what `tail` runs before it starts: a state directory that cannot be made or
+  written stops it with `StateDirUnusable`, whose message names the path and the two ways out
+  (another `--state-dir DIR`, or `--state-dir none`: no checkpoints). Running on without checkpoints
+  is never chosen silently.
 """
 
 from __future__ import annotations
@@ -28,6 +32,43 @@ STATE_FILE_MODE = 0o600
 
 class UnsafeStateFile(OSError):
     """A database file of the state directory is a symlink or not a regular file: never opened."""
+
+
+class StateDirUnusable(Exception):
+    """The state directory cannot be made or written; the message says where, why and the fix."""
+
+
+def check_state_dir(state_dir: Path) -> None:
+    """Make the state directory and its database file as the store will, then write and remove one
+    probe file in it (a read-only mount or a full disk refuses even root). Raises StateDirUnusable."""
+    probe = state_dir / f".write-probe-{os.getpid()}"
+    try:
+        prepare_state_files(state_dir)
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, b"probe\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+    except OSError as error:
+        why = error.strerror if error.filename == str(state_dir) else state_error_text(error)
+        raise StateDirUnusable(
+            f"cannot keep checkpoints in {state_dir}: {why}. Choose a directory "
+            "this user can write with --state-dir DIR (or LOGSIDECAR_STATE_DIR), or run without "
+            "checkpoints with --state-dir none (after a restart every file is read again from "
+            "--start-at)"
+        ) from None
+
+
+def state_error_text(error: BaseException) -> str:
+    """An OSError as its reason and path ("Permission denied: /var/lib/x"), never its repr."""
+    if not isinstance(error, OSError):
+        return str(error)
+    if isinstance(error, UnsafeStateFile):
+        return str(error.strerror)  # it says which file and what to do
+    reason = error.strerror or str(error)
+    return f"{reason}: {error.filename}" if error.filename else reason
 
 
 def prepare_state_files(state_dir: Path) -> None:

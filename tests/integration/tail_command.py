@@ -149,6 +149,13 @@ class TailProcess:
         self._finish()
         return code, took
 
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        """Wait for an exit already under way (a second SIGTERM would cut the stop short)."""
+        assert self.process is not None
+        code = self.process.wait(timeout)
+        self._finish()
+        return code
+
     def kill9(self) -> float:
         """SIGKILL; returns the monotonic time of the kill."""
         assert self.process is not None

@@ -140,6 +140,7 @@ def test_livez_readyz_and_healthz_explain_their_status_in_json(stack: Stack) -> 
         "files_followed": 1,
         "bytes_behind": 0,
         "waiting": {},
+        "conditions": {},
         "sinks": {},
     }
 

@@ -37,6 +37,7 @@ from logsidecar.encoding.otlp_wire import LogsRequestEncoder
 from logsidecar.events import Event
 from logsidecar.parse import build_parser
 from logsidecar.record import TRUNCATED, LogRecord
+from logsidecar.service.supervisor import EXIT_STOPPED_SHORT
 from logsidecar.sinks.base import BatchRejected
 from logsidecar.sinks.otlp import OtlpSink, SinkClosed
 from logsidecar.sinks.otlp_fit import (
@@ -368,7 +369,7 @@ def test_tail_with_a_wrong_token_is_unhealthy_keeps_its_offsets_and_a_restart_de
             )
             wait_for(lambda: witness.rejected_requests >= 2, 30, what="a retry after the denial")
         finally:
-            assert wrong.stop() == 0
+            assert wrong.stop() == EXIT_STOPPED_SHORT  # its lines could not be delivered
         assert (
             "misconfigured: authentication rejected by collector (gRPC UNAUTHENTICATED)"
             in answer[1]["summary"]

@@ -424,6 +424,27 @@ def test_dry_run_shows_files_formats_and_parsed_fields_without_forwarding(tmp_pa
     assert "no file matches" in missing.stdout
 
 
+def test_dry_run_names_a_detected_variant_and_hints_when_nothing_is_detected(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    append(logs / "timed_access.log", [access_line(n) + f" {n * 1000}" for n in range(3)])  # combined %D
+    append(logs / "custom_access.log", [access_line(n) + " 0.5 x" for n in range(3)])  # nothing known
+    result = subprocess.run(
+        [sys.executable, "-m", "logsidecar", "tail", "--dry-run", "--state-dir", "none", str(logs / "*.log")],
+        capture_output=True, text=True, timeout=30, cwd=REPO,
+    )  # fmt: skip
+    print(result.stdout)
+    assert result.returncode == 0, result.stderr
+    sections = {part.split()[0]: part for part in result.stdout.split("\n\n") if part.startswith("/")}
+    timed, custom = sections[f"{logs}/timed_access.log"], sections[f"{logs}/custom_access.log"]
+    assert "format: auto -> combined+%D" in timed
+    assert '"%{User-agent}i" %D' in timed and "%T (seconds)" in timed
+    assert "format: auto -> none detected yet" in custom
+    assert "hint: no known format matches these lines." in custom
+    assert "closest: combinedio, which does not match LogFormat at field 11 (%O)." in custom
+    assert "--format 'logformat:" in custom
+
+
 def test_no_input_at_all_is_a_usage_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSIDECAR_")}
     result = subprocess.run(

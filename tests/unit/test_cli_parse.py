@@ -21,8 +21,9 @@ ERROR_24 = (
 COMBINED = b'127.0.0.1 - - [28/Nov/2026:02:09:06 +0000] "GET / HTTP/1.1" 200 3 "-" "curl/7.88.1"'
 
 
-def run(args: list[str], stdin: bytes | None = None):
-    return CliRunner().invoke(main, ["parse", *args], input=stdin)
+def run(args: list[str], stdin: bytes | None = None, tz: str = "UTC"):
+    # TZ: error-log times are read in the local zone by default, this one
+    return CliRunner(env={"TZ": tz}).invoke(main, ["parse", *args], input=stdin)
 
 
 def records_of(output: bytes) -> list[dict]:
@@ -67,6 +68,34 @@ def test_timezone_option_applies_to_error_log_times():
     assert result.exit_code == 0
     [record] = records_of(result.stdout_bytes)
     assert record["timestamp"] == "2026-11-28T02:09:07.632088-05:00"
+
+
+def test_error_log_times_are_local_by_default():
+    result = run(["-f", "error", "-"], stdin=ERROR_24 + b"\n", tz="Asia/Kolkata")
+    assert result.exit_code == 0
+    [record] = records_of(result.stdout_bytes)
+    assert record["timestamp"] == "2026-11-28T02:09:07.632088+05:30"
+
+
+def test_nothing_parsed_exits_3_showing_the_first_line_why_and_the_closest_format():
+    custom = COMBINED + b" 0.5 x"  # combined with two fields appended that no variant knows
+    result = run([], stdin=custom + b"\n" + custom + b"\n")
+    assert result.exit_code == 3, result.stderr
+    assert len(records_of(result.stdout_bytes)) == 2  # every line still printed, flagged
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("logsidecar parse: 2 lines, 0 parsed, 2 unparsed")
+    assert lines[1:] == [
+        "logsidecar parse: no line parsed with --format auto",
+        f"  first line: {custom.decode()}",
+        "  why: no known format matched; closest: combinedio, which does not match LogFormat at field 11 (%O)",
+        "  fix: give the LogFormat your server writes, --format 'logformat:<the LogFormat string of your "
+        "CustomLog>' (or --format error, json, raw)",
+    ]
+
+
+def test_some_lines_parsed_or_no_line_at_all_exit_0():
+    assert run([], stdin=COMBINED + b"\nnot a log line\n").exit_code == 0
+    assert run([], stdin=b"").exit_code == 0
 
 
 def test_bad_timezone_is_a_usage_error():

@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logsidecar.parse import build_parser
-from logsidecar.parse.detect import DEFAULT_CANDIDATES, NO_MATCH, AutoParser, candidate_order
+from logsidecar.parse.detect import (
+    ACCESS_CANDIDATES,
+    DEFAULT_CANDIDATES,
+    NO_MATCH,
+    VARIANTS,
+    AutoParser,
+    candidate_order,
+)
 from logsidecar.record import FORMAT, PARSE_ERROR
 
 COMMON = b'127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326'
@@ -35,17 +42,30 @@ def formats(records):
 def test_name_hints_reorder_the_candidates():
     assert candidate_order(None) == DEFAULT_CANDIDATES
     assert candidate_order("/var/log/apache2/error.log")[0] == "error"
-    assert candidate_order("/var/log/httpd/access_log")[:4] == (
-        "vhost_combined",
-        "combinedio",
-        "combined",
-        "common",
-    )
-    assert candidate_order("/var/log/apache2/other_vhosts_access.log")[0] == "vhost_combined"
+    access_first = candidate_order("/var/log/httpd/access_log")[: len(ACCESS_CANDIDATES)]
+    assert access_first == ACCESS_CANDIDATES
+    # the presets in their order, each preceded by its variants (`preset+<fields>`)
+    assert [c for c in access_first if "+" not in c] == ["vhost_combined", "combinedio", "combined", "common"]
+    for n, name in enumerate(access_first):
+        if "+" in name:
+            assert access_first.index(name.split("+")[0]) > n
+    vhost_first = (*(v for v in VARIANTS if v.startswith("vhost_combined+")), "vhost_combined")
+    assert candidate_order("/var/log/apache2/other_vhosts_access.log")[: len(vhost_first)] == vhost_first
     assert candidate_order("/var/log/httpd/ssl_request_log")[0] == "ssl_request"
     assert candidate_order("/logs/app.log") == DEFAULT_CANDIDATES
     for path in ("/x/error.log", "/x/access.log", "/x/ssl_request_log", "/x/other"):
         assert sorted(candidate_order(path)) == sorted(DEFAULT_CANDIDATES)
+
+
+def test_closest_names_the_format_and_the_field_a_line_diverged_at():
+    parser = AutoParser(path="/x/access.log")
+    assert parser.closest(COMBINED + b" 0.123") == ("combinedio", "does not match LogFormat at field 11 (%O)")
+    assert parser.closest(COMMON.replace(b" 200 ", b" OK ")) == (
+        "common",
+        "does not match LogFormat at field 6 (%>s)",
+    )
+    assert parser.closest(b"hello world") is None  # nothing is close to that
+    assert parser.closest(COMBINED) is None  # it parses
 
 
 @pytest.mark.parametrize(
@@ -59,6 +79,11 @@ def test_name_hints_reorder_the_candidates():
         (ERROR_22, "error"),
         (JSON, "json"),
         (SSL_REQUEST, "ssl_request"),
+        (COMBINED + b" 1234", "combined+%D"),
+        (COMBINED + b' "203.0.113.7, 10.0.0.1"', 'combined+"%{X-Forwarded-For}i"'),
+        (COMMON + b" 1234", "common+%D"),
+        (COMMON + b" 310 2516", "common+%I %O"),
+        (VHOST + b" 1234", "vhost_combined+%D"),
     ],
 )
 def test_content_decides_the_format(line, expected):
@@ -159,3 +184,14 @@ def test_any_bytes_give_exactly_one_record_per_line(lines, path):
     for _ in range(2):  # a second batch runs with a lock in place
         records = parser.parse(lines)
         assert [r.body for r in records] == [line.decode("utf-8", "backslashreplace") for line in lines]
+
+
+def test_a_line_nobody_parses_gets_the_field_the_new_lock_failed_at_in_the_batch_that_locked() -> None:
+    # Candidates that are not locked skip finding the failing field; the batch that locks a format
+    # still names it for the lines that format rejected.
+    parser = AutoParser(path="/x/access.log")
+    records = parser.parse([COMBINED.replace(b" 200 ", b" OK "), COMBINED])
+    assert parser.format_name == "combined"
+    assert records[0].attributes[PARSE_ERROR] == "does not match LogFormat at field 6 (%>s)"
+    [again] = parser.parse([COMBINED.replace(b" 200 ", b" OK ")])
+    assert again.attributes[PARSE_ERROR] == "does not match LogFormat at field 6 (%>s)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.health import (
+    SHOWN_PATHS,
     HealthMonitor,
     HealthPolicy,
     HealthSnapshot,
@@ -171,6 +172,7 @@ def test_verdict_json_explains_the_state() -> None:
         "files_followed": 3,
         "bytes_behind": 42,
         "waiting": {},
+        "conditions": {},
         "sinks": {
             "otlp": {
                 "failing_for_s": 10.0,
@@ -209,6 +211,36 @@ def test_sink_recovered_event_clears_the_failure() -> None:
     clock.advance(120)
     assert not health.health().ok
     health.handle_event(Event.SINK_RECOVERED, {"sink": "otlp", "outage_s": 120.0})
+    assert health.health().ok
+
+
+def test_a_failing_state_dir_is_unhealthy_not_unready_until_a_checkpoint_is_written() -> None:
+    clock, lag = FakeClock(), Lag()
+    health = monitor(clock, lag)
+    health.handle_event(Event.STARTED, {})
+    # a one-off report (a corrupt database moved aside) is not a lasting condition
+    health.handle_event(Event.CHECKPOINT_ERROR, {"state_dir": "/s", "error": "corrupt", "moved_to": "/s/x"})
+    assert health.health().ok
+    health.handle_event(
+        Event.CHECKPOINT_ERROR, {"state_dir": "/s", "error": "No space left on device", "failing": True}
+    )
+    verdict = health.health()
+    assert verdict.reasons == ("checkpoints: cannot write /s: No space left on device",)
+    assert verdict.details["conditions"] == {"checkpoints": "cannot write /s: No space left on device"}
+    assert health.readiness().ok  # records still flow
+    health.handle_event(Event.CHECKPOINT_WRITTEN, {"entries": 1, "forgotten": 0})
+    assert health.health().ok and health.conditions() == {}
+
+
+def test_files_mostly_unparsed_are_unhealthy_not_unready_named_up_to_a_few() -> None:
+    health = monitor(FakeClock(), Lag())
+    health.handle_event(Event.STARTED, {})
+    failing = [f"/logs/{n}.log" for n in range(SHOWN_PATHS + 2)]
+    health.handle_event(Event.PARSE_FAILING, {"path": failing[-1], "failing_files": failing})
+    named = ", ".join(failing[:SHOWN_PATHS])
+    assert health.health().reasons == (f"parse: recent lines mostly not parsed in {named} and 2 more",)
+    assert health.readiness().ok
+    health.handle_event(Event.PARSE_RECOVERED, {"path": failing[0], "failing_files": []})
     assert health.health().ok
 
 
