@@ -142,15 +142,20 @@ def test_classic_pod_forwards_every_answered_request_and_drains_when_apache_stop
         run(env, "kube", "play", str(manifest))
 
         # Inside the Pod: the probes' questions, asked the way an exec probe (or an operator) would.
-        wait_for(
-            lambda: (
-                run(env, "exec", sidecar, "logsidecar", "health", "--probe", "readyz", check=False).returncode
-                == 0
-            ),
-            timeout=30,
-            interval=0.5,
-            message="logsidecar health --probe readyz inside the Pod",
-        )
+        answers: list[subprocess.CompletedProcess[str]] = []
+
+        def ready() -> bool:
+            answers.append(
+                run(env, "exec", sidecar, "logsidecar", "health", "--probe", "readyz", check=False)
+            )
+            return answers[-1].returncode == 0
+
+        try:
+            wait_for(ready, timeout=30, interval=0.5)
+        except AssertionError:
+            last = answers[-1]
+            pytest.fail(f"`logsidecar health --probe readyz` inside the Pod: exit {last.returncode}: "
+                        f"{(last.stdout + last.stderr).strip()[-1000:]}")  # fmt: skip
         livez = run(env, "exec", sidecar, "logsidecar", "health", "--probe", "livez", check=False)
         assert livez.returncode == 0, livez.stdout + livez.stderr
 
