@@ -19,6 +19,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -271,6 +272,26 @@ def test_downward_api_gives_the_k8s_resource_attributes() -> None:
             assert values[name] == {"fieldRef": {"fieldPath": field}}, name
         app_containers = [c["name"] for c in spec["containers"] if c["name"] != SIDECAR]
         assert values["K8S_CONTAINER_NAME"] in app_containers, "k8s.container.name names the app's container"
+
+
+@pytest.mark.parametrize("overlay", ["overlays/native", "overlays/gateway", "overlays/classic"])
+def test_logsidecar_accepts_every_setting_the_manifest_gives_it(overlay: str, tmp_path: Path) -> None:
+    """The sidecar's environment, as the manifest sets it, through `logsidecar check-config`: a
+    misspelled LOGSIDECAR_* variable (silently ignored at run time) or an invalid value fails here."""
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    for workload in workloads(overlay):
+        values = {k: v for k, v in env(container(pod_spec(workload), SIDECAR)).items() if isinstance(v, str)}
+        child_env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), **values}
+        out = subprocess.run(
+            [sys.executable, "-m", "logsidecar", "check-config", str(empty)],
+            capture_output=True,
+            text=True,
+            env=child_env,
+            timeout=60,
+        )
+        assert out.returncode == 0, f"{overlay}: {out.stderr}"
+        assert "not a logsidecar setting" not in out.stderr, f"{overlay}: {out.stderr}"
 
 
 # --- the stop-time budget --------------------------------------------------------------------------
