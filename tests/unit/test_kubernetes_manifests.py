@@ -85,12 +85,11 @@ def env(c: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}
 
 
-def sidecar_pods() -> list[tuple[str, dict[str, Any]]]:
-    return [
-        (k, pod_spec(w))
-        for k in ("overlays/native", "overlays/gateway", "overlays/classic")
-        for w in workloads(k)
-    ]
+SIDECAR_OVERLAYS = ("overlays/native", "overlays/gateway", "overlays/classic")
+
+
+def sidecar_pods(overlay: str) -> list[dict[str, Any]]:
+    return [pod_spec(w) for w in workloads(overlay)]
 
 
 # --- rendering and schemas -------------------------------------------------------------------------
@@ -198,7 +197,7 @@ def test_native_and_classic_sidecars_differ_only_where_the_stop_order_requires()
 # --- probes ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overlay", ["overlays/native", "overlays/gateway", "overlays/classic"])
+@pytest.mark.parametrize("overlay", SIDECAR_OVERLAYS)
 def test_probes_have_one_meaning_each_on_the_port_logsidecar_serves(overlay: str) -> None:
     for workload in workloads(overlay):
         sidecar = container(pod_spec(workload), SIDECAR)
@@ -224,8 +223,13 @@ def test_probes_have_one_meaning_each_on_the_port_logsidecar_serves(overlay: str
 # --- Pod Security, volumes, identity -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("overlay", "spec"), sidecar_pods(), ids=lambda v: v if isinstance(v, str) else "")
-def test_sidecar_meets_pod_security_restricted(overlay: str, spec: dict[str, Any]) -> None:
+@pytest.mark.parametrize("overlay", SIDECAR_OVERLAYS)
+def test_sidecar_meets_pod_security_restricted(overlay: str) -> None:
+    for spec in sidecar_pods(overlay):
+        check_restricted(spec)
+
+
+def check_restricted(spec: dict[str, Any]) -> None:
     sidecar = container(spec, SIDECAR)
     sc = sidecar["securityContext"]
     pod_sc = spec.get("securityContext", {})
@@ -240,8 +244,13 @@ def test_sidecar_meets_pod_security_restricted(overlay: str, spec: dict[str, Any
     assert not [v["name"] for v in spec["volumes"] if "hostPath" in v], "no hostPath (baseline forbids it)"
 
 
-@pytest.mark.parametrize(("overlay", "spec"), sidecar_pods(), ids=lambda v: v if isinstance(v, str) else "")
-def test_logs_and_checkpoints_live_in_their_own_sized_emptydirs(overlay: str, spec: dict[str, Any]) -> None:
+@pytest.mark.parametrize("overlay", SIDECAR_OVERLAYS)
+def test_logs_and_checkpoints_live_in_their_own_sized_emptydirs(overlay: str) -> None:
+    for spec in sidecar_pods(overlay):
+        check_volumes(spec)
+
+
+def check_volumes(spec: dict[str, Any]) -> None:
     sidecar = container(spec, SIDECAR)
     volumes = {v["name"]: v for v in spec["volumes"]}
     mounts = {m["mountPath"]: m for m in sidecar["volumeMounts"]}
@@ -266,7 +275,7 @@ def test_downward_api_gives_the_k8s_resource_attributes() -> None:
         "K8S_POD_UID": "metadata.uid",
         "K8S_NODE_NAME": "spec.nodeName",
     }
-    for _, spec in sidecar_pods():
+    for spec in (s for overlay in SIDECAR_OVERLAYS for s in sidecar_pods(overlay)):
         values = env(container(spec, SIDECAR))
         for name, field in expected.items():
             assert values[name] == {"fieldRef": {"fieldPath": field}}, name
@@ -274,7 +283,7 @@ def test_downward_api_gives_the_k8s_resource_attributes() -> None:
         assert values["K8S_CONTAINER_NAME"] in app_containers, "k8s.container.name names the app's container"
 
 
-@pytest.mark.parametrize("overlay", ["overlays/native", "overlays/gateway", "overlays/classic"])
+@pytest.mark.parametrize("overlay", SIDECAR_OVERLAYS)
 def test_logsidecar_accepts_every_setting_the_manifest_gives_it(overlay: str, tmp_path: Path) -> None:
     """The sidecar's environment, as the manifest sets it, through `logsidecar check-config`: a
     misspelled LOGSIDECAR_* variable (silently ignored at run time) or an invalid value fails here."""
@@ -314,7 +323,7 @@ def prestop_wait_bound(sidecar: dict[str, Any]) -> float:
     return int(count[1]) * float(step[1])
 
 
-@pytest.mark.parametrize("overlay", ["overlays/native", "overlays/gateway", "overlays/classic"])
+@pytest.mark.parametrize("overlay", SIDECAR_OVERLAYS)
 def test_stop_fits_the_grace_period(overlay: str) -> None:
     """Native: Apache stops first (graceful, bounded), then the sidecar drains. Classic: the sidecar's
     preStop holds its SIGTERM until Apache has stopped (bounded), then it drains. Either way the sum,
