@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(apache2 apache2-utils wrk logrotate docker.io docker-compose debootstrap procps curl busybox-static fuse3)
+APT_PACKAGES=(apache2 apache2-utils wrk logrotate docker.io docker-compose debootstrap procps curl busybox-static fuse3 podman catatonit)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
