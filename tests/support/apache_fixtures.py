@@ -1,4 +1,4 @@
-"""Shared fixtures for integration tests: real Apache httpd instances.
+"""Apache fixtures for the integration tests (tests/integration/conftest.py offers them).
 
 `apache_factory(**options)` starts an `ApacheServer` (options as in its constructor; the tmp dir
 is filled in) and stops every server it started at teardown. `apache` is one running server with a
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.apache import ApacheFactory, ApacheServer, find_apache_binary
+from tests.support.apache import ApacheFactory, ApacheServer, find_apache_binary
 
 __all__ = ["ApacheFactory", "apache", "apache_factory", "require_apache"]
 

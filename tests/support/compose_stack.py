@@ -23,8 +23,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_DIR = ROOT / "compose"
+from tests.support.paths import REPO_ROOT
+
+COMPOSE_DIR = REPO_ROOT / "compose"
 VARIANTS = ("volumes-from", "named-volume", "bind-mount")
 
 

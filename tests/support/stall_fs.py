@@ -1,6 +1,6 @@
 """A real FUSE filesystem whose server can stop answering, like an NFS server that died.
 
-Run as `python -m tests.integration.stall_fs MOUNTPOINT NAME`: it mounts a filesystem (type `fuse`,
+Run as `python -m tests.support.stall_fs MOUNTPOINT NAME`: it mounts a filesystem (type `fuse`,
 so logsidecar polls it) holding one file, NAME, that grows, and obeys commands on stdin, one per
 line, answering each with `ok <command> <calls blocked so far>` on stdout:
 

@@ -29,9 +29,9 @@ from typing import Any
 
 import orjson
 
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
+from tests.support.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
 LOGROTATE = shutil.which("logrotate") or "/usr/sbin/logrotate"
 
 WRITER_CODE = textwrap.dedent(
@@ -103,10 +103,10 @@ class TailProcess:
             "--state-dir", str(self.state_dir), *self.args,
         ]  # fmt: skip
         env = {**os.environ, **(self.env or {})}
-        env.setdefault("PYTHONPATH", str(REPO))
+        env.setdefault("PYTHONPATH", str(REPO_ROOT))
         self.stderr_file = self.stderr_path.open("ab")
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=self.stderr_file, env=env, cwd=REPO
+            command, stdout=subprocess.PIPE, stderr=self.stderr_file, env=env, cwd=REPO_ROOT
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

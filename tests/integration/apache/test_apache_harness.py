@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import line_count, read_lines, wait_for
-from tests.integration.apache import ApacheFactory, ApacheServer, find_apache_binary, status_of
+from tests.support.apache import ApacheFactory, ApacheServer, find_apache_binary, status_of
+from tests.support.helpers import line_count, read_lines, wait_for
 
 pytestmark = pytest.mark.apache
 

@@ -34,8 +34,8 @@ import pytest
 
 from logsidecar.parse import build_parser
 from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, Severity
-from tests.helpers import line_count, read_lines, wait_for
-from tests.integration.apache import ApacheFactory, ApacheServer, CustomLog, find_apache_binary, status_of
+from tests.support.apache import ApacheFactory, ApacheServer, CustomLog, find_apache_binary, status_of
+from tests.support.helpers import line_count, read_lines, wait_for
 
 pytestmark = [
     pytest.mark.apache,

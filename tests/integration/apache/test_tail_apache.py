@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for
-from tests.integration.apache import CustomLog
-from tests.integration.conftest import ApacheFactory
-from tests.integration.tail_command import TailProcess, logrotate, write_logrotate_conf
+from tests.support.apache import ApacheFactory, CustomLog
+from tests.support.helpers import wait_for
+from tests.support.tail_command import TailProcess, logrotate, write_logrotate_conf
 
 LOGFORMAT = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-agent}i" %{UNIQUE_ID}e'
 ROTATIONS = 6

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for
-from tests.integration.apache import ApacheServer, status_of
+from tests.support.apache import ApacheServer, status_of
+from tests.support.helpers import wait_for
 
 HOSTILE_TARGET = b"/\x1b]0;PWNED\x07"
 OSC = b"\x1b]"  # operating system command: sets the window title, and more on some terminals

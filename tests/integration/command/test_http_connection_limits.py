@@ -25,7 +25,7 @@ import orjson
 import pytest
 
 from logsidecar.service.http_endpoint import ACCEPT_ERROR_REPORT_S, IDLE_TIMEOUT_S, MAX_CONNECTIONS
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
 
 IDLE_CONNECTIONS = 3000
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from logsidecar.fastpath import JSON_LINES, writer_for
 from logsidecar.parse import build_parser
 from logsidecar.pipeline.parsing import COLLECT_AFTER_FORGOTTEN
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
 
 LINE = b'127.0.0.1 - - [05/Dec/2026:12:00:00 +0000] "GET / HTTP/1.1" 200 12\n'
 FILES_PER_ROUND = 2000

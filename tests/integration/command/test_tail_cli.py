@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import wait_for
-from tests.integration.otlp_receiver import GrpcWitness
-from tests.integration.tail_command import REPO, TailProcess
+from tests.support.helpers import wait_for
+from tests.support.otlp_receiver import GrpcWitness
+from tests.support.paths import REPO_ROOT
+from tests.support.tail_command import TailProcess
 
 ACCESS_LINE = (
     '192.0.2.7 - - [28/Nov/2026:02:00:01 +0000] "GET /index.html?a=1 HTTP/1.1" 200 12 "-" "curl/8"\n'
@@ -28,7 +29,7 @@ def run_tail(
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=REPO,
+        cwd=REPO_ROOT,
         env={**os.environ, **(env or {})},
     )
 
@@ -135,7 +136,7 @@ def test_closed_stdout_ends_the_command_quietly(tmp_path: Path) -> None:
         f"--stdout-format raw --log-level warning {log} | head -n 3"
     )
     result = subprocess.run(
-        ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=60, cwd=REPO
+        ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT
     )
     assert result.stdout == "line 0\nline 1\nline 2\n"
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr

@@ -11,6 +11,7 @@ answered batch behind an unanswered one is not acknowledged yet). The bound asse
 restart delivers again are a subset of that set, kill by kill. (`--otlp-batch-timeout 0` makes one
 request per read batch, so every sender has a request to be held with.)
 After a SIGTERM nothing is replayed at all.
+(The Tailer itself, run directly by a child: tests/integration/tailer/test_tailer_crash.py.)
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from logsidecar.sinks.otlp_settings import OtlpSettings
-from tests.helpers import wait_for
-from tests.integration.otlp_receiver import HttpWitness
-from tests.integration.tail_command import (
+from tests.support.helpers import wait_for
+from tests.support.otlp_receiver import HttpWitness
+from tests.support.tail_command import (
     TailProcess,
     WriterProcess,
     append_sentinel,
@@ -222,7 +223,7 @@ def _kill9_while_rotating(tmp_path: Path, kills: int, rotations_per_life: int, s
     """kill -9 at random moments while logrotate renames the file under load (files rotated while the
     tailer is down must be found by identity and drained from their checkpoint); each kill replays at
     most what was in flight."""
-    from tests.integration.tail_command import logrotate, write_logrotate_conf
+    from tests.support.tail_command import logrotate, write_logrotate_conf
 
     rng = random.Random(seed)
     logs = tmp_path / "logs"

@@ -7,6 +7,8 @@ was written.
 - copytruncate: logrotate itself loses the lines appended between its copy and its truncate (they
   are in no file on disk: that is the bound the tailer documents). The tailer must deliver every line
   that is in some file on disk, exactly once; the test also reports how many lines logrotate lost.
+
+The Tailer in process, case by case: tests/integration/tailer/test_tailer_rotation.py.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.tail_command import (
+from tests.support.tail_command import (
     TailProcess,
     WriterProcess,
     append_sentinel,

@@ -22,8 +22,8 @@ import pytest
 from logsidecar.pipeline import SINK_CLOSE_GRACE_S
 from logsidecar.tail.options import TailOptions
 from logsidecar.tail.reading import READ_BUDGET_CHUNKS
-from tests.integration.otlp_receiver import LOOPBACK, GrpcWitness, free_port, wait_for
-from tests.integration.tail_command import TailProcess
+from tests.support.otlp_receiver import LOOPBACK, GrpcWitness, free_port, wait_for
+from tests.support.tail_command import TailProcess
 
 # One read cycle reads at most this much of a file: a burst bigger than that needs several cycles.
 READ_CYCLE_BYTES = READ_BUDGET_CHUNKS * TailOptions(include=("x",)).read_chunk_bytes

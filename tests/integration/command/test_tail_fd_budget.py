@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from logsidecar.tail.fd_budget import budget_for
-from tests.helpers import wait_for
-from tests.integration.tail_command import TailProcess
+from tests.support.helpers import wait_for
+from tests.support.tail_command import TailProcess
 
 PRLIMIT = shutil.which("prlimit")
 pytestmark = pytest.mark.skipif(PRLIMIT is None, reason="needs prlimit (util-linux)")

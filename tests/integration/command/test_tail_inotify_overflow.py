@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for
-from tests.integration.tail_command import TailProcess, logrotate, write_logrotate_conf
+from tests.support.helpers import wait_for
+from tests.support.tail_command import TailProcess, logrotate, write_logrotate_conf
 
 MAX_QUEUED_EVENTS = Path("/proc/sys/fs/inotify/max_queued_events")
 QUEUE_LIMIT = 32  # events the sidecar's inotify queues hold

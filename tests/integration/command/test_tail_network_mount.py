@@ -1,6 +1,6 @@
 """A network mount whose server stops answering, followed next to a file on a local filesystem.
 
-The mount is a real FUSE filesystem (tests/integration/stall_fs.py, libfuse 3 through mfusepy):
+The mount is a real FUSE filesystem (tests/support/stall_fs.py, libfuse 3 through mfusepy):
 switched to "stall", its server blocks every stat, open and read until released, which is what a
 hard NFS mount does when its server dies. The sidecar is the real `logsidecar tail` in a
 subprocess. While the mount is stalled the local file must keep being delivered and /healthz must
@@ -25,9 +25,10 @@ from types import TracebackType
 
 import pytest
 
-from tests.helpers import wait_for
-from tests.integration.otlp_receiver import free_port
-from tests.integration.tail_command import REPO, TailProcess
+from tests.support.helpers import wait_for
+from tests.support.otlp_receiver import free_port
+from tests.support.paths import REPO_ROOT
+from tests.support.tail_command import TailProcess
 
 FUSERMOUNT = shutil.which("fusermount3")
 
@@ -39,7 +40,7 @@ def fuse_unavailable() -> str | None:
     if FUSERMOUNT is None:
         return "fusermount3 is not installed (Debian package fuse3)"
     probe = subprocess.run(
-        [sys.executable, "-c", "import mfusepy"], capture_output=True, text=True, cwd=REPO, check=False
+        [sys.executable, "-c", "import mfusepy"], capture_output=True, text=True, cwd=REPO_ROOT, check=False
     )
     if probe.returncode != 0:
         return (
@@ -49,19 +50,19 @@ def fuse_unavailable() -> str | None:
 
 
 class StallMount:
-    """tests/integration/stall_fs.py mounted at `mountpoint`, driven through its stdin."""
+    """tests/support/stall_fs.py mounted at `mountpoint`, driven through its stdin."""
 
     def __init__(self, mountpoint: Path, name: str) -> None:
         self.mountpoint = mountpoint
         self.path = mountpoint / name
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.stall_fs", str(mountpoint), name],
+            [sys.executable, "-m", "tests.support.stall_fs", str(mountpoint), name],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         )
         try:
             wait_for(self._mounted, 20, message=f"stall_fs mounted at {mountpoint}")

@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import wait_for
-from tests.integration.otlp_receiver import GrpcWitness, free_port
-from tests.integration.tail_command import REPO, TailProcess, WriterProcess, body_seq
+from tests.support.helpers import wait_for
+from tests.support.otlp_receiver import GrpcWitness, free_port
+from tests.support.paths import REPO_ROOT
+from tests.support.tail_command import TailProcess, WriterProcess, body_seq
 
 ACCESS = '127.0.0.1 - - [28/Nov/2026:03:00:{s:02d} +0000] "GET /p/{n} HTTP/1.1" 200 {n} "-" "curl/8"'
 ERROR = "[Sat Nov 28 03:00:{s:02d}.000001 2026] [core:error] [pid 7] AH00037: failure {n}"
@@ -129,7 +130,7 @@ def test_a_bad_config_value_exits_2_naming_the_key_and_what_was_expected(tmp_pat
         capture_output=True,
         text=True,
         timeout=30,
-        cwd=REPO,
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 2
     assert result.stdout == ""
@@ -241,7 +242,7 @@ def test_health_turns_unhealthy_when_the_otlp_receiver_stays_down_and_back_when_
 
 
 def test_derive_metrics_exports_request_counts_over_otlp_next_to_stdout(tmp_path: Path) -> None:
-    from tests.integration.test_access_metrics_otlp import MetricsWitness
+    from tests.support.metrics_witness import MetricsWitness
 
     log = tmp_path / "access.log"
     append(
@@ -399,7 +400,7 @@ def test_dry_run_shows_files_formats_and_parsed_fields_without_forwarding(tmp_pa
     result = subprocess.run(
         [sys.executable, "-m", "logsidecar", "tail", "--dry-run", "--dry-run-lines", "2",
          "--config", str(config), "--state-dir", str(state)],
-        capture_output=True, text=True, timeout=30, cwd=REPO,
+        capture_output=True, text=True, timeout=30, cwd=REPO_ROOT,
     )  # fmt: skip
     print(result.stdout)
     assert result.returncode == 0, result.stderr
@@ -418,7 +419,7 @@ def test_dry_run_shows_files_formats_and_parsed_fields_without_forwarding(tmp_pa
 
     missing = subprocess.run(
         [sys.executable, "-m", "logsidecar", "tail", "--dry-run", str(tmp_path / "nothing-*.log")],
-        capture_output=True, text=True, timeout=30, cwd=REPO,
+        capture_output=True, text=True, timeout=30, cwd=REPO_ROOT,
     )  # fmt: skip
     assert missing.returncode == 1
     assert "no file matches" in missing.stdout
@@ -431,7 +432,7 @@ def test_no_input_at_all_is_a_usage_error(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=30,
-        cwd=REPO,
+        cwd=REPO_ROOT,
         env=env,
     )
     assert result.returncode == 2
@@ -474,7 +475,7 @@ def test_readyz_names_each_waiting_pattern_and_why_until_a_file_is_followed(tmp_
         verdict = wait_for(not_ready, 30, message="/readyz 503 with three waiting patterns")
         health = subprocess.run(
             [sys.executable, "-m", "logsidecar", "health", "--ready", "--url", f"http://127.0.0.1:{port}"],
-            capture_output=True, text=True, timeout=30, cwd=REPO,
+            capture_output=True, text=True, timeout=30, cwd=REPO_ROOT,
         )  # fmt: skip
         (empty / "site.log").write_text(access_line(2) + "\n")
         wait_for(lambda: process.count() == 1, 30, message="the new file's line")

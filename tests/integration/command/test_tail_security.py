@@ -22,11 +22,11 @@ import pytest
 
 from logsidecar.tail.options import TailOptions, WatchMode
 from logsidecar.tail.state_files import DB_FILE_NAME
-from tests.helpers import wait_for
-from tests.integration.tailer_harness import async_test, running
-from tests.integration.tailer_harness import wait_for as wait_for_async
+from tests.support.helpers import wait_for
+from tests.support.paths import REPO_ROOT
+from tests.support.tailer_harness import async_test, running
+from tests.support.tailer_harness import wait_for as wait_for_async
 
-REPO = Path(__file__).resolve().parents[2]
 SECRET = b"SECRET-do-not-forward"
 
 
@@ -43,7 +43,7 @@ def logsidecar_tail(
         [sys.executable, "-m", "logsidecar", "tail", "--log-format", "json", *args],
         stdout=stdout,  # type: ignore[arg-type]
         stderr=subprocess.PIPE,
-        cwd=REPO,
+        cwd=REPO_ROOT,
         env={**os.environ, **(env or {})},
     )
 
@@ -177,7 +177,7 @@ def test_dry_run_on_a_fifo_returns_at_once_and_says_why(tmp_path: Path) -> None:
     (logs / "error.log").write_text("[Sat Dec 05 10:00:00.000000 2026] [core:error] [pid 1] boom\n")
     result = subprocess.run(
         [sys.executable, "-m", "logsidecar", "tail", "--dry-run", str(logs / "*.log")],
-        capture_output=True, text=True, timeout=30, cwd=REPO,
+        capture_output=True, text=True, timeout=30, cwd=REPO_ROOT,
     )  # fmt: skip
     print(result.stdout)
     assert result.returncode == 0, result.stderr
@@ -187,7 +187,7 @@ def test_dry_run_on_a_fifo_returns_at_once_and_says_why(tmp_path: Path) -> None:
     (logs / "error.log").unlink()
     only_fifo = subprocess.run(
         [sys.executable, "-m", "logsidecar", "tail", "--dry-run", str(logs / "*.log")],
-        capture_output=True, text=True, timeout=30, cwd=REPO,
+        capture_output=True, text=True, timeout=30, cwd=REPO_ROOT,
     )  # fmt: skip
     assert only_fifo.returncode == 1
     assert "0 files would be followed (1 refused)" in only_fifo.stdout

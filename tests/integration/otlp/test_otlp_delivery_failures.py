@@ -45,7 +45,7 @@ from logsidecar.sinks.otlp_fit import (
     SMALLEST_TRUNCATION_BYTES,
 )
 from logsidecar.sinks.otlp_settings import OtlpProtocol, OtlpSettings
-from tests.integration.otlp_receiver import GrpcWitness, HttpWitness, RotelCollector, free_port, wait_for
+from tests.support.otlp_receiver import GrpcWitness, HttpWitness, RotelCollector, free_port, wait_for
 
 MIB = 1024 * 1024
 RIGHT = "Bearer right-s3cr3t"

@@ -22,7 +22,7 @@ from logsidecar.record import LogRecord
 from logsidecar.sinks.base import BatchRejected
 from logsidecar.sinks.otlp import OtlpSink, SinkClosed
 from logsidecar.sinks.otlp_settings import OtlpProtocol, OtlpSettings
-from tests.integration.otlp_receiver import (
+from tests.support.otlp_receiver import (
     GrpcWitness,
     HttpWitness,
     RotelCollector,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.otlp_receiver import GrpcWitness, RotelCollector, wait_for
+from tests.support.otlp_receiver import GrpcWitness, RotelCollector, wait_for
 
 OUTAGE_S = 30.0  # the scenario: the receiver is gone for 30 s
 RSS_BOUND_MIB = 150.0

@@ -21,8 +21,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.helpers import wait_for
-from tests.integration.otlp_receiver import GrpcWitness, HttpWitness, free_port
+from tests.support.helpers import wait_for
+from tests.support.otlp_receiver import GrpcWitness, HttpWitness, free_port
 
 PASSWORD = "Pa55word-1234"  # long enough to be looked for anywhere
 TOKEN = "hunter2SECRET"

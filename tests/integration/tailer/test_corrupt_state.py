@@ -15,7 +15,7 @@ import pytest
 from logsidecar.tail.checkpoints import CheckpointStore
 from logsidecar.tail.options import StartAt, TailOptions, WatchMode
 from logsidecar.tail.state_files import DB_COMPANIONS, DB_FILE_NAME
-from tests.integration.tailer_harness import async_test, numbered_line, running, wait_for
+from tests.support.tailer_harness import async_test, numbered_line, running, wait_for
 
 FILES = ("a", "b", "c")
 LINES = 200

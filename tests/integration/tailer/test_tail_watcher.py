@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from logsidecar.tail.watch.inotify import InotifyWatcher, ModifyHints
-from tests.integration.tailer_harness import async_test
+from tests.support.tailer_harness import async_test
 
 
 def append(path: Path, text: bytes) -> None:

@@ -1,5 +1,7 @@
-"""kill -9 in the middle of reading: the restarted tailer resumes at the last durable acknowledged
-offset, so nothing is lost, and the lines delivered again are at most those in flight at the kill.
+"""The Tailer, in a child that runs it directly (not the command), killed -9 in the middle of reading:
+the restarted tailer resumes at the last durable acknowledged offset, so nothing is lost, and the
+lines delivered again are at most those in flight at the kill. (The `logsidecar tail` command killed
+under load: tests/integration/command/test_tail_command_crash.py.)
 
 The child delivers each batch (writes its lines to stdout), acknowledges it, waits for the future
 `acknowledge` returns (the offset is in storage), then says so on stdout (`#durable <offset>`). What
@@ -19,9 +21,9 @@ import textwrap
 from pathlib import Path
 
 from logsidecar.tail.options import TailOptions, WatchMode
-from tests.integration.tailer_harness import async_test, numbered_line, running, wait_for
+from tests.support.paths import REPO_ROOT
+from tests.support.tailer_harness import async_test, numbered_line, running, wait_for
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MARKER = b"#durable "
 
 CHILD = textwrap.dedent(

@@ -18,9 +18,8 @@ import pytest
 from logsidecar.tail.checkpoints import CheckpointStore
 from logsidecar.tail.options import ReadBatch, TailOptions, WatchMode
 from logsidecar.tail.tailer import Tailer
-from tests.integration.tailer_harness import Collector, async_test, numbered_line, running, wait_for
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO_ROOT
+from tests.support.tailer_harness import Collector, async_test, numbered_line, running, wait_for
 
 
 def options(*include: str, **extra: object) -> TailOptions:

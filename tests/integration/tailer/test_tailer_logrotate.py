@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from logsidecar.tail.options import TailOptions, WatchMode
-from tests.integration.tailer_harness import LineWriter, assert_exact, async_test, reopen, running, wait_for
+from tests.support.tailer_harness import LineWriter, assert_exact, async_test, reopen, running, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("logrotate") is None, reason="needs Debian's logrotate")
 

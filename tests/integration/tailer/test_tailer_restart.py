@@ -10,7 +10,7 @@ from pathlib import Path
 from logsidecar.tail.checkpoints import CheckpointStore
 from logsidecar.tail.options import ReadBatch, StartAt, TailOptions, WatchMode
 from logsidecar.tail.tailer import Tailer
-from tests.integration.tailer_harness import Collector, async_test, numbered_line, running, wait_for
+from tests.support.tailer_harness import Collector, async_test, numbered_line, running, wait_for
 
 
 def options(state_dir: Path, *include: str, **extra: object) -> TailOptions:

@@ -1,5 +1,6 @@
-"""Rotation scenarios against a real fast writer thread: the exact multiset of lines must come out
-(0 lost, 0 duplicated), for both watcher backends."""
+"""The Tailer, in process, under rotation scenarios with a real fast writer thread: the exact multiset
+of lines must come out (0 lost, 0 duplicated), for both watcher backends. The `logsidecar tail`
+command under real logrotate: tests/integration/command/test_tail_command_rotation.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from logsidecar.tail.options import TailOptions, WatchMode
-from tests.integration.tailer_harness import (
+from tests.support.tailer_harness import (
     LineWriter,
     assert_exact,
     async_test,
