@@ -20,7 +20,7 @@ import pytest
 from logsidecar.containers.image_check import check_image
 from logsidecar.containers.mounts import resolve_log_dir
 from tests.support.busybox import ensure_busybox_image
-from tests.support.paths import REPO_ROOT
+from tests.support.paths import REPO_ROOT, SCRIPTS
 
 pytestmark = pytest.mark.docker
 
@@ -32,7 +32,7 @@ def _engine():
     import docker
 
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        subprocess.run(["bash", str(REPO_ROOT / "scripts/ensure-docker.sh")], check=False)
+        subprocess.run(["bash", str(SCRIPTS / "ensure-docker.sh")], check=False)
     try:
         client = docker.from_env(timeout=120)
         client.ping()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,11 @@ from tests.support.tail_command import (
     append_sentinel,
     body_seq,
     locate_on_disk,
+    logrotate,
     multiset_report,
     wait_for_count,
     wait_for_seqs,
+    write_logrotate_conf,
 )
 
 # Export requests the sidecar has in flight at once, at most (one per lane worker).
@@ -133,30 +136,58 @@ def check_replays_within_in_flight(witness: HttpWitness, in_flight: list[set[str
     return replayed_per_kill
 
 
+def kill9_repeatedly(
+    tmp_path: Path,
+    log: Path,
+    witness: HttpWitness,
+    writer: WriterProcess,
+    kills: int,
+    while_alive: Callable[[], None],
+    while_down: Callable[[], None] = lambda: None,
+) -> tuple[int, list[set[str]]]:
+    """`kills` times: start an instance, wait until it sends, run `while_alive`, kill it -9 with its
+    requests held, run `while_down`. Then stop the writer. Returns the lines written and, per kill,
+    what was in flight (kill9_while_held)."""
+    in_flight: list[set[str]] = []
+    try:
+        for index in range(kills):
+            tail = _otlp_tail(tmp_path, log, index, witness)
+            wait_for(lambda: any(e.epoch == index for e in witness.exports), timeout=30)  # noqa: B023
+            while_alive()
+            in_flight.append(kill9_while_held(tail, witness, index))
+            while_down()
+        return writer.stop(), in_flight
+    finally:
+        if writer.running():
+            writer.stop()
+
+
+def restart_and_check_replays(
+    tmp_path: Path, log: Path, witness: HttpWitness, in_flight: list[set[str]], written: int, timeout: float
+) -> list[int]:
+    """After the kills: a sentinel line, one last instance that runs until every line arrived and
+    exits 0, then the replay bound of `check_replays_within_in_flight`. Returns its replay counts."""
+    append_sentinel(log, written)
+    final = _otlp_tail(tmp_path, log, len(in_flight), witness)
+    try:
+        wait_for_witness_seqs(witness, set(range(written + 1)), timeout=timeout, logs=log.parent)
+    finally:
+        code, _took = final.terminate()
+    assert code == 0, final.stderr_text()
+    return check_replays_within_in_flight(witness, in_flight, written + 1)
+
+
 def test_kill9_under_load_loses_nothing_and_replays_at_most_what_was_in_flight(tmp_path: Path) -> None:
     rng = random.Random(20261128)
     log = tmp_path / "access.log"
     writer = WriterProcess(log, lines_per_s=3000, total=10**9).start()
-    in_flight: list[set[str]] = []
     with HttpWitness() as witness:
-        try:
-            for index in range(4):
-                tail = _otlp_tail(tmp_path, log, index, witness)
-                wait_for(lambda: any(e.epoch == index for e in witness.exports), timeout=30)  # noqa: B023
-                time.sleep(rng.uniform(0.2, 2.0))  # a random moment to start holding at
-                in_flight.append(kill9_while_held(tail, witness, index))
-            written = writer.stop()
-        finally:
-            if writer.running():
-                writer.stop()
-        append_sentinel(log, written)
-        final = _otlp_tail(tmp_path, log, len(in_flight), witness)
-        try:
-            wait_for_witness_seqs(witness, set(range(written + 1)), timeout=90, logs=tmp_path)
-        finally:
-            code, _took = final.terminate()
-        assert code == 0, final.stderr_text()
-        replayed = check_replays_within_in_flight(witness, in_flight, written + 1)
+
+        def while_alive() -> None:
+            time.sleep(rng.uniform(0.2, 2.0))  # a random moment to start holding at
+
+        written, in_flight = kill9_repeatedly(tmp_path, log, witness, writer, 4, while_alive)
+        replayed = restart_and_check_replays(tmp_path, log, witness, in_flight, written, timeout=90)
     print(
         f"kill -9 x{len(in_flight)}: written={written} replayed_per_kill={replayed} "
         f"in_flight_per_kill={[len(f) for f in in_flight]}"
@@ -223,8 +254,6 @@ def _kill9_while_rotating(tmp_path: Path, kills: int, rotations_per_life: int, s
     """kill -9 at random moments while logrotate renames the file under load (files rotated while the
     tailer is down must be found by identity and drained from their checkpoint); each kill replays at
     most what was in flight."""
-    from tests.support.tail_command import logrotate, write_logrotate_conf
-
     rng = random.Random(seed)
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -233,31 +262,20 @@ def _kill9_while_rotating(tmp_path: Path, kills: int, rotations_per_life: int, s
     conf = tmp_path / "logrotate.conf"
     write_logrotate_conf(conf, log, mode="create", rotate=kills * rotations_per_life + 10,
                          postrotate=f"kill -HUP {writer.pid}")  # fmt: skip
-    in_flight: list[set[str]] = []
     with HttpWitness() as witness:
-        try:
-            for index in range(kills):
-                tail = _otlp_tail(tmp_path, log, index, witness)
-                wait_for(lambda: any(e.epoch == index for e in witness.exports), timeout=30)  # noqa: B023
-                for _ in range(rotations_per_life):
-                    time.sleep(rng.uniform(0.1, 0.6))  # random moments, not a synchronisation
-                    logrotate(conf, tmp_path / "logrotate.state")
-                time.sleep(rng.uniform(0.0, 0.5))
-                in_flight.append(kill9_while_held(tail, witness, index))
-                if rng.random() < 0.5:  # sometimes rotate while nothing is running
-                    logrotate(conf, tmp_path / "logrotate.state")
-            written = writer.stop()
-        finally:
-            if writer.running():
-                writer.stop()
-        append_sentinel(log, written)
-        final = _otlp_tail(tmp_path, log, kills, witness)
-        try:
-            wait_for_witness_seqs(witness, set(range(written + 1)), timeout=60, logs=logs)
-        finally:
-            code, _took = final.terminate()
-        assert code == 0, final.stderr_text()
-        replayed = check_replays_within_in_flight(witness, in_flight, written + 1)
+
+        def while_alive() -> None:
+            for _ in range(rotations_per_life):
+                time.sleep(rng.uniform(0.1, 0.6))  # random moments, not a synchronisation
+                logrotate(conf, tmp_path / "logrotate.state")
+            time.sleep(rng.uniform(0.0, 0.5))
+
+        def while_down() -> None:
+            if rng.random() < 0.5:  # sometimes rotate while nothing is running
+                logrotate(conf, tmp_path / "logrotate.state")
+
+        written, in_flight = kill9_repeatedly(tmp_path, log, witness, writer, kills, while_alive, while_down)
+        replayed = restart_and_check_replays(tmp_path, log, witness, in_flight, written, timeout=60)
     print(
         f"kill -9 x{kills} with rotation: written={written} replayed_per_kill={replayed} "
         f"in_flight_per_kill={[len(f) for f in in_flight]}"
