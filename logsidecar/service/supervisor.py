@@ -28,7 +28,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import ConfigErrorEvent, Event
 from logsidecar.parse.base import FormatError
 from logsidecar.pipeline import SINK_CLOSE_GRACE_S, Pipeline
 from logsidecar.service.plan import Plan
@@ -64,7 +64,7 @@ class Supervisor:
 
     def request_reload(self) -> None:
         if self._rebuild is None:
-            events.emit(Event.CONFIG_ERROR, reason="SIGHUP ignored: no --config file to read again")
+            events.emit(ConfigErrorEvent(reason="SIGHUP ignored: no --config file to read again"))
             return
         try:
             new_plan = self._rebuild()
@@ -83,7 +83,7 @@ class Supervisor:
     @staticmethod
     def _refuse_reload(errors: list[str]) -> None:
         events.emit(
-            Event.CONFIG_ERROR, reason="reload refused; still running the previous settings", errors=errors
+            ConfigErrorEvent(reason="reload refused; still running the previous settings", errors=errors)
         )
 
     # -- running -----------------------------------------------------------------------------------
