@@ -106,12 +106,18 @@ class TypedEvent:
     event: ClassVar[Event]
 
     def fields(self) -> dict[str, Any]:
+        declared = _DECLARED.get(type(self))
+        if declared is None:  # (name, required) of each field, in order: asked once per class
+            declared = _DECLARED[type(self)] = tuple((f.name, f.default is MISSING) for f in fields(self))
         sent = {}
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if value is not None or field.default is MISSING:
-                sent[field.name] = value
+        for name, required in declared:
+            value = getattr(self, name)
+            if value is not None or required:
+                sent[name] = value
         return sent
+
+
+_DECLARED: dict[type[TypedEvent], tuple[tuple[str, bool], ...]] = {}
 
 
 @dataclass(frozen=True, kw_only=True)
