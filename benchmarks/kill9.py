@@ -5,7 +5,7 @@
 
 1. kills (for each --tree, default this one): a writer appends numbered lines at --rate lines/s;
    `logsidecar tail --output otlp` (OTLP/HTTP, `--otlp-batch-timeout 0`) sends them to a witness
-   that can hold requests (tests/integration/otlp_receiver.py). At a random moment the witness
+   that can hold requests (tests/support/otlp_receiver.py). At a random moment the witness
    starts holding; once every concurrent sender (4) waits on a held request, the sidecar gets
    kill -9. In flight at that moment, exactly: per file, every record it had sent from the first
    unanswered one on (an answered batch behind an unanswered one is not acknowledged yet). Then a
@@ -17,7 +17,7 @@
    throughput part and 10 s at 1,000 and 10,000 lines/s: throughput, CPU seconds, and CPU % and
    latency at 1,000 lines/s, per run and as medians.
 
-No assertions: numbers only (the tests assert the bound: tests/integration/test_tail_crash.py).
+No assertions: numbers only (the tests assert the bound: tests/integration/command/test_tail_command_crash.py).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.integration.otlp_receiver import HttpWitness, wait_for  # noqa: E402
-from tests.integration.tail_command import WriterProcess, append_sentinel, body_seq  # noqa: E402
+from tests.support.otlp_receiver import HttpWitness, wait_for  # noqa: E402
+from tests.support.tail_command import WriterProcess, append_sentinel, body_seq  # noqa: E402
 
 CONCURRENT_SENDS = 4  # OtlpSettings.max_concurrent_sends (the old tree has the same)
 

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from logsidecar.tail.checkpoints import committed_offsets  # noqa: E402
-from tests.integration.otlp_receiver import GrpcWitness, RotelCollector, wait_for  # noqa: E402
+from tests.support.otlp_receiver import GrpcWitness, RotelCollector, wait_for  # noqa: E402
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

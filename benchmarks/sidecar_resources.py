@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.generate_logs import generate_lines  # noqa: E402
-from tests.integration.otlp_receiver import GrpcWitness, free_port  # noqa: E402
+from tests.support.otlp_receiver import GrpcWitness, free_port  # noqa: E402
 
 IMAGE = "logsidecar/logsidecar:local"
 TICKS = os.sysconf("SC_CLK_TCK")

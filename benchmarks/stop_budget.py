@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.integration.otlp_receiver import wait_for  # noqa: E402
-from tests.integration.tail_command import TailProcess  # noqa: E402
+from tests.support.otlp_receiver import wait_for  # noqa: E402
+from tests.support.tail_command import TailProcess  # noqa: E402
 
 
 def run_once(drain_timeout: float, protocol: str, collector: str, lines: int) -> tuple[float, int, str]:

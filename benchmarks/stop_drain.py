@@ -6,7 +6,7 @@ For each backlog size: `logsidecar tail` (a real subprocess) follows an empty co
 is frozen (SIGSTOP), the backlog is appended (benchmarks/generate_logs.py), then it gets SIGTERM and
 SIGCONT, so every line is unread when it handles the signal. Printed: the time from SIGTERM to exit,
 the lines the receiver got, whether the stop says it drained everything, and the lines its last log
-line names as left. `--output otlp` sends to the OTLP/gRPC witness of tests/integration/otlp_receiver.py
+line names as left. `--output otlp` sends to the OTLP/gRPC witness of tests/support/otlp_receiver.py
 (in this process); `stdout` counts the JSON lines on the child's stdout.
 
 No assertions: numbers only. The machine's load matters (2 shared cores): the table prints it.
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.generate_logs import generate_lines  # noqa: E402
-from tests.integration.otlp_receiver import GrpcWitness  # noqa: E402
+from tests.support.otlp_receiver import GrpcWitness  # noqa: E402
 
 
 def run_once(lines: int, drain_timeout: str, output: str, witness: GrpcWitness | None) -> dict[str, object]:

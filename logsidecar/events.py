@@ -1,15 +1,21 @@
 """Named internal events: the one vocabulary that our own logs and metrics hang off.
 
 The core (tailer, pipeline, sinks) never calls a logger or a metrics API directly; it calls
-`events.emit(Event.FILE_ROTATED, path=..., ...)`. Subscribers turn events into self-logs (see
+`events.emit(Event.FILE_ADDED, path=..., ...)`. Subscribers turn events into self-logs (see
 `selflog`) and metrics. Emitting with no subscriber costs a dict lookup and a loop over nothing.
+
+Each kind has one shape. A kind emitted from one place with fixed keywords is declared by that call;
+a kind whose fields differ between call sites (a rotation seen late or at once, a truncation whose
+tail was recovered or lost) is a typed event below, `events.emit(FileTruncated(...))`, so every
+site fills in the same declared fields. tests/unit/test_event_shapes.py holds both to it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 
 class Level(StrEnum):
@@ -62,6 +68,7 @@ class Event(StrEnum):
     STOPPING = "stopping"
     EXIT_MARKER_FOUND = "exit_marker_found"  # --exit-when-exists: the app stopped; drain and exit
     STOPPED = "stopped"
+    STOP_FORCED = "stop_forced"  # a second stop signal, or the stop budget spent: exiting at once
     CONFIG_RELOADED = "config_reloaded"
     CONFIG_ERROR = "config_error"
     # the HTTP endpoint
@@ -85,6 +92,7 @@ EVENT_LEVELS: dict[Event, Level] = {
     Event.SINK_MISCONFIGURED: Level.ERROR,
     Event.SINK_RECORD_TRUNCATED: Level.WARNING,
     Event.CONFIG_ERROR: Level.ERROR,
+    Event.STOP_FORCED: Level.WARNING,
     Event.HTTP_ACCEPT_FAILED: Level.WARNING,
     Event.CHECKPOINT_WRITTEN: Level.DEBUG,
     Event.PARTIAL_LINE_FLUSHED: Level.DEBUG,
@@ -92,6 +100,291 @@ EVENT_LEVELS: dict[Event, Level] = {
     Event.FILE_CLOSED_IDLE: Level.DEBUG,
     Event.FILE_REOPENED: Level.DEBUG,
     Event.FILE_LOST_WHILE_CLOSED: Level.WARNING,
+}
+
+
+# -- typed events: the kinds whose fields differ between call sites ----------------------------------
+# A field without default is always sent (None too); an optional field is left out when None, as a
+# keyword not passed was, so the log lines keep the keys they had.
+
+
+@dataclass(frozen=True, kw_only=True)
+class TypedEvent:
+    """The declared fields of one event kind (`event`); `emit(instance)` sends them, in this order."""
+
+    event: ClassVar[Event]
+
+    def fields(self) -> dict[str, Any]:
+        declared = _DECLARED.get(type(self))
+        if declared is None:  # (name, required) of each field, in order: asked once per class
+            declared = _DECLARED[type(self)] = tuple((f.name, f.default is MISSING) for f in fields(self))
+        sent = {}
+        for name, required in declared:
+            value = getattr(self, name)
+            if value is not None or required:
+                sent[name] = value
+        return sent
+
+
+_DECLARED: dict[type[TypedEvent], tuple[tuple[str, bool], ...]] = {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileError(TypedEvent):
+    event = Event.FILE_ERROR
+    path: str
+    kind: str  # what failed: permission, not_regular_file, directory, inotify_watch_failed ...
+    error: str
+    pattern: str | None = None  # the glob nothing can match while a directory is unreadable
+    target: str | None = None  # the path is a symlink to this
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileRecovered(TypedEvent):
+    event = Event.FILE_RECOVERED
+    path: str
+    kind: str | None = None  # what had failed: directory, directory_unreadable, stalled; None: the file
+    pattern: str | None = None
+    operation: str | None = None  # stalled: the call that stalled on this path
+    mount: str | None = None
+    stalled_s: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileRefused(TypedEvent):
+    event = Event.FILE_REFUSED
+    path: str
+    reason: str
+    detail: str
+    target: str | None = None  # a link's target, when the refusal is about it
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileSkipped(TypedEvent):
+    event = Event.FILE_SKIPPED
+    path: str
+    reason: str
+    mtime: float | None = None  # ignore_older
+    file_key: str | None = None  # a copy of this followed file
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileResumed(TypedEvent):
+    event = Event.FILE_RESUMED
+    path: str
+    file_key: str
+    offset: int
+    rotated_while_down: bool | None = None
+    created_after_last_checkpoint: bool | None = None
+    created_while_events_were_lost: bool | None = None
+    previous_path: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileRotated(TypedEvent):
+    event = Event.FILE_ROTATED
+    path: str
+    file_key: str
+    offset: int | None = None  # where reading stood when the rotation was seen
+    seen_late: bool | None = None  # found already rotated at start-up
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileTruncated(TypedEvent):
+    event = Event.FILE_TRUNCATED
+    path: str
+    file_key: str
+    new_file_key: str
+    offset: int
+    recovered: bool  # the old tail was read from a copy (copytruncate)
+    copy_path: str | None = None
+    bytes_known_lost: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileStalled(TypedEvent):
+    event = Event.FILE_STALLED
+    path: str
+    operation: str
+    mount: str
+    after_s: float | None = None  # it did not return within this
+    refused: bool | None = None  # not tried: the mount is already stalled
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileClosedIdle(TypedEvent):
+    event = Event.FILE_CLOSED_IDLE
+    path: str
+    file_key: str | None = None  # None: a new file parked before it was started
+    offset: int
+    new: bool | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileReopened(TypedEvent):
+    event = Event.FILE_REOPENED
+    path: str
+    file_key: str
+    offset: int
+    size: int
+    rotated_while_closed: bool | None = None
+    previous_path: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartialLineFlushed(TypedEvent):
+    event = Event.PARTIAL_LINE_FLUSHED
+    path: str
+    file_key: str
+    offset: int
+    reason: str | None = None  # "stopping"; None: it waited partial_line_flush_s
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointWritten(TypedEvent):
+    event = Event.CHECKPOINT_WRITTEN
+    entries: int
+    forgotten: int
+    migrated: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointError(TypedEvent):
+    event = Event.CHECKPOINT_ERROR
+    state_dir: str
+    error: str
+    # a corrupt database moved aside (tail.state_repair): where, what was kept and what will be re-read
+    moved_to: str | None = None
+    moved: list[str] | None = None
+    salvaged: int | None = None
+    lost: int | None = None  # None: unknown
+    action: str | None = None
+    # the state directory cannot be written (until the next checkpoint_written), and the way out
+    failing: bool | None = None
+    fix: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfigErrorEvent(TypedEvent):  # (ConfigError is the settings exception)
+    event = Event.CONFIG_ERROR
+    key: str | None = None  # the setting it is about
+    reason: str
+    errors: list[str] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SinkRetry(TypedEvent):
+    event = Event.SINK_RETRY
+    sink: str
+    reason: str
+    detail: str | None
+    attempt: int
+    retry_in_s: float
+    records: int | None = None  # None: metrics (cumulative totals, no records)
+    endpoint: str
+    misconfigured: bool | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SinkRecovered(TypedEvent):
+    event = Event.SINK_RECOVERED
+    sink: str
+    endpoint: str
+    outage_s: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SinkPartialSuccess(TypedEvent):
+    event = Event.SINK_PARTIAL_SUCCESS
+    sink: str
+    reason: str
+    rejected: int | None = None  # None: a warning only, every record accepted
+    records: int
+    files: list[dict[str, Any]] | None = None  # where the rejected records' lines are
+    detail: str | None = None  # the collector's message
+
+
+@dataclass(frozen=True, kw_only=True)
+class SinkRejected(TypedEvent):
+    event = Event.SINK_REJECTED
+    sink: str
+    reason: str
+    rejected: int
+    records: int
+    files: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Started(TypedEvent):
+    event = Event.STARTED
+    sinks: list[str] | None = None  # the pipeline
+    component: str | None = None  # a part other than the pipeline ("telemetry")
+    url: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stopping(TypedEvent):
+    event = Event.STOPPING
+    in_flight_batches: int | None = None  # the pipeline
+    drain: bool | None = None
+    drain_timeout_s: float | None = None
+    sink: str | None = None  # a sink whose close failed
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stopped(TypedEvent):
+    event = Event.STOPPED
+    lines_in: int
+    batches_in: int
+    acknowledgements: int
+    in_flight_batches: int
+    in_flight_lines: int
+    abandoned_batches: int
+    sent: dict[str, int]  # per sink
+    rejected: dict[str, int]
+    drained: bool  # everything read was delivered and committed
+    lines_left: int | None = None
+    left: list[dict[str, Any]] | None = None  # per file, what is left after the acknowledged offset
+    level: Level | None = None  # warning when a drain did not finish
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopForced(TypedEvent):
+    """The last line when the process leaves without finishing its stop (`os._exit`)."""
+
+    event = Event.STOP_FORCED
+    reason: str
+    in_flight_batches: int | None = None  # read again after a restart
+
+
+TYPED_EVENTS: dict[Event, type[TypedEvent]] = {
+    typed.event: typed
+    for typed in (
+        FileError,
+        FileRecovered,
+        FileRefused,
+        FileSkipped,
+        FileResumed,
+        FileRotated,
+        FileTruncated,
+        FileStalled,
+        FileClosedIdle,
+        FileReopened,
+        PartialLineFlushed,
+        CheckpointWritten,
+        CheckpointError,
+        ConfigErrorEvent,
+        SinkRetry,
+        SinkRecovered,
+        SinkPartialSuccess,
+        SinkRejected,
+        Started,
+        Stopping,
+        Stopped,
+        StopForced,
+    )
 }
 
 Subscriber = Callable[[Event, dict[str, Any]], None]
@@ -110,10 +403,15 @@ def subscribe(subscriber: Subscriber) -> Callable[[], None]:
     return unsubscribe
 
 
-def emit(event: Event, **fields: Any) -> None:
-    """Tell every subscriber. A failing subscriber must not break the core, so errors are swallowed."""
+def emit(event: Event | TypedEvent, **fields: Any) -> None:
+    """Tell every subscriber: `emit(Event.X, **fields)` for a kind with one call site, `emit(typed)`
+    for a typed event. A failing subscriber must not break the core, so errors are swallowed."""
+    if isinstance(event, TypedEvent):
+        kind, fields = event.event, event.fields()
+    else:
+        kind = event
     for subscriber in tuple(_subscribers):
         try:
-            subscriber(event, fields)
+            subscriber(kind, fields)
         except Exception:  # noqa: BLE001 - observability must never take the pipeline down
             pass

@@ -51,7 +51,7 @@ echo "5  FIFO moved in while tailing: the blocked writer $([ "$rc" = 124 ] && ec
 # Docker: docker attach on the host, links planted by the container in its log volume
 docker info > /dev/null 2>&1 || { echo "(no Docker engine: the attach cases are skipped)"; exit 0; }
 exec 9> /tmp/logsidecar-docker.lock; flock 9
-IMG=$(cd "$TREE" && python3 -c "import docker; from tests.e2e.busybox import ensure_busybox_image as e; print(e(docker.from_env()))")
+IMG=$(cd "$TREE" && python3 -c "import docker; from tests.support.busybox import ensure_busybox_image as e; print(e(docker.from_env()))")
 attach() { (cd "$TREE" && timeout -s INT "$1" python3 -m logsidecar docker attach "${@:2}" --format raw --state-dir "$W/ds$RANDOM") 2>/dev/null; }
 mkdir "$W/hs" "$W/hd" "$W/d1" "$W/d2"; printf 'HOST-SECRET-%d\n' 1 2 3 > "$W/hs/shadow"; printf 'HOST-DIR-%d\n' 1 2 > "$W/hd/s.log"
 C1=$(docker run -d -v "$W/d1:/var/log/apache2" "$IMG" sh -c "cd /var/log/apache2 && echo real > error.log && busybox ln -s $W/hs/shadow access.log && mkdir site && echo real > site/x.log && busybox ln -s $W/hd apache2 && sleep 600")

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import ConfigErrorEvent
 
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
 
@@ -159,11 +159,12 @@ def container_resource_for(paths: Iterable[str], labels: Iterable[str] = ()) -> 
     running = [w for w in writers if (w.get("State") or {}).get("Running")]
     if len(running) > 1:  # several writers: naming one would mislabel the others' records
         events.emit(
-            Event.CONFIG_ERROR,
-            key="docker_metadata",
-            reason="several running containers write the tailed volume ("
-            + ", ".join(w.get("Name", "").lstrip("/") for w in running)
-            + "): records carry no container.*; run one sidecar per writer, or pass --resource",
+            ConfigErrorEvent(
+                key="docker_metadata",
+                reason="several running containers write the tailed volume ("
+                + ", ".join(w.get("Name", "").lstrip("/") for w in running)
+                + "): records carry no container.*; run one sidecar per writer, or pass --resource",
+            )
         )
         return {}
     return container_resource(writers[0], labels)

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from logsidecar import __version__, events
-from logsidecar.events import Event
+from logsidecar.events import SinkRecovered, SinkRetry
 from logsidecar.metrics.aggregate import (
     DURATION_BUCKETS,
     DURATION_METRIC,
@@ -211,7 +211,7 @@ class PeriodicExport:
             self._exported_batches = batches
             if self._failing:
                 self._failing = False
-                events.emit(Event.SINK_RECOVERED, sink=self._sink, endpoint=self._endpoint)
+                events.emit(SinkRecovered(sink=self._sink, endpoint=self._endpoint))
             return
         self.failed_exports += 1
         if batches == self._exported_batches:
@@ -220,13 +220,14 @@ class PeriodicExport:
             return
         self._failing = True
         events.emit(
-            Event.SINK_RETRY,
-            sink=self._sink,
-            reason="metrics export failed; the cumulative totals go with the next export",
-            detail=detail,
-            attempt=self.failed_exports,
-            retry_in_s=self.interval_s,
-            endpoint=self._endpoint,
+            SinkRetry(
+                sink=self._sink,
+                reason="metrics export failed; the cumulative totals go with the next export",
+                detail=detail,
+                attempt=self.failed_exports,
+                retry_in_s=self.interval_s,
+                endpoint=self._endpoint,
+            )
         )
 
 

@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 from logsidecar import events
 from logsidecar.acks import AckTicket, AckTracker
-from logsidecar.events import Event
+from logsidecar.events import Event, Level, Started, Stopped, Stopping
 from logsidecar.pipeline.lanes import InFlight, Lane
 from logsidecar.pipeline.parsing import BatchParser, ParserSelector, encoding_for
 from logsidecar.sinks.base import Sink
@@ -159,7 +159,7 @@ class Pipeline:
             for lane in self._lanes
             for index in range(lane.concurrency)
         ]
-        events.emit(Event.STARTED, sinks=[s.name for s in self.sinks])
+        events.emit(Started(sinks=[s.name for s in self.sinks]))
         unsubscribe = events.subscribe(self._on_event)
         source_task = asyncio.create_task(self.source.run(self.emit), name="logsidecar-source")
         stop_task = asyncio.create_task(self._stop_requested.wait(), name="logsidecar-stop")
@@ -197,12 +197,7 @@ class Pipeline:
         deadline = self.deadline = time.monotonic() + budget
         deliver_by = deadline - min(COMMIT_RESERVE_S + SINK_CLOSE_GRACE_S, budget / 2)
         drain = self._drain_on_stop and self._fatal is None and not source_task.done()
-        events.emit(
-            Event.STOPPING,
-            in_flight_batches=self._in_flight_batches,
-            drain=drain,
-            drain_timeout_s=timeout,
-        )
+        events.emit(Stopping(in_flight_batches=self._in_flight_batches, drain=drain, drain_timeout_s=timeout))
         # 1. Read every followed file to its end; batches are still taken and sent meanwhile.
         read_all = not drain or await self.source.drain(deliver_by - time.monotonic())
         self._closing = True
@@ -239,23 +234,27 @@ class Pipeline:
             except TimeoutError:
                 pass
             except Exception as exc:  # noqa: BLE001 - a failing close must not hide the checkpoints
-                events.emit(Event.STOPPING, sink=sink.name, reason=f"close failed: {exc!r}")
+                events.emit(Stopping(sink=sink.name, reason=f"close failed: {exc!r}"))
         # The last line of our own log: what this stop could not deliver, and where it starts.
         complete = read_all and delivered and not self.left
         self.stopped_short = drain and not (read_all and delivered)
-        stopped: dict[str, Any] = {**self.stats(), "drained": complete}
+        level = reason = None
         if self.stopped_short:
-            stopped["level"] = "warning"
-            stopped["reason"] = (
-                f"--drain-timeout ({timeout:g}s) passed before every line was read and delivered"
+            level = Level.WARNING
+            reason = f"--drain-timeout ({timeout:g}s) passed before every line was read and delivered"
+        elif self.left and drain:
+            level = Level.WARNING
+            reason = "lines written after the files were read to their end"
+        events.emit(
+            Stopped(
+                **self.stats(),
+                drained=complete,
+                lines_left=_lines_left(self.left) if self.left else None,
+                left=self.left or None,
+                level=level,
+                reason=reason,
             )
-        if self.left:
-            stopped["lines_left"] = _lines_left(self.left)
-            stopped["left"] = self.left
-            if drain and not self.stopped_short:
-                stopped["level"] = "warning"
-                stopped["reason"] = "lines written after the files were read to their end"
-        events.emit(Event.STOPPED, **stopped)
+        )
 
     # -- reading side: called by the tailer -----------------------------------------------------------
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from logsidecar import events
 from logsidecar.acks import AckTicket
-from logsidecar.events import Event
+from logsidecar.events import SinkPartialSuccess, SinkRejected
 from logsidecar.sinks.base import BatchRejected, JsonLines, OtlpLogRecords, Payload, RejectedRange, Sink
 from logsidecar.tail.options import ReadBatch
 
@@ -161,13 +161,15 @@ class Lane:
         (file, first and last offset), so they can be found and sent again by hand."""
         ranges = rejected.ranges or (RejectedRange(0, count, rejected.rejected, rejected.reason),)
         for part in ranges:
+            event_type = SinkPartialSuccess if part.partial else SinkRejected
             events.emit(
-                Event.SINK_PARTIAL_SUCCESS if part.partial else Event.SINK_REJECTED,
-                sink=self.sink.name,
-                reason=part.reason,
-                rejected=part.rejected,
-                records=part.stop - part.start,
-                files=files_of(group, part.start, part.stop),
+                event_type(
+                    sink=self.sink.name,
+                    reason=part.reason,
+                    rejected=part.rejected,
+                    records=part.stop - part.start,
+                    files=files_of(group, part.start, part.stop),
+                )
             )
 
 

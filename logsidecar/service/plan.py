@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import ConfigErrorEvent
 from logsidecar.metrics.aggregate import DEFAULT_MAX_ROUTES, DEFAULT_MAX_SERVER_ADDRESSES, DEFAULT_ROUTE_DEPTH
 from logsidecar.metrics.sink import DEFAULT_EXPORT_INTERVAL_S, AccessMetricsSink
 from logsidecar.pipeline import FormatRule, ParserSelector, PipelineOptions, validate_format_rules
@@ -94,10 +94,11 @@ def _docker_resource(settings: Settings) -> dict[str, Any]:
     resource = container_resource_for(tailed_directories(settings))
     if not resource and settings.docker_metadata == "on":
         events.emit(
-            Event.CONFIG_ERROR,
-            key="docker_metadata",
-            reason="--docker-metadata on, but no container writing the tailed directories was found "
-            "through the Docker socket (is /var/run/docker.sock mounted?); records carry no container.*",
+            ConfigErrorEvent(
+                key="docker_metadata",
+                reason="--docker-metadata on, but no container writing the tailed directories was found "
+                "through the Docker socket (is /var/run/docker.sock mounted?); records carry no container.*",
+            )
         )
     return resource
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import ConfigErrorEvent, Event, StopForced, Stopping
 from logsidecar.parse.base import FormatError
 from logsidecar.pipeline import SINK_CLOSE_GRACE_S, Pipeline
 from logsidecar.service.exit_marker import wait_for_exit_marker
@@ -95,10 +95,10 @@ class Supervisor:
     def request_reload(self) -> None:
         if self._rebuild is None:
             if any(_hung_up(fd) for fd in self._terminals):
-                events.emit(Event.STOPPING, reason="SIGHUP: our terminal hung up")
+                events.emit(Stopping(reason="SIGHUP: our terminal hung up"))
                 self.request_stop()
             else:
-                events.emit(Event.CONFIG_ERROR, reason="SIGHUP ignored: no --config file to read again")
+                events.emit(ConfigErrorEvent(reason="SIGHUP ignored: no --config file to read again"))
             return
         try:
             new_plan = self._rebuild()
@@ -117,7 +117,7 @@ class Supervisor:
     @staticmethod
     def _refuse_reload(errors: list[str]) -> None:
         events.emit(
-            Event.CONFIG_ERROR, reason="reload refused; still running the previous settings", errors=errors
+            ConfigErrorEvent(reason="reload refused; still running the previous settings", errors=errors)
         )
 
     # -- running -----------------------------------------------------------------------------------
@@ -234,12 +234,11 @@ def _exit_now(signum: int, running: LiveRun) -> None:
     durable (a batch is sent only once the previous acknowledgements are), the rest is read again."""
     pipeline = running.pipeline
     events.emit(
-        Event.STOPPED,
-        level="warning",
-        reason=f"{signal.Signals(signum).name} again: exiting at once; what was in flight is read "
-        "again after a restart",
-        forced=True,
-        in_flight_batches=pipeline.stats()["in_flight_batches"] if pipeline is not None else 0,
+        StopForced(
+            reason=f"{signal.Signals(signum).name} again: exiting at once; what was in flight is read "
+            "again after a restart",
+            in_flight_batches=pipeline.stats()["in_flight_batches"] if pipeline is not None else 0,
+        )
     )
     _flush_standard_streams()
     os._exit(128 + signum)
@@ -255,11 +254,10 @@ def _guard_budget(budget_s: float) -> None:
 
 def _overran(budget_s: float) -> None:
     events.emit(
-        Event.STOPPED,
-        level="warning",
-        reason=f"the stop overran --drain-timeout ({budget_s:g}s): exiting now; what was not "
-        "committed is read again after a restart",
-        forced=True,
+        StopForced(
+            reason=f"the stop overran --drain-timeout ({budget_s:g}s): exiting now; what was not "
+            "committed is read again after a restart"
+        )
     )
     _flush_standard_streams()
     os._exit(EXIT_STOPPED_SHORT)

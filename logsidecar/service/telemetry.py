@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from logsidecar import events, selflog
-from logsidecar.events import Event, Level
+from logsidecar.events import Level, Started
 from logsidecar.health import HealthMonitor, HealthPolicy
 from logsidecar.pipeline import Pipeline
 from logsidecar.settings.model import Settings
@@ -93,7 +93,7 @@ class Telemetry:
             await self.server.start()
         except OSError as exc:
             raise RuntimeError(f"cannot serve /metrics on {self.server.url}: {exc.strerror or exc}") from None
-        events.emit(Event.STARTED, component="telemetry", url=self.server.url)
+        events.emit(Started(component="telemetry", url=self.server.url))
         # Subscribed after our own STARTED: health waits for the pipeline's.
         self._unsubscribe = [self.metrics.subscribe(), self.health.subscribe()]
 

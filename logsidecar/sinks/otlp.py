@@ -60,7 +60,7 @@ from urllib.parse import urlsplit
 
 from logsidecar import events
 from logsidecar.encoding.otlp_wire import LogsRequestEncoder
-from logsidecar.events import Event
+from logsidecar.events import Event, SinkPartialSuccess, SinkRecovered, SinkRetry
 from logsidecar.record import LogRecord
 from logsidecar.sinks.base import BatchRejected, OtlpLogRecords, RejectedRange, Sink, SinkCapabilities
 from logsidecar.sinks.otlp_fit import (
@@ -212,11 +212,9 @@ class OtlpSink(Sink):
             rejected.append(RejectedRange(start, stop, refused, reason, partial=True))
         elif outcome.message:
             events.emit(
-                Event.SINK_PARTIAL_SUCCESS,
-                sink=self.name,
-                reason="collector warning",
-                records=count,
-                detail=outcome.message,
+                SinkPartialSuccess(
+                    sink=self.name, reason="collector warning", records=count, detail=outcome.message
+                )
             )
 
     async def _split(
@@ -266,10 +264,11 @@ class OtlpSink(Sink):
             if isinstance(outcome, Accepted | Rejected):
                 if isinstance(outcome, Accepted) and self._failing_since is not None:
                     events.emit(
-                        Event.SINK_RECOVERED,
-                        sink=self.name,
-                        endpoint=self._endpoint_shown,
-                        outage_s=round(time.monotonic() - self._failing_since, 3),
+                        SinkRecovered(
+                            sink=self.name,
+                            endpoint=self._endpoint_shown,
+                            outage_s=round(time.monotonic() - self._failing_since, 3),
+                        )
                     )
                     self._failing_since = None
                     self._misconfigured = None
@@ -292,15 +291,16 @@ class OtlpSink(Sink):
             else:
                 self._misconfigured = None
             events.emit(
-                Event.SINK_RETRY,
-                sink=self.name,
-                reason=outcome.reason,
-                detail=outcome.detail,
-                attempt=attempt,
-                retry_in_s=round(delay, 3),
-                records=record_count,
-                endpoint=self._endpoint_shown,
-                misconfigured=misconfigured,
+                SinkRetry(
+                    sink=self.name,
+                    reason=outcome.reason,
+                    detail=outcome.detail,
+                    attempt=attempt,
+                    retry_in_s=round(delay, 3),
+                    records=record_count,
+                    endpoint=self._endpoint_shown,
+                    misconfigured=misconfigured,
+                )
             )
             await self._sleep_unless_closed(delay)
 

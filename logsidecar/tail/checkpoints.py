@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import CheckpointError, CheckpointWritten
 from logsidecar.tail.group_commit import GroupCommit
 from logsidecar.tail.identity import Inode, StoredFingerprint
 from logsidecar.tail.offsets_journal import OffsetsJournal, database_generation, journal_record, read_journal
@@ -248,7 +248,7 @@ class CheckpointStore:
             self.writes += 1
             self._unsynced = True
             self._failing = False
-            events.emit(Event.CHECKPOINT_WRITTEN, entries=len(dirty) + len(moved), forgotten=len(deleted))
+            events.emit(CheckpointWritten(entries=len(dirty) + len(moved), forgotten=len(deleted)))
             return True
 
     def flush_soon(self) -> Future[bool]:
@@ -306,18 +306,19 @@ class CheckpointStore:
         """The state directory cannot be written (now `_failing`): said once, with the way out, until
         a write works again (`checkpoint_written`)."""
         events.emit(
-            Event.CHECKPOINT_ERROR,
-            state_dir=str(self.state_dir),
-            error=error,
-            failing=True,
-            fix=f"make {self.state_dir} writable (full disk? read-only mount? owner?) or restart with "
-            "--state-dir DIR; until then offsets are kept in memory only, and a restart reads again "
-            "from the last checkpoint written",
+            CheckpointError(
+                state_dir=str(self.state_dir),
+                error=error,
+                failing=True,
+                fix=f"make {self.state_dir} writable (full disk? read-only mount? owner?) or restart with "
+                "--state-dir DIR; until then offsets are kept in memory only, and a restart reads again "
+                "from the last checkpoint written",
+            )
         )
 
     def _report_crash(self, error: Exception) -> None:
         """A flush of the commit thread raised (a bug): its requesters are told False, not left waiting."""
-        events.emit(Event.CHECKPOINT_ERROR, state_dir=str(self.state_dir), error=repr(error))
+        events.emit(CheckpointError(state_dir=str(self.state_dir), error=repr(error)))
 
     def has_unsynced(self) -> bool:
         """Something was flushed or journaled since the last `sync()` (it survives a crash, not yet a
@@ -394,18 +395,18 @@ class CheckpointStore:
             self._close_db()
             # corrupt: moved aside, once, with the rows that still read (`state_repair`)
             rows, report = repair(self.state_dir, error, _COLUMNS, self._start_at)
-            self._failing = "moved_to" not in report  # else the next flush makes a fresh database
+            self._failing = report.moved_to is None  # else the next flush makes a fresh database
             if self._failing:
-                self._report_failing(str(report["error"]))
+                self._report_failing(report.error)
                 return
-            events.emit(Event.CHECKPOINT_ERROR, **report)
+            events.emit(report)
             self._dirty.update(row[0] for row in rows)
         self._entries.update(_entries_of(rows))
         try:
             journal = read_journal(self.state_dir / JOURNAL_FILE_NAME, self._generation)
         except OSError as error:  # unreadable: the database's offsets stand (a replay, not a loss)
             self.errors += 1
-            events.emit(Event.CHECKPOINT_ERROR, state_dir=str(self.state_dir), error=str(error))
+            events.emit(CheckpointError(state_dir=str(self.state_dir), error=str(error)))
             journal = {}
         # the next flush folds them in and starts a new journal
         self._journaled.update(_raise_offsets(self._entries, journal))
@@ -494,4 +495,4 @@ def _hash_raw_fingerprints(db: sqlite3.Connection) -> None:
         raise
     db.execute("VACUUM")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    events.emit(Event.CHECKPOINT_WRITTEN, entries=len(rows), forgotten=0, migrated="fingerprints hashed")
+    events.emit(CheckpointWritten(entries=len(rows), forgotten=0, migrated="fingerprints hashed"))

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import Event, FileSkipped, FileTruncated
 from logsidecar.tail.checkpoint_schedule import CheckpointSchedule
 from logsidecar.tail.counters import TailCounters
 from logsidecar.tail.fileset import FileSet, TrackedFile
@@ -180,9 +180,7 @@ class CopyTruncate:
             if os.path.dirname(other.path) == directory and other.file_id.same_content_start(candidate):
                 if reader.inode not in self.files.skipped:
                     self.files.skipped.add(reader.inode)
-                    events.emit(
-                        Event.FILE_SKIPPED, path=reader.path, reason="copy of a followed file", file_key=key
-                    )
+                    events.emit(FileSkipped(path=reader.path, reason="copy of a followed file", file_key=key))
                 return True
         return False
 
@@ -212,15 +210,20 @@ class CopyTruncate:
         new_key = new_file_key(st.st_dev, st.st_ino)
         successor = self.readers.make(reader.hand_over(), reader.path, st, new_key, fingerprint, 0)
 
-        def truncated(**outcome: object) -> None:
+        def truncated(
+            recovered: bool, copy_path: str | None = None, bytes_known_lost: int | None = None
+        ) -> None:
             """`file_truncated` for this generation change, with how the old tail went."""
             events.emit(
-                Event.FILE_TRUNCATED,
-                path=successor.path,
-                file_key=key,
-                new_file_key=new_key,
-                offset=old_offset,
-                **outcome,
+                FileTruncated(
+                    path=successor.path,
+                    file_key=key,
+                    new_file_key=new_key,
+                    offset=old_offset,
+                    recovered=recovered,
+                    copy_path=copy_path,
+                    bytes_known_lost=bytes_known_lost,
+                )
             )
 
         if copy is not None:

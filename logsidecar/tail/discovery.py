@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import Event, FileError, FileRecovered
 from logsidecar.tail.netfs import FsAccess, Stalled
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -150,7 +150,7 @@ class PathMatcher:
             self._blocked_why.pop(pattern, None)
             if before is not None:
                 del self._blocked[pattern]
-                events.emit(Event.FILE_RECOVERED, path=before, kind="directory_unreadable", pattern=pattern)
+                events.emit(FileRecovered(path=before, kind="directory_unreadable", pattern=pattern))
             return
         directory, error = blocked
         self._blocked_why[pattern] = error
@@ -158,12 +158,13 @@ class PathMatcher:
             self._blocked[pattern] = directory
             self._waiting_said.add(pattern)  # the warning says more than file_waiting would
             events.emit(
-                Event.FILE_ERROR,
-                path=directory,
-                kind="directory_unreadable",
-                pattern=pattern,
-                error=f"{error}; nothing under it can match {pattern}. Give this user read and search "
-                "(r-x) permission on it, or run as a user that has it; retried at every scan",
+                FileError(
+                    path=directory,
+                    kind="directory_unreadable",
+                    pattern=pattern,
+                    error=f"{error}; nothing under it can match {pattern}. Give this user read and search "
+                    "(r-x) permission on it, or run as a user that has it; retried at every scan",
+                )
             )
 
     def matched(self, pattern: str) -> list[str]:

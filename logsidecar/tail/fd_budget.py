@@ -43,7 +43,7 @@ import resource
 from collections.abc import Iterator
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import Event, FileClosedIdle, FileReopened
 from logsidecar.tail.copytruncate import SiblingSearch
 from logsidecar.tail.counters import TailCounters
 from logsidecar.tail.fileset import FileSet, FileState, TrackedFile
@@ -130,7 +130,7 @@ class Slots:
             return
         reader.close()
         self.budget.counters.files_closed_idle += 1
-        events.emit(Event.FILE_CLOSED_IDLE, path=reader.path, offset=reader.scan_offset, new=True)
+        events.emit(FileClosedIdle(path=reader.path, offset=reader.scan_offset, new=True))
 
 
 class FdBudget:
@@ -178,7 +178,7 @@ class FdBudget:
         reader = tracked.reader
         reader.close()
         self.counters.files_closed_idle += 1
-        events.emit(Event.FILE_CLOSED_IDLE, path=reader.path, file_key=key, offset=reader.scan_offset)
+        events.emit(FileClosedIdle(path=reader.path, file_key=key, offset=reader.scan_offset))
 
     def park_over_budget(self) -> None:
         """After the read step: back within the budget (early-opened and rotated files may push past
@@ -240,7 +240,7 @@ class FdBudget:
             return False
         reader.continue_in(fd, path, st)
         self.counters.files_reopened += 1
-        events.emit(Event.FILE_REOPENED, path=path, file_key=key, offset=reader.scan_offset, size=st.st_size)
+        events.emit(FileReopened(path=path, file_key=key, offset=reader.scan_offset, size=st.st_size))
         return True
 
     def _find_rotated(self, key: str, tracked: TrackedFile) -> None:
@@ -273,11 +273,12 @@ class FdBudget:
         reader.continue_in(fd, path, st)
         self.counters.files_reopened += 1
         events.emit(
-            Event.FILE_REOPENED,
-            path=path,
-            file_key=key,
-            offset=reader.scan_offset,
-            size=st.st_size,
-            rotated_while_closed=True,
-            previous_path=previous,
+            FileReopened(
+                path=path,
+                file_key=key,
+                offset=reader.scan_offset,
+                size=st.st_size,
+                rotated_while_closed=True,
+                previous_path=previous,
+            )
         )

@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 import aiofiles.os
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import FileRecovered, FileStalled
 from logsidecar.tail.fstype import Mount, mount_of, mount_table, needs_polling
 
 T = TypeVar("T")
@@ -179,14 +179,10 @@ class StallGuard:
         said.add(path)
         if waited:
             events.emit(
-                Event.FILE_STALLED,
-                path=path,
-                operation=operation,
-                mount=mount,
-                after_s=round(self.stall_after_s, 3),
+                FileStalled(path=path, operation=operation, mount=mount, after_s=round(self.stall_after_s, 3))
             )
         else:
-            events.emit(Event.FILE_STALLED, path=path, operation=operation, mount=mount, refused=True)
+            events.emit(FileStalled(path=path, operation=operation, mount=mount, refused=True))
 
     def _returned_late(
         self,
@@ -213,20 +209,13 @@ class StallGuard:
                 pass
         stalled_s = round(time.monotonic() - started, 3)
         events.emit(
-            Event.FILE_RECOVERED,
-            path=path,
-            kind="stalled",
-            operation=operation,
-            mount=mount,
-            stalled_s=stalled_s,
+            FileRecovered(path=path, kind="stalled", operation=operation, mount=mount, stalled_s=stalled_s)
         )
         said = self._said.get(mount, set())
         said.discard(path)
         if left <= 0:
             for other in sorted(self._said.pop(mount, set())):
-                events.emit(
-                    Event.FILE_RECOVERED, path=other, kind="stalled", mount=mount, stalled_s=stalled_s
-                )
+                events.emit(FileRecovered(path=other, kind="stalled", mount=mount, stalled_s=stalled_s))
 
     def close(self) -> None:
         self.executor.shutdown(wait=False)

@@ -35,7 +35,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import FileRefused
 
 # Refusals said once per (path, reason); beyond this many the oldest are forgotten (said again if seen
 # again): a directory where a writer creates endless FIFOs must not grow our memory without bound.
@@ -196,14 +196,11 @@ class FilePolicy:
             del self._said[next(iter(self._said))]
         self._said[key] = None
         self.refusals[refused.reason] = self.refusals.get(refused.reason, 0) + 1
-        fields: dict[str, str] = {
-            "path": refused.path,
-            "reason": refused.reason.value,
-            "detail": refused.detail,
-        }
-        if refused.target is not None:
-            fields["target"] = refused.target
-        events.emit(Event.FILE_REFUSED, **fields)
+        events.emit(
+            FileRefused(
+                path=refused.path, reason=refused.reason.value, detail=refused.detail, target=refused.target
+            )
+        )
         return True
 
     # -- the checks ----------------------------------------------------------------------------

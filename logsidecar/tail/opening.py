@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import FileError, FileRecovered, FileSkipped
 from logsidecar.tail.checkpoint_schedule import CheckpointSchedule
 from logsidecar.tail.copytruncate import CopyTruncate
 from logsidecar.tail.counters import TailCounters
@@ -140,7 +140,7 @@ class FileOpener:
             if ignore_older is not None and st.st_mtime < now - ignore_older and inode not in skipped:
                 os.close(fd)
                 skipped.add(inode)
-                events.emit(Event.FILE_SKIPPED, path=path, reason="ignore_older", mtime=st.st_mtime)
+                events.emit(FileSkipped(path=path, reason="ignore_older", mtime=st.st_mtime))
                 continue
             if inode in skipped:
                 if ignore_older is not None and st.st_mtime < now - ignore_older:
@@ -231,7 +231,7 @@ class FileOpener:
             if is_dir:
                 if base in self._vanished_dirs:
                     self._vanished_dirs.discard(base)
-                    events.emit(Event.FILE_RECOVERED, path=str(base), kind="directory")
+                    events.emit(FileRecovered(path=str(base), kind="directory"))
             elif (
                 started_up
                 and base not in self._vanished_dirs
@@ -239,4 +239,4 @@ class FileOpener:
             ):
                 self._vanished_dirs.add(base)
                 self.counters.file_errors += 1
-                events.emit(Event.FILE_ERROR, path=str(base), error="directory vanished", kind="directory")
+                events.emit(FileError(path=str(base), kind="directory", error="directory vanished"))

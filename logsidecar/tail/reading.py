@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import Event, PartialLineFlushed
 from logsidecar.tail.checkpoints import CheckpointStore
 from logsidecar.tail.copytruncate import CopyTruncate
 from logsidecar.tail.counters import TailCounters
@@ -204,10 +204,11 @@ class BatchReader:
                 framed = Framed()
                 if reader.flush_partial(framed):
                     events.emit(
-                        Event.PARTIAL_LINE_FLUSHED,
-                        path=reader.path,
-                        file_key=reader.file_key,
-                        offset=reader.scan_offset,
-                        **({"reason": "stopping"} if stopping else {}),
+                        PartialLineFlushed(
+                            path=reader.path,
+                            file_key=reader.file_key,
+                            offset=reader.scan_offset,
+                            reason="stopping" if stopping else None,
+                        )
                     )
                     await self.emit_framed(reader, framed, emit)

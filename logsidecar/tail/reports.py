@@ -11,7 +11,7 @@ import errno
 import os
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import FileError, FileRecovered
 from logsidecar.tail.counters import TailCounters
 from logsidecar.tail.discovery import PathMatcher
 from logsidecar.tail.open_policy import FilePolicy, Refused
@@ -39,14 +39,13 @@ class PathReports:
             return  # said once; retried silently every discovery
         self._remember(path, kind)
         self.counters.file_errors += 1
-        details: dict[str, str] = {}
+        target = None
         if os.path.islink(path):
             target = os.path.realpath(path)
-            details["target"] = target
             if target.startswith(("/dev/", "/proc/")):
                 # the official httpd image links its logs to /dev/stdout: nothing lands on the volume
                 message = f"{message}: a symlink to {target}; the writer logs to a stream, not to this file"
-        events.emit(Event.FILE_ERROR, path=path, error=message, kind=kind, **details)
+        events.emit(FileError(path=path, kind=kind, error=message, target=target))
 
     def refused(self, refused: Refused) -> None:
         if self.policy.report(refused):
@@ -65,7 +64,7 @@ class PathReports:
 
     def recovered(self, path: str) -> None:
         if self._said.pop(path, None) is not None:
-            events.emit(Event.FILE_RECOVERED, path=path)
+            events.emit(FileRecovered(path=path))
 
 
 def waiting_patterns(matcher: PathMatcher, followed: set[str], reports: PathReports) -> dict[str, str]:

@@ -21,7 +21,7 @@ import os
 import time
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import Event, FileResumed, FileRotated
 from logsidecar.tail.checkpoint_schedule import CheckpointSchedule
 from logsidecar.tail.checkpoints import Checkpoint, CheckpointStore
 from logsidecar.tail.copytruncate import SiblingSearch
@@ -71,7 +71,7 @@ class Resume:
         if checkpoint is not None and checkpoint.offset <= reader.size:
             reader.file_key = checkpoint.file_key
             offset = checkpoint.offset
-            events.emit(Event.FILE_RESUMED, path=reader.path, file_key=reader.file_key, offset=offset)
+            events.emit(FileResumed(path=reader.path, file_key=reader.file_key, offset=offset))
         else:
             reader.file_key = new_file_key(reader.inode.dev, reader.inode.ino)
             if startup and self.options.start_at is StartAt.END and state is FileState.ACTIVE:
@@ -103,7 +103,7 @@ class Resume:
         )
         if state is FileState.ROTATED:
             self.counters.rotations += 1
-            events.emit(Event.FILE_ROTATED, path=reader.path, file_key=reader.file_key, seen_late=True)
+            events.emit(FileRotated(path=reader.path, file_key=reader.file_key, seen_late=True))
 
     def _end_of_last_line(self, reader: FileReader) -> int:
         """start_at=end: start after the last complete line, so a line being written is read whole."""
@@ -164,12 +164,13 @@ class Resume:
             inodes.add(Inode.of(st))
             self.schedule.track(reader)
             events.emit(
-                Event.FILE_RESUMED,
-                path=path,
-                file_key=entry.file_key,
-                offset=entry.offset,
-                rotated_while_down=True,
-                previous_path=entry.path,
+                FileResumed(
+                    path=path,
+                    file_key=entry.file_key,
+                    offset=entry.offset,
+                    rotated_while_down=True,
+                    previous_path=entry.path,
+                )
             )
 
     def read_files_created_after_last_checkpoint(self, since: float | None = None) -> None:
@@ -222,12 +223,13 @@ class Resume:
                 known_inodes.add(inode)
                 self.start(reader, FileState.ROTATED, startup=False)
                 events.emit(
-                    Event.FILE_RESUMED,
-                    path=candidate_path,
-                    file_key=reader.file_key,
-                    offset=0,
-                    rotated_while_down=since is None,
-                    created_after_last_checkpoint=since is None,
-                    created_while_events_were_lost=since is not None,
-                    previous_path=path,
+                    FileResumed(
+                        path=candidate_path,
+                        file_key=reader.file_key,
+                        offset=0,
+                        rotated_while_down=since is None,
+                        created_after_last_checkpoint=since is None,
+                        created_while_events_were_lost=since is not None,
+                        previous_path=path,
+                    )
                 )

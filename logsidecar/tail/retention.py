@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import Event, FileRotated
 from logsidecar.tail.checkpoints import CheckpointStore
 from logsidecar.tail.counters import TailCounters
 from logsidecar.tail.fileset import FileSet, FileState, TrackedFile
@@ -45,7 +45,7 @@ class Retention:
         if is_rotation:
             self.counters.rotations += 1
             events.emit(
-                Event.FILE_ROTATED, path=tracked.reader.path, file_key=key, offset=tracked.reader.scan_offset
+                FileRotated(path=tracked.reader.path, file_key=key, offset=tracked.reader.scan_offset)
             )
 
     def settled(self, key: str, offset: int) -> None:

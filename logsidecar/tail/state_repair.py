@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeGuard
 
+from logsidecar.events import CheckpointError
 from logsidecar.tail.offsets_journal import read_journal
 from logsidecar.tail.options import StartAt
 from logsidecar.tail.state_files import DB_COMPANIONS, DB_FILE_NAME, JOURNAL_FILE_NAME, STATE_FILE_MODE
@@ -99,41 +100,41 @@ def move_aside(state_dir: Path, columns: str) -> Repair:
 
 def repair(
     state_dir: Path, error: BaseException, columns: str, start_at: StartAt | None
-) -> tuple[list[Row], dict[str, object]]:
+) -> tuple[list[Row], CheckpointError]:
     """If `error` says corruption, move the database aside (`move_aside`). Returns the rows salvaged
-    and the fields of the one `checkpoint_error` to report (`moved_to` only if it was moved)."""
+    and the one `checkpoint_error` to report (`moved_to` only if it was moved)."""
     if not is_corruption(error):
-        return [], {"state_dir": str(state_dir), "error": str(error)}
+        return [], CheckpointError(state_dir=str(state_dir), error=str(error))
     try:
         done = move_aside(state_dir, columns)
     except OSError as move_error:  # left in place: every open fails, reported once, retried
-        return [], {"state_dir": str(state_dir), "error": f"{error}; moving it aside: {move_error}"}
+        return [], CheckpointError(state_dir=str(state_dir), error=f"{error}; moving it aside: {move_error}")
     return done.rows, repair_report(state_dir, error, done, start_at)
 
 
 def repair_report(
     state_dir: Path, error: BaseException, done: Repair, start_at: StartAt | None
-) -> dict[str, object]:
-    """The fields of the one `checkpoint_error` that says what happened and what will be re-read."""
+) -> CheckpointError:
+    """The one `checkpoint_error` that says what happened and what will be re-read."""
     lost = "an unknown number of" if done.lost is None else str(done.lost)
     start = {
         StartAt.END: "files present now start at their end (--start-at end)",
         StartAt.BEGINNING: "files present now are read from the beginning (--start-at beginning)",
         None: "files present now start per --start-at (end: at their end; beginning: from byte 0)",
     }[start_at]
-    return {
-        "state_dir": str(state_dir),
-        "error": f"corrupt checkpoint database: {error}",
-        "moved_to": str(done.moved[0]),
-        "moved": [str(p) for p in done.moved],
-        "salvaged": len(done.rows),
-        "lost": done.lost,
-        "action": (
+    return CheckpointError(
+        state_dir=str(state_dir),
+        error=f"corrupt checkpoint database: {error}",
+        moved_to=str(done.moved[0]),
+        moved=[str(p) for p in done.moved],
+        salvaged=len(done.rows),
+        lost=done.lost,
+        action=(
             f"moved aside to {done.moved[0]} (kept, 0600) and started a fresh database; "
             f"{len(done.rows)} checkpoints salvaged resume where they were; {lost} checkpoints could "
             f"not be recovered: for their files, {start}; files created later are read from the beginning"
         ),
-    }
+    )
 
 
 def _move(source: Path, target: Path) -> None:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import SCRIPTS
+
 RUN_ID = uuid.uuid4().hex[:6]
 
 _REPORT: list[str] = []
@@ -35,7 +36,7 @@ def _fail_or_skip(message: str) -> None:
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     result = subprocess.run(
-        ["bash", str(ROOT / "scripts/ensure-docker.sh")], capture_output=True, text=True, timeout=600
+        ["bash", str(SCRIPTS / "ensure-docker.sh")], capture_output=True, text=True, timeout=600
     )
     if result.returncode != 0:
         _fail_or_skip(f"no Docker engine: {result.stderr.strip()[-2000:]}")
@@ -45,7 +46,7 @@ def docker_engine() -> None:
 def demo_images(docker_engine: None) -> None:
     started = time.monotonic()
     result = subprocess.run(
-        ["bash", str(ROOT / "scripts/build-images.sh")], capture_output=True, text=True, timeout=1800
+        ["bash", str(SCRIPTS / "build-images.sh")], capture_output=True, text=True, timeout=1800
     )
     elapsed = time.monotonic() - started
     _REPORT.append(f"images: scripts/build-images.sh took {elapsed:.0f}s")

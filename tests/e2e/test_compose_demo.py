@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.compose_stack import VARIANTS, ComposeStack, ids_with_prefix
-from tests.helpers import wait_for
+from tests.support.compose_stack import VARIANTS, ComposeStack, ids_with_prefix
+from tests.support.helpers import wait_for
 
 # Generous: the first test to run pays for building the images (a cold build, base image included,
 # took ~9 minutes on this 2-core machine under load; a warm one takes seconds).

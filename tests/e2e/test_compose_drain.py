@@ -25,8 +25,8 @@ import pytest
 
 from logsidecar.tail.options import TailOptions
 from logsidecar.tail.reading import READ_BUDGET_CHUNKS
-from tests.e2e.compose_stack import ComposeStack, ids_with_prefix
-from tests.helpers import wait_for
+from tests.support.compose_stack import ComposeStack, ids_with_prefix
+from tests.support.helpers import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1500)]
 

@@ -19,11 +19,11 @@ import pytest
 
 from logsidecar.containers.image_check import check_image
 from logsidecar.containers.mounts import resolve_log_dir
-from tests.e2e.busybox import ensure_busybox_image
+from tests.support.busybox import ensure_busybox_image
+from tests.support.paths import REPO_ROOT, SCRIPTS
 
 pytestmark = pytest.mark.docker
 
-ROOT = Path(__file__).resolve().parents[2]
 RUN = uuid.uuid4().hex[:8]
 LABEL = {"io.logsidecar.test-run": RUN}
 
@@ -32,7 +32,7 @@ def _engine():
     import docker
 
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        subprocess.run(["bash", str(ROOT / "scripts/ensure-docker.sh")], check=False)
+        subprocess.run(["bash", str(SCRIPTS / "ensure-docker.sh")], check=False)
     try:
         client = docker.from_env(timeout=120)
         client.ping()
@@ -913,7 +913,7 @@ def _attach_until(
             [sys.executable, "-m", "logsidecar", "docker", "attach", container.name, *extra,
              "--format", "raw", "--stdout-format", "raw", "--log-format", "json",
              "--state-dir", str(tmp_path / f"{name}-state")],
-            stdout=stdout, stderr=subprocess.PIPE, cwd=ROOT,
+            stdout=stdout, stderr=subprocess.PIPE, cwd=REPO_ROOT,
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 60

@@ -29,11 +29,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
+from tests.support.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO_ROOT
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
 SIDECAR, APP = "logsidecar", "apache"
 #: LOGSIDECAR_DRAIN_TIMEOUT in the manifest + 1 s to close the outputs + Apache's graceful stop (10 s).

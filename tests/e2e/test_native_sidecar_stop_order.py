@@ -38,9 +38,9 @@ from pathlib import Path
 import pytest
 
 from logsidecar.pipeline import SINK_CLOSE_GRACE_S
-from tests.e2e.compose_stack import free_loopback_port
-from tests.helpers import wait_for
-from tests.integration.otlp_receiver import GrpcWitness
+from tests.support.compose_stack import free_loopback_port
+from tests.support.helpers import wait_for
+from tests.support.otlp_receiver import GrpcWitness
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 

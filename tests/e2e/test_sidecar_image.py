@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
 
 # Generous: the first test to run may pay for building the images (see test_compose_demo.py).
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1500)]

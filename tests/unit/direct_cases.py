@@ -26,7 +26,6 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from hypothesis import HealthCheck, given, settings
@@ -35,8 +34,9 @@ from hypothesis import strategies as st
 from logsidecar.parse.access import PRESETS, AccessLogParser, compile_logformat, preset_parser
 from logsidecar.record import PARSE_ERROR, LogRecord
 from logsidecar.stamp import BatchStamp, uid_prefix
+from tests.support.paths import BENCHMARKS
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+sys.path.insert(0, str(BENCHMARKS))
 from generate_logs import generate_lines  # noqa: E402
 
 PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])

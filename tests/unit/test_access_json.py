@@ -35,7 +35,7 @@ from logsidecar.record import encode_json_lines
 from logsidecar.sinks.stdout import StdoutFormat, StdoutSink
 from logsidecar.stamp import BatchStamp, uid_prefix
 from logsidecar.tail.options import ReadBatch
-from tests.helpers import wait_for_async
+from tests.support.helpers import wait_for_async
 from tests.unit import direct_cases
 
 # --- formats, realistic lines, parsers ---------------------------------------------------------------

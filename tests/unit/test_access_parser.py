@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +15,9 @@ from logsidecar.parse import build_parser
 from logsidecar.parse.access import PRESETS, compile_logformat, preset_parser
 from logsidecar.parse.base import FormatError
 from logsidecar.record import LogRecord, Severity, encode_json
+from tests.support.paths import BENCHMARKS
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+sys.path.insert(0, str(BENCHMARKS))
 from generate_logs import generate_lines  # noqa: E402
 
 T0 = datetime(2000, 10, 10, 13, 55, 36, tzinfo=timezone(timedelta(hours=-7)))

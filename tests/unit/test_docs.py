@@ -23,9 +23,9 @@ from logsidecar.parse import errorlog
 from logsidecar.parse.fields import compile_fields
 from logsidecar.parse.logformat import ARGUMENT_CHOICES, DIRECTIVE_NAMES, NEEDS_ARGUMENT, tokenize
 from logsidecar.settings.kubernetes_env import K8S_RESOURCE_VARIABLES
+from tests.support.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-DOCS = ROOT / "docs"
+DOCS = REPO_ROOT / "docs"
 # `tests/integration/test_x.py::test_name`, optionally with a parametrization: `...::test_name[poll]`.
 TEST_REFERENCE = re.compile(r"\b(tests/[\w/]+\.py)::(\w+)")
 # What an OpenTelemetry-style attribute name looks like: dotted lowercase words.
@@ -75,7 +75,7 @@ def test_the_reference_check_reports_a_missing_test_and_a_missing_file() -> None
         "proved by tests/unit/test_docs.py::test_the_reference_check_reports_a_missing_test_and_a_missing_file,"
         " tests/unit/test_docs.py::test_that_was_never_written and tests/unit/no_such_file.py::test_x"
     )
-    assert broken_references(text, ROOT) == [
+    assert broken_references(text, REPO_ROOT) == [
         "tests/unit/test_docs.py::test_that_was_never_written (no such test)",
         "tests/unit/no_such_file.py::test_x (no such file)",
     ]
@@ -92,7 +92,7 @@ def test_every_test_a_document_names_exists() -> None:
     for document in documents():
         text = document.read_text(encoding="utf-8")
         cited += len(TEST_REFERENCE.findall(text))
-        broken += [f"{document.name}: {reference}" for reference in broken_references(text, ROOT)]
+        broken += [f"{document.name}: {reference}" for reference in broken_references(text, REPO_ROOT)]
     assert not broken, "documents cite tests that do not exist:\n" + "\n".join(broken)
     # rotation.md maps each case to its tests: a document that lost its references is a failure too
     assert len(TEST_REFERENCE.findall((DOCS / "rotation.md").read_text(encoding="utf-8"))) >= 20

@@ -28,8 +28,9 @@ import pytest
 import yaml
 
 from logsidecar.settings.units import parse_duration, parse_http_addr
+from tests.support.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO_ROOT
 KUBE = ROOT / "deploy" / "kubernetes"
 KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(

@@ -8,7 +8,7 @@ import ast
 import graphlib
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "logsidecar"
+from tests.support.paths import PACKAGE
 
 # The layer of each first-level unit (subpackage or top module). A unit imports units of lower
 # layers only, or a unit of its own layer when the pair is in SIDEWAYS. Units not written yet simply

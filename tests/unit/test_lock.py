@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parents[2]
-LOCKS = ROOT / "requirements"
+from tests.support.paths import REPO_ROOT
+
+LOCKS = REPO_ROOT / "requirements"
 
 
 def _pins(lock: str) -> dict[str, str]:
@@ -27,7 +27,7 @@ def _hashed_everywhere(lock: str) -> list[str]:
 
 
 def _requirements(extra: str | None = None) -> list[Requirement]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     listed = project["optional-dependencies"][extra] if extra else project["dependencies"]
     return [Requirement(r) for r in listed]
 

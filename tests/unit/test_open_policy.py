@@ -17,6 +17,7 @@ import pytest
 
 from logsidecar import events
 from logsidecar.tail.open_policy import FilePolicy, FollowSymlinks, Reason, Refused
+from tests.support.paths import REPO_ROOT
 
 NEVER, WITHIN, ANYWHERE = FollowSymlinks.NEVER, FollowSymlinks.WITHIN, FollowSymlinks.ANYWHERE
 
@@ -300,7 +301,7 @@ def test_without_proc_the_read_open_falls_back_to_o_nofollow_and_the_policy_hold
     done = subprocess.run(
         ["unshare", "--mount", "--fork", "sh", "-c", 'umount -l /proc && exec "$0" -c "$1" "$2"',
          sys.executable, NO_PROC_CHECK, str(tree)],
-        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {

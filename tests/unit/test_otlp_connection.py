@@ -166,7 +166,7 @@ def test_http_post_returns_the_error_instead_of_raising() -> None:
 # --- gRPC credentials ---------------------------------------------------------------------------------
 
 
-# Credentials that work are proven end to end by tests/integration/test_otlp_sink.py (TLS, mutual TLS).
+# Credentials that work are proven end to end by tests/integration/otlp/test_otlp_sink.py (TLS, mutual TLS).
 
 
 def test_grpc_credentials_with_an_unreadable_file_warn_naming_it(

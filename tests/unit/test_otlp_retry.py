@@ -1,5 +1,5 @@
 """The OTLP sink's retry pacing and its failure wording (pure parts; transports are tested for real in
-tests/integration/test_otlp_sink.py)."""
+tests/integration/otlp/test_otlp_sink.py)."""
 
 from __future__ import annotations
 

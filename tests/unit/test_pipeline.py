@@ -3,7 +3,7 @@ rejected batches, sink failures and graceful shutdown.
 
 Two test doubles stand in for parts whose timing cannot be produced for real on demand:
 - `ScriptedSource` for the Tailer: it emits exactly the batches the test gives and records the
-  acknowledgements (the real Tailer is exercised by tests/integration/test_tail_*.py);
+  acknowledgements (the real Tailer is exercised by tests/integration/tailer/);
 - `GatedSink` for a sink whose deliveries the test settles one by one, in any order it chooses.
 """
 
@@ -581,7 +581,7 @@ def test_a_failing_acknowledgement_stops_the_pipeline_instead_of_stalling_it() -
 
 class _DrainingSource(ScriptedSource):
     """Test double for the Tailer's drain: `unread` batches are what its files still hold at the stop;
-    `drain` makes `run` emit them, then `run` returns (the real drain: tests/integration/test_tail_drain.py)."""
+    `drain` makes `run` emit them, then `run` returns (the real drain: tests/integration/command/test_tail_drain.py)."""
 
     def __init__(self, batches: Sequence[ReadBatch], unread: Sequence[ReadBatch]) -> None:
         super().__init__(batches)

@@ -13,19 +13,23 @@ import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO_ROOT
 
 
 def test_ruff_finds_nothing():
     out = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "ruff", "check", "."], cwd=REPO_ROOT, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_mypy_finds_nothing_in_the_package():
     out = subprocess.run(
-        [sys.executable, "-m", "mypy", "logsidecar"], cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "mypy", "logsidecar"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -41,7 +45,7 @@ def _imports(paths: Iterable[Path]) -> Iterator[tuple[str, str, list[str]]]:
     for path in sorted(paths):
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         for node in ast.walk(tree):
-            where = f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{getattr(node, 'lineno', 0)}"
+            where = f"{path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}:{getattr(node, 'lineno', 0)}"
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     yield where, alias.name, []
@@ -59,7 +63,7 @@ def _canonical(name: str) -> str:
 
 
 def _declared(*extras: str) -> set[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     requirements = list(project["dependencies"])
     for extra in extras:
         requirements += project["optional-dependencies"][extra]
@@ -105,14 +109,14 @@ def _undeclared(paths: Iterable[Path], declared: set[str], local: set[str]) -> l
 
 
 def test_the_package_imports_only_declared_distributions():
-    problems = _undeclared((ROOT / "logsidecar").rglob("*.py"), _declared(), LOCAL_TOP_LEVEL)
+    problems = _undeclared((REPO_ROOT / "logsidecar").rglob("*.py"), _declared(), LOCAL_TOP_LEVEL)
     assert not problems, "\n".join(problems)
 
 
 def test_the_tests_import_only_declared_distributions():
     # Harnesses next to the tests and the benchmarks' log generator are imported by their plain names too.
-    local = LOCAL_TOP_LEVEL | {p.stem for d in ("tests", "benchmarks") for p in (ROOT / d).rglob("*.py")}
-    problems = _undeclared((ROOT / "tests").rglob("*.py"), _declared("test"), local)
+    local = LOCAL_TOP_LEVEL | {p.stem for d in ("tests", "benchmarks") for p in (REPO_ROOT / d).rglob("*.py")}
+    problems = _undeclared((REPO_ROOT / "tests").rglob("*.py"), _declared("test"), local)
     assert not problems, "\n".join(problems)
 
 
@@ -140,7 +144,7 @@ def _private_imports(paths: Iterable[Path]) -> list[str]:
 
 
 def test_the_package_imports_no_private_names_of_other_libraries():
-    problems = _private_imports((ROOT / "logsidecar").rglob("*.py"))
+    problems = _private_imports((REPO_ROOT / "logsidecar").rglob("*.py"))
     assert not problems, "\n".join(problems)
 
 

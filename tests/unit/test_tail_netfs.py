@@ -1,5 +1,5 @@
 """netfs: the stall deadline, one thread per stalled mount, late results released, the lexical
-mount lookup and the directory probe. The FUSE test (tests/integration/test_tail_network_mount.py)
+mount lookup and the directory probe. The FUSE test (tests/integration/command/test_tail_network_mount.py)
 runs the same code against a real server that stops answering; here a stuck call is a test double
 (`StuckCall`: a function that blocks on an event, as a syscall blocks on a dead server)."""
 

@@ -51,7 +51,7 @@ from watchdog.observers.inotify_c import (
 from watchdog.observers.inotify_c import InotifyConstants as IN
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import FileError
 from logsidecar.tail.open_policy import FilePolicy, Refused
 from logsidecar.tail.watch.base import EarlyOpened, Watcher
 
@@ -227,10 +227,11 @@ class InotifyWatcher(Watcher):
                     # out of inotify watches (fs.inotify.max_user_watches): the tailer polls instead
                     self.unwatchable.add(directory)
                     events.emit(
-                        Event.FILE_ERROR,
-                        path=str(directory),
-                        kind="inotify_watch_failed",
-                        error=error.strerror or str(error),
+                        FileError(
+                            path=str(directory),
+                            kind="inotify_watch_failed",
+                            error=error.strerror or str(error),
+                        )
                     )
                 continue  # vanished or unreadable: the next discovery retries
             self.unwatchable.discard(directory)

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import Event, FileError
 from logsidecar.tail.discovery import static_base
 from logsidecar.tail.fstype import filesystem_type, needs_polling
 from logsidecar.tail.netfs import FsAccess, StallGuard
@@ -57,7 +57,7 @@ def select_watcher(
                 unwatchable_interval_s=options.poll_interval_s,
             )
         except OSError as error:
-            events.emit(Event.FILE_ERROR, path="", kind="inotify_unavailable", error=str(error))
+            events.emit(FileError(path="", kind="inotify_unavailable", error=str(error)))
             watcher = PollingWatcher(options.poll_interval_s, fs)
     events.emit(
         Event.WATCHER_SELECTED,

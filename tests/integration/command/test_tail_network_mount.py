@@ -1,0 +1,254 @@
+"""A network mount whose server stops answering, followed next to a file on a local filesystem.
+
+The mount is a real FUSE filesystem (tests/support/stall_fs.py, libfuse 3 through mfusepy):
+switched to "stall", its server blocks every stat, open and read until released, which is what a
+hard NFS mount does when its server dies. The sidecar is the real `logsidecar tail` in a
+subprocess. While the mount is stalled the local file must keep being delivered and /healthz must
+answer; the stall must be said (a `file_stalled` event naming the path, and
+logsidecar_io_stalls_total); once released, every line written to the mount, before and during the
+stall, must arrive exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import pytest
+
+from tests.support.helpers import wait_for
+from tests.support.otlp_receiver import free_port
+from tests.support.paths import REPO_ROOT
+from tests.support.tail_command import TailProcess
+
+FUSERMOUNT = shutil.which("fusermount3")
+
+
+def fuse_unavailable() -> str | None:
+    """Why a FUSE filesystem cannot be mounted here, or None."""
+    if not os.path.exists("/dev/fuse"):
+        return "no /dev/fuse on this machine"
+    if FUSERMOUNT is None:
+        return "fusermount3 is not installed (Debian package fuse3)"
+    probe = subprocess.run(
+        [sys.executable, "-c", "import mfusepy"], capture_output=True, text=True, cwd=REPO_ROOT, check=False
+    )
+    if probe.returncode != 0:
+        return (
+            "the FUSE binding mfusepy cannot be imported: " + (probe.stderr.strip().splitlines() or [""])[-1]
+        )
+    return None
+
+
+class StallMount:
+    """tests/support/stall_fs.py mounted at `mountpoint`, driven through its stdin."""
+
+    def __init__(self, mountpoint: Path, name: str) -> None:
+        self.mountpoint = mountpoint
+        self.path = mountpoint / name
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.stall_fs", str(mountpoint), name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        )
+        try:
+            wait_for(self._mounted, 20, message=f"stall_fs mounted at {mountpoint}")
+        except AssertionError:
+            self.close()
+            raise
+
+    def _mounted(self) -> bool:
+        if self.process.poll() is not None:
+            assert self.process.stderr is not None
+            raise AssertionError(f"stall_fs exited: {self.process.stderr.read()[-2000:]}")
+        with open("/proc/self/mountinfo") as mountinfo:
+            return any(f" {self.mountpoint} " in line for line in mountinfo)
+
+    def command(self, line: str) -> int:
+        """Send one command; returns how many calls the server has blocked so far."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline().split()
+        assert answer[:2] == ["ok", line.split(" ", 1)[0]], answer
+        return int(answer[2])
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.command("release")
+        assert FUSERMOUNT is not None
+        subprocess.run([FUSERMOUNT, "-u", "-z", str(self.mountpoint)], capture_output=True, check=False)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+    def __enter__(self) -> StallMount:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """Raises (URLError: timed out) when the sidecar does not answer within 5 s."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def metric(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def append(path: Path, lines: list[str]) -> None:
+    with path.open("a") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+@pytest.fixture
+def mount(tmp_path: Path) -> Iterator[StallMount]:
+    reason = fuse_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    mountpoint = tmp_path / "nfs"
+    mountpoint.mkdir()
+    with StallMount(mountpoint, "access.log") as mounted:
+        yield mounted
+
+
+def test_a_stalled_mount_holds_up_neither_other_files_nor_healthz_and_loses_nothing(
+    tmp_path: Path, mount: StallMount
+) -> None:
+    local = tmp_path / "local" / "app.log"
+    local.parent.mkdir()
+    local.touch()
+    port = free_port()
+    tail = TailProcess(
+        ["--format", "raw", "--http-addr", f"127.0.0.1:{port}", str(mount.path), str(local)],
+        state_dir=tmp_path / "state",
+        stderr_path=tmp_path / "tail.stderr",
+    ).start()
+    remote_lines = [f"remote {n:04d}" for n in range(200)]
+    local_lines = [f"local {n:04d}" for n in range(200)]
+
+    def delivered(prefix: str) -> list[str]:
+        return [body for body in tail.bodies() if body.startswith(prefix)]
+
+    try:
+        # Both followed: the mount answers.
+        for line in remote_lines[:100]:
+            mount.command(f"append {line}")
+        append(local, local_lines[:100])
+        wait_for(lambda: len(tail.bodies()) >= 200, 30, message="the first 100 lines of each file")
+
+        # The server stops answering; both files keep being written.
+        mount.command("stall")
+        for line in remote_lines[100:]:
+            mount.command(f"append {line}")
+        append(local, local_lines[100:])
+        wait_for(
+            lambda: len(delivered("local")) >= 200, 30, message="the local file's lines during the stall"
+        )
+        status, _ = http_get(f"http://127.0.0.1:{port}/healthz")
+        _, metrics_text = http_get(f"http://127.0.0.1:{port}/metrics")
+        remote_during_stall = len(delivered("remote"))
+        blocked_calls = mount.command("count")
+        stalled_events = tail.events("file_stalled")
+
+        mount.command("release")
+        wait_for(lambda: len(delivered("remote")) >= 200, 30, message="the mount's lines after the release")
+        recovered = [e for e in tail.events("file_recovered") if e.get("kind") == "stalled"]
+    finally:
+        mount.command("release")  # a sidecar blocked on the mount could not even take SIGTERM
+        code, _ = tail.terminate()
+
+    assert code == 0
+    # The stall was real: nothing written to the mount during it could be read...
+    assert remote_during_stall == 100
+    # ...and it held one of the sidecar's threads, not one per call: every call the server holds is
+    # a thread stuck in the kernel, and after the first one the mount's calls are refused at once,
+    # however many cycles passed (the tailer makes its calls one at a time).
+    assert blocked_calls == 1
+    # ...and was said, naming the path, with the metric.
+    assert any(str(e.get("path", "")).startswith(str(mount.mountpoint)) for e in stalled_events), (
+        stalled_events
+    )
+    assert metric(metrics_text, "logsidecar_io_stalls_total") >= 1
+    assert status in (200, 503)
+    assert any(str(e.get("path", "")).startswith(str(mount.mountpoint)) for e in recovered), recovered
+    # Every line of both files, exactly once.
+    counts = Counter(tail.bodies())
+    assert sorted(counts) == sorted(remote_lines + local_lines)
+    assert set(counts.values()) == {1}
+
+
+def main_thread_exited(pid: int) -> bool:
+    """The process's main thread has exited (a zombie thread), or the whole process has."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_a_stop_while_the_mount_is_stalled_finishes_and_the_next_run_resumes(
+    tmp_path: Path, mount: StallMount
+) -> None:
+    """A call stuck on the dead server keeps its worker thread; a stop must still finish: checkpoints
+    written, `stopped` said, the main thread gone (the workers are daemon threads and a close is not
+    waited for). The process itself ends when the kernel lets its stuck threads go: on a hard NFS
+    mount at the fatal signal of the exit, on FUSE (this test) only when the server answers a call it
+    has received. The next run resumes from the acknowledged offset: the lines written during the
+    stall arrive then, once."""
+    remote_lines = [f"remote {n:04d}" for n in range(100)]
+    for line in remote_lines[:50]:
+        mount.command(f"append {line}")
+
+    def run_tail() -> TailProcess:
+        return TailProcess(
+            ["--format", "raw", str(mount.path)],
+            state_dir=tmp_path / "state",
+            stderr_path=tmp_path / "tail.stderr",
+        ).start()
+
+    first = run_tail()
+    assert first.process is not None
+    try:
+        wait_for(lambda: first.count() >= 50, 30, message="the first 50 lines")
+        mount.command("stall")
+        for line in remote_lines[50:]:
+            mount.command(f"append {line}")
+        wait_for(lambda: first.events("file_stalled"), 30, message="the stall said")
+        first.process.send_signal(signal.SIGTERM)
+        wait_for(lambda: main_thread_exited(first.process.pid), 30, message="the main thread gone")
+        held = mount.command("count")
+    finally:
+        mount.command("release")
+        code, _ = first.terminate()
+    second = run_tail()
+    try:
+        wait_for(lambda: second.count() >= 50, 30, message="the lines written during the stall")
+    finally:
+        second_code, _ = second.terminate()
+    assert held >= 1  # the main thread finished while the server still held a call
+    assert first.events("stopped")
+    assert (code, second_code) == (0, 0), first.stderr_text()
+    assert first.bodies() == remote_lines[:50]
+    assert second.bodies() == remote_lines[50:]
