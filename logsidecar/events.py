@@ -351,6 +351,35 @@ class Stopped(TypedEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ParseFailing(TypedEvent):
+    """A file whose recent lines mostly fail to parse (pipeline.parse_watch), with what explains it."""
+
+    event = Event.PARSE_FAILING
+    path: str
+    unparsed_lines: int
+    recent_lines: int
+    unparsed_share: float
+    format: str | None = None  # the file's format spec
+    example: str | None = None  # one line that did not parse (redacted, cut)
+    reason: str | None = None
+    closest_format: str | None = None  # for auto: the format that got furthest, and where it stopped
+    diverged: str | None = None
+    fix: str
+    failing_files: list[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FormatDetected(TypedEvent):
+    """`auto` locked onto a format for a file; for a preset's variant, its LogFormat."""
+
+    event = Event.FORMAT_DETECTED
+    path: str
+    format: str
+    logformat: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class StopForced(TypedEvent):
     """The last line when the process leaves without finishing its stop (`os._exit`)."""
 
@@ -384,6 +413,8 @@ TYPED_EVENTS: dict[Event, type[TypedEvent]] = {
         Stopping,
         Stopped,
         StopForced,
+        ParseFailing,
+        FormatDetected,
     )
 }
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import Event, ParseFailing
 
 MIN_LINES = 20  # fewer recent lines than this say too little to call a file failing
 WINDOW_LINES = 1000  # the recent lines judged together (then a new window starts)
@@ -102,15 +102,20 @@ class ParseWatch:
             explained = {"reason": f"(could not explain: {type(exc).__name__})"}
         share = window.unparsed / window.lines
         events.emit(
-            Event.PARSE_FAILING,
-            path=window.path,
-            unparsed_lines=window.unparsed,
-            recent_lines=window.lines,
-            unparsed_share=round(share, 3),
-            **explained,
-            fix="give the LogFormat the server writes: --format 'logformat:<LogFormat>' (per file: "
-            "--format 'GLOB=logformat:...'); the lines are forwarded raw meanwhile",
-            failing_files=self.failing_files(),
+            ParseFailing(
+                path=window.path,
+                unparsed_lines=window.unparsed,
+                recent_lines=window.lines,
+                unparsed_share=round(share, 3),
+                format=explained.get("format"),
+                example=explained.get("example"),
+                reason=explained.get("reason"),
+                closest_format=explained.get("closest_format"),
+                diverged=explained.get("diverged"),
+                fix="give the LogFormat the server writes: --format 'logformat:<LogFormat>' (per file: "
+                "--format 'GLOB=logformat:...'); the lines are forwarded raw meanwhile",
+                failing_files=self.failing_files(),
+            )
         )
 
     def _recovered(self, window: _FileWindow, why: str) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from logsidecar import events
 from logsidecar.encoding.otlp_wire import encode_otlp_records
-from logsidecar.events import Event
+from logsidecar.events import FormatDetected
 from logsidecar.fastpath import JSON_LINES, OTLP_RECORDS, writer_for
 from logsidecar.parse import build_parser
 from logsidecar.parse.base import Parser
@@ -221,13 +221,9 @@ class BatchParser:
         if not isinstance(parser, AutoParser) or parser.format_name == state.announced:
             return
         state.announced = name = parser.format_name
-        fields: dict[str, Any] = {"path": batch.path, "format": name}
         logformat = variant_logformat(name)
-        if logformat is not None:
-            fields["logformat"] = logformat
-            if name.endswith("+%D"):
-                fields["note"] = INTEGER_TIME_NOTE
-        events.emit(Event.FORMAT_DETECTED, **fields)
+        note = INTEGER_TIME_NOTE if logformat is not None and name.endswith("+%D") else None
+        events.emit(FormatDetected(path=batch.path, format=name, logformat=logformat, note=note))
 
     def _payload(self, encoded: Any, count: int) -> Payload:
         if self._encoding == JSON_LINES:
