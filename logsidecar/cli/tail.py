@@ -28,88 +28,36 @@ from typing import Any, NoReturn
 import click
 
 from logsidecar.cli.model_options import settings_options
-from logsidecar.cli.otlp_options import OTLP_PARAMETER_NAMES, otlp_options
-from logsidecar.cli.params import (
-    CommaOrSpaceList,
-    FormatRuleType,
-    KeyValue,
-)
+from logsidecar.cli.otlp_options import OTLP_PARAMETER_NAMES
 from logsidecar.parse.base import FormatError
 from logsidecar.redact import redact
 from logsidecar.settings.errors import ConfigError
-from logsidecar.settings.model import InputConfig, Settings, StdoutOutput
-from logsidecar.settings.sources import env_name, flags_from_click, resolve
-from logsidecar.sinks.stdout import OutputClosed, StdoutFormat
+from logsidecar.settings.model import Settings
+from logsidecar.settings.options import unknown_variable_warnings
+from logsidecar.settings.sources import NO_INPUTS, flags_from_click, resolve
+from logsidecar.sinks.stdout import OutputClosed
 
 # -- the command --------------------------------------------------------------------------------------
 
 
-_DEFAULT_FORMAT = InputConfig.model_fields["format"].default
-_DEFAULT_STDOUT_FORMAT = StdoutOutput.model_fields["format"].default.value
-
-
-def _env(name: str) -> str:
-    return env_name(name.lower())
-
-
-def _tail_options(command: Any) -> Any:
-    """The options that are not one plain setting each: inputs, outputs and what the command does.
-    The plain settings come from the model (`cli.model_options`)."""
+def _command_options(command: Any) -> Any:
+    """The options that are not settings: what the command does (each also a LOGSIDECAR_* variable,
+    listed in `settings.options.COMMAND_VARIABLES`). The settings come from the model
+    (`cli.model_options`)."""
     options = [
-        click.argument("paths", nargs=-1, metavar="PATH_OR_GLOB...", envvar=_env("PATHS")),
-        click.option(
-            "--format",
-            "-f",
-            "format_rules",
-            type=FormatRuleType(),
-            multiple=True,
-            envvar=_env("FORMAT"),
-            help="Log format: auto, combined, common, error, logformat:<LogFormat>, ... Repeatable as "
-            "GLOB=SPEC per file pattern (e.g. '*error*=error'); a plain SPEC applies to the other files. "
-            f"[default: {_DEFAULT_FORMAT}]",
-        ),
-        click.option(
-            "--exclude",
-            multiple=True,
-            type=CommaOrSpaceList(click.STRING),
-            envvar=_env("EXCLUDE"),
-            help="Glob of paths never to follow (repeatable).",
-        ),
-        click.option(
-            "--output",
-            "-o",
-            "outputs",
-            multiple=True,
-            type=CommaOrSpaceList(click.Choice(["stdout", "otlp"])),
-            envvar=_env("OUTPUT"),
-            metavar="[stdout|otlp]",
-            help="Where records go (repeatable: several at once). [default: stdout]",
-        ),
-        click.option(
-            "--stdout-format",
-            type=click.Choice([f.value for f in StdoutFormat]),
-            envvar=_env("STDOUT_FORMAT"),
-            help="json lines, pretty (coloured, one line per record), raw bodies; auto: pretty on a terminal. "
-            f"[default: {_DEFAULT_STDOUT_FORMAT}]",
-        ),
-        click.option(
-            "--resource",
-            multiple=True,
-            type=CommaOrSpaceList(KeyValue()),
-            envvar=_env("RESOURCE"),
-            help="Extra resource attribute KEY=VALUE on every record (repeatable).",
-        ),
         click.option(
             "--config",
             "config_file",
             type=click.Path(dir_okay=False),
-            envvar=_env("CONFIG"),
-            help="Configuration file (TOML, YAML or JSON; see `logsidecar check-config`). Flags win over "
-            "the environment, which wins over the file. SIGHUP reads it again.",
+            envvar="LOGSIDECAR_CONFIG",
+            help="Configuration file (TOML, YAML or JSON; see `logsidecar check-config` and "
+            "docs/configuration.md). Flags win over the environment, which wins over the file. "
+            "SIGHUP reads it again.",
         ),
         click.option(
             "--dry-run",
             is_flag=True,
+            envvar="LOGSIDECAR_DRY_RUN",
             help="Show which files match, the format each gets and how their last lines parse; "
             "forward nothing, touch no checkpoint. Exit 1 when no file matches.",
         ),
@@ -118,6 +66,7 @@ def _tail_options(command: Any) -> Any:
             type=click.IntRange(min=1),
             default=3,
             show_default=True,
+            envvar="LOGSIDECAR_DRY_RUN_LINES",
             help="Lines parsed per file by --dry-run.",
         ),
     ]
@@ -131,15 +80,16 @@ _NOT_SETTINGS = ("config_file", "dry_run", "dry_run_lines")
 
 
 @click.command("tail")
-@_tail_options
 @settings_options
-@otlp_options
+@_command_options
 @click.pass_context
 def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_lines: int, **_: Any) -> None:
     """Follow PATH_OR_GLOB... like `tail -F` (through rotation and restarts), parse every line and
     forward the records to stdout (JSON lines) and/or OTLP. Stop with SIGTERM or Ctrl-C; SIGHUP
     re-reads the --config file (inputs added or removed take effect, checkpoints kept)."""
     flags = {k: v for k, v in flags_from_click(ctx).items() if k not in _NOT_SETTINGS}
+    for line in unknown_variable_warnings(os.environ):
+        click.echo(line, err=True)
 
     def load() -> Settings:
         return resolve(config_file, dict(os.environ), flags)
@@ -149,9 +99,7 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
     except ConfigError as exc:
         _exit_invalid(config_file, exc.errors)
     if not settings.inputs:
-        raise click.UsageError(
-            "give at least one PATH_OR_GLOB (or set LOGSIDECAR_PATHS, or [[inputs]] in --config)"
-        )
+        _exit_invalid(config_file, [NO_INPUTS])
     from logsidecar.service.telemetry import SelfLog
 
     own_logs = SelfLog()

@@ -38,15 +38,32 @@ from urllib.parse import unquote, urlsplit
 
 from logsidecar import redact
 from logsidecar.settings.errors import ConfigError
-from logsidecar.settings.model import endpoint_credentials, header_problem
+from logsidecar.settings.model import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCH_TIMEOUT_S,
+    DEFAULT_GRPC_ENDPOINT,
+    DEFAULT_HTTP_ENDPOINT,
+    DEFAULT_TIMEOUT_S,
+    endpoint_credentials,
+    endpoint_problem,
+    header_problem,
+)
 from logsidecar.settings.units import key_values
 from logsidecar.sinks.otlp_settings import DEFAULT_SERVICE_NAME, Compression, OtlpProtocol, OtlpSettings
 
-DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
-DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
-DEFAULT_TIMEOUT_S = 10.0
-DEFAULT_BATCH_SIZE = 2048
-DEFAULT_BATCH_TIMEOUT_S = 0.2
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_BATCH_TIMEOUT_S",
+    "DEFAULT_GRPC_ENDPOINT",
+    "DEFAULT_HTTP_ENDPOINT",
+    "DEFAULT_TIMEOUT_S",
+    "EXPORTER_FIELDS",
+    "OTEL_VARIABLES",
+    "exporter_variable",
+    "parse_otel_key_values",
+    "resolve_metrics_settings",
+    "resolve_otlp_settings",
+]
 
 # OtlpOutput field -> suffix of OTEL_EXPORTER_OTLP_(LOGS_)<suffix> (a plain value each)
 EXPORTER_FIELDS = {
@@ -57,6 +74,14 @@ EXPORTER_FIELDS = {
     "client_key": "CLIENT_KEY",
     "compression": "COMPRESSION",
     "insecure": "INSECURE",
+}
+#: The standard variable that also sets an option (by `tail` parameter name), below LOGSIDECAR_*.
+OTEL_VARIABLES = {
+    **{f"otlp_{field}": f"OTEL_EXPORTER_OTLP_(LOGS_){suffix}" for field, suffix in EXPORTER_FIELDS.items()},
+    "otlp_timeout": "OTEL_EXPORTER_OTLP_(LOGS_)TIMEOUT (milliseconds)",
+    "otlp_header": "OTEL_EXPORTER_OTLP_(LOGS_)HEADERS",
+    "service_name": "OTEL_SERVICE_NAME",
+    "resource": "OTEL_RESOURCE_ATTRIBUTES",
 }
 _LOGS_PREFIX = "OTEL_EXPORTER_OTLP_LOGS_"
 _METRICS_PREFIX = "OTEL_EXPORTER_OTLP_METRICS_"
@@ -210,25 +235,11 @@ def _resolve_endpoint(protocol: OtlpProtocol, flag_endpoint: str | None, env: Ma
 
 
 def _check_endpoint(protocol: OtlpProtocol, endpoint: str) -> None:
-    """Fail at start-up on an endpoint no attempt could ever reach (instead of retrying forever)."""
-    parts = urlsplit(endpoint) if "://" in endpoint else None
-    if protocol is OtlpProtocol.HTTP_PROTOBUF:
-        if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-            raise ConfigError(
-                [
-                    f"the OTLP/HTTP endpoint must be an http:// or https:// URL, got {redact.redact(endpoint)!r}"
-                ]
-            )
-        return
-    if parts is not None and (parts.scheme.lower() not in ("http", "https") or not parts.netloc):
-        raise ConfigError(
-            [
-                "the OTLP/gRPC endpoint must be host:port or an http:// or https:// URL, "
-                f"got {redact.redact(endpoint)!r}"
-            ]
-        )
-    if parts is None and not endpoint.strip():
-        raise ConfigError(["the OTLP/gRPC endpoint is empty"])
+    """Fail at start-up on an endpoint no attempt could ever reach (instead of retrying forever);
+    the model's check (`settings.model.endpoint_problem`), for the endpoint finally resolved."""
+    problem = endpoint_problem(endpoint, protocol.value)
+    if problem:
+        raise ConfigError([problem])
 
 
 def _signal_url(protocol: OtlpProtocol, base: str, *, only_if_no_path: bool) -> str:

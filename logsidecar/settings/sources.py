@@ -26,24 +26,23 @@ from typing import Any
 from pydantic import ValidationError
 
 from logsidecar import redact
-from logsidecar.settings.errors import ConfigError, describe
+from logsidecar.settings.errors import ConfigError, describe, valid_keys_lines
 from logsidecar.settings.files import load_file_lenient
-from logsidecar.settings.model import OTLP_FLAG_FIELDS, Settings, keys_at
+from logsidecar.settings.model import OUTPUT_MODELS, Settings, keys_at, place_at
+from logsidecar.settings.options import ENV_PREFIX, OPTIONS, Option, unknown_env_vars
 from logsidecar.settings.otel_env import EXPORTER_FIELDS, exporter_variable
 from logsidecar.settings.units import key_values, split_words
 
-ENV_PREFIX = "LOGSIDECAR_"
-# Top-level fields that are not one plain value (each has its own variable or flag handling below).
-_STRUCTURED = frozenset({"inputs", "formats", "exclude", "outputs", "resource", "service_name"})
+__all__ = ["resolve", "flags_from_click", "unknown_env_vars", "default_state_dir", "SCALARS", "NO_INPUTS"]
+
+#: What `tail` and `check-config` both say when the settings name no file to follow.
+NO_INPUTS = (
+    "inputs: nothing to follow; give at least one PATH_OR_GLOB to `tail`, set LOGSIDECAR_PATHS, or "
+    "add [[inputs]] with paths = [...] to the config file"
+)
+
 #: Top-level fields set by one LOGSIDECAR_<NAME> variable and one --<name> flag each.
-SCALARS = tuple(name for name in Settings.model_fields if name not in _STRUCTURED)
-# Variables that are not a scalar field's (each read in `_apply_env`, or by click for CONFIG).
-_OTHER_VARIABLES = {
-    "PATHS", "FORMAT", "EXCLUDE", "OUTPUT", "RESOURCE", "STDOUT_FORMAT", "CONFIG", "DEFAULT_PATHS",
-    "OTLP_MAX_REQUEST_BYTES",
-}  # fmt: skip
-# `tail` flag name -> OtlpOutput field (headers: --otlp-header, merged)
-_OTLP_FLAGS = {f"otlp_{name}": name for name in OTLP_FLAG_FIELDS}
+SCALARS = tuple(o.field for o in OPTIONS if o.output is None and o.kind == "value")
 
 
 def env_name(field: str) -> str:
@@ -63,6 +62,10 @@ class _Layers:
         self.data = data
         self.origin: dict[tuple[Any, ...], str] = {}
         self.errors: list[str] = []
+        # Values the environment or the flags give an output type that is not chosen (--otlp-endpoint
+        # with stdout only): validated all the same, so that a bad value is never silently dropped.
+        self.detached: dict[str, dict[str, Any]] = {}
+        self.detached_origin: dict[str, dict[tuple[Any, ...], str]] = {}
 
     def set(self, key: str, value: Any, origin: str) -> None:
         self.data[key] = value
@@ -74,18 +77,42 @@ class _Layers:
             outputs = self.data["outputs"] = [{"type": "stdout"}]
         return [o for o in outputs if isinstance(o, dict)] if isinstance(outputs, list) else []
 
-    def set_output_field(self, output_type: str, key: str, value: Any, origin: str) -> None:
+    def _has_output(self, output_type: str) -> bool:
+        return any(o.get("type", "stdout") == output_type for o in self.outputs())
+
+    def _detach(self, output_type: str, key: str, value: Any, origin: str) -> None:
+        detached = self.detached.setdefault(output_type, {})
+        if isinstance(value, dict):
+            value = {**(detached.get(key) or {}), **value}
+        detached[key] = value
+        self.detached_origin.setdefault(output_type, {})[(key,)] = origin
+
+    def set_output_field(
+        self, output_type: str, key: str, value: Any, origin: str, *, keep_detached: bool = True
+    ) -> None:
         """Set `key` on every output of `output_type` (flags and env address all of them)."""
-        self.outputs()
+        if not self._has_output(output_type):
+            if keep_detached:
+                self._detach(output_type, key, value, origin)
+            return
         for index, output in enumerate(self.data["outputs"]):
             if isinstance(output, dict) and output.get("type", "stdout") == output_type:
                 output[key] = value
                 self.origin[("outputs", index, key)] = origin
 
     def merge_output_mapping(
-        self, output_type: str, key: str, values: Mapping[str, str], origin: str
+        self,
+        output_type: str,
+        key: str,
+        values: Mapping[str, str],
+        origin: str,
+        *,
+        keep_detached: bool = True,
     ) -> None:
-        self.outputs()
+        if not self._has_output(output_type):
+            if keep_detached:
+                self._detach(output_type, key, dict(values), origin)
+            return
         for index, output in enumerate(self.data["outputs"]):
             if isinstance(output, dict) and output.get("type", "stdout") == output_type:
                 current = output.get(key)
@@ -133,7 +160,9 @@ def resolve(
     flags = {k: v for k, v in flags.items() if v is not None and v != ()}
     # Choose the outputs first: env and flags then configure the outputs that will exist.
     if "outputs" in flags:
-        layers.select_outputs(list(flags["outputs"]), "--output")
+        # `--output stdout,otlp` as LOGSIDECAR_OUTPUT=stdout,otlp (the click type splits; a caller may not)
+        chosen = [t for v in flags["outputs"] for t in ([v] if isinstance(v, str) else v)]
+        layers.select_outputs([t for v in chosen for t in split_words(v)], "--output")
     elif (env.get("LOGSIDECAR_OUTPUT") or "").strip():
         layers.select_outputs(split_words(env["LOGSIDECAR_OUTPUT"]), "LOGSIDECAR_OUTPUT")
     _apply_env(layers, env)
@@ -144,19 +173,24 @@ def resolve(
         layers.set("inputs", [{"paths": env["LOGSIDECAR_DEFAULT_PATHS"].split()}], "LOGSIDECAR_DEFAULT_PATHS")
     if layers.data.get("state_dir") is None:
         layers.data["state_dir"] = str(default_state_dir(env))
-    # A value from ${VAR} is shown in no error (redact hides it in text; _describe where it is).
+    # A value from ${VAR} is shown in no error (redact hides it in text; `describe` where it is).
+    lines = list(layers.errors)
+    errors: list[Any] = []
+    settings = None
     try:
         settings = Settings.model_validate(layers.data)
     except ValidationError as exc:
-        raise ConfigError(
-            [
-                redact.redact(line)
-                for line in layers.errors
-                + [describe(error, layers.origin, expanded, keys_at) for error in exc.errors()]
-            ]
-        ) from None
-    if layers.errors:
-        raise ConfigError([redact.redact(line) for line in layers.errors])
+        errors = exc.errors()
+        lines += [describe(error, layers.origin, expanded, keys_at) for error in errors]
+    for output_type, values in layers.detached.items():
+        try:
+            OUTPUT_MODELS[output_type].model_validate(values)
+        except ValidationError as exc:
+            origin = layers.detached_origin[output_type]
+            lines += [describe(error, origin, set(), keys_at) for error in exc.errors()]
+    lines += valid_keys_lines(errors, keys_at, place_at)
+    if lines or settings is None:
+        raise ConfigError([redact.redact(line) for line in lines])
     settings.remember_secrets()
     return settings
 
@@ -193,74 +227,67 @@ def _apply_env(layers: _Layers, env: Mapping[str, str]) -> None:
         found = exporter_variable(env, suffix)
         if found is not None:
             name, value = found
-            layers.set_output_field("otlp", field, value.strip(), name)
+            layers.set_output_field("otlp", field, value.strip(), name, keep_detached=False)
     found = exporter_variable(env, "TIMEOUT")
     if found is not None:
         name, value = found
         try:
-            layers.set_output_field("otlp", "timeout", float(value) / 1000.0, name)
+            layers.set_output_field("otlp", "timeout", float(value) / 1000.0, name, keep_detached=False)
         except ValueError:
             layers.errors.append(f"{name}: expected a number of milliseconds, got {value!r}")
     found = exporter_variable(env, "HEADERS")
     if found is not None:
         name, value = found
         headers = _key_values(value, name, layers.errors, percent_encoded=True)
-        layers.merge_output_mapping("otlp", "headers", headers, name)
+        layers.merge_output_mapping("otlp", "headers", headers, name, keep_detached=False)
 
-    for key in SCALARS:
-        scalar = get(env_name(key))
-        if scalar is not None:
-            layers.set(key, scalar.strip(), env_name(key))
-    if get("LOGSIDECAR_PATHS"):
-        layers.set("inputs", [{"paths": env["LOGSIDECAR_PATHS"].split()}], "LOGSIDECAR_PATHS")
-    if get("LOGSIDECAR_FORMAT"):
-        rules = [line.strip() for line in env["LOGSIDECAR_FORMAT"].splitlines() if line.strip()]
-        layers.set("formats", rules, "LOGSIDECAR_FORMAT")
-    if get("LOGSIDECAR_EXCLUDE"):
-        layers.set("exclude", split_words(env["LOGSIDECAR_EXCLUDE"]), "LOGSIDECAR_EXCLUDE")
-    if get("LOGSIDECAR_STDOUT_FORMAT"):
-        layers.set_output_field(
-            "stdout", "format", env["LOGSIDECAR_STDOUT_FORMAT"].strip(), "LOGSIDECAR_STDOUT_FORMAT"
-        )
-    if get("LOGSIDECAR_OTLP_MAX_REQUEST_BYTES"):
-        layers.set_output_field(
-            "otlp",
-            "max_request_bytes",
-            env["LOGSIDECAR_OTLP_MAX_REQUEST_BYTES"].strip(),
-            "LOGSIDECAR_OTLP_MAX_REQUEST_BYTES",
-        )
-    if get("LOGSIDECAR_RESOURCE"):
-        pairs = _key_values(
-            ",".join(split_words(env["LOGSIDECAR_RESOURCE"])), "LOGSIDECAR_RESOURCE", layers.errors
-        )
-        layers.merge_mapping("resource", pairs, "LOGSIDECAR_RESOURCE")
+    for option in OPTIONS:
+        text = get(option.env)
+        if text is None or option.kind == "outputs":  # outputs: chosen first, in `resolve`
+            continue
+        if option.kind == "paths":
+            layers.set("inputs", [{"paths": text.split()}], option.env)
+        elif option.kind == "list":
+            items = text.splitlines() if option.env_split == "lines" else split_words(text)
+            _apply(layers, option, [item.strip() for item in items if item.strip()], option.env)
+        elif option.kind == "mapping":
+            members = ",".join(split_words(text)) if option.env_split == "words" else text
+            _apply(layers, option, _key_values(members, option.env, layers.errors), option.env)
+        else:
+            _apply(layers, option, text.strip(), option.env)
+
+
+def _apply(layers: _Layers, option: Option, value: Any, origin: str) -> None:
+    """Set one option's value where it belongs: a top-level key, or a key of every output of its type."""
+    if option.output is None:
+        if option.kind == "mapping":
+            layers.merge_mapping(option.field, value, origin)
+        else:
+            layers.set(option.field, value, origin)
+    elif option.kind == "mapping":
+        layers.merge_output_mapping(option.output, option.field, value, origin)
+    else:
+        layers.set_output_field(option.output, option.field, value, origin)
 
 
 def _apply_flags(layers: _Layers, flags: Mapping[str, Any]) -> None:
-    for key in SCALARS:
-        if key in flags:
-            layers.set(key, flags[key], flag_name(key))
-    if "service_name" in flags:
-        layers.set("service_name", flags["service_name"], "--service-name")
-    if "paths" in flags:
-        layers.set("inputs", [{"paths": list(flags["paths"])}], "PATH_OR_GLOB")
-    if "format_rules" in flags:
-        layers.set("formats", [_rule_text(r) for r in flags["format_rules"]], "--format")
-    if "exclude" in flags:
-        layers.set("exclude", list(flags["exclude"]), "--exclude")
-    if "stdout_format" in flags:
-        layers.set_output_field("stdout", "format", str(flags["stdout_format"]), "--stdout-format")
-    if "resource" in flags:
-        layers.merge_mapping("resource", dict(flags["resource"]), "--resource")
-    for flag, field in _OTLP_FLAGS.items():
-        if flag in flags:
-            layers.set_output_field("otlp", field, flags[flag], flag_name(flag))
-    if "otlp_header" in flags:
-        layers.merge_output_mapping("otlp", "headers", dict(flags["otlp_header"]), "--otlp-header")
+    for option in OPTIONS:
+        if option.param not in flags or option.kind == "outputs":
+            continue
+        value = flags[option.param]
+        origin = option.flag or "PATH_OR_GLOB"
+        if option.kind == "paths":
+            layers.set("inputs", [{"paths": list(value)}], origin)
+        elif option.kind == "list":
+            _apply(layers, option, [_rule_text(v) for v in value], origin)
+        elif option.kind == "mapping":
+            _apply(layers, option, dict(value), origin)
+        else:
+            _apply(layers, option, value, origin)
 
 
 def _rule_text(rule: Any) -> str:
-    """A FormatRule (from the click type) or its text."""
+    """An item of a list flag: text, or a `pipeline.FormatRule` (`format_rules` given by a caller)."""
     if isinstance(rule, str):
         return rule
     return f"{rule.pattern}={rule.spec}" if rule.pattern is not None else str(rule.spec)
@@ -276,9 +303,3 @@ def flags_from_click(ctx: Any) -> dict[str, Any]:
         for name, value in ctx.params.items()
         if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
     }
-
-
-def unknown_env_vars(env: Mapping[str, str]) -> list[str]:
-    """LOGSIDECAR_* variables that nothing reads (a typo would otherwise be silently ignored)."""
-    known = {env_name(s) for s in SCALARS} | {ENV_PREFIX + s for s in _OTHER_VARIABLES}
-    return sorted(name for name in env if name.startswith(ENV_PREFIX) and name not in known)
