@@ -239,6 +239,7 @@ class OtlpOutput(_Strict):
         "http(s)://host:4318 for HTTP (/v1/logs is appended when the URL has no path).",
         shown=f"{DEFAULT_GRPC_ENDPOINT} for gRPC, {DEFAULT_HTTP_ENDPOINT}/v1/logs for HTTP",
         metavar="URL",
+        examples=["http://collector:4317"],
     )
     headers: dict[HeaderName, HeaderValue] = _option(
         {},
@@ -365,6 +366,7 @@ class Settings(_Strict):
         None,
         "Where checkpoints are kept; 'none' keeps them in memory only.",
         shown="$XDG_STATE_HOME/logsidecar, i.e. ~/.local/state/logsidecar",
+        examples=["/var/lib/logsidecar"],
     )
     start_at: StartAt = _option(StartAt.BEGINNING, "Where to start in files that have no checkpoint.")
     watch: WatchMode = _option(
