@@ -171,9 +171,13 @@ FormatRuleText = Annotated[str, BeforeValidator(custom(_as_format_rule))]
 
 
 class InputConfig(_Strict):
-    paths: list[str] = Field(min_length=1)  # paths or globs (`**` allowed)
-    exclude: list[str] = []  # globs; the tailer applies the union of every input's excludes
-    format: str = "auto"  # a format spec (see logsidecar.parse) for files matched by `paths`
+    paths: list[str] = Field(min_length=1, description="Paths or globs (`**` allowed) to follow.")
+    exclude: list[str] = Field(
+        [], description="Globs never to follow; the tailer applies the union of every input's excludes."
+    )
+    format: str = Field(
+        "auto", description="The format spec of the files `paths` matches (see --format for the specs)."
+    )
 
     @field_validator("format")
     @classmethod
@@ -394,7 +398,7 @@ class Settings(_Strict):
     )
     service_name: str | None = _option(
         None,
-        "Resource service.name (OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES are read too).",
+        "Resource service.name of every record.",
         shown=DEFAULT_SERVICE_NAME,
         metavar="NAME",
     )
