@@ -4,14 +4,24 @@ beside it load, say the same thing in TOML and in YAML, and set every key of the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from logsidecar import redact
 from logsidecar.settings.docs import render
 from logsidecar.settings.files import load_file
 from logsidecar.settings.model import InputConfig, OtlpOutput, Settings, StdoutOutput
 from logsidecar.settings.options import OPTIONS
 from logsidecar.settings.sources import resolve
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Any:
+    """The examples' header values become secrets of `logsidecar.redact` (process-wide)."""
+    yield
+    redact.forget_all()
+
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "configuration.md"

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from logsidecar import redact
 from logsidecar.cli.check_config import command as check_config
 from logsidecar.cli.tail import command as tail_command
 from logsidecar.settings.errors import ConfigError
@@ -23,6 +24,13 @@ from logsidecar.settings.sources import flags_from_click, resolve
 from logsidecar.settings.units import Duration, HttpAddr, ReadableFile, Size, TimezoneName
 
 ENV = {"HOME": "/home/app"}
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Any:
+    """Header values become secrets of `logsidecar.redact` (process-wide): forgotten after each test."""
+    yield
+    redact.forget_all()
 
 
 def _unit(annotation: Any) -> Any:
@@ -42,7 +50,7 @@ def example(option: Option, tmp_path: Path) -> Any:
         (item,) = typing.get_args(option.annotation)
         return ["*error*=error", "*access*=combined"] if item is FormatRuleText else ["*.gz", "*.1"]
     if option.kind == "mapping":
-        return {"team": "web", "tier": "front"}
+        return {"example.team": "example-web", "example.tier": "example-front"}
     if option.info.examples:
         return str(option.info.examples[0])
     unit = _unit(option.annotation)
