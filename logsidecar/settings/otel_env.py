@@ -63,6 +63,7 @@ __all__ = [
     "parse_otel_key_values",
     "resolve_metrics_settings",
     "resolve_otlp_settings",
+    "signal_url",
 ]
 
 # OtlpOutput field -> suffix of OTEL_EXPORTER_OTLP_(LOGS_)<suffix> (a plain value each)
@@ -222,16 +223,16 @@ def resolve_otlp_settings(
 
 def _resolve_endpoint(protocol: OtlpProtocol, flag_endpoint: str | None, env: Mapping[str, str]) -> str:
     if flag_endpoint:
-        return _signal_url(protocol, flag_endpoint, only_if_no_path=True)
+        return signal_url(protocol, flag_endpoint, only_if_no_path=True)
     logs_endpoint = env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "").strip()
     if logs_endpoint:
         return logs_endpoint  # the spec: signal-specific endpoints are used as is
     base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
     if base:
-        return _signal_url(protocol, base, only_if_no_path=False)
+        return signal_url(protocol, base, only_if_no_path=False)
     if protocol is OtlpProtocol.GRPC:
         return DEFAULT_GRPC_ENDPOINT
-    return _signal_url(protocol, DEFAULT_HTTP_ENDPOINT, only_if_no_path=False)
+    return signal_url(protocol, DEFAULT_HTTP_ENDPOINT, only_if_no_path=False)
 
 
 def _check_endpoint(protocol: OtlpProtocol, endpoint: str) -> None:
@@ -242,7 +243,7 @@ def _check_endpoint(protocol: OtlpProtocol, endpoint: str) -> None:
         raise ConfigError([problem])
 
 
-def _signal_url(protocol: OtlpProtocol, base: str, *, only_if_no_path: bool) -> str:
+def signal_url(protocol: OtlpProtocol, base: str, *, only_if_no_path: bool) -> str:
     """For HTTP, the logs URL under a base endpoint: base + "/v1/logs" (one slash between)."""
     if protocol is OtlpProtocol.GRPC:
         return base

@@ -30,8 +30,9 @@ from logsidecar.settings.errors import ConfigError, describe, valid_keys_lines
 from logsidecar.settings.files import load_file_lenient
 from logsidecar.settings.model import OUTPUT_MODELS, Settings, keys_at, place_at
 from logsidecar.settings.options import ENV_PREFIX, OPTIONS, Option, unknown_env_vars
-from logsidecar.settings.otel_env import EXPORTER_FIELDS, exporter_variable
+from logsidecar.settings.otel_env import EXPORTER_FIELDS, exporter_variable, signal_url
 from logsidecar.settings.units import key_values, split_words
+from logsidecar.sinks.otlp_settings import OtlpProtocol
 
 __all__ = ["resolve", "flags_from_click", "unknown_env_vars", "default_state_dir", "SCALARS", "NO_INPUTS"]
 
@@ -167,6 +168,7 @@ def resolve(
         layers.select_outputs(split_words(env["LOGSIDECAR_OUTPUT"]), "LOGSIDECAR_OUTPUT")
     _apply_env(layers, env)
     _apply_flags(layers, flags)
+    _base_endpoints_to_logs_urls(layers)
     if not layers.data.get("inputs") and (env.get("LOGSIDECAR_DEFAULT_PATHS") or "").strip():
         # A default below the file (the container image sets it): a mounted config's [[inputs]] or
         # LOGSIDECAR_PATHS replace it, instead of the image's paths overriding the user's file.
@@ -255,6 +257,19 @@ def _apply_env(layers: _Layers, env: Mapping[str, str]) -> None:
             _apply(layers, option, _key_values(members, option.env, layers.errors), option.env)
         else:
             _apply(layers, option, text.strip(), option.env)
+
+
+def _base_endpoints_to_logs_urls(layers: _Layers) -> None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: for OTLP/HTTP the logs URL is under it, even when
+    it has a path (`http://c:4318/base/` -> `http://c:4318/base/v1/logs`), as the OTel specification
+    says. Done here, once the protocol is known: an endpoint in the model is used as given (a URL
+    without a path gets /v1/logs, see `otel_env.resolve_otlp_settings`)."""
+    for index, output in enumerate(layers.outputs()):
+        from_base = layers.origin.get(("outputs", index, "endpoint")) == "OTEL_EXPORTER_OTLP_ENDPOINT"
+        if from_base and output.get("protocol") == OtlpProtocol.HTTP_PROTOBUF.value:
+            output["endpoint"] = signal_url(
+                OtlpProtocol.HTTP_PROTOBUF, output["endpoint"], only_if_no_path=False
+            )
 
 
 def _apply(layers: _Layers, option: Option, value: Any, origin: str) -> None:

@@ -263,3 +263,26 @@ def test_tail_warns_about_unknown_variables_with_the_closest_one(tmp_path: Path)
     assert result.output.startswith(
         "warning: LOGSIDECAR_STATEDIR is not a logsidecar setting; ignored (did you mean LOGSIDECAR_STATE_DIR?)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "endpoint"),
+    [
+        # the generic variable is a base URL: the logs path goes under it, even when it has a path
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/base/"}, "http://c:4318/base/v1/logs"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "http://c:4318/v1/logs"),
+        # ours is used as given when it names a path
+        ({"LOGSIDECAR_OTLP_ENDPOINT": "http://c:4318/base/"}, "http://c:4318/base/"),
+    ],
+)
+def test_the_otel_base_endpoint_is_read_once_as_the_specification_says(
+    env: dict[str, str], endpoint: str
+) -> None:
+    from logsidecar.service.plan import build_plan
+
+    environ = {**ENV, "LOGSIDECAR_OUTPUT": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", **env}
+    settings = resolve(
+        None, {**environ, "LOGSIDECAR_PATHS": "/logs/a.log", "LOGSIDECAR_DOCKER_METADATA": "off"}, {}
+    )
+    (sink,) = build_plan(settings, environ).sinks
+    assert sink.settings.endpoint == endpoint  # type: ignore[attr-defined]
