@@ -129,12 +129,12 @@ def option_for(option: Option) -> Callable[[F], F]:
             *names, option.param, multiple=True, type=_list_type(option), help=_help(option, str), **common
         )
     if option.kind == "mapping":
-        secret = option.env_split == "commas"  # header values: never echoed
+        commas = option.env_split == "commas"  # header values: may hold spaces, never echoed
         return click.option(
             *names,
             option.param,
             multiple=True,
-            type=KeyValue(secret=secret),
+            type=KeyValue(secret=commas, commas_only=commas),
             help=_help(option, str),
             **common,
         )

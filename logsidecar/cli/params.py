@@ -82,8 +82,14 @@ class KeyValue(click.ParamType):
 
     name = "KEY=VALUE"
 
-    def __init__(self, *, secret: bool = False) -> None:
+    def __init__(self, *, secret: bool = False, commas_only: bool = False) -> None:
         self.secret = secret
+        self.commas_only = commas_only
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        """`k=v,k=v`; with `commas_only` a value may hold spaces (`authorization=Bearer t0k`)."""
+        separators = r"," if self.commas_only else r"[,\s]+"
+        return [part for part in re.split(separators, rv) if part.strip()]
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None

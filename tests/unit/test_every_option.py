@@ -111,14 +111,16 @@ def via_file(option: Option, value: Any, tmp_path: Path) -> Settings:
     return resolve(file, ENV, {})
 
 
-def via_env(option: Option, value: Any) -> Settings:
+def env_text(option: Option, value: Any) -> str:
     if isinstance(value, dict):
-        text = ",".join(f"{k}={v}" for k, v in value.items())
-    elif isinstance(value, list):
-        text = ("\n" if option.env_split == "lines" else " ").join(value)
-    else:
-        text = value
-    return resolve(None, {**ENV, **_needs_output(option), option.env: text}, {})
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ("\n" if option.env_split == "lines" else " ").join(value)
+    return str(value)
+
+
+def via_env(option: Option, value: Any) -> Settings:
+    return resolve(None, {**ENV, **_needs_output(option), option.env: env_text(option, value)}, {})
 
 
 def via_flag(option: Option, value: Any) -> Settings:
@@ -149,6 +151,20 @@ def test_the_flag_the_variable_and_the_file_key_each_set_the_option(option: Opti
     assert from_file != default, f"the example of {option.param} is its default: it would prove nothing"
     assert value_of(via_env(option, value), option) == from_file, option.env
     assert value_of(via_flag(option, value), option) == from_file, option.flag
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.param)
+def test_the_command_line_parser_accepts_each_variable_as_the_resolver_reads_it(
+    option: Option, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """click reads the variables too (to check them, and for --help): it must split and parse them
+    as `settings.sources` does, e.g. a header value with a space in it."""
+    value = example(option, tmp_path)
+    if option.env_split == "commas":  # KEY=VALUE pairs separated by commas only
+        value = {**value, "authorization": "Bearer with spaces"}
+    monkeypatch.setenv(option.env, env_text(option, value))
+    ctx = tail_command.make_context("tail", [] if option.kind == "paths" else ["/logs/a.log"])
+    assert ctx.get_parameter_source(option.param).name == "ENVIRONMENT"
 
 
 @pytest.mark.parametrize(
