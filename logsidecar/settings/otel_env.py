@@ -260,12 +260,23 @@ def resolve_metrics_settings(
     the LOGS_* ones, and for HTTP the URL path is /v1/metrics. The endpoint:
     OTEL_EXPORTER_OTLP_METRICS_ENDPOINT as is; otherwise the logs endpoint with a trailing /v1/logs
     replaced by /v1/metrics (a flag or base URL without a path gets /v1/metrics); a custom path
-    from --otlp-endpoint is kept as is."""
+    from --otlp-endpoint is kept as is.
+
+    A METRICS_* variable wins over the flag of its field: `flags` may hold the logs output's settings,
+    into which `settings.sources` has read the LOGS_* variables (the metrics must not inherit them)."""
     env = os.environ if environ is None else environ
     metrics_env = {k: v for k, v in env.items() if not k.startswith(_LOGS_PREFIX)}
     for key, value in env.items():
         if key.startswith(_METRICS_PREFIX):
             metrics_env[_LOGS_PREFIX + key[len(_METRICS_PREFIX) :]] = value
+    own = {
+        **{f"otlp_{f}": s for f, s in EXPORTER_FIELDS.items()},
+        "otlp_timeout": "TIMEOUT",
+        "otlp_header": "HEADERS",
+    }
+    flags = {
+        k: v for k, v in flags.items() if not (k in own and env.get(_METRICS_PREFIX + own[k], "").strip())
+    }
     settings = resolve_otlp_settings(flags, metrics_env, hostname=hostname)
     endpoint = settings.endpoint
     own_endpoint = env.get(_METRICS_PREFIX + "ENDPOINT", "").strip()

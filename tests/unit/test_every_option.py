@@ -302,3 +302,31 @@ def test_the_otel_base_endpoint_is_read_once_as_the_specification_says(
     )
     (sink,) = build_plan(settings, environ).sinks
     assert sink.settings.endpoint == endpoint  # type: ignore[attr-defined]
+
+
+def test_derived_metrics_take_the_metrics_variables_not_the_logs_ones_read_into_the_output() -> None:
+    from logsidecar.service.plan import build_plan
+
+    environ = {
+        **ENV,
+        "LOGSIDECAR_OUTPUT": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://logs:4318/v1/logs",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://metrics:4318/v1/metrics",
+        "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "x-tenant=logs",
+        "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "x-tenant=metrics",
+    }
+    settings = resolve(
+        None,
+        {**environ, "LOGSIDECAR_PATHS": "/logs/a.log", "LOGSIDECAR_DOCKER_METADATA": "off"},
+        {"derive_metrics": True},
+    )
+    logs, metrics = build_plan(settings, environ).sinks
+    assert (logs.settings.endpoint, logs.settings.headers) == (  # type: ignore[attr-defined]
+        "http://logs:4318/v1/logs",
+        {"x-tenant": "logs"},
+    )
+    assert (metrics.settings.endpoint, metrics.settings.headers) == (  # type: ignore[attr-defined]
+        "http://metrics:4318/v1/metrics",
+        {"x-tenant": "metrics"},
+    )
