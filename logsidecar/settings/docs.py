@@ -16,7 +16,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from logsidecar.settings.model import OUTPUT_MODELS, FormatRuleText, InputConfig
-from logsidecar.settings.options import COMMAND_VARIABLES, IMAGE_VARIABLES, OPTIONS, Option
+from logsidecar.settings.options import (
+    COMMAND_VARIABLES,
+    IMAGE_VARIABLES,
+    OPTIONS,
+    OTHER_COMMANDS_VARIABLES,
+    Option,
+)
 from logsidecar.settings.otel_env import OTEL_VARIABLES
 from logsidecar.settings.units import (
     Duration,
@@ -204,6 +210,8 @@ def render() -> str:
         f"| `--dry-run-lines N` | `{COMMAND_VARIABLES[2]}` | Lines parsed per file by `--dry-run` (3). |",
         f"| (none) | `{IMAGE_VARIABLES[0]}` | The container image's default paths: below the file, "
         "replaced by its `[[inputs]]`, by `LOGSIDECAR_PATHS` or by arguments. |",
+        f"| (none) | `{OTHER_COMMANDS_VARIABLES[0]}` | Not read by `tail`: where `logsidecar docker audit` "
+        "remembers the leaked directories it saw. |",
         "",
     ]
     return "\n".join(out)

@@ -26,9 +26,11 @@ ENV_PREFIX = "LOGSIDECAR_"
 Kind = Literal["value", "list", "mapping", "paths", "outputs"]
 
 #: Variables of `tail` itself, not settings (so never file keys): --config, --dry-run and
-#: --dry-run-lines; and the image's default paths (a default below the file, see `sources.resolve`).
+#: --dry-run-lines; the image's default paths (a default below the file, see `sources.resolve`); and
+#: the variables of other commands (`docker audit`'s memory, `containers.audit_seen`).
 COMMAND_VARIABLES = ("LOGSIDECAR_CONFIG", "LOGSIDECAR_DRY_RUN", "LOGSIDECAR_DRY_RUN_LINES")
 IMAGE_VARIABLES = ("LOGSIDECAR_DEFAULT_PATHS",)
+OTHER_COMMANDS_VARIABLES = ("LOGSIDECAR_AUDIT_SEEN",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +127,7 @@ BY_PARAM: Mapping[str, Option] = {o.param: o for o in OPTIONS}
 
 def known_variables() -> list[str]:
     """Every LOGSIDECAR_* variable something reads."""
-    return [*(o.env for o in OPTIONS), *COMMAND_VARIABLES, *IMAGE_VARIABLES]
+    return [*(o.env for o in OPTIONS), *COMMAND_VARIABLES, *IMAGE_VARIABLES, *OTHER_COMMANDS_VARIABLES]
 
 
 def unknown_env_vars(env: Mapping[str, str]) -> list[str]:

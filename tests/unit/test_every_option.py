@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -330,3 +331,14 @@ def test_derived_metrics_take_the_metrics_variables_not_the_logs_ones_read_into_
         "http://metrics:4318/v1/metrics",
         {"x-tenant": "metrics"},
     )
+
+
+def test_every_variable_the_package_names_is_known_so_tail_never_warns_about_its_own() -> None:
+    package = Path(__file__).resolve().parents[2] / "logsidecar"
+    named = {
+        name
+        for path in package.rglob("*.py")
+        for name in re.findall(r"[\"'](LOGSIDECAR_[A-Z][A-Z_]*)[\"']", path.read_text(encoding="utf-8"))
+    }
+    assert named, "the scan found nothing: it would prove nothing"
+    assert unknown_env_vars(dict.fromkeys(named, "x")) == []
