@@ -39,10 +39,7 @@ def command(file: str, no_env: bool, output_format: str) -> None:
         if not settings.inputs:
             raise ConfigError([NO_INPUTS])
     except ConfigError as exc:
-        count = len(exc.errors)
-        click.echo(f"{file}: invalid configuration ({count} error{'' if count == 1 else 's'}):", err=True)
-        for line in exc.errors:
-            click.echo(f"  {line}", err=True)
+        click.echo(exc.report(file), err=True)
         raise SystemExit(2) from None
     data = settings.masked()
     if output_format == "json":

@@ -97,9 +97,9 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
     try:
         settings = load()
     except ConfigError as exc:
-        _exit_invalid(config_file, exc.errors)
+        _exit_invalid(config_file, exc)
     if not settings.inputs:
-        _exit_invalid(config_file, [NO_INPUTS])
+        _exit_invalid(config_file, ConfigError([NO_INPUTS]))
     from logsidecar.service.telemetry import SelfLog
 
     own_logs = SelfLog()
@@ -140,12 +140,8 @@ def _serve(settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: 
         ) from exc  # str names the path
 
 
-def _exit_invalid(config_file: str | None, errors: list[str]) -> NoReturn:
-    where = config_file or "configuration"
-    count = len(errors)
-    click.echo(f"{where}: invalid configuration ({count} error{'' if count == 1 else 's'}):", err=True)
-    for line in errors:
-        click.echo(f"  {line}", err=True)
+def _exit_invalid(config_file: str | None, error: ConfigError) -> NoReturn:
+    click.echo(error.report(config_file or "configuration"), err=True)
     raise SystemExit(2)
 
 

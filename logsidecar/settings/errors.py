@@ -16,11 +16,21 @@ _SECRET_KEY_HINTS = ("token", "password", "secret", "api_key", "apikey")
 
 
 class ConfigError(ValueError):
-    """Invalid configuration; `errors` holds one line per problem, each naming where it is."""
+    """Invalid configuration; `errors` holds one line per problem, each naming where it is; `notes`
+    what helps to fix them, said once (the valid keys beside unknown ones)."""
 
-    def __init__(self, errors: Sequence[str]) -> None:
+    def __init__(self, errors: Sequence[str], notes: Sequence[str] = ()) -> None:
         self.errors = list(errors)
-        super().__init__("\n".join(self.errors))
+        self.notes = list(notes)
+        super().__init__("\n".join([*self.errors, *self.notes]))
+
+    def report(self, where: str) -> str:
+        """What `tail` and `check-config` both print: a count, then each error, then the notes."""
+        count = len(self.errors)
+        lines = [f"{where}: invalid configuration ({count} error{'' if count == 1 else 's'}):"]
+        lines += [f"  {line}" for line in self.errors]
+        lines += [f"  ({line})" for line in self.notes]
+        return "\n".join(lines)
 
 
 def is_secret_key(key: str) -> bool:

@@ -190,9 +190,10 @@ def resolve(
         except ValidationError as exc:
             origin = layers.detached_origin[output_type]
             lines += [describe(error, origin, set(), keys_at) for error in exc.errors()]
-    lines += valid_keys_lines(errors, keys_at, place_at)
     if lines or settings is None:
-        raise ConfigError([redact.redact(line) for line in lines])
+        raise ConfigError(
+            [redact.redact(line) for line in lines], valid_keys_lines(errors, keys_at, place_at)
+        )
     settings.remember_secrets()
     return settings
 

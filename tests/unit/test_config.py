@@ -37,6 +37,12 @@ def errors_of(
     return caught.value.errors
 
 
+def notes_of(file: Path | None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        resolve(file, ENV, {})
+    return caught.value.notes
+
+
 # -- values with units ---------------------------------------------------------------------------------
 
 
@@ -459,7 +465,9 @@ endpoint = "ftp://x"
         "max_in_flight_lines: expected an integer, got 'many'",
         "http_addr: invalid address 'localhost'; expected HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464",
         "watchh: unknown key; did you mean 'watch'?",
-        # the valid keys are said once per place, after the errors, however many keys were wrong
+    ]
+    # the valid keys are said once per place, after the errors, however many keys were wrong
+    assert notes_of(file) == [
         "valid keys in [[inputs]]: exclude, format, paths",
         f"valid keys at the top level: {settings_keys}",
     ]
