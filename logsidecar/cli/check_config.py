@@ -1,9 +1,9 @@
 """`logsidecar check-config FILE`: validate a configuration file and print the effective settings
 (file + environment, as `tail --config FILE` would see them), secrets masked as ***.
 
-Exit 0 when valid, 2 with every error (one per line, each naming its key or variable) otherwise; a
-configuration that names no file to follow is refused with the line `tail` says (a file meant to get
-its paths from the command line can be checked with LOGSIDECAR_PATHS set).
+Exit 0 when valid, 2 with every error (one per line, each naming its key or variable) otherwise. A
+configuration that names no file to follow is valid (`tail` may get its paths as arguments) but
+warned about, in the words `tail` refuses it with when it gets none.
 LOGSIDECAR_* variables that nothing reads are reported as warnings on stderr (typos), as `tail` does.
 """
 
@@ -36,11 +36,12 @@ def command(file: str, no_env: bool, output_format: str) -> None:
         click.echo(line, err=True)
     try:
         settings = resolve(file, env, {})
-        if not settings.inputs:
-            raise ConfigError([NO_INPUTS])
     except ConfigError as exc:
         click.echo(exc.report(file), err=True)
         raise SystemExit(2) from None
+    if not settings.inputs:
+        # What `tail --config FILE` refuses with, said as a warning: the paths may come as arguments.
+        click.echo(f"warning: {NO_INPUTS}", err=True)
     data = settings.masked()
     if output_format == "json":
         click.echo(json.dumps(data, indent=2))
