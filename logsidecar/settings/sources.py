@@ -5,11 +5,13 @@ standard OTEL_*) > file > defaults, key by key.
 `env` is the mapping given, `flags` holds only the options given on the command line (click parameter
 names of `logsidecar tail`, see `flags_from_click`).
 
-Names are derived from the model, never listed twice: a top-level scalar field `max_line_bytes` is
-the variable LOGSIDECAR_MAX_LINE_BYTES and the flag --max-line-bytes; an `OtlpOutput` field
-`batch_size` is the flag --otlp-batch-size. OTEL_EXPORTER_OTLP_* variables (read by
-`settings.otel_env`) configure every OTLP output; they do not add one. LOGSIDECAR_OUTPUT / --output
-choose the outputs, reusing the file's settings for each type.
+Names are derived from the model, never listed twice (`settings.options.OPTIONS`): a top-level
+field `max_line_bytes` is the variable LOGSIDECAR_MAX_LINE_BYTES and the flag --max-line-bytes; an
+`OtlpOutput` field `batch_size` is LOGSIDECAR_OTLP_BATCH_SIZE and --otlp-batch-size, and sets every
+OTLP output. OTEL_EXPORTER_OTLP_* variables (names from `settings.otel_env`) configure every OTLP
+output too, below LOGSIDECAR_*; they do not add one (and OTEL_EXPORTER_OTLP_ENDPOINT stays a base
+URL). LOGSIDECAR_OUTPUT / --output choose the outputs, reusing the file's settings for each type.
+A value given for an output type that is not chosen is validated all the same.
 
 Invariants:
 - Every problem is reported at once (`ConfigError.errors`), each naming its key path, variable or
@@ -29,7 +31,7 @@ from logsidecar import redact
 from logsidecar.settings.errors import ConfigError, describe, valid_keys_lines
 from logsidecar.settings.files import load_file_lenient
 from logsidecar.settings.model import OUTPUT_MODELS, Settings, keys_at, place_at
-from logsidecar.settings.options import ENV_PREFIX, OPTIONS, Option, unknown_env_vars
+from logsidecar.settings.options import OPTIONS, Option, unknown_env_vars
 from logsidecar.settings.otel_env import EXPORTER_FIELDS, exporter_variable, signal_url
 from logsidecar.settings.units import key_values, split_words
 from logsidecar.sinks.otlp_settings import OtlpProtocol
@@ -44,16 +46,6 @@ NO_INPUTS = (
 
 #: Top-level fields set by one LOGSIDECAR_<NAME> variable and one --<name> flag each.
 SCALARS = tuple(o.field for o in OPTIONS if o.output is None and o.kind == "value")
-
-
-def env_name(field: str) -> str:
-    """The LOGSIDECAR_* variable of a top-level field."""
-    return ENV_PREFIX + field.upper()
-
-
-def flag_name(field: str) -> str:
-    """The command-line flag of a field: `max_line_bytes` -> `--max-line-bytes`."""
-    return "--" + field.replace("_", "-")
 
 
 class _Layers:
@@ -146,11 +138,9 @@ def resolve(
 ) -> Settings:
     """flags > env > file > defaults, validated. Raises ConfigError listing every problem.
 
-    `flags`: only options given on the command line, by `tail` parameter name (paths, format_rules,
-    exclude, state_dir, start_at, watch, follow_symlinks, poll_interval, ignore_older, max_line_bytes,
-    partial_line_flush, outputs, stdout_format, timezone, resource, drain_timeout, max_in_flight_lines,
-    log_format, log_level, http_addr, unhealthy_after, derive_metrics, metrics_route_depth, metrics_interval,
-    docker_metadata, service_name, otlp_*); None or () means "not given".
+    `flags`: only options given on the command line, by `tail` parameter name (the `param` of each
+    `settings.options.OPTIONS`: paths, format_rules, outputs, max_line_bytes, otlp_endpoint,
+    otlp_header ...); None or () means "not given".
     """
     expanded: set[tuple[Any, ...]] = set()
     data, expansion_errors = (
