@@ -44,10 +44,8 @@ from logsidecar.settings.model import (
     DEFAULT_GRPC_ENDPOINT,
     DEFAULT_HTTP_ENDPOINT,
     DEFAULT_TIMEOUT_S,
-    endpoint_credentials,
-    endpoint_problem,
-    header_problem,
 )
+from logsidecar.settings.transport import endpoint_credentials, endpoint_problem, header_problem
 from logsidecar.settings.units import key_values
 from logsidecar.sinks.otlp_settings import DEFAULT_SERVICE_NAME, Compression, OtlpProtocol, OtlpSettings
 
@@ -237,7 +235,7 @@ def _resolve_endpoint(protocol: OtlpProtocol, flag_endpoint: str | None, env: Ma
 
 def _check_endpoint(protocol: OtlpProtocol, endpoint: str) -> None:
     """Fail at start-up on an endpoint no attempt could ever reach (instead of retrying forever);
-    the model's check (`settings.model.endpoint_problem`), for the endpoint finally resolved."""
+    the model's check (`settings.transport.endpoint_problem`), for the endpoint finally resolved."""
     problem = endpoint_problem(endpoint, protocol.value)
     if problem:
         raise ConfigError([problem])
