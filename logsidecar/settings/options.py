@@ -46,15 +46,11 @@ class Option:
     short: str | None
     env: str
     env_split: Literal["words", "lines", "commas"]
+    annotation: Any  # the field's type with its units (`Duration`, not float)
 
     @property
     def info(self) -> FieldInfo:
         return self.model.model_fields[self.field]
-
-    @property
-    def annotation(self) -> Any:
-        """The field's type with its units (`Duration`, not float)."""
-        return typing.get_type_hints(self.model, include_extras=True)[self.field]
 
     @property
     def help(self) -> str:
@@ -112,6 +108,7 @@ def _options_of(model: type[BaseModel], output: str | None) -> list[Option]:
                 short=extra.get("short"),  # type: ignore[arg-type]
                 env=ENV_PREFIX + (base if flag else param).replace("-", "_").upper(),
                 env_split=split,  # type: ignore[arg-type]
+                annotation=hints[name],
             )
         )
     return options
