@@ -129,12 +129,12 @@ def option_for(option: Option) -> Callable[[F], F]:
             *names, option.param, multiple=True, type=_list_type(option), help=_help(option, str), **common
         )
     if option.kind == "mapping":
-        commas = option.env_split == "commas"  # header values: may hold spaces, never echoed
+        # A malformed pair is never echoed (a header value is a secret; a resource value may be).
         return click.option(
             *names,
             option.param,
             multiple=True,
-            type=KeyValue(secret=commas, commas_only=commas),
+            type=KeyValue(secret=True, commas_only=option.env_split == "commas"),
             help=_help(option, str),
             **common,
         )
