@@ -50,6 +50,7 @@ def _command_options(command: Any) -> Any:
             "config_file",
             type=click.Path(dir_okay=False),
             envvar="LOGSIDECAR_CONFIG",
+            show_envvar=True,
             help="Configuration file (TOML, YAML or JSON; see `logsidecar check-config` and "
             "docs/configuration.md). Flags win over the environment, which wins over the file. "
             "SIGHUP reads it again.",
@@ -58,6 +59,7 @@ def _command_options(command: Any) -> Any:
             "--dry-run",
             is_flag=True,
             envvar="LOGSIDECAR_DRY_RUN",
+            show_envvar=True,
             help="Show which files match, the format each gets and how their last lines parse; "
             "forward nothing, touch no checkpoint. Exit 1 when no file matches.",
         ),
@@ -67,6 +69,7 @@ def _command_options(command: Any) -> Any:
             default=3,
             show_default=True,
             envvar="LOGSIDECAR_DRY_RUN_LINES",
+            show_envvar=True,
             help="Lines parsed per file by --dry-run.",
         ),
     ]
