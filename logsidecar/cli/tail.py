@@ -115,7 +115,12 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
         _serve(
             settings,
             load if config_file else None,
-            {k: v for k, v in flags.items() if k in OTLP_PARAMETER_NAMES},
+            # Derived metrics with no OTLP output: the --otlp-* flags and LOGSIDECAR_OTLP_* variables.
+            {
+                k: v
+                for k, v in flags_from_click(ctx, with_environment=True).items()
+                if k in OTLP_PARAMETER_NAMES
+            },
             own_logs,
         )
     finally:
@@ -127,7 +132,7 @@ def _serve(settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: 
     from logsidecar.service.plan import build_plan
     from logsidecar.service.supervisor import Supervisor, run_until_exit
 
-    # Derived metrics with no OTLP output still honour the --otlp-* flags given.
+    # Derived metrics with no OTLP output still honour the --otlp-* flags and variables given.
     try:
         plan = build_plan(settings, os.environ, otlp_flags)
     except (ConfigError, FormatError, ValueError) as exc:

@@ -299,13 +299,17 @@ def _rule_text(rule: Any) -> str:
     return f"{rule.pattern}={rule.spec}" if rule.pattern is not None else str(rule.spec)
 
 
-def flags_from_click(ctx: Any) -> dict[str, Any]:
+def flags_from_click(ctx: Any, *, with_environment: bool = False) -> dict[str, Any]:
     """The parameters of a click context that were given on the command line (not defaults, not
-    click's own envvar reading: `resolve` reads the environment itself, in the documented order)."""
+    click's own envvar reading: `resolve` reads the environment itself, in the documented order).
+    `with_environment`: also those click read from their LOGSIDECAR_* variable (parsed the same)."""
     from click.core import ParameterSource
 
+    sources = {ParameterSource.COMMANDLINE}
+    if with_environment:
+        sources.add(ParameterSource.ENVIRONMENT)
     return {
         name: value
         for name, value in ctx.params.items()
-        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+        if ctx.get_parameter_source(name) in sources and value is not None and value != ()
     }

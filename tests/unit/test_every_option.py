@@ -345,3 +345,25 @@ def test_every_variable_the_package_names_is_known_so_tail_never_warns_about_its
     }
     assert named, "the scan found nothing: it would prove nothing"
     assert unknown_env_vars(dict.fromkeys(named, "x")) == []
+
+
+def test_derived_metrics_without_an_otlp_output_take_the_otlp_variables_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LOGSIDECAR_OTLP_ENDPOINT with stdout output only: the records go to stdout, the derived metrics
+    to that endpoint (as with --otlp-endpoint), not to the default one."""
+    from logsidecar.cli.otlp_options import OTLP_PARAMETER_NAMES
+    from logsidecar.service.plan import build_plan
+
+    monkeypatch.setenv("LOGSIDECAR_OTLP_ENDPOINT", "http://metrics-gw:4317")
+    monkeypatch.setenv("LOGSIDECAR_OTLP_TIMEOUT", "3s")
+    ctx = tail_command.make_context("tail", ["--derive-metrics", "--docker-metadata", "off", "/logs/a.log"])
+    settings = resolve(
+        None, {**ENV, "LOGSIDECAR_OTLP_ENDPOINT": "http://metrics-gw:4317"}, flags_from_click(ctx)
+    )
+    given = {
+        k: v for k, v in flags_from_click(ctx, with_environment=True).items() if k in OTLP_PARAMETER_NAMES
+    }
+    stdout, metrics = build_plan(settings, ENV, given).sinks
+    assert type(stdout).__name__ == "StdoutSink"
+    assert (metrics.settings.endpoint, metrics.settings.timeout_s) == ("http://metrics-gw:4317", 3.0)  # type: ignore[attr-defined]
