@@ -114,7 +114,8 @@ def _option(
 ) -> Any:
     """A field that is also a `tail` option (see the module docstring). `help`: its --help text and
     documentation; `shown`: the default displayed when the value itself says nothing (None: off,
-    never, or computed at run time); `flag`: the flag's name without `--` when it is not the field's;
+    never, or computed at run time); `flag`: the flag's whole name without `--` when it is not the
+    field's (an output's prefix included);
     `short`: a one-letter alias; `env_split`: how a list or mapping is written in its variable
     (words: `a,b c`; lines: one per line; commas: `k=v,k=v`, values may hold spaces); `param`: the
     click parameter's name when it is not the flag's (kept for callers of `settings.sources.resolve`)."""

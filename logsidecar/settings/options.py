@@ -60,27 +60,14 @@ class Option:
         extra = self.info.json_schema_extra
         return extra.get(key) if isinstance(extra, dict) else None
 
-    @property
-    def file_key(self) -> str:
-        """Where the file sets it: `max_line_bytes`, or `outputs[type=otlp].timeout`."""
-        return self.field if self.output is None else f"outputs[type={self.output}].{self.field}"
-
 
 def _kind(name: str, annotation: Any) -> Kind:
     if name == "inputs":
         return "paths"
     if name == "outputs":
         return "outputs"
-    origin = typing.get_origin(typing.get_args(annotation)[0] if _is_annotated(annotation) else annotation)
-    if origin is list:
-        return "list"
-    if origin is dict:
-        return "mapping"
-    return "value"
-
-
-def _is_annotated(annotation: Any) -> bool:
-    return typing.get_origin(annotation) is typing.Annotated
+    origin = typing.get_origin(annotation)
+    return "list" if origin is list else "mapping" if origin is dict else "value"
 
 
 def _options_of(model: type[BaseModel], output: str | None) -> list[Option]:
@@ -119,7 +106,6 @@ OPTIONS: tuple[Option, ...] = (
     *_options_of(Settings, None),
     *(o for output, model in OUTPUT_MODELS.items() for o in _options_of(model, output)),
 )
-BY_PARAM: Mapping[str, Option] = {o.param: o for o in OPTIONS}
 
 
 def known_variables() -> list[str]:
