@@ -1,8 +1,10 @@
 """`logsidecar check-config FILE`: validate a configuration file and print the effective settings
 (file + environment, as `tail --config FILE` would see them), secrets masked as ***.
 
-Exit 0 when valid, 2 with every error (one per line, each naming its key or variable) otherwise.
-LOGSIDECAR_* variables that nothing reads are reported as warnings on stderr (typos).
+Exit 0 when valid, 2 with every error (one per line, each naming its key or variable) otherwise. A
+configuration that names no file to follow is valid (`tail` may get its paths as arguments) but
+warned about, in the words `tail` refuses it with when it gets none.
+LOGSIDECAR_* variables that nothing reads are reported as warnings on stderr (typos), as `tail` does.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import os
 import click
 
 from logsidecar.settings.errors import ConfigError
-from logsidecar.settings.sources import resolve, unknown_env_vars
+from logsidecar.settings.options import unknown_variable_warnings
+from logsidecar.settings.sources import NO_INPUTS, resolve
 
 
 @click.command("check-config")
@@ -29,16 +32,16 @@ from logsidecar.settings.sources import resolve, unknown_env_vars
 def command(file: str, no_env: bool, output_format: str) -> None:
     """Validate FILE (TOML, YAML or JSON) and print the effective configuration."""
     env = {} if no_env else dict(os.environ)
-    for name in unknown_env_vars(env):
-        click.echo(f"warning: {name} is not a logsidecar setting; ignored", err=True)
+    for line in unknown_variable_warnings(env):
+        click.echo(line, err=True)
     try:
         settings = resolve(file, env, {})
     except ConfigError as exc:
-        count = len(exc.errors)
-        click.echo(f"{file}: invalid configuration ({count} error{'' if count == 1 else 's'}):", err=True)
-        for line in exc.errors:
-            click.echo(f"  {line}", err=True)
+        click.echo(exc.report(file), err=True)
         raise SystemExit(2) from None
+    if not settings.inputs:
+        # What `tail --config FILE` refuses with, said as a warning: the paths may come as arguments.
+        click.echo(f"warning: {NO_INPUTS}", err=True)
     data = settings.masked()
     if output_format == "json":
         click.echo(json.dumps(data, indent=2))

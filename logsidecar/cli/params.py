@@ -1,4 +1,4 @@
-"""Click parameter types for the settings' value syntaxes (durations, sizes, zones, HOST:PORT,
+"""Click parameter types for the settings' value syntaxes (durations, sizes, zones, HOST:PORT, files,
 `KEY=VALUE`, `[GLOB=]SPEC`): each wraps the one parser in `logsidecar.settings.units`/`model`."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import click
 
 from logsidecar.settings.model import split_format_rule
 from logsidecar.settings.units import (
+    check_readable_file,
     parse_duration,
     parse_http_addr,
     parse_size,
@@ -38,6 +39,7 @@ DURATION = Converted("DURATION", parse_duration)
 SIZE = Converted("SIZE", parse_size)
 TIMEZONE = Converted("TIMEZONE", parse_timezone)
 HTTP_ADDR = Converted("HOST:PORT", lambda text: parse_http_addr(text) and text)
+FILE = Converted("FILE", check_readable_file)
 
 
 class FormatRuleType(click.ParamType):
@@ -58,16 +60,20 @@ class FormatRuleType(click.ParamType):
 
 
 class CommaOrSpaceList(click.ParamType):
-    """A repeatable option whose environment value may be `a,b` or `a b`."""
+    """A repeatable option whose environment value may be `a,b` or `a b`. With `split`, a value on
+    the command line may be `a,b` too (what `--output stdout,otlp` means): it converts to a list."""
 
-    def __init__(self, inner: click.ParamType) -> None:
+    def __init__(self, inner: click.ParamType, *, split: bool = False) -> None:
         self.inner = inner
         self.name = inner.name
+        self.split = split
 
     def split_envvar_value(self, rv: str) -> list[str]:
         return [part for part in re.split(r"[,\s]+", rv) if part]
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if self.split and isinstance(value, str):
+            return [self.inner.convert(part, param, ctx) for part in self.split_envvar_value(value)]
         return self.inner.convert(value, param, ctx)
 
 
@@ -76,8 +82,14 @@ class KeyValue(click.ParamType):
 
     name = "KEY=VALUE"
 
-    def __init__(self, *, secret: bool = False) -> None:
+    def __init__(self, *, secret: bool = False, commas_only: bool = False) -> None:
         self.secret = secret
+        self.commas_only = commas_only
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        """`k=v,k=v`; with `commas_only` a value may hold spaces (`authorization=Bearer t0k`)."""
+        separators = r"," if self.commas_only else r"[,\s]+"
+        return [part for part in re.split(separators, rv) if part.strip()]
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None

@@ -33,89 +33,39 @@ from typing import Any, NoReturn
 import click
 
 from logsidecar.cli.model_options import settings_options
-from logsidecar.cli.otlp_options import OTLP_PARAMETER_NAMES, otlp_options
-from logsidecar.cli.params import (
-    CommaOrSpaceList,
-    FormatRuleType,
-    KeyValue,
-)
+from logsidecar.cli.otlp_options import OTLP_PARAMETER_NAMES
 from logsidecar.parse.base import FormatError
 from logsidecar.redact import redact
 from logsidecar.settings.errors import ConfigError
-from logsidecar.settings.model import InputConfig, Settings, StdoutOutput
-from logsidecar.settings.sources import env_name, flags_from_click, resolve
-from logsidecar.sinks.stdout import OutputClosed, StdoutFormat
+from logsidecar.settings.model import Settings
+from logsidecar.settings.options import unknown_variable_warnings
+from logsidecar.settings.sources import NO_INPUTS, flags_from_click, resolve
+from logsidecar.sinks.stdout import OutputClosed
 from logsidecar.terminal import escape_controls
 
 # -- the command --------------------------------------------------------------------------------------
 
 
-_DEFAULT_FORMAT = InputConfig.model_fields["format"].default
-_DEFAULT_STDOUT_FORMAT = StdoutOutput.model_fields["format"].default.value
-
-
-def _env(name: str) -> str:
-    return env_name(name.lower())
-
-
-def _tail_options(command: Any) -> Any:
-    """The options that are not one plain setting each: inputs, outputs and what the command does.
-    The plain settings come from the model (`cli.model_options`)."""
+def _command_options(command: Any) -> Any:
+    """The options that are not settings: what the command does (each also a LOGSIDECAR_* variable,
+    listed in `settings.options.COMMAND_VARIABLES`). The settings come from the model
+    (`cli.model_options`)."""
     options = [
-        click.argument("paths", nargs=-1, metavar="PATH_OR_GLOB...", envvar=_env("PATHS")),
-        click.option(
-            "--format",
-            "-f",
-            "format_rules",
-            type=FormatRuleType(),
-            multiple=True,
-            envvar=_env("FORMAT"),
-            help="Log format: auto, combined, common, error, logformat:<LogFormat>, ... Repeatable as "
-            "GLOB=SPEC per file pattern (e.g. '*error*=error'); a plain SPEC applies to the other files. "
-            f"[default: {_DEFAULT_FORMAT}]",
-        ),
-        click.option(
-            "--exclude",
-            multiple=True,
-            type=CommaOrSpaceList(click.STRING),
-            envvar=_env("EXCLUDE"),
-            help="Glob of paths never to follow (repeatable).",
-        ),
-        click.option(
-            "--output",
-            "-o",
-            "outputs",
-            multiple=True,
-            type=CommaOrSpaceList(click.Choice(["stdout", "otlp"])),
-            envvar=_env("OUTPUT"),
-            metavar="[stdout|otlp]",
-            help="Where records go (repeatable: several at once). [default: stdout]",
-        ),
-        click.option(
-            "--stdout-format",
-            type=click.Choice([f.value for f in StdoutFormat]),
-            envvar=_env("STDOUT_FORMAT"),
-            help="json lines, pretty (coloured, one line per record), raw bodies; auto: pretty on a terminal. "
-            f"[default: {_DEFAULT_STDOUT_FORMAT}]",
-        ),
-        click.option(
-            "--resource",
-            multiple=True,
-            type=CommaOrSpaceList(KeyValue()),
-            envvar=_env("RESOURCE"),
-            help="Extra resource attribute KEY=VALUE on every record (repeatable).",
-        ),
         click.option(
             "--config",
             "config_file",
             type=click.Path(dir_okay=False),
-            envvar=_env("CONFIG"),
-            help="Configuration file (TOML, YAML or JSON; see `logsidecar check-config`). Flags win over "
-            "the environment, which wins over the file. SIGHUP reads it again.",
+            envvar="LOGSIDECAR_CONFIG",
+            show_envvar=True,
+            help="Configuration file (TOML, YAML or JSON; see `logsidecar check-config` and "
+            "docs/configuration.md). Flags win over the environment, which wins over the file. "
+            "SIGHUP reads it again.",
         ),
         click.option(
             "--dry-run",
             is_flag=True,
+            envvar="LOGSIDECAR_DRY_RUN",
+            show_envvar=True,
             help="Show which files match, the format each gets and how their last lines parse; "
             "forward nothing, touch no checkpoint. Exit 1 when no file matches.",
         ),
@@ -124,6 +74,8 @@ def _tail_options(command: Any) -> Any:
             type=click.IntRange(min=1),
             default=3,
             show_default=True,
+            envvar="LOGSIDECAR_DRY_RUN_LINES",
+            show_envvar=True,
             help="Lines parsed per file by --dry-run.",
         ),
     ]
@@ -137,9 +89,8 @@ _NOT_SETTINGS = ("config_file", "dry_run", "dry_run_lines")
 
 
 @click.command("tail")
-@_tail_options
 @settings_options
-@otlp_options
+@_command_options
 @click.pass_context
 def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_lines: int, **_: Any) -> None:
     """Follow PATH_OR_GLOB... like `tail -F` (through rotation and restarts), parse every line and
@@ -151,6 +102,8 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
     good; 2 for invalid options; 3 when --drain-timeout passed before every line was delivered (the
     last log line names what is left; a restart reads it)."""
     flags = {k: v for k, v in flags_from_click(ctx).items() if k not in _NOT_SETTINGS}
+    for line in unknown_variable_warnings(os.environ):
+        click.echo(line, err=True)
 
     def load() -> Settings:
         return resolve(config_file, dict(os.environ), flags)
@@ -158,11 +111,9 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
     try:
         settings = load()
     except ConfigError as exc:
-        _exit_invalid(config_file, exc.errors)
+        _exit_invalid(config_file, exc)
     if not settings.inputs:
-        raise click.UsageError(
-            "give at least one PATH_OR_GLOB (or set LOGSIDECAR_PATHS, or [[inputs]] in --config)"
-        )
+        _exit_invalid(config_file, ConfigError([NO_INPUTS]))
     from logsidecar.service.telemetry import SelfLog
 
     own_logs = SelfLog()
@@ -175,7 +126,12 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
         _serve(
             settings,
             load if config_file else None,
-            {k: v for k, v in flags.items() if k in OTLP_PARAMETER_NAMES},
+            # Derived metrics with no OTLP output: the --otlp-* flags and LOGSIDECAR_OTLP_* variables.
+            {
+                k: v
+                for k, v in flags_from_click(ctx, with_environment=True).items()
+                if k in OTLP_PARAMETER_NAMES
+            },
             own_logs,
         )
     finally:
@@ -187,7 +143,7 @@ def _serve(settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: 
     from logsidecar.service.plan import build_plan
     from logsidecar.service.supervisor import Supervisor, run_until_exit
 
-    # Derived metrics with no OTLP output still honour the --otlp-* flags given.
+    # Derived metrics with no OTLP output still honour the --otlp-* flags and variables given.
     try:
         plan = build_plan(settings, os.environ, otlp_flags)
     except (ConfigError, FormatError, ValueError) as exc:
@@ -215,12 +171,8 @@ def _serve(settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: 
         raise SystemExit(code)  # the last log line said what was left undelivered
 
 
-def _exit_invalid(config_file: str | None, errors: list[str]) -> NoReturn:
-    where = config_file or "configuration"
-    count = len(errors)
-    click.echo(f"{where}: invalid configuration ({count} error{'' if count == 1 else 's'}):", err=True)
-    for line in errors:
-        click.echo(f"  {line}", err=True)
+def _exit_invalid(config_file: str | None, error: ConfigError) -> NoReturn:
+    click.echo(error.report(config_file or "configuration"), err=True)
     raise SystemExit(2)
 
 

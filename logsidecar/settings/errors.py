@@ -7,6 +7,7 @@ of secret-looking keys, every value a `${VAR}` brought) are never quoted.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -15,11 +16,21 @@ _SECRET_KEY_HINTS = ("token", "password", "secret", "api_key", "apikey")
 
 
 class ConfigError(ValueError):
-    """Invalid configuration; `errors` holds one line per problem, each naming where it is."""
+    """Invalid configuration; `errors` holds one line per problem, each naming where it is; `notes`
+    what helps to fix them, said once (the valid keys beside unknown ones)."""
 
-    def __init__(self, errors: Sequence[str]) -> None:
+    def __init__(self, errors: Sequence[str], notes: Sequence[str] = ()) -> None:
         self.errors = list(errors)
-        super().__init__("\n".join(self.errors))
+        self.notes = list(notes)
+        super().__init__("\n".join([*self.errors, *self.notes]))
+
+    def report(self, where: str) -> str:
+        """What `tail` and `check-config` both print: a count, then each error, then the notes."""
+        count = len(self.errors)
+        lines = [f"{where}: invalid configuration ({count} error{'' if count == 1 else 's'}):"]
+        lines += [f"  {line}" for line in self.errors]
+        lines += [f"  ({line})" for line in self.notes]
+        return "\n".join(lines)
 
 
 def is_secret_key(key: str) -> bool:
@@ -76,7 +87,9 @@ def describe(
         if secret and not key_error and isinstance(value, str) and value:
             message = message.replace(repr(value), "(value not shown)")
     elif kind == "extra_forbidden":
-        message = f"unknown key; expected one of: {', '.join(sorted(keys_at(error['loc'])))}"
+        # The valid keys are listed once for all unknown keys (`valid_keys_lines`), not per key.
+        guess = closest(str(loc[-1]), keys_at(error["loc"]))
+        message = "unknown key" + (f"; did you mean {guess!r}?" if guess else "")
     elif kind == "missing":
         message = "required"
     elif kind in ("literal_error", "enum"):
@@ -106,6 +119,27 @@ def describe(
     else:
         message = str(error["msg"]).removeprefix("Value error, ")
     return f"{where}: {message}"
+
+
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate `name` was most likely meant to be (a typo, a missing `_`), or None."""
+    by_upper = {str(c).upper(): str(c) for c in candidates}
+    matches = difflib.get_close_matches(name.upper(), list(by_upper), n=1, cutoff=0.75)
+    return by_upper[matches[0]] if matches else None
+
+
+def valid_keys_lines(
+    errors: Iterable[Mapping[str, Any]],
+    keys_at: Callable[[Sequence[Any]], Iterable[str]],
+    place_at: Callable[[Sequence[Any]], str],
+) -> list[str]:
+    """For the unknown keys among `errors`: one line per place (the top level, [[inputs]] ...)
+    listing its valid keys, said once however many keys were wrong there."""
+    places: dict[str, list[str]] = {}
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            places.setdefault(place_at(error["loc"]), sorted(keys_at(error["loc"])))
+    return [f"valid keys {place}: {', '.join(keys)}" for place, keys in places.items()]
 
 
 def _overlaps(loc: tuple[Any, ...], other: tuple[Any, ...]) -> bool:

@@ -1,45 +1,78 @@
 """The model of every option: `Settings` (top-level keys), `InputConfig` ([[inputs]]) and the
-outputs (`StdoutOutput`, `OtlpOutput`). Field names are the config file's keys, the `tail` flags'
-names in snake_case (`--max-line-bytes` is `max_line_bytes`) and, upper-cased after `LOGSIDECAR_`,
-the environment variables (see `settings.sources`).
+outputs (`StdoutOutput`, `OtlpOutput`): the one place a setting is defined.
+
+Adding a setting is adding a field here, declared with `_option(default, help, ...)`; nothing else.
+From the field, `settings.options` derives its `tail` flag, its LOGSIDECAR_* variable and its config
+file key; `cli.model_options` its click option (type, choices, help and the default shown);
+`settings.sources` reads it from the file, the environment and the flags; docs/configuration.md lists
+it (`python -m logsidecar.settings.docs`). The names:
+- a top-level field `max_line_bytes`: key `max_line_bytes`, flag `--max-line-bytes`, variable
+  LOGSIDECAR_MAX_LINE_BYTES;
+- a field of an output, `timeout` of `OtlpOutput`: key `timeout` in `[[outputs]] type = "otlp"`,
+  flag `--otlp-timeout`, variable LOGSIDECAR_OTLP_TIMEOUT (for every output of that type);
+- `_option(flag=...)` renames the flag (and so the variable): `formats` is `--format`.
+The type decides the parsing, the same everywhere: `Duration` ('10s', '250ms'), `Size` ('5MiB'),
+enums and literals (choices), bool (`--x/--no-x`), `int` with `gt=`, a list (a repeatable flag), a
+mapping (a repeatable KEY=VALUE flag).
 
 Invariants:
-- Frozen; an unknown key is an error that lists the valid ones.
-- Header names and values are checked here: what HTTP/gRPC cannot carry (CR, LF, NUL, non-ASCII)
-  is an error naming the header, never showing the value.
+- Frozen; an unknown key is an error that says the closest valid one (and lists them, once).
+- Header names and values, and endpoints, are checked (`settings.transport`): what HTTP/gRPC cannot
+  carry (CR, LF, NUL, non-ASCII) is an error naming the header, never showing the value; an endpoint
+  no attempt could reach (scheme, host, port) is an error at start-up.
 - The model names the value types of the parts it configures (enums) but builds none of them:
   `service.plan` turns settings into running parts.
 """
 
 from __future__ import annotations
 
-import re
+import types
 from collections.abc import Iterable, Sequence
 from datetime import tzinfo
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from logsidecar import redact
 from logsidecar.events import Level
 from logsidecar.selflog import LogStyle
 from logsidecar.settings.errors import is_secret_key
+from logsidecar.settings.transport import HeaderName, HeaderValue, endpoint_credentials, endpoint_problem
 from logsidecar.settings.units import (
     DEFAULT_TIMEZONE,
     Duration,
     HttpAddr,
+    ReadableFile,
     Size,
     TimezoneName,
     custom,
+    format_duration,
+    format_size,
     parse_timezone,
 )
+from logsidecar.sinks.otlp_fit import DEFAULT_GRPC_MAX_REQUEST_BYTES, DEFAULT_HTTP_MAX_REQUEST_BYTES
+from logsidecar.sinks.otlp_settings import DEFAULT_SERVICE_NAME
 from logsidecar.sinks.stdout import StdoutFormat
 from logsidecar.tail.open_policy import FollowSymlinks
 from logsidecar.tail.options import StartAt, WatchMode
 
 MASK = "***"
+
+# The OTLP output's defaults (`settings.otel_env` applies them after the OTEL_* variables).
+DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
+DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_BATCH_SIZE = 2048
+DEFAULT_BATCH_TIMEOUT_S = 0.2
 
 
 def split_format_rule(text: str) -> tuple[str | None, str]:
@@ -68,39 +101,56 @@ def _check_format_spec(spec: str) -> str:
     return spec
 
 
-_HEADER_NAME = re.compile(r"[0-9a-z_.\-]+")  # gRPC metadata keys (HTTP tokens accept them too)
-_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")  # printable ASCII: what gRPC metadata values allow
-_BAD_HEADER_VALUE = (
-    "the value has a character that HTTP headers and gRPC metadata cannot carry (a control "
-    "character such as a newline, or a non-ASCII character); value not shown"
-)
+def _option(
+    default: Any,
+    help: str,  # noqa: A002
+    *,
+    shown: str | None = None,
+    flag: str | None = None,
+    short: str | None = None,
+    metavar: str | None = None,
+    env_split: Literal["words", "lines", "commas"] | None = None,
+    param: str | None = None,
+    **constraints: Any,
+) -> Any:
+    """A field that is also a `tail` option (see the module docstring). `help`: its --help text and
+    documentation; `shown`: the default displayed when the value itself says nothing (None: off,
+    never, or computed at run time); `flag`: the flag's whole name without `--` when it is not the
+    field's (an output's prefix included);
+    `short`: a one-letter alias; `env_split`: how a list or mapping is written in its variable
+    (words: `a,b c`; lines: one per line; commas: `k=v,k=v`, values may hold spaces); `param`: the
+    click parameter's name when it is not the flag's (kept for callers of `settings.sources.resolve`)."""
+    given = {"shown_default": shown, "flag": flag, "short": short, "metavar": metavar}
+    given |= {"env_split": env_split, "param": param}
+    extra = {k: v for k, v in given.items() if v is not None}
+    if isinstance(default, types.FunctionType):  # a factory: each Settings gets its own value
+        constraints["default_factory"] = default
+    else:
+        constraints["default"] = default
+    return Field(description=help, json_schema_extra=extra or None, **constraints)  # type: ignore[arg-type]
 
 
-def _as_header_name(name: Any) -> str:
-    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name.lower()):
-        raise ValueError(
-            f"header name {name!r} is not valid: use letters, digits, '-', '_' and '.' "
-            "(HTTP headers and gRPC metadata)"
-        )
-    return name
-
-
-def _as_header_value(value: Any) -> str:
+def _as_format_rule(value: Any) -> str:
+    """`SPEC` or `GLOB=SPEC` as its normalised text (the spec itself is checked by `Settings`)."""
     if not isinstance(value, str):
-        raise ValueError("expected a string")
-    if not _HEADER_VALUE.fullmatch(value):
-        raise ValueError(_BAD_HEADER_VALUE)
-    return value
+        raise ValueError("expected a format rule such as 'combined' or '*error*=error'")
+    pattern, spec = split_format_rule(value)
+    if not spec:
+        raise ValueError(f"empty format spec in {value!r}")
+    return spec if pattern is None else f"{pattern}={spec}"
 
 
-HeaderName = Annotated[str, BeforeValidator(custom(_as_header_name))]
-HeaderValue = Annotated[str, BeforeValidator(custom(_as_header_value))]
+FormatRuleText = Annotated[str, BeforeValidator(custom(_as_format_rule))]
 
 
 class InputConfig(_Strict):
-    paths: list[str] = Field(min_length=1)  # paths or globs (`**` allowed)
-    exclude: list[str] = []  # globs; the tailer applies the union of every input's excludes
-    format: str = "auto"  # a format spec (see logsidecar.parse) for files matched by `paths`
+    paths: list[str] = Field(min_length=1, description="Paths or globs (`**` allowed) to follow.")
+    exclude: list[str] = Field(
+        [], description="Globs never to follow; the tailer applies the union of every input's excludes."
+    )
+    format: str = Field(
+        "auto", description="The format spec of the files `paths` matches (see --format for the specs)."
+    )
 
     @field_validator("format")
     @classmethod
@@ -110,40 +160,78 @@ class InputConfig(_Strict):
 
 class StdoutOutput(_Strict):
     type: Literal["stdout"] = "stdout"
-    format: StdoutFormat = StdoutFormat.AUTO
+    format: StdoutFormat = _option(
+        StdoutFormat.AUTO,
+        "json lines, pretty (coloured, one line per record), raw bodies; auto: pretty on a terminal.",
+    )
 
 
 class OtlpOutput(_Strict):
     type: Literal["otlp"] = "otlp"
-    endpoint: str | None = None  # None: the protocol's default (localhost:4317 / :4318/v1/logs)
-    protocol: Literal["grpc", "http/protobuf"] | None = None  # None: grpc
-    headers: dict[HeaderName, HeaderValue] = {}
-    ca_file: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-    insecure: bool | None = None
-    compression: Literal["gzip", "none"] | None = None  # None: none (the OTel default)
-    timeout: Duration | None = None  # None: 10s
-    batch_size: int | None = Field(None, gt=0)
-    batch_timeout: Duration | None = None
-    max_retry_time: Duration | None = None  # None: retry forever (the log file is the buffer)
-    max_request_bytes: Size | None = None  # None: 4MiB for gRPC, 20MiB for HTTP (see sinks.otlp_fit)
+    protocol: Literal["grpc", "http/protobuf"] | None = _option(None, "Transport.", shown="grpc")
+    endpoint: str | None = _option(
+        None,
+        "OTLP receiver: host:port, http(s)://host:4317 or dns:///name:4317 for gRPC; "
+        "http(s)://host:4318 for HTTP (/v1/logs is appended when the URL has no path).",
+        shown=f"{DEFAULT_GRPC_ENDPOINT} for gRPC, {DEFAULT_HTTP_ENDPOINT}/v1/logs for HTTP",
+        metavar="URL",
+        examples=["http://collector:4317"],
+    )
+    headers: dict[HeaderName, HeaderValue] = _option(
+        {},
+        "Extra request header KEY=VALUE (e.g. authorization=Bearer ...), repeatable; values are "
+        "never logged.",
+        flag="otlp-header",
+        env_split="commas",
+    )
+    ca_file: ReadableFile | None = _option(
+        None,
+        "PEM CA bundle to verify the receiver's TLS certificate (TLS is used for https:// endpoints, "
+        "and for gRPC endpoints without a scheme unless insecure).",
+        metavar="FILE",
+    )
+    client_cert: ReadableFile | None = _option(None, "PEM client certificate for mutual TLS.", metavar="FILE")
+    client_key: ReadableFile | None = _option(None, "PEM client private key for mutual TLS.", metavar="FILE")
+    insecure: bool | None = _option(
+        None,
+        "gRPC: plaintext when the endpoint has no scheme (an http:// or https:// scheme decides by itself).",
+        shown="off",
+    )
+    compression: Literal["gzip", "none"] | None = _option(
+        None, "Request compression.", shown="none, as the OTel specification says"
+    )
+    timeout: Duration | None = _option(
+        None, "Deadline of one export request.", shown=format_duration(DEFAULT_TIMEOUT_S)
+    )
+    batch_size: int | None = _option(
+        None, "Most log records in one export request.", shown=str(DEFAULT_BATCH_SIZE), gt=0
+    )
+    batch_timeout: Duration | None = _option(
+        None,
+        "How long lines may wait to fill a batch before it is sent.",
+        shown=format_duration(DEFAULT_BATCH_TIMEOUT_S),
+    )
+    max_retry_time: Duration | None = _option(
+        None,
+        "Give up retrying a batch after this long (it is then reported as rejected).",
+        shown="retry forever; the log file is the buffer",
+    )
+    max_request_bytes: Size | None = _option(
+        None,
+        "Most bytes in one export request (serialized, before compression): bigger batches are split, "
+        "a single bigger record is cut to fit and flagged logsidecar.truncated.",
+        shown=f"{format_size(DEFAULT_GRPC_MAX_REQUEST_BYTES)} for gRPC (its default receive limit), "
+        f"{format_size(DEFAULT_HTTP_MAX_REQUEST_BYTES)} for HTTP",
+    )
 
     @field_validator("endpoint")
     @classmethod
-    def _valid_endpoint(cls, endpoint: str | None) -> str | None:
+    def _valid_endpoint(cls, endpoint: str | None, info: ValidationInfo) -> str | None:
         if endpoint is None:
             return None
-        try:
-            parts = urlsplit(endpoint if "://" in endpoint else f"grpc://{endpoint}")
-            valid = parts.scheme in ("http", "https", "grpc") and bool(parts.hostname)
-        except ValueError:  # e.g. an unbalanced [ in the host
-            valid = False
-        if not valid:
-            raise PydanticCustomError(
-                "logsidecar",
-                f"invalid endpoint {redact.redact(endpoint)!r}; expected a URL like http://collector:4317",
-            )
+        problem = endpoint_problem(endpoint, info.data.get("protocol"))
+        if problem:
+            raise PydanticCustomError("logsidecar", problem)
         return endpoint
 
     @model_validator(mode="after")
@@ -168,15 +256,10 @@ class OtlpOutput(_Strict):
 
 #: The OtlpOutput fields that are one `--otlp-<field>` flag each (headers: --otlp-header, repeated).
 OTLP_FLAG_FIELDS = tuple(name for name in OtlpOutput.model_fields if name not in ("type", "headers"))
+#: Each output type's model, by the name of its `type`.
+OUTPUT_MODELS: dict[str, type[StdoutOutput | OtlpOutput]] = {"stdout": StdoutOutput, "otlp": OtlpOutput}
 
 Output = Annotated[StdoutOutput | OtlpOutput, Field(discriminator="type")]
-
-
-def _option(default: Any, help: str, *, shown: str | None = None, **constraints: Any) -> Any:  # noqa: A002
-    """A field that is also a command-line option: `help` is its --help text; `shown` is the default
-    displayed there when the value itself says nothing (None: off, never, or computed at run time)."""
-    extra: dict[str, Any] | None = {"shown_default": shown} if shown is not None else None
-    return Field(default, description=help, json_schema_extra=extra, **constraints)  # type: ignore[arg-type]
 
 
 def _default_outputs() -> list[StdoutOutput | OtlpOutput]:
@@ -186,16 +269,40 @@ def _default_outputs() -> list[StdoutOutput | OtlpOutput]:
 class Settings(_Strict):
     """The effective configuration. Field names are the `tail` flags' names (and the file's keys)."""
 
-    inputs: list[InputConfig] = []
-    formats: list[str] = []  # [GLOB=]SPEC rules (what --format gives), tried before the inputs' formats
-    exclude: list[str] = []
-    outputs: list[Output] = Field(default_factory=_default_outputs, min_length=1)
-    # Every option below is also a `tail` flag and a LOGSIDECAR_* variable (see `settings.sources`):
-    # its help text and the default shown in --help come from here (`cli.model_options`).
+    inputs: list[InputConfig] = _option(
+        [],
+        "Files to follow: paths or globs (`**` allowed), quoted so that the shell leaves the globs to us. "
+        "In the file, [[inputs]] tables also give each their own format and excludes.",
+        param="paths",
+        metavar="PATH_OR_GLOB...",
+    )
+    formats: list[FormatRuleText] = _option(
+        [],
+        "Log format: auto, combined, common, error, logformat:<LogFormat>, ... Repeatable as GLOB=SPEC "
+        "per file pattern (e.g. '*error*=error'); a plain SPEC applies to the other files.",
+        shown="auto",
+        flag="format",
+        short="-f",
+        param="format_rules",
+        env_split="lines",  # a LogFormat holds spaces and commas
+        metavar="[GLOB=]SPEC",
+    )
+    exclude: list[str] = _option([], "Glob of paths never to follow (repeatable).", metavar="GLOB")
+    outputs: list[Output] = _option(
+        _default_outputs,
+        "Where records go: stdout, otlp, or both (repeatable, or comma-separated). In the file, "
+        "[[outputs]] tables with type = 'stdout' or 'otlp' and that output's keys.",
+        shown="stdout",
+        flag="output",
+        short="-o",
+        param="outputs",
+        min_length=1,
+    )
     state_dir: str | None = _option(
         None,
         "Where checkpoints are kept; 'none' keeps them in memory only.",
         shown="$XDG_STATE_HOME/logsidecar, i.e. ~/.local/state/logsidecar",
+        examples=["/var/lib/logsidecar"],
     )
     start_at: StartAt = _option(StartAt.BEGINNING, "Where to start in files that have no checkpoint.")
     watch: WatchMode = _option(
@@ -219,8 +326,15 @@ class Settings(_Strict):
         DEFAULT_TIMEZONE,
         "Zone of error-log times (they carry no offset): local, UTC, +02:00, Europe/Paris ...",
     )
-    resource: dict[str, str] = {}
-    service_name: str | None = None
+    resource: dict[str, str] = _option(
+        {}, "Extra resource attribute KEY=VALUE on every record (repeatable).", env_split="words"
+    )
+    service_name: str | None = _option(
+        None,
+        "Resource service.name of every record.",
+        shown=DEFAULT_SERVICE_NAME,
+        metavar="NAME",
+    )
     drain_timeout: Duration = _option(
         8.0,
         "On SIGTERM/SIGINT: stop discovering files, read every followed file to its end, deliver, "
@@ -339,37 +453,26 @@ def _mask(data: Any, parent: str = "") -> Any:
     return masked
 
 
-def endpoint_credentials(endpoint: str) -> tuple[str, str | None]:
-    """(the endpoint without credentials, the credentials `user:password` or None). The userinfo
-    of a URL (`http://user:pw@host:4318`) or of a gRPC target without scheme (`user:pw@host:4317`)."""
-    scheme, sep, rest = endpoint.partition("://")
-    if not sep:
-        scheme, rest = "", endpoint
-    authority, slash, path = rest.partition("/")
-    if "@" not in authority:
-        return endpoint, None
-    userinfo, _, host = authority.rpartition("@")
-    return f"{scheme}{sep}{host}{slash}{path}", userinfo
+_NESTED: dict[str, tuple[type[BaseModel], str]] = {
+    "inputs": (InputConfig, "in [[inputs]]"),
+    "stdout": (StdoutOutput, "in [[outputs]] with type = 'stdout'"),
+    "otlp": (OtlpOutput, "in [[outputs]] with type = 'otlp'"),
+}
 
 
-def header_problem(key: str, value: str) -> str | None:
-    """Why `key: value` cannot be sent as an HTTP header or gRPC metadata, or None. Never quotes
-    the value (a secret); a bad value would otherwise be refused at every request, or split the
-    header (CR/LF) into another one."""
-    try:
-        _as_header_name(key)
-    except ValueError as exc:
-        return str(exc)
-    if not _HEADER_VALUE.fullmatch(value):
-        return f"header {key!r}: {_BAD_HEADER_VALUE}"
-    return None
+def _model_at(loc: Sequence[Any]) -> tuple[type[BaseModel], str]:
+    found: tuple[type[BaseModel], str] = (Settings, "at the top level")
+    for part in loc[:-1]:
+        if isinstance(part, str) and part in _NESTED:
+            found = _NESTED[part]
+    return found
 
 
 def keys_at(loc: Sequence[Any]) -> Iterable[str]:
-    """The valid keys beside `loc[-1]` (for "expected one of" in unknown-key errors)."""
-    nested: dict[str, type[BaseModel]] = {"inputs": InputConfig, "stdout": StdoutOutput, "otlp": OtlpOutput}
-    model: type[BaseModel] = Settings
-    for part in loc[:-1]:
-        if isinstance(part, str) and part in nested:
-            model = nested[part]
-    return model.model_fields
+    """The valid keys beside `loc[-1]` (for "did you mean" and the valid keys of unknown-key errors)."""
+    return _model_at(loc)[0].model_fields
+
+
+def place_at(loc: Sequence[Any]) -> str:
+    """Where the key `loc[-1]` is, in words: 'at the top level', "in [[inputs]]" ..."""
+    return _model_at(loc)[1]

@@ -41,15 +41,31 @@ from urllib.parse import unquote, urlsplit
 from logsidecar import redact
 from logsidecar.settings.errors import ConfigError
 from logsidecar.settings.kubernetes_env import kubernetes_resource
-from logsidecar.settings.model import endpoint_credentials, header_problem
+from logsidecar.settings.model import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCH_TIMEOUT_S,
+    DEFAULT_GRPC_ENDPOINT,
+    DEFAULT_HTTP_ENDPOINT,
+    DEFAULT_TIMEOUT_S,
+)
+from logsidecar.settings.transport import endpoint_credentials, endpoint_problem, header_problem
 from logsidecar.settings.units import key_values
 from logsidecar.sinks.otlp_settings import DEFAULT_SERVICE_NAME, Compression, OtlpProtocol, OtlpSettings
 
-DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
-DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
-DEFAULT_TIMEOUT_S = 10.0
-DEFAULT_BATCH_SIZE = 2048
-DEFAULT_BATCH_TIMEOUT_S = 0.2
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_BATCH_TIMEOUT_S",
+    "DEFAULT_GRPC_ENDPOINT",
+    "DEFAULT_HTTP_ENDPOINT",
+    "DEFAULT_TIMEOUT_S",
+    "EXPORTER_FIELDS",
+    "OTEL_VARIABLES",
+    "exporter_variable",
+    "parse_otel_key_values",
+    "resolve_metrics_settings",
+    "resolve_otlp_settings",
+    "signal_url",
+]
 
 # OtlpOutput field -> suffix of OTEL_EXPORTER_OTLP_(LOGS_)<suffix> (a plain value each)
 EXPORTER_FIELDS = {
@@ -60,6 +76,14 @@ EXPORTER_FIELDS = {
     "client_key": "CLIENT_KEY",
     "compression": "COMPRESSION",
     "insecure": "INSECURE",
+}
+#: The standard variable that also sets an option (by `tail` parameter name), below LOGSIDECAR_*.
+OTEL_VARIABLES = {
+    **{f"otlp_{field}": f"OTEL_EXPORTER_OTLP_(LOGS_){suffix}" for field, suffix in EXPORTER_FIELDS.items()},
+    "otlp_timeout": "OTEL_EXPORTER_OTLP_(LOGS_)TIMEOUT (milliseconds)",
+    "otlp_header": "OTEL_EXPORTER_OTLP_(LOGS_)HEADERS",
+    "service_name": "OTEL_SERVICE_NAME",
+    "resource": "OTEL_RESOURCE_ATTRIBUTES",
 }
 _LOGS_PREFIX = "OTEL_EXPORTER_OTLP_LOGS_"
 _METRICS_PREFIX = "OTEL_EXPORTER_OTLP_METRICS_"
@@ -201,41 +225,27 @@ def resolve_otlp_settings(
 
 def _resolve_endpoint(protocol: OtlpProtocol, flag_endpoint: str | None, env: Mapping[str, str]) -> str:
     if flag_endpoint:
-        return _signal_url(protocol, flag_endpoint, only_if_no_path=True)
+        return signal_url(protocol, flag_endpoint, only_if_no_path=True)
     logs_endpoint = env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "").strip()
     if logs_endpoint:
         return logs_endpoint  # the spec: signal-specific endpoints are used as is
     base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
     if base:
-        return _signal_url(protocol, base, only_if_no_path=False)
+        return signal_url(protocol, base, only_if_no_path=False)
     if protocol is OtlpProtocol.GRPC:
         return DEFAULT_GRPC_ENDPOINT
-    return _signal_url(protocol, DEFAULT_HTTP_ENDPOINT, only_if_no_path=False)
+    return signal_url(protocol, DEFAULT_HTTP_ENDPOINT, only_if_no_path=False)
 
 
 def _check_endpoint(protocol: OtlpProtocol, endpoint: str) -> None:
-    """Fail at start-up on an endpoint no attempt could ever reach (instead of retrying forever)."""
-    parts = urlsplit(endpoint) if "://" in endpoint else None
-    if protocol is OtlpProtocol.HTTP_PROTOBUF:
-        if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-            raise ConfigError(
-                [
-                    f"the OTLP/HTTP endpoint must be an http:// or https:// URL, got {redact.redact(endpoint)!r}"
-                ]
-            )
-        return
-    if parts is not None and (parts.scheme.lower() not in ("http", "https") or not parts.netloc):
-        raise ConfigError(
-            [
-                "the OTLP/gRPC endpoint must be host:port or an http:// or https:// URL, "
-                f"got {redact.redact(endpoint)!r}"
-            ]
-        )
-    if parts is None and not endpoint.strip():
-        raise ConfigError(["the OTLP/gRPC endpoint is empty"])
+    """Fail at start-up on an endpoint no attempt could ever reach (instead of retrying forever);
+    the model's check (`settings.transport.endpoint_problem`), for the endpoint finally resolved."""
+    problem = endpoint_problem(endpoint, protocol.value)
+    if problem:
+        raise ConfigError([problem])
 
 
-def _signal_url(protocol: OtlpProtocol, base: str, *, only_if_no_path: bool) -> str:
+def signal_url(protocol: OtlpProtocol, base: str, *, only_if_no_path: bool) -> str:
     """For HTTP, the logs URL under a base endpoint: base + "/v1/logs" (one slash between)."""
     if protocol is OtlpProtocol.GRPC:
         return base
@@ -252,12 +262,23 @@ def resolve_metrics_settings(
     the LOGS_* ones, and for HTTP the URL path is /v1/metrics. The endpoint:
     OTEL_EXPORTER_OTLP_METRICS_ENDPOINT as is; otherwise the logs endpoint with a trailing /v1/logs
     replaced by /v1/metrics (a flag or base URL without a path gets /v1/metrics); a custom path
-    from --otlp-endpoint is kept as is."""
+    from --otlp-endpoint is kept as is.
+
+    A METRICS_* variable wins over the flag of its field: `flags` may hold the logs output's settings,
+    into which `settings.sources` has read the LOGS_* variables (the metrics must not inherit them)."""
     env = os.environ if environ is None else environ
     metrics_env = {k: v for k, v in env.items() if not k.startswith(_LOGS_PREFIX)}
     for key, value in env.items():
         if key.startswith(_METRICS_PREFIX):
             metrics_env[_LOGS_PREFIX + key[len(_METRICS_PREFIX) :]] = value
+    own = {
+        **{f"otlp_{f}": s for f, s in EXPORTER_FIELDS.items()},
+        "otlp_timeout": "TIMEOUT",
+        "otlp_header": "HEADERS",
+    }
+    flags = {
+        k: v for k, v in flags.items() if not (k in own and env.get(_METRICS_PREFIX + own[k], "").strip())
+    }
     settings = resolve_otlp_settings(flags, metrics_env, hostname=hostname)
     endpoint = settings.endpoint
     own_endpoint = env.get(_METRICS_PREFIX + "ENDPOINT", "").strip()

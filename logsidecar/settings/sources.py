@@ -5,11 +5,13 @@ standard OTEL_*) > file > defaults, key by key.
 `env` is the mapping given, `flags` holds only the options given on the command line (click parameter
 names of `logsidecar tail`, see `flags_from_click`).
 
-Names are derived from the model, never listed twice: a top-level scalar field `max_line_bytes` is
-the variable LOGSIDECAR_MAX_LINE_BYTES and the flag --max-line-bytes; an `OtlpOutput` field
-`batch_size` is the flag --otlp-batch-size. OTEL_EXPORTER_OTLP_* variables (read by
-`settings.otel_env`) configure every OTLP output; they do not add one. LOGSIDECAR_OUTPUT / --output
-choose the outputs, reusing the file's settings for each type.
+Names are derived from the model, never listed twice (`settings.options.OPTIONS`): a top-level
+field `max_line_bytes` is the variable LOGSIDECAR_MAX_LINE_BYTES and the flag --max-line-bytes; an
+`OtlpOutput` field `batch_size` is LOGSIDECAR_OTLP_BATCH_SIZE and --otlp-batch-size, and sets every
+OTLP output. OTEL_EXPORTER_OTLP_* variables (names from `settings.otel_env`) configure every OTLP
+output too, below LOGSIDECAR_*; they do not add one (and OTEL_EXPORTER_OTLP_ENDPOINT stays a base
+URL). LOGSIDECAR_OUTPUT / --output choose the outputs, reusing the file's settings for each type.
+A value given for an output type that is not chosen is validated all the same.
 
 Invariants:
 - Every problem is reported at once (`ConfigError.errors`), each naming its key path, variable or
@@ -26,34 +28,24 @@ from typing import Any
 from pydantic import ValidationError
 
 from logsidecar import redact
-from logsidecar.settings.errors import ConfigError, describe
+from logsidecar.settings.errors import ConfigError, describe, valid_keys_lines
 from logsidecar.settings.files import load_file_lenient
-from logsidecar.settings.model import OTLP_FLAG_FIELDS, Settings, keys_at
-from logsidecar.settings.otel_env import EXPORTER_FIELDS, exporter_variable
+from logsidecar.settings.model import OUTPUT_MODELS, Settings, keys_at, place_at
+from logsidecar.settings.options import OPTIONS, Option, unknown_env_vars
+from logsidecar.settings.otel_env import EXPORTER_FIELDS, exporter_variable, signal_url
 from logsidecar.settings.units import key_values, split_words
+from logsidecar.sinks.otlp_settings import OtlpProtocol
 
-ENV_PREFIX = "LOGSIDECAR_"
-# Top-level fields that are not one plain value (each has its own variable or flag handling below).
-_STRUCTURED = frozenset({"inputs", "formats", "exclude", "outputs", "resource", "service_name"})
+__all__ = ["resolve", "flags_from_click", "unknown_env_vars", "default_state_dir", "SCALARS", "NO_INPUTS"]
+
+#: What `tail` and `check-config` both say when the settings name no file to follow.
+NO_INPUTS = (
+    "inputs: nothing to follow; give at least one PATH_OR_GLOB to `tail`, set LOGSIDECAR_PATHS, or "
+    "add [[inputs]] with paths = [...] to the config file"
+)
+
 #: Top-level fields set by one LOGSIDECAR_<NAME> variable and one --<name> flag each.
-SCALARS = tuple(name for name in Settings.model_fields if name not in _STRUCTURED)
-# Variables that are not a scalar field's (each read in `_apply_env`, or by click for CONFIG).
-_OTHER_VARIABLES = {
-    "PATHS", "FORMAT", "EXCLUDE", "OUTPUT", "RESOURCE", "STDOUT_FORMAT", "CONFIG", "DEFAULT_PATHS",
-    "OTLP_MAX_REQUEST_BYTES",
-}  # fmt: skip
-# `tail` flag name -> OtlpOutput field (headers: --otlp-header, merged)
-_OTLP_FLAGS = {f"otlp_{name}": name for name in OTLP_FLAG_FIELDS}
-
-
-def env_name(field: str) -> str:
-    """The LOGSIDECAR_* variable of a top-level field."""
-    return ENV_PREFIX + field.upper()
-
-
-def flag_name(field: str) -> str:
-    """The command-line flag of a field: `max_line_bytes` -> `--max-line-bytes`."""
-    return "--" + field.replace("_", "-")
+SCALARS = tuple(o.field for o in OPTIONS if o.output is None and o.kind == "value")
 
 
 class _Layers:
@@ -63,6 +55,10 @@ class _Layers:
         self.data = data
         self.origin: dict[tuple[Any, ...], str] = {}
         self.errors: list[str] = []
+        # Values the environment or the flags give an output type that is not chosen (--otlp-endpoint
+        # with stdout only): validated all the same, so that a bad value is never silently dropped.
+        self.detached: dict[str, dict[str, Any]] = {}
+        self.detached_origin: dict[str, dict[tuple[Any, ...], str]] = {}
 
     def set(self, key: str, value: Any, origin: str) -> None:
         self.data[key] = value
@@ -74,18 +70,42 @@ class _Layers:
             outputs = self.data["outputs"] = [{"type": "stdout"}]
         return [o for o in outputs if isinstance(o, dict)] if isinstance(outputs, list) else []
 
-    def set_output_field(self, output_type: str, key: str, value: Any, origin: str) -> None:
+    def _has_output(self, output_type: str) -> bool:
+        return any(o.get("type", "stdout") == output_type for o in self.outputs())
+
+    def _detach(self, output_type: str, key: str, value: Any, origin: str) -> None:
+        detached = self.detached.setdefault(output_type, {})
+        if isinstance(value, dict):
+            value = {**(detached.get(key) or {}), **value}
+        detached[key] = value
+        self.detached_origin.setdefault(output_type, {})[(key,)] = origin
+
+    def set_output_field(
+        self, output_type: str, key: str, value: Any, origin: str, *, keep_detached: bool = True
+    ) -> None:
         """Set `key` on every output of `output_type` (flags and env address all of them)."""
-        self.outputs()
+        if not self._has_output(output_type):
+            if keep_detached:
+                self._detach(output_type, key, value, origin)
+            return
         for index, output in enumerate(self.data["outputs"]):
             if isinstance(output, dict) and output.get("type", "stdout") == output_type:
                 output[key] = value
                 self.origin[("outputs", index, key)] = origin
 
     def merge_output_mapping(
-        self, output_type: str, key: str, values: Mapping[str, str], origin: str
+        self,
+        output_type: str,
+        key: str,
+        values: Mapping[str, str],
+        origin: str,
+        *,
+        keep_detached: bool = True,
     ) -> None:
-        self.outputs()
+        if not self._has_output(output_type):
+            if keep_detached:
+                self._detach(output_type, key, dict(values), origin)
+            return
         for index, output in enumerate(self.data["outputs"]):
             if isinstance(output, dict) and output.get("type", "stdout") == output_type:
                 current = output.get(key)
@@ -118,12 +138,9 @@ def resolve(
 ) -> Settings:
     """flags > env > file > defaults, validated. Raises ConfigError listing every problem.
 
-    `flags`: only options given on the command line, by `tail` parameter name (paths, format_rules,
-    exclude, state_dir, start_at, watch, follow_symlinks, poll_interval, ignore_older, max_line_bytes,
-    partial_line_flush, outputs, stdout_format, timezone, resource, drain_timeout, exit_when_exists,
-    max_in_flight_lines, log_format, log_level, http_addr, unhealthy_after, derive_metrics,
-    metrics_route_depth, metrics_interval, docker_metadata, service_name, otlp_*); None or () means
-    "not given".
+    `flags`: only options given on the command line, by `tail` parameter name (the `param` of each
+    `settings.options.OPTIONS`: paths, format_rules, outputs, max_line_bytes, otlp_endpoint,
+    otlp_header ...); None or () means "not given".
     """
     expanded: set[tuple[Any, ...]] = set()
     data, expansion_errors = (
@@ -134,30 +151,39 @@ def resolve(
     flags = {k: v for k, v in flags.items() if v is not None and v != ()}
     # Choose the outputs first: env and flags then configure the outputs that will exist.
     if "outputs" in flags:
-        layers.select_outputs(list(flags["outputs"]), "--output")
+        # `--output stdout,otlp` as LOGSIDECAR_OUTPUT=stdout,otlp (the click type splits; a caller may not)
+        chosen = [t for v in flags["outputs"] for t in ([v] if isinstance(v, str) else v)]
+        layers.select_outputs([t for v in chosen for t in split_words(v)], "--output")
     elif (env.get("LOGSIDECAR_OUTPUT") or "").strip():
         layers.select_outputs(split_words(env["LOGSIDECAR_OUTPUT"]), "LOGSIDECAR_OUTPUT")
     _apply_env(layers, env)
     _apply_flags(layers, flags)
+    _base_endpoints_to_logs_urls(layers)
     if not layers.data.get("inputs") and (env.get("LOGSIDECAR_DEFAULT_PATHS") or "").strip():
         # A default below the file (the container image sets it): a mounted config's [[inputs]] or
         # LOGSIDECAR_PATHS replace it, instead of the image's paths overriding the user's file.
         layers.set("inputs", [{"paths": env["LOGSIDECAR_DEFAULT_PATHS"].split()}], "LOGSIDECAR_DEFAULT_PATHS")
     if layers.data.get("state_dir") is None:
         layers.data["state_dir"] = str(default_state_dir(env))
-    # A value from ${VAR} is shown in no error (redact hides it in text; _describe where it is).
+    # A value from ${VAR} is shown in no error (redact hides it in text; `describe` where it is).
+    lines = list(layers.errors)
+    errors: list[Any] = []
+    settings = None
     try:
         settings = Settings.model_validate(layers.data)
     except ValidationError as exc:
+        errors = exc.errors()
+        lines += [describe(error, layers.origin, expanded, keys_at) for error in errors]
+    for output_type, values in layers.detached.items():
+        try:
+            OUTPUT_MODELS[output_type].model_validate(values)
+        except ValidationError as exc:
+            origin = layers.detached_origin[output_type]
+            lines += [describe(error, origin, set(), keys_at) for error in exc.errors()]
+    if lines or settings is None:
         raise ConfigError(
-            [
-                redact.redact(line)
-                for line in layers.errors
-                + [describe(error, layers.origin, expanded, keys_at) for error in exc.errors()]
-            ]
-        ) from None
-    if layers.errors:
-        raise ConfigError([redact.redact(line) for line in layers.errors])
+            [redact.redact(line) for line in lines], valid_keys_lines(errors, keys_at, place_at)
+        )
     settings.remember_secrets()
     return settings
 
@@ -194,92 +220,96 @@ def _apply_env(layers: _Layers, env: Mapping[str, str]) -> None:
         found = exporter_variable(env, suffix)
         if found is not None:
             name, value = found
-            layers.set_output_field("otlp", field, value.strip(), name)
+            layers.set_output_field("otlp", field, value.strip(), name, keep_detached=False)
     found = exporter_variable(env, "TIMEOUT")
     if found is not None:
         name, value = found
         try:
-            layers.set_output_field("otlp", "timeout", float(value) / 1000.0, name)
+            layers.set_output_field("otlp", "timeout", float(value) / 1000.0, name, keep_detached=False)
         except ValueError:
             layers.errors.append(f"{name}: expected a number of milliseconds, got {value!r}")
     found = exporter_variable(env, "HEADERS")
     if found is not None:
         name, value = found
         headers = _key_values(value, name, layers.errors, percent_encoded=True)
-        layers.merge_output_mapping("otlp", "headers", headers, name)
+        layers.merge_output_mapping("otlp", "headers", headers, name, keep_detached=False)
 
-    for key in SCALARS:
-        scalar = get(env_name(key))
-        if scalar is not None:
-            layers.set(key, scalar.strip(), env_name(key))
-    if get("LOGSIDECAR_PATHS"):
-        layers.set("inputs", [{"paths": env["LOGSIDECAR_PATHS"].split()}], "LOGSIDECAR_PATHS")
-    if get("LOGSIDECAR_FORMAT"):
-        rules = [line.strip() for line in env["LOGSIDECAR_FORMAT"].splitlines() if line.strip()]
-        layers.set("formats", rules, "LOGSIDECAR_FORMAT")
-    if get("LOGSIDECAR_EXCLUDE"):
-        layers.set("exclude", split_words(env["LOGSIDECAR_EXCLUDE"]), "LOGSIDECAR_EXCLUDE")
-    if get("LOGSIDECAR_STDOUT_FORMAT"):
-        layers.set_output_field(
-            "stdout", "format", env["LOGSIDECAR_STDOUT_FORMAT"].strip(), "LOGSIDECAR_STDOUT_FORMAT"
-        )
-    if get("LOGSIDECAR_OTLP_MAX_REQUEST_BYTES"):
-        layers.set_output_field(
-            "otlp",
-            "max_request_bytes",
-            env["LOGSIDECAR_OTLP_MAX_REQUEST_BYTES"].strip(),
-            "LOGSIDECAR_OTLP_MAX_REQUEST_BYTES",
-        )
-    if get("LOGSIDECAR_RESOURCE"):
-        pairs = _key_values(
-            ",".join(split_words(env["LOGSIDECAR_RESOURCE"])), "LOGSIDECAR_RESOURCE", layers.errors
-        )
-        layers.merge_mapping("resource", pairs, "LOGSIDECAR_RESOURCE")
+    for option in OPTIONS:
+        text = get(option.env)
+        if text is None or option.kind == "outputs":  # outputs: chosen first, in `resolve`
+            continue
+        if option.kind == "paths":
+            layers.set("inputs", [{"paths": text.split()}], option.env)
+        elif option.kind == "list":
+            items = text.splitlines() if option.env_split == "lines" else split_words(text)
+            _apply(layers, option, [item.strip() for item in items if item.strip()], option.env)
+        elif option.kind == "mapping":
+            members = ",".join(split_words(text)) if option.env_split == "words" else text
+            _apply(layers, option, _key_values(members, option.env, layers.errors), option.env)
+        else:
+            _apply(layers, option, text.strip(), option.env)
+
+
+def _base_endpoints_to_logs_urls(layers: _Layers) -> None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: for OTLP/HTTP the logs URL is under it, even when
+    it has a path (`http://c:4318/base/` -> `http://c:4318/base/v1/logs`), as the OTel specification
+    says. Done here, once the protocol is known: an endpoint in the model is used as given (a URL
+    without a path gets /v1/logs, see `otel_env.resolve_otlp_settings`)."""
+    for index, output in enumerate(layers.outputs()):
+        from_base = layers.origin.get(("outputs", index, "endpoint")) == "OTEL_EXPORTER_OTLP_ENDPOINT"
+        if from_base and output.get("protocol") == OtlpProtocol.HTTP_PROTOBUF.value:
+            output["endpoint"] = signal_url(
+                OtlpProtocol.HTTP_PROTOBUF, output["endpoint"], only_if_no_path=False
+            )
+
+
+def _apply(layers: _Layers, option: Option, value: Any, origin: str) -> None:
+    """Set one option's value where it belongs: a top-level key, or a key of every output of its type."""
+    if option.output is None:
+        if option.kind == "mapping":
+            layers.merge_mapping(option.field, value, origin)
+        else:
+            layers.set(option.field, value, origin)
+    elif option.kind == "mapping":
+        layers.merge_output_mapping(option.output, option.field, value, origin)
+    else:
+        layers.set_output_field(option.output, option.field, value, origin)
 
 
 def _apply_flags(layers: _Layers, flags: Mapping[str, Any]) -> None:
-    for key in SCALARS:
-        if key in flags:
-            layers.set(key, flags[key], flag_name(key))
-    if "service_name" in flags:
-        layers.set("service_name", flags["service_name"], "--service-name")
-    if "paths" in flags:
-        layers.set("inputs", [{"paths": list(flags["paths"])}], "PATH_OR_GLOB")
-    if "format_rules" in flags:
-        layers.set("formats", [_rule_text(r) for r in flags["format_rules"]], "--format")
-    if "exclude" in flags:
-        layers.set("exclude", list(flags["exclude"]), "--exclude")
-    if "stdout_format" in flags:
-        layers.set_output_field("stdout", "format", str(flags["stdout_format"]), "--stdout-format")
-    if "resource" in flags:
-        layers.merge_mapping("resource", dict(flags["resource"]), "--resource")
-    for flag, field in _OTLP_FLAGS.items():
-        if flag in flags:
-            layers.set_output_field("otlp", field, flags[flag], flag_name(flag))
-    if "otlp_header" in flags:
-        layers.merge_output_mapping("otlp", "headers", dict(flags["otlp_header"]), "--otlp-header")
+    for option in OPTIONS:
+        if option.param not in flags or option.kind == "outputs":
+            continue
+        value = flags[option.param]
+        origin = option.flag or "PATH_OR_GLOB"
+        if option.kind == "paths":
+            layers.set("inputs", [{"paths": list(value)}], origin)
+        elif option.kind == "list":
+            _apply(layers, option, [_rule_text(v) for v in value], origin)
+        elif option.kind == "mapping":
+            _apply(layers, option, dict(value), origin)
+        else:
+            _apply(layers, option, value, origin)
 
 
 def _rule_text(rule: Any) -> str:
-    """A FormatRule (from the click type) or its text."""
+    """An item of a list flag: text, or a `pipeline.FormatRule` (`format_rules` given by a caller)."""
     if isinstance(rule, str):
         return rule
     return f"{rule.pattern}={rule.spec}" if rule.pattern is not None else str(rule.spec)
 
 
-def flags_from_click(ctx: Any) -> dict[str, Any]:
+def flags_from_click(ctx: Any, *, with_environment: bool = False) -> dict[str, Any]:
     """The parameters of a click context that were given on the command line (not defaults, not
-    click's own envvar reading: `resolve` reads the environment itself, in the documented order)."""
+    click's own envvar reading: `resolve` reads the environment itself, in the documented order).
+    `with_environment`: also those click read from their LOGSIDECAR_* variable (parsed the same)."""
     from click.core import ParameterSource
 
+    sources = {ParameterSource.COMMANDLINE}
+    if with_environment:
+        sources.add(ParameterSource.ENVIRONMENT)
     return {
         name: value
         for name, value in ctx.params.items()
-        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+        if ctx.get_parameter_source(name) in sources and value is not None and value != ()
     }
-
-
-def unknown_env_vars(env: Mapping[str, str]) -> list[str]:
-    """LOGSIDECAR_* variables that nothing reads (a typo would otherwise be silently ignored)."""
-    known = {env_name(s) for s in SCALARS} | {ENV_PREFIX + s for s in _OTHER_VARIABLES}
-    return sorted(name for name in env if name.startswith(ENV_PREFIX) and name not in known)

@@ -3,7 +3,8 @@ zones, `KEY=VALUE` lists. Pure functions; each raises ValueError with a message 
 
 Durations are float seconds ("500ms", "30s", "5m", "24h", "7d", "1h30m" or a number of seconds);
 sizes are int bytes ("1MiB", "64KiB", "1MB", "512k" or a number of bytes). `Duration`, `Size`,
-`TimezoneName` and `HttpAddr` are the pydantic types built on them (their error is shown as is).
+`TimezoneName`, `HttpAddr` and `ReadableFile` are the pydantic types built on them (their error is
+shown as is); the command line parses with the same functions (`cli.params`).
 """
 
 from __future__ import annotations
@@ -182,6 +183,25 @@ def _as_timezone(value: Any) -> str:
     return value.strip()
 
 
+def check_readable_file(text: str) -> str:
+    """A path to a file we can open for reading (a CA bundle, a key), or ValueError saying why."""
+    path = text.strip()
+    try:
+        with open(path, "rb"):
+            pass
+    except IsADirectoryError:
+        raise ValueError(f"{path!r} is a directory; expected a file") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+    return path
+
+
+def _as_readable_file(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected the path of a file")
+    return check_readable_file(value)
+
+
 def _as_http_addr(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9464")
@@ -195,6 +215,7 @@ Duration = Annotated[
 Size = Annotated[int, BeforeValidator(custom(_as_size))]
 TimezoneName = Annotated[str, BeforeValidator(custom(_as_timezone))]
 HttpAddr = Annotated[str, BeforeValidator(custom(_as_http_addr))]
+ReadableFile = Annotated[str, BeforeValidator(custom(_as_readable_file))]
 
 
 def timezone_name(tz: tzinfo) -> str:

@@ -37,6 +37,12 @@ def errors_of(
     return caught.value.errors
 
 
+def notes_of(file: Path | None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        resolve(file, ENV, {})
+    return caught.value.notes
+
+
 # -- values with units ---------------------------------------------------------------------------------
 
 
@@ -442,12 +448,13 @@ endpoint = "ftp://x"
     )
     assert errors_of(file) == [
         f"inputs[1].format: unknown format 'combind'; expected one of: {formats}",
-        "inputs[1].fromat: unknown key; expected one of: exclude, format, paths",
+        "inputs[1].fromat: unknown key; did you mean 'format'?",
         "inputs[2].paths: required",
         "outputs[0]: unknown output type 'kafka'; expected one of: stdout, otlp",
         "outputs[1]: missing 'type'; expected one of: otlp, stdout",
-        "outputs[2].endpoint: invalid endpoint 'ftp://x'; expected a URL like http://collector:4317",
         "outputs[2].protocol: unknown value 'grpcx'; expected one of: grpc, http/protobuf",
+        "outputs[2].endpoint: invalid OTLP/gRPC endpoint 'ftp://x': must be host:port or an http:// or "
+        "https:// URL (or dns:///host:port), e.g. http://collector:4317",
         "outputs[2].insecure: expected true or false, got 'maybe'",
         "outputs[2].compression: unknown value 'zstd'; expected one of: gzip, none",
         "outputs[2].batch_size: must be greater than 0, got 0",
@@ -457,7 +464,12 @@ endpoint = "ftp://x"
         "timezone: unknown timezone 'Mars/Base'; expected local, UTC, an offset like +02:00 or a name like Europe/Paris",
         "max_in_flight_lines: expected an integer, got 'many'",
         "http_addr: invalid address 'localhost'; expected HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464",
-        f"watchh: unknown key; expected one of: {settings_keys}",
+        "watchh: unknown key; did you mean 'watch'?",
+    ]
+    # the valid keys are said once per place, after the errors, however many keys were wrong
+    assert notes_of(file) == [
+        "valid keys in [[inputs]]: exclude, format, paths",
+        f"valid keys at the top level: {settings_keys}",
     ]
 
 
@@ -595,7 +607,10 @@ def test_check_config_warns_about_unknown_variables(tmp_path: Path) -> None:
     file = write(tmp_path, "c.toml", "")
     result = CliRunner().invoke(check_config, [str(file)], env={"LOGSIDECAR_STATEDIR": "/x"})
     assert result.exit_code == 0
-    assert "warning: LOGSIDECAR_STATEDIR is not a logsidecar setting; ignored\n" in result.output
+    assert (
+        "warning: LOGSIDECAR_STATEDIR is not a logsidecar setting; ignored "
+        "(did you mean LOGSIDECAR_STATE_DIR?)\n"
+    ) in result.output
 
 
 def test_local_timezone_is_a_zone_with_dst_rules_not_a_fixed_offset() -> None:
