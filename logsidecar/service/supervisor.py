@@ -121,6 +121,8 @@ class Supervisor:
             plan.pipeline_options,
             observer=self._telemetry.metrics if self._telemetry is not None else None,
         )
+        if self._telemetry is not None:  # every counter of this run's inputs and sinks exists at zero
+            self._telemetry.metrics.declare(sinks=[sink.name for sink in plan.sinks])
         if self.stopping or self.next_plan is not None:  # a signal came while we were switching pipelines
             running.pipeline.request_stop(drain=self.stopping)
         await running.pipeline.run()

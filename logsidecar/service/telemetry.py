@@ -51,6 +51,9 @@ class LiveRun:
     def waiting_patterns(self) -> dict[str, str]:
         return self.tailer.waiting_patterns() if self.tailer is not None else {}
 
+    def input_patterns(self) -> tuple[str, ...]:
+        return tuple(self.tailer.matcher.include) if self.tailer is not None else ()
+
     def queue_depth(self) -> int:
         return self.pipeline.queue_depth() if self.pipeline is not None else 0
 
@@ -76,6 +79,7 @@ class Telemetry:
             file_stats=running.file_stats,
             oldest_undelivered_age_s=running.oldest_undelivered_age_s,
             queue_depth=running.queue_depth,
+            input_patterns=running.input_patterns,
         )
         self.health = HealthMonitor(
             policy=HealthPolicy(unhealthy_after_s=settings.unhealthy_after),
