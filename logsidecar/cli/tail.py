@@ -138,7 +138,10 @@ _NOT_SETTINGS = ("config_file", "dry_run", "dry_run_lines")
 def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_lines: int, **_: Any) -> None:
     """Follow PATH_OR_GLOB... like `tail -F` (through rotation and restarts), parse every line and
     forward the records to stdout (JSON lines) and/or OTLP. Stop with SIGTERM or Ctrl-C; SIGHUP
-    re-reads the --config file (inputs added or removed take effect, checkpoints kept)."""
+    re-reads the --config file (inputs added or removed take effect, checkpoints kept).
+
+    `-` (alone) reads standard input until EOF, then delivers and exits 0; no checkpoint is kept (a
+    pipe cannot be read again): `docker logs -f web 2>&1 | logsidecar tail -`."""
     flags = {k: v for k, v in flags_from_click(ctx).items() if k not in _NOT_SETTINGS}
 
     def load() -> Settings:
@@ -160,7 +163,11 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
         if dry_run:
             from logsidecar.cli.dry_run import report
 
-            ctx.exit(report(settings, lines=dry_run_lines))
+            try:
+                status = report(settings, lines=dry_run_lines)
+            except ValueError as exc:  # inputs that cannot be combined (`-` with files)
+                raise click.UsageError(redact(str(exc))) from None
+            ctx.exit(status)
         _serve(
             settings,
             load if config_file else None,

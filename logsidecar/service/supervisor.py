@@ -31,10 +31,11 @@ from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.parse.base import FormatError
 from logsidecar.pipeline import SINK_CLOSE_GRACE_S, Pipeline
-from logsidecar.service.plan import Plan
+from logsidecar.service.plan import Plan, reads_stdin
 from logsidecar.service.telemetry import LiveRun, SelfLog, Telemetry, telemetry_key
 from logsidecar.settings.errors import ConfigError
 from logsidecar.tail.checkpoints import CheckpointStore
+from logsidecar.tail.stdin import StdinSource
 from logsidecar.tail.tailer import Tailer
 
 
@@ -113,7 +114,10 @@ class Supervisor:
         if self._store is None or state_dir is not None or self._store.state_dir is not None:
             self._store = CheckpointStore(state_dir)
         running = self._running
-        running.tailer = Tailer(plan.tail_options, self._store)
+        options = plan.tail_options
+        running.tailer = (
+            StdinSource(options) if reads_stdin(options.include) else Tailer(options, self._store)
+        )
         running.pipeline = Pipeline(
             running.tailer,
             list(plan.sinks),

@@ -43,7 +43,7 @@ class LiveRun:
 
     def __init__(self) -> None:
         self.pipeline: Pipeline | None = None
-        self.tailer: Any = None
+        self.tailer: Any = None  # a Tailer, or a StdinSource (`tail -`)
 
     def file_stats(self) -> Any:
         return self.tailer.stats() if self.tailer is not None else ()
@@ -52,7 +52,7 @@ class LiveRun:
         return self.tailer.waiting_patterns() if self.tailer is not None else {}
 
     def input_patterns(self) -> tuple[str, ...]:
-        return tuple(self.tailer.matcher.include) if self.tailer is not None else ()
+        return tuple(self.tailer.input_patterns()) if self.tailer is not None else ()
 
     def queue_depth(self) -> int:
         return self.pipeline.queue_depth() if self.pipeline is not None else 0
