@@ -173,12 +173,16 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
             load if config_file else None,
             {k: v for k, v in flags.items() if k in OTLP_PARAMETER_NAMES},
             own_logs,
+            # `docker attach --engine-logs` runs this command with the source it built (ctx.obj).
+            (ctx.obj or {}).get("source_factory") if isinstance(ctx.obj, dict) else None,
         )
     finally:
         own_logs.uninstall()
 
 
-def _serve(settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: Any) -> None:
+def _serve(
+    settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: Any, source_factory: Any = None
+) -> None:
     """Build the plan and run it; every error becomes one readable line (never a traceback)."""
     from logsidecar.service.plan import build_plan
     from logsidecar.service.supervisor import Supervisor, run_until_exit
@@ -190,7 +194,7 @@ def _serve(settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: 
         raise click.UsageError(redact(str(exc))) from None
     rebuild = (lambda: build_plan(load(), os.environ, otlp_flags)) if load is not None else None
     try:
-        run_until_exit(Supervisor(plan, rebuild, own_logs).run())
+        run_until_exit(Supervisor(plan, rebuild, own_logs, source_factory).run())
     except OutputClosed:
         _silence_stdout()
     except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback

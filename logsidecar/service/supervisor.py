@@ -47,8 +47,17 @@ class Supervisor:
     - `next_plan`: a reload was built and waits for the current pipeline to stop.
     """
 
-    def __init__(self, plan: Plan, rebuild: Callable[[], Plan] | None, selflog: SelfLog) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        rebuild: Callable[[], Plan] | None,
+        selflog: SelfLog,
+        source_factory: Callable[[Plan], Any] | None = None,
+    ) -> None:
         self.plan = plan
+        # Builds the run's source instead of the tailer (`docker attach --engine-logs`: the engine's
+        # log stream of a container); a `pipeline.Source`.
+        self._source_factory = source_factory
         self.stopping = False
         self.next_plan: Plan | None = None
         self._rebuild = rebuild  # None: no config file to read again
@@ -115,9 +124,12 @@ class Supervisor:
             self._store = CheckpointStore(state_dir)
         running = self._running
         options = plan.tail_options
-        running.tailer = (
-            StdinSource(options) if reads_stdin(options.include) else Tailer(options, self._store)
-        )
+        if self._source_factory is not None:
+            running.tailer = self._source_factory(plan)
+        elif reads_stdin(options.include):
+            running.tailer = StdinSource(options)
+        else:
+            running.tailer = Tailer(options, self._store)
         running.pipeline = Pipeline(
             running.tailer,
             list(plan.sinks),

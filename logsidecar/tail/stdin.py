@@ -19,6 +19,7 @@ import asyncio
 import collections
 import os
 import stat
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,6 +46,9 @@ class StdinSource:
         self.lines_acknowledged = 0
         self._in_flight: collections.deque[tuple[int, int]] = collections.deque()  # (end offset, lines)
         self.eof = False
+        # One key per run: `log.record.uid` (the key's hash and the line's offset) must not repeat
+        # across runs, and a pipe's offsets start at 0 every time.
+        self.file_key = f"{STDIN_KEY}:{time.time_ns()}"
         self._stopping = asyncio.Event()
 
     def input_patterns(self) -> tuple[str, ...]:
@@ -108,7 +112,7 @@ class StdinSource:
             stop = start + step
             truncated = {i - start for i in framed.truncated if start <= i < stop}
             batch = ReadBatch(
-                STDIN_KEY, STDIN_PATH, framed.lines[start:stop], framed.end_offsets[start:stop], truncated
+                self.file_key, STDIN_PATH, framed.lines[start:stop], framed.end_offsets[start:stop], truncated
             )
             self.lines_read += len(batch.lines)
             self._in_flight.append((batch.end_offset, len(batch.lines)))
@@ -132,7 +136,7 @@ class StdinSource:
         return [
             {
                 "path": STDIN_PATH,
-                "file_key": STDIN_KEY,
+                "file_key": self.file_key,
                 "from_offset": None,  # no checkpoint: a restart cannot read these lines again
                 "undelivered_bytes": self.read_offset - self.committed_offset,
                 "undelivered_lines": self.lines_read - self.lines_acknowledged,
@@ -151,7 +155,7 @@ class StdinSource:
             "files": [
                 {
                     "path": STDIN_PATH,
-                    "file_key": STDIN_KEY,
+                    "file_key": self.file_key,
                     "read_offset": self.read_offset,
                     "committed_offset": self.committed_offset,
                     "size": self.read_offset,
