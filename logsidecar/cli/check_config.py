@@ -12,6 +12,7 @@ import os
 
 import click
 
+from logsidecar.cli.params import output_format_option
 from logsidecar.settings.errors import ConfigError
 from logsidecar.settings.sources import resolve, unknown_env_vars
 
@@ -19,21 +20,24 @@ from logsidecar.settings.sources import resolve, unknown_env_vars
 @click.command("check-config")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--no-env", is_flag=True, help="Ignore the environment: check the file alone.")
-@click.option(
-    "--output-format",
-    type=click.Choice(["yaml", "json"]),
-    default="yaml",
-    show_default=True,
-    help="How the effective settings are printed.",
-)
+@output_format_option(hidden_values={"yaml": "text"})
 def command(file: str, no_env: bool, output_format: str) -> None:
-    """Validate FILE (TOML, YAML or JSON) and print the effective configuration."""
+    """Validate FILE (TOML, YAML or JSON) and print the effective configuration: as YAML (text), or
+    as JSON, where an invalid file prints {"valid": false, "errors": [...]} on stdout too.
+
+    \b
+    Examples:
+      logsidecar check-config logsidecar.toml
+      logsidecar check-config --no-env -o json logsidecar.yaml | jq .outputs
+    """
     env = {} if no_env else dict(os.environ)
     for name in unknown_env_vars(env):
         click.echo(f"warning: {name} is not a logsidecar setting; ignored", err=True)
     try:
         settings = resolve(file, env, {})
     except ConfigError as exc:
+        if output_format == "json":
+            click.echo(json.dumps({"valid": False, "file": file, "errors": list(exc.errors)}, indent=2))
         count = len(exc.errors)
         click.echo(f"{file}: invalid configuration ({count} error{'' if count == 1 else 's'}):", err=True)
         for line in exc.errors:

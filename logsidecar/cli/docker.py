@@ -15,6 +15,8 @@ import sys
 
 import click
 
+from logsidecar.cli.params import output_format_option
+
 # The Docker SDK (and requests under it) costs ~140 ms and several MiB to import: only the docker
 # subcommands pay for it, so the containers package is imported inside them.
 
@@ -33,7 +35,15 @@ DEFAULT_SIDECAR_IMAGE = (
 )
 @click.pass_context
 def command(ctx: click.Context, docker_host: str | None) -> None:
-    """Docker-aware commands: attach, sidecar, audit, check-image."""
+    """Docker-aware commands: attach, sidecar, audit, check-image.
+
+    \b
+    Examples:
+      logsidecar docker attach web
+      logsidecar docker attach --engine-logs web
+      logsidecar docker sidecar web --rm --output otlp
+      logsidecar docker audit -o json
+    """
     ctx.obj = {"docker_host": docker_host}
 
 
@@ -310,6 +320,13 @@ def sidecar(
     """Start a logsidecar container sharing CONTAINER's volumes read-only.
 
     Options after the container name are passed to `logsidecar tail` inside the sidecar.
+
+    \b
+    Examples:
+      logsidecar docker sidecar web
+      logsidecar docker sidecar web --rm -e OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4317 --output otlp
+      logsidecar docker sidecar web '/usr/local/apache2/logs/*_log'
+      logsidecar docker sidecar --remove web
     """
     from logsidecar.containers import sidecar as sidecar_mod
     from logsidecar.containers.engine import EngineError
@@ -401,7 +418,7 @@ def _human_age(age_s: float | None) -> str:
 
 
 @command.command("audit")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@output_format_option(json_flag=True)
 @click.option("--prune", is_flag=True, help="Remove the unreferenced volumes listed (after confirmation).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @click.option(
@@ -424,14 +441,22 @@ def _human_age(age_s: float | None) -> str:
 @click.pass_context
 def audit(
     ctx: click.Context,
-    as_json: bool,
+    output_format: str,
     prune: bool,
     yes: bool,
     include_named: bool,
     prune_dirs: bool,
     filters: tuple[str, ...],
 ) -> None:
-    """List volumes no container references, anonymous leftovers, and engine-created bind directories."""
+    """List volumes no container references, anonymous leftovers, and engine-created bind directories.
+
+    \b
+    Examples:
+      logsidecar docker audit
+      logsidecar docker audit -o json | jq '.unused_volumes[].name'
+      logsidecar docker audit --prune --yes --filter label=project=demo
+    """
+    as_json = output_format == "json"
     from logsidecar.containers import audit as audit_mod
     from logsidecar.containers import audit_seen
 
@@ -510,14 +535,20 @@ def audit(
 
 @command.command("check-image")
 @click.argument("image")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@output_format_option(json_flag=True)
 @click.pass_context
-def check_image(ctx: click.Context, image: str, as_json: bool) -> None:
+def check_image(ctx: click.Context, image: str, output_format: str) -> None:
     """Report IMAGE's VOLUMEs and build steps that wrote into them after they were declared.
 
     Exit 1 when a step certainly writes into a volume; steps whose writes the history cannot show are
     listed as "cannot tell" (exit 0 if nothing else); exit 2 when the image cannot be inspected.
+
+    \b
+    Examples:
+      logsidecar docker check-image my/apache:latest
+      logsidecar docker check-image -o json my/apache:latest
     """
+    as_json = output_format == "json"
     from logsidecar.containers import image_check
     from logsidecar.containers.engine import EngineError
 

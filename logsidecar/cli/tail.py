@@ -141,7 +141,17 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
     re-reads the --config file (inputs added or removed take effect, checkpoints kept).
 
     `-` (alone) reads standard input until EOF, then delivers and exits 0; no checkpoint is kept (a
-    pipe cannot be read again): `docker logs -f web 2>&1 | logsidecar tail -`."""
+    pipe cannot be read again): `docker logs -f web 2>&1 | logsidecar tail -`.
+
+    \b
+    Examples:
+      logsidecar tail '/var/log/apache2/*.log'
+      logsidecar tail --format '*error*=error' --format '*access*=combined' '/var/log/apache2/*.log'
+      logsidecar tail --output otlp --otlp-endpoint http://collector:4317 '/var/log/apache2/*.log'
+      logsidecar tail --dry-run '/var/log/apache2/*.log'
+      logsidecar tail --config logsidecar.toml --http-addr 127.0.0.1:9464
+      docker logs -f web 2>&1 | logsidecar tail -
+    """
     flags = {k: v for k, v in flags_from_click(ctx).items() if k not in _NOT_SETTINGS}
 
     def load() -> Settings:
