@@ -183,7 +183,14 @@ def attach(
     # The tailer's file-opening policy takes the fixed part of host_glob (the log directory on the
     # host) as its base: with the default --follow-symlinks within, a link the container planted there
     # (access.log -> /etc/shadow) is refused, never read.
-    tail_command.main(args=[*args, *tail_args, host_glob], prog_name="logsidecar tail", standalone_mode=True)
+    # Records name the file as the container sees it (log.file.path), and where it was read on this
+    # host (logsidecar.host.path): /var/lib/docker/volumes/<64 hex>/_data means nothing to a reader.
+    tail_command.main(
+        args=[*args, *tail_args, host_glob],
+        prog_name="logsidecar tail",
+        standalone_mode=True,
+        obj={"path_map": ((location.host_dir, container_dir),)},
+    )
 
 
 _ENGINE_LOGS_HINT = (

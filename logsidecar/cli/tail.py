@@ -21,6 +21,7 @@ file matched), 2 for invalid options or configuration (each error names its key,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Any, NoReturn
@@ -183,28 +184,38 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
             load if config_file else None,
             {k: v for k, v in flags.items() if k in OTLP_PARAMETER_NAMES},
             own_logs,
-            # `docker attach --engine-logs` runs this command with the source it built (ctx.obj).
-            (ctx.obj or {}).get("source_factory") if isinstance(ctx.obj, dict) else None,
+            # `docker attach` runs this command with what it knows of the container (ctx.obj): the
+            # source it built (--engine-logs), or the volume's directory as the container sees it.
+            ctx.obj if isinstance(ctx.obj, dict) else {},
         )
     finally:
         own_logs.uninstall()
 
 
 def _serve(
-    settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: Any, source_factory: Any = None
+    settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: Any, attach: dict[str, Any]
 ) -> None:
     """Build the plan and run it; every error becomes one readable line (never a traceback)."""
     from logsidecar.service.plan import build_plan
     from logsidecar.service.supervisor import Supervisor, run_until_exit
 
     # Derived metrics with no OTLP output still honour the --otlp-* flags given.
-    try:
+    path_map = tuple(attach.get("path_map") or ())
+
+    def built(settings: Settings) -> Any:
         plan = build_plan(settings, os.environ, otlp_flags)
+        if not path_map:
+            return plan
+        options = dataclasses.replace(plan.pipeline_options, path_map=path_map)
+        return dataclasses.replace(plan, pipeline_options=options)
+
+    try:
+        plan = built(settings)
     except (ConfigError, FormatError, ValueError) as exc:
         raise click.UsageError(redact(str(exc))) from None
-    rebuild = (lambda: build_plan(load(), os.environ, otlp_flags)) if load is not None else None
+    rebuild = (lambda: built(load())) if load is not None else None
     try:
-        run_until_exit(Supervisor(plan, rebuild, own_logs, source_factory).run())
+        run_until_exit(Supervisor(plan, rebuild, own_logs, attach.get("source_factory")).run())
     except OutputClosed:
         _silence_stdout()
     except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback
