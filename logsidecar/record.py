@@ -35,6 +35,9 @@ TRUNCATED = "logsidecar.truncated"
 FORMAT = "logsidecar.format"
 LOG_FILE_PATH = "log.file.path"
 LOG_FILE_NAME = "log.file.name"
+# The path a line was read from on this host, when log.file.path is the path as its writer (a
+# container) sees it (`docker attach`).
+HOST_PATH = "logsidecar.host.path"
 LOG_RECORD_UID = "log.record.uid"
 
 

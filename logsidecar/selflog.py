@@ -93,9 +93,27 @@ class SelfLogger:
             return orjson.dumps(
                 {"time": ts, "level": str(level), "event": str(event), **clean}, default=str
             ).decode()
-        # Values carry file names, log content and peers' errors: never raw control characters.
-        details = " ".join(f"{escape_controls(k)}={escape_controls(v)}" for k, v in clean.items())
+        details = " ".join(f"{escape_controls(k)}={logfmt_value(v)}" for k, v in clean.items())
         return f"{ts:%H:%M:%S} {level.upper():7} {event} {details}".rstrip()
+
+
+def logfmt_value(value: Any) -> str:
+    """A value as logfmt writes it: lists and mappings as JSON (never a Python repr), booleans
+    true/false, None null; quoted (with \\ and \" escaped) when empty or holding a space, `=`, a
+    quote, a backslash or a control character (as \\xhh). Values carry file names, log content and
+    peers' errors: never raw control characters."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null"
+    elif isinstance(value, str | int | float):
+        text = str(value)
+    else:
+        text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    if text and not any(c in text for c in ' ="\\') and escape_controls(text) == text:
+        return text
+    # Escaped first, so that the \xhh of a control character stays one escape for a logfmt reader.
+    return '"' + escape_controls(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
 def install(

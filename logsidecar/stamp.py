@@ -1,7 +1,9 @@
 """What the pipeline stamps on every record of a batch read from one file.
 
 - `position`: `Position(file_key, path, end_offset)`.
-- `log.file.path` (the path the line was read from; a rotated file keeps its new name) and `log.file.name`.
+- `log.file.path` (the path the line was read from; a rotated file keeps its new name) and `log.file.name`;
+  when the file's writer sees it under another path (`docker attach`: a container's volume, read on the
+  host), `log.file.path` is the writer's path (`shown_path`) and `logsidecar.host.path` the one read.
 - `log.record.uid`: 32 hex digits = the first 8 bytes of BLAKE2b(file_key) followed by the line's end
   offset as 16 hex digits. It is stable (the same line always gets the same uid, across restarts and
   rotation, because file_key is the file's identity, not its path) and unique per line, so a backend
@@ -24,7 +26,15 @@ from typing import Any
 
 import orjson
 
-from logsidecar.record import LOG_FILE_NAME, LOG_FILE_PATH, LOG_RECORD_UID, TRUNCATED, LogRecord, Position
+from logsidecar.record import (
+    HOST_PATH,
+    LOG_FILE_NAME,
+    LOG_FILE_PATH,
+    LOG_RECORD_UID,
+    TRUNCATED,
+    LogRecord,
+    Position,
+)
 
 
 def uid_prefix(file_key: str) -> str:
@@ -57,12 +67,15 @@ class BatchStamp:
     end_offsets: Sequence[int]
     truncated: Collection[int]
     resource: dict[str, Any]
+    shown_path: str | None = None  # the path as the writer sees it, when not `path` (see docstring)
 
     def apply(self, records: Sequence[LogRecord], indices: Iterable[int] | None = None) -> None:
         """Stamp `records`, which are the batch's lines `indices` (default: all of them, in order)."""
         # The hot loop: keep it to plain stores. Positions are built without a Python __init__.
         path = self.path
-        name = os.path.basename(path)
+        shown = self.shown_path or path
+        name = os.path.basename(shown)
+        host_path = path if self.shown_path else None
         file_key = self.file_key
         resource = self.resource
         prefix = self.uid_prefix
@@ -81,8 +94,10 @@ class BatchStamp:
         new_position = tuple.__new__
         for record, (offset, offset_hex) in zip(records, line_offsets, strict=True):
             attributes = record.attributes
-            attributes[LOG_FILE_PATH] = path
+            attributes[LOG_FILE_PATH] = shown
             attributes[LOG_FILE_NAME] = name
+            if host_path is not None:
+                attributes[HOST_PATH] = host_path
             attributes[LOG_RECORD_UID] = prefix + offset_hex
             record.position = new_position(Position, (file_key, path, offset))
             if record.resource:
@@ -97,12 +112,14 @@ class BatchStamp:
 
     def json_uid_head(self) -> str:
         """The JSON text of the stamped attributes up to the uid's offset digits:
-        `,"log.file.path":…,"log.file.name":…,"log.record.uid":"<prefix>`."""
+        `,"log.file.path":…,"log.file.name":…[,"logsidecar.host.path":…],"log.record.uid":"<prefix>`."""
         dumps = orjson.dumps
+        shown = self.shown_path or self.path
+        host = f",{dumps(HOST_PATH).decode()}:{dumps(self.path).decode()}" if self.shown_path else ""
         return (
-            f",{dumps(LOG_FILE_PATH).decode()}:{dumps(self.path).decode()}"
-            f",{dumps(LOG_FILE_NAME).decode()}:{dumps(os.path.basename(self.path)).decode()}"
-            f',{dumps(LOG_RECORD_UID).decode()}:"{self.uid_prefix}'
+            f",{dumps(LOG_FILE_PATH).decode()}:{dumps(shown).decode()}"
+            f",{dumps(LOG_FILE_NAME).decode()}:{dumps(os.path.basename(shown)).decode()}"
+            f'{host},{dumps(LOG_RECORD_UID).decode()}:"{self.uid_prefix}'
         )
 
     def json_resource(self) -> str:

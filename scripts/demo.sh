@@ -10,6 +10,8 @@
 #   --down  tear the demo down at the end (`down -v`); otherwise it keeps running and the commands to
 #           look at it and to stop it are printed.
 # Ports (loopback only): Apache APACHE_PORT (8080), collector's witness WITNESS_PORT (4319).
+# Your own Apache image: APACHE_IMAGE=my/apache:tag (it must write access.log and error.log into
+#   /var/log/apache2; see the README, "The official httpd image, and your own Apache container").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +22,7 @@ while [ $# -gt 0 ]; do
     --variant) variant="$2"; shift 2 ;;
     --variant=*) variant="${1#*=}"; shift ;;
     --down) teardown=1; shift ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "demo: unknown argument $1" >&2; exit 2 ;;
   esac
 done

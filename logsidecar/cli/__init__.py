@@ -3,6 +3,7 @@ parses its options, builds a config and calls into the library."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -21,11 +22,59 @@ import click  # noqa: E402
 
 from logsidecar import __version__  # noqa: E402
 
+# -v/-q set our own log level through LOGSIDECAR_LOG_LEVEL unless it is set: a command's own
+# --log-level still wins (flags > environment), and no command has to declare them.
+_VERBOSITY_LEVELS = {-2: "error", -1: "warning", 1: "debug"}
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="logsidecar")
-def main() -> None:
-    """Follow Apache httpd logs, parse them into OpenTelemetry records, forward them."""
+@click.option("-v", "--verbose", count=True, help="More of our own logs (debug).")
+@click.option(
+    "-q", "--quiet", count=True, help="Less: only warnings and errors (-qq: errors); no summary lines."
+)
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: int) -> None:
+    """Follow Apache httpd logs, parse them into OpenTelemetry records, forward them.
+
+    \b
+    Examples:
+      logsidecar parse /var/log/apache2/access.log
+      logsidecar tail '/var/log/apache2/*.log'
+      logsidecar -v tail --output otlp '/var/log/apache2/*.log'
+      logsidecar docker attach web
+      logsidecar health -o json
+      logsidecar completion bash > ~/.local/share/bash-completion/completions/logsidecar
+    """
+    verbosity = max(-2, min(1, verbose - quiet))
+    ctx.meta["logsidecar.verbosity"] = verbosity
+    if verbosity and "LOGSIDECAR_LOG_LEVEL" not in os.environ:
+        os.environ["LOGSIDECAR_LOG_LEVEL"] = _VERBOSITY_LEVELS[verbosity]
+
+
+def verbosity() -> int:
+    """-1 or less after -q, 1 after -v, 0 otherwise (for commands that print summaries)."""
+    ctx = click.get_current_context(silent=True)
+    return int(ctx.meta.get("logsidecar.verbosity", 0)) if ctx is not None else 0
+
+
+@main.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (click's completion: commands, options, choices).
+
+    \b
+    Examples:
+      logsidecar completion bash > ~/.local/share/bash-completion/completions/logsidecar
+      logsidecar completion zsh > "${fpath[1]}/_logsidecar"
+      logsidecar completion fish > ~/.config/fish/completions/logsidecar.fish
+      eval "$(logsidecar completion bash)"      # this shell only
+    """
+    from click.shell_completion import get_completion_class
+
+    complete = get_completion_class(shell)
+    assert complete is not None  # the choice allows only the shells click knows
+    click.echo(complete(main, {}, "logsidecar", "_LOGSIDECAR_COMPLETE").source())
 
 
 def _register() -> None:

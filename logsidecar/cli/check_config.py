@@ -14,6 +14,7 @@ import os
 
 import click
 
+from logsidecar.cli.params import output_format_option
 from logsidecar.settings.errors import ConfigError
 from logsidecar.settings.options import unknown_variable_warnings
 from logsidecar.settings.sources import NO_INPUTS, resolve
@@ -22,21 +23,24 @@ from logsidecar.settings.sources import NO_INPUTS, resolve
 @click.command("check-config")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--no-env", is_flag=True, help="Ignore the environment: check the file alone.")
-@click.option(
-    "--output-format",
-    type=click.Choice(["yaml", "json"]),
-    default="yaml",
-    show_default=True,
-    help="How the effective settings are printed.",
-)
+@output_format_option(hidden_values={"yaml": "text"})
 def command(file: str, no_env: bool, output_format: str) -> None:
-    """Validate FILE (TOML, YAML or JSON) and print the effective configuration."""
+    """Validate FILE (TOML, YAML or JSON) and print the effective configuration: as YAML (text), or
+    as JSON, where an invalid file prints {"valid": false, "errors": [...]} on stdout too.
+
+    \b
+    Examples:
+      logsidecar check-config logsidecar.toml
+      logsidecar check-config --no-env -o json logsidecar.yaml | jq .outputs
+    """
     env = {} if no_env else dict(os.environ)
     for line in unknown_variable_warnings(env):
         click.echo(line, err=True)
     try:
         settings = resolve(file, env, {})
     except ConfigError as exc:
+        if output_format == "json":
+            click.echo(json.dumps({"valid": False, "file": file, "errors": list(exc.errors)}, indent=2))
         click.echo(exc.report(file), err=True)
         raise SystemExit(2) from None
     if not settings.inputs:

@@ -15,6 +15,8 @@ import sys
 
 import click
 
+from logsidecar.cli.params import output_format_option
+
 # The Docker SDK (and requests under it) costs ~140 ms and several MiB to import: only the docker
 # subcommands pay for it, so the containers package is imported inside them.
 
@@ -33,7 +35,15 @@ DEFAULT_SIDECAR_IMAGE = (
 )
 @click.pass_context
 def command(ctx: click.Context, docker_host: str | None) -> None:
-    """Docker-aware commands: attach, sidecar, audit, check-image."""
+    """Docker-aware commands: attach, sidecar, audit, check-image.
+
+    \b
+    Examples:
+      logsidecar docker attach web
+      logsidecar docker attach --engine-logs web
+      logsidecar docker sidecar web --rm --output otlp
+      logsidecar docker audit -o json
+    """
     ctx.obj = {"docker_host": docker_host}
 
 
@@ -79,6 +89,12 @@ def _container(client, name: str):
 @click.option(
     "--label", "labels", multiple=True, help="Container label to add as container.label.<key> ('*' for all)."
 )
+@click.option(
+    "--engine-logs",
+    is_flag=True,
+    help="Follow the container's stdout/stderr through the engine's log API instead of log files "
+    "(offered when its logs go to stdout). Resumes after the last delivered line's timestamp.",
+)
 @click.argument("tail_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def attach(
@@ -86,11 +102,28 @@ def attach(
     container: str,
     container_glob: str,
     labels: tuple[str, ...],
+    engine_logs: bool,
     tail_args: tuple[str, ...],
 ) -> None:
     """Tail CONTAINER's log files from the host, with its metadata as resource attributes.
 
     Extra options after the container name are passed to `logsidecar tail` (e.g. --output otlp).
+
+    A container that logs to its stdout (the official httpd image) has no files to tail: with
+    --engine-logs (offered on a terminal) its stdout/stderr are followed through the engine's log API,
+    as `docker logs -f` reads them, with the engine's timestamp of every line. The timestamp of the
+    last delivered line is kept in the state directory (engine-logs/<container id>.json), and a restart
+    resumes after it. What that cannot guarantee: the engine keeps only what its log driver keeps
+    (json-file's max-size/max-file rotation drops lines written while nothing read them; a driver the
+    engine cannot read back gives nothing); lines are found by the engine's clock (a clock stepped back
+    can repeat or skip lines); stdout and stderr come interleaved, which stream a line came from is not
+    kept; a line over 16 KiB arrives as several. The run ends when the container stops.
+
+    \b
+    Examples:
+      logsidecar docker attach web
+      logsidecar docker attach web --path '/usr/local/apache2/logs/*_log' --output otlp
+      logsidecar docker attach --engine-logs web --format combined
     """
     from logsidecar.containers.metadata import container_resource, resource_args
     from logsidecar.containers.mounts import (
@@ -103,11 +136,17 @@ def attach(
 
     client = _client(ctx)
     target = _container(client, container)
+    if engine_logs:
+        _follow_engine_logs(client, target, labels, tail_args)
+        return
     container_dir, pattern = posixpath.split(container_glob)
     try:
         location = resolve_log_dir(target.attrs, container_dir)
     except NotOnMount as exc:
-        raise Finding(str(exc)) from exc
+        if _offer_engine_logs(target.name, str(exc)):
+            _follow_engine_logs(client, target, labels, tail_args)
+            return
+        raise Finding(f"{exc} {_ENGINE_LOGS_HINT.format(name=target.name)}") from exc
     escaped = escaping_log_dir(location)
     if escaped is not None:
         raise Finding(
@@ -117,7 +156,11 @@ def attach(
         )
     redirected = stdout_symlinks(location.host_dir)
     if redirected:
-        click.echo("logsidecar: " + stdout_logging_advice(target.name, container_dir, redirected), err=True)
+        advice = stdout_logging_advice(target.name, container_dir, redirected)
+        if _offer_engine_logs(target.name, advice):
+            _follow_engine_logs(client, target, labels, tail_args)
+            return
+        click.echo(f"logsidecar: {advice} {_ENGINE_LOGS_HINT.format(name=target.name)}", err=True)
     from logsidecar.containers.metadata import volume_writers, writers_warning
 
     where = f"{location.mount_type} {location.volume_name or location.mount_source}"
@@ -129,13 +172,7 @@ def attach(
     host_glob = os.path.join(location.host_dir, pattern)
     resource = container_resource(target.attrs, labels)
     args = resource_args(resource)
-    zone_given = any(a == "--timezone" or a.startswith("--timezone=") for a in tail_args)
-    if not zone_given and "LOGSIDECAR_TIMEZONE" not in os.environ:
-        from logsidecar.containers.timezone import container_timezone
-
-        zone, source = container_timezone(client, target.attrs)
-        click.echo(f"logsidecar: error-log times of {target.name} are read in {zone} ({source})", err=True)
-        args += ["--timezone", zone]
+    args += _tail_time_zone_args(client, target, tail_args)
     click.echo(
         f"logsidecar: attaching to {target.name} ({target.short_id}): {container_glob} is {host_glob} "
         f"on the host ({location.mount_type}{' ' + location.volume_name if location.volume_name and location.mount_type == 'volume' else ''})",
@@ -146,7 +183,93 @@ def attach(
     # The tailer's file-opening policy takes the fixed part of host_glob (the log directory on the
     # host) as its base: with the default --follow-symlinks within, a link the container planted there
     # (access.log -> /etc/shadow) is refused, never read.
-    tail_command.main(args=[*args, *tail_args, host_glob], prog_name="logsidecar tail", standalone_mode=True)
+    # Records name the file as the container sees it (log.file.path), and where it was read on this
+    # host (logsidecar.host.path): /var/lib/docker/volumes/<64 hex>/_data means nothing to a reader.
+    tail_command.main(
+        args=[*args, *tail_args, host_glob],
+        prog_name="logsidecar tail",
+        standalone_mode=True,
+        obj={"path_map": ((location.host_dir, container_dir),)},
+    )
+
+
+_ENGINE_LOGS_HINT = (
+    "To follow its stdout/stderr through the engine's log API instead: "
+    "logsidecar docker attach --engine-logs {name}"
+)
+
+
+def _offer_engine_logs(name: str, why: str) -> bool:
+    """On a terminal, say why there are no files to tail and offer the engine's log stream instead."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    click.echo(f"logsidecar: {why}", err=True)
+    return click.confirm(
+        f"Follow the stdout/stderr of {name} through the engine's log API instead?", default=True, err=True
+    )
+
+
+def _tail_time_zone_args(client, target, tail_args: tuple[str, ...]) -> list[str]:
+    zone_given = any(a == "--timezone" or a.startswith("--timezone=") for a in tail_args)
+    if zone_given or "LOGSIDECAR_TIMEZONE" in os.environ:
+        return []
+    from logsidecar.containers.timezone import container_timezone
+
+    zone, source = container_timezone(client, target.attrs)
+    click.echo(f"logsidecar: error-log times of {target.name} are read in {zone} ({source})", err=True)
+    return ["--timezone", zone]
+
+
+def _follow_engine_logs(client, target, labels: tuple[str, ...], tail_args: tuple[str, ...]) -> None:
+    """Run `logsidecar tail -` with the engine's log stream of `target` as its source."""
+    from pathlib import Path
+
+    from logsidecar.containers.engine_logs import EngineLogSource, load_position, position_file
+    from logsidecar.containers.metadata import container_resource, resource_args
+
+    driver = (target.attrs.get("HostConfig") or {}).get("LogConfig", {}).get("Type", "")
+    if driver == "none":
+        raise Finding(
+            f"{target.name} runs with the log driver 'none': the engine keeps nothing to follow. "
+            "Recreate it with the default (json-file) or local driver."
+        )
+    if _tail_paths(tail_args):
+        raise click.UsageError("--engine-logs follows the container's stdout/stderr: give no PATH_OR_GLOB")
+    args = resource_args(container_resource(target.attrs, labels))
+    args += _tail_time_zone_args(client, target, tail_args)
+
+    def source(plan):
+        state = plan.settings.state_dir
+        state_dir = None if state is None or state.lower() == "none" else Path(state)
+        return EngineLogSource(target, plan.tail_options, state_dir)
+
+    from logsidecar.cli.tail import command as tail_command
+    from logsidecar.settings.sources import default_state_dir
+
+    parsed = tail_command.make_context("tail", [*tail_args, "-"], resilient_parsing=True)
+    state = (
+        parsed.params.get("state_dir")
+        or os.environ.get("LOGSIDECAR_STATE_DIR")
+        or str(default_state_dir(os.environ))
+    )  # (a --config file's state_dir is not looked at for this message)
+    saved = position_file(Path(state), target.id) if state.lower() != "none" else None
+    resume = load_position(saved) if saved is not None else None
+    click.echo(
+        f"logsidecar: following the stdout/stderr of {target.name} ({target.short_id}) through the engine's "
+        f"log API (log driver {driver or 'unknown'}), "
+        + (
+            "from where the last run stopped"
+            if resume is not None and resume.timestamp_ns
+            else "from its first line the engine kept"
+        ),
+        err=True,
+    )
+    tail_command.main(
+        args=[*args, *tail_args, "-"],
+        prog_name="logsidecar tail",
+        standalone_mode=True,
+        obj={"source_factory": source},
+    )
 
 
 @command.command("sidecar", context_settings={"ignore_unknown_options": True})
@@ -204,6 +327,13 @@ def sidecar(
     """Start a logsidecar container sharing CONTAINER's volumes read-only.
 
     Options after the container name are passed to `logsidecar tail` inside the sidecar.
+
+    \b
+    Examples:
+      logsidecar docker sidecar web
+      logsidecar docker sidecar web --rm -e OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4317 --output otlp
+      logsidecar docker sidecar web '/usr/local/apache2/logs/*_log'
+      logsidecar docker sidecar --remove web
     """
     from logsidecar.containers import sidecar as sidecar_mod
     from logsidecar.containers.engine import EngineError
@@ -295,7 +425,7 @@ def _human_age(age_s: float | None) -> str:
 
 
 @command.command("audit")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@output_format_option(json_flag=True)
 @click.option("--prune", is_flag=True, help="Remove the unreferenced volumes listed (after confirmation).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @click.option(
@@ -318,14 +448,22 @@ def _human_age(age_s: float | None) -> str:
 @click.pass_context
 def audit(
     ctx: click.Context,
-    as_json: bool,
+    output_format: str,
     prune: bool,
     yes: bool,
     include_named: bool,
     prune_dirs: bool,
     filters: tuple[str, ...],
 ) -> None:
-    """List volumes no container references, anonymous leftovers, and engine-created bind directories."""
+    """List volumes no container references, anonymous leftovers, and engine-created bind directories.
+
+    \b
+    Examples:
+      logsidecar docker audit
+      logsidecar docker audit -o json | jq '.unused_volumes[].name'
+      logsidecar docker audit --prune --yes --filter label=project=demo
+    """
+    as_json = output_format == "json"
     from logsidecar.containers import audit as audit_mod
     from logsidecar.containers import audit_seen
 
@@ -404,14 +542,20 @@ def audit(
 
 @command.command("check-image")
 @click.argument("image")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@output_format_option(json_flag=True)
 @click.pass_context
-def check_image(ctx: click.Context, image: str, as_json: bool) -> None:
+def check_image(ctx: click.Context, image: str, output_format: str) -> None:
     """Report IMAGE's VOLUMEs and build steps that wrote into them after they were declared.
 
     Exit 1 when a step certainly writes into a volume; steps whose writes the history cannot show are
     listed as "cannot tell" (exit 0 if nothing else); exit 2 when the image cannot be inspected.
+
+    \b
+    Examples:
+      logsidecar docker check-image my/apache:latest
+      logsidecar docker check-image -o json my/apache:latest
     """
+    as_json = output_format == "json"
     from logsidecar.containers import image_check
     from logsidecar.containers.engine import EngineError
 

@@ -26,7 +26,7 @@ from logsidecar.parse import build_parser
 from logsidecar.pipeline import FormatRule, ParserSelector
 from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord
 from logsidecar.redact import redact
-from logsidecar.service.plan import tail_options
+from logsidecar.service.plan import reads_stdin, tail_options
 from logsidecar.settings.model import Settings
 from logsidecar.settings.units import format_duration
 from logsidecar.tail.discovery import PathMatcher, static_base
@@ -116,6 +116,12 @@ def report(settings: Settings, *, lines: int) -> int:
     files (names, lines, parsed values) is terminal-safe: `escape_controls`."""
     options = tail_options(settings)
     rules, default_spec = settings.format_rules()
+    if reads_stdin(options.include):
+        # A pipe cannot be peeked at without taking its lines from the real run.
+        _say("Inputs", bold=True)
+        _say(f"  -  ->  standard input, read to its end (format {safe(default_spec)}); no checkpoint")
+        _say("Dry run: standard input was not read; nothing forwarded.")
+        return 0
     timezone = settings.tzinfo()
     selector = ParserSelector(
         [FormatRule(g, s) for g, s in rules], default_spec=default_spec, timezone=timezone

@@ -18,9 +18,11 @@ import json
 import os
 import urllib.error
 import urllib.request
+from typing import Any
 
 import click
 
+from logsidecar.cli.params import output_format_option
 from logsidecar.settings.units import parse_duration, parse_http_addr
 
 DEFAULT_URL = "http://127.0.0.1:9464"
@@ -45,26 +47,38 @@ PROBES = ("livez", "readyz", "healthz")
 
 def probe(url: str, *, name: str = "healthz", timeout_s: float) -> tuple[bool, str]:
     """(passes, one-line reason) from GET /<name> under `url` (`name` one of PROBES)."""
+    ok, answer = probe_answer(url, name=name, timeout_s=timeout_s)
+    return ok, str(answer["summary"])
+
+
+def probe_answer(url: str, *, name: str = "healthz", timeout_s: float) -> tuple[bool, dict[str, Any]]:
+    """(passes, the endpoint's JSON answer); when there is none (unreachable, not our endpoint),
+    {"status": "unreachable" or "unknown", "summary": why, "url": ...}. Always has a "summary"."""
     target = url.rstrip("/") + "/" + name
     try:
         with urllib.request.urlopen(target, timeout=timeout_s) as response:  # noqa: S310 - our own URL
-            return True, _summary(response.read(), f"HTTP {response.status}")
+            return True, _answer(response.read(), f"HTTP {response.status}", target)
     except urllib.error.HTTPError as error:
-        return False, _summary(error.read(), f"HTTP {error.code} from {target}")
+        return False, _answer(error.read(), f"HTTP {error.code} from {target}", target)
     except urllib.error.URLError as error:
-        return (
-            False,
-            f"unhealthy: cannot reach {target}: {getattr(error.reason, 'strerror', None) or error.reason}",
-        )
+        why = getattr(error.reason, "strerror", None) or error.reason
+        return False, _unreachable(target, f"unhealthy: cannot reach {target}: {why}")
     except (TimeoutError, OSError) as error:
-        return False, f"unhealthy: cannot reach {target}: {error}"
+        return False, _unreachable(target, f"unhealthy: cannot reach {target}: {error}")
 
 
-def _summary(body: bytes, fallback: str) -> str:
+def _unreachable(target: str, summary: str) -> dict[str, Any]:
+    return {"status": "unreachable", "summary": summary, "url": target}
+
+
+def _answer(body: bytes, fallback: str, target: str) -> dict[str, Any]:
     try:
-        return str(json.loads(body)["summary"])
-    except (ValueError, KeyError, TypeError):
-        return fallback
+        answer = json.loads(body)
+        if isinstance(answer, dict) and "summary" in answer:
+            return {**answer, "summary": str(answer["summary"])}
+    except ValueError:
+        pass
+    return {"status": "unknown", "summary": fallback, "url": target}
 
 
 @click.command("health")
@@ -86,8 +100,18 @@ def _summary(body: bytes, fallback: str) -> str:
 @click.option(
     "--timeout", default="3s", show_default=True, metavar="DURATION", help="Give up after this long."
 )
-def command(url: str | None, probe_name: str | None, ready: bool, timeout: str) -> None:
-    """Exit 0 if the running logsidecar passes the probe, 1 if not; print why in one line."""
+@output_format_option()
+def command(url: str | None, probe_name: str | None, ready: bool, timeout: str, output_format: str) -> None:
+    """Exit 0 if the running logsidecar passes the probe, 1 if not; print why in one line (text), or
+    the endpoint's whole answer (json: status, summary, reasons, files followed, bytes behind ...).
+
+    \b
+    Examples:
+      logsidecar health
+      logsidecar health --probe readyz --url http://127.0.0.1:9464
+      logsidecar health -o json | jq .reasons
+      HEALTHCHECK CMD ["logsidecar", "health", "--probe", "readyz"]      (in a Dockerfile)
+    """
     if ready and probe_name not in (None, "readyz"):
         raise click.UsageError(f"--ready means --probe readyz; it cannot go with --probe {probe_name}")
     try:
@@ -95,6 +119,9 @@ def command(url: str | None, probe_name: str | None, ready: bool, timeout: str) 
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--timeout") from None
     name = "readyz" if ready else probe_name or "healthz"
-    ok, reason = probe(url or default_url(), name=name, timeout_s=timeout_s)
-    click.echo(reason)
+    ok, answer = probe_answer(url or default_url(), name=name, timeout_s=timeout_s)
+    if output_format == "json":
+        click.echo(json.dumps(answer, indent=2))
+    else:
+        click.echo(answer["summary"])
     raise SystemExit(0 if ok else 1)

@@ -106,3 +106,35 @@ class KeyValue(click.ParamType):
                 ctx,
             )
         return pair
+
+
+def output_format_option(
+    *, default: str = "text", hidden_values: dict[str, str] | None = None, json_flag: bool = False
+) -> Any:
+    """The one output-format convention of every command: `--output-format`/`-o json|text` (text for
+    people, json for scripts). `hidden_values` maps older spellings still accepted (`yaml` -> `text`);
+    `json_flag` keeps a command's older `--json` as a hidden alias of `-o json`."""
+    aliases = hidden_values or {}
+
+    def convert(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+        if ctx.params.pop("legacy_json", False):
+            return "json"
+        return aliases.get(value or default, value or default)
+
+    def decorate(command: Any) -> Any:
+        command = click.option(
+            "--output-format",
+            "-o",
+            "output_format",
+            type=click.Choice(["text", "json", *aliases]),
+            default=default,
+            show_default=True,
+            callback=convert,
+            metavar="[text|json]",
+            help="text for people, json for scripts.",
+        )(command)
+        if json_flag:
+            command = click.option("--json", "legacy_json", is_flag=True, hidden=True, is_eager=True)(command)
+        return command
+
+    return decorate

@@ -27,7 +27,8 @@ from typing import BinaryIO
 
 import click
 
-from logsidecar.cli.params import SIZE, TIMEZONE
+from logsidecar.cli import verbosity
+from logsidecar.cli.params import SIZE, TIMEZONE, output_format_option
 from logsidecar.fastpath.explain import explain
 from logsidecar.parse import FORMAT_NAMES, FormatError, Parser, build_parser
 from logsidecar.record import PARSE_ERROR, TRUNCATED, LogRecord, encode_json_lines
@@ -109,13 +110,14 @@ def _parse_stream(
     totals: ParseTotals,
     framing: tuple[int, int],
     label: str,
+    encode: Callable[[list[LogRecord]], bytes] = encode_json_lines,
 ) -> None:
-    """`framing`: (batch_lines, max_line_bytes)."""
+    """`framing`: (batch_lines, max_line_bytes); `encode`: records to output bytes."""
     batch_lines, max_line_bytes = framing
     show_progress = sys.stderr.isatty() and _is_regular_file(stream)
     if not show_progress:
         for batch, truncated in iter_line_batches(stream, batch_lines, max_line_bytes):
-            _emit(parser.parse(batch), truncated, out, totals)
+            _emit(parser.parse(batch), truncated, out, totals, encode)
         return
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -132,10 +134,16 @@ def _parse_stream(
         task = progress.add_task(escape_controls(label), total=size)
         advance = lambda n: progress.advance(task, n)  # noqa: E731
         for batch, truncated in iter_line_batches(stream, batch_lines, max_line_bytes, on_bytes=advance):
-            _emit(parser.parse(batch), truncated, out, totals)
+            _emit(parser.parse(batch), truncated, out, totals, encode)
 
 
-def _emit(records: list[LogRecord], truncated: set[int], out: BinaryIO, totals: ParseTotals) -> None:
+def _emit(
+    records: list[LogRecord],
+    truncated: set[int],
+    out: BinaryIO,
+    totals: ParseTotals,
+    encode: Callable[[list[LogRecord]], bytes] = encode_json_lines,
+) -> None:
     for index in truncated:
         records[index].attributes[TRUNCATED] = True
     totals.lines += len(records)
@@ -144,8 +152,20 @@ def _emit(records: list[LogRecord], truncated: set[int], out: BinaryIO, totals: 
     if unparsed and totals.first_unparsed is None:
         totals.first_unparsed = next(r for r in records if PARSE_ERROR in r.attributes)
     totals.unparsed += unparsed
-    out.write(encode_json_lines(records))
-    out.flush()
+    try:
+        out.write(encode(records))
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # a full disk, /dev/full: our output, not the file being read
+        raise OutputError(exc) from exc
+
+
+class OutputError(Exception):
+    """Writing the records to stdout failed (not reading the input)."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(cause.strerror or str(cause))
 
 
 def _build(format_spec: str, timezone: tzinfo, path: str | None) -> Parser:
@@ -191,6 +211,7 @@ def _build(format_spec: str, timezone: tzinfo, path: str | None) -> Parser:
     default=None,
     help="Print what FORMAT compiles to (its regexes and generated Python source) and exit.",
 )
+@output_format_option(default="json")
 @click.argument("files", nargs=-1)
 def command(
     format_spec: str,
@@ -198,13 +219,27 @@ def command(
     batch_lines: int,
     max_line_bytes: int,
     explain_spec: str | None,
+    output_format: str,
     files: tuple[str, ...],
 ) -> None:
-    """Parse FILE... (or - for stdin; no FILE means stdin) and print one JSON record per line.
+    """Parse FILE... (or - for stdin; no FILE means stdin) and print one JSON record per line
+    (-o text: one readable line per record, as `tail` prints them on a terminal). A summary line
+    goes to stderr (-q: none).
 
-    Exit status: 0 when every input was read; 1 when an input could not be read; 2 for invalid
-    options; 3 when there were lines and not one of them parsed (every record is still printed,
-    flagged logsidecar.parse_error; the message says why and which format came closest)."""
+    Exit status: 0 when every input was read; 1 when an input could not be read or the output not
+    written; 2 for invalid options; 3 when there were lines and not one of them parsed (every record
+    is still printed, flagged logsidecar.parse_error; the message says why and which format came
+    closest).
+
+    \b
+    Examples:
+      logsidecar parse /var/log/apache2/access.log
+      logsidecar parse -o text --format combined access.log
+      logsidecar parse --format 'logformat:%h %l %u %t "%r" %>s %b %D' access.log > records.jsonl
+      zcat access.log.2.gz | logsidecar parse -
+      logsidecar parse --explain combined
+    """
+    encode = encode_json_lines if output_format == "json" else _pretty_encoder()
     if explain_spec is not None:
         try:
             parser = _build(explain_spec, timezone, None)
@@ -227,7 +262,7 @@ def command(
             parser = _build(format_spec, timezone, path)
             if path is None:
                 totals.files += 1
-                _parse_stream(click.get_binary_stream("stdin"), parser, out, totals, framing, "stdin")
+                _parse_stream(click.get_binary_stream("stdin"), parser, out, totals, framing, "stdin", encode)
                 continue
             try:
                 stream = open(path, "rb")  # noqa: SIM115 - closed in the finally below
@@ -239,7 +274,7 @@ def command(
                 continue
             totals.files += 1
             try:
-                _parse_stream(stream, parser, out, totals, framing, os.path.basename(path))
+                _parse_stream(stream, parser, out, totals, framing, os.path.basename(path), encode)
             except OSError as exc:
                 if isinstance(exc, BrokenPipeError):
                     raise
@@ -253,14 +288,18 @@ def command(
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly; point stdout at /dev/null so the
         # interpreter's final flush does not raise again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
+        _silence_stdout()
+        sys.exit(1)
+    except OutputError as exc:
+        _silence_stdout()
+        click.echo(f"logsidecar parse: error writing the output (stdout): {exc}", err=True)
         sys.exit(1)
 
     elapsed = time.perf_counter() - started
+    if verbosity() < 0:
+        if totals.unreadable:
+            sys.exit(1)
+        return
     rate = f", {totals.lines / elapsed:,.0f} lines/s" if elapsed > 0 and totals.lines else ""
     click.echo(
         f"logsidecar parse: {totals.lines} lines, {totals.parsed} parsed, {totals.unparsed} unparsed"
@@ -293,3 +332,20 @@ def _nothing_parsed(format_spec: str, example: LogRecord) -> str:
         "  fix: give the LogFormat your server writes, --format 'logformat:<the LogFormat string of "
         "your CustomLog>' (or --format error, json, raw)"
     )
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null, so that the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _pretty_encoder() -> Callable[[list[LogRecord]], bytes]:
+    from logsidecar.sinks.stdout import encode_pretty
+
+    colour = sys.stdout.isatty() and colour_allowed()
+    return lambda records: encode_pretty(records, colour=colour)

@@ -26,6 +26,7 @@ restart reads it), 128 + N when a second signal N cut the stop short.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Any, NoReturn
@@ -100,7 +101,20 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
 
     Exit status: 0 after a stop that delivered everything; 1 when an output or the tailer failed for
     good; 2 for invalid options; 3 when --drain-timeout passed before every line was delivered (the
-    last log line names what is left; a restart reads it)."""
+    last log line names what is left; a restart reads it).
+
+    `-` (alone) reads standard input until EOF, then delivers and exits 0; no checkpoint is kept (a
+    pipe cannot be read again): `docker logs -f web 2>&1 | logsidecar tail -`.
+
+    \b
+    Examples:
+      logsidecar tail '/var/log/apache2/*.log'
+      logsidecar tail --format '*error*=error' --format '*access*=combined' '/var/log/apache2/*.log'
+      logsidecar tail --output otlp --otlp-endpoint http://collector:4317 '/var/log/apache2/*.log'
+      logsidecar tail --dry-run '/var/log/apache2/*.log'
+      logsidecar tail --config logsidecar.toml --http-addr 127.0.0.1:9464
+      docker logs -f web 2>&1 | logsidecar tail -
+    """
     flags = {k: v for k, v in flags_from_click(ctx).items() if k not in _NOT_SETTINGS}
     for line in unknown_variable_warnings(os.environ):
         click.echo(line, err=True)
@@ -122,7 +136,11 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
         if dry_run:
             from logsidecar.cli.dry_run import report
 
-            ctx.exit(report(settings, lines=dry_run_lines))
+            try:
+                status = report(settings, lines=dry_run_lines)
+            except ValueError as exc:  # inputs that cannot be combined (`-` with files)
+                raise click.UsageError(redact(str(exc))) from None
+            ctx.exit(status)
         _serve(
             settings,
             load if config_file else None,
@@ -133,21 +151,36 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
                 if k in OTLP_PARAMETER_NAMES
             },
             own_logs,
+            # `docker attach` runs this command with what it knows of the container (ctx.obj): the
+            # source it built (--engine-logs), or the volume's directory as the container sees it.
+            ctx.obj if isinstance(ctx.obj, dict) else {},
         )
     finally:
         own_logs.uninstall()
 
 
-def _serve(settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: Any) -> None:
+def _serve(
+    settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: Any, attach: dict[str, Any]
+) -> None:
     """Build the plan and run it; every error becomes one readable line (never a traceback)."""
     from logsidecar.service.plan import build_plan
     from logsidecar.service.supervisor import Supervisor, run_until_exit
 
     # Derived metrics with no OTLP output still honour the --otlp-* flags and variables given.
-    try:
+    path_map = tuple(attach.get("path_map") or ())
+
+    def built(settings: Settings) -> Any:
         plan = build_plan(settings, os.environ, otlp_flags)
+        if not path_map:
+            return plan
+        options = dataclasses.replace(plan.pipeline_options, path_map=path_map)
+        return dataclasses.replace(plan, pipeline_options=options)
+
+    try:
+        plan = built(settings)
     except (ConfigError, FormatError, ValueError) as exc:
         raise click.UsageError(redact(str(exc))) from None
+    rebuild = (lambda: built(load())) if load is not None else None
     state_dir = plan.tail_options.state_dir
     if state_dir is not None:
         from logsidecar.tail.state_files import StateDirUnusable, check_state_dir
@@ -157,10 +190,9 @@ def _serve(settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: 
         except StateDirUnusable as exc:
             click.echo(f"Error: {escape_controls(str(exc))}", err=True)
             raise SystemExit(2) from None
-    rebuild = (lambda: build_plan(load(), os.environ, otlp_flags)) if load is not None else None
     code = 0
     try:
-        code = run_until_exit(Supervisor(plan, rebuild, own_logs).run())
+        code = run_until_exit(Supervisor(plan, rebuild, own_logs, attach.get("source_factory")).run())
     except OutputClosed:
         _silence_stdout()
     except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback

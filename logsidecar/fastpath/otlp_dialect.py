@@ -42,7 +42,7 @@ from logsidecar.parse.access_builder import INT_FAST_DIGITS
 from logsidecar.parse.codegen import Emitter
 from logsidecar.parse.fields import bounded_int
 from logsidecar.parse.request_line import COMMON_METHODS, PROTOCOL_TABLE, request_attributes
-from logsidecar.record import FORMAT, LOG_FILE_NAME, LOG_FILE_PATH, LOG_RECORD_UID, LogRecord
+from logsidecar.record import FORMAT, HOST_PATH, LOG_FILE_NAME, LOG_FILE_PATH, LOG_RECORD_UID, LogRecord
 from logsidecar.stamp import BatchStamp, offset_hexes
 
 __all__ = ["OtlpDialect", "otlp_encoder_for"]
@@ -230,9 +230,11 @@ class OtlpDialect:
         return lines
 
     def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[bytes, bytes, bytes]:
+        shown = stamp.shown_path or stamp.path
         stamp_head = (
-            encode_key_value(TAG_ATTRIBUTE, LOG_FILE_PATH, stamp.path)
-            + encode_key_value(TAG_ATTRIBUTE, LOG_FILE_NAME, os.path.basename(stamp.path))
+            encode_key_value(TAG_ATTRIBUTE, LOG_FILE_PATH, shown)
+            + encode_key_value(TAG_ATTRIBUTE, LOG_FILE_NAME, os.path.basename(shown))
+            + (encode_key_value(TAG_ATTRIBUTE, HOST_PATH, stamp.path) if stamp.shown_path else b"")
             + _flat_heads(LOG_RECORD_UID)[_UID_LENGTH]
             + stamp.uid_prefix.encode()
         )

@@ -90,6 +90,9 @@ class PipelineOptions:
     drain_timeout_s: float = 8.0
     # Tune the cyclic GC for this process when `run` starts (see `tune_gc`).
     tune_gc: bool = True
+    # (host directory, the directory as the writing container sees it): records name the container's
+    # path in log.file.path and the host's in logsidecar.host.path (`docker attach`).
+    path_map: tuple[tuple[str, str], ...] = ()
 
 
 class Pipeline:
@@ -113,6 +116,7 @@ class Pipeline:
             dict(options.resource),
             encoding_for(self.sinks),
             observer.observe_batch if observer is not None else None,
+            options.path_map,
         )
         self._acks = AckTracker()
         self._emitted_at: dict[AckTicket, float] = {}  # in-flight batches, oldest first

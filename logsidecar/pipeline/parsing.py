@@ -138,8 +138,11 @@ class BatchParser:
         resource: dict[str, Any],
         encoding: str | None,
         observe_batch: ObserveBatch | None = None,
+        path_map: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.parsers = parsers
+        # (directory read, the same directory as the writer sees it): `docker attach` (see stamp.py)
+        self._path_map = tuple(path_map)
         # One dict shared by every record: sinks must treat it as read-only.
         self._resource = resource
         self._encoding = encoding
@@ -172,10 +175,22 @@ class BatchParser:
             return explained
         return {"format": spec}
 
+    def _shown_path(self, path: str) -> str | None:
+        for read_dir, writer_dir in self._path_map:
+            if path.startswith(read_dir + "/"):
+                return writer_dir.rstrip("/") + path[len(read_dir) :]
+        return None
+
     def parse(self, batch: ReadBatch) -> Payload:
         state = self.parsers.state_for(batch.file_key, batch.path)
         stamp = BatchStamp(
-            batch.file_key, batch.path, state.uid_prefix, batch.end_offsets, batch.truncated, self._resource
+            batch.file_key,
+            batch.path,
+            state.uid_prefix,
+            batch.end_offsets,
+            batch.truncated,
+            self._resource,
+            self._shown_path(batch.path) if self._path_map else None,
         )
         encoding = self._encoding
         direct = writer_for(state.parser, encoding) if encoding is not None else None

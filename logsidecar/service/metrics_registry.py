@@ -11,11 +11,18 @@ several). It is fed three ways:
   bytes behind per file = size - committed offset, age of the oldest undelivered record, queue depth).
   Scrape-time reading means no gauge can go stale and the core does no bookkeeping for them.
 
-Per-path series are bounded, so that /metrics stays small and cheap with thousands of files: at most
-`max_path_series` paths (MAX_PATH_SERIES by default) have series of their own (`lines_read`,
-`bytes_read`: the first paths seen; `bytes_behind`: the paths furthest behind); the others are summed
-under `path="(other)"`. A path's series is removed when the tailer releases its last file there
-(FILE_DRAINED), which frees its place: a sidecar that saw 9,000 short-lived files keeps none of them.
+Read counters and `bytes_behind` are labelled by `input`, the configured path pattern a file was
+found by (`/var/log/apache2/*.log`), never by the file's own path: with dated rotation
+(`access.log.20261205`, rotatelogs) every day brings a new name, and a per-path series would be left
+behind for each one (unbounded cardinality), or be dropped and restarted (a counter reset that breaks
+`rate()`). Per input, the series count is fixed by the configuration and the counters stay monotonic
+across rotations. A path no pattern names (only possible in an embedding without a tailer) counts
+under `input="(other)"`. Per-file detail is the tailer's business (`tail --dry-run`, the self-logs).
+
+Every counter has its series from the start, at zero (`declare`): the configured inputs and sinks, and
+the fixed sets of refusal reasons, stalled operations and dropped-connection reasons. A query such as
+`increase(logsidecar_records_rejected_total[5m])` then answers 0, not "no data", before the first event.
+Process metrics are prometheus_client's standard `process_*` collector (CPU, RSS, open fds).
 
 Served by `service.http_endpoint.TelemetryServer`; wired by `service.telemetry.Telemetry`.
 Retries: counted from the SINK_RETRY event. `observe_retry(sink)` does the same for code that does not
@@ -24,7 +31,7 @@ emit the event; use one or the other for a given sink, never both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +43,8 @@ from prometheus_client.registry import Collector
 from logsidecar import __version__, events
 from logsidecar.events import Event
 from logsidecar.health import HEALTH_CONDITIONS, HealthMonitor
+from logsidecar.tail.discovery import translate_glob
+from logsidecar.tail.open_policy import Reason
 
 DEFAULT_HTTP_ADDR = "127.0.0.1:9464"
 
@@ -45,9 +54,13 @@ disable_created_metrics()
 # Tailer states of a file that was rotated away or deleted and is held open until drained.
 HELD_STATES = frozenset({"rotated", "draining", "deleted", "lost"})
 # Export latency buckets: sub-millisecond stdout writes up to minute-long OTLP retries.
-# Paths with series of their own; the rest are summed under OTHER_PATHS (see the module docstring).
-MAX_PATH_SERIES = 100
-OTHER_PATHS = "(other)"
+# The input of a path that no configured pattern names (see the module docstring).
+OTHER_INPUT = "(other)"
+# Paths whose input is remembered; past this the cache starts over (a lookup is one regex per pattern).
+INPUT_CACHE_SIZE = 4096
+# Fixed label sets, declared at zero (see `Metrics.declare`); files_refused's come from tail.open_policy.
+STALLED_OPERATIONS = ("stat", "fstat", "open", "read", "scandir")
+DROPPED_CONNECTION_REASONS = ("over_limit", "idle_timeout")
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -61,6 +74,10 @@ def _no_age() -> float | None:
 
 def _no_queue() -> int:
     return 0
+
+
+def _no_patterns() -> Sequence[str]:
+    return ()
 
 
 def _field(item: Any, name: str, default: Any = None) -> Any:
@@ -86,11 +103,13 @@ def _file_items(stats: Any) -> list[Any]:
 class LiveSources:
     """Callables read at scrape time. `file_stats` is `Tailer.stats` as is ({"files": [...]}) or any
     iterable of per-file dicts/objects with at least `path`, `size`, `committed_offset` and `state`
-    ("active"; "rotated" counts as held). `oldest_undelivered_age_s` returns None when nothing waits."""
+    ("active"; "rotated" counts as held). `oldest_undelivered_age_s` returns None when nothing waits.
+    `input_patterns` are the configured path patterns (absolute, as the tailer matches them), in order."""
 
     file_stats: Callable[[], Iterable[Any]] = _no_files
     oldest_undelivered_age_s: Callable[[], float | None] = _no_age
     queue_depth: Callable[[], int] = _no_queue
+    input_patterns: Callable[[], Sequence[str]] = _no_patterns
 
     def _stats(self) -> list[Any]:
         return _file_items(self.file_stats())
@@ -101,13 +120,14 @@ class LiveSources:
     def rotated_files_held(self) -> int:
         return sum(1 for s in self._stats() if str(_field(s, "state", "")) in HELD_STATES)
 
-    def bytes_behind(self) -> dict[str, int]:
-        """Per path: size - committed offset, summed over the files known under that path."""
+    def bytes_behind(self, input_of: Callable[[str], str] | None = None) -> dict[str, int]:
+        """size - committed offset, summed per path, or per input when `input_of` maps a path to it."""
         behind: dict[str, int] = {}
         for s in self._stats():
             size, committed = _field(s, "size", 0) or 0, _field(s, "committed_offset", 0) or 0
             path = str(_field(s, "path", ""))
-            behind[path] = behind.get(path, 0) + max(0, int(size) - int(committed))
+            key = input_of(path) if input_of is not None else path
+            behind[key] = behind.get(key, 0) + max(0, int(size) - int(committed))
         return behind
 
     def total_bytes_behind(self) -> int:
@@ -119,18 +139,19 @@ class Metrics:
         self,
         live: LiveSources | None = None,
         health: HealthMonitor | None = None,
-        max_path_series: int = MAX_PATH_SERIES,
     ) -> None:
         self.live = live or LiveSources()
-        self.max_path_series = max_path_series
         self.health = health
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.lines_read = Counter(
-            "logsidecar_lines_read_total", "Lines read from files.", ["path"], registry=r
+            "logsidecar_lines_read_total", "Lines read, by configured input pattern.", ["input"], registry=r
         )
         self.bytes_read = Counter(
-            "logsidecar_bytes_read_total", "Bytes of lines read from files.", ["path"], registry=r
+            "logsidecar_bytes_read_total",
+            "Bytes of lines read, by configured input pattern.",
+            ["input"],
+            registry=r,
         )
         self.records_parsed = Counter(
             "logsidecar_records_parsed_total", "Lines parsed into typed records.", ["format"], registry=r
@@ -233,12 +254,54 @@ class Metrics:
             registry=r,
         )
         r.register(_LiveCollector(self))
-        # path -> its (lines_read, bytes_read) children, own ones only; over the cap: `_other_paths`.
+        # path -> its input's (lines_read, bytes_read) children; input patterns and their regexes.
         self._per_path: dict[str, tuple[Any, Any]] = {}
-        self._other_paths: tuple[Any, Any] | None = None
+        self._patterns: tuple[str, ...] = ()
+        self._pattern_res: list[Any] = []
         self._per_format: dict[str, tuple[Any, Any]] = {}
         # CPU, memory and open file descriptors: a sidecar's budget (held rotated files cost fds).
-        ProcessCollector(namespace="logsidecar", registry=r)
+        # The standard names (process_*), so the usual dashboards and alerts apply as they are.
+        ProcessCollector(registry=r)
+        self.declare()
+
+    def declare(self, inputs: Sequence[str] | None = None, sinks: Sequence[str] = ()) -> None:
+        """Create every counter's series at zero: those of `inputs` (the configured path patterns;
+        None: those of `live.input_patterns`) and `sinks`, and the fixed label sets. Called at each
+        start of a run (a reload may add inputs or sinks; the old ones keep their series)."""
+        patterns = tuple(self.live.input_patterns() if inputs is None else inputs)
+        if patterns != self._patterns:
+            self._patterns = patterns
+            self._pattern_res = [translate_glob(p) for p in patterns]
+            self._per_path.clear()
+        for pattern in patterns:
+            self.lines_read.labels(input=pattern)
+            self.bytes_read.labels(input=pattern)
+        for sink in sinks:
+            for counter in (self.records_delivered, self.delivery_retries, self.records_rejected):
+                counter.labels(sink=sink)
+            self.export_latency.labels(sink=sink)
+        for reason in Reason:
+            self.files_refused.labels(reason=reason.value)
+        for operation in STALLED_OPERATIONS:
+            self.io_stalls.labels(operation=operation)
+        for dropped in DROPPED_CONNECTION_REASONS:
+            self.http_connections_dropped.labels(reason=dropped)
+
+    def bytes_behind_by_input(self, live: LiveSources) -> dict[str, int]:
+        """Every configured input (0 when it has no file yet), plus what the files are behind."""
+        behind = dict.fromkeys(self._patterns, 0)
+        for label, value in live.bytes_behind(self.input_of).items():
+            behind[label] = behind.get(label, 0) + value
+        return behind
+
+    def input_of(self, path: str) -> str:
+        """The first configured pattern that names `path`, or OTHER_INPUT."""
+        if path in self._patterns:  # a plain path, or "-" (standard input)
+            return path
+        for pattern, regex in zip(self._patterns, self._pattern_res, strict=True):
+            if regex.match(path):
+                return pattern
+        return OTHER_INPUT
 
     # -- event bus -----------------------------------------------------------------------------
     def subscribe(self) -> Callable[[], None]:
@@ -263,8 +326,6 @@ class Metrics:
             self.fd_budget_reopens.inc()
         elif event is Event.FILE_LOST_WHILE_CLOSED:
             self.files_lost_while_closed.inc()
-        elif event is Event.FILE_DRAINED:
-            self.release_path(str(fields.get("path", "")))
         elif event is Event.FILE_REFUSED:
             self.files_refused.labels(reason=str(fields.get("reason", "unknown"))).inc()
         elif event is Event.CHECKPOINT_WRITTEN:
@@ -303,30 +364,14 @@ class Metrics:
             per_format[1].inc(unparsed)
 
     def _path_children(self, path: str) -> tuple[Any, Any]:
-        if len(self._per_path) < self.max_path_series:
-            children = self._per_path[path] = (
-                self.lines_read.labels(path=path),
-                self.bytes_read.labels(path=path),
-            )
-            return children
-        if self._other_paths is None:
-            self._other_paths = (
-                self.lines_read.labels(path=OTHER_PATHS),
-                self.bytes_read.labels(path=OTHER_PATHS),
-            )
-        return self._other_paths
-
-    def release_path(self, path: str) -> None:
-        """The tailer released a file at `path`: unless another file is still followed there, its
-        series go (a file later found at that path starts them again from zero, a counter reset)."""
-        if path not in self._per_path:
-            return
-        stats = _safely(lambda: _file_items(self.live.file_stats()), None)
-        if stats is None or any(str(_field(s, "path", "")) == path for s in stats):
-            return
-        del self._per_path[path]
-        self.lines_read.remove(path)
-        self.bytes_read.remove(path)
+        if len(self._per_path) >= INPUT_CACHE_SIZE:
+            self._per_path.clear()
+        label = self.input_of(path)
+        children = self._per_path[path] = (
+            self.lines_read.labels(input=label),
+            self.bytes_read.labels(input=label),
+        )
+        return children
 
     def observe_delivery(self, sink: str, records: int, latency_s: float) -> None:
         """A successful `Sink.send` of `records` records that took `latency_s` seconds (retries included)."""
@@ -380,9 +425,9 @@ class _LiveCollector(Collector):
         )
         yield _gauge(
             "logsidecar_bytes_behind",
-            "Bytes written to a file but not yet delivered (size - committed offset).",
-            {(("path", p),): v for p, v in _capped(frozen.bytes_behind(), self._metrics.max_path_series)},
-            labels=["path"],
+            "Bytes written but not yet delivered (size - committed offset), by configured input pattern.",
+            {(("input", i),): v for i, v in sorted(self._metrics.bytes_behind_by_input(frozen).items())},
+            labels=["input"],
         )
         age = _safely(live.oldest_undelivered_age_s, None)
         yield _gauge(
@@ -409,14 +454,6 @@ class _LiveCollector(Collector):
                 {(("condition", c),): int(c in conditions) for c in HEALTH_CONDITIONS},
                 labels=["condition"],
             )
-
-
-def _capped(per_path: dict[str, int], cap: int) -> list[tuple[str, int]]:
-    """The `cap` paths furthest behind, by path, then the others summed under OTHER_PATHS."""
-    if len(per_path) <= cap:
-        return sorted(per_path.items())
-    ranked = sorted(per_path.items(), key=lambda pv: pv[1], reverse=True)
-    return [*sorted(ranked[:cap]), (OTHER_PATHS, sum(v for _, v in ranked[cap:]))]
 
 
 def _gauge(

@@ -28,6 +28,7 @@ from logsidecar.sinks.base import Sink
 from logsidecar.sinks.otlp import OtlpSink
 from logsidecar.sinks.stdout import StdoutFormat, StdoutSink
 from logsidecar.tail.options import TailOptions
+from logsidecar.tail.stdin import STDIN_PATH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +48,7 @@ def tail_options(settings: Settings) -> TailOptions:
     exclude = tuple(dict.fromkeys([*settings.exclude, *(e for i in settings.inputs for e in i.exclude)]))
     state_dir = (
         None
-        if settings.state_dir is None or settings.state_dir.lower() == "none"
+        if settings.state_dir is None or settings.state_dir.lower() == "none" or reads_stdin(include)
         else Path(settings.state_dir)
     )
     return TailOptions(
@@ -62,6 +63,19 @@ def tail_options(settings: Settings) -> TailOptions:
         poll_interval_s=settings.poll_interval,
         follow_symlinks=settings.follow_symlinks,
     )
+
+
+def reads_stdin(include: tuple[str, ...]) -> bool:
+    """`-` names standard input (`tail.stdin`), alone: a pipe and files cannot share one run, as a
+    pipe has no checkpoint and ends at EOF (raises ValueError)."""
+    if STDIN_PATH not in include:
+        return False
+    if len(include) > 1:
+        raise ValueError(
+            f"'{STDIN_PATH}' (standard input) cannot be combined with files: "
+            f"got {', '.join(include)}; run one logsidecar per source"
+        )
+    return True
 
 
 def parser_selector(settings: Settings) -> ParserSelector:

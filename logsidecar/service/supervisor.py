@@ -46,10 +46,11 @@ from logsidecar.events import ConfigErrorEvent, Event, StopForced, Stopping
 from logsidecar.parse.base import FormatError
 from logsidecar.pipeline import SINK_CLOSE_GRACE_S, Pipeline
 from logsidecar.service.exit_marker import wait_for_exit_marker
-from logsidecar.service.plan import Plan
+from logsidecar.service.plan import Plan, reads_stdin
 from logsidecar.service.telemetry import LiveRun, SelfLog, Telemetry, telemetry_key
 from logsidecar.settings.errors import ConfigError
 from logsidecar.tail.checkpoints import CheckpointStore
+from logsidecar.tail.stdin import StdinSource
 from logsidecar.tail.tailer import Tailer
 
 # The exit status of a stop whose --drain-timeout passed before every line was read and delivered.
@@ -70,8 +71,17 @@ class Supervisor:
     - `next_plan`: a reload was built and waits for the current pipeline to stop.
     """
 
-    def __init__(self, plan: Plan, rebuild: Callable[[], Plan] | None, selflog: SelfLog) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        rebuild: Callable[[], Plan] | None,
+        selflog: SelfLog,
+        source_factory: Callable[[Plan], Any] | None = None,
+    ) -> None:
         self.plan = plan
+        # Builds the run's source instead of the tailer (`docker attach --engine-logs`: the engine's
+        # log stream of a container); a `pipeline.Source`.
+        self._source_factory = source_factory
         self.stopping = False
         self.next_plan: Plan | None = None
         self._rebuild = rebuild  # None: no config file to read again
@@ -158,14 +168,20 @@ class Supervisor:
         # A durable store is read again (as at a restart); an in-memory one is carried over.
         if self._store is None or state_dir is not None or self._store.state_dir is not None:
             self._store = CheckpointStore(state_dir)
-        if state_dir is None:
+        options = plan.tail_options
+        if state_dir is None and self._source_factory is None and not reads_stdin(options.include):
             events.emit(
                 Event.CHECKPOINTS_OFF,
                 reason="--state-dir none: offsets are kept in memory only; after a restart every file "
                 "is read again from --start-at",
             )
         running = self._running
-        running.tailer = Tailer(plan.tail_options, self._store)
+        if self._source_factory is not None:
+            running.tailer = self._source_factory(plan)
+        elif reads_stdin(options.include):
+            running.tailer = StdinSource(options)
+        else:
+            running.tailer = Tailer(options, self._store)
         running.pipeline = Pipeline(
             running.tailer,
             list(plan.sinks),
@@ -173,6 +189,8 @@ class Supervisor:
             plan.pipeline_options,
             observer=self._telemetry.metrics if self._telemetry is not None else None,
         )
+        if self._telemetry is not None:  # every counter of this run's inputs and sinks exists at zero
+            self._telemetry.metrics.declare(sinks=[sink.name for sink in plan.sinks])
         if self.stopping or self.next_plan is not None:  # a signal came while we were switching pipelines
             running.pipeline.request_stop(drain=self.stopping)
         # Watched per run: a reload may set, change or clear the path.

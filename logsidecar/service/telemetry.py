@@ -43,13 +43,16 @@ class LiveRun:
 
     def __init__(self) -> None:
         self.pipeline: Pipeline | None = None
-        self.tailer: Any = None
+        self.tailer: Any = None  # a Tailer, or a StdinSource (`tail -`)
 
     def file_stats(self) -> Any:
         return self.tailer.stats() if self.tailer is not None else ()
 
     def waiting_patterns(self) -> dict[str, str]:
         return self.tailer.waiting_patterns() if self.tailer is not None else {}
+
+    def input_patterns(self) -> tuple[str, ...]:
+        return tuple(self.tailer.input_patterns()) if self.tailer is not None else ()
 
     def queue_depth(self) -> int:
         return self.pipeline.queue_depth() if self.pipeline is not None else 0
@@ -76,6 +79,7 @@ class Telemetry:
             file_stats=running.file_stats,
             oldest_undelivered_age_s=running.oldest_undelivered_age_s,
             queue_depth=running.queue_depth,
+            input_patterns=running.input_patterns,
         )
         self.health = HealthMonitor(
             policy=HealthPolicy(unhealthy_after_s=settings.unhealthy_after),

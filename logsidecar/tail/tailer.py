@@ -302,6 +302,10 @@ class Tailer:
         """What is left after the acknowledged offsets, per followed file (see `drain.leftovers`)."""
         return drain.leftovers(self.files)
 
+    def input_patterns(self) -> tuple[str, ...]:
+        """The include patterns as matched (absolute), for metrics labelled by input."""
+        return self.matcher.include
+
     def waiting_patterns(self) -> dict[str, str]:
         """{pattern: why it has no followed file} (`reports.waiting_patterns`), for readiness."""
         followed = {tracked.reader.path for tracked in self.files.values()}

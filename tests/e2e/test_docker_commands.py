@@ -246,6 +246,10 @@ def test_attach_tails_a_bind_mounted_log_dir_with_container_metadata(client, bus
     assert resource["container.name"] == container.name
     assert resource["container.image.name"] == "logsidecar-test-busybox"
     assert resource["container.label.tier"] == "web"
+    # The file as the container sees it, and where it was read on this host.
+    assert second["attributes"]["log.file.path"] == "/var/log/apache2/access.log"
+    assert second["attributes"]["logsidecar.host.path"] == str(logdir / "access.log")
+    assert second["attributes"]["log.file.name"] == "access.log"
 
 
 def test_audit_finds_exactly_the_leaked_volumes_and_prunes_only_them(client, busybox, volume_image):

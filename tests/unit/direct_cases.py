@@ -242,7 +242,8 @@ def stamps(
     draw: st.DrawFn, count: int, paths: Sequence[str], resources: Sequence[dict[str, Any]]
 ) -> BatchStamp:
     """A stamp for `count` lines: increasing end offsets (some beyond 32 bits), a path from `paths`,
-    a resource from `resources` and, one time in four, a few truncated lines."""
+    a resource from `resources`, one time in four a few truncated lines and, one time in two, the
+    path as the writer (a container) sees it."""
     start = draw(st.integers(0, 2**40))
     steps = draw(st.lists(st.integers(1, 70_000), min_size=count, max_size=count))
     ends, offset = [], start
@@ -261,6 +262,8 @@ def stamps(
         ends,
         truncated,
         draw(st.sampled_from(resources)),
+        # `docker attach`: the container's path in log.file.path, the host's in logsidecar.host.path
+        draw(st.sampled_from([None, None, "/var/log/apache2/access.log", "/ä/日本.log"])),
     )
 
 

@@ -67,13 +67,13 @@ def test_rejections_count_records_from_events_that_carry_the_count() -> None:
 
 
 def test_observe_batch_counts_lines_bytes_and_parse_outcomes() -> None:
-    metrics = Metrics()
+    metrics = Metrics(live=LiveSources(input_patterns=lambda: ["/l/access.log", "/l/error.log"]))
     metrics.observe_batch("/l/access.log", "combined", lines=10, bytes=1500, parsed=9, unparsed=1)
     metrics.observe_batch("/l/access.log", "combined", lines=5, bytes=500, parsed=5, unparsed=0)
     metrics.observe_batch("/l/error.log", "error", lines=2, bytes=300, parsed=1, unparsed=1)
-    assert value(metrics, "logsidecar_lines_read_total", path="/l/access.log") == 15
-    assert value(metrics, "logsidecar_bytes_read_total", path="/l/access.log") == 2000
-    assert value(metrics, "logsidecar_lines_read_total", path="/l/error.log") == 2
+    assert value(metrics, "logsidecar_lines_read_total", input="/l/access.log") == 15
+    assert value(metrics, "logsidecar_bytes_read_total", input="/l/access.log") == 2000
+    assert value(metrics, "logsidecar_lines_read_total", input="/l/error.log") == 2
     assert value(metrics, "logsidecar_records_parsed_total", format="combined") == 14
     assert value(metrics, "logsidecar_records_unparsed_total", format="combined") == 1
     assert value(metrics, "logsidecar_records_unparsed_total", format="error") == 1
@@ -110,19 +110,21 @@ def test_live_gauges_are_read_from_tailer_stats_at_scrape_time() -> None:
         },
     ]
     live = LiveSources(
-        file_stats=lambda: tailer_stats(*files), oldest_undelivered_age_s=lambda: 2.5, queue_depth=lambda: 4
+        file_stats=lambda: tailer_stats(*files),
+        oldest_undelivered_age_s=lambda: 2.5,
+        queue_depth=lambda: 4,
+        input_patterns=lambda: ["/l/access.log*", "/l/error.log"],
     )
     metrics = Metrics(live=live)
     assert value(metrics, "logsidecar_files_watched") == 2
     assert value(metrics, "logsidecar_rotated_files_held") == 1
-    assert value(metrics, "logsidecar_bytes_behind", path="/l/access.log") == 600
-    assert value(metrics, "logsidecar_bytes_behind", path="/l/error.log") == 0
-    assert value(metrics, "logsidecar_bytes_behind", path="/l/access.log.1") == 100
+    assert value(metrics, "logsidecar_bytes_behind", input="/l/access.log*") == 600 + 100
+    assert value(metrics, "logsidecar_bytes_behind", input="/l/error.log") == 0
     assert value(metrics, "logsidecar_oldest_undelivered_age_seconds") == 2.5
     assert value(metrics, "logsidecar_queue_depth") == 4
     files.pop()  # the rotated file was drained and released
     assert value(metrics, "logsidecar_rotated_files_held") == 0
-    assert value(metrics, "logsidecar_bytes_behind", path="/l/access.log.1") is None
+    assert value(metrics, "logsidecar_bytes_behind", input="/l/access.log*") == 600
     assert live.total_bytes_behind() == 600
 
 
@@ -136,7 +138,7 @@ def test_a_failing_live_source_does_not_break_the_scrape() -> None:
     metrics.observe_batch("/l/a", "raw", lines=1, bytes=1, parsed=1, unparsed=0)
     body, _ = metrics.exposition()
     assert b"logsidecar_files_watched 0.0" in body
-    assert b'logsidecar_lines_read_total{path="/l/a"} 1.0' in body
+    assert b'logsidecar_lines_read_total{input="(other)"} 1.0' in body  # no pattern names it
 
 
 def test_sink_failing_seconds_is_exported_while_a_sink_fails() -> None:
@@ -153,8 +155,8 @@ def test_sink_failing_seconds_is_exported_while_a_sink_fails() -> None:
 def test_each_metrics_instance_has_its_own_registry() -> None:
     first, second = Metrics(), Metrics()
     first.observe_batch("/l/a", "raw", lines=3, bytes=3, parsed=3, unparsed=0)
-    assert value(first, "logsidecar_lines_read_total", path="/l/a") == 3
-    assert value(second, "logsidecar_lines_read_total", path="/l/a") is None
+    assert value(first, "logsidecar_lines_read_total", input="(other)") == 3
+    assert value(second, "logsidecar_lines_read_total", input="(other)") is None
 
 
 def test_exposition_lists_every_documented_metric_family() -> None:
@@ -182,8 +184,11 @@ def test_exposition_lists_every_documented_metric_family() -> None:
         "logsidecar_export_latency_seconds",
         "logsidecar_queue_depth",
         "logsidecar_build_info",
-        "logsidecar_process_open_fds",
+        "process_open_fds",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
     } <= families
+    assert not any(name.startswith("logsidecar_process_") for name in families)
     assert "_created" not in text
 
 
@@ -193,40 +198,47 @@ def test_openmetrics_is_served_when_the_scraper_asks_for_it() -> None:
     assert body.endswith(b"# EOF\n")
 
 
-def test_path_series_go_when_the_last_file_at_the_path_is_released() -> None:
-    files = [
-        {"path": "/l/access.log", "file_key": "new", "size": 0, "committed_offset": 0, "state": "active"}
+def test_read_series_are_per_input_pattern_so_rotated_names_leave_none_behind() -> None:
+    patterns = ["/l/access.log.*", "/l/error.log"]
+    files: list[dict[str, Any]] = []
+    metrics = Metrics(
+        live=LiveSources(file_stats=lambda: tailer_stats(*files), input_patterns=lambda: patterns)
+    )
+    for day in range(1, 31):  # a month of dated names (rotatelogs): one series, counting all of them
+        path = f"/l/access.log.202612{day:02d}"
+        files[:] = [
+            {"path": path, "file_key": str(day), "size": 100, "committed_offset": 90, "state": "active"}
+        ]
+        metrics.observe_batch(path, "common", lines=2, bytes=20, parsed=2, unparsed=0)
+    text = metrics.exposition()[0].decode()
+    read_series = [line for line in text.splitlines() if line.startswith("logsidecar_lines_read_total{")]
+    assert sorted(read_series) == [
+        'logsidecar_lines_read_total{input="/l/access.log.*"} 60.0',
+        'logsidecar_lines_read_total{input="/l/error.log"} 0.0',
     ]
-    metrics = Metrics(live=LiveSources(file_stats=lambda: tailer_stats(*files)))
-    metrics.observe_batch("/l/access.log", "common", lines=3, bytes=30, parsed=3, unparsed=0)
-    metrics.observe_batch("/l/gone.log", "common", lines=2, bytes=20, parsed=2, unparsed=0)
-    # A rotated-away generation of access.log is released while a new one is followed there: kept.
-    metrics.handle_event(Event.FILE_DRAINED, {"path": "/l/access.log", "file_key": "old"})
-    metrics.handle_event(Event.FILE_DRAINED, {"path": "/l/gone.log", "file_key": "g"})
-    assert value(metrics, "logsidecar_lines_read_total", path="/l/access.log") == 3
-    assert value(metrics, "logsidecar_lines_read_total", path="/l/gone.log") is None
-    assert b"/l/gone.log" not in metrics.exposition()[0]
+    assert value(metrics, "logsidecar_bytes_behind", input="/l/access.log.*") == 10
+    assert value(metrics, "logsidecar_bytes_behind", input="/l/error.log") == 0
+    assert "202612" not in text
 
 
-def test_paths_over_the_cap_are_summed_under_other() -> None:
-    cap = 3
-    files = [
-        {"path": f"/l/{i}.log", "file_key": str(i), "size": 100 + i, "committed_offset": 0, "state": "active"}
-        for i in range(cap + 2)
-    ]
-    metrics = Metrics(live=LiveSources(file_stats=lambda: tailer_stats(*files)), max_path_series=cap)
-    for i in range(cap + 2):
-        metrics.observe_batch(f"/l/{i}.log", "common", lines=1, bytes=10, parsed=1, unparsed=0)
-    assert [value(metrics, "logsidecar_lines_read_total", path=f"/l/{i}.log") for i in range(cap + 2)] == [
-        1, 1, 1, None, None,
-    ]  # fmt: skip
-    assert value(metrics, "logsidecar_lines_read_total", path="(other)") == 2
-    # bytes behind: the `cap` paths furthest behind by name, the rest summed
-    assert value(metrics, "logsidecar_bytes_behind", path="/l/0.log") is None
-    assert value(metrics, "logsidecar_bytes_behind", path="/l/4.log") == 104
-    assert value(metrics, "logsidecar_bytes_behind", path="(other)") == 100 + 101
-    # a released path frees its place for the next new path
-    files.pop(0)
-    metrics.handle_event(Event.FILE_DRAINED, {"path": "/l/0.log", "file_key": "0"})
-    metrics.observe_batch("/l/new.log", "common", lines=1, bytes=10, parsed=1, unparsed=0)
-    assert value(metrics, "logsidecar_lines_read_total", path="/l/new.log") == 1
+def test_every_counter_has_its_series_at_zero_before_any_event() -> None:
+    metrics = Metrics(live=LiveSources(input_patterns=lambda: ["/l/*.log"]))
+    metrics.declare(sinks=["otlp", "stdout"])
+    for sink in ("otlp", "stdout"):
+        for name in (
+            "logsidecar_records_delivered_total",
+            "logsidecar_delivery_retries_total",
+            "logsidecar_records_rejected_total",
+            "logsidecar_export_latency_seconds_count",
+        ):
+            assert value(metrics, name, sink=sink) == 0, (name, sink)
+    assert value(metrics, "logsidecar_lines_read_total", input="/l/*.log") == 0
+    assert value(metrics, "logsidecar_files_refused_total", reason="symlink") == 0
+    assert value(metrics, "logsidecar_io_stalls_total", operation="stat") == 0
+    assert value(metrics, "logsidecar_http_connections_dropped_total", reason="idle_timeout") == 0
+    text = metrics.exposition()[0].decode()
+    lines = text.splitlines()
+    counters = {line.split()[2] for line in lines if line.startswith("# TYPE") and line.endswith(" counter")}
+    sampled = {line.split("{")[0].split()[0] for line in lines if not line.startswith("#")}
+    # every counter family except the per-format ones (a format is known once detected) has a sample
+    assert counters - sampled == {"logsidecar_records_parsed_total", "logsidecar_records_unparsed_total"}

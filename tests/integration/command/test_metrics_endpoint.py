@@ -57,7 +57,9 @@ class Stack:
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.clock = FakeClock()
         self.files: list[dict[str, Any]] = []
-        self.live = LiveSources(file_stats=lambda: {"files": list(self.files)})
+        self.live = LiveSources(
+            file_stats=lambda: {"files": list(self.files)}, input_patterns=lambda: ["/logs/*.log"]
+        )
         self.health = HealthMonitor(
             policy=HealthPolicy(unhealthy_after_s=60.0),
             clock=self.clock,
@@ -107,15 +109,15 @@ def test_metrics_endpoint_serves_counters_and_live_gauges(stack: Stack) -> None:
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
     lines = set(text.splitlines())
     assert {
-        'logsidecar_lines_read_total{path="/logs/access.log"} 40.0',
-        'logsidecar_bytes_read_total{path="/logs/access.log"} 4000.0',
+        'logsidecar_lines_read_total{input="/logs/*.log"} 40.0',
+        'logsidecar_bytes_read_total{input="/logs/*.log"} 4000.0',
         'logsidecar_records_parsed_total{format="combined"} 39.0',
         'logsidecar_records_unparsed_total{format="combined"} 1.0',
         'logsidecar_records_delivered_total{sink="otlp"} 40.0',
         'logsidecar_export_latency_seconds_count{sink="otlp"} 1.0',
         "logsidecar_rotations_total 1.0",
         "logsidecar_files_watched 1.0",
-        'logsidecar_bytes_behind{path="/logs/access.log"} 4000.0',
+        'logsidecar_bytes_behind{input="/logs/*.log"} 4000.0',
     } <= lines
 
 
@@ -241,7 +243,7 @@ def test_bytes_behind_follows_a_real_tailer_until_acknowledged(tmp_path: Any) ->
     content = b"line one\nline two\nline three\n"
     log.write_bytes(content)
     tailer = Tailer(TailOptions(include=(str(log),), watch=WatchMode.POLL, poll_interval_s=0.05))
-    live = LiveSources(file_stats=tailer.stats)
+    live = LiveSources(file_stats=tailer.stats, input_patterns=lambda: tailer.matcher.include)
     health = HealthMonitor(bytes_behind=live.total_bytes_behind, files_followed=live.files_watched)
     metrics = Metrics(live=live, health=health)
     batches: list[ReadBatch] = []
@@ -267,14 +269,14 @@ def test_bytes_behind_follows_a_real_tailer_until_acknowledged(tmp_path: Any) ->
             run = asyncio.create_task(tailer.run(emit))
             await wait_until(lambda: sum(len(b.lines) for b in batches) == 3, "three lines read")
             text = await scrape("/metrics")
-            assert f'logsidecar_bytes_behind{{path="{log}"}} {float(len(content))}' in text
+            assert f'logsidecar_bytes_behind{{input="{log}"}} {float(len(content))}' in text
             assert "logsidecar_files_watched 1.0" in text
             assert json.loads(await scrape("/readyz"))["summary"] == "ready: following 1 file"
 
             tailer.acknowledge(batches[-1].file_key, batches[-1].end_offset)
             await wait_until(lambda: live.total_bytes_behind() == 0, "acknowledged offset to be committed")
             text = await scrape("/metrics")
-            assert f'logsidecar_bytes_behind{{path="{log}"}} 0.0' in text
+            assert f'logsidecar_bytes_behind{{input="{log}"}} 0.0' in text
             await tailer.stop()
             await asyncio.wait_for(run, 10)
 

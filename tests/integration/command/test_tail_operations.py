@@ -156,7 +156,7 @@ def test_metrics_scraped_during_a_real_run_count_what_was_written(tmp_path: Path
         more = [access_line(n) if n % 10 else f"garbage line {n}" for n in range(500, 800)]
         append(log, more)
         wait_for(lambda: process.count() == 800, 30, message="all 800 lines")
-        behind = ("logsidecar_bytes_behind", (("path", str(log)),))
+        behind = ("logsidecar_bytes_behind", (("input", str(log)),))
 
         def settled() -> dict[Any, float] | None:
             sample = scrape(port)
@@ -174,7 +174,7 @@ def test_metrics_scraped_during_a_real_run_count_what_was_written(tmp_path: Path
         code, _ = process.terminate()
     assert code == 0
     lines = first + more
-    path = (("path", str(log)),)
+    path = (("input", str(log)),)  # the configured input: here the file itself
     assert metrics[("logsidecar_lines_read_total", path)] == 800
     assert metrics[("logsidecar_bytes_read_total", path)] == sum(len(line) for line in lines)
     assert metrics[("logsidecar_records_parsed_total", (("format", "combined"),))] == 720
