@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from logsidecar import events
-from logsidecar.events import Event
+from logsidecar.events import CheckpointError, FileError
 from logsidecar.tail.options import ReadBatch, TailOptions
 from logsidecar.tail.reader import Framed, LineFramer
 from logsidecar.tail.stdin import STDIN_PATH
@@ -89,9 +89,11 @@ def load_position(path: Path | None) -> Position:
         return Position()
     except (OSError, ValueError, KeyError, TypeError) as exc:
         events.emit(
-            Event.CHECKPOINT_ERROR,
-            path=str(path),
-            error=f"unreadable engine-log position ({exc}); following from the container's first line",
+            CheckpointError(
+                state_dir=str(path.parent),
+                error=f"unreadable engine-log position {path.name} ({exc}); following from the "
+                "container's first line",
+            )
         )
         return Position()
 
@@ -201,9 +203,11 @@ class EngineLogSource:
                 put(RECONNECTED)
         except Exception as exc:  # noqa: BLE001 - the engine went away: say it, end the run
             events.emit(
-                Event.FILE_ERROR,
-                path=f"engine logs of {self.container.name}",
-                error=f"reading them from the engine failed: {exc}",
+                FileError(
+                    path=f"engine logs of {self.container.name}",
+                    kind="engine_logs",
+                    error=f"reading them from the engine failed: {exc}",
+                )
             )
         finally:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
@@ -267,7 +271,11 @@ class EngineLogSource:
             save_position(self.position_path, self.delivered, self.container.name)
             self._saved = self.delivered
         except OSError as exc:
-            events.emit(Event.CHECKPOINT_ERROR, path=str(self.position_path), error=str(exc))
+            events.emit(
+                CheckpointError(
+                    state_dir=str(self.position_path.parent), error=f"{self.position_path.name}: {exc}"
+                )
+            )
 
     async def drain(self, timeout_s: float) -> bool:
         """A followed stream has no end to read to: stop reading."""

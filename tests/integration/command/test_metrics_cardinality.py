@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_tail_operations import access_line, scrape, tail
+from tests.integration.command.test_tail_operations import access_line, scrape, tail
 from tests.support.helpers import wait_for
 from tests.support.otlp_receiver import free_port
 
