@@ -3,7 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(apache2 apache2-utils wrk logrotate docker.io docker-compose debootstrap procps curl busybox-static fuse3)
+# dnsmasq-base: a real DNS name for the gateway tests; prometheus: promtool for the alert-rule tests.
+APT_PACKAGES=(apache2 apache2-utils wrk logrotate docker.io docker-compose debootstrap procps curl busybox-static fuse3
+  dnsmasq-base prometheus)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

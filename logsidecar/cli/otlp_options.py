@@ -24,6 +24,7 @@ from logsidecar.sinks.otlp_fit import DEFAULT_GRPC_MAX_REQUEST_BYTES, DEFAULT_HT
 from logsidecar.sinks.otlp_settings import (
     DEFAULT_SERVICE_NAME,
     Compression,
+    LoadBalancing,
     OtlpProtocol,
     OtlpSettings,
 )
@@ -80,6 +81,13 @@ def otlp_options(command: F) -> F:
             default=None,
             help="gRPC: plaintext when the endpoint has no scheme (an http:// or https:// scheme decides "
             "by itself). [env: OTEL_EXPORTER_OTLP_(LOGS_)INSECURE]",
+        ),
+        click.option(
+            "--otlp-load-balancing",
+            type=click.Choice([policy.value for policy in LoadBalancing]),
+            help="gRPC: how exports are spread over the addresses the endpoint resolves to "
+            "(dns:///gateway:4317 toward a headless Service: one per gateway Pod); pick_first sends "
+            "all to one. [default: round_robin]",
         ),
         click.option(
             "--otlp-compression",

@@ -27,6 +27,7 @@ from logsidecar.events import Level
 from logsidecar.selflog import LogStyle
 from logsidecar.settings.errors import is_secret_key
 from logsidecar.settings.units import Duration, HttpAddr, Size, TimezoneName, custom, parse_timezone
+from logsidecar.sinks.otlp_settings import is_grpc_name
 from logsidecar.sinks.stdout import StdoutFormat
 from logsidecar.tail.open_policy import FollowSymlinks
 from logsidecar.tail.options import StartAt, WatchMode
@@ -114,6 +115,7 @@ class OtlpOutput(_Strict):
     client_cert: str | None = None
     client_key: str | None = None
     insecure: bool | None = None
+    load_balancing: Literal["round_robin", "pick_first"] | None = None  # None: round_robin (gRPC)
     compression: Literal["gzip", "none"] | None = None  # None: none (the OTel default)
     timeout: Duration | None = None  # None: 10s
     batch_size: int | None = Field(None, gt=0)
@@ -126,6 +128,8 @@ class OtlpOutput(_Strict):
     def _valid_endpoint(cls, endpoint: str | None) -> str | None:
         if endpoint is None:
             return None
+        if is_grpc_name(endpoint):  # dns:///gateway:4317 ...: grpc resolves it (gRPC only)
+            return endpoint
         try:
             parts = urlsplit(endpoint if "://" in endpoint else f"grpc://{endpoint}")
             valid = parts.scheme in ("http", "https", "grpc") and bool(parts.hostname)

@@ -40,7 +40,14 @@ from logsidecar import redact
 from logsidecar.settings.errors import ConfigError
 from logsidecar.settings.model import endpoint_credentials, header_problem
 from logsidecar.settings.units import key_values
-from logsidecar.sinks.otlp_settings import DEFAULT_SERVICE_NAME, Compression, OtlpProtocol, OtlpSettings
+from logsidecar.sinks.otlp_settings import (
+    DEFAULT_SERVICE_NAME,
+    Compression,
+    LoadBalancing,
+    OtlpProtocol,
+    OtlpSettings,
+    is_grpc_name,
+)
 
 DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
 DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
@@ -183,6 +190,7 @@ def resolve_otlp_settings(
         client_cert_file=flag("otlp_client_cert") or env_value("CLIENT_CERTIFICATE"),
         client_key_file=flag("otlp_client_key") or env_value("CLIENT_KEY"),
         insecure=insecure,
+        load_balancing=LoadBalancing(flag("otlp_load_balancing") or LoadBalancing.ROUND_ROBIN),
         compression=compression,
         timeout_s=float(timeout_s),
         batch_size=int(flag("otlp_batch_size") or DEFAULT_BATCH_SIZE),
@@ -220,11 +228,15 @@ def _check_endpoint(protocol: OtlpProtocol, endpoint: str) -> None:
                 ]
             )
         return
+    if is_grpc_name(endpoint):
+        if not endpoint.partition(":")[2].strip("/"):
+            raise ConfigError([f"the OTLP/gRPC endpoint {redact.redact(endpoint)!r} names no host"])
+        return  # grpc resolves it; a name that does not resolve is retried and reported as such
     if parts is not None and (parts.scheme.lower() not in ("http", "https") or not parts.netloc):
         raise ConfigError(
             [
-                "the OTLP/gRPC endpoint must be host:port or an http:// or https:// URL, "
-                f"got {redact.redact(endpoint)!r}"
+                "the OTLP/gRPC endpoint must be host:port or an http:// or https:// URL, or a gRPC "
+                f"name such as dns:///collector:4317, got {redact.redact(endpoint)!r}"
             ]
         )
     if parts is None and not endpoint.strip():
