@@ -6,11 +6,12 @@
 #   logsidecar/logvolume:local       docker/logvolume
 #   logsidecar/otlp-collector:local  docker/collector (rotel + otlp-witness)
 #   logsidecar/traffic:local         docker/traffic
+#   logsidecar/prometheus:local      docker/prometheus (Debian's prometheus; the fleet demo only, built on request)
 # The base image comes from scripts/build-base-image.sh: the official images when a registry answers,
 # else a local debootstrapped Debian bookworm. pip inside the builds trusts the host's CA bundle and
 # uses the host's package index, both read here from the host's pip configuration at build time
 # (never written into the repository or the final images).
-# Usage: bash scripts/build-images.sh [image-name ...]   (names: logsidecar apache-demo logvolume otlp-collector traffic)
+# Usage: bash scripts/build-images.sh [image-name ...]   (names: logsidecar apache-demo logvolume otlp-collector traffic prometheus)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -79,6 +80,7 @@ for name in "${wanted[@]}"; do
       docker build -q -t logsidecar/otlp-collector-cache:venv --target venv -f docker/collector/Dockerfile \
         "${base_args[@]}" "${proxy_args[@]}" "${pip_args[@]}" "$ctx" >/dev/null 2>&1 ;;
     traffic) build traffic docker/traffic docker/traffic/Dockerfile ;;
+    prometheus) build prometheus docker/prometheus docker/prometheus/Dockerfile ;;
     *) echo "build-images: unknown image $name" >&2; exit 2 ;;
   esac
 done

@@ -3,7 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(apache2 apache2-utils wrk logrotate docker.io docker-compose debootstrap procps curl busybox-static fuse3 podman catatonit)
+# dnsmasq-base: a real DNS name for the gateway tests; prometheus: promtool for the alert-rule tests;
+# podman (+ catatonit, its pause process): `podman kube play` of the Kubernetes manifests.
+APT_PACKAGES=(apache2 apache2-utils wrk logrotate docker.io docker-compose debootstrap procps curl busybox-static fuse3
+  dnsmasq-base prometheus podman catatonit)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -278,7 +278,7 @@ def build_exporter(settings: OtlpSettings) -> MetricExporter:
         import grpc
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-        from logsidecar.sinks.otlp_connection import grpc_credentials, grpc_target
+        from logsidecar.sinks.otlp_connection import grpc_credentials, grpc_gateway_options, grpc_target
 
         target, secure = grpc_target(settings)
         credentials = None
@@ -293,8 +293,9 @@ def build_exporter(settings: OtlpSettings) -> MetricExporter:
             headers=dict(settings.headers),
             timeout=settings.timeout_s,
             # As in the OTLP log sink: grpc's reconnect backoff grows to 120 s by default, so after a
-            # collector restart the next exports would fail for minutes.
+            # collector restart the next exports would fail for minutes. Toward a gateway, as the logs.
             channel_options=(
+                *grpc_gateway_options(settings),
                 ("grpc.initial_reconnect_backoff_ms", 200),
                 ("grpc.min_reconnect_backoff_ms", 200),
                 ("grpc.max_reconnect_backoff_ms", 2000),

@@ -221,6 +221,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.file_errors = Counter(
+            "logsidecar_file_errors_total",
+            "Paths that could not be read (permission denied, not a regular file, directory gone ...), "
+            "once per path and kind until the path recovers.",
+            ["kind"],
+            registry=r,
+        )
         # The descriptor budget (tail/fd_budget.py): idle files closed above it and reopened when they
         # change; one that was rotated and removed while closed lost its lines.
         self.fd_budget_closes = Counter(
@@ -328,6 +335,8 @@ class Metrics:
             self.files_lost_while_closed.inc()
         elif event is Event.FILE_REFUSED:
             self.files_refused.labels(reason=str(fields.get("reason", "unknown"))).inc()
+        elif event is Event.FILE_ERROR:
+            self.file_errors.labels(kind=str(fields.get("kind", "unknown"))).inc()
         elif event is Event.CHECKPOINT_WRITTEN:
             self.checkpoint_writes.inc()
         elif event is Event.CHECKPOINT_ERROR:

@@ -197,6 +197,12 @@ class OtlpOutput(_Strict):
         "gRPC: plaintext when the endpoint has no scheme (an http:// or https:// scheme decides by itself).",
         shown="off",
     )
+    load_balancing: Literal["round_robin", "pick_first"] | None = _option(
+        None,
+        "gRPC: how exports spread over the addresses the endpoint resolves to (dns:///name:port behind "
+        "a headless Service, ipv4:a:p,b:p); pick_first pins every export to one address.",
+        shown="round_robin",
+    )
     compression: Literal["gzip", "none"] | None = _option(
         None, "Request compression.", shown="none, as the OTel specification says"
     )

@@ -50,7 +50,13 @@ from logsidecar.settings.model import (
 )
 from logsidecar.settings.transport import endpoint_credentials, endpoint_problem, header_problem
 from logsidecar.settings.units import key_values
-from logsidecar.sinks.otlp_settings import DEFAULT_SERVICE_NAME, Compression, OtlpProtocol, OtlpSettings
+from logsidecar.sinks.otlp_settings import (
+    DEFAULT_SERVICE_NAME,
+    Compression,
+    LoadBalancing,
+    OtlpProtocol,
+    OtlpSettings,
+)
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -211,6 +217,7 @@ def resolve_otlp_settings(
         client_cert_file=flag("otlp_client_cert") or env_value("CLIENT_CERTIFICATE"),
         client_key_file=flag("otlp_client_key") or env_value("CLIENT_KEY"),
         insecure=insecure,
+        load_balancing=LoadBalancing(flag("otlp_load_balancing") or LoadBalancing.ROUND_ROBIN),
         compression=compression,
         timeout_s=float(timeout_s),
         batch_size=int(flag("otlp_batch_size") or DEFAULT_BATCH_SIZE),

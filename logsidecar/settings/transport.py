@@ -13,6 +13,7 @@ from pydantic import BeforeValidator
 
 from logsidecar import redact
 from logsidecar.settings.units import custom
+from logsidecar.sinks.otlp_settings import is_grpc_name
 
 _HEADER_NAME = re.compile(r"[0-9a-z_.\-]+")  # gRPC metadata keys (HTTP tokens accept them too)
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]*")  # printable ASCII: what gRPC metadata values allow
@@ -56,11 +57,15 @@ def endpoint_problem(endpoint: str, protocol: str | None) -> str | None:
     expected = (
         "must be an http:// or https:// URL, e.g. http://collector:4318"
         if http
-        else "must be host:port or an http:// or https:// URL (or dns:///host:port), e.g. http://collector:4317"
+        else "must be host:port, an http:// or https:// URL, or a gRPC name (dns:///host:port, "
+        "ipv4:addr:port,addr:port), e.g. http://collector:4317"
     )
     shown = redact.redact(endpoint_credentials(endpoint)[0])
     text = endpoint.strip()
     bare = endpoint_credentials(text)[0]
+    if not http and is_grpc_name(text) and not text.lower().startswith("dns:"):
+        # ipv4:addr:port,addr:port / ipv6:[addr]:port,...: an address list grpc parses itself
+        return None if text.partition(":")[2].strip() else f"invalid {name} endpoint {shown!r}: no address"
     if "://" not in text and (http or re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:(?!\d)", bare)):
         # No scheme: a gRPC host:port, unless what precedes the first ':' is not a port (`htp:/x`).
         return f"invalid {name} endpoint {shown!r}: {expected}"

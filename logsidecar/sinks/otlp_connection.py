@@ -6,8 +6,10 @@ appear, move and vanish between minor releases; each is a few lines, so we own t
 - `grpc_credentials`: TLS credentials from the OTEL_EXPORTER_OTLP_CERTIFICATE / _CLIENT_KEY /
   _CLIENT_CERTIFICATE files (`grpc.ssl_channel_credentials`);
 - `GRPC_CHANNEL_OPTIONS`: the User-Agent the OTLP specification asks exporters to send;
+- `grpc_gateway_options`: round_robin load balancing and keepalive, what a fleet needs toward a gateway;
 - `HttpPoster`: one POST on a pooled requests session, never raising: a response or the error;
-- `grpc_target`: host:port and TLS or not, from the endpoint as the OTLP specification reads it;
+- `grpc_target`: host:port (or a gRPC name such as `dns:///gateway:4317`) and TLS or not, from the
+  endpoint as the OTLP specification reads it;
 - `retry_after_s` (RFC 9110 §10.2.3: delay-seconds or an HTTP-date) and `RETRYABLE_HTTP_STATUSES`
   (the OTLP/HTTP specification: 429, 502, 503, 504).
 """
@@ -21,21 +23,51 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from logsidecar import __version__
-
-if TYPE_CHECKING:
-    from logsidecar.sinks.otlp_settings import OtlpSettings
+from logsidecar.sinks.otlp_settings import OtlpSettings, is_grpc_name
 
 _log = logging.getLogger(__name__)
 
 # The OTLP specification: exporters SHOULD send a User-Agent naming the exporter and its version.
 USER_AGENT = f"logsidecar/{__version__}"
 
+# Keepalive pings while exports are in flight: a gateway Pod that vanished without closing the
+# connection (node lost, network partition) is noticed within time + timeout, and the channel
+# reconnects (re-resolving the name) instead of failing every export at its deadline until TCP gives
+# up (~15 min). 30 s: the OTel Collector's gRPC server (grpc-go) counts pings closer than its
+# enforcement `min_time` (default 5 min) as strikes, but each response it sends clears them, and
+# grpc-core sends at most 2 pings without data, so a sidecar with traffic is never sent GOAWAY; pings
+# on an idle channel are not sent (permit_without_calls 0), which that server refuses by default.
+GRPC_KEEPALIVE_TIME_MS = 30_000
+GRPC_KEEPALIVE_TIMEOUT_MS = 10_000
+
+GRPC_KEEPALIVE_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.keepalive_time_ms", GRPC_KEEPALIVE_TIME_MS),
+    ("grpc.keepalive_timeout_ms", GRPC_KEEPALIVE_TIMEOUT_MS),
+    ("grpc.keepalive_permit_without_calls", 0),
+)
+
 # grpc appends its own "grpc-python/x grpc-c/y" to the primary user agent.
 GRPC_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (("grpc.primary_user_agent", USER_AGENT),)
+
+
+def grpc_gateway_options(settings: OtlpSettings) -> tuple[tuple[str, Any], ...]:
+    """Channel options toward a gateway: keepalive and the load-balancing policy. grpc's default
+    pick_first sends every request of a channel to the first address the name resolves to, so a fleet
+    behind a headless Service (`dns:///gateway:4317`, one address per Pod) would pin each sidecar to
+    one gateway Pod; round_robin (our default) spreads requests over every connected address and skips
+    one that is down. With a single address both behave the same."""
+    options = [("grpc.lb_policy_name", settings.load_balancing.value), *GRPC_KEEPALIVE_OPTIONS]
+    scheme, _, addresses = settings.endpoint.strip().partition(":")
+    if scheme.lower() in ("ipv4", "ipv6"):
+        # grpc would send the whole address list as the HTTP/2 :authority, which strict servers
+        # (rotel: tonic/h2) refuse with RST_STREAM PROTOCOL_ERROR; the first address is a valid one.
+        options.append(("grpc.default_authority", addresses.split(",")[0]))
+    return tuple(options)
+
 
 # OTLP/HTTP: "429, 502, 503 and 504 ... are retryable"; every other 4xx/5xx is not.
 RETRYABLE_HTTP_STATUSES = frozenset({429, 502, 503, 504})
@@ -133,9 +165,11 @@ class HttpPoster:
 
 
 def grpc_target(settings: OtlpSettings) -> tuple[str, bool]:
-    """host:port and whether to use TLS. The spec: an http/https scheme decides; without a scheme,
-    `insecure` decides (TLS by default)."""
+    """The grpc target and whether to use TLS. The spec: an http/https scheme decides; without a
+    scheme, and for a gRPC name (`dns:///host:port`, kept as is), `insecure` decides (TLS by default)."""
     endpoint = settings.endpoint.strip()
+    if is_grpc_name(endpoint):
+        return endpoint, not settings.insecure
     if "://" in endpoint:
         parts = urlsplit(endpoint)
         return parts.netloc, parts.scheme.lower() != "http"

@@ -21,6 +21,7 @@ from logsidecar.sinks.otlp_connection import (
     HttpPoster,
     HttpResult,
     grpc_credentials,
+    grpc_gateway_options,
     grpc_target,
 )
 from logsidecar.sinks.otlp_settings import Compression, OtlpProtocol, OtlpSettings
@@ -149,6 +150,7 @@ class GrpcTransport:
         target, secure = grpc_target(settings)
         options = [
             *GRPC_CHANNEL_OPTIONS,
+            *grpc_gateway_options(settings),
             # grpc's own reconnect backoff grows to 120 s by default: after a collector restart we
             # would wait up to two minutes; our retry loop already paces attempts.
             ("grpc.initial_reconnect_backoff_ms", 200),

@@ -56,9 +56,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def port_accepts(port: int) -> bool:
+def port_accepts(port: int, host: str = LOOPBACK) -> bool:
     try:
-        with socket.create_connection((LOOPBACK, port), timeout=0.2):
+        with socket.create_connection((host, port), timeout=0.2):
             return True
     except OSError:
         return False
@@ -430,33 +430,36 @@ class RotelCollector:
         forward_to: str | None,
         batch_timeout: str = "20ms",
         extra_args: tuple[str, ...] = (),
+        host: str = LOOPBACK,
+        grpc_port: int | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.host = host  # another loopback address (127.0.0.2 ...) lets two collectors share a port
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.forward_to = forward_to
         self.batch_timeout = batch_timeout
         self.extra_args = extra_args
-        self.grpc_port = free_port()
+        self.grpc_port = grpc_port or free_port()
         self.http_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     @property
     def grpc_endpoint(self) -> str:
-        return f"http://{LOOPBACK}:{self.grpc_port}"
+        return f"http://{self.host}:{self.grpc_port}"
 
     @property
     def http_endpoint(self) -> str:
-        return f"http://{LOOPBACK}:{self.http_port}"
+        return f"http://{self.host}:{self.http_port}"
 
     def command(self) -> list[str]:
         args = [
             str(rotel_binary()),
             "start",
             "--otlp-grpc-endpoint",
-            f"{LOOPBACK}:{self.grpc_port}",
+            f"{self.host}:{self.grpc_port}",
             "--otlp-http-endpoint",
-            f"{LOOPBACK}:{self.http_port}",
+            f"{self.host}:{self.http_port}",
             "--pid-file",
             str(self.workdir / "rotel.pid"),
             "--log-file",
@@ -487,7 +490,11 @@ class RotelCollector:
         log.close()
         self.starts += 1
         wait_for(
-            lambda: port_accepts(self.grpc_port) and port_accepts(self.http_port) or self._died(),
+            lambda: (
+                port_accepts(self.grpc_port, self.host)
+                and port_accepts(self.http_port, self.host)
+                or self._died()
+            ),
             timeout,
             what="rotel listening",
         )
@@ -511,7 +518,7 @@ class RotelCollector:
                 process.kill()
                 process.wait()
         self.process = None
-        wait_for(lambda: not port_accepts(self.grpc_port), timeout, what="rotel port closed")
+        wait_for(lambda: not port_accepts(self.grpc_port, self.host), timeout, what="rotel port closed")
 
     def output(self) -> str:
         texts = []

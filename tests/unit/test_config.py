@@ -712,3 +712,9 @@ def test_otlp_max_request_bytes_from_the_file_the_environment_and_the_flag(tmp_p
         "LOGSIDECAR_OTLP_MAX_REQUEST_BYTES: invalid size 'lots'; expected a number and a unit "
         "(B, KB, MB, GB, KiB, MiB, GiB), e.g. '1MiB'"
     ]
+
+
+def test_a_grpc_name_is_a_valid_file_endpoint_with_its_load_balancing() -> None:
+    output = OtlpOutput(endpoint="dns:///gateway.observability:4317", load_balancing="pick_first")
+    assert output.otlp_flags()["otlp_endpoint"] == "dns:///gateway.observability:4317"
+    assert output.otlp_flags()["otlp_load_balancing"] == "pick_first"

@@ -221,6 +221,8 @@ def test_malformed_header_flag_is_rejected_without_echoing_it() -> None:
             "must be an http:// or https:// URL",
         ),
         ({"otlp_endpoint": "unix:///tmp/sock"}, "must be host:port or an http:// or https:// URL"),
+        ({"otlp_protocol": "http/protobuf", "otlp_endpoint": "dns:///gateway:4318"}, "must be an http://"),
+        ({"otlp_endpoint": "dns:///"}, "names no host"),
     ],
 )
 def test_endpoints_no_attempt_could_reach_fail_at_start(flags: dict[str, Any], message: str) -> None:
@@ -274,3 +276,33 @@ def test_max_request_bytes_defaults_to_the_protocol_limit_and_the_flag_sets_it()
     assert CliRunner().invoke(command, ["--otlp-max-request-bytes", "8MiB"]).output == f"{8 * 1024 * 1024}\n"
     refused = CliRunner().invoke(command, ["--otlp-max-request-bytes", "0"])
     assert refused.exit_code == 2 and "invalid size" in refused.output
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "insecure", "target", "tls"),
+    [
+        ("dns:///gateway.observability:4317", False, "dns:///gateway.observability:4317", True),
+        ("dns://10.0.0.10:53/gateway:4317", True, "dns://10.0.0.10:53/gateway:4317", False),
+        ("ipv4:10.0.0.1:4317,10.0.0.2:4317", True, "ipv4:10.0.0.1:4317,10.0.0.2:4317", False),
+        ("http://gateway:4317", False, "gateway:4317", False),
+    ],
+)
+def test_grpc_names_reach_grpc_as_they_are_with_tls_unless_insecure(
+    endpoint: str, insecure: bool, target: str, tls: bool
+) -> None:
+    from logsidecar.sinks.otlp_connection import grpc_target
+
+    settings = resolve({"otlp_endpoint": endpoint, "otlp_insecure": insecure})
+    assert grpc_target(settings) == (target, tls)
+
+
+def test_grpc_load_balancing_is_round_robin_unless_asked_and_keepalive_is_on() -> None:
+    from logsidecar.sinks.otlp_connection import grpc_gateway_options
+
+    default = dict(grpc_gateway_options(resolve({"otlp_endpoint": "dns:///gateway:4317"})))
+    chosen = dict(grpc_gateway_options(resolve({"otlp_load_balancing": "pick_first"})))
+    assert (default["grpc.lb_policy_name"], chosen["grpc.lb_policy_name"]) == ("round_robin", "pick_first")
+    assert default["grpc.keepalive_time_ms"] > 0
+    # An address list is no valid HTTP/2 :authority; the first address is sent instead.
+    listed = dict(grpc_gateway_options(resolve({"otlp_endpoint": "ipv4:10.0.0.1:4317,10.0.0.2:4317"})))
+    assert listed["grpc.default_authority"] == "10.0.0.1:4317"

@@ -102,6 +102,7 @@ def test_metrics_endpoint_serves_counters_and_live_gauges(stack: Stack) -> None:
     stack.metrics.observe_batch("/logs/access.log", "combined", lines=40, bytes=4000, parsed=39, unparsed=1)
     stack.metrics.observe_delivery("otlp", records=40, latency_s=0.012)
     events.emit(Event.FILE_ROTATED, path="/logs/access.log", file_key="k")
+    events.emit(Event.FILE_ERROR, path="/logs/secret.log", error="Permission denied", kind="EACCES")
 
     status, headers, body = get(stack.server.url + "/metrics")
     text = body.decode()
@@ -116,6 +117,7 @@ def test_metrics_endpoint_serves_counters_and_live_gauges(stack: Stack) -> None:
         'logsidecar_records_delivered_total{sink="otlp"} 40.0',
         'logsidecar_export_latency_seconds_count{sink="otlp"} 1.0',
         "logsidecar_rotations_total 1.0",
+        'logsidecar_file_errors_total{kind="EACCES"} 1.0',
         "logsidecar_files_watched 1.0",
         'logsidecar_bytes_behind{input="/logs/*.log"} 4000.0',
     } <= lines
