@@ -48,6 +48,18 @@ from logsidecar.tail.open_policy import Reason
 
 DEFAULT_HTTP_ADDR = "127.0.0.1:9464"
 
+# The `kind` of a file_error most seen (an errno name, or what failed), declared at zero so that an
+# alert on increase() sees the first one; other kinds get their series when they happen.
+FILE_ERROR_KINDS = (
+    "EACCES",
+    "ENOENT",
+    "EIO",
+    "ELOOP",
+    "directory",
+    "directory_unreadable",
+    "inotify_watch_failed",
+)
+
 # `*_created` series double the scrape size and no dashboard of ours uses them (process-wide switch).
 disable_created_metrics()
 
@@ -291,6 +303,8 @@ class Metrics:
             self.files_refused.labels(reason=reason.value)
         for operation in STALLED_OPERATIONS:
             self.io_stalls.labels(operation=operation)
+        for kind in FILE_ERROR_KINDS:
+            self.file_errors.labels(kind=kind)
         for dropped in DROPPED_CONNECTION_REASONS:
             self.http_connections_dropped.labels(reason=dropped)
 

@@ -72,7 +72,7 @@ def endpoint_problem(endpoint: str, protocol: str | None) -> str | None:
     try:
         parts = urlsplit(text if "://" in text else f"grpc://{text}")
         scheme = parts.scheme.lower()
-        if scheme == "dns":  # dns:[//resolver]/name:port: the target is the path
+        if scheme == "dns" and not http:  # dns:[//resolver]/name:port: the target is the path
             parts = urlsplit("grpc://" + parts.path.lstrip("/"))
         elif "://" in text and scheme not in (("http", "https") if http else _GRPC_SCHEMES):
             return f"invalid {name} endpoint {shown!r}: {expected}"

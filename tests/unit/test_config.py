@@ -453,8 +453,8 @@ endpoint = "ftp://x"
         "outputs[0]: unknown output type 'kafka'; expected one of: stdout, otlp",
         "outputs[1]: missing 'type'; expected one of: otlp, stdout",
         "outputs[2].protocol: unknown value 'grpcx'; expected one of: grpc, http/protobuf",
-        "outputs[2].endpoint: invalid OTLP/gRPC endpoint 'ftp://x': must be host:port or an http:// or "
-        "https:// URL (or dns:///host:port), e.g. http://collector:4317",
+        "outputs[2].endpoint: invalid OTLP/gRPC endpoint 'ftp://x': must be host:port, an http:// or "
+        "https:// URL, or a gRPC name (dns:///host:port, ipv4:addr:port,addr:port), e.g. http://collector:4317",
         "outputs[2].insecure: expected true or false, got 'maybe'",
         "outputs[2].compression: unknown value 'zstd'; expected one of: gzip, none",
         "outputs[2].batch_size: must be greater than 0, got 0",

@@ -208,8 +208,8 @@ def test_the_commands_own_options_read_their_variable_and_are_known() -> None:
 
 
 BAD_ENDPOINTS = {
-    "htp:/127.0.0.1:14317": "invalid OTLP/gRPC endpoint 'htp:/127.0.0.1:14317': must be host:port or an "
-    "http:// or https:// URL (or dns:///host:port), e.g. http://collector:4317",
+    "htp:/127.0.0.1:14317": "invalid OTLP/gRPC endpoint 'htp:/127.0.0.1:14317': must be host:port, an "
+    "http:// or https:// URL, or a gRPC name (dns:///host:port, ipv4:addr:port,addr:port), e.g. http://collector:4317",
     "http://127.0.0.1:99999": "invalid OTLP/gRPC endpoint 'http://127.0.0.1:99999': port 99999 is not in 1..65535",
 }
 

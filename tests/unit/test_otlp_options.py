@@ -220,9 +220,9 @@ def test_malformed_header_flag_is_rejected_without_echoing_it() -> None:
             {"otlp_protocol": "http/protobuf", "otlp_endpoint": "ftp://collector"},
             "must be an http:// or https:// URL",
         ),
-        ({"otlp_endpoint": "unix:///tmp/sock"}, "must be host:port or an http:// or https:// URL"),
+        ({"otlp_endpoint": "unix:///tmp/sock"}, "must be host:port, an http:// or https:// URL"),
         ({"otlp_protocol": "http/protobuf", "otlp_endpoint": "dns:///gateway:4318"}, "must be an http://"),
-        ({"otlp_endpoint": "dns:///"}, "names no host"),
+        ({"otlp_endpoint": "dns:///"}, "no host"),
     ],
 )
 def test_endpoints_no_attempt_could_reach_fail_at_start(flags: dict[str, Any], message: str) -> None:
