@@ -16,12 +16,10 @@ Durability, two levels (the tailer drives both, see `Tailer.acknowledge`):
   cannot be written) goes to a commit thread of the store (`group_commit`): every request made
   before its flush starts is served by it (group commit), and the future it returns says when.
 - `sync()` makes everything flushed so far survive a power loss too: a passive WAL checkpoint, which
-  fsyncs the WAL (and then the database). The tailer calls it every `checkpoint_interval_s` while
-  acknowledgements arrive, and on close. Why keep it: without it the WAL is fsynced only when SQLite
-  checkpoints on its own (every ~1000 pages), so after a power cut a restart could resume from
-  offsets minutes old (duplicates, not loss) and, worse, could miss the identity of a file first seen
-  since then (if it is rotated while we are down, its content is not found). One fsync per second
-  costs nothing measurable; one per settle (`FULL`) would cost an fsync per batch.
+  fsyncs the WAL (and then the database); the tailer calls it every `checkpoint_interval_s` while
+  acknowledgements arrive, and on close. Without it, after a power cut a restart could resume from
+  offsets minutes old (SQLite fsyncs the WAL every ~1000 pages) and miss the identity of a file first
+  seen since then. One fsync per second costs nothing measurable; one per settle would not.
 
 The journal (`offsets_journal`: why, its record format, generations, replay and fold): the store
 appends acknowledged offsets to it (`flush_soon`), replays it on open (`_load`) and folds it into
@@ -39,9 +37,8 @@ Invariants:
 - The state directory's files follow `state_files` (0700/0600, no symlinks): a file refused there is
   reported as `checkpoint_error`, which says which and what to do.
 - A storage failure (full disk, read-only state dir, vanished directory) never stops the tailer: it is
-  reported once as `checkpoint_error` (with `failing: true` and the `fix`; /healthz is unhealthy and
-  `logsidecar_checkpoints_failing` is 1 until the next `checkpoint_written`), the entries stay dirty
-  in memory, and the next flush retries.
+  reported once as `checkpoint_error` (`failing: true`, the `fix`; /healthz fails until the next
+  `checkpoint_written`), the entries stay dirty in memory, and the next flush retries.
 - A corrupt database (SQLite cannot read it, a wrong schema, `PRAGMA quick_check` failing at start)
   is moved aside with its journal, once, at start, keeping the rows that still read, and a fresh one
   is made (`state_repair`); one `checkpoint_error` says where it went and what will be re-read.
@@ -54,6 +51,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +110,7 @@ class CheckpointStore:
         self._db: sqlite3.Connection | None = None
         self._failing = False
         self._closed = False
-        self._group = GroupCommit(self.flush, self._report_crash, "logsidecar-checkpoints")
+        self._group = GroupCommit(self.flush, partial(_report_crash, state_dir), "logsidecar-checkpoints")
         self._unsynced = False  # flushed (NORMAL) since the last sync(): not yet safe from power loss
         self._journal = OffsetsJournal()  # open (and started) for appends, see `offsets_journal`
         self._generation = 0  # of the database's journal row, when connected
@@ -243,7 +241,7 @@ class CheckpointStore:
                     self._deleted.update(k for k in deleted if k not in self._entries)
                 if not self._failing:
                     self._failing = True
-                    self._report_failing(state_error_text(error))
+                    _report_failing(self.state_dir, state_error_text(error))
                 return False
             self.writes += 1
             self._unsynced = True
@@ -302,24 +300,6 @@ class CheckpointStore:
         finally:
             self._io_lock.release()
 
-    def _report_failing(self, error: str) -> None:
-        """The state directory cannot be written (now `_failing`): said once, with the way out, until
-        a write works again (`checkpoint_written`)."""
-        events.emit(
-            CheckpointError(
-                state_dir=str(self.state_dir),
-                error=error,
-                failing=True,
-                fix=f"make {self.state_dir} writable (full disk? read-only mount? owner?) or restart with "
-                "--state-dir DIR; until then offsets are kept in memory only, and a restart reads again "
-                "from the last checkpoint written",
-            )
-        )
-
-    def _report_crash(self, error: Exception) -> None:
-        """A flush of the commit thread raised (a bug): its requesters are told False, not left waiting."""
-        events.emit(CheckpointError(state_dir=str(self.state_dir), error=repr(error)))
-
     def has_unsynced(self) -> bool:
         """Something was flushed or journaled since the last `sync()` (it survives a crash, not yet a
         power loss); `flush()` then `sync()` make it survive that too."""
@@ -339,7 +319,7 @@ class CheckpointStore:
                 self.errors += 1
                 if not self._failing:
                     self._failing = True
-                    self._report_failing(state_error_text(error))
+                    _report_failing(self.state_dir, state_error_text(error))
                 return False
             self._unsynced = False
             self.syncs += 1
@@ -397,7 +377,7 @@ class CheckpointStore:
             rows, report = repair(self.state_dir, error, _COLUMNS, self._start_at)
             self._failing = report.moved_to is None  # else the next flush makes a fresh database
             if self._failing:
-                self._report_failing(report.error)
+                _report_failing(self.state_dir, report.error)
                 return
             events.emit(report)
             self._dirty.update(row[0] for row in rows)
@@ -410,6 +390,26 @@ class CheckpointStore:
             journal = {}
         # the next flush folds them in and starts a new journal
         self._journaled.update(_raise_offsets(self._entries, journal))
+
+
+def _report_failing(state_dir: Path | None, error: str) -> None:
+    """The state directory cannot be written (the store is now failing): said once, with the way
+    out, until a write works again (`checkpoint_written`)."""
+    events.emit(
+        CheckpointError(
+            state_dir=str(state_dir),
+            error=error,
+            failing=True,
+            fix=f"make {state_dir} writable (full disk? read-only mount? owner?) or restart with "
+            "--state-dir DIR; until then offsets are kept in memory only, and a restart reads again "
+            "from the last checkpoint written",
+        )
+    )
+
+
+def _report_crash(state_dir: Path | None, error: Exception) -> None:
+    """A flush of the commit thread raised (a bug): its requesters are told False, not left waiting."""
+    events.emit(CheckpointError(state_dir=str(state_dir), error=repr(error)))
 
 
 def _entries_of(rows: list[Any]) -> dict[str, Checkpoint]:
