@@ -285,14 +285,14 @@ def command(
                 )
             finally:
                 stream.close()
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly; point stdout at /dev/null so the
-        # interpreter's final flush does not raise again.
-        _silence_stdout()
-        sys.exit(1)
-    except OutputError as exc:
-        _silence_stdout()
-        click.echo(f"logsidecar parse: error writing the output (stdout): {exc}", err=True)
+    except (BrokenPipeError, OutputError) as exc:
+        from logsidecar.sinks.stdout import silence_stdout
+
+        # The reader went away (`| head`: quietly) or our output cannot be written (said): stdout
+        # points at /dev/null from here, so the interpreter's final flush does not fail again.
+        silence_stdout()
+        if isinstance(exc, OutputError):
+            click.echo(f"logsidecar parse: error writing the output (stdout): {exc}", err=True)
         sys.exit(1)
 
     elapsed = time.perf_counter() - started
@@ -332,16 +332,6 @@ def _nothing_parsed(format_spec: str, example: LogRecord) -> str:
         "  fix: give the LogFormat your server writes, --format 'logformat:<the LogFormat string of "
         "your CustomLog>' (or --format error, json, raw)"
     )
-
-
-def _silence_stdout() -> None:
-    """Point fd 1 at /dev/null, so that the interpreter's final flush does not fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 def _pretty_encoder() -> Callable[[list[LogRecord]], bytes]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from typing import Any, NoReturn
 
 import click
@@ -41,7 +40,7 @@ from logsidecar.settings.errors import ConfigError
 from logsidecar.settings.model import Settings
 from logsidecar.settings.options import unknown_variable_warnings
 from logsidecar.settings.sources import NO_INPUTS, flags_from_click, resolve
-from logsidecar.sinks.stdout import OutputClosed
+from logsidecar.sinks.stdout import OutputClosed, silence_stdout
 from logsidecar.terminal import escape_controls
 
 # -- the command --------------------------------------------------------------------------------------
@@ -194,7 +193,7 @@ def _serve(
     try:
         code = run_until_exit(Supervisor(plan, rebuild, own_logs, attach.get("source_factory")).run())
     except OutputClosed:
-        _silence_stdout()
+        silence_stdout()
     except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback
         raise click.ClickException(
             redact(f"stopped: {type(exc).__name__}: {exc}")
@@ -206,13 +205,3 @@ def _serve(
 def _exit_invalid(config_file: str | None, error: ConfigError) -> NoReturn:
     click.echo(error.report(config_file or "configuration"), err=True)
     raise SystemExit(2)
-
-
-def _silence_stdout() -> None:
-    """Our reader went away: point fd 1 at /dev/null so the interpreter's final flush stays quiet."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass

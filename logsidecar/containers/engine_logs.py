@@ -39,7 +39,7 @@ from logsidecar import events
 from logsidecar.events import CheckpointError, FileError
 from logsidecar.tail.options import ReadBatch, TailOptions
 from logsidecar.tail.reader import Framed, LineFramer
-from logsidecar.tail.stdin import STDIN_PATH
+from logsidecar.tail.stdin import STDIN_PATH, stream_stats
 
 Emit = Callable[[ReadBatch], Awaitable[None]]
 
@@ -311,22 +311,7 @@ class EngineLogSource:
         return {}
 
     def stats(self) -> dict[str, object]:
-        return {
-            "files": [
-                {
-                    "path": STDIN_PATH,
-                    "file_key": self.file_key,
-                    "read_offset": self.read_offset,
-                    "committed_offset": self.committed_offset,
-                    "size": self.read_offset,
-                    "bytes_behind": self.read_offset - self.committed_offset,
-                    "state": "deleted" if self.ended else "active",
-                    "lines_read": self.lines_read,
-                }
-            ],
-            "counters": {"lines_read": self.lines_read, "bytes_read": self.read_offset},
-            "watcher": "engine-logs",
-        }
+        return stream_stats(self, ended=self.ended, watcher="engine-logs")
 
 
 def _rfc3339(timestamp_ns: int) -> str:

@@ -314,3 +314,14 @@ class StdoutSink(Sink):
 def _settle(future: asyncio.Future[BaseException | None], error: BaseException | None) -> None:
     if not future.done():
         future.set_result(error)
+
+
+def silence_stdout() -> None:
+    """Our reader went away (OutputClosed): point fd 1 at /dev/null, so that the interpreter's final
+    flush stays quiet instead of failing again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -21,7 +21,7 @@ import os
 import stat
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from logsidecar.tail.options import ReadBatch, TailOptions
 from logsidecar.tail.reader import Framed, LineFramer
@@ -150,20 +150,32 @@ class StdinSource:
 
     def stats(self) -> dict[str, object]:
         """The tailer's shape (`Tailer.stats`), with standard input as its one file."""
-        state = "deleted" if self.eof else "active"  # at EOF it is held until delivered, like a removed file
-        return {
-            "files": [
-                {
-                    "path": STDIN_PATH,
-                    "file_key": self.file_key,
-                    "read_offset": self.read_offset,
-                    "committed_offset": self.committed_offset,
-                    "size": self.read_offset,
-                    "bytes_behind": self.read_offset - self.committed_offset,
-                    "state": state,
-                    "lines_read": self.lines_read,
-                }
-            ],
-            "counters": {"lines_read": self.lines_read, "bytes_read": self.read_offset},
-            "watcher": "stdin",
-        }
+        return stream_stats(self, ended=self.eof, watcher="stdin")
+
+
+class _StreamPosition(Protocol):
+    file_key: str
+    read_offset: int
+    committed_offset: int
+    lines_read: int
+
+
+def stream_stats(stream: _StreamPosition, *, ended: bool, watcher: str) -> dict[str, object]:
+    """`Tailer.stats`'s shape for a source that is one stream (standard input, a container's engine
+    logs): its one "file" is `-`, held as "deleted" once ended until what was read is delivered."""
+    return {
+        "files": [
+            {
+                "path": STDIN_PATH,
+                "file_key": stream.file_key,
+                "read_offset": stream.read_offset,
+                "committed_offset": stream.committed_offset,
+                "size": stream.read_offset,
+                "bytes_behind": stream.read_offset - stream.committed_offset,
+                "state": "deleted" if ended else "active",
+                "lines_read": stream.lines_read,
+            }
+        ],
+        "counters": {"lines_read": stream.lines_read, "bytes_read": stream.read_offset},
+        "watcher": watcher,
+    }
