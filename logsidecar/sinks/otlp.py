@@ -8,7 +8,10 @@ Contract (see `base.Sink`): `send(records)` returns only once the collector acce
   (a collector restarting with new certificates is a transient state; the reason in the event says TLS).
   A server-supplied delay (gRPC RetryInfo, HTTP Retry-After) is honoured. Each failed attempt emits
   SINK_RETRY (selflog rate-limits repeats of the same reason); the first success after failures emits
-  SINK_RECOVERED. Statuses the specification calls non-retryable but that say nothing against the
+  SINK_RECOVERED. A success also ends the backoff of every other send of this sink waiting out its
+  own delay (they retry within RECOVERY_JITTER_S): after a collector restart the in-flight batches
+  go out one round-trip after the first one, not each after its own backoff of up to max_backoff_s.
+  A server-supplied delay is never cut short. Statuses the specification calls non-retryable but that say nothing against the
   data (HTTP 500, gRPC INTERNAL, UNKNOWN, RESOURCE_EXHAUSTED without RetryInfo ...) are retried too:
   only a batch rejected as malformed may be dropped.
 - Configuration errors: authentication and permission (HTTP 401/403, gRPC UNAUTHENTICATED/
@@ -79,6 +82,10 @@ from logsidecar.sinks.otlp_transport import (
     build_transport,
 )
 
+# After a success, the sends waiting out their backoff retry within this (spread a little, so they do
+# not all hit the collector at the same instant; small next to the round-trip they save).
+RECOVERY_JITTER_S = 0.05
+
 
 class SinkClosed(Exception):
     """`close()` was called while the batch was still undelivered; it must not be acknowledged."""
@@ -107,6 +114,9 @@ class OtlpSink(Sink):
         self._is_closed = False
         self._failing_since: float | None = None  # monotonic time of the first failure of a streak
         self._misconfigured: str | None = None  # the configuration error reported in this streak
+        self._successes = 0  # accepted exports so far: a failure that raced a success retries at once
+        self._delivering_again = asyncio.Event()  # set (then replaced) by a success: ends others' backoff
+        self._backing_off = 0  # sends waiting out their own backoff
         self._endpoint_shown = endpoint_without_credentials(settings.endpoint)
         # OTLP needs no ordering between requests; several in flight let one batch be encoded while
         # the previous one is on the wire.
@@ -258,9 +268,12 @@ class OtlpSink(Sink):
         while True:
             self._raise_if_closed()
             self.stats.requests_sent += 1
+            successes_before = self._successes
             outcome = await asyncio.to_thread(transport.export, payload, self.settings.timeout_s)
             if not isinstance(outcome, Accepted) and self._is_closed:
                 raise SinkClosed("OTLP sink closed before the batch was delivered")
+            if isinstance(outcome, Accepted):
+                self._wake_backing_off()
             if isinstance(outcome, Accepted | Rejected):
                 if isinstance(outcome, Accepted) and self._failing_since is not None:
                     events.emit(
@@ -278,7 +291,13 @@ class OtlpSink(Sink):
             attempt += 1
             self.stats.retries += 1
             misconfigured = isinstance(outcome, Misconfigured)
-            delay = self._backoff_s(attempt, outcome.delay_s if isinstance(outcome, Retryable) else None)
+            server_delay_s = outcome.delay_s if isinstance(outcome, Retryable) else None
+            delay = self._backoff_s(attempt, server_delay_s)
+            # Our own backoff (not the server's) ends when another send gets through: already, if
+            # one did while this attempt was on the wire; else, while it waits (`_back_off`).
+            wakeable = server_delay_s is None
+            if wakeable and self._successes != successes_before:
+                delay = min(delay, random.uniform(0.0, RECOVERY_JITTER_S))
             elapsed = time.monotonic() - started
             limit = self.settings.max_retry_time_s
             if isinstance(outcome, Misconfigured):
@@ -302,7 +321,35 @@ class OtlpSink(Sink):
                     misconfigured=misconfigured,
                 )
             )
-            await self._sleep_unless_closed(delay)
+            if wakeable:
+                await self._back_off(delay)
+            else:
+                await self._sleep_unless_closed(delay)
+
+    def _wake_backing_off(self) -> None:
+        """An export was accepted: the collector answers again. End the backoff of the other sends."""
+        self._successes += 1
+        if self._backing_off:
+            self._delivering_again.set()
+            self._delivering_again = asyncio.Event()
+
+    async def _back_off(self, delay_s: float) -> None:
+        """Sleep `delay_s`, or until another send of this sink is accepted (then a jitter more)."""
+        delivering_again = self._delivering_again
+        self._backing_off += 1
+        try:
+            woken = asyncio.ensure_future(delivering_again.wait())
+            closed = asyncio.ensure_future(self._closed.wait())
+            try:
+                await asyncio.wait((woken, closed), timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woken.cancel()
+                closed.cancel()
+        finally:
+            self._backing_off -= 1
+        self._raise_if_closed()
+        if delivering_again.is_set():
+            await self._sleep_unless_closed(random.uniform(0.0, min(RECOVERY_JITTER_S, delay_s)))
 
     def _report_misconfigured(self, outcome: Misconfigured) -> None:
         """One event per configuration error and streak (concurrent sends share it)."""

@@ -1,0 +1,165 @@
+"""Recovery after a collector returns: the batches waiting out their backoff go out at once.
+
+A real receiver (tests/support/otlp_receiver.py) is stopped while several sends of one sink are in
+flight; they back off towards `max_backoff_s`. It is started again on the same port. The first send
+that gets through ends the backoff of the others (`OtlpSink._back_off`), so every in-flight batch is
+delivered about one export round-trip after the first one, not each after its own backoff. A delay
+the server asked for (RetryInfo) is still waited out in full."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from logsidecar import events
+from logsidecar.events import Event
+from logsidecar.record import LogRecord
+from logsidecar.sinks.otlp import RECOVERY_JITTER_S, OtlpSink
+from logsidecar.sinks.otlp_settings import OtlpProtocol, OtlpSettings
+from tests.support.otlp_receiver import GrpcWitness, HttpWitness, port_accepts
+
+IN_FLIGHT = 4  # concurrent sends of one sink (the pipeline's lane workers)
+RECORDS_PER_BATCH = 200
+INITIAL_BACKOFF_S = 0.2
+MAX_BACKOFF_S = 3.0
+
+
+@pytest.fixture
+def retries() -> Iterator[list[dict[str, Any]]]:
+    seen: list[dict[str, Any]] = []
+
+    def note(event: Any, fields: dict[str, Any]) -> None:
+        if event is Event.SINK_RETRY:
+            seen.append(fields)
+
+    unsubscribe = events.subscribe(note)
+    yield seen
+    unsubscribe()
+
+
+def batch(name: str) -> list[LogRecord]:
+    return [LogRecord(body=f"{name} {i}") for i in range(RECORDS_PER_BATCH)]
+
+
+async def async_wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def round_trip_s(sink: OtlpSink) -> float:
+    """The slowest of three exports of one batch to the live receiver: what one delivery costs here."""
+    slowest = 0.0
+    for n in range(3):
+        began = time.monotonic()
+        await sink.send(batch(f"probe{n}"))
+        slowest = max(slowest, time.monotonic() - began)
+    return slowest
+
+
+def stopped_receiver(protocol: OtlpProtocol) -> tuple[GrpcWitness | HttpWitness, str]:
+    """A witness (not started yet; `stop()` + `start()` keep its port and what it received) and its endpoint."""
+    if protocol is OtlpProtocol.GRPC:
+        grpc_witness = GrpcWitness()
+        return grpc_witness, grpc_witness.endpoint
+    http_witness = HttpWitness()
+    return http_witness, http_witness.url
+
+
+@pytest.mark.parametrize("protocol", [OtlpProtocol.GRPC, OtlpProtocol.HTTP_PROTOBUF], ids=["grpc", "http"])
+def test_in_flight_batches_are_delivered_one_round_trip_after_the_first_not_after_their_backoff(
+    protocol: OtlpProtocol, retries: list[dict[str, Any]]
+) -> None:
+    receiver, endpoint = stopped_receiver(protocol)
+    receiver.start()
+    sink = OtlpSink(
+        OtlpSettings(
+            endpoint=endpoint,
+            protocol=protocol,
+            initial_backoff_s=INITIAL_BACKOFF_S,
+            max_backoff_s=MAX_BACKOFF_S,
+        )
+    )
+    delivered_at: dict[str, float] = {}
+
+    async def send(name: str) -> None:
+        await sink.send(batch(name))
+        delivered_at[name] = time.monotonic()
+
+    async def scenario() -> tuple[float, float]:
+        await sink.start()
+        await sink.send(batch("warm-up"))  # the connection is up, then goes down under the sends
+        await asyncio.to_thread(receiver.stop)
+        names = [f"b{n}" for n in range(IN_FLIGHT)]
+        tasks = [asyncio.create_task(send(name)) for name in names]
+        # Each send failed until its backoff reached the cap's range: from now on, left alone, each
+        # waits 0.8-1.2 x MAX_BACKOFF_S between attempts, at its own phase. (Every send reports each
+        # attempt number once.)
+        capped = 1
+        while INITIAL_BACKOFF_S * 2 ** (capped - 1) < MAX_BACKOFF_S:
+            capped += 1
+        await async_wait_for(
+            lambda: sum(1 for r in retries if r["attempt"] == capped) >= IN_FLIGHT,
+            60,
+            "every send backing off at the cap",
+        )
+        returned = time.monotonic()
+        await asyncio.to_thread(receiver.start)
+        await async_wait_for(lambda: port_accepts(receiver.port), 10, "the receiver listening")
+        await asyncio.wait_for(asyncio.gather(*tasks), 4 * MAX_BACKOFF_S)
+        trip = await round_trip_s(sink)
+        await sink.close()
+        return returned, trip
+
+    try:
+        returned, trip = asyncio.run(scenario())
+        receiver_bodies = Counter(receiver.bodies())
+    finally:
+        receiver.stop()
+    first, last = min(delivered_at.values()), max(delivered_at.values())
+    print(
+        f"{protocol.value}: receiver back -> first batch {first - returned:.3f}s, -> last {last - returned:.3f}s;"
+        f" first -> last {last - first:.3f}s (one round-trip {trip:.3f}s, backoff cap {MAX_BACKOFF_S}s)"
+    )
+    # Nothing lost while the sends waited.
+    for name in delivered_at:
+        assert all(receiver_bodies[f"{name} {i}"] >= 1 for i in range(RECORDS_PER_BATCH)), name
+    # The others were woken by the first success: each needed its jitter and one export (they go
+    # concurrently; serialized on the connection at worst, IN_FLIGHT round-trips). Left to their own
+    # backoff they would come at their own phases within 0.8-1.2 x MAX_BACKOFF_S.
+    bound = RECOVERY_JITTER_S + IN_FLIGHT * trip
+    assert bound < 0.8 * MAX_BACKOFF_S / 2, "the receiver is too slow here for the bound to mean anything"
+    assert last - first <= bound
+
+
+def test_a_delay_the_server_asked_for_is_not_cut_short_by_another_send_getting_through() -> None:
+    with GrpcWitness() as receiver:
+        receiver.throttle_responses = 1
+        receiver.throttle_delay_s = 1.5
+        # The server asks for 1.5 s; our own backoff would be 0.01 s.
+        sink = OtlpSink(OtlpSettings(endpoint=receiver.endpoint, initial_backoff_s=0.01))
+        done_at: dict[str, float] = {}
+
+        async def send(name: str) -> None:
+            await sink.send(batch(name))
+            done_at[name] = time.monotonic()
+
+        async def scenario() -> None:
+            await sink.start()
+            throttled = asyncio.create_task(send("throttled"))
+            await async_wait_for(lambda: receiver.throttle_log, 10, "the throttled answer")
+            await send("other")  # accepted while the throttled one waits as told
+            await throttled
+            await sink.close()
+
+        asyncio.run(scenario())
+    waited = done_at["throttled"] - receiver.throttle_log[0]
+    assert done_at["other"] < done_at["throttled"]
+    assert waited >= receiver.throttle_delay_s * 0.95
