@@ -1,0 +1,85 @@
+"""`logsidecar_bytes_behind` during a backend outage, with the real `logsidecar tail`, a real OTLP
+receiver (the gRPC witness of `otlp_receiver`) that is stopped, and the test appending to the file.
+
+While the receiver is down the sends retry and the in-flight budget fills up; then the tailer reads
+nothing more (the file is the buffer). The lag must still grow with every byte written: it is the
+file's size now minus what was delivered, not the size the reader last saw (the FallingBehind alert
+in deploy/prometheus/alerts.yml reads it)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tests.integration.command.test_tail_operations import append, http_get, scrape, tail
+from tests.support.helpers import wait_for
+from tests.support.otlp_receiver import GrpcWitness, free_port
+
+IN_FLIGHT_LINES = 50  # --max-in-flight-lines: reading pauses after this many undelivered lines
+
+
+def line(n: int) -> str:
+    return f"line {n:06d} " + "x" * 80
+
+
+def test_bytes_behind_grows_with_what_is_written_while_delivery_is_blocked(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    append(log, [line(n) for n in range(10)])
+    port = free_port()
+    witness = GrpcWitness().start()
+    process = tail(
+        tmp_path,
+        "--output", "otlp", "--otlp-endpoint", witness.endpoint, "--otlp-batch-timeout", "0.05",
+        "--max-in-flight-lines", str(IN_FLIGHT_LINES), "--http-addr", f":{port}", "--format", "raw",
+        str(log),
+    )  # fmt: skip
+    behind_key = ("logsidecar_bytes_behind", (("input", str(log)),))
+    read_key = ("logsidecar_bytes_read_total", (("input", str(log)),))
+    healthz = f"http://127.0.0.1:{port}/healthz"
+    steps: list[tuple[int, int, int]] = []  # (bytes appended, bytes_behind growth, bytes read meanwhile)
+    try:
+        wait_for(lambda: witness.record_count == 10, 20, message="the first lines delivered")
+        wait_for(lambda: scrape(port).get(behind_key) == 0.0, 10, message="0 bytes behind")
+        witness.stop()
+        # Far more than the in-flight budget: reading pauses with most of it unread.
+        append(log, [line(n) for n in range(10, 10 + 20 * IN_FLIGHT_LINES)])
+
+        # Reading has paused once bytes_read stays put (between two polls) below the file's size.
+        seen: list[float] = []
+
+        def read_settled() -> bool:
+            seen.append(scrape(port)[read_key])
+            return len(seen) > 1 and seen[-1] == seen[-2] and seen[-1] < os.path.getsize(log)
+
+        wait_for(read_settled, 20, 0.5, "reading paused by the in-flight budget")
+        for step in range(3):
+            before = scrape(port)
+            size_before = os.path.getsize(log)
+            append(log, [line(100_000 + step * 100 + n) for n in range(40)])
+            written = os.path.getsize(log) - size_before
+            after = scrape(port)
+            steps.append(
+                (
+                    written,
+                    int(after[behind_key] - before[behind_key]),
+                    int(after[read_key] - before[read_key]),
+                )
+            )
+        status, body = http_get(healthz)
+        health_behind = json.loads(body)["bytes_behind"]
+        final_behind = scrape(port)[behind_key]
+        witness.start()  # same port
+        total = 10 + 20 * IN_FLIGHT_LINES + 3 * 40
+        wait_for(lambda: witness.record_count >= total, 60, message="every line delivered after the outage")
+        wait_for(lambda: scrape(port).get(behind_key) == 0.0, 20, message="0 bytes behind again")
+    finally:
+        code, _ = process.terminate()
+        witness.stop()
+    print(f"\nwhile the receiver was down (appended, bytes_behind growth, bytes read): {steps}")
+    assert code == 0
+    for written, grew, read in steps:
+        assert read == 0, "the tailer was still reading: the outage did not pause it"
+        # Nothing is delivered while the receiver is down, so the lag grows by exactly what was written.
+        assert grew == written
+    assert health_behind == final_behind
