@@ -11,7 +11,9 @@ Contract (see `base.Sink`): `send(records)` returns only once the collector acce
   SINK_RECOVERED. A success also ends the backoff of every other send of this sink waiting out its
   own delay (they retry within RECOVERY_JITTER_S): after a collector restart the in-flight batches
   go out one round-trip after the first one, not each after its own backoff of up to max_backoff_s.
-  A server-supplied delay is never cut short. Statuses the specification calls non-retryable but that say nothing against the
+  So does the transport seeing the collector again (`Transport.on_connected`: gRPC round_robin
+  reconnects in the background), so the first one does not wait out its backoff either. A
+  server-supplied delay is never cut short. Statuses the specification calls non-retryable but that say nothing against the
   data (HTTP 500, gRPC INTERNAL, UNKNOWN, RESOURCE_EXHAUSTED without RetryInfo ...) are retried too:
   only a batch rejected as malformed may be dropped.
 - Configuration errors: authentication and permission (HTTP 401/403, gRPC UNAUTHENTICATED/
@@ -138,6 +140,8 @@ class OtlpSink(Sink):
     async def start(self) -> None:
         if self._transport is None:
             self._transport = build_transport(self.settings)
+            loop = asyncio.get_running_loop()
+            self._transport.on_connected(lambda: _call_soon(loop, self._end_backoff))
 
     accepts_otlp_records = True
 
@@ -329,6 +333,9 @@ class OtlpSink(Sink):
     def _wake_backing_off(self) -> None:
         """An export was accepted: the collector answers again. End the backoff of the other sends."""
         self._successes += 1
+        self._end_backoff()
+
+    def _end_backoff(self) -> None:
         if self._backing_off:
             self._delivering_again.set()
             self._delivering_again = asyncio.Event()
@@ -385,6 +392,14 @@ class OtlpSink(Sink):
     def _raise_if_closed(self) -> None:
         if self._is_closed:
             raise SinkClosed("OTLP sink closed before the batch was delivered")
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """`callback` on `loop`, from another thread (the transport's); nothing once the loop is closed."""
+    try:
+        loop.call_soon_threadsafe(callback)
+    except RuntimeError:
+        pass
 
 
 def _reason_text(reason: str, detail: str) -> str:

@@ -12,6 +12,7 @@ packages keep private are in `otlp_connection`. Header values are secrets: never
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -74,6 +75,11 @@ class Transport(Protocol):
 
     def export(self, payload: bytes, timeout_s: float) -> Outcome: ...
 
+    def on_connected(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from any thread) each time a connection to the collector is up again
+        without an export having tried it; a transport that cannot tell never calls it."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -134,6 +140,11 @@ def _connection_reason(detail: str) -> str:
 # --- gRPC ------------------------------------------------------------------------------------------
 
 
+# The longest grpc waits between reconnection attempts (+/-20 % jitter): with round_robin, how long
+# after a collector's return the channel is READY again at most (`GrpcTransport.on_connected`).
+GRPC_MAX_RECONNECT_BACKOFF_MS = 2000
+
+
 class GrpcTransport:
     """Unary LogsService/Export calls on one long-lived channel (thread-safe, reconnects by itself)."""
 
@@ -155,7 +166,7 @@ class GrpcTransport:
             # would wait up to two minutes; our retry loop already paces attempts.
             ("grpc.initial_reconnect_backoff_ms", 200),
             ("grpc.min_reconnect_backoff_ms", 200),
-            ("grpc.max_reconnect_backoff_ms", 2000),
+            ("grpc.max_reconnect_backoff_ms", GRPC_MAX_RECONNECT_BACKOFF_MS),
             ("grpc.max_send_message_length", -1),
         ]
         compression = grpc.Compression.Gzip if settings.compression is Compression.GZIP else None
@@ -215,6 +226,17 @@ class GrpcTransport:
         else:
             reason = "collector failed the export"  # INTERNAL, UNKNOWN ...: nothing says the data is bad
         return Retryable(f"{reason} ({status})", detail, delay)
+
+    def on_connected(self, callback: Callable[[], None]) -> None:
+        # round_robin reconnects in the background (grpc's reconnect backoff, 2 s at most, see above)
+        # and says READY the moment the collector is back; pick_first waits IDLE for the next call.
+        ready = self._grpc.ChannelConnectivity.READY
+
+        def changed(state: Any) -> None:
+            if state is ready:
+                callback()
+
+        self._channel.subscribe(changed, try_to_connect=False)
 
     def close(self) -> None:
         self._channel.close()
@@ -298,6 +320,9 @@ class HttpTransport:
         # 429, 502, 503, 504 (retryable per the spec), and any other status: nothing says the data
         # is bad, so it is kept and retried.
         return Retryable(reason, detail, result.retry_after_s())
+
+    def on_connected(self, callback: Callable[[], None]) -> None:
+        pass  # a connection is made per request when needed: nothing to watch between them
 
     def close(self) -> None:
         self._poster.close()

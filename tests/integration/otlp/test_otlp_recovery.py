@@ -3,8 +3,10 @@
 A real receiver (tests/support/otlp_receiver.py) is stopped while several sends of one sink are in
 flight; they back off towards `max_backoff_s`. It is started again on the same port. The first send
 that gets through ends the backoff of the others (`OtlpSink._back_off`), so every in-flight batch is
-delivered about one export round-trip after the first one, not each after its own backoff. A delay
-the server asked for (RetryInfo) is still waited out in full."""
+delivered about one export round-trip after the first one, not each after its own backoff. Over gRPC
+with round_robin the channel reconnects by itself and says so: then even the first goes out within
+grpc's reconnect backoff of the return, not at its own next attempt. A delay the server asked for
+(RetryInfo) is still waited out in full."""
 
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.record import LogRecord
 from logsidecar.sinks.otlp import RECOVERY_JITTER_S, OtlpSink
-from logsidecar.sinks.otlp_settings import OtlpProtocol, OtlpSettings
+from logsidecar.sinks.otlp_settings import LoadBalancing, OtlpProtocol, OtlpSettings
+from logsidecar.sinks.otlp_transport import GRPC_MAX_RECONNECT_BACKOFF_MS
 from tests.support.otlp_receiver import GrpcWitness, HttpWitness, port_accepts
 
 IN_FLIGHT = 4  # concurrent sends of one sink (the pipeline's lane workers)
@@ -35,7 +38,7 @@ def retries() -> Iterator[list[dict[str, Any]]]:
 
     def note(event: Any, fields: dict[str, Any]) -> None:
         if event is Event.SINK_RETRY:
-            seen.append(fields)
+            seen.append({**fields, "at": time.monotonic()})
 
     unsubscribe = events.subscribe(note)
     yield seen
@@ -137,6 +140,67 @@ def test_in_flight_batches_are_delivered_one_round_trip_after_the_first_not_afte
     bound = RECOVERY_JITTER_S + IN_FLIGHT * trip
     assert bound < 0.8 * MAX_BACKOFF_S / 2, "the receiver is too slow here for the bound to mean anything"
     assert last - first <= bound
+
+
+def test_over_grpc_round_robin_every_batch_goes_out_once_the_channel_reconnects_not_at_its_next_attempt(
+    retries: list[dict[str, Any]],
+) -> None:
+    receiver = GrpcWitness().start()
+    cap_s = 10.0  # well above grpc's reconnect backoff, so waiting for our own next attempt shows
+    sink = OtlpSink(
+        OtlpSettings(
+            endpoint=receiver.endpoint,
+            load_balancing=LoadBalancing.ROUND_ROBIN,
+            initial_backoff_s=INITIAL_BACKOFF_S,
+            max_backoff_s=cap_s,
+        )
+    )
+    delivered_at: dict[str, float] = {}
+
+    async def send(name: str) -> None:
+        await sink.send(batch(name))
+        delivered_at[name] = time.monotonic()
+
+    async def scenario() -> tuple[float, float]:
+        await sink.start()
+        await sink.send(batch("warm-up"))
+        await asyncio.to_thread(receiver.stop)
+        tasks = [asyncio.create_task(send(f"b{n}")) for n in range(IN_FLIGHT)]
+        capped = 1
+        while INITIAL_BACKOFF_S * 2 ** (capped - 1) < cap_s:
+            capped += 1
+        await async_wait_for(
+            lambda: sum(1 for r in retries if r["attempt"] == capped) >= IN_FLIGHT,
+            60,
+            "every send at the cap",
+        )
+        # Each send just began a wait of at least 0.8 x cap_s (less how far apart their attempts drifted).
+        drift = max(r["at"] for r in retries if r["attempt"] == capped) - min(
+            r["at"] for r in retries if r["attempt"] == capped
+        )
+        returned = time.monotonic()
+        await asyncio.to_thread(receiver.start)
+        await asyncio.wait_for(asyncio.gather(*tasks), 2 * cap_s)
+        trip = await round_trip_s(sink)
+        await sink.close()
+        own_next_attempt = 0.8 * cap_s - drift
+        return returned, trip, own_next_attempt
+
+    try:
+        returned, trip, own_next_attempt = asyncio.run(scenario())
+    finally:
+        receiver.stop()
+    last = max(delivered_at.values()) - returned
+    print(
+        f"\ngrpc round_robin: receiver back -> last batch {last:.3f}s (own next attempt >= {own_next_attempt:.3f}s)"
+    )
+    # The channel is READY within grpc's reconnect backoff (+20 % jitter) of the return; then every
+    # send retries within the jitter and needs one export (IN_FLIGHT round-trips if serialized).
+    bound = 1.2 * GRPC_MAX_RECONNECT_BACKOFF_MS / 1000 + RECOVERY_JITTER_S + IN_FLIGHT * trip
+    assert bound < own_next_attempt, (
+        "the sends' own next attempts came too soon for the bound to mean anything"
+    )
+    assert last <= bound
 
 
 def test_a_delay_the_server_asked_for_is_not_cut_short_by_another_send_getting_through() -> None:
