@@ -11,9 +11,9 @@ Contract (see `base.Sink`): `send(records)` returns only once the collector acce
   SINK_RECOVERED. A success also ends the backoff of every other send of this sink waiting out its
   own delay (they retry within RECOVERY_JITTER_S): after a collector restart the in-flight batches
   go out one round-trip after the first one, not each after its own backoff of up to max_backoff_s.
-  So does the transport seeing the collector again (`Transport.on_connected`: gRPC round_robin
-  reconnects in the background), so the first one does not wait out its backoff either. A
-  server-supplied delay is never cut short. Statuses the specification calls non-retryable but that say nothing against the
+  So does the transport seeing the collector again while sends back off (`Transport.watch_reconnect`:
+  gRPC round_robin reconnects in the background), so the first one does not wait out its backoff
+  either. A server-supplied delay is never cut short. Statuses the specification calls non-retryable but that say nothing against the
   data (HTTP 500, gRPC INTERNAL, UNKNOWN, RESOURCE_EXHAUSTED without RetryInfo ...) are retried too:
   only a batch rejected as malformed may be dropped.
 - Configuration errors: authentication and permission (HTTP 401/403, gRPC UNAUTHENTICATED/
@@ -119,6 +119,7 @@ class OtlpSink(Sink):
         self._successes = 0  # accepted exports so far: a failure that raced a success retries at once
         self._delivering_again = asyncio.Event()  # set (then replaced) by a success: ends others' backoff
         self._backing_off = 0  # sends waiting out their own backoff
+        self._stop_watching: Callable[[], None] | None = None  # the transport's reconnect watch, meanwhile
         self._endpoint_shown = endpoint_without_credentials(settings.endpoint)
         # OTLP needs no ordering between requests; several in flight let one batch be encoded while
         # the previous one is on the wire.
@@ -140,8 +141,6 @@ class OtlpSink(Sink):
     async def start(self) -> None:
         if self._transport is None:
             self._transport = build_transport(self.settings)
-            loop = asyncio.get_running_loop()
-            self._transport.on_connected(lambda: _call_soon(loop, self._end_backoff))
 
     accepts_otlp_records = True
 
@@ -173,6 +172,9 @@ class OtlpSink(Sink):
     async def close(self) -> None:
         self._is_closed = True
         self._closed.set()
+        if self._stop_watching is not None:
+            self._stop_watching()
+            self._stop_watching = None
         transport = self._transport
         if transport is not None:
             # Closing the gRPC channel cancels in-flight calls, so a blocked attempt ends now.
@@ -344,6 +346,9 @@ class OtlpSink(Sink):
         """Sleep `delay_s`, or until another send of this sink is accepted (then a jitter more)."""
         delivering_again = self._delivering_again
         self._backing_off += 1
+        if self._stop_watching is None and self._transport is not None:
+            loop = asyncio.get_running_loop()
+            self._stop_watching = self._transport.watch_reconnect(lambda: _call_soon(loop, self._end_backoff))
         try:
             woken = asyncio.ensure_future(delivering_again.wait())
             closed = asyncio.ensure_future(self._closed.wait())
@@ -354,6 +359,9 @@ class OtlpSink(Sink):
                 closed.cancel()
         finally:
             self._backing_off -= 1
+            if not self._backing_off and self._stop_watching is not None:
+                self._stop_watching()
+                self._stop_watching = None
         self._raise_if_closed()
         if delivering_again.is_set():
             await self._sleep_unless_closed(random.uniform(0.0, min(RECOVERY_JITTER_S, delay_s)))

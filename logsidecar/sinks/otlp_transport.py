@@ -75,9 +75,9 @@ class Transport(Protocol):
 
     def export(self, payload: bytes, timeout_s: float) -> Outcome: ...
 
-    def on_connected(self, callback: Callable[[], None]) -> None:
-        """Call `callback` (from any thread) each time a connection to the collector is up again
-        without an export having tried it; a transport that cannot tell never calls it."""
+    def watch_reconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Until the returned function is called, call `callback` (from any thread) when a connection
+        to the collector that was down is up again; a transport that cannot tell never calls it."""
         ...
 
     def close(self) -> None: ...
@@ -141,7 +141,7 @@ def _connection_reason(detail: str) -> str:
 
 
 # The longest grpc waits between reconnection attempts (+/-20 % jitter): with round_robin, how long
-# after a collector's return the channel is READY again at most (`GrpcTransport.on_connected`).
+# after a collector's return the channel is READY again at most (`GrpcTransport.watch_reconnect`).
 GRPC_MAX_RECONNECT_BACKOFF_MS = 2000
 
 
@@ -227,16 +227,23 @@ class GrpcTransport:
             reason = "collector failed the export"  # INTERNAL, UNKNOWN ...: nothing says the data is bad
         return Retryable(f"{reason} ({status})", detail, delay)
 
-    def on_connected(self, callback: Callable[[], None]) -> None:
-        # round_robin reconnects in the background (grpc's reconnect backoff, 2 s at most, see above)
-        # and says READY the moment the collector is back; pick_first waits IDLE for the next call.
+    def watch_reconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
+        # round_robin reconnects in the background (grpc's reconnect backoff, see above) and says
+        # READY the moment the collector is back; pick_first goes IDLE and waits for the next call.
+        # Watched only while asked: grpc polls the state on a thread, 5 times a second.
         ready = self._grpc.ChannelConnectivity.READY
+        was_down = False
 
         def changed(state: Any) -> None:
-            if state is ready:
+            nonlocal was_down
+            if state is not ready:
+                was_down = True
+            elif was_down:  # not READY as first seen: a channel that never went down is no news
+                was_down = False
                 callback()
 
         self._channel.subscribe(changed, try_to_connect=False)
+        return lambda: self._channel.unsubscribe(changed)
 
     def close(self) -> None:
         self._channel.close()
@@ -321,11 +328,15 @@ class HttpTransport:
         # is bad, so it is kept and retried.
         return Retryable(reason, detail, result.retry_after_s())
 
-    def on_connected(self, callback: Callable[[], None]) -> None:
-        pass  # a connection is made per request when needed: nothing to watch between them
+    def watch_reconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
+        return _nothing_to_stop  # a connection is made per request when needed: nothing to watch
 
     def close(self) -> None:
         self._poster.close()
+
+
+def _nothing_to_stop() -> None:
+    pass
 
 
 def _is_invalid_header(error: BaseException | None) -> bool:
