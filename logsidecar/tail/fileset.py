@@ -9,11 +9,16 @@ order among files of one state); `committed_offset` only grows (`Tailer.acknowle
 
 `stats` reports each file's size as it is now, not as the reader last saw it: while delivery is
 blocked the tailer reads nothing (the file is the buffer), and the lag (bytes_behind, /healthz, the
-FallingBehind alert) must grow with what is written meanwhile, not jump when reading resumes.
+FallingBehind alert) must grow with what is written meanwhile, not jump when reading resumes. On a
+local filesystem that is an fstat of the open descriptor, at once. On a guarded network mount an
+fstat can hang on a dead server, so there it is never made by `stats` itself: `stats` starts one
+through the stall guard in the background (one per file at a time; the guard keeps one call per
+path) and reports the size known so far, which that fstat raises for the next scrape.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Iterator
@@ -46,6 +51,7 @@ class FileSet:
     def __init__(self) -> None:
         self._files: dict[str, TrackedFile] = {}
         self.skipped: set[Inode] = set()  # ignore_older, or copies of followed files: said once
+        self._refreshing: dict[str, asyncio.Task[None]] = {}  # guarded fstats started by `stats`
 
     def __len__(self) -> int:
         return len(self._files)
@@ -88,7 +94,7 @@ class FileSet:
         for key, tracked in self._files.items():
             reader = tracked.reader
             c = reader.counters
-            size = size_now(reader)
+            size = self._size_now(key, tracked)
             files.append(
                 {
                     "path": reader.path,
@@ -108,14 +114,33 @@ class FileSet:
             )
         return files
 
+    def _size_now(self, key: str, tracked: TrackedFile) -> int:
+        """The file's size now (see the module docstring). A file closed by the descriptor budget
+        has the size last seen (reopened, it is fstatted again)."""
+        reader = tracked.reader
+        if reader.fd < 0:
+            return reader.size
+        if reader.fs is None:
+            try:
+                return os.fstat(reader.fd).st_size  # no path lookup; ~1 us
+            except OSError:
+                return reader.size
+        if key not in self._refreshing:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return reader.size  # not on the event loop: nothing to run the guarded fstat
+            self._refreshing[key] = loop.create_task(self._refresh_size(key, tracked))
+        return reader.size
 
-def size_now(reader: FileReader) -> int:
-    """The file's size now: an fstat of the open descriptor (no path lookup; ~1 us on a local file).
-    A file on a guarded network mount (`reader.fs`), whose fstat can hang on a dead server, or one
-    closed by the descriptor budget, has the size the reader last saw (its reads refresh it)."""
-    if reader.fs is not None or reader.fd < 0:
-        return reader.size
-    try:
-        return os.fstat(reader.fd).st_size
-    except OSError:
-        return reader.size
+    async def _refresh_size(self, key: str, tracked: TrackedFile) -> None:
+        reader = tracked.reader
+        fd = reader.fd
+        try:
+            st = await reader.fstat()  # through the stall guard: Stalled (an OSError) on a dead server
+        except OSError:
+            return  # said by the guard (or by the cycle, which meets the same error)
+        finally:
+            self._refreshing.pop(key, None)
+        if self._files.get(key) is tracked and reader.fd == fd and st.st_size > reader.size:
+            reader.size = st.st_size  # only grows: a shrink is the cycle's to handle (copytruncate)
