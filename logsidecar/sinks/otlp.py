@@ -13,9 +13,11 @@ Contract (see `base.Sink`): `send(records)` returns only once the collector acce
   go out one round-trip after the first one, not each after its own backoff of up to max_backoff_s.
   So does the transport seeing the collector again while sends back off (`Transport.watch_reconnect`:
   gRPC round_robin reconnects in the background), so the first one does not wait out its backoff
-  either. A server-supplied delay is never cut short. Statuses the specification calls non-retryable but that say nothing against the
-  data (HTTP 500, gRPC INTERNAL, UNKNOWN, RESOURCE_EXHAUSTED without RetryInfo ...) are retried too:
-  only a batch rejected as malformed may be dropped.
+  either. A server-supplied delay is never cut short, and a collector that answers again but fails
+  the retries puts them back into their backoff, which keeps growing (the attempt count goes on).
+  Statuses the specification calls non-retryable but that say nothing against the data (HTTP 500,
+  gRPC INTERNAL, UNKNOWN, RESOURCE_EXHAUSTED without RetryInfo ...) are retried too: only a batch
+  rejected as malformed may be dropped.
 - Configuration errors: authentication and permission (HTTP 401/403, gRPC UNAUTHENTICATED/
   PERMISSION_DENIED), no logs service at the endpoint (HTTP 404/405/415, gRPC UNIMPLEMENTED/NOT_FOUND),
   header values the transport cannot carry. They never drop data, whatever `max_retry_time_s`: the
