@@ -17,8 +17,9 @@ Rows:
 - at each rate of --rates: a writer process appends realistic combined lines (benchmarks/
   generate_logs.py, one write per due line or group of lines, as httpd children do) at that steady
   rate; after --warmup s, the CPU % of a core over --seconds, and the peak RSS (VmHWM) at the end.
-  stdout goes to a regular file (not a pipe reader that would cost a wake-up per read, as the issue's
-  run used /dev/null), and afterwards "kept up" says whether every line written came out;
+  stdout is a pipe drained by `cat` into a file, as a container runtime's log shim drains a
+  container's stdout (the issue's first run used /dev/null, run_all.py a Python reader and latency
+  probe; a pipe is what a Pod has), and afterwards "kept up" says whether every line written came out;
 - latency at 1,000 lines/s: the same writer puts its write time (CLOCK_MONOTONIC ns) in each line's
   query string (`t=`); a reader thread here takes the subject's stdout from a pipe and notes the
   arrival time: p50 / p99 of arrival - write (and the CPU % with that pipe reader, for comparison);
@@ -152,9 +153,10 @@ class Subject:
     # argv to read an existing file from its beginning (throughput)
     from_head: Callable[[Path, Path], list[str]]
     otlp_over_grpc: bool  # else OTLP/HTTP
+    cwd: Path = REPO  # `python -m logsidecar` imports the tree it runs in
 
 
-def logsidecar_subject() -> Subject:
+def logsidecar_subject(tree: Path = REPO, name: str = "logsidecar") -> Subject:
     def argv(log: Path, work: Path, output: str, *extra: str) -> list[str]:
         outputs = ["--stdout-format", "json"]
         if output != "stdout":
@@ -166,10 +168,11 @@ def logsidecar_subject() -> Subject:
         ]  # fmt: skip
 
     return Subject(
-        "logsidecar",
+        name,
         lambda log, work, output: argv(log, work, output),
         lambda log, work: argv(log, work, "stdout", "--start-at", "beginning"),
         otlp_over_grpc=True,
+        cwd=tree,
     )
 
 
@@ -199,11 +202,11 @@ def fluent_bit_subjects(binary: str, parsers: Path) -> list[Subject]:
     return subjects
 
 
-def start(argv: list[str], work: Path, stdout: int | Path) -> subprocess.Popen[bytes]:
+def start(subject: Subject, argv: list[str], work: Path, stdout: int | Path) -> subprocess.Popen[bytes]:
     stderr = open(work / "stderr.log", "ab")  # noqa: SIM115 - owned by the child
     out = stdout if isinstance(stdout, int) else open(stdout, "wb")  # noqa: SIM115
     try:
-        return subprocess.Popen(argv, stdout=out, stderr=stderr, cwd=REPO)
+        return subprocess.Popen(argv, stdout=out, stderr=stderr, cwd=subject.cwd)
     finally:
         stderr.close()
         if not isinstance(out, int):
@@ -241,7 +244,12 @@ def steady(subject: Subject, rate: int, args: argparse.Namespace, work: Path, te
     log = run / "access.log"
     log.touch()
     out = run / "stdout.jsonl"
-    child = start(subject.command(log, run, "stdout"), run, out)
+    child = start(subject, subject.command(log, run, "stdout"), run, subprocess.PIPE)
+    # stdout is a pipe drained by `cat` into a file: what a container runtime's log shim does
+    with out.open("wb") as sink:
+        drain = subprocess.Popen(["cat"], stdin=child.stdout, stdout=sink)
+    assert child.stdout is not None
+    child.stdout.close()
     try:
         with Writer(log, rate, args.warmup + args.seconds, templates):
             time.sleep(args.warmup)
@@ -256,6 +264,7 @@ def steady(subject: Subject, rate: int, args: argparse.Namespace, work: Path, te
             time.sleep(0.2)
     finally:
         stop(child)
+        drain.wait(30)
     return Steady(100.0 * cpu / wall, peak, written, delivered)
 
 
@@ -270,7 +279,7 @@ def idle(subject: Subject, args: argparse.Namespace, work: Path, templates: list
     run = Path(tempfile.mkdtemp(dir=work, prefix="idle-"))
     log = run / "access.log"
     log.touch()
-    child = start(subject.command(log, run, "stdout"), run, run / "stdout.jsonl")
+    child = start(subject, subject.command(log, run, "stdout"), run, run / "stdout.jsonl")
     try:
         with log.open("ab") as handle:  # one record, so that the start-up includes a first read
             before, after = templates[0]
@@ -305,7 +314,7 @@ def latency(subject: Subject, args: argparse.Namespace, work: Path, templates: l
     run = Path(tempfile.mkdtemp(dir=work, prefix="latency-"))
     log = run / "access.log"
     log.touch()
-    child = start(subject.command(log, run, "stdout"), run, subprocess.PIPE)
+    child = start(subject, subject.command(log, run, "stdout"), run, subprocess.PIPE)
     assert child.stdout is not None
     delays: list[float] = []
     measuring = threading.Event()
@@ -366,7 +375,7 @@ def outage(subject: Subject, args: argparse.Namespace, work: Path, templates: li
     log.touch()
     with RotelCollector(run / "rotel", forward_to=None) as rotel:
         endpoint = rotel.grpc_endpoint if subject.otlp_over_grpc else rotel.http_endpoint
-        child = start(subject.command(log, run, endpoint), run, run / "stdout.log")
+        child = start(subject, subject.command(log, run, endpoint), run, run / "stdout.log")
         try:
             with Writer(log, OUTAGE_RATE, args.warmup + args.outage_seconds, templates):
                 time.sleep(args.warmup)
@@ -389,7 +398,7 @@ class Throughput:
 def throughput(subject: Subject, path: Path, lines: int, work: Path) -> Throughput:
     run = Path(tempfile.mkdtemp(dir=work, prefix="throughput-"))
     started = time.monotonic()
-    child = start(subject.from_head(path, run), run, subprocess.PIPE)
+    child = start(subject, subject.from_head(path, run), run, subprocess.PIPE)
     assert child.stdout is not None
     seen = 0
     try:
@@ -442,12 +451,17 @@ def main() -> None:
     parser.add_argument("--throughput-lines", type=int, default=300_000)
     parser.add_argument("--skip", default="", help=f"rows to leave out, comma separated: {','.join(ROWS)}")
     parser.add_argument("--fluent-bit", default=shutil.which("fluent-bit"), help="the binary [PATH]")
+    parser.add_argument(
+        "--compare-tree", type=Path, help="another logsidecar checkout, as one more column (A/B a change)"
+    )
     parser.add_argument("--fluent-bit-parsers", type=Path, help="its parsers.conf [next to the binary]")
     args = parser.parse_args()
     rates = [int(rate) for rate in args.rates.split(",") if rate]
     skip = {row for row in args.skip.split(",") if row}
 
     subjects = [logsidecar_subject()]
+    if args.compare_tree:
+        subjects.append(logsidecar_subject(args.compare_tree.resolve(), f"logsidecar {args.compare_tree}"))
     if args.fluent_bit:
         parsers = args.fluent_bit_parsers or (
             Path(args.fluent_bit).resolve().parents[1] / "etc" / "fluent-bit" / "parsers.conf"

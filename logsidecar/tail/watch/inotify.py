@@ -7,7 +7,7 @@
   milliseconds (fast rename rotation) is held by a descriptor before it can be renamed away. The
   tailer adopts these early descriptors. Content hints (IN_MODIFY) come through `ModifyHints`, a
   non-blocking inotify descriptor read on the event loop itself, no thread: while a cycle must not
-  start yet (`hold_content_until`, the tailer's MIN_CYCLE_S coalescing) nobody reads it, so the
+  start yet (`hold_content_until`, the tailer's coalescing within its latency budget) nobody reads it, so the
   kernel merges the identical IN_MODIFY events of a writer appending line by line into one, and a
   steady writer costs one timer wake-up and one read() per cycle; when nothing is pending the loop
   blocks on the descriptor (epoll), so an idle tailer wakes only for the safety-net stat interval.
