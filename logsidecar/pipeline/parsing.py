@@ -24,12 +24,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, tzinfo
 from typing import Any
 
-from logsidecar.encoding.otlp_wire import encode_otlp_records
-from logsidecar.fastpath import JSON_LINES, OTLP_RECORDS, writer_for
+from logsidecar.fastpath import JSON_LINES, OTLP_RECORDS, ordinary_encoder, writer_for
 from logsidecar.parse import build_parser
 from logsidecar.parse.base import Parser
 from logsidecar.parse.rules import FormatRule
-from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, encode_json_lines, utcnow
+from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, utcnow
 from logsidecar.sinks.base import JsonLines, OtlpLogRecords, Payload, Sink
 from logsidecar.stamp import BatchStamp, uid_prefix
 from logsidecar.tail.options import ReadBatch
@@ -168,7 +167,7 @@ class BatchParser:
             self._observe(batch, state, len(records), sum(1 for r in records if PARSE_ERROR in r.attributes))
         if encoding is None or any(r.resource is not self._resource for r in records):
             return records  # (a record with a resource of its own travels as a record)
-        encode = encode_json_lines if encoding == JSON_LINES else encode_otlp_records
+        encode = ordinary_encoder(encoding)
         try:
             return self._payload(encode(records), len(records))
         except Exception as exc:  # noqa: BLE001 - odd content an encoder refuses: forward the lines raw
