@@ -12,7 +12,8 @@
    checkpoint (committed = acknowledged by the sink, then journaled) reaches the file's size, read
    from its SQLite state and journal. Reported: both, as lines/s over the whole run (from process
    start, so including interpreter start-up and the first connection: the "first" column), the
-   steady rate between the first and last checkpoint, and the CPU seconds (user+sys) per 100k lines.
+   steady rate between the first and last checkpoint, the CPU seconds (user+sys) per 100k lines, and
+   the peak RSS (VmHWM).
 
    Why the issue saw 60k lines/s here and 127k lines/s counting delivered records: not the stop
    clock. Measured in one run the two agree within the 20 ms poll (acknowledged offsets are journaled
@@ -65,6 +66,7 @@ class ThroughputResult:
     first_s: float  # from process start until the metrics counted a first delivered record
     steady_lines_per_s: float
     cpu_s: float
+    peak_rss_mib: float = float("nan")  # VmHWM when done
 
     @property
     def lines_per_s(self) -> float:
@@ -115,6 +117,13 @@ def records_delivered(port: int) -> int:
                    if line.startswith("logsidecar_records_delivered_total{")))  # fmt: skip
 
 
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -124,6 +133,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 EXTRA_TAIL_ARGS: list[str] = []
+EXTRA_TAIL_ENV: dict[str, str] = {}
 
 
 def tail_command(path: Path, state_dir: Path, output_args: list[str]) -> list[str]:
@@ -149,6 +159,7 @@ def measure_throughput(
         tail_command(path, state_dir, [*output_args, "--http-addr", f"{LOOPBACK}:{port}"]),
         stdout=stdout,
         stderr=stderr,
+        env={**os.environ, **EXTRA_TAIL_ENV},
     )
     samples: list[tuple[float, int]] = []
     first_at = delivered_at = None
@@ -166,6 +177,7 @@ def measure_throughput(
                 samples.append((now, offset))
             cpu = cpu_seconds(process.pid) or cpu
             if offset >= size and delivered_at is not None:
+                peak_rss = peak_rss_mib(process.pid)
                 break
             if process.poll() is not None:
                 raise RuntimeError(f"{label}: tailer exited with {process.returncode}")
@@ -184,7 +196,14 @@ def measure_throughput(
         bytes_per_line = size / lines
         steady = (moving[-1][1] - moving[0][1]) / bytes_per_line / (moving[-1][0] - moving[0][0])
     return ThroughputResult(
-        label, lines, checkpointed_at - started, delivered_at - started, first_at - started, steady, cpu
+        label,
+        lines,
+        checkpointed_at - started,
+        delivered_at - started,
+        first_at - started,
+        steady,
+        cpu,
+        peak_rss,
     )
 
 
@@ -280,12 +299,19 @@ def main() -> None:
         default=[],
         help="extra `logsidecar tail` argument (repeatable), e.g. --tail-arg=--watch=poll",
     )
+    parser.add_argument(
+        "--tail-env",
+        action="append",
+        default=[],
+        help="NAME=VALUE in the tailer's environment (repeatable), e.g. --tail-env MALLOC_ARENA_MAX=2",
+    )
     args = parser.parse_args()
     EXTRA_TAIL_ARGS.extend(args.tail_arg)
+    EXTRA_TAIL_ENV.update(item.split("=", 1) for item in args.tail_env)
 
     workdir = Path(tempfile.mkdtemp(prefix="otlp-bench-"))
     print(f"# work directory: {workdir}; cores: {os.cpu_count()}; load average: {os.getloadavg()}")
-    print(f"# extra tail arguments: {EXTRA_TAIL_ARGS}")
+    print(f"# extra tail arguments: {EXTRA_TAIL_ARGS}; environment: {EXTRA_TAIL_ENV}")
 
     if not args.skip_throughput:
         access_log = workdir / "access.log"
@@ -330,11 +356,11 @@ def main() -> None:
             " reaches the file's end; both timed from process start, in the same run; first: first delivery)"
         )
         print(f"{'output':<26} {'first s':>8} {'delivered s':>11} {'lines/s':>10} {'checkpointed s':>14} "
-              f"{'lines/s':>10} {'steady lines/s':>15} {'CPU s/100k lines':>17}")  # fmt: skip
+              f"{'lines/s':>10} {'steady lines/s':>15} {'CPU s/100k lines':>17} {'peak RSS MiB':>12}")  # fmt: skip
         for r in results:
             print(f"{r.label:<26} {r.first_s:>8.2f} {r.delivered_s:>11.2f} {r.delivered_lines_per_s:>10,.0f} "
                   f"{r.wall_s:>14.2f} {r.lines_per_s:>10,.0f} {r.steady_lines_per_s:>15,.0f} "
-                  f"{r.cpu_s / r.lines * 1e5:>17.2f}")  # fmt: skip
+                  f"{r.cpu_s / r.lines * 1e5:>17.2f} {r.peak_rss_mib:>12.1f}")  # fmt: skip
 
     if not args.skip_latency:
         rows = []

@@ -61,7 +61,7 @@ class CheckpointSchedule:
     def note_work(self) -> None:
         """Something was committed (`Tailer.acknowledge`): a parked timer must write it within the
         interval. Costs a flag test unless the timer is parked (once per quiet spell)."""
-        if self._parked:
+        if self._parked and self.has_work():  # (a store in memory only has nothing to write)
             self._parked = False
             self._work.set()
 
