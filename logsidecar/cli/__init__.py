@@ -18,6 +18,8 @@ def _exit_on_early_sigterm(signum: int, frame: object) -> None:
 # SIGKILL. Handle it from the first moment; `tail` installs its graceful handler once it runs.
 signal.signal(signal.SIGTERM, _exit_on_early_sigterm)
 
+import importlib  # noqa: E402
+
 import click  # noqa: E402
 
 from logsidecar import __version__  # noqa: E402
@@ -27,7 +29,32 @@ from logsidecar import __version__  # noqa: E402
 _VERBOSITY_LEVELS = {-2: "error", -1: "warning", 1: "debug"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# Each subcommand's module, imported only when that command runs (or help lists it): a command
+# pays in start-up time and resident memory (for the life of a sidecar) only for its own imports.
+# click's documented lazy-loading pattern: `list_commands` and `get_command` of a Group.
+_SUBCOMMANDS = {
+    "parse": "logsidecar.cli.parse",
+    "docker": "logsidecar.cli.docker",
+    "tail": "logsidecar.cli.tail",
+    "health": "logsidecar.cli.health",
+    "check-config": "logsidecar.cli.check_config",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_SUBCOMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = _SUBCOMMANDS.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            self.add_command(importlib.import_module(module).command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="logsidecar")
 @click.option("-v", "--verbose", count=True, help="More of our own logs (debug).")
 @click.option(
@@ -75,24 +102,3 @@ def completion(shell: str) -> None:
     complete = get_completion_class(shell)
     assert complete is not None  # the choice allows only the shells click knows
     click.echo(complete(main, {}, "logsidecar", "_LOGSIDECAR_COMPLETE").source())
-
-
-def _register() -> None:
-    # One import per subcommand module; each module defines `command`.
-    from logsidecar.cli import parse as parse_cmd
-
-    main.add_command(parse_cmd.command)
-    from logsidecar.cli import docker as docker_cmd
-
-    main.add_command(docker_cmd.command)
-    from logsidecar.cli import tail as tail_cmd
-
-    main.add_command(tail_cmd.command)
-    from logsidecar.cli import check_config as check_config_cmd
-    from logsidecar.cli import health as health_cmd
-
-    main.add_command(health_cmd.command)
-    main.add_command(check_config_cmd.command)
-
-
-_register()

@@ -29,7 +29,6 @@ import click
 
 from logsidecar.cli import verbosity
 from logsidecar.cli.params import SIZE, TIMEZONE, output_format_option
-from logsidecar.fastpath.explain import explain
 from logsidecar.parse import FORMAT_NAMES, FormatError, Parser, build_parser
 from logsidecar.record import PARSE_ERROR, TRUNCATED, LogRecord, encode_json_lines
 from logsidecar.redact import redact
@@ -245,6 +244,8 @@ def command(
             parser = _build(explain_spec, timezone, None)
         except FormatError as exc:
             raise click.BadParameter(str(exc), param_hint="'--explain'") from None
+        from logsidecar.fastpath.explain import explain  # both dialects' code: only for --explain
+
         click.echo(explain(explain_spec, parser), nl=False)
         return
     try:

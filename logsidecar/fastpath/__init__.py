@@ -19,17 +19,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from logsidecar.encoding.otlp_wire import encode_otlp_records
 from logsidecar.fastpath.access_writer import AccessWriter
 from logsidecar.fastpath.auto_writer import AutoWriter
 from logsidecar.fastpath.json_dialect import json_encoder_for
-from logsidecar.fastpath.otlp_dialect import otlp_encoder_for
 from logsidecar.parse.access import AccessLogParser
 from logsidecar.parse.detect import AutoParser
 from logsidecar.record import encode_json_lines
 from logsidecar.stamp import BatchStamp
 
-__all__ = ["ENCODINGS", "JSON_LINES", "OTLP_RECORDS", "Writer", "writer_for"]
+__all__ = ["ENCODINGS", "JSON_LINES", "OTLP_RECORDS", "Writer", "ordinary_encoder", "writer_for"]
 
 JSON_LINES: Final = "json_lines"
 OTLP_RECORDS: Final = "otlp_records"
@@ -37,17 +35,31 @@ ENCODINGS = (JSON_LINES, OTLP_RECORDS)
 
 Writer = Callable[[Sequence[bytes], BatchStamp], tuple[Any, int]]
 
-_ORDINARY: dict[str, Callable[[list[Any]], Any]] = {
-    JSON_LINES: encode_json_lines,
-    OTLP_RECORDS: encode_otlp_records,
-}
-_ENCODER_FOR = {JSON_LINES: json_encoder_for, OTLP_RECORDS: otlp_encoder_for}
+
+def ordinary_encoder(encoding: str) -> Callable[[list[Any]], Any]:
+    """The record encoder of `encoding` (for lines the fast path does not write). The OTLP side is
+    imported on first use: its wire tables cost ~1 MiB a sidecar writing JSON lines never needs."""
+    if encoding == JSON_LINES:
+        return encode_json_lines
+    from logsidecar.encoding.otlp_wire import encode_otlp_records
+
+    return encode_otlp_records
+
+
+def _direct_encoder(encoding: str, parser: AccessLogParser) -> Any:
+    if encoding == JSON_LINES:
+        return json_encoder_for(parser)
+    from logsidecar.fastpath.otlp_dialect import otlp_encoder_for  # OTLP output only (see above)
+
+    return otlp_encoder_for(parser)
 
 
 def writer_for(parser: object, encoding: str) -> Writer | None:
     """The fast-path writer of `parser` in `encoding` (JSON_LINES or OTLP_RECORDS), or None."""
     if isinstance(parser, AutoParser):  # cheap to make: the locked format's writer is the one kept
-        return AutoWriter(parser, lambda locked: writer_for(locked, encoding), _ORDINARY[encoding]).write
+        return AutoWriter(
+            parser, lambda locked: writer_for(locked, encoding), ordinary_encoder(encoding)
+        ).write
     if not isinstance(parser, AccessLogParser):
         return None
     # Built on first use (generating and compiling its code), kept with the parser's format.
@@ -56,6 +68,6 @@ def writer_for(parser: object, encoding: str) -> Writer | None:
     writer = derived.get(key)
     if writer is None:
         writer = derived[key] = AccessWriter(
-            parser, _ENCODER_FOR[encoding](parser), _ORDINARY[encoding]
+            parser, _direct_encoder(encoding, parser), ordinary_encoder(encoding)
         ).write
     return writer  # type: ignore[no-any-return]

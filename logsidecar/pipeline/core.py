@@ -154,10 +154,10 @@ class Pipeline:
 
     async def run(self) -> None:
         """Run until the source ends, `request_stop` is called, or a sink fails for good (re-raised)."""
-        if self.options.tune_gc:
-            tune_gc()
         for sink in self.sinks:
             await sink.start()
+        if self.options.tune_gc:
+            tune_gc()  # after the sinks started: what they import on start (grpc...) is start-up too
         self._workers = [
             asyncio.create_task(lane.work(), name=f"logsidecar-{lane.sink.name}-{index}")
             for lane in self._lanes

@@ -25,15 +25,14 @@ from datetime import UTC, tzinfo
 from typing import Any
 
 from logsidecar import events
-from logsidecar.encoding.otlp_wire import encode_otlp_records
 from logsidecar.events import FormatDetected
-from logsidecar.fastpath import JSON_LINES, OTLP_RECORDS, writer_for
+from logsidecar.fastpath import JSON_LINES, OTLP_RECORDS, ordinary_encoder, writer_for
 from logsidecar.parse import build_parser
 from logsidecar.parse.base import Parser
 from logsidecar.parse.detect import INTEGER_TIME_NOTE, AutoParser, variant_logformat
 from logsidecar.parse.rules import FormatRule
 from logsidecar.pipeline.parse_watch import EXAMPLE_CHARS, ParseWatch
-from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, encode_json_lines, utcnow
+from logsidecar.record import INVALID_UTF8, PARSE_ERROR, LogRecord, decode_text, utcnow
 from logsidecar.redact import redact
 from logsidecar.sinks.base import JsonLines, OtlpLogRecords, Payload, Sink
 from logsidecar.stamp import BatchStamp, uid_prefix
@@ -220,7 +219,7 @@ class BatchParser:
         self._observe(batch, state, len(records), unparsed)
         if encoding is None or any(r.resource is not self._resource for r in records):
             return records  # (a record with a resource of its own travels as a record)
-        encode = encode_json_lines if encoding == JSON_LINES else encode_otlp_records
+        encode = ordinary_encoder(encoding)
         try:
             return self._payload(encode(records), len(records))
         except Exception as exc:  # noqa: BLE001 - odd content an encoder refuses: forward the lines raw

@@ -25,7 +25,6 @@ from logsidecar.pipeline import FormatRule, ParserSelector, PipelineOptions, val
 from logsidecar.settings.model import Settings, StdoutOutput
 from logsidecar.settings.otel_env import resolve_metrics_settings, resolve_otlp_settings
 from logsidecar.sinks.base import Sink
-from logsidecar.sinks.otlp import OtlpSink
 from logsidecar.sinks.stdout import StdoutFormat, StdoutSink
 from logsidecar.tail.options import TailOptions
 from logsidecar.tail.stdin import STDIN_PATH
@@ -141,6 +140,9 @@ def build_plan(
             output_flags = {**output.otlp_flags(), "service_name": settings.service_name}
             first_otlp = first_otlp or output_flags
             otlp_settings = resolve_otlp_settings(output_flags, env)
+            # imported for an OTLP output only: its wire tables and transport glue cost ~1.5 MiB
+            from logsidecar.sinks.otlp import OtlpSink
+
             sinks.append(OtlpSink(dataclasses.replace(otlp_settings, resource=resource)))
     if settings.derive_metrics:
         # The logs' OTLP settings (the first OTLP output's), for the metrics signal.

@@ -5,8 +5,10 @@ The poll cycle (one iteration of `run`), with the collaborator and method that i
  1. `Tailer.wait_for_hints_or_interval` - sleep until the watcher (`watch/`) wakes us (inotify event)
     or its interval passes (poll_interval_s when polling, safety_poll_interval_s under inotify), or
     the earliest partial-line flush is due. After a content hint the cycle starts no sooner than
-    MIN_CYCLE_S after the previous one started, so a writer appending line by line costs one cycle
-    per many lines, not one per line (structure hints are not delayed).
+    `coalescing_hold_s` after the previous one started: what the latency budget leaves once the last
+    cycle's own duration is counted, so a writer appending line by line costs one cycle per many
+    lines, not one per line, and a line still comes out within the budget (structure hints are not
+    delayed).
  2. `FileOpener.match_paths` (opening) - when the watcher saw a create/move/delete (or, polling, its
     `probe` saw one), or discover_interval_s passed: glob the include patterns (minus excludes);
     check each candidate under the file-opening policy (`tail.open_policy`: regular files only,
@@ -104,13 +106,25 @@ from logsidecar.tail.retention import ROTATED_IDLE_RELEASE_S, Retention
 from logsidecar.tail.watch.base import Watcher
 from logsidecar.tail.watch.select import select_watcher
 
-# Wake-up coalescing: after an inotify hint, a cycle starts at most MIN_CYCLE_S after the previous
-# one started. A writer appending line by line (Apache: one write per request) sends one IN_MODIFY
-# per line; without this every line would cost a whole cycle (fstat, fingerprint check, one pipeline
-# batch). 20 ms makes a steady 1,000 lines/s ~50 cycles/s of ~20 lines each (benchmarks/
-# tail_end_to_end.py: CPU at 1k lines/s 31 % -> 19 %) and adds at most 20 ms of latency; a
-# hint after a quiet spell is still read at once. Structure hints (create/move/delete) skip it.
-MIN_CYCLE_S = 0.020
+# Wake-up coalescing follows the latency budget. A writer appending line by line (Apache: one write
+# per request) sends one IN_MODIFY per line; at low rates most of the cost is per wake-up, not per
+# line (a cycle: fstat, fingerprint check, one batch, one write, one acknowledgement). So after a
+# content hint a cycle starts no sooner than `coalescing_hold_s` after the previous one started:
+# LATENCY_BUDGET_S (the p99 target from a line's write to its delivery), minus LATENCY_SLACK_S (the
+# sink's write and the scheduling delays of a busy machine), minus the last cycle's own duration
+# (the line waits for the next cycle to start, then for that cycle's work). A steady 1,000 lines/s
+# is then ~30 cycles/s of ~30 lines instead of one a line; a hint after a quiet spell is still read
+# at once, and a cycle slow enough to spend the budget is followed by the next without a hold.
+# Structure hints (create/move/delete) are never held. (Was a fixed 20 ms: ~50 cycles/s at 1k lines/s.)
+LATENCY_BUDGET_S = 0.050
+LATENCY_SLACK_S = 0.015
+
+
+def coalescing_hold_s(last_cycle_s: float) -> float:
+    """How long after a cycle started the next may start on a content hint (see LATENCY_BUDGET_S)."""
+    return max(LATENCY_BUDGET_S - LATENCY_SLACK_S - last_cycle_s, 0.0)
+
+
 STOP_GRACE_S = 5.0
 
 
@@ -229,7 +243,7 @@ class Tailer:
                 if more:
                     await asyncio.sleep(0)  # let the consumer run; there is more to read at once
                     continue
-                await self.wait_for_hints_or_interval(cycle_started)
+                await self.wait_for_hints_or_interval(cycle_started, time.monotonic() - cycle_started)
         finally:
             checkpoint_timer.cancel()
             self._finished.set()
@@ -252,6 +266,7 @@ class Tailer:
                 # a file first stored empty (fingerprint b"") only at offset 0.
                 self.schedule.track(tracked.reader)
         self.checkpoints.commit(file_key, offset)
+        self.schedule.note_work()
         self.retention.settled(file_key, offset)
         if not self.checkpoints.has_pending():
             return None  # nothing new to write (or a store in memory only)
@@ -331,7 +346,7 @@ class Tailer:
     # ------------------------------------------------------------------------------------------
     # the cycle's own steps: 1. wait; 2-4 through the opener; after lost events; on stop
     # ------------------------------------------------------------------------------------------
-    async def wait_for_hints_or_interval(self, cycle_started: float) -> None:
+    async def wait_for_hints_or_interval(self, cycle_started: float, cycle_s: float = 0.0) -> None:
         assert self.watcher is not None
         now = time.monotonic()
         timeout = self.watcher.interval_s
@@ -343,8 +358,9 @@ class Tailer:
                 timeout = min(timeout, reader.partial_since + self.options.partial_line_flush_s - now)
             if tracked.state is FileState.ROTATED:
                 timeout = min(timeout, tracked.last_growth + ROTATED_IDLE_RELEASE_S - now)
-        # Coalesce a flood of IN_MODIFY: at most one cycle per MIN_CYCLE_S (see there).
-        await self.watcher.wait(max(timeout, 0.0), hold_content_until=cycle_started + MIN_CYCLE_S)
+        # Coalesce a flood of IN_MODIFY within the latency budget (see LATENCY_BUDGET_S).
+        hold_until = cycle_started + coalescing_hold_s(cycle_s)
+        await self.watcher.wait(max(timeout, 0.0), hold_content_until=hold_until)
 
     async def match_paths_and_track(self) -> None:
         """Steps 2-4, and at the first discovery the start-up recovery (`resume`)."""

@@ -6,11 +6,12 @@
   the new file immediately, in that thread, so a file that lives at its path for only a few
   milliseconds (fast rename rotation) is held by a descriptor before it can be renamed away. The
   tailer adopts these early descriptors. Content hints (IN_MODIFY) come through `ModifyHints`, a
-  non-blocking inotify descriptor read on the event loop itself, no thread: while a cycle must not
-  start yet (`hold_content_until`, the tailer's MIN_CYCLE_S coalescing) nobody reads it, so the
-  kernel merges the identical IN_MODIFY events of a writer appending line by line into one, and a
-  steady writer costs one timer wake-up and one read() per cycle; when nothing is pending the loop
-  blocks on the descriptor (epoll), so an idle tailer wakes only for the safety-net stat interval.
+  non-blocking inotify descriptor read on the event loop itself, no thread: the loop blocks on it
+  (epoll) for the whole wait, so an idle tailer wakes only for its intervals (no timer at the end
+  of a hold); after the first IN_MODIFY, while a cycle must not start yet (`hold_content_until`, the
+  tailer's coalescing within its latency budget) nobody reads it, so the kernel merges the identical
+  IN_MODIFY events of a writer appending line by line into one, and a steady writer costs one timer
+  wake-up and one read() per cycle.
   When the kernel's structure queue overflows (fs.inotify.max_queued_events; the process was
   frozen or starved while a burst of creates and renames happened), the events in between are gone:
   watchdog (>= 7.1) calls `on_events_lost()`, and the watcher tells the tailer, through
@@ -158,6 +159,7 @@ class InotifyWatcher(Watcher):
         self._lock = threading.Lock()
         self._early: list[EarlyOpened] = []
         self._pending_wake = threading.Event()
+        self._content_hinted = False  # the current wait was woken by an IN_MODIFY
         self._events_lost = 0  # overflows not yet taken by the tailer
         self.events_seen = 0
         self.early_opened = 0
@@ -247,29 +249,33 @@ class InotifyWatcher(Watcher):
             pass
 
     async def wait(self, timeout_s: float, hold_content_until: float = 0.0) -> bool:
-        """As `Watcher.wait`. Until `hold_content_until` only the structure thread (or `wake()`) can
-        end the wait; then pending IN_MODIFY events are drained in one read(); only when there are
-        none does the loop block on the hint descriptor (epoll) for the rest of the timeout."""
+        """As `Watcher.wait`. The hint descriptor is watched (epoll) for the whole timeout, so an idle
+        wait is one sleep, with no timer at the end of the hold. The first IN_MODIFY wakes the wait
+        without reading the descriptor, which is then left alone until `hold_content_until` (only the
+        structure thread or `wake()` end the hold sooner): meanwhile the kernel merges the identical
+        IN_MODIFY events of a writer appending line by line into one, drained in one read()."""
         deadline = time.monotonic() + max(timeout_s, 0.0)
-        hold = min(hold_content_until, deadline) - time.monotonic()
-        if hold > 0 and await self._wait_for_wake(hold):
-            self._urgent = False
-            return True  # a structure hint or stop
-        if self._urgent or self._modify_hints.drain():
-            self._urgent = False
-            self._wake.clear()
-            return True
         loop = self._loop
         assert loop is not None
+        self._content_hinted = False
         loop.add_reader(self._modify_hints.fd, self._on_modify_readable)
         try:
-            return await self._wait_for_wake(deadline - time.monotonic())
+            woke = await self._wait_for_wake(deadline - time.monotonic())
         finally:
             loop.remove_reader(self._modify_hints.fd)
-            self._urgent = False
+        if woke and self._content_hinted and not self._urgent:
+            hold = min(hold_content_until, deadline) - time.monotonic()
+            if hold > 0:
+                await self._wait_for_wake(hold)  # a structure hint or wake() ends the hold
+        self._modify_hints.drain()
+        self._urgent = False
+        return woke
 
     def _on_modify_readable(self) -> None:
-        self._modify_hints.drain()
+        # A followed file grew: wake the tailer, and leave the events unread (see `wait`).
+        assert self._loop is not None
+        self._loop.remove_reader(self._modify_hints.fd)
+        self._content_hinted = True
         self.events_seen += 1
         self._wake.set()
 

@@ -1,0 +1,108 @@
+"""`logsidecar tail` imports only what its configuration uses: every module costs resident memory
+for the life of the sidecar, once per Pod (benchmarks/import_memory.py measures how much).
+
+The real command runs in a subprocess on a real file, into a real sink (stdout; the OTLP witnesses
+of tests/integration/otlp_receiver.py), until its first record is delivered; it is then stopped
+with SIGTERM, and the modules it had loaded by its exit are compared with what the configuration
+needs. The OTLP cases are the other side of the same check: they show that the probe sees grpc
+when it is loaded.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.support.otlp_receiver import GrpcWitness, HttpWitness, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+LINE = b'192.0.2.7 - - [05/Dec/2026:10:00:00 +0000] "GET /imports HTTP/1.1" 200 12 "-" "probe/1"\n'
+
+# The command, run as `python -m logsidecar` would run it, writing its sys.modules at exit.
+PROBE = textwrap.dedent(
+    """
+    import atexit, runpy, sys
+    out = sys.argv.pop(1)
+    def write_modules():
+        with open(out, "w") as handle:
+            handle.write("\\n".join(sorted(sys.modules)))
+    atexit.register(write_modules)
+    sys.argv[0] = "logsidecar"
+    runpy.run_module("logsidecar", run_name="__main__", alter_sys=True)
+    """
+)
+
+# Loaded only for the configurations that use them.
+GRPC = ("grpc",)
+OTEL_SDK = ("opentelemetry.sdk",)
+DOCKER_SDK = ("docker",)
+PROTOBUF = ("google.protobuf",)
+HTTP_CLIENT = ("requests", "urllib3")
+PROMETHEUS = ("prometheus_client",)
+
+
+def loaded(modules: set[str], packages: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in packages))
+
+
+def run_tail(tmp_path: Path, output_args: list[str], delivered: object) -> set[str]:
+    log = tmp_path / "access.log"
+    log.write_bytes(LINE)
+    modules_file = tmp_path / "modules.txt"
+    command = [
+        sys.executable, "-c", PROBE, str(modules_file), "tail", "--format", "combined",
+        "--state-dir", str(tmp_path / "state"), "--start-at", "beginning", *output_args, str(log),
+    ]  # fmt: skip
+    child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        if delivered is None:  # stdout: the record itself
+            assert child.stdout is not None
+            assert child.stdout.readline(), child.stderr.read().decode() if child.stderr else ""
+        else:
+            wait_for(delivered, 30, what="the record at the receiver")
+    finally:
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 0, stderr.decode()
+    return set(modules_file.read_text().split())
+
+
+def test_tail_to_stdout_imports_no_sdk_grpc_or_docker(tmp_path: Path) -> None:
+    modules = run_tail(tmp_path, ["--stdout-format", "json"], None)
+    assert "logsidecar.sinks.stdout" in modules  # the probe saw the running command
+    for packages in (GRPC, OTEL_SDK, DOCKER_SDK, PROTOBUF, HTTP_CLIENT, PROMETHEUS):
+        assert loaded(modules, packages) == []
+
+
+def test_tail_to_otlp_grpc_loads_grpc_but_no_sdk_or_http_client(tmp_path: Path) -> None:
+    with GrpcWitness() as witness:
+        modules = run_tail(
+            tmp_path,
+            ["--output", "otlp", "--otlp-endpoint", witness.endpoint],
+            lambda: witness.record_count >= 1,
+        )
+    assert loaded(modules, GRPC)
+    for packages in (OTEL_SDK, DOCKER_SDK, HTTP_CLIENT, PROMETHEUS):
+        assert loaded(modules, packages) == []
+
+
+def test_tail_to_otlp_http_loads_no_grpc(tmp_path: Path) -> None:
+    with HttpWitness() as witness:
+        modules = run_tail(
+            tmp_path,
+            [
+                "--output",
+                "otlp",
+                "--otlp-protocol",
+                "http/protobuf",
+                "--otlp-endpoint",
+                witness.url.removesuffix("/v1/logs"),
+            ],
+            lambda: len(witness.bodies()) >= 1,
+        )
+    assert loaded(modules, HTTP_CLIENT)
+    for packages in (GRPC, OTEL_SDK, DOCKER_SDK, PROMETHEUS):
+        assert loaded(modules, packages) == []
