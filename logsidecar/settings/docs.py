@@ -75,7 +75,9 @@ Given for a type that is not chosen, its value is still checked (and used by `--
 
 **Checking.** `logsidecar check-config FILE` prints the effective settings (file and environment, as
 `tail --config FILE` sees them) with secrets masked, or every error, each naming its key, variable or
-flag. An unknown key gets "did you mean"; an unknown `LOGSIDECAR_*` variable is a warning, from
+flag. An unknown key gets "did you mean", and a top-level key named like a flag of an output or
+of the inputs (`otlp_timeout`, `output`, `paths`) is told where the file takes it (`timeout` in
+`[[outputs]]` with `type = 'otlp'`). An unknown `LOGSIDECAR_*` variable is a warning, from
 `check-config` and from `tail`. `${VAR}` in the file is replaced from the environment (`$${` is a
 literal `${`), and the value is never shown.
 

@@ -58,8 +58,10 @@ def describe(
     origin: Mapping[tuple[Any, ...], str],
     expanded: set[tuple[Any, ...]],
     keys_at: Callable[[Sequence[Any]], Iterable[str]],
+    file_place: Callable[[Sequence[Any]], str | None] | None = None,
 ) -> str:
-    """One pydantic error as a line; `keys_at(loc)` lists the valid keys beside `loc[-1]`."""
+    """One pydantic error as a line; `keys_at(loc)` lists the valid keys beside `loc[-1]`, and
+    `file_place(loc)` says where a key named like a flag goes in the file (None: not such a key)."""
     # Drop the union tag pydantic inserts after a list index (outputs[0].otlp.endpoint).
     loc = [
         p
@@ -88,8 +90,12 @@ def describe(
             message = message.replace(repr(value), "(value not shown)")
     elif kind == "extra_forbidden":
         # The valid keys are listed once for all unknown keys (`valid_keys_lines`), not per key.
+        place = file_place(error["loc"]) if file_place else None
         guess = closest(str(loc[-1]), keys_at(error["loc"]))
-        message = "unknown key" + (f"; did you mean {guess!r}?" if guess else "")
+        if place:
+            message = f"unknown key; in a file, this is {place}"
+        else:
+            message = "unknown key" + (f"; did you mean {guess!r}?" if guess else "")
     elif kind == "missing":
         message = "required"
     elif kind in ("literal_error", "enum"):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -106,6 +106,24 @@ OPTIONS: tuple[Option, ...] = (
     *_options_of(Settings, None),
     *(o for output, model in OUTPUT_MODELS.items() for o in _options_of(model, output)),
 )
+
+
+def file_place_of(loc: Sequence[Any]) -> str | None:
+    """Where an unknown top-level file key named like a flag belongs in the file (`otlp_timeout`,
+    `output`, `paths`): per-output settings and the inputs are tables there, which a newcomer who
+    knows the flags cannot guess, and whose names "did you mean" cannot reach."""
+    if len(loc) != 1 or not isinstance(loc[0], str):
+        return None
+    name = loc[0].strip().lstrip("-").replace("-", "_").lower()
+    for option in OPTIONS:
+        if option.kind == "paths" and name in ("path", "paths", option.param):
+            return "[[inputs]] tables, each with paths = [...] (and its own format, exclude)"
+        names = {option.param, (option.flag or "").lstrip("-").replace("-", "_")}
+        if option.kind == "outputs" and name in names:
+            return "[[outputs]] tables, one per output, with type = 'stdout' or 'otlp'"
+        if option.output is not None and name in names:
+            return f"{option.field!r} in [[outputs]] with type = {option.output!r}"
+    return None
 
 
 def known_variables() -> list[str]:

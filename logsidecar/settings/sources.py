@@ -31,7 +31,7 @@ from logsidecar import redact
 from logsidecar.settings.errors import ConfigError, describe, valid_keys_lines
 from logsidecar.settings.files import load_file_lenient
 from logsidecar.settings.model import OUTPUT_MODELS, Settings, keys_at, place_at
-from logsidecar.settings.options import OPTIONS, Option, unknown_env_vars
+from logsidecar.settings.options import OPTIONS, Option, file_place_of, unknown_env_vars
 from logsidecar.settings.otel_env import EXPORTER_FIELDS, exporter_variable, signal_url
 from logsidecar.settings.units import key_values, split_words
 from logsidecar.sinks.otlp_settings import OtlpProtocol
@@ -173,7 +173,11 @@ def resolve(
         settings = Settings.model_validate(layers.data)
     except ValidationError as exc:
         errors = exc.errors()
-        lines += [describe(error, layers.origin, expanded, keys_at) for error in errors]
+        # A key whose ${VAR} is unset is already reported; its emptied value's own error (`cannot
+        # read ''`) would only repeat it.
+        unset = {line.partition(": ")[0] for line in layers.errors if line.endswith(" is not set")}
+        described = [describe(error, layers.origin, expanded, keys_at, file_place_of) for error in errors]
+        lines += [line for line in described if line.partition(": ")[0] not in unset]
     for output_type, values in layers.detached.items():
         try:
             OUTPUT_MODELS[output_type].model_validate(values)

@@ -473,6 +473,32 @@ endpoint = "ftp://x"
     ]
 
 
+def test_a_flag_named_top_level_key_says_where_the_file_takes_it(tmp_path: Path) -> None:
+    # issue 19, finding 5: flag names and file keys differ for the outputs' settings and the inputs;
+    # a newcomer writes the flag's name, which no "did you mean" reaches (no top-level key is close)
+    file = write(
+        tmp_path,
+        "c.toml",
+        'otlp_timeout = "10s"\nstdout-format = "json"\noutput = "otlp"\npaths = ["/a.log"]\nstatedir = "/x"\n',
+    )
+    assert errors_of(file) == [
+        "otlp_timeout: unknown key; in a file, this is 'timeout' in [[outputs]] with type = 'otlp'",
+        "stdout-format: unknown key; in a file, this is 'format' in [[outputs]] with type = 'stdout'",
+        "output: unknown key; in a file, this is [[outputs]] tables, one per output, with type = 'stdout' or 'otlp'",
+        "paths: unknown key; in a file, this is [[inputs]] tables, each with paths = [...] (and its own format, exclude)",
+        "statedir: unknown key; did you mean 'state_dir'?",
+    ]
+    # the key written where the file takes it is accepted: the hint leads to a valid file
+    fixed = write(
+        tmp_path,
+        "fixed.toml",
+        '[[inputs]]\npaths = ["/a.log"]\n[[outputs]]\ntype = "otlp"\ntimeout = "10s"\n'
+        '[[outputs]]\ntype = "stdout"\nformat = "json"\n',
+    )
+    settings = resolve(fixed, ENV, {})
+    assert [type(o).__name__ for o in settings.outputs] == ["OtlpOutput", "StdoutOutput"]
+
+
 def test_values_from_env_and_flags_are_named_by_their_variable_or_flag() -> None:
     env = {
         "LOGSIDECAR_WATCH": "x",
@@ -518,6 +544,19 @@ def test_unset_environment_variable_in_the_file_is_an_error_next_to_the_others(t
     otlp = resolve(file, {**ENV, "OTLP_TOKEN": "t", "LOGSIDECAR_WATCH": "poll"}, {}).outputs[0]
     assert isinstance(otlp, OtlpOutput)
     assert otlp.headers == {"authorization": "Bearer t", "literal": "${HOME}"}
+
+
+def test_an_unset_variable_is_reported_once_not_again_as_its_emptied_value(tmp_path: Path) -> None:
+    # the complete example run as its header says, before its variables are set: one error per key
+    file = write(
+        tmp_path,
+        "c.toml",
+        '[[outputs]]\ntype = "otlp"\nca_file = "${OTLP_CA_FILE}"\nclient_key = "/nonexistent.pem"\n',
+    )
+    assert errors_of(file) == [
+        "outputs[0].ca_file: environment variable OTLP_CA_FILE is not set",
+        "outputs[0].client_key: cannot read '/nonexistent.pem': No such file or directory",
+    ]
 
 
 @pytest.mark.parametrize(
