@@ -263,7 +263,9 @@ class InotifyWatcher(Watcher):
             woke = await self._wait_for_wake(deadline - time.monotonic())
         finally:
             loop.remove_reader(self._modify_hints.fd)
-        if woke and self._content_hinted and not self._urgent:
+        # A structure hint may have set the wake in the same loop turn as the content hint (one
+        # clear took both): its flag, set before its wake, says not to hold.
+        if woke and self._content_hinted and not self._urgent and not self.structure_changed:
             hold = min(hold_content_until, deadline) - time.monotonic()
             if hold > 0:
                 await self._wait_for_wake(hold)  # a structure hint or wake() ends the hold
