@@ -3,6 +3,7 @@
     python benchmarks/otlp_throughput.py                      # throughput + latency, defaults
     python benchmarks/otlp_throughput.py --lines 500000 --latency-seconds 30
     python benchmarks/otlp_throughput.py --skip-latency
+    python benchmarks/otlp_throughput.py --skip-latency --lines 30000 --line-bytes 8192   # long lines
 
 1. Throughput: a generated combined access log (benchmarks/generate_logs.py, fixed seed) is read from
    the beginning by `logsidecar tail --format combined`, once per output: stdout to /dev/null (the
@@ -77,7 +78,9 @@ class ThroughputResult:
         return self.lines / self.delivered_s
 
 
-def generate_file(path: Path, lines: int) -> None:
+def generate_file(path: Path, lines: int, line_bytes: int = 0) -> None:
+    """The realistic combined log; with `line_bytes`, each line's user agent padded to that length
+    (long lines: what a read batch of 256 KiB holds changes, and with it the lanes' batching)."""
     generator = REPO / "benchmarks" / "generate_logs.py"
     subprocess.run(
         [
@@ -93,6 +96,12 @@ def generate_file(path: Path, lines: int) -> None:
         ],
         check=True,
     )
+    if line_bytes:
+        padded = [
+            line[:-1] + b"x" * max(line_bytes - len(line), 0) + b'"'
+            for line in path.read_bytes().splitlines()
+        ]
+        path.write_bytes(b"\n".join(padded) + b"\n")
 
 
 def committed_offset(state_dir: Path) -> int:
@@ -289,6 +298,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--lines", type=int, default=300_000)
+    parser.add_argument(
+        "--line-bytes", type=int, default=0, help="pad every line to this length [no padding]"
+    )
     parser.add_argument("--latency-rate", type=int, default=1000)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--skip-latency", action="store_true")
@@ -315,7 +327,7 @@ def main() -> None:
 
     if not args.skip_throughput:
         access_log = workdir / "access.log"
-        generate_file(access_log, args.lines)
+        generate_file(access_log, args.lines, args.line_bytes)
         results: list[ThroughputResult] = []
         results.append(
             measure_throughput(

@@ -46,8 +46,10 @@ __all__ = ["Dialect", "DirectEncoder", "HasCompiledFormat", "SlowParse", "lines_
 # The fast pattern of a quoted text field: it cannot hold a quote.
 QUOTED_FAST = f"({FAST_QUOTED_TEXT})"
 
-# Cache bounds per field; cleared when full (memory stays bounded whatever the traffic).
-PIECE_CACHE_MAX = 4096
+# Cache bounds per field; cleared when full (memory stays bounded whatever the traffic). 1024, not
+# 4096: on the realistic combined file the request cache hits 52 % of lines instead of 63 %, at the
+# same CPU (tail -> JSON 4.79 vs 4.86 CPU s per 1M lines) and 1-2 MiB less RSS (footprint.py).
+PIECE_CACHE_MAX = 1024
 
 # The time piece of a time that is not a real instant: such a line takes the slow path, where the
 # record builder flags it (`logsidecar.parse_error`, `apache.time.original`).

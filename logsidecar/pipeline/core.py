@@ -121,12 +121,14 @@ class Pipeline:
         self._acks = AckTracker()
         self._emitted_at: dict[AckTicket, float] = {}  # in-flight batches, oldest first
         self._stop_requested = asyncio.Event()
+        self._reading_paused = asyncio.Event()  # set while `emit` waits for budget: lanes linger no more
         self._lanes = [
             Lane(
                 sink,
                 settle=self._settle,
                 fail=self._fail,
                 stopping=self._stop_requested,
+                reading_paused=self._reading_paused,
                 observe_delivery=observer.observe_delivery if observer is not None else None,
             )
             for sink in self.sinks
@@ -305,7 +307,11 @@ class Pipeline:
             )
         ):
             self._space.clear()
-            await self._space.wait()
+            self._reading_paused.set()
+            try:
+                await self._space.wait()
+            finally:
+                self._reading_paused.clear()
         self._in_flight_batches += 1
         self._in_flight_lines += lines
         self._idle.clear()

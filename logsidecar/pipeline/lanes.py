@@ -2,7 +2,8 @@
 1..n workers that send them and settle them.
 
 A sink declares (`Sink.capabilities`) whether it wants bigger batches than the tailer reads:
-`batch_timeout_s` (how long a first batch may wait for more) and `max_batch_records` (stop merging at
+`batch_timeout_s` (how long a first batch may wait for more; not while the pipeline's in-flight
+budget holds reading back, when nothing more can come) and `max_batch_records` (stop merging at
 this many records; a request is never split into a full one and a runt), and concurrent sends:
 `max_concurrent_sends` (default 1, which also keeps batches in order, as stdout needs). The queue
 needs no bound of its own: the pipeline's in-flight budget bounds every lane.
@@ -69,6 +70,7 @@ class Lane:
         settle: Callable[[InFlight], concurrent.futures.Future[Any] | None],
         fail: Callable[[BaseException], None],
         stopping: asyncio.Event,
+        reading_paused: asyncio.Event | None = None,
         observe_delivery: ObserveDelivery | None = None,
     ) -> None:
         self.sink = sink
@@ -82,6 +84,10 @@ class Lane:
         self._settle = settle
         self._fail = fail
         self._stopping = stopping
+        # Set while the pipeline's in-flight budget holds reading back: no batch comes before a send
+        # settles, so a group waits no longer for more (long lines: 8 batches of 256 KiB are ~250
+        # lines, far from a 2048-record group, and each group waited out the whole linger).
+        self._reading_paused = reading_paused if reading_paused is not None else asyncio.Event()
         self._observe_delivery = observe_delivery
 
     async def work(self) -> None:
@@ -119,13 +125,12 @@ class Lane:
         while not self.max_records or count < self.max_records:
             if self.queue.empty():
                 remaining = deadline - loop.time()
-                if remaining <= 0 or self._stopping.is_set():
+                if remaining <= 0 or self._stopping.is_set() or self._reading_paused.is_set():
                     break  # (when stopping, nothing waits for a fuller batch)
-                try:
-                    # Queue.get is cancellation-safe: a timed-out get leaves the item queued.
-                    item = await asyncio.wait_for(self.queue.get(), remaining)
-                except TimeoutError:
+                got = await self._get_unless_paused(remaining)
+                if got is None:
                     break
+                item = got
             else:
                 item = self.queue.get_nowait()
             if self.max_records and count + item.count > self.max_records:
@@ -133,6 +138,18 @@ class Lane:
             group.append(item)
             count += item.count
         return group, None
+
+    async def _get_unless_paused(self, timeout_s: float) -> InFlight | None:
+        """The next batch queued within `timeout_s`, None if none came or reading paused first."""
+        get = asyncio.ensure_future(self.queue.get())
+        paused = asyncio.ensure_future(self._reading_paused.wait())
+        try:
+            await asyncio.wait((get, paused), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            paused.cancel()
+            if not get.done():
+                get.cancel()  # Queue.get is cancellation-safe: an item not taken stays queued
+        return get.result() if get.done() and not get.cancelled() else None
 
     async def _send(self, group: Sequence[InFlight]) -> None:
         sink = self.sink

@@ -537,6 +537,34 @@ def test_sink_asking_for_bigger_batches_gets_them_merged_up_to_its_maximum_and_a
     assert source.acks == [("a", 2), ("b", 4), ("a", 6), ("a", 7)]
 
 
+def test_a_group_waits_no_longer_for_batches_the_in_flight_budget_holds_back() -> None:
+    linger_s = 5.0
+
+    async def scenario() -> tuple[CollectingSink, float]:
+        # Two batches fill the budget; the group could take 100 records, but nothing more can come
+        # before a send settles: waiting out the linger would only idle the sink (long lines).
+        source = ScriptedSource([batch("k", [1, 2]), batch("k", [3, 4]), batch("k", [5])])
+        sink = CollectingSink()
+        sink.capabilities = SinkCapabilities(batch_timeout_s=linger_s, max_batch_records=100)
+        pipeline = make_pipeline(source, [sink], max_in_flight_batches=2)
+        started = asyncio.get_running_loop().time()
+        task = asyncio.create_task(pipeline.run())
+        await until(lambda: ("k", 4) in source.acks, timeout=linger_s * 2)
+        elapsed = asyncio.get_running_loop().time() - started
+        pipeline.request_stop()
+        await task
+        return sink, elapsed
+
+    sink, elapsed = asyncio.run(scenario())
+    assert elapsed < linger_s / 2  # the first group went out once the budget was spent
+    assert [[r.body for r in records] for records in sink.batches][0] == [
+        "line k 1",
+        "line k 2",
+        "line k 3",
+        "line k 4",
+    ]
+
+
 def test_a_sink_without_concurrency_receives_batches_one_at_a_time_in_order() -> None:
     async def scenario() -> GatedSink:
         source = ScriptedSource([batch("k", [end]) for end in (1, 2, 3)])
