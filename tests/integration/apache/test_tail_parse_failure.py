@@ -10,9 +10,6 @@ lines Apache wrote to the combined log.
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ import pytest
 from logsidecar.pipeline.parse_watch import FAILING_SHARE, MIN_LINES
 from tests.support.apache import ApacheFactory, CustomLog, find_apache_binary, status_of
 from tests.support.helpers import read_lines
+from tests.support.http_probe import http_json, metric_value
 from tests.support.otlp_receiver import free_port, wait_for
 from tests.support.tail_command import TailProcess
 
@@ -30,22 +28,6 @@ pytestmark = [
 
 CUSTOM = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-agent}i" %D %{Host}i'
 CONDITION = 'logsidecar_health_condition{condition="parse"}'
-
-
-def _get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def _metric(base: str, name: str) -> float | None:
-    with urllib.request.urlopen(base + "/metrics", timeout=5) as answer:
-        for line in answer.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[-1])
-    return None
 
 
 def test_a_log_that_mostly_does_not_parse_is_warned_about_and_degrades_healthz(
@@ -66,17 +48,17 @@ def test_a_log_that_mostly_does_not_parse_is_warned_about_and_degrades_healthz(
     try:
         wait_for(lambda: tail.count() >= requests, 30, what="every line forwarded (raw)")
         [warning] = wait_for(lambda: tail.events("parse_failing"), 30, what="the parse_failing warning")
-        status, verdict = _get(base + "/healthz")
+        status, verdict = http_json(base + "/healthz")
         assert status == 503 and verdict["reasons"] == [f"parse: recent lines mostly not parsed in {custom}"]
-        assert _get(base + "/readyz")[0] == 200
-        assert _metric(base, CONDITION) == 1
+        assert http_json(base + "/readyz")[0] == 200
+        assert metric_value(base, CONDITION) == 1
 
         # The lines parse again (more of them than the failing ones): health comes back.
         good = read_lines(combined)
         with custom.open("ab") as handle:
             handle.write(b"".join(line + b"\n" for line in good * 2))
         wait_for(lambda: tail.events("parse_recovered"), 30, what="parse_recovered")
-        assert _get(base + "/healthz")[0] == 200 and _metric(base, CONDITION) == 0
+        assert http_json(base + "/healthz")[0] == 200 and metric_value(base, CONDITION) == 0
     finally:
         code, _ = tail.terminate(timeout=30)
     assert code == 0, tail.stderr_text()

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from tests.integration.command.test_tail_network_mount import StallMount, mount
-from tests.integration.command.test_tail_operations import append, http_get, scrape, tail
+from tests.integration.command.test_tail_operations import append, tail
 from tests.support.helpers import wait_for
+from tests.support.http_probe import http_get, scrape
 from tests.support.otlp_receiver import GrpcWitness, free_port
 
 __all__ = ["mount"]  # the fixture: a real FUSE mount whose server can stop answering

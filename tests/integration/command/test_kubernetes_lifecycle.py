@@ -18,14 +18,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 from logsidecar.pipeline import SINK_CLOSE_GRACE_S
 from logsidecar.service.exit_marker import POLL_S
 from tests.support.helpers import wait_for
+from tests.support.http_probe import http_json
 from tests.support.otlp_receiver import GrpcWitness, free_port
 from tests.support.paths import REPO_ROOT
 from tests.support.tail_command import TailProcess, WriterProcess, body_seq
@@ -51,14 +50,6 @@ def tail(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> TailP
     return TailProcess(
         list(args), state_dir=tmp_path / "state", stderr_path=tmp_path / "tail.stderr", env=env
     ).start()
-
-
-def http_get(url: str) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def health_command(port: int, *args: str) -> tuple[int, str]:
@@ -186,19 +177,19 @@ def test_readyz_and_livez_stay_up_while_the_collector_is_down_and_healthz_goes_u
         # Started, following nothing yet (the app has not written its first line): alive, not ready.
         def answering() -> tuple[int, dict[str, object]] | None:
             try:
-                return http_get(base + "/livez")
+                return http_json(base + "/livez")
             except OSError:
                 return None
 
         assert wait_for(answering, 30, message="/livez answering")[0] == 200
-        status, body = http_get(base + "/readyz")
+        status, body = http_json(base + "/readyz")
         assert status == 503 and "no file matches" in str(body["summary"]), body
         assert health_command(port, "--probe", "readyz")[0] == 1
         assert health_command(port, "--probe", "livez") == (0, "alive: event loop answered; running")
 
         writer = WriterProcess(logs / "access.log", lines_per_s=100, total=1_000_000, pad=20).start()
         wait_for(lambda: witness.record_count > 20, 30, message="records at the receiver")
-        assert http_get(base + "/readyz")[0] == 200
+        assert http_json(base + "/readyz")[0] == 200
         assert [health_command(port, "--probe", p)[0] for p in ("livez", "readyz", "healthz")] == [0, 0, 0]
         resources = {json.dumps(log.resource, sort_keys=True) for log in witness.logs()}
         assert len(resources) == 1
@@ -210,7 +201,7 @@ def test_readyz_and_livez_stay_up_while_the_collector_is_down_and_healthz_goes_u
         stopped_at = time.monotonic()
 
         def unhealthy() -> dict[str, object] | None:
-            status, body = http_get(base + "/healthz")
+            status, body = http_json(base + "/healthz")
             return body if status == 503 else None
 
         body = wait_for(unhealthy, 30, 0.1, "/healthz 503")
@@ -219,14 +210,14 @@ def test_readyz_and_livez_stay_up_while_the_collector_is_down_and_healthz_goes_u
         )
         assert "sink 'otlp' failing for" in str(body["summary"])
         # The backend's state is /healthz's only: the Pod stays in its Service, nothing restarts it.
-        assert http_get(base + "/readyz")[0] == 200
-        assert http_get(base + "/livez")[0] == 200
+        assert http_json(base + "/readyz")[0] == 200
+        assert http_json(base + "/livez")[0] == 200
         assert [health_command(port, "--probe", p)[0] for p in ("livez", "readyz", "healthz")] == [0, 0, 1]
         assert health_command(port, "--ready")[0] == 0
         assert health_command(port)[0] == 1  # the default probe is healthz
 
         witness.start()  # same port
-        wait_for(lambda: http_get(base + "/healthz")[0] == 200, 40, 0.1, "/healthz 200 again")
+        wait_for(lambda: http_json(base + "/healthz")[0] == 200, 40, 0.1, "/healthz 200 again")
 
         # A stuck event loop (here: the whole process stopped) answers nothing: the one state in
         # which a liveness probe fails, and in which a restart helps.

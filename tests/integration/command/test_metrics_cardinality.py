@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.command.test_tail_operations import access_line, scrape, tail
+from tests.integration.command.test_tail_operations import access_line, tail
 from tests.support.helpers import wait_for
+from tests.support.http_probe import scrape
 from tests.support.otlp_receiver import free_port
 
 pytestmark = pytest.mark.skipif(

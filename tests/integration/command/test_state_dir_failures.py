@@ -11,17 +11,15 @@ EACCES case is not run; it takes the same path as EROFS (an OSError from mkdir/o
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.http_probe import http_json, metric_value
 from tests.support.otlp_receiver import free_port, wait_for
 from tests.support.paths import REPO_ROOT
 from tests.support.tail_command import TailProcess
@@ -85,22 +83,6 @@ def test_an_unusable_state_dir_stops_tail_with_the_path_and_the_fix(
     assert "Errno" not in message and "Error(" not in message and "Traceback" not in result.stderr
 
 
-def _get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def _metric(base: str, line_start: str) -> float | None:
-    with urllib.request.urlopen(base + "/metrics", timeout=5) as answer:
-        for line in answer.read().decode().splitlines():
-            if line.startswith(line_start + " "):
-                return float(line.split()[-1])
-    return None
-
-
 def test_a_state_dir_that_fills_up_makes_healthz_fail_until_a_checkpoint_is_written(
     tmp_path: Path, small_fs: Path
 ) -> None:
@@ -118,8 +100,8 @@ def test_a_state_dir_that_fills_up_makes_healthz_fail_until_a_checkpoint_is_writ
     new_files = 400  # ~100 bytes of checkpoint each: the database and its WAL must grow by pages
     try:
         wait_for(lambda: tail.count() >= 1 and tail.events("checkpoint_written"), 30, what="a checkpoint")
-        wait_for(lambda: _get(base + "/healthz")[0] == 200, 30, what="healthy at first")
-        assert _metric(base, condition) == 0
+        wait_for(lambda: http_json(base + "/healthz")[0] == 200, 30, what="healthy at first")
+        assert metric_value(base, condition) == 0
 
         with filler.open("wb") as handle:  # the filesystem is full: every new block is refused
             try:
@@ -132,22 +114,22 @@ def test_a_state_dir_that_fills_up_makes_healthz_fail_until_a_checkpoint_is_writ
             (logs / f"new-{n:03d}.log").write_text(f"while full {n}\n")
         wait_for(lambda: tail.events("checkpoint_error"), 30, what="the checkpoint failure reported")
         status, verdict = wait_for(
-            lambda: (answer := _get(base + "/healthz"))[0] == 503 and answer, 30, what="/healthz 503"
+            lambda: (answer := http_json(base + "/healthz"))[0] == 503 and answer, 30, what="/healthz 503"
         )
         assert any(
             r.startswith(f"checkpoints: cannot write {small_fs / 'state'}") for r in verdict["reasons"]
         )
-        assert _get(base + "/readyz")[0] == 200  # the records still flow: not a reason to route away
-        assert _metric(base, condition) == 1
-        assert (_metric(base, "logsidecar_checkpoint_errors_total") or 0) >= 1
+        assert http_json(base + "/readyz")[0] == 200  # the records still flow: not a reason to route away
+        assert metric_value(base, condition) == 1
+        assert (metric_value(base, "logsidecar_checkpoint_errors_total") or 0) >= 1
         wait_for(
             lambda: tail.count() >= 1 + new_files, 30, what="every line delivered while the disk is full"
         )
 
         filler.unlink()  # space again: the next checkpoint is written, health comes back
         (logs / "after.log").write_text("after\n")
-        wait_for(lambda: _get(base + "/healthz")[0] == 200, 30, what="/healthz 200 again")
-        assert _metric(base, condition) == 0
+        wait_for(lambda: http_json(base + "/healthz")[0] == 200, 30, what="/healthz 200 again")
+        assert metric_value(base, condition) == 0
     finally:
         code, _ = tail.terminate(timeout=30)
     assert code == 0, tail.stderr_text()

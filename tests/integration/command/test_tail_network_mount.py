@@ -16,8 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from types import TracebackType
 import pytest
 
 from tests.support.helpers import wait_for
+from tests.support.http_probe import http_get
 from tests.support.otlp_receiver import free_port
 from tests.support.paths import REPO_ROOT
 from tests.support.tail_command import TailProcess
@@ -102,15 +101,6 @@ class StallMount:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.close()
-
-
-def http_get(url: str) -> tuple[int, str]:
-    """Raises (URLError: timed out) when the sidecar does not answer within 5 s."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def metric(text: str, name: str) -> float:

@@ -12,16 +12,14 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.helpers import wait_for
+from tests.support.http_probe import http_get, scrape
 from tests.support.otlp_receiver import GrpcWitness, free_port
 from tests.support.paths import REPO_ROOT
 from tests.support.tail_command import TailProcess, WriterProcess, body_seq
@@ -41,25 +39,6 @@ def error_line(n: int) -> str:
 def append(path: Path, lines: list[str]) -> None:
     with path.open("a") as handle:
         handle.write("".join(line + "\n" for line in lines))
-
-
-def http_get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """/metrics as {(sample name, sorted labels): value}."""
-    status, text = http_get(f"http://127.0.0.1:{port}/metrics")
-    assert status == 200
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def tail(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> TailProcess:

@@ -113,7 +113,7 @@ def test_stdin_cannot_be_mixed_with_files(tmp_path: Path) -> None:
 
 
 def test_metrics_label_standard_input_as_its_own_input(tmp_path: Path) -> None:
-    from tests.integration.command.test_tail_operations import scrape
+    from tests.support.http_probe import scrape
     from tests.support.otlp_receiver import free_port
 
     read_end, write_end = os.pipe()
