@@ -16,6 +16,11 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+class WaitTimedOut(AssertionError, TimeoutError):
+    """What `wait_for` raises: a failed test condition (AssertionError) that is also a timeout, so
+    code that catches either one (a harness adding context, a benchmark counting losses) sees it."""
+
+
 def _describe(predicate: Callable[[], object], message: str | None) -> str:
     return message or getattr(predicate, "__qualname__", None) or repr(predicate)
 
@@ -38,7 +43,7 @@ def wait_for(
             value = predicate()
             if value:
                 return value
-            raise AssertionError(f"condition not met within {timeout}s: {_describe(predicate, message)}")
+            raise WaitTimedOut(f"condition not met within {timeout}s: {_describe(predicate, message)}")
         time.sleep(interval)
 
 
@@ -58,7 +63,7 @@ async def wait_for_async(
             value = predicate()
             if value:
                 return value
-            raise AssertionError(f"condition not met within {timeout}s: {_describe(predicate, message)}")
+            raise WaitTimedOut(f"condition not met within {timeout}s: {_describe(predicate, message)}")
         await asyncio.sleep(interval)
 
 

@@ -35,19 +35,15 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as ProtoLogRecord
 
+from tests.support import helpers
+
 LOOPBACK = "127.0.0.1"
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "") -> Any:
-    """Poll `predicate` until it returns a truthy value (returned) or `timeout` seconds pass (raises)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
+    """`helpers.wait_for` with this module's older signature (`what` for its message), kept for the
+    many callers that import it from here; it raises `WaitTimedOut`, a TimeoutError too."""
+    return helpers.wait_for(predicate, timeout=timeout, interval=interval, message=what or None)
 
 
 def free_port() -> int:

@@ -24,6 +24,7 @@ from logsidecar import events
 from logsidecar.tail.checkpoints import CheckpointStore
 from logsidecar.tail.options import ReadBatch, TailOptions
 from logsidecar.tail.tailer import Tailer
+from tests.support.helpers import wait_for_async
 
 
 def async_test(function: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
@@ -36,12 +37,8 @@ def async_test(function: Callable[..., Coroutine[Any, Any, None]]) -> Callable[.
     return wrapper
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
-        await asyncio.sleep(interval)
+# The tailer tests' name for `helpers.wait_for_async` (they run inside the event loop).
+wait_for = wait_for_async
 
 
 @dataclass

@@ -46,6 +46,7 @@ from logsidecar.sinks.otlp_fit import (
     SMALLEST_TRUNCATION_BYTES,
 )
 from logsidecar.sinks.otlp_settings import OtlpProtocol, OtlpSettings
+from tests.support.helpers import wait_for_async
 from tests.support.otlp_receiver import GrpcWitness, HttpWitness, RotelCollector, free_port, wait_for
 
 MIB = 1024 * 1024
@@ -71,15 +72,6 @@ def selflog_text() -> Iterator[io.StringIO]:
 
 def of(seen: list[tuple[Event, dict[str, Any]]], event: Event) -> list[dict[str, Any]]:
     return [fields for kind, fields in seen if kind is event]
-
-
-async def async_wait_for(predicate: Any, timeout: float, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}")
-        await asyncio.sleep(0.02)
-    return value
 
 
 def make_sink(endpoint: str, protocol: OtlpProtocol = OtlpProtocol.GRPC, **overrides: Any) -> OtlpSink:
@@ -151,7 +143,7 @@ def test_a_wrong_token_is_retried_past_the_retry_limit_and_delivers_once_fixed(
             started = time.monotonic()
             sending = asyncio.create_task(sink.send(records(3)))
             # Denied over and over, for longer than --otlp-max-retry-time: never given up on.
-            await async_wait_for(lambda: denials() >= 4, 10, "four denials")
+            await wait_for_async(lambda: denials() >= 4, 10, message="four denials")
             await asyncio.sleep(max(0.0, started + 2 * max_retry_time_s - time.monotonic()))
             assert not sending.done()
             # The collector now takes our token: what fixing the configuration means to the sink.
@@ -196,7 +188,7 @@ def test_a_header_value_that_cannot_be_sent_is_a_configuration_error_not_a_drop(
         async def scenario() -> None:
             await sink.start()
             sending = asyncio.create_task(sink.send(records(2)))
-            await async_wait_for(lambda: len(of(captured, Event.SINK_RETRY)) >= 4, 10, "four retries")
+            await wait_for_async(lambda: len(of(captured, Event.SINK_RETRY)) >= 4, 10, message="four retries")
             assert not sending.done()
             await sink.close()
             with pytest.raises(SinkClosed):  # not delivered: never acknowledged, read again later

@@ -24,6 +24,7 @@ from logsidecar.record import LogRecord
 from logsidecar.sinks.otlp import RECOVERY_JITTER_S, OtlpSink
 from logsidecar.sinks.otlp_settings import LoadBalancing, OtlpProtocol, OtlpSettings
 from logsidecar.sinks.otlp_transport import GRPC_MAX_RECONNECT_BACKOFF_MS
+from tests.support.helpers import wait_for_async
 from tests.support.otlp_receiver import GrpcWitness, HttpWitness, port_accepts
 
 IN_FLIGHT = 4  # concurrent sends of one sink (the pipeline's lane workers)
@@ -47,14 +48,6 @@ def retries() -> Iterator[list[dict[str, Any]]]:
 
 def batch(name: str) -> list[LogRecord]:
     return [LogRecord(body=f"{name} {i}") for i in range(RECORDS_PER_BATCH)]
-
-
-async def async_wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def round_trip_s(sink: OtlpSink) -> float:
@@ -108,14 +101,15 @@ def test_in_flight_batches_are_delivered_one_round_trip_after_the_first_not_afte
         capped = 1
         while INITIAL_BACKOFF_S * 2 ** (capped - 1) < MAX_BACKOFF_S:
             capped += 1
-        await async_wait_for(
+        await wait_for_async(
             lambda: sum(1 for r in retries if r["attempt"] == capped) >= IN_FLIGHT,
             60,
-            "every send backing off at the cap",
+            0.01,
+            message="every send backing off at the cap",
         )
         returned = time.monotonic()
         await asyncio.to_thread(receiver.start)
-        await async_wait_for(lambda: port_accepts(receiver.port), 10, "the receiver listening")
+        await wait_for_async(lambda: port_accepts(receiver.port), 10, 0.01, message="the receiver listening")
         await asyncio.wait_for(asyncio.gather(*tasks), 4 * MAX_BACKOFF_S)
         trip = await round_trip_s(sink)
         await sink.close()
@@ -169,10 +163,11 @@ def test_over_grpc_round_robin_every_batch_goes_out_once_the_channel_reconnects_
         capped = 1
         while INITIAL_BACKOFF_S * 2 ** (capped - 1) < cap_s:
             capped += 1
-        await async_wait_for(
+        await wait_for_async(
             lambda: sum(1 for r in retries if r["attempt"] == capped) >= IN_FLIGHT,
             60,
-            "every send at the cap",
+            0.01,
+            message="every send at the cap",
         )
         # Each send just began a wait of at least 0.8 x cap_s (less how far apart their attempts drifted).
         drift = max(r["at"] for r in retries if r["attempt"] == capped) - min(
@@ -218,7 +213,7 @@ def test_a_delay_the_server_asked_for_is_not_cut_short_by_another_send_getting_t
         async def scenario() -> None:
             await sink.start()
             throttled = asyncio.create_task(send("throttled"))
-            await async_wait_for(lambda: receiver.throttle_log, 10, "the throttled answer")
+            await wait_for_async(lambda: receiver.throttle_log, 10, 0.01, message="the throttled answer")
             await send("other")  # accepted while the throttled one waits as told
             await throttled
             await sink.close()

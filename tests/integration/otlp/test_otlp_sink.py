@@ -1,7 +1,7 @@
 """The OTLP sink against real receivers: the rotel collector (gRPC and HTTP) forwarding to a witness
 receiver that stores every request, plus witnesses that reject, throttle or answer partial success.
 
-Every test uses loopback ports only and waits by polling (`wait_for` / `async_wait_for`)."""
+Every test uses loopback ports only and waits by polling (`wait_for` / `wait_for_async`)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from logsidecar.record import LogRecord
 from logsidecar.sinks.base import BatchRejected
 from logsidecar.sinks.otlp import OtlpSink, SinkClosed
 from logsidecar.sinks.otlp_settings import OtlpProtocol, OtlpSettings
+from tests.support.helpers import wait_for_async
 from tests.support.otlp_receiver import (
     GrpcWitness,
     HttpWitness,
@@ -107,17 +108,6 @@ def captured_events() -> Iterator[list[tuple[Event, dict[str, Any]]]]:
 
 def of(seen: list[tuple[Event, dict[str, Any]]], event: Event) -> list[dict[str, Any]]:
     return [fields for kind, fields in seen if kind is event]
-
-
-async def async_wait_for(predicate: Any, timeout: float, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}")
-        await asyncio.sleep(0.02)
 
 
 def make_sink(endpoint: str, protocol: OtlpProtocol = OtlpProtocol.GRPC, **overrides: Any) -> OtlpSink:
@@ -206,12 +196,16 @@ def test_outage_send_blocks_retries_and_every_record_arrives_exactly_once(
     async def scenario() -> None:
         await sink.start()
         task = asyncio.create_task(sender())
-        await async_wait_for(lambda: len(sent_batches) >= 3 or task.done(), 10, "three batches sent")
+        await wait_for_async(lambda: len(sent_batches) >= 3 or task.done(), 10, message="three batches sent")
         await asyncio.to_thread(rotel.stop)
         # The collector is down: send() keeps retrying and does not return.
-        await async_wait_for(lambda: len(of(captured_events, Event.SINK_RETRY)) >= 3, 15, "three retries")
+        await wait_for_async(
+            lambda: len(of(captured_events, Event.SINK_RETRY)) >= 3, 15, message="three retries"
+        )
         sent_during_outage = len(sent_batches)
-        await async_wait_for(lambda: len(of(captured_events, Event.SINK_RETRY)) >= 5, 15, "five retries")
+        await wait_for_async(
+            lambda: len(of(captured_events, Event.SINK_RETRY)) >= 5, 15, message="five retries"
+        )
         assert len(sent_batches) == sent_during_outage
         assert not task.done()
         await asyncio.to_thread(rotel.start)
@@ -247,7 +241,9 @@ def test_nothing_listening_retries_with_a_clear_reason_until_closed(
     async def scenario() -> float:
         await sink.start()
         task = asyncio.create_task(sink.send(numbered_records(3)))
-        await async_wait_for(lambda: len(of(captured_events, Event.SINK_RETRY)) >= 3, 15, "three retries")
+        await wait_for_async(
+            lambda: len(of(captured_events, Event.SINK_RETRY)) >= 3, 15, message="three retries"
+        )
         assert not task.done()
         began = time.monotonic()
         await sink.close()
