@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 
-from tests.support.otlp_receiver import LOOPBACK, free_port, typed_attributes
+from tests.support.otlp_receiver import LOOPBACK, free_port, serve_on, typed_attributes
 
 
 class MetricsWitness:
@@ -48,16 +48,7 @@ class MetricsWitness:
 
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Service(), server)
-        address = f"{LOOPBACK}:{self.port}"
-        if self.tls:
-            chain, key = self.tls
-            bound = server.add_secure_port(address, grpc.ssl_server_credentials([(key, chain)]))
-        else:
-            bound = server.add_insecure_port(address)
-        if bound != self.port:
-            raise RuntimeError(f"metrics witness could not bind {LOOPBACK}:{self.port}")
-        server.start()
-        self._server = server
+        self._server = serve_on(server, self.port, self.tls, what="metrics witness")
         return self
 
     def stop(self) -> None:

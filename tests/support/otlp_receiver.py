@@ -46,6 +46,31 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.0
     return helpers.wait_for(predicate, timeout=timeout, interval=interval, message=what or None)
 
 
+def serve_on(
+    server: grpc.Server,
+    port: int,
+    tls: tuple[bytes, bytes] | None,
+    client_ca: bytes | None = None,
+    *,
+    what: str,
+) -> grpc.Server:
+    """Bind `server` to LOOPBACK:`port` (TLS with `tls` = (chain, key) when given; client certificates
+    required when `client_ca` is), start it and return it. Raises RuntimeError when the port is taken."""
+    address = f"{LOOPBACK}:{port}"
+    if tls:
+        chain, key = tls
+        credentials = grpc.ssl_server_credentials(
+            [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+        )
+        bound = server.add_secure_port(address, credentials)
+    else:
+        bound = server.add_insecure_port(address)
+    if bound != port:
+        raise RuntimeError(f"{what} could not bind {address}")
+    server.start()
+    return server
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
@@ -214,21 +239,7 @@ class GrpcWitness:
             options=[("grpc.max_receive_message_length", self.max_receive_bytes), ("grpc.so_reuseport", 0)],
         )
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(self), server)
-        address = f"{LOOPBACK}:{self.port}"
-        if self.tls:
-            chain, key = self.tls
-            credentials = grpc.ssl_server_credentials(
-                [(key, chain)],
-                root_certificates=self.client_ca,
-                require_client_auth=self.client_ca is not None,
-            )
-            bound = server.add_secure_port(address, credentials)
-        else:
-            bound = server.add_insecure_port(address)
-        if bound != self.port:
-            raise RuntimeError(f"witness could not bind {LOOPBACK}:{self.port}")
-        server.start()
-        self._server = server
+        self._server = serve_on(server, self.port, self.tls, self.client_ca, what="witness")
         return self
 
     def stop(self) -> None:
