@@ -14,13 +14,11 @@ import os
 import time
 from pathlib import Path
 
-from tests.integration.command.test_tail_network_mount import StallMount, mount
 from tests.integration.command.test_tail_operations import append, tail
 from tests.support.helpers import wait_for
 from tests.support.http_probe import http_get, scrape
 from tests.support.otlp_receiver import GrpcWitness, free_port
-
-__all__ = ["mount"]  # the fixture: a real FUSE mount whose server can stop answering
+from tests.support.stall_mount import StallMount
 
 IN_FLIGHT_LINES = 50  # --max-in-flight-lines: reading pauses after this many undelivered lines
 

@@ -1,6 +1,7 @@
 """A network mount whose server stops answering, followed next to a file on a local filesystem.
 
-The mount is a real FUSE filesystem (tests/support/stall_fs.py, libfuse 3 through mfusepy):
+The mount is a real FUSE filesystem (tests/support/stall_fs.py, libfuse 3 through mfusepy; the
+`mount` fixture of this folder's conftest.py):
 switched to "stall", its server blocks every stat, open and read until released, which is what a
 hard NFS mount does when its server dies. The sidecar is the real `logsidecar tail` in a
 subprocess. While the mount is stalled the local file must keep being delivered and /healthz must
@@ -11,96 +12,15 @@ stall, must arrive exactly once.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-
-import pytest
 
 from tests.support.helpers import wait_for
 from tests.support.http_probe import http_get
 from tests.support.otlp_receiver import free_port
-from tests.support.paths import REPO_ROOT
+from tests.support.stall_mount import StallMount
 from tests.support.tail_command import TailProcess
-
-FUSERMOUNT = shutil.which("fusermount3")
-
-
-def fuse_unavailable() -> str | None:
-    """Why a FUSE filesystem cannot be mounted here, or None."""
-    if not os.path.exists("/dev/fuse"):
-        return "no /dev/fuse on this machine"
-    if FUSERMOUNT is None:
-        return "fusermount3 is not installed (Debian package fuse3)"
-    probe = subprocess.run(
-        [sys.executable, "-c", "import mfusepy"], capture_output=True, text=True, cwd=REPO_ROOT, check=False
-    )
-    if probe.returncode != 0:
-        return (
-            "the FUSE binding mfusepy cannot be imported: " + (probe.stderr.strip().splitlines() or [""])[-1]
-        )
-    return None
-
-
-class StallMount:
-    """tests/support/stall_fs.py mounted at `mountpoint`, driven through its stdin."""
-
-    def __init__(self, mountpoint: Path, name: str) -> None:
-        self.mountpoint = mountpoint
-        self.path = mountpoint / name
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.stall_fs", str(mountpoint), name],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        )
-        try:
-            wait_for(self._mounted, 20, message=f"stall_fs mounted at {mountpoint}")
-        except AssertionError:
-            self.close()
-            raise
-
-    def _mounted(self) -> bool:
-        if self.process.poll() is not None:
-            assert self.process.stderr is not None
-            raise AssertionError(f"stall_fs exited: {self.process.stderr.read()[-2000:]}")
-        with open("/proc/self/mountinfo") as mountinfo:
-            return any(f" {self.mountpoint} " in line for line in mountinfo)
-
-    def command(self, line: str) -> int:
-        """Send one command; returns how many calls the server has blocked so far."""
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-        answer = self.process.stdout.readline().split()
-        assert answer[:2] == ["ok", line.split(" ", 1)[0]], answer
-        return int(answer[2])
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.command("release")
-        assert FUSERMOUNT is not None
-        subprocess.run([FUSERMOUNT, "-u", "-z", str(self.mountpoint)], capture_output=True, check=False)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-
-    def __enter__(self) -> StallMount:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.close()
 
 
 def metric(text: str, name: str) -> float:
@@ -110,17 +30,6 @@ def metric(text: str, name: str) -> float:
 def append(path: Path, lines: list[str]) -> None:
     with path.open("a") as f:
         f.write("".join(line + "\n" for line in lines))
-
-
-@pytest.fixture
-def mount(tmp_path: Path) -> Iterator[StallMount]:
-    reason = fuse_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    mountpoint = tmp_path / "nfs"
-    mountpoint.mkdir()
-    with StallMount(mountpoint, "access.log") as mounted:
-        yield mounted
 
 
 def test_a_stalled_mount_holds_up_neither_other_files_nor_healthz_and_loses_nothing(
