@@ -2,7 +2,8 @@
 
 `wait_for` is the one way tests wait: poll a predicate until it holds or a deadline passes, then
 fail with a message that says what was awaited. Never a bare sleep as synchronisation.
-`wait_for_async` is the same for code running inside an event loop.
+`wait_for_async` is the same for code running inside an event loop. Then small file helpers:
+`append_lines`, `read_lines`, `line_count`.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ async def wait_for_async(
                 return value
             raise WaitTimedOut(f"condition not met within {timeout}s: {_describe(predicate, message)}")
         await asyncio.sleep(interval)
+
+
+def append_lines(path: Path, lines: list[str]) -> None:
+    """Append each line and a newline to `path` in one write (created when missing)."""
+    with path.open("a") as handle:
+        handle.write("".join(line + "\n" for line in lines))
 
 
 def read_lines(path: Path) -> list[bytes]:

@@ -4,7 +4,8 @@ writer process, and real logrotate. No test doubles.
 - `TailProcess` runs `python -m logsidecar tail --stdout-format json ...`, reads its stdout in a
   thread, and keeps every complete JSON line with the monotonic time it arrived (an incomplete last
   line, cut by a kill -9 mid-write, was never delivered and is ignored). Our own logs (stderr) are
-  JSON lines too, kept as events.
+  JSON lines too, kept as events. `start_tail(tmp_path, *args)` starts one with its state and stderr
+  under tmp_path.
 - `WriterProcess` appends numbered lines `w <seq> t=<monotonic write time> <padding>` at a given
   rate to a file, reopening it on SIGHUP (what Apache does on a graceful restart; logrotate's
   postrotate sends it) and stopping on SIGTERM after a final flush; it reports its total on exit.
@@ -183,6 +184,13 @@ class TailProcess:
 
     def stderr_text(self) -> str:
         return self.stderr_path.read_text(errors="replace")[-4000:]
+
+
+def start_tail(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> TailProcess:
+    """`logsidecar tail ARGS` started, its state in tmp_path/state and its logs in tmp_path/tail.stderr."""
+    return TailProcess(
+        list(args), state_dir=tmp_path / "state", stderr_path=tmp_path / "tail.stderr", env=env
+    ).start()
 
 
 @dataclass

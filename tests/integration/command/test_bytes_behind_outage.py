@@ -14,11 +14,11 @@ import os
 import time
 from pathlib import Path
 
-from tests.integration.command.test_tail_operations import append, tail
-from tests.support.helpers import wait_for
+from tests.support.helpers import append_lines, wait_for
 from tests.support.http_probe import http_get, scrape
 from tests.support.otlp_receiver import GrpcWitness, free_port
 from tests.support.stall_mount import StallMount
+from tests.support.tail_command import start_tail
 
 IN_FLIGHT_LINES = 50  # --max-in-flight-lines: reading pauses after this many undelivered lines
 
@@ -29,10 +29,10 @@ def line(n: int) -> str:
 
 def test_bytes_behind_grows_with_what_is_written_while_delivery_is_blocked(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
-    append(log, [line(n) for n in range(10)])
+    append_lines(log, [line(n) for n in range(10)])
     port = free_port()
     witness = GrpcWitness().start()
-    process = tail(
+    process = start_tail(
         tmp_path,
         "--output", "otlp", "--otlp-endpoint", witness.endpoint, "--otlp-batch-timeout", "0.05",
         "--max-in-flight-lines", str(IN_FLIGHT_LINES), "--http-addr", f":{port}", "--format", "raw",
@@ -47,7 +47,7 @@ def test_bytes_behind_grows_with_what_is_written_while_delivery_is_blocked(tmp_p
         wait_for(lambda: scrape(port).get(behind_key) == 0.0, 10, message="0 bytes behind")
         witness.stop()
         # Far more than the in-flight budget: reading pauses with most of it unread.
-        append(log, [line(n) for n in range(10, 10 + 20 * IN_FLIGHT_LINES)])
+        append_lines(log, [line(n) for n in range(10, 10 + 20 * IN_FLIGHT_LINES)])
 
         # Reading has paused once bytes_read stays put (between two polls) below the file's size.
         seen: list[float] = []
@@ -60,7 +60,7 @@ def test_bytes_behind_grows_with_what_is_written_while_delivery_is_blocked(tmp_p
         for step in range(3):
             before = scrape(port)
             size_before = os.path.getsize(log)
-            append(log, [line(100_000 + step * 100 + n) for n in range(40)])
+            append_lines(log, [line(100_000 + step * 100 + n) for n in range(40)])
             written = os.path.getsize(log) - size_before
             after = scrape(port)
             steps.append(
@@ -96,7 +96,7 @@ def test_on_a_network_mount_bytes_behind_grows_too_and_a_stalled_mount_does_not_
     # itself (it would hang with the server), yet the lag must still follow what is written.
     port = free_port()
     witness = GrpcWitness().start()
-    process = tail(
+    process = start_tail(
         tmp_path,
         "--output", "otlp", "--otlp-endpoint", witness.endpoint, "--otlp-batch-timeout", "0.05",
         "--max-in-flight-lines", str(IN_FLIGHT_LINES), "--http-addr", f":{port}", "--format", "raw",

@@ -27,7 +27,7 @@ from tests.support.helpers import wait_for
 from tests.support.http_probe import http_json
 from tests.support.otlp_receiver import GrpcWitness, free_port
 from tests.support.paths import REPO_ROOT
-from tests.support.tail_command import TailProcess, WriterProcess, body_seq
+from tests.support.tail_command import WriterProcess, body_seq, start_tail
 
 DOWNWARD_API = {
     "K8S_POD_NAME": "web-0",
@@ -44,12 +44,6 @@ K8S_RESOURCE = {
     "k8s.container.name": "logsidecar",
 }
 DRAIN_TIMEOUT_S = 8.0  # the default --drain-timeout
-
-
-def tail(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> TailProcess:
-    return TailProcess(
-        list(args), state_dir=tmp_path / "state", stderr_path=tmp_path / "tail.stderr", env=env
-    ).start()
 
 
 def health_command(port: int, *args: str) -> tuple[int, str]:
@@ -69,7 +63,7 @@ def test_exit_when_exists_reads_every_file_to_its_end_delivers_commits_and_exits
     logs.mkdir()
     marker = logs / ".app-stopped"
     early = WriterProcess(logs / "access.log", lines_per_s=2000, total=1000).start()
-    process = tail(
+    process = start_tail(
         tmp_path, "--format", "raw", "--exit-when-exists", str(marker), str(logs / "*.log"), env=DOWNWARD_API
     )
     try:
@@ -106,7 +100,7 @@ def test_exit_when_exists_reads_every_file_to_its_end_delivers_commits_and_exits
 
     # Committed: the same sidecar started again (e.g. restarted after the app finished) finds the
     # marker at once, reads nothing again and exits 0.
-    again = tail(tmp_path, "--format", "raw", "--exit-when-exists", str(marker), str(logs / "*.log"))
+    again = start_tail(tmp_path, "--format", "raw", "--exit-when-exists", str(marker), str(logs / "*.log"))
     assert again.process is not None
     assert again.process.wait(30) == 0
     again._finish()
@@ -118,7 +112,7 @@ def test_an_exit_marker_present_at_start_drains_what_is_there_and_exits_0(tmp_pa
     logs.mkdir()
     (logs / "access.log").write_text("".join(f"w {n:08d} line\n" for n in range(5000)))
     (logs / ".app-stopped").touch()
-    process = tail(
+    process = start_tail(
         tmp_path, "--format", "raw", "--exit-when-exists", str(logs / ".app-stopped"), str(logs / "*.log")
     )
     assert process.process is not None
@@ -135,7 +129,7 @@ def test_a_reload_that_sets_exit_when_exists_takes_effect(tmp_path: Path) -> Non
     marker.touch()
     config = tmp_path / "logsidecar.toml"
     config.write_text(f'[[inputs]]\npaths = ["{logs}/*.log"]\nformat = "raw"\n')
-    process = tail(tmp_path, "--config", str(config))
+    process = start_tail(tmp_path, "--config", str(config))
     assert process.process is not None
     try:
         wait_for(lambda: process.count() >= 100, 30, message="the 100 lines")
@@ -164,7 +158,7 @@ def test_readyz_and_livez_stay_up_while_the_collector_is_down_and_healthz_goes_u
     logs.mkdir()
     port = free_port()
     witness = GrpcWitness().start()
-    process = tail(
+    process = start_tail(
         tmp_path,
         "--output", "otlp", "--otlp-endpoint", witness.endpoint, "--otlp-batch-timeout", "0.05",
         "--http-addr", f"127.0.0.1:{port}", "--unhealthy-after", "2s", "--format", "raw",

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.command.test_tail_operations import access_line, tail
 from tests.support.helpers import wait_for
 from tests.support.http_probe import scrape
+from tests.support.numbered_lines import access_line
 from tests.support.otlp_receiver import free_port
+from tests.support.tail_command import start_tail
 
 pytestmark = pytest.mark.skipif(
     shutil.which("rotatelogs") is None, reason="rotatelogs (apache2-utils) needed"
@@ -27,7 +28,7 @@ def test_dated_rotation_leaves_one_series_per_input_pattern(tmp_path: Path) -> N
     logs.mkdir()
     pattern = str(logs / "access.log.*")
     port = free_port()
-    process = tail(tmp_path, "--http-addr", f"127.0.0.1:{port}", "--format", "combined", pattern)
+    process = start_tail(tmp_path, "--http-addr", f"127.0.0.1:{port}", "--format", "combined", pattern)
     # A new dated file every second, as `CustomLog "|rotatelogs access.log.%Y%m%d-%H%M%S 1"` would.
     writer = subprocess.Popen(
         ["rotatelogs", "-f", str(logs / "access.log.%Y%m%d-%H%M%S"), "1"], stdin=subprocess.PIPE

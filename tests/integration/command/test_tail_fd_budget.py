@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from logsidecar.tail.fd_budget import budget_for
-from tests.support.helpers import wait_for
+from tests.support.helpers import append_lines, wait_for
 from tests.support.tail_command import TailProcess
 
 PRLIMIT = shutil.which("prlimit")
@@ -30,11 +30,6 @@ ROUNDS = 3  # appends to every file while it runs
 LINES_PER_ROUND = 5
 ROTATED = 5  # files rotated (renamed away, a new one created) while closed
 LINES_AFTER_ROTATION = 7  # written to the renamed file (a writer finishing), and to the new one
-
-
-def append(path: Path, lines: list[str]) -> None:
-    with path.open("a") as f:
-        f.write("".join(line + "\n" for line in lines))
 
 
 def last_budget_event(tail: TailProcess) -> dict[str, str]:
@@ -54,7 +49,7 @@ def test_200_files_under_a_64_descriptor_limit_every_line_once(tmp_path: Path, w
     expected: list[str] = []
     for name in names:
         lines = [f"{name} before {n}" for n in range(LINES_BEFORE)]
-        append(logs / f"{name}.log", lines)
+        append_lines(logs / f"{name}.log", lines)
         expected += lines
     tail = TailProcess(
         ["--format", "raw", "--watch", watch, str(logs / "*.log")],
@@ -78,14 +73,14 @@ def test_200_files_under_a_64_descriptor_limit_every_line_once(tmp_path: Path, w
             rotated = path.with_name(path.name + ".1")
             path.rename(rotated)
             lines = [f"{name} after-rotation-old {n}" for n in range(LINES_AFTER_ROTATION)]
-            append(rotated, lines)
+            append_lines(rotated, lines)
             new_lines = [f"{name} after-rotation-new {n}" for n in range(LINES_AFTER_ROTATION)]
-            append(path, new_lines)
+            append_lines(path, new_lines)
             expected += lines + new_lines
         for round_ in range(ROUNDS):
             for name in names:
                 lines = [f"{name} during {round_} {n}" for n in range(LINES_PER_ROUND)]
-                append(logs / f"{name}.log", lines)
+                append_lines(logs / f"{name}.log", lines)
                 expected += lines
             time.sleep(0.3)
         wait_for(lambda: tail.count() >= len(expected), timeout=60, message=f"{len(expected)} lines in all")
@@ -114,7 +109,7 @@ def test_200_files_under_a_64_descriptor_limit_every_line_once(tmp_path: Path, w
 
 def test_soft_limit_is_raised_to_the_hard_limit_at_start(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
-    append(log, ["one line"])
+    append_lines(log, ["one line"])
     soft, hard = 64, min(os.sysconf("SC_OPEN_MAX"), 4096)
     tail = TailProcess(
         ["--format", "raw", str(log)],

@@ -16,7 +16,7 @@ import signal
 from collections import Counter
 from pathlib import Path
 
-from tests.support.helpers import wait_for
+from tests.support.helpers import append_lines, wait_for
 from tests.support.http_probe import http_get
 from tests.support.otlp_receiver import free_port
 from tests.support.stall_mount import StallMount
@@ -25,11 +25,6 @@ from tests.support.tail_command import TailProcess
 
 def metric(text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
-
-
-def append(path: Path, lines: list[str]) -> None:
-    with path.open("a") as f:
-        f.write("".join(line + "\n" for line in lines))
 
 
 def test_a_stalled_mount_holds_up_neither_other_files_nor_healthz_and_loses_nothing(
@@ -54,14 +49,14 @@ def test_a_stalled_mount_holds_up_neither_other_files_nor_healthz_and_loses_noth
         # Both followed: the mount answers.
         for line in remote_lines[:100]:
             mount.command(f"append {line}")
-        append(local, local_lines[:100])
+        append_lines(local, local_lines[:100])
         wait_for(lambda: len(tail.bodies()) >= 200, 30, message="the first 100 lines of each file")
 
         # The server stops answering; both files keep being written.
         mount.command("stall")
         for line in remote_lines[100:]:
             mount.command(f"append {line}")
-        append(local, local_lines[100:])
+        append_lines(local, local_lines[100:])
         wait_for(
             lambda: len(delivered("local")) >= 200, 30, message="the local file's lines during the stall"
         )

@@ -18,33 +18,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.helpers import wait_for
+from tests.support.helpers import append_lines, wait_for
 from tests.support.http_probe import http_get, scrape
+from tests.support.numbered_lines import access_line, error_line
 from tests.support.otlp_receiver import GrpcWitness, free_port
 from tests.support.paths import REPO_ROOT
-from tests.support.tail_command import TailProcess, WriterProcess, body_seq
-
-ACCESS = '127.0.0.1 - - [28/Nov/2026:03:00:{s:02d} +0000] "GET /p/{n} HTTP/1.1" 200 {n} "-" "curl/8"'
-ERROR = "[Sat Nov 28 03:00:{s:02d}.000001 2026] [core:error] [pid 7] AH00037: failure {n}"
-
-
-def access_line(n: int) -> str:
-    return ACCESS.format(s=n % 60, n=n)
-
-
-def error_line(n: int) -> str:
-    return ERROR.format(s=n % 60, n=n)
-
-
-def append(path: Path, lines: list[str]) -> None:
-    with path.open("a") as handle:
-        handle.write("".join(line + "\n" for line in lines))
-
-
-def tail(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> TailProcess:
-    return TailProcess(
-        list(args), state_dir=tmp_path / "state", stderr_path=tmp_path / "tail.stderr", env=env
-    ).start()
+from tests.support.tail_command import TailProcess, WriterProcess, body_seq, start_tail
 
 
 def attributes(received: Any) -> dict[str, Any]:
@@ -57,8 +36,8 @@ def attributes(received: Any) -> dict[str, Any]:
 def test_config_file_env_and_flags_combine_key_by_key_on_a_real_run(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
-    append(logs / "site-access.log", [access_line(n) for n in range(3)])
-    append(logs / "site-error.log", [error_line(n) for n in range(2)])
+    append_lines(logs / "site-access.log", [access_line(n) for n in range(3)])
+    append_lines(logs / "site-error.log", [error_line(n) for n in range(2)])
     config = tmp_path / "logsidecar.toml"
     config.write_text(
         f"""
@@ -81,7 +60,7 @@ format = "error"
         "LOGSIDECAR_RESOURCE": "b=env,c=env",
         "OTEL_SERVICE_NAME": "from-env",
     }
-    process = tail(tmp_path, "--resource", "c=flag", env=env)
+    process = start_tail(tmp_path, "--resource", "c=flag", env=env)
     try:
         wait_for(lambda: process.count() >= 5, 20, message="the 5 existing lines")
     finally:
@@ -127,13 +106,13 @@ def test_a_bad_config_value_exits_2_naming_the_key_and_what_was_expected(tmp_pat
 def test_metrics_scraped_during_a_real_run_count_what_was_written(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     first = [access_line(n) if n % 10 else f"garbage line {n}" for n in range(500)]
-    append(log, first)
+    append_lines(log, first)
     port = free_port()
-    process = tail(tmp_path, "--http-addr", f"127.0.0.1:{port}", "--format", "combined", str(log))
+    process = start_tail(tmp_path, "--http-addr", f"127.0.0.1:{port}", "--format", "combined", str(log))
     try:
         wait_for(lambda: process.count() == 500, 30, message="the first 500 lines")
         more = [access_line(n) if n % 10 else f"garbage line {n}" for n in range(500, 800)]
-        append(log, more)
+        append_lines(log, more)
         wait_for(lambda: process.count() == 800, 30, message="all 800 lines")
         behind = ("logsidecar_bytes_behind", (("input", str(log)),))
 
@@ -174,7 +153,7 @@ def test_health_turns_unhealthy_when_the_otlp_receiver_stays_down_and_back_when_
     port = free_port()
     witness = GrpcWitness().start()
     writer = WriterProcess(log, lines_per_s=50, total=100_000, pad=20).start()
-    process = tail(
+    process = start_tail(
         tmp_path,
         "--output", "otlp", "--otlp-endpoint", witness.endpoint, "--otlp-batch-timeout", "0.05",
         "--http-addr", f":{port}", "--unhealthy-after", "3s", "--format", "raw", str(log),
@@ -224,12 +203,12 @@ def test_derive_metrics_exports_request_counts_over_otlp_next_to_stdout(tmp_path
     from tests.support.metrics_witness import MetricsWitness
 
     log = tmp_path / "access.log"
-    append(
+    append_lines(
         log,
         [access_line(n) for n in range(10)] + [access_line(n).replace(" 200 ", " 404 ") for n in range(3)],
     )
     witness = MetricsWitness().start()
-    process = tail(
+    process = start_tail(
         tmp_path,
         "--derive-metrics", "--otlp-endpoint", witness.endpoint, "--metrics-interval", "500ms",
         "--metrics-route-depth", "1", "--service-name", "derived-test", "--format", "combined", str(log),
@@ -256,8 +235,8 @@ def test_docker_metadata_on_without_a_reachable_writer_container_says_so_and_kee
     tmp_path: Path,
 ) -> None:
     log = tmp_path / "app.log"
-    append(log, ["one", "two"])
-    process = tail(tmp_path, "--docker-metadata", "on", "--format", "raw", str(log))
+    append_lines(log, ["one", "two"])
+    process = start_tail(tmp_path, "--docker-metadata", "on", "--format", "raw", str(log))
     try:
         wait_for(lambda: process.count() == 2, 20, message="both lines")
     finally:
@@ -283,7 +262,7 @@ def test_sighup_adds_an_input_under_load_without_losing_or_repeating_a_line(tmp_
     total = 1200
     writer_a = WriterProcess(a, lines_per_s=300, total=total, pad=40).start()
     writer_b = WriterProcess(b, lines_per_s=300, total=total, pad=40).start()
-    process = tail(tmp_path, "--config", str(config), "--log-level", "info")
+    process = start_tail(tmp_path, "--config", str(config), "--log-level", "info")
 
     def seqs(name: str) -> list[int]:
         return [body_seq(r.body) for r in process.snapshot() if attributes(r)["log.file.name"] == name]
@@ -330,11 +309,11 @@ def test_an_input_removed_then_added_back_resumes_at_its_checkpoint(tmp_path: Pa
         # Different content per file: identical files would be taken for copies of each other.
         return [f"w {n:08d} t=0 {path.name}" for n in range(start, end)]
 
-    append(a, numbered(a, 0, 100))
-    append(b, numbered(b, 0, 100))
+    append_lines(a, numbered(a, 0, 100))
+    append_lines(b, numbered(b, 0, 100))
     config = tmp_path / "logsidecar.toml"
     write_config(config, [a, b])
-    process = tail(tmp_path, "--config", str(config))
+    process = start_tail(tmp_path, "--config", str(config))
     assert process.process is not None
 
     def seqs(name: str) -> list[int]:
@@ -345,8 +324,8 @@ def test_an_input_removed_then_added_back_resumes_at_its_checkpoint(tmp_path: Pa
         write_config(config, [a])
         process.process.send_signal(signal.SIGHUP)
         wait_for(lambda: len(process.events("config_reloaded")) == 1, 15, message="first reload")
-        append(b, numbered(b, 100, 150))  # written while b.log is not an input
-        append(a, numbered(a, 100, 150))
+        append_lines(b, numbered(b, 100, 150))  # written while b.log is not an input
+        append_lines(a, numbered(a, 100, 150))
         wait_for(lambda: len(seqs("a.log")) == 150, 20, message="a.log's new lines")
         assert len(seqs("b.log")) == 100
         write_config(config, [a, b])
@@ -369,8 +348,8 @@ def test_an_input_removed_then_added_back_resumes_at_its_checkpoint(tmp_path: Pa
 def test_dry_run_shows_files_formats_and_parsed_fields_without_forwarding(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
-    append(logs / "access.log", [access_line(n) for n in range(10)] + ["not an access line"])
-    append(logs / "error.log", [error_line(n) for n in range(5)])
+    append_lines(logs / "access.log", [access_line(n) for n in range(10)] + ["not an access line"])
+    append_lines(logs / "error.log", [error_line(n) for n in range(5)])
     config = tmp_path / "c.toml"
     config.write_text(
         f'[[inputs]]\npaths = ["{logs}/access.log"]\n\n[[inputs]]\npaths = ["{logs}/error.log"]\nformat = "error"\n'
@@ -407,8 +386,10 @@ def test_dry_run_shows_files_formats_and_parsed_fields_without_forwarding(tmp_pa
 def test_dry_run_names_a_detected_variant_and_hints_when_nothing_is_detected(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
-    append(logs / "timed_access.log", [access_line(n) + f" {n * 1000}" for n in range(3)])  # combined %D
-    append(logs / "custom_access.log", [access_line(n) + " 0.5 x" for n in range(3)])  # nothing known
+    append_lines(
+        logs / "timed_access.log", [access_line(n) + f" {n * 1000}" for n in range(3)]
+    )  # combined %D
+    append_lines(logs / "custom_access.log", [access_line(n) + " 0.5 x" for n in range(3)])  # nothing known
     result = subprocess.run(
         [sys.executable, "-m", "logsidecar", "tail", "--dry-run", "--state-dir", "none", str(logs / "*.log")],
         capture_output=True, text=True, timeout=30, cwd=REPO_ROOT,

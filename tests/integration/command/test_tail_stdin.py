@@ -14,13 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.helpers import wait_for
+from tests.support.numbered_lines import access_line
 from tests.support.paths import REPO_ROOT
-
-ACCESS = '127.0.0.1 - - [28/Nov/2026:03:00:{s:02d} +0000] "GET /p/{n} HTTP/1.1" 200 {n} "-" "curl/8"'
-
-
-def access_line(n: int) -> str:
-    return ACCESS.format(s=n % 60, n=n)
 
 
 def tail_stdin(state_dir: Path, stdin: Any, *args: str) -> subprocess.Popen[bytes]:
