@@ -46,6 +46,7 @@ from logsidecar.sinks.otlp_fit import (
     SMALLEST_TRUNCATION_BYTES,
 )
 from logsidecar.sinks.otlp_settings import OtlpProtocol, OtlpSettings
+from tests.support.captured_events import of
 from tests.support.helpers import wait_for_async
 from tests.support.otlp_receiver import GrpcWitness, HttpWitness, RotelCollector, free_port, wait_for
 
@@ -55,23 +56,11 @@ WRONG = "Bearer wrong-s3cr3t"
 
 
 @pytest.fixture
-def captured() -> Iterator[list[tuple[Event, dict[str, Any]]]]:
-    seen: list[tuple[Event, dict[str, Any]]] = []
-    unsubscribe = events.subscribe(lambda event, fields: seen.append((event, dict(fields))))
-    yield seen
-    unsubscribe()
-
-
-@pytest.fixture
 def selflog_text() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     unsubscribe = events.subscribe(selflog.SelfLogger(stream=stream, style=selflog.LogStyle.JSON))
     yield stream
     unsubscribe()
-
-
-def of(seen: list[tuple[Event, dict[str, Any]]], event: Event) -> list[dict[str, Any]]:
-    return [fields for kind, fields in seen if kind is event]
 
 
 def make_sink(endpoint: str, protocol: OtlpProtocol = OtlpProtocol.GRPC, **overrides: Any) -> OtlpSink:
@@ -93,16 +82,6 @@ def deliver(sink: OtlpSink, batch: list[LogRecord], timeout: float = 60.0) -> No
     asyncio.run(scenario())
 
 
-@pytest.fixture
-def rotel(tmp_path: Path) -> Iterator[tuple[RotelCollector, GrpcWitness]]:
-    # rotel with its defaults (no receive-limit flag): what a user runs.
-    with (
-        GrpcWitness() as witness,
-        RotelCollector(tmp_path / "rotel", forward_to=witness.endpoint) as collector,
-    ):
-        yield collector, witness
-
-
 # -- configuration errors: kept, retried, reported once, fixed ---------------------------------------
 
 DENIALS = [
@@ -117,7 +96,7 @@ DENIALS = [
 def test_a_wrong_token_is_retried_past_the_retry_limit_and_delivers_once_fixed(
     protocol: OtlpProtocol,
     denial: Any,
-    captured: list[tuple[Event, dict[str, Any]]],
+    captured_events: list[tuple[Event, dict[str, Any]]],
     selflog_text: io.StringIO,
 ) -> None:
     max_retry_time_s = 0.3
@@ -157,20 +136,20 @@ def test_a_wrong_token_is_retried_past_the_retry_limit_and_delivers_once_fixed(
         assert sorted(receiver.store.bodies()) == ["line 0", "line 1", "line 2"]
     assert took > 2 * max_retry_time_s
     assert sink.stats.records_rejected == 0 and sink.stats.records_delivered == 3
-    [misconfigured] = of(captured, Event.SINK_MISCONFIGURED)  # one event, however many attempts
+    [misconfigured] = of(captured_events, Event.SINK_MISCONFIGURED)  # one event, however many attempts
     status = f"gRPC {denial.name}" if protocol is OtlpProtocol.GRPC else f"HTTP {denial}"
     assert status in misconfigured["reason"]
     assert misconfigured["endpoint"] == endpoint
     assert "Authorization" in misconfigured["fix"] and "OTEL_EXPORTER_OTLP_HEADERS" in misconfigured["fix"]
-    retries = of(captured, Event.SINK_RETRY)
+    retries = of(captured_events, Event.SINK_RETRY)
     assert len(retries) >= 4 and all(r["misconfigured"] is True for r in retries)
-    assert of(captured, Event.SINK_RECOVERED)
-    assert "s3cr3t" not in selflog_text.getvalue() + repr(captured)
+    assert of(captured_events, Event.SINK_RECOVERED)
+    assert "s3cr3t" not in selflog_text.getvalue() + repr(captured_events)
 
 
 @pytest.mark.parametrize("protocol", [OtlpProtocol.GRPC, OtlpProtocol.HTTP_PROTOBUF], ids=["grpc", "http"])
 def test_a_header_value_that_cannot_be_sent_is_a_configuration_error_not_a_drop(
-    protocol: OtlpProtocol, captured: list[tuple[Event, dict[str, Any]]], selflog_text: io.StringIO
+    protocol: OtlpProtocol, captured_events: list[tuple[Event, dict[str, Any]]], selflog_text: io.StringIO
 ) -> None:
     receiver: Any = GrpcWitness() if protocol is OtlpProtocol.GRPC else HttpWitness()
     with receiver:
@@ -188,7 +167,9 @@ def test_a_header_value_that_cannot_be_sent_is_a_configuration_error_not_a_drop(
         async def scenario() -> None:
             await sink.start()
             sending = asyncio.create_task(sink.send(records(2)))
-            await wait_for_async(lambda: len(of(captured, Event.SINK_RETRY)) >= 4, 10, message="four retries")
+            await wait_for_async(
+                lambda: len(of(captured_events, Event.SINK_RETRY)) >= 4, 10, message="four retries"
+            )
             assert not sending.done()
             await sink.close()
             with pytest.raises(SinkClosed):  # not delivered: never acknowledged, read again later
@@ -196,51 +177,49 @@ def test_a_header_value_that_cannot_be_sent_is_a_configuration_error_not_a_drop(
 
         asyncio.run(scenario())
         assert receiver.store.record_count == 0
-    [misconfigured] = of(captured, Event.SINK_MISCONFIGURED)
+    [misconfigured] = of(captured_events, Event.SINK_MISCONFIGURED)
     assert misconfigured["reason"].startswith("request headers are invalid")
     assert "newline" in misconfigured["fix"]
-    assert "s3cr3t" not in selflog_text.getvalue() + repr(captured)
+    assert "s3cr3t" not in selflog_text.getvalue() + repr(captured_events)
 
 
 # -- sizes: capped, split before sending, split on "too large", one record cut to fit -----------------
 
 
 def test_five_1mib_lines_are_split_under_grpcs_4mib_limit_and_all_arrive(
-    rotel: tuple[RotelCollector, GrpcWitness], captured: list[tuple[Event, dict[str, Any]]]
+    rotel: RotelCollector, witness: GrpcWitness, captured_events: list[tuple[Event, dict[str, Any]]]
 ) -> None:
     """The reproducer: five 1 MiB lines make a 5 MB gRPC request; rotel refuses more than 4 MiB."""
-    collector, witness = rotel
     lines = [LogRecord(body=str(i) * MIB) for i in range(5)]
-    sink = make_sink(collector.grpc_endpoint, max_retry_time_s=10.0)  # (bounds the old behaviour)
+    sink = make_sink(rotel.grpc_endpoint, max_retry_time_s=10.0)  # (bounds the old behaviour)
     deliver(sink, lines)
     wait_for(lambda: witness.record_count >= 5, 15, what="five records at the witness")
     assert sorted(witness.bodies()) == sorted(r.body for r in lines)
     # Split before sending (2 + 3 records, each under 4 MiB): no request was refused, none retried.
     assert sink.stats.requests_sent == 2 and sink.stats.retries == 0
-    assert of(captured, Event.SINK_RETRY) == [] and sink.stats.records_truncated == 0
+    assert of(captured_events, Event.SINK_RETRY) == [] and sink.stats.records_truncated == 0
 
 
 def test_a_grpc_out_of_range_for_size_is_split_like_http_413(
-    rotel: tuple[RotelCollector, GrpcWitness], captured: list[tuple[Event, dict[str, Any]]]
+    rotel: RotelCollector, witness: GrpcWitness, captured_events: list[tuple[Event, dict[str, Any]]]
 ) -> None:
     """Our cap raised above the collector's limit: its OUT_OF_RANGE answer splits the request."""
-    collector, witness = rotel
     lines = [LogRecord(body=str(i) * MIB) for i in range(5)]
-    sink = make_sink(collector.grpc_endpoint, max_request_bytes=64 * MIB, max_retry_time_s=10.0)
+    sink = make_sink(rotel.grpc_endpoint, max_request_bytes=64 * MIB, max_retry_time_s=10.0)
     deliver(sink, lines)
     wait_for(lambda: witness.record_count >= 5, 15, what="five records at the witness")
     assert sorted(witness.bodies()) == sorted(r.body for r in lines)
     # 5 records refused, then halves of 2 and 3 accepted; "too large" is answered by splitting, not retried.
     assert sink.stats.requests_sent == 3 and sink.stats.retries == 0
-    assert of(captured, Event.SINK_RETRY) == []
+    assert of(captured_events, Event.SINK_RETRY) == []
 
 
 def test_http_batches_are_capped_at_20mib_before_sending(
-    rotel: tuple[RotelCollector, GrpcWitness],
+    rotel: RotelCollector,
+    witness: GrpcWitness,
 ) -> None:
-    collector, witness = rotel
     lines = [LogRecord(body=f"{i:02d}" * (MIB // 2)) for i in range(25)]  # 25 MiB of text
-    sink = make_sink(collector.http_endpoint + "/v1/logs", OtlpProtocol.HTTP_PROTOBUF, max_retry_time_s=10.0)
+    sink = make_sink(rotel.http_endpoint + "/v1/logs", OtlpProtocol.HTTP_PROTOBUF, max_retry_time_s=10.0)
     deliver(sink, lines)
     wait_for(lambda: witness.record_count >= 25, 30, what="25 records at the witness")
     assert sorted(witness.bodies()) == sorted(r.body for r in lines)
@@ -250,14 +229,13 @@ def test_http_batches_are_capped_at_20mib_before_sending(
 
 
 def test_a_single_line_over_the_cap_is_cut_to_fit_flagged_and_delivered(
-    rotel: tuple[RotelCollector, GrpcWitness], captured: list[tuple[Event, dict[str, Any]]]
+    rotel: RotelCollector, witness: GrpcWitness, captured_events: list[tuple[Event, dict[str, Any]]]
 ) -> None:
-    collector, witness = rotel
     # A real access line with a 3 MiB URL: body and url attributes each hold it, 9+ MiB in all.
     url = "/" + "a" * (3 * MIB)
     line = f'192.0.2.1 - - [28/Nov/2026:03:10:00 +0100] "GET {url} HTTP/1.1" 414 0 "-" "curl/8.5"'
     [record] = build_parser("combined").parse([line.encode()])
-    sink = make_sink(collector.grpc_endpoint, max_retry_time_s=10.0)
+    sink = make_sink(rotel.grpc_endpoint, max_retry_time_s=10.0)
     deliver(sink, [record])
     wait_for(lambda: witness.record_count >= 1, 15, what="the record at the witness")
     [received] = witness.logs()
@@ -265,11 +243,11 @@ def test_a_single_line_over_the_cap_is_cut_to_fit_flagged_and_delivered(
     assert received.body.startswith('192.0.2.1 - - [28/Nov/2026:03:10:00 +0100] "GET /aaaa')
     assert received.attributes[TRUNCATED] == ("bool_value", True)
     assert received.attributes["http.response.status_code"] == ("int_value", 414)
-    [truncated] = of(captured, Event.SINK_RECORD_TRUNCATED)
+    [truncated] = of(captured_events, Event.SINK_RECORD_TRUNCATED)
     assert truncated["record_bytes"] > DEFAULT_GRPC_MAX_REQUEST_BYTES >= truncated["sent_bytes"]
     # As little cut as needed: the request is filled to within a few bytes per string of the cap.
     assert truncated["sent_bytes"] > DEFAULT_GRPC_MAX_REQUEST_BYTES - 64 * len(record.attributes)
-    assert of(captured, Event.SINK_RETRY) == []
+    assert of(captured_events, Event.SINK_RETRY) == []
 
 
 # -- malformed: dropped alone, the rest delivered, reported with file and offsets ------------------------
@@ -419,7 +397,7 @@ def test_tail_drops_only_the_malformed_line_and_reports_its_file_and_offsets(tmp
 
 
 def test_a_record_the_collector_refuses_even_cut_short_is_rejected_not_retried_forever(
-    captured: list[tuple[Event, dict[str, Any]]],
+    captured_events: list[tuple[Event, dict[str, Any]]],
 ) -> None:
     # 400 integer attributes (~3.5 KB, nothing to cut) against a collector that takes 2,000 bytes.
     with GrpcWitness(max_receive_bytes=2000) as receiver:
@@ -436,4 +414,4 @@ def test_a_record_the_collector_refuses_even_cut_short_is_rejected_not_retried_f
     while limit // 2 >= SMALLEST_TRUNCATION_BYTES:
         attempts, limit = attempts + 1, limit // 2
     assert sink.stats.requests_sent == attempts and sink.stats.records_rejected == 1
-    assert of(captured, Event.SINK_RETRY) == []
+    assert of(captured_events, Event.SINK_RETRY) == []

@@ -8,20 +8,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from logsidecar import __version__, events
+from logsidecar import __version__
 from logsidecar.events import Event
 from logsidecar.parse import build_parser
 from logsidecar.record import LogRecord
 from logsidecar.sinks.base import BatchRejected
 from logsidecar.sinks.otlp import OtlpSink, SinkClosed
 from logsidecar.sinks.otlp_settings import OtlpProtocol, OtlpSettings
+from tests.support.captured_events import of
 from tests.support.helpers import wait_for_async
 from tests.support.otlp_receiver import (
     GrpcWitness,
@@ -98,33 +98,9 @@ def unix_nano(moment: datetime | None) -> int:
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
 
 
-@pytest.fixture
-def captured_events() -> Iterator[list[tuple[Event, dict[str, Any]]]]:
-    seen: list[tuple[Event, dict[str, Any]]] = []
-    unsubscribe = events.subscribe(lambda event, fields: seen.append((event, dict(fields))))
-    yield seen
-    unsubscribe()
-
-
-def of(seen: list[tuple[Event, dict[str, Any]]], event: Event) -> list[dict[str, Any]]:
-    return [fields for kind, fields in seen if kind is event]
-
-
 def make_sink(endpoint: str, protocol: OtlpProtocol = OtlpProtocol.GRPC, **overrides: Any) -> OtlpSink:
     settings = OtlpSettings(endpoint=endpoint, protocol=protocol, resource=dict(RESOURCE), **overrides)
     return OtlpSink(settings)
-
-
-@pytest.fixture
-def witness() -> Iterator[GrpcWitness]:
-    with GrpcWitness() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def rotel(tmp_path: Path, witness: GrpcWitness) -> Iterator[RotelCollector]:
-    with RotelCollector(tmp_path / "rotel", forward_to=witness.endpoint) as collector:
-        yield collector
 
 
 def endpoint_for(collector: RotelCollector, protocol: OtlpProtocol) -> str:

@@ -15,10 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.support.otlp_receiver import GrpcWitness, RotelCollector, wait_for
 
@@ -133,18 +130,6 @@ class Tailer:
                 except json.JSONDecodeError:
                     pass
         return out
-
-
-@pytest.fixture
-def witness() -> Iterator[GrpcWitness]:
-    with GrpcWitness() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def rotel(tmp_path: Path, witness: GrpcWitness) -> Iterator[RotelCollector]:
-    with RotelCollector(tmp_path / "rotel", forward_to=witness.endpoint) as collector:
-        yield collector
 
 
 def test_collector_outage_of_30s_loses_nothing_and_memory_stays_bounded(
