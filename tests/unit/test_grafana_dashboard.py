@@ -9,49 +9,14 @@ import json
 import re
 from pathlib import Path
 
-from logsidecar.health import HealthMonitor
 from logsidecar.metrics import aggregate
-from logsidecar.service.metrics_registry import Metrics
+from tests.support.promql import labels_in, metric_names_in
+from tests.support.served_metrics import self_metric_labels, self_metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "logsidecar.json"
 
-PROMQL_WORDS = {
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "and",
-    "or",
-    "unless",
-    "bool",
-    "offset",
-}
 SCRAPE_LABELS = {"job", "instance", "le"}
-
-
-def self_metric_names() -> set[str]:
-    """Every sample name logsidecar's /metrics can serve."""
-    metrics = Metrics(health=HealthMonitor())
-    names = set()
-    for family in metrics.registry.collect():
-        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}.get(
-            family.type, ("",)
-        )
-        names |= {family.name + suffix for suffix in suffixes}
-    return names
-
-
-def self_metric_labels() -> set[str]:
-    source = (ROOT / "logsidecar" / "service" / "metrics_registry.py").read_text()
-    declared = {
-        label
-        for group in re.findall(r"\[((?:\"\w+\",? ?)+)\]", source)
-        for label in re.findall(r"\"(\w+)\"", group)
-    }
-    return declared | {label for label in re.findall(r"\(\(\"(\w+)\", ", source)}
 
 
 def prometheus_name(otel_name: str) -> str:
@@ -74,29 +39,6 @@ def derived_labels() -> set[str]:
         aggregate.SERVER_ADDRESS,
     )
     return {prometheus_name(attribute) for attribute in attributes}
-
-
-def metric_names_in(expr: str) -> set[str]:
-    """Metric names an expression selects (not functions, keywords, labels or strings)."""
-    text = re.sub(r'"[^"]*"', '""', expr)
-    text = re.sub(r"\{[^}]*\}", "", text)
-    text = re.sub(r"\[[^\]]*\]", "", text)
-    text = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", text)
-    names = set()
-    for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", text):
-        following = text[match.end() :].lstrip()
-        if following.startswith("(") or match.group() in PROMQL_WORDS:
-            continue
-        names.add(match.group())
-    return names
-
-
-def labels_in(expr: str) -> set[str]:
-    selectors = re.findall(r"\{([^}]*)\}", expr)
-    labels = {name for selector in selectors for name in re.findall(r"(\w+)\s*[=!]~?", selector)}
-    for grouping in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
-        labels |= {name.strip() for name in grouping.split(",") if name.strip()}
-    return labels
 
 
 def queries() -> list[tuple[str, str]]:

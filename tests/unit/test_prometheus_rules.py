@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.unit.test_grafana_dashboard import metric_names_in, self_metric_names
+from tests.support.promql import metric_names_in
+from tests.support.served_metrics import self_metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
