@@ -35,8 +35,8 @@ from logsidecar.record import encode_json_lines
 from logsidecar.sinks.stdout import StdoutFormat, StdoutSink
 from logsidecar.stamp import BatchStamp, uid_prefix
 from logsidecar.tail.options import ReadBatch
+from tests.support import direct_cases
 from tests.support.helpers import wait_for_async
-from tests.unit import direct_cases
 
 # --- formats, realistic lines, parsers ---------------------------------------------------------------
 

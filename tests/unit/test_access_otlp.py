@@ -29,7 +29,7 @@ from logsidecar.parse.detect import AutoParser
 from logsidecar.record import PARSE_ERROR
 from logsidecar.sinks.base import OtlpLogRecords
 from logsidecar.stamp import BatchStamp, uid_prefix
-from tests.unit import direct_cases
+from tests.support import direct_cases
 
 # --- formats, realistic lines, parsers ---------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Cases shared by the tests of the direct encoders (test_access_json.py, test_access_otlp.py).
+"""Cases shared by the tests of the direct encoders (tests/unit/test_access_json.py, test_access_otlp.py).
 
 Both test files check the same property: a parser's fast-path writer (`fastpath.writer_for(parser,
 JSON_LINES)`, `OTLP_RECORDS`) writes, batch after batch, exactly what parse + `stamp.apply` + the record
