@@ -2,8 +2,9 @@
 (file + environment, as `tail --config FILE` would see them), secrets masked as ***.
 
 Exit 0 when valid, 2 with every error (one per line, each naming its key or variable) otherwise. A
-configuration that names no file to follow is valid (`tail` may get its paths as arguments) but
-warned about, in the words `tail` refuses it with when it gets none.
+configuration that names no file to follow is valid (it may be meant to go with paths given as
+arguments), with a warning that says so: `tail` needs PATH_OR_GLOB arguments with it, and refuses it
+(exit 2, "inputs: nothing to follow") without them.
 LOGSIDECAR_* variables that nothing reads are reported as warnings on stderr (typos), as `tail` does.
 """
 
@@ -17,7 +18,7 @@ import click
 from logsidecar.cli.params import output_format_option
 from logsidecar.settings.errors import ConfigError
 from logsidecar.settings.options import unknown_variable_warnings
-from logsidecar.settings.sources import NO_INPUTS, resolve
+from logsidecar.settings.sources import resolve
 
 
 @click.command("check-config")
@@ -44,8 +45,9 @@ def command(file: str, no_env: bool, output_format: str) -> None:
         click.echo(exc.report(file), err=True)
         raise SystemExit(2) from None
     if not settings.inputs:
-        # What `tail --config FILE` refuses with, said as a warning: the paths may come as arguments.
-        click.echo(f"warning: {NO_INPUTS}", err=True)
+        # Valid, as the paths may come as arguments; said so, lest it read as contradicting the
+        # refusal `tail --config FILE` gives without them (NO_INPUTS).
+        click.echo(no_inputs_warning(file), err=True)
     data = settings.masked()
     if output_format == "json":
         click.echo(json.dumps(data, indent=2))
@@ -53,3 +55,11 @@ def command(file: str, no_env: bool, output_format: str) -> None:
         import yaml
 
         click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
+
+
+def no_inputs_warning(file: str) -> str:
+    return (
+        f"warning: {file} names no inputs: `tail` needs PATH_OR_GLOB arguments with it "
+        f"(logsidecar tail --config {file} PATH_OR_GLOB...) or LOGSIDECAR_PATHS, and refuses it without "
+        "them (inputs: nothing to follow); for the file alone to be enough, add [[inputs]] with paths = [...]"
+    )

@@ -259,18 +259,25 @@ def test_good_grpc_endpoints_pass(endpoint: str) -> None:
     assert settings.outputs[0].endpoint == endpoint  # type: ignore[union-attr]
 
 
-def test_check_config_and_tail_say_the_same_of_a_file_that_names_no_input(tmp_path: Path) -> None:
-    """check-config cannot know the PATH_OR_GLOB arguments tail will get: the file is valid, and it
-    warns in the words tail refuses it with when it gets none."""
+def test_check_config_of_a_file_that_names_no_input_warns_that_tail_needs_paths_with_it(
+    tmp_path: Path,
+) -> None:
+    """check-config cannot know the PATH_OR_GLOB arguments tail will get: the file is valid (exit 0),
+    and the warning says plainly that tail needs them with it, so that tail's refusal without them
+    (exit 2) does not read as contradicting it."""
     file = tmp_path / "empty.toml"
     file.write_text("")
     checked = CliRunner().invoke(check_config, [str(file), "--no-env"])
     tailed = CliRunner().invoke(tail_command, ["--config", str(file)], env={"LOGSIDECAR_PATHS": ""})
     line = f"{NO_INPUTS}\n"
     assert (checked.exit_code, tailed.exit_code) == (0, 2)
-    assert checked.output.startswith(f"warning: {line}")
+    warning = checked.output.splitlines()[0]
+    assert warning.startswith(f"warning: {file} names no inputs: `tail` needs PATH_OR_GLOB arguments with it")
+    assert f"logsidecar tail --config {file} PATH_OR_GLOB..." in warning
+    assert "refuses it without them (inputs: nothing to follow)" in warning
     assert tailed.output == f"{file}: invalid configuration (1 error):\n  {line}"
     assert "give at least one PATH_OR_GLOB" in line
+    assert NO_INPUTS.startswith("inputs: nothing to follow")  # the words the warning quotes
     # given paths, neither says it
     paths = {"LOGSIDECAR_PATHS": "/logs/a.log"}
     assert "nothing to follow" not in CliRunner().invoke(check_config, [str(file)], env=paths).output
