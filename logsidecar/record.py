@@ -39,6 +39,10 @@ LOG_FILE_NAME = "log.file.name"
 # container) sees it (`docker attach`).
 HOST_PATH = "logsidecar.host.path"
 LOG_RECORD_UID = "log.record.uid"
+# Where `timestamp` came from when not from the line itself: `engine` for a line read through a
+# container engine's log API that has no time of its own (the engine's time of it, when it was written).
+TIMESTAMP_SOURCE = "logsidecar.timestamp_source"
+TIMESTAMP_FROM_ENGINE = "engine"
 
 
 class Severity(IntEnum):

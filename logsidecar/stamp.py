@@ -9,6 +9,10 @@
   rotation, because file_key is the file's identity, not its path) and unique per line, so a backend
   can drop the duplicates of a replay after a crash.
 - `logsidecar.truncated: true` for lines cut at `max_line_bytes`.
+- lines read through a container engine's log API (`engine_times_ns`) whose record has no `timestamp`
+  (the line has no time of its own, or it did not parse) get the engine's time of the line, flagged
+  `logsidecar.timestamp_source: engine`. The direct encoders do not write these: such batches take
+  the record path.
 - `resource`: one shared, read-only mapping (host.name, service.name ...) for every record.
 
 The attribute order is fixed (parser attributes, then path, name, uid, truncated) because encoders
@@ -22,6 +26,7 @@ import os
 import struct
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -31,6 +36,8 @@ from logsidecar.record import (
     LOG_FILE_NAME,
     LOG_FILE_PATH,
     LOG_RECORD_UID,
+    TIMESTAMP_FROM_ENGINE,
+    TIMESTAMP_SOURCE,
     TRUNCATED,
     LogRecord,
     Position,
@@ -57,6 +64,15 @@ def offset_hexes(offsets: Sequence[int]) -> str:
     return struct.pack(f">{len(offsets)}Q", *offsets).hex()
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def engine_time(timestamp_ns: int) -> datetime:
+    """An engine's timestamp (nanoseconds since the epoch) as a UTC datetime (to the microsecond: what
+    a record's times hold), without the float rounding of `datetime.fromtimestamp`."""
+    return EPOCH + timedelta(microseconds=timestamp_ns // 1000)
+
+
 @dataclass(frozen=True, slots=True)
 class BatchStamp:
     """The stamp of one batch: `end_offsets[i]` ends line i; `truncated` lists cut lines' indices."""
@@ -68,6 +84,7 @@ class BatchStamp:
     truncated: Collection[int]
     resource: dict[str, Any]
     shown_path: str | None = None  # the path as the writer sees it, when not `path` (see docstring)
+    engine_times_ns: Sequence[int] | None = None  # the engine's time of each line (see docstring)
 
     def apply(self, records: Sequence[LogRecord], indices: Iterable[int] | None = None) -> None:
         """Stamp `records`, which are the batch's lines `indices` (default: all of them, in order)."""
@@ -109,6 +126,12 @@ class BatchStamp:
             for index in self.truncated:
                 if index in where:
                     records[where[index]].attributes[TRUNCATED] = True
+        if self.engine_times_ns is not None:
+            times = self.engine_times_ns
+            for record, index in zip(records, chosen, strict=True):
+                if record.timestamp is None:
+                    record.timestamp = engine_time(times[index])
+                    record.attributes[TIMESTAMP_SOURCE] = TIMESTAMP_FROM_ENGINE
 
     def json_uid_head(self) -> str:
         """The JSON text of the stamped attributes up to the uid's offset digits:

@@ -3,7 +3,9 @@
 
 The Docker SDK's public API: `container.logs(stream=True, follow=True, timestamps=True, since=...)`.
 Every line comes prefixed with the engine's timestamp of it (RFC 3339, nanoseconds, UTC): that prefix
-is removed from the record's body and is the position. What the sinks acknowledged is saved in the
+is removed from the record's body and is the position. It is also the record's `timestamp` when the line
+has no time of its own (a LogFormat without %t, a line that is not Apache's), flagged
+`logsidecar.timestamp_source: engine` (stamp.py). What the sinks acknowledged is saved in the
 state directory (`engine-logs/<container id>.json`, 0600): the timestamp of the last delivered line and
 how many delivered lines carry exactly that timestamp. A restart asks the engine for the lines since
 that timestamp and skips the ones already delivered, so a line is neither repeated nor lost when
@@ -250,6 +252,7 @@ class EngineLogSource:
                 lines[start:stop],
                 ends[start:stop],
                 {i - start for i in truncated if start <= i < stop},
+                [position.timestamp_ns for position in positions[start:stop]],
             )
             self.lines_read += len(batch.lines)
             self._in_flight.append((batch.end_offset, positions[stop - 1]))

@@ -190,9 +190,13 @@ class BatchParser:
             batch.truncated,
             self._resource,
             self._shown_path(batch.path) if self._path_map else None,
+            batch.engine_times_ns,
         )
         encoding = self._encoding
-        direct = writer_for(state.parser, encoding) if encoding is not None else None
+        # The direct writers know no engine times (stamp.py): such batches take the record path.
+        direct = None
+        if encoding is not None and batch.engine_times_ns is None:
+            direct = writer_for(state.parser, encoding)
         if direct is not None:
             try:
                 encoded, unparsed = direct(batch.lines, stamp)

@@ -48,7 +48,9 @@ class ReadBatch:
 
     `end_offsets[i]` is the byte offset just past line i's newline (or past the bytes of a
     truncated/partial-flushed line), so acknowledging it resumes with line i+1. Lines carry no
-    newline. `truncated` holds the indices of lines cut at max_line_bytes.
+    newline. `truncated` holds the indices of lines cut at max_line_bytes. `engine_times_ns[i]`, for
+    lines read through a container engine's log API, is the engine's time of line i (when the container
+    wrote it, nanoseconds since the epoch): the time of a line that has none of its own.
     """
 
     file_key: str
@@ -56,6 +58,7 @@ class ReadBatch:
     lines: list[bytes]
     end_offsets: list[int]
     truncated: set[int] = field(default_factory=set)
+    engine_times_ns: list[int] | None = None
 
     @property
     def end_offset(self) -> int:

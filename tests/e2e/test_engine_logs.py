@@ -5,6 +5,7 @@ configured the way the official httpd image is (CustomLog to /proc/self/fd/1, Er
 - every request's line is delivered once, with the engine's timestamp prefix removed;
 - a second run resumes after the last delivered line: the requests made meanwhile, no repeat;
 - the run ends (exit 0) when the container stops;
+- a line with no time of its own (not Apache's) takes the engine's time of it, flagged; Apache's keep theirs;
 - without --engine-logs, a non-interactive attach to a container with no log files names the option.
 """
 
@@ -18,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +158,52 @@ def test_engine_logs_are_followed_resumed_after_the_last_delivered_line_and_end_
     assert not {r["body"] for r in reader.records} & {r["body"] for r in first_run}
     uids = [r["attributes"]["log.record.uid"] for r in [*first_run, *reader.records]]
     assert len(set(uids)) == len(uids)  # unique across the two runs
+
+
+def engine_times(container: Any) -> dict[str, str]:
+    """Each line of the container's log as the engine keeps it: {line: the engine's timestamp}."""
+    timed = container.logs(stdout=True, stderr=True, timestamps=True).decode().splitlines()
+    return {line.partition(" ")[2]: line.partition(" ")[0] for line in timed}
+
+
+def test_a_line_without_a_time_of_its_own_takes_the_engines_flagged(
+    stdout_apache: Any, tmp_path: Path
+) -> None:
+    container, address = stdout_apache
+    requests = request_paths(address, "timed", 3)
+    # A line that is not Apache's, written to the container's stdout (what a start script would echo).
+    marker = f"not an apache line {time.time_ns()}"
+    assert container.exec_run(["sh", "-c", f"echo '{marker}' > /proc/1/fd/1"]).exit_code == 0
+    process = attach(tmp_path / "state", container.name)
+    reader = Reader(process)
+    try:
+        wait_for(lambda: set(requests) <= set(reader.requests()), 60, message="the 3 requests")
+        wait_for(lambda: any(r["body"] == marker for r in reader.records), 30, message="the echoed line")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+        reader.thread.join(10)
+    assert process.returncode == 0, err.decode()[-2000:]
+    kept = engine_times(container)
+    [echoed] = [r for r in reader.records if r["body"] == marker]
+    # The engine's own time of the line (nanoseconds; a record holds microseconds), and where it came from.
+    stamp = kept[marker]
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    assert echoed["timestamp"] == f"{whole}.{(fraction + '000000')[:6]}+00:00"
+    assert echoed["attributes"]["logsidecar.timestamp_source"] == "engine"
+    assert "logsidecar.parse_error" in echoed["attributes"]  # (not combined: kept whole, flagged)
+    # Access lines keep their own %t, with no flag.
+    access = [r for r in reader.records if r["attributes"].get("url.path") in requests]
+    assert len(access) == 3
+    for record in access:
+        assert "logsidecar.timestamp_source" not in record["attributes"]
+        written = record["body"].split("[", 1)[1].split("]", 1)[0]  # %t: [05/Dec/2026:16:10:55 +0000]
+        own = datetime.strptime(written, "%d/%b/%Y:%H:%M:%S %z")
+        assert datetime.fromisoformat(record["timestamp"]) == own
+    # Every record has a time: its own, or the engine's, flagged.
+    assert all(r["timestamp"] is not None for r in reader.records)
+    flagged = [r["body"] for r in reader.records if "logsidecar.timestamp_source" in r["attributes"]]
+    assert marker in flagged and not set(flagged) & {r["body"] for r in access}
 
 
 def test_attach_without_log_files_names_engine_logs(stdout_apache: Any) -> None:
