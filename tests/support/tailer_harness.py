@@ -2,7 +2,8 @@
 
 `Collector` records every batch the tailer emits (checking per-key offset order) and acknowledges
 it; `running()` runs a Tailer in the current event loop; `LineWriter` is a real writer thread that
-appends unique numbered lines at a given rate and applies a rotation strategy every so often.
+appends unique numbered lines at a given rate and applies a rotation strategy every so often;
+`assert_exact_once_arrived` checks that every written line arrived exactly once.
 """
 
 from __future__ import annotations
@@ -163,6 +164,13 @@ class LineWriter(threading.Thread):
         return Counter(self.written)
 
 
+async def run_writer(writer: LineWriter) -> None:
+    """Start `writer` and wait (off the event loop) until it has written everything, without error."""
+    writer.start()
+    await asyncio.to_thread(writer.join)
+    assert writer.error is None, writer.error
+
+
 def reopen(path: Path, old_fd: int) -> int:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.close(old_fd)
@@ -177,3 +185,16 @@ def assert_exact(collector: Collector, expected: Counter[bytes]) -> None:
         f"lost {sum(missing.values())} (e.g. {sorted(missing)[:3]}), "
         f"duplicated/unexpected {sum(extra.values())} (e.g. {sorted(extra)[:3]})"
     )
+
+
+# Once every expected line has arrived: how long duplicates arriving late get to show.
+LATE_DUPLICATES_S = 0.3
+
+
+async def assert_exact_once_arrived(collector: Collector, expected: Counter[bytes], timeout: float) -> None:
+    """Wait (up to `timeout`) until as many lines as `expected` counts have arrived, give duplicates
+    arriving late LATE_DUPLICATES_S to show, then `assert_exact`."""
+    total = sum(expected.values())
+    await wait_for(lambda: len(collector.lines) >= total, timeout, message=f"{total} lines")
+    await asyncio.sleep(LATE_DUPLICATES_S)
+    assert_exact(collector, expected)

@@ -3,7 +3,6 @@ must deliver the exact multiset of written lines for `create` (rename) and `copy
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -12,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from logsidecar.tail.options import TailOptions, WatchMode
-from tests.support.tailer_harness import LineWriter, assert_exact, async_test, reopen, running, wait_for
+from tests.support.tailer_harness import (
+    LineWriter,
+    assert_exact_once_arrived,
+    async_test,
+    reopen,
+    run_writer,
+    running,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("logrotate") is None, reason="needs Debian's logrotate")
 
@@ -53,13 +59,9 @@ async def test_real_logrotate_loses_and_duplicates_nothing(
     writer = LineWriter(path, lines_per_s=3000, duration_s=2.5, rotate=rotate, rotate_every_s=0.35)
     options = TailOptions(include=(str(path),), watch=watch, poll_interval_s=0.05, discover_interval_s=0.2)
     async with running(options) as (tailer, collector, log):
-        writer.start()
-        await asyncio.to_thread(writer.join)
-        assert writer.error is None, writer.error
-        await wait_for(lambda: len(collector.lines) >= len(writer.written), 15)
-        await asyncio.sleep(0.3)
+        await run_writer(writer)
+        await assert_exact_once_arrived(collector, writer.expected(), 15)
         assert writer.rotations >= 5
-        assert_exact(collector, writer.expected())
         counters = tailer.stats()["counters"]
         if mode == "copytruncate":
             assert counters["copytruncate_recovered"] == len(log.named("file_truncated")) >= 1

@@ -15,9 +15,11 @@ from logsidecar.tail.options import TailOptions, WatchMode
 from tests.support.tailer_harness import (
     LineWriter,
     assert_exact,
+    assert_exact_once_arrived,
     async_test,
     numbered_line,
     reopen,
+    run_writer,
     running,
     wait_for,
 )
@@ -35,12 +37,6 @@ def options_for(mode: WatchMode, *include: str, **extra: object) -> TailOptions:
         checkpoint_interval_s=0.2,
         **extra,  # type: ignore[arg-type]
     )
-
-
-async def run_writer(writer: LineWriter) -> None:
-    writer.start()
-    await asyncio.to_thread(writer.join)
-    assert writer.error is None, writer.error
 
 
 def rename_numbered(path: Path, fd: int, generation: int) -> int:
@@ -83,11 +79,8 @@ async def test_follows_rename_rotation_and_drains_renamed_file(tmp_path: Path, m
     writer = LineWriter(path, lines_per_s=4000, duration_s=2.5, rotate=rename_numbered, rotate_every_s=0.3)
     async with running(options_for(mode, str(path))) as (tailer, collector, log):
         await run_writer(writer)
-        expected = expected_with_after_rename(writer)
-        await wait_for(lambda: sum(collector.counter().values()) >= sum(expected.values()), 15)
-        await asyncio.sleep(0.3)  # would reveal duplicates arriving late
+        await assert_exact_once_arrived(collector, expected_with_after_rename(writer), 15)
         assert writer.rotations >= 7
-        assert_exact(collector, expected)
         assert len(log.named("file_rotated")) == writer.rotations
         assert tailer.stats()["counters"]["bytes_abandoned"] == 0
 
@@ -101,9 +94,7 @@ async def test_follows_delete_and_recreate(tmp_path: Path, mode: WatchMode) -> N
     )
     async with running(options_for(mode, str(path))) as (_tailer, collector, log):
         await run_writer(writer)
-        await wait_for(lambda: len(collector.lines) >= len(writer.written), 15)
-        await asyncio.sleep(0.3)
-        assert_exact(collector, writer.expected())
+        await assert_exact_once_arrived(collector, writer.expected(), 15)
         assert any(f.get("deleted") for f in log.named("file_drained")) or log.named("file_rotated")
 
 
@@ -114,9 +105,7 @@ async def test_copytruncate_recovers_copied_tail_from_the_copy(tmp_path: Path, m
     writer = LineWriter(path, lines_per_s=4000, duration_s=2.0, rotate=copytruncate, rotate_every_s=0.3)
     async with running(options_for(mode, str(path))) as (tailer, collector, log):
         await run_writer(writer)
-        await wait_for(lambda: len(collector.lines) >= len(writer.written), 15)
-        await asyncio.sleep(0.3)
-        assert_exact(collector, writer.expected())
+        await assert_exact_once_arrived(collector, writer.expected(), 15)
         assert len(log.named("file_truncated")) == writer.rotations
         assert tailer.stats()["counters"]["bytes_possibly_lost"] == 0
 
@@ -129,10 +118,8 @@ async def test_inotify_reads_files_that_live_200ms_at_their_path(tmp_path: Path)
     writer = LineWriter(path, lines_per_s=8000, duration_s=3.0, rotate=rename_over_one, rotate_every_s=0.2)
     async with running(options_for(WatchMode.INOTIFY, str(path))) as (tailer, collector, _log):
         await run_writer(writer)
-        await wait_for(lambda: len(collector.lines) >= len(writer.written), 15)
-        await asyncio.sleep(0.3)
+        await assert_exact_once_arrived(collector, writer.expected(), 15)
         assert writer.rotations >= 12
-        assert_exact(collector, writer.expected())
         assert tailer.stats()["counters"]["rotations"] == writer.rotations
         # generations that were deleted (replaced .1) and fully acknowledged leave no checkpoint behind
         await wait_for(lambda: tailer.stats()["counters"]["files_drained"] >= writer.rotations - 1, 15)
@@ -167,10 +154,7 @@ async def test_follows_symlink_whose_target_changes(tmp_path: Path, mode: WatchM
     )
     async with running(options_for(mode, str(link))) as (_tailer, collector, _log):
         await run_writer(writer)
-        expected = expected_with_after_rename(writer)
-        await wait_for(lambda: len(collector.lines) >= sum(expected.values()), 15)
-        await asyncio.sleep(0.3)
-        assert_exact(collector, expected)
+        await assert_exact_once_arrived(collector, expected_with_after_rename(writer), 15)
 
 
 @pytest.mark.parametrize("mode", BACKENDS)
@@ -188,10 +172,7 @@ async def test_follows_time_named_files_like_rotatelogs(tmp_path: Path, mode: Wa
     )
     async with running(options_for(mode, str(tmp_path / "access_log.*"))) as (_tailer, collector, _log):
         await run_writer(writer)
-        expected = expected_with_after_rename(writer)
-        await wait_for(lambda: len(collector.lines) >= sum(expected.values()), 15)
-        await asyncio.sleep(0.3)
-        assert_exact(collector, expected)
+        await assert_exact_once_arrived(collector, expected_with_after_rename(writer), 15)
 
 
 @pytest.mark.parametrize("mode", BACKENDS)
@@ -239,9 +220,7 @@ async def test_inotify_reads_files_renamed_out_of_the_directory_every_200ms(tmp_
     writer = LineWriter(path, lines_per_s=8000, duration_s=2.5, rotate=rename_elsewhere, rotate_every_s=0.2)
     async with running(options_for(WatchMode.INOTIFY, str(path))) as (tailer, collector, _log):
         await run_writer(writer)
-        await wait_for(lambda: len(collector.lines) >= len(writer.written), 15)
-        await asyncio.sleep(0.3)
-        assert_exact(collector, writer.expected())
+        await assert_exact_once_arrived(collector, writer.expected(), 15)
         assert tailer.stats()["counters"]["rotations"] == writer.rotations
 
 
