@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -40,6 +40,28 @@ def many_descriptors() -> Iterator[None]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
     yield
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def start_serving(
+    tmp_path: Path, preexec_fn: Callable[[], None] | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """`logsidecar tail` of a one-line file with its HTTP endpoint on a free loopback port (said in
+    its `started` event: `telemetry_url`); returns the process and the file of its JSON self-logs.
+    `preexec_fn` runs in the child before it starts (a lowered RLIMIT_NOFILE)."""
+    log = tmp_path / "access.log"
+    log.write_text("hello\n")
+    stderr = tmp_path / "stderr.jsonl"
+    command = [sys.executable, "-m", "logsidecar", "tail", "--http-addr", "127.0.0.1:0"]
+    command += ["--state-dir", "none", "--format", "raw", "--log-format", "json", str(log)]
+    with stderr.open("wb") as err:
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            preexec_fn=preexec_fn,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+    return process, stderr
 
 
 def events_of(stderr: Path) -> list[dict[str, object]]:
@@ -73,23 +95,10 @@ def get(url: str, path: str, timeout: float) -> tuple[int, bytes]:
 def test_idle_connection_flood_gives_no_traceback_and_health_still_answers(
     tmp_path: Path, many_descriptors: None, nofile: int
 ) -> None:
-    log = tmp_path / "access.log"
-    log.write_text("hello\n")
-    stderr = tmp_path / "stderr.jsonl"
-
     def lower_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-    command = [sys.executable, "-m", "logsidecar", "tail", "--http-addr", "127.0.0.1:0"]
-    command += ["--state-dir", "none", "--format", "raw", "--log-format", "json", str(log)]
-    with stderr.open("wb") as err:
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            preexec_fn=lower_fd_limit,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        )
+    process, stderr = start_serving(tmp_path, lower_fd_limit)
     sockets: list[socket.socket] = []
     try:
         url = wait_for(lambda: telemetry_url(stderr), timeout=30, message="the HTTP endpoint started")
@@ -143,18 +152,7 @@ def test_idle_connection_flood_gives_no_traceback_and_health_still_answers(
 
 
 def test_an_idle_connection_is_closed_after_the_idle_timeout(tmp_path: Path) -> None:
-    log = tmp_path / "access.log"
-    log.write_text("hello\n")
-    stderr = tmp_path / "stderr.jsonl"
-    command = [sys.executable, "-m", "logsidecar", "tail", "--http-addr", "127.0.0.1:0"]
-    command += ["--state-dir", "none", "--format", "raw", "--log-format", "json", str(log)]
-    with stderr.open("wb") as err:
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        )
+    process, stderr = start_serving(tmp_path)
     try:
         url = wait_for(lambda: telemetry_url(stderr), timeout=30, message="the HTTP endpoint started")
         host, port = url.removeprefix("http://").rsplit(":", 1)
