@@ -5,7 +5,6 @@ its files 0600, and a symlink planted at the database path is refused, not follo
 from __future__ import annotations
 
 import os
-import sqlite3
 import stat
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from logsidecar import events
 from logsidecar.tail.checkpoints import CheckpointStore
 from logsidecar.tail.identity import StoredFingerprint
 from logsidecar.tail.state_files import DB_FILE_NAME, JOURNAL_FILE_NAME
+from tests.support.old_checkpoint_store import write_old_checkpoint_store
 
 SECRET_HEAD = b"Authorization: Bearer s3cr3t-TOKEN-0123456789 the first bytes of a log\n"
 
@@ -70,22 +70,11 @@ def test_raw_fingerprints_of_an_old_database_are_hashed_on_load_and_leave_the_fi
 ) -> None:
     # A database as the store wrote it before fingerprints were hashed (raw first bytes, 0644).
     tmp_path.chmod(0o755)
-    old = sqlite3.connect(tmp_path / DB_FILE_NAME)
-    old.execute("PRAGMA journal_mode=WAL")
-    old.execute(
-        "CREATE TABLE checkpoints (file_key TEXT PRIMARY KEY, dev INTEGER NOT NULL, ino INTEGER NOT NULL,"
-        " fingerprint BLOB NOT NULL, offset INTEGER NOT NULL, path TEXT NOT NULL, last_seen REAL NOT NULL)"
+    database = write_old_checkpoint_store(
+        tmp_path,
+        [("k", 1, 2, SECRET_HEAD, 4096, "/logs/access.log", 1.0), ("e", 1, 3, b"", 0, "/logs/e.log", 1.0)],
     )
-    with old:
-        old.execute(
-            "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ("k", 1, 2, SECRET_HEAD, 4096, "/logs/access.log", 1.0),
-        )
-        old.execute(
-            "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)", ("e", 1, 3, b"", 0, "/logs/e.log", 1.0)
-        )
-    old.close()
-    os.chmod(tmp_path / DB_FILE_NAME, 0o644)
+    os.chmod(database, 0o644)
     assert b"s3cr3t-TOKEN" in state_bytes(tmp_path)
 
     store = CheckpointStore(tmp_path)

@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import socket
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 from logsidecar.tail.options import TailOptions, WatchMode
 from logsidecar.tail.state_files import DB_FILE_NAME
 from tests.support.helpers import wait_for
+from tests.support.old_checkpoint_store import write_old_checkpoint_store
 from tests.support.paths import REPO_ROOT
 from tests.support.tailer_harness import async_test, running
 from tests.support.tailer_harness import wait_for as wait_for_async
@@ -276,15 +276,9 @@ def test_an_old_checkpoint_store_with_raw_fingerprints_resumes_without_rereading
     state.mkdir()
     st = os.stat(log)
     # the store as written before fingerprints were hashed: the first 1 KiB in clear, offset at line 5
-    old = sqlite3.connect(state / DB_FILE_NAME)
-    old.execute("PRAGMA journal_mode=WAL")
-    old.execute(
-        "CREATE TABLE checkpoints (file_key TEXT PRIMARY KEY, dev INTEGER NOT NULL, ino INTEGER NOT NULL,"
-        " fingerprint BLOB NOT NULL, offset INTEGER NOT NULL, path TEXT NOT NULL, last_seen REAL NOT NULL)"
-    )
-    with old:
-        old.execute(
-            "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
+    write_old_checkpoint_store(
+        state,
+        [
             (
                 "old-key",
                 st.st_dev,
@@ -293,9 +287,9 @@ def test_an_old_checkpoint_store_with_raw_fingerprints_resumes_without_rereading
                 sum(map(len, lines[:5])),
                 str(log),
                 time.time(),
-            ),
-        )
-    old.close()
+            )
+        ],
+    )
     process = logsidecar_tail(
         "--format", "raw", "--stdout-format", "raw", "--state-dir", str(state), str(log)
     )
