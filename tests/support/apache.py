@@ -446,17 +446,8 @@ class ApacheServer:
         sent just after this returns can still land in the old file; `wait_for_old_workers`
         also waits until every worker of the previous generation has exited, after which
         nothing writes to the old files any more."""
-        process = self._running_process()
         old_workers = self.worker_pids()
-        before = LogMark.of(self.error_log)
-        os.kill(process.pid, signal.SIGUSR1)
-        wait_for(
-            lambda: before.written_since(self.error_log, READY_MARKER) or process.poll() is not None,
-            timeout=timeout_s,
-            message="apache graceful restart to write AH00489 to the error log",
-        )
-        if process.poll() is not None:
-            raise ApacheError(self._diagnostics(f"exited during graceful restart ({process.returncode})"))
+        self._signal_and_wait_until_ready(signal.SIGUSR1, "graceful restart", timeout_s)
         if wait_for_old_workers:
             wait_for(
                 lambda: not (old_workers & self.worker_pids()),
@@ -483,16 +474,21 @@ class ApacheServer:
 
     def restart(self, timeout_s: float = 10.0) -> None:
         """Hard restart (SIGHUP): workers are killed, logs reopened."""
+        self._signal_and_wait_until_ready(signal.SIGHUP, "restart", timeout_s)
+
+    def _signal_and_wait_until_ready(self, signum: int, what: str, timeout_s: float) -> None:
+        """Send `signum` to the parent and wait until the new generation says it runs (AH00489 in
+        the error log); ApacheError if the parent exits instead."""
         process = self._running_process()
         before = LogMark.of(self.error_log)
-        os.kill(process.pid, signal.SIGHUP)
+        os.kill(process.pid, signum)
         wait_for(
             lambda: before.written_since(self.error_log, READY_MARKER) or process.poll() is not None,
             timeout=timeout_s,
-            message="apache restart to write AH00489 to the error log",
+            message=f"apache {what} to write AH00489 to the error log",
         )
         if process.poll() is not None:
-            raise ApacheError(self._diagnostics(f"exited during restart ({process.returncode})"))
+            raise ApacheError(self._diagnostics(f"exited during {what} ({process.returncode})"))
 
     def stop(self, graceful: bool = False, timeout_s: float = 10.0) -> None:
         """Stop Apache (SIGTERM; SIGWINCH for a graceful stop that lets requests finish) and wait
