@@ -65,8 +65,7 @@ def busybox(client):
 def volume_image(client, busybox):
     """busybox + `VOLUME /var/log/apache2`: the data-only log volume pattern."""
     tag = f"logsidecar-test-logvol:{RUN}"
-    dockerfile = f'FROM {busybox}\nVOLUME /var/log/apache2\nCMD ["true"]\n'
-    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, labels=LABEL)
+    _build_dockerfile(client, f'FROM {busybox}\nVOLUME /var/log/apache2\nCMD ["true"]\n', tag)
     yield tag
     client.images.remove(tag, force=True)
 
@@ -75,6 +74,11 @@ def logsidecar(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "logsidecar", *args], capture_output=True, text=True, timeout=120, **kw
     )
+
+
+def _build_dockerfile(client, dockerfile: str, tag: str) -> None:
+    """Build `dockerfile` (no context) as `tag`, labelled as this run's."""
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, labels=LABEL)
 
 
 def _run(client, image, name, labels=None, **kw):
@@ -86,23 +90,17 @@ def _run(client, image, name, labels=None, **kw):
 def test_check_image_flags_a_write_into_a_volume_after_volume(client, busybox):
     bad = f"logsidecar-test-badvol:{RUN}"
     good = f"logsidecar-test-goodvol:{RUN}"
-    client.images.build(
-        fileobj=io.BytesIO(
-            f"FROM {busybox}\nRUN mkdir -p /var/log/apache2\nVOLUME /var/log/apache2\n"
-            "RUN echo started > /var/log/apache2/access.log\n".encode()
-        ),
-        tag=bad,
-        rm=True,
-        labels=LABEL,
+    _build_dockerfile(
+        client,
+        f"FROM {busybox}\nRUN mkdir -p /var/log/apache2\nVOLUME /var/log/apache2\n"
+        "RUN echo started > /var/log/apache2/access.log\n",
+        bad,
     )
-    client.images.build(
-        fileobj=io.BytesIO(
-            f"FROM {busybox}\nRUN mkdir -p /var/log/apache2 && echo ok > /var/log/apache2/access.log\n"
-            "VOLUME /var/log/apache2\nRUN echo elsewhere > /tmp/x\n".encode()
-        ),
-        tag=good,
-        rm=True,
-        labels=LABEL,
+    _build_dockerfile(
+        client,
+        f"FROM {busybox}\nRUN mkdir -p /var/log/apache2 && echo ok > /var/log/apache2/access.log\n"
+        "VOLUME /var/log/apache2\nRUN echo elsewhere > /tmp/x\n",
+        good,
     )
     try:
         report = check_image(client, bad)
