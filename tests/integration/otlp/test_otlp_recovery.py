@@ -60,6 +60,42 @@ async def round_trip_s(sink: OtlpSink) -> float:
     return slowest
 
 
+def capped_attempt(cap_s: float) -> int:
+    """The first attempt whose backoff (INITIAL_BACKOFF_S, doubling) reaches the cap `cap_s`."""
+    attempt = 1
+    while INITIAL_BACKOFF_S * 2 ** (attempt - 1) < cap_s:
+        attempt += 1
+    return attempt
+
+
+async def sends_backing_off_at_the_cap(
+    sink: OtlpSink,
+    receiver: GrpcWitness | HttpWitness,
+    cap_s: float,
+    retries: list[dict[str, Any]],
+    delivered_at: dict[str, float],
+    message: str,
+) -> list[asyncio.Task[None]]:
+    """Start `sink`, send a warm-up batch (the connection is up), stop `receiver` and send IN_FLIGHT
+    batches b0, b1... (each notes in `delivered_at` when it got through). Returns their tasks once
+    each send failed until its backoff reached the cap: from then on, left alone, each waits
+    0.8-1.2 x cap_s between attempts, at its own phase. (Every send reports each attempt number once.)"""
+
+    async def send(name: str) -> None:
+        await sink.send(batch(name))
+        delivered_at[name] = time.monotonic()
+
+    await sink.start()
+    await sink.send(batch("warm-up"))  # the connection is up, then goes down under the sends
+    await asyncio.to_thread(receiver.stop)
+    tasks = [asyncio.create_task(send(f"b{n}")) for n in range(IN_FLIGHT)]
+    capped = capped_attempt(cap_s)
+    await wait_for_async(
+        lambda: sum(1 for r in retries if r["attempt"] == capped) >= IN_FLIGHT, 60, 0.01, message=message
+    )
+    return tasks
+
+
 def stopped_receiver(protocol: OtlpProtocol) -> tuple[GrpcWitness | HttpWitness, str]:
     """A witness (not started yet; `stop()` + `start()` keep its port and what it received) and its endpoint."""
     if protocol is OtlpProtocol.GRPC:
@@ -85,27 +121,9 @@ def test_in_flight_batches_are_delivered_one_round_trip_after_the_first_not_afte
     )
     delivered_at: dict[str, float] = {}
 
-    async def send(name: str) -> None:
-        await sink.send(batch(name))
-        delivered_at[name] = time.monotonic()
-
     async def scenario() -> tuple[float, float]:
-        await sink.start()
-        await sink.send(batch("warm-up"))  # the connection is up, then goes down under the sends
-        await asyncio.to_thread(receiver.stop)
-        names = [f"b{n}" for n in range(IN_FLIGHT)]
-        tasks = [asyncio.create_task(send(name)) for name in names]
-        # Each send failed until its backoff reached the cap's range: from now on, left alone, each
-        # waits 0.8-1.2 x MAX_BACKOFF_S between attempts, at its own phase. (Every send reports each
-        # attempt number once.)
-        capped = 1
-        while INITIAL_BACKOFF_S * 2 ** (capped - 1) < MAX_BACKOFF_S:
-            capped += 1
-        await wait_for_async(
-            lambda: sum(1 for r in retries if r["attempt"] == capped) >= IN_FLIGHT,
-            60,
-            0.01,
-            message="every send backing off at the cap",
+        tasks = await sends_backing_off_at_the_cap(
+            sink, receiver, MAX_BACKOFF_S, retries, delivered_at, "every send backing off at the cap"
         )
         returned = time.monotonic()
         await asyncio.to_thread(receiver.start)
@@ -151,24 +169,11 @@ def test_over_grpc_round_robin_every_batch_goes_out_once_the_channel_reconnects_
     )
     delivered_at: dict[str, float] = {}
 
-    async def send(name: str) -> None:
-        await sink.send(batch(name))
-        delivered_at[name] = time.monotonic()
-
-    async def scenario() -> tuple[float, float]:
-        await sink.start()
-        await sink.send(batch("warm-up"))
-        await asyncio.to_thread(receiver.stop)
-        tasks = [asyncio.create_task(send(f"b{n}")) for n in range(IN_FLIGHT)]
-        capped = 1
-        while INITIAL_BACKOFF_S * 2 ** (capped - 1) < cap_s:
-            capped += 1
-        await wait_for_async(
-            lambda: sum(1 for r in retries if r["attempt"] == capped) >= IN_FLIGHT,
-            60,
-            0.01,
-            message="every send at the cap",
+    async def scenario() -> tuple[float, float, float]:
+        tasks = await sends_backing_off_at_the_cap(
+            sink, receiver, cap_s, retries, delivered_at, "every send at the cap"
         )
+        capped = capped_attempt(cap_s)
         # Each send just began a wait of at least 0.8 x cap_s (less how far apart their attempts drifted).
         drift = max(r["at"] for r in retries if r["attempt"] == capped) - min(
             r["at"] for r in retries if r["attempt"] == capped
