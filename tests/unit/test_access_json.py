@@ -8,8 +8,8 @@ access preset and a few custom LogFormats (realistic lines, mutated lines, arbit
 the `auto` parser over sequences of batches (its lock must end where `parse` leaves it), and at the
 pipeline level with the real StdoutSink writing into memory.
 
-Test double: `ScriptedSource` stands in for the Tailer (as in test_pipeline.py): it emits exactly the
-batches a test gives and records the acknowledgements.
+Test double: `ScriptedSource` (tests/support/scripted_source.py) stands in for the Tailer: it emits
+exactly the batches a test gives and records the acknowledgements.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -37,6 +37,7 @@ from logsidecar.stamp import BatchStamp, uid_prefix
 from logsidecar.tail.options import ReadBatch
 from tests.support import direct_cases
 from tests.support.helpers import wait_for_async
+from tests.support.scripted_source import ScriptedSource
 
 # --- formats, realistic lines, parsers ---------------------------------------------------------------
 
@@ -260,33 +261,6 @@ def test_auto_direct_verdict_of_an_unparsable_line_is_that_of_the_final_lock() -
 
 
 # --- 3. the pipeline -------------------------------------------------------------------------------------
-
-
-class ScriptedSource:
-    """Test double for the Tailer: emits the given batches in order, then waits to be stopped."""
-
-    def __init__(self, batches: Sequence[ReadBatch]) -> None:
-        self.batches = list(batches)
-        self.acks: list[tuple[str, int]] = []
-        self._stopped = asyncio.Event()
-
-    async def run(self, emit: Callable[[ReadBatch], Awaitable[None]]) -> None:
-        for batch in self.batches:
-            await emit(batch)
-        await self._stopped.wait()
-
-    def acknowledge(self, file_key: str, offset: int) -> None:
-        self.acks.append((file_key, offset))
-
-    async def drain(self, timeout_s: float) -> bool:
-        self._stopped.set()  # nothing more to read than the scripted batches
-        return True
-
-    async def stop(self) -> None:
-        self._stopped.set()
-
-    def stats(self) -> dict[str, Any]:
-        return {}
 
 
 RESOURCE = {"service.name": "apache-httpd", "host.name": "test-host"}

@@ -2,8 +2,9 @@
 rejected batches, sink failures and graceful shutdown.
 
 Two test doubles stand in for parts whose timing cannot be produced for real on demand:
-- `ScriptedSource` for the Tailer: it emits exactly the batches the test gives and records the
-  acknowledgements (the real Tailer is exercised by tests/integration/tailer/);
+- `ScriptedSource` (tests/support/scripted_source.py) for the Tailer: it emits exactly the batches
+  the test gives and records the acknowledgements (the real Tailer is exercised by
+  tests/integration/tailer/);
 - `GatedSink` for a sink whose deliveries the test settles one by one, in any order it chooses.
 """
 
@@ -29,41 +30,9 @@ from logsidecar.record import LogRecord, Position
 from logsidecar.sinks.base import BatchRejected, RejectedRange, Sink, SinkCapabilities
 from logsidecar.stamp import record_uid
 from logsidecar.tail.options import ReadBatch
+from tests.support.scripted_source import ScriptedSource
 
 RESOURCE = {"service.name": "apache-httpd", "host.name": "test-host"}
-
-
-class ScriptedSource:
-    """Test double for the Tailer: emits the given batches in order, then waits to be stopped."""
-
-    def __init__(self, batches: Sequence[ReadBatch]) -> None:
-        self.batches = list(batches)
-        self.acks: list[tuple[str, int]] = []
-        self.emitted = 0  # emit() calls that returned
-        self.acks_at_stop: list[tuple[str, int]] | None = None
-        self._stopped = asyncio.Event()
-
-    async def run(self, emit: Callable[[ReadBatch], Awaitable[None]]) -> None:
-        for batch in self.batches:
-            if self._stopped.is_set():
-                return
-            await emit(batch)
-            self.emitted += 1
-        await self._stopped.wait()
-
-    def acknowledge(self, file_key: str, offset: int) -> None:
-        self.acks.append((file_key, offset))
-
-    async def drain(self, timeout_s: float) -> bool:
-        self._stopped.set()  # nothing more to read than the scripted batches
-        return True
-
-    async def stop(self) -> None:
-        self.acks_at_stop = list(self.acks)
-        self._stopped.set()
-
-    def stats(self) -> dict[str, Any]:
-        return {}
 
 
 class CollectingSink(Sink):
