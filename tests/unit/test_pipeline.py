@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.pipeline import (
     FormatRule,
@@ -30,6 +29,7 @@ from logsidecar.record import LogRecord, Position
 from logsidecar.sinks.base import BatchRejected, RejectedRange, Sink, SinkCapabilities
 from logsidecar.stamp import record_uid
 from logsidecar.tail.options import ReadBatch
+from tests.support.captured_events import capture_events
 from tests.support.scripted_source import ScriptedSource
 
 RESOURCE = {"service.name": "apache-httpd", "host.name": "test-host"}
@@ -172,9 +172,6 @@ def test_batches_settling_out_of_order_are_acknowledged_in_file_order() -> None:
 
 
 def test_rejected_batch_is_settled_counted_and_reported() -> None:
-    seen: list[tuple[Event, dict[str, Any]]] = []
-    unsubscribe = events.subscribe(lambda event, fields: seen.append((event, dict(fields))))
-
     async def scenario() -> Pipeline:
         source = ScriptedSource([batch("k", [10, 20])])
         sink = GatedSink("otlp")
@@ -187,10 +184,8 @@ def test_rejected_batch_is_settled_counted_and_reported() -> None:
         await task
         return pipeline
 
-    try:
+    with capture_events() as seen:
         pipeline = asyncio.run(scenario())
-    finally:
-        unsubscribe()
     assert pipeline.rejected == {"otlp": 2}
     assert pipeline.sent == {"otlp": 0}
     rejected = [fields for event, fields in seen if event is Event.SINK_REJECTED]
@@ -218,8 +213,6 @@ class MergingRejectingSink(Sink):
 
 
 def test_rejected_records_of_a_merged_batch_are_reported_with_their_files_and_offsets() -> None:
-    seen: list[tuple[Event, dict[str, Any]]] = []
-    unsubscribe = events.subscribe(lambda event, fields: seen.append((event, dict(fields))))
     # Records 0..4 of the merged send are a:10, a:20, a:30, b:5, b:11; the backend refuses 1..3
     # (a:20, a:30 and b:5) as malformed, and 2 of the last one's request in a partial success.
     sink = MergingRejectingSink(
@@ -237,10 +230,8 @@ def test_rejected_records_of_a_merged_batch_are_reported_with_their_files_and_of
         await task
         return pipeline
 
-    try:
+    with capture_events() as seen:
         pipeline = asyncio.run(scenario())
-    finally:
-        unsubscribe()
     assert sink.sizes == [5]  # one merged send
     assert pipeline.rejected == {"otlp": 4} and pipeline.sent == {"otlp": 1}
     reports = [(event, fields) for event, fields in seen if "files" in fields]
