@@ -112,16 +112,26 @@ def test_state_directory_is_0700_and_its_files_0600_whatever_the_umask(tmp_path:
         os.umask(previous)
 
 
-def test_a_symlink_planted_at_the_database_path_is_refused_with_a_clear_error(
-    tmp_path: Path, seen: list[tuple[str, dict[str, object]]]
-) -> None:
+def store_with_a_link_planted_at(
+    tmp_path: Path, name: str, content: bytes = b"untouched\n"
+) -> tuple[CheckpointStore, Path]:
+    """A store in tmp_path/state (0700) whose file `name` is a symlink planted to a file elsewhere
+    holding `content`, with one file tracked; and that file."""
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     target = tmp_path / "elsewhere.txt"
-    target.write_bytes(b"not a database\n")
-    (state / DB_FILE_NAME).symlink_to(target)
+    target.write_bytes(content)
+    (state / name).symlink_to(target)
     store = CheckpointStore(state)
     store.track("k", 1, 2, b"x\n", "/logs/a.log")
+    return store, target
+
+
+def test_a_symlink_planted_at_the_database_path_is_refused_with_a_clear_error(
+    tmp_path: Path, seen: list[tuple[str, dict[str, object]]]
+) -> None:
+    store, target = store_with_a_link_planted_at(tmp_path, DB_FILE_NAME, b"not a database\n")
+    state = tmp_path / "state"
     store.commit("k", 2)
     assert not store.flush()
     [error] = [fields for name, fields in seen if name == "checkpoint_error"]
@@ -133,25 +143,13 @@ def test_a_symlink_planted_at_the_database_path_is_refused_with_a_clear_error(
 
 
 def test_a_symlink_planted_at_the_wal_path_is_refused(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    state.mkdir(mode=0o700)
-    target = tmp_path / "elsewhere.txt"
-    target.write_bytes(b"untouched\n")
-    (state / (DB_FILE_NAME + "-wal")).symlink_to(target)
-    store = CheckpointStore(state)
-    store.track("k", 1, 2, b"x\n", "/logs/a.log")
+    store, target = store_with_a_link_planted_at(tmp_path, DB_FILE_NAME + "-wal")
     assert not store.flush()
     assert target.read_bytes() == b"untouched\n"
 
 
 def test_a_symlink_planted_at_the_journal_path_is_refused(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    state.mkdir(mode=0o700)
-    target = tmp_path / "elsewhere.txt"
-    target.write_bytes(b"untouched\n")
-    (state / JOURNAL_FILE_NAME).symlink_to(target)
-    store = CheckpointStore(state)
-    store.track("k", 1, 2, b"x\n", "/logs/a.log")
+    store, target = store_with_a_link_planted_at(tmp_path, JOURNAL_FILE_NAME)
     assert not store.flush()
     store.commit("k", 2)
     assert not store.flush_soon().result(10)  # no append through the link either
