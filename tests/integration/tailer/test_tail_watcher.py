@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from logsidecar.tail.watch.inotify import InotifyWatcher, ModifyHints
@@ -18,12 +20,17 @@ def append(path: Path, text: bytes) -> None:
         handle.write(text)
 
 
-async def started_watcher(directory: Path) -> InotifyWatcher:
+@asynccontextmanager
+async def watching(directory: Path) -> AsyncIterator[InotifyWatcher]:
+    """An inotify watcher of `directory` (its initial "run discovery now" taken), closed at the end."""
     watcher = InotifyWatcher(60.0, lambda path: path.endswith(".log"))
     watcher.start(asyncio.get_running_loop())
     watcher.watch_directories({directory})
     watcher.take_structure_changed()  # the initial "run discovery now"
-    return watcher
+    try:
+        yield watcher
+    finally:
+        watcher.close()
 
 
 def test_modify_hints_report_pending_events_once(tmp_path: Path) -> None:
@@ -67,23 +74,19 @@ def test_modify_hints_keep_a_directory_watched_while_another_path_to_it_is(tmp_p
 async def test_content_hint_is_held_until_the_coalescing_time(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     log.write_bytes(b"")
-    watcher = await started_watcher(tmp_path)
-    try:
+    async with watching(tmp_path) as watcher:
         append(log, b"one\n")
         hold_until = time.monotonic() + 0.2
         assert await watcher.wait(5.0, hold_content_until=hold_until) is True
         assert time.monotonic() >= hold_until
         assert watcher.take_structure_changed() is False
-    finally:
-        watcher.close()
 
 
 @async_test
 async def test_content_hint_after_a_quiet_spell_wakes_the_waiter(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     log.write_bytes(b"")
-    watcher = await started_watcher(tmp_path)
-    try:
+    async with watching(tmp_path) as watcher:
         waiting = asyncio.create_task(watcher.wait(30.0, hold_content_until=0.0))
         await asyncio.sleep(0.1)
         assert not waiting.done()
@@ -91,8 +94,6 @@ async def test_content_hint_after_a_quiet_spell_wakes_the_waiter(tmp_path: Path)
         assert await asyncio.wait_for(waiting, 10.0) is True
         # the hint was consumed: a new wait with nothing written times out
         assert await watcher.wait(0.2) is False
-    finally:
-        watcher.close()
 
 
 @async_test
@@ -107,8 +108,7 @@ async def test_a_structure_hint_in_the_same_turn_as_a_content_hint_is_not_held(t
         directory = tmp_path / f"try{attempt}"
         directory.mkdir()
         (directory / "a.log").write_bytes(b"")
-        watcher = await started_watcher(directory)
-        try:
+        async with watching(directory) as watcher:
             waiting = asyncio.create_task(watcher.wait(hold_s, hold_content_until=time.monotonic() + hold_s))
             await asyncio.sleep(0.02)
             append(directory / "a.log", b"grown\n")
@@ -119,15 +119,12 @@ async def test_a_structure_hint_in_the_same_turn_as_a_content_hint_is_not_held(t
                 held += 1
             for _path, fd, _st in watcher.take_early_opened():
                 os.close(fd)
-        finally:
-            watcher.close()
     assert held == 0
 
 
 @async_test
 async def test_structure_hint_is_not_held(tmp_path: Path) -> None:
-    watcher = await started_watcher(tmp_path)
-    try:
+    async with watching(tmp_path) as watcher:
         waiting = asyncio.create_task(watcher.wait(30.0, hold_content_until=time.monotonic() + 30.0))
         await asyncio.sleep(0.1)
         (tmp_path / "b.log").write_bytes(b"new\n")
@@ -137,33 +134,25 @@ async def test_structure_hint_is_not_held(tmp_path: Path) -> None:
         assert [path for path, _fd, _st in early] == [str(tmp_path / "b.log")]
         for _path, fd, _st in early:
             os.close(fd)
-    finally:
-        watcher.close()
 
 
 @async_test
 async def test_wake_ends_a_held_wait(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     log.write_bytes(b"")
-    watcher = await started_watcher(tmp_path)
-    try:
+    async with watching(tmp_path) as watcher:
         append(log, b"one\n")
         waiting = asyncio.create_task(watcher.wait(30.0, hold_content_until=time.monotonic() + 30.0))
         await asyncio.sleep(0.1)
         assert not waiting.done()
         watcher.wake()
         assert await asyncio.wait_for(waiting, 10.0) is True
-    finally:
-        watcher.close()
 
 
 @async_test
 async def test_idle_wait_lasts_its_timeout(tmp_path: Path) -> None:
     (tmp_path / "a.log").write_bytes(b"")
-    watcher = await started_watcher(tmp_path)
-    try:
+    async with watching(tmp_path) as watcher:
         started = time.monotonic()
         assert await watcher.wait(0.3) is False
         assert time.monotonic() - started >= 0.3
-    finally:
-        watcher.close()
