@@ -30,6 +30,12 @@ def write_lines(path: Path, prefix: str, count: int, start: int = 0) -> list[byt
     return [line.rstrip(b"\n") for line in lines]
 
 
+async def read_to_the_end(opts: TailOptions, count: int) -> None:
+    """A run that reads (and acknowledges, so checkpoints) the `count` lines there are, then stops."""
+    async with running(opts) as (_t, collector, _l):
+        await wait_for(lambda: len(collector.lines) == count)
+
+
 class PartialAcker(Collector):
     """Acknowledges only the first `limit` lines (the rest is "not delivered" when we stop)."""
 
@@ -66,8 +72,7 @@ async def test_file_rotated_while_down_is_found_by_identity_and_drained_from_che
     log = tmp_path / "access.log"
     state = tmp_path / "state"
     write_lines(log, "A", 500)
-    async with running(options(state, str(log))) as (_t, collector, _l):
-        await wait_for(lambda: len(collector.lines) == 500)
+    await read_to_the_end(options(state, str(log)), 500)
     # while we are down: more lines, rename rotation, a new file with lines of its own
     late = write_lines(log, "A", 200, start=500)
     os.rename(log, tmp_path / "access.log.1")
@@ -84,8 +89,7 @@ async def test_start_at_end_applies_only_to_files_without_checkpoint(tmp_path: P
     known = tmp_path / "known.log"
     state = tmp_path / "state"
     write_lines(known, "K", 100)
-    async with running(options(state, str(tmp_path / "*.log"))) as (_t, collector, _l):
-        await wait_for(lambda: len(collector.lines) == 100)
+    await read_to_the_end(options(state, str(tmp_path / "*.log")), 100)
     missed_known = write_lines(known, "K", 50, start=100)
     unknown = tmp_path / "unknown.log"
     write_lines(unknown, "U", 70)  # no checkpoint: start_at=end skips these
@@ -103,8 +107,7 @@ async def test_small_file_is_read_and_recognised_after_restart(tmp_path: Path) -
     log = tmp_path / "error.log"
     log.write_bytes(b"[notice] AH00094: started, 40 bytes\n")  # well under fingerprint_bytes
     state = tmp_path / "state"
-    async with running(options(state, str(log))) as (_t, collector, _l):
-        await wait_for(lambda: len(collector.lines) == 1)
+    await read_to_the_end(options(state, str(log)), 1)
     with open(log, "ab") as f:
         f.write(b"[error] second line\n")
     async with running(options(state, str(log))) as (_t, collector, _l):
@@ -140,8 +143,7 @@ async def test_new_file_on_reused_inode_is_read_from_zero_after_restart(tmp_path
     state = tmp_path / "state"
     write_lines(log, "OLD", 300)
     old_inode = log.stat().st_ino
-    async with running(options(state, str(log))) as (_t, collector, _l):
-        await wait_for(lambda: len(collector.lines) == 300)
+    await read_to_the_end(options(state, str(log)), 300)
     log.unlink()
     new_lines = [numbered_line("NEW", i) for i in range(400)]
     assert create_on_reused_inode(log, old_inode, b"".join(new_lines)), "inode was not reused"
@@ -235,8 +237,7 @@ async def test_file_created_and_rotated_entirely_while_down_is_read(tmp_path: Pa
     history.write_bytes(b"".join(numbered_line("OLD", i) for i in range(10)))
     os.utime(history, (1_000_000, 1_000_000))
     write_lines(log, "A", 100)
-    async with running(options(state, str(log))) as (_t, collector, _l):
-        await wait_for(lambda: len(collector.lines) == 100)
+    await read_to_the_end(options(state, str(log)), 100)
     late_a = write_lines(log, "A", 20, start=100)
     os.rename(log, tmp_path / "access.log.1")
     b_lines = write_lines(log, "B", 70)
