@@ -18,9 +18,20 @@ from tests.support.helpers import append_lines, wait_for
 from tests.support.http_probe import http_get, scrape
 from tests.support.otlp_receiver import GrpcWitness, free_port
 from tests.support.stall_mount import StallMount
-from tests.support.tail_command import start_tail
+from tests.support.tail_command import TailProcess, start_tail
 
 IN_FLIGHT_LINES = 50  # --max-in-flight-lines: reading pauses after this many undelivered lines
+
+
+def start_tail_to(witness: GrpcWitness, tmp_path: Path, port: int, log: Path) -> TailProcess:
+    """`logsidecar tail` of `log` to `witness` over OTLP, reading at most IN_FLIGHT_LINES ahead of
+    delivery, its /metrics on `port`."""
+    return start_tail(
+        tmp_path,
+        "--output", "otlp", "--otlp-endpoint", witness.endpoint, "--otlp-batch-timeout", "0.05",
+        "--max-in-flight-lines", str(IN_FLIGHT_LINES), "--http-addr", f":{port}", "--format", "raw",
+        str(log),
+    )  # fmt: skip
 
 
 def line(n: int) -> str:
@@ -32,12 +43,7 @@ def test_bytes_behind_grows_with_what_is_written_while_delivery_is_blocked(tmp_p
     append_lines(log, [line(n) for n in range(10)])
     port = free_port()
     witness = GrpcWitness().start()
-    process = start_tail(
-        tmp_path,
-        "--output", "otlp", "--otlp-endpoint", witness.endpoint, "--otlp-batch-timeout", "0.05",
-        "--max-in-flight-lines", str(IN_FLIGHT_LINES), "--http-addr", f":{port}", "--format", "raw",
-        str(log),
-    )  # fmt: skip
+    process = start_tail_to(witness, tmp_path, port, log)
     behind_key = ("logsidecar_bytes_behind", (("input", str(log)),))
     read_key = ("logsidecar_bytes_read_total", (("input", str(log)),))
     healthz = f"http://127.0.0.1:{port}/healthz"
@@ -96,12 +102,7 @@ def test_on_a_network_mount_bytes_behind_grows_too_and_a_stalled_mount_does_not_
     # itself (it would hang with the server), yet the lag must still follow what is written.
     port = free_port()
     witness = GrpcWitness().start()
-    process = start_tail(
-        tmp_path,
-        "--output", "otlp", "--otlp-endpoint", witness.endpoint, "--otlp-batch-timeout", "0.05",
-        "--max-in-flight-lines", str(IN_FLIGHT_LINES), "--http-addr", f":{port}", "--format", "raw",
-        str(mount.path),
-    )  # fmt: skip
+    process = start_tail_to(witness, tmp_path, port, mount.path)
     behind_key = ("logsidecar_bytes_behind", (("input", str(mount.path)),))
     read_key = ("logsidecar_bytes_read_total", (("input", str(mount.path)),))
     grown: list[tuple[int, int]] = []  # (bytes appended, bytes_behind growth)
