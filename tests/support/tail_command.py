@@ -5,7 +5,7 @@ writer process, and real logrotate. No test doubles.
   thread, and keeps every complete JSON line with the monotonic time it arrived (an incomplete last
   line, cut by a kill -9 mid-write, was never delivered and is ignored). Our own logs (stderr) are
   JSON lines too, kept as events. `start_tail(tmp_path, *args)` starts one with its state and stderr
-  under tmp_path.
+  under tmp_path; `dry_run(*args)` runs `tail --dry-run` to its end.
 - `WriterProcess` appends numbered lines `w <seq> t=<monotonic write time> <padding>` at a given
   rate to a file, reopening it on SIGHUP (what Apache does on a graceful restart; logrotate's
   postrotate sends it) and stopping on SIGTERM after a final flush; it reports its total on exit.
@@ -184,6 +184,17 @@ class TailProcess:
 
     def stderr_text(self) -> str:
         return self.stderr_path.read_text(errors="replace")[-4000:]
+
+
+def dry_run(*args: str) -> subprocess.CompletedProcess[str]:
+    """`logsidecar tail --dry-run ARGS` run to its end (30 s at most), its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "logsidecar", "tail", "--dry-run", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO_ROOT,
+    )
 
 
 def start_tail(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> TailProcess:

@@ -23,7 +23,7 @@ from tests.support.http_probe import http_get, scrape
 from tests.support.numbered_lines import access_line, error_line
 from tests.support.otlp_receiver import GrpcWitness, free_port
 from tests.support.paths import REPO_ROOT
-from tests.support.tail_command import TailProcess, WriterProcess, body_seq, start_tail
+from tests.support.tail_command import TailProcess, WriterProcess, body_seq, dry_run, start_tail
 
 
 def attributes(received: Any) -> dict[str, Any]:
@@ -355,11 +355,7 @@ def test_dry_run_shows_files_formats_and_parsed_fields_without_forwarding(tmp_pa
         f'[[inputs]]\npaths = ["{logs}/access.log"]\n\n[[inputs]]\npaths = ["{logs}/error.log"]\nformat = "error"\n'
     )
     state = tmp_path / "state"
-    result = subprocess.run(
-        [sys.executable, "-m", "logsidecar", "tail", "--dry-run", "--dry-run-lines", "2",
-         "--config", str(config), "--state-dir", str(state)],
-        capture_output=True, text=True, timeout=30, cwd=REPO_ROOT,
-    )  # fmt: skip
+    result = dry_run("--dry-run-lines", "2", "--config", str(config), "--state-dir", str(state))
     print(result.stdout)
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -375,10 +371,7 @@ def test_dry_run_shows_files_formats_and_parsed_fields_without_forwarding(tmp_pa
     assert "2 files would be followed" in out
     assert not state.exists()  # no checkpoint touched
 
-    missing = subprocess.run(
-        [sys.executable, "-m", "logsidecar", "tail", "--dry-run", str(tmp_path / "nothing-*.log")],
-        capture_output=True, text=True, timeout=30, cwd=REPO_ROOT,
-    )  # fmt: skip
+    missing = dry_run(str(tmp_path / "nothing-*.log"))
     assert missing.returncode == 1
     assert "no file matches" in missing.stdout
 
@@ -390,10 +383,7 @@ def test_dry_run_names_a_detected_variant_and_hints_when_nothing_is_detected(tmp
         logs / "timed_access.log", [access_line(n) + f" {n * 1000}" for n in range(3)]
     )  # combined %D
     append_lines(logs / "custom_access.log", [access_line(n) + " 0.5 x" for n in range(3)])  # nothing known
-    result = subprocess.run(
-        [sys.executable, "-m", "logsidecar", "tail", "--dry-run", "--state-dir", "none", str(logs / "*.log")],
-        capture_output=True, text=True, timeout=30, cwd=REPO_ROOT,
-    )  # fmt: skip
+    result = dry_run("--state-dir", "none", str(logs / "*.log"))
     print(result.stdout)
     assert result.returncode == 0, result.stderr
     sections = {part.split()[0]: part for part in result.stdout.split("\n\n") if part.startswith("/")}

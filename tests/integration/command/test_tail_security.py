@@ -24,6 +24,7 @@ from logsidecar.tail.state_files import DB_FILE_NAME
 from tests.support.helpers import wait_for
 from tests.support.old_checkpoint_store import write_old_checkpoint_store
 from tests.support.paths import REPO_ROOT
+from tests.support.tail_command import dry_run
 from tests.support.tailer_harness import async_test, running
 from tests.support.tailer_harness import wait_for as wait_for_async
 
@@ -175,20 +176,14 @@ def test_dry_run_on_a_fifo_returns_at_once_and_says_why(tmp_path: Path) -> None:
     logs.mkdir()
     os.mkfifo(logs / "access.log")
     (logs / "error.log").write_text("[Sat Dec 05 10:00:00.000000 2026] [core:error] [pid 1] boom\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "logsidecar", "tail", "--dry-run", str(logs / "*.log")],
-        capture_output=True, text=True, timeout=30, cwd=REPO_ROOT,
-    )  # fmt: skip
+    result = dry_run(str(logs / "*.log"))
     print(result.stdout)
     assert result.returncode == 0, result.stderr
     assert f"{logs}/access.log: refused, never followed: not a regular file (a FIFO)" in result.stdout
     assert "1 file would be followed (1 refused)" in result.stdout
 
     (logs / "error.log").unlink()
-    only_fifo = subprocess.run(
-        [sys.executable, "-m", "logsidecar", "tail", "--dry-run", str(logs / "*.log")],
-        capture_output=True, text=True, timeout=30, cwd=REPO_ROOT,
-    )  # fmt: skip
+    only_fifo = dry_run(str(logs / "*.log"))
     assert only_fifo.returncode == 1
     assert "0 files would be followed (1 refused)" in only_fifo.stdout
 
