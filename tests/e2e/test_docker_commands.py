@@ -166,35 +166,9 @@ def test_attach_says_when_logs_go_to_stdout(client, busybox, tmp_path):
         command=["sleep", "600"],
         volumes={str(logdir): {"bind": "/var/log/apache2", "mode": "rw"}},
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "logsidecar",
-            "docker",
-            "attach",
-            container.name,
-            "--state-dir",
-            str(tmp_path / "state"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        seen = ""
-        while time.monotonic() < deadline and "docker logs" not in seen:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            seen += line
-        print(seen)
-        assert "access.log -> /dev/stdout" in seen
-        assert f"docker logs {container.name}" in seen
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    seen = _attach_stderr(container.name, tmp_path, until="docker logs")
+    assert "access.log -> /dev/stdout" in seen
+    assert f"docker logs {container.name}" in seen
 
 
 def test_attach_tails_a_bind_mounted_log_dir_with_container_metadata(client, busybox, tmp_path):
@@ -856,8 +830,9 @@ def test_attach_reads_error_log_times_in_the_containers_zone(
     assert f"error-log times of {container.name} are read in" in err and source in err
 
 
-def _attach_stderr(container_name: str, tmp_path: Path) -> str:
-    """`docker attach` run until it says it is attaching (every warning comes before); its stderr."""
+def _attach_stderr(container_name: str, tmp_path: Path, until: str = "attaching to") -> str:
+    """`docker attach` run until its stderr holds `until` (by default: it says it is attaching; every
+    warning comes before), or 30 s; its stderr."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "logsidecar", "docker", "attach", container_name, "--state-dir", str(tmp_path / "s")],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -865,7 +840,7 @@ def _attach_stderr(container_name: str, tmp_path: Path) -> str:
     seen = ""
     try:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "attaching to" not in seen:
+        while time.monotonic() < deadline and until not in seen:
             line = proc.stderr.readline()
             if not line:
                 break
