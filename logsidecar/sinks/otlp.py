@@ -46,9 +46,10 @@ processor's bounded queue drops records when full (no backpressure); the exporte
 or their timeout and discard the response, so `partial_success` cannot be read. Instead this sink encodes
 records straight into `ExportLogsServiceRequest` bytes (`encoding/otlp_wire`, ~6 µs/record, see there
 why not via the proto API) and performs the export call (`otlp_transport`) and the retry loop itself,
-on public APIs for everything else: for gRPC, grpc's channel, credentials and gzip channel compression, the
-LogsService method path and `ExportLogsServiceResponse`/`google.rpc.RetryInfo` proto types; for HTTP, a
-pooled requests session. `otlp_connection` holds the pieces the exporter packages keep private (TLS
+on public APIs for everything else: for gRPC, grpc's channel, credentials and gzip channel compression and
+the LogsService method path; for HTTP, a pooled requests session. The collector's answers
+(`ExportLogsServiceResponse`, `google.rpc.Status`, `RetryInfo`) are read by `encoding/otlp_response`:
+protobuf is not imported. `otlp_connection` holds the pieces the exporter packages keep private (TLS
 credentials, User-Agent, Retry-After, retryable statuses): their private names change between releases.
 
 Blocking work (encoding, the export call) runs in worker threads via `asyncio.to_thread`, so the event
