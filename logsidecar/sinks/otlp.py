@@ -77,6 +77,7 @@ from logsidecar.sinks.otlp_fit import (
     SMALLEST_TRUNCATION_BYTES,
     truncate_single_record,
 )
+from logsidecar.sinks.otlp_malloc import release_large_buffers
 from logsidecar.sinks.otlp_settings import OtlpProtocol, OtlpSettings
 from logsidecar.sinks.otlp_transport import (
     Accepted,
@@ -143,6 +144,7 @@ class OtlpSink(Sink):
 
     async def start(self) -> None:
         if self._transport is None:
+            release_large_buffers()  # before the transport's threads and first request: see there
             self._transport = build_transport(self.settings)
 
     accepts_otlp_records = True
@@ -206,11 +208,13 @@ class OtlpSink(Sink):
                 return
             request = await self._truncated(request, limit)
         payload = await asyncio.to_thread(self._transport.prepare, request)
+        request_bytes = len(request)
+        del request  # compressed, the payload is a copy: only one of the two is held while retrying
         outcome = await self._export_with_retry(payload, count)
         if isinstance(outcome, Rejected) and outcome.too_large:
             # The collector's limit is below ours: the halves, or this record cut to half its size.
             # (The limit halves each time, so this ends even for a record that cannot be cut.)
-            smaller = min(limit, len(request))
+            smaller = min(limit, request_bytes)
             if count > 1:
                 await self._split(items, start, stop, encode, rejected, smaller)
                 return
