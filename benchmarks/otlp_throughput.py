@@ -4,6 +4,8 @@
     python benchmarks/otlp_throughput.py --lines 500000 --latency-seconds 30
     python benchmarks/otlp_throughput.py --skip-latency
     python benchmarks/otlp_throughput.py --skip-latency --lines 30000 --line-bytes 8192   # long lines
+    python benchmarks/otlp_throughput.py --skip-latency --lines 1000000 --outputs grpc,http
+    python benchmarks/otlp_throughput.py --skip-throughput --skip-latency --rss-rate 1000   # RSS at 1k/s
 
 1. Throughput: a generated combined access log (benchmarks/generate_logs.py, fixed seed) is read from
    the beginning by `logsidecar tail --format combined`, once per output: stdout to /dev/null (the
