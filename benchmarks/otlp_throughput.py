@@ -4,6 +4,8 @@
     python benchmarks/otlp_throughput.py --lines 500000 --latency-seconds 30
     python benchmarks/otlp_throughput.py --skip-latency
     python benchmarks/otlp_throughput.py --skip-latency --lines 30000 --line-bytes 8192   # long lines
+    python benchmarks/otlp_throughput.py --skip-latency --lines 1000000 --outputs grpc,http
+    python benchmarks/otlp_throughput.py --skip-throughput --skip-latency --rss-rate 1000   # RSS at 1k/s
 
 1. Throughput: a generated combined access log (benchmarks/generate_logs.py, fixed seed) is read from
    the beginning by `logsidecar tail --format combined`, once per output: stdout to /dev/null (the
@@ -246,6 +248,72 @@ class LatencyWriter(threading.Thread):
                     time.sleep(delay)
 
 
+class RateWriter(threading.Thread):
+    """Appends lines taken in turn from `source` (a generated realistic file) at `rate` lines/s,
+    in 10 ms ticks, as httpd children append them."""
+
+    def __init__(self, path: Path, source: list[bytes], rate: int, seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.path, self.source, self.rate, self.seconds = path, source, rate, seconds
+        self.written = 0
+
+    def run(self) -> None:
+        per_tick = max(1, self.rate // 100)
+        begin = time.monotonic()
+        with open(self.path, "ab", buffering=0) as handle:
+            while time.monotonic() - begin < self.seconds:
+                start = self.written % len(self.source)
+                handle.write(b"".join(self.source[start : start + per_tick]))
+                self.written += len(self.source[start : start + per_tick])
+                delay = begin + self.written / self.rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+
+
+def measure_at_rate(
+    label: str, source: list[bytes], rate: int, seconds: float, output_args: list[str], workdir: Path
+) -> dict[str, float]:
+    """RSS and CPU of a tailer that follows a file appended at `rate` lines/s: idle RSS after
+    start-up (the first connection made by one line), then the peak (VmHWM) over `seconds` of
+    writing, and the CPU % of a core over them."""
+    log = Path(tempfile.mkdtemp(dir=workdir, prefix="rate-")) / "access.log"
+    log.write_bytes(source[0])
+    state_dir = Path(tempfile.mkdtemp(dir=workdir, prefix="state-"))
+    stderr = open(workdir / f"tail-rate-{re.sub(r'[^a-z0-9]+', '-', label.lower())}.log", "wb")  # noqa: SIM115
+    port = free_port()
+    process = subprocess.Popen(
+        tail_command(
+            log, state_dir, [*output_args, "--start-at", "beginning", "--http-addr", f"{LOOPBACK}:{port}"]
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        env={**os.environ, **EXTRA_TAIL_ENV},
+    )
+    try:
+        wait_for(lambda: records_delivered(port) >= 1, 30, what="the first record delivered")
+        time.sleep(3.0)
+        idle_rss = current_rss_mib(process.pid)
+        cpu_before, began = cpu_seconds(process.pid), time.monotonic()
+        writer = RateWriter(log, source, rate, seconds)
+        writer.start()
+        writer.join()
+        cpu_percent = (cpu_seconds(process.pid) - cpu_before) / (time.monotonic() - began) * 100
+        wait_for(lambda: records_delivered(port) >= writer.written + 1, 30, what="every line delivered")
+        peak = peak_rss_mib(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        stderr.close()
+    return {"idle_rss": idle_rss, "peak_rss": peak, "cpu_percent": cpu_percent, "written": writer.written}
+
+
+def current_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 _LATENCY_PATH = re.compile(r"/lat/(\d+)/(\d+) ")
 
 
@@ -293,6 +361,20 @@ def measure_latency(
     }
 
 
+OUTPUTS = ("stdout", "grpc", "grpc-gzip", "http")
+
+
+def otlp_outputs(rotel: RotelCollector) -> list[tuple[str, str, list[str]]]:
+    """(name in --outputs, label, tail arguments) of the OTLP outputs, into `rotel`."""
+    grpc = ["--output", "otlp", "--otlp-endpoint", rotel.grpc_endpoint]
+    http = ["--output", "otlp", "--otlp-protocol", "http/protobuf", "--otlp-endpoint", rotel.http_endpoint]
+    return [
+        ("grpc", "OTLP/gRPC → rotel", grpc),
+        ("grpc-gzip", "OTLP/gRPC gzip → rotel", [*grpc, "--otlp-compression", "gzip"]),
+        ("http", "OTLP/HTTP → rotel", http),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -305,6 +387,18 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--outputs",
+        default=",".join(OUTPUTS),
+        help=f"throughput rows to run, comma-separated [{','.join(OUTPUTS)}]",
+    )
+    parser.add_argument(
+        "--rss-rate",
+        type=int,
+        default=0,
+        help="also: idle and peak RSS, CPU %%, of OTLP/gRPC and OTLP/HTTP at this rate (lines/s) [0: skip]",
+    )
+    parser.add_argument("--rss-seconds", type=float, default=20.0)
     parser.add_argument(
         "--tail-arg",
         action="append",
@@ -325,40 +419,27 @@ def main() -> None:
     print(f"# work directory: {workdir}; cores: {os.cpu_count()}; load average: {os.getloadavg()}")
     print(f"# extra tail arguments: {EXTRA_TAIL_ARGS}; environment: {EXTRA_TAIL_ENV}")
 
+    outputs = args.outputs.split(",")
+    if unknown := set(outputs) - set(OUTPUTS):
+        parser.error(f"unknown --outputs {sorted(unknown)}; known: {','.join(OUTPUTS)}")
     if not args.skip_throughput:
         access_log = workdir / "access.log"
         generate_file(access_log, args.lines, args.line_bytes)
         results: list[ThroughputResult] = []
-        results.append(
-            measure_throughput(
-                "stdout > /dev/null",
-                access_log,
-                args.lines,
-                ["--output", "stdout", "--stdout-format", "json"],
-                workdir,
-            )
-        )
-        with RotelCollector(workdir / "rotel-blackhole", forward_to=None) as rotel:
-            grpc = ["--output", "otlp", "--otlp-endpoint", rotel.grpc_endpoint]
-            http = [
-                "--output",
-                "otlp",
-                "--otlp-protocol",
-                "http/protobuf",
-                "--otlp-endpoint",
-                rotel.http_endpoint,
-            ]
-            results.append(measure_throughput("OTLP/gRPC → rotel", access_log, args.lines, grpc, workdir))
+        if "stdout" in outputs:
             results.append(
                 measure_throughput(
-                    "OTLP/gRPC gzip → rotel",
+                    "stdout > /dev/null",
                     access_log,
                     args.lines,
-                    [*grpc, "--otlp-compression", "gzip"],
+                    ["--output", "stdout", "--stdout-format", "json"],
                     workdir,
                 )
             )
-            results.append(measure_throughput("OTLP/HTTP → rotel", access_log, args.lines, http, workdir))
+        with RotelCollector(workdir / "rotel-blackhole", forward_to=None) as rotel:
+            for name, label, output_args in otlp_outputs(rotel):
+                if name in outputs:
+                    results.append(measure_throughput(label, access_log, args.lines, output_args, workdir))
         print()
         print(
             f"Throughput: {args.lines} combined lines ({access_log.stat().st_size / 1e6:.1f} MB), tail from the beginning"
@@ -373,6 +454,29 @@ def main() -> None:
             print(f"{r.label:<26} {r.first_s:>8.2f} {r.delivered_s:>11.2f} {r.delivered_lines_per_s:>10,.0f} "
                   f"{r.wall_s:>14.2f} {r.lines_per_s:>10,.0f} {r.steady_lines_per_s:>15,.0f} "
                   f"{r.cpu_s / r.lines * 1e5:>17.2f} {r.peak_rss_mib:>12.1f}")  # fmt: skip
+
+    if args.rss_rate:
+        source_log = workdir / "rate-source.log"
+        generate_file(source_log, 20_000, args.line_bytes)
+        source = source_log.read_bytes().splitlines(keepends=True)
+        rate_rows = []
+        with RotelCollector(workdir / "rotel-rate", forward_to=None) as rotel:
+            for name, label, output_args in otlp_outputs(rotel):
+                if name in outputs and name != "grpc-gzip":
+                    row = measure_at_rate(
+                        label, source, args.rss_rate, args.rss_seconds, output_args, workdir
+                    )
+                    rate_rows.append((label, row))
+        print()
+        print(
+            f"At {args.rss_rate} lines/s for {args.rss_seconds:.0f} s (realistic combined lines), into rotel:"
+        )
+        print(
+            f"{'output':<26} {'idle RSS MiB':>12} {'peak RSS MiB':>12} {'CPU % of a core':>16} {'lines':>8}"
+        )
+        for label, row in rate_rows:
+            print(f"{label:<26} {row['idle_rss']:>12.1f} {row['peak_rss']:>12.1f} "
+                  f"{row['cpu_percent']:>16.1f} {row['written']:>8.0f}")  # fmt: skip
 
     if not args.skip_latency:
         rows = []

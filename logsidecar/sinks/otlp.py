@@ -46,9 +46,10 @@ processor's bounded queue drops records when full (no backpressure); the exporte
 or their timeout and discard the response, so `partial_success` cannot be read. Instead this sink encodes
 records straight into `ExportLogsServiceRequest` bytes (`encoding/otlp_wire`, ~6 µs/record, see there
 why not via the proto API) and performs the export call (`otlp_transport`) and the retry loop itself,
-on public APIs for everything else: for gRPC, grpc's channel, credentials and gzip channel compression, the
-LogsService method path and `ExportLogsServiceResponse`/`google.rpc.RetryInfo` proto types; for HTTP, a
-pooled requests session. `otlp_connection` holds the pieces the exporter packages keep private (TLS
+on public APIs for everything else: for gRPC, grpc's channel, credentials and gzip channel compression and
+the LogsService method path; for HTTP, a pooled requests session. The collector's answers
+(`ExportLogsServiceResponse`, `google.rpc.Status`, `RetryInfo`) are read by `encoding/otlp_response`:
+protobuf is not imported. `otlp_connection` holds the pieces the exporter packages keep private (TLS
 credentials, User-Agent, Retry-After, retryable statuses): their private names change between releases.
 
 Blocking work (encoding, the export call) runs in worker threads via `asyncio.to_thread`, so the event
@@ -76,6 +77,7 @@ from logsidecar.sinks.otlp_fit import (
     SMALLEST_TRUNCATION_BYTES,
     truncate_single_record,
 )
+from logsidecar.sinks.otlp_malloc import release_large_buffers
 from logsidecar.sinks.otlp_settings import OtlpProtocol, OtlpSettings
 from logsidecar.sinks.otlp_transport import (
     Accepted,
@@ -142,6 +144,7 @@ class OtlpSink(Sink):
 
     async def start(self) -> None:
         if self._transport is None:
+            release_large_buffers()  # before the transport's threads and first request: see there
             self._transport = build_transport(self.settings)
 
     accepts_otlp_records = True
@@ -205,11 +208,13 @@ class OtlpSink(Sink):
                 return
             request = await self._truncated(request, limit)
         payload = await asyncio.to_thread(self._transport.prepare, request)
+        request_bytes = len(request)
+        del request  # compressed, the payload is a copy: only one of the two is held while retrying
         outcome = await self._export_with_retry(payload, count)
         if isinstance(outcome, Rejected) and outcome.too_large:
             # The collector's limit is below ours: the halves, or this record cut to half its size.
             # (The limit halves each time, so this ends even for a record that cannot be cut.)
-            smaller = min(limit, len(request))
+            smaller = min(limit, request_bytes)
             if count > 1:
                 await self._split(items, start, stop, encode, rejected, smaller)
                 return

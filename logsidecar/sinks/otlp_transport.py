@@ -5,8 +5,9 @@ or `Misconfigured` (retried until fixed). The policy over these outcomes (retry,
 report) is the sink's (`sinks/otlp.py`); which status falls where is written there.
 
 Both transports use public APIs only (grpc's channel, credentials and gzip channel compression; a
-pooled requests session; the opentelemetry-proto response types), and the pieces the exporter
-packages keep private are in `otlp_connection`. Header values are secrets: never in reasons or reprs.
+pooled requests session), and the pieces the exporter packages keep private are in `otlp_connection`.
+Requests and responses are bytes both ways: `otlp_wire` writes the requests, `otlp_response` reads the
+responses, google.rpc.Status and RetryInfo, so protobuf is never imported. Header values are secrets: never in reasons or reprs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from logsidecar.encoding.otlp_response import (
+    ResponseDecodeError,
+    export_logs_response,
+    retry_delay_s,
+    rpc_status,
+)
 from logsidecar.sinks.otlp_connection import (
     GRPC_CHANNEL_OPTIONS,
     USER_AGENT,
@@ -155,7 +162,6 @@ class GrpcTransport:
 
     def __init__(self, settings: OtlpSettings) -> None:
         import grpc
-        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
         self._grpc = grpc
         target, secure = grpc_target(settings)
@@ -180,8 +186,9 @@ class GrpcTransport:
         self._metadata = tuple(settings.headers.items())
         self._call = self._channel.unary_unary(
             _LOGS_EXPORT_METHOD,
-            request_serializer=None,  # bytes are sent as they are: otlp_wire already serialized them
-            response_deserializer=ExportLogsServiceResponse.FromString,
+            # bytes both ways: otlp_wire serialized the request, otlp_response reads the answer
+            request_serializer=None,
+            response_deserializer=None,
         )
 
     def prepare(self, request: bytes) -> bytes:
@@ -195,8 +202,7 @@ class GrpcTransport:
             return self._classify(error)
         except Exception as error:  # noqa: BLE001 - e.g. "closed channel": retried (or SinkClosed), never lost
             return Retryable("export failed unexpectedly", repr(error))
-        partial = response.partial_success
-        return Accepted(rejected_records=partial.rejected_log_records, message=partial.error_message)
+        return _accepted(response)
 
     def _classify(self, error: Any) -> Outcome:
         code = error.code()
@@ -254,14 +260,19 @@ def _says_too_large(detail: str) -> bool:
     return "larger than max" in lowered or "too large" in lowered
 
 
+def _accepted(body: bytes) -> Accepted:
+    try:
+        partial = export_logs_response(body)
+    except ResponseDecodeError:  # the collector said OK: an unreadable answer does not undo that
+        return Accepted()
+    return Accepted(rejected_records=partial.rejected_log_records, message=partial.error_message)
+
+
 def _grpc_retry_delay(error: Any) -> float | None:
     try:
-        from google.rpc.error_details_pb2 import RetryInfo
-
         for key, value in error.trailing_metadata() or ():
             if key == "google.rpc.retryinfo-bin":
-                info = RetryInfo.FromString(value)
-                return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+                return retry_delay_s(value)
     except Exception:  # noqa: BLE001 - a malformed hint is ignored, not fatal
         return None
     return None
@@ -274,8 +285,6 @@ class HttpTransport:
     """POST of the serialized request to the logs URL; the response body carries partial_success."""
 
     def __init__(self, settings: OtlpSettings) -> None:
-        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-
         self._url = settings.endpoint
         cert: str | tuple[str, str] | None = settings.client_cert_file
         if settings.client_cert_file and settings.client_key_file:
@@ -290,7 +299,6 @@ class HttpTransport:
         self._gzip = settings.compression is Compression.GZIP
         if self._gzip:
             self._headers["Content-Encoding"] = "gzip"
-        self._response_type = ExportLogsServiceResponse
 
     def prepare(self, request: bytes) -> bytes:
         if self._gzip:
@@ -308,12 +316,7 @@ class HttpTransport:
             detail = str(result.error or "no response")
             return Retryable(_connection_reason(detail), detail)
         if 200 <= status < 300:
-            try:
-                response = self._response_type.FromString(result.body)
-            except Exception:  # noqa: BLE001 - an unparsable 2xx body still means accepted
-                return Accepted()
-            partial = response.partial_success
-            return Accepted(rejected_records=partial.rejected_log_records, message=partial.error_message)
+            return _accepted(result.body)
         detail = _http_error_detail(result)
         reason = f"{_HTTP_REASONS.get(status, 'collector failed the export')} (HTTP {status})"
         if status in (400, 413):
@@ -367,12 +370,10 @@ def _http_error_detail(result: HttpResult) -> str:
     """The collector's message: OTLP/HTTP error bodies are google.rpc.Status protobuf messages."""
     body = result.body
     try:
-        from google.rpc.status_pb2 import Status
-
-        message = Status.FromString(body).message
+        message = rpc_status(body).message
         if message:
             return message
-    except Exception:  # noqa: BLE001 - not protobuf: fall back to text
+    except ResponseDecodeError:  # not protobuf: fall back to text
         pass
     return body[:200].decode("utf-8", "replace").strip() or str(result.reason or "")
 

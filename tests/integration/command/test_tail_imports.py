@@ -77,7 +77,7 @@ def test_tail_to_stdout_imports_no_sdk_grpc_or_docker(tmp_path: Path) -> None:
         assert loaded(modules, packages) == []
 
 
-def test_tail_to_otlp_grpc_loads_grpc_but_no_sdk_or_http_client(tmp_path: Path) -> None:
+def test_tail_to_otlp_grpc_loads_grpc_but_no_sdk_protobuf_or_http_client(tmp_path: Path) -> None:
     with GrpcWitness() as witness:
         modules = run_tail(
             tmp_path,
@@ -85,11 +85,11 @@ def test_tail_to_otlp_grpc_loads_grpc_but_no_sdk_or_http_client(tmp_path: Path) 
             lambda: witness.record_count >= 1,
         )
     assert loaded(modules, GRPC)
-    for packages in (OTEL_SDK, DOCKER_SDK, HTTP_CLIENT, PROMETHEUS):
+    for packages in (OTEL_SDK, DOCKER_SDK, PROTOBUF, HTTP_CLIENT, PROMETHEUS):
         assert loaded(modules, packages) == []
 
 
-def test_tail_to_otlp_http_loads_no_grpc(tmp_path: Path) -> None:
+def test_tail_to_otlp_http_loads_no_grpc_or_protobuf(tmp_path: Path) -> None:
     with HttpWitness() as witness:
         modules = run_tail(
             tmp_path,
@@ -104,5 +104,5 @@ def test_tail_to_otlp_http_loads_no_grpc(tmp_path: Path) -> None:
             lambda: len(witness.bodies()) >= 1,
         )
     assert loaded(modules, HTTP_CLIENT)
-    for packages in (GRPC, OTEL_SDK, DOCKER_SDK, PROMETHEUS):
+    for packages in (GRPC, OTEL_SDK, DOCKER_SDK, PROTOBUF, PROMETHEUS):
         assert loaded(modules, packages) == []
