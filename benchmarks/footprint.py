@@ -29,6 +29,16 @@ Rows:
 - throughput: tail a --throughput-lines combined file from its beginning to a pipe (JSON lines),
   lines/s from process start, CPU s and peak RSS (Fluent Bit: read_from_head, file_cache_advise off,
   flush 0.1 s, as in /work/shared/notes/fluent-bit-build.md);
+- throughput into rotel: the same file from its beginning over OTLP into one real rotel collector
+  (blackhole exporter, as in the outage row; started once for the row): logsidecar over OTLP/gRPC
+  and OTLP/HTTP, Fluent Bit's opentelemetry output (OTLP/HTTP, logs_uri /v1/logs; flush 0.1 s).
+  The clock runs from process start until the subject's own count of records delivered reaches
+  the file's line count (asked every 20 ms near the end, rarely before: `poll_interval_s`): ours
+  is logsidecar_records_delivered_total on --http-addr /metrics (a record counts once its send
+  returned, i.e. rotel answered), Fluent Bit's is its output's `proc_records` on its HTTP server
+  (-H, /api/v1/metrics: records of chunks the output flushed with success). Both count exactly the
+  records the collector accepted (rotel's blackhole gives no count of its own). CPU s and peak RSS
+  as for stdout;
 - image size: `docker image inspect logsidecar/logsidecar:local`, when present.
 
 Numbers only, no assertions. CPU is user+sys of the whole process (every thread) from /proc/PID/stat.
@@ -37,6 +47,7 @@ Numbers only, no assertions. CPU is user+sys of the whole process (every thread)
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import re
@@ -48,9 +59,11 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -58,9 +71,13 @@ sys.path.insert(0, str(REPO))
 from benchmarks.generate_logs import generate_lines  # noqa: E402
 from benchmarks.tail_end_to_end import cpu_seconds, peak_rss_mib  # noqa: E402
 
+if TYPE_CHECKING:
+    from tests.support.otlp_receiver import RotelCollector
+
 IMAGE = "logsidecar/logsidecar:local"
-ROWS = ("idle", "rates", "latency", "outage", "throughput", "image")
+ROWS = ("idle", "rates", "latency", "outage", "throughput", "otlp-throughput", "image")
 LATENCY_RATE = 1_000
+LOOPBACK = "127.0.0.1"
 OUTAGE_RATE = 1_000
 
 
@@ -153,6 +170,12 @@ class Subject:
     # argv to read an existing file from its beginning (throughput)
     from_head: Callable[[Path, Path], list[str]]
     otlp_over_grpc: bool  # else OTLP/HTTP
+    # argv to read an existing file from its beginning into OTLP: (log file, work directory, rotel,
+    # protocol "grpc" | "http", port of the subject's metrics server) -> argv
+    otlp_from_head: Callable[[Path, Path, RotelCollector, str, int], list[str]]
+    # records delivered so far, from the subject's metrics server on that port (0 while it is not up)
+    delivered: Callable[[int], int]
+    otlp_protocols: tuple[str, ...]  # what the throughput-into-rotel row measures it with
     cwd: Path = REPO  # `python -m logsidecar` imports the tree it runs in
 
 
@@ -167,13 +190,44 @@ def logsidecar_subject(tree: Path = REPO, name: str = "logsidecar") -> Subject:
             "--log-level", "warning", *outputs, *extra, str(log),
         ]  # fmt: skip
 
+    def otlp_argv(log: Path, work: Path, rotel: RotelCollector, protocol: str, port: int) -> list[str]:
+        endpoint = rotel.grpc_endpoint if protocol == "grpc" else rotel.http_endpoint
+        extra = ["--http-addr", f"{LOOPBACK}:{port}", "--start-at", "beginning"]
+        if protocol == "http":
+            extra += ["--otlp-protocol", "http/protobuf"]
+        return argv(log, work, endpoint, *extra)
+
     return Subject(
         name,
         lambda log, work, output: argv(log, work, output),
         lambda log, work: argv(log, work, "stdout", "--start-at", "beginning"),
         otlp_over_grpc=True,
+        otlp_from_head=otlp_argv,
+        delivered=logsidecar_delivered,
+        otlp_protocols=("grpc", "http"),
         cwd=tree,
     )
+
+
+def logsidecar_delivered(port: int) -> int:
+    """logsidecar_records_delivered_total, summed over sinks, from the tailer's /metrics."""
+    try:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("logsidecar_records_delivered_total{")))  # fmt: skip
+
+
+def fluent_bit_delivered(port: int) -> int:
+    """`proc_records` of Fluent Bit's outputs, from its HTTP server's /api/v1/metrics."""
+    try:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/api/v1/metrics", timeout=2) as response:
+            outputs = json.loads(response.read()).get("output", {})
+    except (OSError, ValueError):
+        return 0
+    return sum(int(output.get("proc_records", 0)) for output in outputs.values())
 
 
 def fluent_bit_subjects(binary: str, parsers: Path) -> list[Subject]:
@@ -187,16 +241,22 @@ def fluent_bit_subjects(binary: str, parsers: Path) -> list[Subject]:
             *tail_extra, *outputs, "-f", flush,
         ]  # fmt: skip
 
+    from_head = ("-p", "read_from_head=on", "-p", "file_cache_advise=off")
+
+    def otlp_argv(log: Path, work: Path, rotel: RotelCollector, protocol: str, port: int) -> list[str]:
+        return [*argv(log, rotel.http_endpoint, "0.1", *from_head), "-H", "-P", str(port)]
+
     subjects = []
     for flush in ("1", "0.05"):
         subjects.append(
             Subject(
                 f"fluent-bit -f {flush}",
                 lambda log, work, output, flush=flush: argv(log, output, flush),
-                lambda log, work, flush=flush: argv(
-                    log, "stdout", "0.1", "-p", "read_from_head=on", "-p", "file_cache_advise=off"
-                ),
+                lambda log, work: argv(log, "stdout", "0.1", *from_head),
                 otlp_over_grpc=False,
+                otlp_from_head=otlp_argv,
+                delivered=fluent_bit_delivered,
+                otlp_protocols=("http",),
             )
         )
     return subjects
@@ -414,6 +474,43 @@ def throughput(subject: Subject, path: Path, lines: int, work: Path) -> Throughp
     return result
 
 
+def poll_interval_s(done: int, total: int, elapsed_s: float) -> float:
+    """When to ask a subject's metrics again: a quarter of the time left at the rate so far, between
+    20 ms and 0.5 s. Asking costs the subject CPU (our /metrics took ~3 ms a scrape: every 20 ms that
+    was ~15 % of a core), so it asks rarely until the end is near, then every 20 ms."""
+    if done <= 0:
+        return 0.1
+    left_s = (total - done) / (done / elapsed_s)
+    return min(max(left_s / 4, 0.02), 0.5)
+
+
+def otlp_throughput(
+    subject: Subject, protocol: str, path: Path, lines: int, work: Path, rotel: RotelCollector
+) -> Throughput:
+    """`path` from its beginning into `rotel`; the clock stops when the subject's own metrics count
+    every line delivered (see the module docstring)."""
+    from tests.support.otlp_receiver import free_port
+
+    run = Path(tempfile.mkdtemp(dir=work, prefix=f"otlp-{protocol}-"))
+    port = free_port()
+    started = time.monotonic()
+    child = start(subject, subject.otlp_from_head(path, run, rotel, protocol, port), run, run / "stdout.log")
+    try:
+        while (delivered := subject.delivered(port)) < lines:
+            if child.poll() is not None:
+                raise RuntimeError(
+                    f"{subject.name} exited before delivering every line (see {run}/stderr.log)"
+                )
+            if time.monotonic() - started > 600:
+                raise TimeoutError(f"{subject.name}: not every line delivered after 600 s (see {run})")
+            time.sleep(poll_interval_s(delivered, lines, time.monotonic() - started))
+        wall = time.monotonic() - started
+        result = Throughput(lines / wall, cpu_seconds(child.pid), peak_rss_mib(child.pid))
+    finally:
+        stop(child)
+    return result
+
+
 def image_size_mib() -> str:
     if shutil.which("docker") is None:
         return "n/a (no docker)"
@@ -520,26 +617,47 @@ def main() -> None:
                          {n: summary([r.rss_end_mib for r in got[n]], "{:.1f}") for n in names}))  # fmt: skip
             rows.append(("OTLP outage: peak RSS MiB",
                          {n: summary([r.peak_rss_mib for r in got[n]], "{:.1f}") for n in names}))  # fmt: skip
-        if "throughput" not in skip and args.throughput_lines:
-            print(f"throughput over {args.throughput_lines:,} lines ...", file=sys.stderr)
-            path = work / "throughput.log"
+        path = work / "throughput.log"
+        by_flush: dict[str, Subject] = {}
+        for subject in subjects:  # the flush interval is fixed (0.1 s) for Fluent Bit here
+            by_flush.setdefault(subject.name.split(" -f")[0], subject)
+        cells = {name: name.split(" -f")[0] for name in names}
+        if {"throughput", "otlp-throughput"} - skip and args.throughput_lines:
             with path.open("wb") as handle:
                 for line in generate_lines("combined", args.throughput_lines, 7):
                     handle.write(line + b"\n")
-            by_flush: dict[str, Subject] = {}
-            for subject in subjects:  # the flush interval is fixed (0.1 s) for Fluent Bit here
-                by_flush.setdefault(subject.name.split(" -f")[0], subject)
+        if "throughput" not in skip and args.throughput_lines:
+            print(f"throughput over {args.throughput_lines:,} lines ...", file=sys.stderr)
             got = {}
             for _ in range(args.repeat):
                 for key, subject in by_flush.items():
                     got.setdefault(key, []).append(throughput(subject, path, args.throughput_lines, work))
-            cells = {name: name.split(" -f")[0] for name in names}
             rows.append(("tail → stdout JSON (pipe): lines/s",
                          {n: summary([r.lines_per_s for r in got[cells[n]]], "{:,.0f}") for n in names}))  # fmt: skip
             rows.append(("tail → stdout JSON (pipe): CPU s",
                          {n: summary([r.cpu_s for r in got[cells[n]]], "{:.2f}") for n in names}))  # fmt: skip
             rows.append(("tail → stdout JSON (pipe): peak RSS MiB",
                          {n: summary([r.peak_rss_mib for r in got[cells[n]]], "{:.1f}") for n in names}))  # fmt: skip
+        if "otlp-throughput" not in skip and args.throughput_lines:
+            print(f"throughput into rotel over {args.throughput_lines:,} lines ...", file=sys.stderr)
+            from tests.support.otlp_receiver import RotelCollector
+
+            into: dict[tuple[str, str], list[Throughput]] = {}
+            with RotelCollector(work / "rotel-throughput", forward_to=None) as rotel:
+                for _ in range(args.repeat):
+                    for key, subject in by_flush.items():
+                        for protocol in subject.otlp_protocols:
+                            into.setdefault((key, protocol), []).append(
+                                otlp_throughput(subject, protocol, path, args.throughput_lines, work, rotel)
+                            )
+            for protocol, label in (("grpc", "OTLP/gRPC"), ("http", "OTLP/HTTP")):
+                got_by = {n: into.get((cells[n], protocol), []) for n in names}
+                rows.append((f"tail → {label} into rotel: lines/s",
+                             {n: summary([r.lines_per_s for r in got_by[n]], "{:,.0f}") for n in names}))  # fmt: skip
+                rows.append((f"tail → {label} into rotel: CPU s",
+                             {n: summary([r.cpu_s for r in got_by[n]], "{:.2f}") for n in names}))  # fmt: skip
+                rows.append((f"tail → {label} into rotel: peak RSS MiB",
+                             {n: summary([r.peak_rss_mib for r in got_by[n]], "{:.1f}") for n in names}))  # fmt: skip
         if "image" not in skip:
             cells = {n: "n/a (no image built here)" for n in names}
             cells["logsidecar"] = image_size_mib()

@@ -14,6 +14,11 @@ Invariants:
   (FIONREAD) minus two pages of slack for partly filled pipe buffers; we are the pipe's only writer
   (a second writer filling it between the check and the write would stall the loop until the reader
   reads, never lose or reorder data).
+- A pipe on stdout is grown to PIPE_BYTES (F_SETPIPE_SZ; where the system allows it): at the
+  default 64 KiB a reader gets at most 64 KiB per read, so a JSON batch (~1.3 MB for 1,100 combined
+  lines) took ~20 write/read hand-offs, and at full throughput the writer thread spent most of the
+  run blocked on the pipe while the in-flight budget stopped reading (benchmarks/footprint.py
+  throughput row). The buffer is kernel memory, filled only while the reader lags.
 - `send` returns only after the write and flush returned: that is delivery for stdout.
 - Batches are written in the order `send` was called (an asyncio.Lock is FIFO).
 - A closed stdout (EPIPE, e.g. `| head`) raises `OutputClosed`: the pipeline stops without
@@ -178,6 +183,9 @@ def encode_pretty(records: Sequence[LogRecord], *, colour: bool = True) -> bytes
 
 
 PIPE_SLACK_BYTES = 2 * mmap.PAGESIZE  # a pipe buffer (page) may be partly filled at each end
+# The capacity our stdout pipe is grown to: Linux's default /proc/sys/fs/pipe-max-size, the most an
+# unprivileged process may ask for.
+PIPE_BYTES = 1 << 20
 
 
 def _pipe_fd(stream: BinaryIO) -> int | None:
@@ -187,6 +195,21 @@ def _pipe_fd(stream: BinaryIO) -> int | None:
         return fd if stat.S_ISFIFO(os.fstat(fd).st_mode) else None
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def grow_pipe(fd: int, size: int = PIPE_BYTES) -> int:
+    """Grow pipe `fd` to hold `size` bytes (never shrink it); its capacity after. Where the system
+    refuses (over pipe-max-size or the user's pipe quota, EPERM/EBUSY) the pipe stays as it was."""
+    try:
+        capacity = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+        if capacity < size:
+            capacity = fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+    except OSError:
+        try:
+            return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+        except OSError:
+            return 0
+    return capacity
 
 
 def pipe_has_room(fd: int, size: int) -> bool:
@@ -206,6 +229,8 @@ class _WriterThread:
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
         self._pipe_fd = _pipe_fd(stream)
+        if self._pipe_fd is not None:
+            grow_pipe(self._pipe_fd)
         self._queue: queue.SimpleQueue[tuple[bytes, Callable[[BaseException | None], None]] | None] = (
             queue.SimpleQueue()
         )

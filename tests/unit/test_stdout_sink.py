@@ -15,10 +15,12 @@ import pytest
 
 from logsidecar.record import LogRecord, Severity, encode_json_lines
 from logsidecar.sinks.stdout import (
+    PIPE_BYTES,
     OutputClosed,
     StdoutFormat,
     StdoutSink,
     format_pretty_line,
+    grow_pipe,
     resolve_format,
 )
 
@@ -190,13 +192,13 @@ def test_write_to_a_pipe_with_room_is_in_the_pipe_when_send_returns() -> None:
 
 def test_write_to_a_full_pipe_does_not_block_the_event_loop_and_keeps_order() -> None:
     read_fd, write_fd = os.pipe()
-    capacity = fcntl.fcntl(write_fd, fcntl.F_GETPIPE_SZ)
-    big = [LogRecord(body="x" * 999) for _ in range(capacity // 1000 + 8)]  # more than the pipe holds
 
-    async def scenario() -> tuple[bool, bytes]:
+    async def scenario() -> tuple[bool, bytes, int]:
         with os.fdopen(write_fd, "wb") as stream:
             sink = StdoutSink(StdoutFormat.RAW, stream)
-            await sink.start()
+            await sink.start()  # (grows the pipe)
+            capacity = fcntl.fcntl(write_fd, fcntl.F_GETPIPE_SZ)
+            big = [LogRecord(body="x" * 999) for _ in range(capacity // 1000 + 8)]  # more than the pipe holds
             first = asyncio.create_task(sink.send(big))
             second = asyncio.create_task(sink.send([LogRecord(body="after")]))
             ticks = 0
@@ -212,11 +214,41 @@ def test_write_to_a_full_pipe_does_not_block_the_event_loop_and_keeps_order() ->
 
             await asyncio.gather(asyncio.to_thread(drain), first, second)
             await sink.close()
-            return blocked, bytes(received)
+            return blocked, bytes(received), len(big)
 
     try:
-        blocked, received = asyncio.run(scenario())
+        blocked, received, records = asyncio.run(scenario())
     finally:
         os.close(read_fd)
     assert blocked
-    assert received == b"".join(b"x" * 999 + b"\n" for _ in big) + b"after\n"
+    assert received == (b"x" * 999 + b"\n") * records + b"after\n"
+
+
+def test_a_pipe_on_stdout_is_grown_so_that_a_batch_goes_in_few_writes() -> None:
+    read_fd, write_fd = os.pipe()
+    fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4096)  # the smallest: whatever the system default is
+    allowed = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+
+    async def scenario() -> int:
+        with os.fdopen(write_fd, "wb") as stream:
+            sink = StdoutSink(StdoutFormat.RAW, stream)
+            await sink.start()
+            grown = fcntl.fcntl(write_fd, fcntl.F_GETPIPE_SZ)
+            await sink.close()
+            return grown
+
+    try:
+        assert asyncio.run(scenario()) == min(PIPE_BYTES, allowed)
+    finally:
+        os.close(read_fd)
+
+
+def test_grow_pipe_never_shrinks_and_says_what_it_has() -> None:
+    read_fd, write_fd = os.pipe()
+    try:
+        before = fcntl.fcntl(write_fd, fcntl.F_GETPIPE_SZ)
+        assert grow_pipe(write_fd, 4096) == before  # asked for less: left as it was
+        assert fcntl.fcntl(write_fd, fcntl.F_GETPIPE_SZ) == before
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
