@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from logsidecar import events
 from logsidecar.events import ConfigErrorEvent
 from logsidecar.metrics.aggregate import DEFAULT_MAX_ROUTES, DEFAULT_MAX_SERVER_ADDRESSES, DEFAULT_ROUTE_DEPTH
 from logsidecar.metrics.sink import DEFAULT_EXPORT_INTERVAL_S, AccessMetricsSink
 from logsidecar.pipeline import FormatRule, ParserSelector, PipelineOptions, validate_format_rules
-from logsidecar.settings.resolved import ResolvedRun, reads_stdin, tail_options
+from logsidecar.settings.resolved import ResolvedRun, from_settings, reads_stdin, tail_options
 from logsidecar.settings.timezones import parse_timezone
 from logsidecar.sinks.base import Sink
 from logsidecar.sinks.stdout import StdoutFormat, StdoutSink
 from logsidecar.tail.options import TailOptions
+
+if TYPE_CHECKING:
+    from logsidecar.settings.model import Settings
 
 __all__ = ["Plan", "build_plan", "parser_selector", "reads_stdin", "tail_options", "tailed_directories"]
 
@@ -80,9 +84,19 @@ def _docker_resource(run: ResolvedRun) -> dict[str, Any]:
     return resource
 
 
-def build_plan(run: ResolvedRun) -> Plan:
+def build_plan(
+    run: ResolvedRun | Settings,
+    env: Mapping[str, str] | None = None,
+    otlp_flags: Mapping[str, Any] | None = None,
+) -> Plan:
     """Parsers, sinks and options of `run` (nothing started). Raises FormatError for a format the
-    model accepted but that cannot be built."""
+    model accepted but that cannot be built.
+
+    Given validated `Settings` instead (tools, tests), resolves them first in `env` (default
+    os.environ) with `otlp_flags` (`settings.resolved.from_settings`), which may raise ConfigError
+    or ValueError too."""
+    if not isinstance(run, ResolvedRun):
+        run = from_settings(run, os.environ if env is None else env, otlp_flags)
     parsers = parser_selector(run)
     container = _docker_resource(run) if run.container_resource is None else run.container_resource
     run = dataclasses.replace(run, container_resource=container)  # a start-up's lookup, not repeated
