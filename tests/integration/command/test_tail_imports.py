@@ -20,7 +20,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.support.otlp_receiver import GrpcWitness, HttpWitness, wait_for
+from tests.support.otlp_receiver import GrpcWitness, HttpWitness, self_signed_certificate, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 LINE = b'192.0.2.7 - - [05/Dec/2026:10:00:00 +0000] "GET /imports HTTP/1.1" 200 12 "-" "probe/1"\n'
@@ -121,3 +121,27 @@ def test_tail_to_otlp_http_loads_no_grpc(tmp_path: Path) -> None:
     assert loaded(modules, HTTP_CLIENT)
     for packages in (GRPC, OTEL_SDK, DOCKER_SDK, PROMETHEUS, RESOLVING):
         assert loaded(modules, packages) == []
+
+
+def test_tail_to_otlp_over_https_loads_ssl_and_delivers(tmp_path: Path) -> None:
+    """The runtime imports asyncio without ssl (`logsidecar.runtime`); an output that needs TLS still
+    imports it and delivers over it."""
+    cert, key = self_signed_certificate(tmp_path)
+    with HttpWitness(tls=(cert, key)) as witness:
+        modules = run_tail(
+            tmp_path,
+            [
+                "--output",
+                "otlp",
+                "--otlp-protocol",
+                "http/protobuf",
+                "--otlp-endpoint",
+                witness.url.removesuffix("/v1/logs"),
+                "--otlp-ca-file",
+                str(cert),
+            ],  # fmt: skip
+            lambda: len(witness.bodies()) >= 1,
+        )
+    assert witness.url.startswith("https://")
+    assert loaded(modules, SSL)
+    assert loaded(modules, RESOLVING) == []
