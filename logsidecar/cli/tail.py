@@ -2,9 +2,17 @@
 
 Click only: the options (every one also from a `LOGSIDECAR_*` variable, and from a `--config` file)
 become one `Settings` through `settings.sources.resolve` (flags > environment > file > defaults, key
-by key); `service.plan.build_plan` turns them into parsers, sinks and options; `service.supervisor`
-runs the pipeline until SIGTERM/SIGINT (draining within `--drain-timeout`), reloads on SIGHUP, and
-exits 0 after a graceful stop.
+by key); `settings.resolved.from_settings` makes them a plain `ResolvedRun`; `service.plan.build_plan`
+turns that into parsers, sinks and options; `service.supervisor` runs the pipeline until
+SIGTERM/SIGINT (draining within `--drain-timeout`), reloads on SIGHUP, and exits 0 after a graceful
+stop.
+
+Resolve, then run lean: once everything is validated (the plan built, the state directory checked),
+the real command (the console script, `python -m logsidecar`: `cli.PROCESS_ARGUMENTS`) replaces its
+process with `python -m logsidecar.runtime` (`service.handover`), which runs the same supervisor
+without click, pydantic or the settings model; SIGHUP resolves again in a child (`cli.resolve`,
+this command with RESOLVE_ONLY). Inside click's CliRunner or a test's process, for `docker attach`
+(which hands a source or a path map in ctx.obj) and wherever exec is impossible, the run stays here.
 
 Operations:
 - `--http-addr`: /metrics, /livez, /readyz, /healthz (`service.telemetry`; docs/kubernetes.md).
