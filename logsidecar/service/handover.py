@@ -16,7 +16,7 @@ import signal
 import sys
 
 from logsidecar import events
-from logsidecar.events import Event, Level
+from logsidecar.events import Level, Started
 from logsidecar.settings.errors import ConfigError
 from logsidecar.settings.resolved import ResolvedRun
 
@@ -33,9 +33,7 @@ def exec_runtime(run: ResolvedRun) -> None:
     (no memfd, no interpreter to run), having said why once at debug level: the caller then runs
     `run` in this process, as before."""
     why = _replace_process(run)
-    events.emit(
-        Event.STARTED, component="runtime", level=Level.DEBUG, reason=f"running in this process: {why}"
-    )
+    events.emit(Started(component="runtime", reason=f"running in this process: {why}", level=Level.DEBUG))
 
 
 def _replace_process(run: ResolvedRun) -> str:
