@@ -47,6 +47,7 @@ PROMETHEUS = ("prometheus_client",)
 # What resolving the command costs, none of it needed while it runs (click, the settings model).
 RESOLVING = ("pydantic", "pydantic_core", "click", "logsidecar.cli", "logsidecar.settings.model")
 SSL = ("ssl", "_ssl")
+OPENSSL_HASHES = ("_hashlib",)  # libcrypto, for digests Python computes itself (logsidecar.runtime)
 
 
 def loaded(modules: set[str], packages: tuple[str, ...]) -> list[str]:
@@ -88,7 +89,17 @@ def run_tail(tmp_path: Path, output_args: list[str], delivered: object) -> set[s
 def test_tail_to_stdout_imports_no_sdk_grpc_or_docker(tmp_path: Path) -> None:
     modules = run_tail(tmp_path, ["--stdout-format", "json"], None)
     assert "logsidecar.sinks.stdout" in modules  # the probe saw the running command
-    for packages in (GRPC, OTEL_SDK, DOCKER_SDK, PROTOBUF, HTTP_CLIENT, PROMETHEUS, RESOLVING, SSL):
+    for packages in (
+        GRPC,
+        OTEL_SDK,
+        DOCKER_SDK,
+        PROTOBUF,
+        HTTP_CLIENT,
+        PROMETHEUS,
+        RESOLVING,
+        SSL,
+        OPENSSL_HASHES,
+    ):
         assert loaded(modules, packages) == []
 
 
