@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from logsidecar import events
 from logsidecar.events import ConfigErrorEvent
-from logsidecar.metrics.aggregate import DEFAULT_MAX_ROUTES, DEFAULT_MAX_SERVER_ADDRESSES, DEFAULT_ROUTE_DEPTH
-from logsidecar.metrics.sink import DEFAULT_EXPORT_INTERVAL_S, AccessMetricsSink
 from logsidecar.pipeline import FormatRule, ParserSelector, PipelineOptions, validate_format_rules
 from logsidecar.settings.resolved import ResolvedRun, from_settings, reads_stdin, tail_options
 from logsidecar.settings.timezones import parse_timezone
@@ -29,6 +27,7 @@ from logsidecar.sinks.stdout import StdoutFormat, StdoutSink
 from logsidecar.tail.options import TailOptions
 
 if TYPE_CHECKING:
+    from logsidecar.metrics.sink import AccessMetricsSink
     from logsidecar.settings.model import Settings
 
 __all__ = ["Plan", "build_plan", "parser_selector", "reads_stdin", "tail_options", "tailed_directories"]
@@ -114,6 +113,9 @@ def build_plan(
         else:
             sinks.append(StdoutSink(StdoutFormat(str(output.stdout_format))))
     if run.derived_metrics is not None:
+        # imported for --derive-metrics only (its aggregation tables)
+        from logsidecar.metrics.sink import AccessMetricsSink
+
         sinks.append(
             AccessMetricsSink(
                 run.derived_metrics,
@@ -135,22 +137,17 @@ def build_plan(
     )
 
 
-def build_access_metrics_sink(
-    *,
-    route_depth: int = DEFAULT_ROUTE_DEPTH,
-    export_interval_s: float = DEFAULT_EXPORT_INTERVAL_S,
-    max_routes: int = DEFAULT_MAX_ROUTES,
-    max_server_addresses: int = DEFAULT_MAX_SERVER_ADDRESSES,
-    **otlp_kwargs: Any,
-) -> AccessMetricsSink:
-    """The access-metrics sink from the `--otlp-*` parameters (unknown keys are ignored) and the
-    OTEL_EXPORTER_OTLP_(METRICS_)* environment. Raises ConfigError for an invalid combination."""
+# The sink's own keywords that `build_access_metrics_sink` passes on (the others are --otlp-* ones).
+_METRICS_SINK_KEYWORDS = ("route_depth", "export_interval_s", "max_routes", "max_server_addresses")
+
+
+def build_access_metrics_sink(**keywords: Any) -> AccessMetricsSink:
+    """The access-metrics sink from the `--otlp-*` parameters (unknown keys are ignored), the
+    OTEL_EXPORTER_OTLP_(METRICS_)* environment and its own `route_depth`, `export_interval_s`,
+    `max_routes` and `max_server_addresses` (AccessMetricsSink's defaults when not given). Raises
+    ConfigError for an invalid combination."""
+    from logsidecar.metrics.sink import AccessMetricsSink
     from logsidecar.settings.otel_env import resolve_metrics_settings  # the model's defaults: pydantic
 
-    return AccessMetricsSink(
-        resolve_metrics_settings(otlp_kwargs),
-        route_depth=route_depth,
-        export_interval_s=export_interval_s,
-        max_routes=max_routes,
-        max_server_addresses=max_server_addresses,
-    )
+    own = {key: keywords.pop(key) for key in _METRICS_SINK_KEYWORDS if key in keywords}
+    return AccessMetricsSink(resolve_metrics_settings(keywords), **own)
