@@ -21,7 +21,7 @@ from logsidecar import events
 from logsidecar.events import ConfigErrorEvent
 from logsidecar.pipeline import FormatRule, ParserSelector, PipelineOptions, validate_format_rules
 from logsidecar.settings.resolved import ResolvedRun, from_settings, reads_stdin, tail_options
-from logsidecar.settings.timezones import parse_timezone
+from logsidecar.settings.values import parse_timezone
 from logsidecar.sinks.base import Sink
 from logsidecar.sinks.stdout import StdoutFormat, StdoutSink
 from logsidecar.tail.options import TailOptions

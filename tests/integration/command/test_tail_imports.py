@@ -156,3 +156,9 @@ def test_tail_to_otlp_over_https_loads_ssl_and_delivers(tmp_path: Path) -> None:
     assert witness.url.startswith("https://")
     assert loaded(modules, SSL)
     assert loaded(modules, RESOLVING) == []
+
+
+def test_tail_with_the_http_endpoint_loads_prometheus_but_not_the_settings_model(tmp_path: Path) -> None:
+    modules = run_tail(tmp_path, ["--stdout-format", "json", "--http-addr", "127.0.0.1:0"], None)
+    assert loaded(modules, PROMETHEUS)  # the endpoint runs ...
+    assert loaded(modules, RESOLVING) == []  # ... and parses its address without pydantic

@@ -1,6 +1,6 @@
-"""Time zones by name: 'local', 'UTC', an offset or an IANA name. Apart from `settings.units` (which
-builds pydantic types) so that the running process (`logsidecar.runtime`) reads a zone without
-loading pydantic."""
+"""The syntaxes of setting values that the running process reads too: time zones ('local', 'UTC',
+an offset or an IANA name) and HOST:PORT. Apart from `settings.units` (which builds the pydantic
+types on them) so that the runtime (`logsidecar.runtime`) parses them without loading pydantic."""
 
 from __future__ import annotations
 
@@ -43,3 +43,18 @@ def parse_timezone(text: str, env: Mapping[str, str] | None = None) -> tzinfo:
         raise ValueError(
             f"unknown timezone {text!r}; expected local, UTC, an offset like +02:00 or a name like Europe/Paris"
         ) from None
+
+
+def parse_http_addr(text: str) -> tuple[str, int]:
+    """'127.0.0.1:9464', '[::1]:9464', 'localhost:9464', ':9464' or '9464' (both loopback) -> (host, port)."""
+    raw = text.strip()
+    if raw.isdigit():
+        raw = ":" + raw
+    match = re.fullmatch(r"(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]\s]*))?:?(\d+)", raw)
+    if not match or ":" not in raw:
+        raise ValueError(f"invalid address {text!r}; expected HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464")
+    host = match.group(1) or match.group(2) or "127.0.0.1"
+    port = int(match.group(3))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"invalid address {text!r}; port must be between 0 and 65535")
+    return host, port
