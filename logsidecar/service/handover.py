@@ -53,13 +53,27 @@ def _replace_process(run: ResolvedRun) -> str:
             stream.flush()
         signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
         try:
-            os.execv(sys.executable, [sys.executable, "-m", RUNTIME_MODULE, RUN_FD_OPTION, str(fd)])
+            os.execv(sys.executable, python_module_command(RUNTIME_MODULE, RUN_FD_OPTION, str(fd)))
         finally:  # reached only when the exec failed
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
     except OSError as exc:
         os.close(fd)
         return f"cannot start {sys.executable}: {exc.strerror or exc}"
     return "the exec returned"  # never: execv replaces the process or raises
+
+
+def python_module_command(module: str, *arguments: str) -> list[str]:
+    """`python -m MODULE ARGUMENTS` running this very logsidecar. `-m` puts the working directory
+    first on sys.path, so a `logsidecar` directory there (a source checkout) would be run instead of
+    the installed one `tail` runs from; -P leaves it out, unless it is where this logsidecar is."""
+    import logsidecar
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(logsidecar.__file__)))
+    try:
+        from_working_directory = package_parent == os.getcwd()
+    except OSError:  # the working directory was removed
+        from_working_directory = False
+    return [sys.executable, *([] if from_working_directory else ["-P"]), "-m", module, *arguments]
 
 
 def read_run(fd: int) -> ResolvedRun:
@@ -74,7 +88,7 @@ def resolve_again(arguments: tuple[str, ...]) -> ResolvedRun:
     into the long-lived process. Raises ConfigError with the child's error lines."""
     import subprocess
 
-    command = [sys.executable, "-m", RESOLVER_MODULE, *arguments]
+    command = python_module_command(RESOLVER_MODULE, *arguments)
     try:
         done = subprocess.run(
             command, stdin=subprocess.DEVNULL, capture_output=True, timeout=RESOLVE_TIMEOUT_S, check=False

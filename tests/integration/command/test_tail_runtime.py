@@ -119,3 +119,30 @@ def test_when_the_exec_fails_the_run_goes_on_in_the_tail_process(tmp_path: Path)
     said = [e for e in events if e["event"] == "started" and e.get("component") == "runtime"]
     assert len(said) == 1 and str(missing) in said[0]["reason"], said
     assert said[0]["level"] == "debug"
+
+
+def test_the_runtime_is_this_logsidecar_not_one_in_the_working_directory(tmp_path: Path) -> None:
+    """`python -m` puts the working directory first on sys.path; a `logsidecar` there (a source
+    checkout of another version) must not become the runtime of the installed one."""
+    impostor = tmp_path / "logsidecar"
+    impostor.mkdir()
+    (impostor / "__init__.py").write_text("")
+    (impostor / "runtime.py").write_text("import sys\nsys.exit('the impostor runtime ran')\n")
+    log = tmp_path / "access.log"
+    log.write_bytes(LINE)
+    child = subprocess.Popen(
+        # -P: `tail` itself is the installed one (as the console script would be)
+        [sys.executable, "-P", "-m", "logsidecar", "tail", "--format", "combined", "--start-at", "beginning",
+         "--state-dir", str(tmp_path / "state"), str(log)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])},
+    )  # fmt: skip
+    assert child.stdout is not None
+    try:
+        assert b"/runtime" in child.stdout.readline()
+        cmdline = Path(f"/proc/{child.pid}/cmdline").read_bytes().split(b"\0")
+    finally:
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 0, stderr.decode()
+    assert cmdline[1:4] == [b"-P", b"-m", b"logsidecar.runtime"], cmdline
