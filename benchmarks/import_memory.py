@@ -2,7 +2,8 @@
 
     python benchmarks/import_memory.py [--after 5] [--top 25] [--rss-only] -- tail --format combined FILE ...
 
-Runs the command given after `--` in this process (as `python -m logsidecar ...` would), with
+Runs the command given after `--` in this process (as `python -m logsidecar ...` would; for `tail`,
+its long-lived process: `python -m logsidecar.runtime` on the run resolved by a child), with
 tracemalloc on and every module's loading wrapped: a module's own cost is what its creation and
 execution allocated (Python heap, tracemalloc) and what the process's RSS grew by meanwhile
 (shared libraries mapped and touched, e.g. an extension module), minus what the modules it
@@ -23,6 +24,7 @@ import importlib.machinery
 import os
 import runpy
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -170,8 +172,27 @@ def main() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=stop_later, daemon=True).start()
-    sys.argv = ["logsidecar", *command]
-    runpy.run_module("logsidecar", run_name="__main__", alter_sys=True)
+    if command[:1] == ["tail"]:
+        # The long-lived process of `tail` is the runtime it replaces itself with (after resolving
+        # with click and pydantic): resolve in a child as a reload does, run the runtime here.
+        sys.argv = ["logsidecar.runtime", "--run-fd", str(resolved_run_fd(command))]
+        runpy.run_module("logsidecar.runtime", run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = ["logsidecar", *command]
+        runpy.run_module("logsidecar", run_name="__main__", alter_sys=True)
+
+
+def resolved_run_fd(command: list[str]) -> int:
+    """A descriptor holding the resolved run of `logsidecar COMMAND` (`logsidecar.cli.resolve`)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "logsidecar.cli.resolve", *command], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        sys.exit(f"cannot resolve {' '.join(command)}: {(done.stdout or done.stderr).decode().strip()}")
+    fd = os.memfd_create("logsidecar-run", 0)
+    os.write(fd, done.stdout)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """`python -m logsidecar` runs the CLI."""
 
-from logsidecar.cli import main
+from logsidecar.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -318,8 +318,10 @@ class SinkRejected(TypedEvent):
 class Started(TypedEvent):
     event = Event.STARTED
     sinks: list[str] | None = None  # the pipeline
-    component: str | None = None  # a part other than the pipeline ("telemetry")
+    component: str | None = None  # a part other than the pipeline ("telemetry", "runtime")
     url: str | None = None
+    reason: str | None = None  # "runtime": why the run stays in the `tail` process
+    level: Level | None = None  # debug for "runtime"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -75,6 +75,18 @@ def remember_header_values(headers: Mapping[str, str] | Iterable[tuple[str, str]
             remember(words[-1])
 
 
+def known() -> tuple[tuple[str, str, bool], ...]:
+    """Every secret remembered so far, as (secret, shown instead, whole word only): what another
+    process of ours (`logsidecar.runtime`) is given to `remember_all`."""
+    return tuple((text, shown, found is not None) for text, shown, found in _ordered)
+
+
+def remember_all(secrets: Iterable[tuple[str, str, bool]]) -> None:
+    """`remember` each of `known()`'s secrets."""
+    for secret, shown, whole_word in secrets:
+        remember(secret, shown, whole_word=whole_word)
+
+
 def forget_all() -> None:
     """For tests: a process that starts over."""
     global _ordered

@@ -41,6 +41,16 @@ _SUBCOMMANDS = {
 }
 
 
+# Keys of the root context's `obj` (a dict; `docker attach` gives `tail` its own):
+# - PROCESS_ARGUMENTS: the command runs as the `logsidecar` command itself (`run`: the console
+#   script, `python -m logsidecar`), never inside click's CliRunner or a test's process (which call
+#   `main`). Only then may `tail` replace the process with the lean runtime (`logsidecar.runtime`),
+#   which resolves again on SIGHUP by running these arguments.
+# - RESOLVE_ONLY: `tail` resolves and writes the run, and runs nothing (`cli.resolve`).
+PROCESS_ARGUMENTS = "logsidecar.process_arguments"
+RESOLVE_ONLY = "logsidecar.resolve_only"
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *_SUBCOMMANDS})
@@ -77,6 +87,13 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     ctx.meta["logsidecar.verbosity"] = verbosity
     if verbosity and "LOGSIDECAR_LOG_LEVEL" not in os.environ:
         os.environ["LOGSIDECAR_LOG_LEVEL"] = _VERBOSITY_LEVELS[verbosity]
+
+
+def run() -> None:
+    """The `logsidecar` command itself (the console script, `python -m logsidecar`): `main` on this
+    process's own arguments, marked as such (PROCESS_ARGUMENTS) so that `tail` may replace the process
+    with the lean runtime. `main` called directly (click's CliRunner, a test, a tool) runs in process."""
+    main(obj={PROCESS_ARGUMENTS: tuple(sys.argv[1:])})
 
 
 def verbosity() -> int:

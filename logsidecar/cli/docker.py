@@ -209,7 +209,7 @@ def _follow_engine_logs(client, target, labels: tuple[str, ...], tail_args: tupl
     args += _tail_time_zone_args(client, target, tail_args)
 
     def source(plan):
-        state = plan.settings.state_dir
+        state = plan.run.state_dir
         state_dir = None if state is None or state.lower() == "none" else Path(state)
         return EngineLogSource(target, plan.tail_options, state_dir)
 

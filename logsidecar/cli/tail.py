@@ -2,9 +2,17 @@
 
 Click only: the options (every one also from a `LOGSIDECAR_*` variable, and from a `--config` file)
 become one `Settings` through `settings.sources.resolve` (flags > environment > file > defaults, key
-by key); `service.plan.build_plan` turns them into parsers, sinks and options; `service.supervisor`
-runs the pipeline until SIGTERM/SIGINT (draining within `--drain-timeout`), reloads on SIGHUP, and
-exits 0 after a graceful stop.
+by key); `settings.resolved.from_settings` makes them a plain `ResolvedRun`; `service.plan.build_plan`
+turns that into parsers, sinks and options; `service.supervisor` runs the pipeline until
+SIGTERM/SIGINT (draining within `--drain-timeout`), reloads on SIGHUP, and exits 0 after a graceful
+stop.
+
+Resolve, then run lean: once everything is validated (the plan built, the state directory checked),
+the real command (the console script, `python -m logsidecar`: `cli.PROCESS_ARGUMENTS`) replaces its
+process with `python -m logsidecar.runtime` (`service.handover`), which runs the same supervisor
+without click, pydantic or the settings model; SIGHUP resolves again in a child (`cli.resolve`,
+this command with RESOLVE_ONLY). Inside click's CliRunner or a test's process, for `docker attach`
+(which hands a source or a path map in ctx.obj) and wherever exec is impossible, the run stays here.
 
 Operations:
 - `--http-addr`: /metrics, /livez, /readyz, /healthz (`service.telemetry`; docs/kubernetes.md).
@@ -28,17 +36,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
 
+from logsidecar.cli import PROCESS_ARGUMENTS, RESOLVE_ONLY
 from logsidecar.cli.model_options import settings_options
 from logsidecar.cli.otlp_options import OTLP_PARAMETER_NAMES
 from logsidecar.parse.base import FormatError
+from logsidecar.redact import known as known_secrets
 from logsidecar.redact import redact
 from logsidecar.settings.errors import ConfigError
 from logsidecar.settings.model import Settings
 from logsidecar.settings.options import unknown_variable_warnings
+from logsidecar.settings.resolved import from_settings
 from logsidecar.settings.sources import NO_INPUTS, flags_from_click, resolve
 from logsidecar.sinks.stdout import OutputClosed, silence_stdout
 from logsidecar.terminal import escape_controls
@@ -115,12 +128,22 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
       docker logs -f web 2>&1 | logsidecar tail -
     """
     flags = {k: v for k, v in flags_from_click(ctx).items() if k not in _NOT_SETTINGS}
-    for line in unknown_variable_warnings(os.environ):
-        click.echo(line, err=True)
+    # `docker attach` runs this command with what it knows of the container (ctx.obj): the source it
+    # built (--engine-logs), or the volume's directory as the container sees it.
+    obj: dict[str, Any] = ctx.obj if isinstance(ctx.obj, dict) else {}
+    # Derived metrics with no OTLP output: the --otlp-* flags and LOGSIDECAR_OTLP_* variables.
+    otlp_flags = {
+        k: v for k, v in flags_from_click(ctx, with_environment=True).items() if k in OTLP_PARAMETER_NAMES
+    }
 
     def load() -> Settings:
         return resolve(config_file, dict(os.environ), flags)
 
+    if obj.get(RESOLVE_ONLY):
+        write_resolved(load, otlp_flags)
+        return
+    for line in unknown_variable_warnings(os.environ):
+        click.echo(line, err=True)
     try:
         settings = load()
     except ConfigError as exc:
@@ -140,36 +163,40 @@ def command(ctx: click.Context, config_file: str | None, dry_run: bool, dry_run_
             except ValueError as exc:  # inputs that cannot be combined (`-` with files)
                 raise click.UsageError(redact(str(exc))) from None
             ctx.exit(status)
+        arguments = obj.get(PROCESS_ARGUMENTS)
         _serve(
             settings,
             load if config_file else None,
-            # Derived metrics with no OTLP output: the --otlp-* flags and LOGSIDECAR_OTLP_* variables.
-            {
-                k: v
-                for k, v in flags_from_click(ctx, with_environment=True).items()
-                if k in OTLP_PARAMETER_NAMES
-            },
+            otlp_flags,
             own_logs,
-            # `docker attach` runs this command with what it knows of the container (ctx.obj): the
-            # source it built (--engine-logs), or the volume's directory as the container sees it.
-            ctx.obj if isinstance(ctx.obj, dict) else {},
+            obj,
+            # The real command resolves again on SIGHUP with its own arguments (in a child).
+            None if arguments is None else tuple(arguments) if config_file else (),
         )
     finally:
         own_logs.uninstall()
 
 
 def _serve(
-    settings: Settings, load: Any, otlp_flags: dict[str, Any], own_logs: Any, attach: dict[str, Any]
+    settings: Settings,
+    load: Any,
+    otlp_flags: dict[str, Any],
+    own_logs: Any,
+    attach: dict[str, Any],
+    arguments: tuple[str, ...] | None,
 ) -> None:
-    """Build the plan and run it; every error becomes one readable line (never a traceback)."""
+    """Build the plan and run it; every error becomes one readable line (never a traceback).
+
+    `arguments` (the real command's own, empty without a config file to read again): the process is
+    replaced by the lean runtime once everything is validated (`logsidecar.runtime`); None, or when
+    that is impossible: the run goes on in this process."""
     from logsidecar.service.plan import build_plan
     from logsidecar.service.supervisor import Supervisor, run_until_exit
 
-    # Derived metrics with no OTLP output still honour the --otlp-* flags and variables given.
     path_map = tuple(attach.get("path_map") or ())
 
     def built(settings: Settings) -> Any:
-        plan = build_plan(settings, os.environ, otlp_flags)
+        plan = build_plan(from_settings(settings, os.environ, otlp_flags))
         if not path_map:
             return plan
         options = dataclasses.replace(plan.pipeline_options, path_map=path_map)
@@ -189,6 +216,11 @@ def _serve(
         except StateDirUnusable as exc:
             click.echo(f"Error: {escape_controls(str(exc))}", err=True)
             raise SystemExit(2) from None
+    if arguments is not None and not path_map and attach.get("source_factory") is None:
+        from logsidecar.service.handover import exec_runtime
+
+        run = dataclasses.replace(plan.run, secrets=known_secrets(), reload_arguments=arguments or None)
+        exec_runtime(run)  # returns only when the process could not be replaced
     code = 0
     try:
         code = run_until_exit(Supervisor(plan, rebuild, own_logs, attach.get("source_factory")).run())
@@ -200,6 +232,29 @@ def _serve(
         ) from exc  # str names the path
     if code:
         raise SystemExit(code)  # the last log line said what was left undelivered
+
+
+def write_resolved(load: Callable[[], Settings], otlp_flags: dict[str, Any]) -> None:
+    """The resolve-only run (`cli.resolve`, on SIGHUP in the runtime): the resolved run's bytes on
+    stdout, or each error on a line of its own and exit status 2. Prints nothing else: the errors
+    are the runtime's to report (`config_error`, the running pipeline kept)."""
+    try:
+        settings = load()
+        if not settings.inputs:
+            raise ConfigError([NO_INPUTS])
+        run = from_settings(settings, os.environ, otlp_flags, secrets=known_secrets())
+    except ConfigError as exc:
+        _exit_unresolved(exc.errors)
+    except ValueError as exc:  # `-` with files
+        _exit_unresolved([redact(str(exc))])
+    sys.stdout.buffer.write(run.to_bytes())
+    sys.stdout.buffer.flush()
+
+
+def _exit_unresolved(errors: list[str]) -> NoReturn:
+    sys.stdout.write("".join(f"{escape_controls(line)}\n" for line in errors))
+    sys.stdout.flush()
+    raise SystemExit(2)
 
 
 def _exit_invalid(config_file: str | None, error: ConfigError) -> NoReturn:

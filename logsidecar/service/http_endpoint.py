@@ -25,7 +25,7 @@ from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.health import HealthMonitor, Verdict
 from logsidecar.service.metrics_registry import DEFAULT_HTTP_ADDR, Metrics
-from logsidecar.settings.units import parse_http_addr
+from logsidecar.settings.values import parse_http_addr
 
 __all__ = ["DEFAULT_HTTP_ADDR", "TelemetryServer"]
 

@@ -97,7 +97,7 @@ class Supervisor:
         if self.stopping and signum is not None:
             _exit_now(signum, self._running)
         if not self.stopping:
-            _guard_budget(self.plan.settings.drain_timeout)
+            _guard_budget(self.plan.run.drain_timeout)
         self.stopping = True
         if self._running.pipeline is not None:
             self._running.pipeline.request_stop()
@@ -161,8 +161,8 @@ class Supervisor:
             self.request_stop()
 
     async def _run_one(self, plan: Plan) -> float | None:
-        settings = plan.settings
-        self._selflog.install(settings)
+        run = plan.run
+        self._selflog.install(run)
         await self._update_telemetry(plan)
         state_dir = plan.tail_options.state_dir
         # A durable store is read again (as at a restart); an in-memory one is carried over.
@@ -195,8 +195,8 @@ class Supervisor:
             running.pipeline.request_stop(drain=self.stopping)
         # Watched per run: a reload may set, change or clear the path.
         exit_marker = (
-            asyncio.create_task(self._stop_when_exit_marker_exists(settings.exit_when_exists))
-            if settings.exit_when_exists
+            asyncio.create_task(self._stop_when_exit_marker_exists(run.exit_when_exists))
+            if run.exit_when_exists
             else None
         )
         try:
@@ -209,23 +209,23 @@ class Supervisor:
         return running.pipeline.deadline
 
     async def _update_telemetry(self, plan: Plan) -> None:
-        settings = plan.settings
-        if self._telemetry is not None and self._telemetry.key != telemetry_key(settings):
+        run = plan.run
+        if self._telemetry is not None and self._telemetry.key != telemetry_key(run):
             await self._telemetry.stop()
             self._telemetry = None
-        if self._telemetry is None and settings.http_addr is not None:
-            self._telemetry = Telemetry(settings, self._running)
+        if self._telemetry is None and run.http_addr is not None:
+            self._telemetry = Telemetry(run, self._running)
             await self._telemetry.start()
 
 
 def _announce_reload(previous: Plan, plan: Plan) -> None:
-    before = [p for item in previous.settings.inputs for p in item.paths]
-    after = [p for item in plan.settings.inputs for p in item.paths]
+    before = [p for paths in previous.run.inputs for p in paths]
+    after = [p for paths in plan.run.inputs for p in paths]
     events.emit(
         Event.CONFIG_RELOADED,
         inputs_added=[p for p in after if p not in before],
         inputs_removed=[p for p in before if p not in after],
-        outputs=[o.type for o in plan.settings.outputs],
+        outputs=[o.type for o in plan.run.outputs],
     )
 
 

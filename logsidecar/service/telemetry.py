@@ -10,13 +10,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from logsidecar import events, selflog
 from logsidecar.events import Level, Started
 from logsidecar.health import HealthMonitor, HealthPolicy
 from logsidecar.pipeline import Pipeline
-from logsidecar.settings.model import Settings
+from logsidecar.settings.resolved import ResolvedRun
+
+
+class LogConfig(Protocol):
+    """Where our own logs' style and level come from: the `Settings` (while `tail` resolves) or the
+    `ResolvedRun` (while it runs)."""
+
+    @property
+    def log_format(self) -> str: ...
+
+    @property
+    def log_level(self) -> str: ...
 
 
 class SelfLog:
@@ -25,11 +36,9 @@ class SelfLog:
     def __init__(self) -> None:
         self._unsubscribe: Callable[[], None] | None = None
 
-    def install(self, settings: Settings) -> None:
+    def install(self, config: LogConfig) -> None:
         self.uninstall()
-        logger = selflog.SelfLogger(
-            style=selflog.LogStyle(settings.log_format), level=Level(settings.log_level)
-        )
+        logger = selflog.SelfLogger(style=selflog.LogStyle(config.log_format), level=Level(config.log_level))
         self._unsubscribe = events.subscribe(logger)
 
     def uninstall(self) -> None:
@@ -61,20 +70,20 @@ class LiveRun:
         return self.pipeline.oldest_undelivered_age_s() if self.pipeline is not None else None
 
 
-def telemetry_key(settings: Settings) -> tuple[Any, ...]:
+def telemetry_key(run: ResolvedRun) -> tuple[Any, ...]:
     """What, when it changes at a reload, needs a new `Telemetry`."""
-    return (settings.http_addr, settings.unhealthy_after)
+    return (run.http_addr, run.unhealthy_after)
 
 
 class Telemetry:
     """Metrics, health and the HTTP server (only built with `http_addr` set)."""
 
-    def __init__(self, settings: Settings, running: LiveRun) -> None:
+    def __init__(self, run: ResolvedRun, running: LiveRun) -> None:
         # Imported here: prometheus-client costs ~3 MiB of RSS, for nothing without --http-addr.
         from logsidecar.service.http_endpoint import TelemetryServer
         from logsidecar.service.metrics_registry import LiveSources, Metrics
 
-        self.key = telemetry_key(settings)
+        self.key = telemetry_key(run)
         live = LiveSources(
             file_stats=running.file_stats,
             oldest_undelivered_age_s=running.oldest_undelivered_age_s,
@@ -82,15 +91,15 @@ class Telemetry:
             input_patterns=running.input_patterns,
         )
         self.health = HealthMonitor(
-            policy=HealthPolicy(unhealthy_after_s=settings.unhealthy_after),
+            policy=HealthPolicy(unhealthy_after_s=run.unhealthy_after),
             bytes_behind=live.total_bytes_behind,
             files_followed=live.files_watched,
             waiting=running.waiting_patterns,
         )
         self.metrics = Metrics(live=live, health=self.health)
         self._unsubscribe: list[Callable[[], None]] = []
-        assert settings.http_addr is not None
-        self.server = TelemetryServer(settings.http_addr, self.metrics, self.health)
+        assert run.http_addr is not None
+        self.server = TelemetryServer(run.http_addr, self.metrics, self.health)
 
     async def start(self) -> None:
         try:

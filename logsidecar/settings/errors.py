@@ -7,7 +7,6 @@ of secret-looking keys, every value a `${VAR}` brought) are never quoted.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -129,6 +128,8 @@ def describe(
 
 def closest(name: str, candidates: Iterable[str]) -> str | None:
     """The candidate `name` was most likely meant to be (a typo, a missing `_`), or None."""
+    import difflib  # for a misspelt name only: the running process (logsidecar.runtime) needs none
+
     by_upper = {str(c).upper(): str(c) for c in candidates}
     matches = difflib.get_close_matches(name.upper(), list(by_upper), n=1, cutoff=0.75)
     return by_upper[matches[0]] if matches else None

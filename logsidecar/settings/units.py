@@ -9,15 +9,15 @@ shown as is); the command line parses with the same functions (`cli.params`).
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
 from datetime import tzinfo
 from typing import Annotated, Any
 from urllib.parse import unquote
 
 from pydantic import BeforeValidator, PlainSerializer
 from pydantic_core import PydanticCustomError
+
+from logsidecar.settings.values import parse_http_addr, parse_timezone
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -26,6 +26,11 @@ _SIZE_UNITS = {
     "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
     "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3,
 }  # fmt: skip
+
+
+# The zone of times written without an offset (the error log), for `tail` and `parse` alike: the
+# machine's, as Apache itself writes them in its local time.
+DEFAULT_TIMEZONE = "local"
 
 
 def parse_duration(value: str | float) -> float:
@@ -93,61 +98,6 @@ def format_size(size: int) -> str:
         if size >= factor and size % factor == 0:
             return f"{size // factor}{unit}"
     return f"{size}B"
-
-
-def parse_http_addr(text: str) -> tuple[str, int]:
-    """'127.0.0.1:9464', '[::1]:9464', 'localhost:9464', ':9464' or '9464' (both loopback) -> (host, port)."""
-    raw = text.strip()
-    if raw.isdigit():
-        raw = ":" + raw
-    match = re.fullmatch(r"(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]\s]*))?:?(\d+)", raw)
-    if not match or ":" not in raw:
-        raise ValueError(f"invalid address {text!r}; expected HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464")
-    host = match.group(1) or match.group(2) or "127.0.0.1"
-    port = int(match.group(3))
-    if not 0 <= port <= 65535:
-        raise ValueError(f"invalid address {text!r}; port must be between 0 and 65535")
-    return host, port
-
-
-# The zone of times written without an offset (the error log), for `tail` and `parse` alike: the
-# machine's, as Apache itself writes them in its local time.
-DEFAULT_TIMEZONE = "local"
-
-
-def parse_timezone(text: str, env: Mapping[str, str] | None = None) -> tzinfo:
-    """'local', 'UTC', '+02:00' / '-0730', or an IANA name like 'Europe/Paris'.
-
-    'local' is the zone named by TZ (in `env`, default os.environ), else /etc/localtime: a real zone
-    with its DST rules, not today's fixed offset (error-log times from last winter must stay right)."""
-    from datetime import UTC, datetime, timedelta, timezone
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    name = text.strip()
-    if name.lower() == "local":
-        tz_name = (os.environ if env is None else env).get("TZ", "").lstrip(":")
-        if tz_name:
-            try:
-                return ZoneInfo(tz_name)
-            except (ZoneInfoNotFoundError, ValueError):
-                pass
-        try:
-            with open("/etc/localtime", "rb") as handle:
-                return ZoneInfo.from_file(handle, key="localtime")
-        except (OSError, ValueError):
-            return datetime.now().astimezone().tzinfo or UTC
-    if name.upper() in ("UTC", "Z", "GMT"):
-        return UTC
-    match = re.fullmatch(r"([+-])(\d\d):?(\d\d)", name)
-    if match:
-        sign = 1 if match.group(1) == "+" else -1
-        return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown timezone {text!r}; expected local, UTC, an offset like +02:00 or a name like Europe/Paris"
-        ) from None
 
 
 def custom(validate: Any) -> Any:

@@ -16,6 +16,7 @@ from tests.support.paths import PACKAGE
 LAYERS = {
     "__main__": 7,
     "cli": 6,
+    "runtime": 6,  # the long-lived process of `tail` (started by exec, imported by nothing)
     "service": 5,
     "settings": 4,  # a model: it runs nothing; only service and cli read it (see SIDEWAYS)
     "pipeline": 4, "tail": 4, "fastpath": 4, "sinks": 4, "metrics": 4, "containers": 4, "health": 4,
