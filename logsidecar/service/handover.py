@@ -7,9 +7,11 @@ The run goes through an inherited memfd, never argv or the environment: it may h
 headers), and /proc/PID/cmdline and /proc/PID/environ are readable by others. The bytes are JSON
 (`ResolvedRun.to_bytes`, `settings.run_codec`), read strictly by the declared types: anyone can start
 the runtime with a descriptor of their choosing, so reading them must build values, never run code
-(as a pickle would). SIGTERM is blocked
-across the exec (the mask survives it) so that a stop sent meanwhile is not lost: as PID 1, a signal
-with the default disposition would be ignored. The runtime unblocks it once its handler is set.
+(as a pickle would).
+
+SIGTERM is blocked across the exec (the mask survives it) so that a stop sent meanwhile is not lost:
+as PID 1, a signal with the default disposition would be ignored. The runtime unblocks it once its
+handler is set.
 """
 
 from __future__ import annotations

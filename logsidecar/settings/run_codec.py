@@ -108,10 +108,13 @@ def read(declared: Any, raw: Any, where: str) -> Any:
         return raw if type(raw) is str else refuse(where, "a string", raw)
     if isinstance(declared, type) and issubclass(declared, Enum):
         try:
-            return declared(raw)
+            member = declared(raw)
         except (ValueError, TypeError):
-            allowed = ", ".join(repr(member.value) for member in declared)
+            member = None
+        if member is None or type(member.value) is not type(raw):  # not true for 1, nor 1.0 for 1
+            allowed = ", ".join(repr(known.value) for known in declared)
             return refuse(where, f"one of {allowed}", raw)
+        return member
     if isinstance(declared, type) and issubclass(declared, PurePath):
         return declared(raw) if type(raw) is str else refuse(where, "a path (a string)", raw)
     raise TypeError(f"{where}: the codec cannot read the declared type {declared!r}")
