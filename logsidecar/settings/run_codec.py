@@ -153,9 +153,10 @@ def read_dataclass(cls: type, raw: Any, where: str) -> Any:
     hints = type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     prefix = f"{where}." if where else ""
-    unknown = [key for key in raw if key not in hints or key not in names]
+    unknown = raw.keys() - set(names)
     if unknown:
-        name = unknown[0] if unknown[0].isidentifier() and len(unknown[0]) <= SHOWN_KEY else shown(unknown[0])
+        first = min(unknown)  # the same one each time
+        name = first if first.isidentifier() and len(first) <= SHOWN_KEY else shown(first)
         raise ValueError(f"{prefix}{name}: unknown field of {cls.__name__}")
     values = {}
     for name in names:
