@@ -31,7 +31,8 @@ def _exit_on_early_sigterm(signum: int, frame: object) -> None:
 signal.signal(signal.SIGTERM, _exit_on_early_sigterm)
 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
-USAGE = "usage: python -m logsidecar.runtime --run-fd N (started by `logsidecar tail`, not by hand)"
+STARTED_BY = "started by `logsidecar tail`, not by hand"
+USAGE = f"usage: python -m logsidecar.runtime --run-fd N ({STARTED_BY})"
 
 
 def import_asyncio_without_ssl() -> None:
@@ -89,8 +90,9 @@ def main(argv: list[str]) -> int:
 
     try:
         run = read_run(int(argv[1]))
-    except (OSError, ValueError, EOFError) as exc:  # not started by `tail`
-        sys.stderr.write(f"Error: cannot read the run on descriptor {argv[1]}: {exc}\n{USAGE}\n")
+    except (OSError, ValueError) as exc:  # not started by `tail`: bytes that are not a run
+        # One line (the reason has no newline: the codec quotes what it shows of the bytes).
+        sys.stderr.write(f"Error: cannot read the run on descriptor {argv[1]} ({STARTED_BY}): {exc}\n")
         return 2
     redact.remember_all(run.secrets)
     own_logs = SelfLog()

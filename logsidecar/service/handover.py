@@ -4,9 +4,14 @@ reads the run (`read_run`) and runs it; on SIGHUP it resolves again in a child (
 stays PID 1; standard streams; the parent's signals) but without the ~20 MiB that resolving cost.
 
 The run goes through an inherited memfd, never argv or the environment: it may hold secrets (OTLP
-headers), and /proc/PID/cmdline and /proc/PID/environ are readable by others. SIGTERM is blocked
-across the exec (the mask survives it) so that a stop sent meanwhile is not lost: as PID 1, a signal
-with the default disposition would be ignored. The runtime unblocks it once its handler is set.
+headers), and /proc/PID/cmdline and /proc/PID/environ are readable by others. The bytes are JSON
+(`ResolvedRun.to_bytes`, `settings.run_codec`), read strictly by the declared types: anyone can start
+the runtime with a descriptor of their choosing, so reading them must build values, never run code
+(as a pickle would).
+
+SIGTERM is blocked across the exec (the mask survives it) so that a stop sent meanwhile is not lost:
+as PID 1, a signal with the default disposition would be ignored. The runtime unblocks it once its
+handler is set.
 """
 
 from __future__ import annotations
@@ -77,7 +82,8 @@ def python_module_command(module: str, *arguments: str) -> list[str]:
 
 
 def read_run(fd: int) -> ResolvedRun:
-    """The run handed over on descriptor `fd` (closed after reading)."""
+    """The run handed over on descriptor `fd` (closed after reading). Raises OSError, or ValueError
+    naming the field for bytes that are not a run."""
     with open(fd, "rb") as handle:
         return ResolvedRun.from_bytes(handle.read())
 

@@ -12,19 +12,18 @@ What the run holds is resolved as far as the configuration goes: the OTLP output
 (flags > OTEL_* environment > defaults), the resource from the environment (k8s.*, OTEL_RESOURCE_*).
 The writer container's resource (`--docker-metadata`) is looked up when the run is built, as before.
 
-The bytes are a pickle: the run only travels from this program to itself (the same code, an
-inherited descriptor, never a file or the network), and a pickle keeps the value types (enums,
-tuples, `OtlpSettings`, `TailOptions`) without a schema to keep in step with the model.
+The bytes are JSON (`settings.run_codec`), read back strictly by the declared types: they come from
+a descriptor named on the runtime's command line, where a pickle would run whatever code it named.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from logsidecar.settings import run_codec
 from logsidecar.sinks.otlp_settings import OtlpSettings
 from logsidecar.tail.options import TailOptions
 from logsidecar.tail.stdin import STDIN_PATH
@@ -77,14 +76,12 @@ class ResolvedRun:
     reload_arguments: tuple[str, ...] | None = field(default=None)
 
     def to_bytes(self) -> bytes:
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        return run_codec.encode(self)
 
     @staticmethod
     def from_bytes(data: bytes) -> ResolvedRun:
-        run = pickle.loads(data)  # noqa: S301 - our own bytes, from our parent (see the docstring)
-        if not isinstance(run, ResolvedRun):
-            raise ValueError(f"not a resolved run: {type(run).__name__}")
-        return run
+        """The run `to_bytes` wrote. Raises ValueError naming the field for anything else."""
+        return run_codec.decode(ResolvedRun, data)
 
 
 def tail_options(settings: Settings) -> TailOptions:

@@ -7,15 +7,24 @@ one the run does not carry fails the change test."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import pickle
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from logsidecar import redact
 from logsidecar.service.plan import build_plan
 from logsidecar.settings.model import OtlpOutput, Settings
 from logsidecar.settings.resolved import ResolvedRun, from_settings
+from logsidecar.sinks.otlp_settings import OtlpProtocol
+from logsidecar.tail.open_policy import FollowSymlinks
+from logsidecar.tail.options import WatchMode
 
 ENV = {"HOSTNAME": "web-1"}
 BASE: dict[str, Any] = {
@@ -125,8 +134,127 @@ def test_the_run_survives_the_handover_bytes(tmp_path: Path) -> None:
     redact.forget_all()
 
 
-def test_bytes_that_are_not_a_run_are_refused() -> None:
-    import pickle
+def full_run(tmp_path: Path) -> ResolvedRun:
+    """A run with every field set (two outputs, the second OTLP with its secret header)."""
+    data = {
+        **BASE,
+        **{k: v for k, v in SAMPLES.items() if k not in ("outputs", "state_dir")},
+        "outputs": [{"type": "stdout"}, {"type": "otlp", **otlp_samples(tmp_path)}],
+        "state_dir": str(tmp_path / "state"),
+    }
+    return from_settings(Settings.model_validate(data), ENV, secrets=(("s3cret-value", "***", False),))
 
-    with pytest.raises(ValueError, match="not a resolved run"):
+
+def test_the_bytes_keep_the_value_types(tmp_path: Path) -> None:
+    # StrEnum members equal their strings: `==` alone would not see an enum read back as a str.
+    run = dataclasses.replace(full_run(tmp_path), drain_timeout=math.inf)  # JSON has no infinity
+    back = ResolvedRun.from_bytes(run.to_bytes())
+    assert back == run
+    assert type(back.tail.watch) is WatchMode and type(back.tail.follow_symlinks) is FollowSymlinks
+    assert isinstance(back.tail.state_dir, Path)
+    otlp = back.outputs[1].otlp
+    assert otlp is not None and type(otlp.protocol) is OtlpProtocol
+    assert type(back.inputs) is tuple and type(back.secrets[0]) is tuple
+
+
+def test_a_pickle_is_not_read() -> None:
+    # The old format: loading it would have run the code it names.
+    with pytest.raises(ValueError, match="not JSON"):
         ResolvedRun.from_bytes(pickle.dumps({"inputs": []}))
+
+
+def plain_run(tmp_path: Path) -> dict[str, Any]:
+    return orjson.loads(full_run(tmp_path).to_bytes())  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda run: run["outputs"][1]["otlp"].update(timeout_s="slow"), r"^outputs\[1\]\.otlp\.timeout_s: "),
+        (lambda run: run["outputs"][1]["otlp"].update(extra=1), r"^outputs\[1\]\.otlp\.extra: unknown"),
+        (
+            lambda run: run["outputs"][1]["otlp"].pop("batch_size"),
+            r"^outputs\[1\]\.otlp\.batch_size: missing",
+        ),
+        (lambda run: run["tail"].update(watch="sometimes"), r"^tail\.watch: expected one of 'auto'"),
+        (lambda run: run["tail"].update(max_line_bytes=True), r"^tail\.max_line_bytes: expected an integer"),
+        (
+            lambda run: run["outputs"][1]["otlp"]["headers"].update(k=5),
+            r"^outputs\[1\]\.otlp\.headers\['k'\]",
+        ),
+        (lambda run: run["secrets"].append(["a", "b"]), r"^secrets\[1\]: expected an array of 3"),
+        (lambda run: run["inputs"].append("a.log"), r"^inputs\[1\]: expected an array"),
+        (lambda run: run.update(state_dir=["x"]), r"^state_dir: expected a string"),
+        (
+            lambda run: run.update({"evil\nkey" * 20: 1}),
+            r"^'evil\\nkey.*\.\.\.: unknown field of ResolvedRun$",
+        ),
+    ],
+)
+def test_a_wrong_value_at_depth_is_refused_naming_its_field(tmp_path: Path, change: Any, where: str) -> None:
+    run = plain_run(tmp_path)
+    change(run)
+    with pytest.raises(ValueError, match=where) as refused:
+        ResolvedRun.from_bytes(orjson.dumps(run))
+    assert "s3cret" not in str(refused.value)  # the message names where, never a value
+
+
+def test_a_huge_number_is_refused_naming_its_field(tmp_path: Path) -> None:
+    data = orjson.dumps(plain_run(tmp_path)).replace(
+        b'"max_in_flight_lines":100', b'"max_in_flight_lines":1' + b"0" * 40
+    )
+    with pytest.raises(ValueError, match=r"^max_in_flight_lines: expected an integer, got a number"):
+        ResolvedRun.from_bytes(data)
+    with pytest.raises(ValueError, match="not JSON"):  # beyond a double: orjson refuses it
+        ResolvedRun.from_bytes(data.replace(b"1" + b"0" * 40, b"1e999"))
+
+
+@pytest.mark.parametrize("data", [b"", b"\xff\xfe", b"[", b"null", b"[]", b'"run"', b"{}", b"1" + b"0" * 400])
+def test_bytes_that_are_not_a_run_are_refused(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        ResolvedRun.from_bytes(data)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10) | st.sampled_from(["auto", "Infinity", "grpc", "stdout"]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=JSON_VALUES)
+def test_random_json_is_refused_with_a_value_error(value: Any) -> None:
+    with pytest.raises(ValueError):
+        ResolvedRun.from_bytes(orjson.dumps(value))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), value=JSON_VALUES)
+def test_random_json_in_a_field_gives_a_run_or_a_value_error_naming_it(
+    tmp_path: Path, data: st.DataObject, value: Any
+) -> None:
+    run = plain_run(tmp_path)
+    # A field at some depth: walk down objects and arrays, then put the random value there.
+    where, parent, key = "", run, data.draw(st.sampled_from(sorted(run)))
+    while True:
+        where += f"[{key}]" if isinstance(key, int) else (f".{key}" if where else key)
+        child = parent[key]
+        inner = (
+            sorted(child)
+            if isinstance(child, dict)
+            else list(range(len(child)))
+            if isinstance(child, list)
+            else []
+        )
+        if not inner or not data.draw(st.booleans()):
+            break
+        parent, key = child, data.draw(st.sampled_from(inner))
+    parent[key] = value
+    try:
+        ResolvedRun.from_bytes(orjson.dumps(run))
+    except ValueError as exc:
+        # Named at the field or below it (mapping keys are written ['key'], fields .name).
+        named = str(exc).split(": ")[0].replace("['", ".").replace("']", "")
+        assert named.startswith(where.replace("['", ".").replace("']", "")), (where, str(exc))

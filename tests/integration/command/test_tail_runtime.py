@@ -146,3 +146,27 @@ def test_the_runtime_is_this_logsidecar_not_one_in_the_working_directory(tmp_pat
         _, stderr = child.communicate(timeout=30)
     assert child.returncode == 0, stderr.decode()
     assert cmdline[1:4] == [b"-P", b"-m", b"logsidecar.runtime"], cmdline
+
+
+def test_the_runtime_refuses_bytes_that_are_not_a_run_on_one_line(tmp_path: Path) -> None:
+    """Anyone can start `python -m logsidecar.runtime --run-fd 0 < bytes`: the bytes are read as data
+    (never code, as a pickle's would be), and anything but a run is exit 2 with one readable line."""
+    ran = tmp_path / "ran"
+    # A pickle that would create `ran` when loaded: the old format, and the attack it allowed.
+    evil = b"cos\nsystem\n(S'touch " + str(ran).encode() + b"'\ntR."
+    wrong_at_depth = b'{"inputs": [["a.log"]], "tail": {"include": 7}}'
+    for garbage, reason in [
+        (evil, b"not JSON"),
+        (b"\x00\xff garbage", b"not JSON"),
+        (wrong_at_depth, b"tail.include: expected an array, got an integer"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "logsidecar.runtime", "--run-fd", "0"],
+            input=garbage, cwd=REPO_ROOT, capture_output=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr.decode()
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(b"Error: cannot read the run on descriptor 0"), lines
+        assert reason in lines[0] and b"Traceback" not in done.stderr
+        assert done.stdout == b""
+    assert not ran.exists()
