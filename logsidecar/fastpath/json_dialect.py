@@ -16,13 +16,18 @@ from typing import Any
 
 import orjson
 
-from logsidecar.fastpath.encoder import DirectEncoder, HasCompiledFormat, lines_needing_escapes
+from logsidecar.fastpath.encoder import (
+    DirectEncoder,
+    HasCompiledFormat,
+    lines_needing_escapes,
+    offset_hex_list,
+)
 from logsidecar.parse.access import CompiledFormat
 from logsidecar.parse.access_builder import INT_FAST_DIGITS
 from logsidecar.parse.codegen import Emitter
 from logsidecar.parse.request_line import COMMON_METHODS, PROTOCOL_TABLE, request_attributes
 from logsidecar.record import FORMAT, LogRecord, encode_json
-from logsidecar.stamp import BatchStamp, offset_hexes
+from logsidecar.stamp import BatchStamp
 
 __all__ = ["JsonDialect", "json_encoder_for", "lines_needing_escapes"]
 
@@ -36,7 +41,7 @@ def _json(value: Any) -> str:
 
 
 class JsonDialect:
-    batch_arguments: tuple[str, ...] = ("head", "uid_head", "hexes", "tail")
+    batch_arguments: tuple[str, ...] = ("head", "uid_head", "tail")
     bytes_rows = False  # the output is text: rows of str go into f-strings as they are
     no_time = "null"
     default_severity = '"severity_text":"INFO","severity_number":9'
@@ -133,10 +138,13 @@ class JsonDialect:
         assert text is not None
         return text.replace('"', '\\"').split("\n")
 
-    def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[str, str, str, str]:
+    def offsets(self, end_offsets: Sequence[int]) -> list[str]:
+        return offset_hex_list(end_offsets)
+
+    def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[str, str, str]:
         head = f',"observed_timestamp":{_json(observed)},'
         tail = f'"}},"resource":{stamp.json_resource()}}}\n'
-        return head, stamp.json_uid_head(), offset_hexes(stamp.end_offsets), tail
+        return head, stamp.json_uid_head(), tail
 
     def assemble(
         self, out: list[Any], slow: list[int], records: list[LogRecord], observed: datetime

@@ -36,14 +36,14 @@ from logsidecar.encoding.otlp_wire import (
     string_value,
     varint,
 )
-from logsidecar.fastpath.encoder import PIECE_CACHE_MAX, DirectEncoder, HasCompiledFormat
+from logsidecar.fastpath.encoder import PIECE_CACHE_MAX, DirectEncoder, HasCompiledFormat, offset_hex_list
 from logsidecar.parse.access import CompiledFormat
 from logsidecar.parse.access_builder import INT_FAST_DIGITS
 from logsidecar.parse.codegen import Emitter
 from logsidecar.parse.fields import bounded_int
 from logsidecar.parse.request_line import COMMON_METHODS, PROTOCOL_TABLE, request_attributes
 from logsidecar.record import FORMAT, HOST_PATH, LOG_FILE_NAME, LOG_FILE_PATH, LOG_RECORD_UID, LogRecord
-from logsidecar.stamp import BatchStamp, offset_hexes
+from logsidecar.stamp import BatchStamp
 
 __all__ = ["OtlpDialect", "otlp_encoder_for"]
 
@@ -80,7 +80,7 @@ def _body_head(length: int) -> bytes:
 
 
 class OtlpDialect:
-    batch_arguments: tuple[str, ...] = ("stamp_head", "hexes", "observed")
+    batch_arguments: tuple[str, ...] = ("stamp_head", "observed")
     bytes_rows = True  # values go into the message as the bytes the line holds
     no_time = b""
 
@@ -229,7 +229,10 @@ class OtlpDialect:
     def bodies(self, text: str | None, lines: Sequence[bytes]) -> Sequence[bytes]:
         return lines
 
-    def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[bytes, bytes, bytes]:
+    def offsets(self, end_offsets: Sequence[int]) -> list[bytes]:
+        return offset_hex_list(end_offsets, encoded=True)
+
+    def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[bytes, bytes]:
         shown = stamp.shown_path or stamp.path
         stamp_head = (
             encode_key_value(TAG_ATTRIBUTE, LOG_FILE_PATH, shown)
@@ -239,7 +242,7 @@ class OtlpDialect:
             + stamp.uid_prefix.encode()
         )
         observed_piece = TAG_OBSERVED_TIME + pack_fixed64(datetime_to_unix_nano(observed))
-        return stamp_head, offset_hexes(stamp.end_offsets).encode(), observed_piece
+        return stamp_head, observed_piece
 
     def assemble(
         self, out: list[Any], slow: list[int], records: list[LogRecord], observed: datetime

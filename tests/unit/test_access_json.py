@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logsidecar.fastpath import JSON_LINES, writer_for
+from logsidecar.fastpath.encoder import offset_hex_list
 from logsidecar.fastpath.json_dialect import json_encoder_for, lines_needing_escapes
 from logsidecar.parse import build_parser
 from logsidecar.parse.access import PRESETS, preset_parser
@@ -33,7 +34,7 @@ from logsidecar.parse.detect import AutoParser
 from logsidecar.pipeline import ParserSelector, Pipeline, PipelineOptions
 from logsidecar.record import encode_json_lines
 from logsidecar.sinks.stdout import StdoutFormat, StdoutSink
-from logsidecar.stamp import BatchStamp, uid_prefix
+from logsidecar.stamp import OFFSET_HEX_DIGITS, BatchStamp, offset_hexes, uid_prefix
 from logsidecar.tail.options import ReadBatch
 from tests.support.helpers import wait_for_async
 from tests.unit import direct_cases
@@ -408,3 +409,11 @@ def test_lines_needing_escapes_are_exactly_those_with_a_backslash_or_a_control_b
     data = b"\n".join(lines)
     expected = [i for i, line in enumerate(lines) if b"\\" in line or any(byte < 0x20 for byte in line)]
     assert lines_needing_escapes(data) == expected
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**64 - 1), max_size=40))
+def test_offset_hex_list_is_offset_hexes_cut_per_line(offsets: list[int]) -> None:
+    hexes = offset_hexes(offsets)
+    expected = [hexes[at : at + OFFSET_HEX_DIGITS] for at in range(0, len(hexes), OFFSET_HEX_DIGITS)]
+    assert offset_hex_list(offsets) == expected
+    assert offset_hex_list(offsets, encoded=True) == [digits.encode() for digits in expected]
