@@ -71,7 +71,11 @@ class JsonDialect:
         if quote_free:  # nothing to escape: the text goes into an f-string as it is
             emit.line(f"p{number} = '' if {var} == '-' else f'{key_text}\"{{{var}}}\"'")
         else:
-            emit.line(f"p{number} = '' if {var} == '-' else {key_text!r} + enc({var})")
+            # On a fast line (no backslash, no control character) a quote is all there is to escape.
+            emit.line(
+                f"p{number} = '' if {var} == '-' else f'{key_text}\"{{{var}}}\"' if '\"' not in {var} "
+                f"else {key_text!r} + enc({var})"
+            )
 
     def int_field(
         self,

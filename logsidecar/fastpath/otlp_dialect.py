@@ -89,6 +89,7 @@ class OtlpDialect:
         self.default_severity = self.severity_piece("INFO", 9)
         self._record_encoder = LogsRequestEncoder({})  # for the slow lines' records
         self._flat_heads: dict[str, list[bytes]] = {}  # request-line attribute name → heads
+        self._url_heads = (_flat_heads(_URL_ORIGINAL), _flat_heads(_URL_PATH), _flat_heads(_URL_QUERY))
         # Request-line pieces of the common methods and protocols, as `request_piece` writes them.
         self._method_pieces = {
             m.encode(): encode_key_value(TAG_ATTRIBUTE, "http.request.method", m) for m in COMMON_METHODS
@@ -158,7 +159,11 @@ class OtlpDialect:
         with emit.block(f"if {var} == b'-':"):
             emit.line(f"p{number} = b''")
         with emit.block(f"elif len({var}) <= {INT_FAST_DIGITS}:"):
-            emit.line(f"vb = varint(int({var}))", f"p{number} = I{number}[len(vb)] + vb")
+            emit.line(  # most sizes are below SMALL's bound: a list index instead of a call
+                f"iv = int({var})",
+                f"vb = SMALL[iv] if iv < {len(SMALL_VARINTS)} else varint(iv)",
+                f"p{number} = I{number}[len(vb)] + vb",
+            )
         with emit.block("else:"):
             emit.line(f"p{number} = bounded_kv(KEY{number}, {var})")
 
@@ -179,6 +184,16 @@ class OtlpDialect:
             if method is not None and protocol is not None:
                 target = parts[1]
                 path, sep, query = target.partition(b"?")
+                if len(target) < _FLAT_MAX:  # path and query are shorter: one-byte lengths everywhere
+                    original, path_heads, query_heads = self._url_heads
+                    if sep:
+                        return b"".join(
+                            (method, original[len(target)], target, path_heads[len(path)], path,
+                             query_heads[len(query)], query, protocol)
+                        )  # fmt: skip
+                    return b"".join(
+                        (method, original[len(target)], target, path_heads[len(path)], path, protocol)
+                    )
                 url = self._text(_URL_ORIGINAL, target) + self._text(_URL_PATH, path)
                 if sep:
                     url += self._text(_URL_QUERY, query)
