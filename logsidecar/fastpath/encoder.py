@@ -164,6 +164,11 @@ class DirectEncoder:
         self.source = emit.source()
         filename = f"<{type(dialect).__name__} {compiled.format_name}>"
         self._encode_rows = emit.compile("encode_rows", namespace, filename)
+        self._namespace = namespace
+
+    def request_cache_sizes(self) -> list[int]:
+        """How many pieces each request-line cache holds (bounded by PIECE_CACHE_MAX)."""
+        return [len(cache) for name, cache in self._namespace.items() if name.startswith("cache")]
 
     @classmethod
     def build(cls, compiled: CompiledFormat, dialect: Dialect) -> DirectEncoder | None:
@@ -199,15 +204,26 @@ class DirectEncoder:
                         dialect.int_field(emit, number, var, key, namespace, _to_slow)
                     else:
                         sets_severity = spec.kind == STATUS and key == "http.response.status_code"
-                        if spec.kind == REQUEST:  # request lines are often unique: no record builder
-                            cache, compute = _request_piece_cache(dialect)
+                        emit.line(f"p{number} = get{number}({var})")
+                        if spec.kind == REQUEST:
+                            # Request lines are often unique (half of them miss on the realistic
+                            # file): the dialect's own code, no record builder, cached right here
+                            # (no wrapper call per miss).
+                            request_cache: dict[Any, Any] = {}
+                            namespace[f"cache{number}"] = request_cache
+                            namespace[f"get{number}"] = request_cache.get
+                            namespace[f"piece{number}"] = dialect.request_piece
+                            with emit.block(f"if p{number} is None:"):
+                                emit.line(f"p{number} = piece{number}({var})")
+                                with emit.block(f"if len(cache{number}) >= {PIECE_CACHE_MAX}:"):
+                                    emit.line(f"cache{number}.clear()")
+                                emit.line(f"cache{number}[{var}] = p{number}")
                         else:
                             cache, compute = _piece_cache(compiled, dialect, number, sets_severity)
-                        namespace[f"get{number}"] = cache.get
-                        namespace[f"piece{number}"] = compute
-                        emit.line(f"p{number} = get{number}({var})")
-                        with emit.block(f"if p{number} is None:"):
-                            emit.line(f"p{number} = piece{number}({var})")
+                            namespace[f"get{number}"] = cache.get
+                            namespace[f"piece{number}"] = compute
+                            with emit.block(f"if p{number} is None:"):
+                                emit.line(f"p{number} = piece{number}({var})")
                         if sets_severity:
                             emit.line(f"p{number}, sev = p{number}")
                             severity = "sev"
@@ -325,20 +341,6 @@ def _piece_cache(
         piece: Any = dialect.attributes_piece(attributes)
         if sets_severity:
             piece = (piece, dialect.severity_piece(record.severity_text, int(record.severity_number)))
-        if len(cache) >= PIECE_CACHE_MAX:
-            cache.clear()
-        cache[value] = piece
-        return piece
-
-    return cache, compute
-
-
-def _request_piece_cache(dialect: Dialect) -> tuple[dict[Any, Any], Callable[[Any], Any]]:
-    """Request line → piece (`Dialect.request_piece`), cached per distinct line."""
-    cache: dict[Any, Any] = {}
-
-    def compute(value: str | bytes) -> Any:
-        piece = dialect.request_piece(value)
         if len(cache) >= PIECE_CACHE_MAX:
             cache.clear()
         cache[value] = piece

@@ -113,10 +113,12 @@ class JsonDialect:
             protocol = self._protocol_texts.get(parts[2])
             if method is not None and protocol is not None:
                 target = parts[1]
-                path, sep, query = target.partition("?")
-                if sep:
-                    return f'{method},"url.original":"{target}","url.path":"{path}","url.query":"{query}"{protocol}'
-                return f'{method},"url.original":"{target}","url.path":"{path}"{protocol}'
+                if "?" not in target:
+                    return f'{method},"url.original":"{target}","url.path":"{target}"{protocol}'
+                path, _, query = target.partition("?")
+                return (
+                    f'{method},"url.original":"{target}","url.path":"{path}","url.query":"{query}"{protocol}'
+                )
         return "".join(f",{_json(key)}:{_json(value)}" for key, value in request_attributes(line).items())
 
     def severity_piece(self, text: str | None, number: int) -> str:
