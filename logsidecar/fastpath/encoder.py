@@ -21,15 +21,17 @@ How each field is written (generated straight-line code, like the record builder
 Formats where fields' attributes could interact (two fields filling one key, `%U%q` synthesising
 `url.original`) are not written directly: `DirectEncoder.build` returns None and the ordinary path runs.
 
-The generated loop walks the batch's offsets as one hex string (`stamp.offset_hexes`): `hex_at` is
-where the current line's OFFSET_HEX_DIGITS digits start, so the line's index is
-`hex_at // OFFSET_HEX_DIGITS`. A dialect's field code sends a line it cannot write to the slow
-path with the `to_slow` statements it is given; it never writes loop control itself.
+The generated loop walks the batch's offsets as a list of OFFSET_HEX_DIGITS hex digits per line
+(`offset_hex_list`, made in C for the whole batch), beside the bodies and rows: no index arithmetic
+per line. Every line appends exactly one item to `out`, so `len(out)` is the current line's index. A
+dialect's field code sends a line it cannot write to the slow path with the `to_slow` statements it
+is given; it never writes loop control itself.
 """
 
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -71,7 +73,7 @@ class Dialect(Protocol):
     """One output encoding, as the generator needs it. Field code assigns `p<number>` from the
     row variable `var`; `key` is the attribute's name."""
 
-    #: Names of the generated function's per-batch arguments, after `rows, bodies`.
+    #: Names of the generated function's per-batch arguments, after `rows, bodies, offsets`.
     batch_arguments: tuple[str, ...]
     #: True when the generated code takes rows of bytes (the batch regex run over the raw bytes of an
     #: ASCII batch: no decoding, no re-encoding of every value), False for rows of str.
@@ -113,10 +115,14 @@ class Dialect(Protocol):
 
     def line(self, emit: Emitter, pieces: list[str], severity: str, uid_offset: str) -> None:
         """The statement(s) appending the line's encoding to `out` (names: tp, body, the batch
-        arguments, the pieces; `uid_offset` is the expression of the line's offset hex digits)."""
+        arguments, the pieces; `uid_offset` is the name of the line's offset hex digits)."""
         ...
 
     def bodies(self, text: str | None, lines: Sequence[bytes]) -> Sequence[Any]: ...
+
+    def offsets(self, end_offsets: Sequence[int]) -> Sequence[Any]:
+        """Each line's offset digits (`offset_hex_list`), as str or bytes as the dialect writes them."""
+        ...
 
     def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[Any, ...]: ...
 
@@ -126,13 +132,24 @@ class Dialect(Protocol):
         ...
 
 
-# The generated code's expression for the current line's offset digits in `hexes`.
-UID_OFFSET = f"hexes[hex_at:hex_at + {OFFSET_HEX_DIGITS}]"
+# The generated code's name of the current line's offset digits (an item of `offset_hex_list`).
+UID_OFFSET = "uid_offset"
+
+
+def offset_hex_list(offsets: Sequence[int], encoded: bool = False) -> list[Any]:
+    """Every offset as OFFSET_HEX_DIGITS hex digits, one str (bytes when `encoded`) per offset:
+    `stamp.offset_hexes` cut per line, in C (one pack, one hex with a separator every 8 bytes, one
+    split) instead of a slice and an index sum per line in the generated loop."""
+    if not offsets:
+        return []
+    spaced = struct.pack(f">{len(offsets)}Q", *offsets).hex(" ", OFFSET_HEX_DIGITS // 2)
+    return spaced.encode().split(b" ") if encoded else spaced.split(" ")
 
 
 def _to_slow(emit: Emitter) -> None:
-    """The line goes to the slow path: its index is remembered, its slot in `out` left empty."""
-    emit.line(f"slow.append(hex_at // {OFFSET_HEX_DIGITS})", "append(None)", f"hex_at += {OFFSET_HEX_DIGITS}")
+    """The line goes to the slow path: its index (the count of lines before it: each appends one
+    item to `out`) is remembered, its slot in `out` left empty."""
+    emit.line("slow.append(len(out))", "append(None)")
     emit.line("continue")
 
 
@@ -147,6 +164,11 @@ class DirectEncoder:
         self.source = emit.source()
         filename = f"<{type(dialect).__name__} {compiled.format_name}>"
         self._encode_rows = emit.compile("encode_rows", namespace, filename)
+        self._namespace = namespace
+
+    def request_cache_sizes(self) -> list[int]:
+        """How many pieces each request-line cache holds (bounded by PIECE_CACHE_MAX)."""
+        return [len(cache) for name, cache in self._namespace.items() if name.startswith("cache")]
 
     @classmethod
     def build(cls, compiled: CompiledFormat, dialect: Dialect) -> DirectEncoder | None:
@@ -166,9 +188,9 @@ class DirectEncoder:
             names[n] for n, spec in enumerate(specs) if spec.kind == TIME and spec in compiled.time_fields
         ]
         emit = Emitter()
-        with emit.block(f"def encode_rows(rows, bodies, {', '.join(dialect.batch_arguments)}):"):
-            emit.line("out = []", "append = out.append", "slow = []", "hex_at = 0")
-            with emit.block("for body, row in zip(bodies, rows):"):
+        with emit.block(f"def encode_rows(rows, bodies, offsets, {', '.join(dialect.batch_arguments)}):"):
+            emit.line("out = []", "append = out.append", "slow = []")
+            with emit.block(f"for body, row, {UID_OFFSET} in zip(bodies, rows, offsets):"):
                 with emit.block("if row is None or not body or row[-1]:"):  # no fast row: slow path
                     _to_slow(emit)
                 emit.line(", ".join([*names, "bad"]) + " = row")
@@ -182,15 +204,26 @@ class DirectEncoder:
                         dialect.int_field(emit, number, var, key, namespace, _to_slow)
                     else:
                         sets_severity = spec.kind == STATUS and key == "http.response.status_code"
-                        if spec.kind == REQUEST:  # request lines are often unique: no record builder
-                            cache, compute = _request_piece_cache(dialect)
+                        emit.line(f"p{number} = get{number}({var})")
+                        if spec.kind == REQUEST:
+                            # Request lines are often unique (half of them miss on the realistic
+                            # file): the dialect's own code, no record builder, cached right here
+                            # (no wrapper call per miss).
+                            request_cache: dict[Any, Any] = {}
+                            namespace[f"cache{number}"] = request_cache
+                            namespace[f"get{number}"] = request_cache.get
+                            namespace[f"piece{number}"] = dialect.request_piece
+                            with emit.block(f"if p{number} is None:"):
+                                emit.line(f"p{number} = piece{number}({var})")
+                                with emit.block(f"if len(cache{number}) >= {PIECE_CACHE_MAX}:"):
+                                    emit.line(f"cache{number}.clear()")
+                                emit.line(f"cache{number}[{var}] = p{number}")
                         else:
                             cache, compute = _piece_cache(compiled, dialect, number, sets_severity)
-                        namespace[f"get{number}"] = cache.get
-                        namespace[f"piece{number}"] = compute
-                        emit.line(f"p{number} = get{number}({var})")
-                        with emit.block(f"if p{number} is None:"):
-                            emit.line(f"p{number} = piece{number}({var})")
+                            namespace[f"get{number}"] = cache.get
+                            namespace[f"piece{number}"] = compute
+                            with emit.block(f"if p{number} is None:"):
+                                emit.line(f"p{number} = piece{number}({var})")
                         if sets_severity:
                             emit.line(f"p{number}, sev = p{number}")
                             severity = "sev"
@@ -211,7 +244,6 @@ class DirectEncoder:
                     namespace["no_time"] = dialect.no_time
                     emit.line("tp = no_time")
                 dialect.line(emit, pieces, severity, UID_OFFSET)
-                emit.line(f"hex_at += {OFFSET_HEX_DIGITS}")
             emit.line("return out, slow")
         return cls(compiled, dialect, emit, namespace)
 
@@ -235,7 +267,10 @@ class DirectEncoder:
             for index in needing_escapes:
                 rows[index] = None
         out, slow = self._encode_rows(
-            rows, dialect.bodies(text, lines), *dialect.batch_values(observed, stamp)
+            rows,
+            dialect.bodies(text, lines),
+            dialect.offsets(stamp.end_offsets),
+            *dialect.batch_values(observed, stamp),
         )
         if stamp.truncated:  # the ordinary path adds `logsidecar.truncated` after the stamp
             slow = sorted(set(stamp.truncated).union(slow))
@@ -306,20 +341,6 @@ def _piece_cache(
         piece: Any = dialect.attributes_piece(attributes)
         if sets_severity:
             piece = (piece, dialect.severity_piece(record.severity_text, int(record.severity_number)))
-        if len(cache) >= PIECE_CACHE_MAX:
-            cache.clear()
-        cache[value] = piece
-        return piece
-
-    return cache, compute
-
-
-def _request_piece_cache(dialect: Dialect) -> tuple[dict[Any, Any], Callable[[Any], Any]]:
-    """Request line → piece (`Dialect.request_piece`), cached per distinct line."""
-    cache: dict[Any, Any] = {}
-
-    def compute(value: str | bytes) -> Any:
-        piece = dialect.request_piece(value)
         if len(cache) >= PIECE_CACHE_MAX:
             cache.clear()
         cache[value] = piece

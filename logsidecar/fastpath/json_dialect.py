@@ -16,13 +16,18 @@ from typing import Any
 
 import orjson
 
-from logsidecar.fastpath.encoder import DirectEncoder, HasCompiledFormat, lines_needing_escapes
+from logsidecar.fastpath.encoder import (
+    DirectEncoder,
+    HasCompiledFormat,
+    lines_needing_escapes,
+    offset_hex_list,
+)
 from logsidecar.parse.access import CompiledFormat
 from logsidecar.parse.access_builder import INT_FAST_DIGITS
 from logsidecar.parse.codegen import Emitter
 from logsidecar.parse.request_line import COMMON_METHODS, PROTOCOL_TABLE, request_attributes
 from logsidecar.record import FORMAT, LogRecord, encode_json
-from logsidecar.stamp import BatchStamp, offset_hexes
+from logsidecar.stamp import BatchStamp
 
 __all__ = ["JsonDialect", "json_encoder_for", "lines_needing_escapes"]
 
@@ -36,7 +41,7 @@ def _json(value: Any) -> str:
 
 
 class JsonDialect:
-    batch_arguments: tuple[str, ...] = ("head", "uid_head", "hexes", "tail")
+    batch_arguments: tuple[str, ...] = ("head", "uid_head", "tail")
     bytes_rows = False  # the output is text: rows of str go into f-strings as they are
     no_time = "null"
     default_severity = '"severity_text":"INFO","severity_number":9'
@@ -66,7 +71,11 @@ class JsonDialect:
         if quote_free:  # nothing to escape: the text goes into an f-string as it is
             emit.line(f"p{number} = '' if {var} == '-' else f'{key_text}\"{{{var}}}\"'")
         else:
-            emit.line(f"p{number} = '' if {var} == '-' else {key_text!r} + enc({var})")
+            # On a fast line (no backslash, no control character) a quote is all there is to escape.
+            emit.line(
+                f"p{number} = '' if {var} == '-' else f'{key_text}\"{{{var}}}\"' if '\"' not in {var} "
+                f"else {key_text!r} + enc({var})"
+            )
 
     def int_field(
         self,
@@ -104,10 +113,12 @@ class JsonDialect:
             protocol = self._protocol_texts.get(parts[2])
             if method is not None and protocol is not None:
                 target = parts[1]
-                path, sep, query = target.partition("?")
-                if sep:
-                    return f'{method},"url.original":"{target}","url.path":"{path}","url.query":"{query}"{protocol}'
-                return f'{method},"url.original":"{target}","url.path":"{path}"{protocol}'
+                if "?" not in target:
+                    return f'{method},"url.original":"{target}","url.path":"{target}"{protocol}'
+                path, _, query = target.partition("?")
+                return (
+                    f'{method},"url.original":"{target}","url.path":"{path}","url.query":"{query}"{protocol}'
+                )
         return "".join(f",{_json(key)}:{_json(value)}" for key, value in request_attributes(line).items())
 
     def severity_piece(self, text: str | None, number: int) -> str:
@@ -133,10 +144,13 @@ class JsonDialect:
         assert text is not None
         return text.replace('"', '\\"').split("\n")
 
-    def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[str, str, str, str]:
+    def offsets(self, end_offsets: Sequence[int]) -> list[str]:
+        return offset_hex_list(end_offsets)
+
+    def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[str, str, str]:
         head = f',"observed_timestamp":{_json(observed)},'
         tail = f'"}},"resource":{stamp.json_resource()}}}\n'
-        return head, stamp.json_uid_head(), offset_hexes(stamp.end_offsets), tail
+        return head, stamp.json_uid_head(), tail
 
     def assemble(
         self, out: list[Any], slow: list[int], records: list[LogRecord], observed: datetime

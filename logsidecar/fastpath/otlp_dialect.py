@@ -36,14 +36,14 @@ from logsidecar.encoding.otlp_wire import (
     string_value,
     varint,
 )
-from logsidecar.fastpath.encoder import PIECE_CACHE_MAX, DirectEncoder, HasCompiledFormat
+from logsidecar.fastpath.encoder import PIECE_CACHE_MAX, DirectEncoder, HasCompiledFormat, offset_hex_list
 from logsidecar.parse.access import CompiledFormat
 from logsidecar.parse.access_builder import INT_FAST_DIGITS
 from logsidecar.parse.codegen import Emitter
 from logsidecar.parse.fields import bounded_int
 from logsidecar.parse.request_line import COMMON_METHODS, PROTOCOL_TABLE, request_attributes
 from logsidecar.record import FORMAT, HOST_PATH, LOG_FILE_NAME, LOG_FILE_PATH, LOG_RECORD_UID, LogRecord
-from logsidecar.stamp import BatchStamp, offset_hexes
+from logsidecar.stamp import BatchStamp
 
 __all__ = ["OtlpDialect", "otlp_encoder_for"]
 
@@ -80,7 +80,7 @@ def _body_head(length: int) -> bytes:
 
 
 class OtlpDialect:
-    batch_arguments: tuple[str, ...] = ("stamp_head", "hexes", "observed")
+    batch_arguments: tuple[str, ...] = ("stamp_head", "observed")
     bytes_rows = True  # values go into the message as the bytes the line holds
     no_time = b""
 
@@ -89,6 +89,7 @@ class OtlpDialect:
         self.default_severity = self.severity_piece("INFO", 9)
         self._record_encoder = LogsRequestEncoder({})  # for the slow lines' records
         self._flat_heads: dict[str, list[bytes]] = {}  # request-line attribute name → heads
+        self._url_heads = (_flat_heads(_URL_ORIGINAL), _flat_heads(_URL_PATH), _flat_heads(_URL_QUERY))
         # Request-line pieces of the common methods and protocols, as `request_piece` writes them.
         self._method_pieces = {
             m.encode(): encode_key_value(TAG_ATTRIBUTE, "http.request.method", m) for m in COMMON_METHODS
@@ -158,7 +159,11 @@ class OtlpDialect:
         with emit.block(f"if {var} == b'-':"):
             emit.line(f"p{number} = b''")
         with emit.block(f"elif len({var}) <= {INT_FAST_DIGITS}:"):
-            emit.line(f"vb = varint(int({var}))", f"p{number} = I{number}[len(vb)] + vb")
+            emit.line(  # most sizes are below SMALL's bound: a list index instead of a call
+                f"iv = int({var})",
+                f"vb = SMALL[iv] if iv < {len(SMALL_VARINTS)} else varint(iv)",
+                f"p{number} = I{number}[len(vb)] + vb",
+            )
         with emit.block("else:"):
             emit.line(f"p{number} = bounded_kv(KEY{number}, {var})")
 
@@ -179,6 +184,16 @@ class OtlpDialect:
             if method is not None and protocol is not None:
                 target = parts[1]
                 path, sep, query = target.partition(b"?")
+                if len(target) < _FLAT_MAX:  # path and query are shorter: one-byte lengths everywhere
+                    original, path_heads, query_heads = self._url_heads
+                    if sep:
+                        return b"".join(
+                            (method, original[len(target)], target, path_heads[len(path)], path,
+                             query_heads[len(query)], query, protocol)
+                        )  # fmt: skip
+                    return b"".join(
+                        (method, original[len(target)], target, path_heads[len(path)], path, protocol)
+                    )
                 url = self._text(_URL_ORIGINAL, target) + self._text(_URL_PATH, path)
                 if sep:
                     url += self._text(_URL_QUERY, query)
@@ -229,7 +244,10 @@ class OtlpDialect:
     def bodies(self, text: str | None, lines: Sequence[bytes]) -> Sequence[bytes]:
         return lines
 
-    def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[bytes, bytes, bytes]:
+    def offsets(self, end_offsets: Sequence[int]) -> list[bytes]:
+        return offset_hex_list(end_offsets, encoded=True)
+
+    def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[bytes, bytes]:
         shown = stamp.shown_path or stamp.path
         stamp_head = (
             encode_key_value(TAG_ATTRIBUTE, LOG_FILE_PATH, shown)
@@ -239,7 +257,7 @@ class OtlpDialect:
             + stamp.uid_prefix.encode()
         )
         observed_piece = TAG_OBSERVED_TIME + pack_fixed64(datetime_to_unix_nano(observed))
-        return stamp_head, offset_hexes(stamp.end_offsets).encode(), observed_piece
+        return stamp_head, observed_piece
 
     def assemble(
         self, out: list[Any], slow: list[int], records: list[LogRecord], observed: datetime

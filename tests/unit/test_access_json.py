@@ -26,6 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logsidecar.fastpath import JSON_LINES, writer_for
+from logsidecar.fastpath.access_writer import AccessWriter
+from logsidecar.fastpath.encoder import PIECE_CACHE_MAX, offset_hex_list
 from logsidecar.fastpath.json_dialect import json_encoder_for, lines_needing_escapes
 from logsidecar.parse import build_parser
 from logsidecar.parse.access import PRESETS, preset_parser
@@ -33,7 +35,7 @@ from logsidecar.parse.detect import AutoParser
 from logsidecar.pipeline import ParserSelector, Pipeline, PipelineOptions
 from logsidecar.record import encode_json_lines
 from logsidecar.sinks.stdout import StdoutFormat, StdoutSink
-from logsidecar.stamp import BatchStamp, uid_prefix
+from logsidecar.stamp import OFFSET_HEX_DIGITS, BatchStamp, offset_hexes, uid_prefix
 from logsidecar.tail.options import ReadBatch
 from tests.support import direct_cases
 from tests.support.helpers import wait_for_async
@@ -382,3 +384,29 @@ def test_lines_needing_escapes_are_exactly_those_with_a_backslash_or_a_control_b
     data = b"\n".join(lines)
     expected = [i for i, line in enumerate(lines) if b"\\" in line or any(byte < 0x20 for byte in line)]
     assert lines_needing_escapes(data) == expected
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**64 - 1), max_size=40))
+def test_offset_hex_list_is_offset_hexes_cut_per_line(offsets: list[int]) -> None:
+    hexes = offset_hexes(offsets)
+    expected = [hexes[at : at + OFFSET_HEX_DIGITS] for at in range(0, len(hexes), OFFSET_HEX_DIGITS)]
+    assert offset_hex_list(offsets) == expected
+    assert offset_hex_list(offsets, encoded=True) == [digits.encode() for digits in expected]
+
+
+def test_request_cache_stays_bounded_and_lines_after_its_clearing_are_written_the_same() -> None:
+    # 2.5 x the bound of distinct request lines, then the first ones again (evicted by then).
+    fmt = PRESETS["combined"]
+    distinct = [
+        f'10.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET /item/{n}?q={n % 7} HTTP/1.1" 200 {n} "-" "ua"'.encode()
+        for n in range(PIECE_CACHE_MAX * 5 // 2)
+    ]
+    lines = distinct + distinct[:50]
+    stamp = BatchStamp("k", PATHS[0], uid_prefix("k"), [100 * (i + 1) for i in range(len(lines))], set(), {})
+    parser = direct_cases.parser_for(fmt)
+    encoder = json_encoder_for(parser)
+    assert encoder is not None
+    direct = AccessWriter(parser, encoder, encode_json_lines).write(lines, stamp)
+    assert_same_output(direct, record_path(direct_cases.parser_for(fmt), lines, stamp), len(lines))
+    sizes = encoder.request_cache_sizes()
+    assert sizes and all(0 < size <= PIECE_CACHE_MAX for size in sizes)
