@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -40,7 +41,8 @@ from logsidecar.parse.access import CompiledFormat
 from logsidecar.parse.codegen import Emitter
 from logsidecar.parse.fields import INT, REQUEST, STATUS, STR, TIME, VALUE
 from logsidecar.parse.line_regex import FAST_QUOTED_TEXT
-from logsidecar.record import FORMAT, PARSE_ERROR, LogRecord, utcnow
+from logsidecar.parse.request_line import request_attributes
+from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, LogRecord, utcnow
 from logsidecar.stamp import OFFSET_HEX_DIGITS, BatchStamp
 
 __all__ = ["Dialect", "DirectEncoder", "HasCompiledFormat", "SlowParse", "lines_needing_escapes"]
@@ -126,9 +128,30 @@ class Dialect(Protocol):
 
     def batch_values(self, observed: datetime, stamp: BatchStamp) -> tuple[Any, ...]: ...
 
-    def assemble(self, out: list[Any], slow: list[int], records: list[LogRecord], observed: datetime) -> Any:
-        """The batch's encoding: `out` holds the fast lines' pieces and None at `slow` indices,
-        whose stamped `records` are given in the same order."""
+    def unescape(self, value: Any) -> tuple[Any, bool]:
+        """`unescape_log_value` on a row value (str or bytes as the rows are)."""
+        ...
+
+    def text_value(self, emit: Emitter, number: int, var: str, key: str, namespace: dict[str, Any]) -> None:
+        """Code assigning `p<number>` the piece of a text value other than `-` that may hold any
+        character (an unescaped value)."""
+        ...
+
+    def escaped_bodies(self, lines: Sequence[bytes], indices: Sequence[int]) -> list[Any]:
+        """The bodies of the lines at `indices`, as the generated line code takes them."""
+        ...
+
+    def escaped_encoding(self, item: Any) -> Any:
+        """A line's final encoding from what `encode_escaped` appended for it."""
+        ...
+
+    def record_encodings(self, records: list[LogRecord], observed: datetime) -> list[Any]:
+        """Each stamped record's final encoding."""
+        ...
+
+    def assemble(self, out: list[Any], done: list[int], encodings: list[Any]) -> Any:
+        """The batch's encoding: `out` holds the fast lines' pieces; the lines at `done` (in order)
+        are written by their final `encodings` instead."""
         ...
 
 
@@ -164,6 +187,7 @@ class DirectEncoder:
         self.source = emit.source()
         filename = f"<{type(dialect).__name__} {compiled.format_name}>"
         self._encode_rows = emit.compile("encode_rows", namespace, filename)
+        self._encode_escaped = namespace["encode_escaped"]
         self._namespace = namespace
 
     def request_cache_sizes(self) -> list[int]:
@@ -177,74 +201,18 @@ class DirectEncoder:
         keys = [key for spec in specs if spec.kind != TIME for key in spec.keys]
         if len(keys) != len(set(keys)) or compiled.synthesizes_url_original:
             return None
-        names = [f"v{number}" for number in range(len(specs))]
-        # Fields whose fast pattern cannot hold a quote (on a fast line nothing in them needs escaping).
-        quote_free = {n for n, pattern in enumerate(compiled.fast_field_patterns) if pattern == QUOTED_FAST}
         namespace: dict[str, Any] = dialect.namespace()
         namespace["default_severity"] = dialect.default_severity
-        pieces: list[str] = []
-        severity = "default_severity"
-        time_vars = [
-            names[n] for n, spec in enumerate(specs) if spec.kind == TIME and spec in compiled.time_fields
-        ]
+        namespace["unescape"] = dialect.unescape
+        namespace["request_attributes"] = request_attributes
+        namespace["attributes_piece"] = dialect.attributes_piece
+        namespace["row_text"] = as_text
+        namespace["INVALID_UTF8"] = INVALID_UTF8
+        namespace["INV"] = dialect.attributes_piece({INVALID_UTF8: True})
+        namespace["BS"], namespace["DASH"] = ("\\", "-") if not dialect.bytes_rows else (b"\\", b"-")
         emit = Emitter()
-        with emit.block(f"def encode_rows(rows, bodies, offsets, {', '.join(dialect.batch_arguments)}):"):
-            emit.line("out = []", "append = out.append", "slow = []")
-            with emit.block(f"for body, row, {UID_OFFSET} in zip(bodies, rows, offsets):"):
-                with emit.block("if row is None or not body or row[-1]:"):  # no fast row: slow path
-                    _to_slow(emit)
-                emit.line(", ".join([*names, "bad"]) + " = row")
-                for number, (var, spec) in enumerate(zip(names, specs, strict=True)):
-                    if spec.kind == TIME or not spec.keys:
-                        continue
-                    key = spec.keys[0]
-                    if spec.kind == STR:
-                        dialect.text_field(emit, number, var, key, number in quote_free, namespace)
-                    elif spec.kind == INT:
-                        dialect.int_field(emit, number, var, key, namespace, _to_slow)
-                    else:
-                        sets_severity = spec.kind == STATUS and key == "http.response.status_code"
-                        emit.line(f"p{number} = get{number}({var})")
-                        if spec.kind == REQUEST:
-                            # Request lines are often unique (half of them miss on the realistic
-                            # file): the dialect's own code, no record builder, cached right here
-                            # (no wrapper call per miss).
-                            request_cache: dict[Any, Any] = {}
-                            namespace[f"cache{number}"] = request_cache
-                            namespace[f"get{number}"] = request_cache.get
-                            namespace[f"piece{number}"] = dialect.request_piece
-                            with emit.block(f"if p{number} is None:"):
-                                emit.line(f"p{number} = piece{number}({var})")
-                                with emit.block(f"if len(cache{number}) >= {PIECE_CACHE_MAX}:"):
-                                    emit.line(f"cache{number}.clear()")
-                                emit.line(f"cache{number}[{var}] = p{number}")
-                        else:
-                            cache, compute = _piece_cache(compiled, dialect, number, sets_severity)
-                            namespace[f"get{number}"] = cache.get
-                            namespace[f"piece{number}"] = compute
-                            with emit.block(f"if p{number} is None:"):
-                                emit.line(f"p{number} = piece{number}({var})")
-                        if sets_severity:
-                            emit.line(f"p{number}, sev = p{number}")
-                            severity = "sev"
-                    pieces.append(f"p{number}")
-                if time_vars:
-                    time_key = time_vars[0] if len(time_vars) == 1 else "(" + ", ".join(time_vars) + ",)"
-                    time_cache, time_compute = _time_piece_cache(compiled, dialect)
-                    namespace["tget"] = time_cache.get
-                    namespace["tpiece"] = time_compute
-                    namespace["BAD_TIME"] = BAD_TIME
-                    emit.line(f"tp = tget({time_key})")
-                    with emit.block("if tp is None:"):
-                        emit.line(f"tp = tpiece({time_key})")
-                    # A time that is not a real instant is flagged by the record builder: slow path.
-                    with emit.block("if tp is BAD_TIME:"):
-                        _to_slow(emit)
-                else:
-                    namespace["no_time"] = dialect.no_time
-                    emit.line("tp = no_time")
-                dialect.line(emit, pieces, severity, UID_OFFSET)
-            emit.line("return out, slow")
+        _emit_encode_rows(emit, compiled, dialect, namespace, escaped=False)
+        _emit_encode_rows(emit, compiled, dialect, namespace, escaped=True)
         return cls(compiled, dialect, emit, namespace)
 
     def encode(
@@ -261,23 +229,199 @@ class DirectEncoder:
         joined by newlines, `text` the same decoded (None for a bytes-rows dialect), `rows` the batch
         regex's rows (one per line, str or bytes as the dialect takes them)."""
         dialect = self.dialect
+        offsets = dialect.offsets(stamp.end_offsets)
+        values = dialect.batch_values(observed, stamp)
         needing_escapes = lines_needing_escapes(data)
+        escaped: list[int] = []
+        escaped_rows: list[Any] = []
         if needing_escapes:
             rows = list(rows)
+            truncated = stamp.truncated
             for index in needing_escapes:
+                row = rows[index]
                 rows[index] = None
-        out, slow = self._encode_rows(
-            rows,
-            dialect.bodies(text, lines),
-            dialect.offsets(stamp.end_offsets),
-            *dialect.batch_values(observed, stamp),
-        )
+                if row is not None and not row[-1] and index not in truncated and escapes_only(lines[index]):
+                    escaped.append(index)
+                    escaped_rows.append(row)
+        out, slow = self._encode_rows(rows, dialect.bodies(text, lines), offsets, *values)
+        done: list[int] = []
+        encodings: list[Any] = []
+        if escaped:
+            escaped_out, _ = self._encode_escaped(
+                escaped_rows, dialect.escaped_bodies(lines, escaped), [offsets[i] for i in escaped], *values
+            )
+            finish = dialect.escaped_encoding
+            for index, item in zip(escaped, escaped_out, strict=True):
+                if item is not None:
+                    done.append(index)
+                    encodings.append(finish(item))
+            if done:
+                written = set(done)
+                slow = [index for index in slow if index not in written]
         if stamp.truncated:  # the ordinary path adds `logsidecar.truncated` after the stamp
             slow = sorted(set(stamp.truncated).union(slow))
         records = slow_parse(slow) if slow else []
         stamp.apply(records, slow)
         unparsed = sum(PARSE_ERROR in record.attributes for record in records)
-        return dialect.assemble(out, slow, records, observed), unparsed
+        if done:  # both lists are in line order: merge them
+            pairs = sorted(
+                zip([*done, *slow], [*encodings, *dialect.record_encodings(records, observed)], strict=True)
+            )
+            return dialect.assemble(out, [i for i, _ in pairs], [e for _, e in pairs]), unparsed
+        return dialect.assemble(out, slow, dialect.record_encodings(records, observed)), unparsed
+
+
+def _emit_encode_rows(
+    emit: Emitter, compiled: CompiledFormat, dialect: Dialect, namespace: dict[str, Any], escaped: bool
+) -> None:
+    """The generated loop: `encode_rows` for fast lines or, `escaped`, `encode_escaped` for lines
+    holding Apache escapes (a backslash; no `\\"`, no control character: their fast row is the row
+    the record builder takes). The latter undoes escapes per field as the record builder does
+    (`access_builder.py`): a text field's value is unescaped when it holds a backslash, the first
+    value that is not UTF-8 puts `logsidecar.invalid_utf8` before its own key, a request line with a
+    backslash is read by `request_attributes` uncached; any other escapable field holding a
+    backslash sends the line to the slow path."""
+    specs = compiled.fields
+    names = [f"v{number}" for number in range(len(specs))]
+    # Fields whose fast pattern cannot hold a quote (on a fast line nothing in them needs escaping).
+    quote_free = {n for n, pattern in enumerate(compiled.fast_field_patterns) if pattern == QUOTED_FAST}
+    pieces: list[str] = []
+    severity = "default_severity"
+    time_vars = [
+        names[n] for n, spec in enumerate(specs) if spec.kind == TIME and spec in compiled.time_fields
+    ]
+    function = "encode_escaped" if escaped else "encode_rows"
+    with emit.block(f"def {function}(rows, bodies, offsets, {', '.join(dialect.batch_arguments)}):"):
+        emit.line("out = []", "append = out.append", "slow = []")
+        with emit.block(f"for body, row, {UID_OFFSET} in zip(bodies, rows, offsets):"):
+            with emit.block("if row is None or not body or row[-1]:"):  # no fast row: slow path
+                _to_slow(emit)
+            emit.line(", ".join([*names, "bad"]) + " = row")
+            if escaped:
+                emit.line("inv = False")
+            for number, (var, spec) in enumerate(zip(names, specs, strict=True)):
+                if spec.kind == TIME or not spec.keys:
+                    continue
+                key = spec.keys[0]
+                if spec.kind == STR:
+                    if escaped:
+                        _emit_escaped_text(emit, dialect, number, var, key, spec.escapable, namespace)
+                    else:
+                        dialect.text_field(emit, number, var, key, number in quote_free, namespace)
+                elif spec.kind == INT:
+                    dialect.int_field(emit, number, var, key, namespace, _to_slow)
+                else:
+                    sets_severity = spec.kind == STATUS and key == "http.response.status_code"
+                    if escaped and spec.kind == REQUEST:
+                        # As the record builder: an escaped request line is read uncached.
+                        with emit.block(f"if BS in {var}:"):
+                            emit.line(f"rq = request_attributes(row_text({var}))")
+                            with emit.block("if INVALID_UTF8 in rq:"):
+                                with emit.block("if inv:"):  # already set by an earlier field
+                                    emit.line("del rq[INVALID_UTF8]")
+                                emit.line("inv = True")
+                            emit.line(f"p{number} = attributes_piece(rq)")
+                    elif escaped and spec.escapable:
+                        with emit.block(f"if BS in {var}:"):  # not unescaped here: the record path
+                            _to_slow(emit)
+                    cached = emit.block("else:") if escaped and spec.kind == REQUEST else nullcontext()
+                    with cached:
+                        _emit_cached_piece(
+                            emit, compiled, dialect, namespace, number, var, spec.kind, sets_severity
+                        )
+                    if sets_severity:
+                        emit.line(f"p{number}, sev = p{number}")
+                        severity = "sev"
+                pieces.append(f"p{number}")
+            if time_vars:
+                time_key = time_vars[0] if len(time_vars) == 1 else "(" + ", ".join(time_vars) + ",)"
+                if "tget" not in namespace:
+                    time_cache, time_compute = _time_piece_cache(compiled, dialect)
+                    namespace["tget"] = time_cache.get
+                    namespace["tpiece"] = time_compute
+                    namespace["BAD_TIME"] = BAD_TIME
+                emit.line(f"tp = tget({time_key})")
+                with emit.block("if tp is None:"):
+                    emit.line(f"tp = tpiece({time_key})")
+                # A time that is not a real instant is flagged by the record builder: slow path.
+                with emit.block("if tp is BAD_TIME:"):
+                    _to_slow(emit)
+            else:
+                namespace["no_time"] = dialect.no_time
+                emit.line("tp = no_time")
+            dialect.line(emit, pieces, severity, UID_OFFSET)
+        emit.line("return out, slow")
+
+
+def _emit_cached_piece(
+    emit: Emitter,
+    compiled: CompiledFormat,
+    dialect: Dialect,
+    namespace: dict[str, Any],
+    number: int,
+    var: str,
+    kind: str,
+    sets_severity: bool,
+) -> None:
+    """`p<number>` from the field's piece cache (shared by both generated loops)."""
+    emit.line(f"p{number} = get{number}({var})")
+    if kind == REQUEST:
+        # Request lines are often unique (half of them miss on the realistic file): the dialect's
+        # own code, no record builder, cached right here (no wrapper call per miss).
+        if f"cache{number}" not in namespace:
+            request_cache: dict[Any, Any] = {}
+            namespace[f"cache{number}"] = request_cache
+            namespace[f"get{number}"] = request_cache.get
+            namespace[f"piece{number}"] = dialect.request_piece
+        with emit.block(f"if p{number} is None:"):
+            emit.line(f"p{number} = piece{number}({var})")
+            with emit.block(f"if len(cache{number}) >= {PIECE_CACHE_MAX}:"):
+                emit.line(f"cache{number}.clear()")
+            emit.line(f"cache{number}[{var}] = p{number}")
+    else:
+        if f"get{number}" not in namespace:
+            cache, compute = _piece_cache(compiled, dialect, number, sets_severity)
+            namespace[f"get{number}"] = cache.get
+            namespace[f"piece{number}"] = compute
+        with emit.block(f"if p{number} is None:"):
+            emit.line(f"p{number} = piece{number}({var})")
+
+
+def _emit_escaped_text(
+    emit: Emitter,
+    dialect: Dialect,
+    number: int,
+    var: str,
+    key: str,
+    escapable: bool,
+    namespace: dict[str, Any],
+) -> None:
+    """A text field of an escaped line: `-` is absent (tested before unescaping, as the record
+    builder does: `\\x2d` is a value), an escapable value with a backslash unescaped, the
+    invalid-UTF-8 flag put before the field's own key when it is the first."""
+    with emit.block(f"if {var} == DASH:"):
+        emit.line(f"p{number} = DASH[:0]")
+    with emit.block("else:"):
+        if escapable:
+            emit.line("fix = False")
+            with emit.block(f"if BS in {var}:"):
+                emit.line(f"{var}, ok = unescape({var})")
+                with emit.block("if not ok and not inv:"):
+                    emit.line("inv = fix = True")
+        dialect.text_value(emit, number, var, key, namespace)
+        if escapable:
+            with emit.block("if fix:"):
+                emit.line(f"p{number} = INV + p{number}")
+
+
+# A line with `\\"` is matched again by the strict regex on the record path, one with a control
+# character differs between bytes and str rows: neither takes `encode_escaped`.
+_STRICT_ONLY = re.compile(rb'\\"|[\x00-\x09\x0b-\x1f]')
+
+
+def escapes_only(line: bytes) -> bool:
+    """True when the line's fast row is the row the record builder takes (see `_STRICT_ONLY`)."""
+    return _STRICT_ONLY.search(line) is None
 
 
 # Bytes that need escaping in JSON or unescaping from Apache's notation: control characters and the

@@ -25,6 +25,7 @@ from logsidecar.fastpath.encoder import (
 from logsidecar.parse.access import CompiledFormat
 from logsidecar.parse.access_builder import INT_FAST_DIGITS
 from logsidecar.parse.codegen import Emitter
+from logsidecar.parse.escape import unescape_log_value
 from logsidecar.parse.request_line import COMMON_METHODS, PROTOCOL_TABLE, request_attributes
 from logsidecar.record import FORMAT, LogRecord, encode_json
 from logsidecar.stamp import BatchStamp
@@ -152,19 +153,32 @@ class JsonDialect:
         tail = f'"}},"resource":{stamp.json_resource()}}}\n'
         return head, stamp.json_uid_head(), tail
 
-    def assemble(
-        self, out: list[Any], slow: list[int], records: list[LogRecord], observed: datetime
-    ) -> bytes:
-        if not slow:
+    def unescape(self, value: str) -> tuple[str, bool]:
+        return unescape_log_value(value)
+
+    def text_value(self, emit: Emitter, number: int, var: str, key: str, namespace: dict[str, Any]) -> None:
+        emit.line(f"p{number} = {f',{_json(key)}:'!r} + enc({var})")
+
+    def escaped_bodies(self, lines: Sequence[bytes], indices: Sequence[int]) -> list[str]:
+        return [_json_string(lines[index].decode())[1:-1] for index in indices]
+
+    def escaped_encoding(self, item: str) -> bytes:
+        return item.encode()
+
+    def record_encodings(self, records: list[LogRecord], observed: datetime) -> list[bytes]:
+        return [encode_json(record) + b"\n" for record in records]
+
+    def assemble(self, out: list[Any], done: list[int], encodings: list[bytes]) -> bytes:
+        if not done:
             return "".join(out).encode()
-        # Slow records may hold non-ASCII text (unescaped \xhh); joining them into the fast lines'
-        # str would widen the whole batch. Fast runs are joined and encoded apart, then spliced.
+        # Lines written apart may hold non-ASCII text (unescaped \xhh); joining them into the fast
+        # lines' str would widen the whole batch. Fast runs are joined and encoded apart, then spliced.
         parts: list[bytes] = []
         previous = 0
-        for index, record in zip(slow, records, strict=True):
+        for index, encoding in zip(done, encodings, strict=True):
             if index > previous:
                 parts.append("".join(out[previous:index]).encode())
-            parts.append(encode_json(record) + b"\n")
+            parts.append(encoding)
             previous = index + 1
         parts.append("".join(out[previous:]).encode())
         return b"".join(parts)

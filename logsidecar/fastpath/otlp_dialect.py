@@ -40,6 +40,7 @@ from logsidecar.fastpath.encoder import PIECE_CACHE_MAX, DirectEncoder, HasCompi
 from logsidecar.parse.access import CompiledFormat
 from logsidecar.parse.access_builder import INT_FAST_DIGITS
 from logsidecar.parse.codegen import Emitter
+from logsidecar.parse.escape import unescape_log_value
 from logsidecar.parse.fields import bounded_int
 from logsidecar.parse.request_line import COMMON_METHODS, PROTOCOL_TABLE, request_attributes
 from logsidecar.record import FORMAT, HOST_PATH, LOG_FILE_NAME, LOG_FILE_PATH, LOG_RECORD_UID, LogRecord
@@ -259,13 +260,34 @@ class OtlpDialect:
         observed_piece = TAG_OBSERVED_TIME + pack_fixed64(datetime_to_unix_nano(observed))
         return stamp_head, observed_piece
 
-    def assemble(
-        self, out: list[Any], slow: list[int], records: list[LogRecord], observed: datetime
-    ) -> list[bytes]:
+    def unescape(self, value: bytes) -> tuple[bytes, bool]:
+        # Bytes rows come from ASCII batches: decoding cannot fail; an unescaped value holds no
+        # surrogate, so UTF-8 is what `string_value` writes.
+        text, valid = unescape_log_value(value.decode())
+        return text.encode(), valid
+
+    def text_value(self, emit: Emitter, number: int, var: str, key: str, namespace: dict[str, Any]) -> None:
+        namespace[f"H{number}"] = _flat_heads(key)
+        namespace[f"K{number}"] = string_value(key)
+        emit.line(
+            f"n = len({var})",
+            f"p{number} = H{number}[n] + {var} if n < {_FLAT_MAX} else text_kv(K{number}, {var})",
+        )
+
+    def escaped_bodies(self, lines: Sequence[bytes], indices: Sequence[int]) -> list[bytes]:
+        return [lines[index] for index in indices]
+
+    def escaped_encoding(self, item: bytes) -> bytes:
+        return item
+
+    def record_encodings(self, records: list[LogRecord], observed: datetime) -> list[bytes]:
         observed_ns = datetime_to_unix_nano(observed)
         encode = self._record_encoder.encode_record
-        for index, record in zip(slow, records, strict=True):
-            out[index] = encode(record, observed_ns)
+        return [encode(record, observed_ns) for record in records]
+
+    def assemble(self, out: list[Any], done: list[int], encodings: list[bytes]) -> list[bytes]:
+        for index, encoding in zip(done, encodings, strict=True):
+            out[index] = encoding
         return out
 
 
