@@ -237,12 +237,20 @@ class DirectEncoder:
         if needing_escapes:
             rows = list(rows)
             truncated = stamp.truncated
+            exact_row, bytes_rows = self.compiled.exact_row, dialect.bytes_rows
             for index in needing_escapes:
                 row = rows[index]
                 rows[index] = None
-                if row is not None and not row[-1] and index not in truncated and escapes_only(lines[index]):
-                    escaped.append(index)
-                    escaped_rows.append(row)
+                line = lines[index]
+                if index in truncated or _CONTROL.search(line):
+                    continue
+                if b'\\"' in line:  # the fast row may be split at an escaped quote: the record
+                    # path's row is the strict regex's (`AccessWriter.write`'s slow lines)
+                    row = exact_row(line.decode())
+                    if row is not None and bytes_rows:  # an ASCII batch: encoding changes nothing
+                        row = tuple(value.encode() for value in row)
+                escaped.append(index)
+                escaped_rows.append(row)
         out, slow = self._encode_rows(rows, dialect.bodies(text, lines), offsets, *values)
         done: list[int] = []
         encodings: list[Any] = []
@@ -414,14 +422,9 @@ def _emit_escaped_text(
                 emit.line(f"p{number} = INV + p{number}")
 
 
-# A line with `\\"` is matched again by the strict regex on the record path, one with a control
-# character differs between bytes and str rows: neither takes `encode_escaped`.
-_STRICT_ONLY = re.compile(rb'\\"|[\x00-\x09\x0b-\x1f]')
-
-
-def escapes_only(line: bytes) -> bool:
-    """True when the line's fast row is the row the record builder takes (see `_STRICT_ONLY`)."""
-    return _STRICT_ONLY.search(line) is None
+# A line with a control character may have a bytes row that differs from its str row (str's `\s`
+# takes \x1c-\x1f); httpd writes none (it escapes them): such lines take the record path.
+_CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f]")
 
 
 # Bytes that need escaping in JSON or unescaping from Apache's notation: control characters and the
