@@ -231,7 +231,8 @@ class DirectEncoder:
         dialect = self.dialect
         offsets = dialect.offsets(stamp.end_offsets)
         values = dialect.batch_values(observed, stamp)
-        needing_escapes = lines_needing_escapes(data)
+        controls = has_control_bytes(data)
+        needing_escapes = lines_needing_escapes(data, controls)
         escaped: list[int] = []
         escaped_rows: list[Any] = []
         if needing_escapes:
@@ -242,13 +243,13 @@ class DirectEncoder:
                 row = rows[index]
                 rows[index] = None
                 line = lines[index]
-                if index in truncated or _CONTROL.search(line):
+                if index in truncated or (controls and _CONTROL.search(line)):
                     continue
                 if b'\\"' in line:  # the fast row may be split at an escaped quote: the record
                     # path's row is the strict regex's (`AccessWriter.write`'s slow lines)
                     row = exact_row(line.decode())
                     if row is not None and bytes_rows:  # an ASCII batch: encoding changes nothing
-                        row = tuple(value.encode() for value in row)
+                        row = tuple(map(str.encode, row))
                 escaped.append(index)
                 escaped_rows.append(row)
         out, slow = self._encode_rows(rows, dialect.bodies(text, lines), offsets, *values)
@@ -433,11 +434,18 @@ _NOT_CONTROL = bytes(range(0x20, 0x100)) + b"\n"
 _NEEDS_ESCAPE = re.compile(rb"[\x00-\x09\x0b-\x1f\\]")
 
 
-def lines_needing_escapes(data: bytes) -> list[int]:
+def has_control_bytes(data: bytes) -> bool:
+    """True when `data` holds a control character other than the newline (one C-level pass)."""
+    return bool(data.translate(None, _NOT_CONTROL))
+
+
+def lines_needing_escapes(data: bytes, controls: bool | None = None) -> list[int]:
     """Indices of the lines of `data` (lines joined by newlines) holding a backslash or a control
     character. The common batch has none of the latter (httpd writes them as `\\xhh`), so one C-level
-    pass rules them out and backslashes are found with `bytes.find`; no per-line loop either way."""
-    controls = bool(data.translate(None, _NOT_CONTROL))
+    pass rules them out (`controls`: its result when the caller has it) and backslashes are found
+    with `bytes.find`; no per-line loop either way."""
+    if controls is None:
+        controls = has_control_bytes(data)
     found: list[int] = []
     count, find = data.count, data.find
     line = line_start = 0

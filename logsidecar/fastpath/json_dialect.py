@@ -101,7 +101,8 @@ class JsonDialect:
             emit.line(f"p{number} = f'{key_text}{{int({var})}}'")
 
     def attributes_piece(self, attributes: dict[str, Any]) -> str:
-        return "".join(f",{_json(key)}:{_json(value)}" for key, value in attributes.items())
+        # One orjson call for the whole dict (its members, without the braces), not one per item.
+        return "," + _json(attributes)[1:-1] if attributes else ""
 
     def request_piece(self, line: str) -> str:
         if line == "-":
@@ -120,7 +121,7 @@ class JsonDialect:
                 return (
                     f'{method},"url.original":"{target}","url.path":"{path}","url.query":"{query}"{protocol}'
                 )
-        return "".join(f",{_json(key)}:{_json(value)}" for key, value in request_attributes(line).items())
+        return self.attributes_piece(request_attributes(line))
 
     def severity_piece(self, text: str | None, number: int) -> str:
         return f'"severity_text":{_json(text)},"severity_number":{number}'
