@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from logsidecar.parse.access import CompiledFormat
 from logsidecar.parse.codegen import Emitter
-from logsidecar.parse.fields import INT, REQUEST, STATUS, STR, TIME, VALUE
+from logsidecar.parse.fields import INT, REQUEST, STATUS, STR, TIME, USER, VALUE, FieldSpec
 from logsidecar.parse.line_regex import FAST_QUOTED_TEXT
 from logsidecar.parse.request_line import request_attributes
 from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, LogRecord, utcnow
@@ -210,6 +210,7 @@ class DirectEncoder:
         namespace["INVALID_UTF8"] = INVALID_UTF8
         namespace["INV"] = dialect.attributes_piece({INVALID_UTF8: True})
         namespace["BS"], namespace["DASH"] = ("\\", "-") if not dialect.bytes_rows else (b"\\", b"-")
+        namespace["EMPTY_QUOTES"] = '""' if not dialect.bytes_rows else b'""'
         emit = Emitter()
         _emit_encode_rows(emit, compiled, dialect, namespace, escaped=False)
         _emit_encode_rows(emit, compiled, dialect, namespace, escaped=True)
@@ -312,11 +313,10 @@ def _emit_encode_rows(
                 if spec.kind == TIME or not spec.keys:
                     continue
                 key = spec.keys[0]
-                if spec.kind == STR:
-                    if escaped:
-                        _emit_escaped_text(emit, dialect, number, var, key, spec.escapable, namespace)
-                    else:
-                        dialect.text_field(emit, number, var, key, number in quote_free, namespace)
+                if escaped and spec.kind in (STR, USER):
+                    _emit_escaped_text(emit, dialect, number, var, key, spec, namespace)
+                elif spec.kind == STR:
+                    dialect.text_field(emit, number, var, key, number in quote_free, namespace)
                 elif spec.kind == INT:
                     dialect.int_field(emit, number, var, key, namespace, _to_slow)
                 else:
@@ -402,15 +402,19 @@ def _emit_escaped_text(
     number: int,
     var: str,
     key: str,
-    escapable: bool,
+    spec: FieldSpec,
     namespace: dict[str, Any],
 ) -> None:
-    """A text field of an escaped line: `-` is absent (tested before unescaping, as the record
-    builder does: `\\x2d` is a value), an escapable value with a backslash unescaped, the
-    invalid-UTF-8 flag put before the field's own key when it is the first."""
+    """A text or user field of an escaped line: `-` is absent (tested before unescaping, as the
+    record builder does: `\\x2d` is a value), a user `""` is the empty name, an escapable value with
+    a backslash unescaped, the invalid-UTF-8 flag put before the field's own key when it is the first."""
+    escapable = spec.escapable
     with emit.block(f"if {var} == DASH:"):
         emit.line(f"p{number} = DASH[:0]")
     with emit.block("else:"):
+        if spec.kind == USER:  # `""` is how httpd writes an empty user name
+            with emit.block(f"if {var} == EMPTY_QUOTES:"):
+                emit.line(f"{var} = DASH[:0]")
         if escapable:
             emit.line("fix = False")
             with emit.block(f"if BS in {var}:"):

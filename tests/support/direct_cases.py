@@ -332,3 +332,72 @@ AUTO_PARSER_PATHS = [None, "/var/log/apache2/access.log", "/var/log/apache2/erro
 def draw_pools(data: st.DataObject, pools: Sequence[list[bytes]]) -> list[list[bytes]]:
     """One to three of `pools` (with repeats) that a batch of an `auto` sequence draws lines from."""
     return data.draw(st.lists(st.sampled_from(pools), min_size=1, max_size=3), label="pools")
+
+
+# --- lines holding Apache escapes, field by field --------------------------------------------------------
+
+# Each kind of escape httpd writes, and escapes it never writes (a lone backslash, `\x` without two
+# hex digits, an unknown letter): the record path keeps those verbatim.
+ESCAPES = {
+    "quote": b'\\"',
+    "backslash": b"\\\\",
+    "utf8": b"\\xc3\\xa9",
+    "invalid_utf8": b"\\xff\\xfe",
+    "cut_utf8": b"\\xc3",
+    "newline": b"\\n",
+    "tab": b"\\t",
+    "lone_backslash": b"\\",
+    "x_non_hex": b"\\xzz",
+    "x_one_digit": b"\\x4",
+    "unknown": b"\\q",
+    "dash": b"\\x2d",  # unescapes to `-`, which is a value here, not an absent field
+}
+# Where in a field's value the escape goes.
+ESCAPE_PLACES = {"alone": b"%s", "inside": b"a%sb", "end": b"ab%s"}
+# A line of a format with `{field}` for each escapable field (plain text elsewhere), and the
+# fields; `target` and `request` are the request line's target and the request line as a whole.
+ESCAPE_TEMPLATES: dict[str, tuple[str, ...]] = {
+    PRESETS["combined"]: ("logname", "user", "target", "request", "referer", "agent"),
+    USER_CONN_FORMAT: ("user", "target", "referer"),
+    XFF_FORMAT: ("logname", "user", "target", "xff"),
+}
+_PLAIN = {"logname": b"ident", "user": b"frank", "referer": b"http://example.com/", "agent": b"curl/8.0",
+          "xff": b"10.0.0.9"}  # fmt: skip
+
+
+def _escape_line(fmt: str, values: Mapping[str, bytes]) -> bytes:
+    """A line of `fmt` (a key of ESCAPE_TEMPLATES) with `values` in its escapable fields."""
+    get = {**_PLAIN, **values}.get
+    request = get("request") or b"GET /p/" + (get("target") or b"x") + b"?q=1 HTTP/1.1"
+    time = b"[10/Oct/2000:13:55:36 -0700]"
+    if fmt == PRESETS["combined"]:
+        return b'10.1.2.3 %s %s %s "%s" 200 2326 "%s" "%s"' % (
+            get("logname"), get("user"), time, request, get("referer"), get("agent"),
+        )  # fmt: skip
+    if fmt == USER_CONN_FORMAT:
+        return b'10.1.2.3 "%s" %s "%s" 404 12 + %s %s' % (get("user"), time, request, time, get("referer"))
+    assert fmt == XFF_FORMAT, fmt
+    return b'10.1.2.3 %s %s %s "%s" 200 5 1234 "%s" ZeRo00001' % (
+        get("logname"), get("user"), time, request, get("xff"),
+    )  # fmt: skip
+
+
+def escaped_lines() -> list[tuple[str, str, bytes]]:
+    """(format, case id, line) for every escape of ESCAPES at every place of ESCAPE_PLACES in every
+    escapable field of each format of ESCAPE_TEMPLATES, and lines with invalid UTF-8 in several
+    fields at once (the record flag's place is that of the first)."""
+    out = []
+    for fmt, fields in ESCAPE_TEMPLATES.items():
+        for field_name in fields:
+            for escape_name, escape in ESCAPES.items():
+                for place_name, place in ESCAPE_PLACES.items():
+                    line = _escape_line(fmt, {field_name: place % escape})
+                    out.append((fmt, f"{field_name}-{escape_name}-{place_name}", line))
+        for first in fields:  # invalid from `first` on, valid escapes before it
+            values = {}
+            for field_name in fields:
+                values[field_name] = (
+                    b"v\\xc3\\xa9" if fields.index(field_name) < fields.index(first) else b"i\\xff"
+                )
+            out.append((fmt, f"invalid-from-{first}", _escape_line(fmt, values)))
+    return out

@@ -33,7 +33,7 @@ from logsidecar.parse import build_parser
 from logsidecar.parse.access import PRESETS, preset_parser
 from logsidecar.parse.detect import AutoParser
 from logsidecar.pipeline import ParserSelector, Pipeline, PipelineOptions
-from logsidecar.record import encode_json_lines
+from logsidecar.record import encode_json_lines, utcnow
 from logsidecar.sinks.stdout import StdoutFormat, StdoutSink
 from logsidecar.stamp import OFFSET_HEX_DIGITS, BatchStamp, offset_hexes, uid_prefix
 from logsidecar.tail.options import ReadBatch
@@ -176,6 +176,48 @@ def test_access_direct_json_lines_equal_parse_stamp_encode_on_a_large_clean_batc
     direct = writer_for(direct_cases.parser_for(fmt), JSON_LINES)(lines, stamp)
     assert_same_output(direct, record_path(direct_cases.parser_for(fmt), lines, stamp), len(lines))
     assert direct[1] == 0
+
+
+ESCAPED = direct_cases.escaped_lines()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "line"), [(f, line) for f, _, line in ESCAPED], ids=[i for _, i, _ in ESCAPED]
+)
+def test_access_direct_json_line_with_escapes_equals_parse_stamp_encode(fmt: str, line: bytes) -> None:
+    """Each escape kind at each place of each escapable field, between clean lines."""
+    lines = [*REALISTIC[fmt][:2], line, REALISTIC[fmt][2]]
+    stamp = BatchStamp("k", PATHS[0], uid_prefix("k"), [100, 200, 300, 400], set(), RESOURCES[0])
+    direct = direct_path(DIRECT_PARSERS[fmt], lines, stamp)
+    assert_same_output(direct, record_path(RECORD_PARSERS[fmt], lines, stamp), len(lines))
+
+
+def test_escaped_lines_the_record_builder_reads_from_their_row_are_not_sent_to_the_record_path() -> None:
+    """Lines holding escapes are written by the escaped loop (the slow-path callback is not asked
+    for them) unless their row is not the record builder's."""
+    fmt = PRESETS["combined"]
+    cases = [(i, line) for f, i, line in ESCAPED if f == fmt]
+    lines = [line for _, line in cases]
+    parser = direct_cases.parser_for(fmt)
+    encoder = json_encoder_for(parser)
+    assert encoder is not None
+    text = b"\n".join(lines).decode()
+    asked: list[int] = []
+
+    def slow(indices: list[int]) -> list[Any]:
+        asked.extend(indices)
+        return parser.parse([lines[i] for i in indices])
+
+    stamp = BatchStamp("k", PATHS[0], uid_prefix("k"), list(range(1, len(lines) + 1)), set(), {})
+    encoder.encode(
+        b"\n".join(lines), text, lines, parser.compiled.batch_regex.findall(text), utcnow(), stamp, slow
+    )
+    sent = {cases[i][0] for i in asked}
+    # Exactly the lines the record path cannot read a row from either (the strict regex rejects
+    # them: a lone backslash before a closing quote escapes it).
+    expected = {i for i, line in cases if parser.compiled.exact_row(line.decode()) is None}
+    assert 0 < len(expected) < len(cases) / 10
+    assert sent == expected
 
 
 def test_access_direct_json_lines_of_an_empty_batch_is_empty() -> None:

@@ -243,6 +243,22 @@ def test_access_direct_otlp_record_of_an_edge_line_equals_parse_stamp_encode(
     assert_same_records(direct, record_path(preset_parser("combined"), lines, stamp), 3)
 
 
+ESCAPED = direct_cases.escaped_lines()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "line"), [(f, line) for f, _, line in ESCAPED], ids=[i for _, i, _ in ESCAPED]
+)
+def test_access_direct_otlp_record_of_a_line_with_escapes_equals_parse_stamp_encode(
+    fmt: str, line: bytes
+) -> None:
+    """Each escape kind at each place of each escapable field, between clean lines."""
+    lines = [*REALISTIC[fmt][:2], line, REALISTIC[fmt][2]]
+    stamp = _stamp(len(lines))
+    direct = direct_path(DIRECT_PARSERS[fmt], lines, stamp)
+    assert_same_records(direct, record_path(RECORD_PARSERS[fmt], lines, stamp), len(lines))
+
+
 def test_access_direct_otlp_records_of_a_format_without_status_have_the_default_severity() -> None:
     lines = REALISTIC[direct_cases.NO_STATUS_FORMAT][:5]
     direct, _ = writer_for(direct_cases.parser_for(direct_cases.NO_STATUS_FORMAT), OTLP_RECORDS)(
