@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from logsidecar.fastpath.encoder import DirectEncoder, SlowParse
+from logsidecar.fastpath.encoder import DirectEncoder, SlowParse, escape_marks
 from logsidecar.parse.access import AccessLogParser
 from logsidecar.record import PARSE_ERROR, LogRecord, utcnow
 from logsidecar.stamp import BatchStamp
@@ -49,7 +49,9 @@ class AccessWriter:
         data = b"\n".join(lines)
         text: str | None = None
         rows: list[tuple[Any, ...] | None] = []
-        framed = bool(lines) and data.count(b"\n") == len(lines) - 1
+        # The framing check counts the newlines of the marks (a few bytes per line), not of the batch.
+        marks = escape_marks(data) if encoder is not None else b""
+        framed = bool(lines) and marks.count(b"\n") == len(lines) - 1
         if encoder is not None and framed:
             bytes_regex = self._bytes_batch_regex() if encoder.dialect.bytes_rows and data.isascii() else None
             if bytes_regex is not None:
@@ -90,7 +92,7 @@ class AccessWriter:
         if gc_was_enabled:  # as in `AccessLogParser.parse`: no cycles are made, skip the rescans
             gc.disable()
         try:
-            return encoder.encode(data, text, lines, rows, observed, stamp, slow)
+            return encoder.encode(data, text, lines, rows, observed, stamp, slow, marks)
         finally:
             if gc_was_enabled:
                 gc.enable()

@@ -35,6 +35,7 @@ import struct
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from datetime import datetime
+from itertools import compress, count
 from typing import Any, Protocol
 
 from logsidecar.parse.access import CompiledFormat
@@ -45,7 +46,14 @@ from logsidecar.parse.request_line import request_attributes
 from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, LogRecord, utcnow
 from logsidecar.stamp import OFFSET_HEX_DIGITS, BatchStamp
 
-__all__ = ["Dialect", "DirectEncoder", "HasCompiledFormat", "SlowParse", "lines_needing_escapes"]
+__all__ = [
+    "Dialect",
+    "DirectEncoder",
+    "HasCompiledFormat",
+    "SlowParse",
+    "escape_marks",
+    "lines_needing_escapes",
+]
 
 # The fast pattern of a quoted text field: it cannot hold a quote.
 QUOTED_FAST = f"({FAST_QUOTED_TEXT})"
@@ -225,21 +233,25 @@ class DirectEncoder:
         observed: datetime,
         stamp: BatchStamp,
         slow_parse: SlowParse,
+        marks: bytes | None = None,
     ) -> tuple[Any, int]:
         """The batch's encoding and how many lines did not parse. `data` is the batch's `lines`
         joined by newlines, `text` the same decoded (None for a bytes-rows dialect), `rows` the batch
-        regex's rows (one per line, str or bytes as the dialect takes them)."""
+        regex's rows (one per line, str or bytes as the dialect takes them), `marks` its
+        `escape_marks` when the caller has them."""
         dialect = self.dialect
         offsets = dialect.offsets(stamp.end_offsets)
         values = dialect.batch_values(observed, stamp)
-        controls = has_control_bytes(data)
-        needing_escapes = lines_needing_escapes(data, controls)
+        if marks is None:
+            marks = escape_marks(data)
+        needing_escapes = lines_needing_escapes(data, marks)
         escaped: list[int] = []
         escaped_rows: list[Any] = []
         if needing_escapes:
             rows = list(rows)
             truncated = stamp.truncated
             exact_row, bytes_rows = self.compiled.exact_row, dialect.bytes_rows
+            controls = has_control_bytes(marks)
             for index in needing_escapes:
                 row = rows[index]
                 rows[index] = None
@@ -433,44 +445,29 @@ _CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f]")
 
 
 # Bytes that need escaping in JSON or unescaping from Apache's notation: control characters and the
-# backslash (`\n` only separates lines). As a `bytes.translate` deletion table: keep exactly those.
-_NOT_CONTROL = bytes(range(0x20, 0x100)) + b"\n"
-_NEEDS_ESCAPE = re.compile(rb"[\x00-\x09\x0b-\x1f\\]")
+# backslash. As a `bytes.translate` deletion table: every other byte goes (the newline stays).
+_NOT_MARK = bytes(byte for byte in range(0x20, 0x100) if byte != ord("\\"))
 
 
-def has_control_bytes(data: bytes) -> bool:
-    """True when `data` holds a control character other than the newline (one C-level pass)."""
-    return bool(data.translate(None, _NOT_CONTROL))
+def escape_marks(data: bytes) -> bytes:
+    """The newlines, backslashes and control characters of `data`, in order: one C-level pass over
+    the batch (the pass the framing check and `lines_needing_escapes` share); a clean batch gives
+    its newlines only."""
+    return data.translate(None, _NOT_MARK)
 
 
-def lines_needing_escapes(data: bytes, controls: bool | None = None) -> list[int]:
+def has_control_bytes(marks: bytes) -> bool:
+    """True when `marks` (`escape_marks`) hold a control character other than the newline."""
+    return bool(marks.translate(None, b"\n\\"))
+
+
+def lines_needing_escapes(data: bytes, marks: bytes | None = None) -> list[int]:
     """Indices of the lines of `data` (lines joined by newlines) holding a backslash or a control
-    character. The common batch has none of the latter (httpd writes them as `\\xhh`), so one C-level
-    pass rules them out (`controls`: its result when the caller has it) and backslashes are found
-    with `bytes.find`; no per-line loop either way."""
-    if controls is None:
-        controls = has_control_bytes(data)
-    found: list[int] = []
-    count, find = data.count, data.find
-    line = line_start = 0
-    position = _next_escape(data, 0, controls)
-    while position >= 0:
-        line += count(b"\n", line_start, position)
-        found.append(line)
-        end = find(b"\n", position)
-        if end < 0:
-            break
-        line += 1
-        line_start = end + 1
-        position = _next_escape(data, line_start, controls)
-    return found
-
-
-def _next_escape(data: bytes, start: int, controls: bool) -> int:
-    if controls:
-        match = _NEEDS_ESCAPE.search(data, start)
-        return -1 if match is None else match.start()
-    return data.find(b"\\", start)
+    character: the lines whose part of `marks` (`escape_marks(data)`, when the caller has them) is
+    not empty. No per-line Python loop."""
+    if marks is None:
+        marks = escape_marks(data)
+    return list(compress(count(), marks.split(b"\n")))
 
 
 def as_text(value: Any) -> Any:

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from logsidecar.fastpath import JSON_LINES, writer_for
 from logsidecar.fastpath.access_writer import AccessWriter
-from logsidecar.fastpath.encoder import PIECE_CACHE_MAX, offset_hex_list
+from logsidecar.fastpath.encoder import PIECE_CACHE_MAX, escape_marks, has_control_bytes, offset_hex_list
 from logsidecar.fastpath.json_dialect import json_encoder_for, lines_needing_escapes
 from logsidecar.parse import build_parser
 from logsidecar.parse.access import PRESETS, preset_parser
@@ -426,6 +426,9 @@ def test_lines_needing_escapes_are_exactly_those_with_a_backslash_or_a_control_b
     data = b"\n".join(lines)
     expected = [i for i, line in enumerate(lines) if b"\\" in line or any(byte < 0x20 for byte in line)]
     assert lines_needing_escapes(data) == expected
+    marks = escape_marks(data)
+    assert marks.count(b"\n") == len(lines) - 1  # what the framing check counts
+    assert has_control_bytes(marks) == any(byte < 0x20 for line in lines for byte in line)
 
 
 @given(st.lists(st.integers(min_value=0, max_value=2**64 - 1), max_size=40))
