@@ -71,6 +71,14 @@ def _text_key_value(key_prefix: bytes, data: bytes) -> bytes:
     return field(TAG_ATTRIBUTE, key_prefix + field(TAG_LEN_2, field(TAG_LEN_1, data)))
 
 
+def _long_head(key_prefix: bytes, length: int, cache: dict[int, bytes]) -> bytes:
+    """The bytes of a text KeyValue before a value of `length` bytes (any length), kept in `cache`."""
+    if len(cache) >= PIECE_CACHE_MAX:
+        cache.clear()
+    head = cache[length] = _text_key_value(key_prefix, bytes(length))[:-length]
+    return head
+
+
 def _bounded_int_key_value(key: str, value: bytes) -> bytes:
     return encode_key_value(TAG_ATTRIBUTE, key, bounded_int(value.decode()))
 
@@ -123,21 +131,15 @@ class OtlpDialect:
             "bget": body_heads.get,
             "bhead": body_head,
             "join": b"".join,
-            "text_kv": _text_key_value,
         }
 
     def text_field(
         self, emit: Emitter, number: int, var: str, key: str, quote_free: bool, namespace: dict[str, Any]
     ) -> None:
-        namespace[f"H{number}"] = _flat_heads(key)
-        namespace[f"K{number}"] = string_value(key)
         with emit.block(f"if {var} == b'-':"):
             emit.line(f"p{number} = b''")
         with emit.block("else:"):
-            emit.line(
-                f"n = len({var})",
-                f"p{number} = H{number}[n] + {var} if n < {_FLAT_MAX} else text_kv(K{number}, {var})",
-            )
+            self.text_value(emit, number, var, key, namespace)
 
     def int_field(
         self,
@@ -267,12 +269,20 @@ class OtlpDialect:
         return text.encode(), valid
 
     def text_value(self, emit: Emitter, number: int, var: str, key: str, namespace: dict[str, Any]) -> None:
+        # Short values: a head per length, made up front. Longer ones (a user agent is often
+        # longer): a head per length met, cached (bounded), instead of building the KeyValue.
         namespace[f"H{number}"] = _flat_heads(key)
         namespace[f"K{number}"] = string_value(key)
-        emit.line(
-            f"n = len({var})",
-            f"p{number} = H{number}[n] + {var} if n < {_FLAT_MAX} else text_kv(K{number}, {var})",
-        )
+        namespace[f"L{number}"] = {}
+        namespace["long_head"] = _long_head
+        emit.line(f"n = len({var})")
+        with emit.block(f"if n < {_FLAT_MAX}:"):
+            emit.line(f"p{number} = H{number}[n] + {var}")
+        with emit.block("else:"):
+            emit.line(f"h = L{number}.get(n)")
+            with emit.block("if h is None:"):
+                emit.line(f"h = long_head(K{number}, n, L{number})")
+            emit.line(f"p{number} = h + {var}")
 
     def escaped_bodies(self, lines: Sequence[bytes], indices: Sequence[int]) -> list[bytes]:
         return [lines[index] for index in indices]
