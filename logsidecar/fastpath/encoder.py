@@ -223,6 +223,7 @@ class DirectEncoder:
         namespace["INV"] = dialect.attributes_piece({INVALID_UTF8: True})
         namespace["BS"], namespace["DASH"] = ("\\", "-") if not dialect.bytes_rows else (b"\\", b"-")
         namespace["EMPTY_QUOTES"] = '""' if not dialect.bytes_rows else b'""'
+        namespace["EMPTY"] = "" if not dialect.bytes_rows else b""
         emit = Emitter()
         _emit_encode_rows(emit, compiled, dialect, namespace, escaped=False)
         _emit_encode_rows(emit, compiled, dialect, namespace, escaped=True)
@@ -426,11 +427,11 @@ def _emit_escaped_text(
     a backslash unescaped, the invalid-UTF-8 flag put before the field's own key when it is the first."""
     escapable = spec.escapable
     with emit.block(f"if {var} == DASH:"):
-        emit.line(f"p{number} = DASH[:0]")
+        emit.line(f"p{number} = EMPTY")
     with emit.block("else:"):
         if spec.kind == USER:  # `""` is how httpd writes an empty user name
             with emit.block(f"if {var} == EMPTY_QUOTES:"):
-                emit.line(f"{var} = DASH[:0]")
+                emit.line(f"{var} = EMPTY")
         if escapable:
             emit.line("fix = False")
             with emit.block(f"if BS in {var}:"):
