@@ -31,6 +31,7 @@ from logsidecar.sinks.otlp_connection import (
     grpc_credentials,
     grpc_gateway_options,
     grpc_target,
+    import_requests,
 )
 from logsidecar.sinks.otlp_settings import Compression, OtlpProtocol, OtlpSettings
 
@@ -343,15 +344,14 @@ def _nothing_to_stop() -> None:
 
 
 def _is_invalid_header(error: BaseException | None) -> bool:
-    from requests.exceptions import InvalidHeader
-
-    return isinstance(error, InvalidHeader)
+    return isinstance(error, import_requests().exceptions.InvalidHeader)
 
 
 def _session_keeping_ca_file(ca_file: str | None) -> Any:
     """A requests Session on which an explicit CA file wins. Plain requests lets REQUESTS_CA_BUNDLE or
     CURL_CA_BUNDLE in the environment override `Session.verify` (psf/requests#3829, #4726), which would
     silently ignore --otlp-ca-file in many containers. Proxies and the rest of the env still apply."""
+    import_requests()  # first: without a character detector (see there); the import below is then a lookup
     import requests
 
     class SessionKeepingCaFile(requests.Session):
