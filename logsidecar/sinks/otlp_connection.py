@@ -16,7 +16,6 @@ appear, move and vanish between minor releases; each is a few lines, so we own t
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
 import sys
@@ -114,6 +113,8 @@ def retry_after_s(value: str | None, *, now: float | None = None) -> float | Non
         pass
     else:
         return max(seconds, 0.0) if math.isfinite(seconds) else None
+    import email.utils  # here: ~0.2 MiB of email modules an OTLP/gRPC sink never needs
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
