@@ -6,6 +6,7 @@
     python benchmarks/otlp_throughput.py --skip-latency --lines 30000 --line-bytes 8192   # long lines
     python benchmarks/otlp_throughput.py --skip-latency --lines 1000000 --outputs grpc,http
     python benchmarks/otlp_throughput.py --skip-throughput --skip-latency --rss-rate 1000   # RSS at 1k/s
+    python benchmarks/otlp_throughput.py --skip-latency --lines 1000000 --outputs grpc --rss-parts  # RSS made of
 
 1. Throughput: a generated combined access log (benchmarks/generate_logs.py, fixed seed) is read from
    the beginning by `logsidecar tail --format combined`, once per output: stdout to /dev/null (the
@@ -70,6 +71,7 @@ class ThroughputResult:
     steady_lines_per_s: float
     cpu_s: float
     peak_rss_mib: float = float("nan")  # VmHWM when done
+    rss_parts: dict[str, int] | None = None  # KiB by kind of mapping at the highest RSS seen (--rss-parts)
 
     @property
     def lines_per_s(self) -> float:
@@ -128,6 +130,40 @@ def records_delivered(port: int) -> int:
                    if line.startswith("logsidecar_records_delivered_total{")))  # fmt: skip
 
 
+RSS_PARTS = False  # --rss-parts
+_PYTHON_ARENA_KIB = 1024  # CPython's small-object allocator maps its arenas 1 MiB at a time
+
+
+def rss_parts(pid: int) -> dict[str, int]:
+    """Resident KiB of the process by kind of mapping (/proc/PID/smaps): the main malloc heap,
+    CPython's 1 MiB arenas, other anonymous memory (per-thread malloc arenas, thread stacks, buffers
+    above glibc's mmap threshold), and each mapped file (shared libraries, extension modules)."""
+    parts: dict[str, int] = {}
+    kind = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields[0].endswith(":"):
+            if fields[0] == "Rss:":
+                parts[kind] = parts.get(kind, 0) + int(fields[1])
+            continue
+        low, high = (int(bound, 16) for bound in fields[0].split("-"))
+        name = fields[5] if len(fields) > 5 else ""
+        if name == "[heap]":
+            kind = "[heap] (main malloc arena)"
+        elif not name:
+            kind = "anon: Python arenas" if high - low == _PYTHON_ARENA_KIB * 1024 else "anon: other"
+        else:
+            kind = os.path.basename(name)
+    return parts
+
+
+def format_rss_parts(parts: dict[str, int], top: int = 6) -> str:
+    ranked = sorted(parts.items(), key=lambda item: -item[1])
+    shown = [f"{name} {kib / 1024:.1f}" for name, kib in ranked[:top]]
+    rest = sum(kib for _, kib in ranked[top:])
+    return ", ".join([*shown, f"the rest {rest / 1024:.1f}"])
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -175,6 +211,7 @@ def measure_throughput(
     samples: list[tuple[float, int]] = []
     first_at = delivered_at = None
     cpu = 0.0
+    highest_rss, parts, parts_at = 0.0, None, 0.0
     try:
         while True:
             offset = committed_offset(state_dir)
@@ -187,6 +224,9 @@ def measure_throughput(
             if not samples or samples[-1][1] != offset:
                 samples.append((now, offset))
             cpu = cpu_seconds(process.pid) or cpu
+            if RSS_PARTS and now - parts_at >= 0.2 and (rss := current_rss_mib(process.pid)) > highest_rss:
+                # smaps is long to read: at most 5 times a second, and only when RSS went up
+                highest_rss, parts, parts_at = rss, rss_parts(process.pid), now
             if offset >= size and delivered_at is not None:
                 peak_rss = peak_rss_mib(process.pid)
                 break
@@ -215,6 +255,7 @@ def measure_throughput(
         steady,
         cpu,
         peak_rss,
+        parts,
     )
 
 
@@ -411,7 +452,14 @@ def main() -> None:
         default=[],
         help="NAME=VALUE in the tailer's environment (repeatable), e.g. --tail-env MALLOC_ARENA_MAX=2",
     )
+    parser.add_argument(
+        "--rss-parts",
+        action="store_true",
+        help="also: what the throughput rows' RSS is made of (smaps) at the highest RSS sampled",
+    )
     args = parser.parse_args()
+    global RSS_PARTS
+    RSS_PARTS = args.rss_parts
     EXTRA_TAIL_ARGS.extend(args.tail_arg)
     EXTRA_TAIL_ENV.update(item.split("=", 1) for item in args.tail_env)
 
@@ -454,6 +502,9 @@ def main() -> None:
             print(f"{r.label:<26} {r.first_s:>8.2f} {r.delivered_s:>11.2f} {r.delivered_lines_per_s:>10,.0f} "
                   f"{r.wall_s:>14.2f} {r.lines_per_s:>10,.0f} {r.steady_lines_per_s:>15,.0f} "
                   f"{r.cpu_s / r.lines * 1e5:>17.2f} {r.peak_rss_mib:>12.1f}")  # fmt: skip
+        for r in results:
+            if r.rss_parts:
+                print(f"  {r.label}, MiB at the highest RSS sampled: {format_rss_parts(r.rss_parts)}")
 
     if args.rss_rate:
         source_log = workdir / "rate-source.log"

@@ -12,7 +12,6 @@ responses, google.rpc.Status and RetryInfo, so protobuf is never imported. Heade
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -31,6 +30,7 @@ from logsidecar.sinks.otlp_connection import (
     grpc_credentials,
     grpc_gateway_options,
     grpc_target,
+    import_requests,
 )
 from logsidecar.sinks.otlp_settings import Compression, OtlpProtocol, OtlpSettings
 
@@ -299,11 +299,14 @@ class HttpTransport:
         self._gzip = settings.compression is Compression.GZIP
         if self._gzip:
             self._headers["Content-Encoding"] = "gzip"
+            import gzip  # here: only this transport with gzip needs it (grpc compresses by itself)
+
+            self._compress = gzip.compress
 
     def prepare(self, request: bytes) -> bytes:
         if self._gzip:
             # Level 1: log text still shrinks ~5x, at a fraction of the default level-9 CPU cost.
-            return gzip.compress(request, compresslevel=1)
+            return self._compress(request, compresslevel=1)
         return request
 
     def export(self, payload: bytes, timeout_s: float) -> Outcome:
@@ -343,15 +346,14 @@ def _nothing_to_stop() -> None:
 
 
 def _is_invalid_header(error: BaseException | None) -> bool:
-    from requests.exceptions import InvalidHeader
-
-    return isinstance(error, InvalidHeader)
+    return isinstance(error, import_requests().exceptions.InvalidHeader)
 
 
 def _session_keeping_ca_file(ca_file: str | None) -> Any:
     """A requests Session on which an explicit CA file wins. Plain requests lets REQUESTS_CA_BUNDLE or
     CURL_CA_BUNDLE in the environment override `Session.verify` (psf/requests#3829, #4726), which would
     silently ignore --otlp-ca-file in many containers. Proxies and the rest of the env still apply."""
+    import_requests()  # first: without a character detector (see there); the import below is then a lookup
     import requests
 
     class SessionKeepingCaFile(requests.Session):

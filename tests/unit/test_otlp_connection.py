@@ -6,6 +6,9 @@ from __future__ import annotations
 import email.utils
 import http.server
 import logging
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,3 +183,29 @@ def test_grpc_credentials_with_an_unreadable_file_warn_naming_it(
         f"cannot read the OTLP CA certificate file {missing}: No such file or directory; going on without it"
     ]
     assert all(r.exc_info is None for r in caplog.records)  # a line, not a traceback
+
+
+def test_requests_is_imported_without_a_character_detector_that_stays_importable() -> None:
+    """In a fresh interpreter (this one may hold requests already): requests loads without
+    charset_normalizer or chardet and without a warning (-W error), and a later import of the
+    detector by anyone else still works."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from logsidecar.sinks.otlp_connection import import_requests
+        requests = import_requests()
+        assert requests.Session, requests
+        assert not [m for m in sys.modules if m.startswith(("charset_normalizer", "chardet"))], sys.modules
+        import charset_normalizer
+        assert charset_normalizer.from_bytes
+        assert import_requests() is requests
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

@@ -43,6 +43,8 @@ OTEL_SDK = ("opentelemetry.sdk",)
 DOCKER_SDK = ("docker",)
 PROTOBUF = ("google.protobuf",)
 HTTP_CLIENT = ("requests", "urllib3")
+# requests' guess at a response's encoding, which we never ask for (sinks/otlp_connection.import_requests)
+CHARACTER_DETECTORS = ("charset_normalizer", "chardet")
 PROMETHEUS = ("prometheus_client",)
 # What resolving the command costs, none of it needed while it runs (click, the settings model).
 RESOLVING = ("pydantic", "pydantic_core", "click", "logsidecar.cli", "logsidecar.settings.model")
@@ -130,7 +132,7 @@ def test_tail_to_otlp_http_loads_no_grpc_or_protobuf(tmp_path: Path) -> None:
             lambda: len(witness.bodies()) >= 1,
         )
     assert loaded(modules, HTTP_CLIENT)
-    for packages in (GRPC, OTEL_SDK, DOCKER_SDK, PROTOBUF, PROMETHEUS, RESOLVING):
+    for packages in (GRPC, OTEL_SDK, DOCKER_SDK, PROTOBUF, PROMETHEUS, RESOLVING, CHARACTER_DETECTORS):
         assert loaded(modules, packages) == []
 
 
@@ -156,6 +158,7 @@ def test_tail_to_otlp_over_https_loads_ssl_and_delivers(tmp_path: Path) -> None:
     assert witness.url.startswith("https://")
     assert loaded(modules, SSL)
     assert loaded(modules, RESOLVING) == []
+    assert loaded(modules, CHARACTER_DETECTORS) == []
 
 
 def test_tail_with_the_http_endpoint_loads_prometheus_but_not_the_settings_model(tmp_path: Path) -> None:
