@@ -18,16 +18,16 @@ def sink(**overrides: object) -> OtlpSink:
 def test_backoff_doubles_from_the_initial_delay_with_twenty_percent_jitter_up_to_the_cap() -> None:
     paced = sink(initial_backoff_s=0.5, max_backoff_s=30.0)
     for attempt, nominal in [(1, 0.5), (2, 1.0), (3, 2.0), (6, 16.0), (7, 30.0), (50, 30.0)]:
-        delays = [paced._backoff_s(attempt, None) for _ in range(200)]
+        delays = [paced._retry.backoff_s(attempt, None) for _ in range(200)]
         assert min(delays) >= nominal * 0.8 and max(delays) <= nominal * 1.2
         assert max(delays) - min(delays) > 0  # jittered, so sidecars do not retry in lockstep
 
 
 def test_server_requested_delay_is_used_as_is_but_capped() -> None:
     paced = sink(max_backoff_s=30.0)
-    assert paced._backoff_s(1, 2.5) == 2.5
-    assert paced._backoff_s(9, 0.0) == 0.0
-    assert paced._backoff_s(1, 3600.0) == 60.0  # a bogus hint cannot stall delivery for an hour
+    assert paced._retry.backoff_s(1, 2.5) == 2.5
+    assert paced._retry.backoff_s(9, 0.0) == 0.0
+    assert paced._retry.backoff_s(1, 3600.0) == 60.0  # a bogus hint cannot stall delivery for an hour
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 A real receiver (tests/support/otlp_receiver.py) is stopped while several sends of one sink are in
 flight; they back off towards `max_backoff_s`. It is started again on the same port. The first send
-that gets through ends the backoff of the others (`OtlpSink._back_off`), so every in-flight batch is
+that gets through ends the backoff of the others (`ExportRetry._back_off`), so every in-flight batch is
 delivered about one export round-trip after the first one, not each after its own backoff. Over gRPC
 with round_robin the channel reconnects by itself and says so: then even the first goes out within
 grpc's reconnect backoff of the return, not at its own next attempt. A delay the server asked for
@@ -21,7 +21,8 @@ import pytest
 from logsidecar import events
 from logsidecar.events import Event
 from logsidecar.record import LogRecord
-from logsidecar.sinks.otlp import RECOVERY_JITTER_S, OtlpSink
+from logsidecar.sinks.otlp import OtlpSink
+from logsidecar.sinks.otlp_retry import RECOVERY_JITTER_S
 from logsidecar.sinks.otlp_settings import LoadBalancing, OtlpProtocol, OtlpSettings
 from logsidecar.sinks.otlp_transport import GRPC_MAX_RECONNECT_BACKOFF_MS
 from tests.support.helpers import wait_for_async
