@@ -15,7 +15,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from logsidecar.fastpath.encoder import DirectEncoder, SlowParse, escape_marks
+from logsidecar.fastpath.batch_scan import escape_marks
+from logsidecar.fastpath.encoder import DirectEncoder, SlowParse
 from logsidecar.parse.access import AccessLogParser
 from logsidecar.record import PARSE_ERROR, LogRecord, utcnow
 from logsidecar.stamp import BatchStamp

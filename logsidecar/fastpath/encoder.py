@@ -34,29 +34,30 @@ is given; it never writes loop control itself.
 
 from __future__ import annotations
 
-import re
-import struct
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from datetime import datetime
-from itertools import compress, count
 from typing import Any, Protocol
 
+from logsidecar.fastpath.batch_scan import (
+    CONTROL_BYTE,
+    escape_marks,
+    has_control_bytes,
+    lines_needing_escapes,
+)
 from logsidecar.parse.access import CompiledFormat
 from logsidecar.parse.codegen import Emitter
 from logsidecar.parse.fields import INT, REQUEST, STATUS, STR, TIME, USER, VALUE, FieldSpec
 from logsidecar.parse.line_regex import FAST_QUOTED_TEXT
 from logsidecar.parse.request_line import request_attributes
 from logsidecar.record import FORMAT, INVALID_UTF8, PARSE_ERROR, LogRecord, utcnow
-from logsidecar.stamp import OFFSET_HEX_DIGITS, BatchStamp
+from logsidecar.stamp import BatchStamp
 
 __all__ = [
     "Dialect",
     "DirectEncoder",
     "HasCompiledFormat",
     "SlowParse",
-    "escape_marks",
-    "lines_needing_escapes",
 ]
 
 # The fast pattern of a quoted text field: it cannot hold a quote.
@@ -171,16 +172,6 @@ class Dialect(Protocol):
 UID_OFFSET = "uid_offset"
 
 
-def offset_hex_list(offsets: Sequence[int], encoded: bool = False) -> list[Any]:
-    """Every offset as OFFSET_HEX_DIGITS hex digits, one str (bytes when `encoded`) per offset:
-    `stamp.offset_hexes` cut per line, in C (one pack, one hex with a separator every 8 bytes, one
-    split) instead of a slice and an index sum per line in the generated loop."""
-    if not offsets:
-        return []
-    spaced = struct.pack(f">{len(offsets)}Q", *offsets).hex(" ", OFFSET_HEX_DIGITS // 2)
-    return spaced.encode().split(b" ") if encoded else spaced.split(" ")
-
-
 def _to_slow(emit: Emitter) -> None:
     """The line goes to the slow path: its index (the count of lines before it: each appends one
     item to `out`) is remembered, its slot in `out` left empty."""
@@ -261,7 +252,7 @@ class DirectEncoder:
                 row = rows[index]
                 rows[index] = None
                 line = lines[index]
-                if index in truncated or (controls and _CONTROL.search(line)):
+                if index in truncated or (controls and CONTROL_BYTE.search(line)):
                     continue
                 if b'\\"' in line:  # the fast row may be split at an escaped quote: the record
                     # path's row is the strict regex's (`AccessWriter.write`'s slow lines)
@@ -442,37 +433,6 @@ def _emit_escaped_text(
         if escapable:
             with emit.block("if fix:"):
                 emit.line(f"p{number} = INV + p{number}")
-
-
-# A line with a control character may have a bytes row that differs from its str row (str's `\s`
-# takes \x1c-\x1f); httpd writes none (it escapes them): such lines take the record path.
-_CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f]")
-
-
-# Bytes that need escaping in JSON or unescaping from Apache's notation: control characters and the
-# backslash. As a `bytes.translate` deletion table: every other byte goes (the newline stays).
-_NOT_MARK = bytes(byte for byte in range(0x20, 0x100) if byte != ord("\\"))
-
-
-def escape_marks(data: bytes) -> bytes:
-    """The newlines, backslashes and control characters of `data`, in order: one C-level pass over
-    the batch (the pass the framing check and `lines_needing_escapes` share); a clean batch gives
-    its newlines only."""
-    return data.translate(None, _NOT_MARK)
-
-
-def has_control_bytes(marks: bytes) -> bool:
-    """True when `marks` (`escape_marks`) hold a control character other than the newline."""
-    return bool(marks.translate(None, b"\n\\"))
-
-
-def lines_needing_escapes(data: bytes, marks: bytes | None = None) -> list[int]:
-    """Indices of the lines of `data` (lines joined by newlines) holding a backslash or a control
-    character: the lines whose part of `marks` (`escape_marks(data)`, when the caller has them) is
-    not empty. No per-line Python loop."""
-    if marks is None:
-        marks = escape_marks(data)
-    return list(compress(count(), marks.split(b"\n")))
 
 
 def as_text(value: Any) -> Any:

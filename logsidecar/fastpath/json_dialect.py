@@ -16,12 +16,8 @@ from typing import Any
 
 import orjson
 
-from logsidecar.fastpath.encoder import (
-    DirectEncoder,
-    HasCompiledFormat,
-    lines_needing_escapes,
-    offset_hex_list,
-)
+from logsidecar.fastpath.batch_scan import offset_hex_list
+from logsidecar.fastpath.encoder import DirectEncoder, HasCompiledFormat
 from logsidecar.parse.access import CompiledFormat
 from logsidecar.parse.access_builder import INT_FAST_DIGITS
 from logsidecar.parse.codegen import Emitter
@@ -30,7 +26,7 @@ from logsidecar.parse.request_line import COMMON_METHODS, PROTOCOL_TABLE, reques
 from logsidecar.record import FORMAT, LogRecord, encode_json
 from logsidecar.stamp import BatchStamp
 
-__all__ = ["JsonDialect", "json_encoder_for", "lines_needing_escapes"]
+__all__ = ["JsonDialect", "json_encoder_for"]
 
 # The C string escaper behind json.dumps: escapes '"', '\\' and control characters like orjson,
 # leaves other characters as they are, and returns str (orjson returns bytes).

@@ -36,7 +36,8 @@ from logsidecar.encoding.otlp_wire import (
     string_value,
     varint,
 )
-from logsidecar.fastpath.encoder import PIECE_CACHE_MAX, DirectEncoder, HasCompiledFormat, offset_hex_list
+from logsidecar.fastpath.batch_scan import offset_hex_list
+from logsidecar.fastpath.encoder import PIECE_CACHE_MAX, DirectEncoder, HasCompiledFormat
 from logsidecar.parse.access import CompiledFormat
 from logsidecar.parse.access_builder import INT_FAST_DIGITS
 from logsidecar.parse.codegen import Emitter

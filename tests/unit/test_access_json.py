@@ -27,8 +27,14 @@ from hypothesis import strategies as st
 
 from logsidecar.fastpath import JSON_LINES, writer_for
 from logsidecar.fastpath.access_writer import AccessWriter
-from logsidecar.fastpath.encoder import PIECE_CACHE_MAX, escape_marks, has_control_bytes, offset_hex_list
-from logsidecar.fastpath.json_dialect import json_encoder_for, lines_needing_escapes
+from logsidecar.fastpath.batch_scan import (
+    escape_marks,
+    has_control_bytes,
+    lines_needing_escapes,
+    offset_hex_list,
+)
+from logsidecar.fastpath.encoder import PIECE_CACHE_MAX
+from logsidecar.fastpath.json_dialect import json_encoder_for
 from logsidecar.parse import build_parser
 from logsidecar.parse.access import PRESETS, preset_parser
 from logsidecar.parse.detect import AutoParser
