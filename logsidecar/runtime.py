@@ -4,7 +4,8 @@
 state directory check), then replaces itself with this module (`service.handover`): same PID, same
 standard streams, and `ps` shows `python -m logsidecar.runtime --run-fd 3`. The resolved run comes on
 the inherited descriptor N. This process imports only what the run uses: no click, no pydantic, no
-settings model, no ssl unless an output needs it. SIGHUP with --config resolves again in a
+settings model, no ssl unless an output or the /metrics endpoint needs it (prometheus_client cannot
+be imported without it: `service.metrics_registry`). SIGHUP with --config resolves again in a
 short-lived child (`python -m logsidecar.cli.resolve` with the command's own arguments), so a reload
 adds nothing to this process either.
 
@@ -38,7 +39,8 @@ USAGE = f"usage: python -m logsidecar.runtime --run-fd N ({STARTED_BY})"
 def import_asyncio_without_ssl() -> None:
     """asyncio imports ssl (with _ssl, ~4.6 MiB of RSS) only to offer TLS on its own streams, which
     nothing here uses: the /metrics endpoint is plain HTTP, OTLP/gRPC brings its own TLS and
-    OTLP/HTTP's client imports ssl itself. A None in sys.modules is the import system's documented way
+    OTLP/HTTP's client imports ssl itself. (prometheus_client, for the endpoint, needs ssl to import
+    at all, so it brings ssl in: `service.metrics_registry`.) A None in sys.modules is the import system's documented way
     to make an import fail: asyncio catches the ImportError and sets its ssl to None. The entry is
     removed at once, so that a later `import ssl` (an https OTLP output, one added by a reload) loads
     it as usual."""

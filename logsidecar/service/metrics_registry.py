@@ -35,6 +35,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# With ssl: every prometheus_client import runs its package, which imports its exposition module, and
+# that one needs ssl at import time (`import ssl`, ssl constants as argument defaults, urllib.request's
+# HTTPSHandler, which exists only when ssl does). So this cannot be imported without ssl the way
+# `logsidecar.runtime` imports asyncio: --http-addr costs the process ssl and libcrypto (~4.6 MiB).
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
