@@ -38,7 +38,8 @@ from typing import Any
 # With ssl: every prometheus_client import runs its package, which imports its exposition module, and
 # that one needs ssl at import time (`import ssl`, ssl constants as argument defaults, urllib.request's
 # HTTPSHandler, which exists only when ssl does). So this cannot be imported without ssl the way
-# `logsidecar.runtime` imports asyncio: --http-addr costs the process ssl and libcrypto (~4.6 MiB).
+# `logsidecar.runtime` imports asyncio: --http-addr costs the process ssl and libcrypto too (~3.9 MiB
+# of RSS, of the endpoint's ~7: benchmarks/import_memory.py --rss-only).
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
