@@ -39,11 +39,11 @@ USAGE = f"usage: python -m logsidecar.runtime --run-fd N ({STARTED_BY})"
 def import_asyncio_without_ssl() -> None:
     """asyncio imports ssl (with _ssl, ~4.6 MiB of RSS) only to offer TLS on its own streams, which
     nothing here uses: the /metrics endpoint is plain HTTP, OTLP/gRPC brings its own TLS and
-    OTLP/HTTP's client imports ssl itself. (prometheus_client, for the endpoint, needs ssl to import
-    at all, so it brings ssl in: `service.metrics_registry`.) A None in sys.modules is the import system's documented way
-    to make an import fail: asyncio catches the ImportError and sets its ssl to None. The entry is
-    removed at once, so that a later `import ssl` (an https OTLP output, one added by a reload) loads
-    it as usual."""
+    OTLP/HTTP's client imports ssl itself. (prometheus_client, for the endpoint, cannot be imported
+    without ssl, so it brings ssl in: `service.metrics_registry`.) A None in sys.modules is the
+    import system's documented way to make an import fail: asyncio catches the ImportError and sets
+    its ssl to None. The entry is removed at once, so that a later `import ssl` (an https OTLP
+    output, one added by a reload) loads it as usual."""
     if "ssl" in sys.modules or "asyncio" in sys.modules:
         return
     sys.modules["ssl"] = None  # type: ignore[assignment]

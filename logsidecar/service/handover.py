@@ -1,7 +1,8 @@
 """Handing a resolved run over to the lean runtime: `logsidecar tail` validates with click and
 pydantic, then replaces itself (`exec_runtime`) with `python -m logsidecar.runtime --run-fd N`, which
-reads the run (`read_run`) and runs it; on SIGHUP it resolves again in a child (`resolve_again`). The process stays the same (PID, so PID 1 in a container
-stays PID 1; standard streams; the parent's signals) but without the ~20 MiB that resolving cost.
+reads the run (`read_run`) and runs it; on SIGHUP it resolves again in a child (`resolve_again`).
+The process stays the same (PID, so PID 1 in a container stays PID 1; standard streams; the parent's
+signals) but without the ~15 MiB that resolving cost.
 
 The run goes through an inherited memfd, never argv or the environment: it may hold secrets (OTLP
 headers), and /proc/PID/cmdline and /proc/PID/environ are readable by others. The bytes are JSON
@@ -31,6 +32,8 @@ RESOLVE_TIMEOUT_S = 60.0  # a config file on a slow mount; the running pipeline 
 RUN_FD_OPTION = "--run-fd"
 # Blocked from the exec until the runtime has its handler (see the module docstring).
 HELD_SIGNALS = {signal.SIGTERM}
+# A resolved run is a few KiB; a descriptor that gives more was not handed over by `tail` (`read_run`).
+MAX_RUN_BYTES = 16 * 1024 * 1024
 
 
 def exec_runtime(run: ResolvedRun) -> None:
@@ -83,9 +86,13 @@ def python_module_command(module: str, *arguments: str) -> list[str]:
 
 def read_run(fd: int) -> ResolvedRun:
     """The run handed over on descriptor `fd` (closed after reading). Raises OSError, or ValueError
-    naming the field for bytes that are not a run."""
+    naming the field for bytes that are not a run; reads at most MAX_RUN_BYTES (the descriptor may be
+    anything: /dev/zero would otherwise be read until memory runs out)."""
     with open(fd, "rb") as handle:
-        return ResolvedRun.from_bytes(handle.read())
+        data = handle.read(MAX_RUN_BYTES + 1)
+    if len(data) > MAX_RUN_BYTES:
+        raise ValueError(f"more than {MAX_RUN_BYTES} bytes: not a run handed over by `logsidecar tail`")
+    return ResolvedRun.from_bytes(data)
 
 
 def resolve_again(arguments: tuple[str, ...]) -> ResolvedRun:

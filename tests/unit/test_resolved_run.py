@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,20 @@ def test_random_json_in_a_field_gives_a_run_or_a_value_error_naming_it(
         # Named at the field or below it (mapping keys are written ['key'], fields .name).
         named = str(exc).split(": ")[0].replace("['", ".").replace("']", "")
         assert named.startswith(where.replace("['", ".").replace("']", "")), (where, str(exc))
+
+
+def test_a_descriptor_that_gives_more_than_a_run_could_be_is_refused_without_reading_it_all(
+    tmp_path: Path,
+) -> None:
+    """`python -m logsidecar.runtime --run-fd N` may be started on any descriptor (/dev/zero, a huge
+    file): read_run stops one byte past MAX_RUN_BYTES and refuses, naming why."""
+    from logsidecar.service import handover
+
+    oversized = tmp_path / "oversized"
+    with oversized.open("wb") as handle:
+        handle.truncate(handover.MAX_RUN_BYTES + 4096)  # sparse: no real write of 16 MiB
+    fd = os.open(oversized, os.O_RDONLY)
+    with pytest.raises(ValueError, match="more than"):
+        handover.read_run(fd)
+    with pytest.raises(OSError):  # closed, like a descriptor that held a run
+        os.fstat(fd)
