@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable
 from typing import Any
 
 
@@ -128,21 +127,27 @@ def _serve(run: Any, own_logs: Any) -> int:
         return 1
 
 
-def _rebuild(arguments: tuple[str, ...] | None) -> Callable[[], Any] | None:
-    """SIGHUP's new plan: the command line resolved again in a child (None: no config file)."""
+def _rebuild(arguments: tuple[str, ...] | None) -> Any:
+    """SIGHUP's new plan: the command line resolved again in a child, which a worker thread waits for
+    (the event loop goes on), then built on the loop (`service.supervisor.Reload`). None: no config
+    file."""
     if arguments is None:
         return None
+    from logsidecar.service.supervisor import Reload
 
-    def rebuild() -> Any:
-        from logsidecar import redact
+    def resolve() -> Any:
         from logsidecar.service.handover import resolve_again
+
+        return resolve_again(arguments)
+
+    def build(run: Any) -> Any:
+        from logsidecar import redact
         from logsidecar.service.plan import build_plan
 
-        run = resolve_again(arguments)
         redact.remember_all(run.secrets)
         return build_plan(run)
 
-    return rebuild
+    return Reload(resolve=resolve, build=build)
 
 
 if __name__ == "__main__":

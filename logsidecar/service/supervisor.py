@@ -24,6 +24,11 @@ the running pipeline goes on untouched. Valid -> the running pipeline stops grac
 batches settle, checkpoints are written) and a new one starts in the same process on the same state
 directory, so every file resumes at its committed offset: nothing lost, nothing repeated (an
 in-memory checkpoint store, `--state-dir none`, is carried over). Then config_reloaded.
+The resolution (`Reload.resolve`: the config read again, in a child process for the lean runtime)
+runs in a worker thread, so that reading, delivery and /livez go on while it lasts (a config on a
+slow mount); the plan is built and swapped in on the event loop. A SIGHUP while one is resolving
+asks for one more resolution after it (any number of them coalesce into one: the file is read as
+it is then). A stop while one is resolving wins: its result is dropped, no new pipeline starts.
 """
 
 from __future__ import annotations
@@ -58,6 +63,16 @@ EXIT_STOPPED_SHORT = 3
 
 
 @dataclass(frozen=True, slots=True)
+class Reload:
+    """How SIGHUP gets the next plan: `resolve` may block (it runs in a worker thread); `build` turns
+    its result into the plan on the event loop. Both raise ConfigError (or FormatError/ValueError)
+    for settings that are refused."""
+
+    resolve: Callable[[], Any]
+    build: Callable[[Any], Plan]
+
+
+@dataclass(frozen=True, slots=True)
 class StopOutcome:
     deadline: float | None  # the last pipeline's stop deadline (time.monotonic()), None if it never stopped
     exit_code: int  # 0, or EXIT_STOPPED_SHORT
@@ -69,12 +84,15 @@ class Supervisor:
     State, changed only on the event loop (signal handlers run there):
     - `stopping`: a stop was requested; the current pipeline drains and `run` returns.
     - `next_plan`: a reload was built and waits for the current pipeline to stop.
+    - `_reloading`: the task resolving a reload; `_reload_again`: a SIGHUP came meanwhile.
+
+    `rebuild` is a `Reload`, or a callable that returns the plan (called on the loop, blocking it).
     """
 
     def __init__(
         self,
         plan: Plan,
-        rebuild: Callable[[], Plan] | None,
+        rebuild: Reload | Callable[[], Plan] | None,
         selflog: SelfLog,
         source_factory: Callable[[Plan], Any] | None = None,
     ) -> None:
@@ -84,7 +102,11 @@ class Supervisor:
         self._source_factory = source_factory
         self.stopping = False
         self.next_plan: Plan | None = None
+        if rebuild is not None and not isinstance(rebuild, Reload):
+            rebuild = Reload(resolve=_nothing, build=_called(rebuild))
         self._rebuild = rebuild  # None: no config file to read again
+        self._reloading: asyncio.Task[None] | None = None
+        self._reload_again = False
         self._selflog = selflog
         self._running = LiveRun()
         self._telemetry: Telemetry | None = None
@@ -110,8 +132,31 @@ class Supervisor:
             else:
                 events.emit(ConfigErrorEvent(reason="SIGHUP ignored: no --config file to read again"))
             return
+        if self.stopping:
+            return
+        if self._reloading is not None:  # coalesced: read once more when the current one is done
+            self._reload_again = True
+            return
+        self._reloading = asyncio.get_running_loop().create_task(self._reload(self._rebuild))
+
+    async def _reload(self, rebuild: Reload) -> None:
         try:
-            new_plan = self._rebuild()
+            while True:
+                self._reload_again = False
+                self._reload_once(rebuild, await _resolved(rebuild))
+                if not self._reload_again or self.stopping:
+                    return
+        finally:
+            self._reloading = None
+
+    def _reload_once(self, rebuild: Reload, resolved: tuple[Any, BaseException | None]) -> None:
+        value, error = resolved
+        try:
+            if error is not None:
+                raise error
+            if self.stopping:  # the stop wins: no new plan is built or started
+                return
+            new_plan = rebuild.build(value)
         except ConfigError as exc:
             self._refuse_reload(exc.errors)
             return
@@ -140,6 +185,9 @@ class Supervisor:
         try:
             while True:
                 deadline = await self._run_one(self.plan)
+                if self.stopping and self._reloading is not None:
+                    # Its refusal is still worth a line; not beyond the stop's budget (a stalled mount).
+                    await asyncio.wait({self._reloading}, timeout=_left_until(deadline))
                 if self.stopping or self.next_plan is None:
                     pipeline = self._running.pipeline
                     short = pipeline is not None and pipeline.stopped_short
@@ -147,6 +195,8 @@ class Supervisor:
                 previous, self.plan, self.next_plan = self.plan, self.next_plan, None
                 _announce_reload(previous, self.plan)
         finally:
+            if self._reloading is not None:  # a resolution still running is not waited for
+                self._reloading.cancel()
             if self._telemetry is not None:
                 await self._telemetry.stop()
 
@@ -216,6 +266,26 @@ class Supervisor:
         if self._telemetry is None and run.http_addr is not None:
             self._telemetry = Telemetry(run, self._running)
             await self._telemetry.start()
+
+
+async def _resolved(rebuild: Reload) -> tuple[Any, BaseException | None]:
+    """`rebuild.resolve()` in a worker thread: its value, or the refusal it raised."""
+    try:
+        return await asyncio.to_thread(rebuild.resolve), None
+    except (ConfigError, FormatError, ValueError) as exc:
+        return None, exc
+
+
+def _left_until(deadline: float | None) -> float:
+    return 0.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+
+def _nothing() -> None:
+    return None
+
+
+def _called(rebuild: Callable[[], Plan]) -> Callable[[Any], Plan]:
+    return lambda _: rebuild()
 
 
 def _announce_reload(previous: Plan, plan: Plan) -> None:
