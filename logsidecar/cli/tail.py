@@ -191,7 +191,7 @@ def _serve(
     replaced by the lean runtime once everything is validated (`logsidecar.runtime`); None, or when
     that is impossible: the run goes on in this process."""
     from logsidecar.service.plan import build_plan
-    from logsidecar.service.supervisor import Supervisor, run_until_exit
+    from logsidecar.service.supervisor import Reload, Supervisor, run_until_exit
 
     path_map = tuple(attach.get("path_map") or ())
 
@@ -206,7 +206,8 @@ def _serve(
         plan = built(settings)
     except (ConfigError, FormatError, ValueError) as exc:
         raise click.UsageError(redact(str(exc))) from None
-    rebuild = (lambda: built(load())) if load is not None else None
+    # The file is read in a worker thread (a slow mount must not stop the loop), built on the loop.
+    rebuild = Reload(resolve=load, build=built) if load is not None else None
     state_dir = plan.tail_options.state_dir
     if state_dir is not None:
         from logsidecar.tail.state_files import StateDirUnusable, check_state_dir

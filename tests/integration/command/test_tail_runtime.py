@@ -121,6 +121,46 @@ def test_when_the_exec_fails_the_run_goes_on_in_the_tail_process(tmp_path: Path)
     assert said[0]["level"] == "debug"
 
 
+def test_a_reload_in_the_tail_process_adds_an_input_and_refuses_a_bad_file(tmp_path: Path) -> None:
+    """The in-process path (the exec failed: same fault as above) reloads too: the file is read in a
+    worker thread, the plan built on the loop."""
+    first, second = tmp_path / "a.log", tmp_path / "b.log"
+    first.write_bytes(LINE)
+    second.write_bytes(LINE.replace(b"/runtime", b"/second"))
+    config = tmp_path / "logsidecar.toml"
+    config.write_text(f'[[inputs]]\npaths = ["{first}"]\nformat = "combined"\n')
+    script = f"import sys; sys.executable = {str(tmp_path / 'no-such-python')!r}; from logsidecar.cli import run; run()"
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, "tail", "--config", str(config), "--start-at", "beginning",
+         "--state-dir", str(tmp_path / "state"), "--log-format", "json"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])},
+    )  # fmt: skip
+    assert child.stdout is not None
+    try:
+        assert b"/runtime" in child.stdout.readline()
+        config.write_text(f'[[inputs]]\npaths = ["{first}", "{second}"]\nformat = "combined"\n')
+        child.send_signal(signal.SIGHUP)
+        assert b"/second" in child.stdout.readline()  # the new input, from the reloaded file
+        config.write_text(f'[[inputs]]\npaths = ["{first}"]\nfromat = "combined"\n')
+        child.send_signal(signal.SIGHUP)
+        with first.open("ab") as handle:  # the running pipeline goes on
+            handle.write(LINE.replace(b"/runtime", b"/after"))
+        assert b"/after" in child.stdout.readline()
+        cmdline = Path(f"/proc/{child.pid}/cmdline").read_bytes().split(b"\0")
+    finally:
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 0, stderr.decode()
+    assert cmdline[1] == b"-c"  # still the `tail` process
+    events = [orjson.loads(line) for line in stderr.splitlines() if line.startswith(b"{")]
+    reloaded = [e for e in events if e["event"] == "config_reloaded"]
+    assert [e["inputs_added"] for e in reloaded] == [[str(second)]]
+    refused = [e for e in events if e["event"] == "config_error"]
+    assert len(refused) == 1 and any("fromat" in line for line in refused[0]["errors"]), refused
+    assert refused[0]["reason"] == "reload refused; still running the previous settings"
+
+
 def test_the_runtime_is_this_logsidecar_not_one_in_the_working_directory(tmp_path: Path) -> None:
     """`python -m` puts the working directory first on sys.path; a `logsidecar` there (a source
     checkout of another version) must not become the runtime of the installed one."""
