@@ -28,7 +28,8 @@ The resolution (`Reload.resolve`: the config read again, in a child process for 
 runs in a worker thread, so that reading, delivery and /livez go on while it lasts (a config on a
 slow mount); the plan is built and swapped in on the event loop. A SIGHUP while one is resolving
 asks for one more resolution after it (any number of them coalesce into one: the file is read as
-it is then). A stop while one is resolving wins: its result is dropped, no new pipeline starts.
+it is then). A stop while one is resolving wins: no new pipeline starts; a refusal that comes
+before the stop's deadline is still logged (a stalled resolution is not waited for beyond it).
 """
 
 from __future__ import annotations
