@@ -35,11 +35,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# With ssl: every prometheus_client import runs its package, which imports its exposition module, and
-# that one needs ssl at import time (`import ssl`, ssl constants as argument defaults, urllib.request's
-# HTTPSHandler, which exists only when ssl does). So this cannot be imported without ssl the way
-# `logsidecar.runtime` imports asyncio: --http-addr costs the process ssl and libcrypto too (~3.9 MiB
-# of RSS, of the endpoint's ~7: benchmarks/import_memory.py --rss-only).
+# Brings ssl in (~3.9 MiB of the endpoint's ~7): prometheus_client's package imports its exposition
+# module, which needs ssl at import time, so it cannot be imported ssl-free as `runtime` does asyncio.
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
