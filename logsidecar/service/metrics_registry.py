@@ -35,8 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# Brings ssl in (~3.9 MiB of the endpoint's ~7): prometheus_client's package imports its exposition
-# module, which needs ssl at import time, so it cannot be imported ssl-free as `runtime` does asyncio.
+# Brings ssl in (~3.9 MiB): its exposition module needs ssl to import (unlike asyncio, see `runtime`).
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
