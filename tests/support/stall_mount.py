@@ -8,8 +8,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+
+import pytest
 
 from tests.support.helpers import wait_for
 from tests.support.paths import REPO_ROOT
@@ -86,3 +89,15 @@ class StallMount:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.close()
+
+
+def stall_mount_in(directory: Path, name: str) -> Iterator[StallMount]:
+    """A fixture's body: the stall mount at `directory`/nfs serving one file `name`, or the test
+    skipped with the reason FUSE is not usable here."""
+    reason = fuse_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    mountpoint = directory / "nfs"
+    mountpoint.mkdir()
+    with StallMount(mountpoint, name) as mounted:
+        yield mounted

@@ -8,15 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stall_mount import StallMount, fuse_unavailable
+from tests.support.stall_mount import StallMount, stall_mount_in
 
 
 @pytest.fixture
 def mount(tmp_path: Path) -> Iterator[StallMount]:
-    reason = fuse_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    mountpoint = tmp_path / "nfs"
-    mountpoint.mkdir()
-    with StallMount(mountpoint, "access.log") as mounted:
-        yield mounted
+    yield from stall_mount_in(tmp_path, "access.log")

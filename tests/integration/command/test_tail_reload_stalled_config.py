@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.helpers import append_lines, wait_for
 from tests.support.otlp_receiver import free_port
-from tests.support.stall_mount import StallMount, fuse_unavailable
+from tests.support.stall_mount import StallMount, stall_mount_in
 from tests.support.tail_command import TailProcess
 
 PROBE_TIMEOUT_S = 1.0  # Kubernetes' default timeoutSeconds of a probe
@@ -27,13 +27,7 @@ RESOLVER = b"logsidecar.cli.resolve"
 
 @pytest.fixture
 def config_mount(tmp_path: Path) -> Iterator[StallMount]:
-    reason = fuse_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    mountpoint = tmp_path / "nfs"
-    mountpoint.mkdir()
-    with StallMount(mountpoint, "logsidecar.toml") as mounted:
-        yield mounted
+    yield from stall_mount_in(tmp_path, "logsidecar.toml")
 
 
 def start(tmp_path: Path, mount: StallMount, *extra: str) -> tuple[TailProcess, Path, int]:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.support.otlp_receiver import HttpWitness, wait_for
 from tests.support.paths import REPO_ROOT
@@ -59,40 +60,6 @@ def test_the_runtime_is_the_same_process_and_holds_its_run_nowhere_readable(tmp_
     assert b"s3cret" not in stderr
 
 
-def test_a_reload_through_the_child_adds_an_input_and_refuses_a_bad_file(tmp_path: Path) -> None:
-    first, second = tmp_path / "a.log", tmp_path / "b.log"
-    first.write_bytes(LINE)
-    second.write_bytes(LINE.replace(b"/runtime", b"/second"))
-    config = tmp_path / "logsidecar.toml"
-    config.write_text(f'[[inputs]]\npaths = ["{first}"]\nformat = "combined"\n')
-    child = subprocess.Popen(
-        [sys.executable, "-m", "logsidecar", "tail", "--config", str(config), "--start-at", "beginning",
-         "--state-dir", str(tmp_path / "state"), "--log-format", "json"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    assert child.stdout is not None and child.stderr is not None
-    try:
-        assert b"/runtime" in child.stdout.readline()
-        config.write_text(f'[[inputs]]\npaths = ["{first}", "{second}"]\nformat = "combined"\n')
-        child.send_signal(signal.SIGHUP)
-        assert b"/second" in child.stdout.readline()  # the new input, from the reloaded file
-        config.write_text(f'[[inputs]]\npaths = ["{first}"]\nfromat = "combined"\n')
-        child.send_signal(signal.SIGHUP)
-        time.sleep(0.1)
-        with first.open("ab") as handle:  # the running pipeline goes on
-            handle.write(LINE.replace(b"/runtime", b"/after"))
-        assert b"/after" in child.stdout.readline()
-    finally:
-        child.send_signal(signal.SIGTERM)
-        _, stderr = child.communicate(timeout=30)
-    assert child.returncode == 0, stderr.decode()
-    events = [orjson.loads(line) for line in stderr.splitlines() if line.startswith(b"{")]
-    reloaded = [e for e in events if e["event"] == "config_reloaded"]
-    assert [e["inputs_added"] for e in reloaded] == [[str(second)]]
-    refused = [e for e in events if e["event"] == "config_error"]
-    assert len(refused) == 1 and any("fromat" in line for line in refused[0]["errors"]), refused
-
-
 def test_when_the_exec_fails_the_run_goes_on_in_the_tail_process(tmp_path: Path) -> None:
     # The fault: an interpreter path that cannot be started. It cannot be produced for the real
     # interpreter while it runs, so the command is started with sys.executable pointing elsewhere.
@@ -121,22 +88,30 @@ def test_when_the_exec_fails_the_run_goes_on_in_the_tail_process(tmp_path: Path)
     assert said[0]["level"] == "debug"
 
 
-def test_a_reload_in_the_tail_process_adds_an_input_and_refuses_a_bad_file(tmp_path: Path) -> None:
-    """The in-process path (the exec failed: same fault as above) reloads too: the file is read in a
-    worker thread, the plan built on the loop."""
+@pytest.mark.parametrize("exec_fails", [False, True], ids=["runtime", "in-process"])
+def test_a_reload_adds_an_input_and_refuses_a_bad_file(tmp_path: Path, exec_fails: bool) -> None:
+    """SIGHUP reads the file again: in the runtime through the resolving child; in the `tail` process
+    (the exec failed: the same fault as in the test above) in a worker thread. Either way the plan is
+    built on the loop, a new input is followed and a bad file keeps the running pipeline."""
     first, second = tmp_path / "a.log", tmp_path / "b.log"
     first.write_bytes(LINE)
     second.write_bytes(LINE.replace(b"/runtime", b"/second"))
     config = tmp_path / "logsidecar.toml"
     config.write_text(f'[[inputs]]\npaths = ["{first}"]\nformat = "combined"\n')
-    script = f"import sys; sys.executable = {str(tmp_path / 'no-such-python')!r}; from logsidecar.cli import run; run()"
+    arguments = ["tail", "--config", str(config), "--start-at", "beginning",
+                 "--state-dir", str(tmp_path / "state"), "--log-format", "json"]  # fmt: skip
+    if exec_fails:
+        missing = tmp_path / "no-such-python"
+        script = f"import sys; sys.executable = {str(missing)!r}; from logsidecar.cli import run; run()"
+        command = [sys.executable, "-c", script, *arguments]
+    else:
+        command = [sys.executable, "-m", "logsidecar", *arguments]
+    path = os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
     child = subprocess.Popen(
-        [sys.executable, "-c", script, "tail", "--config", str(config), "--start-at", "beginning",
-         "--state-dir", str(tmp_path / "state"), "--log-format", "json"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])},
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": path},
     )  # fmt: skip
-    assert child.stdout is not None
+    assert child.stdout is not None and child.stderr is not None
     try:
         assert b"/runtime" in child.stdout.readline()
         config.write_text(f'[[inputs]]\npaths = ["{first}", "{second}"]\nformat = "combined"\n')
@@ -144,6 +119,7 @@ def test_a_reload_in_the_tail_process_adds_an_input_and_refuses_a_bad_file(tmp_p
         assert b"/second" in child.stdout.readline()  # the new input, from the reloaded file
         config.write_text(f'[[inputs]]\npaths = ["{first}"]\nfromat = "combined"\n')
         child.send_signal(signal.SIGHUP)
+        time.sleep(0.1)
         with first.open("ab") as handle:  # the running pipeline goes on
             handle.write(LINE.replace(b"/runtime", b"/after"))
         assert b"/after" in child.stdout.readline()
@@ -152,7 +128,10 @@ def test_a_reload_in_the_tail_process_adds_an_input_and_refuses_a_bad_file(tmp_p
         child.send_signal(signal.SIGTERM)
         _, stderr = child.communicate(timeout=30)
     assert child.returncode == 0, stderr.decode()
-    assert cmdline[1] == b"-c"  # still the `tail` process
+    if exec_fails:
+        assert cmdline[1] == b"-c"  # still the `tail` process
+    else:
+        assert b"logsidecar.runtime" in cmdline, cmdline
     events = [orjson.loads(line) for line in stderr.splitlines() if line.startswith(b"{")]
     reloaded = [e for e in events if e["event"] == "config_reloaded"]
     assert [e["inputs_added"] for e in reloaded] == [[str(second)]]
